@@ -1,0 +1,71 @@
+# hfisher — two commands on a fresh Debian 12 machine:
+#   make demo    runs the main job (until the continual-learning driver lands:
+#                the batched-kernel comparison against OpenBLAS)
+#   make test    builds and runs the unit tests with ctest
+# Both install the Debian packages they need and build Kokkos + Kokkos Kernels
+# 3.4.1 (OpenMP + Serial) from Debian's trilinos source package into .deps/
+# (reused by later runs). To use your own Kokkos / Kokkos Kernels instead:
+#   make test Kokkos_ROOT=/path KokkosKernels_ROOT=/path
+# Other targets: make install PREFIX=<dir>, make cuda-build (compile + link
+# with CUDA, no GPU needed), make perf, make clean.
+
+SHELL := /bin/bash
+ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
+DEPS ?= $(ROOT)/.deps
+BUILD ?= $(ROOT)/build
+BUILD_CUDA ?= $(ROOT)/build-cuda
+JOBS ?= $(shell nproc)
+PREFIX ?= /usr/local
+CMAKE_EXTRA ?=
+export HFISHER_DEPS_DIR := $(DEPS)
+
+ifdef Kokkos_ROOT
+  KOKKOS_PREFIX := $(Kokkos_ROOT)
+  KK_PREFIX := $(if $(KokkosKernels_ROOT),$(KokkosKernels_ROOT),$(Kokkos_ROOT))
+  DEPS_STEP := true
+else
+  KOKKOS_PREFIX := $(DEPS)/kokkos-openmp
+  KK_PREFIX := $(DEPS)/kokkos-openmp
+  DEPS_STEP := $(ROOT)/cmake/setup-deps.sh openmp
+endif
+
+.PHONY: all deps build test demo perf install cuda-deps cuda-build clean
+
+all: build
+
+deps:
+	@$(DEPS_STEP)
+
+$(BUILD)/CMakeCache.txt:
+	@$(DEPS_STEP)
+	cmake -S $(ROOT) -B $(BUILD) -DCMAKE_BUILD_TYPE=Release \
+	  -DKokkos_ROOT=$(KOKKOS_PREFIX) -DKokkosKernels_ROOT=$(KK_PREFIX) $(CMAKE_EXTRA)
+
+build: deps $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS)
+
+test: build
+	cd $(BUILD) && OMP_PROC_BIND=false ctest --output-on-failure
+
+demo: build
+	OMP_PROC_BIND=false $(BUILD)/drivers/hfisher-bench kernels --output $(ROOT)/results/kernels
+
+perf: demo
+
+install: build
+	cmake --install $(BUILD) --prefix $(PREFIX)
+
+cuda-deps:
+	@$(ROOT)/cmake/setup-deps.sh cuda
+
+# Compile and link library, tests, perf tests and drivers for CUDA (sm_80
+# SASS + PTX that sm_90 JIT-compiles, plus sm_90 SASS). Runs nothing.
+cuda-build: cuda-deps
+	cmake -S $(ROOT) -B $(BUILD_CUDA) -DCMAKE_BUILD_TYPE=Release \
+	  -DCMAKE_CXX_COMPILER=$(DEPS)/src/kokkos-cuda-src/bin/nvcc_wrapper \
+	  -DKokkos_ROOT=$(DEPS)/kokkos-cuda -DKokkosKernels_ROOT=$(DEPS)/kokkos-cuda \
+	  -DHFISHER_ENABLE_CUDA=ON $(CMAKE_EXTRA)
+	cmake --build $(BUILD_CUDA) -j $(JOBS)
+
+clean:
+	rm -rf $(BUILD) $(BUILD_CUDA)

@@ -1,0 +1,103 @@
+#pragma once
+/// \file validate.hpp
+/// \brief Checks run at the public boundary: NaN/Inf scans of batched views
+/// (one parallel reduction that finds the first bad entry) and per-entry
+/// status reports written by kernels.
+
+#include <hfisher/core/error.hpp>
+#include <hfisher/core/math.hpp>
+#include <hfisher/core/types.hpp>
+
+#include <string>
+
+namespace hfisher {
+namespace detail {
+
+/// Throws if any entry of the rank-3 view A is NaN or Inf, naming the batch
+/// entry and position of the first one.
+template <class ExecSpace, class View3>
+void check_finite3(const ExecSpace& space, const View3& A, const char* where, const char* arg) {
+  static_assert(View3::rank == 3, "check_finite3 needs a rank-3 view");
+  const long nb = A.extent(0), m = A.extent(1), n = A.extent(2);
+  if (nb * m * n == 0) return;
+  long first = nb * m * n;
+  Kokkos::parallel_reduce(
+      "hfisher::check_finite", Kokkos::RangePolicy<ExecSpace>(space, 0, nb),
+      KOKKOS_LAMBDA(const long b, long& f) {
+        for (long i = 0; i < m; ++i)
+          for (long j = 0; j < n; ++j)
+            if (!math::isfinite(A(b, i, j))) {
+              const long idx = (b * m + i) * n + j;
+              if (idx < f) f = idx;
+              return;
+            }
+      },
+      Kokkos::Min<long>(first));
+  if (first < nb * m * n) {
+    const long b = first / (m * n), i = (first / n) % m, j = first % n;
+    throw Error(concat(where, ": argument ", arg, " has a non-finite value (NaN or Inf) at batch entry ", b,
+                       ", position (", i, ", ", j, ")"));
+  }
+}
+
+/// Same for a rank-2 view (batch, n).
+template <class ExecSpace, class View2>
+void check_finite2(const ExecSpace& space, const View2& v, const char* where, const char* arg) {
+  static_assert(View2::rank == 2, "check_finite2 needs a rank-2 view");
+  const long nb = v.extent(0), n = v.extent(1);
+  if (nb * n == 0) return;
+  long first = nb * n;
+  Kokkos::parallel_reduce(
+      "hfisher::check_finite", Kokkos::RangePolicy<ExecSpace>(space, 0, nb),
+      KOKKOS_LAMBDA(const long b, long& f) {
+        for (long i = 0; i < n; ++i)
+          if (!math::isfinite(v(b, i))) {
+            const long idx = b * n + i;
+            if (idx < f) f = idx;
+            return;
+          }
+      },
+      Kokkos::Min<long>(first));
+  if (first < nb * n) {
+    throw Error(concat(where, ": argument ", arg, " has a non-finite value (NaN or Inf) at batch entry ",
+                       first / n, ", index ", first % n));
+  }
+}
+
+/// Returns the first batch entry whose status is non-zero, or -1.
+template <class ExecSpace, class IntView>
+long first_failure(const ExecSpace& space, const IntView& info) {
+  const long nb = info.extent(0);
+  long first = nb;
+  Kokkos::parallel_reduce(
+      "hfisher::first_failure", Kokkos::RangePolicy<ExecSpace>(space, 0, nb),
+      KOKKOS_LAMBDA(const long b, long& f) {
+        if (info(b) != 0 && b < f) f = b;
+      },
+      Kokkos::Min<long>(first));
+  return first < nb ? first : -1;
+}
+
+/// Reads one element of a device view on the host.
+template <class View1>
+typename View1::non_const_value_type read_entry(const View1& v, long i) {
+  typename View1::non_const_value_type x{};
+  Kokkos::deep_copy(Kokkos::View<typename View1::non_const_value_type, Kokkos::HostSpace>(&x),
+                    Kokkos::subview(v, i));
+  return x;
+}
+
+inline void check_batch(long got, long want, const char* where, const char* arg) {
+  require(got == want, where, "argument ", arg, " has batch size ", got, ", expected ", want);
+}
+
+inline void check_extent(long got, long want, const char* where, const char* arg, const char* dim) {
+  require(got == want, where, "argument ", arg, " has ", dim, " = ", got, ", expected ", want);
+}
+
+inline void check_tol(double tol, const char* where) {
+  require(tol > 0.0 && tol < 1.0 && tol == tol, where, "tolerance must lie in (0, 1), got ", tol);
+}
+
+}  // namespace detail
+}  // namespace hfisher

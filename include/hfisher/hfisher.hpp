@@ -1,0 +1,19 @@
+#pragma once
+/// \file hfisher.hpp
+/// \brief The public API of hfisher.
+
+#include <hfisher/core/error.hpp>
+#include <hfisher/core/math.hpp>
+#include <hfisher/core/random.hpp>
+#include <hfisher/core/scope_guard.hpp>
+#include <hfisher/core/types.hpp>
+#include <hfisher/core/validate.hpp>
+#include <hfisher/kernels/cholesky.hpp>
+#include <hfisher/kernels/gemm.hpp>
+#include <hfisher/kernels/lowrank.hpp>
+#include <hfisher/kernels/padding.hpp>
+#include <hfisher/kernels/qr.hpp>
+#include <hfisher/kernels/randomized.hpp>
+#include <hfisher/kernels/svd.hpp>
+#include <hfisher/kernels/syev.hpp>
+#include <hfisher/kernels/trsm.hpp>

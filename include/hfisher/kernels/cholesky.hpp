@@ -1,0 +1,197 @@
+#pragma once
+/// \file cholesky.hpp
+/// \brief Batched Cholesky factorization A_b = L_b L_b^T (lower), solve and
+/// log-determinant. Blocked left-looking: per panel of 32 columns one
+/// KokkosBatched GEMM update, an unblocked team Cholesky of the diagonal
+/// block and one KokkosBatched TRSM; one launch for the whole batch.
+
+#include <hfisher/core/math.hpp>
+#include <hfisher/core/types.hpp>
+#include <hfisher/core/validate.hpp>
+#include <hfisher/kernels/gemm.hpp>
+#include <hfisher/kernels/trsm.hpp>
+
+namespace hfisher {
+namespace kernels {
+namespace detail {
+
+constexpr int cholesky_panel = 32;
+
+/// Unblocked Cholesky of the n x n block at A (strides s0, s1), in a team.
+/// Returns 0, or k+1 when pivot k is not positive (its value in *bad).
+template <class Member, class T>
+KOKKOS_INLINE_FUNCTION int potrf_unblocked(const Member& t, int n, T* A, int s0, int s1, T* bad) {
+  for (int k = 0; k < n; ++k) {
+    const T d = A[k * s0 + k * s1];
+    if (!(d > T(0)) || !math::isfinite(d)) {
+      *bad = d;
+      return k + 1;
+    }
+    const T l = math::sqrt(d);
+    t.team_barrier();
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(t, k, n), [&](const int i) {
+      A[i * s0 + k * s1] = i == k ? l : A[i * s0 + k * s1] / l;
+    });
+    t.team_barrier();
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(t, k + 1, n), [&](const int i) {
+      const T aik = A[i * s0 + k * s1];
+      for (int j = k + 1; j <= i; ++j) A[i * s0 + j * s1] -= aik * A[j * s0 + k * s1];
+    });
+    t.team_barrier();
+  }
+  return 0;
+}
+
+/// Blocked Cholesky of one entry (lower); zeroes the strict upper triangle.
+template <class Exec, class Member, class AV>
+KOKKOS_INLINE_FUNCTION int potrf_entry(const Member& t, const AV& A, typename AV::non_const_value_type* bad) {
+  using T = typename AV::non_const_value_type;
+  using mem = typename Exec::memory_space;
+  const int n = A.extent(0);
+  const int s0 = A.stride_0(), s1 = A.stride_1();
+  T* a = A.data();
+  for (int j0 = 0; j0 < n; j0 += cholesky_panel) {
+    const int jb = n - j0 < cholesky_panel ? n - j0 : cholesky_panel;
+    if (j0 > 0) {
+      auto C = hfisher::detail::strided<mem>(a + j0 * s0 + j0 * s1, n - j0, jb, s0, s1);
+      auto L1 = hfisher::detail::strided<mem>(a + j0 * s0, n - j0, j0, s0, s1);
+      auto L2 = hfisher::detail::strided<mem>(a + j0 * s0, jb, j0, s0, s1);
+      gemm_entry<Exec>(t, Op::NoTrans, Op::Trans, T(-1), L1, L2, T(1), C);
+      t.team_barrier();
+    }
+    const int info = potrf_unblocked(t, jb, a + j0 * s0 + j0 * s1, s0, s1, bad);
+    if (info != 0) return j0 + info;
+    if (j0 + jb < n) {
+      auto D = hfisher::detail::strided<mem>(a + j0 * s0 + j0 * s1, jb, jb, s0, s1);
+      auto P = hfisher::detail::strided<mem>(a + (j0 + jb) * s0 + j0 * s1, n - j0 - jb, jb, s0, s1);
+      trsm_entry<Exec>(t, Side::Right, Uplo::Lower, Op::Trans, Diag::NonUnit, T(1), D, P);
+      t.team_barrier();
+    }
+  }
+  Kokkos::parallel_for(Kokkos::TeamThreadRange(t, 0, n), [&](const int i) {
+    for (int j = i + 1; j < n; ++j) a[i * s0 + j * s1] = T(0);
+  });
+  t.team_barrier();
+  return 0;
+}
+
+template <class Exec, class AV, class IV, class PV>
+void potrf_nocheck(const Exec& space, const AV& A, const IV& info, const PV& pivot) {
+  using T = typename AV::non_const_value_type;
+  using member = typename ExecTraits<Exec>::member_type;
+  const int nb = A.extent(0);
+  if (nb == 0) return;
+  Kokkos::parallel_for(
+      "hfisher::potrf", hfisher::detail::batch_policy(space, nb), KOKKOS_LAMBDA(const member& t) {
+        const int b = t.league_rank();
+        T bad = T(0);
+        const int r = potrf_entry<Exec>(t, hfisher::detail::entry(A, b), &bad);
+        Kokkos::single(Kokkos::PerTeam(t), [&]() {
+          info(b) = r;
+          pivot(b) = bad;
+        });
+      });
+}
+
+}  // namespace detail
+
+/// Batched Cholesky, non-throwing form. A: (batch, n, n); only the lower
+/// triangle is read; on return it holds L (strict upper triangle zeroed).
+/// info(b) = 0 on success, or k+1 when the k-th pivot of entry b is not
+/// positive; pivot(b) then holds that pivot's value. Entries that fail are
+/// left partially factored.
+template <class Exec, class AV, class IV, class PV>
+void potrf(const Exec& space, const AV& A, const IV& info, const PV& pivot) {
+  constexpr const char* where = "hfisher::kernels::potrf";
+  static_assert(AV::rank == 3, "potrf: A must be rank-3 (batch, n, n)");
+  hfisher::detail::require(A.extent(1) == A.extent(2), where, "A must be square per entry, got ", A.extent(1), "x",
+                           A.extent(2));
+  hfisher::detail::check_batch(info.extent(0), A.extent(0), where, "info");
+  hfisher::detail::check_batch(pivot.extent(0), A.extent(0), where, "pivot");
+  hfisher::detail::check_finite3(space, A, where, "A");
+  detail::potrf_nocheck(space, A, info, pivot);
+}
+
+/// Batched Cholesky; throws hfisher::Error naming the first batch entry that
+/// is not positive definite, its failing pivot and value, and how many
+/// entries failed.
+template <class Exec, class AV>
+void potrf(const Exec& space, const AV& A) {
+  using T = typename AV::non_const_value_type;
+  const long nb = A.extent(0);
+  Kokkos::View<int*, typename Exec::memory_space> info("hfisher::potrf::info", nb);
+  Kokkos::View<T*, typename Exec::memory_space> pivot("hfisher::potrf::pivot", nb);
+  potrf(space, A, info, pivot);
+  const long bad = hfisher::detail::first_failure(space, info);
+  if (bad >= 0) {
+    long nfail = 0;
+    Kokkos::parallel_reduce(
+        "hfisher::potrf::count", Kokkos::RangePolicy<Exec>(space, 0, nb),
+        KOKKOS_LAMBDA(const long b, long& c) { c += info(b) != 0; }, nfail);
+    const int k = hfisher::detail::read_entry(info, bad) - 1;
+    throw Error(hfisher::detail::concat("hfisher::kernels::potrf: batch entry ", bad,
+                                        " is not positive definite: pivot ", k, " is ",
+                                        double(hfisher::detail::read_entry(pivot, bad)), " (leading ", k + 1, "x",
+                                        k + 1, " minor); ", nfail, " of ", nb, " entries failed"));
+  }
+}
+
+template <class AV>
+void potrf(const AV& A) {
+  potrf(typename AV::execution_space(), A);
+}
+
+/// Solves A_b X_b = B_b given the Cholesky factor L_b from potrf.
+/// L: (batch, n, n), B: (batch, n, nrhs), overwritten by X.
+template <class Exec, class LV, class BV>
+void potrs(const Exec& space, const LV& L, const BV& B) {
+  constexpr const char* where = "hfisher::kernels::potrs";
+  static_assert(LV::rank == 3 && BV::rank == 3, "potrs: L and B must be rank-3");
+  hfisher::detail::check_batch(B.extent(0), L.extent(0), where, "B");
+  hfisher::detail::require(L.extent(1) == L.extent(2), where, "L must be square per entry");
+  hfisher::detail::check_extent(B.extent(1), L.extent(1), where, "B", "rows");
+  hfisher::detail::check_finite3(space, B, where, "B");
+  using S = typename BV::non_const_value_type;
+  using member = typename ExecTraits<Exec>::member_type;
+  const int nb = B.extent(0);
+  if (nb == 0) return;
+  Kokkos::parallel_for(
+      "hfisher::potrs", hfisher::detail::batch_policy(space, nb), KOKKOS_LAMBDA(const member& t) {
+        const int b = t.league_rank();
+        auto Lb = hfisher::detail::entry(L, b);
+        auto Bb = hfisher::detail::entry(B, b);
+        detail::trsm_left_entry<Exec>(t, Uplo::Lower, Op::NoTrans, Diag::NonUnit, S(1), Lb, Bb);
+        t.team_barrier();
+        detail::trsm_left_entry<Exec>(t, Uplo::Lower, Op::Trans, Diag::NonUnit, S(1), Lb, Bb);
+      });
+}
+
+template <class LV, class BV>
+void potrs(const LV& L, const BV& B) {
+  potrs(typename BV::execution_space(), L, B);
+}
+
+/// log det(A_b) = 2 sum_i log L_b(i, i) from the Cholesky factor.
+/// L: (batch, n, n), out: (batch).
+template <class Exec, class LV, class OV>
+void logdet_cholesky(const Exec& space, const LV& L, const OV& out) {
+  constexpr const char* where = "hfisher::kernels::logdet_cholesky";
+  hfisher::detail::check_batch(out.extent(0), L.extent(0), where, "out");
+  hfisher::detail::require(L.extent(1) == L.extent(2), where, "L must be square per entry");
+  using T = typename OV::non_const_value_type;
+  const int n = L.extent(1);
+  Kokkos::parallel_for(
+      "hfisher::logdet_cholesky", Kokkos::RangePolicy<Exec>(space, 0, L.extent(0)), KOKKOS_LAMBDA(const int b) {
+        T s = T(0);
+        for (int i = 0; i < n; ++i) s += math::log(L(b, i, i));
+        out(b) = T(2) * s;
+      });
+}
+
+template <class LV, class OV>
+void logdet_cholesky(const LV& L, const OV& out) {
+  logdet_cholesky(typename OV::execution_space(), L, out);
+}
+
+}  // namespace kernels
+}  // namespace hfisher

@@ -1,0 +1,86 @@
+#pragma once
+/// \file gemm.hpp
+/// \brief Batched GEMM: C_b = alpha op(A_b) op(B_b) + beta C_b for every batch
+/// entry b, one launch (KokkosBatched Serial GEMM per entry on host spaces,
+/// Team GEMM per entry on devices).
+
+#include <hfisher/core/types.hpp>
+#include <hfisher/core/validate.hpp>
+
+#include <KokkosBatched_Gemm_Decl.hpp>
+
+namespace hfisher {
+namespace kernels {
+namespace detail {
+
+/// C = alpha op(A) op(B) + beta C on one entry, inside a team (no checks).
+template <class Exec, class Member, class AV, class BV, class CV, class S>
+KOKKOS_INLINE_FUNCTION void gemm_entry(const Member& member, Op ta, Op tb, S alpha, const AV& A, const BV& B,
+                                       S beta, const CV& C) {
+  using mode = typename ExecTraits<Exec>::mode;
+  using algo = KokkosBatched::Algo::Gemm::Blocked;
+  if (ta == Op::NoTrans) {
+    if (tb == Op::NoTrans)
+      KokkosBatched::Gemm<Member, KokkosBatched::Trans::NoTranspose, KokkosBatched::Trans::NoTranspose, mode, algo>::invoke(member, alpha, A, B, beta, C);
+    else
+      KokkosBatched::Gemm<Member, KokkosBatched::Trans::NoTranspose, KokkosBatched::Trans::Transpose, mode, algo>::invoke(member, alpha, A, B, beta, C);
+  } else {
+    if (tb == Op::NoTrans)
+      KokkosBatched::Gemm<Member, KokkosBatched::Trans::Transpose, KokkosBatched::Trans::NoTranspose, mode, algo>::invoke(member, alpha, A, B, beta, C);
+    else
+      KokkosBatched::Gemm<Member, KokkosBatched::Trans::Transpose, KokkosBatched::Trans::Transpose, mode, algo>::invoke(member, alpha, A, B, beta, C);
+  }
+}
+
+/// Batched GEMM without checks (for use by other kernels).
+template <class Exec, class AV, class BV, class CV>
+void gemm_nocheck(const Exec& space, Op ta, Op tb, typename CV::non_const_value_type alpha, const AV& A,
+                  const BV& B, typename CV::non_const_value_type beta, const CV& C) {
+  using S = typename CV::non_const_value_type;
+  using member = typename ExecTraits<Exec>::member_type;
+  const int nb = C.extent(0);
+  if (nb == 0) return;
+  Kokkos::parallel_for(
+      "hfisher::gemm", hfisher::detail::batch_policy(space, nb), KOKKOS_LAMBDA(const member& t) {
+        const int b = t.league_rank();
+        gemm_entry<Exec>(t, ta, tb, S(alpha), hfisher::detail::entry(A, b), hfisher::detail::entry(B, b), S(beta),
+                         hfisher::detail::entry(C, b));
+      });
+}
+
+}  // namespace detail
+
+/// Batched GEMM. A: (batch, m, k) or (batch, k, m) when ta == Op::Trans;
+/// B: (batch, k, n) or (batch, n, k); C: (batch, m, n), updated in place.
+/// Throws hfisher::Error on mismatched sizes or non-finite A, B (or C when
+/// beta != 0).
+template <class Exec, class AV, class BV, class CV>
+void gemm(const Exec& space, Op ta, Op tb, typename CV::non_const_value_type alpha, const AV& A, const BV& B,
+          typename CV::non_const_value_type beta, const CV& C) {
+  constexpr const char* where = "hfisher::kernels::gemm";
+  static_assert(AV::rank == 3 && BV::rank == 3 && CV::rank == 3, "gemm: A, B, C must be rank-3 (batch, rows, cols)");
+  const long nb = C.extent(0);
+  hfisher::detail::check_batch(A.extent(0), nb, where, "A");
+  hfisher::detail::check_batch(B.extent(0), nb, where, "B");
+  const long m = C.extent(1), n = C.extent(2);
+  const long am = ta == Op::NoTrans ? A.extent(1) : A.extent(2);
+  const long ak = ta == Op::NoTrans ? A.extent(2) : A.extent(1);
+  const long bk = tb == Op::NoTrans ? B.extent(1) : B.extent(2);
+  const long bn = tb == Op::NoTrans ? B.extent(2) : B.extent(1);
+  hfisher::detail::require(am == m && bn == n && ak == bk, where, "size mismatch: op(A) is ", am, "x", ak,
+                           ", op(B) is ", bk, "x", bn, ", C is ", m, "x", n);
+  hfisher::detail::check_finite3(space, A, where, "A");
+  hfisher::detail::check_finite3(space, B, where, "B");
+  if (beta != 0) hfisher::detail::check_finite3(space, C, where, "C");
+  detail::gemm_nocheck(space, ta, tb, alpha, A, B, beta, C);
+}
+
+/// Same, on the views' default execution space.
+template <class AV, class BV, class CV>
+void gemm(Op ta, Op tb, typename CV::non_const_value_type alpha, const AV& A, const BV& B,
+          typename CV::non_const_value_type beta, const CV& C) {
+  gemm(typename CV::execution_space(), ta, tb, alpha, A, B, beta, C);
+}
+
+}  // namespace kernels
+}  // namespace hfisher

@@ -1,0 +1,132 @@
+#pragma once
+/// \file qr.hpp
+/// \brief Batched Householder QR, QR with column pivoting (rank-revealing)
+/// and formation of the thin Q.
+///
+/// Conventions are LAPACK's (dgeqrf / dgeqp3 / dorgqr): on return A holds R
+/// on and above the diagonal and the Householder vectors below it,
+/// H_i = I - tau_i v_i v_i^T. The factorization is a team kernel of ours
+/// rather than KokkosBatched's QR, because KokkosBatched 3.4.1's SerialQR
+/// iterates over rows and so only handles m <= n blocks.
+
+#include <hfisher/core/types.hpp>
+#include <hfisher/core/validate.hpp>
+#include <hfisher/kernels/impl/householder.hpp>
+
+namespace hfisher {
+namespace kernels {
+
+/// Batched Householder QR in place. A: (batch, m, n); tau: (batch, min(m, n)).
+template <class Exec, class AV, class TV>
+void qr(const Exec& space, const AV& A, const TV& tau) {
+  constexpr const char* where = "hfisher::kernels::qr";
+  static_assert(AV::rank == 3 && TV::rank == 2, "qr: A must be (batch, m, n), tau (batch, min(m, n))");
+  const long nb = A.extent(0), m = A.extent(1), n = A.extent(2);
+  hfisher::detail::check_batch(tau.extent(0), nb, where, "tau");
+  hfisher::detail::check_extent(tau.extent(1), m < n ? m : n, where, "tau", "length");
+  hfisher::detail::check_finite3(space, A, where, "A");
+  using member = typename ExecTraits<Exec>::member_type;
+  using T = typename AV::non_const_value_type;
+  if (nb == 0) return;
+  Kokkos::parallel_for(
+      "hfisher::qr", hfisher::detail::batch_policy(space, nb), KOKKOS_LAMBDA(const member& t) {
+        const int b = t.league_rank();
+        auto Ab = hfisher::detail::entry(A, b);
+        impl::householder_qr<member, T>(t, m, n, Ab.data(), Ab.stride_0(), Ab.stride_1(), &tau(b, 0), nullptr,
+                                        nullptr);
+      });
+}
+
+/// Forms the thin Q (batch, m, q), q <= m, from the output of qr or cpqr:
+/// the first q columns of H_0 ... H_{k-1}.
+template <class Exec, class AV, class TV, class QV>
+void qr_form_q(const Exec& space, const AV& A, const TV& tau, const QV& Q) {
+  constexpr const char* where = "hfisher::kernels::qr_form_q";
+  const long nb = A.extent(0), m = A.extent(1), n = A.extent(2);
+  hfisher::detail::check_batch(tau.extent(0), nb, where, "tau");
+  hfisher::detail::check_batch(Q.extent(0), nb, where, "Q");
+  hfisher::detail::check_extent(Q.extent(1), m, where, "Q", "rows");
+  hfisher::detail::require(long(Q.extent(2)) <= m, where, "Q has ", Q.extent(2), " columns, more than m = ", m);
+  using member = typename ExecTraits<Exec>::member_type;
+  using T = typename QV::non_const_value_type;
+  const int q = Q.extent(2);
+  const int kr = q < long(tau.extent(1)) ? q : int(tau.extent(1));
+  (void)n;
+  if (nb == 0) return;
+  Kokkos::parallel_for(
+      "hfisher::qr_form_q", hfisher::detail::batch_policy(space, nb), KOKKOS_LAMBDA(const member& t) {
+        const int b = t.league_rank();
+        auto Ab = hfisher::detail::entry(A, b);
+        auto Qb = hfisher::detail::entry(Q, b);
+        impl::form_q<member, T>(t, m, q, kr, Ab.data(), Ab.stride_0(), Ab.stride_1(), &tau(b, 0), Qb.data(),
+                                Qb.stride_0(), Qb.stride_1());
+      });
+}
+
+/// Thin QR without touching A: A (batch, m, n) = Q (batch, m, k) R (batch, k, n),
+/// k = min(m, n), R upper triangular.
+template <class Exec, class AV, class QV, class RV>
+void qr_thin(const Exec& space, const AV& A, const QV& Q, const RV& R) {
+  constexpr const char* where = "hfisher::kernels::qr_thin";
+  const long nb = A.extent(0), m = A.extent(1), n = A.extent(2), k = m < n ? m : n;
+  hfisher::detail::check_batch(Q.extent(0), nb, where, "Q");
+  hfisher::detail::check_batch(R.extent(0), nb, where, "R");
+  hfisher::detail::check_extent(Q.extent(1), m, where, "Q", "rows");
+  hfisher::detail::check_extent(Q.extent(2), k, where, "Q", "columns");
+  hfisher::detail::check_extent(R.extent(1), k, where, "R", "rows");
+  hfisher::detail::check_extent(R.extent(2), n, where, "R", "columns");
+  using T = typename QV::non_const_value_type;
+  BatchMatrix<T, Exec> W(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::qr_thin::W"), nb, m, n);
+  BatchVector<T, Exec> tau(Kokkos::view_alloc(space, "hfisher::qr_thin::tau"), nb, k);
+  Kokkos::deep_copy(space, W, A);
+  qr(space, W, tau);
+  qr_form_q(space, W, tau, Q);
+  Kokkos::parallel_for(
+      "hfisher::qr_thin::R", Kokkos::RangePolicy<Exec>(space, 0, nb), KOKKOS_LAMBDA(const int b) {
+        for (int i = 0; i < k; ++i)
+          for (int j = 0; j < n; ++j) R(b, i, j) = j >= i ? W(b, i, j) : T(0);
+      });
+}
+
+/// Batched QR with column pivoting, in place: A(:, perm) = Q R.
+/// A: (batch, m, n); tau: (batch, min(m, n)); perm: (batch, n) int, perm(b, j)
+/// the original index of pivoted column j; rank: (batch) int, the numerical
+/// rank: the number of leading diagonal entries with |R_ii| > tol * |R_00|.
+/// tol in (0, 1).
+template <class Exec, class AV, class TV, class PV, class RV>
+void cpqr(const Exec& space, const AV& A, const TV& tau, const PV& perm, const RV& rank, double tol) {
+  constexpr const char* where = "hfisher::kernels::cpqr";
+  static_assert(AV::rank == 3 && TV::rank == 2 && PV::rank == 2 && RV::rank == 1, "cpqr: argument ranks");
+  const long nb = A.extent(0), m = A.extent(1), n = A.extent(2), k = m < n ? m : n;
+  hfisher::detail::check_tol(tol, where);
+  hfisher::detail::check_batch(tau.extent(0), nb, where, "tau");
+  hfisher::detail::check_extent(tau.extent(1), k, where, "tau", "length");
+  hfisher::detail::check_batch(perm.extent(0), nb, where, "perm");
+  hfisher::detail::check_extent(perm.extent(1), n, where, "perm", "length");
+  hfisher::detail::check_batch(rank.extent(0), nb, where, "rank");
+  hfisher::detail::check_finite3(space, A, where, "A");
+  using member = typename ExecTraits<Exec>::member_type;
+  using T = typename AV::non_const_value_type;
+  if (nb == 0) return;
+  BatchVector<T, Exec> work(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::cpqr::work"), nb,
+                            2 * n);
+  const T ttol = T(tol);
+  Kokkos::parallel_for(
+      "hfisher::cpqr", hfisher::detail::batch_policy(space, nb), KOKKOS_LAMBDA(const member& t) {
+        const int b = t.league_rank();
+        auto Ab = hfisher::detail::entry(A, b);
+        const int s0 = Ab.stride_0(), s1 = Ab.stride_1();
+        impl::householder_qr<member, T>(t, m, n, Ab.data(), s0, s1, &tau(b, 0), &perm(b, 0), &work(b, 0));
+        Kokkos::single(Kokkos::PerTeam(t), [&]() {
+          int r = 0;
+          if (k > 0) {
+            const T r00 = math::abs(Ab(0, 0));
+            while (r < k && math::abs(Ab(r, r)) > ttol * r00) ++r;
+          }
+          rank(b) = r;
+        });
+      });
+}
+
+}  // namespace kernels
+}  // namespace hfisher

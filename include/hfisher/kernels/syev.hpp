@@ -1,0 +1,64 @@
+#pragma once
+/// \file syev.hpp
+/// \brief Batched symmetric eigendecomposition by cyclic two-sided Jacobi.
+
+#include <hfisher/kernels/svd.hpp>
+
+namespace hfisher {
+namespace kernels {
+
+/// Batched symmetric eigendecomposition A_b = V_b diag(W_b) V_b^T by cyclic
+/// Jacobi. A: (batch, n, n) symmetric (checked to 100 eps max|A_b|),
+/// unchanged; W: (batch, n) ascending; V: (batch, n, n) orthonormal columns.
+template <class Exec, class AV, class WV, class VV>
+void syev(const Exec& space, const AV& A, const WV& W, const VV& V) {
+  constexpr const char* where = "hfisher::kernels::syev";
+  static_assert(AV::rank == 3 && WV::rank == 2 && VV::rank == 3, "syev: argument ranks");
+  const long nb = A.extent(0), n = A.extent(1);
+  hfisher::detail::require(A.extent(1) == A.extent(2), where, "A must be square per entry, got ", A.extent(1), "x",
+                           A.extent(2));
+  hfisher::detail::check_batch(W.extent(0), nb, where, "W");
+  hfisher::detail::check_batch(V.extent(0), nb, where, "V");
+  hfisher::detail::check_extent(W.extent(1), n, where, "W", "length");
+  hfisher::detail::check_extent(V.extent(1), n, where, "V", "rows");
+  hfisher::detail::check_extent(V.extent(2), n, where, "V", "columns");
+  hfisher::detail::check_finite3(space, A, where, "A");
+  if (nb == 0 || n == 0) return;
+  using T = typename VV::non_const_value_type;
+  using member = typename ExecTraits<Exec>::member_type;
+  Kokkos::View<int*, typename Exec::memory_space> status("hfisher::syev::status", nb);
+  Kokkos::parallel_for(
+      "hfisher::syev::symmetry", Kokkos::RangePolicy<Exec>(space, 0, nb), KOKKOS_LAMBDA(const int b) {
+        T amax = T(0), dmax = T(0);
+        for (int i = 0; i < n; ++i)
+          for (int j = 0; j < n; ++j) {
+            amax = math::max(amax, math::abs(A(b, i, j)));
+            dmax = math::max(dmax, math::abs(A(b, i, j) - A(b, j, i)));
+          }
+        status(b) = dmax > T(100) * math::limits<T>::eps() * amax ? 1 : 0;
+      });
+  long bad = hfisher::detail::first_failure(space, status);
+  hfisher::detail::require(bad < 0, where, "A is not symmetric at batch entry ", bad);
+  BatchMatrix<T, Exec> Wk(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::syev::work"), nb, n, n);
+  Kokkos::deep_copy(space, Wk, A);
+  Kokkos::parallel_for(
+      "hfisher::syev", hfisher::detail::batch_policy(space, nb), KOKKOS_LAMBDA(const member& t) {
+        const int b = t.league_rank();
+        auto Wb = hfisher::detail::entry(Wk, b);
+        auto Vb = hfisher::detail::entry(V, b);
+        const int sw = impl::jacobi_syev<member, T>(t, n, Wb.data(), Wb.stride_0(), Wb.stride_1(), &W(b, 0),
+                                                    Vb.data(), Vb.stride_0(), Vb.stride_1(), jacobi_max_sweeps);
+        Kokkos::single(Kokkos::PerTeam(t), [&]() { status(b) = sw < 0 ? 1 : 0; });
+      });
+  bad = hfisher::detail::first_failure(space, status);
+  hfisher::detail::require(bad < 0, where, "Jacobi did not converge in ", jacobi_max_sweeps, " sweeps at batch entry ",
+                           bad);
+}
+
+template <class AV, class WV, class VV>
+void syev(const AV& A, const WV& W, const VV& V) {
+  syev(typename AV::execution_space(), A, W, V);
+}
+
+}  // namespace kernels
+}  // namespace hfisher

@@ -1,0 +1,118 @@
+#pragma once
+/// \file trsm.hpp
+/// \brief Batched triangular solve with multiple right-hand sides:
+/// op(A_b) X_b = alpha B_b (Side::Left) or X_b op(A_b) = alpha B_b
+/// (Side::Right), X overwriting B. Right-side solves are run as left-side
+/// KokkosBatched TRSMs on the transposed view of B (X op(A) = B  <=>
+/// op(A)^T X^T = B^T), so all eight side/uplo/op combinations share the four
+/// left-side KokkosBatched kernels.
+
+#include <hfisher/core/types.hpp>
+#include <hfisher/core/validate.hpp>
+
+#include <KokkosBatched_Trsm_Decl.hpp>
+
+namespace hfisher {
+namespace kernels {
+namespace detail {
+
+template <class Exec, class Member, class KUplo, class KTrans, class AV, class BV, class S>
+KOKKOS_INLINE_FUNCTION void trsm_left_kb(const Member& member, Diag diag, S alpha, const AV& A, const BV& B) {
+  using mode = typename ExecTraits<Exec>::mode;
+  using algo = KokkosBatched::Algo::Trsm::Blocked;
+  if (diag == Diag::Unit)
+    KokkosBatched::Trsm<Member, KokkosBatched::Side::Left, KUplo, KTrans, KokkosBatched::Diag::Unit, mode, algo>::invoke(member, alpha, A, B);
+  else
+    KokkosBatched::Trsm<Member, KokkosBatched::Side::Left, KUplo, KTrans, KokkosBatched::Diag::NonUnit, mode, algo>::invoke(member, alpha, A, B);
+}
+
+/// Left-side solve op(A) X = alpha B on one entry (no checks).
+template <class Exec, class Member, class AV, class BV, class S>
+KOKKOS_INLINE_FUNCTION void trsm_left_entry(const Member& member, Uplo uplo, Op op, Diag diag, S alpha, const AV& A,
+                                            const BV& B) {
+  if (uplo == Uplo::Lower) {
+    if (op == Op::NoTrans)
+      trsm_left_kb<Exec, Member, KokkosBatched::Uplo::Lower, KokkosBatched::Trans::NoTranspose>(member, diag, alpha, A, B);
+    else
+      trsm_left_kb<Exec, Member, KokkosBatched::Uplo::Lower, KokkosBatched::Trans::Transpose>(member, diag, alpha, A, B);
+  } else {
+    if (op == Op::NoTrans)
+      trsm_left_kb<Exec, Member, KokkosBatched::Uplo::Upper, KokkosBatched::Trans::NoTranspose>(member, diag, alpha, A, B);
+    else
+      trsm_left_kb<Exec, Member, KokkosBatched::Uplo::Upper, KokkosBatched::Trans::Transpose>(member, diag, alpha, A, B);
+  }
+}
+
+/// Any side, one entry (no checks).
+template <class Exec, class Member, class AV, class BV, class S>
+KOKKOS_INLINE_FUNCTION void trsm_entry(const Member& member, Side side, Uplo uplo, Op op, Diag diag, S alpha,
+                                       const AV& A, const BV& B) {
+  if (side == Side::Left) {
+    trsm_left_entry<Exec>(member, uplo, op, diag, alpha, A, B);
+  } else {
+    using T = typename BV::value_type;
+    auto Bt = hfisher::detail::strided<typename Exec::memory_space, T>(
+        B.data(), int(B.extent(1)), int(B.extent(0)), int(B.stride_1()), int(B.stride_0()));
+    trsm_left_entry<Exec>(member, uplo, op == Op::NoTrans ? Op::Trans : Op::NoTrans, diag, alpha, A, Bt);
+  }
+}
+
+template <class Exec, class AV, class BV>
+void trsm_nocheck(const Exec& space, Side side, Uplo uplo, Op op, Diag diag, typename BV::non_const_value_type alpha,
+                  const AV& A, const BV& B) {
+  using S = typename BV::non_const_value_type;
+  using member = typename ExecTraits<Exec>::member_type;
+  const int nb = B.extent(0);
+  if (nb == 0) return;
+  Kokkos::parallel_for(
+      "hfisher::trsm", hfisher::detail::batch_policy(space, nb), KOKKOS_LAMBDA(const member& t) {
+        const int b = t.league_rank();
+        trsm_entry<Exec>(t, side, uplo, op, diag, S(alpha), hfisher::detail::entry(A, b), hfisher::detail::entry(B, b));
+      });
+}
+
+}  // namespace detail
+
+/// Batched triangular solve. A: (batch, k, k) triangular (only the `uplo`
+/// triangle is read), B: (batch, m, n) with k = m for Side::Left and k = n
+/// for Side::Right; B is overwritten by X. A zero diagonal entry (non-unit)
+/// is reported as an error naming the batch entry and row.
+template <class Exec, class AV, class BV>
+void trsm(const Exec& space, Side side, Uplo uplo, Op op, Diag diag, typename BV::non_const_value_type alpha,
+          const AV& A, const BV& B) {
+  constexpr const char* where = "hfisher::kernels::trsm";
+  static_assert(AV::rank == 3 && BV::rank == 3, "trsm: A and B must be rank-3 (batch, rows, cols)");
+  const long nb = B.extent(0);
+  hfisher::detail::check_batch(A.extent(0), nb, where, "A");
+  hfisher::detail::require(A.extent(1) == A.extent(2), where, "A must be square per entry, got ", A.extent(1), "x",
+                           A.extent(2));
+  const long k = side == Side::Left ? B.extent(1) : B.extent(2);
+  hfisher::detail::require(long(A.extent(1)) == k, where, "size mismatch: A is ", A.extent(1), "x", A.extent(2),
+                           ", B is ", B.extent(1), "x", B.extent(2), side == Side::Left ? " (left" : " (right",
+                           " side)");
+  hfisher::detail::check_finite3(space, A, where, "A");
+  hfisher::detail::check_finite3(space, B, where, "B");
+  if (diag == Diag::NonUnit && nb > 0 && k > 0) {
+    Kokkos::View<int*, typename Exec::memory_space> zero_row("hfisher::trsm::zero_row", nb);
+    Kokkos::parallel_for(
+        "hfisher::trsm::check_diag", Kokkos::RangePolicy<Exec>(space, 0, nb), KOKKOS_LAMBDA(const int b) {
+          int z = 0;
+          for (int i = 0; i < k && z == 0; ++i)
+            if (A(b, i, i) == 0) z = i + 1;
+          zero_row(b) = z;
+        });
+    const long bad = hfisher::detail::first_failure(space, zero_row);
+    if (bad >= 0)
+      throw Error(hfisher::detail::concat(where, ": A is singular at batch entry ", bad, ": diagonal entry ",
+                                          hfisher::detail::read_entry(zero_row, bad) - 1, " is zero"));
+  }
+  detail::trsm_nocheck(space, side, uplo, op, diag, alpha, A, B);
+}
+
+template <class AV, class BV>
+void trsm(Side side, Uplo uplo, Op op, Diag diag, typename BV::non_const_value_type alpha, const AV& A, const BV& B) {
+  trsm(typename BV::execution_space(), side, uplo, op, diag, alpha, A, B);
+}
+
+}  // namespace kernels
+}  // namespace hfisher

@@ -1,0 +1,56 @@
+#include "bench_common.hpp"
+
+#include <hfisher/hfisher.hpp>
+
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace hfisher_perf {
+
+Machine describe_machine() {
+  Machine m;
+  std::ifstream f("/proc/cpuinfo");
+  std::string line;
+  int cores = 0;
+  while (std::getline(f, line)) {
+    if (line.rfind("model name", 0) == 0 && m.cpu.empty()) m.cpu = line.substr(line.find(':') + 2);
+    if (line.rfind("processor", 0) == 0) ++cores;
+  }
+  m.cpu += " (" + std::to_string(cores) + " logical cores)";
+  m.backend = Kokkos::DefaultExecutionSpace::name();
+  m.host_threads = std::to_string(Kokkos::DefaultHostExecutionSpace().concurrency());
+  char buf[64];
+  std::time_t t = std::time(nullptr);
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M UTC", std::gmtime(&t));
+  m.date = buf;
+  return m;
+}
+
+void write_file_atomic(const std::string& path, const std::string& text) {
+  namespace fs = std::filesystem;
+  const fs::path p(path);
+  std::error_code ec;
+  if (p.has_parent_path()) fs::create_directories(p.parent_path(), ec);
+  if (ec) throw hfisher::Error("cannot create directory " + p.parent_path().string() + ": " + ec.message());
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream o(tmp, std::ios::binary);
+    if (!o) throw hfisher::Error("cannot write " + tmp);
+    o << text;
+    o.close();
+    if (!o) {
+      fs::remove(tmp, ec);
+      throw hfisher::Error("write failed: " + tmp);
+    }
+  }
+  fs::rename(tmp, p, ec);
+  if (ec) {
+    fs::remove(tmp, ec);
+    throw hfisher::Error("cannot rename " + tmp + " to " + path);
+  }
+}
+
+}  // namespace hfisher_perf

@@ -1,0 +1,36 @@
+#pragma once
+// Shared pieces of the performance executables and drivers: machine
+// description, timers, CSV writing (atomic: written to a temporary file and
+// renamed, so a failed run leaves nothing half-written).
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+namespace hfisher_perf {
+
+struct Machine {
+  std::string cpu, backend, date, host_threads;
+};
+Machine describe_machine();
+
+/// Best (minimum) wall time in seconds of `reps` runs of f, after one warm-up.
+template <class F>
+double best_time(int reps, F&& f) {
+  f();
+  double best = 1e300;
+  for (int r = 0; r < reps; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    f();
+    const auto t1 = std::chrono::steady_clock::now();
+    const double s = std::chrono::duration<double>(t1 - t0).count();
+    if (s < best) best = s;
+  }
+  return best;
+}
+
+/// Writes text to path atomically (temporary file + rename); creates the
+/// parent directory. Throws hfisher::Error on failure.
+void write_file_atomic(const std::string& path, const std::string& text);
+
+}  // namespace hfisher_perf

@@ -1,0 +1,249 @@
+#include "kernels_bench.hpp"
+
+#include <hfisher/hfisher.hpp>
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <sstream>
+
+#include "bench_common.hpp"
+
+extern "C" {
+void dgemm_(const char*, const char*, const int*, const int*, const int*, const double*, const double*, const int*,
+            const double*, const int*, const double*, double*, const int*);
+void sgemm_(const char*, const char*, const int*, const int*, const int*, const float*, const float*, const int*,
+            const float*, const int*, const float*, float*, const int*);
+void dpotrf_(const char*, const int*, double*, const int*, int*);
+void spotrf_(const char*, const int*, float*, const int*, int*);
+void dgeqrf_(const int*, const int*, double*, const int*, double*, double*, const int*, int*);
+void sgeqrf_(const int*, const int*, float*, const int*, float*, float*, const int*, int*);
+void dgesdd_(const char*, const int*, const int*, double*, const int*, double*, double*, const int*, double*,
+             const int*, double*, const int*, int*, int*);
+void sgesdd_(const char*, const int*, const int*, float*, const int*, float*, float*, const int*, float*, const int*,
+             float*, const int*, int*, int*);
+void openblas_set_num_threads(int) __attribute__((weak));
+int openblas_get_num_threads(void) __attribute__((weak));
+}
+
+namespace hfisher_perf {
+namespace {
+
+template <class T> struct Lapack;
+template <> struct Lapack<double> {
+  static void gemm(int n, const double* a, const double* b, double* c) {
+    const double one = 1, zero = 0;
+    dgemm_("N", "N", &n, &n, &n, &one, a, &n, b, &n, &zero, c, &n);
+  }
+  static void potrf(int n, double* a) {
+    int info;
+    dpotrf_("L", &n, a, &n, &info);
+  }
+  static void geqrf(int n, double* a, double* tau, double* w, int lw) {
+    int info;
+    dgeqrf_(&n, &n, a, &n, tau, w, &lw, &info);
+  }
+  static void gesdd(int n, double* a, double* s, double* u, double* vt, double* w, int lw, int* iw) {
+    int info;
+    dgesdd_("S", &n, &n, a, &n, s, u, &n, vt, &n, w, &lw, iw, &info);
+  }
+};
+template <> struct Lapack<float> {
+  static void gemm(int n, const float* a, const float* b, float* c) {
+    const float one = 1, zero = 0;
+    sgemm_("N", "N", &n, &n, &n, &one, a, &n, b, &n, &zero, c, &n);
+  }
+  static void potrf(int n, float* a) {
+    int info;
+    spotrf_("L", &n, a, &n, &info);
+  }
+  static void geqrf(int n, float* a, float* tau, float* w, int lw) {
+    int info;
+    sgeqrf_(&n, &n, a, &n, tau, w, &lw, &info);
+  }
+  static void gesdd(int n, float* a, float* s, float* u, float* vt, float* w, int lw, int* iw) {
+    int info;
+    sgesdd_("S", &n, &n, a, &n, s, u, &n, vt, &n, w, &lw, iw, &info);
+  }
+};
+
+double nominal_flops(const std::string& op, double n) {
+  if (op == "gemm") return 2 * n * n * n;
+  if (op == "potrf") return n * n * n / 3;
+  if (op == "qr") return 4.0 / 3.0 * n * n * n;
+  return 22 * n * n * n;  // svd with thin U, V (Golub & Van Loan's count for m = n)
+}
+
+struct Row {
+  std::string op;
+  int n, batch;
+  double t_hf, t_loop, t_omp;
+};
+
+template <class T>
+Row run_case(const std::string& op, int n, int nb, int reps) {
+  using E = Kokkos::DefaultExecutionSpace;
+  const size_t sz = size_t(n) * n, total = sz * nb;
+  std::vector<T> h0(total);
+  std::mt19937_64 g(1234 + n + nb);
+  std::normal_distribution<double> d;
+  for (auto& x : h0) x = T(d(g));
+  if (op == "potrf") {  // diagonally dominant SPD entries: symmetric + n I
+    for (int b = 0; b < nb; ++b) {
+      T* a = h0.data() + b * sz;
+      for (int i = 0; i < n; ++i)
+        for (int j = 0; j < i; ++j) a[i * n + j] = a[j * n + i] = T(0.5) * (a[i * n + j] + a[j * n + i]);
+      for (int i = 0; i < n; ++i) a[i * n + i] = T(2 * n) + std::abs(a[i * n + i]);
+    }
+  }
+  Row row{op, n, nb, 0, 0, 0};
+  // ---------------- hfisher
+  {
+    hfisher::BatchMatrix<T, E> A0("A0", nb, n, n), A("A", nb, n, n);
+    auto hm = Kokkos::create_mirror_view(A0);
+    std::memcpy(hm.data(), h0.data(), total * sizeof(T));
+    Kokkos::deep_copy(A0, hm);
+    Kokkos::deep_copy(A, A0);
+    E space;
+    if (op == "gemm") {
+      hfisher::BatchMatrix<T, E> C("C", nb, n, n);
+      row.t_hf = best_time(reps, [&] {
+        hfisher::kernels::gemm(space, hfisher::Op::NoTrans, hfisher::Op::NoTrans, T(1), A0, A, T(0), C);
+        space.fence();
+      });
+    } else {
+      const double t_copy = best_time(reps, [&] {
+        Kokkos::deep_copy(space, A, A0);
+        space.fence();
+      });
+      double t = 0;
+      if (op == "potrf") {
+        t = best_time(reps, [&] {
+          Kokkos::deep_copy(space, A, A0);
+          hfisher::kernels::potrf(space, A);
+          space.fence();
+        });
+      } else if (op == "qr") {
+        hfisher::BatchVector<T, E> tau("tau", nb, n);
+        t = best_time(reps, [&] {
+          Kokkos::deep_copy(space, A, A0);
+          hfisher::kernels::qr(space, A, tau);
+          space.fence();
+        });
+      } else {
+        hfisher::BatchMatrix<T, E> U("U", nb, n, n), V("V", nb, n, n);
+        hfisher::BatchVector<T, E> S("S", nb, n);
+        t = best_time(reps, [&] {
+          Kokkos::deep_copy(space, A, A0);
+          hfisher::kernels::svd(space, A, U, S, V);
+          space.fence();
+        });
+      }
+      row.t_hf = std::max(t - t_copy, 1e-9);
+    }
+  }
+  // ---------------- OpenBLAS / LAPACK loops
+  std::vector<T> a(total), c(op == "gemm" || op == "svd" ? total : 0);
+  const int nthreads = omp_get_max_threads();
+  auto run_loop = [&](bool parallel) {
+    const int saved = openblas_get_num_threads ? openblas_get_num_threads() : 1;
+    if (parallel && openblas_set_num_threads) openblas_set_num_threads(1);
+    auto restore = [&] {
+      if (op != "gemm") std::memcpy(a.data(), h0.data(), total * sizeof(T));
+    };
+    auto body = [&](int b, T* w, int lw, int* iw, T* s, T* vt) {
+      T* ab = a.data() + b * sz;
+      if (op == "gemm") Lapack<T>::gemm(n, h0.data() + b * sz, h0.data() + b * sz, c.data() + b * sz);
+      else if (op == "potrf") Lapack<T>::potrf(n, ab);
+      else if (op == "qr") Lapack<T>::geqrf(n, ab, s, w, lw);
+      else Lapack<T>::gesdd(n, ab, s, c.data() + b * sz, vt, w, lw, iw);
+    };
+    // workspace query
+    int lw = 1;
+    if (op == "qr" || op == "svd") {
+      std::vector<T> tmp(sz, T(1)), s(n), vt(sz);
+      std::vector<int> iw(8 * n);
+      T q = 0;
+      int m1 = -1, info;
+      if (op == "qr") {
+        if constexpr (std::is_same<T, double>::value) dgeqrf_(&n, &n, tmp.data(), &n, s.data(), &q, &m1, &info);
+        else sgeqrf_(&n, &n, tmp.data(), &n, s.data(), &q, &m1, &info);
+      } else {
+        if constexpr (std::is_same<T, double>::value)
+          dgesdd_("S", &n, &n, tmp.data(), &n, s.data(), tmp.data(), &n, vt.data(), &n, &q, &m1, iw.data(), &info);
+        else
+          sgesdd_("S", &n, &n, tmp.data(), &n, s.data(), tmp.data(), &n, vt.data(), &n, &q, &m1, iw.data(), &info);
+      }
+      lw = int(q) + 1;
+    }
+    auto timed = [&](bool with_op) {
+      return best_time(reps, [&] {
+        restore();
+        if (!with_op) return;
+        if (parallel) {
+#pragma omp parallel
+          {
+            std::vector<T> w(lw), s(n), vt(sz);
+            std::vector<int> iw(8 * n);
+#pragma omp for schedule(static)
+            for (int b = 0; b < nb; ++b) body(b, w.data(), lw, iw.data(), s.data(), vt.data());
+          }
+        } else {
+          std::vector<T> w(lw), s(n), vt(sz);
+          std::vector<int> iw(8 * n);
+          for (int b = 0; b < nb; ++b) body(b, w.data(), lw, iw.data(), s.data(), vt.data());
+        }
+      });
+    };
+    const double t = timed(true) - (op == "gemm" ? 0.0 : timed(false));
+    if (parallel && openblas_set_num_threads) openblas_set_num_threads(saved);
+    return std::max(t, 1e-9);
+  };
+  row.t_loop = run_loop(false);
+  row.t_omp = nthreads > 1 ? run_loop(true) : row.t_loop;
+  return row;
+}
+
+}  // namespace
+
+int run_kernels_bench(const KernelsBenchOptions& o) {
+  const Machine mc = describe_machine();
+  std::printf("hfisher batched kernels vs OpenBLAS/LAPACK loops (%s)\n", o.precision.c_str());
+  std::printf("machine: %s | backend: %s | host threads: %s | %s\n", mc.cpu.c_str(), mc.backend.c_str(),
+              mc.host_threads.c_str(), mc.date.c_str());
+  std::printf("loop = sequential loop of calls, OpenBLAS threaded; omp = OpenMP-parallel loop, 1 OpenBLAS thread each\n");
+  std::printf("GFLOP/s use nominal counts (gemm 2n^3, potrf n^3/3, qr 4n^3/3, svd 22n^3); ratio = hfisher / best baseline\n\n");
+  std::printf("%-6s %5s %6s | %10s %10s %10s | %9s %9s | %6s\n", "op", "n", "batch", "hfisher_s", "loop_s", "omp_s",
+              "hf_GF/s", "blas_GF/s", "ratio");
+  std::ostringstream csv;
+  csv << "# machine: " << mc.cpu << "; backend: " << mc.backend << "; host threads: " << mc.host_threads
+      << "; date: " << mc.date << "; precision: " << o.precision << "\n";
+  csv << "op,precision,n,batch,hfisher_s,blas_loop_s,blas_omp_s,hfisher_gflops,blas_best_gflops,ratio\n";
+  for (const auto& op : o.ops) {
+    if (op != "gemm" && op != "potrf" && op != "qr" && op != "svd")
+      throw hfisher::Error("kernels bench: unknown op '" + op + "' (gemm, potrf, qr, svd)");
+    for (int n : o.blocks)
+      for (int nb : o.batches) {
+        if (double(nb) * n * n > double(o.max_elements)) continue;
+        if (op == "svd" && double(nb) * nominal_flops(op, n) > o.max_svd_flops) continue;
+        const Row r = o.precision == "float" ? run_case<float>(op, n, nb, o.reps) : run_case<double>(op, n, nb, o.reps);
+        const double fl = nominal_flops(op, n) * nb;
+        const double hf = fl / r.t_hf * 1e-9, bl = fl / std::min(r.t_loop, r.t_omp) * 1e-9;
+        std::printf("%-6s %5d %6d | %10.3e %10.3e %10.3e | %9.2f %9.2f | %6.2f\n", op.c_str(), n, nb, r.t_hf, r.t_loop,
+                    r.t_omp, hf, bl, hf / bl);
+        std::fflush(stdout);
+        csv << op << "," << o.precision << "," << n << "," << nb << "," << r.t_hf << "," << r.t_loop << "," << r.t_omp
+            << "," << hf << "," << bl << "," << hf / bl << "\n";
+      }
+  }
+  if (!o.output.empty()) {
+    const std::string path = o.output + "/kernels.csv";
+    write_file_atomic(path, csv.str());
+    std::printf("\nwrote %s\n", path.c_str());
+  }
+  return 0;
+}
+
+}  // namespace hfisher_perf

@@ -1,0 +1,104 @@
+#include "../test_helpers.hpp"
+
+using namespace hfisher_test;
+
+template <class C>
+class Cholesky : public ::testing::Test {};
+TYPED_TEST_SUITE(Cholesky, Configs, ConfigNames);
+
+TYPED_TEST(Cholesky, FactorSolveLogdetAgainstLapack) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  struct Case { int nb, n; };
+  const std::vector<Case> cases = {{1, 1}, {5, 2}, {1000, 8}, {7, 31}, {3, 33}, {2, 64}, {1, 100}, {1, 257}, {1, 512}};
+  unsigned seed = 100;
+  for (const auto& c : cases) {
+    auto Ah = spd_batch(c.nb, c.n, seed++);
+    auto A = to_device<S, E>(Ah);
+    hfisher::kernels::potrf(E(), A);
+    HostBatch Lref(c.nb, c.n, c.n);
+    std::vector<double> scale(c.nb);
+    for (int b = 0; b < c.nb; ++b) {
+      ASSERT_EQ(lapack_cholesky(Ah, b, Lref), 0);
+      scale[b] = c.n * max_abs(Ah, b);
+    }
+    auto L = to_host(A);
+    EXPECT_TRUE(near(L, Lref, Tol<S>::potrf, scale, "potrf vs LAPACK dpotrf")) << "nb=" << c.nb << " n=" << c.n;
+    auto LLt = matmul(L, false, L, true);
+    EXPECT_TRUE(near(LLt, Ah, Tol<S>::potrf, scale, "L L^T - A")) << "nb=" << c.nb << " n=" << c.n;
+
+    // solve with 3 right-hand sides
+    auto Xh = random_batch(c.nb, c.n, 3, seed++);
+    auto Bh = matmul(Ah, false, Xh, false);
+    auto B = to_device<S, E>(Bh);
+    hfisher::kernels::potrs(E(), A, B);
+    auto X = to_host(B);
+    auto R = matmul(Ah, false, X, false);
+    std::vector<double> rs(c.nb);
+    for (int b = 0; b < c.nb; ++b) rs[b] = c.n * (max_abs(Ah, b) * max_abs(X, b) + max_abs(Bh, b));
+    EXPECT_TRUE(near(R, Bh, Tol<S>::potrs, rs, "potrs residual")) << "nb=" << c.nb << " n=" << c.n;
+
+    hfisher::BatchScalar<S, E> ld("ld", c.nb);
+    hfisher::kernels::logdet_cholesky(E(), A, ld);
+    auto ldh = to_host1(ld);
+    for (int b = 0; b < c.nb; ++b) {
+      double ref = 0;
+      for (int i = 0; i < c.n; ++i) ref += 2 * std::log(Lref(b, i, i));
+      EXPECT_NEAR(ldh[b], ref, Tol<S>::logdet * c.n * (1 + std::abs(ref))) << "logdet entry " << b;
+    }
+  }
+}
+
+TYPED_TEST(Cholesky, IllConditionedStillFactors) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  const int n = 40;
+  std::vector<double> sig(n);
+  const double cond = std::is_same<S, double>::value ? 1e10 : 1e4;
+  for (int i = 0; i < n; ++i) sig[i] = std::pow(cond, -double(i) / (n - 1));
+  auto Ah = with_singular_values(3, n, n, sig, 7);
+  // make it symmetric positive definite: A = Q diag(sig) Q^T
+  auto Q = with_singular_values(3, n, n, std::vector<double>(n, 1.0), 8);
+  HostBatch D(3, n, n);
+  for (int b = 0; b < 3; ++b)
+    for (int i = 0; i < n; ++i) D(b, i, i) = sig[i];
+  auto Ad = matmul(matmul(Q, false, D, false), false, Q, true);
+  for (int b = 0; b < 3; ++b)
+    for (int i = 0; i < n; ++i)
+      for (int j = 0; j < i; ++j) Ad(b, j, i) = Ad(b, i, j) = 0.5 * (Ad(b, i, j) + Ad(b, j, i));
+  auto A = to_device<S, E>(Ad);
+  hfisher::kernels::potrf(E(), A);
+  auto L = to_host(A);
+  EXPECT_TRUE(near(matmul(L, false, L, true), Ad, Tol<S>::potrf, n, "ill-conditioned L L^T - A"));
+  (void)Ah;
+}
+
+TYPED_TEST(Cholesky, ReportsTheFailingEntryAndPivot) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  auto Ah = spd_batch(6, 10, 3);
+  // entry 4: make pivot 6 negative by an indefinite diagonal
+  for (int j = 0; j < 10; ++j) Ah(4, 6, j) = Ah(4, j, 6) = 0.0;
+  Ah(4, 6, 6) = -2.0;
+  auto A = to_device<S, E>(Ah);
+  try {
+    hfisher::kernels::potrf(E(), A);
+    FAIL() << "non-SPD entry not detected";
+  } catch (const hfisher::Error& e) {
+    const std::string w = e.what();
+    EXPECT_NE(w.find("batch entry 4"), std::string::npos) << w;
+    EXPECT_NE(w.find("pivot 6"), std::string::npos) << w;
+    EXPECT_NE(w.find("1 of 6 entries"), std::string::npos) << w;
+  }
+  // non-throwing form: info per entry
+  A = to_device<S, E>(Ah);
+  Kokkos::View<int*, typename E::memory_space> info("info", 6);
+  Kokkos::View<S*, typename E::memory_space> piv("piv", 6);
+  hfisher::kernels::potrf(E(), A, info, piv);
+  auto ih = to_host1(info);
+  for (int b = 0; b < 6; ++b) EXPECT_EQ(ih[b], b == 4 ? 7 : 0);
+  EXPECT_NEAR(to_host1(piv)[4], -2.0, 1e-6);
+
+  hfisher::BatchMatrix<S, E> R("R", 2, 3, 4);
+  EXPECT_THROW(hfisher::kernels::potrf(E(), R), hfisher::Error);
+}

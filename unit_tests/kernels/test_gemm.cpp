@@ -1,0 +1,65 @@
+#include "../test_helpers.hpp"
+
+using namespace hfisher_test;
+
+template <class C>
+class Gemm : public ::testing::Test {};
+TYPED_TEST_SUITE(Gemm, Configs, ConfigNames);
+
+TYPED_TEST(Gemm, AllTransposesAgainstNaiveLoops) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  struct Case { int nb, m, n, k; };
+  const std::vector<Case> cases = {{1, 1, 1, 1}, {3, 5, 7, 4}, {1000, 8, 8, 8}, {10, 33, 17, 65},
+                                   {2, 64, 64, 64}, {1, 130, 70, 129}, {1, 512, 16, 512}};
+  unsigned seed = 1;
+  for (const auto& c : cases)
+    for (int ta = 0; ta < 2; ++ta)
+      for (int tb = 0; tb < 2; ++tb) {
+        auto Ah = random_batch(c.nb, ta ? c.k : c.m, ta ? c.m : c.k, seed++);
+        auto Bh = random_batch(c.nb, tb ? c.n : c.k, tb ? c.k : c.n, seed++);
+        auto Ch = random_batch(c.nb, c.m, c.n, seed++);
+        auto A = to_device<S, E>(Ah);
+        auto B = to_device<S, E>(Bh);
+        auto Cd = to_device<S, E>(Ch);
+        const double alpha = 1.5, beta = -0.5;
+        hfisher::kernels::gemm(E(), ta ? hfisher::Op::Trans : hfisher::Op::NoTrans,
+                               tb ? hfisher::Op::Trans : hfisher::Op::NoTrans, S(alpha), A, B, S(beta), Cd);
+        auto ref = matmul(Ah, ta, Bh, tb);
+        std::vector<double> scale(c.nb);
+        for (int b = 0; b < c.nb; ++b) {
+          for (int i = 0; i < c.m; ++i)
+            for (int j = 0; j < c.n; ++j) ref(b, i, j) = alpha * ref(b, i, j) + beta * Ch(b, i, j);
+          scale[b] = (c.k + 2) * (max_abs(Ah, b) * max_abs(Bh, b) + max_abs(Ch, b));
+        }
+        EXPECT_TRUE(near(to_host(Cd), ref, Tol<S>::gemm, scale, "gemm"))
+            << "case nb=" << c.nb << " m=" << c.m << " n=" << c.n << " k=" << c.k << " ta=" << ta << " tb=" << tb;
+      }
+}
+
+TYPED_TEST(Gemm, RejectsBadInput) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  hfisher::BatchMatrix<S, E> A("A", 2, 3, 4), B("B", 2, 5, 2), C("C", 2, 3, 2), B1("B1", 3, 4, 2);
+  try {
+    hfisher::kernels::gemm(E(), hfisher::Op::NoTrans, hfisher::Op::NoTrans, S(1), A, B, S(0), C);
+    FAIL() << "size mismatch not detected";
+  } catch (const hfisher::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("size mismatch"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(hfisher::kernels::gemm(E(), hfisher::Op::NoTrans, hfisher::Op::NoTrans, S(1), A, B1, S(0), C),
+               hfisher::Error);
+  hfisher::BatchMatrix<S, E> B2("B2", 2, 4, 2);
+  auto h = Kokkos::create_mirror_view(A);
+  h(1, 2, 3) = std::numeric_limits<S>::quiet_NaN();
+  Kokkos::deep_copy(A, h);
+  try {
+    hfisher::kernels::gemm(E(), hfisher::Op::NoTrans, hfisher::Op::NoTrans, S(1), A, B2, S(0), C);
+    FAIL() << "NaN not detected";
+  } catch (const hfisher::Error& e) {
+    const std::string w = e.what();
+    EXPECT_NE(w.find("argument A"), std::string::npos) << w;
+    EXPECT_NE(w.find("batch entry 1"), std::string::npos) << w;
+    EXPECT_NE(w.find("(2, 3)"), std::string::npos) << w;
+  }
+}

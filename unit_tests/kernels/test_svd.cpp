@@ -1,0 +1,122 @@
+#include "../test_helpers.hpp"
+
+using namespace hfisher_test;
+
+template <class C>
+class SVD : public ::testing::Test {};
+TYPED_TEST_SUITE(SVD, Configs, ConfigNames);
+
+template <class S, class E>
+static void check_svd(const HostBatch& Ah, const char* what, bool relative_values) {
+  const int nb = Ah.nb, m = Ah.m, n = Ah.n, k = std::min(m, n);
+  auto A = to_device<S, E>(Ah);
+  hfisher::BatchMatrix<S, E> U("U", nb, m, k), V("V", nb, n, k);
+  hfisher::BatchVector<S, E> Sv("S", nb, k);
+  hfisher::kernels::svd(E(), A, U, Sv, V);
+  auto Uh = to_host(U), Vh = to_host(V);
+  auto sh = to_host2(Sv);
+  HostBatch US(nb, m, k);
+  std::vector<double> scale(nb);
+  for (int b = 0; b < nb; ++b) {
+    auto ref = lapack_singular_values(Ah, b);
+    const double s0 = ref.empty() ? 0.0 : ref[0];
+    for (int i = 0; i < k; ++i) {
+      const double bound = relative_values ? Tol<S>::svd_values * ref[i] : Tol<S>::svd_values * s0 * k;
+      EXPECT_LE(std::abs(sh[b][i] - ref[i]), bound) << what << ": value " << i << " of entry " << b;
+      if (i > 0) EXPECT_GE(sh[b][i - 1], sh[b][i]) << "not descending";
+      for (int r = 0; r < m; ++r) US(b, r, i) = Uh(b, r, i) * sh[b][i];
+    }
+    scale[b] = std::max(m, n) * (s0 + 1e-300);
+    // orthonormal columns for the nonzero singular values
+    int nz = 0;
+    while (nz < k && sh[b][nz] > 1e-3 * s0) ++nz;
+    EXPECT_LE(orth_error(Uh, b, nz), Tol<S>::orth * std::max(m, n) * 10) << what << " U entry " << b;
+    EXPECT_LE(orth_error(Vh, b, nz), Tol<S>::orth * std::max(m, n) * 10) << what << " V entry " << b;
+  }
+  EXPECT_TRUE(near(matmul(US, false, Vh, true), Ah, Tol<S>::svd_recon, scale, what));
+}
+
+TYPED_TEST(SVD, ValuesAndVectorsAgainstLapack) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  struct Case { int nb, m, n; };
+  const std::vector<Case> cases = {{1, 1, 1}, {3, 2, 2}, {1000, 4, 4}, {6, 9, 5}, {6, 5, 9}, {2, 100, 20},
+                                   {2, 20, 100}, {1, 130, 130}};
+  unsigned seed = 500;
+  for (const auto& c : cases) check_svd<S, E>(random_batch(c.nb, c.m, c.n, seed++), "svd random", false);
+}
+
+// The bar: 64 x 64 blocks, singular values within 1e-12 relative of
+// LAPACK's (double).
+TYPED_TEST(SVD, Blocks64x64WithinBarOfLapack) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  check_svd<S, E>(random_batch(8, 64, 64, 77), "svd 64x64", std::is_same<S, double>::value);
+}
+
+TYPED_TEST(SVD, RankDeficientAndIllConditioned) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  const int n = 30;
+  std::vector<double> graded(n), deficient(n, 0.0);
+  for (int i = 0; i < n; ++i) graded[i] = std::pow(10.0, -8.0 * i / (n - 1));
+  for (int i = 0; i < 5; ++i) deficient[i] = 1.0 + i;
+  std::sort(deficient.rbegin(), deficient.rend());
+  check_svd<S, E>(with_singular_values(4, 40, n, graded, 1), "svd graded 1..1e-8", false);
+  check_svd<S, E>(with_singular_values(4, 40, n, deficient, 2), "svd rank 5", false);
+  check_svd<S, E>(HostBatch(2, 7, 3), "svd zero matrix", false);
+}
+
+template <class C>
+class Syev : public ::testing::Test {};
+TYPED_TEST_SUITE(Syev, Configs, ConfigNames);
+
+TYPED_TEST(Syev, EigenpairsAgainstLapack) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  struct Case { int nb, n; bool spd; };
+  const std::vector<Case> cases = {{1, 1, true}, {4, 2, false}, {1000, 6, true}, {5, 33, false}, {2, 64, true},
+                                   {1, 128, false}};
+  unsigned seed = 600;
+  for (const auto& c : cases) {
+    auto Ah = c.spd ? spd_batch(c.nb, c.n, seed++) : random_batch(c.nb, c.n, c.n, seed++);
+    if (!c.spd)
+      for (int b = 0; b < c.nb; ++b)
+        for (int i = 0; i < c.n; ++i)
+          for (int j = 0; j < i; ++j) Ah(b, j, i) = Ah(b, i, j);
+    auto A = to_device<S, E>(Ah);
+    hfisher::BatchVector<S, E> W("W", c.nb, c.n);
+    hfisher::BatchMatrix<S, E> V("V", c.nb, c.n, c.n);
+    hfisher::kernels::syev(E(), A, W, V);
+    auto wh = to_host2(W);
+    auto Vh = to_host(V);
+    HostBatch VD(c.nb, c.n, c.n);
+    std::vector<double> scale(c.nb);
+    for (int b = 0; b < c.nb; ++b) {
+      auto ref = lapack_eigenvalues(Ah, b);
+      const double nrm = std::max(std::abs(ref.front()), std::abs(ref.back()));
+      for (int i = 0; i < c.n; ++i) {
+        EXPECT_LE(std::abs(wh[b][i] - ref[i]), Tol<S>::eig_values * c.n * nrm) << "value " << i << " entry " << b;
+        for (int r = 0; r < c.n; ++r) VD(b, r, i) = Vh(b, r, i) * wh[b][i];
+      }
+      EXPECT_LE(orth_error(Vh, b, c.n), Tol<S>::orth * c.n * 10) << "V not orthonormal, entry " << b;
+      scale[b] = c.n * nrm;
+    }
+    EXPECT_TRUE(near(matmul(VD, false, Vh, true), Ah, Tol<S>::svd_recon * 10, scale, "V W V^T - A"));
+  }
+}
+
+TYPED_TEST(Syev, RejectsNonSymmetric) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  auto Ah = random_batch(3, 5, 5, 9);
+  auto A = to_device<S, E>(Ah);
+  hfisher::BatchVector<S, E> W("W", 3, 5);
+  hfisher::BatchMatrix<S, E> V("V", 3, 5, 5);
+  try {
+    hfisher::kernels::syev(E(), A, W, V);
+    FAIL() << "non-symmetric input accepted";
+  } catch (const hfisher::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("not symmetric at batch entry 0"), std::string::npos) << e.what();
+  }
+}
