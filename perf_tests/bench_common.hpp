@@ -14,14 +14,17 @@ struct Machine {
 };
 Machine describe_machine();
 
-/// Best (minimum) wall time in seconds of `reps` runs of f, after one warm-up.
-template <class F>
-double best_time(int reps, F&& f) {
-  f();
+/// Best (minimum) wall time in seconds of `reps` runs of op, after one
+/// warm-up; setup() runs before each and is not timed.
+template <class Setup, class Op>
+double best_time(int reps, Setup&& setup, Op&& op) {
+  setup();
+  op();
   double best = 1e300;
   for (int r = 0; r < reps; ++r) {
+    setup();
     const auto t0 = std::chrono::steady_clock::now();
-    f();
+    op();
     const auto t1 = std::chrono::steady_clock::now();
     const double s = std::chrono::duration<double>(t1 - t0).count();
     if (s < best) best = s;

@@ -42,7 +42,8 @@ KOKKOS_INLINE_FUNCTION int potrf_unblocked(const Member& t, int n, T* A, int s0,
   return 0;
 }
 
-/// Blocked Cholesky of one entry (lower); zeroes the strict upper triangle.
+/// Blocked Cholesky of one entry (lower). The strict upper triangle is used
+/// as workspace (it holds L^T of finished panels) and zeroed at the end.
 template <class Exec, class Member, class AV>
 KOKKOS_INLINE_FUNCTION int potrf_entry(const Member& t, const AV& A, typename AV::non_const_value_type* bad) {
   using T = typename AV::non_const_value_type;
@@ -53,10 +54,12 @@ KOKKOS_INLINE_FUNCTION int potrf_entry(const Member& t, const AV& A, typename AV
   for (int j0 = 0; j0 < n; j0 += cholesky_panel) {
     const int jb = n - j0 < cholesky_panel ? n - j0 : cholesky_panel;
     if (j0 > 0) {
+      // C -= L1 L2^T, with L2^T read from the upper triangle, where the
+      // finished panels were mirrored (row-contiguous: the fast GEMM form)
       auto C = hfisher::detail::strided<mem>(a + j0 * s0 + j0 * s1, n - j0, jb, s0, s1);
       auto L1 = hfisher::detail::strided<mem>(a + j0 * s0, n - j0, j0, s0, s1);
-      auto L2 = hfisher::detail::strided<mem>(a + j0 * s0, jb, j0, s0, s1);
-      gemm_entry<Exec>(t, Op::NoTrans, Op::Trans, T(-1), L1, L2, T(1), C);
+      auto L2t = hfisher::detail::strided<mem>(a + j0 * s1, j0, jb, s0, s1);
+      gemm_entry<Exec>(t, Op::NoTrans, Op::NoTrans, T(-1), L1, L2t, T(1), C);
       t.team_barrier();
     }
     const int info = potrf_unblocked(t, jb, a + j0 * s0 + j0 * s1, s0, s1, bad);
@@ -65,6 +68,11 @@ KOKKOS_INLINE_FUNCTION int potrf_entry(const Member& t, const AV& A, typename AV
       auto D = hfisher::detail::strided<mem>(a + j0 * s0 + j0 * s1, jb, jb, s0, s1);
       auto P = hfisher::detail::strided<mem>(a + (j0 + jb) * s0 + j0 * s1, n - j0 - jb, jb, s0, s1);
       trsm_entry<Exec>(t, Side::Right, Uplo::Lower, Op::Trans, Diag::NonUnit, T(1), D, P);
+      t.team_barrier();
+      // mirror the finished panel into the upper triangle (L^T)
+      Kokkos::parallel_for(Kokkos::TeamThreadRange(t, j0, j0 + jb), [&](const int l) {
+        for (int i = l + 1; i < n; ++i) a[l * s0 + i * s1] = a[i * s0 + l * s1];
+      });
       t.team_barrier();
     }
   }

@@ -8,6 +8,7 @@
 #include <hfisher/core/validate.hpp>
 
 #include <KokkosBatched_Gemm_Decl.hpp>
+#include <hfisher/kernels/impl/gemm_serial.hpp>
 
 namespace hfisher {
 namespace kernels {
@@ -19,6 +20,20 @@ KOKKOS_INLINE_FUNCTION void gemm_entry(const Member& member, Op ta, Op tb, S alp
                                        S beta, const CV& C) {
   using mode = typename ExecTraits<Exec>::mode;
   using algo = KokkosBatched::Algo::Gemm::Blocked;
+  if constexpr (ExecTraits<Exec>::on_host) {
+    // one thread per entry: the register-blocked forms where strides allow
+    const int m = C.extent(0), n = C.extent(1);
+    const int k = ta == Op::NoTrans ? A.extent(1) : A.extent(0);
+    const int ai = ta == Op::NoTrans ? A.stride_0() : A.stride_1();
+    const int al = ta == Op::NoTrans ? A.stride_1() : A.stride_0();
+    const int bl = tb == Op::NoTrans ? B.stride_0() : B.stride_1();
+    const int bj = tb == Op::NoTrans ? B.stride_1() : B.stride_0();
+    if (m == 0 || n == 0) return;
+    if (impl::gemm_serial_blocked<typename CV::non_const_value_type>(m, n, k, alpha, A.data(), ai, al, B.data(), bl,
+                                                                      bj, beta, C.data(), C.stride_0(),
+                                                                      C.stride_1()))
+      return;
+  }
   if (ta == Op::NoTrans) {
     if (tb == Op::NoTrans)
       KokkosBatched::Gemm<Member, KokkosBatched::Trans::NoTranspose, KokkosBatched::Trans::NoTranspose, mode, algo>::invoke(member, alpha, A, B, beta, C);

@@ -1,0 +1,157 @@
+#pragma once
+/// \file impl/gemm_serial.hpp
+/// \brief Register-blocked GEMM for one batch entry run by one thread (the
+/// Serial mode of host spaces), for the two stride patterns the row-major
+/// batch layout produces:
+///  - "axpy" form, op(B) contiguous along j: MR x NR blocks of C accumulate
+///    a(i, l) * b(l, j0:j0+NR) (vectorized over j);
+///  - "dot" form, op(A) and op(B) contiguous along l (C = A B^T on row-major
+///    data): MR x NR dot products with VL-wide partial sums (vectorized over l
+///    without reassociation).
+/// Other stride patterns return false and the caller uses KokkosBatched.
+
+#include <Kokkos_Core.hpp>
+
+namespace hfisher {
+namespace kernels {
+namespace impl {
+
+template <class T> struct GemmBlock;
+template <> struct GemmBlock<double> { static constexpr int MR = 4, NR = 16, VL = 8; };
+template <> struct GemmBlock<float> { static constexpr int MR = 4, NR = 32, VL = 16; };
+
+/// C(m x n) = alpha op(A) op(B) + beta C with op(A)(i, l) = A[i*ai + l*al],
+/// op(B)(l, j) = B[l*bl + j*bj], C(i, j) = C[i*ci + j*cj]. Returns false if
+/// the strides fit neither fast form.
+template <class T>
+KOKKOS_INLINE_FUNCTION bool gemm_serial_blocked(int m, int n, int k, T alpha, const T* A, int ai, int al,
+                                                const T* B, int bl, int bj, T beta, T* C, int ci, int cj) {
+  constexpr int MR = GemmBlock<T>::MR, NR = GemmBlock<T>::NR, VL = GemmBlock<T>::VL;
+  auto store = [&](int i, int j, T v) {
+    T& c = C[i * ci + j * cj];
+    c = beta == T(0) ? alpha * v : alpha * v + beta * c;
+  };
+  if (bj == 1) {
+    int i0 = 0;
+    for (; i0 + MR <= m; i0 += MR) {
+      int j0 = 0;
+      for (; j0 + NR <= n; j0 += NR) {
+        static_assert(MR == 4, "the axpy form is written for 4 rows");
+        T c0[NR], c1[NR], c2[NR], c3[NR];
+        for (int c = 0; c < NR; ++c) c0[c] = c1[c] = c2[c] = c3[c] = T(0);
+        const T* a0p = A + i0 * ai;
+        for (int l = 0; l < k; ++l) {
+          const T* b = B + l * bl + j0;
+          const T a0 = a0p[l * al], a1 = a0p[ai + l * al], a2 = a0p[2 * ai + l * al], a3 = a0p[3 * ai + l * al];
+          for (int c = 0; c < NR; ++c) {
+            const T bc = b[c];
+            c0[c] += a0 * bc;
+            c1[c] += a1 * bc;
+            c2[c] += a2 * bc;
+            c3[c] += a3 * bc;
+          }
+        }
+        for (int c = 0; c < NR; ++c) {
+          store(i0, j0 + c, c0[c]);
+          store(i0 + 1, j0 + c, c1[c]);
+          store(i0 + 2, j0 + c, c2[c]);
+          store(i0 + 3, j0 + c, c3[c]);
+        }
+      }
+      for (; j0 < n; ++j0) {  // column fringe
+        T acc[MR];
+        for (int r = 0; r < MR; ++r) acc[r] = T(0);
+        for (int l = 0; l < k; ++l) {
+          const T b = B[l * bl + j0];
+          for (int r = 0; r < MR; ++r) acc[r] += A[(i0 + r) * ai + l * al] * b;
+        }
+        for (int r = 0; r < MR; ++r) store(i0 + r, j0, acc[r]);
+      }
+    }
+    for (; i0 < m; ++i0) {  // row fringe
+      int j0 = 0;
+      for (; j0 + NR <= n; j0 += NR) {
+        T acc[NR];
+        for (int c = 0; c < NR; ++c) acc[c] = T(0);
+        for (int l = 0; l < k; ++l) {
+          const T a = A[i0 * ai + l * al];
+          const T* b = B + l * bl + j0;
+          for (int c = 0; c < NR; ++c) acc[c] += a * b[c];
+        }
+        for (int c = 0; c < NR; ++c) store(i0, j0 + c, acc[c]);
+      }
+      for (; j0 < n; ++j0) {
+        T s = T(0);
+        for (int l = 0; l < k; ++l) s += A[i0 * ai + l * al] * B[l * bl + j0];
+        store(i0, j0, s);
+      }
+    }
+    return true;
+  }
+  if (al == 1 && bl == 1) {
+    constexpr int DR = 4, DC = 4;
+    const int kv = k - k % VL;
+    for (int i0 = 0; i0 < m; i0 += DR) {
+      const int mr = m - i0 < DR ? m - i0 : DR;
+      for (int j0 = 0; j0 < n; j0 += DC) {
+        const int nc = n - j0 < DC ? n - j0 : DC;
+        if (mr == DR && nc == DC) {
+          static_assert(DR == 4 && DC == 4, "the dot form is written for 4 x 4 blocks");
+          const T* a0 = A + i0 * ai;
+          const T* a1 = a0 + ai;
+          const T* a2 = a1 + ai;
+          const T* a3 = a2 + ai;
+          const T* b0 = B + j0 * bj;
+          const T* b1 = b0 + bj;
+          const T* b2 = b1 + bj;
+          const T* b3 = b2 + bj;
+          T s[16][VL];
+          for (int q = 0; q < 16; ++q)
+            for (int v = 0; v < VL; ++v) s[q][v] = T(0);
+          for (int l = 0; l < kv; l += VL) {
+            for (int v = 0; v < VL; ++v) {
+              const T x0 = a0[l + v], x1 = a1[l + v], x2 = a2[l + v], x3 = a3[l + v];
+              const T y0 = b0[l + v], y1 = b1[l + v], y2 = b2[l + v], y3 = b3[l + v];
+              s[0][v] += x0 * y0;
+              s[1][v] += x0 * y1;
+              s[2][v] += x0 * y2;
+              s[3][v] += x0 * y3;
+              s[4][v] += x1 * y0;
+              s[5][v] += x1 * y1;
+              s[6][v] += x1 * y2;
+              s[7][v] += x1 * y3;
+              s[8][v] += x2 * y0;
+              s[9][v] += x2 * y1;
+              s[10][v] += x2 * y2;
+              s[11][v] += x2 * y3;
+              s[12][v] += x3 * y0;
+              s[13][v] += x3 * y1;
+              s[14][v] += x3 * y2;
+              s[15][v] += x3 * y3;
+            }
+          }
+          for (int r = 0; r < DR; ++r)
+            for (int c = 0; c < DC; ++c) {
+              T sum = T(0);
+              for (int v = 0; v < VL; ++v) sum += s[r * DC + c][v];
+              for (int l = kv; l < k; ++l) sum += A[(i0 + r) * ai + l] * B[(j0 + c) * bj + l];
+              store(i0 + r, j0 + c, sum);
+            }
+        } else {
+          for (int r = 0; r < mr; ++r)
+            for (int c = 0; c < nc; ++c) {
+              T s = T(0);
+              for (int l = 0; l < k; ++l) s += A[(i0 + r) * ai + l] * B[(j0 + c) * bj + l];
+              store(i0 + r, j0 + c, s);
+            }
+        }
+      }
+    }
+    return true;
+  }
+  return false;
+}
+
+}  // namespace impl
+}  // namespace kernels
+}  // namespace hfisher
