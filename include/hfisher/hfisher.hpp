@@ -17,3 +17,6 @@
 #include <hfisher/kernels/svd.hpp>
 #include <hfisher/kernels/syev.hpp>
 #include <hfisher/kernels/trsm.hpp>
+#include <hfisher/hmatrix/cluster_tree.hpp>
+#include <hfisher/hmatrix/compression.hpp>
+#include <hfisher/hmatrix/hodlr.hpp>

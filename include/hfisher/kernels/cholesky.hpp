@@ -17,7 +17,8 @@ namespace detail {
 
 constexpr int cholesky_panel = 32;
 
-/// Unblocked Cholesky of the n x n block at A (strides s0, s1), in a team.
+/// Unblocked Cholesky of the n x n block at A (strides s0, s1), in a team;
+/// the strict upper triangle receives L^T (workspace).
 /// Returns 0, or k+1 when pivot k is not positive (its value in *bad).
 template <class Member, class T>
 KOKKOS_INLINE_FUNCTION int potrf_unblocked(const Member& t, int n, T* A, int s0, int s1, T* bad) {
@@ -29,13 +30,19 @@ KOKKOS_INLINE_FUNCTION int potrf_unblocked(const Member& t, int n, T* A, int s0,
     }
     const T l = math::sqrt(d);
     t.team_barrier();
+    // scale column k and mirror it into row k (the upper triangle is
+    // workspace), so the update below reads row k contiguously
     Kokkos::parallel_for(Kokkos::TeamThreadRange(t, k, n), [&](const int i) {
-      A[i * s0 + k * s1] = i == k ? l : A[i * s0 + k * s1] / l;
+      const T v = i == k ? l : A[i * s0 + k * s1] / l;
+      A[i * s0 + k * s1] = v;
+      A[k * s0 + i * s1] = v;
     });
     t.team_barrier();
+    const T* rowk = A + k * s0;
     Kokkos::parallel_for(Kokkos::TeamThreadRange(t, k + 1, n), [&](const int i) {
-      const T aik = A[i * s0 + k * s1];
-      for (int j = k + 1; j <= i; ++j) A[i * s0 + j * s1] -= aik * A[j * s0 + k * s1];
+      T* rowi = A + i * s0;
+      const T aik = rowi[k * s1];
+      for (int j = k + 1; j <= i; ++j) rowi[j * s1] -= aik * rowk[j * s1];
     });
     t.team_barrier();
   }

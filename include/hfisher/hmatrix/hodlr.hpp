@@ -1,0 +1,530 @@
+#pragma once
+/// \file hodlr.hpp
+/// \brief hfisher::HODLR: symmetric hierarchically off-diagonal low-rank
+/// matrices, stored per tree level (one View per level, batch dimension
+/// first), built, applied and factored with one batched launch per level.
+///
+/// Storage for a tree with L levels, N = leaf * 2^L tree positions:
+///  - D: (2^L, leaf, leaf), the dense diagonal leaf blocks;
+///  - for each level l = 1..L and each pair of sibling nodes (2p, 2p+1):
+///    A(I_2p, I_2p+1) = U_l[p] V_l[p]^T with U_l, V_l: (2^(l-1), N/2^l, k_l),
+///    k_l the level's padded rank (zero columns beyond each block's rank);
+///    A(I_2p+1, I_2p) = V_l[p] U_l[p]^T by symmetry.
+/// Padded positions are decoupled identity rows.
+
+#include <hfisher/core/error.hpp>
+#include <hfisher/core/types.hpp>
+#include <hfisher/core/validate.hpp>
+#include <hfisher/hmatrix/cluster_tree.hpp>
+#include <hfisher/hmatrix/compression.hpp>
+#include <hfisher/hmatrix/impl/views.hpp>
+#include <hfisher/kernels/cholesky.hpp>
+#include <hfisher/kernels/gemm.hpp>
+#include <hfisher/kernels/lowrank.hpp>
+#include <hfisher/kernels/randomized.hpp>
+#include <hfisher/kernels/syev.hpp>
+
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+namespace hfisher {
+
+template <class Scalar, class ExecSpace>
+class HODLRFactorization;
+
+template <class Scalar, class ExecSpace = Kokkos::DefaultExecutionSpace>
+class HODLR {
+ public:
+  using scalar_type = Scalar;
+  using exec_space = ExecSpace;
+  using mem_space = typename ExecSpace::memory_space;
+  using Matrix = Kokkos::View<Scalar**, Kokkos::LayoutRight, mem_space>;  ///< (rows, cols)
+  using Vector = Kokkos::View<Scalar*, mem_space>;
+  using Batch = BatchMatrix<Scalar, ExecSpace>;
+
+  HODLR() = default;
+
+  /// Compresses a dense symmetric n x n matrix (View in ExecSpace's memory)
+  /// level by level with the batched randomized SVD. Throws on non-square,
+  /// non-symmetric (beyond 1000 eps max|A|) or non-finite input.
+  template <class AView>
+  static HODLR from_dense(const AView& A, const ClusterTree& tree, const CompressionOptions& opts = {});
+
+  /// A = diag(d) + G G^T with d: (n), G: (n, m) (per-example gradients as
+  /// columns), never formed: each off-diagonal block G_I G_J^T is recompressed
+  /// from thin QRs of G_I, G_J and an SVD of the small core, batched per level.
+  template <class DView, class GView>
+  static HODLR from_factors(const DView& d, const GView& G, const ClusterTree& tree,
+                            const CompressionOptions& opts = {});
+
+  int size() const { return tree_.size(); }
+  const ClusterTree& tree() const { return tree_; }
+  const CompressionOptions& options() const { return opts_; }
+
+  /// Y = A X for X, Y: (n, r) in the user's index order.
+  void apply(const Matrix& X, const Matrix& Y) const;
+  /// The diagonal of A (n), user order.
+  Vector diag() const;
+  /// The dense n x n matrix (small n only).
+  Matrix to_dense() const;
+  /// A <- A + lambda I (the padded identity rows are left alone).
+  void add_diagonal(Scalar lambda);
+  /// Bytes of the numerical data (leaf blocks, bases, permutation).
+  std::size_t bytes() const;
+  /// Per level (1..L): min, mean, max of the true block ranks and the padded rank.
+  std::vector<RankStats> ranks() const;
+  /// Versioned binary file; written to a temporary and renamed (nothing
+  /// half-written on failure).
+  void save(const std::string& path) const;
+  /// Loads what save wrote; a missing, truncated or foreign file, or one of
+  /// another scalar type, is an hfisher::Error.
+  static HODLR load(const std::string& path);
+
+  /// Factorization for solve, logdet (see HODLRFactorization).
+  HODLRFactorization<Scalar, ExecSpace> factor() const;
+
+  // level data (read-only access for factorizations and tests)
+  const Batch& leaf_blocks() const { return D_; }
+  const Batch& U(int level) const { return U_.at(level - 1); }
+  const Batch& V(int level) const { return V_.at(level - 1); }
+  const std::vector<int>& block_ranks(int level) const { return ranks_.at(level - 1); }
+  Kokkos::View<int*, mem_space> perm_device() const { return perm_d_; }
+  Kokkos::View<int*, mem_space> iperm_device() const { return iperm_d_; }
+
+  /// user (n, r) -> tree order (N, r), zero on padding
+  Matrix to_tree(const Matrix& X) const;
+  /// tree order (N, r) -> user (n, r)
+  void from_tree(const Matrix& Xp, const Matrix& Y) const;
+
+ private:
+  ClusterTree tree_;
+  CompressionOptions opts_;
+  Batch D_;
+  std::vector<Batch> U_, V_;
+  std::vector<std::vector<int>> ranks_;
+  Kokkos::View<int*, mem_space> perm_d_, iperm_d_;
+
+  void init_structure(const ClusterTree& tree, const CompressionOptions& opts);
+  // keeps the first k = max(1, max rank) columns of the kmax-wide U, V
+  void store_level(int level, const Batch& Uw, const Batch& Vw, const Kokkos::View<int*, mem_space>& rank);
+};
+
+// ============================================================ implementation
+
+template <class Scalar, class ExecSpace>
+void HODLR<Scalar, ExecSpace>::init_structure(const ClusterTree& tree, const CompressionOptions& opts) {
+  tree_ = tree;
+  opts_ = opts;
+  const int N = tree.padded_size(), n = tree.size();
+  perm_d_ = Kokkos::View<int*, mem_space>("hfisher::HODLR::perm", N);
+  iperm_d_ = Kokkos::View<int*, mem_space>("hfisher::HODLR::iperm", n);
+  auto ph = Kokkos::create_mirror_view(perm_d_);
+  auto ih = Kokkos::create_mirror_view(iperm_d_);
+  for (int p = 0; p < N; ++p) ph(p) = tree.perm()[p];
+  for (int i = 0; i < n; ++i) ih(i) = tree.iperm()[i];
+  Kokkos::deep_copy(perm_d_, ph);
+  Kokkos::deep_copy(iperm_d_, ih);
+  U_.assign(tree.levels(), Batch());
+  V_.assign(tree.levels(), Batch());
+  ranks_.assign(tree.levels(), {});
+}
+
+template <class Scalar, class ExecSpace>
+void HODLR<Scalar, ExecSpace>::store_level(int level, const Batch& Uw, const Batch& Vw,
+                                           const Kokkos::View<int*, mem_space>& rank) {
+  const int pairs = Uw.extent(0), m = Uw.extent(1);
+  auto rh = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), rank);
+  std::vector<int> r(pairs);
+  int k = 1;
+  for (int p = 0; p < pairs; ++p) {
+    r[p] = rh(p);
+    k = std::max(k, r[p]);
+  }
+  Batch U(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HODLR::U"), pairs, m, k);
+  Batch V(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HODLR::V"), pairs, m, k);
+  Kokkos::deep_copy(U, hmatrix_impl::cols(Uw, 0, k));
+  Kokkos::deep_copy(V, hmatrix_impl::cols(Vw, 0, k));
+  U_[level - 1] = U;
+  V_[level - 1] = V;
+  ranks_[level - 1] = r;
+}
+
+template <class Scalar, class ExecSpace>
+template <class AView>
+HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::from_dense(const AView& A, const ClusterTree& tree,
+                                                              const CompressionOptions& opts) {
+  constexpr const char* where = "hfisher::HODLR::from_dense";
+  static_assert(AView::rank == 2, "HODLR::from_dense: A must be a rank-2 view (n, n)");
+  opts.validate(where);
+  detail::require(A.extent(0) == A.extent(1), where, "A must be square, got ", A.extent(0), "x", A.extent(1));
+  detail::require(long(A.extent(0)) == tree.size(), where, "A is ", A.extent(0), "x", A.extent(1),
+                  " but the tree has n = ", tree.size());
+  ExecSpace space;
+  const int n = tree.size(), N = tree.padded_size(), leaf = tree.leaf_size(), L = tree.levels();
+  {
+    auto A3 = Kokkos::View<const typename AView::value_type***, Kokkos::LayoutStride, mem_space,
+                           Kokkos::MemoryTraits<Kokkos::Unmanaged>>(
+        A.data(), Kokkos::LayoutStride(1, 0, n, A.stride_0(), n, A.stride_1()));
+    detail::check_finite3(space, A3, where, "A");
+  }
+  // symmetry
+  {
+    Scalar amax = 0, dmax = 0;
+    Kokkos::parallel_reduce(
+        "hfisher::HODLR::amax", Kokkos::RangePolicy<ExecSpace>(space, 0, n),
+        KOKKOS_LAMBDA(const int i, Scalar& v) {
+          for (int j = 0; j < n; ++j) v = math::max(v, Scalar(math::abs(Scalar(A(i, j)))));
+        },
+        Kokkos::Max<Scalar>(amax));
+    Kokkos::parallel_reduce(
+        "hfisher::HODLR::asym", Kokkos::RangePolicy<ExecSpace>(space, 0, n),
+        KOKKOS_LAMBDA(const int i, Scalar& v) {
+          for (int j = 0; j < i; ++j) v = math::max(v, Scalar(math::abs(Scalar(A(i, j) - A(j, i)))));
+        },
+        Kokkos::Max<Scalar>(dmax));
+    detail::require(dmax <= Scalar(1000) * math::limits<Scalar>::eps() * amax, where,
+                    "A is not symmetric: max |A(i,j) - A(j,i)| = ", double(dmax), " with max |A| = ", double(amax));
+  }
+  HODLR H;
+  H.init_structure(tree, opts);
+  // permuted, padded copy P (N x N)
+  Matrix P(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HODLR::P"), N, N);
+  auto perm = H.perm_d_;
+  Kokkos::parallel_for(
+      "hfisher::HODLR::permute", Kokkos::RangePolicy<ExecSpace>(space, 0, N), KOKKOS_LAMBDA(const int p) {
+        const int i = perm(p);
+        for (int q = 0; q < N; ++q) {
+          const int j = perm(q);
+          P(p, q) = (i >= 0 && j >= 0) ? Scalar(A(i, j)) : (p == q ? Scalar(1) : Scalar(0));
+        }
+      });
+  H.D_ = Batch("hfisher::HODLR::D", N / leaf, leaf, leaf);
+  Kokkos::deep_copy(H.D_, hmatrix_impl::diag_blocks(P, leaf));
+  for (int l = 1; l <= L; ++l) {
+    const int m = N >> l, pairs = 1 << (l - 1);
+    const int kmax = std::min(opts.max_rank, m);
+    auto B = hmatrix_impl::offdiag_blocks(P, l);
+    Batch Uw("hfisher::HODLR::Uw", pairs, m, kmax), Vw("hfisher::HODLR::Vw", pairs, m, kmax);
+    BatchVector<Scalar, ExecSpace> S("hfisher::HODLR::S", pairs, kmax);
+    Kokkos::View<int*, mem_space> rank("hfisher::HODLR::rank", pairs);
+    kernels::RangeFinderOptions ro;
+    ro.seed = opts.seed + std::uint64_t(l) * 7919u;
+    kernels::rsvd(space, B, opts.tol, Uw, S, Vw, rank, ro);
+    Kokkos::parallel_for(
+        "hfisher::HODLR::fold_S", Kokkos::RangePolicy<ExecSpace>(space, 0, pairs), KOKKOS_LAMBDA(const int p) {
+          for (int i = 0; i < m; ++i)
+            for (int c = 0; c < kmax; ++c) Uw(p, i, c) *= S(p, c);
+        });
+    H.store_level(l, Uw, Vw, rank);
+  }
+  return H;
+}
+
+template <class Scalar, class ExecSpace>
+template <class DView, class GView>
+HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::from_factors(const DView& d, const GView& G,
+                                                                const ClusterTree& tree,
+                                                                const CompressionOptions& opts) {
+  constexpr const char* where = "hfisher::HODLR::from_factors";
+  static_assert(DView::rank == 1 && GView::rank == 2, "HODLR::from_factors: d must be (n), G (n, m)");
+  opts.validate(where);
+  const int n = tree.size(), N = tree.padded_size(), leaf = tree.leaf_size(), L = tree.levels();
+  detail::require(long(d.extent(0)) == n, where, "d has length ", d.extent(0), " but the tree has n = ", n);
+  detail::require(long(G.extent(0)) == n, where, "G has ", G.extent(0), " rows but the tree has n = ", n);
+  const int mc = G.extent(1);
+  detail::require(mc >= 1, where, "G needs at least one column");
+  ExecSpace space;
+  {
+    auto G3 = Kokkos::View<const typename GView::value_type***, Kokkos::LayoutStride, mem_space,
+                           Kokkos::MemoryTraits<Kokkos::Unmanaged>>(
+        G.data(), Kokkos::LayoutStride(1, 0, n, G.stride_0(), mc, G.stride_1()));
+    detail::check_finite3(space, G3, where, "G");
+    auto d2 = Kokkos::View<const typename DView::value_type**, Kokkos::LayoutStride, mem_space,
+                           Kokkos::MemoryTraits<Kokkos::Unmanaged>>(d.data(),
+                                                                    Kokkos::LayoutStride(1, 0, n, d.stride_0()));
+    detail::check_finite2(space, d2, where, "d");
+  }
+  HODLR H;
+  H.init_structure(tree, opts);
+  Matrix Gp("hfisher::HODLR::Gp", N, mc);
+  Vector dp("hfisher::HODLR::dp", N);
+  auto perm = H.perm_d_;
+  Kokkos::parallel_for(
+      "hfisher::HODLR::permute_G", Kokkos::RangePolicy<ExecSpace>(space, 0, N), KOKKOS_LAMBDA(const int p) {
+        const int i = perm(p);
+        dp(p) = i >= 0 ? Scalar(d(i)) : Scalar(1);
+        for (int c = 0; c < mc; ++c) Gp(p, c) = i >= 0 ? Scalar(G(i, c)) : Scalar(0);
+      });
+  // leaves: D = diag(d) + G_I G_I^T
+  H.D_ = Batch("hfisher::HODLR::D", N / leaf, leaf, leaf);
+  auto Gleaf = hmatrix_impl::level_nodes(Gp, L, hmatrix_impl::Nodes::All);
+  kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::Trans, Scalar(1), Gleaf, Gleaf, Scalar(0), H.D_);
+  auto D = H.D_;
+  Kokkos::parallel_for(
+      "hfisher::HODLR::add_d", Kokkos::RangePolicy<ExecSpace>(space, 0, N), KOKKOS_LAMBDA(const int p) {
+        D(p / leaf, p % leaf, p % leaf) += dp(p);
+      });
+  for (int l = 1; l <= L; ++l) {
+    const int m = N >> l, pairs = 1 << (l - 1);
+    const int kmax = std::min(std::min(opts.max_rank, m), mc);
+    auto GL = hmatrix_impl::level_nodes(Gp, l, hmatrix_impl::Nodes::Left);
+    auto GR = hmatrix_impl::level_nodes(Gp, l, hmatrix_impl::Nodes::Right);
+    Batch Uw("hfisher::HODLR::Uw", pairs, m, kmax), Vw("hfisher::HODLR::Vw", pairs, m, kmax);
+    Kokkos::View<int*, mem_space> rank("hfisher::HODLR::rank", pairs);
+    kernels::truncate_lowrank(space, GL, GR, opts.tol, Uw, Vw, rank);
+    H.store_level(l, Uw, Vw, rank);
+  }
+  return H;
+}
+
+template <class Scalar, class ExecSpace>
+typename HODLR<Scalar, ExecSpace>::Matrix HODLR<Scalar, ExecSpace>::to_tree(const Matrix& X) const {
+  const int N = tree_.padded_size(), r = X.extent(1);
+  detail::require(long(X.extent(0)) == tree_.size(), "hfisher::HODLR", "vector block has ", X.extent(0),
+                  " rows, the matrix has n = ", tree_.size());
+  Matrix Xp(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HODLR::Xp"), N, r);
+  auto perm = perm_d_;
+  Kokkos::parallel_for(
+      "hfisher::HODLR::to_tree", Kokkos::RangePolicy<ExecSpace>(0, N), KOKKOS_LAMBDA(const int p) {
+        const int i = perm(p);
+        for (int c = 0; c < r; ++c) Xp(p, c) = i >= 0 ? X(i, c) : Scalar(0);
+      });
+  return Xp;
+}
+
+template <class Scalar, class ExecSpace>
+void HODLR<Scalar, ExecSpace>::from_tree(const Matrix& Xp, const Matrix& Y) const {
+  const int n = tree_.size(), r = Xp.extent(1);
+  detail::require(long(Y.extent(0)) == n && Y.extent(1) == Xp.extent(1), "hfisher::HODLR", "output block is ",
+                  Y.extent(0), "x", Y.extent(1), ", expected ", n, "x", r);
+  auto iperm = iperm_d_;
+  Kokkos::parallel_for(
+      "hfisher::HODLR::from_tree", Kokkos::RangePolicy<ExecSpace>(0, n), KOKKOS_LAMBDA(const int i) {
+        const int p = iperm(i);
+        for (int c = 0; c < r; ++c) Y(i, c) = Xp(p, c);
+      });
+}
+
+template <class Scalar, class ExecSpace>
+void HODLR<Scalar, ExecSpace>::apply(const Matrix& X, const Matrix& Y) const {
+  constexpr const char* where = "hfisher::HODLR::apply";
+  detail::require(D_.extent(0) > 0, where, "the matrix is empty (not built)");
+  detail::require(X.extent(1) == Y.extent(1), where, "X has ", X.extent(1), " columns, Y has ", Y.extent(1));
+  ExecSpace space;
+  {
+    auto X3 = Kokkos::View<const Scalar***, Kokkos::LayoutStride, mem_space, Kokkos::MemoryTraits<Kokkos::Unmanaged>>(
+        X.data(), Kokkos::LayoutStride(1, 0, X.extent(0), X.stride_0(), X.extent(1), X.stride_1()));
+    detail::check_finite3(space, X3, where, "X");
+  }
+  const int N = tree_.padded_size(), r = X.extent(1), L = tree_.levels();
+  Matrix Xp = to_tree(X);
+  Matrix Yp("hfisher::HODLR::Yp", N, r);
+  using namespace hmatrix_impl;
+  kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), D_, level_nodes(Xp, L, Nodes::All),
+                                Scalar(0), level_nodes(Yp, L, Nodes::All));
+  for (int l = 1; l <= L; ++l) {
+    const auto& U = U_[l - 1];
+    const auto& V = V_[l - 1];
+    const int pairs = U.extent(0), k = U.extent(2);
+    Batch T("hfisher::HODLR::T", pairs, k, r);
+    kernels::detail::gemm_nocheck(space, Op::Trans, Op::NoTrans, Scalar(1), V, level_nodes(Xp, l, Nodes::Right),
+                                  Scalar(0), T);
+    kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), U, T, Scalar(1),
+                                  level_nodes(Yp, l, Nodes::Left));
+    kernels::detail::gemm_nocheck(space, Op::Trans, Op::NoTrans, Scalar(1), U, level_nodes(Xp, l, Nodes::Left),
+                                  Scalar(0), T);
+    kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), V, T, Scalar(1),
+                                  level_nodes(Yp, l, Nodes::Right));
+  }
+  from_tree(Yp, Y);
+}
+
+template <class Scalar, class ExecSpace>
+typename HODLR<Scalar, ExecSpace>::Vector HODLR<Scalar, ExecSpace>::diag() const {
+  const int n = tree_.size(), leaf = tree_.leaf_size();
+  Vector out("hfisher::HODLR::diag", n);
+  auto iperm = iperm_d_;
+  auto D = D_;
+  Kokkos::parallel_for(
+      "hfisher::HODLR::diag", Kokkos::RangePolicy<ExecSpace>(0, n), KOKKOS_LAMBDA(const int i) {
+        const int p = iperm(i);
+        out(i) = D(p / leaf, p % leaf, p % leaf);
+      });
+  return out;
+}
+
+template <class Scalar, class ExecSpace>
+typename HODLR<Scalar, ExecSpace>::Matrix HODLR<Scalar, ExecSpace>::to_dense() const {
+  const int n = tree_.size();
+  detail::require(n <= 16384, "hfisher::HODLR::to_dense", "n = ", n, " is too large to form densely");
+  Matrix I("hfisher::HODLR::I", n, n), A("hfisher::HODLR::dense", n, n);
+  Kokkos::parallel_for(
+      "hfisher::HODLR::eye", Kokkos::RangePolicy<ExecSpace>(0, n), KOKKOS_LAMBDA(const int i) { I(i, i) = 1; });
+  apply(I, A);
+  return A;
+}
+
+template <class Scalar, class ExecSpace>
+void HODLR<Scalar, ExecSpace>::add_diagonal(Scalar lambda) {
+  detail::require(math::isfinite(lambda), "hfisher::HODLR::add_diagonal", "lambda is not finite");
+  const int N = tree_.padded_size(), leaf = tree_.leaf_size();
+  auto perm = perm_d_;
+  auto D = D_;
+  Kokkos::parallel_for(
+      "hfisher::HODLR::add_diagonal", Kokkos::RangePolicy<ExecSpace>(0, N), KOKKOS_LAMBDA(const int p) {
+        if (perm(p) >= 0) D(p / leaf, p % leaf, p % leaf) += lambda;
+      });
+}
+
+template <class Scalar, class ExecSpace>
+std::size_t HODLR<Scalar, ExecSpace>::bytes() const {
+  std::size_t b = D_.size() * sizeof(Scalar) + perm_d_.size() * sizeof(int) + iperm_d_.size() * sizeof(int);
+  for (std::size_t l = 0; l < U_.size(); ++l) b += (U_[l].size() + V_[l].size()) * sizeof(Scalar);
+  return b;
+}
+
+template <class Scalar, class ExecSpace>
+std::vector<RankStats> HODLR<Scalar, ExecSpace>::ranks() const {
+  std::vector<RankStats> out;
+  for (std::size_t l = 0; l < ranks_.size(); ++l) {
+    RankStats s;
+    s.level = int(l) + 1;
+    s.padded = U_[l].extent(2);
+    s.min = ranks_[l].empty() ? 0 : ranks_[l][0];
+    double sum = 0;
+    for (int r : ranks_[l]) {
+      s.min = std::min(s.min, r);
+      s.max = std::max(s.max, r);
+      sum += r;
+    }
+    s.mean = ranks_[l].empty() ? 0 : sum / ranks_[l].size();
+    out.push_back(s);
+  }
+  return out;
+}
+
+namespace hmatrix_impl {
+constexpr char hodlr_magic[8] = {'H', 'F', 'H', 'O', 'D', 'L', 'R', '\0'};
+constexpr std::uint32_t hodlr_version = 1;
+
+template <class T>
+void put(std::ostream& o, const T& v) {
+  o.write(reinterpret_cast<const char*>(&v), sizeof(T));
+}
+template <class T>
+T get(std::istream& i, const std::string& path) {
+  T v{};
+  i.read(reinterpret_cast<char*>(&v), sizeof(T));
+  detail::require(bool(i), "hfisher::HODLR::load", path, ": file is truncated");
+  return v;
+}
+template <class V>
+void put_view(std::ostream& o, const V& v) {
+  auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), v);
+  o.write(reinterpret_cast<const char*>(h.data()), std::streamsize(h.size() * sizeof(typename V::value_type)));
+}
+template <class V>
+void get_view(std::istream& i, const V& v, const std::string& path) {
+  auto h = Kokkos::create_mirror_view(v);
+  i.read(reinterpret_cast<char*>(h.data()), std::streamsize(h.size() * sizeof(typename V::value_type)));
+  detail::require(bool(i), "hfisher::HODLR::load", path, ": file is truncated");
+  Kokkos::deep_copy(v, h);
+}
+}  // namespace hmatrix_impl
+
+template <class Scalar, class ExecSpace>
+void HODLR<Scalar, ExecSpace>::save(const std::string& path) const {
+  using namespace hmatrix_impl;
+  detail::require(D_.extent(0) > 0, "hfisher::HODLR::save", "the matrix is empty (not built)");
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream o(tmp, std::ios::binary | std::ios::trunc);
+    detail::require(bool(o), "hfisher::HODLR::save", "cannot open ", tmp, " for writing");
+    o.write(hodlr_magic, 8);
+    put(o, hodlr_version);
+    put(o, std::uint32_t(sizeof(Scalar)));
+    put(o, std::int32_t(tree_.size()));
+    put(o, std::int32_t(tree_.leaf_size()));
+    put(o, std::int32_t(tree_.levels()));
+    put(o, opts_.tol);
+    put(o, std::int32_t(opts_.max_rank));
+    for (int p : tree_.perm()) put(o, std::int32_t(p));
+    put_view(o, D_);
+    for (std::size_t l = 0; l < U_.size(); ++l) {
+      put(o, std::int32_t(U_[l].extent(2)));
+      for (int r : ranks_[l]) put(o, std::int32_t(r));
+      put_view(o, U_[l]);
+      put_view(o, V_[l]);
+    }
+    o.write(hodlr_magic, 8);  // trailer: a file cut short is detected
+    o.flush();
+    if (!o) {
+      o.close();
+      std::remove(tmp.c_str());
+      throw Error("hfisher::HODLR::save: write to " + tmp + " failed");
+    }
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) {
+    std::remove(tmp.c_str());
+    throw Error("hfisher::HODLR::save: cannot rename " + tmp + " to " + path + ": " + ec.message());
+  }
+}
+
+template <class Scalar, class ExecSpace>
+HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::load(const std::string& path) {
+  using namespace hmatrix_impl;
+  constexpr const char* where = "hfisher::HODLR::load";
+  std::ifstream i(path, std::ios::binary);
+  detail::require(bool(i), where, "cannot open ", path);
+  char magic[8] = {};
+  i.read(magic, 8);
+  detail::require(bool(i) && std::equal(magic, magic + 8, hodlr_magic), where, path, " is not an hfisher HODLR file");
+  const auto version = get<std::uint32_t>(i, path);
+  detail::require(version == hodlr_version, where, path, " has format version ", version, ", this build reads ",
+                  hodlr_version);
+  const auto ssize = get<std::uint32_t>(i, path);
+  detail::require(ssize == sizeof(Scalar), where, path, " holds ", ssize * 8, "-bit scalars, expected ",
+                  sizeof(Scalar) * 8);
+  const int n = get<std::int32_t>(i, path), leaf = get<std::int32_t>(i, path), L = get<std::int32_t>(i, path);
+  detail::require(n >= 1 && leaf >= 1 && L >= 0 && L <= 24 && (long(leaf) << L) >= n && (long(leaf) << L) < (1L << 31),
+                  where, path, ": corrupt header (n = ", n, ", leaf = ", leaf, ", levels = ", L, ")");
+  CompressionOptions opts;
+  opts.tol = get<double>(i, path);
+  opts.max_rank = get<std::int32_t>(i, path);
+  const int N = leaf << L;
+  std::vector<int> perm(N);
+  for (int p = 0; p < N; ++p) perm[p] = get<std::int32_t>(i, path);
+  HODLR H;
+  H.init_structure(ClusterTree::from_permutation(n, leaf, L, perm), opts);
+  H.D_ = Batch("hfisher::HODLR::D", N / leaf, leaf, leaf);
+  get_view(i, H.D_, path);
+  for (int l = 1; l <= L; ++l) {
+    const int m = N >> l, pairs = 1 << (l - 1);
+    const int k = get<std::int32_t>(i, path);
+    detail::require(k >= 1 && k <= m, where, path, ": corrupt rank ", k, " at level ", l);
+    std::vector<int> r(pairs);
+    for (int p = 0; p < pairs; ++p) {
+      r[p] = get<std::int32_t>(i, path);
+      detail::require(r[p] >= 0 && r[p] <= k, where, path, ": corrupt block rank at level ", l);
+    }
+    Batch U("hfisher::HODLR::U", pairs, m, k), V("hfisher::HODLR::V", pairs, m, k);
+    get_view(i, U, path);
+    get_view(i, V, path);
+    H.U_[l - 1] = U;
+    H.V_[l - 1] = V;
+    H.ranks_[l - 1] = r;
+  }
+  i.read(magic, 8);
+  detail::require(bool(i) && std::equal(magic, magic + 8, hodlr_magic), where, path, ": file is truncated");
+  return H;
+}
+
+}  // namespace hfisher
+
+#include <hfisher/hmatrix/hodlr_factor.hpp>

@@ -1,0 +1,297 @@
+#include <cstdio>
+#include <fstream>
+
+#include "../test_helpers.hpp"
+
+
+
+using namespace hfisher_test;
+
+template <class C>
+class HODLRTest : public ::testing::Test {};
+TYPED_TEST_SUITE(HODLRTest, Configs, ConfigNames);
+
+namespace {
+
+// exp(-|x - y| / ell) kernel on n random points in [0, 1]^dim, plus shift I
+std::vector<double> kernel_matrix(int n, int dim, double shift, unsigned seed, std::vector<double>* pts_out = nullptr) {
+  std::mt19937_64 g(seed);
+  std::uniform_real_distribution<double> u(0, 1);
+  std::vector<double> pts(size_t(n) * dim), A(size_t(n) * n);
+  for (auto& x : pts) x = u(g);
+  for (int i = 0; i < n; ++i)
+    for (int j = 0; j < n; ++j) {
+      double r2 = 0;
+      for (int c = 0; c < dim; ++c) r2 += std::pow(pts[size_t(i) * dim + c] - pts[size_t(j) * dim + c], 2);
+      A[size_t(i) * n + j] = std::exp(-std::sqrt(r2) / 0.5) + (i == j ? shift : 0.0);
+    }
+  if (pts_out) *pts_out = pts;
+  return A;
+}
+
+template <class S, class E>
+Kokkos::View<S**, Kokkos::LayoutRight, typename E::memory_space> dev2(const std::vector<double>& a, int m, int n) {
+  Kokkos::View<S**, Kokkos::LayoutRight, typename E::memory_space> d("d", m, n);
+  auto h = Kokkos::create_mirror_view(d);
+  for (int i = 0; i < m; ++i)
+    for (int j = 0; j < n; ++j) h(i, j) = S(a[size_t(i) * n + j]);
+  Kokkos::deep_copy(d, h);
+  return d;
+}
+
+template <class V>
+HostBatch host2(const V& d) {
+  auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), d);
+  HostBatch r(1, d.extent(0), d.extent(1));
+  for (size_t i = 0; i < d.extent(0); ++i)
+    for (size_t j = 0; j < d.extent(1); ++j) r(0, i, j) = double(h(i, j));
+  return r;
+}
+
+HostBatch as_batch(const std::vector<double>& a, int n) {
+  HostBatch r(1, n, n);
+  r.a = a;
+  return r;
+}
+
+double norm2_of(const HostBatch& A) { return lapack_singular_values(A, 0)[0]; }
+
+HostBatch diff(const HostBatch& A, const HostBatch& B) {
+  HostBatch C = A;
+  for (size_t i = 0; i < C.a.size(); ++i) C.a[i] -= B.a[i];
+  return C;
+}
+
+// the shared contract every HODLR must meet against its dense reference
+template <class S, class E>
+void check_contract(const hfisher::HODLR<S, E>& H, const HostBatch& Aref, double approx_tol, const char* what) {
+  const int n = Aref.n;
+  const double nA = norm2_of(Aref);
+  const double eps = std::is_same<S, double>::value ? 1e-15 : 1e-6;
+  const double slack = 50 * n * eps * nA;
+  // to_dense
+  auto Hd = host2(H.to_dense());
+  EXPECT_LE(norm2_of(diff(Hd, Aref)), approx_tol * nA + slack) << what << ": |H - A|_2";
+  // apply
+  auto Xh = random_batch(1, n, 3, 5);
+  typename hfisher::HODLR<S, E>::Matrix X("X", n, 3), Y("Y", n, 3);
+  {
+    auto h = Kokkos::create_mirror_view(X);
+    for (int i = 0; i < n; ++i)
+      for (int c = 0; c < 3; ++c) h(i, c) = S(Xh(0, i, c));
+    Kokkos::deep_copy(X, h);
+  }
+  H.apply(X, Y);
+  auto Yref = matmul(Hd, false, Xh, false);
+  EXPECT_TRUE(near(host2(Y), Yref, slack * 10, 1.0, "apply vs to_dense * X")) << what;
+  // diag
+  auto dg = to_host1(H.diag());
+  for (int i = 0; i < n; ++i) EXPECT_NEAR(dg[i], Hd(0, i, i), slack) << what << ": diag " << i;
+  // bytes and ranks
+  EXPECT_GT(H.bytes(), 0u);
+  for (const auto& r : H.ranks()) {
+    EXPECT_LE(r.min, r.max);
+    EXPECT_LE(r.max, r.padded);
+    EXPECT_LE(r.padded, H.tree().block_size(r.level));
+  }
+  // factor: solve, logdet against the dense HODLR matrix
+  auto F = H.factor();
+  typename hfisher::HODLR<S, E>::Matrix Z("Z", n, 3);
+  F.solve(Y, Z);
+  const double cond_slack = std::is_same<S, double>::value ? 1e-9 : 2e-3;
+  EXPECT_TRUE(near(host2(Z), Xh, cond_slack, 1.0 + max_abs(Xh, 0), "solve(H X) - X")) << what;
+  HostBatch L(1, n, n), Hsym = Hd;
+  for (int i = 0; i < n; ++i)
+    for (int j = 0; j < i; ++j) Hsym(0, i, j) = Hsym(0, j, i) = 0.5 * (Hd(0, i, j) + Hd(0, j, i));
+  ASSERT_EQ(lapack_cholesky(Hsym, 0, L), 0);
+  double ld = 0;
+  for (int i = 0; i < n; ++i) ld += 2 * std::log(L(0, i, i));
+  EXPECT_NEAR(F.logdet(), ld, (std::is_same<S, double>::value ? 1e-9 : 1e-3) * (n + std::abs(ld))) << what;
+}
+
+}  // namespace
+
+TEST(ClusterTree, BalancedAndFromPoints) {
+  auto t = hfisher::ClusterTree::balanced(100, 16);
+  EXPECT_EQ(t.levels(), 3);
+  EXPECT_EQ(t.padded_size(), 128);
+  std::vector<int> seen(100, 0);
+  for (int p : t.perm())
+    if (p >= 0) seen[p]++;
+  for (int s : seen) EXPECT_EQ(s, 1);
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(t.perm()[t.iperm()[i]], i);
+  // every leaf holds at least one real index (padding spread evenly)
+  for (int leaf = 0; leaf < 8; ++leaf) {
+    int real = 0;
+    for (int q = 0; q < 16; ++q) real += t.perm()[leaf * 16 + q] >= 0;
+    EXPECT_GE(real, 12);
+  }
+  auto one = hfisher::ClusterTree::balanced(5, 16);
+  EXPECT_EQ(one.levels(), 0);
+  std::vector<double> pts;
+  kernel_matrix(200, 2, 0, 3, &pts);
+  auto tp = hfisher::ClusterTree::from_points(pts, 200, 2, 16);
+  EXPECT_EQ(tp.size(), 200);
+  // the two halves are separated along some axis
+  double lo[2] = {1e9, 1e9}, hi[2] = {-1e9, -1e9};
+  for (int p = 0; p < tp.padded_size(); ++p) {
+    const int i = tp.perm()[p];
+    if (i < 0) continue;
+    const int half = p < tp.padded_size() / 2 ? 0 : 1;
+    const double x = std::max(pts[2 * i], 0.0);
+    lo[half] = std::min(lo[half], x);
+    hi[half] = std::max(hi[half], x);
+  }
+  const double y0 = 0;
+  (void)y0;
+  EXPECT_THROW(hfisher::ClusterTree::balanced(0, 16), hfisher::Error);
+  EXPECT_THROW(hfisher::ClusterTree::balanced(10, 0), hfisher::Error);
+  pts[3] = std::nan("");
+  EXPECT_THROW(hfisher::ClusterTree::from_points(pts, 200, 2, 16), hfisher::Error);
+}
+
+TYPED_TEST(HODLRTest, FromDenseKernelMatrices) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  const double tol = std::is_same<S, double>::value ? 1e-9 : 1e-4;
+  struct Case { int n, dim, leaf; bool geometric; };
+  const std::vector<Case> cases = {{128, 1, 16, true}, {100, 2, 16, true}, {150, 3, 32, true}, {90, 1, 16, false},
+                                   {12, 2, 16, false}};
+  unsigned seed = 10;
+  for (const auto& c : cases) {
+    std::vector<double> pts;
+    auto A = kernel_matrix(c.n, c.dim, 0.5, seed++, &pts);
+    auto tree = c.geometric ? hfisher::ClusterTree::from_points(pts, c.n, c.dim, c.leaf)
+                            : hfisher::ClusterTree::balanced(c.n, c.leaf);
+    hfisher::CompressionOptions o;
+    o.tol = tol;
+    o.max_rank = 200;
+    auto H = hfisher::HODLR<S, E>::from_dense(dev2<S, E>(A, c.n, c.n), tree, o);
+    const double bound = (2 * tree.levels() + 1) * tol;
+    std::string what = "n=" + std::to_string(c.n) + " dim=" + std::to_string(c.dim);
+    check_contract(H, as_batch(A, c.n), bound, what.c_str());
+    if (c.dim == 1 && c.geometric) EXPECT_LT(H.bytes(), size_t(c.n) * c.n * sizeof(S)) << what;
+  }
+}
+
+TYPED_TEST(HODLRTest, FromFactorsDiagonalPlusGramian) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  const double tol = std::is_same<S, double>::value ? 1e-12 : 1e-5;
+  for (int m : {5, 40, 400}) {
+    const int n = 130;
+    auto G = random_batch(1, n, m, 100 + m);
+    std::vector<double> d(n), A(size_t(n) * n);
+    for (int i = 0; i < n; ++i) d[i] = 1.0 + 0.1 * i / n;
+    for (int i = 0; i < n; ++i)
+      for (int j = 0; j < n; ++j) {
+        double s = 0;
+        for (int c = 0; c < m; ++c) s += G(0, i, c) * G(0, j, c);
+        A[size_t(i) * n + j] = s / m + (i == j ? d[i] : 0.0);
+      }
+    for (auto& x : G.a) x /= std::sqrt(double(m));
+    Kokkos::View<S*, typename E::memory_space> dd("d", n);
+    auto dh = Kokkos::create_mirror_view(dd);
+    for (int i = 0; i < n; ++i) dh(i) = S(d[i]);
+    Kokkos::deep_copy(dd, dh);
+    auto tree = hfisher::ClusterTree::balanced(n, 16);
+    hfisher::CompressionOptions o;
+    o.tol = tol;
+    o.max_rank = 128;
+    auto H = hfisher::HODLR<S, E>::from_factors(dd, dev2<S, E>(G.a, n, m), tree, o);
+    std::string what = "from_factors m=" + std::to_string(m);
+    check_contract(H, as_batch(A, n), (tree.levels() + 1) * tol, what.c_str());
+    for (const auto& r : H.ranks()) EXPECT_LE(r.max, std::min(m, tree.block_size(r.level))) << what;
+  }
+}
+
+TYPED_TEST(HODLRTest, AddDiagonalSaveLoadAndErrors) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  using HM = hfisher::HODLR<S, E>;
+  const int n = 70;
+  auto A = kernel_matrix(n, 1, 0.1, 77);
+  auto tree = hfisher::ClusterTree::balanced(n, 16);
+  hfisher::CompressionOptions o;
+  o.tol = std::is_same<S, double>::value ? 1e-10 : 1e-4;
+  auto Ad = dev2<S, E>(A, n, n);
+  auto H = hfisher::HODLR<S, E>::from_dense(Ad, tree, o);
+  H.add_diagonal(S(2));
+  auto d = to_host1(H.diag());
+  for (int i = 0; i < n; ++i) EXPECT_NEAR(d[i], A[size_t(i) * n + i] + 2, 1e-4);
+
+  const std::string path = ::testing::TempDir() + "hfisher_hodlr_" + std::to_string(sizeof(S)) + ".bin";
+  H.save(path);
+  auto H2 = hfisher::HODLR<S, E>::load(path);
+  EXPECT_TRUE(H2.tree() == H.tree());
+  EXPECT_TRUE(near(host2(H2.to_dense()), host2(H.to_dense()), 0.0, 1.0, "load(save(H)) == H"));
+  // truncated file, foreign file, other scalar type, missing file
+  {
+    std::ifstream i(path, std::ios::binary);
+    std::string all((std::istreambuf_iterator<char>(i)), std::istreambuf_iterator<char>());
+    std::ofstream o2(path + ".cut", std::ios::binary);
+    o2.write(all.data(), all.size() / 2);
+  }
+  try {
+    hfisher::HODLR<S, E>::load(path + ".cut");
+    FAIL() << "truncated file accepted";
+  } catch (const hfisher::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("truncated"), std::string::npos) << e.what();
+  }
+  {
+    std::ofstream o2(path + ".foreign");
+    o2 << "not a matrix at all";
+  }
+  EXPECT_THROW(HM::load(path + ".foreign"), hfisher::Error);
+  EXPECT_THROW(HM::load(path + ".missing"), hfisher::Error);
+  using Other = typename std::conditional<std::is_same<S, double>::value, float, double>::type;
+  try {
+    hfisher::HODLR<Other, E>::load(path);
+    FAIL() << "scalar type mismatch accepted";
+  } catch (const hfisher::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("bit scalars"), std::string::npos) << e.what();
+  }
+  std::remove(path.c_str());
+  std::remove((path + ".cut").c_str());
+  std::remove((path + ".foreign").c_str());
+
+  // not positive definite: the factorization names where and suggests add_diagonal
+  auto Aind = kernel_matrix(n, 1, -3.0, 78);
+  auto Hi = hfisher::HODLR<S, E>::from_dense(dev2<S, E>(Aind, n, n), tree, o);
+  try {
+    Hi.factor();
+    FAIL() << "indefinite matrix factored";
+  } catch (const hfisher::Error& e) {
+    const std::string w = e.what();
+    EXPECT_NE(w.find("not positive definite"), std::string::npos) << w;
+    EXPECT_NE(w.find("add_diagonal"), std::string::npos) << w;
+  }
+  // a matrix indefinite only through its off-diagonal blocks: leaves are SPD
+  {
+    std::vector<double> B(size_t(n) * n, 0.0);
+    for (int i = 0; i < n; ++i) B[size_t(i) * n + i] = 1.0;
+    int last = tree.padded_size() - 1;
+    while (tree.perm()[last] < 0) --last;
+    const int a = tree.perm()[0], b = tree.perm()[last];
+    ASSERT_GE(a, 0);
+    B[size_t(a) * n + b] = B[size_t(b) * n + a] = 1.5;  // [[1, 1.5], [1.5, 1]] is indefinite
+    auto Hb = hfisher::HODLR<S, E>::from_dense(dev2<S, E>(B, n, n), tree, o);
+    EXPECT_THROW(Hb.factor(), hfisher::Error);
+  }
+  // bad input
+  auto Ans = A;
+  Ans[1] += 0.5;
+  EXPECT_THROW(HM::from_dense(dev2<S, E>(Ans, n, n), tree, o), hfisher::Error);
+  auto Anan = A;
+  Anan[5 * n + 7] = std::nan("");
+  EXPECT_THROW(HM::from_dense(dev2<S, E>(Anan, n, n), tree, o), hfisher::Error);
+  EXPECT_THROW(HM::from_dense(dev2<S, E>(A, n - 1, n - 1), tree, o), hfisher::Error);
+  hfisher::CompressionOptions bad = o;
+  bad.tol = 0;
+  EXPECT_THROW(HM::from_dense(Ad, tree, bad), hfisher::Error);
+  bad = o;
+  bad.max_rank = 0;
+  EXPECT_THROW(HM::from_dense(Ad, tree, bad), hfisher::Error);
+  typename hfisher::HODLR<S, E>::Matrix Xw("Xw", n + 1, 1), Yw("Yw", n + 1, 1);
+  EXPECT_THROW(H.apply(Xw, Yw), hfisher::Error);
+}
