@@ -107,6 +107,19 @@ void check_contract(const hfisher::HODLR<S, E>& H, const HostBatch& Aref, double
   double ld = 0;
   for (int i = 0; i < n; ++i) ld += 2 * std::log(L(0, i, i));
   EXPECT_NEAR(F.logdet(), ld, (std::is_same<S, double>::value ? 1e-9 : 1e-3) * (n + std::abs(ld))) << what;
+  // symmetric factor: W W^T = H and apply_Wt = W^T
+  typename hfisher::HODLR<S, E>::Matrix I("I", n, n), Wd("W", n, n), Wtd("Wt", n, n);
+  {
+    auto h = Kokkos::create_mirror_view(I);
+    for (int i = 0; i < n; ++i) h(i, i) = 1;
+    Kokkos::deep_copy(I, h);
+  }
+  F.apply_W(I, Wd);
+  F.apply_Wt(I, Wtd);
+  auto W = host2(Wd), Wt = host2(Wtd);
+  const double wtol = std::is_same<S, double>::value ? 1e-10 : 2e-4;
+  EXPECT_TRUE(near(Wt, transpose(W), wtol, 1.0 + std::sqrt(nA), "apply_Wt vs W^T")) << what;
+  EXPECT_TRUE(near(matmul(W, false, W, true), Hsym, wtol, nA, "W W^T - H")) << what;
 }
 
 }  // namespace
