@@ -17,6 +17,7 @@
 #include <hfisher/core/validate.hpp>
 #include <hfisher/hmatrix/cluster_tree.hpp>
 #include <hfisher/hmatrix/compression.hpp>
+#include <hfisher/hmatrix/aca.hpp>
 #include <hfisher/hmatrix/impl/views.hpp>
 #include <hfisher/kernels/cholesky.hpp>
 #include <hfisher/kernels/gemm.hpp>
@@ -60,6 +61,14 @@ class HODLR {
   template <class DView, class GView>
   static HODLR from_factors(const DView& d, const GView& G, const ClusterTree& tree,
                             const CompressionOptions& opts = {});
+
+  /// Compresses the symmetric matrix A(i, j) = fn(i, j) (user indices; fn a
+  /// copyable functor callable on ExecSpace, `Scalar operator()(int, int)
+  /// const`) without forming it: leaf blocks are evaluated, each off-diagonal
+  /// block is approximated by batched ACA (O(m k) entries) and recompressed to
+  /// opts.tol. A non-finite entry is an error.
+  template <class EntryFn>
+  static HODLR from_entries(const EntryFn& fn, const ClusterTree& tree, const CompressionOptions& opts = {});
 
   int size() const { return tree_.size(); }
   const ClusterTree& tree() const { return tree_; }
@@ -219,6 +228,44 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::from_dense(const AView& A, co
           for (int i = 0; i < m; ++i)
             for (int c = 0; c < kmax; ++c) Uw(p, i, c) *= S(p, c);
         });
+    H.store_level(l, Uw, Vw, rank);
+  }
+  return H;
+}
+
+template <class Scalar, class ExecSpace>
+template <class EntryFn>
+HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::from_entries(const EntryFn& fn, const ClusterTree& tree,
+                                                                const CompressionOptions& opts) {
+  constexpr const char* where = "hfisher::HODLR::from_entries";
+  opts.validate(where);
+  ExecSpace space;
+  const int N = tree.padded_size(), leaf = tree.leaf_size(), L = tree.levels();
+  HODLR H;
+  H.init_structure(tree, opts);
+  H.D_ = Batch("hfisher::HODLR::D", N / leaf, leaf, leaf);
+  auto D = H.D_;
+  auto perm = H.perm_d_;
+  Kokkos::parallel_for(
+      "hfisher::HODLR::leaf_entries", Kokkos::RangePolicy<ExecSpace>(space, 0, N), KOKKOS_LAMBDA(const int p) {
+        const int b = p / leaf, i = p % leaf, gi = perm(p);
+        for (int j = 0; j < leaf; ++j) {
+          const int gj = perm(b * leaf + j);
+          D(b, i, j) = (gi >= 0 && gj >= 0) ? Scalar(fn(gi, gj)) : Scalar(i == j ? 1 : 0);
+        }
+      });
+  detail::check_finite3(space, D, where, "entries of a diagonal block (fn returned NaN/Inf)");
+  for (int l = 1; l <= L; ++l) {
+    const int m = N >> l, pairs = 1 << (l - 1);
+    const int kaca = std::min(m, opts.max_rank + std::max(8, opts.max_rank / 2));
+    const int kmax = std::min(opts.max_rank, kaca);
+    Batch Ua("hfisher::HODLR::Ua", pairs, m, kaca), Va("hfisher::HODLR::Va", pairs, m, kaca);
+    Kokkos::View<int*, mem_space> rank_aca("hfisher::HODLR::rank_aca", pairs), rank("hfisher::HODLR::rank", pairs);
+    Kokkos::View<int**, Kokkos::LayoutRight, mem_space> used("hfisher::HODLR::used", pairs, m);
+    hmatrix_impl::aca_level(space, fn, perm, l, N, 0.1 * opts.tol, Ua, Va, rank_aca, used);
+    detail::check_finite3(space, Ua, where, "entries of an off-diagonal block (fn returned NaN/Inf)");
+    Batch Uw("hfisher::HODLR::Uw", pairs, m, kmax), Vw("hfisher::HODLR::Vw", pairs, m, kmax);
+    kernels::truncate_lowrank(space, Ua, Va, opts.tol, Uw, Vw, rank);
     H.store_level(l, Uw, Vw, rank);
   }
   return H;

@@ -145,17 +145,14 @@ void HODLRFactorization<Scalar, ExecSpace>::factorize() {
     // inertia check, log|det M|, Minv = Q diag(1/lambda) Q^T
     Kokkos::View<int*, mem_space> negs("negs", pairs);
     Scalar ldm = 0;
-    const Scalar tiny = Scalar(100) * math::limits<Scalar>::eps();
     Kokkos::parallel_reduce(
         "hfisher::HODLR::factor::inertia", Kokkos::RangePolicy<ExecSpace>(space, 0, pairs),
         KOKKOS_LAMBDA(const int p, Scalar& acc) {
           int neg = 0;
-          Scalar big = 0;
-          for (int i = 0; i < 2 * k; ++i) big = math::max(big, math::abs(lam(p, i)));
           for (int i = 0; i < 2 * k; ++i) {
             const Scalar li = lam(p, i);
             if (li < 0) ++neg;
-            if (math::abs(li) <= tiny * big) neg = -1 - 2 * k;  // singular
+            if (!(math::abs(li) > Scalar(0)) || !math::isfinite(li)) neg = -1 - 2 * k;  // singular
             acc += math::log(math::abs(li));
           }
           negs(p) = neg == k ? 0 : (neg < 0 ? -1 : neg + 1);
