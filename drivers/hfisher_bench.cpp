@@ -1,10 +1,13 @@
 // hfisher-bench: scaling-study driver. Subcommands:
 //   kernels   batched GEMM / Cholesky / QR / SVD vs OpenBLAS/LAPACK loops
+//   hodlr     HODLR build / factor / solve / logdet vs dense LAPACK Cholesky
 #include <CLI/CLI.hpp>
 #include <hfisher/hfisher.hpp>
 
 #include <cstdio>
 
+#include "hodlr_bench.hpp"
+#include "hodlr_cli.hpp"
 #include "kernels_bench.hpp"
 
 int main(int argc, char** argv) {
@@ -24,9 +27,13 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   k->add_option("--reps", ko.reps, "timed repetitions per case; the best is kept")->check(CLI::Range(1, 100));
   k->add_option("--output", ko.output, "directory where kernels.csv is written");
+  hfisher_perf::HodlrBenchOptions ho;
+  auto* h = app.add_subcommand("hodlr", "HODLR build, factor, solve, logdet against dense LAPACK Cholesky");
+  hfisher_perf::add_hodlr_options(*h, ho);
   CLI11_PARSE(app, argc, argv);
   try {
     if (k->parsed()) return hfisher_perf::run_kernels_bench(ko);
+    if (h->parsed()) return hfisher_perf::run_hodlr_bench(ho);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "hfisher-bench: error: %s\n", e.what());
     return 1;

@@ -1,28 +1,32 @@
 #pragma once
 /// \file hodlr_factor.hpp
-/// \brief hfisher::HODLRFactorization: level-batched recursive Woodbury
-/// factorization of a symmetric positive definite HODLR matrix.
+/// \brief hfisher::HODLRFactorization: level-batched symmetric factorization
+/// A = W W^T of a symmetric positive definite HODLR matrix (Ambikasaran,
+/// O'Neil & Singh 2016), used for solve, logdet and sampling.
 ///
-/// With K_L = blockdiag(leaf blocks) and K_(l-1) = K_l + W_l J W_l^T, where
-/// per sibling pair W_l = diag(U_p, V_p) and J = [[0, I], [I, 0]],
-///   K_(l-1)^-1 = K_l^-1 - Z_l M_l^-1 Z_l^T,  Z_l = K_l^-1 W_l,
-///   M_l = J + W_l^T Z_l = [[U^T Z_L, I], [I, V^T Z_R]]   (2k x 2k per pair),
-/// so A^-1 = D^-1 - sum_l Z_l M_l^-1 Z_l^T: a solve is one leaf Cholesky
-/// solve plus, per level, four batched GEMMs; every level's term is
-/// independent. The factorization computes Z_l = K_l^-1 W_l bottom-up with
-/// the levels below l (O(N k^2 log^2 N) work) and M_l^-1 by batched Jacobi
-/// eigendecomposition, which also certifies positive definiteness exactly
-/// (Haynsworth inertia: K_(l-1) is SPD iff K_l is and M_l has exactly k
-/// negative eigenvalues) and gives log det A = sum log det D_i +
-/// sum_l sum_p log |det M_p|. (Ambikasaran & Darve 2013 factor the same
-/// structure as a product of block-diagonal-plus-low-rank matrices; this is
-/// the additive form of that recursion.)
+/// With K_L = blockdiag(leaf blocks) = S_L S_L^T (batched Cholesky) and
+/// K_(l-1) = K_l + W_l J W_l^T (per sibling pair W_l = diag(U_p, V_p),
+/// J = [[0, I], [I, 0]]): if K_l = S_l S_l^T, then with Y = S_l^-1 W_l = Q R
+/// (Q = diag(QL, QR) orthonormal, from pivoted QRs) and C = R J R^T,
+///   K_(l-1) = S_l (I + Q C Q^T) S_l^T = S_l G G^T S_l^T,
+///   G = I + Q X Q^T,  X = (I + C)^(1/2) - I  (2k x 2k, batched Jacobi eigen),
+/// so S_(l-1) = S_l G_l and W = S_0 = S_L G_L ... G_1. G^-1 = I + Q X' Q^T
+/// with X' = (I + C)^(-1/2) - I. Every step is one batched launch per level;
+/// the factorization costs O(N k^2 log^2 N), a solve
+/// A^-1 = W^-T W^-1 or a product with W costs O(N k log N).
+/// I + C is SPD iff K_(l-1) is (given K_l is), so the eigenvalues of I + C
+/// certify positive definiteness level by level, and
+/// log det A = 2 sum log diag(S_L) + sum_l sum_p log det(I + C_p).
+/// (A recursive-Woodbury solve, A^-1 = D^-1 - sum_l Z_l M_l^-1 Z_l^T, was
+/// tried first: it loses the inertia of M_l to cancellation on kernel
+/// matrices with condition numbers near 1e4, so the orthogonal form is used.)
 
 #include <hfisher/hmatrix/hodlr.hpp>
 #include <hfisher/kernels/qr.hpp>
 #include <hfisher/kernels/trsm.hpp>
 
 #include <cmath>
+#include <cstdlib>
 
 namespace hfisher {
 
@@ -59,13 +63,8 @@ class HODLRFactorization {
   void apply_G(const Matrix& Yp, int level, bool inverse) const;
 
   H A_;
-  Batch LD_;                          // leaf Cholesky factors
-  std::vector<Batch> ZL_, ZR_, Minv_;  // per level: (pairs, m, k), (pairs, m, k), (pairs, 2k, 2k)
+  Batch LD_;  // leaf Cholesky factors S_L
   double logdet_ = 0;
-
-  // Yp = K_lmin^-1 Xp (tree order, N x r), using the leaf factors and the
-  // levels deeper than lmin (lmin = 0: A^-1).
-  void apply_inverse(const Matrix& Xp, const Matrix& Yp, int lmin) const;
 };
 
 template <class Scalar, class ExecSpace>
@@ -108,77 +107,6 @@ void HODLRFactorization<Scalar, ExecSpace>::factorize() {
         "hfisher::HODLR::factor::logdet_leaves", Kokkos::RangePolicy<ExecSpace>(space, 0, nleaf),
         KOKKOS_LAMBDA(const int b, Scalar& v) { v += ld(b); }, s);
     logdet_ = double(s);
-  }
-  ZL_.assign(L, Batch());
-  ZR_.assign(L, Batch());
-  Minv_.assign(L, Batch());
-  for (int l = L; l >= 1; --l) {
-    const Batch& U = A.U(l);
-    const Batch& V = A.V(l);
-    const int pairs = U.extent(0), m = U.extent(1), k = U.extent(2);
-    Matrix Wp("hfisher::HODLRFactorization::W", N, k), Zp("hfisher::HODLRFactorization::Z", N, k);
-    Kokkos::deep_copy(level_nodes(Wp, l, Nodes::Left), U);
-    Kokkos::deep_copy(level_nodes(Wp, l, Nodes::Right), V);
-    apply_inverse(Wp, Zp, l);
-    Batch ZL(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HODLRFactorization::ZL"), pairs, m, k);
-    Batch ZR(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HODLRFactorization::ZR"), pairs, m, k);
-    Kokkos::deep_copy(ZL, level_nodes(Zp, l, Nodes::Left));
-    Kokkos::deep_copy(ZR, level_nodes(Zp, l, Nodes::Right));
-    Batch M("hfisher::HODLRFactorization::M", pairs, 2 * k, 2 * k);
-    auto Mtl = Kokkos::subview(M, Kokkos::ALL(), Kokkos::make_pair(0, k), Kokkos::make_pair(0, k));
-    auto Mbr = Kokkos::subview(M, Kokkos::ALL(), Kokkos::make_pair(k, 2 * k), Kokkos::make_pair(k, 2 * k));
-    kernels::detail::gemm_nocheck(space, Op::Trans, Op::NoTrans, Scalar(1), U, ZL, Scalar(0), Mtl);
-    kernels::detail::gemm_nocheck(space, Op::Trans, Op::NoTrans, Scalar(1), V, ZR, Scalar(0), Mbr);
-    Kokkos::parallel_for(
-        "hfisher::HODLR::factor::M", Kokkos::RangePolicy<ExecSpace>(space, 0, pairs), KOKKOS_LAMBDA(const int p) {
-          for (int i = 0; i < 2 * k; ++i)
-            for (int j = 0; j < i; ++j) {
-              const bool cross = (i >= k) != (j >= k);
-              const Scalar v = cross ? Scalar(i - j == k ? 1 : 0) : Scalar(0.5) * (M(p, i, j) + M(p, j, i));
-              M(p, i, j) = v;
-              M(p, j, i) = v;
-            }
-        });
-    BatchVector<Scalar, ExecSpace> lam("hfisher::HODLRFactorization::lambda", pairs, 2 * k);
-    Batch Q("hfisher::HODLRFactorization::Q", pairs, 2 * k, 2 * k);
-    kernels::syev(space, M, lam, Q);
-    // inertia check, log|det M|, Minv = Q diag(1/lambda) Q^T
-    Kokkos::View<int*, mem_space> negs("negs", pairs);
-    Scalar ldm = 0;
-    Kokkos::parallel_reduce(
-        "hfisher::HODLR::factor::inertia", Kokkos::RangePolicy<ExecSpace>(space, 0, pairs),
-        KOKKOS_LAMBDA(const int p, Scalar& acc) {
-          int neg = 0;
-          for (int i = 0; i < 2 * k; ++i) {
-            const Scalar li = lam(p, i);
-            if (li < 0) ++neg;
-            if (!(math::abs(li) > Scalar(0)) || !math::isfinite(li)) neg = -1 - 2 * k;  // singular
-            acc += math::log(math::abs(li));
-          }
-          negs(p) = neg == k ? 0 : (neg < 0 ? -1 : neg + 1);
-        },
-        ldm);
-    const long bad = detail::first_failure(space, negs);
-    if (bad >= 0) {
-      const int code = detail::read_entry(negs, bad);
-      throw Error(detail::concat(where, ": the matrix is not positive definite: level ", l, ", node pair ", bad,
-                                 code < 0 ? " makes it singular"
-                                          : detail::concat(" has a capacitance with ", code - 1,
-                                                           " negative eigenvalues, expected ", k),
-                                 "; add_diagonal(lambda) with lambda > 0 regularizes it"));
-    }
-    logdet_ += double(ldm);
-    Batch QS(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HODLRFactorization::QS"), pairs, 2 * k, 2 * k);
-    Kokkos::parallel_for(
-        "hfisher::HODLR::factor::scale", Kokkos::RangePolicy<ExecSpace>(space, 0, pairs), KOKKOS_LAMBDA(const int p) {
-          for (int i = 0; i < 2 * k; ++i)
-            for (int j = 0; j < 2 * k; ++j) QS(p, i, j) = Q(p, i, j) / lam(p, j);
-        });
-    Batch Minv("hfisher::HODLRFactorization::Minv", pairs, 2 * k, 2 * k);
-    kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::Trans, Scalar(1), QS, Q, Scalar(0), Minv);
-    ZL_[l - 1] = ZL;
-    ZR_[l - 1] = ZR;
-    Minv_[l - 1] = Minv;
   }
 }
 
@@ -263,7 +191,16 @@ void HODLRFactorization<Scalar, ExecSpace>::build_symmetric_factor() {
         });
     const long b = detail::first_failure(space, bad);
     detail::require(b < 0, where, "the matrix is not positive definite: level ", l, ", node pair ", b,
-                    " (symmetric factor); add_diagonal(lambda) with lambda > 0 regularizes it");
+                    " (smallest eigenvalue of I + C is ", double(b >= 0 ? detail::read_entry(Kokkos::subview(mu, Kokkos::ALL(), 0), b) : 0),
+                    "); add_diagonal(lambda) with lambda > 0 regularizes it");
+    Scalar ldl = 0;
+    Kokkos::parallel_reduce(
+        "hfisher::HODLR::factor::logdet_level", Kokkos::RangePolicy<ExecSpace>(space, 0, pairs),
+        KOKKOS_LAMBDA(const int p, Scalar& acc) {
+          for (int i = 0; i < 2 * k; ++i) acc += math::log(mu(p, i));
+        },
+        ldl);
+    logdet_ += double(ldl);
     Batch X("hfisher::HODLRFactorization::WX", pairs, 2 * k, 2 * k);
     Batch Xi("hfisher::HODLRFactorization::WXinv", pairs, 2 * k, 2 * k);
     kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::Trans, Scalar(1), E1, Ev, Scalar(0), X);
@@ -328,31 +265,6 @@ void HODLRFactorization<Scalar, ExecSpace>::apply_Wt(const Matrix& X, const Matr
 }
 
 template <class Scalar, class ExecSpace>
-void HODLRFactorization<Scalar, ExecSpace>::apply_inverse(const Matrix& Xp, const Matrix& Yp, int lmin) const {
-  using namespace hmatrix_impl;
-  ExecSpace space;
-  const auto& tree = A_.tree();
-  const int L = tree.levels(), r = Xp.extent(1);
-  Kokkos::deep_copy(space, Yp, Xp);
-  kernels::potrs(space, LD_, level_nodes(Yp, L, Nodes::All));
-  for (int l = L; l > lmin; --l) {
-    const Batch& ZL = ZL_[l - 1];
-    const Batch& ZR = ZR_[l - 1];
-    const int pairs = ZL.extent(0), k = ZL.extent(2);
-    Batch T("hfisher::HODLRFactorization::T", pairs, 2 * k, r), T2("hfisher::HODLRFactorization::T2", pairs, 2 * k, r);
-    kernels::detail::gemm_nocheck(space, Op::Trans, Op::NoTrans, Scalar(1), ZL, level_nodes(Xp, l, Nodes::Left),
-                                  Scalar(0), rows(T, 0, k));
-    kernels::detail::gemm_nocheck(space, Op::Trans, Op::NoTrans, Scalar(1), ZR, level_nodes(Xp, l, Nodes::Right),
-                                  Scalar(0), rows(T, k, k));
-    kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), Minv_[l - 1], T, Scalar(0), T2);
-    kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(-1), ZL, rows(T2, 0, k), Scalar(1),
-                                  level_nodes(Yp, l, Nodes::Left));
-    kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(-1), ZR, rows(T2, k, k), Scalar(1),
-                                  level_nodes(Yp, l, Nodes::Right));
-  }
-}
-
-template <class Scalar, class ExecSpace>
 void HODLRFactorization<Scalar, ExecSpace>::solve(const Matrix& B, const Matrix& X) const {
   constexpr const char* where = "hfisher::HODLRFactorization::solve";
   detail::require(long(B.extent(0)) == A_.size() && long(X.extent(0)) == A_.size() && B.extent(1) == X.extent(1),
@@ -364,17 +276,20 @@ void HODLRFactorization<Scalar, ExecSpace>::solve(const Matrix& B, const Matrix&
         B.data(), Kokkos::LayoutStride(1, 0, B.extent(0), B.stride_0(), B.extent(1), B.stride_1()));
     detail::check_finite3(space, B3, where, "B");
   }
-  Matrix Bp = A_.to_tree(B);
-  Matrix Yp(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HODLRFactorization::Y"), Bp.extent(0),
-            Bp.extent(1));
-  apply_inverse(Bp, Yp, 0);
+  using namespace hmatrix_impl;
+  const int L = A_.tree().levels();
+  Matrix Yp = A_.to_tree(B);
+  auto leaves = level_nodes(Yp, L, Nodes::All);
+  kernels::detail::trsm_nocheck(space, Side::Left, Uplo::Lower, Op::NoTrans, Diag::NonUnit, Scalar(1), LD_, leaves);
+  for (int l = L; l >= 1; --l) apply_G(Yp, l, true);  // W^-1 B
+  for (int l = 1; l <= L; ++l) apply_G(Yp, l, true);  // W^-T W^-1 B
+  kernels::detail::trsm_nocheck(space, Side::Left, Uplo::Lower, Op::Trans, Diag::NonUnit, Scalar(1), LD_, leaves);
   A_.from_tree(Yp, X);
 }
 
 template <class Scalar, class ExecSpace>
 std::size_t HODLRFactorization<Scalar, ExecSpace>::bytes() const {
   std::size_t b = LD_.size() * sizeof(Scalar);
-  for (std::size_t l = 0; l < ZL_.size(); ++l) b += (ZL_[l].size() + ZR_[l].size() + Minv_[l].size()) * sizeof(Scalar);
   for (std::size_t l = 0; l < WQL_.size(); ++l)
     b += (WQL_[l].size() + WQR_[l].size() + WX_[l].size() + WXinv_[l].size()) * sizeof(Scalar);
   return b;

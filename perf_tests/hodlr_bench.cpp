@@ -1,0 +1,329 @@
+#include "hodlr_bench.hpp"
+
+#include <hfisher/hfisher.hpp>
+#include <omp.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <sstream>
+
+#include "bench_common.hpp"
+
+extern "C" {
+void dpotrf_(const char*, const int*, double*, const int*, int*);
+void dpotrs_(const char*, const int*, const int*, const double*, const int*, double*, const int*, int*);
+void dgemm_(const char*, const char*, const int*, const int*, const int*, const double*, const double*, const int*,
+            const double*, const int*, const double*, double*, const int*);
+}
+
+namespace hfisher_perf {
+namespace {
+
+using Exec = Kokkos::DefaultExecutionSpace;
+using Mem = Exec::memory_space;
+using H = hfisher::HODLR<double, Exec>;
+
+template <class M>
+struct Gauss {
+  Kokkos::View<double**, Kokkos::LayoutRight, M> x;
+  double inv2l2 = 0, nugget = 0;
+  KOKKOS_INLINE_FUNCTION double operator()(int i, int j) const {
+    double r2 = 0;
+    for (int c = 0; c < int(x.extent(1)); ++c) {
+      const double d = x(i, c) - x(j, c);
+      r2 += d * d;
+    }
+    return ::exp(-r2 * inv2l2) + (i == j ? nugget : 0.0);
+  }
+};
+
+double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+
+double slope(const std::vector<double>& n, const std::vector<double>& t) {
+  double sx = 0, sy = 0, sxx = 0, sxy = 0;
+  int c = 0;
+  for (size_t i = 0; i < n.size(); ++i) {
+    if (!(t[i] > 0)) continue;
+    const double x = std::log(n[i]), y = std::log(t[i]);
+    sx += x, sy += y, sxx += x * x, sxy += x * y;
+    ++c;
+  }
+  if (c < 2) return NAN;
+  return (c * sxy - sx * sy) / (c * sxx - sx * sx);
+}
+
+struct Row {
+  std::string matrix;
+  int n = 0;
+  double h_build = NAN, h_factor = NAN, h_solve = NAN, h_apply = NAN, copy = NAN;
+  double h_bytes = 0, h_fbytes = 0, h_resid = NAN, h_logdet = NAN;
+  int kmax = 0;
+  double d_build = NAN, d_factor = NAN, d_solve = NAN, d_resid = NAN, d_logdet = NAN, d_bytes = NAN;
+};
+
+}  // namespace
+
+int run_hodlr_bench(const HodlrBenchOptions& o) {
+  const Machine mc = describe_machine();
+  std::printf("hfisher-bench hodlr: HODLR vs dense LAPACK Cholesky (double)\n");
+  std::printf("machine: %s | backend: %s | host threads: %s | OpenBLAS threads: %d | %s\n", mc.cpu.c_str(),
+              mc.backend.c_str(), mc.host_threads.c_str(), omp_get_max_threads(), mc.date.c_str());
+  std::printf("tol %.1e, leaf %d, max rank %d; gauss: exp(-|x-y|^2 / (2 * %.2f^2)) + %.2g I on uniform points; "
+              "rff: %.2g I + G G^T, G n x n/2 random Fourier features of the same kernel in 2-D\n\n",
+              o.tol, o.leaf, o.max_rank, o.ell, o.nugget, o.nugget);
+  std::printf("%-8s %6s | %8s %8s %8s %5s %9s %9s | %8s %8s %8s %9s | %7s %9s\n", "matrix", "n", "build_s",
+              "factor_s", "solve_s", "kmax", "resid", "MB", "dense_bl", "potrf_s", "potrs_s", "resid", "speedup",
+              "logdet_err");
+  const long phys = long(sysconf(_SC_PHYS_PAGES)) * long(sysconf(_SC_PAGE_SIZE));
+  std::vector<Row> rows;
+  for (const auto& name : o.matrices) {
+    if (name != "gauss2d" && name != "gauss3d" && name != "rff")
+      throw hfisher::Error("hodlr bench: unknown matrix '" + name + "' (gauss2d, gauss3d, rff)");
+    for (int n : o.sizes) {
+      if (name == "rff" && n > o.rff_max) continue;
+      Row r;
+      r.matrix = name;
+      r.n = n;
+      const int dim = name == "gauss3d" ? 3 : 2;
+      std::mt19937_64 g(o.seed * 1000003u + n + dim);
+      std::uniform_real_distribution<double> u(0, 1);
+      std::vector<double> pts(size_t(n) * dim);
+      for (auto& v : pts) v = u(g);
+      Gauss<Mem> fd;
+      fd.inv2l2 = 1.0 / (2 * o.ell * o.ell);
+      fd.nugget = o.nugget;
+      fd.x = Kokkos::View<double**, Kokkos::LayoutRight, Mem>("x", n, dim);
+      Gauss<Kokkos::HostSpace> fh = {Kokkos::View<double**, Kokkos::LayoutRight, Kokkos::HostSpace>("xh", n, dim),
+                                     fd.inv2l2, fd.nugget};
+      for (int i = 0; i < n; ++i)
+        for (int c = 0; c < dim; ++c) fh.x(i, c) = pts[size_t(i) * dim + c];
+      Kokkos::deep_copy(fd.x, fh.x);
+      auto tree = hfisher::ClusterTree::from_points(pts, n, dim, o.leaf);
+      hfisher::CompressionOptions co;
+      co.tol = o.tol;
+      co.max_rank = o.max_rank;
+      // random Fourier features (rff only)
+      const int m = n / 2;
+      std::vector<double> G;
+      if (name == "rff") {
+        G.resize(size_t(n) * m);
+        std::normal_distribution<double> nd(0, 1.0 / o.ell);
+        std::uniform_real_distribution<double> ub(0, 6.283185307179586);
+        std::vector<double> w(size_t(m) * dim), b(m);
+        for (auto& v : w) v = nd(g);
+        for (auto& v : b) v = ub(g);
+        const double s = std::sqrt(2.0 / m);
+#pragma omp parallel for
+        for (int i = 0; i < n; ++i)
+          for (int j = 0; j < m; ++j) {
+            double a = b[j];
+            for (int c = 0; c < dim; ++c) a += w[size_t(j) * dim + c] * pts[size_t(i) * dim + c];
+            G[size_t(i) * m + j] = s * std::cos(a);
+          }
+      }
+      // ------------------------------------------------ HODLR
+      H A;
+      double t0 = now();
+      if (name == "rff") {
+        Kokkos::View<double**, Kokkos::LayoutRight, Mem> Gd("G", n, m);
+        Kokkos::View<double*, Mem> dd("d", n);
+        auto Gh = Kokkos::create_mirror_view(Gd);
+        std::copy(G.begin(), G.end(), Gh.data());
+        Kokkos::deep_copy(Gd, Gh);
+        Kokkos::deep_copy(dd, o.nugget);
+        t0 = now();
+        A = H::from_factors(dd, Gd, tree, co);
+      } else {
+        A = H::from_entries(fd, tree, co);
+      }
+      Exec().fence();
+      r.h_build = now() - t0;
+      for (const auto& s : A.ranks()) r.kmax = std::max(r.kmax, s.max);
+      t0 = now();
+      auto F = A.factor();
+      Exec().fence();
+      r.h_factor = now() - t0;
+      r.h_logdet = F.logdet();
+      r.h_bytes = double(A.bytes());
+      r.h_fbytes = double(F.bytes());
+      H::Matrix B("b", n, 1), X("x", n, 1);
+      std::vector<double> bh(n);
+      for (auto& v : bh) v = u(g) - 0.5;
+      {
+        auto h = Kokkos::create_mirror_view(B);
+        for (int i = 0; i < n; ++i) h(i, 0) = bh[i];
+        Kokkos::deep_copy(B, h);
+      }
+      t0 = now();
+      F.solve(B, X);
+      Exec().fence();
+      r.h_solve = now() - t0;
+      auto xh = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), X);
+      // apply with many right-hand sides vs a plain copy of the same bytes
+      {
+        H::Matrix Xa("Xa", n, o.apply_rhs), Ya("Ya", n, o.apply_rhs);
+        Kokkos::deep_copy(Xa, 1.0);
+        r.h_apply = best_time(3, [] {}, [&] {
+          A.apply(Xa, Ya);
+          Exec().fence();
+        });
+        const size_t words = size_t(r.h_bytes / sizeof(double));
+        Kokkos::View<double*, Mem> c1("c1", words), c2("c2", words);
+        r.copy = best_time(3, [] {}, [&] {
+          Kokkos::deep_copy(c2, c1);
+          Exec().fence();
+        });
+      }
+      // residual against the exact matrix
+      auto exact_matvec = [&](const std::vector<double>& x, std::vector<double>& y) {
+        if (name == "rff") {
+          std::vector<double> t(m, 0.0);
+          for (int i = 0; i < n; ++i)
+            for (int j = 0; j < m; ++j) t[j] += G[size_t(i) * m + j] * x[i];
+#pragma omp parallel for
+          for (int i = 0; i < n; ++i) {
+            double s = o.nugget * x[i];
+            for (int j = 0; j < m; ++j) s += G[size_t(i) * m + j] * t[j];
+            y[i] = s;
+          }
+        } else {
+#pragma omp parallel for schedule(dynamic, 64)
+          for (int i = 0; i < n; ++i) {
+            double s = 0;
+            for (int j = 0; j < n; ++j) s += fh(i, j) * x[j];
+            y[i] = s;
+          }
+        }
+      };
+      auto rel_resid = [&](const std::vector<double>& x) {
+        std::vector<double> y(n);
+        exact_matvec(x, y);
+        double num = 0, den = 0;
+        for (int i = 0; i < n; ++i) num += (y[i] - bh[i]) * (y[i] - bh[i]), den += bh[i] * bh[i];
+        return std::sqrt(num / den);
+      };
+      if (n <= o.residual_max) {
+        std::vector<double> x(n);
+        for (int i = 0; i < n; ++i) x[i] = xh(i, 0);
+        r.h_resid = rel_resid(x);
+      }
+      // ------------------------------------------------ dense LAPACK
+      const double dense_bytes = double(n) * n * 8;
+      if (n <= o.dense_max && dense_bytes < 0.6 * phys) {
+        std::vector<double> Ad(size_t(n) * n);
+        t0 = now();
+        if (name == "rff") {
+          const double one = 1, zero = 0;
+          dgemm_("T", "N", &n, &n, &m, &one, G.data(), &m, G.data(), &m, &zero, Ad.data(), &n);
+          for (int i = 0; i < n; ++i) Ad[size_t(i) * n + i] += o.nugget;
+        } else {
+#pragma omp parallel for schedule(dynamic, 64)
+          for (int j = 0; j < n; ++j)
+            for (int i = 0; i < n; ++i) Ad[size_t(j) * n + i] = fh(i, j);
+        }
+        r.d_build = now() - t0;
+        int info = 0;
+        t0 = now();
+        dpotrf_("L", &n, Ad.data(), &n, &info);
+        r.d_factor = now() - t0;
+        if (info != 0) throw hfisher::Error("dense dpotrf failed (info " + std::to_string(info) + ")");
+        std::vector<double> x = bh;
+        const int one = 1;
+        t0 = now();
+        dpotrs_("L", &n, &one, Ad.data(), &n, x.data(), &n, &info);
+        r.d_solve = now() - t0;
+        double ld = 0;
+        for (int i = 0; i < n; ++i) ld += 2 * std::log(Ad[size_t(i) * n + i]);
+        r.d_logdet = ld;
+        r.d_bytes = dense_bytes;
+        if (n <= o.residual_max) r.d_resid = rel_resid(x);
+      }
+      const double speed = (r.d_factor + r.d_solve) / (r.h_factor + r.h_solve);
+      const double lderr = std::abs(r.h_logdet - r.d_logdet) / std::abs(r.d_logdet);
+      std::printf("%-8s %6d | %8.3f %8.3f %8.4f %5d %9.2e %9.1f | %8.3f %8.3f %8.4f %9.2e | %7.1f %9.2e\n",
+                  name.c_str(), n, r.h_build, r.h_factor, r.h_solve, r.kmax, r.h_resid,
+                  (r.h_bytes + r.h_fbytes) / 1e6, r.d_build, r.d_factor, r.d_solve, r.d_resid, speed, lderr);
+      std::fflush(stdout);
+      rows.push_back(r);
+    }
+  }
+  // fitted exponents and apply bandwidth
+  std::printf("\nfitted growth exponents (least squares of log t on log n):\n");
+  std::ostringstream fits;
+  for (const auto& name : o.matrices) {
+    std::vector<double> ns, hb, hf, hs, hfs, df, dfs;
+    for (const auto& r : rows)
+      if (r.matrix == name) {
+        ns.push_back(r.n);
+        hb.push_back(r.h_build);
+        hf.push_back(r.h_factor);
+        hs.push_back(r.h_solve);
+        hfs.push_back(r.h_factor + r.h_solve);
+        df.push_back(r.d_factor);
+        dfs.push_back(r.d_factor + r.d_solve);
+      }
+    if (ns.size() < 2) continue;
+    std::printf("  %-8s HODLR build %.2f, factor %.2f, solve %.2f, factor+solve %.2f | dense factor+solve %.2f\n",
+                name.c_str(), slope(ns, hb), slope(ns, hf), slope(ns, hs), slope(ns, hfs), slope(ns, dfs));
+    fits << "    {\"matrix\": \"" << name << "\", \"hodlr_build\": " << slope(ns, hb)
+         << ", \"hodlr_factor\": " << slope(ns, hf) << ", \"hodlr_solve\": " << slope(ns, hs)
+         << ", \"hodlr_factor_solve\": " << slope(ns, hfs) << ", \"dense_factor_solve\": " << slope(ns, dfs) << "},\n";
+  }
+  std::printf("\napply with %d right-hand sides vs a plain copy of the same bytes (bandwidth ratio):\n", o.apply_rhs);
+  for (const auto& r : rows)
+    std::printf("  %-8s n=%6d  apply %.4f s, copy %.5f s, ratio %.2f\n", r.matrix.c_str(), r.n, r.h_apply, r.copy,
+                r.copy / r.h_apply);
+  if (!o.output.empty()) {
+    std::ostringstream csv, js;
+    csv << "# machine: " << mc.cpu << "; backend: " << mc.backend << "; threads: " << mc.host_threads
+        << "; date: " << mc.date << "; tol: " << o.tol << "; leaf: " << o.leaf << "\n";
+    csv << "matrix,n,hodlr_build_s,hodlr_factor_s,hodlr_solve_s,hodlr_apply" << o.apply_rhs
+        << "_s,copy_s,hodlr_max_rank,hodlr_bytes,factor_bytes,hodlr_resid,hodlr_logdet,dense_build_s,dense_potrf_s,"
+           "dense_potrs_s,dense_resid,dense_logdet\n";
+    js << "{\n  \"machine\": \"" << mc.cpu << "\", \"backend\": \"" << mc.backend << "\", \"threads\": "
+       << mc.host_threads << ", \"date\": \"" << mc.date << "\", \"tol\": " << o.tol << ",\n  \"rows\": [\n";
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const auto& r = rows[i];
+      csv << r.matrix << "," << r.n << "," << r.h_build << "," << r.h_factor << "," << r.h_solve << "," << r.h_apply
+          << "," << r.copy << "," << r.kmax << "," << r.h_bytes << "," << r.h_fbytes << "," << r.h_resid << ","
+          << r.h_logdet << "," << r.d_build << "," << r.d_factor << "," << r.d_solve << "," << r.d_resid << ","
+          << r.d_logdet << "\n";
+      auto num = [](double v) { return std::isfinite(v) ? std::to_string(v) : std::string("null"); };
+      js << "    {\"matrix\": \"" << r.matrix << "\", \"n\": " << r.n << ", \"hodlr_build_s\": " << num(r.h_build)
+         << ", \"hodlr_factor_s\": " << num(r.h_factor) << ", \"hodlr_solve_s\": " << num(r.h_solve)
+         << ", \"hodlr_resid\": " << num(r.h_resid) << ", \"dense_potrf_s\": " << num(r.d_factor)
+         << ", \"dense_potrs_s\": " << num(r.d_solve) << ", \"dense_resid\": " << num(r.d_resid) << "}"
+         << (i + 1 < rows.size() ? ",\n" : "\n");
+    }
+    std::string f = fits.str();
+    if (!f.empty()) f.erase(f.size() - 2);
+    js << "  ],\n  \"fitted_exponents\": [\n" << f << "\n  ]\n}\n";
+    write_file_atomic(o.output + "/hodlr.csv", csv.str());
+    write_file_atomic(o.output + "/hodlr.json", js.str());
+    // gnuplot script (and PNG when gnuplot is installed)
+    std::ostringstream gp;
+    gp << "set terminal pngcairo size 900,600\nset output '" << o.output << "/hodlr.png'\n"
+       << "set logscale xy\nset xlabel 'n'\nset ylabel 'factor + solve [s]'\nset key left top\n"
+       << "set title 'HODLR vs dense Cholesky (" << mc.backend << ", " << mc.host_threads << " threads, "
+       << mc.date << ")'\nset datafile separator ','\nplot ";
+    bool first = true;
+    for (const auto& name : o.matrices) {
+      gp << (first ? "" : ", ") << "'" << o.output << "/hodlr.csv' every ::1 using (strcol(1) eq '" << name
+         << "' ? $2 : 1/0):($3+$4) with linespoints title 'HODLR " << name << "', '" << o.output
+         << "/hodlr.csv' every ::1 using (strcol(1) eq '" << name
+         << "' ? $2 : 1/0):($14+$15) with linespoints title 'dense " << name << "'";
+      first = false;
+    }
+    gp << "\n";
+    write_file_atomic(o.output + "/hodlr.gp", gp.str());
+    const std::string cmd = "gnuplot '" + o.output + "/hodlr.gp' 2>/dev/null";
+    const int rc = std::system(("command -v gnuplot >/dev/null 2>&1 && " + cmd).c_str());
+    std::printf("\nwrote %s/hodlr.csv, hodlr.json, hodlr.gp%s\n", o.output.c_str(), rc == 0 ? ", hodlr.png" : "");
+  }
+  return 0;
+}
+
+}  // namespace hfisher_perf

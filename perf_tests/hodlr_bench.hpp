@@ -1,0 +1,29 @@
+#pragma once
+// HODLR against dense LAPACK Cholesky on kernel matrices and on
+// diag + G G^T (random Fourier features): build, factor, solve, logdet,
+// memory, residuals, fitted growth exponents, apply bandwidth.
+
+#include <string>
+#include <vector>
+
+namespace hfisher_perf {
+
+struct HodlrBenchOptions {
+  std::vector<int> sizes = {1024, 2048, 4096, 8192, 16384, 32768};
+  std::vector<std::string> matrices = {"gauss2d", "gauss3d", "rff"};
+  double tol = 1e-12;
+  int leaf = 64;
+  int max_rank = 256;
+  double ell = 0.3;        ///< kernel length scale
+  double nugget = 0.1;     ///< diagonal added to the kernel (noise variance)
+  int dense_max = 16384;   ///< largest n for dense LAPACK (memory n^2 * 8 bytes)
+  int rff_max = 8192;      ///< largest n for diag + G G^T (G is n x n/2)
+  int residual_max = 32768;  ///< largest n whose residual is checked against the exact matrix
+  int apply_rhs = 16;
+  unsigned seed = 1;
+  std::string output;
+};
+
+int run_hodlr_bench(const HodlrBenchOptions& opts);
+
+}  // namespace hfisher_perf

@@ -1,0 +1,23 @@
+// perf_tests/hodlr: HODLR vs dense LAPACK Cholesky. Same code and options as
+// `hfisher-bench hodlr`.
+#include <CLI/CLI.hpp>
+#include <hfisher/hfisher.hpp>
+
+#include <cstdio>
+
+#include "hodlr_bench.hpp"
+#include "hodlr_cli.hpp"
+
+int main(int argc, char** argv) {
+  hfisher::ScopeGuard guard(argc, argv);
+  hfisher_perf::HodlrBenchOptions o;
+  CLI::App app{"hfisher perf: HODLR vs dense LAPACK Cholesky"};
+  hfisher_perf::add_hodlr_options(app, o);
+  CLI11_PARSE(app, argc, argv);
+  try {
+    return hfisher_perf::run_hodlr_bench(o);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+}
