@@ -264,8 +264,15 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::from_entries(const EntryFn& f
     Kokkos::View<int**, Kokkos::LayoutRight, mem_space> used("hfisher::HODLR::used", pairs, m);
     hmatrix_impl::aca_level(space, fn, perm, l, N, 0.1 * opts.tol, Ua, Va, rank_aca, used);
     detail::check_finite3(space, Ua, where, "entries of an off-diagonal block (fn returned NaN/Inf)");
-    Batch Uw("hfisher::HODLR::Uw", pairs, m, kmax), Vw("hfisher::HODLR::Vw", pairs, m, kmax);
-    kernels::truncate_lowrank(space, Ua, Va, opts.tol, Uw, Vw, rank);
+    int ra = 0;
+    Kokkos::parallel_reduce(
+        "hfisher::HODLR::aca_rank", Kokkos::RangePolicy<ExecSpace>(space, 0, pairs),
+        KOKKOS_LAMBDA(const int p, int& v) { v = rank_aca(p) > v ? rank_aca(p) : v; }, Kokkos::Max<int>(ra));
+    ra = std::max(ra, 1);
+    const int kt = std::min(kmax, ra);
+    Batch Uw("hfisher::HODLR::Uw", pairs, m, kt), Vw("hfisher::HODLR::Vw", pairs, m, kt);
+    kernels::truncate_lowrank(space, hmatrix_impl::cols(Ua, 0, ra), hmatrix_impl::cols(Va, 0, ra), opts.tol, Uw, Vw,
+                              rank);
     H.store_level(l, Uw, Vw, rank);
   }
   return H;

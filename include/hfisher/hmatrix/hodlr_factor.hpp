@@ -9,14 +9,15 @@
 /// J = [[0, I], [I, 0]]): if K_l = S_l S_l^T, then with Y = S_l^-1 W_l = Q R
 /// (Q = diag(QL, QR) orthonormal, from pivoted QRs) and C = R J R^T,
 ///   K_(l-1) = S_l (I + Q C Q^T) S_l^T = S_l G G^T S_l^T,
-///   G = I + Q X Q^T,  X = (I + C)^(1/2) - I  (2k x 2k, batched Jacobi eigen),
+///   G = I + Q X Q^T,  X = (I + C)^(1/2) - I  (2k x 2k, from a batched k x k
+///   Jacobi SVD of the coupling R_L R_R^T: the eigenvalues of I + C are 1 +- sigma),
 /// so S_(l-1) = S_l G_l and W = S_0 = S_L G_L ... G_1. G^-1 = I + Q X' Q^T
 /// with X' = (I + C)^(-1/2) - I. Every step is one batched launch per level;
 /// the factorization costs O(N k^2 log^2 N), a solve
 /// A^-1 = W^-T W^-1 or a product with W costs O(N k log N).
-/// I + C is SPD iff K_(l-1) is (given K_l is), so the eigenvalues of I + C
-/// certify positive definiteness level by level, and
-/// log det A = 2 sum log diag(S_L) + sum_l sum_p log det(I + C_p).
+/// I + C is SPD iff K_(l-1) is (given K_l is), i.e. iff every coupling
+/// singular value sigma < 1: this certifies positive definiteness level by
+/// level, and log det A = 2 sum log diag(S_L) + sum_l sum_p sum_i log(1 - sigma_i^2).
 /// (A recursive-Woodbury solve, A^-1 = D^-1 - sum_l Z_l M_l^-1 Z_l^T, was
 /// tried first: it loses the inertia of M_l to cancellation on kernel
 /// matrices with condition numbers near 1e4, so the orthogonal form is used.)
@@ -163,48 +164,72 @@ void HODLRFactorization<Scalar, ExecSpace>::build_symmetric_factor() {
             }
           });
     }
-    // I + C, C = [[0, RL RR^T], [RR RL^T, 0]]
-    Batch C("hfisher::HODLRFactorization::C", pairs, 2 * k, 2 * k);
-    auto Ctr = Kokkos::subview(C, Kokkos::ALL(), Kokkos::make_pair(0, k), Kokkos::make_pair(k, 2 * k));
-    kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::Trans, Scalar(1), Rt[0], Rt[1], Scalar(0), Ctr);
-    Kokkos::parallel_for(
-        "hfisher::HODLR::factor::W::C", Kokkos::RangePolicy<ExecSpace>(space, 0, pairs), KOKKOS_LAMBDA(const int p) {
-          for (int i = 0; i < k; ++i)
-            for (int j = 0; j < k; ++j) C(p, k + j, i) = C(p, i, k + j);
-          for (int i = 0; i < 2 * k; ++i) C(p, i, i) = Scalar(1);
-        });
-    BatchVector<Scalar, ExecSpace> mu("mu", pairs, 2 * k);
-    Batch Ev("hfisher::HODLRFactorization::Ev", pairs, 2 * k, 2 * k);
-    kernels::syev(space, C, mu, Ev);
+    // I + C, C = [[0, B], [B^T, 0]], B = RL RR^T = P diag(sigma) Qb^T: the
+    // eigenvalues of I + C are 1 +- sigma_i, so f(I + C) - I for
+    // f = sqrt and 1/sqrt comes from the k x k SVD of B:
+    //   [[P a P^T, P b Qb^T], [Qb b P^T, Qb a Qb^T]],
+    //   a = (f(1 + s) + f(1 - s)) / 2 - 1, b = (f(1 + s) - f(1 - s)) / 2.
+    Batch Bm("hfisher::HODLRFactorization::B", pairs, k, k);
+    kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::Trans, Scalar(1), Rt[0], Rt[1], Scalar(0), Bm);
+    Batch P("hfisher::HODLRFactorization::P", pairs, k, k), Qb("hfisher::HODLRFactorization::Qb", pairs, k, k);
+    BatchVector<Scalar, ExecSpace> sig("sigma", pairs, k);
+    kernels::svd(space, Bm, P, sig, Qb);
     Kokkos::View<int*, mem_space> bad("bad", pairs);
-    Batch E1("E1", pairs, 2 * k, 2 * k), E2("E2", pairs, 2 * k, 2 * k);
-    Kokkos::parallel_for(
-        "hfisher::HODLR::factor::W::sqrt", Kokkos::RangePolicy<ExecSpace>(space, 0, pairs), KOKKOS_LAMBDA(const int p) {
-          bad(p) = mu(p, 0) > Scalar(0) ? 0 : 1;
-          for (int j = 0; j < 2 * k; ++j) {
-            const Scalar s = mu(p, j) > Scalar(0) ? math::sqrt(mu(p, j)) : Scalar(1);
-            for (int i = 0; i < 2 * k; ++i) {
-              E1(p, i, j) = Ev(p, i, j) * (s - Scalar(1));
-              E2(p, i, j) = Ev(p, i, j) * (Scalar(1) / s - Scalar(1));
-            }
-          }
-        });
-    const long b = detail::first_failure(space, bad);
-    detail::require(b < 0, where, "the matrix is not positive definite: level ", l, ", node pair ", b,
-                    " (smallest eigenvalue of I + C is ", double(b >= 0 ? detail::read_entry(Kokkos::subview(mu, Kokkos::ALL(), 0), b) : 0),
-                    "); add_diagonal(lambda) with lambda > 0 regularizes it");
+    Batch PA[2], PB[2], QA[2], QB[2];
+    for (int w = 0; w < 2; ++w) {
+      PA[w] = Batch("PA", pairs, k, k);
+      PB[w] = Batch("PB", pairs, k, k);
+      QA[w] = Batch("QA", pairs, k, k);
+      QB[w] = Batch("QB", pairs, k, k);
+    }
+    auto PA0 = PA[0], PB0 = PB[0], QA0 = QA[0], QB0 = QB[0], PA1 = PA[1], PB1 = PB[1], QA1 = QA[1], QB1 = QB[1];
     Scalar ldl = 0;
     Kokkos::parallel_reduce(
-        "hfisher::HODLR::factor::logdet_level", Kokkos::RangePolicy<ExecSpace>(space, 0, pairs),
+        "hfisher::HODLR::factor::W::sqrt", Kokkos::RangePolicy<ExecSpace>(space, 0, pairs),
         KOKKOS_LAMBDA(const int p, Scalar& acc) {
-          for (int i = 0; i < 2 * k; ++i) acc += math::log(mu(p, i));
+          bad(p) = sig(p, 0) < Scalar(1) ? 0 : 1;
+          for (int j = 0; j < k; ++j) {
+            const Scalar s = sig(p, j) < Scalar(1) ? sig(p, j) : Scalar(0);
+            const Scalar rp = math::sqrt(Scalar(1) + s), rm = math::sqrt(Scalar(1) - s);
+            const Scalar fp = s / (rp + Scalar(1)), fm = -s / (rm + Scalar(1));          // sqrt(1 +- s) - 1
+            const Scalar gp = -s / ((rp + Scalar(1)) * rp), gm = s / ((rm + Scalar(1)) * rm);  // 1/sqrt(1 +- s) - 1
+            const Scalar a0 = Scalar(0.5) * (fp + fm), b0 = Scalar(0.5) * (fp - fm);
+            const Scalar a1 = Scalar(0.5) * (gp + gm), b1 = Scalar(0.5) * (gp - gm);
+            acc += math::log((Scalar(1) - s) * (Scalar(1) + s));
+            for (int i = 0; i < k; ++i) {
+              PA0(p, i, j) = P(p, i, j) * a0;
+              PB0(p, i, j) = P(p, i, j) * b0;
+              QA0(p, i, j) = Qb(p, i, j) * a0;
+              QB0(p, i, j) = Qb(p, i, j) * b0;
+              PA1(p, i, j) = P(p, i, j) * a1;
+              PB1(p, i, j) = P(p, i, j) * b1;
+              QA1(p, i, j) = Qb(p, i, j) * a1;
+              QB1(p, i, j) = Qb(p, i, j) * b1;
+            }
+          }
         },
         ldl);
+    const long b = detail::first_failure(space, bad);
+    detail::require(b < 0, where, "the matrix is not positive definite: level ", l, ", node pair ", b,
+                    " (coupling singular value ",
+                    double(b >= 0 ? detail::read_entry(Kokkos::subview(sig, Kokkos::ALL(), 0), b) : 0),
+                    " >= 1); add_diagonal(lambda) with lambda > 0 regularizes it");
     logdet_ += double(ldl);
     Batch X("hfisher::HODLRFactorization::WX", pairs, 2 * k, 2 * k);
     Batch Xi("hfisher::HODLRFactorization::WXinv", pairs, 2 * k, 2 * k);
-    kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::Trans, Scalar(1), E1, Ev, Scalar(0), X);
-    kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::Trans, Scalar(1), E2, Ev, Scalar(0), Xi);
+    for (int w = 0; w < 2; ++w) {
+      const Batch& Xw = w == 0 ? X : Xi;
+      const auto top = Kokkos::make_pair(0, k), bot = Kokkos::make_pair(k, 2 * k);
+      const auto all = Kokkos::ALL();
+      kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::Trans, Scalar(1), PA[w], P, Scalar(0),
+                                    Kokkos::subview(Xw, all, top, top));
+      kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::Trans, Scalar(1), PB[w], Qb, Scalar(0),
+                                    Kokkos::subview(Xw, all, top, bot));
+      kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::Trans, Scalar(1), QB[w], P, Scalar(0),
+                                    Kokkos::subview(Xw, all, bot, top));
+      kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::Trans, Scalar(1), QA[w], Qb, Scalar(0),
+                                    Kokkos::subview(Xw, all, bot, bot));
+    }
     WQL_[l - 1] = Q[0];
     WQR_[l - 1] = Q[1];
     WX_[l - 1] = X;

@@ -184,18 +184,31 @@ void rsvd(const Exec& space, const AV& A, double tol, const UV& U, const SV& S, 
   BatchMatrix<T, Exec> Q(Kokkos::view_alloc(space, "hfisher::rsvd::Q"), nb, m, kmax);
   BatchScalar<T, Exec> est(Kokkos::view_alloc(space, "hfisher::rsvd::est"), nb);
   range_finder(space, A, tol, Q, rank, est, opts);
-  // B = Q^T A (kmax x n) = Wb S V^T  ->  U = Q Wb
-  BatchMatrix<T, Exec> B(Kokkos::view_alloc(space, "hfisher::rsvd::B"), nb, kmax, n);
-  detail::gemm_nocheck(space, Op::Trans, Op::NoTrans, T(1), Q, A, T(0), B);
-  BatchMatrix<T, Exec> Wb(Kokkos::view_alloc(space, "hfisher::rsvd::W"), nb, kmax, kmax);
-  svd(space, B, Wb, S, V);
-  detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, T(1), Q, Wb, T(0), U);
+  // only the largest rank found matters: the SVD is of size kr, not kmax
+  int kr = 0;
+  Kokkos::parallel_reduce(
+      "hfisher::rsvd::max_rank", Kokkos::RangePolicy<Exec>(space, 0, nb),
+      KOKKOS_LAMBDA(const int b, int& v) { v = rank(b) > v ? int(rank(b)) : v; }, Kokkos::Max<int>(kr));
+  Kokkos::deep_copy(space, U, T(0));
+  Kokkos::deep_copy(space, S, T(0));
+  Kokkos::deep_copy(space, V, T(0));
+  if (kr > 0) {
+    const auto c = Kokkos::make_pair(0, kr);
+    auto Qk = Kokkos::subview(Q, Kokkos::ALL(), Kokkos::ALL(), c);
+    // B = Q^T A (kr x n) = Wb S V^T  ->  U = Q Wb
+    BatchMatrix<T, Exec> B(Kokkos::view_alloc(space, "hfisher::rsvd::B"), nb, kr, n);
+    detail::gemm_nocheck(space, Op::Trans, Op::NoTrans, T(1), Qk, A, T(0), B);
+    BatchMatrix<T, Exec> Wb(Kokkos::view_alloc(space, "hfisher::rsvd::W"), nb, kr, kr);
+    svd(space, B, Wb, Kokkos::subview(S, Kokkos::ALL(), c), Kokkos::subview(V, Kokkos::ALL(), Kokkos::ALL(), c));
+    detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, T(1), Qk, Wb, T(0),
+                         Kokkos::subview(U, Kokkos::ALL(), Kokkos::ALL(), c));
+  }
   const T ttol = T(tol);
   Kokkos::parallel_for(
       "hfisher::rsvd::truncate", Kokkos::RangePolicy<Exec>(space, 0, nb), KOKKOS_LAMBDA(const int b) {
         int r = 0;
         const int rf = rank(b);
-        while (r < rf && S(b, r) > ttol * S(b, 0)) ++r;
+        while (r < rf && r < kmax && S(b, r) > ttol * S(b, 0)) ++r;
         rank(b) = r;
         for (int j = r; j < kmax; ++j) {
           S(b, j) = T(0);
