@@ -33,7 +33,7 @@ fi
 # ---------------------------------------------------------------- packages
 pkgs=(cmake g++ make xz-utils dpkg-dev libopenmpi-dev openmpi-bin libcli11-dev
       libgtest-dev liblapack-dev libopenblas-dev zlib1g-dev
-      dataset-fashion-mnist gnuplot-nox)
+      dataset-fashion-mnist gnuplot-nox libhmat-oss-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

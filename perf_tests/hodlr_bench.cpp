@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "bench_common.hpp"
+#include "hmat_baseline.hpp"
 
 extern "C" {
 void dpotrf_(const char*, const int*, double*, const int*, int*);
@@ -62,6 +63,7 @@ struct Row {
   double h_bytes = 0, h_fbytes = 0, h_resid = NAN, h_logdet = NAN;
   int kmax = 0;
   double d_build = NAN, d_factor = NAN, d_solve = NAN, d_resid = NAN, d_logdet = NAN, d_bytes = NAN;
+  double m_build = NAN, m_factor = NAN, m_solve = NAN, m_resid = NAN, m_logdet = NAN, m_bytes = NAN;
 };
 
 }  // namespace
@@ -74,9 +76,9 @@ int run_hodlr_bench(const HodlrBenchOptions& o) {
   std::printf("tol %.1e, leaf %d, max rank %d; gauss: exp(-|x-y|^2 / (2 * %.2f^2)) + %.2g I on uniform points; "
               "rff: %.2g I + G G^T, G n x n/2 random Fourier features of the same kernel in 2-D\n\n",
               o.tol, o.leaf, o.max_rank, o.ell, o.nugget, o.nugget);
-  std::printf("%-8s %6s | %8s %8s %8s %5s %9s %9s | %8s %8s %8s %9s | %7s %9s\n", "matrix", "n", "build_s",
-              "factor_s", "solve_s", "kmax", "resid", "MB", "dense_bl", "potrf_s", "potrs_s", "resid", "speedup",
-              "logdet_err");
+  std::printf("%-8s %6s | %8s %8s %8s %5s %9s %7s | %8s %8s %8s %9s | %8s %8s %8s %9s | %7s %9s\n", "matrix",
+              "n", "build_s", "factor_s", "solve_s", "kmax", "resid", "MB", "hmat_bl", "hmat_fac", "hmat_sol",
+              "hmat_res", "dense_bl", "potrf_s", "potrs_s", "resid", "vsdense", "logdet_err");
   const long phys = long(sysconf(_SC_PHYS_PAGES)) * long(sysconf(_SC_PAGE_SIZE));
   std::vector<Row> rows;
   for (const auto& name : o.matrices) {
@@ -210,6 +212,20 @@ int run_hodlr_bench(const HodlrBenchOptions& o) {
         for (int i = 0; i < n; ++i) x[i] = xh(i, 0);
         r.h_resid = rel_resid(x);
       }
+      // ------------------------------------------------ hmat-oss (kernel matrices)
+      if (o.hmat && name != "rff") {
+        const HmatResult hr = run_hmat(pts, dim, n, fd.inv2l2, o.nugget, o.tol, o.leaf, bh);
+        if (hr.available && hr.error.empty()) {
+          r.m_build = hr.build_s;
+          r.m_factor = hr.factor_s;
+          r.m_solve = hr.solve_s;
+          r.m_logdet = hr.logdet;
+          r.m_bytes = hr.bytes;
+          if (n <= o.residual_max) r.m_resid = rel_resid(hr.x);
+        } else if (!hr.error.empty() && n == o.sizes.front()) {
+          std::printf("  (hmat-oss: %s)\n", hr.error.c_str());
+        }
+      }
       // ------------------------------------------------ dense LAPACK
       const double dense_bytes = double(n) * n * 8;
       if (n <= o.dense_max && dense_bytes < 0.6 * phys) {
@@ -243,9 +259,11 @@ int run_hodlr_bench(const HodlrBenchOptions& o) {
       }
       const double speed = (r.d_factor + r.d_solve) / (r.h_factor + r.h_solve);
       const double lderr = std::abs(r.h_logdet - r.d_logdet) / std::abs(r.d_logdet);
-      std::printf("%-8s %6d | %8.3f %8.3f %8.4f %5d %9.2e %9.1f | %8.3f %8.3f %8.4f %9.2e | %7.1f %9.2e\n",
-                  name.c_str(), n, r.h_build, r.h_factor, r.h_solve, r.kmax, r.h_resid,
-                  (r.h_bytes + r.h_fbytes) / 1e6, r.d_build, r.d_factor, r.d_solve, r.d_resid, speed, lderr);
+      std::printf(
+          "%-8s %6d | %8.3f %8.3f %8.4f %5d %9.2e %7.1f | %8.3f %8.3f %8.4f %9.2e | %8.3f %8.3f %8.4f %9.2e | %7.1f "
+          "%9.2e\n",
+          name.c_str(), n, r.h_build, r.h_factor, r.h_solve, r.kmax, r.h_resid, (r.h_bytes + r.h_fbytes) / 1e6,
+          r.m_build, r.m_factor, r.m_solve, r.m_resid, r.d_build, r.d_factor, r.d_solve, r.d_resid, speed, lderr);
       std::fflush(stdout);
       rows.push_back(r);
     }
@@ -254,7 +272,7 @@ int run_hodlr_bench(const HodlrBenchOptions& o) {
   std::printf("\nfitted growth exponents (least squares of log t on log n):\n");
   std::ostringstream fits;
   for (const auto& name : o.matrices) {
-    std::vector<double> ns, hb, hf, hs, hfs, df, dfs;
+    std::vector<double> ns, hb, hf, hs, hfs, df, dfs, mfs;
     for (const auto& r : rows)
       if (r.matrix == name) {
         ns.push_back(r.n);
@@ -264,14 +282,24 @@ int run_hodlr_bench(const HodlrBenchOptions& o) {
         hfs.push_back(r.h_factor + r.h_solve);
         df.push_back(r.d_factor);
         dfs.push_back(r.d_factor + r.d_solve);
+        mfs.push_back(r.m_factor + r.m_solve);
       }
     if (ns.size() < 2) continue;
-    std::printf("  %-8s HODLR build %.2f, factor %.2f, solve %.2f, factor+solve %.2f | dense factor+solve %.2f\n",
-                name.c_str(), slope(ns, hb), slope(ns, hf), slope(ns, hs), slope(ns, hfs), slope(ns, dfs));
+    std::printf(
+        "  %-8s HODLR build %.2f, factor %.2f, solve %.2f, factor+solve %.2f | hmat-oss factor+solve %.2f | dense "
+        "factor+solve %.2f\n",
+        name.c_str(), slope(ns, hb), slope(ns, hf), slope(ns, hs), slope(ns, hfs), slope(ns, mfs), slope(ns, dfs));
     fits << "    {\"matrix\": \"" << name << "\", \"hodlr_build\": " << slope(ns, hb)
          << ", \"hodlr_factor\": " << slope(ns, hf) << ", \"hodlr_solve\": " << slope(ns, hs)
          << ", \"hodlr_factor_solve\": " << slope(ns, hfs) << ", \"dense_factor_solve\": " << slope(ns, dfs) << "},\n";
   }
+  std::printf("\nbuild + factor + solve, hfisher HODLR vs hmat-oss (same matrix, tolerance, leaf size):\n");
+  for (const auto& r : rows)
+    if (std::isfinite(r.m_factor))
+      std::printf("  %-8s n=%6d  hfisher %.3f s (resid %.1e, %.1f MB)  hmat-oss %.3f s (resid %.1e, %.1f MB)  ratio %.2f\n",
+                  r.matrix.c_str(), r.n, r.h_build + r.h_factor + r.h_solve, r.h_resid, r.h_bytes / 1e6,
+                  r.m_build + r.m_factor + r.m_solve, r.m_resid, r.m_bytes / 1e6,
+                  (r.m_build + r.m_factor + r.m_solve) / (r.h_build + r.h_factor + r.h_solve));
   std::printf("\napply with %d right-hand sides vs a plain copy of the same bytes (bandwidth ratio):\n", o.apply_rhs);
   for (const auto& r : rows)
     std::printf("  %-8s n=%6d  apply %.4f s, copy %.5f s, ratio %.2f\n", r.matrix.c_str(), r.n, r.h_apply, r.copy,
@@ -282,7 +310,8 @@ int run_hodlr_bench(const HodlrBenchOptions& o) {
         << "; date: " << mc.date << "; tol: " << o.tol << "; leaf: " << o.leaf << "\n";
     csv << "matrix,n,hodlr_build_s,hodlr_factor_s,hodlr_solve_s,hodlr_apply" << o.apply_rhs
         << "_s,copy_s,hodlr_max_rank,hodlr_bytes,factor_bytes,hodlr_resid,hodlr_logdet,dense_build_s,dense_potrf_s,"
-           "dense_potrs_s,dense_resid,dense_logdet\n";
+           "dense_potrs_s,dense_resid,dense_logdet,hmat_build_s,hmat_factor_s,hmat_solve_s,hmat_resid,hmat_logdet,"
+           "hmat_bytes\n";
     js << "{\n  \"machine\": \"" << mc.cpu << "\", \"backend\": \"" << mc.backend << "\", \"threads\": "
        << mc.host_threads << ", \"date\": \"" << mc.date << "\", \"tol\": " << o.tol << ",\n  \"rows\": [\n";
     for (size_t i = 0; i < rows.size(); ++i) {
@@ -290,12 +319,15 @@ int run_hodlr_bench(const HodlrBenchOptions& o) {
       csv << r.matrix << "," << r.n << "," << r.h_build << "," << r.h_factor << "," << r.h_solve << "," << r.h_apply
           << "," << r.copy << "," << r.kmax << "," << r.h_bytes << "," << r.h_fbytes << "," << r.h_resid << ","
           << r.h_logdet << "," << r.d_build << "," << r.d_factor << "," << r.d_solve << "," << r.d_resid << ","
-          << r.d_logdet << "\n";
+          << r.d_logdet << "," << r.m_build << "," << r.m_factor << "," << r.m_solve << "," << r.m_resid << ","
+          << r.m_logdet << "," << r.m_bytes << "\n";
       auto num = [](double v) { return std::isfinite(v) ? std::to_string(v) : std::string("null"); };
       js << "    {\"matrix\": \"" << r.matrix << "\", \"n\": " << r.n << ", \"hodlr_build_s\": " << num(r.h_build)
          << ", \"hodlr_factor_s\": " << num(r.h_factor) << ", \"hodlr_solve_s\": " << num(r.h_solve)
          << ", \"hodlr_resid\": " << num(r.h_resid) << ", \"dense_potrf_s\": " << num(r.d_factor)
-         << ", \"dense_potrs_s\": " << num(r.d_solve) << ", \"dense_resid\": " << num(r.d_resid) << "}"
+         << ", \"dense_potrs_s\": " << num(r.d_solve) << ", \"dense_resid\": " << num(r.d_resid)
+         << ", \"hmat_build_s\": " << num(r.m_build) << ", \"hmat_factor_s\": " << num(r.m_factor)
+         << ", \"hmat_solve_s\": " << num(r.m_solve) << ", \"hmat_resid\": " << num(r.m_resid) << "}"
          << (i + 1 < rows.size() ? ",\n" : "\n");
     }
     std::string f = fits.str();

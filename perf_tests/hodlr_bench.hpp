@@ -20,6 +20,7 @@ struct HodlrBenchOptions {
   int rff_max = 8192;      ///< largest n for diag + G G^T (G is n x n/2)
   int residual_max = 32768;  ///< largest n whose residual is checked against the exact matrix
   int apply_rhs = 16;
+  bool hmat = true;         ///< also run hmat-oss on the kernel matrices (when built with it)
   unsigned seed = 1;
   std::string output;
 };

@@ -56,8 +56,12 @@ class HODLR {
   static HODLR from_dense(const AView& A, const ClusterTree& tree, const CompressionOptions& opts = {});
 
   /// A = diag(d) + G G^T with d: (n), G: (n, m) (per-example gradients as
-  /// columns), never formed: each off-diagonal block G_I G_J^T is recompressed
-  /// from thin QRs of G_I, G_J and an SVD of the small core, batched per level.
+  /// columns), never formed as a whole: at levels whose blocks have at least
+  /// 2m rows, each off-diagonal block G_I G_J^T is recompressed from thin QRs
+  /// of G_I, G_J and an SVD of the small m x m core (O(b m^2) per b x b block);
+  /// where m > b/2 the core would be as large as the block, so the block is
+  /// formed by one batched GEMM and compressed by the batched randomized SVD
+  /// (O(b^2 m)).
   template <class DView, class GView>
   static HODLR from_factors(const DView& d, const GView& G, const ClusterTree& tree,
                             const CompressionOptions& opts = {});
@@ -329,7 +333,24 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::from_factors(const DView& d, 
     auto GR = hmatrix_impl::level_nodes(Gp, l, hmatrix_impl::Nodes::Right);
     Batch Uw("hfisher::HODLR::Uw", pairs, m, kmax), Vw("hfisher::HODLR::Vw", pairs, m, kmax);
     Kokkos::View<int*, mem_space> rank("hfisher::HODLR::rank", pairs);
-    kernels::truncate_lowrank(space, GL, GR, opts.tol, Uw, Vw, rank);
+    if (2 * mc <= m) {
+      // few columns: QRs of the row blocks and an SVD of the small mc x mc core
+      kernels::truncate_lowrank(space, GL, GR, opts.tol, Uw, Vw, rank);
+    } else {
+      // the core would be as large as the block: form G_I G_J^T (one batched
+      // GEMM) and compress it with the batched randomized SVD
+      Batch B(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HODLR::B"), pairs, m, m);
+      kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::Trans, Scalar(1), GL, GR, Scalar(0), B);
+      BatchVector<Scalar, ExecSpace> S("hfisher::HODLR::S", pairs, kmax);
+      kernels::RangeFinderOptions ro;
+      ro.seed = opts.seed + std::uint64_t(l) * 7919u;
+      kernels::rsvd(space, B, opts.tol, Uw, S, Vw, rank, ro);
+      Kokkos::parallel_for(
+          "hfisher::HODLR::fold_S", Kokkos::RangePolicy<ExecSpace>(space, 0, pairs), KOKKOS_LAMBDA(const int p) {
+            for (int i = 0; i < m; ++i)
+              for (int c = 0; c < kmax; ++c) Uw(p, i, c) *= S(p, c);
+          });
+    }
     H.store_level(l, Uw, Vw, rank);
   }
   return H;
