@@ -28,12 +28,14 @@ void qr(const Exec& space, const AV& A, const TV& tau) {
   using member = typename ExecTraits<Exec>::member_type;
   using T = typename AV::non_const_value_type;
   if (nb == 0) return;
+  BatchVector<T, Exec> rowbuf(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::qr::rowbuf"), nb,
+                              n > 0 ? n : 1);
   Kokkos::parallel_for(
       "hfisher::qr", hfisher::detail::batch_policy(space, nb), KOKKOS_LAMBDA(const member& t) {
         const int b = t.league_rank();
         auto Ab = hfisher::detail::entry(A, b);
         impl::householder_qr<member, T>(t, m, n, Ab.data(), Ab.stride_0(), Ab.stride_1(), &tau(b, 0), nullptr,
-                                        nullptr);
+                                        nullptr, &rowbuf(b, 0));
       });
 }
 
@@ -53,13 +55,15 @@ void qr_form_q(const Exec& space, const AV& A, const TV& tau, const QV& Q) {
   const int kr = q < long(tau.extent(1)) ? q : int(tau.extent(1));
   (void)n;
   if (nb == 0) return;
+  BatchVector<T, Exec> rowbuf(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::qr_form_q::rowbuf"),
+                              nb, q > 0 ? q : 1);
   Kokkos::parallel_for(
       "hfisher::qr_form_q", hfisher::detail::batch_policy(space, nb), KOKKOS_LAMBDA(const member& t) {
         const int b = t.league_rank();
         auto Ab = hfisher::detail::entry(A, b);
         auto Qb = hfisher::detail::entry(Q, b);
         impl::form_q<member, T>(t, m, q, kr, Ab.data(), Ab.stride_0(), Ab.stride_1(), &tau(b, 0), Qb.data(),
-                                Qb.stride_0(), Qb.stride_1());
+                                Qb.stride_0(), Qb.stride_1(), &rowbuf(b, 0));
       });
 }
 
@@ -109,14 +113,15 @@ void cpqr(const Exec& space, const AV& A, const TV& tau, const PV& perm, const R
   using T = typename AV::non_const_value_type;
   if (nb == 0) return;
   BatchVector<T, Exec> work(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::cpqr::work"), nb,
-                            2 * n);
+                            3 * n + 1);
   const T ttol = T(tol);
   Kokkos::parallel_for(
       "hfisher::cpqr", hfisher::detail::batch_policy(space, nb), KOKKOS_LAMBDA(const member& t) {
         const int b = t.league_rank();
         auto Ab = hfisher::detail::entry(A, b);
         const int s0 = Ab.stride_0(), s1 = Ab.stride_1();
-        impl::householder_qr<member, T>(t, m, n, Ab.data(), s0, s1, &tau(b, 0), &perm(b, 0), &work(b, 0));
+        impl::householder_qr<member, T>(t, m, n, Ab.data(), s0, s1, &tau(b, 0), &perm(b, 0), &work(b, 0),
+                                        &work(b, 2 * n));
         Kokkos::single(Kokkos::PerTeam(t), [&]() {
           int r = 0;
           if (k > 0) {

@@ -34,23 +34,36 @@ void svd(const Exec& space, const AV& A, const UV& U, const SV& S, const VV& V) 
   using member = typename ExecTraits<Exec>::member_type;
   using T = typename UV::non_const_value_type;
   Kokkos::View<int*, typename Exec::memory_space> status("hfisher::svd::status", nb);
+  // Jacobi rotates columns: work on column-contiguous copies (each column of
+  // the rotated matrix is one contiguous run), then copy out.
+  const long rows = m >= n ? m : n, cols = k;  // the matrix Jacobi sees: rows x cols, rows >= cols
+  BatchMatrix<T, Exec> Wc(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::svd::Wc"), nb, cols, rows);
+  BatchMatrix<T, Exec> Vc(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::svd::Vc"), nb, cols, cols);
   Kokkos::parallel_for(
       "hfisher::svd", hfisher::detail::batch_policy(space, nb), KOKKOS_LAMBDA(const member& t) {
         const int b = t.league_rank();
         auto Ab = hfisher::detail::entry(A, b);
-        auto Ub = hfisher::detail::entry(U, b);
-        auto Vb = hfisher::detail::entry(V, b);
-        int sw;
-        if (m >= n) {
-          sw = impl::jacobi_svd<member, T>(t, m, n, Ab.data(), Ab.stride_0(), Ab.stride_1(), Ub.data(),
-                                           Ub.stride_0(), Ub.stride_1(), &S(b, 0), Vb.data(), Vb.stride_0(),
-                                           Vb.stride_1(), jacobi_max_sweeps);
-        } else {  // A^T = V S U^T
-          sw = impl::jacobi_svd<member, T>(t, n, m, Ab.data(), Ab.stride_1(), Ab.stride_0(), Vb.data(),
-                                           Vb.stride_0(), Vb.stride_1(), &S(b, 0), Ub.data(), Ub.stride_0(),
-                                           Ub.stride_1(), jacobi_max_sweeps);
-        }
+        auto Wb = hfisher::detail::entry(Wc, b);
+        auto Vb = hfisher::detail::entry(Vc, b);
+        // A (m >= n) or A^T (m < n) as rows x cols
+        const int a0 = m >= n ? Ab.stride_0() : Ab.stride_1(), a1 = m >= n ? Ab.stride_1() : Ab.stride_0();
+        const int sw = impl::jacobi_svd<member, T>(t, rows, cols, Ab.data(), a0, a1, Wb.data(), 1, rows, &S(b, 0),
+                                                   Vb.data(), 1, cols, jacobi_max_sweeps);
         Kokkos::single(Kokkos::PerTeam(t), [&]() { status(b) = sw < 0 ? 1 : 0; });
+      });
+  // copy out: m >= n: U = W, V = Vc; m < n: A^T = W S Vc^T, so U = Vc, V = W
+  Kokkos::parallel_for(
+      "hfisher::svd::copy_out", Kokkos::RangePolicy<Exec>(space, 0, nb), KOKKOS_LAMBDA(const int b) {
+        for (int j = 0; j < cols; ++j) {
+          for (int r = 0; r < rows; ++r) {
+            if (m >= n) U(b, r, j) = Wc(b, j, r);
+            else V(b, r, j) = Wc(b, j, r);
+          }
+          for (int r = 0; r < cols; ++r) {
+            if (m >= n) V(b, r, j) = Vc(b, j, r);
+            else U(b, r, j) = Vc(b, j, r);
+          }
+        }
       });
   const long bad = hfisher::detail::first_failure(space, status);
   hfisher::detail::require(bad < 0, where, "one-sided Jacobi did not converge in ", jacobi_max_sweeps,

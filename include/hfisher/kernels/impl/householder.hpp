@@ -16,9 +16,11 @@ namespace impl {
 /// largest remaining norm (Businger-Golub, LAPACK dlaqp2 norm downdating with
 /// recomputation on cancellation): perm[j] = original index of column j, and
 /// work holds 2n scalars.
+/// rowbuf (n scalars, optional) enables the row-oriented update used by
+/// teams of one thread.
 template <class Member, class T>
 KOKKOS_INLINE_FUNCTION void householder_qr(const Member& t, int m, int n, T* A, int s0, int s1, T* tau, int* perm,
-                                           T* work) {
+                                           T* work, T* rowbuf = nullptr) {
   const int k = m < n ? m : n;
   const bool pivoting = perm != nullptr;
   T* vn1 = work;
@@ -83,7 +85,25 @@ KOKKOS_INLINE_FUNCTION void householder_qr(const Member& t, int m, int n, T* A, 
     Kokkos::single(Kokkos::PerTeam(t), [&]() { tau[i] = ti; });
     t.team_barrier();
     // apply H_i to the trailing columns
-    if (ti != T(0)) {
+    if (ti != T(0) && rowbuf != nullptr && t.team_size() == 1) {
+      // one thread: row-oriented (contiguous along j for row-major blocks)
+      T* w = rowbuf;
+      for (int j = i + 1; j < n; ++j) w[j] = A[i * s0 + j * s1];
+      for (int r = i + 1; r < m; ++r) {
+        const T v = A[r * s0 + i * s1];
+        const T* ar = A + r * s0;
+        for (int j = i + 1; j < n; ++j) w[j] += v * ar[j * s1];
+      }
+      for (int j = i + 1; j < n; ++j) {
+        w[j] *= ti;
+        A[i * s0 + j * s1] -= w[j];
+      }
+      for (int r = i + 1; r < m; ++r) {
+        const T v = A[r * s0 + i * s1];
+        T* ar = A + r * s0;
+        for (int j = i + 1; j < n; ++j) ar[j * s1] -= v * w[j];
+      }
+    } else if (ti != T(0)) {
       Kokkos::parallel_for(Kokkos::TeamThreadRange(t, i + 1, n), [&](const int j) {
         T w = A[i * s0 + j * s1];
         for (int r = i + 1; r < m; ++r) w += A[r * s0 + i * s1] * A[r * s0 + j * s1];
@@ -120,7 +140,7 @@ KOKKOS_INLINE_FUNCTION void householder_qr(const Member& t, int m, int n, T* A, 
 /// diagonal of the m x * block A into Q (strides q0, q1).
 template <class Member, class T>
 KOKKOS_INLINE_FUNCTION void form_q(const Member& t, int m, int q, int kr, const T* A, int s0, int s1, const T* tau,
-                                   T* Q, int q0, int q1) {
+                                   T* Q, int q0, int q1, T* rowbuf = nullptr) {
   Kokkos::parallel_for(Kokkos::TeamThreadRange(t, 0, q), [&](const int j) {
     for (int r = 0; r < m; ++r) Q[r * q0 + j * q1] = r == j ? T(1) : T(0);
   });
@@ -128,6 +148,25 @@ KOKKOS_INLINE_FUNCTION void form_q(const Member& t, int m, int q, int kr, const 
   for (int i = kr - 1; i >= 0; --i) {
     const T ti = tau[i];
     if (ti == T(0)) continue;
+    if (rowbuf != nullptr && t.team_size() == 1) {
+      T* w = rowbuf;
+      for (int j = i; j < q; ++j) w[j] = Q[i * q0 + j * q1];
+      for (int r = i + 1; r < m; ++r) {
+        const T v = A[r * s0 + i * s1];
+        const T* qr = Q + r * q0;
+        for (int j = i; j < q; ++j) w[j] += v * qr[j * q1];
+      }
+      for (int j = i; j < q; ++j) {
+        w[j] *= ti;
+        Q[i * q0 + j * q1] -= w[j];
+      }
+      for (int r = i + 1; r < m; ++r) {
+        const T v = A[r * s0 + i * s1];
+        T* qr = Q + r * q0;
+        for (int j = i; j < q; ++j) qr[j * q1] -= v * w[j];
+      }
+      continue;
+    }
     Kokkos::parallel_for(Kokkos::TeamThreadRange(t, i, q), [&](const int j) {
       T w = Q[i * q0 + j * q1];
       for (int r = i + 1; r < m; ++r) w += A[r * s0 + i * s1] * Q[r * q0 + j * q1];

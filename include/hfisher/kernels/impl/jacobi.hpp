@@ -16,8 +16,25 @@ namespace impl {
 template <class Member, class T>
 KOKKOS_INLINE_FUNCTION void dot3(const Member& t, int m, const T* x, const T* y, int s, T& a, T& b, T& g) {
   if (t.team_size() == 1) {
+    // VL independent partial sums: vectorizes without reassociating
+    constexpr int VL = 8;
+    T pa[VL], pb[VL], pg[VL];
+    for (int v = 0; v < VL; ++v) pa[v] = pb[v] = pg[v] = T(0);
+    const int mv = s == 1 ? m - m % VL : 0;
+    for (int r = 0; r < mv; r += VL)
+      for (int v = 0; v < VL; ++v) {
+        const T xr = x[r + v], yr = y[r + v];
+        pa[v] += xr * xr;
+        pb[v] += yr * yr;
+        pg[v] += xr * yr;
+      }
     T sa = T(0), sb = T(0), sg = T(0);
-    for (int r = 0; r < m; ++r) {
+    for (int v = 0; v < VL; ++v) {
+      sa += pa[v];
+      sb += pb[v];
+      sg += pg[v];
+    }
+    for (int r = mv; r < m; ++r) {
       const T xr = x[r * s], yr = y[r * s];
       sa += xr * xr;
       sb += yr * yr;
