@@ -344,9 +344,12 @@ int run_hodlr_bench(const HodlrBenchOptions& o) {
     bool first = true;
     for (const auto& name : o.matrices) {
       gp << (first ? "" : ", ") << "'" << o.output << "/hodlr.csv' every ::1 using (strcol(1) eq '" << name
-         << "' ? $2 : 1/0):($3+$4) with linespoints title 'HODLR " << name << "', '" << o.output
+         << "' ? $2 : 1/0):($4+$5) with linespoints title 'hfisher HODLR " << name << "', '" << o.output
          << "/hodlr.csv' every ::1 using (strcol(1) eq '" << name
-         << "' ? $2 : 1/0):($14+$15) with linespoints title 'dense " << name << "'";
+         << "' ? $2 : 1/0):($14+$15) with linespoints title 'dense LAPACK " << name << "'";
+      if (o.hmat && name != "rff")
+        gp << ", '" << o.output << "/hodlr.csv' every ::1 using (strcol(1) eq '" << name
+           << "' ? $2 : 1/0):($19+$20) with linespoints title 'hmat-oss HODLR " << name << "'";
       first = false;
     }
     gp << "\n";
