@@ -44,12 +44,22 @@ struct ExecTraits {
 
 namespace detail {
 
+/// Team size used on host spaces (0 or 1: one thread per batch entry). A
+/// larger value runs every kernel's team code path on the host, as on a
+/// device; the unit tests use it to exercise those paths without a GPU.
+inline int& host_team_size() {
+  static int size = 0;
+  return size;
+}
+
 /// One team per batch entry: team size 1 on host spaces (the entries are
 /// the parallelism), Kokkos::AUTO on devices.
 template <class ExecSpace>
 Kokkos::TeamPolicy<ExecSpace> batch_policy(const ExecSpace& space, int batch) {
   if constexpr (ExecTraits<ExecSpace>::on_host) {
-    return Kokkos::TeamPolicy<ExecSpace>(space, batch, 1);
+    int ts = host_team_size() > 1 ? host_team_size() : 1;
+    ts = ts < ExecSpace::concurrency() ? ts : ExecSpace::concurrency();
+    return Kokkos::TeamPolicy<ExecSpace>(space, batch, ts > 0 ? ts : 1);
   } else {
     return Kokkos::TeamPolicy<ExecSpace>(space, batch, Kokkos::AUTO);
   }

@@ -21,6 +21,16 @@ KOKKOS_INLINE_FUNCTION void gemm_entry(const Member& member, Op ta, Op tb, S alp
   using mode = typename ExecTraits<Exec>::mode;
   using algo = KokkosBatched::Algo::Gemm::Blocked;
   if constexpr (ExecTraits<Exec>::on_host) {
+    if (member.team_size() > 1) {  // host teams (testing the device code path)
+      using TM = KokkosBatched::Mode::Team;
+      using NT = KokkosBatched::Trans::NoTranspose;
+      using TT = KokkosBatched::Trans::Transpose;
+      if (ta == Op::NoTrans && tb == Op::NoTrans) KokkosBatched::Gemm<Member, NT, NT, TM, algo>::invoke(member, alpha, A, B, beta, C);
+      else if (ta == Op::NoTrans) KokkosBatched::Gemm<Member, NT, TT, TM, algo>::invoke(member, alpha, A, B, beta, C);
+      else if (tb == Op::NoTrans) KokkosBatched::Gemm<Member, TT, NT, TM, algo>::invoke(member, alpha, A, B, beta, C);
+      else KokkosBatched::Gemm<Member, TT, TT, TM, algo>::invoke(member, alpha, A, B, beta, C);
+      return;
+    }
     // one thread per entry: the register-blocked forms where strides allow
     const int m = C.extent(0), n = C.extent(1);
     const int k = ta == Op::NoTrans ? A.extent(1) : A.extent(0);

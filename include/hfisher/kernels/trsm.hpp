@@ -20,6 +20,16 @@ template <class Exec, class Member, class KUplo, class KTrans, class AV, class B
 KOKKOS_INLINE_FUNCTION void trsm_left_kb(const Member& member, Diag diag, S alpha, const AV& A, const BV& B) {
   using mode = typename ExecTraits<Exec>::mode;
   using algo = KokkosBatched::Algo::Trsm::Blocked;
+  if constexpr (ExecTraits<Exec>::on_host) {
+    if (member.team_size() > 1) {  // host teams (testing the device code path)
+      using TM = KokkosBatched::Mode::Team;
+      if (diag == Diag::Unit)
+        KokkosBatched::Trsm<Member, KokkosBatched::Side::Left, KUplo, KTrans, KokkosBatched::Diag::Unit, TM, algo>::invoke(member, alpha, A, B);
+      else
+        KokkosBatched::Trsm<Member, KokkosBatched::Side::Left, KUplo, KTrans, KokkosBatched::Diag::NonUnit, TM, algo>::invoke(member, alpha, A, B);
+      return;
+    }
+  }
   if (diag == Diag::Unit)
     KokkosBatched::Trsm<Member, KokkosBatched::Side::Left, KUplo, KTrans, KokkosBatched::Diag::Unit, mode, algo>::invoke(member, alpha, A, B);
   else
