@@ -40,7 +40,8 @@ void place(std::vector<int>& idx, int start, int cap, int leaf, std::vector<int>
 }
 }  // namespace
 
-ClusterTree ClusterTree::balanced(int n, int leaf_size) {
+template <class Split>
+ClusterTree ClusterTree::build(int n, int leaf_size, Split&& split) {
   ClusterTree t;
   t.L_ = levels_for(n, leaf_size);
   t.n_ = n;
@@ -49,9 +50,13 @@ ClusterTree ClusterTree::balanced(int n, int leaf_size) {
   t.perm_.assign(t.N_, -1);
   std::vector<int> idx(n);
   std::iota(idx.begin(), idx.end(), 0);
-  place(idx, 0, t.N_, leaf_size, t.perm_, [](std::vector<int>&) {});
+  place(idx, 0, t.N_, leaf_size, t.perm_, split);
   t.finish();
   return t;
+}
+
+ClusterTree ClusterTree::balanced(int n, int leaf_size) {
+  return build(n, leaf_size, [](std::vector<int>&) {});
 }
 
 ClusterTree ClusterTree::from_points(const std::vector<double>& pts, int n, int d, int leaf_size) {
@@ -61,14 +66,6 @@ ClusterTree ClusterTree::from_points(const std::vector<double>& pts, int n, int 
   for (size_t i = 0; i < pts.size(); ++i)
     detail::require(std::isfinite(pts[i]), "hfisher::ClusterTree::from_points", "point ", i / d, " coordinate ",
                     i % d, " is not finite");
-  ClusterTree t;
-  t.L_ = levels_for(n, leaf_size);
-  t.n_ = n;
-  t.leaf_ = leaf_size;
-  t.N_ = leaf_size << t.L_;
-  t.perm_.assign(t.N_, -1);
-  std::vector<int> idx(n);
-  std::iota(idx.begin(), idx.end(), 0);
   auto split = [&](std::vector<int>& v) {
     if (v.size() < 2) return;
     int best = 0;
@@ -87,9 +84,7 @@ ClusterTree ClusterTree::from_points(const std::vector<double>& pts, int n, int 
     std::stable_sort(v.begin(), v.end(),
                      [&](int a, int b) { return pts[size_t(a) * d + best] < pts[size_t(b) * d + best]; });
   };
-  place(idx, 0, t.N_, leaf_size, t.perm_, split);
-  t.finish();
-  return t;
+  return build(n, leaf_size, split);
 }
 
 ClusterTree ClusterTree::from_permutation(int n, int leaf_size, int levels, const std::vector<int>& perm) {

@@ -61,6 +61,8 @@ class ClusterTree {
   int n_ = 0, N_ = 0, leaf_ = 0, L_ = 0;
   std::vector<int> perm_, iperm_;
   static int levels_for(int n, int leaf_size);
+  template <class Split>
+  static ClusterTree build(int n, int leaf_size, Split&& split);
   void finish();
 };
 

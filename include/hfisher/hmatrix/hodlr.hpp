@@ -37,6 +37,26 @@ namespace hfisher {
 template <class Scalar, class ExecSpace>
 class HODLRFactorization;
 
+namespace hmatrix_impl {
+/// Compresses the batch of blocks B (pairs, m, m) with the batched
+/// randomized SVD into U = U_svd S (singular values folded in) and V.
+template <class Exec, class BView, class Batch, class RankView>
+void compress_rsvd(const Exec& space, const BView& B, double tol, std::uint64_t seed, const Batch& U, const Batch& V,
+                   const RankView& rank) {
+  using T = typename Batch::non_const_value_type;
+  const int pairs = U.extent(0), m = U.extent(1), kmax = U.extent(2);
+  BatchVector<T, Exec> S("hfisher::HODLR::S", pairs, kmax);
+  kernels::RangeFinderOptions ro;
+  ro.seed = seed;
+  kernels::rsvd(space, B, tol, U, S, V, rank, ro);
+  Kokkos::parallel_for(
+      "hfisher::HODLR::fold_S", Kokkos::RangePolicy<Exec>(space, 0, pairs), KOKKOS_LAMBDA(const int p) {
+        for (int i = 0; i < m; ++i)
+          for (int c = 0; c < kmax; ++c) U(p, i, c) *= S(p, c);
+      });
+}
+}  // namespace hmatrix_impl
+
 template <class Scalar, class ExecSpace = Kokkos::DefaultExecutionSpace>
 class HODLR {
  public:
@@ -222,16 +242,8 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::from_dense(const AView& A, co
     const int kmax = std::min(opts.max_rank, m);
     auto B = hmatrix_impl::offdiag_blocks(P, l);
     Batch Uw("hfisher::HODLR::Uw", pairs, m, kmax), Vw("hfisher::HODLR::Vw", pairs, m, kmax);
-    BatchVector<Scalar, ExecSpace> S("hfisher::HODLR::S", pairs, kmax);
     Kokkos::View<int*, mem_space> rank("hfisher::HODLR::rank", pairs);
-    kernels::RangeFinderOptions ro;
-    ro.seed = opts.seed + std::uint64_t(l) * 7919u;
-    kernels::rsvd(space, B, opts.tol, Uw, S, Vw, rank, ro);
-    Kokkos::parallel_for(
-        "hfisher::HODLR::fold_S", Kokkos::RangePolicy<ExecSpace>(space, 0, pairs), KOKKOS_LAMBDA(const int p) {
-          for (int i = 0; i < m; ++i)
-            for (int c = 0; c < kmax; ++c) Uw(p, i, c) *= S(p, c);
-        });
+    hmatrix_impl::compress_rsvd(space, B, opts.tol, opts.seed + std::uint64_t(l) * 7919u, Uw, Vw, rank);
     H.store_level(l, Uw, Vw, rank);
   }
   return H;
@@ -341,15 +353,7 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::from_factors(const DView& d, 
       // GEMM) and compress it with the batched randomized SVD
       Batch B(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HODLR::B"), pairs, m, m);
       kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::Trans, Scalar(1), GL, GR, Scalar(0), B);
-      BatchVector<Scalar, ExecSpace> S("hfisher::HODLR::S", pairs, kmax);
-      kernels::RangeFinderOptions ro;
-      ro.seed = opts.seed + std::uint64_t(l) * 7919u;
-      kernels::rsvd(space, B, opts.tol, Uw, S, Vw, rank, ro);
-      Kokkos::parallel_for(
-          "hfisher::HODLR::fold_S", Kokkos::RangePolicy<ExecSpace>(space, 0, pairs), KOKKOS_LAMBDA(const int p) {
-            for (int i = 0; i < m; ++i)
-              for (int c = 0; c < kmax; ++c) Uw(p, i, c) *= S(p, c);
-          });
+      hmatrix_impl::compress_rsvd(space, B, opts.tol, opts.seed + std::uint64_t(l) * 7919u, Uw, Vw, rank);
     }
     H.store_level(l, Uw, Vw, rank);
   }
