@@ -145,18 +145,20 @@ TEST(ClusterTree, BalancedAndFromPoints) {
   kernel_matrix(200, 2, 0, 3, &pts);
   auto tp = hfisher::ClusterTree::from_points(pts, 200, 2, 16);
   EXPECT_EQ(tp.size(), 200);
-  // the two halves are separated along some axis
-  double lo[2] = {1e9, 1e9}, hi[2] = {-1e9, -1e9};
+  // the two halves of the root are separated along one axis
+  double lo[2][2] = {{1e9, 1e9}, {1e9, 1e9}}, hi[2][2] = {{-1e9, -1e9}, {-1e9, -1e9}};  // [half][axis]
   for (int p = 0; p < tp.padded_size(); ++p) {
     const int i = tp.perm()[p];
     if (i < 0) continue;
     const int half = p < tp.padded_size() / 2 ? 0 : 1;
-    const double x = std::max(pts[2 * i], 0.0);
-    lo[half] = std::min(lo[half], x);
-    hi[half] = std::max(hi[half], x);
+    for (int a = 0; a < 2; ++a) {
+      lo[half][a] = std::min(lo[half][a], pts[2 * i + a]);
+      hi[half][a] = std::max(hi[half][a], pts[2 * i + a]);
+    }
   }
-  const double y0 = 0;
-  (void)y0;
+  bool separated = false;
+  for (int a = 0; a < 2; ++a) separated = separated || hi[0][a] <= lo[1][a] || hi[1][a] <= lo[0][a];
+  EXPECT_TRUE(separated) << "from_points did not split the root along a coordinate";
   EXPECT_THROW(hfisher::ClusterTree::balanced(0, 16), hfisher::Error);
   EXPECT_THROW(hfisher::ClusterTree::balanced(10, 0), hfisher::Error);
   pts[3] = std::nan("");

@@ -54,6 +54,16 @@ void check_finite3(const ExecSpace& space, const View3& A, const char* where, co
   }
 }
 
+/// Same for a single matrix: a rank-2 view (m, n), any layout.
+template <class ExecSpace, class View2>
+void check_finite_matrix(const ExecSpace& space, const View2& M, const char* where, const char* arg) {
+  static_assert(View2::rank == 2, "check_finite_matrix needs a rank-2 view");
+  using T = typename View2::const_value_type;
+  Kokkos::View<T***, Kokkos::LayoutStride, typename View2::memory_space, Kokkos::MemoryTraits<Kokkos::Unmanaged>> M3(
+      M.data(), Kokkos::LayoutStride(1, 0, M.extent(0), M.stride_0(), M.extent(1), M.stride_1()));
+  check_finite3(space, M3, where, arg);
+}
+
 /// Same for a rank-2 view (batch, n).
 template <class ExecSpace, class View2>
 void check_finite2(const ExecSpace& space, const View2& v, const char* where, const char* arg) {

@@ -198,12 +198,7 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::from_dense(const AView& A, co
                   " but the tree has n = ", tree.size());
   ExecSpace space;
   const int n = tree.size(), N = tree.padded_size(), leaf = tree.leaf_size(), L = tree.levels();
-  {
-    auto A3 = Kokkos::View<const typename AView::value_type***, Kokkos::LayoutStride, mem_space,
-                           Kokkos::MemoryTraits<Kokkos::Unmanaged>>(
-        A.data(), Kokkos::LayoutStride(1, 0, n, A.stride_0(), n, A.stride_1()));
-    detail::check_finite3(space, A3, where, "A");
-  }
+  detail::check_finite_matrix(space, A, where, "A");
   // symmetry
   {
     Scalar amax = 0, dmax = 0;
@@ -308,11 +303,8 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::from_factors(const DView& d, 
   const int mc = G.extent(1);
   detail::require(mc >= 1, where, "G needs at least one column");
   ExecSpace space;
+  detail::check_finite_matrix(space, G, where, "G");
   {
-    auto G3 = Kokkos::View<const typename GView::value_type***, Kokkos::LayoutStride, mem_space,
-                           Kokkos::MemoryTraits<Kokkos::Unmanaged>>(
-        G.data(), Kokkos::LayoutStride(1, 0, n, G.stride_0(), mc, G.stride_1()));
-    detail::check_finite3(space, G3, where, "G");
     auto d2 = Kokkos::View<const typename DView::value_type**, Kokkos::LayoutStride, mem_space,
                            Kokkos::MemoryTraits<Kokkos::Unmanaged>>(d.data(),
                                                                     Kokkos::LayoutStride(1, 0, n, d.stride_0()));
@@ -394,11 +386,7 @@ void HODLR<Scalar, ExecSpace>::apply(const Matrix& X, const Matrix& Y) const {
   detail::require(D_.extent(0) > 0, where, "the matrix is empty (not built)");
   detail::require(X.extent(1) == Y.extent(1), where, "X has ", X.extent(1), " columns, Y has ", Y.extent(1));
   ExecSpace space;
-  {
-    auto X3 = Kokkos::View<const Scalar***, Kokkos::LayoutStride, mem_space, Kokkos::MemoryTraits<Kokkos::Unmanaged>>(
-        X.data(), Kokkos::LayoutStride(1, 0, X.extent(0), X.stride_0(), X.extent(1), X.stride_1()));
-    detail::check_finite3(space, X3, where, "X");
-  }
+  detail::check_finite_matrix(space, X, where, "X");
   const int N = tree_.padded_size(), r = X.extent(1), L = tree_.levels();
   Matrix Xp = to_tree(X);
   Matrix Yp("hfisher::HODLR::Yp", N, r);

@@ -27,7 +27,6 @@
 #include <hfisher/kernels/trsm.hpp>
 
 #include <cmath>
-#include <cstdlib>
 
 namespace hfisher {
 
@@ -62,6 +61,14 @@ class HODLRFactorization {
   // Q_l = diag(QL, QR) orthonormal (Ambikasaran, O'Neil & Singh 2016)
   std::vector<Batch> WQL_, WQR_, WX_, WXinv_;
   void apply_G(const Matrix& Yp, int level, bool inverse) const;
+  // in, out: (n, r) with the same r
+  void check_pair(const char* where, const char* in_name, const Matrix& in, const char* out_name,
+                  const Matrix& out) const {
+    detail::require(long(in.extent(0)) == A_.size() && long(out.extent(0)) == A_.size() &&
+                        in.extent(1) == out.extent(1),
+                    where, in_name, " is ", in.extent(0), "x", in.extent(1), ", ", out_name, " is ", out.extent(0),
+                    "x", out.extent(1), ", the matrix has n = ", A_.size());
+  }
 
   H A_;
   Batch LD_;  // leaf Cholesky factors S_L
@@ -260,9 +267,7 @@ void HODLRFactorization<Scalar, ExecSpace>::apply_G(const Matrix& Yp, int l, boo
 template <class Scalar, class ExecSpace>
 void HODLRFactorization<Scalar, ExecSpace>::apply_W(const Matrix& X, const Matrix& Y) const {
   using namespace hmatrix_impl;
-  detail::require(long(X.extent(0)) == A_.size() && long(Y.extent(0)) == A_.size() && X.extent(1) == Y.extent(1),
-                  "hfisher::HODLRFactorization::apply_W", "X is ", X.extent(0), "x", X.extent(1), ", Y is ",
-                  Y.extent(0), "x", Y.extent(1), ", the matrix has n = ", A_.size());
+  check_pair("hfisher::HODLRFactorization::apply_W", "X", X, "Y", Y);
   ExecSpace space;
   const int L = A_.tree().levels();
   Matrix Xp = A_.to_tree(X);
@@ -276,9 +281,7 @@ void HODLRFactorization<Scalar, ExecSpace>::apply_W(const Matrix& X, const Matri
 template <class Scalar, class ExecSpace>
 void HODLRFactorization<Scalar, ExecSpace>::apply_Wt(const Matrix& X, const Matrix& Y) const {
   using namespace hmatrix_impl;
-  detail::require(long(X.extent(0)) == A_.size() && long(Y.extent(0)) == A_.size() && X.extent(1) == Y.extent(1),
-                  "hfisher::HODLRFactorization::apply_Wt", "X is ", X.extent(0), "x", X.extent(1), ", Y is ",
-                  Y.extent(0), "x", Y.extent(1), ", the matrix has n = ", A_.size());
+  check_pair("hfisher::HODLRFactorization::apply_Wt", "X", X, "Y", Y);
   ExecSpace space;
   const int L = A_.tree().levels();
   Matrix Xp = A_.to_tree(X);
@@ -292,15 +295,9 @@ void HODLRFactorization<Scalar, ExecSpace>::apply_Wt(const Matrix& X, const Matr
 template <class Scalar, class ExecSpace>
 void HODLRFactorization<Scalar, ExecSpace>::solve(const Matrix& B, const Matrix& X) const {
   constexpr const char* where = "hfisher::HODLRFactorization::solve";
-  detail::require(long(B.extent(0)) == A_.size() && long(X.extent(0)) == A_.size() && B.extent(1) == X.extent(1),
-                  where, "B is ", B.extent(0), "x", B.extent(1), ", X is ", X.extent(0), "x", X.extent(1),
-                  ", the matrix has n = ", A_.size());
+  check_pair(where, "B", B, "X", X);
   ExecSpace space;
-  {
-    auto B3 = Kokkos::View<const Scalar***, Kokkos::LayoutStride, mem_space, Kokkos::MemoryTraits<Kokkos::Unmanaged>>(
-        B.data(), Kokkos::LayoutStride(1, 0, B.extent(0), B.stride_0(), B.extent(1), B.stride_1()));
-    detail::check_finite3(space, B3, where, "B");
-  }
+  detail::check_finite_matrix(space, B, where, "B");
   using namespace hmatrix_impl;
   const int L = A_.tree().levels();
   Matrix Yp = A_.to_tree(B);
