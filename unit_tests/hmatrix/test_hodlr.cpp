@@ -354,3 +354,78 @@ TYPED_TEST(HODLRTest, AddDiagonalSaveLoadAndErrors) {
   typename hfisher::HODLR<S, E>::Matrix Xw("Xw", n + 1, 1), Yw("Yw", n + 1, 1);
   EXPECT_THROW(H.apply(Xw, Yw), hfisher::Error);
 }
+
+// online sums: sum of T recompressed diag + G G^T terms against the dense sum
+TYPED_TEST(HODLRTest, OnlineSumScaleRecompress) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  const double tol = std::is_same<S, double>::value ? 1e-8 : 1e-4;
+  const int n = 200, m = 6, T = 10;
+  auto tree = hfisher::ClusterTree::balanced(n, 25);
+  hfisher::CompressionOptions o;
+  o.tol = tol;
+  o.max_rank = 64;
+  std::vector<double> Asum(size_t(n) * n, 0.0);
+  hfisher::HODLR<S, E> H;
+  std::size_t one_term_bytes = 0;
+  for (int t = 0; t < T; ++t) {
+    auto G = random_batch(1, n, m, 700 + t);
+    std::vector<double> d(n, 0.5 + 0.05 * t);
+    Kokkos::View<S*, typename E::memory_space> dd("d", n);
+    auto dh = Kokkos::create_mirror_view(dd);
+    for (int i = 0; i < n; ++i) dh(i) = S(d[i]);
+    Kokkos::deep_copy(dd, dh);
+    for (int i = 0; i < n; ++i)
+      for (int j = 0; j < n; ++j) {
+        double s = i == j ? d[i] : 0.0;
+        for (int c = 0; c < m; ++c) s += G(0, i, c) * G(0, j, c);
+        Asum[size_t(i) * n + j] += s;
+      }
+    auto Ht = hfisher::HODLR<S, E>::from_factors(dd, dev2<S, E>(G.a, n, m), tree, o);
+    if (t == 0) {
+      H = Ht.clone();
+      one_term_bytes = Ht.bytes();
+    } else {
+      H.add(Ht);
+    }
+  }
+  const auto ref = as_batch(Asum, n);
+  const double err = fro(diff(host2(H.to_dense()), ref), 0) / fro(ref, 0);
+  const double slack = std::is_same<S, double>::value ? 1e-13 : 2e-6;
+  EXPECT_LE(err, 10 * tol + slack) << "sum of " << T << " recompressed terms";
+  // ranks: each off-diagonal block of the sum has rank <= T m, and the memory
+  // of the sum must stay within 2x a term when ranks saturate at n/levels
+  for (const auto& r : H.ranks()) EXPECT_LE(r.max, std::min(T * m, tree.block_size(r.level)));
+  EXPECT_GT(H.bytes(), one_term_bytes);
+  // scale: 0.5 * H
+  auto H2 = H.clone();
+  H2.scale(S(0.5));
+  auto d1 = to_host1(H.diag()), d2 = to_host1(H2.diag());
+  for (int i = 0; i < n; ++i) EXPECT_NEAR(d2[i], 0.5 * d1[i], 1e-5 * std::abs(d1[i]));
+  // recompress to a looser tolerance: ranks shrink, error bounded by it
+  auto H3 = hfisher::HODLR<S, E>::from_factors(
+      [&] {
+        Kokkos::View<S*, typename E::memory_space> z("z", n);
+        Kokkos::deep_copy(z, S(1));
+        return z;
+      }(),
+      dev2<S, E>(random_batch(1, n, 40, 9).a, n, 40), tree, o);
+  const auto before = host2(H3.to_dense());
+  const double looser = std::is_same<S, double>::value ? 1e-3 : 1e-3;
+  int kb = 0, ka = 0;
+  for (const auto& r : H3.ranks()) kb += r.max;
+  H3.recompress(looser);
+  for (const auto& r : H3.ranks()) ka += r.max;
+  EXPECT_LE(ka, kb);
+  EXPECT_LE(fro(diff(host2(H3.to_dense()), before), 0) / fro(before, 0), (tree.levels() + 1) * looser);
+  // mismatched trees are rejected
+  auto other = hfisher::HODLR<S, E>::from_factors(
+      [&] {
+        Kokkos::View<S*, typename E::memory_space> z("z", n);
+        return z;
+      }(),
+      dev2<S, E>(random_batch(1, n, 3, 1).a, n, 3), hfisher::ClusterTree::balanced(n, 50), o);
+  EXPECT_THROW(H.add(other), hfisher::Error);
+  EXPECT_THROW(H.scale(S(NAN)), hfisher::Error);
+  EXPECT_THROW(H.recompress(2.0), hfisher::Error);
+}

@@ -13,6 +13,7 @@
 /// Padded positions are decoupled identity rows.
 
 #include <hfisher/core/error.hpp>
+#include <hfisher/core/io.hpp>
 #include <hfisher/core/types.hpp>
 #include <hfisher/core/validate.hpp>
 #include <hfisher/hmatrix/cluster_tree.hpp>
@@ -106,6 +107,19 @@ class HODLR {
   Matrix to_dense() const;
   /// A <- A + lambda I (the padded identity rows are left alone).
   void add_diagonal(Scalar lambda);
+  /// *this += alpha * B on the same cluster tree (same n, leaf, levels and
+  /// permutation): diagonal blocks add; each off-diagonal pair [U_A, a U_B]
+  /// [V_A, V_B]^T is recompressed by a batched QR/QR/SVD to the tolerance of
+  /// *this (relative to the block's largest singular value) and its rank cap,
+  /// so a running sum stays O(n k) in memory.
+  void add(const HODLR& B, Scalar alpha = Scalar(1));
+  /// A deep copy (copies of an HODLR share storage, like Kokkos Views).
+  HODLR clone() const;
+  /// Multiplies every entry by alpha (finite).
+  void scale(Scalar alpha);
+  /// Re-truncates every off-diagonal block to tol (relative per block);
+  /// ranks only shrink. tol must lie in (0, 1).
+  void recompress(double tol);
   /// Bytes of the numerical data (leaf blocks, bases, permutation).
   std::size_t bytes() const;
   /// Per level (1..L): min, mean, max of the true block ranks and the padded rank.
@@ -116,6 +130,10 @@ class HODLR {
   /// Loads what save wrote; a missing, truncated or foreign file, or one of
   /// another scalar type, is an hfisher::Error.
   static HODLR load(const std::string& path);
+  /// The same format on an open stream (for containers that embed HODLRs);
+  /// `what` names the source in error messages.
+  void write(std::ostream& o) const;
+  static HODLR read(std::istream& i, const std::string& what);
 
   /// Factorization for solve, logdet (see HODLRFactorization).
   HODLRFactorization<Scalar, ExecSpace> factor() const;
@@ -448,6 +466,97 @@ void HODLR<Scalar, ExecSpace>::add_diagonal(Scalar lambda) {
 }
 
 template <class Scalar, class ExecSpace>
+void HODLR<Scalar, ExecSpace>::add(const HODLR& B, Scalar alpha) {
+  constexpr const char* where = "hfisher::HODLR::add";
+  detail::require(D_.extent(0) > 0 && B.D_.extent(0) > 0, where, "an operand is empty (not built)");
+  detail::require(math::isfinite(alpha), where, "alpha is not finite");
+  detail::require(tree_.size() == B.tree_.size() && tree_.leaf_size() == B.tree_.leaf_size() &&
+                      tree_.levels() == B.tree_.levels() && tree_.perm() == B.tree_.perm(),
+                  where, "the operands have different cluster trees (n ", tree_.size(), " vs ", B.tree_.size(),
+                  ", leaf ", tree_.leaf_size(), " vs ", B.tree_.leaf_size(), ", levels ", tree_.levels(), " vs ",
+                  B.tree_.levels(), ", or a different permutation)");
+  ExecSpace space;
+  auto D = D_;
+  auto DB = B.D_;
+  const int nl = D.extent(0), leaf = D.extent(1);
+  Kokkos::parallel_for(
+      "hfisher::HODLR::add_D", Kokkos::RangePolicy<ExecSpace>(space, 0, nl), KOKKOS_LAMBDA(const int b) {
+        for (int i = 0; i < leaf; ++i)
+          for (int j = 0; j < leaf; ++j) D(b, i, j) += alpha * DB(b, i, j);
+      });
+  for (int l = 1; l <= tree_.levels(); ++l) {
+    const Batch UA = U_[l - 1], VA = V_[l - 1], UB = B.U_[l - 1], VB = B.V_[l - 1];
+    const int pairs = UA.extent(0), m = UA.extent(1), ka = UA.extent(2), kb = UB.extent(2), kk = ka + kb;
+    Batch Uc("hfisher::HODLR::Uc", pairs, m, kk), Vc("hfisher::HODLR::Vc", pairs, m, kk);
+    Kokkos::parallel_for(
+        "hfisher::HODLR::add_concat", Kokkos::RangePolicy<ExecSpace>(space, 0, pairs), KOKKOS_LAMBDA(const int p) {
+          for (int i = 0; i < m; ++i) {
+            for (int c = 0; c < ka; ++c) {
+              Uc(p, i, c) = UA(p, i, c);
+              Vc(p, i, c) = VA(p, i, c);
+            }
+            for (int c = 0; c < kb; ++c) {
+              Uc(p, i, ka + c) = alpha * UB(p, i, c);
+              Vc(p, i, ka + c) = VB(p, i, c);
+            }
+          }
+        });
+    const int kmax = std::min(std::min(opts_.max_rank, m), kk);
+    Batch Uw("hfisher::HODLR::Uw", pairs, m, kmax), Vw("hfisher::HODLR::Vw", pairs, m, kmax);
+    Kokkos::View<int*, mem_space> rank("hfisher::HODLR::rank", pairs);
+    kernels::truncate_lowrank(space, Uc, Vc, opts_.tol, Uw, Vw, rank);
+    store_level(l, Uw, Vw, rank);
+  }
+}
+
+template <class Scalar, class ExecSpace>
+HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::clone() const {
+  HODLR c = *this;
+  auto deep = [](const Batch& b) {
+    Batch o(Kokkos::view_alloc(Kokkos::WithoutInitializing, b.label()), b.extent(0), b.extent(1), b.extent(2));
+    Kokkos::deep_copy(o, b);
+    return o;
+  };
+  c.D_ = deep(D_);
+  for (std::size_t l = 0; l < U_.size(); ++l) {
+    c.U_[l] = deep(U_[l]);
+    c.V_[l] = deep(V_[l]);
+  }
+  return c;
+}
+
+template <class Scalar, class ExecSpace>
+void HODLR<Scalar, ExecSpace>::scale(Scalar alpha) {
+  detail::require(math::isfinite(alpha), "hfisher::HODLR::scale", "alpha is not finite");
+  ExecSpace space;
+  auto D = D_;
+  Kokkos::parallel_for(
+      "hfisher::HODLR::scale_D", Kokkos::RangePolicy<ExecSpace>(space, 0, long(D.span())),
+      KOKKOS_LAMBDA(const long i) { D.data()[i] *= alpha; });
+  for (auto& U : U_) {
+    Kokkos::parallel_for(
+        "hfisher::HODLR::scale_U", Kokkos::RangePolicy<ExecSpace>(space, 0, long(U.span())),
+        KOKKOS_LAMBDA(const long i) { U.data()[i] *= alpha; });
+  }
+}
+
+template <class Scalar, class ExecSpace>
+void HODLR<Scalar, ExecSpace>::recompress(double tol) {
+  detail::check_tol(tol, "hfisher::HODLR::recompress");
+  detail::require(D_.extent(0) > 0, "hfisher::HODLR::recompress", "the matrix is empty (not built)");
+  ExecSpace space;
+  opts_.tol = tol;
+  for (int l = 1; l <= tree_.levels(); ++l) {
+    const Batch U = U_[l - 1], V = V_[l - 1];
+    const int pairs = U.extent(0), m = U.extent(1), k = U.extent(2);
+    Batch Uw("hfisher::HODLR::Uw", pairs, m, k), Vw("hfisher::HODLR::Vw", pairs, m, k);
+    Kokkos::View<int*, mem_space> rank("hfisher::HODLR::rank", pairs);
+    kernels::truncate_lowrank(space, U, V, tol, Uw, Vw, rank);
+    store_level(l, Uw, Vw, rank);
+  }
+}
+
+template <class Scalar, class ExecSpace>
 std::size_t HODLR<Scalar, ExecSpace>::bytes() const {
   std::size_t b = D_.size() * sizeof(Scalar) + perm_d_.size() * sizeof(int) + iperm_d_.size() * sizeof(int);
   for (std::size_t l = 0; l < U_.size(); ++l) b += (U_[l].size() + V_[l].size()) * sizeof(Scalar);
@@ -477,119 +586,91 @@ std::vector<RankStats> HODLR<Scalar, ExecSpace>::ranks() const {
 namespace hmatrix_impl {
 constexpr char hodlr_magic[8] = {'H', 'F', 'H', 'O', 'D', 'L', 'R', '\0'};
 constexpr std::uint32_t hodlr_version = 1;
-
-template <class T>
-void put(std::ostream& o, const T& v) {
-  o.write(reinterpret_cast<const char*>(&v), sizeof(T));
-}
-template <class T>
-T get(std::istream& i, const std::string& path) {
-  T v{};
-  i.read(reinterpret_cast<char*>(&v), sizeof(T));
-  detail::require(bool(i), "hfisher::HODLR::load", path, ": file is truncated");
-  return v;
-}
-template <class V>
-void put_view(std::ostream& o, const V& v) {
-  auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), v);
-  o.write(reinterpret_cast<const char*>(h.data()), std::streamsize(h.size() * sizeof(typename V::value_type)));
-}
-template <class V>
-void get_view(std::istream& i, const V& v, const std::string& path) {
-  auto h = Kokkos::create_mirror_view(v);
-  i.read(reinterpret_cast<char*>(h.data()), std::streamsize(h.size() * sizeof(typename V::value_type)));
-  detail::require(bool(i), "hfisher::HODLR::load", path, ": file is truncated");
-  Kokkos::deep_copy(v, h);
-}
 }  // namespace hmatrix_impl
 
 template <class Scalar, class ExecSpace>
-void HODLR<Scalar, ExecSpace>::save(const std::string& path) const {
-  using namespace hmatrix_impl;
+void HODLR<Scalar, ExecSpace>::write(std::ostream& o) const {
+  using hmatrix_impl::hodlr_magic;
+  using io::put;
   detail::require(D_.extent(0) > 0, "hfisher::HODLR::save", "the matrix is empty (not built)");
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream o(tmp, std::ios::binary | std::ios::trunc);
-    detail::require(bool(o), "hfisher::HODLR::save", "cannot open ", tmp, " for writing");
-    o.write(hodlr_magic, 8);
-    put(o, hodlr_version);
-    put(o, std::uint32_t(sizeof(Scalar)));
-    put(o, std::int32_t(tree_.size()));
-    put(o, std::int32_t(tree_.leaf_size()));
-    put(o, std::int32_t(tree_.levels()));
-    put(o, opts_.tol);
-    put(o, std::int32_t(opts_.max_rank));
-    for (int p : tree_.perm()) put(o, std::int32_t(p));
-    put_view(o, D_);
-    for (std::size_t l = 0; l < U_.size(); ++l) {
-      put(o, std::int32_t(U_[l].extent(2)));
-      for (int r : ranks_[l]) put(o, std::int32_t(r));
-      put_view(o, U_[l]);
-      put_view(o, V_[l]);
-    }
-    o.write(hodlr_magic, 8);  // trailer: a file cut short is detected
-    o.flush();
-    if (!o) {
-      o.close();
-      std::remove(tmp.c_str());
-      throw Error("hfisher::HODLR::save: write to " + tmp + " failed");
-    }
+  o.write(hodlr_magic, 8);
+  put(o, hmatrix_impl::hodlr_version);
+  put(o, std::uint32_t(sizeof(Scalar)));
+  put(o, std::int32_t(tree_.size()));
+  put(o, std::int32_t(tree_.leaf_size()));
+  put(o, std::int32_t(tree_.levels()));
+  put(o, opts_.tol);
+  put(o, std::int32_t(opts_.max_rank));
+  for (int p : tree_.perm()) put(o, std::int32_t(p));
+  io::put_view(o, D_);
+  for (std::size_t l = 0; l < U_.size(); ++l) {
+    put(o, std::int32_t(U_[l].extent(2)));
+    for (int r : ranks_[l]) put(o, std::int32_t(r));
+    io::put_view(o, U_[l]);
+    io::put_view(o, V_[l]);
   }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::remove(tmp.c_str());
-    throw Error("hfisher::HODLR::save: cannot rename " + tmp + " to " + path + ": " + ec.message());
-  }
+  o.write(hodlr_magic, 8);  // trailer: a file cut short is detected
 }
 
 template <class Scalar, class ExecSpace>
-HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::load(const std::string& path) {
-  using namespace hmatrix_impl;
+void HODLR<Scalar, ExecSpace>::save(const std::string& path) const {
+  detail::require(D_.extent(0) > 0, "hfisher::HODLR::save", "the matrix is empty (not built)");
+  io::atomic_write(path, "hfisher::HODLR::save", [&](std::ostream& o) { write(o); });
+}
+
+template <class Scalar, class ExecSpace>
+HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::read(std::istream& i, const std::string& path) {
+  using hmatrix_impl::hodlr_magic;
+  using hmatrix_impl::hodlr_version;
   constexpr const char* where = "hfisher::HODLR::load";
-  std::ifstream i(path, std::ios::binary);
-  detail::require(bool(i), where, "cannot open ", path);
-  char magic[8] = {};
-  i.read(magic, 8);
-  detail::require(bool(i) && std::equal(magic, magic + 8, hodlr_magic), where, path, " is not an hfisher HODLR file");
-  const auto version = get<std::uint32_t>(i, path);
+  auto get32 = [&]() { return io::get<std::int32_t>(i, path, where); };
+  io::expect_magic(i, hodlr_magic, path, where, "an hfisher HODLR file");
+  const auto version = io::get<std::uint32_t>(i, path, where);
   detail::require(version == hodlr_version, where, path, " has format version ", version, ", this build reads ",
                   hodlr_version);
-  const auto ssize = get<std::uint32_t>(i, path);
+  const auto ssize = io::get<std::uint32_t>(i, path, where);
   detail::require(ssize == sizeof(Scalar), where, path, " holds ", ssize * 8, "-bit scalars, expected ",
                   sizeof(Scalar) * 8);
-  const int n = get<std::int32_t>(i, path), leaf = get<std::int32_t>(i, path), L = get<std::int32_t>(i, path);
+  const int n = get32(), leaf = get32(), L = get32();
   detail::require(n >= 1 && leaf >= 1 && L >= 0 && L <= 24 && (long(leaf) << L) >= n && (long(leaf) << L) < (1L << 31),
                   where, path, ": corrupt header (n = ", n, ", leaf = ", leaf, ", levels = ", L, ")");
   CompressionOptions opts;
-  opts.tol = get<double>(i, path);
-  opts.max_rank = get<std::int32_t>(i, path);
+  opts.tol = io::get<double>(i, path, where);
+  opts.max_rank = get32();
   const int N = leaf << L;
   std::vector<int> perm(N);
-  for (int p = 0; p < N; ++p) perm[p] = get<std::int32_t>(i, path);
+  for (int p = 0; p < N; ++p) perm[p] = get32();
   HODLR H;
   H.init_structure(ClusterTree::from_permutation(n, leaf, L, perm), opts);
   H.D_ = Batch("hfisher::HODLR::D", N / leaf, leaf, leaf);
-  get_view(i, H.D_, path);
+  io::get_view(i, H.D_, path, where);
   for (int l = 1; l <= L; ++l) {
     const int m = N >> l, pairs = 1 << (l - 1);
-    const int k = get<std::int32_t>(i, path);
+    const int k = get32();
     detail::require(k >= 1 && k <= m, where, path, ": corrupt rank ", k, " at level ", l);
     std::vector<int> r(pairs);
     for (int p = 0; p < pairs; ++p) {
-      r[p] = get<std::int32_t>(i, path);
+      r[p] = get32();
       detail::require(r[p] >= 0 && r[p] <= k, where, path, ": corrupt block rank at level ", l);
     }
     Batch U("hfisher::HODLR::U", pairs, m, k), V("hfisher::HODLR::V", pairs, m, k);
-    get_view(i, U, path);
-    get_view(i, V, path);
+    io::get_view(i, U, path, where);
+    io::get_view(i, V, path, where);
     H.U_[l - 1] = U;
     H.V_[l - 1] = V;
     H.ranks_[l - 1] = r;
   }
+  char magic[8] = {};
   i.read(magic, 8);
   detail::require(bool(i) && std::equal(magic, magic + 8, hodlr_magic), where, path, ": file is truncated");
   return H;
+}
+
+template <class Scalar, class ExecSpace>
+HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::load(const std::string& path) {
+  std::ifstream i(path, std::ios::binary);
+  detail::require(bool(i), "hfisher::HODLR::load", "cannot open ", path);
+  return read(i, path);
 }
 
 }  // namespace hfisher
