@@ -3,6 +3,7 @@
 /// \brief The public API of hfisher.
 
 #include <hfisher/core/error.hpp>
+#include <hfisher/core/io.hpp>
 #include <hfisher/core/math.hpp>
 #include <hfisher/core/random.hpp>
 #include <hfisher/core/scope_guard.hpp>
@@ -11,6 +12,7 @@
 #include <hfisher/kernels/cholesky.hpp>
 #include <hfisher/kernels/gemm.hpp>
 #include <hfisher/kernels/lowrank.hpp>
+#include <hfisher/kernels/matmul.hpp>
 #include <hfisher/kernels/padding.hpp>
 #include <hfisher/kernels/qr.hpp>
 #include <hfisher/kernels/randomized.hpp>
@@ -20,3 +22,7 @@
 #include <hfisher/hmatrix/cluster_tree.hpp>
 #include <hfisher/hmatrix/compression.hpp>
 #include <hfisher/hmatrix/hodlr.hpp>
+#include <hfisher/nn/idx.hpp>
+#include <hfisher/nn/mlp.hpp>
+#include <hfisher/nn/optimizers.hpp>
+#include <hfisher/fisher/fisher.hpp>

@@ -17,6 +17,10 @@ KOKKOS_INLINE_FUNCTION double abs(double x) { return ::fabs(x); }
 KOKKOS_INLINE_FUNCTION float abs(float x) { return ::fabsf(x); }
 KOKKOS_INLINE_FUNCTION double log(double x) { return ::log(x); }
 KOKKOS_INLINE_FUNCTION float log(float x) { return ::logf(x); }
+KOKKOS_INLINE_FUNCTION double exp(double x) { return ::exp(x); }
+KOKKOS_INLINE_FUNCTION float exp(float x) { return ::expf(x); }
+KOKKOS_INLINE_FUNCTION double tanh(double x) { return ::tanh(x); }
+KOKKOS_INLINE_FUNCTION float tanh(float x) { return ::tanhf(x); }
 KOKKOS_INLINE_FUNCTION double cos(double x) { return ::cos(x); }
 KOKKOS_INLINE_FUNCTION float cos(float x) { return ::cosf(x); }
 KOKKOS_INLINE_FUNCTION double hypot(double x, double y) { return ::hypot(x, y); }

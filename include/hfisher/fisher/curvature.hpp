@@ -1,0 +1,193 @@
+#pragma once
+/// \file curvature.hpp
+/// \brief The one interface every curvature structure implements:
+/// CurvatureOperator over a flat parameter vector (the chosen layers of a
+/// model, each layer's block W~ = [W | b] flattened row-major).
+///
+/// F v, (F + damping I)^-1 b, log det(F + damping I), v^T F v, diag(F), online
+/// sums and scaling, memory, and versioned save/load. Damping is always an
+/// explicit argument; factorizations for the last damping value are cached.
+
+#include <hfisher/core/error.hpp>
+#include <hfisher/core/io.hpp>
+#include <hfisher/core/math.hpp>
+#include <hfisher/core/types.hpp>
+#include <hfisher/core/validate.hpp>
+
+#include <cmath>
+#include <cstdint>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace hfisher {
+
+/// Which curvature matrix is estimated.
+enum class FisherKind {
+  Empirical,   ///< gradients of -log p(y | x) at the data labels
+  MonteCarlo,  ///< labels sampled from the model's p(y | x), n samples per example
+  GGN          ///< exact generalized Gauss-Newton of softmax cross-entropy: J^T (diag p - p p^T) J
+};
+
+/// How the curvature matrix is stored.
+enum class Structure {
+  Diagonal,      ///< diag(F): mean of per-example squared gradients
+  KFAC,          ///< per layer G (x) A (Martens & Grosse 2015)
+  LowRank,       ///< diag + W W^T over all chosen parameters (Woodbury solves)
+  Hierarchical,  ///< per layer HODLR: dense leaves, low-rank off-diagonal blocks
+  BlockDiagonal, ///< per layer a block of FisherOptions::block structure (Dense by default)
+  Dense          ///< one dense matrix per layer (the inner structure of BlockDiagonal)
+};
+
+const char* to_string(FisherKind k);
+const char* to_string(Structure s);
+
+namespace fisher {
+
+/// Parameters of one layer as the operator sees them: rows (out) x cols
+/// (in + 1), starting at `offset` of the operator's vector.
+struct Block {
+  int rows = 0;
+  int cols = 0;
+  long offset = 0;
+  long size() const { return long(rows) * cols; }
+};
+
+namespace detail {
+template <class E, class V>
+double dot(const V& a, const V& b) {
+  double s = 0;
+  Kokkos::parallel_reduce(
+      "hfisher::fisher::dot", Kokkos::RangePolicy<E>(0, a.extent(0)),
+      KOKKOS_LAMBDA(const long i, double& acc) { acc += double(a(i)) * double(b(i)); }, s);
+  return s;
+}
+
+inline void check_damping(double damping, const char* where) {
+  hfisher::detail::require(std::isfinite(damping) && damping >= 0, where, "damping = ", damping,
+                           " (must be finite and >= 0)");
+}
+}  // namespace detail
+
+}  // namespace fisher
+
+/// Abstract curvature operator of size n = size(). Vectors are Views (n).
+template <class Scalar, class ExecSpace = DefaultExec>
+class CurvatureOperator {
+ public:
+  using exec_space = ExecSpace;
+  using mem_space = typename ExecSpace::memory_space;
+  using Vector = Kokkos::View<Scalar*, mem_space>;
+  using Matrix = Kokkos::View<Scalar**, Kokkos::LayoutRight, mem_space>;
+
+  virtual ~CurvatureOperator() = default;
+
+  /// Structure this operator stores.
+  virtual Structure structure() const = 0;
+  /// Tag used in files ("diagonal", "kfac", "lowrank", "dense", "hodlr", "blockdiag").
+  virtual const char* tag() const = 0;
+  /// Number of parameters n.
+  virtual long size() const = 0;
+  /// y = F v.
+  virtual void apply(const Vector& v, const Vector& y) const = 0;
+  /// x = (F + damping I)^-1 b. Throws when F + damping I is not positive
+  /// definite (e.g. damping 0 on a rank-deficient Fisher).
+  virtual void solve(const Vector& b, const Vector& x, double damping) const = 0;
+  /// log det(F + damping I).
+  virtual double logdet(double damping) const = 0;
+  /// v^T F v.
+  virtual double quad(const Vector& v) const {
+    Vector y("hfisher::CurvatureOperator::Fv", size());
+    apply(v, y);
+    return fisher::detail::dot<ExecSpace>(v, y);
+  }
+  /// diag(F), a new vector.
+  virtual Vector diag() const = 0;
+  /// *this += alpha * other (same structure and shape; the online sum across
+  /// tasks). Compressed structures recompress.
+  virtual void add(const CurvatureOperator& other, double alpha = 1.0) = 0;
+  /// *this *= alpha.
+  virtual void scale(double alpha) = 0;
+  /// Bytes of the stored representation (caches of factorizations excluded).
+  virtual std::size_t bytes() const = 0;
+  /// A deep copy.
+  virtual std::unique_ptr<CurvatureOperator> clone() const = 0;
+  /// Writes the body of the file format (see save()).
+  virtual void write(std::ostream& o) const = 0;
+
+  /// The dense n x n matrix (small models only: n <= 16384).
+  virtual Matrix to_dense() const {
+    const long n = size();
+    hfisher::detail::require(n <= 16384, "hfisher::CurvatureOperator::to_dense", "n = ", n, " is too large to form");
+    Matrix F("hfisher::CurvatureOperator::dense", n, n);
+    Vector e("e", n), y("y", n);
+    auto eh = Kokkos::create_mirror_view(e);
+    for (long j = 0; j < n; ++j) {
+      Kokkos::deep_copy(eh, Scalar(0));
+      eh(j) = Scalar(1);
+      Kokkos::deep_copy(e, eh);
+      apply(e, y);
+      Kokkos::deep_copy(Kokkos::subview(F, Kokkos::ALL(), j), y);
+    }
+    return F;
+  }
+
+  /// Versioned binary file, written atomically.
+  void save(const std::string& path) const {
+    io::atomic_write(path, "hfisher::CurvatureOperator::save", [&](std::ostream& o) { write_tagged(o); });
+  }
+  /// Loads what save() wrote, of any structure (defined in fisher/io.hpp).
+  static std::unique_ptr<CurvatureOperator> load(const std::string& path);
+  /// Reads one tagged operator from a stream (defined in fisher/io.hpp).
+  static std::unique_ptr<CurvatureOperator> read(std::istream& i, const std::string& what);
+
+  /// Writes the tag and body (used by save and by containers).
+  void write_tagged(std::ostream& o) const {
+    o.write(file_magic(), 8);
+    io::put(o, std::uint32_t(1));
+    io::put(o, std::uint32_t(sizeof(Scalar)));
+    char t[16] = {};
+    for (int k = 0; k < 15 && tag()[k]; ++k) t[k] = tag()[k];
+    o.write(t, 16);
+    write(o);
+    o.write(file_magic(), 8);
+  }
+  static const char (&file_magic())[8] {
+    static const char m[8] = {'H', 'F', 'C', 'U', 'R', 'V', '\0', '\1'};
+    return m;
+  }
+
+ protected:
+  void check_vec(const Vector& v, const char* where, const char* arg, bool finite = true) const {
+    hfisher::detail::require(long(v.extent(0)) == size(), where, arg, " has ", v.extent(0), " entries, the operator has ",
+                             size());
+    if (finite) {
+      Kokkos::View<const Scalar**, Kokkos::LayoutRight, mem_space, Kokkos::MemoryTraits<Kokkos::Unmanaged>> m(
+          v.data(), 1, v.extent(0));
+      hfisher::detail::check_finite2(ExecSpace(), m, where, arg);
+    }
+  }
+};
+
+inline const char* to_string(FisherKind k) {
+  switch (k) {
+    case FisherKind::Empirical: return "empirical";
+    case FisherKind::MonteCarlo: return "monte-carlo";
+    case FisherKind::GGN: return "ggn";
+  }
+  return "?";
+}
+inline const char* to_string(Structure s) {
+  switch (s) {
+    case Structure::Diagonal: return "diagonal";
+    case Structure::KFAC: return "kfac";
+    case Structure::LowRank: return "lowrank";
+    case Structure::Hierarchical: return "hierarchical";
+    case Structure::BlockDiagonal: return "blockdiag";
+    case Structure::Dense: return "dense";
+  }
+  return "?";
+}
+
+}  // namespace hfisher

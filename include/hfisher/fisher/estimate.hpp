@@ -1,0 +1,422 @@
+#pragma once
+/// \file estimate.hpp
+/// \brief Fisher / GGN estimation from a model and data into any structure.
+///
+/// Every kind is written as F = sum_s psi_s psi_s^T, one psi per (example,
+/// sample) pair, with psi_s = vec(g_s a~_n^T) per layer (g_s the backward
+/// vector at the layer output, a~_n the example's homogeneous input):
+///  - Empirical: one sample per example, backward from p - onehot(y) / sqrt(N);
+///  - MonteCarlo: R samples yhat ~ p(. | x), backward from (p - onehot(yhat)) / sqrt(N R);
+///  - GGN: C samples, backward from sqrt(p_c) (e_c - p) / sqrt(N), the columns
+///    of a square root of diag(p) - p p^T, so F = J^T (diag p - p p^T) J exactly.
+/// collect_samples() runs the passes once and keeps a~ (N rows per layer) and
+/// g (N R rows per layer); build_curvature() turns them into any structure,
+/// so one pass serves several structures.
+
+#include <hfisher/core/random.hpp>
+#include <hfisher/fisher/block_diagonal.hpp>
+#include <hfisher/fisher/dense.hpp>
+#include <hfisher/fisher/diagonal.hpp>
+#include <hfisher/fisher/hierarchical.hpp>
+#include <hfisher/fisher/io.hpp>
+#include <hfisher/fisher/lowrank.hpp>
+#include <hfisher/kernels/randomized.hpp>
+#include <hfisher/kron/kfac.hpp>
+#include <hfisher/nn/mlp.hpp>
+
+#include <algorithm>
+
+namespace hfisher {
+
+struct FisherOptions {
+  int examples = 1000;            ///< examples of the data used (the first ones; 0 = all)
+  int batch = 256;                ///< examples per forward/backward pass
+  int mc_samples = 1;             ///< labels sampled per example (MonteCarlo)
+  std::uint64_t seed = 1;         ///< seed of the label sampler (MonteCarlo)
+  std::vector<int> layers;        ///< model layers covered (empty: all), in increasing order
+  KFACDamping kfac_damping = KFACDamping::Eigen;
+  int rank = 64;                  ///< LowRank: largest rank kept
+  double tol = 1e-6;              ///< LowRank and Hierarchical: relative truncation tolerance
+  int leaf = 64;                  ///< Hierarchical: leaf size of the balanced cluster tree
+  int hodlr_max_rank = 256;       ///< Hierarchical: rank cap of off-diagonal blocks
+  Structure block = Structure::Dense;  ///< BlockDiagonal: structure of each layer's block
+  std::size_t memory_budget = std::size_t(4) << 30;  ///< bytes an estimate may allocate
+
+  void validate(const char* where) const {
+    hfisher::detail::require(examples >= 0, where, "examples = ", examples, " (must be >= 0; 0 uses all)");
+    hfisher::detail::require(batch >= 1, where, "batch = ", batch, " (must be >= 1)");
+    hfisher::detail::require(mc_samples >= 1, where, "mc_samples = ", mc_samples, " (must be >= 1)");
+    hfisher::detail::require(rank >= 1, where, "rank = ", rank, " (must be >= 1)");
+    hfisher::detail::require(tol > 0 && tol < 1, where, "tol = ", tol, " (must lie in (0, 1))");
+    hfisher::detail::require(leaf >= 2, where, "leaf = ", leaf, " (must be >= 2)");
+    hfisher::detail::require(hodlr_max_rank >= 1, where, "hodlr_max_rank = ", hodlr_max_rank, " (must be >= 1)");
+    hfisher::detail::require(block != Structure::BlockDiagonal, where, "block = BlockDiagonal would nest block-diagonals");
+    hfisher::detail::require(memory_budget > 0, where, "memory_budget is 0");
+  }
+};
+
+namespace fisher {
+
+/// Per-sample factors of F for the chosen layers (see the file comment).
+template <class Scalar, class ExecSpace = DefaultExec>
+struct FisherSamples {
+  using Matrix = Kokkos::View<Scalar**, Kokkos::LayoutRight, typename ExecSpace::memory_space>;
+  FisherKind kind = FisherKind::Empirical;
+  int examples = 0;     ///< N
+  int per_example = 1;  ///< R (samples per example)
+  std::vector<int> layers;               ///< model layer index of each entry below
+  std::vector<nn::LayerShape> shapes;    ///< shapes, offsets renumbered in the operator's vector
+  std::vector<Matrix> a;                 ///< (N, cols_l)
+  std::vector<Matrix> g;                 ///< (N R, rows_l), scaled so that F = sum psi psi^T
+  long size() const { return shapes.empty() ? 0 : shapes.back().offset + shapes.back().size(); }
+  int samples() const { return examples * per_example; }
+  std::size_t bytes() const {
+    std::size_t b = 0;
+    for (std::size_t l = 0; l < a.size(); ++l) b += (a[l].span() + g[l].span()) * sizeof(Scalar);
+    return b;
+  }
+};
+
+/// Label r of example i for Monte-Carlo sampling from probabilities p (one
+/// counter-based uniform per (seed, i, r): the same on every backend).
+template <class PRow>
+KOKKOS_INLINE_FUNCTION int sample_label(const PRow& p, int C, std::uint64_t seed, long i, int r) {
+  const double u = random::uniform(seed, std::uint64_t(i), std::uint64_t(r));
+  double c = 0;
+  for (int k = 0; k < C; ++k) {
+    c += double(p(k));
+    if (u < c) return k;
+  }
+  return C - 1;
+}
+
+inline std::string mib(double bytes) {
+  char b[64];
+  std::snprintf(b, sizeof b, "%.1f MiB", bytes / (1024.0 * 1024.0));
+  return b;
+}
+
+inline void check_budget(double need, std::size_t budget, const char* where, const std::string& what) {
+  hfisher::detail::require(need <= double(budget), where, what, " needs about ", mib(need), ", over the memory budget of ",
+                  mib(double(budget)), " (FisherOptions::memory_budget); use fewer examples, another structure or "
+                  "a larger budget");
+}
+
+/// Runs the forward/backward passes over the first opts.examples examples
+/// and returns the per-sample factors of the chosen layers.
+template <class Scalar, class ExecSpace>
+FisherSamples<Scalar, ExecSpace> collect_samples(const nn::MLP<Scalar, ExecSpace>& model,
+                                                 const nn::DeviceData<Scalar, ExecSpace>& data, FisherKind kind,
+                                                 const FisherOptions& opts) {
+  constexpr const char* where = "hfisher::estimate_fisher";
+  using Matrix = typename nn::MLP<Scalar, ExecSpace>::Matrix;
+  opts.validate(where);
+  hfisher::detail::require(model.num_layers() > 0, where, "the model has no layers");
+  hfisher::detail::require(data.features() == model.inputs(), where, "data of the wrong width: ", data.features(),
+                  " features, the model takes ", model.inputs(), " inputs");
+  hfisher::detail::require(data.classes == model.outputs(), where, "the data has ", data.classes, " classes, the model ",
+                  model.outputs(), " outputs");
+  const int N = opts.examples == 0 ? data.size() : std::min(opts.examples, data.size());
+  hfisher::detail::require(N >= 1, where, "no examples");
+  const int C = model.outputs();
+  const int R = kind == FisherKind::Empirical ? 1 : kind == FisherKind::MonteCarlo ? opts.mc_samples : C;
+  FisherSamples<Scalar, ExecSpace> s;
+  s.kind = kind;
+  s.examples = N;
+  s.per_example = R;
+  s.layers = opts.layers;
+  if (s.layers.empty())
+    for (int l = 0; l < model.num_layers(); ++l) s.layers.push_back(l);
+  long off = 0;
+  double need = 0;
+  for (std::size_t k = 0; k < s.layers.size(); ++k) {
+    const int l = s.layers[k];
+    hfisher::detail::require(l >= 0 && l < model.num_layers() && (k == 0 || l > s.layers[k - 1]), where, "layer index ", l,
+                    " is not a layer of the model (0..", model.num_layers() - 1, ") in increasing order");
+    auto sh = model.layers()[l];
+    sh.offset = off;
+    off += sh.size();
+    s.shapes.push_back(sh);
+    need += (double(N) * sh.cols() + double(N) * R * sh.out) * sizeof(Scalar);
+  }
+  check_budget(need, opts.memory_budget, where, "keeping the per-sample factors");
+  for (const auto& sh : s.shapes) {
+    s.a.push_back(Matrix("hfisher::fisher::a", N, sh.cols()));
+    s.g.push_back(Matrix("hfisher::fisher::g", long(N) * R, sh.out));
+  }
+  ExecSpace space;
+  typename nn::MLP<Scalar, ExecSpace>::Cache cache;
+  typename nn::MLP<Scalar, ExecSpace>::Vector nograd;
+  const Scalar wscale = Scalar(1.0 / std::sqrt(double(N) * (kind == FisherKind::MonteCarlo ? R : 1)));
+  const std::uint64_t seed = opts.seed;
+  for (int first = 0; first < N; first += opts.batch) {
+    const int B = std::min(opts.batch, N - first);
+    Matrix X("hfisher::fisher::X", B, data.features());
+    Kokkos::deep_copy(X, Kokkos::subview(data.x, Kokkos::make_pair(first, first + B), Kokkos::ALL()));
+    auto logits = model.forward(X, cache);
+    Matrix P("hfisher::fisher::P", B, C), E("hfisher::fisher::E", B, C);
+    auto y = Kokkos::subview(data.y, Kokkos::make_pair(first, first + B));
+    nn::softmax_xent(space, logits, y, P, E, Scalar(1));
+    for (std::size_t k = 0; k < s.layers.size(); ++k)
+      Kokkos::deep_copy(Kokkos::subview(s.a[k], Kokkos::make_pair(first, first + B), Kokkos::ALL()),
+                        cache.a[s.layers[k]]);
+    for (int r = 0; r < R; ++r) {
+      Matrix Er("hfisher::fisher::Er", B, C);
+      Kokkos::parallel_for(
+          "hfisher::fisher::backward_vector", Kokkos::RangePolicy<ExecSpace>(space, 0, B), KOKKOS_LAMBDA(const int b) {
+            auto p = Kokkos::subview(P, b, Kokkos::ALL());
+            if (kind == FisherKind::GGN) {
+              const Scalar sq = math::sqrt(P(b, r));
+              for (int c = 0; c < C; ++c) Er(b, c) = wscale * sq * ((c == r ? Scalar(1) : Scalar(0)) - P(b, c));
+            } else {
+              const int t = kind == FisherKind::Empirical ? y(b) : sample_label(p, C, seed, long(first) + b, r);
+              for (int c = 0; c < C; ++c) Er(b, c) = wscale * (P(b, c) - (c == t ? Scalar(1) : Scalar(0)));
+            }
+          });
+      model.backward(cache, Er, nograd, Scalar(0));
+      for (std::size_t k = 0; k < s.layers.size(); ++k) {
+        auto gs = s.g[k];
+        auto gl = cache.g[s.layers[k]];
+        const int o = gl.extent(1);
+        Kokkos::parallel_for(
+            "hfisher::fisher::keep_g", Kokkos::RangePolicy<ExecSpace>(space, 0, B), KOKKOS_LAMBDA(const int b) {
+              for (int i = 0; i < o; ++i) gs((long(first) + b) * R + r, i) = gl(b, i);
+            });
+      }
+    }
+  }
+  for (std::size_t k = 0; k < s.layers.size(); ++k) {
+    const std::string what = "the output gradients of layer " + std::to_string(s.layers[k]) + " (NaN gradients)";
+    hfisher::detail::check_finite_matrix(space, s.g[k], where, what.c_str());
+  }
+  return s;
+}
+
+namespace build_detail {
+
+template <class Scalar, class ExecSpace>
+using Mat = Kokkos::View<Scalar**, Kokkos::LayoutRight, typename ExecSpace::memory_space>;
+template <class Scalar, class ExecSpace>
+using Vec = Kokkos::View<Scalar*, typename ExecSpace::memory_space>;
+
+/// diag(F) of layer k into d (rows x cols, row-major)
+template <class Scalar, class ExecSpace>
+void layer_diag(const FisherSamples<Scalar, ExecSpace>& s, int k, const Mat<Scalar, ExecSpace>& d) {
+  const int N = s.examples, R = s.per_example, o = s.shapes[k].out, c = s.shapes[k].cols();
+  Mat<Scalar, ExecSpace> gsq("hfisher::fisher::gsq", N, o), asq("hfisher::fisher::asq", N, c);
+  auto g = s.g[k];
+  auto a = s.a[k];
+  Kokkos::parallel_for(
+      "hfisher::fisher::squares", Kokkos::RangePolicy<ExecSpace>(0, N), KOKKOS_LAMBDA(const int n) {
+        for (int i = 0; i < o; ++i) {
+          Scalar t = 0;
+          for (int r = 0; r < R; ++r) t += g(long(n) * R + r, i) * g(long(n) * R + r, i);
+          gsq(n, i) = t;
+        }
+        for (int j = 0; j < c; ++j) asq(n, j) = a(n, j) * a(n, j);
+      });
+  kernels::detail::matmul_nocheck(ExecSpace(), Op::Trans, Op::NoTrans, Scalar(1), gsq, asq, Scalar(0), d);
+}
+
+template <class Scalar, class ExecSpace>
+Vec<Scalar, ExecSpace> diagonal_of(const FisherSamples<Scalar, ExecSpace>& s, const std::vector<int>& ks, long n) {
+  Vec<Scalar, ExecSpace> d("hfisher::fisher::d", n);
+  long off = 0;
+  for (int k : ks) {
+    layer_diag(s, k, Mat<Scalar, ExecSpace>(d.data() + off, s.shapes[k].out, s.shapes[k].cols()));
+    off += s.shapes[k].size();
+  }
+  return d;
+}
+
+/// Psi of layer k for samples [s0, s1): (P_l, s1 - s0), column s = vec(g_s a~_n^T)
+template <class Scalar, class ExecSpace>
+void layer_psi(const FisherSamples<Scalar, ExecSpace>& s, int k, int s0, int s1, const Mat<Scalar, ExecSpace>& Psi) {
+  const int R = s.per_example, c = s.shapes[k].cols(), ns = s1 - s0;
+  auto g = s.g[k];
+  auto a = s.a[k];
+  Kokkos::parallel_for(
+      "hfisher::fisher::psi", Kokkos::RangePolicy<ExecSpace>(0, long(Psi.extent(0))), KOKKOS_LAMBDA(const long p) {
+        const int i = int(p / c), j = int(p % c);
+        for (int t = 0; t < ns; ++t) Psi(p, t) = g(s0 + t, i) * a((s0 + t) / R, j);
+      });
+}
+
+template <class Scalar, class ExecSpace>
+std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> dense_layer(const FisherSamples<Scalar, ExecSpace>& s, int k,
+                                                                  const FisherOptions& o, const char* where) {
+  const long P = s.shapes[k].size();
+  const int S = s.samples(), chunk = int(std::max<long>(1, std::min<long>(S, (1L << 24) / std::max(1L, P))));
+  check_budget(double(P) * P * sizeof(Scalar) + double(P) * chunk * sizeof(Scalar), o.memory_budget, where,
+               "a dense Fisher block of " + std::to_string(P) + " parameters");
+  Mat<Scalar, ExecSpace> F("hfisher::fisher::dense", P, P), Psi("hfisher::fisher::psi", P, chunk);
+  for (int s0 = 0; s0 < S; s0 += chunk) {
+    const int s1 = std::min(S, s0 + chunk);
+    auto Pc = Kokkos::subview(Psi, Kokkos::ALL(), Kokkos::make_pair(0, s1 - s0));
+    layer_psi(s, k, s0, s1, Psi);
+    kernels::detail::matmul_nocheck(ExecSpace(), Op::NoTrans, Op::Trans, Scalar(1), Pc, Pc, Scalar(1), F);
+  }
+  return std::make_unique<DenseOperator<Scalar, ExecSpace>>(F);
+}
+
+template <class Scalar, class ExecSpace>
+std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> kfac_layer(const FisherSamples<Scalar, ExecSpace>& s, int k,
+                                                                 const FisherOptions& o) {
+  const int N = s.examples, o_ = s.shapes[k].out, c = s.shapes[k].cols();
+  Mat<Scalar, ExecSpace> A("hfisher::kfac::A", c, c), G("hfisher::kfac::G", o_, o_);
+  kernels::detail::matmul_nocheck(ExecSpace(), Op::Trans, Op::NoTrans, Scalar(1.0 / N), s.a[k], s.a[k], Scalar(0), A);
+  kernels::detail::matmul_nocheck(ExecSpace(), Op::Trans, Op::NoTrans, Scalar(1), s.g[k], s.g[k], Scalar(0), G);
+  return std::make_unique<KFACOperator<Scalar, ExecSpace>>(A, G, o.kfac_damping);
+}
+
+template <class Scalar, class ExecSpace>
+std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> hodlr_layer(const FisherSamples<Scalar, ExecSpace>& s, int k,
+                                                                  const FisherOptions& o, const char* where) {
+  const long P = s.shapes[k].size();
+  const int S = s.samples();
+  hfisher::detail::require(P >= 2, where, "layer ", s.layers[k], " has ", P, " parameter(s): too small for a hierarchical block");
+  const int leaf = int(std::min<long>(o.leaf, std::max<long>(1, P / 2)));
+  check_budget(double(P) * S * sizeof(Scalar) * 2.0 + double(P) * (leaf + 2.0 * std::min(o.hodlr_max_rank, S) * 16) *
+                                                          sizeof(Scalar),
+               o.memory_budget, where,
+               "a hierarchical Fisher of layer " + std::to_string(s.layers[k]) + " from its " + std::to_string(S) +
+                   " per-sample gradients");
+  Mat<Scalar, ExecSpace> Psi("hfisher::fisher::psi", P, S);
+  layer_psi(s, k, 0, S, Psi);
+  Vec<Scalar, ExecSpace> zero("hfisher::fisher::zero", P);
+  CompressionOptions co;
+  co.tol = o.tol;
+  co.max_rank = o.hodlr_max_rank;
+  auto tree = ClusterTree::balanced(int(P), leaf);
+  return std::make_unique<HODLROperator<Scalar, ExecSpace>>(
+      HODLR<Scalar, ExecSpace>::from_factors(zero, Psi, tree, co));
+}
+
+/// diag + W W^T over layers ks: W = Psi Z from the top eigenvectors Z of the
+/// sample Gram matrix K = Psi^T Psi = sum_l (g g^T) o (a a^T)[n(s), n(t)].
+template <class Scalar, class ExecSpace>
+std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> lowrank_of(const FisherSamples<Scalar, ExecSpace>& s,
+                                                                 const std::vector<int>& ks, const FisherOptions& o,
+                                                                 const char* where) {
+  const int N = s.examples, R = s.per_example, S = s.samples();
+  long n = 0;
+  for (int k : ks) n += s.shapes[k].size();
+  const int kmax = std::min<long>({long(o.rank), long(S), n});
+  check_budget((double(S) * S * 2 + double(N) * N + double(S) * kmax * 3 + double(n) * (kmax + 2)) * sizeof(Scalar),
+               o.memory_budget, where, "a rank-" + std::to_string(kmax) + " Fisher from " + std::to_string(S) + " samples");
+  ExecSpace space;
+  BatchMatrix<Scalar, ExecSpace> K("hfisher::lowrank::K", 1, S, S);
+  Mat<Scalar, ExecSpace> K2(K.data(), S, S), KG("hfisher::lowrank::KG", S, S), KA("hfisher::lowrank::KA", N, N);
+  for (int k : ks) {
+    kernels::detail::matmul_nocheck(space, Op::NoTrans, Op::Trans, Scalar(1), s.g[k], s.g[k], Scalar(0), KG);
+    kernels::detail::matmul_nocheck(space, Op::NoTrans, Op::Trans, Scalar(1), s.a[k], s.a[k], Scalar(0), KA);
+    Kokkos::parallel_for(
+        "hfisher::lowrank::gram", Kokkos::RangePolicy<ExecSpace>(space, 0, S), KOKKOS_LAMBDA(const int i) {
+          for (int j = 0; j < S; ++j) K2(i, j) += KG(i, j) * KA(i / R, j / R);
+        });
+  }
+  BatchMatrix<Scalar, ExecSpace> U("hfisher::lowrank::U", 1, S, kmax), V("hfisher::lowrank::V", 1, S, kmax);
+  BatchVector<Scalar, ExecSpace> sv("hfisher::lowrank::s", 1, kmax);
+  Kokkos::View<int*, typename ExecSpace::memory_space> rk("hfisher::lowrank::rank", 1);
+  kernels::RangeFinderOptions ro;
+  ro.seed = o.seed;
+  kernels::rsvd(space, K, std::max(o.tol, 1e-12), U, sv, V, rk, ro);
+  const int r = std::max(1, int(hfisher::detail::read_entry(rk, 0)));
+  Mat<Scalar, ExecSpace> W("hfisher::lowrank::W", n, r);
+  long off = 0;
+  for (int k : ks) {
+    const int rows = s.shapes[k].out, c = s.shapes[k].cols();
+    Mat<Scalar, ExecSpace> Gz("hfisher::lowrank::Gz", N, rows), Wj("hfisher::lowrank::Wj", rows, c);
+    auto g = s.g[k];
+    for (int j = 0; j < r; ++j) {
+      Kokkos::parallel_for(
+          "hfisher::lowrank::Gz", Kokkos::RangePolicy<ExecSpace>(space, 0, N), KOKKOS_LAMBDA(const int e) {
+            for (int i = 0; i < rows; ++i) {
+              Scalar t = 0;
+              for (int q = 0; q < R; ++q) t += V(0, long(e) * R + q, j) * g(long(e) * R + q, i);
+              Gz(e, i) = t;
+            }
+          });
+      kernels::detail::matmul_nocheck(space, Op::Trans, Op::NoTrans, Scalar(1), Gz, s.a[k], Scalar(0), Wj);
+      const long base = off;
+      Kokkos::parallel_for(
+          "hfisher::lowrank::Wcol", Kokkos::RangePolicy<ExecSpace>(space, 0, long(rows) * c),
+          KOKKOS_LAMBDA(const long p) { W(base + p, j) = Wj(p / c, p % c); });
+    }
+    off += s.shapes[k].size();
+  }
+  // the diagonal part keeps diag(F) exact: d = diag(F) - rowsum(W^2), clamped at 0
+  auto d = diagonal_of(s, ks, n);
+  Kokkos::parallel_for(
+      "hfisher::lowrank::dcorr", Kokkos::RangePolicy<ExecSpace>(space, 0, n), KOKKOS_LAMBDA(const long i) {
+        Scalar t = d(i);
+        for (int c = 0; c < r; ++c) t -= W(i, c) * W(i, c);
+        d(i) = t > Scalar(0) ? t : Scalar(0);
+      });
+  return std::make_unique<LowRankOperator<Scalar, ExecSpace>>(d, W, o.rank, o.tol);
+}
+
+template <class Scalar, class ExecSpace>
+std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> layer_block(const FisherSamples<Scalar, ExecSpace>& s, int k,
+                                                                  Structure st, const FisherOptions& o,
+                                                                  const char* where) {
+  switch (st) {
+    case Structure::Dense: return dense_layer(s, k, o, where);
+    case Structure::KFAC: return kfac_layer(s, k, o);
+    case Structure::Hierarchical: return hodlr_layer(s, k, o, where);
+    case Structure::LowRank: return lowrank_of(s, std::vector<int>{k}, o, where);
+    case Structure::Diagonal:
+      return std::make_unique<DiagonalOperator<Scalar, ExecSpace>>(diagonal_of(s, std::vector<int>{k}, s.shapes[k].size()));
+    default: break;
+  }
+  throw Error(hfisher::detail::concat(where, ": structure ", to_string(st), " cannot be a layer block"));
+}
+
+}  // namespace build_detail
+
+/// Builds the curvature operator of the given structure from collected samples.
+template <class Scalar, class ExecSpace>
+std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> build_curvature(const FisherSamples<Scalar, ExecSpace>& s,
+                                                                      Structure structure, const FisherOptions& opts) {
+  constexpr const char* where = "hfisher::estimate_fisher";
+  opts.validate(where);
+  hfisher::detail::require(!s.shapes.empty() && s.examples >= 1, where, "no samples (collect_samples first)");
+  using COp = CurvatureOperator<Scalar, ExecSpace>;
+  std::vector<int> all(s.shapes.size());
+  for (std::size_t k = 0; k < all.size(); ++k) all[k] = int(k);
+  if (structure == Structure::Diagonal) {
+    check_budget(double(s.size()) * sizeof(Scalar) * 2, opts.memory_budget, where, "a diagonal Fisher");
+    return std::make_unique<DiagonalOperator<Scalar, ExecSpace>>(build_detail::diagonal_of(s, all, s.size()));
+  }
+  if (structure == Structure::LowRank) return build_detail::lowrank_of(s, all, opts, where);
+  const Structure inner = structure == Structure::BlockDiagonal ? opts.block : structure;
+  if (structure == Structure::Dense) {
+    double need = 0;
+    for (const auto& sh : s.shapes) need += double(sh.size()) * sh.size() * sizeof(Scalar);
+    check_budget(need, opts.memory_budget, where, "dense Fisher blocks of every layer");
+  }
+  std::vector<std::unique_ptr<COp>> blocks;
+  for (int k : all) blocks.push_back(build_detail::layer_block(s, k, inner, opts, where));
+  return std::make_unique<BlockDiagonalOperator<Scalar, ExecSpace>>(structure, std::move(blocks));
+}
+
+/// Estimates the Fisher (kind) of `model` on the first opts.examples
+/// examples of `data` and stores it in `structure`. The operator acts on the
+/// flat vector of the chosen layers (opts.layers; all by default), each layer
+/// block W~ = [W | b] row-major, in layer order.
+template <class Scalar, class ExecSpace>
+std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> estimate_fisher(const nn::MLP<Scalar, ExecSpace>& model,
+                                                                      const nn::DeviceData<Scalar, ExecSpace>& data,
+                                                                      FisherKind kind, Structure structure,
+                                                                      const FisherOptions& opts = {}) {
+  return build_curvature(collect_samples(model, data, kind, opts), structure, opts);
+}
+
+}  // namespace fisher
+
+using fisher::build_curvature;
+using fisher::collect_samples;
+using fisher::estimate_fisher;
+using fisher::FisherSamples;
+
+}  // namespace hfisher

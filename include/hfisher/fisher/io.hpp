@@ -1,0 +1,52 @@
+#pragma once
+/// \file io.hpp
+/// \brief CurvatureOperator::load / read: dispatch on the tag in the file.
+
+#include <hfisher/fisher/block_diagonal.hpp>
+#include <hfisher/fisher/curvature.hpp>
+#include <hfisher/fisher/dense.hpp>
+#include <hfisher/fisher/diagonal.hpp>
+#include <hfisher/fisher/hierarchical.hpp>
+#include <hfisher/fisher/lowrank.hpp>
+#include <hfisher/kron/kfac.hpp>
+
+#include <cstring>
+
+namespace hfisher {
+
+template <class Scalar, class ExecSpace>
+std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> CurvatureOperator<Scalar, ExecSpace>::read(
+    std::istream& i, const std::string& what) {
+  constexpr const char* where = "hfisher::CurvatureOperator::load";
+  io::expect_magic(i, file_magic(), what, where, "an hfisher curvature file");
+  const auto version = io::get<std::uint32_t>(i, what, where);
+  hfisher::detail::require(version == 1, where, what, " has format version ", version, ", this build reads 1");
+  const auto ss = io::get<std::uint32_t>(i, what, where);
+  hfisher::detail::require(ss == sizeof(Scalar), where, what, " holds ", ss * 8, "-bit scalars, expected ",
+                           sizeof(Scalar) * 8);
+  char t[16] = {};
+  i.read(t, 16);
+  hfisher::detail::require(bool(i), where, what, ": file is truncated");
+  t[15] = 0;
+  const std::string tag(t);
+  std::unique_ptr<CurvatureOperator> op;
+  if (tag == "diagonal") op = fisher::DiagonalOperator<Scalar, ExecSpace>::read_body(i, what);
+  else if (tag == "dense") op = fisher::DenseOperator<Scalar, ExecSpace>::read_body(i, what);
+  else if (tag == "kfac") op = fisher::KFACOperator<Scalar, ExecSpace>::read_body(i, what);
+  else if (tag == "lowrank") op = fisher::LowRankOperator<Scalar, ExecSpace>::read_body(i, what);
+  else if (tag == "hodlr") op = fisher::HODLROperator<Scalar, ExecSpace>::read_body(i, what);
+  else if (tag == "blockdiag") op = fisher::BlockDiagonalOperator<Scalar, ExecSpace>::read_body(i, what);
+  else throw Error(hfisher::detail::concat(where, ": ", what, ": unknown structure tag '", tag, "'"));
+  io::expect_magic(i, file_magic(), what, where, "complete (the file is truncated)");
+  return op;
+}
+
+template <class Scalar, class ExecSpace>
+std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> CurvatureOperator<Scalar, ExecSpace>::load(
+    const std::string& path) {
+  std::ifstream i(path, std::ios::binary);
+  hfisher::detail::require(bool(i), "hfisher::CurvatureOperator::load", "cannot open ", path);
+  return read(i, path);
+}
+
+}  // namespace hfisher

@@ -1,0 +1,60 @@
+#pragma once
+/// \file matmul.hpp
+/// \brief One large GEMM, C = alpha op(A) op(B) + beta C, on 2-D views: the
+/// output is cut into tiles and each tile is one batch entry of the same
+/// team-level kernel as the batched GEMM (gemm.hpp), so a single product runs
+/// in parallel on every backend with no second code path.
+
+#include <hfisher/core/error.hpp>
+#include <hfisher/core/types.hpp>
+#include <hfisher/kernels/gemm.hpp>
+
+namespace hfisher {
+namespace kernels {
+
+namespace detail {
+template <class Exec, class AV, class BV, class CV>
+void matmul_nocheck(const Exec& space, Op ta, Op tb, typename CV::non_const_value_type alpha, const AV& A,
+                    const BV& B, typename CV::non_const_value_type beta, const CV& C) {
+  using S = typename CV::non_const_value_type;
+  using member = typename ExecTraits<Exec>::member_type;
+  const int m = C.extent(0), n = C.extent(1);
+  if (m == 0 || n == 0) return;
+  const int k = ta == Op::NoTrans ? A.extent(1) : A.extent(0);
+  const int tile = ExecTraits<Exec>::on_host ? 96 : 64;
+  const int tm = (m + tile - 1) / tile, tn = (n + tile - 1) / tile;
+  Kokkos::parallel_for(
+      "hfisher::matmul", hfisher::detail::batch_policy(space, tm * tn), KOKKOS_LAMBDA(const member& t) {
+        const int i0 = (t.league_rank() / tn) * tile, j0 = (t.league_rank() % tn) * tile;
+        const int i1 = i0 + tile < m ? i0 + tile : m, j1 = j0 + tile < n ? j0 + tile : n;
+        const Kokkos::pair<int, int> ri(i0, i1), rj(j0, j1), rk(0, k);
+        auto Cs = Kokkos::subview(C, ri, rj);
+        auto As = ta == Op::NoTrans ? Kokkos::subview(A, ri, rk) : Kokkos::subview(A, rk, ri);
+        auto Bs = tb == Op::NoTrans ? Kokkos::subview(B, rk, rj) : Kokkos::subview(B, rj, rk);
+        if (k == 0) {
+          Kokkos::parallel_for(Kokkos::TeamThreadRange(t, i1 - i0), [&](const int i) {
+            for (int j = 0; j < j1 - j0; ++j) Cs(i, j) = beta == S(0) ? S(0) : beta * Cs(i, j);
+          });
+          return;
+        }
+        gemm_entry<Exec>(t, ta, tb, S(alpha), As, Bs, S(beta), Cs);
+      });
+}
+}  // namespace detail
+
+/// C (m, n) = alpha op(A) op(B) + beta C for rank-2 views; throws on
+/// mismatched shapes.
+template <class Exec, class AV, class BV, class CV>
+void matmul(const Exec& space, Op ta, Op tb, typename CV::non_const_value_type alpha, const AV& A, const BV& B,
+            typename CV::non_const_value_type beta, const CV& C) {
+  static_assert(AV::rank == 2 && BV::rank == 2 && CV::rank == 2, "hfisher::kernels::matmul: rank-2 views");
+  const long m = C.extent(0), n = C.extent(1);
+  const long am = ta == Op::NoTrans ? A.extent(0) : A.extent(1), ak = ta == Op::NoTrans ? A.extent(1) : A.extent(0);
+  const long bk = tb == Op::NoTrans ? B.extent(0) : B.extent(1), bn = tb == Op::NoTrans ? B.extent(1) : B.extent(0);
+  hfisher::detail::require(am == m && bn == n && ak == bk, "hfisher::kernels::matmul", "op(A) is ", am, "x", ak,
+                           ", op(B) is ", bk, "x", bn, ", C is ", m, "x", n);
+  detail::matmul_nocheck(space, ta, tb, alpha, A, B, beta, C);
+}
+
+}  // namespace kernels
+}  // namespace hfisher

@@ -1,0 +1,280 @@
+#pragma once
+/// \file kfac.hpp
+/// \brief Kronecker-factored curvature of one Linear layer (K-FAC, Martens &
+/// Grosse 2015): F ~ G (x) A on the row-major vector of W~ = [W | b], with
+/// A = E[a~ a~^T] (cols x cols) and G = E[g g^T] (rows x rows), so that
+/// F vec(V) = vec(G V A).
+///
+/// Damped inverses use the eigendecompositions of A and G (computed once per
+/// factor pair and reused for every damping value):
+///  - KFACDamping::Eigen: (G (x) A + lambda I)^-1 exactly, eigenvalues
+///    g_i a_j + lambda;
+///  - KFACDamping::Factored: (G + sqrt(lambda)/pi I) (x) (A + pi sqrt(lambda) I),
+///    pi = sqrt((tr A / cols) / (tr G / rows)) (Martens & Grosse, sec. 6.3).
+/// A sum of Kronecker terms (the online sum across tasks) is kept exactly for
+/// apply/quad/diag; solve/logdet need a single term (merge_terms() folds the
+/// sum into one term by summing factors, an approximation).
+
+#include <hfisher/fisher/curvature.hpp>
+#include <hfisher/kernels/matmul.hpp>
+#include <hfisher/kernels/syev.hpp>
+
+namespace hfisher {
+
+enum class KFACDamping { Eigen, Factored };
+
+namespace fisher {
+
+template <class Scalar, class ExecSpace = DefaultExec>
+class KFACOperator : public CurvatureOperator<Scalar, ExecSpace> {
+ public:
+  using Base = CurvatureOperator<Scalar, ExecSpace>;
+  using typename Base::Matrix;
+  using typename Base::Vector;
+  using Batch = BatchMatrix<Scalar, ExecSpace>;
+  struct Term {
+    Matrix A, G;
+  };
+
+  /// A: (cols, cols), G: (rows, rows), both symmetric positive semi-definite.
+  KFACOperator(const Matrix& A, const Matrix& G, KFACDamping damping = KFACDamping::Eigen) : mode_(damping) {
+    constexpr const char* where = "hfisher::fisher::KFACOperator";
+    hfisher::detail::require(A.extent(0) >= 1 && A.extent(0) == A.extent(1), where, "A must be square, got ",
+                             A.extent(0), "x", A.extent(1));
+    hfisher::detail::require(G.extent(0) >= 1 && G.extent(0) == G.extent(1), where, "G must be square, got ",
+                             G.extent(0), "x", G.extent(1));
+    hfisher::detail::check_finite_matrix(ExecSpace(), A, where, "A");
+    hfisher::detail::check_finite_matrix(ExecSpace(), G, where, "G");
+    terms_.push_back({A, G});
+  }
+
+  Structure structure() const override { return Structure::KFAC; }
+  const char* tag() const override { return "kfac"; }
+  long size() const override { return long(rows()) * cols(); }
+  int rows() const { return int(terms_[0].G.extent(0)); }
+  int cols() const { return int(terms_[0].A.extent(0)); }
+  const std::vector<Term>& terms() const { return terms_; }
+  KFACDamping damping_mode() const { return mode_; }
+
+  void apply(const Vector& v, const Vector& y) const override {
+    this->check_vec(v, "hfisher::fisher::KFACOperator::apply", "v");
+    this->check_vec(y, "hfisher::fisher::KFACOperator::apply", "y", false);
+    const int r = rows(), c = cols();
+    Matrix V(v.data(), r, c), Y(y.data(), r, c), T("hfisher::kfac::T", r, c);
+    ExecSpace space;
+    for (std::size_t t = 0; t < terms_.size(); ++t) {
+      kernels::detail::matmul_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), terms_[t].G, V, Scalar(0), T);
+      kernels::detail::matmul_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), T, terms_[t].A,
+                                      Scalar(t == 0 ? 0 : 1), Y);
+    }
+  }
+
+  void solve(const Vector& b, const Vector& x, double damping) const override {
+    constexpr const char* where = "hfisher::fisher::KFACOperator::solve";
+    detail::check_damping(damping, where);
+    this->check_vec(b, where, "b");
+    this->check_vec(x, where, "x", false);
+    eigen(where);
+    const int r = rows(), c = cols();
+    Matrix B(b.data(), r, c), X(x.data(), r, c), T("hfisher::kfac::T", r, c);
+    ExecSpace space;
+    kernels::detail::matmul_nocheck(space, Op::Trans, Op::NoTrans, Scalar(1), QG_, B, Scalar(0), T);
+    kernels::detail::matmul_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), T, QA_, Scalar(0), X);
+    auto wa = wA_;
+    auto wg = wG_;
+    const double pi = pi_, lam = damping;
+    const bool eig = mode_ == KFACDamping::Eigen;
+    long bad = -1;
+    Kokkos::parallel_reduce(
+        "hfisher::kfac::scale", Kokkos::RangePolicy<ExecSpace>(space, 0, r),
+        KOKKOS_LAMBDA(const int i, long& f) {
+          for (int j = 0; j < c; ++j) {
+            const double e = eig ? double(wg(i)) * double(wa(j)) + lam
+                                 : (double(wg(i)) + math::sqrt(lam) / pi) * (double(wa(j)) + pi * math::sqrt(lam));
+            if (!(e > 0)) f = long(i) * c + j;
+            X(i, j) = Scalar(double(X(i, j)) / e);
+          }
+        },
+        Kokkos::Max<long>(bad));
+    hfisher::detail::require(bad < 0, where, "G (x) A + damping I is singular (damping = ", damping,
+                             "): increase the damping");
+    kernels::detail::matmul_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), QG_, X, Scalar(0), T);
+    kernels::detail::matmul_nocheck(space, Op::NoTrans, Op::Trans, Scalar(1), T, QA_, Scalar(0), X);
+  }
+
+  double logdet(double damping) const override {
+    constexpr const char* where = "hfisher::fisher::KFACOperator::logdet";
+    detail::check_damping(damping, where);
+    eigen(where);
+    auto wa = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), wA_);
+    auto wg = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), wG_);
+    double s = 0;
+    for (int i = 0; i < rows(); ++i)
+      for (int j = 0; j < cols(); ++j) {
+        const double e = mode_ == KFACDamping::Eigen
+                             ? double(wg(i)) * double(wa(j)) + damping
+                             : (double(wg(i)) + std::sqrt(damping) / pi_) * (double(wa(j)) + pi_ * std::sqrt(damping));
+        hfisher::detail::require(e > 0, where, "G (x) A + damping I is singular (damping = ", damping, ")");
+        s += std::log(e);
+      }
+    return s;
+  }
+
+  Vector diag() const override {
+    Vector d("hfisher::fisher::diag", size());
+    const int c = cols();
+    for (const auto& t : terms_) {
+      auto A = t.A;
+      auto G = t.G;
+      Kokkos::parallel_for(
+          "hfisher::kfac::diag", Kokkos::RangePolicy<ExecSpace>(0, size()),
+          KOKKOS_LAMBDA(const long p) { d(p) += G(p / c, p / c) * A(p % c, p % c); });
+    }
+    return d;
+  }
+
+  void add(const Base& other, double alpha) override {
+    constexpr const char* where = "hfisher::fisher::KFACOperator::add";
+    const auto* p = dynamic_cast<const KFACOperator*>(&other);
+    hfisher::detail::require(p != nullptr, where, "cannot add a ", other.tag(), " operator to a K-FAC one");
+    hfisher::detail::require(p->rows() == rows() && p->cols() == cols(), where, "factor shapes differ (", rows(), "x",
+                             cols(), " vs ", p->rows(), "x", p->cols(), ")");
+    hfisher::detail::require(std::isfinite(alpha), where, "alpha is not finite");
+    for (const auto& t : p->terms_) {
+      Matrix A = copy(t.A), G = copy(t.G);
+      scale_matrix(G, alpha);
+      terms_.push_back({A, G});
+    }
+    invalidate();
+  }
+
+  void scale(double alpha) override {
+    hfisher::detail::require(std::isfinite(alpha), "hfisher::fisher::KFACOperator::scale", "alpha is not finite");
+    for (auto& t : terms_) scale_matrix(t.G, alpha);
+    invalidate();
+  }
+
+  /// Folds a sum of terms into one: (sum_t A_t / T) (x) (sum_t G_t), exact
+  /// when all A_t are equal; the approximation K-FAC Laplace uses across tasks.
+  void merge_terms() {
+    if (terms_.size() == 1) return;
+    Matrix A = copy(terms_[0].A), G = copy(terms_[0].G);
+    for (std::size_t t = 1; t < terms_.size(); ++t) {
+      add_matrix(A, terms_[t].A, 1.0);
+      add_matrix(G, terms_[t].G, 1.0);
+    }
+    scale_matrix(A, 1.0 / terms_.size());
+    terms_.assign(1, Term{A, G});
+    invalidate();
+  }
+
+  std::size_t bytes() const override {
+    return terms_.size() * (std::size_t(rows()) * rows() + std::size_t(cols()) * cols()) * sizeof(Scalar);
+  }
+
+  std::unique_ptr<Base> clone() const override {
+    auto o = std::make_unique<KFACOperator>(copy(terms_[0].A), copy(terms_[0].G), mode_);
+    for (std::size_t t = 1; t < terms_.size(); ++t) o->terms_.push_back({copy(terms_[t].A), copy(terms_[t].G)});
+    return o;
+  }
+
+  void write(std::ostream& o) const override {
+    io::put(o, std::int32_t(rows()));
+    io::put(o, std::int32_t(cols()));
+    io::put(o, std::int32_t(mode_ == KFACDamping::Eigen ? 0 : 1));
+    io::put(o, std::int32_t(terms_.size()));
+    for (const auto& t : terms_) {
+      io::put_view(o, t.A);
+      io::put_view(o, t.G);
+    }
+  }
+  static std::unique_ptr<Base> read_body(std::istream& i, const std::string& what) {
+    constexpr const char* where = "hfisher::CurvatureOperator::load";
+    const int r = io::get<std::int32_t>(i, what, where), c = io::get<std::int32_t>(i, what, where);
+    const int mode = io::get<std::int32_t>(i, what, where), nt = io::get<std::int32_t>(i, what, where);
+    hfisher::detail::require(r >= 1 && c >= 1 && r <= (1 << 16) && c <= (1 << 16) && (mode == 0 || mode == 1) &&
+                                 nt >= 1 && nt <= 100000,
+                             where, what, ": corrupt K-FAC header");
+    std::unique_ptr<KFACOperator> op;
+    for (int t = 0; t < nt; ++t) {
+      Matrix A("hfisher::kfac::A", c, c), G("hfisher::kfac::G", r, r);
+      io::get_view(i, A, what, where);
+      io::get_view(i, G, what, where);
+      if (!op)
+        op = std::make_unique<KFACOperator>(A, G, mode == 0 ? KFACDamping::Eigen : KFACDamping::Factored);
+      else
+        op->terms_.push_back({A, G});
+    }
+    return op;
+  }
+
+  /// Eigendecompositions of A and G into the cache (public: launches kernels).
+  void eigen(const char* where) const {
+    hfisher::detail::require(terms_.size() == 1, where, "this K-FAC operator is a sum of ", terms_.size(),
+                             " Kronecker terms; solve and logdet need one (call merge_terms())");
+    if (QA_.extent(0) > 0) return;
+    auto decompose = [this](const Matrix& M, Vector& w, Matrix& Q) {
+      const int n = M.extent(0);
+      Batch M3(M.data(), 1, n, n);
+      Batch Q3("hfisher::kfac::Q", 1, n, n);
+      BatchVector<Scalar, ExecSpace> w2("hfisher::kfac::w", 1, n);
+      kernels::syev(ExecSpace(), M3, w2, Q3);
+      Q = Matrix(Q3.data(), n, n);
+      Qkeep_.push_back(Q3);
+      w = Vector(w2.data(), n);
+      wkeep_.push_back(w2);
+    };
+    decompose(terms_[0].A, wA_, QA_);
+    decompose(terms_[0].G, wG_, QG_);
+    // clamp rounding negatives: the factors are PSD
+    for (auto* w : {&wA_, &wG_}) {
+      auto ww = *w;
+      Kokkos::parallel_for(
+          "hfisher::kfac::clamp", Kokkos::RangePolicy<ExecSpace>(0, ww.extent(0)),
+          KOKKOS_LAMBDA(const int i) { ww(i) = ww(i) > Scalar(0) ? ww(i) : Scalar(0); });
+    }
+    double ta = 0, tg = 0;
+    auto wa = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), wA_);
+    auto wg = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), wG_);
+    for (int j = 0; j < cols(); ++j) ta += wa(j);
+    for (int i = 0; i < rows(); ++i) tg += wg(i);
+    pi_ = (ta > 0 && tg > 0) ? std::sqrt((ta / cols()) / (tg / rows())) : 1.0;
+  }
+
+  static Matrix copy(const Matrix& M) {
+    Matrix c(Kokkos::view_alloc(Kokkos::WithoutInitializing, M.label()), M.extent(0), M.extent(1));
+    Kokkos::deep_copy(c, M);
+    return c;
+  }
+  static void scale_matrix(const Matrix& M, double alpha) {
+    const Scalar a = Scalar(alpha);
+    Kokkos::parallel_for(
+        "hfisher::kfac::scale_matrix", Kokkos::RangePolicy<ExecSpace>(0, long(M.span())),
+        KOKKOS_LAMBDA(const long i) { M.data()[i] *= a; });
+  }
+  static void add_matrix(const Matrix& M, const Matrix& N, double alpha) {
+    const Scalar a = Scalar(alpha);
+    Kokkos::parallel_for(
+        "hfisher::kfac::add_matrix", Kokkos::RangePolicy<ExecSpace>(0, long(M.span())),
+        KOKKOS_LAMBDA(const long i) { M.data()[i] += a * N.data()[i]; });
+  }
+
+ private:
+  void invalidate() {
+    QA_ = Matrix();
+    QG_ = Matrix();
+    Qkeep_.clear();
+    wkeep_.clear();
+  }
+
+  std::vector<Term> terms_;
+  KFACDamping mode_ = KFACDamping::Eigen;
+  mutable Matrix QA_, QG_;
+  mutable Vector wA_, wG_;
+  mutable std::vector<Batch> Qkeep_;
+  mutable std::vector<BatchVector<Scalar, ExecSpace>> wkeep_;
+  mutable double pi_ = 1.0;
+};
+
+}  // namespace fisher
+}  // namespace hfisher

@@ -1,0 +1,75 @@
+#pragma once
+/// \file optimizers.hpp
+/// \brief First-order optimizers on a flat parameter vector (the baselines
+/// the natural-gradient optimizer is compared with): SGD with momentum and
+/// weight decay, and Adam. State is explicit and can be saved.
+
+#include <hfisher/core/error.hpp>
+#include <hfisher/core/io.hpp>
+#include <hfisher/core/types.hpp>
+
+#include <cmath>
+
+namespace hfisher {
+namespace nn {
+
+/// theta <- theta - lr (v), v <- momentum v + grad + weight_decay theta.
+template <class Scalar, class ExecSpace = DefaultExec>
+struct SGD {
+  using Vector = Kokkos::View<Scalar*, typename ExecSpace::memory_space>;
+  double lr = 0.05, momentum = 0.9, weight_decay = 0.0;
+  Vector velocity;
+
+  void step(const Vector& theta, const Vector& grad) {
+    detail::require(theta.extent(0) == grad.extent(0), "hfisher::nn::SGD::step", "theta has ", theta.extent(0),
+                    " entries, grad ", grad.extent(0));
+    detail::require(std::isfinite(lr) && lr > 0 && momentum >= 0 && momentum < 1 && weight_decay >= 0,
+                    "hfisher::nn::SGD::step", "invalid hyper-parameters (lr ", lr, ", momentum ", momentum,
+                    ", weight decay ", weight_decay, ")");
+    if (velocity.extent(0) != theta.extent(0)) velocity = Vector("hfisher::nn::SGD::v", theta.extent(0));
+    auto v = velocity;
+    const Scalar a = Scalar(lr), mu = Scalar(momentum), wd = Scalar(weight_decay);
+    Kokkos::parallel_for(
+        "hfisher::nn::SGD", Kokkos::RangePolicy<ExecSpace>(0, theta.extent(0)), KOKKOS_LAMBDA(const long i) {
+          v(i) = mu * v(i) + grad(i) + wd * theta(i);
+          theta(i) -= a * v(i);
+        });
+  }
+};
+
+/// Adam (Kingma & Ba 2015) with bias correction.
+template <class Scalar, class ExecSpace = DefaultExec>
+struct Adam {
+  using Vector = Kokkos::View<Scalar*, typename ExecSpace::memory_space>;
+  double lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.0;
+  long t = 0;
+  Vector m, v;
+
+  void step(const Vector& theta, const Vector& grad) {
+    detail::require(theta.extent(0) == grad.extent(0), "hfisher::nn::Adam::step", "theta has ", theta.extent(0),
+                    " entries, grad ", grad.extent(0));
+    detail::require(lr > 0 && beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1 && eps > 0, "hfisher::nn::Adam::step",
+                    "invalid hyper-parameters");
+    if (m.extent(0) != theta.extent(0)) {
+      m = Vector("hfisher::nn::Adam::m", theta.extent(0));
+      v = Vector("hfisher::nn::Adam::v", theta.extent(0));
+      t = 0;
+    }
+    ++t;
+    auto mm = m;
+    auto vv = v;
+    const Scalar b1 = Scalar(beta1), b2 = Scalar(beta2), e = Scalar(eps), wd = Scalar(weight_decay);
+    const Scalar c1 = Scalar(1 - std::pow(beta1, double(t))), c2 = Scalar(1 - std::pow(beta2, double(t)));
+    const Scalar a = Scalar(lr);
+    Kokkos::parallel_for(
+        "hfisher::nn::Adam", Kokkos::RangePolicy<ExecSpace>(0, theta.extent(0)), KOKKOS_LAMBDA(const long i) {
+          const Scalar g = grad(i) + wd * theta(i);
+          mm(i) = b1 * mm(i) + (1 - b1) * g;
+          vv(i) = b2 * vv(i) + (1 - b2) * g * g;
+          theta(i) -= a * (mm(i) / c1) / (math::sqrt(vv(i) / c2) + e);
+        });
+  }
+};
+
+}  // namespace nn
+}  // namespace hfisher

@@ -1,0 +1,382 @@
+// Every Fisher kind and structure against a brute-force reference: the dense
+// Fisher accumulated from per-example gradients, one example at a time.
+#include <cstdio>
+#include <fstream>
+
+#include "../test_helpers.hpp"
+
+using namespace hfisher_test;
+
+template <class C>
+class FisherTest : public ::testing::Test {};
+TYPED_TEST_SUITE(FisherTest, Configs, ConfigNames);
+
+namespace {
+
+template <class S, class E>
+hfisher::nn::DeviceData<S, E> fisher_data(int n, int f, int classes, unsigned seed) {
+  hfisher::nn::Dataset d;
+  d.n = n;
+  d.features = f;
+  d.classes = classes;
+  std::mt19937 g(seed);
+  std::normal_distribution<double> nd(0, 1);
+  for (int i = 0; i < n * f; ++i) d.x.push_back(float(nd(g)));
+  for (int i = 0; i < n; ++i) d.y.push_back(int(g() % classes));
+  return hfisher::nn::to_device<S, E>(d);
+}
+
+struct Reference {
+  HostBatch F;                       // (1, P, P)
+  std::vector<HostBatch> A, G;       // K-FAC factors per layer
+};
+
+// F = sum_n sum_r w psi psi^T with psi the per-example gradient from a
+// backward pass of one example.
+template <class S, class E>
+Reference brute_force(const hfisher::nn::MLP<S, E>& model, const hfisher::nn::DeviceData<S, E>& data, int N,
+                      hfisher::FisherKind kind, int mc, std::uint64_t seed) {
+  using M = hfisher::nn::MLP<S, E>;
+  const long P = model.num_params();
+  const int C = model.outputs(), L = model.num_layers();
+  Reference ref;
+  ref.F = HostBatch(1, P, P);
+  for (int l = 0; l < L; ++l) {
+    ref.A.emplace_back(1, model.layers()[l].cols(), model.layers()[l].cols());
+    ref.G.emplace_back(1, model.layers()[l].out, model.layers()[l].out);
+  }
+  typename M::Cache c;
+  const int R = kind == hfisher::FisherKind::Empirical ? 1 : kind == hfisher::FisherKind::MonteCarlo ? mc : C;
+  const double w = kind == hfisher::FisherKind::MonteCarlo ? 1.0 / (double(N) * R) : 1.0 / N;
+  for (int n = 0; n < N; ++n) {
+    typename M::Matrix X("X", 1, data.features());
+    Kokkos::deep_copy(X, Kokkos::subview(data.x, Kokkos::make_pair(n, n + 1), Kokkos::ALL()));
+    auto logits = model.forward(X, c);
+    typename M::Matrix Pd("P", 1, C), Ed("E", 1, C);
+    auto y = Kokkos::subview(data.y, Kokkos::make_pair(n, n + 1));
+    hfisher::nn::softmax_xent(E(), logits, y, Pd, Ed, S(1));
+    auto p = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), Pd);
+    const int label = to_host1(y)[0];
+    for (int l = 0; l < L; ++l) {
+      auto a = to_host2(c.a[l]);
+      const int cc = model.layers()[l].cols();
+      for (int i = 0; i < cc; ++i)
+        for (int j = 0; j < cc; ++j) ref.A[l](0, i, j) += a[0][i] * a[0][j] / N;
+    }
+    for (int r = 0; r < R; ++r) {
+      auto eh = Kokkos::create_mirror_view(Ed);
+      auto prow = Kokkos::subview(p, 0, Kokkos::ALL());
+      const int t = kind == hfisher::FisherKind::Empirical ? label
+                    : kind == hfisher::FisherKind::MonteCarlo ? hfisher::fisher::sample_label(prow, C, seed, n, r)
+                                                               : -1;
+      for (int k = 0; k < C; ++k) {
+        const double pk = double(p(0, k));
+        eh(0, k) = kind == hfisher::FisherKind::GGN ? S(std::sqrt(double(p(0, r))) * ((k == r) - pk))
+                                                    : S(pk - (k == t));
+      }
+      Kokkos::deep_copy(Ed, eh);
+      typename M::Vector grad("grad", P);
+      model.backward(c, Ed, grad, S(1));
+      auto psi = to_host1(grad);
+      for (long i = 0; i < P; ++i)
+        for (long j = 0; j < P; ++j) ref.F(0, i, j) += w * psi[i] * psi[j];
+      for (int l = 0; l < L; ++l) {
+        auto g = to_host2(c.g[l]);
+        const int o = model.layers()[l].out;
+        for (int i = 0; i < o; ++i)
+          for (int j = 0; j < o; ++j) ref.G[l](0, i, j) += w * g[0][i] * g[0][j];
+      }
+    }
+  }
+  return ref;
+}
+
+template <class V>
+HostBatch dense_host(const V& d) {
+  auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), d);
+  HostBatch r(1, d.extent(0), d.extent(1));
+  for (size_t i = 0; i < d.extent(0); ++i)
+    for (size_t j = 0; j < d.extent(1); ++j) r(0, i, j) = double(h(i, j));
+  return r;
+}
+
+// the block-diagonal part of F (layers' blocks), the rest zero
+HostBatch block_diag_of(const HostBatch& F, const std::vector<hfisher::nn::LayerShape>& ls) {
+  HostBatch B(1, F.m, F.n);
+  for (const auto& s : ls)
+    for (long i = s.offset; i < s.offset + s.size(); ++i)
+      for (long j = s.offset; j < s.offset + s.size(); ++j) B(0, i, j) = F(0, i, j);
+  return B;
+}
+
+double rel_fro(const HostBatch& A, const HostBatch& B) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < A.a.size(); ++i) {
+    num += (A.a[i] - B.a[i]) * (A.a[i] - B.a[i]);
+    den += B.a[i] * B.a[i];
+  }
+  return std::sqrt(num / std::max(den, 1e-300));
+}
+
+template <class S, class E>
+typename hfisher::CurvatureOperator<S, E>::Vector dev_vec(const std::vector<double>& v) {
+  typename hfisher::CurvatureOperator<S, E>::Vector d("v", v.size());
+  auto h = Kokkos::create_mirror_view(d);
+  for (size_t i = 0; i < v.size(); ++i) h(i) = S(v[i]);
+  Kokkos::deep_copy(d, h);
+  return d;
+}
+
+// the CurvatureOperator contract, against the operator's own dense matrix:
+// apply, quad, diag, solve and logdet with damping, save/load, clone + add/scale
+template <class S, class E>
+void check_operator(const hfisher::CurvatureOperator<S, E>& op, double damping, const std::string& what) {
+  const long n = op.size();
+  const bool dbl = std::is_same<S, double>::value;
+  const auto F = dense_host(op.to_dense());
+  const double nF = std::max(1e-300, max_abs(F, 0));
+  std::mt19937 g(3);
+  std::normal_distribution<double> nd(0, 1);
+  std::vector<double> v(n);
+  for (auto& x : v) x = nd(g);
+  auto vd = dev_vec<S, E>(v);
+  // apply and quad
+  typename hfisher::CurvatureOperator<S, E>::Vector y("y", n);
+  op.apply(vd, y);
+  auto yh = to_host1(y);
+  double q = 0, vn = 0;
+  const double tol = dbl ? 1e-11 : 2e-4;
+  for (long i = 0; i < n; ++i) {
+    double s = 0;
+    for (long j = 0; j < n; ++j) s += F(0, i, j) * v[j];
+    EXPECT_NEAR(yh[i], s, tol * nF * std::sqrt(double(n)) * 4) << what << ": apply row " << i;
+    q += v[i] * s;
+    vn += v[i] * v[i];
+  }
+  EXPECT_NEAR(op.quad(vd), q, tol * nF * vn * n) << what << ": quad";
+  // diag
+  auto dg = to_host1(op.diag());
+  for (long i = 0; i < n; ++i) EXPECT_NEAR(dg[i], F(0, i, i), tol * nF * 4) << what << ": diag " << i;
+  // solve and logdet of F + damping I against LAPACK
+  HostBatch Fd = F, Lc(1, n, n);
+  for (long i = 0; i < n; ++i) Fd(0, i, i) += damping;
+  for (long i = 0; i < n; ++i)
+    for (long j = 0; j < i; ++j) Fd(0, i, j) = Fd(0, j, i) = 0.5 * (Fd(0, i, j) + Fd(0, j, i));
+  ASSERT_EQ(lapack_cholesky(Fd, 0, Lc), 0) << what;
+  double ld = 0;
+  for (long i = 0; i < n; ++i) ld += 2 * std::log(Lc(0, i, i));
+  const double cond = (nF * n + damping) / damping;
+  EXPECT_NEAR(op.logdet(damping), ld, (dbl ? 1e-10 : 2e-3) * (n + std::abs(ld))) << what << ": logdet";
+  typename hfisher::CurvatureOperator<S, E>::Vector x("x", n), Fx("Fx", n);
+  op.solve(vd, x, damping);
+  auto xh = to_host1(x);
+  double res = 0;
+  for (long i = 0; i < n; ++i) {
+    double s = damping * xh[i];
+    for (long j = 0; j < n; ++j) s += F(0, i, j) * xh[j];
+    res = std::max(res, std::abs(s - v[i]));
+  }
+  EXPECT_LE(res, (dbl ? 1e-11 : 5e-4) * cond * std::sqrt(vn)) << what << ": solve residual";
+  // save / load
+  const std::string path = ::testing::TempDir() + "/hfisher_curv_" + std::string(op.tag()) + ".bin";
+  op.save(path);
+  auto back = hfisher::CurvatureOperator<S, E>::load(path);
+  EXPECT_EQ(back->size(), n);
+  EXPECT_EQ(back->structure(), op.structure());
+  EXPECT_EQ(back->bytes(), op.bytes());
+  EXPECT_LE(rel_fro(dense_host(back->to_dense()), F), dbl ? 1e-15 : 1e-7) << what << ": load(save(F))";
+  {
+    std::ifstream in(path, std::ios::binary);
+    std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::ofstream(path + ".cut", std::ios::binary) << all.substr(0, all.size() - 9);
+  }
+  using COp = hfisher::CurvatureOperator<S, E>;
+  EXPECT_THROW(COp::load(path + ".cut"), hfisher::Error) << what;
+  EXPECT_THROW(COp::load(path + ".none"), hfisher::Error) << what;
+  std::remove(path.c_str());
+  std::remove((path + ".cut").c_str());
+  // online sum: F + 0.5 F = 1.5 F; scale
+  auto sum = op.clone();
+  sum->add(op, 0.5);
+  EXPECT_LE(rel_fro(dense_host(sum->to_dense()), [&] {
+              HostBatch t = F;
+              for (auto& z : t.a) z *= 1.5;
+              return t;
+            }()),
+            dbl ? 1e-6 : 1e-3)
+      << what << ": add";
+  sum->scale(2.0);
+  EXPECT_NEAR(to_host1(sum->diag())[0], 3.0 * F(0, 0, 0), (dbl ? 1e-6 : 1e-3) * nF) << what << ": scale";
+  // bad input
+  typename hfisher::CurvatureOperator<S, E>::Vector wrong("w", n + 1);
+  EXPECT_THROW(op.apply(wrong, y), hfisher::Error) << what;
+  EXPECT_THROW(op.solve(vd, x, -1.0), hfisher::Error) << what;
+  auto vnan = dev_vec<S, E>(std::vector<double>(n, NAN));
+  EXPECT_THROW(op.apply(vnan, y), hfisher::Error) << what;
+}
+
+}  // namespace
+
+TYPED_TEST(FisherTest, EveryKindAndStructureAgainstBruteForce) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  const bool dbl = std::is_same<S, double>::value;
+  hfisher::nn::MLP<S, E> model({6, 5, 4}, hfisher::nn::Activation::Tanh, 11);
+  const int N = 24;
+  auto data = fisher_data<S, E>(N + 8, 6, 4, 5);
+  for (auto kind : {hfisher::FisherKind::Empirical, hfisher::FisherKind::MonteCarlo, hfisher::FisherKind::GGN}) {
+    hfisher::FisherOptions o;
+    o.examples = N;
+    o.batch = 7;  // several passes, a short last one
+    o.mc_samples = 3;
+    o.seed = 9;
+    o.tol = dbl ? 1e-10 : 1e-5;
+    o.leaf = 8;
+    o.rank = 200;
+    const auto ref = brute_force(model, data, N, kind, o.mc_samples, o.seed);
+    const auto Fb = block_diag_of(ref.F, model.layers());
+    const std::string k = hfisher::to_string(kind);
+    auto samples = hfisher::collect_samples(model, data, kind, o);
+    // diagonal: exact (1e-10 in double: the bar)
+    {
+      auto op = hfisher::build_curvature(samples, hfisher::Structure::Diagonal, o);
+      auto d = to_host1(op->diag());
+      for (long i = 0; i < model.num_params(); ++i)
+        EXPECT_NEAR(d[i], ref.F(0, i, i), (dbl ? 1e-10 : 1e-5) * (1 + std::abs(ref.F(0, i, i)))) << k << " diag " << i;
+      check_operator(*op, 0.1, k + "/diagonal");
+    }
+    // block-diagonal dense: the exact layer blocks
+    {
+      auto op = hfisher::build_curvature(samples, hfisher::Structure::BlockDiagonal, o);
+      EXPECT_LE(rel_fro(dense_host(op->to_dense()), Fb), dbl ? 1e-12 : 1e-5) << k << " block-diagonal";
+      check_operator(*op, 0.05, k + "/blockdiag");
+    }
+    // K-FAC: factors equal the brute-force Kronecker factors
+    {
+      auto op = hfisher::build_curvature(samples, hfisher::Structure::KFAC, o);
+      auto* bd = dynamic_cast<hfisher::fisher::BlockDiagonalOperator<S, E>*>(op.get());
+      ASSERT_NE(bd, nullptr);
+      for (int l = 0; l < model.num_layers(); ++l) {
+        auto* kf = dynamic_cast<const hfisher::fisher::KFACOperator<S, E>*>(&bd->block(l));
+        ASSERT_NE(kf, nullptr);
+        EXPECT_TRUE(near(dense_host(kf->terms()[0].A), ref.A[l], dbl ? 1e-10 : 1e-5, 1 + max_abs(ref.A[l], 0), "A"))
+            << k << " layer " << l;
+        EXPECT_TRUE(near(dense_host(kf->terms()[0].G), ref.G[l], dbl ? 1e-10 : 1e-5, 1 + max_abs(ref.G[l], 0), "G"))
+            << k << " layer " << l;
+      }
+      check_operator(*op, 0.05, k + "/kfac");
+    }
+    // low rank at full rank: equal to F over all parameters; diag always exact
+    {
+      auto op = hfisher::build_curvature(samples, hfisher::Structure::LowRank, o);
+      EXPECT_LE(rel_fro(dense_host(op->to_dense()), ref.F), dbl ? 1e-8 : 1e-3) << k << " low rank";
+      auto o2 = o;
+      o2.rank = 3;
+      auto small = hfisher::build_curvature(samples, hfisher::Structure::LowRank, o2);
+      auto d = to_host1(small->diag());
+      for (long i = 0; i < model.num_params(); ++i)
+        EXPECT_NEAR(d[i], ref.F(0, i, i), (dbl ? 1e-9 : 1e-4) * (1 + std::abs(ref.F(0, i, i)))) << k << " lr diag";
+      check_operator(*small, 0.05, k + "/lowrank");
+    }
+    // hierarchical: the layer blocks within the compression tolerance
+    {
+      auto op = hfisher::build_curvature(samples, hfisher::Structure::Hierarchical, o);
+      EXPECT_LE(rel_fro(dense_host(op->to_dense()), Fb), dbl ? 1e-8 : 1e-3) << k << " hierarchical";
+      check_operator(*op, 0.05, k + "/hierarchical");
+    }
+  }
+}
+
+TYPED_TEST(FisherTest, KFACDampingModesAndSums) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  const bool dbl = std::is_same<S, double>::value;
+  hfisher::nn::MLP<S, E> model({5, 4, 3}, hfisher::nn::Activation::ReLU, 2);
+  auto data = fisher_data<S, E>(30, 5, 3, 8);
+  hfisher::FisherOptions o;
+  o.examples = 30;
+  o.kfac_damping = hfisher::KFACDamping::Factored;
+  auto op = hfisher::estimate_fisher(model, data, hfisher::FisherKind::Empirical, hfisher::Structure::KFAC, o);
+  auto* bd = dynamic_cast<hfisher::fisher::BlockDiagonalOperator<S, E>*>(op.get());
+  ASSERT_NE(bd, nullptr);
+  // factored damping: (G + sqrt(l)/pi I) (x) (A + pi sqrt(l) I), checked densely
+  auto* kf = dynamic_cast<const hfisher::fisher::KFACOperator<S, E>*>(&bd->block(0));
+  const double lam = 0.3;
+  auto A = dense_host(kf->terms()[0].A), G = dense_host(kf->terms()[0].G);
+  double ta = 0, tg = 0;
+  for (int i = 0; i < A.m; ++i) ta += A(0, i, i);
+  for (int i = 0; i < G.m; ++i) tg += G(0, i, i);
+  const double pi = std::sqrt((ta / A.m) / (tg / G.m));
+  for (int i = 0; i < A.m; ++i) A(0, i, i) += pi * std::sqrt(lam);
+  for (int i = 0; i < G.m; ++i) G(0, i, i) += std::sqrt(lam) / pi;
+  const int n = A.m * G.m;
+  HostBatch K(1, n, n), Lk(1, n, n);
+  for (int i = 0; i < G.m; ++i)
+    for (int j = 0; j < A.m; ++j)
+      for (int k = 0; k < G.m; ++k)
+        for (int l = 0; l < A.m; ++l) K(0, i * A.m + j, k * A.m + l) = G(0, i, k) * A(0, j, l);
+  ASSERT_EQ(lapack_cholesky(K, 0, Lk), 0);
+  double ld = 0;
+  for (int i = 0; i < n; ++i) ld += 2 * std::log(Lk(0, i, i));
+  EXPECT_NEAR(kf->logdet(lam), ld, (dbl ? 1e-10 : 1e-3) * (n + std::abs(ld)));
+  // a sum of two K-FAC operators is exact for apply; solve asks for merge_terms
+  auto sum = op->clone();
+  sum->add(*op, 1.0);
+  EXPECT_LE(rel_fro(dense_host(sum->to_dense()), [&] {
+              auto t = dense_host(op->to_dense());
+              for (auto& z : t.a) z *= 2;
+              return t;
+            }()),
+            dbl ? 1e-12 : 1e-5);
+  typename hfisher::CurvatureOperator<S, E>::Vector b("b", sum->size()), x("x", sum->size());
+  Kokkos::deep_copy(b, S(1));
+  EXPECT_THROW(sum->solve(b, x, 0.1), hfisher::Error);
+  auto* sb = dynamic_cast<hfisher::fisher::BlockDiagonalOperator<S, E>*>(sum.get());
+  for (int l = 0; l < sb->num_blocks(); ++l)
+    dynamic_cast<hfisher::fisher::KFACOperator<S, E>&>(sb->block(l)).merge_terms();
+  EXPECT_NO_THROW(sum->solve(b, x, 0.1));
+}
+
+TYPED_TEST(FisherTest, BadInput) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  hfisher::nn::MLP<S, E> model({6, 5, 4}, hfisher::nn::Activation::Tanh, 1);
+  auto data = fisher_data<S, E>(10, 6, 4, 1);
+  hfisher::FisherOptions o;
+  o.examples = 10;
+  // data of the wrong width
+  auto wide = fisher_data<S, E>(10, 7, 4, 1);
+  EXPECT_THROW(hfisher::estimate_fisher(model, wide, hfisher::FisherKind::Empirical, hfisher::Structure::Diagonal, o),
+               hfisher::Error);
+  // a structure over the memory budget: the error says how much it needs
+  o.memory_budget = 1000;
+  try {
+    hfisher::estimate_fisher(model, data, hfisher::FisherKind::GGN, hfisher::Structure::BlockDiagonal, o);
+    ADD_FAILURE() << "no throw";
+  } catch (const hfisher::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("MiB"), std::string::npos) << e.what();
+  }
+  o.memory_budget = std::size_t(1) << 30;
+  // invalid options, layers
+  o.layers = {3};
+  EXPECT_THROW(hfisher::estimate_fisher(model, data, hfisher::FisherKind::Empirical, hfisher::Structure::KFAC, o),
+               hfisher::Error);
+  o.layers = {};
+  o.batch = 0;
+  EXPECT_THROW(hfisher::estimate_fisher(model, data, hfisher::FisherKind::Empirical, hfisher::Structure::KFAC, o),
+               hfisher::Error);
+  o.batch = 4;
+  // NaN weights: NaN logits and gradients are reported
+  auto th = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), model.params());
+  th(0) = S(NAN);
+  Kokkos::deep_copy(model.params(), th);
+  EXPECT_THROW(hfisher::estimate_fisher(model, data, hfisher::FisherKind::Empirical, hfisher::Structure::Diagonal, o),
+               hfisher::Error);
+  // damping 0 on a rank-deficient Fisher is refused with a clear error
+  hfisher::nn::MLP<S, E> ok({6, 5, 4}, hfisher::nn::Activation::Tanh, 1);
+  o.examples = 2;
+  auto op = hfisher::estimate_fisher(ok, data, hfisher::FisherKind::Empirical, hfisher::Structure::BlockDiagonal, o);
+  typename hfisher::CurvatureOperator<S, E>::Vector b("b", op->size()), x("x", op->size());
+  Kokkos::deep_copy(b, S(1));
+  EXPECT_THROW(op->solve(b, x, 0.0), hfisher::Error);
+}

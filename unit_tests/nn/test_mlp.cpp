@@ -1,0 +1,173 @@
+#include <cstdio>
+#include <fstream>
+#include <zlib.h>
+
+#include "../test_helpers.hpp"
+
+using namespace hfisher_test;
+
+template <class C>
+class MLPTest : public ::testing::Test {};
+TYPED_TEST_SUITE(MLPTest, Configs, ConfigNames);
+
+namespace {
+template <class S, class E>
+hfisher::nn::DeviceData<S, E> mlp_data(int n, int f, int classes, unsigned seed) {
+  hfisher::nn::Dataset d;
+  d.n = n;
+  d.features = f;
+  d.classes = classes;
+  std::mt19937 g(seed);
+  std::normal_distribution<double> nd(0, 1);
+  for (int i = 0; i < n * f; ++i) d.x.push_back(float(nd(g)));
+  for (int i = 0; i < n; ++i) d.y.push_back(int(g() % classes));
+  return hfisher::nn::to_device<S, E>(d);
+}
+}  // namespace
+
+// the gradient of the mean loss against central differences (double), and
+// against the same model in float at float tolerance
+TYPED_TEST(MLPTest, GradientMatchesFiniteDifferences) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  for (auto act : {hfisher::nn::Activation::Tanh, hfisher::nn::Activation::ReLU}) {
+    hfisher::nn::MLP<S, E> model({5, 7, 6, 3}, act, 3);
+    auto data = mlp_data<S, E>(9, 5, 3, 4);
+    typename hfisher::nn::MLP<S, E>::Cache c;
+    typename hfisher::nn::MLP<S, E>::Vector grad("g", model.num_params());
+    model.loss_grad(data.x, data.y, grad, c);
+    auto gh = to_host1(grad);
+    auto theta = model.params();
+    auto th = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), theta);
+    const double h = std::is_same<S, double>::value ? 1e-6 : 1e-2;
+    const double tol = std::is_same<S, double>::value ? 1e-7 : 2e-2;
+    for (long p = 0; p < model.num_params(); p += 3) {
+      const S keep = th(p);
+      th(p) = keep + S(h);
+      Kokkos::deep_copy(theta, th);
+      const double lp = model.loss_grad(data.x, data.y, grad, c);
+      th(p) = keep - S(h);
+      Kokkos::deep_copy(theta, th);
+      const double lm = model.loss_grad(data.x, data.y, grad, c);
+      th(p) = keep;
+      Kokkos::deep_copy(theta, th);
+      EXPECT_NEAR(gh[p], (lp - lm) / (2 * h), tol * (1 + std::abs(gh[p]))) << "parameter " << p;
+    }
+  }
+}
+
+TYPED_TEST(MLPTest, TrainsSaveLoadAndErrors) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  using M = hfisher::nn::MLP<S, E>;
+  // a separable problem: the label is the sign pattern of two features
+  hfisher::nn::Dataset d;
+  d.n = 256;
+  d.features = 4;
+  d.classes = 4;
+  std::mt19937 g(1);
+  std::normal_distribution<double> nd(0, 1);
+  for (int i = 0; i < d.n; ++i) {
+    float f[4];
+    for (auto& v : f) v = float(nd(g));
+    d.x.insert(d.x.end(), f, f + 4);
+    d.y.push_back((f[0] > 0) + 2 * (f[1] > 0));
+  }
+  auto data = hfisher::nn::to_device<S, E>(d);
+  M model({4, 16, 4}, hfisher::nn::Activation::ReLU, 7);
+  const double acc0 = model.accuracy(data);
+  hfisher::nn::Adam<S, E> opt;
+  opt.lr = 0.02;
+  typename M::Cache c;
+  typename M::Vector grad("g", model.num_params());
+  for (int it = 0; it < 300; ++it) {
+    model.loss_grad(data.x, data.y, grad, c);
+    opt.step(model.params(), grad);
+  }
+  const double acc = model.accuracy(data);
+  EXPECT_GT(acc, 0.9) << "from " << acc0;
+  // save / load: identical predictions
+  const std::string path = ::testing::TempDir() + "/hfisher_mlp.bin";
+  model.save(path);
+  auto back = M::load(path);
+  EXPECT_EQ(back.widths(), model.widths());
+  EXPECT_DOUBLE_EQ(back.accuracy(data), acc);
+  // truncated file, wrong precision, missing file
+  {
+    std::ifstream in(path, std::ios::binary);
+    std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::ofstream(path + ".cut", std::ios::binary) << all.substr(0, all.size() - 20);
+  }
+  EXPECT_THROW(M::load(path + ".cut"), hfisher::Error);
+  EXPECT_THROW(M::load(path + ".missing"), hfisher::Error);
+  using Other = hfisher::nn::MLP<std::conditional_t<std::is_same<S, double>::value, float, double>, E>;
+  EXPECT_THROW(Other::load(path), hfisher::Error);
+  // bad input
+  EXPECT_THROW(M({5}), hfisher::Error);            // no layers
+  EXPECT_THROW(M({5, 0, 3}), hfisher::Error);      // zero width
+  typename M::Matrix wrong("X", 3, 5);
+  EXPECT_THROW(model.forward(wrong, c), hfisher::Error);  // data of the wrong width
+  typename M::Vector short_grad("g", 3);
+  EXPECT_THROW(model.loss_grad(data.x, data.y, short_grad, c), hfisher::Error);
+  std::remove(path.c_str());
+  std::remove((path + ".cut").c_str());
+}
+
+TEST(Idx, ReadsGzipAndPlainAndRejectsBadFiles) {
+  const std::string dir = ::testing::TempDir();
+  // 3 images of 2x2, labels 0, 1, 2
+  std::vector<unsigned char> img = {0, 0, 8, 3, 0, 0, 0, 3, 0, 0, 0, 2, 0, 0, 0, 2};
+  for (int i = 0; i < 12; ++i) img.push_back(static_cast<unsigned char>(i * 20));
+  std::vector<unsigned char> lab = {0, 0, 8, 1, 0, 0, 0, 3, 0, 1, 2};
+  auto write_plain = [&](const std::string& p, const std::vector<unsigned char>& b) {
+    std::ofstream(p, std::ios::binary).write(reinterpret_cast<const char*>(b.data()), std::streamsize(b.size()));
+  };
+  auto write_gz = [&](const std::string& p, const std::vector<unsigned char>& b) {
+    gzFile f = gzopen(p.c_str(), "wb");
+    gzwrite(f, b.data(), unsigned(b.size()));
+    gzclose(f);
+  };
+  write_gz(dir + "/train-images-idx3-ubyte.gz", img);
+  write_plain(dir + "/train-labels-idx1-ubyte", lab);
+  auto d = hfisher::nn::load_mnist_dir(dir, true);
+  EXPECT_EQ(d.n, 3);
+  EXPECT_EQ(d.features, 4);
+  EXPECT_EQ(d.y, (std::vector<int>{0, 1, 2}));
+  EXPECT_FLOAT_EQ(d.x[5], 100.0f / 255.0f);
+  // malformed: truncated data, bad magic, trailing bytes, count mismatch, missing
+  auto cut = img;
+  cut.resize(cut.size() - 1);
+  write_plain(dir + "/cut.idx", cut);
+  EXPECT_THROW(hfisher::nn::read_idx(dir + "/cut.idx"), hfisher::Error);
+  auto bad = img;
+  bad[0] = 7;
+  write_plain(dir + "/bad.idx", bad);
+  EXPECT_THROW(hfisher::nn::read_idx(dir + "/bad.idx"), hfisher::Error);
+  auto extra = img;
+  extra.push_back(1);
+  write_plain(dir + "/extra.idx", extra);
+  EXPECT_THROW(hfisher::nn::read_idx(dir + "/extra.idx"), hfisher::Error);
+  auto lab2 = lab;
+  lab2[7] = 2;
+  lab2.pop_back();
+  write_plain(dir + "/lab2.idx", lab2);
+  EXPECT_THROW(hfisher::nn::read_mnist(dir + "/train-images-idx3-ubyte.gz", dir + "/lab2.idx"), hfisher::Error);
+  try {
+    hfisher::nn::read_idx(dir + "/nothing-here.idx");
+    ADD_FAILURE() << "no throw";
+  } catch (const hfisher::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("nothing-here.idx"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(hfisher::nn::load_mnist_dir(dir + "/no-such-dir", true), hfisher::Error);
+}
+
+TEST(Idx, FashionMNISTFromDebianWhenInstalled) {
+  const std::string dir = hfisher::nn::default_data_dir();
+  if (!std::ifstream(dir + "/t10k-labels-idx1-ubyte.gz")) GTEST_SKIP() << "dataset-fashion-mnist not installed";
+  auto d = hfisher::nn::load_mnist_dir(dir, false);
+  EXPECT_EQ(d.n, 10000);
+  EXPECT_EQ(d.features, 784);
+  std::vector<int> counts(10, 0);
+  for (int y : d.y) counts[y]++;
+  for (int c : counts) EXPECT_EQ(c, 1000);  // Fashion-MNIST's test split is balanced
+}
