@@ -1,6 +1,6 @@
 # hfisher — two commands on a fresh Debian 12 machine:
-#   make demo    runs the main job (until the continual-learning driver lands:
-#                the batched-kernel comparison against OpenBLAS)
+#   make demo    runs the main job: continual learning on permuted Fashion-MNIST
+#                (fine-tuning, EWC, online EWC, K-FAC Laplace, hierarchical)
 #   make test    builds and runs the unit tests with ctest
 # Both install the Debian packages they need and build Kokkos + Kokkos Kernels
 # 3.4.1 (OpenMP + Serial) from Debian's trilinos source package into .deps/
@@ -48,9 +48,10 @@ test: build
 	cd $(BUILD) && OMP_PROC_BIND=false ctest --output-on-failure
 
 demo: build
-	OMP_PROC_BIND=false $(BUILD)/drivers/hfisher-bench kernels --output $(ROOT)/results/kernels
+	OMP_PROC_BIND=false $(BUILD)/drivers/hfisher-continual --output $(ROOT)/results/continual
 
-perf: demo
+perf: build
+	OMP_PROC_BIND=false $(BUILD)/drivers/hfisher-bench kernels --output $(ROOT)/results/kernels
 
 install: build
 	cmake --install $(BUILD) --prefix $(PREFIX)

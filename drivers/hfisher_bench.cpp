@@ -1,11 +1,14 @@
 // hfisher-bench: scaling-study driver. Subcommands:
 //   kernels   batched GEMM / Cholesky / QR / SVD vs OpenBLAS/LAPACK loops
 //   hodlr     HODLR build / factor / solve / logdet vs dense LAPACK Cholesky
+//   fisher    Fisher structures on a trained MLP: error, angle, memory, time
 #include <CLI/CLI.hpp>
 #include <hfisher/hfisher.hpp>
 
 #include <cstdio>
 
+#include "fisher_bench.hpp"
+#include "fisher_cli.hpp"
 #include "hodlr_bench.hpp"
 #include "hodlr_cli.hpp"
 #include "kernels_bench.hpp"
@@ -21,10 +24,15 @@ int main(int argc, char** argv) {
   hfisher_perf::HodlrBenchOptions ho;
   auto* h = app.add_subcommand("hodlr", "HODLR build, factor, solve, logdet against dense LAPACK Cholesky");
   hfisher_perf::add_hodlr_options(*h, ho);
+  hfisher_perf::FisherBenchOptions fo;
+  auto* f = app.add_subcommand("fisher", "Fisher structures (diagonal, K-FAC, low-rank, hierarchical) on an MLP "
+                                         "trained on Fashion-MNIST: error, natural-gradient angle, memory, time");
+  hfisher_perf::add_fisher_options(*f, fo);
   CLI11_PARSE(app, argc, argv);
   try {
     if (k->parsed()) return hfisher_perf::run_kernels_bench(ko);
     if (h->parsed()) return hfisher_perf::run_hodlr_bench(ho);
+    if (f->parsed()) return hfisher_perf::run_fisher_bench(fo);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "hfisher-bench: error: %s\n", e.what());
     return 1;

@@ -25,4 +25,9 @@
 #include <hfisher/nn/idx.hpp>
 #include <hfisher/nn/mlp.hpp>
 #include <hfisher/nn/optimizers.hpp>
+#include <hfisher/nn/train.hpp>
 #include <hfisher/fisher/fisher.hpp>
+#include <hfisher/optim/natural_gradient.hpp>
+#include <hfisher/continual/metrics.hpp>
+#include <hfisher/continual/penalty.hpp>
+#include <hfisher/continual/streams.hpp>

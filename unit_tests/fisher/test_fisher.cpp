@@ -281,7 +281,15 @@ TYPED_TEST(FisherTest, EveryKindAndStructureAgainstBruteForce) {
     // hierarchical: the layer blocks within the compression tolerance
     {
       auto op = hfisher::build_curvature(samples, hfisher::Structure::Hierarchical, o);
-      EXPECT_LE(rel_fro(dense_host(op->to_dense()), Fb), dbl ? 1e-8 : 1e-3) << k << " hierarchical";
+      EXPECT_LE(rel_fro(dense_host(op->to_dense()), Fb), dbl ? 1e-8 : 2e-3) << k << " hierarchical";
+      // a loose tolerance stays positive semi-definite (SPD-preserving compensation): damping 1e-8 factors
+      auto loose = o;
+      loose.tol = 0.3;
+      loose.spd_compensation = true;
+      auto lop = hfisher::build_curvature(samples, hfisher::Structure::Hierarchical, loose);
+      typename hfisher::CurvatureOperator<S, E>::Vector bb("bb", lop->size()), xx("xx", lop->size());
+      Kokkos::deep_copy(bb, S(1));
+      EXPECT_NO_THROW(lop->solve(bb, xx, dbl ? 1e-8 : 1e-4)) << k;
       check_operator(*op, 0.05, k + "/hierarchical");
     }
   }

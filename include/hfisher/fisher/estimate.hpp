@@ -39,6 +39,11 @@ struct FisherOptions {
   double tol = 1e-6;              ///< LowRank and Hierarchical: relative truncation tolerance
   int leaf = 64;                  ///< Hierarchical: leaf size of the balanced cluster tree
   int hodlr_max_rank = 256;       ///< Hierarchical: rank cap of off-diagonal blocks
+  /// Hierarchical: add a bound of each truncation error to the diagonal so the
+  /// compressed Fisher stays positive semi-definite at any tolerance (costs
+  /// accuracy on the diagonal; see CompressionOptions::spd_compensation).
+  /// Without it, a loose tolerance may need damping above the truncation error.
+  bool spd_compensation = false;
   Structure block = Structure::Dense;  ///< BlockDiagonal: structure of each layer's block
   std::size_t memory_budget = std::size_t(4) << 30;  ///< bytes an estimate may allocate
 
@@ -287,6 +292,7 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> hodlr_layer(const FisherSa
   CompressionOptions co;
   co.tol = o.tol;
   co.max_rank = o.hodlr_max_rank;
+  co.spd_compensation = o.spd_compensation;
   auto tree = ClusterTree::balanced(int(P), leaf);
   return std::make_unique<HODLROperator<Scalar, ExecSpace>>(
       HODLR<Scalar, ExecSpace>::from_factors(zero, Psi, tree, co));

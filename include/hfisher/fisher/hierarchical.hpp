@@ -51,6 +51,7 @@ class HODLROperator : public CurvatureOperator<Scalar, ExecSpace> {
   }
 
   Vector diag() const override { return h_.diag(); }
+  Matrix to_dense() const override { return h_.to_dense(); }
 
   void add(const Base& other, double alpha) override {
     constexpr const char* where = "hfisher::fisher::HODLROperator::add";

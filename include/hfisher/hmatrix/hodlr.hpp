@@ -56,6 +56,38 @@ void compress_rsvd(const Exec& space, const BView& B, double tol, std::uint64_t 
           for (int c = 0; c < kmax; ++c) U(p, i, c) *= S(p, c);
       });
 }
+
+/// SPD-preserving compensation of one level (see CompressionOptions): adds
+/// delta(p) >= |E_p|_2, the norm of pair p's truncation error, to the diagonal
+/// of the pair's 2m tree indices in D; then [delta I, -E; -E^T, delta I] >= 0
+/// keeps the compressed matrix >= the exact one.
+template <class Exec, class DView, class TailView>
+void compensate_level(const Exec& space, const DView& D, const TailView& delta, int m) {
+  const int pairs = delta.extent(0), leaf = D.extent(1);
+  Kokkos::parallel_for(
+      "hfisher::HODLR::compensate", Kokkos::RangePolicy<Exec>(space, 0, pairs), KOKKOS_LAMBDA(const int p) {
+        const auto d = delta(p);
+        for (int q = p * 2 * m; q < (p + 1) * 2 * m; ++q) D(q / leaf, q % leaf, q % leaf) += d;
+      });
+}
+
+/// |B_p - U_p V_p^T|_F per pair (an upper bound of the 2-norm of the
+/// truncation error when B was compressed by a randomized SVD).
+template <class Exec, class BView, class Batch, class TailView>
+void residual_fro(const Exec& space, const BView& B, const Batch& U, const Batch& V, const TailView& out) {
+  using T = typename Batch::non_const_value_type;
+  const int pairs = B.extent(0), m = B.extent(1), n = B.extent(2);
+  Batch R(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HODLR::R"), pairs, m, n);
+  Kokkos::deep_copy(space, R, B);
+  kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::Trans, T(-1), U, V, T(1), R);
+  Kokkos::parallel_for(
+      "hfisher::HODLR::residual", Kokkos::RangePolicy<Exec>(space, 0, pairs), KOKKOS_LAMBDA(const int p) {
+        T s = 0;
+        for (int i = 0; i < m; ++i)
+          for (int j = 0; j < n; ++j) s += R(p, i, j) * R(p, i, j);
+        out(p) = math::sqrt(s);
+      });
+}
 }  // namespace hmatrix_impl
 
 template <class Scalar, class ExecSpace = Kokkos::DefaultExecutionSpace>
@@ -355,16 +387,19 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::from_factors(const DView& d, 
     auto GR = hmatrix_impl::level_nodes(Gp, l, hmatrix_impl::Nodes::Right);
     Batch Uw("hfisher::HODLR::Uw", pairs, m, kmax), Vw("hfisher::HODLR::Vw", pairs, m, kmax);
     Kokkos::View<int*, mem_space> rank("hfisher::HODLR::rank", pairs);
+    Kokkos::View<Scalar*, mem_space> tail("hfisher::HODLR::tail", opts.spd_compensation ? pairs : 0);
     if (2 * mc <= m) {
       // few columns: QRs of the row blocks and an SVD of the small mc x mc core
-      kernels::truncate_lowrank(space, GL, GR, opts.tol, Uw, Vw, rank);
+      kernels::truncate_lowrank(space, GL, GR, opts.tol, Uw, Vw, rank, tail);
     } else {
       // the core would be as large as the block: form G_I G_J^T (one batched
       // GEMM) and compress it with the batched randomized SVD
       Batch B(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HODLR::B"), pairs, m, m);
       kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::Trans, Scalar(1), GL, GR, Scalar(0), B);
       hmatrix_impl::compress_rsvd(space, B, opts.tol, opts.seed + std::uint64_t(l) * 7919u, Uw, Vw, rank);
+      if (opts.spd_compensation) hmatrix_impl::residual_fro(space, B, Uw, Vw, tail);
     }
+    if (opts.spd_compensation) hmatrix_impl::compensate_level(space, H.D_, tail, m);
     H.store_level(l, Uw, Vw, rank);
   }
   return H;
@@ -504,7 +539,9 @@ void HODLR<Scalar, ExecSpace>::add(const HODLR& B, Scalar alpha) {
     const int kmax = std::min(std::min(opts_.max_rank, m), kk);
     Batch Uw("hfisher::HODLR::Uw", pairs, m, kmax), Vw("hfisher::HODLR::Vw", pairs, m, kmax);
     Kokkos::View<int*, mem_space> rank("hfisher::HODLR::rank", pairs);
-    kernels::truncate_lowrank(space, Uc, Vc, opts_.tol, Uw, Vw, rank);
+    Kokkos::View<Scalar*, mem_space> tail("hfisher::HODLR::tail", opts_.spd_compensation ? pairs : 0);
+    kernels::truncate_lowrank(space, Uc, Vc, opts_.tol, Uw, Vw, rank, tail);
+    if (opts_.spd_compensation) hmatrix_impl::compensate_level(space, D_, tail, m);
     store_level(l, Uw, Vw, rank);
   }
 }
@@ -551,7 +588,9 @@ void HODLR<Scalar, ExecSpace>::recompress(double tol) {
     const int pairs = U.extent(0), m = U.extent(1), k = U.extent(2);
     Batch Uw("hfisher::HODLR::Uw", pairs, m, k), Vw("hfisher::HODLR::Vw", pairs, m, k);
     Kokkos::View<int*, mem_space> rank("hfisher::HODLR::rank", pairs);
-    kernels::truncate_lowrank(space, U, V, tol, Uw, Vw, rank);
+    Kokkos::View<Scalar*, mem_space> tail("hfisher::HODLR::tail", opts_.spd_compensation ? pairs : 0);
+    kernels::truncate_lowrank(space, U, V, tol, Uw, Vw, rank, tail);
+    if (opts_.spd_compensation) hmatrix_impl::compensate_level(space, D_, tail, m);
     store_level(l, Uw, Vw, rank);
   }
 }
@@ -600,7 +639,7 @@ void HODLR<Scalar, ExecSpace>::write(std::ostream& o) const {
   put(o, std::int32_t(tree_.leaf_size()));
   put(o, std::int32_t(tree_.levels()));
   put(o, opts_.tol);
-  put(o, std::int32_t(opts_.max_rank));
+  put(o, std::int32_t(opts_.max_rank | (opts_.spd_compensation ? (1 << 30) : 0)));  // flag in bit 30
   for (int p : tree_.perm()) put(o, std::int32_t(p));
   io::put_view(o, D_);
   for (std::size_t l = 0; l < U_.size(); ++l) {
@@ -637,6 +676,8 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::read(std::istream& i, const s
   CompressionOptions opts;
   opts.tol = io::get<double>(i, path, where);
   opts.max_rank = get32();
+  opts.spd_compensation = (opts.max_rank & (1 << 30)) != 0;
+  opts.max_rank &= ~(1 << 30);
   const int N = leaf << L;
   std::vector<int> perm(N);
   for (int p = 0; p < N; ++p) perm[p] = get32();

@@ -20,9 +20,11 @@ namespace kernels {
 /// Vo: (batch, n, max_rank), 1 <= max_rank <= min(m, n, r); rank: (batch) int
 /// (singular values > tol * largest, at most max_rank); columns beyond the
 /// rank are zero (Uo carries the singular values, Vo is orthonormal).
-template <class Exec, class UV, class VV, class UOV, class VOV, class RV>
+/// With `tail` (batch): also the largest discarded singular value
+/// sigma_{rank+1} (0 when nothing was discarded), i.e. |U V^T - Uo Vo^T|_2.
+template <class Exec, class UV, class VV, class UOV, class VOV, class RV, class TV>
 void truncate_lowrank(const Exec& space, const UV& U, const VV& V, double tol, const UOV& Uo, const VOV& Vo,
-                      const RV& rank) {
+                      const RV& rank, const TV& tail) {
   constexpr const char* where = "hfisher::kernels::truncate_lowrank";
   static_assert(UV::rank == 3 && VV::rank == 3 && UOV::rank == 3 && VOV::rank == 3 && RV::rank == 1,
                 "truncate_lowrank: argument ranks");
@@ -65,6 +67,7 @@ void truncate_lowrank(const Exec& space, const UV& U, const VV& V, double tol, c
         int k = 0;
         while (k < kmax && S(b, k) > ttol * S(b, 0)) ++k;
         rank(b) = k;
+        if (tail.extent(0) > 0) tail(b) = k < kc ? S(b, k) : T(0);
         for (int j = 0; j < kmax; ++j) {
           const T s = j < k ? S(b, j) : T(0);
           for (int i = 0; i < ku; ++i) W(b, i, j) *= s;
@@ -74,6 +77,13 @@ void truncate_lowrank(const Exec& space, const UV& U, const VV& V, double tol, c
       });
   detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, T(1), Qu, Wk, T(0), Uo);
   detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, T(1), Qv, Zk, T(0), Vo);
+}
+
+template <class Exec, class UV, class VV, class UOV, class VOV, class RV>
+void truncate_lowrank(const Exec& space, const UV& U, const VV& V, double tol, const UOV& Uo, const VOV& Vo,
+                      const RV& rank) {
+  truncate_lowrank(space, U, V, tol, Uo, Vo, rank,
+                   Kokkos::View<typename UOV::non_const_value_type*, typename UOV::memory_space>());
 }
 
 }  // namespace kernels

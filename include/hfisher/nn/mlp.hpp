@@ -88,36 +88,50 @@ void gather(const DeviceData<Scalar, ExecSpace>& data, const IdxView& idx, int f
 /// probabilities, E = scale (P - onehot(y)) (dL/dlogits of scale * sum of
 /// losses); returns the sum of -log p(y_b | x_b). Throws on a label outside
 /// [0, C) or a non-finite loss.
-template <class ExecSpace, class LV, class YV, class PV, class EV>
+/// mask (C), when not empty, restricts the softmax to classes with mask(c) != 0
+/// (a per-task head); P and E are 0 on the other classes.
+template <class ExecSpace, class LV, class YV, class PV, class EV, class MV>
 double softmax_xent(const ExecSpace& space, const LV& logits, const YV& y, const PV& P, const EV& E,
-                    typename PV::non_const_value_type scale) {
+                    typename PV::non_const_value_type scale, const MV& mask) {
   using S = typename PV::non_const_value_type;
   const int B = logits.extent(0), C = logits.extent(1);
+  const bool masked = mask.extent(0) > 0;
+  detail::require(!masked || int(mask.extent(0)) == C, "hfisher::nn::softmax_xent", "class mask has ", mask.extent(0),
+                  " entries for ", C, " classes");
   double loss = 0;
   int bad = 0;
   Kokkos::parallel_reduce(
       "hfisher::nn::softmax_xent", Kokkos::RangePolicy<ExecSpace>(space, 0, B),
       KOKKOS_LAMBDA(const int b, double& acc, int& nbad) {
         const int t = y(b);
-        if (t < 0 || t >= C) {
+        if (t < 0 || t >= C || (masked && mask(t) == 0)) {
           ++nbad;
           return;
         }
-        S mx = logits(b, 0);
-        for (int c = 1; c < C; ++c) mx = logits(b, c) > mx ? logits(b, c) : mx;
+        S mx = logits(b, t);
+        for (int c = 0; c < C; ++c)
+          if (!masked || mask(c)) mx = logits(b, c) > mx ? logits(b, c) : mx;
         S sum = 0;
-        for (int c = 0; c < C; ++c) sum += math::exp(logits(b, c) - mx);
+        for (int c = 0; c < C; ++c)
+          if (!masked || mask(c)) sum += math::exp(logits(b, c) - mx);
         for (int c = 0; c < C; ++c) {
-          P(b, c) = math::exp(logits(b, c) - mx) / sum;
+          P(b, c) = (!masked || mask(c)) ? math::exp(logits(b, c) - mx) / sum : S(0);
           E(b, c) = scale * (P(b, c) - (c == t ? S(1) : S(0)));
         }
         acc += double(math::log(sum) + mx - logits(b, t));
       },
       loss, Kokkos::Sum<int>(bad));
-  detail::require(bad == 0, "hfisher::nn::softmax_xent", bad, " label(s) outside [0, ", C, ")");
+  detail::require(bad == 0, "hfisher::nn::softmax_xent", bad, " label(s) outside [0, ", C, ")",
+                  masked ? " or outside the class mask" : "");
   detail::require(std::isfinite(loss), "hfisher::nn::softmax_xent",
                   "the loss is not finite (NaN/Inf in the logits: training diverged?)");
   return loss;
+}
+
+template <class ExecSpace, class LV, class YV, class PV, class EV>
+double softmax_xent(const ExecSpace& space, const LV& logits, const YV& y, const PV& P, const EV& E,
+                    typename PV::non_const_value_type scale) {
+  return softmax_xent(space, logits, y, P, E, scale, Kokkos::View<int*, typename PV::memory_space>());
 }
 
 template <class Scalar, class ExecSpace = DefaultExec>
@@ -253,21 +267,24 @@ class MLP {
 
   /// Mean softmax cross-entropy of (X, y) and its gradient (overwrites grad,
   /// num_params() entries). Returns the mean loss.
-  double loss_grad(const Matrix& X, const Labels& y, const Vector& grad, Cache& c) const {
+  double loss_grad(const Matrix& X, const Labels& y, const Vector& grad, Cache& c, const Labels& mask = {}) const {
     detail::require(y.extent(0) == X.extent(0), "hfisher::nn::MLP::loss_grad", "X has ", X.extent(0), " rows but y has ",
                     y.extent(0), " labels");
     auto logits = forward(X, c);
     const int B = X.extent(0);
     Matrix P("hfisher::nn::P", B, outputs()), E("hfisher::nn::E", B, outputs());
     ExecSpace space;
-    const double loss = softmax_xent(space, logits, y, P, E, Scalar(1) / Scalar(B));
+    const double loss = softmax_xent(space, logits, y, P, E, Scalar(1) / Scalar(B), mask);
     Kokkos::deep_copy(grad, Scalar(0));
     backward(c, E, grad, Scalar(1));
     return loss / B;
   }
 
   /// Fraction of correctly classified examples (forward in chunks).
-  double accuracy(const DeviceData<Scalar, ExecSpace>& data, int chunk = 1000) const {
+  /// mask (outputs), when not empty, restricts the prediction to classes
+  /// with mask(c) != 0 (a per-task head).
+  double accuracy(const DeviceData<Scalar, ExecSpace>& data, int chunk = 1000, const Labels& mask = {}) const {
+    const bool masked = mask.extent(0) > 0;
     Cache c;
     const int n = data.size();
     long correct = 0;
@@ -283,9 +300,9 @@ class MLP {
       Kokkos::parallel_reduce(
           "hfisher::nn::accuracy", Kokkos::RangePolicy<ExecSpace>(0, cnt),
           KOKKOS_LAMBDA(const int b, long& acc) {
-            int best = 0;
-            for (int k = 1; k < C; ++k)
-              if (logits(b, k) > logits(b, best)) best = k;
+            int best = -1;
+            for (int k = 0; k < C; ++k)
+              if ((!masked || mask(k)) && (best < 0 || logits(b, k) > logits(b, best))) best = k;
             if (best == y(first + b)) ++acc;
           },
           part);
@@ -297,22 +314,26 @@ class MLP {
   /// Versioned binary file (widths, activation, theta), written atomically.
   void save(const std::string& path) const {
     detail::require(num_layers() > 0, "hfisher::nn::MLP::save", "the model has no layers");
-    io::atomic_write(path, "hfisher::nn::MLP::save", [&](std::ostream& o) {
-      o.write(magic(), 8);
-      io::put(o, std::uint32_t(1));
-      io::put(o, std::uint32_t(sizeof(Scalar)));
-      io::put(o, std::int32_t(act_ == Activation::ReLU ? 0 : 1));
-      io::put(o, std::int32_t(widths_.size()));
-      for (int w : widths_) io::put(o, std::int32_t(w));
-      io::put_view(o, theta_);
-      o.write(magic(), 8);
-    });
+    io::atomic_write(path, "hfisher::nn::MLP::save", [&](std::ostream& o) { write(o); });
   }
-
   static MLP load(const std::string& path) {
-    constexpr const char* where = "hfisher::nn::MLP::load";
     std::ifstream i(path, std::ios::binary);
-    detail::require(bool(i), where, "cannot open ", path);
+    detail::require(bool(i), "hfisher::nn::MLP::load", "cannot open ", path);
+    return read(i, path);
+  }
+  /// The same format on a stream (for checkpoints that embed a model).
+  void write(std::ostream& o) const {
+    o.write(magic(), 8);
+    io::put(o, std::uint32_t(1));
+    io::put(o, std::uint32_t(sizeof(Scalar)));
+    io::put(o, std::int32_t(act_ == Activation::ReLU ? 0 : 1));
+    io::put(o, std::int32_t(widths_.size()));
+    for (int w : widths_) io::put(o, std::int32_t(w));
+    io::put_view(o, theta_);
+    o.write(magic(), 8);
+  }
+  static MLP read(std::istream& i, const std::string& path) {
+    constexpr const char* where = "hfisher::nn::MLP::load";
     io::expect_magic(i, magic_arr(), path, where, "an hfisher MLP file");
     const auto version = io::get<std::uint32_t>(i, path, where);
     detail::require(version == 1, where, path, " has format version ", version, ", this build reads 1");

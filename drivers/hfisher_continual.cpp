@@ -1,0 +1,328 @@
+// hfisher-continual: continual learning on task streams over Fashion-MNIST
+// (or any MNIST-format files), comparing fine-tuning with Fisher penalties
+// (EWC, online EWC, K-FAC Laplace, hierarchical). Prints progress per task
+// and a results table; writes JSON, CSV, accuracy-matrix heatmaps and ACC
+// curves (gnuplot), and a checkpoint after every task: a run interrupted and
+// restarted with the same arguments resumes and finishes with the same table.
+#include <CLI/CLI.hpp>
+#include <hfisher/hfisher.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+namespace {
+
+using S = float;
+using E = Kokkos::DefaultExecutionSpace;
+using Model = hfisher::nn::MLP<S, E>;
+using Data = hfisher::nn::DeviceData<S, E>;
+using Labels = Model::Labels;
+
+struct Options {
+  std::string stream = "permuted", scenario = "task", optimizer = "adam", output = "results/continual", data;
+  std::vector<std::string> methods = {"finetune", "ewc", "online-ewc", "kfac-laplace", "hierarchical"};
+  int tasks = 10, epochs = 1, batch = 128, train_examples = 10000, test_examples = 2000, fisher_examples = 200;
+  std::vector<int> hidden = {100, 100};
+  double lr = 1e-3, lambda = 10.0, gamma = 0.9, tol = 1e-2, damping = 1e-3;
+  std::string fisher_kind = "empirical";
+  std::uint64_t seed = 1;
+  int leaf = 32, rank = 32, max_rank = 32;
+};
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// everything that changes results: a checkpoint is only resumed under the same key
+std::string run_key(const Options& o, const std::string& method) {
+  std::ostringstream k;
+  k << "v1|" << method << "|" << o.stream << "|" << o.scenario << "|" << o.optimizer << "|" << o.tasks << "|"
+    << o.epochs << "|" << o.batch << "|" << o.train_examples << "|" << o.test_examples << "|" << o.fisher_examples
+    << "|" << o.lr << "|" << o.lambda << "|" << o.gamma << "|" << o.tol << "|" << o.damping << "|" << o.fisher_kind
+    << "|" << o.seed << "|" << o.leaf << "|" << o.rank << "|" << o.max_rank << "|" << o.data;
+  for (int h : o.hidden) k << "|h" << h;
+  return k.str();
+}
+
+struct MethodResult {
+  std::string method;
+  hfisher::continual::AccuracyMatrix R;
+  std::vector<double> train_seconds, consolidate_seconds, fisher_bytes;
+  int done = 0;
+};
+
+hfisher::PenaltyMethod penalty_of(const std::string& m) {
+  if (m == "ewc") return hfisher::PenaltyMethod::EWC;
+  if (m == "online-ewc") return hfisher::PenaltyMethod::OnlineEWC;
+  if (m == "kfac-laplace") return hfisher::PenaltyMethod::KFACLaplace;
+  return hfisher::PenaltyMethod::Hierarchical;
+}
+
+void save_checkpoint(const std::string& path, const std::string& key, const MethodResult& r, const Model& model,
+                     const hfisher::FisherPenalty<S, E>* pen) {
+  hfisher::io::atomic_write(path, "hfisher-continual: checkpoint", [&](std::ostream& o) {
+    o.write("HFCKPT01", 8);
+    hfisher::io::put(o, std::uint64_t(key.size()));
+    o.write(key.data(), std::streamsize(key.size()));
+    hfisher::io::put(o, std::int32_t(r.done));
+    for (double v : r.R.data()) hfisher::io::put(o, v);
+    for (int t = 0; t < r.done; ++t) {
+      hfisher::io::put(o, r.train_seconds[t]);
+      hfisher::io::put(o, r.consolidate_seconds[t]);
+      hfisher::io::put(o, r.fisher_bytes[t]);
+    }
+    model.write(o);
+    hfisher::io::put(o, std::int32_t(pen != nullptr));
+    if (pen) pen->write(o);
+    o.write("HFCKPT01", 8);
+  });
+}
+
+// returns false when there is no checkpoint; throws on a foreign or corrupt one
+bool load_checkpoint(const std::string& path, const std::string& key, MethodResult& r, Model& model,
+                     hfisher::FisherPenalty<S, E>* pen) {
+  if (!std::filesystem::exists(path)) return false;
+  constexpr const char* where = "hfisher-continual: checkpoint";
+  std::ifstream i(path, std::ios::binary);
+  hfisher::detail::require(bool(i), where, "cannot open ", path);
+  char m[8];
+  i.read(m, 8);
+  hfisher::detail::require(bool(i) && std::string(m, 8) == "HFCKPT01", where, path, " is not an hfisher checkpoint");
+  const auto klen = hfisher::io::get<std::uint64_t>(i, path, where);
+  hfisher::detail::require(klen < 100000, where, path, ": corrupt header");
+  std::string k(klen, '\0');
+  i.read(k.data(), std::streamsize(klen));
+  hfisher::detail::require(k == key, where, path,
+                           " was written by a run with different arguments; use another --output or remove it");
+  r.done = hfisher::io::get<std::int32_t>(i, path, where);
+  const int T = r.R.tasks();
+  hfisher::detail::require(r.done >= 1 && r.done <= T, where, path, ": corrupt task count");
+  for (int a = 0; a < T; ++a)
+    for (int b = 0; b < T; ++b) {
+      const double v = hfisher::io::get<double>(i, path, where);
+      if (v >= 0) r.R.set(a, b, v);
+    }
+  for (int t = 0; t < r.done; ++t) {
+    r.train_seconds.push_back(hfisher::io::get<double>(i, path, where));
+    r.consolidate_seconds.push_back(hfisher::io::get<double>(i, path, where));
+    r.fisher_bytes.push_back(hfisher::io::get<double>(i, path, where));
+  }
+  model = Model::read(i, path);
+  const int has_pen = hfisher::io::get<std::int32_t>(i, path, where);
+  hfisher::detail::require((has_pen != 0) == (pen != nullptr), where, path, ": penalty state does not match the method");
+  if (pen) pen->read(i, path);
+  i.read(m, 8);
+  hfisher::detail::require(bool(i) && std::string(m, 8) == "HFCKPT01", where, path, ": file is truncated");
+  return true;
+}
+
+int run(const Options& o) {
+  const auto t_all = std::chrono::steady_clock::now();
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
+  auto train_all = hfisher::nn::load_mnist_dir(o.data, true);
+  auto test_all = hfisher::nn::load_mnist_dir(o.data, false);
+  train_all = hfisher::nn::slice(train_all, 0, std::min(o.train_examples, train_all.n));
+  test_all = hfisher::nn::slice(test_all, 0, std::min(o.test_examples, test_all.n));
+  const auto kind = o.stream == "permuted" ? hfisher::continual::StreamKind::Permuted : hfisher::continual::StreamKind::Split;
+  const auto scen =
+      o.scenario == "task" ? hfisher::continual::Scenario::TaskIncremental : hfisher::continual::Scenario::ClassIncremental;
+  auto stream = hfisher::continual::make_stream(train_all, test_all, kind, o.tasks, scen, o.seed);
+  const int T = o.tasks, C = train_all.classes;
+  std::vector<Data> train, test;
+  std::vector<Labels> masks;
+  for (const auto& t : stream) {
+    train.push_back(hfisher::nn::to_device<S, E>(t.train));
+    test.push_back(hfisher::nn::to_device<S, E>(t.test));
+    Labels m("mask", C);
+    auto mh = Kokkos::create_mirror_view(m);
+    for (int c : t.classes) mh(c) = 1;
+    Kokkos::deep_copy(m, mh);
+    // permuted / class-incremental tasks use every class: no mask
+    masks.push_back(int(t.classes.size()) == C ? Labels() : m);
+  }
+  std::vector<int> widths = {train_all.features};
+  widths.insert(widths.end(), o.hidden.begin(), o.hidden.end());
+  widths.push_back(C);
+  std::printf("hfisher-continual: %s stream (%s), %d tasks x %d train / %d test examples; MLP", o.stream.c_str(),
+              o.stream == "split" ? (o.scenario == "task" ? "task-incremental" : "class-incremental") : "permuted pixels",
+              T, train[0].size(), test[0].size());
+  for (int w : widths) std::printf(" %d", w);
+  std::printf("; optimizer %s, %d epoch(s), batch %d; lambda %g; Fisher: %s from %d examples; backend %s, %d threads\n",
+              o.optimizer.c_str(), o.epochs, o.batch, o.lambda, o.fisher_kind.c_str(), o.fisher_examples,
+              E::name(), E().concurrency());
+  std::filesystem::create_directories(o.output + "/checkpoints");
+  hfisher::FisherOptions fo;
+  fo.examples = o.fisher_examples;
+  fo.tol = o.tol;
+  fo.leaf = o.leaf;
+  fo.rank = o.rank;
+  fo.hodlr_max_rank = o.max_rank;
+  fo.seed = o.seed;
+  fo.spd_compensation = true;  // a penalty must stay convex: compressed Fishers stay PSD
+  const auto fkind = o.fisher_kind == "empirical" ? hfisher::FisherKind::Empirical
+                     : o.fisher_kind == "mc"      ? hfisher::FisherKind::MonteCarlo
+                                                  : hfisher::FisherKind::GGN;
+  std::vector<MethodResult> results;
+  for (std::size_t mi = 0; mi < o.methods.size(); ++mi) {
+    const std::string& method = o.methods[mi];
+    MethodResult r{method, hfisher::continual::AccuracyMatrix(T), {}, {}, {}, 0};
+    Model model(widths, hfisher::nn::Activation::ReLU, o.seed);
+    std::unique_ptr<hfisher::FisherPenalty<S, E>> pen;
+    if (method != "finetune")
+      pen = std::make_unique<hfisher::FisherPenalty<S, E>>(penalty_of(method), o.lambda, o.gamma, fkind, fo);
+    const std::string ckpt = o.output + "/checkpoints/" + method + ".ckpt", key = run_key(o, method);
+    if (load_checkpoint(ckpt, key, r, model, pen.get()))
+      std::printf("[%s] resuming from %s after task %d\n", method.c_str(), ckpt.c_str(), r.done);
+    for (int t = r.done; t < T; ++t) {
+      const auto t0 = std::chrono::steady_clock::now();
+      auto hook = [&](const Model::Vector& grad) {
+        if (pen) pen->add_gradient(model.params(), grad);
+      };
+      double loss = 0;
+      std::mt19937_64 rng(o.seed * 1000003ULL + std::uint64_t(t) * 7919ULL);  // same shuffles for every method
+      hfisher::nn::SGD<S, E> sgd;
+      sgd.lr = o.lr;
+      hfisher::nn::Adam<S, E> adam;
+      adam.lr = o.lr;
+      std::unique_ptr<hfisher::NaturalGradient<S, E>> ngd;
+      if (o.optimizer == "ngd" || o.optimizer == "kfac") {
+        auto no = o.optimizer == "kfac" ? hfisher::NaturalGradientOptions::kfac() : hfisher::NaturalGradientOptions{};
+        no.lr = o.lr;
+        no.damping = o.damping;
+        no.fisher.rank = o.rank;
+        ngd = std::make_unique<hfisher::NaturalGradient<S, E>>(model, train[t], no);
+      }
+      for (int e = 0; e < o.epochs; ++e) {
+        if (o.optimizer == "sgd") loss = hfisher::nn::train_epoch(model, train[t], o.batch, sgd, rng, hook, masks[t]);
+        else if (o.optimizer == "adam") loss = hfisher::nn::train_epoch(model, train[t], o.batch, adam, rng, hook, masks[t]);
+        else loss = hfisher::nn::train_epoch(model, train[t], o.batch, *ngd, rng, hook, masks[t]);
+      }
+      r.train_seconds.push_back(seconds_since(t0));
+      double cons = 0;
+      if (pen) {
+        pen->consolidate(model, train[t]);
+        cons = pen->last_consolidation_seconds();
+      }
+      r.consolidate_seconds.push_back(cons);
+      r.fisher_bytes.push_back(pen ? double(pen->bytes()) : 0.0);
+      for (int j = 0; j < T; ++j) r.R.set(t, j, model.accuracy(test[j], 1000, masks[j]));
+      r.done = t + 1;
+      std::printf("[%-12s] task %2d/%d: loss %.4f, acc on it %.4f, ACC %.4f, BWT %+.4f | train %.1f s, consolidate "
+                  "%.2f s, Fisher %.2f MB\n",
+                  method.c_str(), t + 1, T, loss, r.R(t, t), r.R.acc(t), r.R.bwt(t), r.train_seconds.back(), cons,
+                  r.fisher_bytes.back() / 1e6);
+      save_checkpoint(ckpt, key, r, model, pen.get());
+    }
+    results.push_back(std::move(r));
+  }
+  // table
+  std::printf("\n%-14s %8s %8s %11s %12s %15s %10s\n", "method", "ACC", "BWT", "forgetting", "Fisher MB",
+              "consolidate s", "train s");
+  for (const auto& r : results) {
+    double cs = 0, ts = 0;
+    for (double v : r.consolidate_seconds) cs += v;
+    for (double v : r.train_seconds) ts += v;
+    std::printf("%-14s %8.4f %+8.4f %11.4f %12.2f %15.2f %10.1f\n", r.method.c_str(), r.R.acc(T - 1), r.R.bwt(T - 1),
+                r.R.forgetting(T - 1), r.fisher_bytes.back() / 1e6, cs / T, ts);
+  }
+  // files
+  std::ostringstream csv, js, gp;
+  csv << "method,after_task,ACC,BWT,forgetting,fisher_bytes,consolidate_s,train_s\n";
+  char date[64];
+  std::time_t now = std::time(nullptr);
+  std::strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", std::gmtime(&now));
+  js << "{\n  \"date\": \"" << date << "\",\n  \"backend\": \"" << E::name() << "\",\n  \"threads\": "
+     << E().concurrency() << ",\n  \"ranks\": 1,\n  \"stream\": \"" << o.stream << "\",\n  \"tasks\": " << T
+     << ",\n  \"methods\": [\n";
+  for (std::size_t k = 0; k < results.size(); ++k) {
+    const auto& r = results[k];
+    std::ostringstream mcsv;
+    for (int i = 0; i < T; ++i) {
+      csv << r.method << "," << i + 1 << "," << r.R.acc(i) << "," << r.R.bwt(i) << "," << r.R.forgetting(i) << ","
+          << r.fisher_bytes[i] << "," << r.consolidate_seconds[i] << "," << r.train_seconds[i] << "\n";
+      for (int j = 0; j < T; ++j) mcsv << r.R(i, j) << (j + 1 < T ? " " : "\n");
+    }
+    hfisher::io::atomic_write(o.output + "/R_" + r.method + ".dat", "hfisher-continual", [&](std::ostream& f) { f << mcsv.str(); });
+    js << "    {\"method\": \"" << r.method << "\", \"ACC\": " << r.R.acc(T - 1) << ", \"BWT\": " << r.R.bwt(T - 1)
+       << ", \"forgetting\": " << r.R.forgetting(T - 1) << ", \"fisher_bytes\": " << r.fisher_bytes.back()
+       << ", \"R\": [";
+    for (int i = 0; i < T; ++i) {
+      js << "[";
+      for (int j = 0; j < T; ++j) js << r.R(i, j) << (j + 1 < T ? ", " : "");
+      js << "]" << (i + 1 < T ? ", " : "");
+    }
+    js << "]}" << (k + 1 < results.size() ? "," : "") << "\n";
+  }
+  js << "  ]\n}\n";
+  hfisher::io::atomic_write(o.output + "/results.csv", "hfisher-continual", [&](std::ostream& f) { f << csv.str(); });
+  hfisher::io::atomic_write(o.output + "/results.json", "hfisher-continual", [&](std::ostream& f) { f << js.str(); });
+  const int n = int(results.size());
+  gp << "set terminal pngcairo size " << 380 * n << ",420\nset output '" << o.output << "/heatmaps.png'\n"
+     << "set multiplot layout 1," << n << " title 'accuracy R[i,j] after task i (rows) on task j (" << o.stream << ", "
+     << date << ")'\nset cbrange [0:1]\nset palette rgbformulae 33,13,10\nunset key\nset xlabel 'task j'\n"
+     << "set ylabel 'after task i'\nset yrange [" << T - 0.5 << ":-0.5]\nset xrange [-0.5:" << T - 0.5 << "]\n";
+  for (const auto& r : results)
+    gp << "set title '" << r.method << "'\nplot '" << o.output << "/R_" << r.method << ".dat' matrix with image\n";
+  gp << "unset multiplot\nset terminal pngcairo size 700,450\nset output '" << o.output << "/acc.png'\n"
+     << "set title 'average accuracy over the tasks seen so far'\nset xlabel 'after task'\nset ylabel 'ACC'\n"
+     << "set datafile separator ','\nset key bottom left\nset autoscale\nset yrange [0:1]\nplot ";
+  for (int k = 0; k < n; ++k)
+    gp << "'" << o.output << "/results.csv' using ((strcol(1) eq '" << results[k].method << "') ? $2 : 1/0):3 "
+       << "with linespoints title '" << results[k].method << "'" << (k + 1 < n ? ", " : "\n");
+  hfisher::io::atomic_write(o.output + "/plots.gp", "hfisher-continual", [&](std::ostream& f) { f << gp.str(); });
+  const int rc =
+      std::system(("command -v gnuplot >/dev/null 2>&1 && gnuplot '" + o.output + "/plots.gp' 2>/dev/null").c_str());
+  std::printf("\nwrote %s/results.json, results.csv, R_*.dat, plots.gp%s (%.1f s in all)\n", o.output.c_str(),
+              rc == 0 ? ", heatmaps.png, acc.png" : "", seconds_since(t_all));
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  hfisher::ScopeGuard guard(argc, argv);
+  CLI::App app{"hfisher-continual: continual learning with Fisher penalties on Fashion-MNIST task streams"};
+  Options o;
+  app.add_option("--stream", o.stream, "permuted (pixel permutations) or split (class pairs)")
+      ->check(CLI::IsMember({"permuted", "split"}));
+  app.add_option("--scenario", o.scenario, "split streams: task (per-task heads) or class (class-incremental)")
+      ->check(CLI::IsMember({"task", "class"}));
+  app.add_option("--tasks", o.tasks, "number of tasks (split: at most 5)")->check(CLI::Range(1, 100));
+  app.add_option("--method", o.methods, "repeatable: finetune, ewc, online-ewc, kfac-laplace, hierarchical")
+      ->check(CLI::IsMember({"finetune", "ewc", "online-ewc", "kfac-laplace", "hierarchical"}));
+  app.add_option("--optimizer", o.optimizer, "sgd, adam, ngd (natural gradient, low-rank Fisher) or kfac")
+      ->check(CLI::IsMember({"sgd", "adam", "ngd", "kfac"}));
+  app.add_option("--output", o.output, "directory for JSON, CSV, plots and checkpoints");
+  app.add_option("--epochs", o.epochs, "epochs per task")->check(CLI::Range(1, 1000));
+  app.add_option("--batch", o.batch, "minibatch size")->check(CLI::Range(1, 1 << 16));
+  app.add_option("--lr", o.lr, "learning rate")->check(CLI::PositiveNumber);
+  app.add_option("--lambda", o.lambda, "penalty strength lambda")->check(CLI::NonNegativeNumber);
+  app.add_option("--gamma", o.gamma, "online EWC decay in (0, 1]")->check(CLI::Range(1e-6, 1.0));
+  app.add_option("--hidden", o.hidden, "hidden layer widths")->check(CLI::Range(1, 1 << 14));
+  app.add_option("--train-examples", o.train_examples, "training examples per task (split: of the whole set)")
+      ->check(CLI::Range(1, 60000));
+  app.add_option("--test-examples", o.test_examples, "test examples (split: of the whole set)")->check(CLI::Range(1, 10000));
+  app.add_option("--fisher-examples", o.fisher_examples, "examples per consolidation")->check(CLI::Range(1, 60000));
+  app.add_option("--fisher-kind", o.fisher_kind, "empirical, mc or ggn")->check(CLI::IsMember({"empirical", "mc", "ggn"}));
+  app.add_option("--tol", o.tol, "hierarchical compression tolerance")->check(CLI::Range(1e-12, 0.9));
+  app.add_option("--leaf", o.leaf, "hierarchical leaf size")->check(CLI::Range(2, 4096));
+  app.add_option("--max-rank", o.max_rank, "hierarchical rank cap of off-diagonal blocks")->check(CLI::Range(1, 4096));
+  app.add_option("--rank", o.rank, "rank of the ngd optimizer's low-rank Fisher")->check(CLI::Range(1, 4096));
+  app.add_option("--damping", o.damping, "damping of the ngd/kfac optimizers")->check(CLI::PositiveNumber);
+  app.add_option("--seed", o.seed, "seed of initialization, permutations, shuffles");
+  app.add_option("--data", o.data, "directory of MNIST-format files (default: Debian's Fashion-MNIST)");
+  CLI11_PARSE(app, argc, argv);
+  try {
+    if (o.stream == "split")
+      hfisher::detail::require(o.tasks <= 5, "hfisher-continual", "--tasks ", o.tasks,
+                               " > 5: a split stream of 10 classes has at most 5 tasks");
+    return run(o);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "hfisher-continual: error: %s\n", e.what());
+    return 1;
+  }
+}

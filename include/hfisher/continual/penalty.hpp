@@ -1,0 +1,190 @@
+#pragma once
+/// \file penalty.hpp
+/// \brief Fisher penalties against catastrophic forgetting:
+/// lambda/2 sum_t (theta - theta_t)^T F_t (theta - theta_t).
+///
+///  - EWC (Kirkpatrick et al. 2017): one diagonal Fisher and anchor per task;
+///  - online EWC (Schwarz et al. 2018): one running diagonal F <- gamma F + F_t,
+///    anchored at the latest parameters;
+///  - K-FAC Laplace (Ritter, Botev & Barber 2018): the running sum of
+///    per-layer Kronecker-factored Fishers (kept exactly as a list of terms),
+///    anchored at the latest parameters;
+///  - hierarchical: the running sum of per-layer HODLR Fishers, recompressed
+///    after every task (bounded memory), anchored at the latest parameters.
+/// Any other structure can be chosen through `structure`.
+
+#include <hfisher/fisher/fisher.hpp>
+
+#include <chrono>
+
+namespace hfisher {
+
+enum class PenaltyMethod { EWC, OnlineEWC, KFACLaplace, Hierarchical };
+
+inline const char* to_string(PenaltyMethod m) {
+  switch (m) {
+    case PenaltyMethod::EWC: return "ewc";
+    case PenaltyMethod::OnlineEWC: return "online-ewc";
+    case PenaltyMethod::KFACLaplace: return "kfac-laplace";
+    case PenaltyMethod::Hierarchical: return "hierarchical";
+  }
+  return "?";
+}
+
+/// The structure each method stores by default.
+inline Structure default_structure(PenaltyMethod m) {
+  switch (m) {
+    case PenaltyMethod::EWC:
+    case PenaltyMethod::OnlineEWC: return Structure::Diagonal;
+    case PenaltyMethod::KFACLaplace: return Structure::KFAC;
+    case PenaltyMethod::Hierarchical: return Structure::Hierarchical;
+  }
+  return Structure::Diagonal;
+}
+
+template <class Scalar, class ExecSpace = DefaultExec>
+class FisherPenalty {
+ public:
+  using COp = CurvatureOperator<Scalar, ExecSpace>;
+  using Vector = typename COp::Vector;
+
+  /// lambda >= 0: strength; gamma in (0, 1]: decay of online EWC (ignored
+  /// otherwise); kind and opts: how each task's Fisher is estimated.
+  FisherPenalty(PenaltyMethod method, double lambda, double gamma = 1.0, FisherKind kind = FisherKind::Empirical,
+                FisherOptions opts = {})
+      : method_(method), structure_(default_structure(method)), lambda_(lambda), gamma_(gamma), kind_(kind),
+        opts_(std::move(opts)) {
+    constexpr const char* where = "hfisher::FisherPenalty";
+    detail::require(std::isfinite(lambda) && lambda >= 0, where, "lambda = ", lambda, " (must be finite and >= 0)");
+    detail::require(gamma > 0 && gamma <= 1, where, "gamma = ", gamma, " (must lie in (0, 1])");
+    opts_.validate(where);
+  }
+
+  PenaltyMethod method() const { return method_; }
+  Structure structure() const { return structure_; }
+  /// Overrides the stored structure (before the first consolidation).
+  void set_structure(Structure s) {
+    detail::require(F_.empty(), "hfisher::FisherPenalty::set_structure", "already consolidated");
+    structure_ = s;
+  }
+  double lambda() const { return lambda_; }
+  int tasks() const { return tasks_; }
+  /// Seconds spent in the last consolidate().
+  double last_consolidation_seconds() const { return last_seconds_; }
+
+  /// After training on a task: estimates that task's Fisher at the current
+  /// parameters on `data` and folds it into the penalty.
+  void consolidate(const nn::MLP<Scalar, ExecSpace>& model, const nn::DeviceData<Scalar, ExecSpace>& data) {
+    const auto t0 = std::chrono::steady_clock::now();
+    auto o = opts_;
+    o.layers.clear();
+    auto Ft = estimate_fisher(model, data, kind_, structure_, o);
+    Vector anchor("hfisher::FisherPenalty::anchor", model.num_params());
+    Kokkos::deep_copy(anchor, model.params());
+    if (method_ == PenaltyMethod::EWC || F_.empty()) {
+      F_.push_back(std::move(Ft));
+      anchor_.push_back(anchor);
+    } else {
+      if (method_ == PenaltyMethod::OnlineEWC) F_[0]->scale(gamma_);
+      F_[0]->add(*Ft, 1.0);
+      anchor_[0] = anchor;
+    }
+    ++tasks_;
+    last_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+
+  /// lambda/2 sum_t (theta - theta_t)^T F_t (theta - theta_t).
+  double value(const Vector& theta) const {
+    double s = 0;
+    for (std::size_t t = 0; t < F_.size(); ++t) s += F_[t]->quad(diff(theta, t));
+    return 0.5 * lambda_ * s;
+  }
+
+  /// grad += lambda sum_t F_t (theta - theta_t).
+  void add_gradient(const Vector& theta, const Vector& grad) const {
+    detail::require(grad.extent(0) == theta.extent(0), "hfisher::FisherPenalty::add_gradient", "grad has ",
+                    grad.extent(0), " entries, theta ", theta.extent(0));
+    if (F_.empty() || lambda_ == 0) return;
+    Vector y("hfisher::FisherPenalty::Fd", theta.extent(0));
+    const Scalar l = Scalar(lambda_);
+    for (std::size_t t = 0; t < F_.size(); ++t) {
+      F_[t]->apply(diff(theta, t), y);
+      Kokkos::parallel_for(
+          "hfisher::FisherPenalty::axpy", Kokkos::RangePolicy<ExecSpace>(0, theta.extent(0)),
+          KOKKOS_LAMBDA(const long i) { grad(i) += l * y(i); });
+    }
+  }
+
+  /// Memory of the stored Fishers and anchors.
+  std::size_t bytes() const {
+    std::size_t b = 0;
+    for (std::size_t t = 0; t < F_.size(); ++t) b += F_[t]->bytes() + anchor_[t].span() * sizeof(Scalar);
+    return b;
+  }
+
+  const COp& fisher(int t) const { return *F_.at(t); }
+  const Vector& anchor(int t) const { return anchor_.at(t); }
+  int terms() const { return int(F_.size()); }
+
+  void write(std::ostream& o) const {
+    io::put(o, std::int32_t(method_));
+    io::put(o, std::int32_t(structure_));
+    io::put(o, lambda_);
+    io::put(o, gamma_);
+    io::put(o, std::int32_t(tasks_));
+    io::put(o, std::int32_t(F_.size()));
+    for (std::size_t t = 0; t < F_.size(); ++t) {
+      F_[t]->write_tagged(o);
+      io::put(o, std::int64_t(anchor_[t].extent(0)));
+      io::put_view(o, anchor_[t]);
+    }
+  }
+  /// Restores what write() wrote into this penalty (same method).
+  void read(std::istream& i, const std::string& what) {
+    constexpr const char* where = "hfisher::FisherPenalty::read";
+    const int m = io::get<std::int32_t>(i, what, where), st = io::get<std::int32_t>(i, what, where);
+    detail::require(m == int(method_), where, what, " holds a ", to_string(PenaltyMethod(m)), " penalty, expected ",
+                    to_string(method_));
+    structure_ = Structure(st);
+    lambda_ = io::get<double>(i, what, where);
+    gamma_ = io::get<double>(i, what, where);
+    tasks_ = io::get<std::int32_t>(i, what, where);
+    const int n = io::get<std::int32_t>(i, what, where);
+    detail::require(n >= 0 && n <= 100000 && tasks_ >= n, where, what, ": corrupt penalty header");
+    F_.clear();
+    anchor_.clear();
+    for (int t = 0; t < n; ++t) {
+      F_.push_back(COp::read(i, what));
+      const auto len = io::get<std::int64_t>(i, what, where);
+      detail::require(len == F_.back()->size(), where, what, ": anchor length ", len, " does not match the Fisher");
+      Vector a("hfisher::FisherPenalty::anchor", len);
+      io::get_view(i, a, what, where);
+      anchor_.push_back(a);
+    }
+  }
+
+  /// theta - theta_t (a new vector); public because it launches a kernel.
+  Vector diff(const Vector& theta, std::size_t t) const {
+    detail::require(long(theta.extent(0)) == F_[t]->size(), "hfisher::FisherPenalty", "theta has ", theta.extent(0),
+                    " entries, the penalty covers ", F_[t]->size());
+    Vector d("hfisher::FisherPenalty::d", theta.extent(0));
+    auto a = anchor_[t];
+    Kokkos::parallel_for(
+        "hfisher::FisherPenalty::diff", Kokkos::RangePolicy<ExecSpace>(0, theta.extent(0)),
+        KOKKOS_LAMBDA(const long i) { d(i) = theta(i) - a(i); });
+    return d;
+  }
+
+ private:
+  PenaltyMethod method_;
+  Structure structure_;
+  double lambda_, gamma_;
+  FisherKind kind_;
+  FisherOptions opts_;
+  std::vector<std::unique_ptr<COp>> F_;
+  std::vector<Vector> anchor_;
+  int tasks_ = 0;
+  double last_seconds_ = 0;
+};
+
+}  // namespace hfisher

@@ -1,0 +1,291 @@
+#include "fisher_bench.hpp"
+
+#include <hfisher/hfisher.hpp>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <memory>
+#include <random>
+#include <sstream>
+
+#include "bench_common.hpp"
+
+namespace hfisher_perf {
+namespace {
+
+using S = double;
+using E = Kokkos::DefaultExecutionSpace;
+using COp = hfisher::CurvatureOperator<S, E>;
+using Vec = COp::Vector;
+
+double now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+std::vector<double> host(const Vec& v) {
+  auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), v);
+  return std::vector<double>(h.data(), h.data() + h.extent(0));
+}
+
+double angle_deg(const std::vector<double>& a, const std::vector<double>& b) {
+  double ab = 0, aa = 0, bb = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    ab += a[i] * b[i];
+    aa += a[i] * a[i];
+    bb += b[i] * b[i];
+  }
+  const double c = std::max(-1.0, std::min(1.0, ab / std::sqrt(aa * bb)));
+  return std::acos(c) * 180.0 / M_PI;
+}
+
+double rel_fro(const COp::Matrix& A, const COp::Matrix& F) {
+  auto a = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), A);
+  auto f = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), F);
+  double num = 0, den = 0;
+  for (size_t i = 0; i < a.span(); ++i) {
+    num += (a.data()[i] - f.data()[i]) * (a.data()[i] - f.data()[i]);
+    den += f.data()[i] * f.data()[i];
+  }
+  return std::sqrt(num / den);
+}
+
+struct Row {
+  std::string structure, setting;
+  double build = 0, factor_solve = 0, solve = 0, err = 0, angle = 0;
+  std::size_t bytes = 0;
+};
+
+}  // namespace
+
+int run_fisher_bench(const FisherBenchOptions& o) {
+  const Machine mc = describe_machine();
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // progress lines appear as they are printed
+  std::printf("hfisher-bench fisher: Fisher structures on a trained MLP (double)\n");
+  std::printf("machine: %s | backend: %s | host threads: %s | %s\n", mc.cpu.c_str(), mc.backend.c_str(),
+              mc.host_threads.c_str(), mc.date.c_str());
+  hfisher::detail::require(o.widths.size() >= 2, "hfisher-bench fisher", "--widths needs at least two entries");
+  // data and training
+  auto train_h = hfisher::nn::load_mnist_dir(o.data, true);
+  auto test_h = hfisher::nn::load_mnist_dir(o.data, false);
+  hfisher::detail::require(train_h.features == o.widths.front(), "hfisher-bench fisher", "the data has ",
+                           train_h.features, " features but --widths starts with ", o.widths.front());
+  hfisher::detail::require(train_h.classes == o.widths.back(), "hfisher-bench fisher", "the data has ",
+                           train_h.classes, " classes but --widths ends with ", o.widths.back());
+  train_h = hfisher::nn::slice(train_h, 0, std::min(o.train_examples, train_h.n));
+  auto train = hfisher::nn::to_device<S, E>(train_h);
+  auto test = hfisher::nn::to_device<S, E>(test_h);
+  hfisher::nn::MLP<S, E> model(o.widths, hfisher::nn::Activation::ReLU, o.seed);
+  std::printf("data: %s (%d train, %d test examples); MLP", o.data.empty() ? hfisher::nn::default_data_dir().c_str()
+                                                                               : o.data.c_str(),
+              train.size(), test.size());
+  for (int w : o.widths) std::printf(" %d", w);
+  std::printf(" (%ld parameters)\n", model.num_params());
+  hfisher::nn::Adam<S, E> adam;
+  adam.lr = o.lr;
+  std::mt19937_64 rng(o.seed);
+  for (int e = 0; e < o.epochs; ++e) {
+    const double t0 = now();
+    const double loss = hfisher::nn::train_epoch(model, train, o.batch, adam, rng);
+    std::printf("epoch %d: loss %.4f, test accuracy %.4f (%.1f s)\n", e + 1, loss, model.accuracy(test), now() - t0);
+  }
+  // Fisher of one layer, exact and in every structure
+  const int layer = o.layer < 0 ? model.num_layers() - 1 : o.layer;
+  hfisher::detail::require(layer < model.num_layers(), "hfisher-bench fisher", "--layer ", layer,
+                           " is not a layer (the model has ", model.num_layers(), ")");
+  const auto kind = o.kind == "empirical" ? hfisher::FisherKind::Empirical
+                    : o.kind == "mc"      ? hfisher::FisherKind::MonteCarlo
+                                          : hfisher::FisherKind::GGN;
+  hfisher::FisherOptions fo;
+  fo.examples = o.fisher_examples;
+  fo.mc_samples = o.mc_samples;
+  fo.layers = {layer};
+  fo.leaf = o.leaf;
+  fo.seed = o.seed;
+  fo.memory_budget = std::size_t(12) << 30;
+  double t0 = now();
+  auto samples = hfisher::collect_samples(model, train, kind, fo);
+  const double t_collect = now() - t0;
+  const long n = samples.size();
+  std::printf("\nlayer %d: %d x %d (+ bias) = %ld parameters; %s Fisher from %d examples (%d samples), passes %.2f s\n",
+              layer, samples.shapes[0].out, samples.shapes[0].in, n, hfisher::to_string(kind), samples.examples,
+              samples.samples(), t_collect);
+  t0 = now();
+  auto exact = hfisher::build_curvature(samples, hfisher::Structure::BlockDiagonal, fo);
+  const double t_exact = now() - t0;
+  auto Fd = exact->to_dense();
+  double trace = 0;
+  for (double d : host(exact->diag())) trace += d;
+  const double lambda = o.damping * trace / n;
+  // the gradient of the mean loss over the Fisher examples, restricted to the layer
+  Vec g("g", n);
+  {
+    hfisher::nn::MLP<S, E>::Cache c;
+    Vec full("full", model.num_params());
+    auto X = Kokkos::subview(train.x, Kokkos::make_pair(0, samples.examples), Kokkos::ALL());
+    hfisher::nn::MLP<S, E>::Matrix Xc("Xc", samples.examples, train.features());
+    Kokkos::deep_copy(Xc, X);
+    hfisher::nn::MLP<S, E>::Labels yc("yc", samples.examples);
+    Kokkos::deep_copy(yc, Kokkos::subview(train.y, Kokkos::make_pair(0, samples.examples)));
+    model.loss_grad(Xc, yc, full, c);
+    const long off = model.layers()[layer].offset;
+    Kokkos::deep_copy(g, Kokkos::subview(full, Kokkos::make_pair(off, off + n)));
+  }
+  Vec xs("x*", n);
+  t0 = now();
+  exact->solve(g, xs, lambda);
+  const double t_exact_solve = now() - t0;
+  const auto xstar = host(xs);
+  std::printf("damping lambda = %.3g (%.0e x trace/n); exact (dense) block: build %.3f s, Cholesky + solve %.3f s, "
+              "%.1f MB\n\n",
+              lambda, o.damping, t_exact, t_exact_solve, exact->bytes() / 1e6);
+
+  std::vector<Row> rows;
+  auto run = [&](const std::string& name, const std::string& setting, hfisher::Structure st,
+                 const hfisher::FisherOptions& opts) {
+    Row r;
+    r.structure = name;
+    r.setting = setting;
+    try {
+    double t = now();
+    auto op = hfisher::build_curvature(samples, st, opts);
+    r.build = now() - t;
+    r.bytes = op->bytes();
+    r.err = rel_fro(op->to_dense(), Fd);
+    Vec x("x", n);
+    t = now();
+    op->solve(g, x, lambda);
+    r.factor_solve = now() - t;
+    t = now();
+    op->solve(g, x, lambda);
+    r.solve = now() - t;
+    r.angle = angle_deg(host(x), xstar);
+    } catch (const hfisher::Error& e) {
+      std::printf("%-12s %-14s | failed: %s\n", name.c_str(), setting.c_str(), e.what());
+      return;
+    }
+    rows.push_back(r);
+    std::printf("%-12s %-14s | build %8.3f s | %10.3f MB | rel. Frobenius error %9.2e | angle %7.3f deg | "
+                "factor+solve %8.4f s, solve %8.4f s\n",
+                r.structure.c_str(), r.setting.c_str(), r.build, r.bytes / 1e6, r.err, r.angle, r.factor_solve,
+                r.solve);
+    std::fflush(stdout);
+  };
+  run("diagonal", "-", hfisher::Structure::Diagonal, fo);
+  {
+    auto f2 = fo;
+    f2.kfac_damping = hfisher::KFACDamping::Eigen;
+    run("kfac", "eigen", hfisher::Structure::KFAC, f2);
+    f2.kfac_damping = hfisher::KFACDamping::Factored;
+    run("kfac", "factored", hfisher::Structure::KFAC, f2);
+  }
+  for (int r : o.ranks) {
+    auto f2 = fo;
+    f2.rank = r;
+    f2.tol = 1e-12;
+    run("lowrank", "rank " + std::to_string(r), hfisher::Structure::LowRank, f2);
+  }
+  for (double tol : o.tols) {
+    auto f2 = fo;
+    f2.tol = tol;
+    char b[32];
+    std::snprintf(b, sizeof b, "tol %.0e", tol);
+    run("hierarchical", b, hfisher::Structure::Hierarchical, f2);
+    if (o.spd_rows) {
+      f2.spd_compensation = true;
+      run("hierarchical", std::string(b) + " spd", hfisher::Structure::Hierarchical, f2);
+    }
+  }
+  // rank profile of the hierarchical layer Fisher in natural parameter order
+  try {
+    auto f2 = fo;
+    f2.tol = o.tols.empty() ? 1e-2 : o.tols.back();
+    auto op = hfisher::build_curvature(samples, hfisher::Structure::Hierarchical, f2);
+    auto& bd = dynamic_cast<hfisher::fisher::BlockDiagonalOperator<S, E>&>(*op);
+    auto& h = dynamic_cast<const hfisher::fisher::HODLROperator<S, E>&>(bd.block(0)).hodlr();
+    std::printf("\nrank profile of the layer's Fisher (natural order, tol %.0e): level: block size, min/mean/max rank\n",
+                f2.tol);
+    for (const auto& rs : h.ranks())
+      std::printf("  level %2d: %6d  %4d / %7.1f / %4d\n", rs.level, h.tree().block_size(rs.level), rs.min, rs.mean,
+                  rs.max);
+  } catch (const hfisher::Error& e) {
+    std::printf("rank profile failed: %s\n", e.what());
+  }
+
+  // factorization vs K-FAC inversion on a large layer
+  struct Big {
+    int layer = -1;
+    long n = 0;
+    double kfac_build = 0, kfac_inv = 0, h_build = 0, h_factor = 0;
+    std::size_t kfac_bytes = 0, h_bytes = 0;
+  } big;
+  if (o.big_layer >= 0 && o.big_layer < model.num_layers()) try {
+    auto fb = fo;
+    fb.layers = {o.big_layer};
+    fb.examples = o.big_examples;
+    fb.tol = o.big_tol;
+    auto sb = hfisher::collect_samples(model, train, hfisher::FisherKind::Empirical, fb);
+    big.layer = o.big_layer;
+    big.n = sb.size();
+    Vec b("b", big.n), x("x", big.n);
+    Kokkos::deep_copy(b, 1.0);
+    double t = now();
+    auto kf = hfisher::build_curvature(sb, hfisher::Structure::KFAC, fb);
+    big.kfac_build = now() - t;
+    t = now();
+    kf->solve(b, x, lambda);  // first solve: eigendecompositions of A and G
+    big.kfac_inv = now() - t;
+    big.kfac_bytes = kf->bytes();
+    t = now();
+    auto hh = hfisher::build_curvature(sb, hfisher::Structure::Hierarchical, fb);
+    big.h_build = now() - t;
+    t = now();
+    hh->solve(b, x, lambda);  // first solve: factorization of H + lambda I
+    big.h_factor = now() - t;
+    big.h_bytes = hh->bytes();
+    std::printf("\nlarge layer %d (%ld parameters, empirical Fisher from %d examples):\n", big.layer, big.n,
+                sb.examples);
+    std::printf("  K-FAC:        build %.3f s, inversion (eigendecompositions + first solve) %.3f s, %.1f MB\n",
+                big.kfac_build, big.kfac_inv, big.kfac_bytes / 1e6);
+    std::printf("  hierarchical: build %.3f s, factorization (+ first solve) %.3f s, %.1f MB (tol %.0e)\n",
+                big.h_build, big.h_factor, big.h_bytes / 1e6, o.big_tol);
+    std::printf("  factorization / K-FAC inversion time: %.2f\n", big.h_factor / big.kfac_inv);
+  } catch (const hfisher::Error& e) {
+    std::printf("\nlarge layer %d: failed: %s\n", o.big_layer, e.what());
+  }
+
+  if (!o.output.empty()) {
+    std::ostringstream csv, js, gp;
+    csv << "structure,setting,build_s,bytes,rel_fro_error,angle_deg,factor_solve_s,solve_s\n";
+    js << "{\n  \"machine\": \"" << mc.cpu << "\",\n  \"backend\": \"" << mc.backend << "\",\n  \"threads\": "
+       << mc.host_threads << ",\n  \"date\": \"" << mc.date << "\",\n  \"layer\": " << layer
+       << ",\n  \"parameters\": " << n << ",\n  \"kind\": \"" << o.kind << "\",\n  \"examples\": " << samples.examples
+       << ",\n  \"damping\": " << lambda << ",\n  \"rows\": [\n";
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const auto& r = rows[i];
+      csv << r.structure << "," << r.setting << "," << r.build << "," << r.bytes << "," << r.err << "," << r.angle
+          << "," << r.factor_solve << "," << r.solve << "\n";
+      js << "    {\"structure\": \"" << r.structure << "\", \"setting\": \"" << r.setting << "\", \"build_s\": "
+         << r.build << ", \"bytes\": " << r.bytes << ", \"rel_fro_error\": " << r.err << ", \"angle_deg\": "
+         << r.angle << ", \"factor_solve_s\": " << r.factor_solve << ", \"solve_s\": " << r.solve << "}"
+         << (i + 1 < rows.size() ? "," : "") << "\n";
+    }
+    js << "  ],\n  \"large_layer\": {\"layer\": " << big.layer << ", \"parameters\": " << big.n
+       << ", \"kfac_build_s\": " << big.kfac_build << ", \"kfac_inversion_s\": " << big.kfac_inv
+       << ", \"hierarchical_build_s\": " << big.h_build << ", \"hierarchical_factor_s\": " << big.h_factor << "}\n}\n";
+    write_file_atomic(o.output + "/fisher.csv", csv.str());
+    write_file_atomic(o.output + "/fisher.json", js.str());
+    gp << "set terminal pngcairo size 900,600\nset output '" << o.output << "/fisher.png'\n"
+       << "set logscale xy\nset xlabel 'memory (MB)'\nset ylabel 'relative Frobenius error vs exact layer Fisher'\n"
+       << "set title 'Layer " << layer << " (" << n << " parameters), " << o.kind << " Fisher: error vs memory ("
+       << mc.date << ")'\nset datafile separator ','\nset key outside\n"
+       << "plot for [s in 'diagonal kfac lowrank hierarchical'] '" << o.output
+       << "/fisher.csv' using ((strcol(1) eq s) ? $4/1e6 : 1/0):5 with linespoints title s\n";
+    write_file_atomic(o.output + "/fisher.gp", gp.str());
+    const int rc = std::system(("command -v gnuplot >/dev/null 2>&1 && gnuplot '" + o.output + "/fisher.gp' 2>/dev/null").c_str());
+    std::printf("\nwrote %s/fisher.csv, fisher.json, fisher.gp%s\n", o.output.c_str(), rc == 0 ? ", fisher.png" : "");
+  }
+  return 0;
+}
+
+}  // namespace hfisher_perf

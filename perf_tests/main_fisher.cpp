@@ -1,0 +1,23 @@
+// perf_tests/fisher: Fisher structures on a trained MLP. Same code and options as
+// `hfisher-bench fisher`.
+#include <CLI/CLI.hpp>
+#include <hfisher/hfisher.hpp>
+
+#include <cstdio>
+
+#include "fisher_bench.hpp"
+#include "fisher_cli.hpp"
+
+int main(int argc, char** argv) {
+  hfisher::ScopeGuard guard(argc, argv);
+  hfisher_perf::FisherBenchOptions o;
+  CLI::App app{"hfisher perf: Fisher structures on a trained MLP"};
+  hfisher_perf::add_fisher_options(app, o);
+  CLI11_PARSE(app, argc, argv);
+  try {
+    return hfisher_perf::run_fisher_bench(o);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+}

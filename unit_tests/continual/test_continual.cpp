@@ -1,0 +1,151 @@
+#include <sstream>
+
+#include <hfisher/continual/metrics.hpp>
+#include <hfisher/continual/penalty.hpp>
+#include <hfisher/continual/streams.hpp>
+
+#include "../test_helpers.hpp"
+
+using namespace hfisher_test;
+
+template <class C>
+class PenaltyTest : public ::testing::Test {};
+TYPED_TEST_SUITE(PenaltyTest, Configs, ConfigNames);
+
+TEST(Metrics, AgainstHandComputedMatrix) {
+  // R(i, j): accuracy on task j after task i (3 tasks)
+  hfisher::continual::AccuracyMatrix R(3);
+  const double v[3][3] = {{0.9, 0.1, 0.1}, {0.7, 0.8, 0.1}, {0.6, 0.75, 0.95}};
+  for (int i = 0; i < 3; ++i)
+    for (int j = 0; j < 3; ++j) R.set(i, j, v[i][j]);
+  EXPECT_NEAR(R.acc(0), 0.9, 1e-15);
+  EXPECT_NEAR(R.acc(1), 0.75, 1e-15);
+  EXPECT_NEAR(R.acc(2), (0.6 + 0.75 + 0.95) / 3, 1e-15);
+  EXPECT_NEAR(R.bwt(2), ((0.6 - 0.9) + (0.75 - 0.8)) / 2, 1e-15);
+  // forgetting: task 0 best before 2 is 0.9 -> 0.6; task 1 best 0.8 -> 0.75
+  EXPECT_NEAR(R.forgetting(2), (0.3 + 0.05) / 2, 1e-15);
+  EXPECT_NEAR(R.bwt(0), 0.0, 0);
+  EXPECT_EQ(R.completed_rows(), 3);
+  EXPECT_THROW(R.set(3, 0, 0.5), hfisher::Error);
+  EXPECT_THROW(R.set(0, 0, 1.5), hfisher::Error);
+  hfisher::continual::AccuracyMatrix P(2);
+  P.set(0, 0, 0.5);
+  EXPECT_THROW(P.acc(1), hfisher::Error);  // row 1 not measured
+}
+
+TEST(Streams, PermutedAndSplit) {
+  hfisher::nn::Dataset d;
+  d.n = 40;
+  d.features = 6;
+  d.classes = 10;
+  for (int i = 0; i < d.n; ++i) {
+    for (int f = 0; f < d.features; ++f) d.x.push_back(float(i * 10 + f));
+    d.y.push_back(i % 10);
+  }
+  auto s = hfisher::continual::make_stream(d, d, hfisher::continual::StreamKind::Permuted, 3,
+                                           hfisher::continual::Scenario::ClassIncremental, 5);
+  ASSERT_EQ(s.size(), 3u);
+  EXPECT_EQ(s[0].train.x, d.x);  // task 0: identity
+  EXPECT_NE(s[1].train.x, d.x);
+  auto a = s[1].train.x, b = d.x;  // a permutation of each row
+  std::sort(a.begin(), a.begin() + 6);
+  std::sort(b.begin(), b.begin() + 6);
+  EXPECT_TRUE(std::equal(a.begin(), a.begin() + 6, b.begin()));
+  auto sp = hfisher::continual::make_stream(d, d, hfisher::continual::StreamKind::Split, 5,
+                                            hfisher::continual::Scenario::TaskIncremental, 5);
+  ASSERT_EQ(sp.size(), 5u);
+  for (int t = 0; t < 5; ++t) {
+    EXPECT_EQ(sp[t].classes, (std::vector<int>{2 * t, 2 * t + 1}));
+    EXPECT_EQ(sp[t].train.n, 8);
+    for (int y : sp[t].train.y) EXPECT_EQ(y / 2, t);
+  }
+  EXPECT_THROW(hfisher::continual::make_stream(d, d, hfisher::continual::StreamKind::Split, 6,
+                                               hfisher::continual::Scenario::TaskIncremental, 5),
+               hfisher::Error);
+}
+
+// value and gradient of every penalty against dense Fishers and anchors
+TYPED_TEST(PenaltyTest, ValueAndGradientAgainstDense) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  const bool dbl = std::is_same<S, double>::value;
+  hfisher::nn::MLP<S, E> model({5, 4, 3}, hfisher::nn::Activation::Tanh, 4);
+  hfisher::nn::Dataset d;
+  d.n = 20;
+  d.features = 5;
+  d.classes = 3;
+  std::mt19937 g(2);
+  std::normal_distribution<double> nd(0, 1);
+  for (int i = 0; i < d.n * d.features; ++i) d.x.push_back(float(nd(g)));
+  for (int i = 0; i < d.n; ++i) d.y.push_back(i % 3);
+  auto data = hfisher::nn::to_device<S, E>(d);
+  const long P = model.num_params();
+  for (auto m : {hfisher::PenaltyMethod::EWC, hfisher::PenaltyMethod::OnlineEWC, hfisher::PenaltyMethod::KFACLaplace,
+                 hfisher::PenaltyMethod::Hierarchical}) {
+    hfisher::FisherOptions o;
+    o.examples = 20;
+    o.leaf = 8;
+    o.tol = dbl ? 1e-10 : 1e-5;
+    const double lambda = 3.0, gamma = 0.7;
+    hfisher::FisherPenalty<S, E> pen(m, lambda, gamma, hfisher::FisherKind::Empirical, o);
+    // dense references: per task F_t (dense of a fresh estimate) and anchors
+    std::vector<HostBatch> Fs;
+    std::vector<std::vector<double>> anchors;
+    auto th = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), model.params());
+    for (int t = 0; t < 3; ++t) {
+      for (long i = 0; i < P; ++i) th(i) += S(0.1 * nd(g));
+      Kokkos::deep_copy(model.params(), th);
+      auto Ft = hfisher::estimate_fisher(model, data, hfisher::FisherKind::Empirical, hfisher::default_structure(m), o);
+      auto Fh = to_host2(Ft->to_dense());
+      HostBatch F(1, P, P);
+      for (long i = 0; i < P; ++i)
+        for (long j = 0; j < P; ++j) F(0, i, j) = Fh[i][j];
+      Fs.push_back(F);
+      anchors.push_back(to_host1(model.params()));
+      pen.consolidate(model, data);
+    }
+    // the dense penalty's terms
+    std::vector<std::pair<HostBatch, std::vector<double>>> terms;
+    if (m == hfisher::PenaltyMethod::EWC) {
+      for (int t = 0; t < 3; ++t) terms.push_back({Fs[t], anchors[t]});
+    } else {
+      HostBatch F(1, P, P);
+      for (int t = 0; t < 3; ++t)
+        for (size_t k = 0; k < F.a.size(); ++k)
+          F.a[k] = (m == hfisher::PenaltyMethod::OnlineEWC ? gamma * F.a[k] : F.a[k]) + Fs[t].a[k];
+      terms.push_back({F, anchors[2]});
+    }
+    for (long i = 0; i < P; ++i) th(i) += S(0.2 * nd(g));
+    Kokkos::deep_copy(model.params(), th);
+    auto theta = to_host1(model.params());
+    double ref = 0;
+    std::vector<double> gref(P, 0.0);
+    for (const auto& [F, a] : terms)
+      for (long i = 0; i < P; ++i)
+        for (long j = 0; j < P; ++j) {
+          ref += 0.5 * lambda * (theta[i] - a[i]) * F(0, i, j) * (theta[j] - a[j]);
+          gref[i] += lambda * F(0, i, j) * (theta[j] - a[j]);
+        }
+    const double tol = dbl ? 1e-8 : 2e-3;
+    EXPECT_NEAR(pen.value(model.params()), ref, tol * (1 + std::abs(ref))) << hfisher::to_string(m);
+    typename hfisher::FisherPenalty<S, E>::Vector grad("grad", P);
+    Kokkos::deep_copy(grad, S(1));
+    pen.add_gradient(model.params(), grad);
+    auto gh = to_host1(grad);
+    double gmax = 0;
+    for (double x : gref) gmax = std::max(gmax, std::abs(x));
+    for (long i = 0; i < P; ++i) EXPECT_NEAR(gh[i], 1.0 + gref[i], tol * (1 + gmax)) << hfisher::to_string(m) << " " << i;
+    EXPECT_EQ(pen.tasks(), 3);
+    EXPECT_EQ(pen.terms(), m == hfisher::PenaltyMethod::EWC ? 3 : 1);
+    EXPECT_GT(pen.bytes(), 0u);
+    // write / read: the same value
+    std::stringstream ss;
+    pen.write(ss);
+    hfisher::FisherPenalty<S, E> back(m, 1.0);
+    back.read(ss, "stream");
+    EXPECT_NEAR(back.value(model.params()), pen.value(model.params()), 1e-12 * (1 + std::abs(ref)));
+  }
+  using Pen = hfisher::FisherPenalty<S, E>;
+  EXPECT_THROW(Pen(hfisher::PenaltyMethod::EWC, -1.0), hfisher::Error);
+  EXPECT_THROW(Pen(hfisher::PenaltyMethod::OnlineEWC, 1.0, 0.0), hfisher::Error);
+}
