@@ -8,6 +8,7 @@
 #include <hfisher/hfisher.hpp>
 
 #include <chrono>
+#include <cstdlib>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -216,6 +217,11 @@ int run(const Options& o) {
                   method.c_str(), t + 1, T, loss, r.R(t, t), r.R.acc(t), r.R.bwt(t), r.train_seconds.back(), cons,
                   r.fisher_bytes.back() / 1e6);
       save_checkpoint(ckpt, key, r, model, pen.get());
+      // testing hook: simulate an interruption after N finished tasks of this method
+      if (const char* stop = std::getenv("HFISHER_CONTINUAL_STOP_AFTER"); stop && std::atoi(stop) == t + 1) {
+        std::printf("HFISHER_CONTINUAL_STOP_AFTER=%s: stopping as if interrupted\n", stop);
+        std::exit(3);
+      }
     }
     results.push_back(std::move(r));
   }
