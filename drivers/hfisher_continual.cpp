@@ -8,6 +8,7 @@
 #include <hfisher/hfisher.hpp>
 
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <cstdio>
 #include <filesystem>
@@ -31,6 +32,7 @@ struct Options {
   double lr = 1e-3, lambda = 10.0, gamma = 0.9, tol = 1e-2, damping = 1e-3;
   std::string fisher_kind = "empirical";
   std::uint64_t seed = 1;
+  std::vector<std::string> lambda_for = {"hierarchical=1"};  ///< per-method overrides of lambda
   int leaf = 32, rank = 32, max_rank = 32;
 };
 
@@ -46,7 +48,24 @@ std::string run_key(const Options& o, const std::string& method) {
     << "|" << o.lr << "|" << o.lambda << "|" << o.gamma << "|" << o.tol << "|" << o.damping << "|" << o.fisher_kind
     << "|" << o.seed << "|" << o.leaf << "|" << o.rank << "|" << o.max_rank << "|" << o.data;
   for (int h : o.hidden) k << "|h" << h;
+  for (const auto& l : o.lambda_for) k << "|l" << l;
   return k.str();
+}
+
+double lambda_of(const Options& o, const std::string& method) {
+  double l = o.lambda;
+  for (const auto& kv : o.lambda_for) {
+    const auto eq = kv.find('=');
+    hfisher::detail::require(eq != std::string::npos, "hfisher-continual", "--lambda-for expects METHOD=VALUE, got '",
+                             kv, "'");
+    if (kv.substr(0, eq) != method) continue;
+    char* end = nullptr;
+    const std::string v = kv.substr(eq + 1);
+    l = std::strtod(v.c_str(), &end);
+    hfisher::detail::require(end && *end == '\0' && !v.empty() && l >= 0 && std::isfinite(l), "hfisher-continual",
+                             "--lambda-for ", kv, ": the value is not a finite number >= 0");
+  }
+  return l;
 }
 
 struct MethodResult {
@@ -174,7 +193,7 @@ int run(const Options& o) {
     Model model(widths, hfisher::nn::Activation::ReLU, o.seed);
     std::unique_ptr<hfisher::FisherPenalty<S, E>> pen;
     if (method != "finetune")
-      pen = std::make_unique<hfisher::FisherPenalty<S, E>>(penalty_of(method), o.lambda, o.gamma, fkind, fo);
+      pen = std::make_unique<hfisher::FisherPenalty<S, E>>(penalty_of(method), lambda_of(o, method), o.gamma, fkind, fo);
     const std::string ckpt = o.output + "/checkpoints/" + method + ".ckpt", key = run_key(o, method);
     if (load_checkpoint(ckpt, key, r, model, pen.get()))
       std::printf("[%s] resuming from %s after task %d\n", method.c_str(), ckpt.c_str(), r.done);
@@ -226,13 +245,14 @@ int run(const Options& o) {
     results.push_back(std::move(r));
   }
   // table
-  std::printf("\n%-14s %8s %8s %11s %12s %15s %10s\n", "method", "ACC", "BWT", "forgetting", "Fisher MB",
-              "consolidate s", "train s");
+  std::printf("\n%-14s %7s %8s %8s %11s %12s %15s %10s\n", "method", "lambda", "ACC", "BWT", "forgetting",
+              "Fisher MB", "consolidate s", "train s");
   for (const auto& r : results) {
     double cs = 0, ts = 0;
     for (double v : r.consolidate_seconds) cs += v;
     for (double v : r.train_seconds) ts += v;
-    std::printf("%-14s %8.4f %+8.4f %11.4f %12.2f %15.2f %10.1f\n", r.method.c_str(), r.R.acc(T - 1), r.R.bwt(T - 1),
+    std::printf("%-14s %7g %8.4f %+8.4f %11.4f %12.2f %15.2f %10.1f\n", r.method.c_str(),
+                r.method == "finetune" ? 0.0 : lambda_of(o, r.method), r.R.acc(T - 1), r.R.bwt(T - 1),
                 r.R.forgetting(T - 1), r.fisher_bytes.back() / 1e6, cs / T, ts);
   }
   // files
@@ -253,7 +273,8 @@ int run(const Options& o) {
       for (int j = 0; j < T; ++j) mcsv << r.R(i, j) << (j + 1 < T ? " " : "\n");
     }
     hfisher::io::atomic_write(o.output + "/R_" + r.method + ".dat", "hfisher-continual", [&](std::ostream& f) { f << mcsv.str(); });
-    js << "    {\"method\": \"" << r.method << "\", \"ACC\": " << r.R.acc(T - 1) << ", \"BWT\": " << r.R.bwt(T - 1)
+    js << "    {\"method\": \"" << r.method << "\", \"lambda\": " << (r.method == "finetune" ? 0.0 : lambda_of(o, r.method))
+       << ", \"ACC\": " << r.R.acc(T - 1) << ", \"BWT\": " << r.R.bwt(T - 1)
        << ", \"forgetting\": " << r.R.forgetting(T - 1) << ", \"fisher_bytes\": " << r.fisher_bytes.back()
        << ", \"R\": [";
     for (int i = 0; i < T; ++i) {
@@ -307,6 +328,8 @@ int main(int argc, char** argv) {
   app.add_option("--batch", o.batch, "minibatch size")->check(CLI::Range(1, 1 << 16));
   app.add_option("--lr", o.lr, "learning rate")->check(CLI::PositiveNumber);
   app.add_option("--lambda", o.lambda, "penalty strength lambda")->check(CLI::NonNegativeNumber);
+  app.add_option("--lambda-for", o.lambda_for,
+                 "repeatable METHOD=VALUE: lambda of one method (default: hierarchical=1, the others --lambda)");
   app.add_option("--gamma", o.gamma, "online EWC decay in (0, 1]")->check(CLI::Range(1e-6, 1.0));
   app.add_option("--hidden", o.hidden, "hidden layer widths")->check(CLI::Range(1, 1 << 14));
   app.add_option("--train-examples", o.train_examples, "training examples per task (split: of the whole set)")
