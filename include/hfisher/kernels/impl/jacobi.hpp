@@ -95,9 +95,9 @@ KOKKOS_INLINE_FUNCTION void sort_with_columns(const Member& t, int n, T* d, bool
 
 /// One-sided Jacobi SVD of the m x n block A (m >= n): A = U diag(S) V^T with
 /// U m x n (strides u0, u1), S n values descending, V n x n (v0, v1).
-/// Columns whose norm falls to m eps |A|_F or below are numerically zero and
+/// Columns whose norm falls to sqrt(m) eps |A|_F or below are numerically zero and
 /// are not rotated further (their singular values are returned as computed,
-/// below m eps |A|_F; U columns of exactly zero ones are zero). Returns the number of
+/// below sqrt(m) eps |A|_F; U columns of exactly zero ones are zero). Returns the number of
 /// sweeps, or -1 if it did not converge in max_sweeps.
 template <class Member, class T>
 KOKKOS_INLINE_FUNCTION int jacobi_svd(const Member& t, int m, int n, const T* A, int a0, int a1, T* U, int u0, int u1,
@@ -108,7 +108,7 @@ KOKKOS_INLINE_FUNCTION int jacobi_svd(const Member& t, int m, int n, const T* A,
   });
   t.team_barrier();
   const T tol = math::limits<T>::eps() * T(m > 1 ? m : 1);
-  // columns with norm <= m eps |A|_F are numerically zero: rotations with
+  // columns with norm <= sqrt(m) eps |A|_F are numerically zero: rotations with
   // large columns leave absolute errors of that size in them, so rotating
   // them only shuffles rounding noise (and never converges on rank-deficient
   // or strongly graded input)
@@ -119,7 +119,7 @@ KOKKOS_INLINE_FUNCTION int jacobi_svd(const Member& t, int m, int n, const T* A,
         for (int r = 0; r < m; ++r) v += U[r * u0 + j * u1] * U[r * u0 + j * u1];
       },
       fro2);
-  const T negligible = tol * tol * fro2;
+  const T negligible = tol * math::limits<T>::eps() * fro2;
   int sweeps = -1;
   for (int sweep = 0; sweep < max_sweeps; ++sweep) {
     bool rotated = false;
