@@ -112,6 +112,29 @@ HostBatch to_host(const V& d) {
   return h;
 }
 
+/// A rank-2 device view as a HostBatch with one entry (1, rows, cols).
+template <class V>
+HostBatch host_matrix(const V& d) {
+  auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), d);
+  HostBatch r(1, d.extent(0), d.extent(1));
+  for (size_t i = 0; i < d.extent(0); ++i)
+    for (size_t j = 0; j < d.extent(1); ++j) r(0, i, j) = double(h(i, j));
+  return r;
+}
+
+/// n examples of f standard-normal features with labels uniform in [0, classes).
+inline hfisher::nn::Dataset random_dataset(int n, int f, int classes, unsigned seed) {
+  hfisher::nn::Dataset d;
+  d.n = n;
+  d.features = f;
+  d.classes = classes;
+  std::mt19937 g(seed);
+  std::normal_distribution<double> nd(0, 1);
+  for (int i = 0; i < n * f; ++i) d.x.push_back(float(nd(g)));
+  for (int i = 0; i < n; ++i) d.y.push_back(int(g() % classes));
+  return d;
+}
+
 template <class V>
 std::vector<std::vector<double>> to_host2(const V& d) {
   auto hm = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), d);

@@ -70,15 +70,9 @@ TYPED_TEST(PenaltyTest, ValueAndGradientAgainstDense) {
   using E = typename TypeParam::exec;
   const bool dbl = std::is_same<S, double>::value;
   hfisher::nn::MLP<S, E> model({5, 4, 3}, hfisher::nn::Activation::Tanh, 4);
-  hfisher::nn::Dataset d;
-  d.n = 20;
-  d.features = 5;
-  d.classes = 3;
+  auto data = hfisher::nn::to_device<S, E>(random_dataset(20, 5, 3, 2));
   std::mt19937 g(2);
   std::normal_distribution<double> nd(0, 1);
-  for (int i = 0; i < d.n * d.features; ++i) d.x.push_back(float(nd(g)));
-  for (int i = 0; i < d.n; ++i) d.y.push_back(i % 3);
-  auto data = hfisher::nn::to_device<S, E>(d);
   const long P = model.num_params();
   for (auto m : {hfisher::PenaltyMethod::EWC, hfisher::PenaltyMethod::OnlineEWC, hfisher::PenaltyMethod::KFACLaplace,
                  hfisher::PenaltyMethod::Hierarchical}) {

@@ -13,18 +13,6 @@ TYPED_TEST_SUITE(FisherTest, Configs, ConfigNames);
 
 namespace {
 
-template <class S, class E>
-hfisher::nn::DeviceData<S, E> fisher_data(int n, int f, int classes, unsigned seed) {
-  hfisher::nn::Dataset d;
-  d.n = n;
-  d.features = f;
-  d.classes = classes;
-  std::mt19937 g(seed);
-  std::normal_distribution<double> nd(0, 1);
-  for (int i = 0; i < n * f; ++i) d.x.push_back(float(nd(g)));
-  for (int i = 0; i < n; ++i) d.y.push_back(int(g() % classes));
-  return hfisher::nn::to_device<S, E>(d);
-}
 
 struct Reference {
   HostBatch F;                       // (1, P, P)
@@ -91,14 +79,6 @@ Reference brute_force(const hfisher::nn::MLP<S, E>& model, const hfisher::nn::De
   return ref;
 }
 
-template <class V>
-HostBatch dense_host(const V& d) {
-  auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), d);
-  HostBatch r(1, d.extent(0), d.extent(1));
-  for (size_t i = 0; i < d.extent(0); ++i)
-    for (size_t j = 0; j < d.extent(1); ++j) r(0, i, j) = double(h(i, j));
-  return r;
-}
 
 // the block-diagonal part of F (layers' blocks), the rest zero
 HostBatch block_diag_of(const HostBatch& F, const std::vector<hfisher::nn::LayerShape>& ls) {
@@ -133,7 +113,7 @@ template <class S, class E>
 void check_operator(const hfisher::CurvatureOperator<S, E>& op, double damping, const std::string& what) {
   const long n = op.size();
   const bool dbl = std::is_same<S, double>::value;
-  const auto F = dense_host(op.to_dense());
+  const auto F = host_matrix(op.to_dense());
   const double nF = std::max(1e-300, max_abs(F, 0));
   std::mt19937 g(3);
   std::normal_distribution<double> nd(0, 1);
@@ -184,7 +164,7 @@ void check_operator(const hfisher::CurvatureOperator<S, E>& op, double damping, 
   EXPECT_EQ(back->size(), n);
   EXPECT_EQ(back->structure(), op.structure());
   EXPECT_EQ(back->bytes(), op.bytes());
-  EXPECT_LE(rel_fro(dense_host(back->to_dense()), F), dbl ? 1e-15 : 1e-7) << what << ": load(save(F))";
+  EXPECT_LE(rel_fro(host_matrix(back->to_dense()), F), dbl ? 1e-15 : 1e-7) << what << ": load(save(F))";
   {
     std::ifstream in(path, std::ios::binary);
     std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -198,7 +178,7 @@ void check_operator(const hfisher::CurvatureOperator<S, E>& op, double damping, 
   // online sum: F + 0.5 F = 1.5 F; scale
   auto sum = op.clone();
   sum->add(op, 0.5);
-  EXPECT_LE(rel_fro(dense_host(sum->to_dense()), [&] {
+  EXPECT_LE(rel_fro(host_matrix(sum->to_dense()), [&] {
               HostBatch t = F;
               for (auto& z : t.a) z *= 1.5;
               return t;
@@ -223,7 +203,7 @@ TYPED_TEST(FisherTest, EveryKindAndStructureAgainstBruteForce) {
   const bool dbl = std::is_same<S, double>::value;
   hfisher::nn::MLP<S, E> model({6, 5, 4}, hfisher::nn::Activation::Tanh, 11);
   const int N = 24;
-  auto data = fisher_data<S, E>(N + 8, 6, 4, 5);
+  auto data = hfisher::nn::to_device<S, E>(random_dataset(N + 8, 6, 4, 5));
   for (auto kind : {hfisher::FisherKind::Empirical, hfisher::FisherKind::MonteCarlo, hfisher::FisherKind::GGN}) {
     hfisher::FisherOptions o;
     o.examples = N;
@@ -248,7 +228,7 @@ TYPED_TEST(FisherTest, EveryKindAndStructureAgainstBruteForce) {
     // block-diagonal dense: the exact layer blocks
     {
       auto op = hfisher::build_curvature(samples, hfisher::Structure::BlockDiagonal, o);
-      EXPECT_LE(rel_fro(dense_host(op->to_dense()), Fb), dbl ? 1e-12 : 1e-5) << k << " block-diagonal";
+      EXPECT_LE(rel_fro(host_matrix(op->to_dense()), Fb), dbl ? 1e-12 : 1e-5) << k << " block-diagonal";
       check_operator(*op, 0.05, k + "/blockdiag");
     }
     // K-FAC: factors equal the brute-force Kronecker factors
@@ -259,9 +239,9 @@ TYPED_TEST(FisherTest, EveryKindAndStructureAgainstBruteForce) {
       for (int l = 0; l < model.num_layers(); ++l) {
         auto* kf = dynamic_cast<const hfisher::fisher::KFACOperator<S, E>*>(&bd->block(l));
         ASSERT_NE(kf, nullptr);
-        EXPECT_TRUE(near(dense_host(kf->terms()[0].A), ref.A[l], dbl ? 1e-10 : 1e-5, 1 + max_abs(ref.A[l], 0), "A"))
+        EXPECT_TRUE(near(host_matrix(kf->terms()[0].A), ref.A[l], dbl ? 1e-10 : 1e-5, 1 + max_abs(ref.A[l], 0), "A"))
             << k << " layer " << l;
-        EXPECT_TRUE(near(dense_host(kf->terms()[0].G), ref.G[l], dbl ? 1e-10 : 1e-5, 1 + max_abs(ref.G[l], 0), "G"))
+        EXPECT_TRUE(near(host_matrix(kf->terms()[0].G), ref.G[l], dbl ? 1e-10 : 1e-5, 1 + max_abs(ref.G[l], 0), "G"))
             << k << " layer " << l;
       }
       check_operator(*op, 0.05, k + "/kfac");
@@ -269,7 +249,7 @@ TYPED_TEST(FisherTest, EveryKindAndStructureAgainstBruteForce) {
     // low rank at full rank: equal to F over all parameters; diag always exact
     {
       auto op = hfisher::build_curvature(samples, hfisher::Structure::LowRank, o);
-      EXPECT_LE(rel_fro(dense_host(op->to_dense()), ref.F), dbl ? 1e-8 : 1e-3) << k << " low rank";
+      EXPECT_LE(rel_fro(host_matrix(op->to_dense()), ref.F), dbl ? 1e-8 : 1e-3) << k << " low rank";
       auto o2 = o;
       o2.rank = 3;
       auto small = hfisher::build_curvature(samples, hfisher::Structure::LowRank, o2);
@@ -281,7 +261,7 @@ TYPED_TEST(FisherTest, EveryKindAndStructureAgainstBruteForce) {
     // hierarchical: the layer blocks within the compression tolerance
     {
       auto op = hfisher::build_curvature(samples, hfisher::Structure::Hierarchical, o);
-      EXPECT_LE(rel_fro(dense_host(op->to_dense()), Fb), dbl ? 1e-8 : 2e-3) << k << " hierarchical";
+      EXPECT_LE(rel_fro(host_matrix(op->to_dense()), Fb), dbl ? 1e-8 : 2e-3) << k << " hierarchical";
       // a loose tolerance stays positive semi-definite (SPD-preserving compensation): damping 1e-8 factors
       auto loose = o;
       loose.tol = 0.3;
@@ -300,7 +280,7 @@ TYPED_TEST(FisherTest, KFACDampingModesAndSums) {
   using E = typename TypeParam::exec;
   const bool dbl = std::is_same<S, double>::value;
   hfisher::nn::MLP<S, E> model({5, 4, 3}, hfisher::nn::Activation::ReLU, 2);
-  auto data = fisher_data<S, E>(30, 5, 3, 8);
+  auto data = hfisher::nn::to_device<S, E>(random_dataset(30, 5, 3, 8));
   hfisher::FisherOptions o;
   o.examples = 30;
   o.kfac_damping = hfisher::KFACDamping::Factored;
@@ -310,7 +290,7 @@ TYPED_TEST(FisherTest, KFACDampingModesAndSums) {
   // factored damping: (G + sqrt(l)/pi I) (x) (A + pi sqrt(l) I), checked densely
   auto* kf = dynamic_cast<const hfisher::fisher::KFACOperator<S, E>*>(&bd->block(0));
   const double lam = 0.3;
-  auto A = dense_host(kf->terms()[0].A), G = dense_host(kf->terms()[0].G);
+  auto A = host_matrix(kf->terms()[0].A), G = host_matrix(kf->terms()[0].G);
   double ta = 0, tg = 0;
   for (int i = 0; i < A.m; ++i) ta += A(0, i, i);
   for (int i = 0; i < G.m; ++i) tg += G(0, i, i);
@@ -330,8 +310,8 @@ TYPED_TEST(FisherTest, KFACDampingModesAndSums) {
   // a sum of two K-FAC operators is exact for apply; solve asks for merge_terms
   auto sum = op->clone();
   sum->add(*op, 1.0);
-  EXPECT_LE(rel_fro(dense_host(sum->to_dense()), [&] {
-              auto t = dense_host(op->to_dense());
+  EXPECT_LE(rel_fro(host_matrix(sum->to_dense()), [&] {
+              auto t = host_matrix(op->to_dense());
               for (auto& z : t.a) z *= 2;
               return t;
             }()),
@@ -349,11 +329,11 @@ TYPED_TEST(FisherTest, BadInput) {
   using S = typename TypeParam::scalar;
   using E = typename TypeParam::exec;
   hfisher::nn::MLP<S, E> model({6, 5, 4}, hfisher::nn::Activation::Tanh, 1);
-  auto data = fisher_data<S, E>(10, 6, 4, 1);
+  auto data = hfisher::nn::to_device<S, E>(random_dataset(10, 6, 4, 1));
   hfisher::FisherOptions o;
   o.examples = 10;
   // data of the wrong width
-  auto wide = fisher_data<S, E>(10, 7, 4, 1);
+  auto wide = hfisher::nn::to_device<S, E>(random_dataset(10, 7, 4, 1));
   EXPECT_THROW(hfisher::estimate_fisher(model, wide, hfisher::FisherKind::Empirical, hfisher::Structure::Diagonal, o),
                hfisher::Error);
   // a structure over the memory budget: the error says how much it needs

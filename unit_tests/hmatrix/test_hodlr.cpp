@@ -39,14 +39,6 @@ Kokkos::View<S**, Kokkos::LayoutRight, typename E::memory_space> dev2(const std:
   return d;
 }
 
-template <class V>
-HostBatch host2(const V& d) {
-  auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), d);
-  HostBatch r(1, d.extent(0), d.extent(1));
-  for (size_t i = 0; i < d.extent(0); ++i)
-    for (size_t j = 0; j < d.extent(1); ++j) r(0, i, j) = double(h(i, j));
-  return r;
-}
 
 HostBatch as_batch(const std::vector<double>& a, int n) {
   HostBatch r(1, n, n);
@@ -70,7 +62,7 @@ void check_contract(const hfisher::HODLR<S, E>& H, const HostBatch& Aref, double
   const double eps = std::is_same<S, double>::value ? 1e-15 : 1e-6;
   const double slack = 50 * n * eps * nA;
   // to_dense
-  auto Hd = host2(H.to_dense());
+  auto Hd = host_matrix(H.to_dense());
   EXPECT_LE(norm2_of(diff(Hd, Aref)), approx_tol * nA + slack) << what << ": |H - A|_2";
   // apply
   auto Xh = random_batch(1, n, 3, 5);
@@ -83,7 +75,7 @@ void check_contract(const hfisher::HODLR<S, E>& H, const HostBatch& Aref, double
   }
   H.apply(X, Y);
   auto Yref = matmul(Hd, false, Xh, false);
-  EXPECT_TRUE(near(host2(Y), Yref, slack * 10, 1.0, "apply vs to_dense * X")) << what;
+  EXPECT_TRUE(near(host_matrix(Y), Yref, slack * 10, 1.0, "apply vs to_dense * X")) << what;
   // diag
   auto dg = to_host1(H.diag());
   for (int i = 0; i < n; ++i) EXPECT_NEAR(dg[i], Hd(0, i, i), slack) << what << ": diag " << i;
@@ -99,7 +91,7 @@ void check_contract(const hfisher::HODLR<S, E>& H, const HostBatch& Aref, double
   typename hfisher::HODLR<S, E>::Matrix Z("Z", n, 3);
   F.solve(Y, Z);
   const double cond_slack = std::is_same<S, double>::value ? 1e-9 : 2e-3;
-  EXPECT_TRUE(near(host2(Z), Xh, cond_slack, 1.0 + max_abs(Xh, 0), "solve(H X) - X")) << what;
+  EXPECT_TRUE(near(host_matrix(Z), Xh, cond_slack, 1.0 + max_abs(Xh, 0), "solve(H X) - X")) << what;
   HostBatch L(1, n, n), Hsym = Hd;
   for (int i = 0; i < n; ++i)
     for (int j = 0; j < i; ++j) Hsym(0, i, j) = Hsym(0, j, i) = 0.5 * (Hd(0, i, j) + Hd(0, j, i));
@@ -116,7 +108,7 @@ void check_contract(const hfisher::HODLR<S, E>& H, const HostBatch& Aref, double
   }
   F.apply_W(I, Wd);
   F.apply_Wt(I, Wtd);
-  auto W = host2(Wd), Wt = host2(Wtd);
+  auto W = host_matrix(Wd), Wt = host_matrix(Wtd);
   const double wtol = std::is_same<S, double>::value ? 1e-10 : 2e-4;
   EXPECT_TRUE(near(Wt, transpose(W), wtol, 1.0 + std::sqrt(nA), "apply_Wt vs W^T")) << what;
   EXPECT_TRUE(near(matmul(W, false, W, true), Hsym, wtol, nA, "W W^T - H")) << what;
@@ -283,7 +275,7 @@ TYPED_TEST(HODLRTest, AddDiagonalSaveLoadAndErrors) {
   H.save(path);
   auto H2 = hfisher::HODLR<S, E>::load(path);
   EXPECT_TRUE(H2.tree() == H.tree());
-  EXPECT_TRUE(near(host2(H2.to_dense()), host2(H.to_dense()), 0.0, 1.0, "load(save(H)) == H"));
+  EXPECT_TRUE(near(host_matrix(H2.to_dense()), host_matrix(H.to_dense()), 0.0, 1.0, "load(save(H)) == H"));
   // truncated file, foreign file, other scalar type, missing file
   {
     std::ifstream i(path, std::ios::binary);
@@ -390,7 +382,7 @@ TYPED_TEST(HODLRTest, OnlineSumScaleRecompress) {
     }
   }
   const auto ref = as_batch(Asum, n);
-  const double err = fro(diff(host2(H.to_dense()), ref), 0) / fro(ref, 0);
+  const double err = fro(diff(host_matrix(H.to_dense()), ref), 0) / fro(ref, 0);
   const double slack = std::is_same<S, double>::value ? 1e-13 : 2e-6;
   EXPECT_LE(err, 10 * tol + slack) << "sum of " << T << " recompressed terms";
   // ranks: each off-diagonal block of the sum has rank <= T m, and the memory
@@ -410,14 +402,14 @@ TYPED_TEST(HODLRTest, OnlineSumScaleRecompress) {
         return z;
       }(),
       dev2<S, E>(random_batch(1, n, 40, 9).a, n, 40), tree, o);
-  const auto before = host2(H3.to_dense());
+  const auto before = host_matrix(H3.to_dense());
   const double looser = std::is_same<S, double>::value ? 1e-3 : 1e-3;
   int kb = 0, ka = 0;
   for (const auto& r : H3.ranks()) kb += r.max;
   H3.recompress(looser);
   for (const auto& r : H3.ranks()) ka += r.max;
   EXPECT_LE(ka, kb);
-  EXPECT_LE(fro(diff(host2(H3.to_dense()), before), 0) / fro(before, 0), (tree.levels() + 1) * looser);
+  EXPECT_LE(fro(diff(host_matrix(H3.to_dense()), before), 0) / fro(before, 0), (tree.levels() + 1) * looser);
   // mismatched trees are rejected
   auto other = hfisher::HODLR<S, E>::from_factors(
       [&] {

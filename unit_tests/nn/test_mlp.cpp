@@ -10,20 +10,6 @@ template <class C>
 class MLPTest : public ::testing::Test {};
 TYPED_TEST_SUITE(MLPTest, Configs, ConfigNames);
 
-namespace {
-template <class S, class E>
-hfisher::nn::DeviceData<S, E> mlp_data(int n, int f, int classes, unsigned seed) {
-  hfisher::nn::Dataset d;
-  d.n = n;
-  d.features = f;
-  d.classes = classes;
-  std::mt19937 g(seed);
-  std::normal_distribution<double> nd(0, 1);
-  for (int i = 0; i < n * f; ++i) d.x.push_back(float(nd(g)));
-  for (int i = 0; i < n; ++i) d.y.push_back(int(g() % classes));
-  return hfisher::nn::to_device<S, E>(d);
-}
-}  // namespace
 
 // the gradient of the mean loss against central differences (double), and
 // against the same model in float at float tolerance
@@ -32,7 +18,7 @@ TYPED_TEST(MLPTest, GradientMatchesFiniteDifferences) {
   using E = typename TypeParam::exec;
   for (auto act : {hfisher::nn::Activation::Tanh, hfisher::nn::Activation::ReLU}) {
     hfisher::nn::MLP<S, E> model({5, 7, 6, 3}, act, 3);
-    auto data = mlp_data<S, E>(9, 5, 3, 4);
+    auto data = hfisher::nn::to_device<S, E>(random_dataset(9, 5, 3, 4));
     typename hfisher::nn::MLP<S, E>::Cache c;
     typename hfisher::nn::MLP<S, E>::Vector grad("g", model.num_params());
     model.loss_grad(data.x, data.y, grad, c);
