@@ -156,8 +156,7 @@ FisherSamples<Scalar, ExecSpace> collect_samples(const nn::MLP<Scalar, ExecSpace
   const std::uint64_t seed = opts.seed;
   for (int first = 0; first < N; first += opts.batch) {
     const int B = std::min(opts.batch, N - first);
-    Matrix X("hfisher::fisher::X", B, data.features());
-    Kokkos::deep_copy(X, Kokkos::subview(data.x, Kokkos::make_pair(first, first + B), Kokkos::ALL()));
+    const Matrix X = Kokkos::subview(data.x, Kokkos::make_pair(first, first + B), Kokkos::ALL());  // a view, no copy
     auto logits = model.forward(X, cache);
     Matrix P("hfisher::fisher::P", B, C), E("hfisher::fisher::E", B, C);
     auto y = Kokkos::subview(data.y, Kokkos::make_pair(first, first + B));

@@ -290,10 +290,9 @@ class MLP {
     long correct = 0;
     for (int first = 0; first < n; first += chunk) {
       const int cnt = std::min(chunk, n - first);
-      auto X = Kokkos::subview(data.x, Kokkos::make_pair(first, first + cnt), Kokkos::ALL());
-      Matrix Xc("hfisher::nn::Xc", cnt, data.features());
-      Kokkos::deep_copy(Xc, X);
-      auto logits = forward(Xc, c);
+      // rows of a LayoutRight view are contiguous: a view, no copy
+      const Matrix X = Kokkos::subview(data.x, Kokkos::make_pair(first, first + cnt), Kokkos::ALL());
+      auto logits = forward(X, c);
       auto y = data.y;
       const int C = outputs();
       long part = 0;
