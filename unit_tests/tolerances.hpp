@@ -19,6 +19,7 @@ template <> struct Tol<double> {
   static constexpr double eig_values = 1e-13;   // |w - w_lapack| / |A|_2, x n
   static constexpr double lowrank = 1.0;        // error / (tol |A|_2): must be <= this (+ rounding)
   static constexpr double rounding = 1e-13;     // absolute slack added to tolerance-based bounds
+  static constexpr double ranks = 1e-10;        // P ranks vs one process: |d theta| / max|theta| (sum order only)
 };
 
 template <> struct Tol<float> {
@@ -34,6 +35,7 @@ template <> struct Tol<float> {
   static constexpr double eig_values = 5e-6;
   static constexpr double lowrank = 1.0;
   static constexpr double rounding = 5e-5;
+  static constexpr double ranks = 1e-4;
 };
 
 }  // namespace hfisher_test

@@ -31,3 +31,5 @@
 #include <hfisher/continual/metrics.hpp>
 #include <hfisher/continual/penalty.hpp>
 #include <hfisher/continual/streams.hpp>
+#include <hfisher/dist/comm.hpp>
+#include <hfisher/dist/train.hpp>

@@ -73,12 +73,16 @@ class FisherPenalty {
   double last_consolidation_seconds() const { return last_seconds_; }
 
   /// After training on a task: estimates that task's Fisher at the current
-  /// parameters on `data` and folds it into the penalty.
-  void consolidate(const nn::MLP<Scalar, ExecSpace>& model, const nn::DeviceData<Scalar, ExecSpace>& data) {
+  /// parameters on `data` and folds it into the penalty. Under a distributed
+  /// communicator (every rank calling with the same model and data) the
+  /// passes are sharded over the ranks and every rank ends with the same
+  /// penalty (see estimate_fisher).
+  void consolidate(const nn::MLP<Scalar, ExecSpace>& model, const nn::DeviceData<Scalar, ExecSpace>& data,
+                   const dist::Communicator& comm = {}) {
     const auto t0 = std::chrono::steady_clock::now();
     auto o = opts_;
     o.layers.clear();
-    auto Ft = estimate_fisher(model, data, kind_, structure_, o);
+    auto Ft = estimate_fisher(model, data, kind_, structure_, o, comm);
     Vector anchor("hfisher::FisherPenalty::anchor", model.num_params());
     Kokkos::deep_copy(anchor, model.params());
     if (method_ == PenaltyMethod::EWC || F_.empty()) {

@@ -14,6 +14,7 @@
 /// so one pass serves several structures.
 
 #include <hfisher/core/random.hpp>
+#include <hfisher/dist/comm.hpp>
 #include <hfisher/fisher/block_diagonal.hpp>
 #include <hfisher/fisher/dense.hpp>
 #include <hfisher/fisher/diagonal.hpp>
@@ -25,6 +26,7 @@
 #include <hfisher/nn/mlp.hpp>
 
 #include <algorithm>
+#include <sstream>
 
 namespace hfisher {
 
@@ -108,11 +110,15 @@ inline void check_budget(double need, std::size_t budget, const char* where, con
 }
 
 /// Runs the forward/backward passes over the first opts.examples examples
-/// and returns the per-sample factors of the chosen layers.
+/// and returns the per-sample factors of the chosen layers. Under a
+/// distributed communicator each rank runs the passes of its contiguous
+/// share of the examples (same labels and scaling as one process: they
+/// depend on the global example index) and the rows are gathered, so every
+/// rank returns the full samples.
 template <class Scalar, class ExecSpace>
 FisherSamples<Scalar, ExecSpace> collect_samples(const nn::MLP<Scalar, ExecSpace>& model,
                                                  const nn::DeviceData<Scalar, ExecSpace>& data, FisherKind kind,
-                                                 const FisherOptions& opts) {
+                                                 const FisherOptions& opts, const dist::Communicator& comm = {}) {
   constexpr const char* where = "hfisher::estimate_fisher";
   using Matrix = typename nn::MLP<Scalar, ExecSpace>::Matrix;
   opts.validate(where);
@@ -154,8 +160,10 @@ FisherSamples<Scalar, ExecSpace> collect_samples(const nn::MLP<Scalar, ExecSpace
   typename nn::MLP<Scalar, ExecSpace>::Vector nograd;
   const Scalar wscale = Scalar(1.0 / std::sqrt(double(N) * (kind == FisherKind::MonteCarlo ? R : 1)));
   const std::uint64_t seed = opts.seed;
-  for (int first = 0; first < N; first += opts.batch) {
-    const int B = std::min(opts.batch, N - first);
+  const auto mine = dist::shard(N, comm.rank(), comm.size());
+  const int hi = int(mine.second);
+  for (int first = int(mine.first); first < hi; first += opts.batch) {
+    const int B = std::min(opts.batch, hi - first);
     const Matrix X = Kokkos::subview(data.x, Kokkos::make_pair(first, first + B), Kokkos::ALL());  // a view, no copy
     auto logits = model.forward(X, cache);
     Matrix P("hfisher::fisher::P", B, C), E("hfisher::fisher::E", B, C);
@@ -188,6 +196,10 @@ FisherSamples<Scalar, ExecSpace> collect_samples(const nn::MLP<Scalar, ExecSpace
             });
       }
     }
+  }
+  for (std::size_t k = 0; k < s.layers.size(); ++k) {
+    comm.allgather_rows(s.a[k], N, long(s.a[k].extent(1)));
+    comm.allgather_rows(s.g[k], N, long(R) * long(s.g[k].extent(1)));
   }
   for (std::size_t k = 0; k < s.layers.size(); ++k) {
     const std::string what = "the output gradients of layer " + std::to_string(s.layers[k]) + " (NaN gradients)";
@@ -379,10 +391,15 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> layer_block(const FisherSa
 
 }  // namespace build_detail
 
-/// Builds the curvature operator of the given structure from collected samples.
+/// Builds the curvature operator of the given structure from collected
+/// samples. Under a distributed communicator (every rank holding the same
+/// samples) the per-layer blocks of KFAC, Dense, Hierarchical and
+/// BlockDiagonal structures are sharded: layer k is built on rank k mod P
+/// and broadcast (serialized), so every rank returns the same operator.
 template <class Scalar, class ExecSpace>
 std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> build_curvature(const FisherSamples<Scalar, ExecSpace>& s,
-                                                                      Structure structure, const FisherOptions& opts) {
+                                                                      Structure structure, const FisherOptions& opts,
+                                                                      const dist::Communicator& comm = {}) {
   constexpr const char* where = "hfisher::estimate_fisher";
   opts.validate(where);
   hfisher::detail::require(!s.shapes.empty() && s.examples >= 1, where, "no samples (collect_samples first)");
@@ -401,7 +418,22 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> build_curvature(const Fish
     check_budget(need, opts.memory_budget, where, "dense Fisher blocks of every layer");
   }
   std::vector<std::unique_ptr<COp>> blocks;
-  for (int k : all) blocks.push_back(build_detail::layer_block(s, k, inner, opts, where));
+  for (int k : all) {
+    if (!comm.distributed()) {
+      blocks.push_back(build_detail::layer_block(s, k, inner, opts, where));
+      continue;
+    }
+    const int owner = k % comm.size();
+    std::string bytes;
+    if (comm.rank() == owner) {
+      std::ostringstream os(std::ios::binary);
+      build_detail::layer_block(s, k, inner, opts, where)->write_tagged(os);
+      bytes = os.str();
+    }
+    comm.broadcast(bytes, owner);
+    std::istringstream is(bytes, std::ios::binary);
+    blocks.push_back(COp::read(is, "the layer block broadcast by rank " + std::to_string(owner)));
+  }
   return std::make_unique<BlockDiagonalOperator<Scalar, ExecSpace>>(structure, std::move(blocks));
 }
 
@@ -413,8 +445,9 @@ template <class Scalar, class ExecSpace>
 std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> estimate_fisher(const nn::MLP<Scalar, ExecSpace>& model,
                                                                       const nn::DeviceData<Scalar, ExecSpace>& data,
                                                                       FisherKind kind, Structure structure,
-                                                                      const FisherOptions& opts = {}) {
-  return build_curvature(collect_samples(model, data, kind, opts), structure, opts);
+                                                                      const FisherOptions& opts = {},
+                                                                      const dist::Communicator& comm = {}) {
+  return build_curvature(collect_samples(model, data, kind, opts, comm), structure, opts, comm);
 }
 
 }  // namespace fisher

@@ -13,15 +13,17 @@
 namespace hfisher {
 namespace nn {
 
-/// Trains one epoch; returns the mean data loss. `opt.step(theta, grad)` is
-/// any optimizer; `hook(grad)` (may be a no-op) runs after the data gradient
-/// and may add to it. The shuffle depends only on `rng`. `mask` (outputs)
-/// restricts the softmax to a task's classes (empty: all).
-template <class Scalar, class ExecSpace, class Opt, class Hook>
-double train_epoch(MLP<Scalar, ExecSpace>& model, const DeviceData<Scalar, ExecSpace>& data, int batch, Opt& opt,
-                   std::mt19937_64& rng, Hook&& hook,
-                   const typename MLP<Scalar, ExecSpace>::Labels& mask = {}) {
-  detail::require(batch >= 1, "hfisher::nn::train_epoch", "batch = ", batch, " (must be >= 1)");
+namespace detail {
+
+/// The epoch loop shared by nn::train_epoch (one process) and
+/// dist::train_epoch: rank `rank` of `ranks` computes rows shard(b) of every
+/// batch of b shuffled examples; reduce(grad, loss_sum) sums the shard
+/// gradients (each already scaled by its share of b) and losses over ranks.
+template <class Scalar, class ExecSpace, class Opt, class Hook, class Reduce>
+double train_epoch_shards(MLP<Scalar, ExecSpace>& model, const DeviceData<Scalar, ExecSpace>& data, int batch,
+                          Opt& opt, std::mt19937_64& rng, Hook&& hook, const typename MLP<Scalar, ExecSpace>::Labels& mask,
+                          int rank, int ranks, Reduce&& reduce) {
+  hfisher::detail::require(batch >= 1, "hfisher::nn::train_epoch", "batch = ", batch, " (must be >= 1)");
   const int n = data.size();
   std::vector<int> order(n);
   std::iota(order.begin(), order.end(), 0);
@@ -30,19 +32,49 @@ double train_epoch(MLP<Scalar, ExecSpace>& model, const DeviceData<Scalar, ExecS
   auto ih = Kokkos::create_mirror_view(idx);
   for (int i = 0; i < n; ++i) ih(i) = order[i];
   Kokkos::deep_copy(idx, ih);
-  typename MLP<Scalar, ExecSpace>::Cache cache;
-  typename MLP<Scalar, ExecSpace>::Vector grad("hfisher::nn::grad", model.num_params());
+  using Model = MLP<Scalar, ExecSpace>;
+  typename Model::Cache cache;
+  typename Model::Vector grad("hfisher::nn::grad", model.num_params());
   double total = 0;
   for (int first = 0; first < n; first += batch) {
     const int b = std::min(batch, n - first);
-    typename MLP<Scalar, ExecSpace>::Matrix X("hfisher::nn::Xb", b, data.features());
-    typename MLP<Scalar, ExecSpace>::Labels y("hfisher::nn::yb", b);
-    gather(data, idx, first, b, X, y);
-    total += model.loss_grad(X, y, grad, cache, mask) * b;
+    const long lo = long(b) * rank / ranks, hi = long(b) * (rank + 1) / ranks;  // this rank's rows of the batch
+    const int m = int(hi - lo);
+    double loss = 0;
+    if (m > 0) {
+      typename Model::Matrix X("hfisher::nn::Xb", m, data.features());
+      typename Model::Labels y("hfisher::nn::yb", m);
+      gather(data, idx, first + int(lo), m, X, y);
+      loss = model.loss_grad(X, y, grad, cache, mask) * m;
+      if (m != b) {
+        const Scalar w = Scalar(double(m) / b);
+        auto gv = grad;
+        Kokkos::parallel_for(
+            "hfisher::nn::shard_weight", Kokkos::RangePolicy<ExecSpace>(0, gv.extent(0)),
+            KOKKOS_LAMBDA(const long i) { gv(i) *= w; });
+      }
+    } else {
+      Kokkos::deep_copy(grad, Scalar(0));
+    }
+    total += reduce(grad, loss);
     hook(grad);
     opt.step(model.params(), grad);
   }
   return total / n;
+}
+
+}  // namespace detail
+
+/// Trains one epoch; returns the mean data loss. `opt.step(theta, grad)` is
+/// any optimizer; `hook(grad)` (may be a no-op) runs after the data gradient
+/// and may add to it. The shuffle depends only on `rng`. `mask` (outputs)
+/// restricts the softmax to a task's classes (empty: all).
+template <class Scalar, class ExecSpace, class Opt, class Hook>
+double train_epoch(MLP<Scalar, ExecSpace>& model, const DeviceData<Scalar, ExecSpace>& data, int batch, Opt& opt,
+                   std::mt19937_64& rng, Hook&& hook,
+                   const typename MLP<Scalar, ExecSpace>::Labels& mask = {}) {
+  return detail::train_epoch_shards(model, data, batch, opt, rng, hook, mask, 0, 1,
+                                    [](const auto&, double loss) { return loss; });
 }
 
 template <class Scalar, class ExecSpace, class Opt>

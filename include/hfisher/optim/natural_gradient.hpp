@@ -7,7 +7,11 @@
 /// labels by default, so it is the true Fisher, not the empirical one) and
 /// its factorization is reused in between. KL-clipping (Ba, Grosse & Martens
 /// 2017) scales the step so that lr^2 d^T F d <= kl_clip. The KFAC preset
-/// stores per-layer Kronecker factors (Martens & Grosse 2015).
+/// stores per-layer Kronecker factors (Martens & Grosse 2015). With a
+/// distributed communicator every rank keeps the same state; curvature
+/// estimates are sharded over the ranks (see estimate_fisher), and the
+/// gradients passed to step() must already be summed over ranks (as
+/// dist::train_epoch does).
 
 #include <hfisher/fisher/fisher.hpp>
 
@@ -46,8 +50,8 @@ class NaturalGradient {
   using Vector = Kokkos::View<Scalar*, typename ExecSpace::memory_space>;
 
   NaturalGradient(const nn::MLP<Scalar, ExecSpace>& model, const nn::DeviceData<Scalar, ExecSpace>& data,
-                  NaturalGradientOptions o = {})
-      : model_(&model), data_(data), o_(std::move(o)) {
+                  NaturalGradientOptions o = {}, dist::Communicator comm = {})
+      : model_(&model), data_(data), o_(std::move(o)), comm_(comm) {
     o_.validate("hfisher::NaturalGradient");
   }
 
@@ -93,7 +97,7 @@ class NaturalGradient {
     f.examples = m;
     f.seed = o_.fisher.seed + std::uint64_t(windows_);
     f.layers.clear();
-    F_ = estimate_fisher(*model_, win, o_.kind, o_.structure, f);
+    F_ = estimate_fisher(*model_, win, o_.kind, o_.structure, f, comm_);
   }
 
   const CurvatureOperator<Scalar, ExecSpace>& curvature() const { return *F_; }
@@ -104,6 +108,7 @@ class NaturalGradient {
   const nn::MLP<Scalar, ExecSpace>* model_;
   nn::DeviceData<Scalar, ExecSpace> data_;
   NaturalGradientOptions o_;
+  dist::Communicator comm_;
   std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> F_;
   Vector v_;
   long steps_ = 0, windows_ = 0;

@@ -1,0 +1,173 @@
+// hfisher::dist under mpirun (1, 2 and 4 ranks): collectives, and every
+// distributed path against the same computation in one process, run on each
+// rank with a one-process communicator.
+#include <gtest/gtest.h>
+#include <hfisher/hfisher.hpp>
+
+#include <cstdlib>
+
+#include "../test_helpers.hpp"
+
+using namespace hfisher_test;
+
+namespace {
+
+hfisher::dist::Communicator& world() {
+  static hfisher::dist::Communicator w = hfisher::dist::Communicator::world();
+  return w;
+}
+
+double max_rel_diff(const std::vector<double>& a, const std::vector<double>& b) {
+  double d = 0, m = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    d = std::max(d, std::abs(a[i] - b[i]));
+    m = std::max(m, std::abs(b[i]));
+  }
+  return d / std::max(m, 1e-300);
+}
+
+}  // namespace
+
+template <class C>
+class DistTest : public ::testing::Test {};
+TYPED_TEST_SUITE(DistTest, Configs, ConfigNames);
+
+TEST(Dist, ShardCoversRowsInOrder) {
+  for (long n : {0L, 1L, 3L, 7L, 100L})
+    for (int P : {1, 2, 3, 4}) {
+      long next = 0;
+      for (int r = 0; r < P; ++r) {
+        const auto s = hfisher::dist::shard(n, r, P);
+        EXPECT_EQ(s.first, next);
+        EXPECT_LE(s.second - s.first, n / P + 1);
+        EXPECT_GE(s.second - s.first, n / P);
+        next = s.second;
+      }
+      EXPECT_EQ(next, n);
+    }
+}
+
+TYPED_TEST(DistTest, Collectives) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  const auto& c = world();
+  const int P = c.size(), r = c.rank();
+  Kokkos::View<S*, typename E::memory_space> v("v", 5);
+  Kokkos::deep_copy(v, S(r + 1));
+  c.allreduce_sum(v);
+  for (double x : to_host1(v)) EXPECT_EQ(x, P * (P + 1) / 2.0);
+  Kokkos::deep_copy(v, S(r == P - 1 ? 7 : -1));
+  c.broadcast(v, P - 1);
+  for (double x : to_host1(v)) EXPECT_EQ(x, 7.0);
+  // 7 rows of 3: rank r fills its shard with its rank
+  Kokkos::View<S**, Kokkos::LayoutRight, typename E::memory_space> m("m", 7, 3);
+  const auto s = hfisher::dist::shard(7, r, P);
+  Kokkos::deep_copy(Kokkos::subview(m, Kokkos::make_pair(s.first, s.second), Kokkos::ALL()), S(r));
+  c.allgather_rows(m, 7, 3);
+  auto mh = to_host2(m);
+  for (int q = 0; q < P; ++q) {
+    const auto sq = hfisher::dist::shard(7, q, P);
+    for (long i = sq.first; i < sq.second; ++i)
+      for (int j = 0; j < 3; ++j) EXPECT_EQ(mh[i][j], double(q));
+  }
+  EXPECT_EQ(c.sum(1.0), double(P));
+  EXPECT_EQ(c.max(double(r)), double(P - 1));
+  std::string bytes = r == 0 ? std::string("hfisher\0bytes", 13) : std::string();
+  c.broadcast(bytes, 0);
+  EXPECT_EQ(bytes, std::string("hfisher\0bytes", 13));
+  EXPECT_THROW(c.allgather_rows(m, 6, 3), hfisher::Error);  // wrong shape
+}
+
+// data-parallel epochs (uneven shards; a batch smaller than the ranks) equal one process
+TYPED_TEST(DistTest, TrainEpochEqualsOneProcess) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  auto data = hfisher::nn::to_device<S, E>(random_dataset(37, 6, 4, 3));
+  for (int batch : {10, 3, 37}) {
+    hfisher::nn::MLP<S, E> ref({6, 5, 4}, hfisher::nn::Activation::Tanh, 9), par({6, 5, 4}, hfisher::nn::Activation::Tanh, 9);
+    hfisher::nn::SGD<S, E> o1, o2;
+    o1.lr = o2.lr = 0.1;
+    std::mt19937_64 g1(5), g2(5);
+    double l1 = 0, l2 = 0;
+    for (int e = 0; e < 3; ++e) {
+      l1 = hfisher::nn::train_epoch(ref, data, batch, o1, g1);
+      l2 = hfisher::dist::train_epoch(par, data, batch, o2, g2, [](const auto&) {}, {}, world());
+    }
+    EXPECT_LE(max_rel_diff(to_host1(par.params()), to_host1(ref.params())), Tol<S>::ranks) << "batch " << batch;
+    EXPECT_NEAR(l2, l1, Tol<S>::ranks * 10 * std::abs(l1)) << "batch " << batch;
+  }
+}
+
+// penalties (every method; Monte-Carlo labels) consolidated over the ranks equal one process
+TYPED_TEST(DistTest, ConsolidationEqualsOneProcess) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  const bool dbl = std::is_same<S, double>::value;
+  hfisher::nn::MLP<S, E> model({5, 6, 3}, hfisher::nn::Activation::ReLU, 4);
+  auto data = hfisher::nn::to_device<S, E>(random_dataset(23, 5, 3, 2));
+  for (auto m : {hfisher::PenaltyMethod::EWC, hfisher::PenaltyMethod::OnlineEWC, hfisher::PenaltyMethod::KFACLaplace,
+                 hfisher::PenaltyMethod::Hierarchical}) {
+    hfisher::FisherOptions o;
+    o.examples = 23;
+    o.batch = 4;  // several passes per rank
+    o.leaf = 8;
+    o.tol = dbl ? 1e-10 : 1e-5;
+    hfisher::FisherPenalty<S, E> one(m, 2.0, 0.8, hfisher::FisherKind::MonteCarlo, o),
+        par(m, 2.0, 0.8, hfisher::FisherKind::MonteCarlo, o);
+    auto th = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), model.params());
+    for (int t = 0; t < 2; ++t) {
+      for (long i = 0; i < model.num_params(); ++i) th(i) += S(0.05 * ((i * 7 + t) % 5 - 2));
+      Kokkos::deep_copy(model.params(), th);
+      one.consolidate(model, data);
+      par.consolidate(model, data, world());
+    }
+    for (long i = 0; i < model.num_params(); ++i) th(i) += S(0.1 * ((i * 3) % 7 - 3));
+    Kokkos::deep_copy(model.params(), th);
+    const double v1 = one.value(model.params()), v2 = par.value(model.params());
+    EXPECT_NEAR(v2, v1, Tol<S>::ranks * 100 * (1 + std::abs(v1))) << hfisher::to_string(m);
+    typename hfisher::FisherPenalty<S, E>::Vector g1("g1", model.num_params()), g2("g2", model.num_params());
+    one.add_gradient(model.params(), g1);
+    par.add_gradient(model.params(), g2);
+    EXPECT_LE(max_rel_diff(to_host1(g2), to_host1(g1)), Tol<S>::ranks * 100) << hfisher::to_string(m);
+    EXPECT_EQ(par.bytes(), one.bytes());
+  }
+}
+
+// natural-gradient (K-FAC and low-rank) training over the ranks equals one process
+TYPED_TEST(DistTest, NaturalGradientEqualsOneProcess) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  auto data = hfisher::nn::to_device<S, E>(random_dataset(40, 6, 4, 7));
+  for (bool kfac : {true, false}) {
+    hfisher::nn::MLP<S, E> ref({6, 5, 4}, hfisher::nn::Activation::Tanh, 2), par({6, 5, 4}, hfisher::nn::Activation::Tanh, 2);
+    auto no = kfac ? hfisher::NaturalGradientOptions::kfac() : hfisher::NaturalGradientOptions{};
+    no.refresh = 2;
+    no.curvature_examples = 15;
+    no.fisher.rank = 8;
+    no.lr = 0.05;
+    hfisher::NaturalGradient<S, E> o1(ref, data, no), o2(par, data, no, world());
+    std::mt19937_64 g1(1), g2(1);
+    hfisher::nn::train_epoch(ref, data, 8, o1, g1);
+    hfisher::dist::train_epoch(par, data, 8, o2, g2, [](const auto&) {}, {}, world());
+    // rounding differences pass through the curvature solves: a looser bound
+    EXPECT_LE(max_rel_diff(to_host1(par.params()), to_host1(ref.params())), Tol<S>::ranks * 1000)
+        << (kfac ? "kfac" : "lowrank");
+  }
+}
+
+int main(int argc, char** argv) {
+  hfisher::dist::Environment env(argc, argv);
+  ::testing::InitGoogleTest(&argc, argv);
+  int failed = 1;
+  {
+    hfisher::ScopeGuard guard(argc, argv);
+    if (const char* ts = std::getenv("HFISHER_TEST_HOST_TEAM_SIZE")) hfisher::detail::host_team_size() = std::atoi(ts);
+    if (world().rank() != 0) {  // one report: rank 0 prints, every rank's verdict counts
+      auto& l = ::testing::UnitTest::GetInstance()->listeners();
+      delete l.Release(l.default_result_printer());
+    }
+    failed = RUN_ALL_TESTS() != 0 ? 1 : 0;
+    failed = world().max(double(failed)) > 0 ? 1 : 0;
+  }
+  return failed;
+}
