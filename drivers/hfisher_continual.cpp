@@ -4,6 +4,11 @@
 // and a results table; writes JSON, CSV, accuracy-matrix heatmaps and ACC
 // curves (gnuplot), and a checkpoint after every task: a run interrupted and
 // restarted with the same arguments resumes and finishes with the same table.
+//
+// Under MPI (mpirun -np P hfisher-continual ...) the ranks split every batch,
+// every Fisher estimate and every test set (hfisher::dist); rank 0 prints and
+// writes the files; all ranks read a checkpoint to resume; an error on any
+// rank ends all of them with that rank's message.
 #include <CLI/CLI.hpp>
 #include <hfisher/hfisher.hpp>
 
@@ -14,6 +19,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <numeric>
 #include <sstream>
 
 namespace {
@@ -35,6 +41,14 @@ struct Options {
   std::vector<std::string> lambda_for = {"hierarchical=1"};  ///< per-method overrides of lambda
   int leaf = 32, rank = 32, max_rank = 32;
 };
+
+hfisher::dist::Communicator comm;  // the ranks of the run (one process without MPI)
+
+// printf on rank 0 only
+template <class... A>
+void say(const char* fmt, A... a) {
+  if (comm.root()) std::printf(fmt, a...);
+}
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -72,6 +86,7 @@ struct MethodResult {
   std::string method;
   hfisher::continual::AccuracyMatrix R;
   std::vector<double> train_seconds, consolidate_seconds, fisher_bytes;
+  double train_examples = 0;  ///< examples processed by the optimizer (all tasks so far)
   int done = 0;
 };
 
@@ -95,6 +110,7 @@ void save_checkpoint(const std::string& path, const std::string& key, const Meth
       hfisher::io::put(o, r.consolidate_seconds[t]);
       hfisher::io::put(o, r.fisher_bytes[t]);
     }
+    hfisher::io::put(o, r.train_examples);
     model.write(o);
     hfisher::io::put(o, std::int32_t(pen != nullptr));
     if (pen) pen->write(o);
@@ -131,6 +147,7 @@ bool load_checkpoint(const std::string& path, const std::string& key, MethodResu
     r.consolidate_seconds.push_back(hfisher::io::get<double>(i, path, where));
     r.fisher_bytes.push_back(hfisher::io::get<double>(i, path, where));
   }
+  r.train_examples = hfisher::io::get<double>(i, path, where);
   model = Model::read(i, path);
   const int has_pen = hfisher::io::get<std::int32_t>(i, path, where);
   hfisher::detail::require((has_pen != 0) == (pen != nullptr), where, path, ": penalty state does not match the method");
@@ -167,14 +184,16 @@ int run(const Options& o) {
   std::vector<int> widths = {train_all.features};
   widths.insert(widths.end(), o.hidden.begin(), o.hidden.end());
   widths.push_back(C);
-  std::printf("hfisher-continual: %s stream (%s), %d tasks x %d train / %d test examples; MLP", o.stream.c_str(),
+  say("hfisher-continual: %s stream (%s), %d tasks x %d train / %d test examples; MLP", o.stream.c_str(),
               o.stream == "split" ? (o.scenario == "task" ? "task-incremental" : "class-incremental") : "permuted pixels",
               T, train[0].size(), test[0].size());
-  for (int w : widths) std::printf(" %d", w);
-  std::printf("; optimizer %s, %d epoch(s), batch %d; lambda %g; Fisher: %s from %d examples; backend %s, %d threads\n",
-              o.optimizer.c_str(), o.epochs, o.batch, o.lambda, o.fisher_kind.c_str(), o.fisher_examples,
-              E::name(), E().concurrency());
-  std::filesystem::create_directories(o.output + "/checkpoints");
+  for (int w : widths) say(" %d", w);
+  say("; optimizer %s, %d epoch(s), batch %d; lambda %g; Fisher: %s from %d examples; backend %s, %d rank(s) x %d "
+      "thread(s)\n",
+      o.optimizer.c_str(), o.epochs, o.batch, o.lambda, o.fisher_kind.c_str(), o.fisher_examples, E::name(),
+      comm.size(), E().concurrency());
+  if (comm.root()) std::filesystem::create_directories(o.output + "/checkpoints");
+  comm.barrier();
   hfisher::FisherOptions fo;
   fo.examples = o.fisher_examples;
   fo.tol = o.tol;
@@ -196,7 +215,7 @@ int run(const Options& o) {
       pen = std::make_unique<hfisher::FisherPenalty<S, E>>(penalty_of(method), lambda_of(o, method), o.gamma, fkind, fo);
     const std::string ckpt = o.output + "/checkpoints/" + method + ".ckpt", key = run_key(o, method);
     if (load_checkpoint(ckpt, key, r, model, pen.get()))
-      std::printf("[%s] resuming from %s after task %d\n", method.c_str(), ckpt.c_str(), r.done);
+      say("[%s] resuming from %s after task %d\n", method.c_str(), ckpt.c_str(), r.done);
     for (int t = r.done; t < T; ++t) {
       const auto t0 = std::chrono::steady_clock::now();
       auto hook = [&](const Model::Vector& grad) {
@@ -214,46 +233,50 @@ int run(const Options& o) {
         no.lr = o.lr;
         no.damping = o.damping;
         no.fisher.rank = o.rank;
-        ngd = std::make_unique<hfisher::NaturalGradient<S, E>>(model, train[t], no);
+        ngd = std::make_unique<hfisher::NaturalGradient<S, E>>(model, train[t], no, comm);
       }
       for (int e = 0; e < o.epochs; ++e) {
-        if (o.optimizer == "sgd") loss = hfisher::nn::train_epoch(model, train[t], o.batch, sgd, rng, hook, masks[t]);
-        else if (o.optimizer == "adam") loss = hfisher::nn::train_epoch(model, train[t], o.batch, adam, rng, hook, masks[t]);
-        else loss = hfisher::nn::train_epoch(model, train[t], o.batch, *ngd, rng, hook, masks[t]);
+        if (o.optimizer == "sgd") loss = hfisher::dist::train_epoch(model, train[t], o.batch, sgd, rng, hook, masks[t], comm);
+        else if (o.optimizer == "adam")
+          loss = hfisher::dist::train_epoch(model, train[t], o.batch, adam, rng, hook, masks[t], comm);
+        else loss = hfisher::dist::train_epoch(model, train[t], o.batch, *ngd, rng, hook, masks[t], comm);
       }
-      r.train_seconds.push_back(seconds_since(t0));
+      r.train_seconds.push_back(comm.max(seconds_since(t0)));
+      r.train_examples += double(o.epochs) * train[t].size();
       double cons = 0;
       if (pen) {
-        pen->consolidate(model, train[t]);
+        pen->consolidate(model, train[t], comm);
         cons = pen->last_consolidation_seconds();
       }
       r.consolidate_seconds.push_back(cons);
       r.fisher_bytes.push_back(pen ? double(pen->bytes()) : 0.0);
-      for (int j = 0; j < T; ++j) r.R.set(t, j, model.accuracy(test[j], 1000, masks[j]));
+      for (int j = 0; j < T; ++j) r.R.set(t, j, hfisher::dist::accuracy(model, test[j], masks[j], comm));
       r.done = t + 1;
-      std::printf("[%-12s] task %2d/%d: loss %.4f, acc on it %.4f, ACC %.4f, BWT %+.4f | train %.1f s, consolidate "
-                  "%.2f s, Fisher %.2f MB\n",
-                  method.c_str(), t + 1, T, loss, r.R(t, t), r.R.acc(t), r.R.bwt(t), r.train_seconds.back(), cons,
-                  r.fisher_bytes.back() / 1e6);
-      save_checkpoint(ckpt, key, r, model, pen.get());
+      say("[%-12s] task %2d/%d: loss %.4f, acc on it %.4f, ACC %.4f, BWT %+.4f | train %.1f s (%.0f ex/s), "
+          "consolidate %.2f s, Fisher %.2f MB\n",
+          method.c_str(), t + 1, T, loss, r.R(t, t), r.R.acc(t), r.R.bwt(t), r.train_seconds.back(),
+          o.epochs * train[t].size() / r.train_seconds.back(), cons, r.fisher_bytes.back() / 1e6);
+      if (comm.root()) save_checkpoint(ckpt, key, r, model, pen.get());
+      comm.barrier();  // the checkpoint is on disk before any rank goes on (or stops)
       // testing hook: simulate an interruption after N finished tasks of this method
       if (const char* stop = std::getenv("HFISHER_CONTINUAL_STOP_AFTER"); stop && std::atoi(stop) == t + 1) {
-        std::printf("HFISHER_CONTINUAL_STOP_AFTER=%s: stopping as if interrupted\n", stop);
+        say("HFISHER_CONTINUAL_STOP_AFTER=%s: stopping as if interrupted\n", stop);
         std::exit(3);
       }
     }
     results.push_back(std::move(r));
   }
+  if (!comm.root()) return 0;  // rank 0 reports and writes the files
   // table
-  std::printf("\n%-14s %7s %8s %8s %11s %12s %15s %10s\n", "method", "lambda", "ACC", "BWT", "forgetting",
-              "Fisher MB", "consolidate s", "train s");
+  std::printf("\n%-14s %7s %8s %8s %11s %12s %15s %10s %10s\n", "method", "lambda", "ACC", "BWT", "forgetting",
+              "Fisher MB", "consolidate s", "train s", "train ex/s");
   for (const auto& r : results) {
     double cs = 0, ts = 0;
     for (double v : r.consolidate_seconds) cs += v;
     for (double v : r.train_seconds) ts += v;
-    std::printf("%-14s %7g %8.4f %+8.4f %11.4f %12.2f %15.2f %10.1f\n", r.method.c_str(),
+    std::printf("%-14s %7g %8.4f %+8.4f %11.4f %12.2f %15.2f %10.1f %10.0f\n", r.method.c_str(),
                 r.method == "finetune" ? 0.0 : lambda_of(o, r.method), r.R.acc(T - 1), r.R.bwt(T - 1),
-                r.R.forgetting(T - 1), r.fisher_bytes.back() / 1e6, cs / T, ts);
+                r.R.forgetting(T - 1), r.fisher_bytes.back() / 1e6, cs / T, ts, r.train_examples / ts);
   }
   // files
   std::ostringstream csv, js, gp;
@@ -262,7 +285,7 @@ int run(const Options& o) {
   std::time_t now = std::time(nullptr);
   std::strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", std::gmtime(&now));
   js << "{\n  \"date\": \"" << date << "\",\n  \"backend\": \"" << E::name() << "\",\n  \"threads\": "
-     << E().concurrency() << ",\n  \"ranks\": 1,\n  \"stream\": \"" << o.stream << "\",\n  \"tasks\": " << T
+     << E().concurrency() << ",\n  \"ranks\": " << comm.size() << ",\n  \"stream\": \"" << o.stream << "\",\n  \"tasks\": " << T
      << ",\n  \"methods\": [\n";
   for (std::size_t k = 0; k < results.size(); ++k) {
     const auto& r = results[k];
@@ -276,6 +299,7 @@ int run(const Options& o) {
     js << "    {\"method\": \"" << r.method << "\", \"lambda\": " << (r.method == "finetune" ? 0.0 : lambda_of(o, r.method))
        << ", \"ACC\": " << r.R.acc(T - 1) << ", \"BWT\": " << r.R.bwt(T - 1)
        << ", \"forgetting\": " << r.R.forgetting(T - 1) << ", \"fisher_bytes\": " << r.fisher_bytes.back()
+       << ", \"train_examples_per_s\": " << r.train_examples / std::accumulate(r.train_seconds.begin(), r.train_seconds.end(), 0.0)
        << ", \"R\": [";
     for (int i = 0; i < T; ++i) {
       js << "[";
@@ -311,7 +335,9 @@ int run(const Options& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  hfisher::dist::Environment mpi(argc, argv);
   hfisher::ScopeGuard guard(argc, argv);
+  comm = hfisher::dist::Communicator::world();
   CLI::App app{"hfisher-continual: continual learning with Fisher penalties on Fashion-MNIST task streams"};
   Options o;
   app.add_option("--stream", o.stream, "permuted (pixel permutations) or split (class pairs)")
@@ -344,14 +370,17 @@ int main(int argc, char** argv) {
   app.add_option("--damping", o.damping, "damping of the ngd/kfac optimizers")->check(CLI::PositiveNumber);
   app.add_option("--seed", o.seed, "seed of initialization, permutations, shuffles");
   app.add_option("--data", o.data, "directory of MNIST-format files (default: Debian's Fashion-MNIST)");
-  CLI11_PARSE(app, argc, argv);
   try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // every rank parses the same arguments: rank 0 prints help or the error
+    if (comm.root()) return app.exit(e);
+    return e.get_exit_code();
+  }
+  return hfisher::dist::guarded(comm, "hfisher-continual", [&] {
     if (o.stream == "split")
       hfisher::detail::require(o.tasks <= 5, "hfisher-continual", "--tasks ", o.tasks,
                                " > 5: a split stream of 10 classes has at most 5 tasks");
     return run(o);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "hfisher-continual: error: %s\n", e.what());
-    return 1;
-  }
+  });
 }

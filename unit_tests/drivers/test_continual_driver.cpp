@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 #include <zlib.h>
 
+#include <cctype>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -48,8 +50,30 @@ std::string slurp(const std::string& p) {
   return s.str();
 }
 
-// the accuracy matrices of results.json (everything after "methods")
-std::string matrices(const std::string& json) { return json.substr(json.find("\"methods\"")); }
+// the accuracy matrices of results.json (the "R" entries of the methods)
+std::string matrices(const std::string& json) {
+  std::string r;
+  for (std::size_t p = json.find("\"R\": "); p != std::string::npos; p = json.find("\"R\": ", p + 1))
+    r += json.substr(p, json.find("]]", p) - p) + "\n";
+  return r;
+}
+
+// every number of a text
+std::vector<double> numbers(const std::string& s) {
+  std::vector<double> v;
+  const char* p = s.c_str();
+  while (*p) {
+    char* end = nullptr;
+    const double x = std::strtod(p, &end);
+    if (end != p && (std::isdigit((unsigned char)*p) || *p == '-' || *p == '.')) {
+      v.push_back(x);
+      p = end;
+    } else {
+      ++p;
+    }
+  }
+  return v;
+}
 
 }  // namespace
 
@@ -87,3 +111,36 @@ TEST(ContinualDriver, EndToEndAndResume) {
   EXPECT_NE(slurp(root + "/missing.log").find("nothing"), std::string::npos);
   fs::remove_all(root);
 }
+
+#ifdef HFISHER_MPIEXEC
+// mpirun -np 2: the same accuracy matrices as one process (to rounding: a
+// test prediction may flip), and an interrupted two-rank run resumes
+TEST(ContinualDriver, TwoRanksMatchOneProcess) {
+  namespace fs = std::filesystem;
+  const std::string root = ::testing::TempDir() + "/hfisher_driver_test_mpi";
+  fs::remove_all(root);
+  fs::create_directories(root + "/data");
+  make_set(root + "/data", "train", 600, 1);
+  make_set(root + "/data", "t10k", 200, 2);
+  const std::string args = std::string(" --data ") + root + "/data --tasks 3 --hidden 12 --train-examples 600 " +
+                           "--test-examples 200 --fisher-examples 40 --leaf 8 --batch 32 --method ewc " +
+                           "--method kfac-laplace --method hierarchical";
+  const std::string one = std::string(HFISHER_CONTINUAL_EXE) + args + " --output " + root + "/one > " + root +
+                          "/one.log 2>&1";
+  const std::string two = std::string(HFISHER_MPIEXEC) + " -np 2 " + HFISHER_CONTINUAL_EXE + args + " --output " +
+                          root + "/two > " + root + "/two.log 2>&1";
+  ASSERT_EQ(std::system(one.c_str()), 0) << slurp(root + "/one.log");
+  ASSERT_EQ(std::system(("HFISHER_CONTINUAL_STOP_AFTER=2 " + two).c_str()) == 0, false) << slurp(root + "/two.log");
+  ASSERT_EQ(std::system(two.c_str()), 0) << slurp(root + "/two.log");
+  const std::string log = slurp(root + "/two.log");
+  EXPECT_NE(log.find("2 rank(s)"), std::string::npos) << log;
+  EXPECT_NE(log.find("resuming"), std::string::npos) << log;
+  const auto a = numbers(matrices(slurp(root + "/one/results.json")));
+  const auto b = numbers(matrices(slurp(root + "/two/results.json")));
+  ASSERT_EQ(a.size(), b.size());
+  ASSERT_GT(a.size(), 20u);
+  for (std::size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], 0.011) << i;  // at most 2 of 200 test images
+  EXPECT_NE(slurp(root + "/two/results.json").find("\"ranks\": 2"), std::string::npos);
+  fs::remove_all(root);
+}
+#endif

@@ -10,6 +10,8 @@
 #include <hfisher/dist/comm.hpp>
 #include <hfisher/nn/train.hpp>
 
+#include <cmath>
+
 namespace hfisher {
 namespace dist {
 
@@ -24,6 +26,25 @@ double train_epoch(nn::MLP<Scalar, ExecSpace>& model, const nn::DeviceData<Scala
                                           comm.allreduce_sum(grad);
                                           return comm.sum(loss);
                                         });
+}
+
+/// Fraction of `data` the model classifies correctly, each rank scoring its
+/// contiguous share of the examples (mask as in MLP::accuracy).
+template <class Scalar, class ExecSpace>
+double accuracy(const nn::MLP<Scalar, ExecSpace>& model, const nn::DeviceData<Scalar, ExecSpace>& data,
+                const typename nn::MLP<Scalar, ExecSpace>::Labels& mask, const Communicator& comm) {
+  const long n = data.size();
+  hfisher::detail::require(n >= 1, "hfisher::dist::accuracy", "no examples");
+  const auto s = shard(n, comm.rank(), comm.size());
+  double correct = 0;
+  if (s.second > s.first) {
+    nn::DeviceData<Scalar, ExecSpace> part;
+    part.classes = data.classes;
+    part.x = Kokkos::subview(data.x, Kokkos::make_pair(s.first, s.second), Kokkos::ALL());
+    part.y = Kokkos::subview(data.y, Kokkos::make_pair(s.first, s.second));
+    correct = std::round(model.accuracy(part, 1000, mask) * double(s.second - s.first));
+  }
+  return comm.sum(correct) / double(n);
 }
 
 }  // namespace dist
