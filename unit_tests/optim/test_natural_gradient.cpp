@@ -69,3 +69,149 @@ TYPED_TEST(NaturalGradientTest, StepEqualsDenseNaturalGradient) {
   typename hfisher::nn::MLP<S, E>::Vector short_grad("g", 3);
   EXPECT_THROW(ngd.step(model.params(), short_grad), hfisher::Error);
 }
+
+// decay_average: K-FAC averages its factors; other structures scale and add
+TYPED_TEST(NaturalGradientTest, RunningAverages) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  const bool dbl = std::is_same<S, double>::value;
+  const double tol = dbl ? 1e-12 : 2e-5;
+  using Mat = typename hfisher::fisher::KFACOperator<S, E>::Matrix;
+  auto spd = [](int n, unsigned seed) {
+    auto h = spd_batch(1, n, seed);
+    Mat M("M", n, n);
+    auto mh = Kokkos::create_mirror_view(M);
+    for (int i = 0; i < n; ++i)
+      for (int j = 0; j < n; ++j) mh(i, j) = S(h(0, i, j));
+    Kokkos::deep_copy(M, mh);
+    return M;
+  };
+  auto A0 = spd(3, 1), A1 = spd(3, 2), G0 = spd(2, 3), G1 = spd(2, 4);
+  auto hA0 = host_matrix(A0), hA1 = host_matrix(A1), hG0 = host_matrix(G0), hG1 = host_matrix(G1);
+  hfisher::fisher::KFACOperator<S, E> K(A0, G0), K1(A1, G1);
+  const double d = 0.7;
+  K.decay_average(K1, d);
+  auto got = host_matrix(K.to_dense());
+  for (int i = 0; i < 2; ++i)
+    for (int j = 0; j < 3; ++j)
+      for (int k = 0; k < 2; ++k)
+        for (int l = 0; l < 3; ++l) {
+          const double g = d * hG0(0, i, k) + (1 - d) * hG1(0, i, k), a = d * hA0(0, j, l) + (1 - d) * hA1(0, j, l);
+          EXPECT_NEAR(got(0, i * 3 + j, k * 3 + l), g * a, tol * 100);
+        }
+  EXPECT_THROW(K.decay_average(K1, 1.5), hfisher::Error);
+  // the optimizer with a dense curvature, refresh every step, decay 0.5:
+  // after two steps the curvature is 0.5 F(theta_0, window 0) + 0.5 F(theta_1, window 1)
+  hfisher::nn::MLP<S, E> model({4, 3, 3}, hfisher::nn::Activation::Tanh, 3);
+  auto data = hfisher::nn::to_device<S, E>(random_dataset(20, 4, 3, 7));
+  hfisher::NaturalGradientOptions o;
+  o.structure = hfisher::Structure::Dense;
+  o.refresh = 1;
+  o.decay = 0.5;
+  o.curvature_examples = 8;
+  o.kl_clip = 0;
+  hfisher::NaturalGradient<S, E> ngd(model, data, o);
+  auto estimate = [&](int window) {
+    hfisher::FisherOptions f = o.fisher;
+    f.examples = 8;
+    f.seed = o.fisher.seed + window + 1;
+    hfisher::nn::DeviceData<S, E> w;
+    w.classes = data.classes;
+    w.x = Kokkos::subview(data.x, Kokkos::make_pair(8 * window, 8 * window + 8), Kokkos::ALL());
+    w.y = Kokkos::subview(data.y, Kokkos::make_pair(8 * window, 8 * window + 8));
+    return host_matrix(hfisher::estimate_fisher(model, w, o.kind, o.structure, f)->to_dense());
+  };
+  typename hfisher::nn::MLP<S, E>::Cache c;
+  typename hfisher::nn::MLP<S, E>::Vector grad("grad", model.num_params());
+  model.loss_grad(data.x, data.y, grad, c);
+  auto F0 = estimate(0);
+  ngd.step(model.params(), grad);
+  auto F1 = estimate(1);
+  ngd.step(model.params(), grad);
+  auto F = host_matrix(ngd.curvature().to_dense());
+  double fmax = 0;
+  for (double x : F0.a) fmax = std::max(fmax, std::abs(x));
+  for (size_t k = 0; k < F.a.size(); ++k) EXPECT_NEAR(F.a[k], 0.5 * F0.a[k] + 0.5 * F1.a[k], tol * 10 * fmax) << k;
+}
+
+// Levenberg-Marquardt: small accurate steps lower the damping, overshooting
+// steps raise it; the probe leaves the parameters where they were
+TYPED_TEST(NaturalGradientTest, LevenbergMarquardtDamping) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  hfisher::nn::MLP<S, E> model({4, 5, 3}, hfisher::nn::Activation::Tanh, 3);
+  auto data = hfisher::nn::to_device<S, E>(random_dataset(30, 4, 3, 7));
+  hfisher::NaturalGradientOptions o;
+  o.structure = hfisher::Structure::BlockDiagonal;
+  o.kind = hfisher::FisherKind::GGN;  // the GGN is the Hessian model of the loss
+  o.momentum = 0;
+  o.kl_clip = 0;
+  o.curvature_examples = 30;
+  o.damping = 1.0;
+  o.lm_interval = 1;
+  o.lr = 1e-3;  // a tiny step: the quadratic model is accurate, rho ~ 1
+  hfisher::NaturalGradient<S, E> small(model, data, o);
+  small.refresh();
+  const auto before = to_host1(model.params());
+  small.adapt_damping(model.params());
+  EXPECT_EQ(to_host1(model.params()), before);
+  EXPECT_GT(small.last_rho(), 0.75);
+  EXPECT_NEAR(small.damping(), 1.0 * o.lm_factor, 1e-12);
+  auto big = o;
+  big.lr = 200;  // far past the minimum along the direction: rho < 1/4
+  big.damping = 1e-3;
+  hfisher::NaturalGradient<S, E> over(model, data, big);
+  over.refresh();
+  over.adapt_damping(model.params());
+  EXPECT_LT(over.last_rho(), 0.25);
+  EXPECT_NEAR(over.damping(), 1e-3 / o.lm_factor, 1e-12);
+  typename hfisher::nn::MLP<S, E>::Vector other("theta", model.num_params());
+  EXPECT_THROW(over.adapt_damping(other), hfisher::Error);  // not the model's parameters
+  auto bad = o;
+  bad.min_damping = 2.0;  // above the damping
+  EXPECT_THROW((hfisher::NaturalGradient<S, E>(model, data, bad)), hfisher::Error);
+}
+
+// write / read of the state: a resumed optimizer continues bit for bit
+TYPED_TEST(NaturalGradientTest, SavedStateResumesBitForBit) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  auto data = hfisher::nn::to_device<S, E>(random_dataset(40, 4, 3, 5));
+  for (bool kfac : {true, false}) {
+    auto o = kfac ? hfisher::NaturalGradientOptions::kfac() : hfisher::NaturalGradientOptions{};
+    o.refresh = 3;
+    o.lm_interval = 2;
+    o.curvature_examples = 12;
+    o.fisher.rank = 6;
+    using Model = hfisher::nn::MLP<S, E>;
+    Model a({4, 5, 3}, hfisher::nn::Activation::ReLU, 8);
+    hfisher::NaturalGradient<S, E> na(a, data, o);
+    typename Model::Cache c;
+    typename Model::Vector grad("grad", a.num_params());
+    auto run = [&](Model& m, hfisher::NaturalGradient<S, E>& n, int from, int to) {
+      for (int k = from; k < to; ++k) {
+        const int r0 = (k * 8) % 32;
+        const typename Model::Matrix X = Kokkos::subview(data.x, Kokkos::make_pair(r0, r0 + 8), Kokkos::ALL());
+        const typename Model::Labels y = Kokkos::subview(data.y, Kokkos::make_pair(r0, r0 + 8));
+        m.loss_grad(X, y, grad, c);
+        n.step(m.params(), grad);
+      }
+    };
+    run(a, na, 0, 4);
+    std::stringstream model_state, opt_state;
+    a.write(model_state);
+    na.write(opt_state);
+    run(a, na, 4, 9);
+    Model b = Model::read(model_state, "model");
+    hfisher::NaturalGradient<S, E> nb(b, data, o);
+    nb.read(opt_state, "state");
+    EXPECT_EQ(nb.steps(), 4);
+    run(b, nb, 4, 9);
+    EXPECT_EQ(to_host1(b.params()), to_host1(a.params())) << (kfac ? "kfac" : "lowrank");
+    EXPECT_EQ(nb.damping(), na.damping());
+    // a truncated state is refused
+    std::string cut = opt_state.str().substr(0, 20);
+    std::istringstream is(cut);
+    EXPECT_THROW(nb.read(is, "cut"), hfisher::Error);
+  }
+}

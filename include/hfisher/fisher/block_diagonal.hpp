@@ -78,6 +78,13 @@ class BlockDiagonalOperator : public CurvatureOperator<Scalar, ExecSpace> {
   void scale(double alpha) override {
     for (auto& b : blocks_) b->scale(alpha);
   }
+  void decay_average(const Base& fresh, double decay) override {
+    const auto* p = dynamic_cast<const BlockDiagonalOperator*>(&fresh);
+    hfisher::detail::require(p != nullptr && p->num_blocks() == num_blocks(),
+                             "hfisher::fisher::BlockDiagonalOperator::decay_average", "cannot average with a ",
+                             fresh.tag(), " operator", (p ? " with a different number of blocks" : ""));
+    for (int i = 0; i < num_blocks(); ++i) blocks_[i]->decay_average(*p->blocks_[i], decay);
+  }
   std::size_t bytes() const override {
     std::size_t s = 0;
     for (const auto& b : blocks_) s += b->bytes();

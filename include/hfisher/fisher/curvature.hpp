@@ -109,6 +109,17 @@ class CurvatureOperator {
   virtual void add(const CurvatureOperator& other, double alpha = 1.0) = 0;
   /// *this *= alpha.
   virtual void scale(double alpha) = 0;
+  /// Running average with a fresh estimate of the same structure:
+  /// *this = decay * (*this) + (1 - decay) * fresh, decay in [0, 1]. The
+  /// default scales and adds; K-FAC averages its factors instead (A and G
+  /// each, the usual K-FAC running statistics), so the result stays one
+  /// Kronecker term.
+  virtual void decay_average(const CurvatureOperator& fresh, double decay) {
+    hfisher::detail::require(decay >= 0 && decay <= 1, "hfisher::CurvatureOperator::decay_average", "decay = ", decay,
+                             " (must lie in [0, 1])");
+    scale(decay);
+    add(fresh, 1.0 - decay);
+  }
   /// Bytes of the stored representation (caches of factorizations excluded).
   virtual std::size_t bytes() const = 0;
   /// A deep copy.

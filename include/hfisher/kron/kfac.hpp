@@ -154,6 +154,23 @@ class KFACOperator : public CurvatureOperator<Scalar, ExecSpace> {
     invalidate();
   }
 
+  /// Factor-wise running average A = decay A + (1 - decay) A', G likewise
+  /// (both operators single Kronecker terms).
+  void decay_average(const Base& fresh, double decay) override {
+    constexpr const char* where = "hfisher::fisher::KFACOperator::decay_average";
+    const auto* p = dynamic_cast<const KFACOperator*>(&fresh);
+    hfisher::detail::require(p != nullptr, where, "cannot average a K-FAC operator with a ", fresh.tag(), " one");
+    hfisher::detail::require(p->rows() == rows() && p->cols() == cols(), where, "factor shapes differ");
+    hfisher::detail::require(terms_.size() == 1 && p->terms_.size() == 1, where,
+                             "both operators must be one Kronecker term (call merge_terms())");
+    hfisher::detail::require(decay >= 0 && decay <= 1, where, "decay = ", decay, " (must lie in [0, 1])");
+    scale_matrix(terms_[0].A, decay);
+    add_matrix(terms_[0].A, p->terms_[0].A, 1.0 - decay);
+    scale_matrix(terms_[0].G, decay);
+    add_matrix(terms_[0].G, p->terms_[0].G, 1.0 - decay);
+    invalidate();
+  }
+
   /// Folds a sum of terms into one: (sum_t A_t / T) (x) (sum_t G_t), exact
   /// when all A_t are equal; the approximation K-FAC Laplace uses across tasks.
   void merge_terms() {

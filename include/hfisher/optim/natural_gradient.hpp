@@ -5,9 +5,22 @@
 /// with momentum. The curvature is re-estimated every `refresh` steps from a
 /// rotating window of `curvature_examples` training examples (Monte-Carlo
 /// labels by default, so it is the true Fisher, not the empirical one) and
-/// its factorization is reused in between. KL-clipping (Ba, Grosse & Martens
+/// its factorization is reused in between; with `decay` > 0 each estimate is
+/// folded into a running average (K-FAC: of the factors). KL-clipping (Ba, Grosse & Martens
 /// 2017) scales the step so that lr^2 d^T F d <= kl_clip. The KFAC preset
-/// stores per-layer Kronecker factors (Martens & Grosse 2015). With a
+/// stores per-layer Kronecker factors (Martens & Grosse 2015).
+///
+/// Levenberg-Marquardt damping (Martens 2010; Martens & Grosse 2015, sec.
+/// 6.5): every `lm_interval` steps the optimizer measures, on its current
+/// curvature window, the reduction ratio rho = (L(theta + delta) - L(theta)) /
+/// (g^T delta + delta^T (F + damping) delta / 2) of the step delta it would
+/// take, and multiplies the damping by lm_factor when rho > 3/4 or divides it
+/// when rho < 1/4 (within [min_damping, max_damping]). The probe restores the
+/// parameters; it does not move the trajectory.
+///
+/// write()/read() save the whole state (step counters, damping, momentum,
+/// the current curvature estimate), so a run resumed from them continues bit
+/// for bit. With a
 /// distributed communicator every rank keeps the same state; curvature
 /// estimates are sharded over the ranks (see estimate_fisher), and the
 /// gradients passed to step() must already be summed over ranks (as
@@ -15,24 +28,33 @@
 
 #include <hfisher/fisher/fisher.hpp>
 
+#include <limits>
+#include <sstream>
+
 namespace hfisher {
 
 struct NaturalGradientOptions {
   double lr = 0.05;
-  double damping = 1e-3;
+  double damping = 1e-3;  ///< initial damping (fixed unless lm_interval > 0)
   double momentum = 0.9;
   double weight_decay = 0.0;
   double kl_clip = 1e-3;  ///< 0 disables clipping
   int refresh = 50;       ///< steps between curvature estimates
   int curvature_examples = 256;
+  double decay = 0.0;     ///< running-average decay of curvature estimates (0: each estimate replaces the last)
+  int lm_interval = 0;    ///< steps between Levenberg-Marquardt damping updates (0: fixed damping)
+  double lm_factor = 0.95;             ///< damping *= lm_factor (rho > 3/4) or /= lm_factor (rho < 1/4)
+  double min_damping = 1e-8, max_damping = 1e4;
   Structure structure = Structure::LowRank;
   FisherKind kind = FisherKind::MonteCarlo;
   FisherOptions fisher;   ///< rank, tolerances, budget of the curvature structure
 
-  /// The K-FAC preset: per-layer Kronecker factors, eigen-damping.
+  /// The K-FAC preset: per-layer Kronecker factors, eigen-damping, running
+  /// averages of the factors (decay 0.95).
   static NaturalGradientOptions kfac() {
     NaturalGradientOptions o;
     o.structure = Structure::KFAC;
+    o.decay = 0.95;
     return o;
   }
   void validate(const char* where) const {
@@ -41,6 +63,12 @@ struct NaturalGradientOptions {
     detail::require(momentum >= 0 && momentum < 1, where, "momentum = ", momentum, " (must lie in [0, 1))");
     detail::require(weight_decay >= 0 && kl_clip >= 0, where, "weight_decay and kl_clip must be >= 0");
     detail::require(refresh >= 1 && curvature_examples >= 1, where, "refresh and curvature_examples must be >= 1");
+    detail::require(decay >= 0 && decay < 1, where, "decay = ", decay, " (must lie in [0, 1))");
+    detail::require(lm_interval >= 0, where, "lm_interval = ", lm_interval, " (must be >= 0)");
+    detail::require(lm_factor > 0 && lm_factor < 1, where, "lm_factor = ", lm_factor, " (must lie in (0, 1))");
+    detail::require(min_damping > 0 && min_damping <= damping && damping <= max_damping, where,
+                    "need 0 < min_damping <= damping <= max_damping (got ", min_damping, ", ", damping, ", ",
+                    max_damping, ")");
   }
 };
 
@@ -48,11 +76,14 @@ template <class Scalar, class ExecSpace = DefaultExec>
 class NaturalGradient {
  public:
   using Vector = Kokkos::View<Scalar*, typename ExecSpace::memory_space>;
+  using Model = nn::MLP<Scalar, ExecSpace>;
 
-  NaturalGradient(const nn::MLP<Scalar, ExecSpace>& model, const nn::DeviceData<Scalar, ExecSpace>& data,
-                  NaturalGradientOptions o = {}, dist::Communicator comm = {})
+  NaturalGradient(const Model& model, const nn::DeviceData<Scalar, ExecSpace>& data, NaturalGradientOptions o = {},
+                  dist::Communicator comm = {})
       : model_(&model), data_(data), o_(std::move(o)), comm_(comm) {
     o_.validate("hfisher::NaturalGradient");
+    detail::require(data.size() >= 1, "hfisher::NaturalGradient", "no training examples");
+    damping_ = o_.damping;
   }
 
   /// One step on theta (the model's parameters) with the data gradient grad.
@@ -61,18 +92,14 @@ class NaturalGradient {
     detail::require(theta.extent(0) == grad.extent(0) && long(theta.extent(0)) == model_->num_params(), where,
                     "theta and grad must have the model's ", model_->num_params(), " entries");
     if (!F_ || steps_ % o_.refresh == 0) refresh();
+    if (o_.lm_interval > 0 && steps_ % o_.lm_interval == 0) adapt_damping(theta);
     ++steps_;
     const long n = theta.extent(0);
     Vector g("hfisher::ngd::g", n), d("hfisher::ngd::d", n);
     const Scalar wd = Scalar(o_.weight_decay);
     Kokkos::parallel_for(
         "hfisher::ngd::wd", Kokkos::RangePolicy<ExecSpace>(0, n), KOKKOS_LAMBDA(const long i) { g(i) = grad(i) + wd * theta(i); });
-    F_->solve(g, d, o_.damping);
-    double nu = 1.0;
-    if (o_.kl_clip > 0) {
-      const double dg = fisher::detail::dot<ExecSpace>(d, g);  // d^T (F + damping) d
-      if (dg > 0) nu = std::min(1.0, std::sqrt(o_.kl_clip / (o_.lr * o_.lr * dg)));
-    }
+    const double nu = direction(g, d);
     last_clip_ = nu;
     if (v_.extent(0) != theta.extent(0)) v_ = Vector("hfisher::ngd::v", n);
     auto v = v_;
@@ -84,35 +111,165 @@ class NaturalGradient {
         });
   }
 
-  /// Re-estimates the curvature now (called by step every `refresh` steps).
+  /// Re-estimates the curvature now (called by step every `refresh` steps)
+  /// and folds it into the running average.
   void refresh() {
-    const int n = data_.size(), m = std::min(o_.curvature_examples, n);
-    const int first = int((long(windows_) * m) % std::max(1, n - m + 1));
+    const auto win = window(windows_);
     ++windows_;
-    nn::DeviceData<Scalar, ExecSpace> win;
-    win.classes = data_.classes;
-    win.x = Kokkos::subview(data_.x, Kokkos::make_pair(first, first + m), Kokkos::ALL());
-    win.y = Kokkos::subview(data_.y, Kokkos::make_pair(first, first + m));
     auto f = o_.fisher;
-    f.examples = m;
+    f.examples = win.size();
     f.seed = o_.fisher.seed + std::uint64_t(windows_);
     f.layers.clear();
-    F_ = estimate_fisher(*model_, win, o_.kind, o_.structure, f, comm_);
+    auto fresh = estimate_fisher(*model_, win, o_.kind, o_.structure, f, comm_);
+    if (F_ && o_.decay > 0) F_->decay_average(*fresh, o_.decay);
+    else F_ = std::move(fresh);
   }
 
   const CurvatureOperator<Scalar, ExecSpace>& curvature() const { return *F_; }
   double last_clip() const { return last_clip_; }
   long steps() const { return steps_; }
+  /// The damping in use (changes with the Levenberg-Marquardt schedule).
+  double damping() const { return damping_; }
+  /// The last reduction ratio measured by the schedule (NaN before the first).
+  double last_rho() const { return rho_; }
+
+  /// Saves the state (not the options, model or data) to a binary stream.
+  void write(std::ostream& o) const {
+    o.write(kMagic, 8);
+    io::put(o, std::int64_t(steps_));
+    io::put(o, std::int64_t(windows_));
+    io::put(o, damping_);
+    io::put(o, last_clip_);
+    io::put(o, rho_);
+    io::put(o, std::int64_t(v_.extent(0)));
+    if (v_.extent(0) > 0) io::put_view(o, v_);
+    io::put(o, std::int32_t(F_ != nullptr));
+    if (F_) F_->write_tagged(o);
+  }
+  /// Restores a state written by write() for the same model and options.
+  void read(std::istream& i, const std::string& what) {
+    constexpr const char* where = "hfisher::NaturalGradient::read";
+    io::expect_magic(i, kMagic, what, where, "a NaturalGradient state");
+    const long steps = long(io::get<std::int64_t>(i, what, where)), windows = long(io::get<std::int64_t>(i, what, where));
+    const double damping = io::get<double>(i, what, where), clip = io::get<double>(i, what, where);
+    const double rho = io::get<double>(i, what, where);
+    const long nv = long(io::get<std::int64_t>(i, what, where));
+    detail::require(steps >= 0 && windows >= 0 && damping > 0 && (nv == 0 || nv == model_->num_params()), where, what,
+                    ": corrupt or written for another model (", nv, " momentum entries, the model has ",
+                    model_->num_params(), " parameters)");
+    Vector v;
+    if (nv > 0) {
+      v = Vector("hfisher::ngd::v", nv);
+      io::get_view(i, v, what, where);
+    }
+    std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> F;
+    if (io::get<std::int32_t>(i, what, where) != 0) {
+      F = CurvatureOperator<Scalar, ExecSpace>::read(i, what);
+      detail::require(F->size() == model_->num_params(), where, what, ": the curvature covers ", F->size(),
+                      " parameters, the model has ", model_->num_params());
+    }
+    steps_ = steps;
+    windows_ = windows;
+    damping_ = damping;
+    last_clip_ = clip;
+    rho_ = rho;
+    v_ = v;
+    F_ = std::move(F);
+  }
+
+  /// d = (F + damping I)^-1 g; returns the KL-clipping factor of the step.
+  /// (Public: it launches kernels.)
+  double direction(const Vector& g, const Vector& d) const {
+    F_->solve(g, d, damping_);
+    double nu = 1.0;
+    if (o_.kl_clip > 0) {
+      const double dg = fisher::detail::dot<ExecSpace>(d, g);  // d^T (F + damping) d
+      if (dg > 0) nu = std::min(1.0, std::sqrt(o_.kl_clip / (o_.lr * o_.lr * dg)));
+    }
+    return nu;
+  }
+
+  /// One Levenberg-Marquardt update of the damping from the reduction ratio
+  /// on the current window (see the file comment). theta must be the
+  /// model's parameter view; it is restored. (Public: it launches kernels.)
+  void adapt_damping(const Vector& theta) {
+    constexpr const char* where = "hfisher::NaturalGradient::adapt_damping";
+    detail::require(theta.data() == model_->params().data(), where,
+                    "the Levenberg-Marquardt schedule needs theta to be the model's own parameter view");
+    const auto win = window(windows_ > 0 ? windows_ - 1 : 0);
+    const long n = theta.extent(0);
+    typename Model::Cache cache;
+    Vector g("hfisher::ngd::lm_g", n), d("hfisher::ngd::lm_d", n), saved("hfisher::ngd::lm_theta", n);
+    const double l0 = window_loss_grad(win, g, cache);
+    const double nu = direction(g, d);
+    // delta = -a d: predicted change g^T delta + delta^T (F + damping) delta / 2
+    const double a = o_.lr * nu, gd = fisher::detail::dot<ExecSpace>(g, d);
+    const double predicted = -a * gd + 0.5 * a * a * gd;
+    Kokkos::deep_copy(saved, theta);
+    const Scalar as = Scalar(a);
+    Kokkos::parallel_for(
+        "hfisher::ngd::lm_probe", Kokkos::RangePolicy<ExecSpace>(0, n), KOKKOS_LAMBDA(const long i) { theta(i) -= as * d(i); });
+    const double l1 = window_loss_grad(win, g, cache);
+    Kokkos::deep_copy(theta, saved);
+    rho_ = predicted < 0 ? (l1 - l0) / predicted : 0.0;
+    if (rho_ > 0.75) damping_ = std::max(o_.min_damping, damping_ * o_.lm_factor);
+    else if (rho_ < 0.25) damping_ = std::min(o_.max_damping, damping_ / o_.lm_factor);
+  }
 
  private:
-  const nn::MLP<Scalar, ExecSpace>* model_;
+  static constexpr char kMagic[8] = {'H', 'F', 'N', 'G', 'D', '0', '0', '1'};
+
+  /// The k-th rotating window of curvature_examples training examples.
+  nn::DeviceData<Scalar, ExecSpace> window(long k) const {
+    const int n = data_.size(), m = std::min(o_.curvature_examples, n);
+    const int first = int((k * m) % std::max(1, n - m + 1));
+    nn::DeviceData<Scalar, ExecSpace> win;
+    win.classes = data_.classes;
+    win.x = Kokkos::subview(data_.x, Kokkos::make_pair(first, first + m), Kokkos::ALL());
+    win.y = Kokkos::subview(data_.y, Kokkos::make_pair(first, first + m));
+    return win;
+  }
+
+  /// Mean loss of the window and its gradient (plus weight decay), sharded over the ranks.
+  double window_loss_grad(const nn::DeviceData<Scalar, ExecSpace>& win, const Vector& g, typename Model::Cache& c) const {
+    const long m = win.size();
+    const auto s = dist::shard(m, comm_.rank(), comm_.size());
+    double loss = 0;
+    if (s.second > s.first) {
+      const typename Model::Matrix X = Kokkos::subview(win.x, Kokkos::make_pair(s.first, s.second), Kokkos::ALL());
+      const typename Model::Labels y = Kokkos::subview(win.y, Kokkos::make_pair(s.first, s.second));
+      const double share = double(s.second - s.first) / double(m);
+      loss = model_->loss_grad(X, y, g, c) * share;
+      auto gv = g;
+      const Scalar w = Scalar(share);
+      Kokkos::parallel_for(
+          "hfisher::ngd::lm_share", Kokkos::RangePolicy<ExecSpace>(0, g.extent(0)), KOKKOS_LAMBDA(const long i) { gv(i) *= w; });
+    } else {
+      Kokkos::deep_copy(g, Scalar(0));
+    }
+    comm_.allreduce_sum(g);
+    loss = comm_.sum(loss);
+    if (o_.weight_decay > 0) {
+      auto theta = model_->params();
+      auto gv = g;
+      const Scalar wd = Scalar(o_.weight_decay);
+      double sq = fisher::detail::dot<ExecSpace>(theta, theta);
+      Kokkos::parallel_for(
+          "hfisher::ngd::lm_wd", Kokkos::RangePolicy<ExecSpace>(0, g.extent(0)),
+          KOKKOS_LAMBDA(const long i) { gv(i) += wd * theta(i); });
+      loss += 0.5 * o_.weight_decay * sq;
+    }
+    return loss;
+  }
+
+  const Model* model_;
   nn::DeviceData<Scalar, ExecSpace> data_;
   NaturalGradientOptions o_;
   dist::Communicator comm_;
   std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> F_;
   Vector v_;
   long steps_ = 0, windows_ = 0;
-  double last_clip_ = 1.0;
+  double damping_ = 0, last_clip_ = 1.0, rho_ = std::numeric_limits<double>::quiet_NaN();
 };
 
 }  // namespace hfisher
