@@ -12,6 +12,7 @@
 #include <CLI/CLI.hpp>
 #include <hfisher/hfisher.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -38,6 +39,7 @@ struct Options {
   double lr = 1e-3, lambda = 10.0, gamma = 0.9, tol = 1e-2, damping = 1e-3;
   std::string fisher_kind = "empirical";
   std::uint64_t seed = 1;
+  int seeds = 1;  ///< runs with seeds seed, seed + 1, ... (mean +- std in the table)
   std::vector<std::string> lambda_for = {"hierarchical=1"};  ///< per-method overrides of lambda
   int leaf = 32, rank = 32, max_rank = 32;
 };
@@ -55,12 +57,12 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 }
 
 // everything that changes results: a checkpoint is only resumed under the same key
-std::string run_key(const Options& o, const std::string& method) {
+std::string run_key(const Options& o, const std::string& method, std::uint64_t seed) {
   std::ostringstream k;
   k << "v1|" << method << "|" << o.stream << "|" << o.scenario << "|" << o.optimizer << "|" << o.tasks << "|"
     << o.epochs << "|" << o.batch << "|" << o.train_examples << "|" << o.test_examples << "|" << o.fisher_examples
     << "|" << o.lr << "|" << o.lambda << "|" << o.gamma << "|" << o.tol << "|" << o.damping << "|" << o.fisher_kind
-    << "|" << o.seed << "|" << o.leaf << "|" << o.rank << "|" << o.max_rank << "|" << o.data;
+    << "|" << seed << "|" << o.leaf << "|" << o.rank << "|" << o.max_rank << "|" << o.data;
   for (int h : o.hidden) k << "|h" << h;
   for (const auto& l : o.lambda_for) k << "|l" << l;
   return k.str();
@@ -84,6 +86,7 @@ double lambda_of(const Options& o, const std::string& method) {
 
 struct MethodResult {
   std::string method;
+  std::uint64_t seed = 1;
   hfisher::continual::AccuracyMatrix R;
   std::vector<double> train_seconds, consolidate_seconds, fisher_bytes;
   double train_examples = 0;  ///< examples processed by the optimizer (all tasks so far)
@@ -167,140 +170,190 @@ int run(const Options& o) {
   const auto kind = o.stream == "permuted" ? hfisher::continual::StreamKind::Permuted : hfisher::continual::StreamKind::Split;
   const auto scen =
       o.scenario == "task" ? hfisher::continual::Scenario::TaskIncremental : hfisher::continual::Scenario::ClassIncremental;
-  auto stream = hfisher::continual::make_stream(train_all, test_all, kind, o.tasks, scen, o.seed);
-  const int T = o.tasks, C = train_all.classes;
-  std::vector<Data> train, test;
-  std::vector<Labels> masks;
-  for (const auto& t : stream) {
-    train.push_back(hfisher::nn::to_device<S, E>(t.train));
-    test.push_back(hfisher::nn::to_device<S, E>(t.test));
-    Labels m("mask", C);
-    auto mh = Kokkos::create_mirror_view(m);
-    for (int c : t.classes) mh(c) = 1;
-    Kokkos::deep_copy(m, mh);
-    // permuted / class-incremental tasks use every class: no mask
-    masks.push_back(int(t.classes.size()) == C ? Labels() : m);
-  }
-  std::vector<int> widths = {train_all.features};
-  widths.insert(widths.end(), o.hidden.begin(), o.hidden.end());
-  widths.push_back(C);
-  say("hfisher-continual: %s stream (%s), %d tasks x %d train / %d test examples; MLP", o.stream.c_str(),
-              o.stream == "split" ? (o.scenario == "task" ? "task-incremental" : "class-incremental") : "permuted pixels",
-              T, train[0].size(), test[0].size());
-  for (int w : widths) say(" %d", w);
-  say("; optimizer %s, %d epoch(s), batch %d; lambda %g; Fisher: %s from %d examples; backend %s, %d rank(s) x %d "
-      "thread(s)\n",
-      o.optimizer.c_str(), o.epochs, o.batch, o.lambda, o.fisher_kind.c_str(), o.fisher_examples, E::name(),
-      comm.size(), E().concurrency());
-  if (comm.root()) std::filesystem::create_directories(o.output + "/checkpoints");
-  comm.barrier();
-  hfisher::FisherOptions fo;
-  fo.examples = o.fisher_examples;
-  fo.tol = o.tol;
-  fo.leaf = o.leaf;
-  fo.rank = o.rank;
-  fo.hodlr_max_rank = o.max_rank;
-  fo.seed = o.seed;
-  fo.spd_compensation = true;  // a penalty must stay convex: compressed Fishers stay PSD
-  const auto fkind = o.fisher_kind == "empirical" ? hfisher::FisherKind::Empirical
-                     : o.fisher_kind == "mc"      ? hfisher::FisherKind::MonteCarlo
-                                                  : hfisher::FisherKind::GGN;
+  const int T = o.tasks;
   std::vector<MethodResult> results;
-  for (std::size_t mi = 0; mi < o.methods.size(); ++mi) {
-    const std::string& method = o.methods[mi];
-    MethodResult r{method, hfisher::continual::AccuracyMatrix(T), {}, {}, {}, 0};
-    Model model(widths, hfisher::nn::Activation::ReLU, o.seed);
-    std::unique_ptr<hfisher::FisherPenalty<S, E>> pen;
-    if (method != "finetune")
-      pen = std::make_unique<hfisher::FisherPenalty<S, E>>(penalty_of(method), lambda_of(o, method), o.gamma, fkind, fo);
-    const std::string ckpt = o.output + "/checkpoints/" + method + ".ckpt", key = run_key(o, method);
-    if (load_checkpoint(ckpt, key, r, model, pen.get()))
-      say("[%s] resuming from %s after task %d\n", method.c_str(), ckpt.c_str(), r.done);
-    for (int t = r.done; t < T; ++t) {
-      const auto t0 = std::chrono::steady_clock::now();
-      auto hook = [&](const Model::Vector& grad) {
-        if (pen) pen->add_gradient(model.params(), grad);
-      };
-      double loss = 0;
-      std::mt19937_64 rng(o.seed * 1000003ULL + std::uint64_t(t) * 7919ULL);  // same shuffles for every method
-      hfisher::nn::SGD<S, E> sgd;
-      sgd.lr = o.lr;
-      hfisher::nn::Adam<S, E> adam;
-      adam.lr = o.lr;
-      std::unique_ptr<hfisher::NaturalGradient<S, E>> ngd;
-      if (o.optimizer == "ngd" || o.optimizer == "kfac") {
-        auto no = o.optimizer == "kfac" ? hfisher::NaturalGradientOptions::kfac() : hfisher::NaturalGradientOptions{};
-        no.lr = o.lr;
-        no.damping = o.damping;
-        no.fisher.rank = o.rank;
-        ngd = std::make_unique<hfisher::NaturalGradient<S, E>>(model, train[t], no, comm);
-      }
-      for (int e = 0; e < o.epochs; ++e) {
-        if (o.optimizer == "sgd") loss = hfisher::dist::train_epoch(model, train[t], o.batch, sgd, rng, hook, masks[t], comm);
-        else if (o.optimizer == "adam")
-          loss = hfisher::dist::train_epoch(model, train[t], o.batch, adam, rng, hook, masks[t], comm);
-        else loss = hfisher::dist::train_epoch(model, train[t], o.batch, *ngd, rng, hook, masks[t], comm);
-      }
-      r.train_seconds.push_back(comm.max(seconds_since(t0)));
-      r.train_examples += double(o.epochs) * train[t].size();
-      double cons = 0;
-      if (pen) {
-        pen->consolidate(model, train[t], comm);
-        cons = pen->last_consolidation_seconds();
-      }
-      r.consolidate_seconds.push_back(cons);
-      r.fisher_bytes.push_back(pen ? double(pen->bytes()) : 0.0);
-      for (int j = 0; j < T; ++j) r.R.set(t, j, hfisher::dist::accuracy(model, test[j], masks[j], comm));
-      r.done = t + 1;
-      say("[%-12s] task %2d/%d: loss %.4f, acc on it %.4f, ACC %.4f, BWT %+.4f | train %.1f s (%.0f ex/s), "
-          "consolidate %.2f s, Fisher %.2f MB\n",
-          method.c_str(), t + 1, T, loss, r.R(t, t), r.R.acc(t), r.R.bwt(t), r.train_seconds.back(),
-          o.epochs * train[t].size() / r.train_seconds.back(), cons, r.fisher_bytes.back() / 1e6);
-      if (comm.root()) save_checkpoint(ckpt, key, r, model, pen.get());
-      comm.barrier();  // the checkpoint is on disk before any rank goes on (or stops)
-      // testing hook: simulate an interruption after N finished tasks of this method
-      if (const char* stop = std::getenv("HFISHER_CONTINUAL_STOP_AFTER"); stop && std::atoi(stop) == t + 1) {
-        say("HFISHER_CONTINUAL_STOP_AFTER=%s: stopping as if interrupted\n", stop);
-        std::exit(3);
-      }
+  for (int si = 0; si < o.seeds; ++si) {
+    const std::uint64_t seed = o.seed + std::uint64_t(si);
+    auto stream = hfisher::continual::make_stream(train_all, test_all, kind, o.tasks, scen, seed);
+    const int C = train_all.classes;
+    std::vector<Data> train, test;
+    std::vector<Labels> masks;
+    for (const auto& t : stream) {
+      train.push_back(hfisher::nn::to_device<S, E>(t.train));
+      test.push_back(hfisher::nn::to_device<S, E>(t.test));
+      Labels m("mask", C);
+      auto mh = Kokkos::create_mirror_view(m);
+      for (int c : t.classes) mh(c) = 1;
+      Kokkos::deep_copy(m, mh);
+      // permuted / class-incremental tasks use every class: no mask
+      masks.push_back(int(t.classes.size()) == C ? Labels() : m);
     }
-    results.push_back(std::move(r));
+    std::vector<int> widths = {train_all.features};
+    widths.insert(widths.end(), o.hidden.begin(), o.hidden.end());
+    widths.push_back(C);
+    say("hfisher-continual: seed %llu, %s stream (%s), %d tasks x %d train / %d test examples; MLP",
+        (unsigned long long)seed, o.stream.c_str(),
+                o.stream == "split" ? (o.scenario == "task" ? "task-incremental" : "class-incremental") : "permuted pixels",
+                T, train[0].size(), test[0].size());
+    for (int w : widths) say(" %d", w);
+    say("; optimizer %s, %d epoch(s), batch %d; lambda %g; Fisher: %s from %d examples; backend %s, %d rank(s) x %d "
+        "thread(s)\n",
+        o.optimizer.c_str(), o.epochs, o.batch, o.lambda, o.fisher_kind.c_str(), o.fisher_examples, E::name(),
+        comm.size(), E().concurrency());
+    if (comm.root()) std::filesystem::create_directories(o.output + "/checkpoints");
+    comm.barrier();
+    hfisher::FisherOptions fo;
+    fo.examples = o.fisher_examples;
+    fo.tol = o.tol;
+    fo.leaf = o.leaf;
+    fo.rank = o.rank;
+    fo.hodlr_max_rank = o.max_rank;
+    fo.seed = seed;
+    fo.spd_compensation = true;  // a penalty must stay convex: compressed Fishers stay PSD
+    const auto fkind = o.fisher_kind == "empirical" ? hfisher::FisherKind::Empirical
+                       : o.fisher_kind == "mc"      ? hfisher::FisherKind::MonteCarlo
+                                                    : hfisher::FisherKind::GGN;
+    for (std::size_t mi = 0; mi < o.methods.size(); ++mi) {
+      const std::string& method = o.methods[mi];
+      MethodResult r{method, seed, hfisher::continual::AccuracyMatrix(T), {}, {}, {}, 0};
+      Model model(widths, hfisher::nn::Activation::ReLU, seed);
+      std::unique_ptr<hfisher::FisherPenalty<S, E>> pen;
+      if (method != "finetune")
+        pen = std::make_unique<hfisher::FisherPenalty<S, E>>(penalty_of(method), lambda_of(o, method), o.gamma, fkind, fo);
+      const std::string ckpt = o.output + "/checkpoints/" + method +
+                               (o.seeds > 1 ? "-seed" + std::to_string(seed) : std::string()) + ".ckpt";
+      const std::string key = run_key(o, method, seed);
+      if (load_checkpoint(ckpt, key, r, model, pen.get()))
+        say("[%s] resuming from %s after task %d\n", method.c_str(), ckpt.c_str(), r.done);
+      for (int t = r.done; t < T; ++t) {
+        const auto t0 = std::chrono::steady_clock::now();
+        auto hook = [&](const Model::Vector& grad) {
+          if (pen) pen->add_gradient(model.params(), grad);
+        };
+        double loss = 0;
+        std::mt19937_64 rng(seed * 1000003ULL + std::uint64_t(t) * 7919ULL);  // same shuffles for every method
+        hfisher::nn::SGD<S, E> sgd;
+        sgd.lr = o.lr;
+        hfisher::nn::Adam<S, E> adam;
+        adam.lr = o.lr;
+        std::unique_ptr<hfisher::NaturalGradient<S, E>> ngd;
+        if (o.optimizer == "ngd" || o.optimizer == "kfac") {
+          auto no = o.optimizer == "kfac" ? hfisher::NaturalGradientOptions::kfac() : hfisher::NaturalGradientOptions{};
+          no.lr = o.lr;
+          no.damping = o.damping;
+          no.fisher.rank = o.rank;
+          ngd = std::make_unique<hfisher::NaturalGradient<S, E>>(model, train[t], no, comm);
+        }
+        for (int e = 0; e < o.epochs; ++e) {
+          if (o.optimizer == "sgd") loss = hfisher::dist::train_epoch(model, train[t], o.batch, sgd, rng, hook, masks[t], comm);
+          else if (o.optimizer == "adam")
+            loss = hfisher::dist::train_epoch(model, train[t], o.batch, adam, rng, hook, masks[t], comm);
+          else loss = hfisher::dist::train_epoch(model, train[t], o.batch, *ngd, rng, hook, masks[t], comm);
+        }
+        r.train_seconds.push_back(comm.max(seconds_since(t0)));
+        r.train_examples += double(o.epochs) * train[t].size();
+        double cons = 0;
+        if (pen) {
+          pen->consolidate(model, train[t], comm);
+          cons = pen->last_consolidation_seconds();
+        }
+        r.consolidate_seconds.push_back(cons);
+        r.fisher_bytes.push_back(pen ? double(pen->bytes()) : 0.0);
+        for (int j = 0; j < T; ++j) r.R.set(t, j, hfisher::dist::accuracy(model, test[j], masks[j], comm));
+        r.done = t + 1;
+        say("[%-12s] task %2d/%d: loss %.4f, acc on it %.4f, ACC %.4f, BWT %+.4f | train %.1f s (%.0f ex/s), "
+            "consolidate %.2f s, Fisher %.2f MB\n",
+            method.c_str(), t + 1, T, loss, r.R(t, t), r.R.acc(t), r.R.bwt(t), r.train_seconds.back(),
+            o.epochs * train[t].size() / r.train_seconds.back(), cons, r.fisher_bytes.back() / 1e6);
+        if (comm.root()) save_checkpoint(ckpt, key, r, model, pen.get());
+        comm.barrier();  // the checkpoint is on disk before any rank goes on (or stops)
+        // testing hook: simulate an interruption after N finished tasks of this method
+        if (const char* stop = std::getenv("HFISHER_CONTINUAL_STOP_AFTER"); stop && std::atoi(stop) == t + 1) {
+          say("HFISHER_CONTINUAL_STOP_AFTER=%s: stopping as if interrupted\n", stop);
+          std::exit(3);
+        }
+      }
+      results.push_back(std::move(r));
+    }
   }
   if (!comm.root()) return 0;  // rank 0 reports and writes the files
-  // table
-  std::printf("\n%-14s %7s %8s %8s %11s %12s %15s %10s %10s\n", "method", "lambda", "ACC", "BWT", "forgetting",
-              "Fisher MB", "consolidate s", "train s", "train ex/s");
+  // methods in order, and the runs (one per seed) of each
+  std::vector<std::string> names;
+  for (const auto& r : results)
+    if (std::find(names.begin(), names.end(), r.method) == names.end()) names.push_back(r.method);
+  auto runs_of = [&](const std::string& m) {
+    std::vector<const MethodResult*> v;
+    for (const auto& r : results)
+      if (r.method == m) v.push_back(&r);
+    return v;
+  };
+  auto total = [](const std::vector<double>& v) { return std::accumulate(v.begin(), v.end(), 0.0); };
+  // mean and sample standard deviation of f over the runs of a method
+  auto stats = [&](const std::string& m, auto&& f) {
+    const auto v = runs_of(m);
+    double mean = 0, var = 0;
+    for (const auto* r : v) mean += f(*r) / v.size();
+    for (const auto* r : v) var += (f(*r) - mean) * (f(*r) - mean);
+    return std::make_pair(mean, v.size() > 1 ? std::sqrt(var / (v.size() - 1)) : 0.0);
+  };
+  // table: one row per run, then mean +- std per method when there are several seeds
+  std::printf("\n%-14s %5s %7s %8s %8s %11s %12s %15s %10s %10s\n", "method", "seed", "lambda", "ACC", "BWT",
+              "forgetting", "Fisher MB", "consolidate s", "train s", "train ex/s");
   for (const auto& r : results) {
-    double cs = 0, ts = 0;
-    for (double v : r.consolidate_seconds) cs += v;
-    for (double v : r.train_seconds) ts += v;
-    std::printf("%-14s %7g %8.4f %+8.4f %11.4f %12.2f %15.2f %10.1f %10.0f\n", r.method.c_str(),
-                r.method == "finetune" ? 0.0 : lambda_of(o, r.method), r.R.acc(T - 1), r.R.bwt(T - 1),
-                r.R.forgetting(T - 1), r.fisher_bytes.back() / 1e6, cs / T, ts, r.train_examples / ts);
+    const double cs = total(r.consolidate_seconds), ts = total(r.train_seconds);
+    std::printf("%-14s %5llu %7g %8.4f %+8.4f %11.4f %12.2f %15.2f %10.1f %10.0f\n", r.method.c_str(),
+                (unsigned long long)r.seed, r.method == "finetune" ? 0.0 : lambda_of(o, r.method), r.R.acc(T - 1),
+                r.R.bwt(T - 1), r.R.forgetting(T - 1), r.fisher_bytes.back() / 1e6, cs / T, ts, r.train_examples / ts);
+  }
+  if (o.seeds > 1) {
+    std::printf("\nmean +- std over %d seeds\n%-14s %17s %17s %17s %12s %15s\n", o.seeds, "method", "ACC", "BWT",
+                "forgetting", "Fisher MB", "consolidate s");
+    for (const auto& m : names) {
+      const auto acc = stats(m, [&](const MethodResult& r) { return r.R.acc(T - 1); });
+      const auto bwt = stats(m, [&](const MethodResult& r) { return r.R.bwt(T - 1); });
+      const auto fgt = stats(m, [&](const MethodResult& r) { return r.R.forgetting(T - 1); });
+      const auto mb = stats(m, [&](const MethodResult& r) { return r.fisher_bytes.back() / 1e6; });
+      const auto cs = stats(m, [&](const MethodResult& r) { return total(r.consolidate_seconds) / T; });
+      std::printf("%-14s %8.4f +- %.4f %+8.4f +- %.4f %8.4f +- %.4f %12.2f %15.2f\n", m.c_str(), acc.first, acc.second,
+                  bwt.first, bwt.second, fgt.first, fgt.second, mb.first, cs.first);
+    }
   }
   // files
   std::ostringstream csv, js, gp;
-  csv << "method,after_task,ACC,BWT,forgetting,fisher_bytes,consolidate_s,train_s\n";
+  csv << "method,seed,after_task,ACC,BWT,forgetting,fisher_bytes,consolidate_s,train_s\n";
   char date[64];
   std::time_t now = std::time(nullptr);
   std::strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", std::gmtime(&now));
   js << "{\n  \"date\": \"" << date << "\",\n  \"backend\": \"" << E::name() << "\",\n  \"threads\": "
-     << E().concurrency() << ",\n  \"ranks\": " << comm.size() << ",\n  \"stream\": \"" << o.stream << "\",\n  \"tasks\": " << T
-     << ",\n  \"methods\": [\n";
+     << E().concurrency() << ",\n  \"ranks\": " << comm.size() << ",\n  \"stream\": \"" << o.stream
+     << "\",\n  \"scenario\": \"" << o.scenario << "\",\n  \"tasks\": " << T << ",\n  \"seeds\": " << o.seeds
+     << ",\n  \"summary\": [\n";
+  for (std::size_t k = 0; k < names.size(); ++k) {
+    const auto acc = stats(names[k], [&](const MethodResult& r) { return r.R.acc(T - 1); });
+    const auto fgt = stats(names[k], [&](const MethodResult& r) { return r.R.forgetting(T - 1); });
+    const auto bwt = stats(names[k], [&](const MethodResult& r) { return r.R.bwt(T - 1); });
+    js << "    {\"method\": \"" << names[k] << "\", \"ACC_mean\": " << acc.first << ", \"ACC_std\": " << acc.second
+       << ", \"BWT_mean\": " << bwt.first << ", \"BWT_std\": " << bwt.second << ", \"forgetting_mean\": " << fgt.first
+       << ", \"forgetting_std\": " << fgt.second << "}" << (k + 1 < names.size() ? "," : "") << "\n";
+  }
+  js << "  ],\n  \"methods\": [\n";
   for (std::size_t k = 0; k < results.size(); ++k) {
     const auto& r = results[k];
     std::ostringstream mcsv;
     for (int i = 0; i < T; ++i) {
-      csv << r.method << "," << i + 1 << "," << r.R.acc(i) << "," << r.R.bwt(i) << "," << r.R.forgetting(i) << ","
-          << r.fisher_bytes[i] << "," << r.consolidate_seconds[i] << "," << r.train_seconds[i] << "\n";
+      csv << r.method << "," << r.seed << "," << i + 1 << "," << r.R.acc(i) << "," << r.R.bwt(i) << ","
+          << r.R.forgetting(i) << "," << r.fisher_bytes[i] << "," << r.consolidate_seconds[i] << ","
+          << r.train_seconds[i] << "\n";
       for (int j = 0; j < T; ++j) mcsv << r.R(i, j) << (j + 1 < T ? " " : "\n");
     }
-    hfisher::io::atomic_write(o.output + "/R_" + r.method + ".dat", "hfisher-continual", [&](std::ostream& f) { f << mcsv.str(); });
-    js << "    {\"method\": \"" << r.method << "\", \"lambda\": " << (r.method == "finetune" ? 0.0 : lambda_of(o, r.method))
+    if (r.seed == o.seed)  // heatmaps of the first seed
+      hfisher::io::atomic_write(o.output + "/R_" + r.method + ".dat", "hfisher-continual",
+                                [&](std::ostream& f) { f << mcsv.str(); });
+    js << "    {\"method\": \"" << r.method << "\", \"seed\": " << r.seed
+       << ", \"lambda\": " << (r.method == "finetune" ? 0.0 : lambda_of(o, r.method))
        << ", \"ACC\": " << r.R.acc(T - 1) << ", \"BWT\": " << r.R.bwt(T - 1)
        << ", \"forgetting\": " << r.R.forgetting(T - 1) << ", \"fisher_bytes\": " << r.fisher_bytes.back()
-       << ", \"train_examples_per_s\": " << r.train_examples / std::accumulate(r.train_seconds.begin(), r.train_seconds.end(), 0.0)
-       << ", \"R\": [";
+       << ", \"train_examples_per_s\": " << r.train_examples / total(r.train_seconds) << ", \"R\": [";
     for (int i = 0; i < T; ++i) {
       js << "[";
       for (int j = 0; j < T; ++j) js << r.R(i, j) << (j + 1 < T ? ", " : "");
@@ -309,25 +362,37 @@ int run(const Options& o) {
     js << "]}" << (k + 1 < results.size() ? "," : "") << "\n";
   }
   js << "  ]\n}\n";
+  // ACC after each task: mean and std over the seeds, one file per method
+  for (const auto& m : names) {
+    std::ostringstream a;
+    for (int i = 0; i < T; ++i) {
+      const auto st = stats(m, [&](const MethodResult& r) { return r.R.acc(i); });
+      a << i + 1 << " " << st.first << " " << st.second << "\n";
+    }
+    hfisher::io::atomic_write(o.output + "/ACC_" + m + ".dat", "hfisher-continual", [&](std::ostream& f) { f << a.str(); });
+  }
   hfisher::io::atomic_write(o.output + "/results.csv", "hfisher-continual", [&](std::ostream& f) { f << csv.str(); });
   hfisher::io::atomic_write(o.output + "/results.json", "hfisher-continual", [&](std::ostream& f) { f << js.str(); });
-  const int n = int(results.size());
+  const int n = int(names.size());
   gp << "set terminal pngcairo size " << 380 * n << ",420\nset output '" << o.output << "/heatmaps.png'\n"
-     << "set multiplot layout 1," << n << " title 'accuracy R[i,j] after task i (rows) on task j (" << o.stream << ", "
-     << date << ")'\nset cbrange [0:1]\nset palette rgbformulae 33,13,10\nunset key\nset xlabel 'task j'\n"
-     << "set ylabel 'after task i'\nset yrange [" << T - 0.5 << ":-0.5]\nset xrange [-0.5:" << T - 0.5 << "]\n";
-  for (const auto& r : results)
-    gp << "set title '" << r.method << "'\nplot '" << o.output << "/R_" << r.method << ".dat' matrix with image\n";
+     << "set multiplot layout 1," << n << " title 'accuracy R[i,j] after task i (rows) on task j (" << o.stream
+     << ", seed " << o.seed << ", " << date << ")'\nset cbrange [0:1]\nset palette rgbformulae 33,13,10\nunset key\n"
+     << "set xlabel 'task j'\nset ylabel 'after task i'\nset yrange [" << T - 0.5 << ":-0.5]\nset xrange [-0.5:"
+     << T - 0.5 << "]\n";
+  for (const auto& m : names)
+    gp << "set title '" << m << "'\nplot '" << o.output << "/R_" << m << ".dat' matrix with image\n";
   gp << "unset multiplot\nset terminal pngcairo size 700,450\nset output '" << o.output << "/acc.png'\n"
-     << "set title 'average accuracy over the tasks seen so far'\nset xlabel 'after task'\nset ylabel 'ACC'\n"
-     << "set datafile separator ','\nset key bottom left\nset autoscale\nset yrange [0:1]\nplot ";
+     << "set title 'average accuracy over the tasks seen so far"
+     << (o.seeds > 1 ? " (mean +- std, " + std::to_string(o.seeds) + " seeds)" : std::string()) << "'\n"
+     << "set xlabel 'after task'\nset ylabel 'ACC'\nset key bottom left\nset autoscale\nset yrange [0:1]\n"
+     << "set xrange [0.5:" << T + 0.5 << "]\nplot ";
   for (int k = 0; k < n; ++k)
-    gp << "'" << o.output << "/results.csv' using ((strcol(1) eq '" << results[k].method << "') ? $2 : 1/0):3 "
-       << "with linespoints title '" << results[k].method << "'" << (k + 1 < n ? ", " : "\n");
+    gp << "'" << o.output << "/ACC_" << names[k] << ".dat' using 1:2:3 with yerrorlines title '" << names[k] << "'"
+       << (k + 1 < n ? ", " : "\n");
   hfisher::io::atomic_write(o.output + "/plots.gp", "hfisher-continual", [&](std::ostream& f) { f << gp.str(); });
   const int rc =
       std::system(("command -v gnuplot >/dev/null 2>&1 && gnuplot '" + o.output + "/plots.gp' 2>/dev/null").c_str());
-  std::printf("\nwrote %s/results.json, results.csv, R_*.dat, plots.gp%s (%.1f s in all)\n", o.output.c_str(),
+  std::printf("\nwrote %s/results.json, results.csv, R_*.dat, ACC_*.dat, plots.gp%s (%.1f s in all)\n", o.output.c_str(),
               rc == 0 ? ", heatmaps.png, acc.png" : "", seconds_since(t_all));
   return 0;
 }
@@ -369,6 +434,8 @@ int main(int argc, char** argv) {
   app.add_option("--rank", o.rank, "rank of the ngd optimizer's low-rank Fisher")->check(CLI::Range(1, 4096));
   app.add_option("--damping", o.damping, "damping of the ngd/kfac optimizers")->check(CLI::PositiveNumber);
   app.add_option("--seed", o.seed, "seed of initialization, permutations, shuffles");
+  app.add_option("--seeds", o.seeds, "number of seeds (seed, seed + 1, ...): the table adds mean +- std")
+      ->check(CLI::Range(1, 100));
   app.add_option("--data", o.data, "directory of MNIST-format files (default: Debian's Fashion-MNIST)");
   try {
     app.parse(argc, argv);
