@@ -216,21 +216,8 @@ class NaturalGradient {
     else if (rho_ < 0.25) damping_ = std::min(o_.max_damping, damping_ / o_.lm_factor);
   }
 
- private:
-  static constexpr char kMagic[8] = {'H', 'F', 'N', 'G', 'D', '0', '0', '1'};
-
-  /// The k-th rotating window of curvature_examples training examples.
-  nn::DeviceData<Scalar, ExecSpace> window(long k) const {
-    const int n = data_.size(), m = std::min(o_.curvature_examples, n);
-    const int first = int((k * m) % std::max(1, n - m + 1));
-    nn::DeviceData<Scalar, ExecSpace> win;
-    win.classes = data_.classes;
-    win.x = Kokkos::subview(data_.x, Kokkos::make_pair(first, first + m), Kokkos::ALL());
-    win.y = Kokkos::subview(data_.y, Kokkos::make_pair(first, first + m));
-    return win;
-  }
-
-  /// Mean loss of the window and its gradient (plus weight decay), sharded over the ranks.
+  /// Mean loss of a window of examples and its gradient (plus weight decay),
+  /// sharded over the ranks. (Public: it launches kernels.)
   double window_loss_grad(const nn::DeviceData<Scalar, ExecSpace>& win, const Vector& g, typename Model::Cache& c) const {
     const long m = win.size();
     const auto s = dist::shard(m, comm_.rank(), comm_.size());
@@ -260,6 +247,20 @@ class NaturalGradient {
       loss += 0.5 * o_.weight_decay * sq;
     }
     return loss;
+  }
+
+ private:
+  static constexpr char kMagic[8] = {'H', 'F', 'N', 'G', 'D', '0', '0', '1'};
+
+  /// The k-th rotating window of curvature_examples training examples.
+  nn::DeviceData<Scalar, ExecSpace> window(long k) const {
+    const int n = data_.size(), m = std::min(o_.curvature_examples, n);
+    const int first = int((k * m) % std::max(1, n - m + 1));
+    nn::DeviceData<Scalar, ExecSpace> win;
+    win.classes = data_.classes;
+    win.x = Kokkos::subview(data_.x, Kokkos::make_pair(first, first + m), Kokkos::ALL());
+    win.y = Kokkos::subview(data_.y, Kokkos::make_pair(first, first + m));
+    return win;
   }
 
   const Model* model_;
