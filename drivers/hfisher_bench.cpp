@@ -2,6 +2,9 @@
 //   kernels   batched GEMM / Cholesky / QR / SVD vs OpenBLAS/LAPACK loops
 //   hodlr     HODLR build / factor / solve / logdet vs dense LAPACK Cholesky
 //   fisher    Fisher structures on a trained MLP: error, angle, memory, time
+//   scaling   one layer's Fisher as dense / K-FAC / low-rank / HODLR over N:
+//             build, factor, solve, error, fitted exponents; MPI scaling
+// Runs under mpirun (the scaling study shards per-layer builds over ranks).
 #include <CLI/CLI.hpp>
 #include <hfisher/hfisher.hpp>
 
@@ -13,8 +16,10 @@
 #include "hodlr_cli.hpp"
 #include "kernels_bench.hpp"
 #include "kernels_cli.hpp"
+#include "scaling_cli.hpp"
 
 int main(int argc, char** argv) {
+  hfisher::dist::Environment mpi(argc, argv);
   hfisher::ScopeGuard guard(argc, argv);
   CLI::App app{"hfisher-bench: performance studies of hfisher (tables, CSV)"};
   app.require_subcommand(1);
@@ -28,8 +33,14 @@ int main(int argc, char** argv) {
   auto* f = app.add_subcommand("fisher", "Fisher structures (diagonal, K-FAC, low-rank, hierarchical) on an MLP "
                                          "trained on Fashion-MNIST: error, natural-gradient angle, memory, time");
   hfisher_perf::add_fisher_options(*f, fo);
+  hfisher_perf::ScalingBenchOptions so;
+  auto* sc = app.add_subcommand("scaling", "one layer's Fisher as dense, K-FAC, low-rank and hierarchical over N = "
+                                           "2^p: build, factorization, solve, error, fitted exponents; under MPI, "
+                                           "strong and weak scaling of the sharded per-layer builds");
+  hfisher_perf::add_scaling_options(*sc, so);
   CLI11_PARSE(app, argc, argv);
   try {
+    if (sc->parsed()) return hfisher_perf::run_scaling_bench(so);
     if (k->parsed()) return hfisher_perf::run_kernels_bench(ko);
     if (h->parsed()) return hfisher_perf::run_hodlr_bench(ho);
     if (f->parsed()) return hfisher_perf::run_fisher_bench(fo);

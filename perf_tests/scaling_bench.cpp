@@ -1,0 +1,301 @@
+#include "scaling_bench.hpp"
+
+#include <hfisher/hfisher.hpp>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <map>
+#include <random>
+#include <sstream>
+
+#include "bench_common.hpp"
+
+namespace hfisher_perf {
+// a named namespace: CUDA extended lambdas need enclosing functions with external linkage
+namespace scaling_detail {
+
+using S = double;
+using E = Kokkos::DefaultExecutionSpace;
+using Mat = Kokkos::View<S**, Kokkos::LayoutRight, E::memory_space>;
+using Vec = Kokkos::View<S*, E::memory_space>;
+using Samples = hfisher::FisherSamples<S, E>;
+
+double now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+hfisher::Structure structure_of(const std::string& s) {
+  if (s == "dense") return hfisher::Structure::Dense;
+  if (s == "kfac") return hfisher::Structure::KFAC;
+  if (s == "lowrank") return hfisher::Structure::LowRank;
+  return hfisher::Structure::Hierarchical;
+}
+
+/// `layers` layers of N = rows x cols parameters (rows = 2^floor(p/2)), S
+/// empirical samples each: a (S, cols) with a bias column of ones, g (S, rows),
+/// Gaussian with column scales decaying like (1 + j)^-1/2.
+Samples synthetic(int p, int layers, int S_, unsigned seed) {
+  const int rows = 1 << (p / 2), cols = 1 << (p - p / 2);
+  Samples s;
+  s.kind = hfisher::FisherKind::Empirical;
+  s.examples = S_;
+  s.per_example = 1;
+  std::mt19937_64 gen(seed + 977ULL * p);
+  std::normal_distribution<double> nd(0, 1);
+  long off = 0;
+  for (int l = 0; l < layers; ++l) {
+    hfisher::nn::LayerShape sh;
+    sh.in = cols - 1;
+    sh.out = rows;
+    sh.offset = off;
+    off += sh.size();
+    s.layers.push_back(l);
+    s.shapes.push_back(sh);
+    Mat a("a", S_, cols), g("g", S_, rows);
+    auto ah = Kokkos::create_mirror_view(a);
+    auto gh = Kokkos::create_mirror_view(g);
+    for (int i = 0; i < S_; ++i) {
+      for (int j = 0; j < cols; ++j) ah(i, j) = j == cols - 1 ? 1.0 : nd(gen) / std::sqrt(1.0 + j);
+      for (int j = 0; j < rows; ++j) gh(i, j) = nd(gen) / std::sqrt((1.0 + j) * S_);
+    }
+    Kokkos::deep_copy(a, ah);
+    Kokkos::deep_copy(g, gh);
+    s.a.push_back(a);
+    s.g.push_back(g);
+  }
+  return s;
+}
+
+/// y = F v exactly, matrix-free: per layer, c_s = g_s^T V a_s and Y = G^T diag(c) A.
+void exact_apply(const Samples& s, const Vec& v, const Vec& y) {
+  E space;
+  for (std::size_t k = 0; k < s.shapes.size(); ++k) {
+    const int rows = s.shapes[k].out, cols = s.shapes[k].cols(), n = s.samples();
+    const Mat V(v.data() + s.shapes[k].offset, rows, cols), Y(y.data() + s.shapes[k].offset, rows, cols);
+    Mat M("M", n, cols), Ac("Ac", n, cols);
+    hfisher::kernels::detail::matmul_nocheck(space, hfisher::Op::NoTrans, hfisher::Op::NoTrans, S(1), s.g[k], V, S(0), M);
+    auto a = s.a[k];
+    Kokkos::parallel_for(
+        "hfisher::bench::exact_c", Kokkos::RangePolicy<E>(space, 0, n), KOKKOS_LAMBDA(const int i) {
+          S c = 0;
+          for (int j = 0; j < cols; ++j) c += M(i, j) * a(i, j);
+          for (int j = 0; j < cols; ++j) Ac(i, j) = c * a(i, j);
+        });
+    hfisher::kernels::detail::matmul_nocheck(space, hfisher::Op::Trans, hfisher::Op::NoTrans, S(1), s.g[k], Ac, S(0), Y);
+  }
+}
+
+double trace(const Samples& s) {
+  double t = 0;
+  for (std::size_t k = 0; k < s.shapes.size(); ++k) {
+    auto a = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), s.a[k]);
+    auto g = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), s.g[k]);
+    for (int i = 0; i < s.samples(); ++i) {
+      double na = 0, ng = 0;
+      for (std::size_t j = 0; j < a.extent(1); ++j) na += a(i, j) * a(i, j);
+      for (std::size_t j = 0; j < g.extent(1); ++j) ng += g(i, j) * g(i, j);
+      t += na * ng;
+    }
+  }
+  return t;
+}
+
+double norm(const Vec& v) { return std::sqrt(hfisher::fisher::detail::dot<E>(v, v)); }
+
+struct Row {
+  std::string structure;
+  int log2n = 0;
+  long n = 0;
+  double build = 0, factor = 0, solve = 0, bytes = 0, err = 0;
+};
+
+double fit_exponent(const std::vector<Row>& rows, const std::string& st) {
+  double sx = 0, sy = 0, sxx = 0, sxy = 0;
+  int m = 0;
+  for (const auto& r : rows)
+    if (r.structure == st) {
+      const double x = std::log(double(r.n)), y = std::log(r.build + r.factor + r.solve);
+      sx += x, sy += y, sxx += x * x, sxy += x * y, ++m;
+    }
+  if (m < 2) return NAN;
+  return (m * sxy - sx * sy) / (m * sxx - sx * sx);
+}
+
+}  // namespace scaling_detail
+
+using namespace scaling_detail;
+
+int run_scaling_bench(const ScalingBenchOptions& o) {
+  hfisher::detail::require(o.min_log2 <= o.max_log2, "hfisher-bench scaling", "--min-log2 ", o.min_log2,
+                           " > --max-log2 ", o.max_log2);
+  const auto comm = hfisher::dist::Communicator::world();
+  const bool root = comm.root();
+  const Machine mach = describe_machine();
+  if (root)
+    std::printf("hfisher-bench scaling: %s, %s backend, %s host threads, %d rank(s), %s\n"
+                "one layer of N parameters (rows = 2^floor(p/2)), Fisher of %d synthetic per-sample gradients, "
+                "x %d layer(s); damping %g trace(F)/N; hierarchical leaf %d, max rank %d, tol %g\n\n",
+                mach.cpu.c_str(), mach.backend.c_str(), mach.host_threads.c_str(), comm.size(), mach.date.c_str(),
+                o.samples, o.layers, o.damping, o.leaf, o.max_rank, o.tol);
+  if (root)
+    std::printf("%-13s %4s %10s %10s %12s %10s %11s %12s\n", "structure", "p", "N", "build s", "factor s",
+                "solve s", "MB", "rel error");
+  std::vector<Row> rows;
+  for (int p = o.min_log2; p <= o.max_log2; ++p) {
+    auto s = synthetic(p, o.layers, o.samples, o.seed);
+    const long n = s.size();
+    Vec v("v", n), y("y", n), ye("ye", n), b("b", n), x("x", n);
+    {
+      auto vh = Kokkos::create_mirror_view(v);
+      std::mt19937_64 gen(o.seed + 5);
+      std::normal_distribution<double> nd(0, 1);
+      for (long i = 0; i < n; ++i) vh(i) = nd(gen);
+      Kokkos::deep_copy(v, vh);
+      Kokkos::deep_copy(b, vh);
+    }
+    exact_apply(s, v, ye);
+    const double fnorm = norm(ye), lambda = o.damping * trace(s) / double(n);
+    for (const auto& st : o.structures) {
+      if (st == "dense" && p > o.dense_max_log2) continue;
+      if (st == "kfac" && p > o.kfac_max_log2) continue;
+      hfisher::FisherOptions fo;
+      fo.rank = o.samples;
+      fo.tol = o.tol;
+      fo.leaf = o.leaf;
+      fo.hodlr_max_rank = o.max_rank;
+      fo.spd_compensation = true;  // factorizable at any damping
+      fo.memory_budget = std::size_t(16) << 30;
+      Row r;
+      r.structure = st;
+      r.log2n = p;
+      r.n = 1L << p;  // parameters per layer
+      r.build = r.factor = r.solve = 1e300;
+      try {
+        for (int rep = 0; rep < o.reps; ++rep) {
+          comm.barrier();
+          double t = now();
+          auto F = hfisher::build_curvature(s, structure_of(st), fo, comm);
+          Kokkos::fence();
+          const double tb = comm.max(now() - t);
+          t = now();
+          F->solve(b, x, lambda);  // first solve: factorization (or eigendecompositions) + solve
+          Kokkos::fence();
+          const double tf = comm.max(now() - t);
+          t = now();
+          F->solve(b, x, lambda);
+          Kokkos::fence();
+          const double ts = comm.max(now() - t);
+          r.build = std::min(r.build, tb);
+          r.factor = std::min(r.factor, tf);
+          r.solve = std::min(r.solve, ts);
+          F->apply(v, y);
+          Kokkos::parallel_for(
+              "hfisher::bench::diff", Kokkos::RangePolicy<E>(0, n), KOKKOS_LAMBDA(const long i) { y(i) -= ye(i); });
+          r.err = norm(y) / fnorm;
+          r.bytes = double(F->bytes());
+        }
+      } catch (const std::exception& e) {
+        if (root) std::printf("%-13s %4d %10ld   failed: %s\n", st.c_str(), p, 1L << p, e.what());
+        continue;
+      }
+      rows.push_back(r);
+      if (root)
+        std::printf("%-13s %4d %10ld %10.4f %12.4f %10.5f %11.2f %12.3e\n", st.c_str(), p, r.n, r.build, r.factor,
+                    r.solve, r.bytes / 1e6, r.err);
+    }
+  }
+  if (root) {
+    std::printf("\nfitted exponent of build + factor + solve time in N (least squares over the sizes run):\n");
+    for (const auto& st : o.structures) std::printf("  %-13s %.2f\n", st.c_str(), fit_exponent(rows, st));
+  }
+  // MPI: the per-layer builds of the largest size, one rank against all ranks
+  struct Scal {
+    std::string structure;
+    double t1 = 0, tp = 0, t1w = 0, tpw = 0;
+  };
+  std::vector<Scal> scal;
+  if (comm.distributed()) {
+    const int p = o.max_log2;
+    const hfisher::dist::Communicator one;
+    for (const auto& st : o.structures) {
+      if ((st == "dense" && p > o.dense_max_log2) || (st == "kfac" && p > o.kfac_max_log2) || st == "lowrank") continue;
+      hfisher::FisherOptions fo;
+      fo.tol = o.tol;
+      fo.leaf = o.leaf;
+      fo.hodlr_max_rank = o.max_rank;
+      fo.spd_compensation = true;
+      fo.memory_budget = std::size_t(16) << 30;
+      Scal sc;
+      sc.structure = st;
+      auto time_build = [&](const Samples& s, const hfisher::dist::Communicator& c, bool only_root) {
+        comm.barrier();
+        double t = 0;
+        if (!only_root || root) {
+          const double t0 = now();
+          auto F = hfisher::build_curvature(s, structure_of(st), fo, c);
+          Kokkos::fence();
+          t = now() - t0;
+        }
+        return comm.max(t);
+      };
+      const auto s1 = synthetic(p, o.layers, o.samples, o.seed);
+      const auto sp = synthetic(p, o.layers * comm.size(), o.samples, o.seed);
+      sc.t1 = time_build(s1, one, true);    // one rank, `layers` layers
+      sc.tp = time_build(s1, comm, false);  // P ranks, same layers (strong)
+      sc.t1w = sc.t1;                       // weak: P ranks, P x layers, against one rank with `layers`
+      sc.tpw = time_build(sp, comm, false);
+      scal.push_back(sc);
+    }
+    if (root) {
+      std::printf("\nMPI scaling of the per-layer builds at N = 2^%d per layer (%d ranks; layers sharded, "
+                  "factorizations not):\n%-13s %8s %12s %12s %10s %12s %10s\n",
+                  p, comm.size(), "structure", "layers", "1 rank s", "P ranks s", "strong eff", "weak P s", "weak eff");
+      for (const auto& sc : scal)
+        std::printf("%-13s %8d %12.4f %12.4f %10.2f %12.4f %10.2f\n", sc.structure.c_str(), o.layers, sc.t1, sc.tp,
+                    sc.t1 / (comm.size() * sc.tp), sc.tpw, sc.t1w / sc.tpw);
+    }
+  }
+  if (root && !o.output.empty()) {
+    std::ostringstream csv, js, gp;
+    csv << "structure,log2n,n,build_s,factor_s,solve_s,bytes,rel_error\n";
+    for (const auto& r : rows)
+      csv << r.structure << "," << r.log2n << "," << r.n << "," << r.build << "," << r.factor << "," << r.solve << ","
+          << r.bytes << "," << r.err << "\n";
+    js << "{\n  \"machine\": \"" << mach.cpu << "\",\n  \"backend\": \"" << mach.backend << "\",\n  \"threads\": "
+       << mach.host_threads << ",\n  \"ranks\": " << comm.size() << ",\n  \"date\": \"" << mach.date
+       << "\",\n  \"samples\": " << o.samples << ",\n  \"layers\": " << o.layers << ",\n  \"exponents\": {";
+    for (std::size_t k = 0; k < o.structures.size(); ++k) {
+      const double e = fit_exponent(rows, o.structures[k]);
+      js << (k ? ", " : "") << "\"" << o.structures[k] << "\": " << (std::isfinite(e) ? std::to_string(e) : "null");
+    }
+    js << "},\n  \"rows\": [\n";
+    for (std::size_t k = 0; k < rows.size(); ++k) {
+      const auto& r = rows[k];
+      js << "    {\"structure\": \"" << r.structure << "\", \"n\": " << r.n << ", \"build_s\": " << r.build
+         << ", \"factor_s\": " << r.factor << ", \"solve_s\": " << r.solve << ", \"bytes\": " << r.bytes
+         << ", \"rel_error\": " << r.err << "}" << (k + 1 < rows.size() ? "," : "") << "\n";
+    }
+    js << "  ],\n  \"mpi\": [";
+    for (std::size_t k = 0; k < scal.size(); ++k)
+      js << (k ? ", " : "") << "{\"structure\": \"" << scal[k].structure << "\", \"one_rank_s\": " << scal[k].t1
+         << ", \"ranks_s\": " << scal[k].tp << ", \"weak_ranks_s\": " << scal[k].tpw << "}";
+    js << "]\n}\n";
+    gp << "set terminal pngcairo size 800,520\nset output '" << o.output << "/scaling.png'\n"
+       << "set datafile separator ','\nset logscale xy\nset format x '2^{%L}'\nset xlabel 'N (parameters of the layer)'\n"
+       << "set ylabel 'build + factor + solve (s)'\nset key top left\nset title 'Fisher of one layer, S = "
+       << o.samples << " (" << mach.date << ", " << mach.backend << ")'\nset format x '%.0e'\nplot ";
+    for (std::size_t k = 0; k < o.structures.size(); ++k)
+      gp << "'" << o.output << "/scaling.csv' using ((strcol(1) eq '" << o.structures[k] << "') ? $3 : 1/0):($4+$5+$6)"
+         << " with linespoints title '" << o.structures[k] << "'" << (k + 1 < o.structures.size() ? ", " : "\n");
+    write_file_atomic(o.output + "/scaling.csv", csv.str());
+    write_file_atomic(o.output + "/scaling.json", js.str());
+    write_file_atomic(o.output + "/scaling.gp", gp.str());
+    const int rc =
+        std::system(("command -v gnuplot >/dev/null 2>&1 && gnuplot '" + o.output + "/scaling.gp' 2>/dev/null").c_str());
+    std::printf("\nwrote %s/scaling.csv, scaling.json, scaling.gp%s\n", o.output.c_str(), rc == 0 ? ", scaling.png" : "");
+  }
+  return 0;
+}
+
+}  // namespace hfisher_perf

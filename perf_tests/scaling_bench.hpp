@@ -1,0 +1,32 @@
+#pragma once
+// Scaling study of one layer's Fisher: for N = 2^p parameters, the cost of
+// building and factorizing (first damped solve) the Fisher of S synthetic
+// per-sample gradients as dense, K-FAC, low-rank and hierarchical (HODLR),
+// the error of each against the exact Fisher (applied matrix-free), and the
+// fitted exponent of the cost in N. Under MPI, the per-layer builds of
+// `layers` identical layers are sharded over the ranks: strong and weak
+// scaling against the same work on one rank, measured in the same run.
+
+#include <string>
+#include <vector>
+
+namespace hfisher_perf {
+
+struct ScalingBenchOptions {
+  int min_log2 = 12, max_log2 = 18;  ///< N = 2^min_log2 .. 2^max_log2
+  int dense_max_log2 = 12;           ///< largest N for the dense structure
+  int kfac_max_log2 = 20;            ///< largest N for K-FAC (its eigendecompositions grow as N^1.5)
+  std::vector<std::string> structures = {"dense", "kfac", "lowrank", "hierarchical"};
+  int samples = 64;                  ///< S: per-sample gradients (fixed: the rank is bounded)
+  double tol = 1e-6;                 ///< low-rank / hierarchical relative truncation tolerance
+  int leaf = 64, max_rank = 64;      ///< hierarchical leaf size and rank cap
+  double damping = 1e-2;             ///< relative to trace(F) / N
+  int layers = 1;                    ///< identical layers per structure (block-diagonal; MPI shards them)
+  int reps = 1;                      ///< repetitions (best time)
+  unsigned seed = 1;
+  std::string output;                ///< directory for scaling.csv/.json/.gp/.png
+};
+
+int run_scaling_bench(const ScalingBenchOptions& o);
+
+}  // namespace hfisher_perf
