@@ -4,6 +4,7 @@
 //   fisher    Fisher structures on a trained MLP: error, angle, memory, time
 //   scaling   one layer's Fisher as dense / K-FAC / low-rank / HODLR over N:
 //             build, factor, solve, error, fitted exponents; MPI scaling
+//   kfac-bert distributed K-FAC curvature refresh at BERT-Large shapes
 // Runs under mpirun (the scaling study shards per-layer builds over ranks).
 #include <CLI/CLI.hpp>
 #include <hfisher/hfisher.hpp>
@@ -16,6 +17,7 @@
 #include "hodlr_cli.hpp"
 #include "kernels_bench.hpp"
 #include "kernels_cli.hpp"
+#include "kfac_bert_cli.hpp"
 #include "scaling_cli.hpp"
 
 int main(int argc, char** argv) {
@@ -38,8 +40,13 @@ int main(int argc, char** argv) {
                                            "2^p: build, factorization, solve, error, fitted exponents; under MPI, "
                                            "strong and weak scaling of the sharded per-layer builds");
   hfisher_perf::add_scaling_options(*sc, so);
+  hfisher_perf::KfacBertOptions bo;
+  auto* kb = app.add_subcommand("kfac-bert", "K-FAC factors of every BERT-Large weight layer: statistics and damped "
+                                             "inversions batched by shape and sharded over MPI ranks, 1 rank vs all");
+  hfisher_perf::add_kfac_bert_options(*kb, bo);
   CLI11_PARSE(app, argc, argv);
   try {
+    if (kb->parsed()) return hfisher_perf::run_kfac_bert(bo);
     if (sc->parsed()) return hfisher_perf::run_scaling_bench(so);
     if (k->parsed()) return hfisher_perf::run_kernels_bench(ko);
     if (h->parsed()) return hfisher_perf::run_hodlr_bench(ho);

@@ -1,0 +1,30 @@
+#pragma once
+// Distributed K-FAC at BERT-Large shapes: the Kronecker factors of every
+// weight layer (24 encoder layers: Q, K, V, O 1024x1024, FFN 1024x4096 and
+// 4096x1024; pooler; word/position/type embeddings, whose input factor is
+// diagonal) from synthetic activations of the right shapes; one curvature
+// refresh = factor statistics (data parallel over tokens, allreduced) +
+// damped inversion of every factor, batched over factors of equal size and
+// sharded over the MPI ranks (each rank inverts its share, then all gather:
+// Osawa et al. 2019, Pauloski et al. 2020). Times one rank against all ranks
+// in the same run, and what HODLR compression of the large factors saves.
+
+#include <string>
+
+namespace hfisher_perf {
+
+struct KfacBertOptions {
+  int layers = 24, hidden = 1024, ffn = 4096, vocab = 30522, positions = 512;
+  int scale = 8;        ///< divide hidden/ffn/vocab/positions by this (1: full BERT-Large)
+  int tokens = 512;     ///< tokens per refresh (global, split over the ranks)
+  double damping = 1e-3;
+  double rho = 0.9;     ///< AR(1) correlation of neighbouring features in the synthetic activations
+  double tol = 1e-3;    ///< HODLR tolerance for the large factors
+  int reps = 2;
+  unsigned seed = 1;
+  std::string output;
+};
+
+int run_kfac_bert(const KfacBertOptions& o);
+
+}  // namespace hfisher_perf

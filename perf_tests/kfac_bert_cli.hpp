@@ -1,0 +1,27 @@
+#pragma once
+// CLI11 options of hfisher-bench kfac-bert.
+#include <CLI/CLI.hpp>
+
+#include "kfac_bert.hpp"
+
+namespace hfisher_perf {
+
+inline void add_kfac_bert_options(CLI::App& app, KfacBertOptions& o) {
+  app.add_option("--layers", o.layers, "encoder layers (BERT-Large: 24)")->check(CLI::Range(1, 96));
+  app.add_option("--hidden", o.hidden, "hidden width (BERT-Large: 1024)")->check(CLI::Range(8, 1 << 14));
+  app.add_option("--ffn", o.ffn, "feed-forward width (BERT-Large: 4096)")->check(CLI::Range(8, 1 << 16));
+  app.add_option("--vocab", o.vocab, "vocabulary size (word embedding rows)")->check(CLI::Range(1, 1 << 20));
+  app.add_option("--positions", o.positions, "position embedding rows")->check(CLI::Range(1, 1 << 16));
+  app.add_option("--scale", o.scale, "divide every width by this (1: full shapes; default 8 fits this 2-core machine)")
+      ->check(CLI::Range(1, 64));
+  app.add_option("--tokens", o.tokens, "tokens per curvature refresh, split over the ranks")->check(CLI::Range(1, 1 << 20));
+  app.add_option("--damping", o.damping, "Tikhonov damping of the factors (split by pi)")->check(CLI::PositiveNumber);
+  app.add_option("--rho", o.rho, "correlation of neighbouring features in the synthetic activations")
+      ->check(CLI::Range(0.0, 0.999));
+  app.add_option("--tol", o.tol, "HODLR tolerance for the compression of the large factors")->check(CLI::Range(1e-12, 0.9));
+  app.add_option("--reps", o.reps, "refreshes timed (best)")->check(CLI::Range(1, 100));
+  app.add_option("--seed", o.seed, "seed of the synthetic activations");
+  app.add_option("--output", o.output, "directory for kfac_bert.json / .csv");
+}
+
+}  // namespace hfisher_perf
