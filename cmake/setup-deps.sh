@@ -31,7 +31,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 # ---------------------------------------------------------------- packages
-pkgs=(cmake g++ make xz-utils dpkg-dev libopenmpi-dev openmpi-bin libcli11-dev
+pkgs=(cmake g++ make xz-utils dpkg-dev libopenmpi-dev openmpi-bin openssh-client libcli11-dev
       libgtest-dev liblapack-dev libopenblas-dev zlib1g-dev
       dataset-fashion-mnist gnuplot-nox libhmat-oss-dev)
 missing=()
