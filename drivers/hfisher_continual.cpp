@@ -39,6 +39,7 @@ struct Options {
   double lr = 1e-3, lambda = 10.0, gamma = 0.9, tol = 1e-2, damping = 1e-3;
   std::string fisher_kind = "empirical";
   std::uint64_t seed = 1;
+  bool spd = true;  ///< SPD compensation of the hierarchical Fisher
   int seeds = 1;  ///< runs with seeds seed, seed + 1, ... (mean +- std in the table)
   std::vector<std::string> lambda_for = {"hierarchical=1"};  ///< per-method overrides of lambda
   int leaf = 32, rank = 32, max_rank = 32;
@@ -65,6 +66,7 @@ std::string run_key(const Options& o, const std::string& method, std::uint64_t s
     << "|" << seed << "|" << o.leaf << "|" << o.rank << "|" << o.max_rank << "|" << o.data;
   for (int h : o.hidden) k << "|h" << h;
   for (const auto& l : o.lambda_for) k << "|l" << l;
+  if (!o.spd) k << "|nospd";
   return k.str();
 }
 
@@ -209,7 +211,7 @@ int run(const Options& o) {
     fo.rank = o.rank;
     fo.hodlr_max_rank = o.max_rank;
     fo.seed = seed;
-    fo.spd_compensation = true;  // a penalty must stay convex: compressed Fishers stay PSD
+    fo.spd_compensation = o.spd;  // default: a penalty stays convex, compressed Fishers stay PSD
     const auto fkind = o.fisher_kind == "empirical" ? hfisher::FisherKind::Empirical
                        : o.fisher_kind == "mc"      ? hfisher::FisherKind::MonteCarlo
                                                     : hfisher::FisherKind::GGN;
@@ -436,6 +438,9 @@ int main(int argc, char** argv) {
   app.add_option("--seed", o.seed, "seed of initialization, permutations, shuffles");
   app.add_option("--seeds", o.seeds, "number of seeds (seed, seed + 1, ...): the table adds mean +- std")
       ->check(CLI::Range(1, 100));
+  app.add_flag("!--no-spd-compensation", o.spd,
+               "hierarchical: do not add the truncation error to the diagonal (the compressed Fisher may then be "
+               "slightly indefinite, but is not stiffened)");
   app.add_option("--data", o.data, "directory of MNIST-format files (default: Debian's Fashion-MNIST)");
   try {
     app.parse(argc, argv);

@@ -75,18 +75,29 @@ std::vector<double> numbers(const std::string& s) {
   return v;
 }
 
+// an empty scratch directory with a tiny MNIST-format stream in <root>/data
+std::string fresh_root(const std::string& name) {
+  const std::string root = ::testing::TempDir() + "/" + name;
+  std::filesystem::remove_all(root);
+  std::filesystem::create_directories(root + "/data");
+  make_set(root + "/data", "train", 600, 1);
+  make_set(root + "/data", "t10k", 200, 2);
+  return root;
+}
+
+// driver options for that stream (3 tasks, a tiny network)
+std::string tiny_stream_args(const std::string& root) {
+  return " --data " + root + "/data --tasks 3 --hidden 12 --train-examples 600 --test-examples 200 " +
+         "--fisher-examples 40 --leaf 8 --batch 32";
+}
+
 }  // namespace
 
 TEST(ContinualDriver, EndToEndAndResume) {
   namespace fs = std::filesystem;
-  const std::string root = ::testing::TempDir() + "/hfisher_driver_test";
-  fs::remove_all(root);
-  fs::create_directories(root + "/data");
-  make_set(root + "/data", "train", 600, 1);
-  make_set(root + "/data", "t10k", 200, 2);
-  const std::string base = std::string(HFISHER_CONTINUAL_EXE) + " --data " + root + "/data --tasks 3 --hidden 12 " +
-                           "--train-examples 600 --test-examples 200 --fisher-examples 40 --leaf 8 --batch 32 " +
-                           "--method finetune --method ewc --method kfac-laplace --method hierarchical";
+  const std::string root = fresh_root("hfisher_driver_test");
+  const std::string base = std::string(HFISHER_CONTINUAL_EXE) + tiny_stream_args(root) +
+                           " --method finetune --method ewc --method kfac-laplace --method hierarchical";
   ASSERT_EQ(std::system((base + " --output " + root + "/full > " + root + "/full.log 2>&1").c_str()), 0)
       << slurp(root + "/full.log");
   for (const char* f : {"results.json", "results.csv", "plots.gp", "R_ewc.dat", "checkpoints/hierarchical.ckpt"})
@@ -117,14 +128,8 @@ TEST(ContinualDriver, EndToEndAndResume) {
 // test prediction may flip), and an interrupted two-rank run resumes
 TEST(ContinualDriver, TwoRanksMatchOneProcess) {
   namespace fs = std::filesystem;
-  const std::string root = ::testing::TempDir() + "/hfisher_driver_test_mpi";
-  fs::remove_all(root);
-  fs::create_directories(root + "/data");
-  make_set(root + "/data", "train", 600, 1);
-  make_set(root + "/data", "t10k", 200, 2);
-  const std::string args = std::string(" --data ") + root + "/data --tasks 3 --hidden 12 --train-examples 600 " +
-                           "--test-examples 200 --fisher-examples 40 --leaf 8 --batch 32 --method ewc " +
-                           "--method kfac-laplace --method hierarchical";
+  const std::string root = fresh_root("hfisher_driver_test_mpi");
+  const std::string args = tiny_stream_args(root) + " --method ewc --method kfac-laplace --method hierarchical";
   const std::string one = std::string(HFISHER_CONTINUAL_EXE) + args + " --output " + root + "/one > " + root +
                           "/one.log 2>&1";
   const std::string two = std::string(HFISHER_MPIEXEC) + " -np 2 " + HFISHER_CONTINUAL_EXE + args + " --output " +

@@ -15,6 +15,14 @@ namespace nn {
 
 namespace detail {
 
+/// v *= w. (A separate function: CUDA extended lambdas may not sit in a
+/// function template instantiated with lambda types, as the epoch loop is.)
+template <class ExecSpace, class V>
+void scale_in_place(const V& v, typename V::non_const_value_type w) {
+  Kokkos::parallel_for(
+      "hfisher::nn::scale", Kokkos::RangePolicy<ExecSpace>(0, v.extent(0)), KOKKOS_LAMBDA(const long i) { v(i) *= w; });
+}
+
 /// The epoch loop shared by nn::train_epoch (one process) and
 /// dist::train_epoch: rank `rank` of `ranks` computes rows shard(b) of every
 /// batch of b shuffled examples; reduce(grad, loss_sum) sums the shard
@@ -46,13 +54,7 @@ double train_epoch_shards(MLP<Scalar, ExecSpace>& model, const DeviceData<Scalar
       typename Model::Labels y("hfisher::nn::yb", m);
       gather(data, idx, first + int(lo), m, X, y);
       loss = model.loss_grad(X, y, grad, cache, mask) * m;
-      if (m != b) {
-        const Scalar w = Scalar(double(m) / b);
-        auto gv = grad;
-        Kokkos::parallel_for(
-            "hfisher::nn::shard_weight", Kokkos::RangePolicy<ExecSpace>(0, gv.extent(0)),
-            KOKKOS_LAMBDA(const long i) { gv(i) *= w; });
-      }
+      if (m != b) scale_in_place<ExecSpace>(grad, Scalar(double(m) / b));
     } else {
       Kokkos::deep_copy(grad, Scalar(0));
     }
