@@ -172,12 +172,19 @@ int run(const Options& o) {
   const auto kind = o.stream == "permuted" ? hfisher::continual::StreamKind::Permuted : hfisher::continual::StreamKind::Split;
   const auto scen =
       o.scenario == "task" ? hfisher::continual::Scenario::TaskIncremental : hfisher::continual::Scenario::ClassIncremental;
-  const int T = o.tasks;
+  const int T = o.tasks, C = train_all.classes;
+  std::vector<int> widths = {train_all.features};
+  widths.insert(widths.end(), o.hidden.begin(), o.hidden.end());
+  widths.push_back(C);
+  const auto fkind = o.fisher_kind == "empirical" ? hfisher::FisherKind::Empirical
+                     : o.fisher_kind == "mc"      ? hfisher::FisherKind::MonteCarlo
+                                                  : hfisher::FisherKind::GGN;
+  if (comm.root()) std::filesystem::create_directories(o.output + "/checkpoints");
+  comm.barrier();
   std::vector<MethodResult> results;
   for (int si = 0; si < o.seeds; ++si) {
     const std::uint64_t seed = o.seed + std::uint64_t(si);
     auto stream = hfisher::continual::make_stream(train_all, test_all, kind, o.tasks, scen, seed);
-    const int C = train_all.classes;
     std::vector<Data> train, test;
     std::vector<Labels> masks;
     for (const auto& t : stream) {
@@ -190,20 +197,15 @@ int run(const Options& o) {
       // permuted / class-incremental tasks use every class: no mask
       masks.push_back(int(t.classes.size()) == C ? Labels() : m);
     }
-    std::vector<int> widths = {train_all.features};
-    widths.insert(widths.end(), o.hidden.begin(), o.hidden.end());
-    widths.push_back(C);
     say("hfisher-continual: seed %llu, %s stream (%s), %d tasks x %d train / %d test examples; MLP",
         (unsigned long long)seed, o.stream.c_str(),
-                o.stream == "split" ? (o.scenario == "task" ? "task-incremental" : "class-incremental") : "permuted pixels",
-                T, train[0].size(), test[0].size());
+        o.stream == "split" ? (o.scenario == "task" ? "task-incremental" : "class-incremental") : "permuted pixels", T,
+        train[0].size(), test[0].size());
     for (int w : widths) say(" %d", w);
     say("; optimizer %s, %d epoch(s), batch %d; lambda %g; Fisher: %s from %d examples; backend %s, %d rank(s) x %d "
         "thread(s)\n",
         o.optimizer.c_str(), o.epochs, o.batch, o.lambda, o.fisher_kind.c_str(), o.fisher_examples, E::name(),
         comm.size(), E().concurrency());
-    if (comm.root()) std::filesystem::create_directories(o.output + "/checkpoints");
-    comm.barrier();
     hfisher::FisherOptions fo;
     fo.examples = o.fisher_examples;
     fo.tol = o.tol;
@@ -212,9 +214,6 @@ int run(const Options& o) {
     fo.hodlr_max_rank = o.max_rank;
     fo.seed = seed;
     fo.spd_compensation = o.spd;  // default: a penalty stays convex, compressed Fishers stay PSD
-    const auto fkind = o.fisher_kind == "empirical" ? hfisher::FisherKind::Empirical
-                       : o.fisher_kind == "mc"      ? hfisher::FisherKind::MonteCarlo
-                                                    : hfisher::FisherKind::GGN;
     for (std::size_t mi = 0; mi < o.methods.size(); ++mi) {
       const std::string& method = o.methods[mi];
       MethodResult r{method, seed, hfisher::continual::AccuracyMatrix(T), {}, {}, {}, 0};

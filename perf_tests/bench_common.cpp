@@ -2,6 +2,7 @@
 
 #include <hfisher/hfisher.hpp>
 
+#include <cmath>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
@@ -27,6 +28,19 @@ Machine describe_machine() {
   std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M UTC", std::gmtime(&t));
   m.date = buf;
   return m;
+}
+
+double slope(const std::vector<double>& n, const std::vector<double>& t) {
+  double sx = 0, sy = 0, sxx = 0, sxy = 0;
+  int c = 0;
+  for (size_t i = 0; i < n.size(); ++i) {
+    if (!(t[i] > 0)) continue;
+    const double x = std::log(n[i]), y = std::log(t[i]);
+    sx += x, sy += y, sxx += x * x, sxy += x * y;
+    ++c;
+  }
+  if (c < 2) return NAN;
+  return (c * sxy - sx * sy) / (c * sxx - sx * sx);
 }
 
 void write_file_atomic(const std::string& path, const std::string& text) {

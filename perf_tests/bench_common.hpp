@@ -14,6 +14,15 @@ struct Machine {
 };
 Machine describe_machine();
 
+/// Seconds on a monotonic clock (differences are wall times).
+inline double now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+/// Least-squares slope of log t against log n (the growth exponent), over
+/// the points with t > 0; NaN with fewer than two.
+double slope(const std::vector<double>& n, const std::vector<double>& t);
+
 /// Best (minimum) wall time in seconds of `reps` runs of op, after one
 /// warm-up; setup() runs before each and is not timed.
 template <class Setup, class Op>

@@ -19,10 +19,6 @@ using E = Kokkos::DefaultExecutionSpace;
 using COp = hfisher::CurvatureOperator<S, E>;
 using Vec = COp::Vector;
 
-double now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
 std::vector<double> host(const Vec& v) {
   auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), v);
   return std::vector<double>(h.data(), h.data() + h.extent(0));

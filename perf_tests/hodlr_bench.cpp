@@ -41,21 +41,6 @@ struct Gauss {
   }
 };
 
-double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
-
-double slope(const std::vector<double>& n, const std::vector<double>& t) {
-  double sx = 0, sy = 0, sxx = 0, sxy = 0;
-  int c = 0;
-  for (size_t i = 0; i < n.size(); ++i) {
-    if (!(t[i] > 0)) continue;
-    const double x = std::log(n[i]), y = std::log(t[i]);
-    sx += x, sy += y, sxx += x * x, sxy += x * y;
-    ++c;
-  }
-  if (c < 2) return NAN;
-  return (c * sxy - sx * sy) / (c * sxx - sx * sx);
-}
-
 struct Row {
   std::string matrix;
   int n = 0;

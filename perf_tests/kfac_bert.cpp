@@ -18,8 +18,6 @@ using E = Kokkos::DefaultExecutionSpace;
 using Batch = hfisher::BatchMatrix<S, E>;
 using Mat = Kokkos::View<S**, Kokkos::LayoutRight, E::memory_space>;
 
-double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
-
 /// Factors of one size, batched: `count` factors of dim x dim.
 struct Group {
   std::string name;

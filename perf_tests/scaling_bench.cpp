@@ -21,10 +21,6 @@ using Mat = Kokkos::View<S**, Kokkos::LayoutRight, E::memory_space>;
 using Vec = Kokkos::View<S*, E::memory_space>;
 using Samples = hfisher::FisherSamples<S, E>;
 
-double now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
 hfisher::Structure structure_of(const std::string& s) {
   if (s == "dense") return hfisher::Structure::Dense;
   if (s == "kfac") return hfisher::Structure::KFAC;
@@ -110,16 +106,15 @@ struct Row {
   double build = 0, factor = 0, solve = 0, bytes = 0, err = 0;
 };
 
+/// Growth exponent of build + factor + solve time of one structure.
 double fit_exponent(const std::vector<Row>& rows, const std::string& st) {
-  double sx = 0, sy = 0, sxx = 0, sxy = 0;
-  int m = 0;
+  std::vector<double> n, t;
   for (const auto& r : rows)
     if (r.structure == st) {
-      const double x = std::log(double(r.n)), y = std::log(r.build + r.factor + r.solve);
-      sx += x, sy += y, sxx += x * x, sxy += x * y, ++m;
+      n.push_back(double(r.n));
+      t.push_back(r.build + r.factor + r.solve);
     }
-  if (m < 2) return NAN;
-  return (m * sxy - sx * sy) / (m * sxx - sx * sx);
+  return slope(n, t);
 }
 
 }  // namespace scaling_detail

@@ -115,10 +115,7 @@ TYPED_TEST(NaturalGradientTest, RunningAverages) {
     hfisher::FisherOptions f = o.fisher;
     f.examples = 8;
     f.seed = o.fisher.seed + window + 1;
-    hfisher::nn::DeviceData<S, E> w;
-    w.classes = data.classes;
-    w.x = Kokkos::subview(data.x, Kokkos::make_pair(8 * window, 8 * window + 8), Kokkos::ALL());
-    w.y = Kokkos::subview(data.y, Kokkos::make_pair(8 * window, 8 * window + 8));
+    const auto w = hfisher::nn::rows(data, 8 * window, 8);
     return host_matrix(hfisher::estimate_fisher(model, w, o.kind, o.structure, f)->to_dense());
   };
   typename hfisher::nn::MLP<S, E>::Cache c;

@@ -37,13 +37,8 @@ double accuracy(const nn::MLP<Scalar, ExecSpace>& model, const nn::DeviceData<Sc
   hfisher::detail::require(n >= 1, "hfisher::dist::accuracy", "no examples");
   const auto s = shard(n, comm.rank(), comm.size());
   double correct = 0;
-  if (s.second > s.first) {
-    nn::DeviceData<Scalar, ExecSpace> part;
-    part.classes = data.classes;
-    part.x = Kokkos::subview(data.x, Kokkos::make_pair(s.first, s.second), Kokkos::ALL());
-    part.y = Kokkos::subview(data.y, Kokkos::make_pair(s.first, s.second));
-    correct = std::round(model.accuracy(part, 1000, mask) * double(s.second - s.first));
-  }
+  const long m = s.second - s.first;
+  if (m > 0) correct = std::round(model.accuracy(nn::rows(data, s.first, m), 1000, mask) * double(m));
   return comm.sum(correct) / double(n);
 }
 

@@ -48,6 +48,19 @@ struct DeviceData {
   int features() const { return int(x.extent(1)); }
 };
 
+/// Examples [first, first + count) of `data` as views (rows of a LayoutRight
+/// matrix are contiguous: no copy).
+template <class Scalar, class ExecSpace>
+DeviceData<Scalar, ExecSpace> rows(const DeviceData<Scalar, ExecSpace>& data, long first, long count) {
+  detail::require(first >= 0 && count >= 0 && first + count <= data.size(), "hfisher::nn::rows", "examples [", first,
+                  ", ", first + count, ") of ", data.size());
+  DeviceData<Scalar, ExecSpace> r;
+  r.classes = data.classes;
+  r.x = Kokkos::subview(data.x, Kokkos::make_pair(first, first + count), Kokkos::ALL());
+  r.y = Kokkos::subview(data.y, Kokkos::make_pair(first, first + count));
+  return r;
+}
+
 /// Copies a host Dataset to the device.
 template <class Scalar, class ExecSpace = DefaultExec>
 DeviceData<Scalar, ExecSpace> to_device(const Dataset& d) {

@@ -4,6 +4,7 @@
 /// gather each batch on the device, loss and gradient, an optional hook that
 /// adds to the gradient (a penalty), and an optimizer step.
 
+#include <hfisher/dist/comm.hpp>
 #include <hfisher/nn/mlp.hpp>
 
 #include <algorithm>
@@ -23,10 +24,30 @@ void scale_in_place(const V& v, typename V::non_const_value_type w) {
       "hfisher::nn::scale", Kokkos::RangePolicy<ExecSpace>(0, v.extent(0)), KOKKOS_LAMBDA(const long i) { v(i) *= w; });
 }
 
+/// Rows X, y are one rank's share of a batch of b rows: grad = (m / b) x their
+/// mean gradient and the return value (m / b) x their mean loss, so summing
+/// over the ranks gives the batch's mean gradient and loss (m = 0: zeros).
+template <class Scalar, class ExecSpace>
+double shard_loss_grad(const MLP<Scalar, ExecSpace>& model, const typename MLP<Scalar, ExecSpace>::Matrix& X,
+                       const typename MLP<Scalar, ExecSpace>::Labels& y, long b,
+                       const typename MLP<Scalar, ExecSpace>::Vector& grad, typename MLP<Scalar, ExecSpace>::Cache& c,
+                       const typename MLP<Scalar, ExecSpace>::Labels& mask = {}) {
+  const long m = X.extent(0);
+  if (m == 0) {
+    Kokkos::deep_copy(grad, Scalar(0));
+    return 0.0;
+  }
+  const double share = double(m) / double(b);
+  const double loss = model.loss_grad(X, y, grad, c, mask) * share;
+  if (m != b) scale_in_place<ExecSpace>(grad, Scalar(share));
+  return loss;
+}
+
 /// The epoch loop shared by nn::train_epoch (one process) and
-/// dist::train_epoch: rank `rank` of `ranks` computes rows shard(b) of every
-/// batch of b shuffled examples; reduce(grad, loss_sum) sums the shard
-/// gradients (each already scaled by its share of b) and losses over ranks.
+/// dist::train_epoch: rank `rank` of `ranks` computes rows dist::shard(b) of
+/// every batch of b shuffled examples; reduce(grad, loss) sums the shard
+/// gradients and losses (each weighted by its share of b, shard_loss_grad)
+/// over the ranks.
 template <class Scalar, class ExecSpace, class Opt, class Hook, class Reduce>
 double train_epoch_shards(MLP<Scalar, ExecSpace>& model, const DeviceData<Scalar, ExecSpace>& data, int batch,
                           Opt& opt, std::mt19937_64& rng, Hook&& hook, const typename MLP<Scalar, ExecSpace>::Labels& mask,
@@ -46,19 +67,12 @@ double train_epoch_shards(MLP<Scalar, ExecSpace>& model, const DeviceData<Scalar
   double total = 0;
   for (int first = 0; first < n; first += batch) {
     const int b = std::min(batch, n - first);
-    const long lo = long(b) * rank / ranks, hi = long(b) * (rank + 1) / ranks;  // this rank's rows of the batch
-    const int m = int(hi - lo);
-    double loss = 0;
-    if (m > 0) {
-      typename Model::Matrix X("hfisher::nn::Xb", m, data.features());
-      typename Model::Labels y("hfisher::nn::yb", m);
-      gather(data, idx, first + int(lo), m, X, y);
-      loss = model.loss_grad(X, y, grad, cache, mask) * m;
-      if (m != b) scale_in_place<ExecSpace>(grad, Scalar(double(m) / b));
-    } else {
-      Kokkos::deep_copy(grad, Scalar(0));
-    }
-    total += reduce(grad, loss);
+    const auto mine = dist::shard(b, rank, ranks);  // this rank's rows of the batch
+    const int m = int(mine.second - mine.first);
+    typename Model::Matrix X("hfisher::nn::Xb", m, data.features());
+    typename Model::Labels y("hfisher::nn::yb", m);
+    gather(data, idx, first + int(mine.first), m, X, y);
+    total += reduce(grad, shard_loss_grad(model, X, y, b, grad, cache, mask)) * b;
     hook(grad);
     opt.step(model.params(), grad);
   }

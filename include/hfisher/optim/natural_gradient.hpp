@@ -27,6 +27,7 @@
 /// dist::train_epoch does).
 
 #include <hfisher/fisher/fisher.hpp>
+#include <hfisher/nn/train.hpp>
 
 #include <limits>
 #include <sstream>
@@ -219,21 +220,9 @@ class NaturalGradient {
   /// Mean loss of a window of examples and its gradient (plus weight decay),
   /// sharded over the ranks. (Public: it launches kernels.)
   double window_loss_grad(const nn::DeviceData<Scalar, ExecSpace>& win, const Vector& g, typename Model::Cache& c) const {
-    const long m = win.size();
-    const auto s = dist::shard(m, comm_.rank(), comm_.size());
-    double loss = 0;
-    if (s.second > s.first) {
-      const typename Model::Matrix X = Kokkos::subview(win.x, Kokkos::make_pair(s.first, s.second), Kokkos::ALL());
-      const typename Model::Labels y = Kokkos::subview(win.y, Kokkos::make_pair(s.first, s.second));
-      const double share = double(s.second - s.first) / double(m);
-      loss = model_->loss_grad(X, y, g, c) * share;
-      auto gv = g;
-      const Scalar w = Scalar(share);
-      Kokkos::parallel_for(
-          "hfisher::ngd::lm_share", Kokkos::RangePolicy<ExecSpace>(0, g.extent(0)), KOKKOS_LAMBDA(const long i) { gv(i) *= w; });
-    } else {
-      Kokkos::deep_copy(g, Scalar(0));
-    }
+    const auto s = dist::shard(win.size(), comm_.rank(), comm_.size());
+    const auto mine = nn::rows(win, s.first, s.second - s.first);
+    double loss = nn::detail::shard_loss_grad(*model_, mine.x, mine.y, win.size(), g, c);
     comm_.allreduce_sum(g);
     loss = comm_.sum(loss);
     if (o_.weight_decay > 0) {
@@ -255,12 +244,7 @@ class NaturalGradient {
   /// The k-th rotating window of curvature_examples training examples.
   nn::DeviceData<Scalar, ExecSpace> window(long k) const {
     const int n = data_.size(), m = std::min(o_.curvature_examples, n);
-    const int first = int((k * m) % std::max(1, n - m + 1));
-    nn::DeviceData<Scalar, ExecSpace> win;
-    win.classes = data_.classes;
-    win.x = Kokkos::subview(data_.x, Kokkos::make_pair(first, first + m), Kokkos::ALL());
-    win.y = Kokkos::subview(data_.y, Kokkos::make_pair(first, first + m));
-    return win;
+    return nn::rows(data_, (k * m) % std::max(1, n - m + 1), m);
   }
 
   const Model* model_;
