@@ -22,6 +22,7 @@
 #include <hfisher/hmatrix/cluster_tree.hpp>
 #include <hfisher/hmatrix/compression.hpp>
 #include <hfisher/hmatrix/hodlr.hpp>
+#include <hfisher/hmatrix/hss.hpp>
 #include <hfisher/nn/idx.hpp>
 #include <hfisher/nn/mlp.hpp>
 #include <hfisher/nn/optimizers.hpp>

@@ -19,7 +19,10 @@ namespace detail {
 template <class Exec, class Member, class KUplo, class KTrans, class AV, class BV, class S>
 KOKKOS_INLINE_FUNCTION void trsm_left_kb(const Member& member, Diag diag, S alpha, const AV& A, const BV& B) {
   using mode = typename ExecTraits<Exec>::mode;
-  using algo = KokkosBatched::Algo::Trsm::Blocked;
+  // Unblocked: Kokkos Kernels 3.4.1's Blocked serial TRSM returns wrong
+  // results for upper (backward) solves once both sides of B exceed about
+  // 64 (unit_tests/kernels/test_trsm.cpp, case 70 x 66, caught it)
+  using algo = KokkosBatched::Algo::Trsm::Unblocked;
   if constexpr (ExecTraits<Exec>::on_host) {
     if (member.team_size() > 1) {  // host teams (testing the device code path)
       using TM = KokkosBatched::Mode::Team;

@@ -1,0 +1,913 @@
+#pragma once
+/// \file hss.hpp
+/// \brief hfisher::HSS: symmetric hierarchically semi-separable matrices
+/// (nested bases) in telescoping form, built from products with the matrix
+/// (matrix-free), applied in O(N k) and factored in O(N k^2) with one batched
+/// launch per level.
+///
+/// Telescoping form (Gillman, Young & Martinsson 2012; Levitt & Martinsson
+/// 2022). For a tree with L levels, N = leaf * 2^L positions:
+///   A = D_L + U_L A_(L-1) U_L^T,   A_l = D_l + U_l A_(l-1) U_l^T,  A_0 = D_0,
+/// where, per level l, D_l: (2^l, m_l, m_l) block diagonal and U_l:
+/// (2^l, m_l, k_l) block diagonal with orthonormal columns, m_L = leaf and
+/// m_l = 2 k_(l+1) (the bases of two siblings stacked: the nested basis of
+/// their parent is diag(U_(l+1)[2p], U_(l+1)[2p+1]) U_l[p]). Each off-diagonal
+/// sibling block is A(I_a, I_b) = U_a (block of A_(l-1)) U_b^T: its rank is at
+/// most k_l. Storage is one View per level, O(N k) in all; padded positions
+/// are decoupled identity rows.
+///
+/// Construction (from_matvec) is the black-box randomized algorithm of
+/// Levitt & Martinsson (2022) for symmetric A: one block of s Gaussian test
+/// vectors Omega and Y = A Omega. At a node with test rows Omega_t (m x s) and
+/// sample rows Y_t, the columns P of a null-space basis of Omega_t make
+/// Y_t P = A(I_t, I_t^c) Omega(I_t^c) P a sample of the off-diagonal block
+/// row only; its leading left singular vectors are U_t. With Q = I - U U^T,
+/// X = Q Y_t Omega_t^+ = Q D_t, so D_t - U U^T D_t U U^T = X + U U^T X^T is
+/// known; the remainder U^T D_t U moves one level up, where the node's
+/// reduced test and sample rows are U^T Omega_t and U^T (Y_t - D_l Omega_t).
+/// s products serve every level at once: s >= m_l + k_l + oversampling.
+
+#include <hfisher/core/error.hpp>
+#include <hfisher/core/io.hpp>
+#include <hfisher/core/random.hpp>
+#include <hfisher/core/types.hpp>
+#include <hfisher/core/validate.hpp>
+#include <hfisher/hmatrix/cluster_tree.hpp>
+#include <hfisher/hmatrix/compression.hpp>
+#include <hfisher/hmatrix/impl/views.hpp>
+#include <hfisher/kernels/cholesky.hpp>
+#include <hfisher/kernels/gemm.hpp>
+#include <hfisher/kernels/qr.hpp>
+#include <hfisher/kernels/svd.hpp>
+#include <hfisher/kernels/trsm.hpp>
+
+#include <cmath>
+#include <cstdint>
+#include <fstream>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace hfisher {
+
+template <class Scalar, class ExecSpace>
+class HSSFactorization;
+
+template <class Scalar, class ExecSpace = Kokkos::DefaultExecutionSpace>
+class HSS {
+ public:
+  using scalar_type = Scalar;
+  using exec_space = ExecSpace;
+  using mem_space = typename ExecSpace::memory_space;
+  using Matrix = Kokkos::View<Scalar**, Kokkos::LayoutRight, mem_space>;  ///< (rows, cols)
+  using Vector = Kokkos::View<Scalar*, mem_space>;
+  using Batch = BatchMatrix<Scalar, ExecSpace>;
+  /// op(Omega, Y): writes Y = A Omega for Omega (n, r) in the user's order.
+  /// Y arrives allocated (n, r); an op that reallocates it to another size,
+  /// or writes NaN/Inf, is an error.
+  using Operator = std::function<void(const Matrix& Omega, Matrix& Y)>;
+
+  HSS() = default;
+
+  /// Matrix-free construction from products Y = A Omega (see the file
+  /// comment). The number of test vectors s grows (by half, reusing the
+  /// products already made) until every level's sample is wider than its
+  /// rank plus opts.oversampling, or opts.max_products is reached; ranks are
+  /// truncated where singular values of the samples fall below
+  /// opts.tol * |A|_F (estimated from the samples), capped at opts.max_rank.
+  /// opts.probes more products then estimate |A - H|_F / |A|_F; both are in
+  /// matvec_info().
+  template <class Op>
+  static HSS from_matvec(Op&& op, int n, const ClusterTree& tree, const CompressionOptions& opts = {}) {
+    Operator f = [&op](const Matrix& Omega, Matrix& Y) { op(Omega, Y); };
+    return from_operator(f, n, tree, opts);
+  }
+  static HSS from_operator(const Operator& op, int n, const ClusterTree& tree, const CompressionOptions& opts = {});
+
+  /// From a dense symmetric n x n matrix (View in ExecSpace's memory): the
+  /// matrix-free construction with products by batched GEMM (O(n^2 s)).
+  /// Throws on non-square, non-symmetric or non-finite input.
+  template <class AView>
+  static HSS from_dense(const AView& A, const ClusterTree& tree, const CompressionOptions& opts = {});
+
+  /// A = diag(d) + G G^T (d: (n), G: (n, m)), never formed: products cost
+  /// O(n m) per test vector.
+  template <class DView, class GView>
+  static HSS from_factors(const DView& d, const GView& G, const ClusterTree& tree, const CompressionOptions& opts = {});
+
+  int size() const { return tree_.size(); }
+  const ClusterTree& tree() const { return tree_; }
+  const CompressionOptions& options() const { return opts_; }
+  /// How the matrix was built (products, samples, error estimate).
+  const MatvecInfo& matvec_info() const { return info_; }
+
+  /// Y = A X for X, Y: (n, r), user order. O(N k r).
+  void apply(const Matrix& X, const Matrix& Y) const;
+  /// The diagonal of A (n), user order.
+  Vector diag() const;
+  /// The dense n x n matrix (small n only).
+  Matrix to_dense() const;
+  /// A <- A + lambda I (exact: the leaf blocks change).
+  void add_diagonal(Scalar lambda);
+  /// *this <- *this + alpha B (same tree), recompressed to this matrix's
+  /// tolerance by the matrix-free construction on x -> A x + alpha B x
+  /// (O(N k s) work): a running sum stays O(N k) in memory.
+  void add(const HSS& B, Scalar alpha = Scalar(1));
+  /// Multiplies every entry by alpha (exact: the D blocks scale).
+  void scale(Scalar alpha);
+  /// Rebuilds at tolerance tol in (0, 1) from products with the current matrix.
+  void recompress(double tol);
+  /// A deep copy (copies share storage, like Kokkos Views).
+  HSS clone() const;
+  /// Bytes of the numerical data (D and U blocks of every level, permutation).
+  std::size_t bytes() const;
+  /// Per level (1..L): min, mean, max of the node ranks (singular values of
+  /// the samples above the threshold) and the level's storage rank k_l.
+  std::vector<RankStats> ranks() const;
+  /// Versioned binary file, written to a temporary and renamed.
+  void save(const std::string& path) const;
+  static HSS load(const std::string& path);
+  void write(std::ostream& o) const;
+  static HSS read(std::istream& i, const std::string& what);
+
+  /// ULV-type factorization A = W W^T (solve, logdet, apply_W): see
+  /// HSSFactorization.
+  HSSFactorization<Scalar, ExecSpace> factor() const;
+
+  // level data (read-only access for the factorization and tests)
+  int levels() const { return tree_.levels(); }
+  const Batch& D(int level) const { return D_.at(level); }  ///< level 0..L
+  const Batch& U(int level) const { return U_.at(level); }  ///< level 1..L (U(0) is empty)
+  const std::vector<int>& node_ranks(int level) const { return ranks_.at(level); }
+
+  /// user (n, r) -> tree order (N, r), zero on padding
+  Matrix to_tree(const Matrix& X) const;
+  /// tree order (N, r) -> user (n, r)
+  void from_tree(const Matrix& Xp, const Matrix& Y) const;
+  /// Tree-order product (N, r) -> (N, r).
+  void apply_tree(const Matrix& Xp, const Matrix& Yp) const;
+
+  // construction steps; public only because CUDA extended lambdas may not
+  // live in private member functions
+  void init_structure(const ClusterTree& tree, const CompressionOptions& opts);
+  /// One pass of the construction with the s test vectors in Om, samples in
+  /// Y (tree order (N, s)); returns false if some level's sample was too
+  /// narrow for its rank (and allow_saturated is false).
+  bool build_from_samples(const Matrix& Om, const Matrix& Y, bool allow_saturated);
+  void compute_diag_blocks(std::vector<Batch>& F) const;
+
+ private:
+  ClusterTree tree_;
+  CompressionOptions opts_;
+  MatvecInfo info_;
+  std::vector<Batch> D_, U_;  // index = level; U_[0] empty
+  std::vector<std::vector<int>> ranks_;
+  Kokkos::View<int*, mem_space> perm_d_, iperm_d_;
+};
+
+namespace hss_impl {
+
+/// Batch (nodes, rows, cols) viewed on a contiguous buffer (no ownership:
+/// the caller keeps the buffer alive).
+template <class Batch, class Buf>
+Batch reshape(const Buf& buf, long nodes, long rows, long cols) {
+  return Batch(buf.data(), nodes, rows, cols);
+}
+
+/// Gaussian test vectors: Om(p, c) for columns [c0, c1) of an (N, s) block,
+/// a function of (seed, column, row) only, so extending s keeps old columns.
+template <class Exec, class M>
+void gaussian_columns(const Exec& space, const M& Om, int c0, int c1, std::uint64_t seed) {
+  using T = typename M::non_const_value_type;
+  const int N = Om.extent(0);
+  Kokkos::parallel_for(
+      "hfisher::HSS::gaussian", Kokkos::RangePolicy<Exec>(space, 0, N), KOKKOS_LAMBDA(const int p) {
+        for (int c = c0; c < c1; ++c) Om(p, c) = T(random::normal(seed, std::uint64_t(c), std::uint64_t(p)));
+      });
+}
+
+/// Ou(i, c) = Omt(iperm(i), c0 + c): columns of a tree-order block in user order.
+template <class Exec, class IV, class M>
+void gather_user(const Exec& space, const IV& iperm, const M& Omt, int c0, const M& Ou) {
+  const int n = Ou.extent(0), r = Ou.extent(1);
+  Kokkos::parallel_for(
+      "hfisher::HSS::to_user", Kokkos::RangePolicy<Exec>(space, 0, n), KOKKOS_LAMBDA(const int i) {
+        const int pp = iperm(i);
+        for (int c = 0; c < r; ++c) Ou(i, c) = Omt(pp, c0 + c);
+      });
+}
+
+/// Yt(q, c0 + c) = Yu(perm(q), c), or the test vector itself on padded rows
+/// (decoupled identity rows).
+template <class Exec, class IV, class M>
+void scatter_tree(const Exec& space, const IV& perm, const M& Yu, const M& Omt, int c0, const M& Yt) {
+  const int N = Yt.extent(0), r = Yu.extent(1);
+  Kokkos::parallel_for(
+      "hfisher::HSS::from_user", Kokkos::RangePolicy<Exec>(space, 0, N), KOKKOS_LAMBDA(const int q) {
+        const int i = perm(q);
+        for (int c = 0; c < r; ++c) Yt(q, c0 + c) = i >= 0 ? Yu(i, c) : Omt(q, c0 + c);
+      });
+}
+
+/// Y += alpha X (same shape).
+template <class Exec, class M>
+void axpy(const Exec& space, typename M::non_const_value_type alpha, const M& X, const M& Y) {
+  const int N = Y.extent(0), r = Y.extent(1);
+  Kokkos::parallel_for(
+      "hfisher::HSS::axpy", Kokkos::RangePolicy<Exec>(space, 0, N), KOKKOS_LAMBDA(const int p) {
+        for (int c = 0; c < r; ++c) Y(p, c) += alpha * X(p, c);
+      });
+}
+
+/// Symmetrizes every entry of a batch of square blocks in place.
+template <class Exec, class B>
+void symmetrize(const Exec& space, const B& A) {
+  const int nb = A.extent(0), m = A.extent(1);
+  Kokkos::parallel_for(
+      "hfisher::HSS::symmetrize", Kokkos::RangePolicy<Exec>(space, 0, nb), KOKKOS_LAMBDA(const int b) {
+        for (int i = 0; i < m; ++i)
+          for (int j = 0; j < i; ++j) {
+            const auto v = (A(b, i, j) + A(b, j, i)) / 2;
+            A(b, i, j) = v;
+            A(b, j, i) = v;
+          }
+      });
+}
+
+}  // namespace hss_impl
+
+// ============================================================ implementation
+
+template <class Scalar, class ExecSpace>
+void HSS<Scalar, ExecSpace>::init_structure(const ClusterTree& tree, const CompressionOptions& opts) {
+  tree_ = tree;
+  opts_ = opts;
+  const int N = tree.padded_size(), n = tree.size(), L = tree.levels();
+  perm_d_ = Kokkos::View<int*, mem_space>("hfisher::HSS::perm", N);
+  iperm_d_ = Kokkos::View<int*, mem_space>("hfisher::HSS::iperm", n);
+  auto ph = Kokkos::create_mirror_view(perm_d_);
+  auto ih = Kokkos::create_mirror_view(iperm_d_);
+  for (int p = 0; p < N; ++p) ph(p) = tree.perm()[p];
+  for (int i = 0; i < n; ++i) ih(i) = tree.iperm()[i];
+  Kokkos::deep_copy(perm_d_, ph);
+  Kokkos::deep_copy(iperm_d_, ih);
+  D_.assign(L + 1, Batch());
+  U_.assign(L + 1, Batch());
+  ranks_.assign(L + 1, {});
+}
+
+template <class Scalar, class ExecSpace>
+bool HSS<Scalar, ExecSpace>::build_from_samples(const Matrix& Om, const Matrix& Y, bool allow_saturated) {
+  using hmatrix_impl::cols;
+  using hmatrix_impl::rows;
+  ExecSpace space;
+  const int N = tree_.padded_size(), L = tree_.levels(), s = Om.extent(1);
+  const int p_over = opts_.oversampling;
+  // |A|_F estimate: E |A w|^2 = |A|_F^2 for a Gaussian w
+  double ref = 0;
+  {
+    Scalar ss = 0;
+    Kokkos::parallel_reduce(
+        "hfisher::HSS::ynorm", Kokkos::RangePolicy<ExecSpace>(space, 0, N),
+        KOKKOS_LAMBDA(const int p, Scalar& v) {
+          for (int c = 0; c < s; ++c) v += Y(p, c) * Y(p, c);
+        },
+        ss);
+    ref = std::sqrt(double(ss) / s);
+  }
+  // level-L test and sample rows: (2^L, leaf, s) views on the (N, s) blocks
+  Batch OmL(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::Om"), N / tree_.leaf_size(),
+            tree_.leaf_size(), s);
+  Batch YL(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::Y"), N / tree_.leaf_size(),
+           tree_.leaf_size(), s);
+  Kokkos::deep_copy(OmL, hss_impl::reshape<Batch>(Om, N / tree_.leaf_size(), tree_.leaf_size(), s));
+  Kokkos::deep_copy(YL, hss_impl::reshape<Batch>(Y, N / tree_.leaf_size(), tree_.leaf_size(), s));
+  Batch Oml = OmL, Yl = YL;
+  bool saturated = false;
+  for (int l = L; l >= 0; --l) {
+    const int nodes = 1 << l, m = Oml.extent(1);
+    if (s < m) return false;  // not even the pseudo-inverse exists
+    // QR of Omega_t^T (s x m): full Q (s x s); P = Q(:, m:s) spans null(Omega_t)
+    Batch OmT(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::OmT"), nodes, s, m);
+    {
+      auto O = Oml;
+      Kokkos::parallel_for(
+          "hfisher::HSS::transpose", Kokkos::RangePolicy<ExecSpace>(space, 0, nodes), KOKKOS_LAMBDA(const int b) {
+            for (int i = 0; i < m; ++i)
+              for (int c = 0; c < s; ++c) OmT(b, c, i) = O(b, i, c);
+          });
+    }
+    BatchVector<Scalar, ExecSpace> tau("hfisher::HSS::tau", nodes, m);
+    kernels::qr(space, OmT, tau);
+    Batch Qf(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::Qf"), nodes, s, s);
+    kernels::qr_form_q(space, OmT, tau, Qf);
+    const int a = s - m;  // width of the off-diagonal sample
+    int k = 0;
+    Batch Ub;
+    if (l > 0) {
+      if (a < 1) return false;
+      Batch Z(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::Z"), nodes, m, a);
+      kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), Yl, cols(Qf, m, a), Scalar(0), Z);
+      const int q = std::min(m, a);
+      Batch Us("hfisher::HSS::Us", nodes, m, q), Vs("hfisher::HSS::Vs", nodes, a, q);
+      BatchVector<Scalar, ExecSpace> S("hfisher::HSS::S", nodes, q);
+      kernels::svd(space, Z, Us, S, Vs);
+      auto Sh = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), S);
+      // relative to the level's largest sampled block (as HODLR's per-block
+      // tolerance), with a floor at rounding level of |A|
+      double smax = 0;
+      for (int b = 0; b < nodes; ++b) smax = std::max(smax, double(Sh(b, 0)));
+      const double floor = 100 * double(math::limits<Scalar>::eps()) * ref * std::sqrt(double(a));
+      const double thr = std::max(opts_.tol * smax, floor);
+      std::vector<int> r(nodes, 0);
+      int rmax = 0;
+      for (int b = 0; b < nodes; ++b) {
+        while (r[b] < q && double(Sh(b, r[b])) > thr) ++r[b];
+        rmax = std::max(rmax, r[b]);
+      }
+      k = std::max(1, std::min(std::min(rmax, opts_.max_rank), m));
+      const bool sat = k < m && k + p_over > a;
+      if (sat && !allow_saturated) return false;
+      saturated = saturated || sat;
+      k = std::min(k, q);
+      // U: the k leading singular vectors; columns of (numerically) zero
+      // singular values are replaced by Gaussian vectors, and a QR makes the
+      // whole set orthonormal (its leading columns are unchanged).
+      Batch W(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::W"), nodes, m, k);
+      {
+        const std::uint64_t seed = opts_.seed * 31u + std::uint64_t(l) * 977u + 5u;
+        Kokkos::parallel_for(
+            "hfisher::HSS::basis", Kokkos::RangePolicy<ExecSpace>(space, 0, nodes), KOKKOS_LAMBDA(const int b) {
+              for (int c = 0; c < k; ++c) {
+                Scalar nrm = 0;
+                for (int i = 0; i < m; ++i) nrm += Us(b, i, c) * Us(b, i, c);
+                const bool good = nrm > Scalar(0.5) && S(b, c) > S(b, 0) * Scalar(1e-3) * math::limits<Scalar>::eps();
+                for (int i = 0; i < m; ++i)
+                  W(b, i, c) = good ? Us(b, i, c)
+                                    : Scalar(random::normal(seed, std::uint64_t(b) * 4096u + c, std::uint64_t(i)));
+              }
+            });
+      }
+      Ub = Batch(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::U"), nodes, m, k);
+      Batch R(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::R"), nodes, k, k);
+      kernels::qr_thin(space, W, Ub, R);
+      U_[l] = Ub;
+      ranks_[l] = r;
+    }
+    // D: X' = Y_t Q1 R^-T = Y_t Omega_t^+, X = (I - U U^T) X', D = X + U (X U)^T
+    Batch Dl(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::D"), nodes, m, m);
+    kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), Yl, cols(Qf, 0, m), Scalar(0), Dl);
+    kernels::detail::trsm_nocheck(space, Side::Right, Uplo::Upper, Op::Trans, Diag::NonUnit, Scalar(1), rows(OmT, 0, m),
+                                  Dl);
+    if (l > 0) {
+      Batch C(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::C"), nodes, k, m);
+      kernels::detail::gemm_nocheck(space, Op::Trans, Op::NoTrans, Scalar(1), Ub, Dl, Scalar(0), C);
+      kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(-1), Ub, C, Scalar(1), Dl);
+      Batch C2(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::C2"), nodes, m, k);
+      kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), Dl, Ub, Scalar(0), C2);
+      kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::Trans, Scalar(1), Ub, C2, Scalar(1), Dl);
+    }
+    hss_impl::symmetrize(space, Dl);
+    D_[l] = Dl;
+    if (l == 0) break;
+    // reduced rows for the parents: U^T Omega_t and U^T (Y_t - D Omega_t),
+    // stored (nodes, k, s) = (nodes / 2, 2k, s)
+    Batch Omn(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::Om"), nodes / 2, 2 * k, s);
+    Batch Yn(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::Y"), nodes / 2, 2 * k, s);
+    auto Omk = hss_impl::reshape<Batch>(Omn, nodes, k, s);
+    auto Ynk = hss_impl::reshape<Batch>(Yn, nodes, k, s);
+    kernels::detail::gemm_nocheck(space, Op::Trans, Op::NoTrans, Scalar(1), Ub, Oml, Scalar(0), Omk);
+    kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(-1), Dl, Oml, Scalar(1), Yl);
+    kernels::detail::gemm_nocheck(space, Op::Trans, Op::NoTrans, Scalar(1), Ub, Yl, Scalar(0), Ynk);
+    Oml = Omn;
+    Yl = Yn;
+  }
+  info_.saturated = saturated;
+  return true;
+}
+
+template <class Scalar, class ExecSpace>
+HSS<Scalar, ExecSpace> HSS<Scalar, ExecSpace>::from_operator(const Operator& op, int n, const ClusterTree& tree,
+                                                             const CompressionOptions& opts) {
+  constexpr const char* where = "hfisher::HSS::from_matvec";
+  opts.validate(where);
+  detail::require(bool(op), where, "the operator is empty");
+  detail::require(n == tree.size(), where, "n = ", n, " but the tree has n = ", tree.size());
+  detail::require(opts.oversampling >= 1, where, "CompressionOptions.oversampling must be >= 1, got ",
+                  opts.oversampling);
+  detail::require(opts.probes >= 1, where, "CompressionOptions.probes must be >= 1, got ", opts.probes);
+  const int N = tree.padded_size(), leaf = tree.leaf_size(), L = tree.levels();
+  const int p = opts.oversampling;
+  // enough for every level at the rank cap; at least the leaf block itself
+  const int kcap_leaf = std::min(opts.max_rank, leaf);
+  int s_need = L == 0 ? leaf : std::max(leaf + kcap_leaf, 3 * opts.max_rank) + p;
+  const int min_products = (L == 0 ? leaf : leaf + 1 + p) + opts.probes;
+  int s_max = s_need;
+  if (opts.max_products > 0) {
+    detail::require(opts.max_products >= min_products, where, "CompressionOptions.max_products = ", opts.max_products,
+                    " is too small: a tree with leaves of ", leaf, " needs at least ", min_products,
+                    " products (leaf + 1 + oversampling + probes)");
+    s_max = std::min(s_need, opts.max_products - opts.probes);
+  }
+  int s = L == 0 ? leaf : std::min(s_max, leaf + std::min(kcap_leaf, 16) + p);
+  s = std::max(s, L == 0 ? leaf : 3 + 2 * p);
+  s = std::min(s, s_max);
+  ExecSpace space;
+  HSS H;
+  H.init_structure(tree, opts);
+  auto perm = H.perm_d_;
+  auto iperm = H.iperm_d_;
+  Matrix Om("hfisher::HSS::Omega", N, s_max), Y("hfisher::HSS::Y", N, s_max);
+  int done = 0;  // columns already multiplied
+  // Y(:, c0:c1) = A Omega(:, c0:c1) in tree order through op (user order)
+  auto multiply = [&](const Matrix& Omt, const Matrix& Yt, int c0, int c1) {
+    const int r = c1 - c0;
+    Matrix Ou(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::Omega_user"), n, r);
+    hss_impl::gather_user(space, iperm, Omt, c0, Ou);
+    Matrix Yu("hfisher::HSS::Y_user", n, r);
+    space.fence();
+    op(Ou, Yu);
+    detail::require(long(Yu.extent(0)) == n && long(Yu.extent(1)) == r, where, "the operator returned Y of size ",
+                    Yu.extent(0), "x", Yu.extent(1), ", expected ", n, "x", r);
+    detail::check_finite_matrix(space, Yu, where, "Y = op(Omega) (the operator returned NaN/Inf)");
+    hss_impl::scatter_tree(space, perm, Yu, Omt, c0, Yt);
+  };
+  hss_impl::gaussian_columns(space, Om, 0, s_max, opts.seed);
+  int rebuilds = 0;
+  for (;;) {
+    multiply(Om, Y, done, s);
+    done = s;
+    auto Oms = Kokkos::subview(Om, Kokkos::ALL(), Kokkos::make_pair(0, s));
+    auto Ys = Kokkos::subview(Y, Kokkos::ALL(), Kokkos::make_pair(0, s));
+    Matrix Omc(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::Omc"), N, s);
+    Matrix Yc(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::Yc"), N, s);
+    Kokkos::deep_copy(Omc, Oms);
+    Kokkos::deep_copy(Yc, Ys);
+    const bool last = s >= s_max;
+    if (H.build_from_samples(Omc, Yc, last)) break;
+    detail::require(!last, where, "CompressionOptions.max_products = ", opts.max_products,
+                    " leaves too few test vectors (", s, ") for the ranks of this matrix; raise it or max_rank");
+    ++rebuilds;
+    s = std::min(s_max, s + std::max(16, s / 2));
+  }
+  // a-posteriori estimate from fresh probes
+  const int q = opts.probes;
+  Matrix Ot("hfisher::HSS::probe", N, q), Yt("hfisher::HSS::probe_Y", N, q), Ht("hfisher::HSS::probe_H", N, q);
+  hss_impl::gaussian_columns(space, Ot, 0, q, opts.seed ^ 0x5bd1e995ull);
+  Kokkos::parallel_for(
+      "hfisher::HSS::probe_padding", Kokkos::RangePolicy<ExecSpace>(space, 0, N), KOKKOS_LAMBDA(const int pp) {
+        if (perm(pp) < 0)
+          for (int c = 0; c < q; ++c) Ot(pp, c) = 0;
+      });
+  multiply(Ot, Yt, 0, q);
+  H.apply_tree(Ot, Ht);
+  Scalar num = 0, den = 0;
+  Kokkos::parallel_reduce(
+      "hfisher::HSS::probe_err", Kokkos::RangePolicy<ExecSpace>(space, 0, N),
+      KOKKOS_LAMBDA(const int pp, Scalar& v) {
+        for (int c = 0; c < q; ++c) v += (Yt(pp, c) - Ht(pp, c)) * (Yt(pp, c) - Ht(pp, c));
+      },
+      num);
+  Kokkos::parallel_reduce(
+      "hfisher::HSS::probe_norm", Kokkos::RangePolicy<ExecSpace>(space, 0, N),
+      KOKKOS_LAMBDA(const int pp, Scalar& v) {
+        for (int c = 0; c < q; ++c) v += Yt(pp, c) * Yt(pp, c);
+      },
+      den);
+  H.info_.samples = s;
+  H.info_.probes = q;
+  H.info_.products = s + q;
+  H.info_.rebuilds = rebuilds;
+  H.info_.error_estimate = den > 0 ? std::sqrt(double(num) / double(den)) : 0.0;
+  return H;
+}
+
+template <class Scalar, class ExecSpace>
+template <class AView>
+HSS<Scalar, ExecSpace> HSS<Scalar, ExecSpace>::from_dense(const AView& A, const ClusterTree& tree,
+                                                          const CompressionOptions& opts) {
+  constexpr const char* where = "hfisher::HSS::from_dense";
+  static_assert(AView::rank == 2, "HSS::from_dense: A must be a rank-2 view (n, n)");
+  opts.validate(where);
+  detail::require(A.extent(0) == A.extent(1), where, "A must be square, got ", A.extent(0), "x", A.extent(1));
+  detail::require(long(A.extent(0)) == tree.size(), where, "A is ", A.extent(0), "x", A.extent(1),
+                  " but the tree has n = ", tree.size());
+  ExecSpace space;
+  const int n = tree.size();
+  detail::check_finite_matrix(space, A, where, "A");
+  {
+    Scalar amax = 0, dmax = 0;
+    Kokkos::parallel_reduce(
+        "hfisher::HSS::amax", Kokkos::RangePolicy<ExecSpace>(space, 0, n),
+        KOKKOS_LAMBDA(const int i, Scalar& v) {
+          for (int j = 0; j < n; ++j) v = math::max(v, Scalar(math::abs(Scalar(A(i, j)))));
+        },
+        Kokkos::Max<Scalar>(amax));
+    Kokkos::parallel_reduce(
+        "hfisher::HSS::asym", Kokkos::RangePolicy<ExecSpace>(space, 0, n),
+        KOKKOS_LAMBDA(const int i, Scalar& v) {
+          for (int j = 0; j < i; ++j) v = math::max(v, Scalar(math::abs(Scalar(A(i, j) - A(j, i)))));
+        },
+        Kokkos::Max<Scalar>(dmax));
+    detail::require(dmax <= Scalar(1000) * math::limits<Scalar>::eps() * amax, where,
+                    "A is not symmetric: max |A(i,j) - A(j,i)| = ", double(dmax), " with max |A| = ", double(amax));
+  }
+  Kokkos::View<Scalar**, Kokkos::LayoutRight, mem_space> Ac(Kokkos::view_alloc(Kokkos::WithoutInitializing, "A"), n, n);
+  Kokkos::deep_copy(Ac, A);
+  Operator op = [Ac](const Matrix& X, Matrix& Y) {
+    using A3 = Kokkos::View<Scalar***, Kokkos::LayoutRight, mem_space, Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
+    A3 a(Ac.data(), 1, Ac.extent(0), Ac.extent(1)), x(X.data(), 1, X.extent(0), X.extent(1)),
+        y(Y.data(), 1, Y.extent(0), Y.extent(1));
+    kernels::detail::gemm_nocheck(ExecSpace(), Op::NoTrans, Op::NoTrans, Scalar(1), a, x, Scalar(0), y);
+  };
+  return from_operator(op, n, tree, opts);
+}
+
+namespace hss_impl {
+/// Y = diag(d) X + G (G^T X), the product with diag(d) + G G^T.
+template <class Exec, class DV, class GV, class M>
+void factors_product(const DV& d, const GV& G, const M& X, const M& Y) {
+  using T = typename M::non_const_value_type;
+  using Mem = typename Exec::memory_space;
+  using B3 = Kokkos::View<T***, Kokkos::LayoutRight, Mem>;
+  using U3 = Kokkos::View<T***, Kokkos::LayoutRight, Mem, Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
+  Exec space;
+  const int n = X.extent(0), r = X.extent(1), mc = G.extent(1);
+  B3 T1("hfisher::HSS::GtX", 1, mc, r);
+  U3 g(G.data(), 1, n, mc), x(X.data(), 1, n, r), y(Y.data(), 1, n, r);
+  kernels::detail::gemm_nocheck(space, Op::Trans, Op::NoTrans, T(1), g, x, T(0), T1);
+  Kokkos::parallel_for(
+      "hfisher::HSS::diag_part", Kokkos::RangePolicy<Exec>(space, 0, n), KOKKOS_LAMBDA(const int i) {
+        for (int c = 0; c < r; ++c) Y(i, c) = d(i) * X(i, c);
+      });
+  kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, T(1), g, T1, T(1), y);
+}
+}  // namespace hss_impl
+
+template <class Scalar, class ExecSpace>
+template <class DView, class GView>
+HSS<Scalar, ExecSpace> HSS<Scalar, ExecSpace>::from_factors(const DView& d, const GView& G, const ClusterTree& tree,
+                                                            const CompressionOptions& opts) {
+  constexpr const char* where = "hfisher::HSS::from_factors";
+  static_assert(DView::rank == 1 && GView::rank == 2, "HSS::from_factors: d must be (n), G (n, m)");
+  opts.validate(where);
+  const int n = tree.size();
+  detail::require(long(d.extent(0)) == n, where, "d has length ", d.extent(0), " but the tree has n = ", n);
+  detail::require(long(G.extent(0)) == n, where, "G has ", G.extent(0), " rows but the tree has n = ", n);
+  const int mc = G.extent(1);
+  detail::require(mc >= 1, where, "G needs at least one column");
+  ExecSpace space;
+  Matrix Gc(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::G"), n, mc);
+  Vector dc(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::d"), n);
+  Kokkos::parallel_for(
+      "hfisher::HSS::copy_factors", Kokkos::RangePolicy<ExecSpace>(space, 0, n), KOKKOS_LAMBDA(const int i) {
+        dc(i) = Scalar(d(i));
+        for (int c = 0; c < mc; ++c) Gc(i, c) = Scalar(G(i, c));
+      });
+  detail::check_finite_matrix(space, Gc, where, "G");
+  {
+    Matrix d2(dc.data(), n, 1);
+    detail::check_finite_matrix(space, d2, where, "d");
+  }
+  Operator op = [dc, Gc](const Matrix& X, Matrix& Y) { hss_impl::factors_product<ExecSpace>(dc, Gc, X, Y); };
+  return from_operator(op, n, tree, opts);
+}
+
+template <class Scalar, class ExecSpace>
+typename HSS<Scalar, ExecSpace>::Matrix HSS<Scalar, ExecSpace>::to_tree(const Matrix& X) const {
+  const int N = tree_.padded_size(), r = X.extent(1);
+  detail::require(long(X.extent(0)) == tree_.size(), "hfisher::HSS", "vector block has ", X.extent(0),
+                  " rows, the matrix has n = ", tree_.size());
+  Matrix Xp(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::Xp"), N, r);
+  auto perm = perm_d_;
+  Kokkos::parallel_for(
+      "hfisher::HSS::to_tree", Kokkos::RangePolicy<ExecSpace>(0, N), KOKKOS_LAMBDA(const int p) {
+        const int i = perm(p);
+        for (int c = 0; c < r; ++c) Xp(p, c) = i >= 0 ? X(i, c) : Scalar(0);
+      });
+  return Xp;
+}
+
+template <class Scalar, class ExecSpace>
+void HSS<Scalar, ExecSpace>::from_tree(const Matrix& Xp, const Matrix& Y) const {
+  const int n = tree_.size(), r = Xp.extent(1);
+  detail::require(long(Y.extent(0)) == n && Y.extent(1) == Xp.extent(1), "hfisher::HSS", "output block is ",
+                  Y.extent(0), "x", Y.extent(1), ", expected ", n, "x", r);
+  auto iperm = iperm_d_;
+  Kokkos::parallel_for(
+      "hfisher::HSS::from_tree", Kokkos::RangePolicy<ExecSpace>(0, n), KOKKOS_LAMBDA(const int i) {
+        const int p = iperm(i);
+        for (int c = 0; c < r; ++c) Y(i, c) = Xp(p, c);
+      });
+}
+
+template <class Scalar, class ExecSpace>
+void HSS<Scalar, ExecSpace>::apply_tree(const Matrix& Xp, const Matrix& Yp) const {
+  ExecSpace space;
+  const int L = tree_.levels(), r = Xp.extent(1);
+  // up: x_(l-1) = U_l^T x_l; y_l = D_l x_l
+  std::vector<Matrix> xs(L + 1), ys(L + 1);
+  xs[L] = Xp;
+  ys[L] = Yp;
+  for (int l = L; l >= 0; --l) {
+    const int nodes = 1 << l, m = D_[l].extent(1);
+    if (l < L) {
+      ys[l] = Matrix("hfisher::HSS::y", nodes * m, r);
+    }
+    kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), D_[l],
+                                  hss_impl::reshape<Batch>(xs[l], nodes, m, r), Scalar(0),
+                                  hss_impl::reshape<Batch>(ys[l], nodes, m, r));
+    if (l == 0) break;
+    const int k = U_[l].extent(2);
+    xs[l - 1] = Matrix(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::x"), nodes * k, r);
+    kernels::detail::gemm_nocheck(space, Op::Trans, Op::NoTrans, Scalar(1), U_[l],
+                                  hss_impl::reshape<Batch>(xs[l], nodes, m, r), Scalar(0),
+                                  hss_impl::reshape<Batch>(xs[l - 1], nodes, k, r));
+  }
+  // down: y_l += U_l y_(l-1)
+  for (int l = 1; l <= L; ++l) {
+    const int nodes = 1 << l, m = D_[l].extent(1), k = U_[l].extent(2);
+    kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), U_[l],
+                                  hss_impl::reshape<Batch>(ys[l - 1], nodes, k, r), Scalar(1),
+                                  hss_impl::reshape<Batch>(ys[l], nodes, m, r));
+  }
+}
+
+template <class Scalar, class ExecSpace>
+void HSS<Scalar, ExecSpace>::apply(const Matrix& X, const Matrix& Y) const {
+  constexpr const char* where = "hfisher::HSS::apply";
+  detail::require(!D_.empty() && D_[0].extent(0) > 0, where, "the matrix is empty (not built)");
+  detail::require(X.extent(1) == Y.extent(1), where, "X has ", X.extent(1), " columns, Y has ", Y.extent(1));
+  detail::check_finite_matrix(ExecSpace(), X, where, "X");
+  Matrix Xp = to_tree(X);
+  Matrix Yp("hfisher::HSS::Yp", tree_.padded_size(), X.extent(1));
+  apply_tree(Xp, Yp);
+  from_tree(Yp, Y);
+}
+
+template <class Scalar, class ExecSpace>
+void HSS<Scalar, ExecSpace>::compute_diag_blocks(std::vector<Batch>& F) const {
+  // F_l = D_l + U_l (diagonal k x k block of F_(l-1) for this child) U_l^T
+  ExecSpace space;
+  const int L = tree_.levels();
+  F.assign(L + 1, Batch());
+  F[0] = D_[0];
+  for (int l = 1; l <= L; ++l) {
+    const int nodes = 1 << l, m = D_[l].extent(1), k = U_[l].extent(2);
+    Batch Pk(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::Pk"), nodes, k, k);
+    auto Fp = F[l - 1];
+    Kokkos::parallel_for(
+        "hfisher::HSS::child_block", Kokkos::RangePolicy<ExecSpace>(space, 0, nodes), KOKKOS_LAMBDA(const int b) {
+          const int par = b / 2, off = (b % 2) * k;
+          for (int i = 0; i < k; ++i)
+            for (int j = 0; j < k; ++j) Pk(b, i, j) = Fp(par, off + i, off + j);
+        });
+    Batch T1(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::T1"), nodes, m, k);
+    kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), U_[l], Pk, Scalar(0), T1);
+    Batch Fl(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::F"), nodes, m, m);
+    Kokkos::deep_copy(space, Fl, D_[l]);
+    kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::Trans, Scalar(1), T1, U_[l], Scalar(1), Fl);
+    F[l] = Fl;
+  }
+}
+
+template <class Scalar, class ExecSpace>
+typename HSS<Scalar, ExecSpace>::Vector HSS<Scalar, ExecSpace>::diag() const {
+  detail::require(!D_.empty() && D_[0].extent(0) > 0, "hfisher::HSS::diag", "the matrix is empty (not built)");
+  std::vector<Batch> F;
+  compute_diag_blocks(F);
+  const int n = tree_.size(), leaf = tree_.leaf_size();
+  Vector out("hfisher::HSS::diag", n);
+  auto iperm = iperm_d_;
+  auto FL = F.back();
+  Kokkos::parallel_for(
+      "hfisher::HSS::diag", Kokkos::RangePolicy<ExecSpace>(0, n), KOKKOS_LAMBDA(const int i) {
+        const int p = iperm(i);
+        out(i) = FL(p / leaf, p % leaf, p % leaf);
+      });
+  return out;
+}
+
+template <class Scalar, class ExecSpace>
+typename HSS<Scalar, ExecSpace>::Matrix HSS<Scalar, ExecSpace>::to_dense() const {
+  const int n = tree_.size();
+  detail::require(n <= 16384, "hfisher::HSS::to_dense", "n = ", n, " is too large to form densely");
+  Matrix I("hfisher::HSS::I", n, n), A("hfisher::HSS::dense", n, n);
+  Kokkos::parallel_for(
+      "hfisher::HSS::eye", Kokkos::RangePolicy<ExecSpace>(0, n), KOKKOS_LAMBDA(const int i) { I(i, i) = 1; });
+  apply(I, A);
+  return A;
+}
+
+template <class Scalar, class ExecSpace>
+void HSS<Scalar, ExecSpace>::add_diagonal(Scalar lambda) {
+  detail::require(math::isfinite(lambda), "hfisher::HSS::add_diagonal", "lambda is not finite");
+  detail::require(!D_.empty() && D_[0].extent(0) > 0, "hfisher::HSS::add_diagonal", "the matrix is empty (not built)");
+  const int N = tree_.padded_size(), leaf = tree_.leaf_size();
+  auto perm = perm_d_;
+  auto D = D_.back();
+  Kokkos::parallel_for(
+      "hfisher::HSS::add_diagonal", Kokkos::RangePolicy<ExecSpace>(0, N), KOKKOS_LAMBDA(const int p) {
+        if (perm(p) >= 0) D(p / leaf, p % leaf, p % leaf) += lambda;
+      });
+}
+
+template <class Scalar, class ExecSpace>
+void HSS<Scalar, ExecSpace>::scale(Scalar alpha) {
+  detail::require(math::isfinite(alpha), "hfisher::HSS::scale", "alpha is not finite");
+  ExecSpace space;
+  const int N = tree_.padded_size(), leaf = tree_.leaf_size();
+  for (auto& D : D_) {
+    auto d = D;
+    Kokkos::parallel_for(
+        "hfisher::HSS::scale", Kokkos::RangePolicy<ExecSpace>(space, 0, long(d.span())),
+        KOKKOS_LAMBDA(const long i) { d.data()[i] *= alpha; });
+  }
+  // padded positions stay identity rows
+  auto perm = perm_d_;
+  auto DL = D_.back();
+  Kokkos::parallel_for(
+      "hfisher::HSS::scale_padding", Kokkos::RangePolicy<ExecSpace>(space, 0, N), KOKKOS_LAMBDA(const int p) {
+        if (perm(p) < 0) DL(p / leaf, p % leaf, p % leaf) += Scalar(1) - alpha;
+      });
+}
+
+template <class Scalar, class ExecSpace>
+void HSS<Scalar, ExecSpace>::add(const HSS& B, Scalar alpha) {
+  constexpr const char* where = "hfisher::HSS::add";
+  detail::require(!D_.empty() && !B.D_.empty() && D_[0].extent(0) > 0 && B.D_[0].extent(0) > 0, where,
+                  "an operand is empty (not built)");
+  detail::require(math::isfinite(alpha), where, "alpha is not finite");
+  detail::require(tree_ == B.tree_, where, "the operands have different cluster trees (n ", tree_.size(), " vs ",
+                  B.tree_.size(), ", leaf ", tree_.leaf_size(), " vs ", B.tree_.leaf_size(), ", levels ",
+                  tree_.levels(), " vs ", B.tree_.levels(), ", or a different permutation)");
+  const HSS A = *this;
+  Operator op = [A, B, alpha](const Matrix& X, Matrix& Y) {
+    ExecSpace space;
+    Matrix Xp = A.to_tree(X);
+    Matrix Ya("hfisher::HSS::Ya", Xp.extent(0), Xp.extent(1)), Yb("hfisher::HSS::Yb", Xp.extent(0), Xp.extent(1));
+    A.apply_tree(Xp, Ya);
+    B.apply_tree(Xp, Yb);
+    hss_impl::axpy(space, alpha, Yb, Ya);
+    A.from_tree(Ya, Y);
+  };
+  *this = from_operator(op, tree_.size(), tree_, opts_);
+  // padded rows: A and B each hold identity there, so the sum holds 1 + alpha;
+  // reset them to decoupled identity rows
+  const int N = tree_.padded_size(), leaf = tree_.leaf_size();
+  auto perm = perm_d_;
+  auto DL = D_.back();
+  const Scalar fix = -alpha;
+  Kokkos::parallel_for(
+      "hfisher::HSS::add_padding", Kokkos::RangePolicy<ExecSpace>(0, N), KOKKOS_LAMBDA(const int p) {
+        if (perm(p) < 0) DL(p / leaf, p % leaf, p % leaf) += fix;
+      });
+}
+
+template <class Scalar, class ExecSpace>
+void HSS<Scalar, ExecSpace>::recompress(double tol) {
+  detail::check_tol(tol, "hfisher::HSS::recompress");
+  detail::require(!D_.empty() && D_[0].extent(0) > 0, "hfisher::HSS::recompress", "the matrix is empty (not built)");
+  const HSS A = *this;
+  CompressionOptions o = opts_;
+  o.tol = tol;
+  Operator op = [A](const Matrix& X, Matrix& Y) { A.apply(X, Y); };
+  *this = from_operator(op, tree_.size(), tree_, o);
+}
+
+template <class Scalar, class ExecSpace>
+HSS<Scalar, ExecSpace> HSS<Scalar, ExecSpace>::clone() const {
+  HSS c = *this;
+  auto deep = [](const Batch& b) {
+    Batch o(Kokkos::view_alloc(Kokkos::WithoutInitializing, b.label()), b.extent(0), b.extent(1), b.extent(2));
+    Kokkos::deep_copy(o, b);
+    return o;
+  };
+  for (std::size_t l = 0; l < D_.size(); ++l) {
+    c.D_[l] = deep(D_[l]);
+    if (l > 0) c.U_[l] = deep(U_[l]);
+  }
+  return c;
+}
+
+template <class Scalar, class ExecSpace>
+std::size_t HSS<Scalar, ExecSpace>::bytes() const {
+  std::size_t b = perm_d_.size() * sizeof(int) + iperm_d_.size() * sizeof(int);
+  for (std::size_t l = 0; l < D_.size(); ++l) b += (D_[l].size() + U_[l].size()) * sizeof(Scalar);
+  return b;
+}
+
+template <class Scalar, class ExecSpace>
+std::vector<RankStats> HSS<Scalar, ExecSpace>::ranks() const {
+  std::vector<RankStats> out;
+  for (std::size_t l = 1; l < ranks_.size(); ++l) {
+    RankStats s;
+    s.level = int(l);
+    s.padded = U_[l].extent(2);
+    s.min = ranks_[l].empty() ? 0 : ranks_[l][0];
+    double sum = 0;
+    for (int r : ranks_[l]) {
+      s.min = std::min(s.min, r);
+      s.max = std::max(s.max, r);
+      sum += r;
+    }
+    s.mean = ranks_[l].empty() ? 0 : sum / ranks_[l].size();
+    out.push_back(s);
+  }
+  return out;
+}
+
+namespace hss_impl {
+constexpr char magic[8] = {'H', 'F', 'H', 'S', 'S', '\0', '\0', '\0'};
+constexpr std::uint32_t version = 1;
+}  // namespace hss_impl
+
+template <class Scalar, class ExecSpace>
+void HSS<Scalar, ExecSpace>::write(std::ostream& o) const {
+  using io::put;
+  detail::require(!D_.empty() && D_[0].extent(0) > 0, "hfisher::HSS::save", "the matrix is empty (not built)");
+  o.write(hss_impl::magic, 8);
+  put(o, hss_impl::version);
+  put(o, std::uint32_t(sizeof(Scalar)));
+  put(o, std::int32_t(tree_.size()));
+  put(o, std::int32_t(tree_.leaf_size()));
+  put(o, std::int32_t(tree_.levels()));
+  put(o, opts_.tol);
+  put(o, std::int32_t(opts_.max_rank));
+  for (int p : tree_.perm()) put(o, std::int32_t(p));
+  for (int l = tree_.levels(); l >= 1; --l) {
+    put(o, std::int32_t(U_[l].extent(2)));
+    for (int r : ranks_[l]) put(o, std::int32_t(r));
+  }
+  for (std::size_t l = 0; l < D_.size(); ++l) {
+    io::put_view(o, D_[l]);
+    if (l > 0) io::put_view(o, U_[l]);
+  }
+  o.write(hss_impl::magic, 8);
+}
+
+template <class Scalar, class ExecSpace>
+void HSS<Scalar, ExecSpace>::save(const std::string& path) const {
+  detail::require(!D_.empty() && D_[0].extent(0) > 0, "hfisher::HSS::save", "the matrix is empty (not built)");
+  io::atomic_write(path, "hfisher::HSS::save", [&](std::ostream& o) { write(o); });
+}
+
+template <class Scalar, class ExecSpace>
+HSS<Scalar, ExecSpace> HSS<Scalar, ExecSpace>::read(std::istream& i, const std::string& path) {
+  constexpr const char* where = "hfisher::HSS::load";
+  auto get32 = [&]() { return io::get<std::int32_t>(i, path, where); };
+  io::expect_magic(i, hss_impl::magic, path, where, "an hfisher HSS file");
+  const auto version = io::get<std::uint32_t>(i, path, where);
+  detail::require(version == hss_impl::version, where, path, " has format version ", version, ", this build reads ",
+                  hss_impl::version);
+  const auto ssize = io::get<std::uint32_t>(i, path, where);
+  detail::require(ssize == sizeof(Scalar), where, path, " holds ", ssize * 8, "-bit scalars, expected ",
+                  sizeof(Scalar) * 8);
+  const int n = get32(), leaf = get32(), L = get32();
+  detail::require(n >= 1 && leaf >= 1 && L >= 0 && L <= 24 && (long(leaf) << L) >= n && (long(leaf) << L) < (1L << 31),
+                  where, path, ": corrupt header (n = ", n, ", leaf = ", leaf, ", levels = ", L, ")");
+  CompressionOptions opts;
+  opts.tol = io::get<double>(i, path, where);
+  opts.max_rank = get32();
+  const int N = leaf << L;
+  std::vector<int> perm(N);
+  for (int p = 0; p < N; ++p) perm[p] = get32();
+  HSS H;
+  H.init_structure(ClusterTree::from_permutation(n, leaf, L, perm), opts);
+  std::vector<int> m(L + 1), k(L + 1, 0);
+  m[L] = leaf;
+  for (int l = L; l >= 1; --l) {
+    k[l] = get32();
+    detail::require(k[l] >= 1 && k[l] <= m[l], where, path, ": corrupt rank ", k[l], " at level ", l,
+                    " (the level's blocks have ", m[l], " rows)");
+    H.ranks_[l].resize(1 << l);
+    for (auto& r : H.ranks_[l]) {
+      r = get32();
+      detail::require(r >= 0 && r <= m[l], where, path, ": corrupt node rank at level ", l);
+    }
+    m[l - 1] = 2 * k[l];
+  }
+  for (int l = 0; l <= L; ++l) {
+    H.D_[l] = Batch("hfisher::HSS::D", 1 << l, m[l], m[l]);
+    io::get_view(i, H.D_[l], path, where);
+    if (l > 0) {
+      H.U_[l] = Batch("hfisher::HSS::U", 1 << l, m[l], k[l]);
+      io::get_view(i, H.U_[l], path, where);
+    }
+  }
+  char tail[8] = {};
+  i.read(tail, 8);
+  detail::require(bool(i) && std::equal(tail, tail + 8, hss_impl::magic), where, path, ": file is truncated");
+  return H;
+}
+
+template <class Scalar, class ExecSpace>
+HSS<Scalar, ExecSpace> HSS<Scalar, ExecSpace>::load(const std::string& path) {
+  std::ifstream i(path, std::ios::binary);
+  detail::require(bool(i), "hfisher::HSS::load", "cannot open ", path);
+  return read(i, path);
+}
+
+}  // namespace hfisher
+
+#include <hfisher/hmatrix/hss_factor.hpp>

@@ -1,0 +1,348 @@
+#pragma once
+/// \file hss_factor.hpp
+/// \brief hfisher::HSSFactorization: ULV-type symmetric factorization
+/// A = W W^T of a symmetric positive definite HSS matrix in telescoping
+/// form, one batched launch per step and level, O(N k^2) time and O(N k)
+/// memory (Chandrasekaran, Gu & Pals 2006; Xia, Chandrasekaran, Gu & Li 2010;
+/// in the telescoping form of Gillman, Young & Martinsson 2012).
+///
+/// At level l the matrix is M_l = blockdiag(Dw_t) + U_l M_(l-1) U_l^T with
+/// Dw = D_l plus the Schur complements passed up from level l + 1. Per node,
+/// Q = [U_perp, U] (orthogonal m x m, U_perp from a full QR of U) rotates
+/// the node's rows so that only its last k rows couple to the rest:
+/// Q^T Dw Q = [[D11, D12], [D21, D22]], D11 (c x c, c = m - k) is eliminated
+/// by Cholesky, D11 = L11 L11^T, L21 = D21 L11^-T, and the Schur complement
+/// S = D22 - L21 L21^T is added to the node's k x k diagonal block of the
+/// parent level; at the root a dense Cholesky finishes. Then
+///   M_l = Q L diag(I_c, M_(l-1) + blockdiag(S)) L^T Q^T,  L = [[L11, 0], [L21, I]],
+/// which gives solve (two sweeps), logdet = 2 sum log diag(L11) + logdet(root)
+/// and a square factor W with W W^T = A for sampling. Every D11 is a
+/// principal block of an orthogonal rotation of an SPD matrix, so the
+/// factorization exists exactly when A is positive definite: a failing pivot
+/// is reported with its level and node.
+
+#include <hfisher/hmatrix/hss.hpp>
+#include <hfisher/kernels/cholesky.hpp>
+#include <hfisher/kernels/qr.hpp>
+#include <hfisher/kernels/trsm.hpp>
+
+#include <cmath>
+
+namespace hfisher {
+
+template <class Scalar, class ExecSpace = Kokkos::DefaultExecutionSpace>
+class HSSFactorization {
+ public:
+  using H = HSS<Scalar, ExecSpace>;
+  using Matrix = typename H::Matrix;
+  using Batch = typename H::Batch;
+  using mem_space = typename ExecSpace::memory_space;
+
+  explicit HSSFactorization(const H& A);
+
+  /// X = A^-1 B for B, X: (n, r), user order (X may alias B). O(N k r).
+  void solve(const Matrix& B, const Matrix& X) const;
+  /// log det A.
+  double logdet() const { return logdet_; }
+  /// Y = W X and Y = W^T X with A = W W^T, W: n x N (N the tree's padded
+  /// size: the rotations of the factorization mix real and padded tree
+  /// positions, so W has N columns; X: (N, r) for apply_W, (n, r) for
+  /// apply_Wt). W z with z ~ N(0, I_N) samples N(0, A); solve(W z) samples
+  /// N(0, A^-1).
+  void apply_W(const Matrix& X, const Matrix& Y) const;
+  void apply_Wt(const Matrix& X, const Matrix& Y) const;
+  std::size_t bytes() const;
+
+  // implementation steps; public only because CUDA extended lambdas may not
+  // live in constructors or private member functions
+  void factorize();
+  void solve_tree(const Matrix& Bp) const;
+  void W_tree(const Matrix& Xp, const Matrix& Yp, bool transpose) const;
+
+ private:
+  H A_;
+  std::vector<Batch> Q_, L11_, L21_;  // per level 1..L: (nodes, m, m), (nodes, c, c), (nodes, k, c)
+  Batch L0_;                          // root Cholesky factor
+  double logdet_ = 0;
+  void check_pair(const char* where, const Matrix& in, const Matrix& out) const {
+    detail::require(long(in.extent(0)) == A_.size() && long(out.extent(0)) == A_.size() &&
+                        in.extent(1) == out.extent(1),
+                    where, "input is ", in.extent(0), "x", in.extent(1), ", output is ", out.extent(0), "x",
+                    out.extent(1), ", the matrix has n = ", A_.size());
+  }
+};
+
+template <class Scalar, class ExecSpace>
+HSSFactorization<Scalar, ExecSpace> HSS<Scalar, ExecSpace>::factor() const {
+  return HSSFactorization<Scalar, ExecSpace>(*this);
+}
+
+template <class Scalar, class ExecSpace>
+HSSFactorization<Scalar, ExecSpace>::HSSFactorization(const H& A) : A_(A) {
+  factorize();
+}
+
+namespace hss_impl {
+
+/// Cholesky of a batch; a failure names the level and node.
+template <class Exec, class B>
+double cholesky_logdet(const Exec& space, const B& A, const char* where, int level) {
+  using T = typename B::non_const_value_type;
+  const int nb = A.extent(0);
+  if (nb == 0 || A.extent(1) == 0) return 0.0;
+  Kokkos::View<int*, typename Exec::memory_space> info("info", nb);
+  Kokkos::View<T*, typename Exec::memory_space> piv("piv", nb);
+  kernels::detail::potrf_nocheck(space, A, info, piv);
+  const long bad = detail::first_failure(space, info);
+  if (bad >= 0)
+    throw Error(detail::concat(where, ": the matrix is not positive definite: the eliminated block of level ", level,
+                               ", node ", bad, " fails Cholesky at pivot ", detail::read_entry(info, bad) - 1,
+                               " (value ", double(detail::read_entry(piv, bad)),
+                               "); add_diagonal(lambda) with lambda > 0 regularizes it"));
+  Kokkos::View<T*, typename Exec::memory_space> ld("ld", nb);
+  kernels::logdet_cholesky(space, A, ld);
+  auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), ld);
+  double s = 0;
+  for (int b = 0; b < nb; ++b) s += double(h(b));
+  return s;
+}
+
+}  // namespace hss_impl
+
+template <class Scalar, class ExecSpace>
+void HSSFactorization<Scalar, ExecSpace>::factorize() {
+  constexpr const char* where = "hfisher::HSS::factor";
+  using hmatrix_impl::cols;
+  using hmatrix_impl::rows;
+  detail::require(A_.levels() >= 0 && A_.D(0).extent(0) > 0, where, "the matrix is empty (not built)");
+  ExecSpace space;
+  const int L = A_.levels();
+  Q_.assign(L + 1, Batch());
+  L11_.assign(L + 1, Batch());
+  L21_.assign(L + 1, Batch());
+  logdet_ = 0;
+  Batch Dw(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::Dw"), A_.D(L).extent(0), A_.D(L).extent(1),
+           A_.D(L).extent(2));
+  Kokkos::deep_copy(Dw, A_.D(L));
+  for (int l = L; l >= 1; --l) {
+    const auto& U = A_.U(l);
+    const int nodes = 1 << l, m = U.extent(1), k = U.extent(2), c = m - k;
+    // Q = [U_perp, U]: U_perp = the last m - k columns of a full QR of U
+    Batch Qf(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::Qf"), nodes, m, m);
+    {
+      Batch W(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::W"), nodes, m, k);
+      Kokkos::deep_copy(W, U);
+      BatchVector<Scalar, ExecSpace> tau("hfisher::HSS::tau", nodes, k);
+      kernels::qr(space, W, tau);
+      kernels::qr_form_q(space, W, tau, Qf);
+    }
+    Batch Q(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::Q"), nodes, m, m);
+    if (c > 0) Kokkos::deep_copy(space, cols(Q, 0, c), cols(Qf, k, c));
+    Kokkos::deep_copy(space, cols(Q, c, k), U);
+    // Dt = Q^T Dw Q
+    Batch T1(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::T1"), nodes, m, m);
+    Batch Dt(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::Dt"), nodes, m, m);
+    kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), Dw, Q, Scalar(0), T1);
+    kernels::detail::gemm_nocheck(space, Op::Trans, Op::NoTrans, Scalar(1), Q, T1, Scalar(0), Dt);
+    Batch L11(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::L11"), nodes, c, c);
+    Batch L21(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::L21"), nodes, k, c);
+    Batch S(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::S"), nodes, k, k);
+    Kokkos::deep_copy(space, S, Kokkos::subview(Dt, Kokkos::ALL(), Kokkos::make_pair(c, m), Kokkos::make_pair(c, m)));
+    if (c > 0) {
+      Kokkos::deep_copy(space, L11,
+                        Kokkos::subview(Dt, Kokkos::ALL(), Kokkos::make_pair(0, c), Kokkos::make_pair(0, c)));
+      Kokkos::deep_copy(space, L21,
+                        Kokkos::subview(Dt, Kokkos::ALL(), Kokkos::make_pair(c, m), Kokkos::make_pair(0, c)));
+      logdet_ += hss_impl::cholesky_logdet(space, L11, where, l);
+      kernels::detail::trsm_nocheck(space, Side::Right, Uplo::Lower, Op::Trans, Diag::NonUnit, Scalar(1), L11, L21);
+      kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::Trans, Scalar(-1), L21, L21, Scalar(1), S);
+    }
+    Q_[l] = Q;
+    L11_[l] = L11;
+    L21_[l] = L21;
+    // parent: D_(l-1) plus the children's Schur complements on its diagonal
+    const auto& Dp = A_.D(l - 1);
+    Batch Dn(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::Dw"), Dp.extent(0), Dp.extent(1),
+             Dp.extent(2));
+    Kokkos::deep_copy(space, Dn, Dp);
+    Kokkos::parallel_for(
+        "hfisher::HSS::factor::schur", Kokkos::RangePolicy<ExecSpace>(space, 0, nodes), KOKKOS_LAMBDA(const int b) {
+          const int par = b / 2, off = (b % 2) * k;
+          for (int i = 0; i < k; ++i)
+            for (int j = 0; j < k; ++j) Dn(par, off + i, off + j) += S(b, i, j);
+        });
+    Dw = Dn;
+  }
+  L0_ = Dw;
+  logdet_ += hss_impl::cholesky_logdet(space, L0_, where, 0);
+}
+
+template <class Scalar, class ExecSpace>
+void HSSFactorization<Scalar, ExecSpace>::solve_tree(const Matrix& Bp) const {
+  using hmatrix_impl::rows;
+  ExecSpace space;
+  const int L = A_.levels(), r = Bp.extent(1);
+  // forward: per level the rotated node vectors (nodes, m, r): rows [0, c)
+  // hold L11^-1 b1, rows [c, m) b2 - L21 L11^-1 b1 (passed up)
+  std::vector<Batch> bt(L + 1);
+  Matrix cur = Bp;
+  for (int l = L; l >= 1; --l) {
+    const int nodes = 1 << l, m = Q_[l].extent(1), k = L21_[l].extent(1), c = m - k;
+    bt[l] = Batch(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::bt"), nodes, m, r);
+    kernels::detail::gemm_nocheck(space, Op::Trans, Op::NoTrans, Scalar(1), Q_[l],
+                                  hss_impl::reshape<Batch>(cur, nodes, m, r), Scalar(0), bt[l]);
+    if (c > 0) {
+      kernels::detail::trsm_nocheck(space, Side::Left, Uplo::Lower, Op::NoTrans, Diag::NonUnit, Scalar(1), L11_[l],
+                                    rows(bt[l], 0, c));
+      kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(-1), L21_[l], rows(bt[l], 0, c),
+                                    Scalar(1), rows(bt[l], c, k));
+    }
+    Matrix up(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::up"), nodes * k, r);
+    Kokkos::deep_copy(space, hss_impl::reshape<Batch>(up, nodes, k, r), rows(bt[l], c, k));
+    cur = up;
+  }
+  // root
+  kernels::potrs(space, L0_, hss_impl::reshape<Batch>(cur, 1, cur.extent(0), r));
+  // backward: x2 from the parent; x1 = L11^-T (y1 - L21^T x2); x = Q [x1; x2]
+  for (int l = 1; l <= L; ++l) {
+    const int nodes = 1 << l, m = Q_[l].extent(1), k = L21_[l].extent(1), c = m - k;
+    Kokkos::deep_copy(space, rows(bt[l], c, k), hss_impl::reshape<Batch>(cur, nodes, k, r));
+    if (c > 0) {
+      kernels::detail::gemm_nocheck(space, Op::Trans, Op::NoTrans, Scalar(-1), L21_[l], rows(bt[l], c, k), Scalar(1),
+                                    rows(bt[l], 0, c));
+      kernels::detail::trsm_nocheck(space, Side::Left, Uplo::Lower, Op::Trans, Diag::NonUnit, Scalar(1), L11_[l],
+                                    rows(bt[l], 0, c));
+    }
+    Matrix down = l == L ? Bp : Matrix(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::down"), nodes * m, r);
+    kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), Q_[l], bt[l], Scalar(0),
+                                  hss_impl::reshape<Batch>(down, nodes, m, r));
+    cur = down;
+  }
+  if (L == 0) Kokkos::deep_copy(space, Bp, cur);
+}
+
+template <class Scalar, class ExecSpace>
+void HSSFactorization<Scalar, ExecSpace>::W_tree(const Matrix& Xp, const Matrix& Yp, bool transpose) const {
+  using hmatrix_impl::rows;
+  ExecSpace space;
+  const int L = A_.levels(), r = Xp.extent(1);
+  // Layout of the input (and output) of W: at level l, node rows [0, c) are
+  // the node's own ("eliminated") coordinates, rows [c, m) are gathered into
+  // the parent level's vector; the root holds what is left.
+  std::vector<Batch> v(L + 1);
+  std::vector<Matrix> keep;  // owners of the buffers v[] points into
+  Matrix cur = Xp;
+  if (!transpose) {
+    // gather the passed-up rows level by level (pure data movement)
+    for (int l = L; l >= 1; --l) {
+      const int nodes = 1 << l, m = Q_[l].extent(1), k = L21_[l].extent(1), c = m - k;
+      v[l] = hss_impl::reshape<Batch>(cur, nodes, m, r);
+      Matrix up(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::up"), nodes * k, r);
+      Kokkos::deep_copy(space, hss_impl::reshape<Batch>(up, nodes, k, r), rows(v[l], c, k));
+      keep.push_back(up);
+      cur = up;
+    }
+    // root: y0 = L0 x0
+    const int m0 = L0_.extent(1);
+    Matrix y0("hfisher::HSS::y0", m0, r);
+    kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), L0_,
+                                  hss_impl::reshape<Batch>(cur, 1, m0, r), Scalar(0),
+                                  hss_impl::reshape<Batch>(y0, 1, m0, r));
+    cur = y0;
+    // down: w = [L11 x1; L21 x1 + y_parent]; y = Q w
+    for (int l = 1; l <= L; ++l) {
+      const int nodes = 1 << l, m = Q_[l].extent(1), k = L21_[l].extent(1), c = m - k;
+      Batch w(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::w"), nodes, m, r);
+      Kokkos::deep_copy(space, rows(w, c, k), hss_impl::reshape<Batch>(cur, nodes, k, r));
+      if (c > 0) {
+        kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), L11_[l], rows(v[l], 0, c), Scalar(0),
+                                      rows(w, 0, c));
+        kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), L21_[l], rows(v[l], 0, c), Scalar(1),
+                                      rows(w, c, k));
+      }
+      Matrix out = l == L ? Yp : Matrix(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::y"), nodes * m, r);
+      kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), Q_[l], w, Scalar(0),
+                                    hss_impl::reshape<Batch>(out, nodes, m, r));
+      cur = out;
+    }
+    if (L == 0) Kokkos::deep_copy(space, Yp, cur);
+    return;
+  }
+  // W^T: up: t = Q^T x; out1 = L11^T t1 + L21^T t2; t2 goes up; root L0^T
+  for (int l = L; l >= 1; --l) {
+    const int nodes = 1 << l, m = Q_[l].extent(1), k = L21_[l].extent(1), c = m - k;
+    Batch t(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::t"), nodes, m, r);
+    kernels::detail::gemm_nocheck(space, Op::Trans, Op::NoTrans, Scalar(1), Q_[l],
+                                  hss_impl::reshape<Batch>(cur, nodes, m, r), Scalar(0), t);
+    v[l] = Batch(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::o"), nodes, m, r);
+    if (c > 0) {
+      kernels::detail::gemm_nocheck(space, Op::Trans, Op::NoTrans, Scalar(1), L11_[l], rows(t, 0, c), Scalar(0),
+                                    rows(v[l], 0, c));
+      kernels::detail::gemm_nocheck(space, Op::Trans, Op::NoTrans, Scalar(1), L21_[l], rows(t, c, k), Scalar(1),
+                                    rows(v[l], 0, c));
+    }
+    Matrix up(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::up"), nodes * k, r);
+    Kokkos::deep_copy(space, hss_impl::reshape<Batch>(up, nodes, k, r), rows(t, c, k));
+    cur = up;
+  }
+  const int m0 = L0_.extent(1);
+  Matrix y0("hfisher::HSS::y0", m0, r);
+  kernels::detail::gemm_nocheck(space, Op::Trans, Op::NoTrans, Scalar(1), L0_, hss_impl::reshape<Batch>(cur, 1, m0, r),
+                                Scalar(0), hss_impl::reshape<Batch>(y0, 1, m0, r));
+  cur = y0;
+  // scatter down: level l output rows [c, m) come from the parent's output
+  for (int l = 1; l <= L; ++l) {
+    const int nodes = 1 << l, m = Q_[l].extent(1), k = L21_[l].extent(1), c = m - k;
+    Kokkos::deep_copy(space, rows(v[l], c, k), hss_impl::reshape<Batch>(cur, nodes, k, r));
+    Matrix out = l == L ? Yp : Matrix(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::y"), nodes * m, r);
+    Kokkos::deep_copy(space, hss_impl::reshape<Batch>(out, nodes, m, r), v[l]);
+    cur = out;
+  }
+  if (L == 0) Kokkos::deep_copy(space, Yp, cur);
+}
+
+template <class Scalar, class ExecSpace>
+void HSSFactorization<Scalar, ExecSpace>::solve(const Matrix& B, const Matrix& X) const {
+  constexpr const char* where = "hfisher::HSSFactorization::solve";
+  check_pair(where, B, X);
+  detail::check_finite_matrix(ExecSpace(), B, where, "B");
+  Matrix Bp = A_.to_tree(B);
+  solve_tree(Bp);
+  A_.from_tree(Bp, X);
+}
+
+template <class Scalar, class ExecSpace>
+void HSSFactorization<Scalar, ExecSpace>::apply_W(const Matrix& X, const Matrix& Y) const {
+  constexpr const char* where = "hfisher::HSSFactorization::apply_W";
+  const long N = A_.tree().padded_size(), n = A_.size();
+  detail::require(long(X.extent(0)) == N && long(Y.extent(0)) == n && X.extent(1) == Y.extent(1), where, "X is ",
+                  X.extent(0), "x", X.extent(1), ", Y is ", Y.extent(0), "x", Y.extent(1), "; W is ", n, "x", N,
+                  " (n x padded size)");
+  detail::check_finite_matrix(ExecSpace(), X, where, "X");
+  Matrix Xp(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::Xp"), N, X.extent(1));
+  Kokkos::deep_copy(Xp, X);
+  Matrix Yp("hfisher::HSS::Yp", N, X.extent(1));
+  W_tree(Xp, Yp, false);
+  A_.from_tree(Yp, Y);
+}
+
+template <class Scalar, class ExecSpace>
+void HSSFactorization<Scalar, ExecSpace>::apply_Wt(const Matrix& X, const Matrix& Y) const {
+  constexpr const char* where = "hfisher::HSSFactorization::apply_Wt";
+  const long N = A_.tree().padded_size(), n = A_.size();
+  detail::require(long(X.extent(0)) == n && long(Y.extent(0)) == N && X.extent(1) == Y.extent(1), where, "X is ",
+                  X.extent(0), "x", X.extent(1), ", Y is ", Y.extent(0), "x", Y.extent(1), "; W^T is ", N, "x", n,
+                  " (padded size x n)");
+  detail::check_finite_matrix(ExecSpace(), X, where, "X");
+  Matrix Xp = A_.to_tree(X);
+  W_tree(Xp, Y, true);
+}
+
+template <class Scalar, class ExecSpace>
+std::size_t HSSFactorization<Scalar, ExecSpace>::bytes() const {
+  std::size_t b = L0_.size() * sizeof(Scalar);
+  for (std::size_t l = 1; l < Q_.size(); ++l) b += (Q_[l].size() + L11_[l].size() + L21_[l].size()) * sizeof(Scalar);
+  return b;
+}
+
+}  // namespace hfisher

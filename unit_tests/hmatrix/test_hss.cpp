@@ -1,0 +1,311 @@
+#include <cstdio>
+#include <fstream>
+
+#include "hmatrix_helpers.hpp"
+
+using namespace hfisher_test;
+
+template <class C>
+class HSSTest : public ::testing::Test {};
+TYPED_TEST_SUITE(HSSTest, Configs, ConfigNames);
+
+namespace {
+
+template <class S, class E>
+Kokkos::View<S*, typename E::memory_space> dev1(const std::vector<double>& a) {
+  Kokkos::View<S*, typename E::memory_space> d("d", a.size());
+  auto h = Kokkos::create_mirror_view(d);
+  for (size_t i = 0; i < a.size(); ++i) h(i) = S(a[i]);
+  Kokkos::deep_copy(d, h);
+  return d;
+}
+
+template <class M>
+M eye(int rows, int cols) {
+  M I("I", rows, cols);
+  auto h = Kokkos::create_mirror_view(I);
+  for (int i = 0; i < std::min(rows, cols); ++i) h(i, i) = 1;
+  Kokkos::deep_copy(I, h);
+  return I;
+}
+
+// The contract every HSS must meet against its dense reference (the same
+// checks as HODLR's, except that W is n x N: see HSSFactorization::apply_W).
+template <class S, class E>
+void check_contract(const hfisher::HSS<S, E>& H, const HostBatch& Aref, double approx_tol, const char* what) {
+  using M = typename hfisher::HSS<S, E>::Matrix;
+  const bool dbl = std::is_same<S, double>::value;
+  const int n = Aref.n, N = H.tree().padded_size();
+  const double nA = norm2_of(Aref);
+  const double eps = dbl ? 1e-15 : 1e-6;
+  const double slack = 50 * n * eps * nA;
+  auto Hd = host_matrix(H.to_dense());
+  EXPECT_LE(norm2_of(diff(Hd, Aref)), approx_tol * nA + slack) << what << ": |H - A|_2";
+  // the construction's own estimate is within a factor of 10 of the truth
+  // (Frobenius, relative), or both are at rounding level
+  const auto& info = H.matvec_info();
+  const double true_fro = fro(diff(Hd, Aref), 0) / fro(Aref, 0);
+  EXPECT_LE(info.error_estimate, 10 * true_fro + 100 * eps) << what;
+  EXPECT_LE(true_fro, 10 * info.error_estimate + 100 * eps) << what;
+  EXPECT_EQ(info.products, info.samples + info.probes) << what;
+  // apply, diag
+  auto Xh = random_batch(1, n, 3, 5);
+  M X("X", n, 3), Y("Y", n, 3);
+  {
+    auto h = Kokkos::create_mirror_view(X);
+    for (int i = 0; i < n; ++i)
+      for (int c = 0; c < 3; ++c) h(i, c) = S(Xh(0, i, c));
+    Kokkos::deep_copy(X, h);
+  }
+  H.apply(X, Y);
+  EXPECT_TRUE(near(host_matrix(Y), matmul(Hd, false, Xh, false), slack * 10, 1.0, "apply vs to_dense * X")) << what;
+  auto dg = to_host1(H.diag());
+  for (int i = 0; i < n; ++i) EXPECT_NEAR(dg[i], Hd(0, i, i), slack) << what << ": diag " << i;
+  EXPECT_GT(H.bytes(), 0u);
+  for (const auto& r : H.ranks()) {
+    EXPECT_LE(r.min, r.max);
+    EXPECT_LE(r.padded, H.D(r.level).extent(1)) << what << ": k_l <= m_l";
+  }
+  // factor: solve, logdet against the dense HSS matrix (LAPACK)
+  auto F = H.factor();
+  M Z("Z", n, 3);
+  F.solve(Y, Z);
+  EXPECT_TRUE(near(host_matrix(Z), Xh, dbl ? 1e-9 : 2e-3, 1.0 + max_abs(Xh, 0), "solve(H X) - X")) << what;
+  HostBatch L(1, n, n), Hsym = Hd;
+  for (int i = 0; i < n; ++i)
+    for (int j = 0; j < i; ++j) Hsym(0, i, j) = Hsym(0, j, i) = 0.5 * (Hd(0, i, j) + Hd(0, j, i));
+  ASSERT_EQ(lapack_cholesky(Hsym, 0, L), 0) << what;
+  double ld = 0;
+  for (int i = 0; i < n; ++i) ld += 2 * std::log(L(0, i, i));
+  EXPECT_NEAR(F.logdet(), ld, (dbl ? 1e-9 : 1e-3) * (n + std::abs(ld))) << what;
+  // W (n x N): W W^T = H, apply_Wt = W^T
+  M Wd("W", n, N), Wtd("Wt", N, n);
+  F.apply_W(eye<M>(N, N), Wd);
+  F.apply_Wt(eye<M>(n, n), Wtd);
+  auto W = host_matrix(Wd), Wt = host_matrix(Wtd);
+  const double wtol = dbl ? 1e-10 : 2e-4;
+  EXPECT_TRUE(near(Wt, transpose(W), wtol, 1.0 + std::sqrt(nA), "apply_Wt vs W^T")) << what;
+  EXPECT_TRUE(near(matmul(W, false, W, true), Hsym, wtol, nA, "W W^T - H")) << what;
+}
+
+}  // namespace
+
+TYPED_TEST(HSSTest, FromDenseKernelMatrices) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  const double tol = std::is_same<S, double>::value ? 1e-9 : 1e-4;
+  struct Case { int n, dim, leaf; bool geometric; };
+  const std::vector<Case> cases = {{128, 1, 16, true}, {100, 2, 16, true}, {150, 3, 32, true}, {90, 1, 16, false},
+                                   {12, 2, 16, false}};
+  unsigned seed = 10;
+  for (const auto& c : cases) {
+    std::vector<double> pts;
+    auto A = kernel_matrix(c.n, c.dim, 0.5, seed++, &pts);
+    auto tree = c.geometric ? hfisher::ClusterTree::from_points(pts, c.n, c.dim, c.leaf)
+                            : hfisher::ClusterTree::balanced(c.n, c.leaf);
+    hfisher::CompressionOptions o;
+    o.tol = tol;
+    o.max_rank = 200;
+    auto H = hfisher::HSS<S, E>::from_dense(dev2<S, E>(A, c.n, c.n), tree, o);
+    std::string what = "HSS n=" + std::to_string(c.n) + " dim=" + std::to_string(c.dim);
+    check_contract(H, as_batch(A, c.n), 10 * (tree.levels() + 1) * tol, what.c_str());
+  }
+}
+
+// Matrix-free: products counted by the operator itself; a 1-D kernel matrix
+// of rank-structured off-diagonal blocks is recovered to the tolerance with
+// at most 6 k + 64 products (k the largest rank).
+TYPED_TEST(HSSTest, FromMatvecCountsProducts) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  using M = typename hfisher::HSS<S, E>::Matrix;
+  const bool dbl = std::is_same<S, double>::value;
+  const double tol = dbl ? 1e-8 : 1e-4;
+  const int n = 400;
+  std::vector<double> pts;
+  auto A = kernel_matrix(n, 1, 0.5, 31, &pts);
+  auto Ad = dev2<S, E>(A, n, n);
+  auto tree = hfisher::ClusterTree::from_points(pts, n, 1, 16);
+  int counted = 0;
+  auto op = [&](const M& Om, M& Y) {
+    counted += Om.extent(1);
+    using U3 = Kokkos::View<S***, Kokkos::LayoutRight, typename E::memory_space, Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
+    hfisher::kernels::gemm(E(), hfisher::Op::NoTrans, hfisher::Op::NoTrans, S(1), U3(Ad.data(), 1, n, n),
+                           U3(Om.data(), 1, n, Om.extent(1)), S(0), U3(Y.data(), 1, n, Y.extent(1)));
+  };
+  hfisher::CompressionOptions o;
+  o.tol = tol;
+  o.max_rank = 64;
+  auto H = hfisher::HSS<S, E>::from_matvec(op, n, tree, o);
+  EXPECT_EQ(H.matvec_info().products, counted);
+  int k = 0;
+  for (const auto& r : H.ranks()) k = std::max(k, r.max);
+  EXPECT_LE(counted, 6 * k + 64) << "k = " << k;
+  check_contract(H, as_batch(A, n), 10 * (tree.levels() + 1) * tol, "from_matvec");
+}
+
+TYPED_TEST(HSSTest, FromFactorsDiagonalPlusGramian) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  const double tol = std::is_same<S, double>::value ? 1e-11 : 1e-5;
+  for (int m : {5, 40}) {
+    const int n = 130;
+    auto G = random_batch(1, n, m, 100 + m);
+    for (auto& x : G.a) x /= std::sqrt(double(m));
+    std::vector<double> d(n), A(size_t(n) * n);
+    for (int i = 0; i < n; ++i) d[i] = 1.0 + 0.1 * i / n;
+    for (int i = 0; i < n; ++i)
+      for (int j = 0; j < n; ++j) {
+        double s = 0;
+        for (int c = 0; c < m; ++c) s += G(0, i, c) * G(0, j, c);
+        A[size_t(i) * n + j] = s + (i == j ? d[i] : 0.0);
+      }
+    auto tree = hfisher::ClusterTree::balanced(n, 16);
+    hfisher::CompressionOptions o;
+    o.tol = tol;
+    o.max_rank = 64;
+    auto H = hfisher::HSS<S, E>::from_factors(dev1<S, E>(d), dev2<S, E>(G.a, n, m), tree, o);
+    std::string what = "HSS from_factors m=" + std::to_string(m);
+    check_contract(H, as_batch(A, n), 10 * (tree.levels() + 1) * tol, what.c_str());
+    for (const auto& r : H.ranks()) EXPECT_LE(r.max, m) << what;
+  }
+}
+
+// Online sums: T Fisher-like terms diag + G_t G_t^T whose gradients share a
+// subspace (G_t = G_0 C_t): the recompressed sum stays within 10 tol of the
+// dense sum and within 2x the memory of one term.
+TYPED_TEST(HSSTest, OnlineSumScaleRecompress) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  const bool dbl = std::is_same<S, double>::value;
+  const double tol = dbl ? 1e-8 : 1e-4;
+  const int n = 200, m = 6, T = 10;
+  auto tree = hfisher::ClusterTree::balanced(n, 25);
+  hfisher::CompressionOptions o;
+  o.tol = tol;
+  o.max_rank = 64;
+  auto G0 = random_batch(1, n, m, 700);
+  std::vector<double> Asum(size_t(n) * n, 0.0);
+  hfisher::HSS<S, E> H;
+  std::size_t one_term_bytes = 0;
+  for (int t = 0; t < T; ++t) {
+    auto C = random_batch(1, m, m, 800 + t);
+    HostBatch G = matmul(G0, false, C, false);
+    for (auto& x : G.a) x /= std::sqrt(double(m));
+    std::vector<double> d(n, 0.5 + 0.05 * t);
+    for (int i = 0; i < n; ++i)
+      for (int j = 0; j < n; ++j) {
+        double s = i == j ? d[i] : 0.0;
+        for (int c = 0; c < m; ++c) s += G(0, i, c) * G(0, j, c);
+        Asum[size_t(i) * n + j] += s;
+      }
+    auto Ht = hfisher::HSS<S, E>::from_factors(dev1<S, E>(d), dev2<S, E>(G.a, n, m), tree, o);
+    if (t == 0) {
+      H = Ht.clone();
+      one_term_bytes = Ht.bytes();
+    } else {
+      H.add(Ht);
+    }
+  }
+  const auto ref = as_batch(Asum, n);
+  const double err = fro(diff(host_matrix(H.to_dense()), ref), 0) / fro(ref, 0);
+  EXPECT_LE(err, 10 * tol + (dbl ? 1e-13 : 2e-6)) << "sum of " << T << " recompressed terms";
+  EXPECT_LE(H.bytes(), 2 * one_term_bytes) << "memory of the sum vs one term";
+  // scale: exact
+  auto H2 = H.clone();
+  H2.scale(S(0.5));
+  auto d1 = to_host1(H.diag()), d2 = to_host1(H2.diag());
+  for (int i = 0; i < n; ++i) EXPECT_NEAR(d2[i], 0.5 * d1[i], 1e-5 * std::abs(d1[i]));
+  // recompress to a looser tolerance: ranks do not grow, the error is bounded
+  const auto before = host_matrix(H.to_dense());
+  int kb = 0, ka = 0;
+  for (const auto& r : H.ranks()) kb += r.padded;
+  auto H3 = H.clone();
+  H3.recompress(1e-3);
+  for (const auto& r : H3.ranks()) ka += r.padded;
+  EXPECT_LE(ka, kb);
+  EXPECT_LE(fro(diff(host_matrix(H3.to_dense()), before), 0) / fro(before, 0), 10 * 1e-3);
+  // mismatched trees, bad scalars and tolerances are rejected
+  auto other = hfisher::HSS<S, E>::from_factors(dev1<S, E>(std::vector<double>(n, 1.0)),
+                                                dev2<S, E>(random_batch(1, n, 3, 1).a, n, 3),
+                                                hfisher::ClusterTree::balanced(n, 50), o);
+  EXPECT_THROW(H.add(other), hfisher::Error);
+  EXPECT_THROW(H.scale(S(NAN)), hfisher::Error);
+  EXPECT_THROW(H.recompress(2.0), hfisher::Error);
+}
+
+TYPED_TEST(HSSTest, SaveLoadAddDiagonalAndErrors) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  using HM = hfisher::HSS<S, E>;
+  using M = typename HM::Matrix;
+  const int n = 70;
+  auto A = kernel_matrix(n, 1, 0.1, 77);
+  auto tree = hfisher::ClusterTree::balanced(n, 16);
+  hfisher::CompressionOptions o;
+  o.tol = std::is_same<S, double>::value ? 1e-10 : 1e-4;
+  auto Ad = dev2<S, E>(A, n, n);
+  auto H = HM::from_dense(Ad, tree, o);
+  H.add_diagonal(S(2));
+  auto d = to_host1(H.diag());
+  for (int i = 0; i < n; ++i) EXPECT_NEAR(d[i], A[size_t(i) * n + i] + 2, 1e-4);
+  const std::string path = ::testing::TempDir() + "hfisher_hss_" + std::to_string(sizeof(S)) + ".bin";
+  H.save(path);
+  auto H2 = HM::load(path);
+  EXPECT_TRUE(H2.tree() == H.tree());
+  EXPECT_TRUE(near(host_matrix(H2.to_dense()), host_matrix(H.to_dense()), 0.0, 1.0, "load(save(H)) == H"));
+  {
+    std::ifstream i(path, std::ios::binary);
+    std::string all((std::istreambuf_iterator<char>(i)), std::istreambuf_iterator<char>());
+    std::ofstream o2(path + ".cut", std::ios::binary);
+    o2.write(all.data(), all.size() / 2);
+  }
+  try {
+    HM::load(path + ".cut");
+    FAIL() << "truncated file accepted";
+  } catch (const hfisher::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("truncated"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(HM::load(path + ".missing"), hfisher::Error);
+  // an HODLR file is not an HSS file
+  hfisher::HODLR<S, E>::from_dense(Ad, tree, o).save(path + ".hodlr");
+  EXPECT_THROW(HM::load(path + ".hodlr"), hfisher::Error);
+  std::remove(path.c_str());
+  std::remove((path + ".cut").c_str());
+  std::remove((path + ".hodlr").c_str());
+
+  // not positive definite: the factorization says so and suggests add_diagonal
+  auto Hi = HM::from_dense(dev2<S, E>(kernel_matrix(n, 1, -3.0, 78), n, n), tree, o);
+  try {
+    Hi.factor();
+    FAIL() << "indefinite matrix factored";
+  } catch (const hfisher::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("not positive definite"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("add_diagonal"), std::string::npos) << e.what();
+  }
+  // operators that break the contract
+  auto wrong_size = [&](const M& Om, M& Y) { Y = M("Y", n + 1, Om.extent(1)); };
+  try {
+    HM::from_matvec(wrong_size, n, tree, o);
+    FAIL() << "wrong-size product accepted";
+  } catch (const hfisher::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("expected"), std::string::npos) << e.what();
+  }
+  auto nan_op = [&](const M& Om, M& Y) { Kokkos::deep_copy(Y, S(NAN)); };
+  EXPECT_THROW(HM::from_matvec(nan_op, n, tree, o), hfisher::Error);
+  EXPECT_THROW(HM::from_matvec(nan_op, n + 1, tree, o), hfisher::Error);
+  hfisher::CompressionOptions few = o;
+  few.max_products = 10;  // below a leaf's worth of test vectors
+  EXPECT_THROW(HM::from_dense(Ad, tree, few), hfisher::Error);
+  hfisher::CompressionOptions bad = o;
+  bad.tol = 0;
+  EXPECT_THROW(HM::from_dense(Ad, tree, bad), hfisher::Error);
+  auto Ans = A;
+  Ans[1] += 0.5;
+  EXPECT_THROW(HM::from_dense(dev2<S, E>(Ans, n, n), tree, o), hfisher::Error);
+  auto Anan = A;
+  Anan[5 * n + 7] = std::nan("");
+  EXPECT_THROW(HM::from_dense(dev2<S, E>(Anan, n, n), tree, o), hfisher::Error);
+  M Xw("Xw", n + 1, 1), Yw("Yw", n + 1, 1);
+  EXPECT_THROW(H.apply(Xw, Yw), hfisher::Error);
+}
