@@ -140,6 +140,60 @@ TYPED_TEST(HODLRTest, FromDenseKernelMatrices) {
   }
 }
 
+// Matrix-free peeling: the products the operator saw are the ones reported,
+// O(k log N) of them, and the result meets the contract.
+TYPED_TEST(HODLRTest, FromMatvecPeeling) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  using M = typename hfisher::HODLR<S, E>::Matrix;
+  const bool dbl = std::is_same<S, double>::value;
+  for (int dim : {1, 2}) {
+    // 2-D blocks have larger ranks: a looser tolerance keeps them below the cap
+    const double tol = dim == 1 ? (dbl ? 1e-9 : 1e-4) : (dbl ? 1e-6 : 1e-4);
+    const int n = dim == 1 ? 400 : 300;
+    std::vector<double> pts;
+    auto A = kernel_matrix(n, dim, 0.5, 41 + dim, &pts);
+    auto Ad = dev2<S, E>(A, n, n);
+    auto tree = hfisher::ClusterTree::from_points(pts, n, dim, 16);
+    int counted = 0;
+    auto op = [&](const M& Om, M& Y) {
+      counted += Om.extent(1);
+      using U3 = Kokkos::View<S***, Kokkos::LayoutRight, typename E::memory_space, Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
+      hfisher::kernels::gemm(E(), hfisher::Op::NoTrans, hfisher::Op::NoTrans, S(1), U3(Ad.data(), 1, n, n),
+                             U3(Om.data(), 1, n, Om.extent(1)), S(0), U3(Y.data(), 1, n, Y.extent(1)));
+    };
+    hfisher::CompressionOptions o;
+    o.tol = tol;
+    o.max_rank = 150;
+    auto H = hfisher::HODLR<S, E>::from_matvec(op, n, tree, o);
+    const auto& info = H.matvec_info();
+    EXPECT_EQ(info.products, counted);
+    EXPECT_EQ(info.products, info.samples + info.probes);
+    int kmax = 0;
+    for (const auto& r : H.ranks()) kmax = std::max(kmax, r.max);
+    // per level at most (k + oversampling) * 1.5 + 8 test vectors and k more
+    const int bound = tree.levels() * (3 * (kmax + o.oversampling) + 8) + tree.leaf_size() + o.probes;
+    EXPECT_LE(counted, bound) << "k = " << kmax << ", levels " << tree.levels();
+    if (dim == 1) EXPECT_LT(counted, n / 2) << "peeling must need far fewer products than columns";
+    std::string what = "from_matvec dim=" + std::to_string(dim);
+    check_contract(H, as_batch(A, n), 10 * (tree.levels() + 1) * tol, what.c_str());
+    auto Hd = host_matrix(H.to_dense());
+    const double true_fro = fro(diff(Hd, as_batch(A, n)), 0) / fro(as_batch(A, n), 0);
+    const double eps = dbl ? 1e-15 : 1e-6;
+    EXPECT_LE(info.error_estimate, 10 * true_fro + 100 * eps) << what;
+    EXPECT_LE(true_fro, 10 * info.error_estimate + 100 * eps) << what;
+  }
+  // operators that break the contract
+  const int n = 50;
+  auto tree = hfisher::ClusterTree::balanced(n, 16);
+  auto wrong_size = [&](const M& Om, M& Y) { Y = M("Y", n, Om.extent(1) + 1); };
+  using HM = hfisher::HODLR<S, E>;
+  EXPECT_THROW(HM::from_matvec(wrong_size, n, tree), hfisher::Error);
+  auto nan_op = [&](const M& Om, M& Y) { Kokkos::deep_copy(Y, S(NAN)); };
+  EXPECT_THROW(HM::from_matvec(nan_op, n, tree), hfisher::Error);
+  EXPECT_THROW(HM::from_matvec(nan_op, n - 1, tree), hfisher::Error);
+}
+
 // Gaussian kernel entries computed on the device from the points
 template <class S, class Mem>
 struct GaussEntries {

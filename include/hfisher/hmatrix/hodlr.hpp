@@ -19,6 +19,7 @@
 #include <hfisher/hmatrix/cluster_tree.hpp>
 #include <hfisher/hmatrix/compression.hpp>
 #include <hfisher/hmatrix/aca.hpp>
+#include <hfisher/hmatrix/impl/matvec.hpp>
 #include <hfisher/hmatrix/impl/views.hpp>
 #include <hfisher/kernels/cholesky.hpp>
 #include <hfisher/kernels/gemm.hpp>
@@ -127,12 +128,39 @@ class HODLR {
   template <class EntryFn>
   static HODLR from_entries(const EntryFn& fn, const ClusterTree& tree, const CompressionOptions& opts = {});
 
+  /// op(Omega, Y) writes Y = A Omega (see MatvecOperator).
+  using Operator = MatvecOperator<Scalar, ExecSpace>;
+
+  /// Matrix-free construction by randomized peeling (Lin, Lu & Ying 2011;
+  /// Martinsson 2016), coarsest level first. At level l, test vectors that
+  /// are Gaussian on the right child of every sibling pair and zero on the
+  /// left give, on the left children's rows and after subtracting the coarser
+  /// levels already built, samples of every block A(I_2p, I_2p+1) at once:
+  /// their leading singular vectors Q_p (the sample grows until it is wider
+  /// than the rank by opts.oversampling); test vectors Q_p on the left
+  /// children then give A(I_2p+1, I_2p) Q_p on the right, so
+  /// A(I_2p, I_2p+1) ~ Q_p (A(I_2p+1, I_2p) Q_p)^T, truncated to opts.tol.
+  /// Leaves: leaf more products with stacked identities. In all
+  /// O(k log N) + leaf products; opts.probes more estimate the error
+  /// (matvec_info()).
+  template <class Op>
+  static HODLR from_matvec(Op&& op, int n, const ClusterTree& tree, const CompressionOptions& opts = {}) {
+    Operator f = [&op](const Matrix& Omega, Matrix& Y) { op(Omega, Y); };
+    return from_operator(f, n, tree, opts);
+  }
+  static HODLR from_operator(const Operator& op, int n, const ClusterTree& tree, const CompressionOptions& opts = {});
+  /// How a matrix-free construction went (zeros for the other constructors).
+  const MatvecInfo& matvec_info() const { return info_; }
+
   int size() const { return tree_.size(); }
   const ClusterTree& tree() const { return tree_; }
   const CompressionOptions& options() const { return opts_; }
 
   /// Y = A X for X, Y: (n, r) in the user's index order.
   void apply(const Matrix& X, const Matrix& Y) const;
+  /// Tree-order product Yp = A_part Xp ((N, r) blocks) with the off-diagonal
+  /// blocks of levels 1..max_level only, plus the leaf blocks if `leaves`.
+  void apply_tree(const Matrix& Xp, const Matrix& Yp, int max_level, bool leaves) const;
   /// The diagonal of A (n), user order.
   Vector diag() const;
   /// The dense n x n matrix (small n only).
@@ -186,6 +214,7 @@ class HODLR {
  private:
   ClusterTree tree_;
   CompressionOptions opts_;
+  MatvecInfo info_;
   Batch D_;
   std::vector<Batch> U_, V_;
   std::vector<std::vector<int>> ranks_;
@@ -434,19 +463,16 @@ void HODLR<Scalar, ExecSpace>::from_tree(const Matrix& Xp, const Matrix& Y) cons
 }
 
 template <class Scalar, class ExecSpace>
-void HODLR<Scalar, ExecSpace>::apply(const Matrix& X, const Matrix& Y) const {
-  constexpr const char* where = "hfisher::HODLR::apply";
-  detail::require(D_.extent(0) > 0, where, "the matrix is empty (not built)");
-  detail::require(X.extent(1) == Y.extent(1), where, "X has ", X.extent(1), " columns, Y has ", Y.extent(1));
+void HODLR<Scalar, ExecSpace>::apply_tree(const Matrix& Xp, const Matrix& Yp, int max_level, bool leaves) const {
   ExecSpace space;
-  detail::check_finite_matrix(space, X, where, "X");
-  const int N = tree_.padded_size(), r = X.extent(1), L = tree_.levels();
-  Matrix Xp = to_tree(X);
-  Matrix Yp("hfisher::HODLR::Yp", N, r);
+  const int r = Xp.extent(1), L = tree_.levels();
   using namespace hmatrix_impl;
-  kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), D_, level_nodes(Xp, L, Nodes::All),
-                                Scalar(0), level_nodes(Yp, L, Nodes::All));
-  for (int l = 1; l <= L; ++l) {
+  if (leaves)
+    kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), D_, level_nodes(Xp, L, Nodes::All),
+                                  Scalar(0), level_nodes(Yp, L, Nodes::All));
+  else
+    Kokkos::deep_copy(space, Yp, Scalar(0));
+  for (int l = 1; l <= std::min(L, max_level); ++l) {
     const auto& U = U_[l - 1];
     const auto& V = V_[l - 1];
     const int pairs = U.extent(0), k = U.extent(2);
@@ -460,7 +486,174 @@ void HODLR<Scalar, ExecSpace>::apply(const Matrix& X, const Matrix& Y) const {
     kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), V, T, Scalar(1),
                                   level_nodes(Yp, l, Nodes::Right));
   }
+}
+
+template <class Scalar, class ExecSpace>
+void HODLR<Scalar, ExecSpace>::apply(const Matrix& X, const Matrix& Y) const {
+  constexpr const char* where = "hfisher::HODLR::apply";
+  detail::require(D_.extent(0) > 0, where, "the matrix is empty (not built)");
+  detail::require(X.extent(1) == Y.extent(1), where, "X has ", X.extent(1), " columns, Y has ", Y.extent(1));
+  ExecSpace space;
+  detail::check_finite_matrix(space, X, where, "X");
+  const int N = tree_.padded_size(), r = X.extent(1);
+  Matrix Xp = to_tree(X);
+  Matrix Yp("hfisher::HODLR::Yp", N, r);
+  apply_tree(Xp, Yp, tree_.levels(), true);
   from_tree(Yp, Y);
+}
+
+namespace hmatrix_impl {
+/// Test vectors of one peeling pass at level l: Om (N, r) keeps its rows on
+/// the `keep` children (Left or Right) of every sibling pair and is zeroed
+/// on the others.
+template <class Exec, class M>
+void keep_children(const Exec& space, const M& Om, int level, bool keep_right) {
+  const int N = Om.extent(0), r = Om.extent(1), m = N >> level;
+  Kokkos::parallel_for(
+      "hfisher::HODLR::peel_mask", Kokkos::RangePolicy<Exec>(space, 0, N), KOKKOS_LAMBDA(const int q) {
+        const bool right = (q / m) % 2 == 1;
+        if (right != keep_right)
+          for (int c = 0; c < r; ++c) Om(q, c) = 0;
+      });
+}
+
+/// Om (N, leaf): the identity of every leaf stacked: Om(q, j) = (q % leaf == j).
+template <class Exec, class M>
+void stacked_identity(const Exec& space, const M& Om) {
+  using T = typename M::non_const_value_type;
+  const int N = Om.extent(0), leaf = Om.extent(1);
+  Kokkos::parallel_for(
+      "hfisher::HODLR::peel_identity", Kokkos::RangePolicy<Exec>(space, 0, N), KOKKOS_LAMBDA(const int q) {
+        for (int j = 0; j < leaf; ++j) Om(q, j) = T(q % leaf == j ? 1 : 0);
+      });
+}
+
+/// Y -= Z (same shape).
+template <class Exec, class M>
+void subtract(const Exec& space, const M& Y, const M& Z) {
+  const int N = Y.extent(0), r = Y.extent(1);
+  Kokkos::parallel_for(
+      "hfisher::HODLR::peel_subtract", Kokkos::RangePolicy<Exec>(space, 0, N), KOKKOS_LAMBDA(const int q) {
+        for (int c = 0; c < r; ++c) Y(q, c) -= Z(q, c);
+      });
+}
+}  // namespace hmatrix_impl
+
+template <class Scalar, class ExecSpace>
+HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::from_operator(const Operator& op, int n, const ClusterTree& tree,
+                                                                 const CompressionOptions& opts) {
+  constexpr const char* where = "hfisher::HODLR::from_matvec";
+  using namespace hmatrix_impl;
+  opts.validate(where);
+  detail::require(bool(op), where, "the operator is empty");
+  detail::require(n == tree.size(), where, "n = ", n, " but the tree has n = ", tree.size());
+  detail::require(opts.oversampling >= 1, where, "CompressionOptions.oversampling must be >= 1, got ",
+                  opts.oversampling);
+  detail::require(opts.probes >= 1, where, "CompressionOptions.probes must be >= 1, got ", opts.probes);
+  ExecSpace space;
+  const int N = tree.padded_size(), leaf = tree.leaf_size(), L = tree.levels(), p = opts.oversampling;
+  HODLR H;
+  H.init_structure(tree, opts);
+  H.D_ = Batch("hfisher::HODLR::D", N / leaf, leaf, leaf);
+  for (int l = 1; l <= L; ++l) {  // zero levels until built (apply_tree reads them)
+    H.U_[l - 1] = Batch("hfisher::HODLR::U", 1 << (l - 1), N >> l, 1);
+    H.V_[l - 1] = Batch("hfisher::HODLR::V", 1 << (l - 1), N >> l, 1);
+    H.ranks_[l - 1].assign(1 << (l - 1), 0);
+  }
+  TreeOperator<Scalar, ExecSpace> top{op, n, H.perm_d_, H.iperm_d_, where};
+  // A Om minus the levels < l already built (tree order)
+  auto peeled = [&](const Matrix& Om, int l) {
+    Matrix Y("hfisher::HODLR::peel_Y", N, Om.extent(1)), Z("hfisher::HODLR::peel_Z", N, Om.extent(1));
+    top.multiply(Om, Y, 0, Om.extent(1));
+    H.apply_tree(Om, Z, l - 1, false);
+    subtract(space, Y, Z);
+    return Y;
+  };
+  int kprev = 8;
+  for (int l = 1; l <= L; ++l) {
+    const int m = N >> l, pairs = 1 << (l - 1);
+    const int kcap = std::min(opts.max_rank, m);
+    const int smax = std::min(m, kcap + p);
+    int s = std::min(smax, std::min(kcap, std::max(8, kprev)) + p);
+    // pass 1: samples of A(I_2p, I_2p+1) on the left children's rows
+    Matrix Om("hfisher::HODLR::peel_Om", N, smax), Y("hfisher::HODLR::peel_Ys", N, smax);
+    gaussian_columns(space, Om, 0, smax, opts.seed + std::uint64_t(l) * 104729u);
+    keep_children(space, Om, l, true);
+    int done = 0, k = 1;
+    Batch Us;
+    BatchVector<Scalar, ExecSpace> S;
+    for (;;) {
+      Matrix Omn(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HODLR::peel_new"), N, s - done);
+      Kokkos::deep_copy(space, Omn, Kokkos::subview(Om, Kokkos::ALL(), Kokkos::make_pair(done, s)));
+      Matrix Yn = peeled(Omn, l);
+      Kokkos::deep_copy(space, Kokkos::subview(Y, Kokkos::ALL(), Kokkos::make_pair(done, s)), Yn);
+      done = s;
+      Matrix Ys(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HODLR::peel_Ysc"), N, s);
+      Kokkos::deep_copy(space, Ys, Kokkos::subview(Y, Kokkos::ALL(), Kokkos::make_pair(0, s)));
+      auto Z = level_nodes(Ys, l, Nodes::Left);  // (pairs, m, s)
+      const int q = std::min(m, s);
+      Us = Batch("hfisher::HODLR::peel_U", pairs, m, q);
+      Batch Vs("hfisher::HODLR::peel_V", pairs, s, q);
+      S = BatchVector<Scalar, ExecSpace>("hfisher::HODLR::peel_S", pairs, q);
+      kernels::svd(space, Z, Us, S, Vs);
+      auto Sh = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), S);
+      double smx = 0;
+      for (int b = 0; b < pairs; ++b) smx = std::max(smx, double(Sh(b, 0)));
+      const double thr = std::max(opts.tol * smx, 100 * double(math::limits<Scalar>::eps()) * smx);
+      int rmax = 0;
+      for (int b = 0; b < pairs; ++b) {
+        int r = 0;
+        while (r < q && double(Sh(b, r)) > thr) ++r;
+        rmax = std::max(rmax, r);
+      }
+      k = std::max(1, std::min(rmax, kcap));
+      if (s >= smax || k + p <= s) break;
+      s = std::min(smax, s + std::max(8, s / 2));
+    }
+    kprev = k;
+    // pass 2: test vectors Q_p on the left children give A(I_2p+1, I_2p) Q_p
+    // on the right children's rows
+    Matrix Om2("hfisher::HODLR::peel_Om2", N, k);
+    {
+      auto Q = level_nodes(Om2, l, Nodes::Left);
+      Kokkos::deep_copy(space, Q, cols(Us, 0, k));
+    }
+    Matrix Y2 = peeled(Om2, l);
+    Batch Qk(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HODLR::peel_Q"), pairs, m, k);
+    Batch Vk(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HODLR::peel_Vk"), pairs, m, k);
+    Kokkos::deep_copy(space, Qk, cols(Us, 0, k));
+    Kokkos::deep_copy(space, Vk, level_nodes(Y2, l, Nodes::Right));
+    Batch Uw("hfisher::HODLR::Uw", pairs, m, k), Vw("hfisher::HODLR::Vw", pairs, m, k);
+    Kokkos::View<int*, mem_space> rank("hfisher::HODLR::rank", pairs);
+    kernels::truncate_lowrank(space, Qk, Vk, opts.tol, Uw, Vw, rank);
+    H.store_level(l, Uw, Vw, rank);
+  }
+  // leaves: stacked identities, minus every level
+  {
+    Matrix Om("hfisher::HODLR::peel_I", N, leaf);
+    stacked_identity(space, Om);
+    Matrix Y = peeled(Om, L + 1);
+    Kokkos::deep_copy(space, H.D_, level_nodes(Y, L, Nodes::All));
+    auto D = H.D_;
+    const int nl = N / leaf;
+    Kokkos::parallel_for(
+        "hfisher::HODLR::peel_sym", Kokkos::RangePolicy<ExecSpace>(space, 0, nl), KOKKOS_LAMBDA(const int b) {
+          for (int i = 0; i < leaf; ++i)
+            for (int j = 0; j < i; ++j) {
+              const Scalar v = (D(b, i, j) + D(b, j, i)) / 2;
+              D(b, i, j) = v;
+              D(b, j, i) = v;
+            }
+        });
+  }
+  const int samples = top.products;
+  H.info_.error_estimate = top.probe_error(
+      [&H](const Matrix& X, const Matrix& Y) { H.apply_tree(X, Y, H.tree().levels(), true); }, N, opts.probes,
+      opts.seed);
+  H.info_.samples = samples;
+  H.info_.probes = opts.probes;
+  H.info_.products = top.products;
+  return H;
 }
 
 template <class Scalar, class ExecSpace>

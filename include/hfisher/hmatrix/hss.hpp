@@ -34,6 +34,7 @@
 #include <hfisher/core/validate.hpp>
 #include <hfisher/hmatrix/cluster_tree.hpp>
 #include <hfisher/hmatrix/compression.hpp>
+#include <hfisher/hmatrix/impl/matvec.hpp>
 #include <hfisher/hmatrix/impl/views.hpp>
 #include <hfisher/kernels/cholesky.hpp>
 #include <hfisher/kernels/gemm.hpp>
@@ -62,10 +63,8 @@ class HSS {
   using Matrix = Kokkos::View<Scalar**, Kokkos::LayoutRight, mem_space>;  ///< (rows, cols)
   using Vector = Kokkos::View<Scalar*, mem_space>;
   using Batch = BatchMatrix<Scalar, ExecSpace>;
-  /// op(Omega, Y): writes Y = A Omega for Omega (n, r) in the user's order.
-  /// Y arrives allocated (n, r); an op that reallocates it to another size,
-  /// or writes NaN/Inf, is an error.
-  using Operator = std::function<void(const Matrix& Omega, Matrix& Y)>;
+  /// op(Omega, Y) writes Y = A Omega (see MatvecOperator).
+  using Operator = MatvecOperator<Scalar, ExecSpace>;
 
   HSS() = default;
 
@@ -172,41 +171,6 @@ namespace hss_impl {
 template <class Batch, class Buf>
 Batch reshape(const Buf& buf, long nodes, long rows, long cols) {
   return Batch(buf.data(), nodes, rows, cols);
-}
-
-/// Gaussian test vectors: Om(p, c) for columns [c0, c1) of an (N, s) block,
-/// a function of (seed, column, row) only, so extending s keeps old columns.
-template <class Exec, class M>
-void gaussian_columns(const Exec& space, const M& Om, int c0, int c1, std::uint64_t seed) {
-  using T = typename M::non_const_value_type;
-  const int N = Om.extent(0);
-  Kokkos::parallel_for(
-      "hfisher::HSS::gaussian", Kokkos::RangePolicy<Exec>(space, 0, N), KOKKOS_LAMBDA(const int p) {
-        for (int c = c0; c < c1; ++c) Om(p, c) = T(random::normal(seed, std::uint64_t(c), std::uint64_t(p)));
-      });
-}
-
-/// Ou(i, c) = Omt(iperm(i), c0 + c): columns of a tree-order block in user order.
-template <class Exec, class IV, class M>
-void gather_user(const Exec& space, const IV& iperm, const M& Omt, int c0, const M& Ou) {
-  const int n = Ou.extent(0), r = Ou.extent(1);
-  Kokkos::parallel_for(
-      "hfisher::HSS::to_user", Kokkos::RangePolicy<Exec>(space, 0, n), KOKKOS_LAMBDA(const int i) {
-        const int pp = iperm(i);
-        for (int c = 0; c < r; ++c) Ou(i, c) = Omt(pp, c0 + c);
-      });
-}
-
-/// Yt(q, c0 + c) = Yu(perm(q), c), or the test vector itself on padded rows
-/// (decoupled identity rows).
-template <class Exec, class IV, class M>
-void scatter_tree(const Exec& space, const IV& perm, const M& Yu, const M& Omt, int c0, const M& Yt) {
-  const int N = Yt.extent(0), r = Yu.extent(1);
-  Kokkos::parallel_for(
-      "hfisher::HSS::from_user", Kokkos::RangePolicy<Exec>(space, 0, N), KOKKOS_LAMBDA(const int q) {
-        const int i = perm(q);
-        for (int c = 0; c < r; ++c) Yt(q, c0 + c) = i >= 0 ? Yu(i, c) : Omt(q, c0 + c);
-      });
 }
 
 /// Y += alpha X (same shape).
@@ -415,27 +379,13 @@ HSS<Scalar, ExecSpace> HSS<Scalar, ExecSpace>::from_operator(const Operator& op,
   ExecSpace space;
   HSS H;
   H.init_structure(tree, opts);
-  auto perm = H.perm_d_;
-  auto iperm = H.iperm_d_;
   Matrix Om("hfisher::HSS::Omega", N, s_max), Y("hfisher::HSS::Y", N, s_max);
   int done = 0;  // columns already multiplied
-  // Y(:, c0:c1) = A Omega(:, c0:c1) in tree order through op (user order)
-  auto multiply = [&](const Matrix& Omt, const Matrix& Yt, int c0, int c1) {
-    const int r = c1 - c0;
-    Matrix Ou(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::Omega_user"), n, r);
-    hss_impl::gather_user(space, iperm, Omt, c0, Ou);
-    Matrix Yu("hfisher::HSS::Y_user", n, r);
-    space.fence();
-    op(Ou, Yu);
-    detail::require(long(Yu.extent(0)) == n && long(Yu.extent(1)) == r, where, "the operator returned Y of size ",
-                    Yu.extent(0), "x", Yu.extent(1), ", expected ", n, "x", r);
-    detail::check_finite_matrix(space, Yu, where, "Y = op(Omega) (the operator returned NaN/Inf)");
-    hss_impl::scatter_tree(space, perm, Yu, Omt, c0, Yt);
-  };
-  hss_impl::gaussian_columns(space, Om, 0, s_max, opts.seed);
+  hmatrix_impl::TreeOperator<Scalar, ExecSpace> top{op, n, H.perm_d_, H.iperm_d_, where};
+  hmatrix_impl::gaussian_columns(space, Om, 0, s_max, opts.seed);
   int rebuilds = 0;
   for (;;) {
-    multiply(Om, Y, done, s);
+    top.multiply(Om, Y, done, s);
     done = s;
     auto Oms = Kokkos::subview(Om, Kokkos::ALL(), Kokkos::make_pair(0, s));
     auto Ys = Kokkos::subview(Y, Kokkos::ALL(), Kokkos::make_pair(0, s));
@@ -452,33 +402,12 @@ HSS<Scalar, ExecSpace> HSS<Scalar, ExecSpace>::from_operator(const Operator& op,
   }
   // a-posteriori estimate from fresh probes
   const int q = opts.probes;
-  Matrix Ot("hfisher::HSS::probe", N, q), Yt("hfisher::HSS::probe_Y", N, q), Ht("hfisher::HSS::probe_H", N, q);
-  hss_impl::gaussian_columns(space, Ot, 0, q, opts.seed ^ 0x5bd1e995ull);
-  Kokkos::parallel_for(
-      "hfisher::HSS::probe_padding", Kokkos::RangePolicy<ExecSpace>(space, 0, N), KOKKOS_LAMBDA(const int pp) {
-        if (perm(pp) < 0)
-          for (int c = 0; c < q; ++c) Ot(pp, c) = 0;
-      });
-  multiply(Ot, Yt, 0, q);
-  H.apply_tree(Ot, Ht);
-  Scalar num = 0, den = 0;
-  Kokkos::parallel_reduce(
-      "hfisher::HSS::probe_err", Kokkos::RangePolicy<ExecSpace>(space, 0, N),
-      KOKKOS_LAMBDA(const int pp, Scalar& v) {
-        for (int c = 0; c < q; ++c) v += (Yt(pp, c) - Ht(pp, c)) * (Yt(pp, c) - Ht(pp, c));
-      },
-      num);
-  Kokkos::parallel_reduce(
-      "hfisher::HSS::probe_norm", Kokkos::RangePolicy<ExecSpace>(space, 0, N),
-      KOKKOS_LAMBDA(const int pp, Scalar& v) {
-        for (int c = 0; c < q; ++c) v += Yt(pp, c) * Yt(pp, c);
-      },
-      den);
+  const double est = top.probe_error([&H](const Matrix& X, const Matrix& Y) { H.apply_tree(X, Y); }, N, q, opts.seed);
   H.info_.samples = s;
   H.info_.probes = q;
-  H.info_.products = s + q;
+  H.info_.products = top.products;
   H.info_.rebuilds = rebuilds;
-  H.info_.error_estimate = den > 0 ? std::sqrt(double(num) / double(den)) : 0.0;
+  H.info_.error_estimate = est;
   return H;
 }
 
