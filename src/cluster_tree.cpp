@@ -55,6 +55,60 @@ ClusterTree ClusterTree::build(int n, int leaf_size, Split&& split) {
   return t;
 }
 
+ClusterTree ClusterTree::from_gram(const std::function<double(int, int)>& entry, int n, int leaf_size) {
+  constexpr const char* where = "hfisher::ClusterTree::from_gram";
+  detail::require(bool(entry), where, "the entry function is empty");
+  levels_for(n, leaf_size);  // validates n and leaf_size
+  auto A = [&](int i, int j) {
+    const double v = entry(i, j);
+    detail::require(std::isfinite(v), where, "entry(", i, ", ", j, ") is not finite");
+    return v;
+  };
+  std::vector<double> diag(n);
+  for (int i = 0; i < n; ++i) diag[i] = A(i, i);
+  // squared Gram distance (clamped: rounding can make it slightly negative)
+  auto d2 = [&](int i, int j) { return std::max(0.0, diag[i] + diag[j] - 2 * A(i, j)); };
+  auto split = [&](std::vector<int>& v) {
+    if (v.size() < 2) return;
+    auto farthest = [&](int from) {
+      int best = v[0];
+      double bd = -1;
+      for (int i : v) {
+        const double d = i == from ? 0.0 : d2(i, from);
+        if (d > bd) {
+          bd = d;
+          best = i;
+        }
+      }
+      return best;
+    };
+    const int p = farthest(v[0]);
+    const int q = farthest(p);
+    std::vector<std::pair<double, int>> key;
+    key.reserve(v.size());
+    // d(i, p)^2 - d(i, q)^2 = diag_p - diag_q - 2 A_ip + 2 A_iq
+    for (int i : v) key.emplace_back(diag[p] - diag[q] - 2 * A(i, p) + 2 * A(i, q), i);
+    std::sort(key.begin(), key.end());
+    for (size_t t = 0; t < v.size(); ++t) v[t] = key[t].second;
+  };
+  return build(n, leaf_size, split);
+}
+
+ClusterTree ClusterTree::from_gram_factors(const std::vector<double>& G, int n, int m, int leaf_size) {
+  constexpr const char* where = "hfisher::ClusterTree::from_gram_factors";
+  detail::require(m >= 1, where, "G needs at least one column");
+  detail::require(G.size() == size_t(n) * size_t(m), where, "G has ", G.size(), " values, expected n*m = ",
+                  long(n) * m);
+  for (size_t i = 0; i < G.size(); ++i)
+    detail::require(std::isfinite(G[i]), where, "G(", i / m, ", ", i % m, ") is not finite");
+  auto entry = [&](int i, int j) {
+    double s = 0;
+    for (int c = 0; c < m; ++c) s += G[size_t(i) * m + c] * G[size_t(j) * m + c];
+    return s;
+  };
+  return from_gram(entry, n, leaf_size);
+}
+
 ClusterTree ClusterTree::balanced(int n, int leaf_size) {
   return build(n, leaf_size, [](std::vector<int>&) {});
 }

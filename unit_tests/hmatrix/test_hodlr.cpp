@@ -116,6 +116,42 @@ TEST(ClusterTree, BalancedAndFromPoints) {
   EXPECT_THROW(hfisher::ClusterTree::from_points(pts, 200, 2, 16), hfisher::Error);
 }
 
+// Geometry-oblivious ordering: a kernel matrix on shuffled points hides its
+// structure from the index order; Gram-distance splitting recovers it (ranks
+// and memory close to the geometric tree, far below the index-order tree).
+TEST(ClusterTree, FromGramRecoversHiddenStructure) {
+  const int n = 512;
+  std::vector<double> pts;
+  auto A = kernel_matrix(n, 2, 0.5, 5, &pts);  // points are random: the index order carries no geometry
+  auto entry = [&](int i, int j) { return A[size_t(i) * n + j]; };
+  auto tg = hfisher::ClusterTree::from_gram(entry, n, 32);
+  auto tb = hfisher::ClusterTree::balanced(n, 32);
+  auto tp = hfisher::ClusterTree::from_points(pts, n, 2, 32);
+  hfisher::CompressionOptions o;
+  o.tol = 1e-6;
+  o.max_rank = 256;
+  using HM = hfisher::HODLR<double, Kokkos::DefaultHostExecutionSpace>;
+  auto Ad = dev2<double, Kokkos::DefaultHostExecutionSpace>(A, n, n);
+  const auto bg = HM::from_dense(Ad, tg, o).bytes(), bb = HM::from_dense(Ad, tb, o).bytes(),
+             bp = HM::from_dense(Ad, tp, o).bytes();
+  EXPECT_LT(double(bg), 0.75 * double(bb)) << "gram " << bg << " vs index order " << bb;
+  EXPECT_LT(double(bg), 1.5 * double(bp)) << "gram " << bg << " vs geometric " << bp;
+  // every index placed once
+  std::vector<int> seen(n, 0);
+  for (int p : tg.perm())
+    if (p >= 0) seen[p]++;
+  for (int c : seen) EXPECT_EQ(c, 1);
+  // from factors: rows of G are points, d(i, j) = |g_i - g_j|
+  std::vector<double> G(size_t(n) * 3);
+  for (size_t i = 0; i < G.size(); ++i) G[i] = std::sin(0.37 * double(i));
+  auto tf = hfisher::ClusterTree::from_gram_factors(G, n, 3, 32);
+  EXPECT_EQ(tf.size(), n);
+  auto bad = [&](int i, int j) { return i == 7 && j == 7 ? std::nan("") : A[size_t(i) * n + j]; };
+  EXPECT_THROW(hfisher::ClusterTree::from_gram(bad, n, 32), hfisher::Error);
+  EXPECT_THROW(hfisher::ClusterTree::from_gram(entry, 0, 32), hfisher::Error);
+  EXPECT_THROW(hfisher::ClusterTree::from_gram_factors(G, n, 4, 32), hfisher::Error);
+}
+
 TYPED_TEST(HODLRTest, FromDenseKernelMatrices) {
   using S = typename TypeParam::scalar;
   using E = typename TypeParam::exec;

@@ -13,6 +13,7 @@
 #include <hfisher/core/error.hpp>
 #include <hfisher/core/types.hpp>
 
+#include <functional>
 #include <vector>
 
 namespace hfisher {
@@ -38,6 +39,30 @@ class ClusterTree {
     for (int i = 0; i < n; ++i)
       for (int j = 0; j < d; ++j) p[size_t(i) * d + j] = double(h(i, j));
     return from_points(p, n, d, leaf_size);
+  }
+
+  /// Geometry-oblivious ordering for matrices without coordinates (GOFMM:
+  /// Yu, Levitt, Reiz & Biros, SC17): indices are split recursively by the
+  /// Gram distance d(i, j)^2 = A_ii + A_jj - 2 A_ij of a symmetric positive
+  /// semi-definite A (the distance between the vectors whose inner products
+  /// A holds). Per node: the index p farthest from a first index, q farthest
+  /// from p, and a split at the median of d(i, p)^2 - d(i, q)^2 (projection
+  /// on the p-q axis); O(n log n) entries in all. `entry(i, j)` returns A_ij
+  /// (host; user indices); a non-finite entry is an error.
+  static ClusterTree from_gram(const std::function<double(int, int)>& entry, int n, int leaf_size);
+  /// Same for A = G G^T (+ a diagonal, which does not change the split):
+  /// G host row-major n x m, so d(i, j) = |g_i - g_j|.
+  static ClusterTree from_gram_factors(const std::vector<double>& G, int n, int m, int leaf_size);
+  /// Same from a host- or device-resident Kokkos View G (n, m).
+  template <class GView>
+  static ClusterTree from_gram_factors(const GView& G, int leaf_size) {
+    static_assert(GView::rank == 2, "ClusterTree::from_gram_factors: G must be a rank-2 view (n, m)");
+    auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), G);
+    const int n = G.extent(0), m = G.extent(1);
+    std::vector<double> g(size_t(n) * m);
+    for (int i = 0; i < n; ++i)
+      for (int j = 0; j < m; ++j) g[size_t(i) * m + j] = double(h(i, j));
+    return from_gram_factors(g, n, m, leaf_size);
   }
 
   int size() const { return n_; }                ///< n, the user's size
