@@ -1,6 +1,8 @@
 // hfisher-bench: scaling-study driver. Subcommands:
 //   kernels   batched GEMM / Cholesky / QR / SVD vs OpenBLAS/LAPACK loops
 //   hodlr     HODLR build / factor / solve / logdet vs dense LAPACK Cholesky
+//   hss       HSS vs HODLR vs dense: from factors, matrix-free (products
+//             counted), geometry-oblivious ordering, online sums
 //   fisher    Fisher structures on a trained MLP: error, angle, memory, time
 //   scaling   one layer's Fisher as dense / K-FAC / low-rank / HODLR over N:
 //             build, factor, solve, error, fitted exponents; MPI scaling
@@ -15,6 +17,7 @@
 #include "fisher_cli.hpp"
 #include "hodlr_bench.hpp"
 #include "hodlr_cli.hpp"
+#include "hss_cli.hpp"
 #include "kernels_bench.hpp"
 #include "kernels_cli.hpp"
 #include "kfac_bert_cli.hpp"
@@ -31,6 +34,11 @@ int main(int argc, char** argv) {
   hfisher_perf::HodlrBenchOptions ho;
   auto* h = app.add_subcommand("hodlr", "HODLR build, factor, solve, logdet against dense LAPACK Cholesky");
   hfisher_perf::add_hodlr_options(*h, ho);
+  hfisher_perf::HssBenchOptions so4;
+  auto* hs = app.add_subcommand("hss", "HSS against HODLR against dense LAPACK: diag + G G^T at fixed rank from "
+                                       "factors, the kernel matrix matrix-free (products counted), geometry-oblivious "
+                                       "ordering, online sums; build, factor, solve, memory, errors, exponents");
+  hfisher_perf::add_hss_options(*hs, so4);
   hfisher_perf::FisherBenchOptions fo;
   auto* f = app.add_subcommand("fisher", "Fisher structures (diagonal, K-FAC, low-rank, hierarchical) on an MLP "
                                          "trained on Fashion-MNIST: error, natural-gradient angle, memory, time");
@@ -50,6 +58,7 @@ int main(int argc, char** argv) {
     if (sc->parsed()) return hfisher_perf::run_scaling_bench(so);
     if (k->parsed()) return hfisher_perf::run_kernels_bench(ko);
     if (h->parsed()) return hfisher_perf::run_hodlr_bench(ho);
+    if (hs->parsed()) return hfisher_perf::run_hss_bench(so4);
     if (f->parsed()) return hfisher_perf::run_fisher_bench(fo);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "hfisher-bench: error: %s\n", e.what());

@@ -99,6 +99,73 @@ double trace(const Samples& s) {
 
 double norm(const Vec& v) { return std::sqrt(hfisher::fisher::detail::dot<E>(v, v)); }
 
+/// Layer k's per-sample gradients as the columns of G (N_k x S):
+/// G(i * cols + j, s) = g(s, i) a(s, j), so F_k = G G^T.
+Mat per_sample_gradients(const Samples& s, std::size_t k) {
+  const int rows = s.shapes[k].out, cols = s.shapes[k].cols(), n = s.samples();
+  Mat G(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::bench::G"), long(rows) * cols, n);
+  auto a = s.a[k];
+  auto g = s.g[k];
+  Kokkos::parallel_for(
+      "hfisher::bench::per_sample", Kokkos::RangePolicy<E>(0, long(rows) * cols), KOKKOS_LAMBDA(const long q) {
+        const int i = int(q / cols), j = int(q % cols);
+        for (int t = 0; t < n; ++t) G(q, t) = g(t, i) * a(t, j);
+      });
+  return G;
+}
+
+/// The "hss" column: per layer, HSS::from_factors(0, G) on the parameters'
+/// index order (as the hierarchical structure), damped and factored (ULV).
+struct HssTiming {
+  double build = 0, factor = 0, solve = 0, bytes = 0, err = 0;
+};
+HssTiming run_hss(const Samples& s, const Vec& v, const Vec& ye, const Vec& b, const Vec& x, double lambda,
+                  const ScalingBenchOptions& o) {
+  using HS = hfisher::HSS<S, E>;
+  HssTiming r;
+  hfisher::CompressionOptions co;
+  co.tol = o.tol;
+  co.max_rank = o.max_rank;
+  Vec y("y", s.size());
+  std::vector<HS> H;
+  std::vector<hfisher::HSSFactorization<S, E>> F;
+  double t = now();
+  for (std::size_t k = 0; k < s.shapes.size(); ++k) {
+    const Mat G = per_sample_gradients(s, k);
+    Vec d("d", G.extent(0));
+    H.push_back(HS::from_factors(d, G, hfisher::ClusterTree::balanced(int(G.extent(0)), o.leaf), co));
+  }
+  Kokkos::fence();
+  r.build = now() - t;
+  auto solve_all = [&]() {
+    for (std::size_t k = 0; k < H.size(); ++k) {
+      const long off = s.shapes[k].offset, nk = s.shapes[k].size();
+      F[k].solve(Mat(b.data() + off, nk, 1), Mat(x.data() + off, nk, 1));
+    }
+    Kokkos::fence();
+  };
+  for (std::size_t k = 0; k < H.size(); ++k) {
+    const long off = s.shapes[k].offset, nk = s.shapes[k].size();
+    H[k].apply(Mat(v.data() + off, nk, 1), Mat(y.data() + off, nk, 1));
+    r.bytes += double(H[k].bytes());
+  }
+  t = now();
+  for (auto& h : H) {
+    auto shifted = h.clone();
+    shifted.add_diagonal(S(lambda));
+    F.push_back(shifted.factor());
+  }
+  solve_all();
+  r.factor = now() - t;
+  t = now();
+  solve_all();
+  r.solve = now() - t;
+  Kokkos::parallel_for(
+      "hfisher::bench::hss_diff", Kokkos::RangePolicy<E>(0, s.size()), KOKKOS_LAMBDA(const long i) { y(i) -= ye(i); });
+  r.err = norm(y) / norm(ye);
+  return r;
+}
+
 struct Row {
   std::string structure;
   int log2n = 0;
@@ -166,6 +233,26 @@ int run_scaling_bench(const ScalingBenchOptions& o) {
       r.log2n = p;
       r.n = 1L << p;  // parameters per layer
       r.build = r.factor = r.solve = 1e300;
+      if (st == "hss") {
+        if (comm.distributed() && !root) continue;  // one process: HSS builds are not sharded
+        try {
+          for (int rep = 0; rep < o.reps; ++rep) {
+            const auto h = run_hss(s, v, ye, b, x, lambda, o);
+            r.build = std::min(r.build, h.build);
+            r.factor = std::min(r.factor, h.factor);
+            r.solve = std::min(r.solve, h.solve);
+            r.err = h.err;
+            r.bytes = h.bytes;
+          }
+        } catch (const std::exception& e) {
+          std::printf("%-13s %4d %10ld   failed: %s\n", st.c_str(), p, 1L << p, e.what());
+          continue;
+        }
+        rows.push_back(r);
+        std::printf("%-13s %4d %10ld %10.4f %12.4f %10.5f %11.2f %12.3e\n", st.c_str(), p, r.n, r.build, r.factor,
+                    r.solve, r.bytes / 1e6, r.err);
+        continue;
+      }
       try {
         for (int rep = 0; rep < o.reps; ++rep) {
           comm.barrier();
@@ -214,7 +301,9 @@ int run_scaling_bench(const ScalingBenchOptions& o) {
     const int p = o.max_log2;
     const hfisher::dist::Communicator one;
     for (const auto& st : o.structures) {
-      if ((st == "dense" && p > o.dense_max_log2) || (st == "kfac" && p > o.kfac_max_log2) || st == "lowrank") continue;
+      if ((st == "dense" && p > o.dense_max_log2) || (st == "kfac" && p > o.kfac_max_log2) || st == "lowrank" ||
+          st == "hss")
+        continue;
       hfisher::FisherOptions fo;
       fo.tol = o.tol;
       fo.leaf = o.leaf;

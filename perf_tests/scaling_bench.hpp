@@ -1,7 +1,8 @@
 #pragma once
 // Scaling study of one layer's Fisher: for N = 2^p parameters, the cost of
 // building and factorizing (first damped solve) the Fisher of S synthetic
-// per-sample gradients as dense, K-FAC, low-rank and hierarchical (HODLR),
+// per-sample gradients as dense, K-FAC, low-rank, hierarchical (HODLR) and
+// HSS (built from the per-sample gradients, ULV-factored),
 // the error of each against the exact Fisher (applied matrix-free), and the
 // fitted exponent of the cost in N. Under MPI, the per-layer builds of
 // `layers` identical layers are sharded over the ranks: strong and weak
@@ -16,7 +17,7 @@ struct ScalingBenchOptions {
   int min_log2 = 12, max_log2 = 18;  ///< N = 2^min_log2 .. 2^max_log2
   int dense_max_log2 = 12;           ///< largest N for the dense structure
   int kfac_max_log2 = 20;            ///< largest N for K-FAC (its eigendecompositions grow as N^1.5)
-  std::vector<std::string> structures = {"dense", "kfac", "lowrank", "hierarchical"};
+  std::vector<std::string> structures = {"dense", "kfac", "lowrank", "hierarchical", "hss"};
   int samples = 64;                  ///< S: per-sample gradients (fixed: the rank is bounded)
   double tol = 1e-6;                 ///< low-rank / hierarchical relative truncation tolerance
   int leaf = 64, max_rank = 64;      ///< hierarchical leaf size and rank cap

@@ -13,8 +13,8 @@ inline void add_scaling_options(CLI::App& app, ScalingBenchOptions& o) {
       ->check(CLI::Range(0, 16));
   app.add_option("--kfac-max-log2", o.kfac_max_log2, "largest N for K-FAC (eigendecompositions cost N^1.5)")
       ->check(CLI::Range(0, 26));
-  app.add_option("--structure", o.structures, "repeatable: dense, kfac, lowrank, hierarchical (default: all)")
-      ->check(CLI::IsMember({"dense", "kfac", "lowrank", "hierarchical"}));
+  app.add_option("--structure", o.structures, "repeatable: dense, kfac, lowrank, hierarchical (HODLR), hss (default: all)")
+      ->check(CLI::IsMember({"dense", "kfac", "lowrank", "hierarchical", "hss"}));
   app.add_option("--samples", o.samples, "per-sample gradients S the Fisher is made of")->check(CLI::Range(1, 4096));
   app.add_option("--tol", o.tol, "low-rank / hierarchical relative truncation tolerance")->check(CLI::Range(1e-14, 0.9));
   app.add_option("--leaf", o.leaf, "hierarchical leaf size")->check(CLI::Range(2, 4096));

@@ -120,8 +120,9 @@ class HSS {
   HSS clone() const;
   /// Bytes of the numerical data (D and U blocks of every level, permutation).
   std::size_t bytes() const;
-  /// Per level (1..L): min, mean, max of the node ranks (singular values of
-  /// the samples above the threshold) and the level's storage rank k_l.
+  /// Per level (1..L): min, mean, max of the node ranks kept (singular
+  /// values of the samples above the threshold, capped at max_rank) and the
+  /// level's storage rank k_l.
   std::vector<RankStats> ranks() const;
   /// Versioned binary file, written to a temporary and renamed.
   void save(const std::string& path) const;
@@ -316,6 +317,7 @@ bool HSS<Scalar, ExecSpace>::build_from_samples(const Matrix& Om, const Matrix& 
       Batch R(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::R"), nodes, k, k);
       kernels::qr_thin(space, W, Ub, R);
       U_[l] = Ub;
+      for (auto& rb : r) rb = std::min(rb, k);  // the ranks kept (the cap may truncate)
       ranks_[l] = r;
     }
     // D: X' = Y_t Q1 R^-T = Y_t Omega_t^+, X = (I - U U^T) X', D = X + U (X U)^T
