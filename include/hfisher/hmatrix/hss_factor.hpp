@@ -8,12 +8,14 @@
 ///
 /// At level l the matrix is M_l = blockdiag(Dw_t) + U_l M_(l-1) U_l^T with
 /// Dw = D_l plus the Schur complements passed up from level l + 1. Per node,
-/// Q = [U_perp, U] (orthogonal m x m, U_perp from a full QR of U) rotates
-/// the node's rows so that only its last k rows couple to the rest:
-/// Q^T Dw Q = [[D11, D12], [D21, D22]], D11 (c x c, c = m - k) is eliminated
-/// by Cholesky, D11 = L11 L11^T, L21 = D21 L11^-T, and the Schur complement
-/// S = D22 - L21 L21^T is added to the node's k x k diagonal block of the
-/// parent level; at the root a dense Cholesky finishes. Then
+/// Q = [U, U_perp] (orthogonal m x m; the k Householder reflectors of a QR of
+/// U, applied in O(k m^2) without forming Q) rotates the node's rows so that
+/// only its first k rows couple to the rest: with "1" the last c = m - k
+/// rotated coordinates and "2" the first k, Q^T Dw Q = [[D22, D21^T],
+/// [D21, D11]] and D11 (c x c) is eliminated by Cholesky, D11 = L11 L11^T,
+/// L21 = D21 L11^-T, and the Schur complement S = D22 - L21 L21^T is added to
+/// the node's k x k diagonal block of the parent level; at the root a dense
+/// Cholesky finishes. Then, in the order (1, 2),
 ///   M_l = Q L diag(I_c, M_(l-1) + blockdiag(S)) L^T Q^T,  L = [[L11, 0], [L21, I]],
 /// which gives solve (two sweeps), logdet = 2 sum log diag(L11) + logdet(root)
 /// and a square factor W with W W^T = A for sampling. Every D11 is a
@@ -58,10 +60,16 @@ class HSSFactorization {
   void factorize();
   void solve_tree(const Matrix& Bp) const;
   void W_tree(const Matrix& Xp, const Matrix& Yp, bool transpose) const;
+  /// X <- Q^T X (transpose) or Q X per node, X: (nodes, m, r) at `level`.
+  void rotate(int level, const Batch& X, bool transpose) const;
 
  private:
   H A_;
-  std::vector<Batch> Q_, L11_, L21_;  // per level 1..L: (nodes, m, m), (nodes, c, c), (nodes, k, c)
+  // per level 1..L: Householder vectors of U's QR (nodes, m, k) with tau
+  // (nodes, k) and the signs of R's diagonal (nodes, k); L11 (nodes, c, c),
+  // L21 (nodes, k, c)
+  std::vector<Batch> V_, L11_, L21_;
+  std::vector<BatchVector<Scalar, ExecSpace>> tau_, sig_;
   Batch L0_;                          // root Cholesky factor
   double logdet_ = 0;
   void check_pair(const char* where, const Matrix& in, const Matrix& out) const {
@@ -107,7 +115,99 @@ double cholesky_logdet(const Exec& space, const B& A, const char* where, int lev
   return s;
 }
 
+/// D <- Q^T D Q per node for symmetric D (nodes, m, m), Q = H_0 ... H_(k-1)
+/// (reflectors H_i = I - tau_i v_i v_i^T stored as by kernels::qr in V), then
+/// rows and columns [0, k) scaled by sig (Q(:, 0:k) = U diag(sig)): each
+/// reflector is the symmetric rank-2 update D - v z^T - z v^T with
+/// w = tau D v, z = w - (tau / 2)(v^T w) v (LAPACK dsytd2's form), O(m^2).
+template <class Exec, class B, class TV>
+void rotate_symmetric(const Exec& space, const B& V, const TV& tau, const TV& sig, const B& D) {
+  using T = typename B::non_const_value_type;
+  using member = typename ExecTraits<Exec>::member_type;
+  const int nodes = D.extent(0), m = D.extent(1), k = V.extent(2);
+  BatchVector<T, Exec> w("hfisher::HSS::rot_w", nodes, m);
+  Kokkos::parallel_for(
+      "hfisher::HSS::rotate_symmetric", detail::batch_policy(space, nodes), KOKKOS_LAMBDA(const member& t) {
+        const int b = t.league_rank();
+        for (int i = 0; i < k; ++i) {
+          const T ti = tau(b, i);
+          auto v = [&](int j) { return j < i ? T(0) : (j == i ? T(1) : V(b, j, i)); };
+          Kokkos::parallel_for(Kokkos::TeamThreadRange(t, 0, m), [&](const int r) {
+            T s = 0;
+            for (int j = i; j < m; ++j) s += D(b, r, j) * v(j);
+            w(b, r) = ti * s;
+          });
+          t.team_barrier();
+          T vw = 0;
+          Kokkos::parallel_reduce(
+              Kokkos::TeamThreadRange(t, i, m), [&](const int r, T& acc) { acc += v(r) * w(b, r); }, vw);
+          const T alpha = ti * vw / 2;
+          t.team_barrier();
+          Kokkos::parallel_for(Kokkos::TeamThreadRange(t, 0, m), [&](const int r) {
+            const T zr = w(b, r) - alpha * v(r), vr = v(r);
+            for (int c = 0; c < m; ++c) {
+              const T zc = w(b, c) - alpha * v(c);
+              D(b, r, c) -= vr * zc + zr * v(c);
+            }
+          });
+          t.team_barrier();
+        }
+        Kokkos::parallel_for(Kokkos::TeamThreadRange(t, 0, m), [&](const int r) {
+          const T sr = r < k ? sig(b, r) : T(1);
+          for (int c = 0; c < m; ++c) D(b, r, c) *= sr * (c < k ? sig(b, c) : T(1));
+        });
+      });
+}
+
+/// X <- Q^T X or Q X per node (X: (nodes, m, r)), Q = H_0 ... H_(k-1) diag(sig, I).
+template <class Exec, class B, class TV, class XV>
+void rotate_vectors(const Exec& space, const B& V, const TV& tau, const TV& sig, const XV& X, bool transpose) {
+  using T = typename B::non_const_value_type;
+  using member = typename ExecTraits<Exec>::member_type;
+  const int nodes = X.extent(0), m = X.extent(1), r = X.extent(2), k = V.extent(2);
+  Kokkos::parallel_for(
+      "hfisher::HSS::rotate_vectors", detail::batch_policy(space, nodes), KOKKOS_LAMBDA(const member& t) {
+        const int b = t.league_rank();
+        auto scale = [&]() {
+          Kokkos::parallel_for(Kokkos::TeamThreadRange(t, 0, k), [&](const int i) {
+            for (int c = 0; c < r; ++c) X(b, i, c) *= sig(b, i);
+          });
+          t.team_barrier();
+        };
+        if (!transpose) scale();
+        for (int q = 0; q < k; ++q) {
+          const int i = transpose ? q : k - 1 - q;  // Q^T = H_(k-1) ... H_0: H_0 first
+          const T ti = tau(b, i);
+          Kokkos::parallel_for(Kokkos::TeamThreadRange(t, 0, r), [&](const int c) {
+            T s = X(b, i, c);
+            for (int j = i + 1; j < m; ++j) s += V(b, j, i) * X(b, j, c);
+            s *= ti;
+            X(b, i, c) -= s;
+            for (int j = i + 1; j < m; ++j) X(b, j, c) -= s * V(b, j, i);
+          });
+          t.team_barrier();
+        }
+        if (transpose) scale();
+      });
+}
+
+/// sig(b, i) = sign of R(i, i) (the diagonal of the QR in V): Q(:, 0:k) = U diag(sig).
+template <class Exec, class B, class TV>
+void r_signs(const Exec& space, const B& V, const TV& sig) {
+  using T = typename B::non_const_value_type;
+  const int nodes = V.extent(0), k = V.extent(2);
+  Kokkos::parallel_for(
+      "hfisher::HSS::r_signs", Kokkos::RangePolicy<Exec>(space, 0, nodes), KOKKOS_LAMBDA(const int b) {
+        for (int i = 0; i < k; ++i) sig(b, i) = V(b, i, i) < T(0) ? T(-1) : T(1);
+      });
+}
+
 }  // namespace hss_impl
+
+template <class Scalar, class ExecSpace>
+void HSSFactorization<Scalar, ExecSpace>::rotate(int level, const Batch& X, bool transpose) const {
+  hss_impl::rotate_vectors(ExecSpace(), V_[level], tau_[level], sig_[level], X, transpose);
+}
 
 template <class Scalar, class ExecSpace>
 void HSSFactorization<Scalar, ExecSpace>::factorize() {
@@ -117,7 +217,9 @@ void HSSFactorization<Scalar, ExecSpace>::factorize() {
   detail::require(A_.levels() >= 0 && A_.D(0).extent(0) > 0, where, "the matrix is empty (not built)");
   ExecSpace space;
   const int L = A_.levels();
-  Q_.assign(L + 1, Batch());
+  V_.assign(L + 1, Batch());
+  tau_.assign(L + 1, BatchVector<Scalar, ExecSpace>());
+  sig_.assign(L + 1, BatchVector<Scalar, ExecSpace>());
   L11_.assign(L + 1, Batch());
   L21_.assign(L + 1, Batch());
   logdet_ = 0;
@@ -127,37 +229,29 @@ void HSSFactorization<Scalar, ExecSpace>::factorize() {
   for (int l = L; l >= 1; --l) {
     const auto& U = A_.U(l);
     const int nodes = 1 << l, m = U.extent(1), k = U.extent(2), c = m - k;
-    // Q = [U_perp, U]: U_perp = the last m - k columns of a full QR of U
-    Batch Qf(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::Qf"), nodes, m, m);
-    {
-      Batch W(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::W"), nodes, m, k);
-      Kokkos::deep_copy(W, U);
-      BatchVector<Scalar, ExecSpace> tau("hfisher::HSS::tau", nodes, k);
-      kernels::qr(space, W, tau);
-      kernels::qr_form_q(space, W, tau, Qf);
-    }
-    Batch Q(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::Q"), nodes, m, m);
-    if (c > 0) Kokkos::deep_copy(space, cols(Q, 0, c), cols(Qf, k, c));
-    Kokkos::deep_copy(space, cols(Q, c, k), U);
-    // Dt = Q^T Dw Q
-    Batch T1(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::T1"), nodes, m, m);
-    Batch Dt(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::Dt"), nodes, m, m);
-    kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), Dw, Q, Scalar(0), T1);
-    kernels::detail::gemm_nocheck(space, Op::Trans, Op::NoTrans, Scalar(1), Q, T1, Scalar(0), Dt);
+    // reflectors of U's QR; Dw <- Q^T Dw Q = [[D22, D21^T], [D21, D11]]
+    Batch V(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::V"), nodes, m, k);
+    Kokkos::deep_copy(V, U);
+    BatchVector<Scalar, ExecSpace> tau("hfisher::HSS::tau", nodes, k), sig("hfisher::HSS::sig", nodes, k);
+    kernels::qr(space, V, tau);
+    hss_impl::r_signs(space, V, sig);
+    hss_impl::rotate_symmetric(space, V, tau, sig, Dw);
     Batch L11(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::L11"), nodes, c, c);
     Batch L21(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::L21"), nodes, k, c);
     Batch S(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::S"), nodes, k, k);
-    Kokkos::deep_copy(space, S, Kokkos::subview(Dt, Kokkos::ALL(), Kokkos::make_pair(c, m), Kokkos::make_pair(c, m)));
+    Kokkos::deep_copy(space, S, Kokkos::subview(Dw, Kokkos::ALL(), Kokkos::make_pair(0, k), Kokkos::make_pair(0, k)));
     if (c > 0) {
       Kokkos::deep_copy(space, L11,
-                        Kokkos::subview(Dt, Kokkos::ALL(), Kokkos::make_pair(0, c), Kokkos::make_pair(0, c)));
+                        Kokkos::subview(Dw, Kokkos::ALL(), Kokkos::make_pair(k, m), Kokkos::make_pair(k, m)));
       Kokkos::deep_copy(space, L21,
-                        Kokkos::subview(Dt, Kokkos::ALL(), Kokkos::make_pair(c, m), Kokkos::make_pair(0, c)));
+                        Kokkos::subview(Dw, Kokkos::ALL(), Kokkos::make_pair(0, k), Kokkos::make_pair(k, m)));
       logdet_ += hss_impl::cholesky_logdet(space, L11, where, l);
       kernels::detail::trsm_nocheck(space, Side::Right, Uplo::Lower, Op::Trans, Diag::NonUnit, Scalar(1), L11, L21);
       kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::Trans, Scalar(-1), L21, L21, Scalar(1), S);
     }
-    Q_[l] = Q;
+    V_[l] = V;
+    tau_[l] = tau;
+    sig_[l] = sig;
     L11_[l] = L11;
     L21_[l] = L21;
     // parent: D_(l-1) plus the children's Schur complements on its diagonal
@@ -182,43 +276,43 @@ void HSSFactorization<Scalar, ExecSpace>::solve_tree(const Matrix& Bp) const {
   using hmatrix_impl::rows;
   ExecSpace space;
   const int L = A_.levels(), r = Bp.extent(1);
-  // forward: per level the rotated node vectors (nodes, m, r): rows [0, c)
-  // hold L11^-1 b1, rows [c, m) b2 - L21 L11^-1 b1 (passed up)
+  // forward: per level the rotated node vectors (nodes, m, r): rows [k, m)
+  // hold L11^-1 b1, rows [0, k) b2 - L21 L11^-1 b1 (passed up)
   std::vector<Batch> bt(L + 1);
   Matrix cur = Bp;
   for (int l = L; l >= 1; --l) {
-    const int nodes = 1 << l, m = Q_[l].extent(1), k = L21_[l].extent(1), c = m - k;
+    const int nodes = 1 << l, m = V_[l].extent(1), k = V_[l].extent(2), c = m - k;
     bt[l] = Batch(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::bt"), nodes, m, r);
-    kernels::detail::gemm_nocheck(space, Op::Trans, Op::NoTrans, Scalar(1), Q_[l],
-                                  hss_impl::reshape<Batch>(cur, nodes, m, r), Scalar(0), bt[l]);
+    Kokkos::deep_copy(space, bt[l], hss_impl::reshape<Batch>(cur, nodes, m, r));
+    rotate(l, bt[l], true);
     if (c > 0) {
       kernels::detail::trsm_nocheck(space, Side::Left, Uplo::Lower, Op::NoTrans, Diag::NonUnit, Scalar(1), L11_[l],
-                                    rows(bt[l], 0, c));
-      kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(-1), L21_[l], rows(bt[l], 0, c),
-                                    Scalar(1), rows(bt[l], c, k));
+                                    rows(bt[l], k, c));
+      kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(-1), L21_[l], rows(bt[l], k, c),
+                                    Scalar(1), rows(bt[l], 0, k));
     }
     Matrix up(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::up"), nodes * k, r);
-    Kokkos::deep_copy(space, hss_impl::reshape<Batch>(up, nodes, k, r), rows(bt[l], c, k));
+    Kokkos::deep_copy(space, hss_impl::reshape<Batch>(up, nodes, k, r), rows(bt[l], 0, k));
     cur = up;
   }
-  // root
   kernels::potrs(space, L0_, hss_impl::reshape<Batch>(cur, 1, cur.extent(0), r));
-  // backward: x2 from the parent; x1 = L11^-T (y1 - L21^T x2); x = Q [x1; x2]
+  // backward: x2 from the parent; x1 = L11^-T (y1 - L21^T x2); x = Q [x2; x1]
   for (int l = 1; l <= L; ++l) {
-    const int nodes = 1 << l, m = Q_[l].extent(1), k = L21_[l].extent(1), c = m - k;
-    Kokkos::deep_copy(space, rows(bt[l], c, k), hss_impl::reshape<Batch>(cur, nodes, k, r));
+    const int nodes = 1 << l, m = V_[l].extent(1), k = V_[l].extent(2), c = m - k;
+    Kokkos::deep_copy(space, rows(bt[l], 0, k), hss_impl::reshape<Batch>(cur, nodes, k, r));
     if (c > 0) {
-      kernels::detail::gemm_nocheck(space, Op::Trans, Op::NoTrans, Scalar(-1), L21_[l], rows(bt[l], c, k), Scalar(1),
-                                    rows(bt[l], 0, c));
+      kernels::detail::gemm_nocheck(space, Op::Trans, Op::NoTrans, Scalar(-1), L21_[l], rows(bt[l], 0, k), Scalar(1),
+                                    rows(bt[l], k, c));
       kernels::detail::trsm_nocheck(space, Side::Left, Uplo::Lower, Op::Trans, Diag::NonUnit, Scalar(1), L11_[l],
-                                    rows(bt[l], 0, c));
+                                    rows(bt[l], k, c));
     }
-    Matrix down = l == L ? Bp : Matrix(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::down"), nodes * m, r);
-    kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), Q_[l], bt[l], Scalar(0),
-                                  hss_impl::reshape<Batch>(down, nodes, m, r));
-    cur = down;
+    rotate(l, bt[l], false);
+    cur = Matrix(bt[l].data(), long(nodes) * m, r);
   }
-  if (L == 0) Kokkos::deep_copy(space, Bp, cur);
+  if (L >= 1)
+    Kokkos::deep_copy(space, hss_impl::reshape<Batch>(Bp, 1 << L, bt[L].extent(1), r), bt[L]);
+  else
+    Kokkos::deep_copy(space, Bp, cur);
 }
 
 template <class Scalar, class ExecSpace>
@@ -226,79 +320,71 @@ void HSSFactorization<Scalar, ExecSpace>::W_tree(const Matrix& Xp, const Matrix&
   using hmatrix_impl::rows;
   ExecSpace space;
   const int L = A_.levels(), r = Xp.extent(1);
-  // Layout of the input (and output) of W: at level l, node rows [0, c) are
-  // the node's own ("eliminated") coordinates, rows [c, m) are gathered into
-  // the parent level's vector; the root holds what is left.
+  // Layout of the input of W (and output of W^T): at level l, node rows
+  // [k, m) are the node's own (eliminated) coordinates, rows [0, k) are
+  // gathered into the parent level's vector; the root holds what is left.
   std::vector<Batch> v(L + 1);
   std::vector<Matrix> keep;  // owners of the buffers v[] points into
   Matrix cur = Xp;
+  const int m0 = L0_.extent(1);
   if (!transpose) {
-    // gather the passed-up rows level by level (pure data movement)
-    for (int l = L; l >= 1; --l) {
-      const int nodes = 1 << l, m = Q_[l].extent(1), k = L21_[l].extent(1), c = m - k;
+    for (int l = L; l >= 1; --l) {  // gather (data movement only)
+      const int nodes = 1 << l, m = V_[l].extent(1), k = V_[l].extent(2);
       v[l] = hss_impl::reshape<Batch>(cur, nodes, m, r);
       Matrix up(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::up"), nodes * k, r);
-      Kokkos::deep_copy(space, hss_impl::reshape<Batch>(up, nodes, k, r), rows(v[l], c, k));
+      Kokkos::deep_copy(space, hss_impl::reshape<Batch>(up, nodes, k, r), rows(v[l], 0, k));
       keep.push_back(up);
       cur = up;
     }
-    // root: y0 = L0 x0
-    const int m0 = L0_.extent(1);
     Matrix y0("hfisher::HSS::y0", m0, r);
     kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), L0_,
                                   hss_impl::reshape<Batch>(cur, 1, m0, r), Scalar(0),
                                   hss_impl::reshape<Batch>(y0, 1, m0, r));
     cur = y0;
-    // down: w = [L11 x1; L21 x1 + y_parent]; y = Q w
-    for (int l = 1; l <= L; ++l) {
-      const int nodes = 1 << l, m = Q_[l].extent(1), k = L21_[l].extent(1), c = m - k;
+    for (int l = 1; l <= L; ++l) {  // w = [y_parent + L21 x1; L11 x1]; y = Q w
+      const int nodes = 1 << l, m = V_[l].extent(1), k = V_[l].extent(2), c = m - k;
       Batch w(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::w"), nodes, m, r);
-      Kokkos::deep_copy(space, rows(w, c, k), hss_impl::reshape<Batch>(cur, nodes, k, r));
+      Kokkos::deep_copy(space, rows(w, 0, k), hss_impl::reshape<Batch>(cur, nodes, k, r));
       if (c > 0) {
-        kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), L11_[l], rows(v[l], 0, c), Scalar(0),
-                                      rows(w, 0, c));
-        kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), L21_[l], rows(v[l], 0, c), Scalar(1),
-                                      rows(w, c, k));
+        kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), L11_[l], rows(v[l], k, c), Scalar(0),
+                                      rows(w, k, c));
+        kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), L21_[l], rows(v[l], k, c), Scalar(1),
+                                      rows(w, 0, k));
       }
-      Matrix out = l == L ? Yp : Matrix(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::y"), nodes * m, r);
-      kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), Q_[l], w, Scalar(0),
-                                    hss_impl::reshape<Batch>(out, nodes, m, r));
-      cur = out;
+      rotate(l, w, false);
+      cur = Matrix(w.data(), long(nodes) * m, r);
+      v[l] = w;  // keeps the buffer alive
     }
-    if (L == 0) Kokkos::deep_copy(space, Yp, cur);
+    Kokkos::deep_copy(space, Yp, cur);
     return;
   }
-  // W^T: up: t = Q^T x; out1 = L11^T t1 + L21^T t2; t2 goes up; root L0^T
+  // W^T: t = Q^T x; own rows: L11^T t1 + L21^T t2; t2 goes up; root L0^T
   for (int l = L; l >= 1; --l) {
-    const int nodes = 1 << l, m = Q_[l].extent(1), k = L21_[l].extent(1), c = m - k;
+    const int nodes = 1 << l, m = V_[l].extent(1), k = V_[l].extent(2), c = m - k;
     Batch t(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::t"), nodes, m, r);
-    kernels::detail::gemm_nocheck(space, Op::Trans, Op::NoTrans, Scalar(1), Q_[l],
-                                  hss_impl::reshape<Batch>(cur, nodes, m, r), Scalar(0), t);
+    Kokkos::deep_copy(space, t, hss_impl::reshape<Batch>(cur, nodes, m, r));
+    rotate(l, t, true);
     v[l] = Batch(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::o"), nodes, m, r);
     if (c > 0) {
-      kernels::detail::gemm_nocheck(space, Op::Trans, Op::NoTrans, Scalar(1), L11_[l], rows(t, 0, c), Scalar(0),
-                                    rows(v[l], 0, c));
-      kernels::detail::gemm_nocheck(space, Op::Trans, Op::NoTrans, Scalar(1), L21_[l], rows(t, c, k), Scalar(1),
-                                    rows(v[l], 0, c));
+      kernels::detail::gemm_nocheck(space, Op::Trans, Op::NoTrans, Scalar(1), L11_[l], rows(t, k, c), Scalar(0),
+                                    rows(v[l], k, c));
+      kernels::detail::gemm_nocheck(space, Op::Trans, Op::NoTrans, Scalar(1), L21_[l], rows(t, 0, k), Scalar(1),
+                                    rows(v[l], k, c));
     }
     Matrix up(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::up"), nodes * k, r);
-    Kokkos::deep_copy(space, hss_impl::reshape<Batch>(up, nodes, k, r), rows(t, c, k));
+    Kokkos::deep_copy(space, hss_impl::reshape<Batch>(up, nodes, k, r), rows(t, 0, k));
     cur = up;
   }
-  const int m0 = L0_.extent(1);
   Matrix y0("hfisher::HSS::y0", m0, r);
   kernels::detail::gemm_nocheck(space, Op::Trans, Op::NoTrans, Scalar(1), L0_, hss_impl::reshape<Batch>(cur, 1, m0, r),
                                 Scalar(0), hss_impl::reshape<Batch>(y0, 1, m0, r));
   cur = y0;
-  // scatter down: level l output rows [c, m) come from the parent's output
-  for (int l = 1; l <= L; ++l) {
-    const int nodes = 1 << l, m = Q_[l].extent(1), k = L21_[l].extent(1), c = m - k;
-    Kokkos::deep_copy(space, rows(v[l], c, k), hss_impl::reshape<Batch>(cur, nodes, k, r));
-    Matrix out = l == L ? Yp : Matrix(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::y"), nodes * m, r);
-    Kokkos::deep_copy(space, hss_impl::reshape<Batch>(out, nodes, m, r), v[l]);
-    cur = out;
+  for (int l = 1; l <= L; ++l) {  // scatter: rows [0, k) come from the parent's output
+    const int nodes = 1 << l, m = V_[l].extent(1), k = V_[l].extent(2);
+    Kokkos::deep_copy(space, rows(v[l], 0, k), hss_impl::reshape<Batch>(cur, nodes, k, r));
+    cur = Matrix(v[l].data(), long(nodes) * m, r);
   }
-  if (L == 0) Kokkos::deep_copy(space, Yp, cur);
+  Kokkos::deep_copy(space, Yp, cur);
 }
 
 template <class Scalar, class ExecSpace>
@@ -341,7 +427,8 @@ void HSSFactorization<Scalar, ExecSpace>::apply_Wt(const Matrix& X, const Matrix
 template <class Scalar, class ExecSpace>
 std::size_t HSSFactorization<Scalar, ExecSpace>::bytes() const {
   std::size_t b = L0_.size() * sizeof(Scalar);
-  for (std::size_t l = 1; l < Q_.size(); ++l) b += (Q_[l].size() + L11_[l].size() + L21_[l].size()) * sizeof(Scalar);
+  for (std::size_t l = 1; l < V_.size(); ++l)
+    b += (V_[l].size() + tau_[l].size() + sig_[l].size() + L11_[l].size() + L21_[l].size()) * sizeof(Scalar);
   return b;
 }
 
