@@ -13,64 +13,12 @@ TYPED_TEST_SUITE(HODLRTest, Configs, ConfigNames);
 
 namespace {
 
-// the shared contract every HODLR must meet against its dense reference
+// the shared contract (hmatrix_helpers.hpp) with W square, plus HODLR's
+// rank bound: a block's padded rank never exceeds its size
 template <class S, class E>
 void check_contract(const hfisher::HODLR<S, E>& H, const HostBatch& Aref, double approx_tol, const char* what) {
-  const int n = Aref.n;
-  const double nA = norm2_of(Aref);
-  const double eps = std::is_same<S, double>::value ? 1e-15 : 1e-6;
-  const double slack = 50 * n * eps * nA;
-  // to_dense
-  auto Hd = host_matrix(H.to_dense());
-  EXPECT_LE(norm2_of(diff(Hd, Aref)), approx_tol * nA + slack) << what << ": |H - A|_2";
-  // apply
-  auto Xh = random_batch(1, n, 3, 5);
-  typename hfisher::HODLR<S, E>::Matrix X("X", n, 3), Y("Y", n, 3);
-  {
-    auto h = Kokkos::create_mirror_view(X);
-    for (int i = 0; i < n; ++i)
-      for (int c = 0; c < 3; ++c) h(i, c) = S(Xh(0, i, c));
-    Kokkos::deep_copy(X, h);
-  }
-  H.apply(X, Y);
-  auto Yref = matmul(Hd, false, Xh, false);
-  EXPECT_TRUE(near(host_matrix(Y), Yref, slack * 10, 1.0, "apply vs to_dense * X")) << what;
-  // diag
-  auto dg = to_host1(H.diag());
-  for (int i = 0; i < n; ++i) EXPECT_NEAR(dg[i], Hd(0, i, i), slack) << what << ": diag " << i;
-  // bytes and ranks
-  EXPECT_GT(H.bytes(), 0u);
-  for (const auto& r : H.ranks()) {
-    EXPECT_LE(r.min, r.max);
-    EXPECT_LE(r.max, r.padded);
-    EXPECT_LE(r.padded, H.tree().block_size(r.level));
-  }
-  // factor: solve, logdet against the dense HODLR matrix
-  auto F = H.factor();
-  typename hfisher::HODLR<S, E>::Matrix Z("Z", n, 3);
-  F.solve(Y, Z);
-  const double cond_slack = std::is_same<S, double>::value ? 1e-9 : 2e-3;
-  EXPECT_TRUE(near(host_matrix(Z), Xh, cond_slack, 1.0 + max_abs(Xh, 0), "solve(H X) - X")) << what;
-  HostBatch L(1, n, n), Hsym = Hd;
-  for (int i = 0; i < n; ++i)
-    for (int j = 0; j < i; ++j) Hsym(0, i, j) = Hsym(0, j, i) = 0.5 * (Hd(0, i, j) + Hd(0, j, i));
-  ASSERT_EQ(lapack_cholesky(Hsym, 0, L), 0);
-  double ld = 0;
-  for (int i = 0; i < n; ++i) ld += 2 * std::log(L(0, i, i));
-  EXPECT_NEAR(F.logdet(), ld, (std::is_same<S, double>::value ? 1e-9 : 1e-3) * (n + std::abs(ld))) << what;
-  // symmetric factor: W W^T = H and apply_Wt = W^T
-  typename hfisher::HODLR<S, E>::Matrix I("I", n, n), Wd("W", n, n), Wtd("Wt", n, n);
-  {
-    auto h = Kokkos::create_mirror_view(I);
-    for (int i = 0; i < n; ++i) h(i, i) = 1;
-    Kokkos::deep_copy(I, h);
-  }
-  F.apply_W(I, Wd);
-  F.apply_Wt(I, Wtd);
-  auto W = host_matrix(Wd), Wt = host_matrix(Wtd);
-  const double wtol = std::is_same<S, double>::value ? 1e-10 : 2e-4;
-  EXPECT_TRUE(near(Wt, transpose(W), wtol, 1.0 + std::sqrt(nA), "apply_Wt vs W^T")) << what;
-  EXPECT_TRUE(near(matmul(W, false, W, true), Hsym, wtol, nA, "W W^T - H")) << what;
+  hfisher_test::check_contract(H, Aref, approx_tol, what, Aref.n);
+  for (const auto& r : H.ranks()) EXPECT_LE(r.padded, H.tree().block_size(r.level)) << what;
 }
 
 }  // namespace
@@ -204,7 +152,6 @@ TYPED_TEST(HODLRTest, FromMatvecPeeling) {
     auto H = hfisher::HODLR<S, E>::from_matvec(op, n, tree, o);
     const auto& info = H.matvec_info();
     EXPECT_EQ(info.products, counted);
-    EXPECT_EQ(info.products, info.samples + info.probes);
     int kmax = 0;
     for (const auto& r : H.ranks()) kmax = std::max(kmax, r.max);
     // per level at most (k + oversampling) * 1.5 + 8 test vectors and k more
@@ -213,11 +160,6 @@ TYPED_TEST(HODLRTest, FromMatvecPeeling) {
     if (dim == 1) EXPECT_LT(counted, n / 2) << "peeling must need far fewer products than columns";
     std::string what = "from_matvec dim=" + std::to_string(dim);
     check_contract(H, as_batch(A, n), 10 * (tree.levels() + 1) * tol, what.c_str());
-    auto Hd = host_matrix(H.to_dense());
-    const double true_fro = fro(diff(Hd, as_batch(A, n)), 0) / fro(as_batch(A, n), 0);
-    const double eps = dbl ? 1e-15 : 1e-6;
-    EXPECT_LE(info.error_estimate, 10 * true_fro + 100 * eps) << what;
-    EXPECT_LE(true_fro, 10 * info.error_estimate + 100 * eps) << what;
   }
   // operators that break the contract
   const int n = 50;

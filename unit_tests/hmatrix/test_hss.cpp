@@ -20,72 +20,12 @@ Kokkos::View<S*, typename E::memory_space> dev1(const std::vector<double>& a) {
   return d;
 }
 
-template <class M>
-M eye(int rows, int cols) {
-  M I("I", rows, cols);
-  auto h = Kokkos::create_mirror_view(I);
-  for (int i = 0; i < std::min(rows, cols); ++i) h(i, i) = 1;
-  Kokkos::deep_copy(I, h);
-  return I;
-}
-
-// The contract every HSS must meet against its dense reference (the same
-// checks as HODLR's, except that W is n x N: see HSSFactorization::apply_W).
+// the shared contract (hmatrix_helpers.hpp) with W n x N, plus HSS's
+// storage bound k_l <= m_l
 template <class S, class E>
 void check_contract(const hfisher::HSS<S, E>& H, const HostBatch& Aref, double approx_tol, const char* what) {
-  using M = typename hfisher::HSS<S, E>::Matrix;
-  const bool dbl = std::is_same<S, double>::value;
-  const int n = Aref.n, N = H.tree().padded_size();
-  const double nA = norm2_of(Aref);
-  const double eps = dbl ? 1e-15 : 1e-6;
-  const double slack = 50 * n * eps * nA;
-  auto Hd = host_matrix(H.to_dense());
-  EXPECT_LE(norm2_of(diff(Hd, Aref)), approx_tol * nA + slack) << what << ": |H - A|_2";
-  // the construction's own estimate is within a factor of 10 of the truth
-  // (Frobenius, relative), or both are at rounding level
-  const auto& info = H.matvec_info();
-  const double true_fro = fro(diff(Hd, Aref), 0) / fro(Aref, 0);
-  EXPECT_LE(info.error_estimate, 10 * true_fro + 100 * eps) << what;
-  EXPECT_LE(true_fro, 10 * info.error_estimate + 100 * eps) << what;
-  EXPECT_EQ(info.products, info.samples + info.probes) << what;
-  // apply, diag
-  auto Xh = random_batch(1, n, 3, 5);
-  M X("X", n, 3), Y("Y", n, 3);
-  {
-    auto h = Kokkos::create_mirror_view(X);
-    for (int i = 0; i < n; ++i)
-      for (int c = 0; c < 3; ++c) h(i, c) = S(Xh(0, i, c));
-    Kokkos::deep_copy(X, h);
-  }
-  H.apply(X, Y);
-  EXPECT_TRUE(near(host_matrix(Y), matmul(Hd, false, Xh, false), slack * 10, 1.0, "apply vs to_dense * X")) << what;
-  auto dg = to_host1(H.diag());
-  for (int i = 0; i < n; ++i) EXPECT_NEAR(dg[i], Hd(0, i, i), slack) << what << ": diag " << i;
-  EXPECT_GT(H.bytes(), 0u);
-  for (const auto& r : H.ranks()) {
-    EXPECT_LE(r.min, r.max);
-    EXPECT_LE(r.padded, H.D(r.level).extent(1)) << what << ": k_l <= m_l";
-  }
-  // factor: solve, logdet against the dense HSS matrix (LAPACK)
-  auto F = H.factor();
-  M Z("Z", n, 3);
-  F.solve(Y, Z);
-  EXPECT_TRUE(near(host_matrix(Z), Xh, dbl ? 1e-9 : 2e-3, 1.0 + max_abs(Xh, 0), "solve(H X) - X")) << what;
-  HostBatch L(1, n, n), Hsym = Hd;
-  for (int i = 0; i < n; ++i)
-    for (int j = 0; j < i; ++j) Hsym(0, i, j) = Hsym(0, j, i) = 0.5 * (Hd(0, i, j) + Hd(0, j, i));
-  ASSERT_EQ(lapack_cholesky(Hsym, 0, L), 0) << what;
-  double ld = 0;
-  for (int i = 0; i < n; ++i) ld += 2 * std::log(L(0, i, i));
-  EXPECT_NEAR(F.logdet(), ld, (dbl ? 1e-9 : 1e-3) * (n + std::abs(ld))) << what;
-  // W (n x N): W W^T = H, apply_Wt = W^T
-  M Wd("W", n, N), Wtd("Wt", N, n);
-  F.apply_W(eye<M>(N, N), Wd);
-  F.apply_Wt(eye<M>(n, n), Wtd);
-  auto W = host_matrix(Wd), Wt = host_matrix(Wtd);
-  const double wtol = dbl ? 1e-10 : 2e-4;
-  EXPECT_TRUE(near(Wt, transpose(W), wtol, 1.0 + std::sqrt(nA), "apply_Wt vs W^T")) << what;
-  EXPECT_TRUE(near(matmul(W, false, W, true), Hsym, wtol, nA, "W W^T - H")) << what;
+  hfisher_test::check_contract(H, Aref, approx_tol, what, H.tree().padded_size());
+  for (const auto& r : H.ranks()) EXPECT_LE(r.padded, H.D(r.level).extent(1)) << what << ": k_l <= m_l";
 }
 
 }  // namespace

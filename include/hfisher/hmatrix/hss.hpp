@@ -81,7 +81,10 @@ class HSS {
     Operator f = [&op](const Matrix& Omega, Matrix& Y) { op(Omega, Y); };
     return from_operator(f, n, tree, opts);
   }
-  static HSS from_operator(const Operator& op, int n, const ClusterTree& tree, const CompressionOptions& opts = {});
+  /// rank_bound > 0: a known bound on every block rank (from_factors passes
+  /// the columns of G), which sizes the first pass so that it is the only one.
+  static HSS from_operator(const Operator& op, int n, const ClusterTree& tree, const CompressionOptions& opts = {},
+                           int rank_bound = 0);
 
   /// From a dense symmetric n x n matrix (View in ExecSpace's memory): the
   /// matrix-free construction with products by batched GEMM (O(n^2 s)).
@@ -354,7 +357,7 @@ bool HSS<Scalar, ExecSpace>::build_from_samples(const Matrix& Om, const Matrix& 
 
 template <class Scalar, class ExecSpace>
 HSS<Scalar, ExecSpace> HSS<Scalar, ExecSpace>::from_operator(const Operator& op, int n, const ClusterTree& tree,
-                                                             const CompressionOptions& opts) {
+                                                             const CompressionOptions& opts, int rank_bound) {
   constexpr const char* where = "hfisher::HSS::from_matvec";
   opts.validate(where);
   detail::require(bool(op), where, "the operator is empty");
@@ -376,6 +379,10 @@ HSS<Scalar, ExecSpace> HSS<Scalar, ExecSpace>::from_operator(const Operator& op,
     s_max = std::min(s_need, opts.max_products - opts.probes);
   }
   int s = L == 0 ? leaf : std::min(s_max, leaf + std::min(kcap_leaf, 16) + p);
+  if (rank_bound > 0 && L > 0) {
+    const int kb = std::min(rank_bound, opts.max_rank);
+    s = std::min(s_max, std::max(leaf + std::min(kb, leaf), 3 * kb) + p);
+  }
   s = std::max(s, L == 0 ? leaf : 3 + 2 * p);
   s = std::min(s, s_max);
   ExecSpace space;
@@ -501,7 +508,7 @@ HSS<Scalar, ExecSpace> HSS<Scalar, ExecSpace>::from_factors(const DView& d, cons
     detail::check_finite_matrix(space, d2, where, "d");
   }
   Operator op = [dc, Gc](const Matrix& X, Matrix& Y) { hss_impl::factors_product<ExecSpace>(dc, Gc, X, Y); };
-  return from_operator(op, n, tree, opts);
+  return from_operator(op, n, tree, opts, mc);
 }
 
 template <class Scalar, class ExecSpace>
