@@ -11,12 +11,7 @@
 
 #include "bench_common.hpp"
 
-extern "C" {
-void dpotrf_(const char*, const int*, double*, const int*, int*);
-void dpotrs_(const char*, const int*, const int*, const double*, const int*, double*, const int*, int*);
-void dgemm_(const char*, const char*, const int*, const int*, const int*, const double*, const double*, const int*,
-            const double*, const int*, const double*, double*, const int*);
-}
+#include "lapack_decls.hpp"
 
 namespace hfisher_perf {
 namespace {

@@ -47,6 +47,25 @@ inline HostBatch diff(const HostBatch& A, const HostBatch& B) {
   return C;
 }
 
+/// The dense-construction cases both formats are tested on: kernel matrices
+/// (shift 0.5) in 1-3 dimensions, geometric and index-order trees, padding,
+/// and a single leaf. fn(A, tree, what) checks one.
+template <class Fn>
+void for_each_kernel_case(Fn&& fn) {
+  struct Case { int n, dim, leaf; bool geometric; };
+  const std::vector<Case> cases = {{128, 1, 16, true}, {100, 2, 16, true}, {150, 3, 32, true}, {90, 1, 16, false},
+                                   {12, 2, 16, false}};
+  unsigned seed = 10;
+  for (const auto& c : cases) {
+    std::vector<double> pts;
+    auto A = kernel_matrix(c.n, c.dim, 0.5, seed++, &pts);
+    auto tree = c.geometric ? hfisher::ClusterTree::from_points(pts, c.n, c.dim, c.leaf)
+                            : hfisher::ClusterTree::balanced(c.n, c.leaf);
+    const std::string what = "n=" + std::to_string(c.n) + " dim=" + std::to_string(c.dim);
+    fn(A, tree, what);
+  }
+}
+
 template <class M>
 M eye(int rows, int cols) {
   M I("I", rows, cols);

@@ -34,22 +34,14 @@ TYPED_TEST(HSSTest, FromDenseKernelMatrices) {
   using S = typename TypeParam::scalar;
   using E = typename TypeParam::exec;
   const double tol = std::is_same<S, double>::value ? 1e-9 : 1e-4;
-  struct Case { int n, dim, leaf; bool geometric; };
-  const std::vector<Case> cases = {{128, 1, 16, true}, {100, 2, 16, true}, {150, 3, 32, true}, {90, 1, 16, false},
-                                   {12, 2, 16, false}};
-  unsigned seed = 10;
-  for (const auto& c : cases) {
-    std::vector<double> pts;
-    auto A = kernel_matrix(c.n, c.dim, 0.5, seed++, &pts);
-    auto tree = c.geometric ? hfisher::ClusterTree::from_points(pts, c.n, c.dim, c.leaf)
-                            : hfisher::ClusterTree::balanced(c.n, c.leaf);
+  for_each_kernel_case([&](const std::vector<double>& A, const hfisher::ClusterTree& tree, const std::string& what) {
+    const int n = tree.size();
     hfisher::CompressionOptions o;
     o.tol = tol;
     o.max_rank = 200;
-    auto H = hfisher::HSS<S, E>::from_dense(dev2<S, E>(A, c.n, c.n), tree, o);
-    std::string what = "HSS n=" + std::to_string(c.n) + " dim=" + std::to_string(c.dim);
-    check_contract(H, as_batch(A, c.n), 10 * (tree.levels() + 1) * tol, what.c_str());
-  }
+    auto H = hfisher::HSS<S, E>::from_dense(dev2<S, E>(A, n, n), tree, o);
+    check_contract(H, as_batch(A, n), 10 * (tree.levels() + 1) * tol, ("HSS " + what).c_str());
+  });
 }
 
 // Matrix-free: products counted by the operator itself; a 1-D kernel matrix

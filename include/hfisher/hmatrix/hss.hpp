@@ -35,6 +35,7 @@
 #include <hfisher/hmatrix/cluster_tree.hpp>
 #include <hfisher/hmatrix/compression.hpp>
 #include <hfisher/hmatrix/impl/matvec.hpp>
+#include <hfisher/hmatrix/impl/tree_ops.hpp>
 #include <hfisher/hmatrix/impl/views.hpp>
 #include <hfisher/kernels/cholesky.hpp>
 #include <hfisher/kernels/gemm.hpp>
@@ -210,15 +211,8 @@ template <class Scalar, class ExecSpace>
 void HSS<Scalar, ExecSpace>::init_structure(const ClusterTree& tree, const CompressionOptions& opts) {
   tree_ = tree;
   opts_ = opts;
-  const int N = tree.padded_size(), n = tree.size(), L = tree.levels();
-  perm_d_ = Kokkos::View<int*, mem_space>("hfisher::HSS::perm", N);
-  iperm_d_ = Kokkos::View<int*, mem_space>("hfisher::HSS::iperm", n);
-  auto ph = Kokkos::create_mirror_view(perm_d_);
-  auto ih = Kokkos::create_mirror_view(iperm_d_);
-  for (int p = 0; p < N; ++p) ph(p) = tree.perm()[p];
-  for (int i = 0; i < n; ++i) ih(i) = tree.iperm()[i];
-  Kokkos::deep_copy(perm_d_, ph);
-  Kokkos::deep_copy(iperm_d_, ih);
+  const int L = tree.levels();
+  hmatrix_impl::device_permutations(tree, perm_d_, iperm_d_);
   D_.assign(L + 1, Batch());
   U_.assign(L + 1, Batch());
   ranks_.assign(L + 1, {});
@@ -433,23 +427,7 @@ HSS<Scalar, ExecSpace> HSS<Scalar, ExecSpace>::from_dense(const AView& A, const 
   ExecSpace space;
   const int n = tree.size();
   detail::check_finite_matrix(space, A, where, "A");
-  {
-    Scalar amax = 0, dmax = 0;
-    Kokkos::parallel_reduce(
-        "hfisher::HSS::amax", Kokkos::RangePolicy<ExecSpace>(space, 0, n),
-        KOKKOS_LAMBDA(const int i, Scalar& v) {
-          for (int j = 0; j < n; ++j) v = math::max(v, Scalar(math::abs(Scalar(A(i, j)))));
-        },
-        Kokkos::Max<Scalar>(amax));
-    Kokkos::parallel_reduce(
-        "hfisher::HSS::asym", Kokkos::RangePolicy<ExecSpace>(space, 0, n),
-        KOKKOS_LAMBDA(const int i, Scalar& v) {
-          for (int j = 0; j < i; ++j) v = math::max(v, Scalar(math::abs(Scalar(A(i, j) - A(j, i)))));
-        },
-        Kokkos::Max<Scalar>(dmax));
-    detail::require(dmax <= Scalar(1000) * math::limits<Scalar>::eps() * amax, where,
-                    "A is not symmetric: max |A(i,j) - A(j,i)| = ", double(dmax), " with max |A| = ", double(amax));
-  }
+  hmatrix_impl::check_symmetric<Scalar>(space, A, where);
   Kokkos::View<Scalar**, Kokkos::LayoutRight, mem_space> Ac(Kokkos::view_alloc(Kokkos::WithoutInitializing, "A"), n, n);
   Kokkos::deep_copy(Ac, A);
   Operator op = [Ac](const Matrix& X, Matrix& Y) {
@@ -513,30 +491,12 @@ HSS<Scalar, ExecSpace> HSS<Scalar, ExecSpace>::from_factors(const DView& d, cons
 
 template <class Scalar, class ExecSpace>
 typename HSS<Scalar, ExecSpace>::Matrix HSS<Scalar, ExecSpace>::to_tree(const Matrix& X) const {
-  const int N = tree_.padded_size(), r = X.extent(1);
-  detail::require(long(X.extent(0)) == tree_.size(), "hfisher::HSS", "vector block has ", X.extent(0),
-                  " rows, the matrix has n = ", tree_.size());
-  Matrix Xp(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::Xp"), N, r);
-  auto perm = perm_d_;
-  Kokkos::parallel_for(
-      "hfisher::HSS::to_tree", Kokkos::RangePolicy<ExecSpace>(0, N), KOKKOS_LAMBDA(const int p) {
-        const int i = perm(p);
-        for (int c = 0; c < r; ++c) Xp(p, c) = i >= 0 ? X(i, c) : Scalar(0);
-      });
-  return Xp;
+  return hmatrix_impl::to_tree<ExecSpace>(X, perm_d_, tree_.size(), "hfisher::HSS");
 }
 
 template <class Scalar, class ExecSpace>
 void HSS<Scalar, ExecSpace>::from_tree(const Matrix& Xp, const Matrix& Y) const {
-  const int n = tree_.size(), r = Xp.extent(1);
-  detail::require(long(Y.extent(0)) == n && Y.extent(1) == Xp.extent(1), "hfisher::HSS", "output block is ",
-                  Y.extent(0), "x", Y.extent(1), ", expected ", n, "x", r);
-  auto iperm = iperm_d_;
-  Kokkos::parallel_for(
-      "hfisher::HSS::from_tree", Kokkos::RangePolicy<ExecSpace>(0, n), KOKKOS_LAMBDA(const int i) {
-        const int p = iperm(i);
-        for (int c = 0; c < r; ++c) Y(i, c) = Xp(p, c);
-      });
+  hmatrix_impl::from_tree<ExecSpace>(Xp, Y, iperm_d_, "hfisher::HSS");
 }
 
 template <class Scalar, class ExecSpace>
@@ -628,13 +588,7 @@ typename HSS<Scalar, ExecSpace>::Vector HSS<Scalar, ExecSpace>::diag() const {
 
 template <class Scalar, class ExecSpace>
 typename HSS<Scalar, ExecSpace>::Matrix HSS<Scalar, ExecSpace>::to_dense() const {
-  const int n = tree_.size();
-  detail::require(n <= 16384, "hfisher::HSS::to_dense", "n = ", n, " is too large to form densely");
-  Matrix I("hfisher::HSS::I", n, n), A("hfisher::HSS::dense", n, n);
-  Kokkos::parallel_for(
-      "hfisher::HSS::eye", Kokkos::RangePolicy<ExecSpace>(0, n), KOKKOS_LAMBDA(const int i) { I(i, i) = 1; });
-  apply(I, A);
-  return A;
+  return hmatrix_impl::dense_by_apply<ExecSpace, Matrix>(*this, tree_.size(), "hfisher::HSS::to_dense");
 }
 
 template <class Scalar, class ExecSpace>
@@ -738,20 +692,7 @@ std::size_t HSS<Scalar, ExecSpace>::bytes() const {
 template <class Scalar, class ExecSpace>
 std::vector<RankStats> HSS<Scalar, ExecSpace>::ranks() const {
   std::vector<RankStats> out;
-  for (std::size_t l = 1; l < ranks_.size(); ++l) {
-    RankStats s;
-    s.level = int(l);
-    s.padded = U_[l].extent(2);
-    s.min = ranks_[l].empty() ? 0 : ranks_[l][0];
-    double sum = 0;
-    for (int r : ranks_[l]) {
-      s.min = std::min(s.min, r);
-      s.max = std::max(s.max, r);
-      sum += r;
-    }
-    s.mean = ranks_[l].empty() ? 0 : sum / ranks_[l].size();
-    out.push_back(s);
-  }
+  for (std::size_t l = 1; l < ranks_.size(); ++l) out.push_back(hmatrix_impl::rank_stats(int(l), ranks_[l], U_[l].extent(2)));
   return out;
 }
 
