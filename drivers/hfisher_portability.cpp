@@ -1,4 +1,4 @@
-// hfisher-portability: runs the kernel, HODLR and Fisher test problems on
+// hfisher-portability: runs the kernel, HODLR, HSS and Fisher test problems on
 // every execution space this build enabled (Serial, OpenMP, CUDA; and the
 // host spaces again with teams of 2 threads, the code path a GPU takes),
 // from the same inputs, and reports per operation the largest difference
@@ -22,7 +22,7 @@ namespace {
 using Outputs = std::map<std::string, std::vector<double>>;  // operation -> flattened result
 
 struct Options {
-  std::vector<std::string> backends, groups = {"kernels", "hodlr", "fisher"};
+  std::vector<std::string> backends, groups = {"kernels", "hodlr", "hss", "fisher"};
   std::string precision = "both", output;
   std::uint64_t seed = 7;
   int batch = 6, n = 40, hodlr_n = 512;
@@ -42,7 +42,8 @@ const std::map<std::string, Tolerance>& tolerances() {
       {"gemm", {1e-13, 1e-5}},          {"potrf", {1e-12, 1e-4}},         {"potrs", {1e-11, 1e-3}},
       {"trsm", {1e-11, 1e-3}},          {"qr.R", {1e-12, 1e-4}},          {"svd.S", {1e-11, 1e-4}},
       {"syev.W", {1e-11, 1e-4}},        {"hodlr.apply", {1e-7, 1e-3}},    {"hodlr.solve", {1e-6, 1e-2}},
-      {"hodlr.logdet", {1e-8, 1e-3}},   {"mlp.loss_grad", {1e-12, 1e-4}}, {"fisher.diagonal", {1e-12, 1e-4}},
+      {"hodlr.logdet", {1e-8, 1e-3}},   {"hss.apply", {1e-7, 1e-3}},      {"hss.solve", {1e-6, 1e-2}},
+      {"hss.logdet", {1e-8, 1e-3}},     {"mlp.loss_grad", {1e-12, 1e-4}}, {"fisher.diagonal", {1e-12, 1e-4}},
       {"fisher.kfac", {1e-11, 1e-4}},   {"fisher.lowrank", {1e-7, 1e-3}}, {"fisher.hierarchical", {1e-6, 1e-2}},
       {"fisher.kfac.solve", {1e-9, 1e-3}}};
   return t;
@@ -128,12 +129,14 @@ void kernels_problems(const Options& o, Outputs& out) {
   out["syev.W"] = flat(w);
 }
 
-template <class S, class E>
-void hodlr_problems(const Options& o, Outputs& out) {
-  using H = hfisher::HODLR<S, E>;
-  using Mat = typename H::Matrix;
+/// The H-matrix problem: an exponential kernel on sorted 1-D points plus a
+/// shift (SPD, low-rank off-diagonal blocks), as HODLR (tag "hodlr") or HSS
+/// ("hss"): apply, solve, logdet.
+template <class Fmt>
+void hmatrix_problems(const Options& o, Outputs& out, const std::string& tag) {
+  using S = typename Fmt::scalar_type;
+  using Mat = typename Fmt::Matrix;
   const int n = o.hodlr_n;
-  // exponential kernel on sorted 1-D points plus a shift: SPD, low-rank off-diagonal blocks
   auto u = random_vec(n, o.seed + 10);
   std::vector<double> pts(n);
   for (int i = 0; i < n; ++i) pts[i] = 0.5 + 0.5 * std::erf(u[i] / std::sqrt(2.0));
@@ -148,13 +151,13 @@ void hodlr_problems(const Options& o, Outputs& out) {
   co.tol = std::is_same<S, double>::value ? 1e-9 : 1e-5;
   co.max_rank = 48;
   const auto tree = hfisher::ClusterTree::balanced(n, 32);
-  auto h = H::from_dense(A, tree, co);
+  auto h = Fmt::from_dense(A, tree, co);
   h.apply(X, Y);
-  out["hodlr.apply"] = flat(Y);
+  out[tag + ".apply"] = flat(Y);
   auto f = h.factor();
   f.solve(X, Y);
-  out["hodlr.solve"] = flat(Y);
-  out["hodlr.logdet"] = {f.logdet()};
+  out[tag + ".solve"] = flat(Y);
+  out[tag + ".logdet"] = {f.logdet()};
 }
 
 template <class S, class E>
@@ -201,7 +204,8 @@ Outputs run_all(const Options& o) {
   Outputs out;
   for (const auto& g : o.groups) {
     if (g == "kernels") kernels_problems<S, E>(o, out);
-    if (g == "hodlr") hodlr_problems<S, E>(o, out);
+    if (g == "hodlr") hmatrix_problems<hfisher::HODLR<S, E>>(o, out, "hodlr");
+    if (g == "hss") hmatrix_problems<hfisher::HSS<S, E>>(o, out, "hss");
     if (g == "fisher") fisher_problems<S, E>(o, out);
   }
   return out;
@@ -329,18 +333,18 @@ int run(const Options& o) {
 
 int main(int argc, char** argv) {
   hfisher::ScopeGuard guard(argc, argv);
-  CLI::App app{"hfisher-portability: the same kernel, HODLR and Fisher problems on every enabled backend, compared"};
+  CLI::App app{"hfisher-portability: the same kernel, HODLR, HSS and Fisher problems on every enabled backend, compared"};
   Options o;
   std::string enabled;
   for (auto& b : available()) enabled += (enabled.empty() ? "" : ", ") + b.name;
   app.add_option("--backend", o.backends,
                  "repeatable: backends to compare, the first is the reference (default: all enabled: " + enabled + ")");
-  app.add_option("--group", o.groups, "repeatable: kernels, hodlr, fisher (default: all)")
-      ->check(CLI::IsMember({"kernels", "hodlr", "fisher"}));
+  app.add_option("--group", o.groups, "repeatable: kernels, hodlr, hss, fisher (default: all)")
+      ->check(CLI::IsMember({"kernels", "hodlr", "hss", "fisher"}));
   app.add_option("--precision", o.precision, "double, float or both")->check(CLI::IsMember({"double", "float", "both"}));
   app.add_option("--batch", o.batch, "batch entries of the kernel problems")->check(CLI::Range(1, 4096));
   app.add_option("--n", o.n, "matrix size of the kernel problems")->check(CLI::Range(8, 512));
-  app.add_option("--hodlr-n", o.hodlr_n, "matrix size of the HODLR problem")->check(CLI::Range(64, 1 << 14));
+  app.add_option("--hodlr-n", o.hodlr_n, "matrix size of the HODLR and HSS problem")->check(CLI::Range(64, 1 << 14));
   app.add_option("--tolerance-scale", o.tol_scale, "multiply every tolerance by this")->check(CLI::PositiveNumber);
   app.add_flag("--team2,!--no-team2", o.team2, "also run the host backends with teams of 2 threads (default on)");
   app.add_option("--seed", o.seed, "seed of the inputs");
