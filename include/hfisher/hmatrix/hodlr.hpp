@@ -593,17 +593,7 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::from_operator(const Operator&
     stacked_identity(space, Om);
     Matrix Y = peeled(Om, L + 1);
     Kokkos::deep_copy(space, H.D_, level_nodes(Y, L, Nodes::All));
-    auto D = H.D_;
-    const int nl = N / leaf;
-    Kokkos::parallel_for(
-        "hfisher::HODLR::peel_sym", Kokkos::RangePolicy<ExecSpace>(space, 0, nl), KOKKOS_LAMBDA(const int b) {
-          for (int i = 0; i < leaf; ++i)
-            for (int j = 0; j < i; ++j) {
-              const Scalar v = (D(b, i, j) + D(b, j, i)) / 2;
-              D(b, i, j) = v;
-              D(b, j, i) = v;
-            }
-        });
+    symmetrize(space, H.D_);
   }
   const int samples = top.products;
   H.info_.error_estimate = top.probe_error(
@@ -617,16 +607,7 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::from_operator(const Operator&
 
 template <class Scalar, class ExecSpace>
 typename HODLR<Scalar, ExecSpace>::Vector HODLR<Scalar, ExecSpace>::diag() const {
-  const int n = tree_.size(), leaf = tree_.leaf_size();
-  Vector out("hfisher::HODLR::diag", n);
-  auto iperm = iperm_d_;
-  auto D = D_;
-  Kokkos::parallel_for(
-      "hfisher::HODLR::diag", Kokkos::RangePolicy<ExecSpace>(0, n), KOKKOS_LAMBDA(const int i) {
-        const int p = iperm(i);
-        out(i) = D(p / leaf, p % leaf, p % leaf);
-      });
-  return out;
+  return hmatrix_impl::leaf_diagonal<ExecSpace, Vector>(D_, iperm_d_, "hfisher::HODLR::diag");
 }
 
 template <class Scalar, class ExecSpace>

@@ -188,20 +188,6 @@ void axpy(const Exec& space, typename M::non_const_value_type alpha, const M& X,
       });
 }
 
-/// Symmetrizes every entry of a batch of square blocks in place.
-template <class Exec, class B>
-void symmetrize(const Exec& space, const B& A) {
-  const int nb = A.extent(0), m = A.extent(1);
-  Kokkos::parallel_for(
-      "hfisher::HSS::symmetrize", Kokkos::RangePolicy<Exec>(space, 0, nb), KOKKOS_LAMBDA(const int b) {
-        for (int i = 0; i < m; ++i)
-          for (int j = 0; j < i; ++j) {
-            const auto v = (A(b, i, j) + A(b, j, i)) / 2;
-            A(b, i, j) = v;
-            A(b, j, i) = v;
-          }
-      });
-}
 
 }  // namespace hss_impl
 
@@ -330,7 +316,7 @@ bool HSS<Scalar, ExecSpace>::build_from_samples(const Matrix& Om, const Matrix& 
       kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), Dl, Ub, Scalar(0), C2);
       kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::Trans, Scalar(1), Ub, C2, Scalar(1), Dl);
     }
-    hss_impl::symmetrize(space, Dl);
+    hmatrix_impl::symmetrize(space, Dl);
     D_[l] = Dl;
     if (l == 0) break;
     // reduced rows for the parents: U^T Omega_t and U^T (Y_t - D Omega_t),
@@ -574,16 +560,7 @@ typename HSS<Scalar, ExecSpace>::Vector HSS<Scalar, ExecSpace>::diag() const {
   detail::require(!D_.empty() && D_[0].extent(0) > 0, "hfisher::HSS::diag", "the matrix is empty (not built)");
   std::vector<Batch> F;
   compute_diag_blocks(F);
-  const int n = tree_.size(), leaf = tree_.leaf_size();
-  Vector out("hfisher::HSS::diag", n);
-  auto iperm = iperm_d_;
-  auto FL = F.back();
-  Kokkos::parallel_for(
-      "hfisher::HSS::diag", Kokkos::RangePolicy<ExecSpace>(0, n), KOKKOS_LAMBDA(const int i) {
-        const int p = iperm(i);
-        out(i) = FL(p / leaf, p % leaf, p % leaf);
-      });
-  return out;
+  return hmatrix_impl::leaf_diagonal<ExecSpace, Vector>(F.back(), iperm_d_, "hfisher::HSS::diag");
 }
 
 template <class Scalar, class ExecSpace>

@@ -11,6 +11,7 @@
 #include <hfisher/hmatrix/cluster_tree.hpp>
 #include <hfisher/hmatrix/compression.hpp>
 
+#include <string>
 #include <vector>
 
 namespace hfisher {
@@ -77,6 +78,35 @@ void check_symmetric(const Exec& space, const AView& A, const char* where) {
       Kokkos::Max<Scalar>(dmax));
   detail::require(dmax <= Scalar(1000) * math::limits<Scalar>::eps() * amax, where,
                   "A is not symmetric: max |A(i,j) - A(j,i)| = ", double(dmax), " with max |A| = ", double(amax));
+}
+
+/// Symmetrizes every entry of a batch of square blocks in place.
+template <class Exec, class B>
+void symmetrize(const Exec& space, const B& A) {
+  const int nb = A.extent(0), m = A.extent(1);
+  Kokkos::parallel_for(
+      "hfisher::hmatrix::symmetrize", Kokkos::RangePolicy<Exec>(space, 0, nb), KOKKOS_LAMBDA(const int b) {
+        for (int i = 0; i < m; ++i)
+          for (int j = 0; j < i; ++j) {
+            const auto v = (A(b, i, j) + A(b, j, i)) / 2;
+            A(b, i, j) = v;
+            A(b, j, i) = v;
+          }
+      });
+}
+
+/// out(i) = the diagonal entry of user index i in the leaf blocks
+/// DL (N / leaf, leaf, leaf), tree order.
+template <class Exec, class V, class B, class IV>
+V leaf_diagonal(const B& DL, const IV& iperm, const char* label) {
+  const int n = iperm.extent(0), leaf = DL.extent(1);
+  V out(std::string(label), n);
+  Kokkos::parallel_for(
+      "hfisher::hmatrix::leaf_diagonal", Kokkos::RangePolicy<Exec>(0, n), KOKKOS_LAMBDA(const int i) {
+        const int p = iperm(i);
+        out(i) = DL(p / leaf, p % leaf, p % leaf);
+      });
+  return out;
 }
 
 /// The dense n x n matrix of a format, by applying it to the identity
