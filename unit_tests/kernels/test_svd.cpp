@@ -71,38 +71,78 @@ template <class C>
 class Syev : public ::testing::Test {};
 TYPED_TEST_SUITE(Syev, Configs, ConfigNames);
 
+template <class S, class E>
+static void check_syev(const HostBatch& Ah, hfisher::kernels::SyevMethod method, const std::string& what) {
+  const int nb = Ah.nb, n = Ah.m;
+  auto A = to_device<S, E>(Ah);
+  hfisher::BatchVector<S, E> W("W", nb, n);
+  hfisher::BatchMatrix<S, E> V("V", nb, n, n);
+  hfisher::kernels::syev(E(), A, W, V, method);
+  auto wh = to_host2(W);
+  auto Vh = to_host(V);
+  HostBatch VD(nb, n, n);
+  std::vector<double> scale(nb);
+  for (int b = 0; b < nb; ++b) {
+    auto ref = lapack_eigenvalues(Ah, b);
+    const double nrm = std::max({std::abs(ref.front()), std::abs(ref.back()), 1e-300});
+    for (int i = 0; i < n; ++i) {
+      EXPECT_LE(std::abs(wh[b][i] - ref[i]), Tol<S>::eig_values * n * nrm) << what << ": value " << i << " entry " << b;
+      if (i > 0) EXPECT_LE(wh[b][i - 1], wh[b][i]) << what << ": not ascending";
+      for (int r = 0; r < n; ++r) VD(b, r, i) = Vh(b, r, i) * wh[b][i];
+    }
+    EXPECT_LE(orth_error(Vh, b, n), Tol<S>::orth * n * 10) << what << ": V not orthonormal, entry " << b;
+    scale[b] = n * nrm;
+  }
+  EXPECT_TRUE(near(matmul(VD, false, Vh, true), Ah, Tol<S>::svd_recon * 10, scale, (what + ": V W V^T - A").c_str()));
+}
+
+// Both algorithms (and Auto) against LAPACK's dsyev: random symmetric and SPD
+// matrices, already-diagonal and zero matrices (no reflector needed), and
+// clustered spectra (a few distinct eigenvalues, many times repeated).
 TYPED_TEST(Syev, EigenpairsAgainstLapack) {
   using S = typename TypeParam::scalar;
   using E = typename TypeParam::exec;
+  using hfisher::kernels::SyevMethod;
   struct Case { int nb, n; bool spd; };
   const std::vector<Case> cases = {{1, 1, true}, {4, 2, false}, {1000, 6, true}, {5, 33, false}, {2, 64, true},
-                                   {1, 128, false}};
-  unsigned seed = 600;
-  for (const auto& c : cases) {
-    auto Ah = c.spd ? spd_batch(c.nb, c.n, seed++) : random_batch(c.nb, c.n, c.n, seed++);
-    if (!c.spd)
-      for (int b = 0; b < c.nb; ++b)
-        for (int i = 0; i < c.n; ++i)
-          for (int j = 0; j < i; ++j) Ah(b, j, i) = Ah(b, i, j);
-    auto A = to_device<S, E>(Ah);
-    hfisher::BatchVector<S, E> W("W", c.nb, c.n);
-    hfisher::BatchMatrix<S, E> V("V", c.nb, c.n, c.n);
-    hfisher::kernels::syev(E(), A, W, V);
-    auto wh = to_host2(W);
-    auto Vh = to_host(V);
-    HostBatch VD(c.nb, c.n, c.n);
-    std::vector<double> scale(c.nb);
-    for (int b = 0; b < c.nb; ++b) {
-      auto ref = lapack_eigenvalues(Ah, b);
-      const double nrm = std::max(std::abs(ref.front()), std::abs(ref.back()));
-      for (int i = 0; i < c.n; ++i) {
-        EXPECT_LE(std::abs(wh[b][i] - ref[i]), Tol<S>::eig_values * c.n * nrm) << "value " << i << " entry " << b;
-        for (int r = 0; r < c.n; ++r) VD(b, r, i) = Vh(b, r, i) * wh[b][i];
-      }
-      EXPECT_LE(orth_error(Vh, b, c.n), Tol<S>::orth * c.n * 10) << "V not orthonormal, entry " << b;
-      scale[b] = c.n * nrm;
+                                   {1, 128, false}, {1, 201, true}, {3, 3, false}};
+  for (auto method : {SyevMethod::Auto, SyevMethod::Jacobi, SyevMethod::Tridiagonal}) {
+    const std::string name = method == SyevMethod::Auto ? "auto" : method == SyevMethod::Jacobi ? "jacobi" : "ql";
+    unsigned seed = 600;
+    for (const auto& c : cases) {
+      if (method == SyevMethod::Jacobi && c.n > 130) continue;  // minutes in Jacobi's float sweeps: not its job
+      auto Ah = c.spd ? spd_batch(c.nb, c.n, seed++) : random_batch(c.nb, c.n, c.n, seed++);
+      if (!c.spd)
+        for (int b = 0; b < c.nb; ++b)
+          for (int i = 0; i < c.n; ++i)
+            for (int j = 0; j < i; ++j) Ah(b, j, i) = Ah(b, i, j);
+      check_syev<S, E>(Ah, method, name + " n=" + std::to_string(c.n));
     }
-    EXPECT_TRUE(near(matmul(VD, false, Vh, true), Ah, Tol<S>::svd_recon * 10, scale, "V W V^T - A"));
+    // diagonal (unsorted, with a repeated value) and zero matrices
+    const int n = 40;
+    HostBatch D(2, n, n);
+    for (int i = 0; i < n; ++i) D(0, i, i) = double((7 * i) % 11) - 3.0;
+    check_syev<S, E>(D, method, name + " diagonal");
+    // clustered: Q diag(1 x 20, 2 x 20, 5 x 20) Q^T with a random orthogonal Q
+    const int m = 60;
+    auto Q = random_batch(1, m, m, 77);
+    for (int j = 0; j < m; ++j) {  // Gram-Schmidt on the columns
+      for (int p = 0; p < j; ++p) {
+        double dot = 0;
+        for (int r = 0; r < m; ++r) dot += Q(0, r, p) * Q(0, r, j);
+        for (int r = 0; r < m; ++r) Q(0, r, j) -= dot * Q(0, r, p);
+      }
+      double nr = 0;
+      for (int r = 0; r < m; ++r) nr += Q(0, r, j) * Q(0, r, j);
+      for (int r = 0; r < m; ++r) Q(0, r, j) /= std::sqrt(nr);
+    }
+    HostBatch C(1, m, m);
+    for (int i = 0; i < m; ++i)
+      for (int j = 0; j < m; ++j)
+        for (int p = 0; p < m; ++p) C(0, i, j) += Q(0, i, p) * (p < 20 ? 1.0 : p < 40 ? 2.0 : 5.0) * Q(0, j, p);
+    for (int i = 0; i < m; ++i)
+      for (int j = 0; j < i; ++j) C(0, j, i) = C(0, i, j);
+    check_syev<S, E>(C, method, name + " clustered");
   }
 }
 

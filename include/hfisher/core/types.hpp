@@ -65,6 +65,23 @@ Kokkos::TeamPolicy<ExecSpace> batch_policy(const ExecSpace& space, int batch) {
   }
 }
 
+/// Like batch_policy, but on host spaces a batch smaller than the thread
+/// count gets teams of concurrency / batch threads (at least the configured
+/// host team size): for kernels whose entries are few and large (K-FAC factor
+/// eigendecompositions), with O(n) team barriers per entry.
+template <class ExecSpace>
+Kokkos::TeamPolicy<ExecSpace> wide_batch_policy(const ExecSpace& space, int batch) {
+  if constexpr (ExecTraits<ExecSpace>::on_host) {
+    const int conc = ExecSpace::concurrency() > 0 ? ExecSpace::concurrency() : 1;
+    int ts = batch > 0 ? conc / batch : conc;
+    ts = ts > host_team_size() ? ts : host_team_size();
+    ts = ts < conc ? ts : conc;
+    return Kokkos::TeamPolicy<ExecSpace>(space, batch, ts > 0 ? ts : 1);
+  } else {
+    return Kokkos::TeamPolicy<ExecSpace>(space, batch, Kokkos::AUTO);
+  }
+}
+
 /// Unmanaged strided 2-D view on raw memory (for transposed or offset
 /// blocks handed to KokkosBatched operations).
 template <class T, class MemSpace>

@@ -1,0 +1,239 @@
+#pragma once
+/// \file impl/tridiagonal.hpp
+/// \brief Team-level symmetric eigensolver by Householder reduction to
+/// tridiagonal form and the implicitly shifted QL iteration, on raw pointers
+/// with strides.
+///
+/// Cost O(n^3) with a small constant (about 4/3 n^3 for the reduction, 2/3 n^3
+/// for forming Q, ~3 n^3 for the QL rotations applied to Q), and O(n) team
+/// barriers in all: every O(n^2) step is one team-parallel loop over rows.
+/// This is what makes K-FAC's factor eigendecompositions O(N^1.5) in the
+/// layer size N = rows x cols; the cyclic Jacobi solver (impl/jacobi.hpp)
+/// needs ~10 sweeps of n^2/2 rotations, each a team barrier, and stays the
+/// choice for small blocks, where its high relative accuracy is cheap.
+///
+/// The QL iteration itself (d, e updates) is O(n) per step and runs on one
+/// thread of the team; the rotations it produces are recorded and applied to
+/// the rows of Q in parallel (each row takes the whole sequence, contiguous
+/// when the column stride is 1).
+
+#include <hfisher/core/math.hpp>
+
+namespace hfisher {
+namespace kernels {
+namespace impl {
+
+/// sqrt(a^2 + b^2) without overflow or harmful underflow.
+template <class T>
+KOKKOS_INLINE_FUNCTION T safe_hypot(T a, T b) {
+  a = math::abs(a);
+  b = math::abs(b);
+  const T big = a > b ? a : b, small = a > b ? b : a;
+  if (big == T(0)) return T(0);
+  const T r = small / big;
+  return big * math::sqrt(T(1) + r * r);
+}
+
+/// Reduces the symmetric n x n block A (both triangles stored; overwritten)
+/// to tridiagonal form Q^T A Q = T by n - 2 Householder reflectors
+/// H_k = I - tau_k v_k v_k^T acting on rows k+1..n-1 (v_k(k+1) = 1, the rest
+/// kept below the subdiagonal of column k of A). Diagonal to d, subdiagonal to
+/// e (e[n-1] = 0), the tau_k to tau; p is n scratch.
+template <class Member, class T>
+KOKKOS_INLINE_FUNCTION void householder_tridiagonalize(const Member& t, int n, T* A, int a0, int a1, T* d, T* e,
+                                                       T* tau, T* p) {
+  auto at = [&](int i, int j) -> T& { return A[long(i) * a0 + long(j) * a1]; };
+  for (int k = 0; k + 2 < n; ++k) {
+    T xnorm2 = T(0);
+    Kokkos::parallel_reduce(
+        Kokkos::TeamThreadRange(t, k + 2, n), [&](const int i, T& s) { s += at(i, k) * at(i, k); }, xnorm2);
+    const T alpha = at(k + 1, k);
+    if (xnorm2 == T(0)) {  // already reduced in this column: H_k = I
+      t.team_barrier();
+      Kokkos::single(Kokkos::PerTeam(t), [&]() {
+        d[k] = at(k, k);
+        e[k] = alpha;
+        tau[k] = T(0);
+      });
+      t.team_barrier();
+      continue;
+    }
+    const T beta = -math::sign(math::sqrt(alpha * alpha + xnorm2), alpha);
+    const T tk = (beta - alpha) / beta;
+    const T scal = T(1) / (alpha - beta);
+    t.team_barrier();
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(t, k + 2, n), [&](const int i) { at(i, k) *= scal; });
+    t.team_barrier();
+    // v = (1, A[k+2.., k]); p = tau A22 v over rows k+1..n-1
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(t, k + 1, n), [&](const int i) {
+      T s = at(i, k + 1);
+      for (int j = k + 2; j < n; ++j) s += at(i, j) * at(j, k);
+      p[i] = tk * s;
+    });
+    t.team_barrier();
+    T pv = T(0);
+    Kokkos::parallel_reduce(
+        Kokkos::TeamThreadRange(t, k + 1, n),
+        [&](const int i, T& s) { s += p[i] * (i == k + 1 ? T(1) : at(i, k)); }, pv);
+    const T K = T(0.5) * tk * pv;
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(t, k + 1, n),
+                         [&](const int i) { p[i] -= K * (i == k + 1 ? T(1) : at(i, k)); });
+    t.team_barrier();
+    // A22 <- A22 - v w^T - w v^T with w = p
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(t, k + 1, n), [&](const int i) {
+      const T vi = i == k + 1 ? T(1) : at(i, k), wi = p[i];
+      at(i, k + 1) -= vi * p[k + 1] + wi;
+      for (int j = k + 2; j < n; ++j) at(i, j) -= vi * p[j] + wi * at(j, k);
+    });
+    t.team_barrier();
+    Kokkos::single(Kokkos::PerTeam(t), [&]() {
+      d[k] = at(k, k);
+      e[k] = beta;
+      tau[k] = tk;
+    });
+    t.team_barrier();
+  }
+  Kokkos::single(Kokkos::PerTeam(t), [&]() {
+    if (n >= 2) {
+      d[n - 2] = at(n - 2, n - 2);
+      e[n - 2] = at(n - 1, n - 2);
+      tau[n - 2] = T(0);
+    }
+    d[n - 1] = at(n - 1, n - 1);
+    e[n - 1] = T(0);
+    tau[n - 1] = T(0);
+  });
+  t.team_barrier();
+}
+
+/// Forms Q = H_0 H_1 ... H_{n-3} from householder_tridiagonalize's reflectors
+/// (vectors in A below the subdiagonal, tau) into V (n x n, strides v0, v1);
+/// y is n scratch.
+template <class Member, class T>
+KOKKOS_INLINE_FUNCTION void form_tridiagonal_q(const Member& t, int n, const T* A, int a0, int a1, const T* tau,
+                                               T* V, int v0, int v1, T* y) {
+  auto vat = [&](int i, int j) -> T& { return V[long(i) * v0 + long(j) * v1]; };
+  auto vec = [&](int i, int k) -> T { return i == k + 1 ? T(1) : A[long(i) * a0 + long(k) * a1]; };
+  Kokkos::parallel_for(Kokkos::TeamThreadRange(t, 0, n), [&](const int i) {
+    for (int j = 0; j < n; ++j) vat(i, j) = i == j ? T(1) : T(0);
+  });
+  t.team_barrier();
+  for (int k = n - 3; k >= 0; --k) {
+    const T tk = tau[k];
+    if (tk == T(0)) continue;
+    // y_j = sum_i v_i V(i, j) over the trailing block, in column blocks of CB
+    // (rows are walked contiguously within a block)
+    constexpr int CB = 16;
+    const int lo = k + 1, nblk = (n - lo + CB - 1) / CB;
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(t, 0, nblk), [&](const int blk) {
+      const int j0 = lo + blk * CB, j1 = j0 + CB < n ? j0 + CB : n;
+      T acc[CB];
+      for (int jj = 0; jj < CB; ++jj) acc[jj] = T(0);
+      for (int i = lo; i < n; ++i) {
+        const T vi = vec(i, k);
+        for (int j = j0; j < j1; ++j) acc[j - j0] += vi * vat(i, j);
+      }
+      for (int j = j0; j < j1; ++j) y[j] = tk * acc[j - j0];
+    });
+    t.team_barrier();
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(t, lo, n), [&](const int i) {
+      const T vi = vec(i, k);
+      for (int j = lo; j < n; ++j) vat(i, j) -= vi * y[j];
+    });
+    t.team_barrier();
+  }
+}
+
+/// One implicitly shifted QL step on the unreduced part of the tridiagonal
+/// (d, e) that starts at l (e[i] couples i and i + 1). Returns -1 when d[l]
+/// has converged (nothing done), else m * (n + 1) + nrot: the rotations
+/// (cs[q], sn[q]) act on columns (m-1-q, m-q), q = 0..nrot-1, of Q.
+template <class T>
+KOKKOS_INLINE_FUNCTION long ql_step(int n, int l, T* d, T* e, T* cs, T* sn) {
+  const T eps = math::limits<T>::eps();
+  int m = l;
+  for (; m < n - 1; ++m) {
+    const T dd = math::abs(d[m]) + math::abs(d[m + 1]);
+    if (math::abs(e[m]) <= eps * dd) break;
+  }
+  if (m == l) return -1;
+  // Wilkinson-like shift from the leading 2 x 2 block
+  T g = (d[l + 1] - d[l]) / (T(2) * e[l]);
+  T r = safe_hypot(g, T(1));
+  g = d[m] - d[l] + e[l] / (g + math::sign(r, g));
+  T s = T(1), c = T(1), p = T(0);
+  int nrot = 0;
+  bool underflow = false;
+  for (int i = m - 1; i >= l; --i) {
+    const T f = s * e[i], b = c * e[i];
+    r = safe_hypot(f, g);
+    e[i + 1] = r;
+    if (r == T(0)) {  // split: restart with the shorter chain
+      d[i + 1] -= p;
+      e[m] = T(0);
+      underflow = true;
+      break;
+    }
+    s = f / r;
+    c = g / r;
+    g = d[i + 1] - p;
+    r = (d[i] - g) * s + T(2) * c * b;
+    p = s * r;
+    d[i + 1] = g + p;
+    g = c * r - b;
+    cs[nrot] = c;
+    sn[nrot] = s;
+    ++nrot;
+  }
+  if (!underflow) {
+    d[l] -= p;
+    e[l] = g;
+    e[m] = T(0);
+  }
+  return long(m) * (n + 1) + nrot;
+}
+
+/// Eigendecomposition of the symmetric n x n block A (both triangles;
+/// overwritten): eigenvalues to d (unsorted), eigenvectors to the columns of V.
+/// work: 4 n scratch. Returns the number of QL steps, or -1 when an
+/// eigenvalue did not converge in max_steps_per_value steps.
+template <class Member, class T>
+KOKKOS_INLINE_FUNCTION int tridiagonal_syev(const Member& t, int n, T* A, int a0, int a1, T* d, T* V, int v0,
+                                            int v1, T* work, int max_steps_per_value) {
+  if (n <= 0) return 0;
+  T* e = work;
+  T* tau = work + n;
+  T* cs = work + 2 * n;
+  T* sn = work + 3 * n;
+  householder_tridiagonalize(t, n, A, a0, a1, d, e, tau, cs);
+  form_tridiagonal_q(t, n, A, a0, a1, tau, V, v0, v1, cs);
+  int steps = 0;
+  for (int l = 0; l < n; ++l) {
+    for (int it = 0;; ++it) {
+      long code = 0;
+      Kokkos::single(
+          Kokkos::PerTeam(t), [&](long& c) { c = ql_step(n, l, d, e, cs, sn); }, code);
+      if (code < 0) break;
+      if (it >= max_steps_per_value) return -1;
+      ++steps;
+      t.team_barrier();
+      const int m = int(code / (n + 1)), nrot = int(code % (n + 1));
+      Kokkos::parallel_for(Kokkos::TeamThreadRange(t, 0, n), [&](const int row) {
+        T* z = V + long(row) * v0;
+        for (int q = 0; q < nrot; ++q) {
+          const int i = m - 1 - q;
+          const T c = cs[q], s = sn[q];
+          const T zi = z[long(i) * v1], zi1 = z[long(i + 1) * v1];
+          z[long(i + 1) * v1] = s * zi + c * zi1;
+          z[long(i) * v1] = c * zi - s * zi1;
+        }
+      });
+      t.team_barrier();
+    }
+  }
+  return steps;
+}
+
+}  // namespace impl
+}  // namespace kernels
+}  // namespace hfisher
