@@ -24,6 +24,8 @@ void dgesdd_(const char*, const int*, const int*, double*, const int*, double*, 
              const int*, double*, const int*, int*, int*);
 void sgesdd_(const char*, const int*, const int*, float*, const int*, float*, float*, const int*, float*, const int*,
              float*, const int*, int*, int*);
+void dsyev_(const char*, const char*, const int*, double*, const int*, double*, double*, const int*, int*);
+void ssyev_(const char*, const char*, const int*, float*, const int*, float*, float*, const int*, int*);
 void openblas_set_num_threads(int) __attribute__((weak));
 int openblas_get_num_threads(void) __attribute__((weak));
 }
@@ -49,6 +51,10 @@ template <> struct Lapack<double> {
     int info;
     dgesdd_("S", &n, &n, a, &n, s, u, &n, vt, &n, w, &lw, iw, &info);
   }
+  static void syev(int n, double* a, double* w, double* work, int lw) {
+    int info;
+    dsyev_("V", "L", &n, a, &n, w, work, &lw, &info);
+  }
 };
 template <> struct Lapack<float> {
   static void gemm(int n, const float* a, const float* b, float* c) {
@@ -67,12 +73,17 @@ template <> struct Lapack<float> {
     int info;
     sgesdd_("S", &n, &n, a, &n, s, u, &n, vt, &n, w, &lw, iw, &info);
   }
+  static void syev(int n, float* a, float* w, float* work, int lw) {
+    int info;
+    ssyev_("V", "L", &n, a, &n, w, work, &lw, &info);
+  }
 };
 
 double nominal_flops(const std::string& op, double n) {
   if (op == "gemm") return 2 * n * n * n;
   if (op == "potrf") return n * n * n / 3;
   if (op == "qr") return 4.0 / 3.0 * n * n * n;
+  if (op == "syev" || op == "syev-jacobi") return 9 * n * n * n;  // eigenvalues and vectors (Golub & Van Loan)
   return 22 * n * n * n;  // svd with thin U, V (Golub & Van Loan's count for m = n)
 }
 
@@ -90,6 +101,12 @@ Row run_case(const std::string& op, int n, int nb, int reps) {
   std::mt19937_64 g(1234 + n + nb);
   std::normal_distribution<double> d;
   for (auto& x : h0) x = T(d(g));
+  if (op == "syev" || op == "syev-jacobi")  // symmetric entries
+    for (int b = 0; b < nb; ++b) {
+      T* a = h0.data() + b * sz;
+      for (int i = 0; i < n; ++i)
+        for (int j = 0; j < i; ++j) a[i * n + j] = a[j * n + i] = T(0.5) * (a[i * n + j] + a[j * n + i]);
+    }
   if (op == "potrf") {  // diagonally dominant SPD entries: symmetric + n I
     for (int b = 0; b < nb; ++b) {
       T* a = h0.data() + b * sz;
@@ -128,6 +145,15 @@ Row run_case(const std::string& op, int n, int nb, int reps) {
         hfisher::kernels::qr(space, A, tau);
         space.fence();
       });
+    } else if (op == "syev" || op == "syev-jacobi") {
+      hfisher::BatchMatrix<T, E> V("V", nb, n, n);
+      hfisher::BatchVector<T, E> W("W", nb, n);
+      const auto method =
+          op == "syev" ? hfisher::kernels::SyevMethod::Auto : hfisher::kernels::SyevMethod::Jacobi;
+      row.t_hf = best_time(reps, [] {}, [&] {
+        hfisher::kernels::syev(space, A, W, V, method);
+        space.fence();
+      });
     } else {
       hfisher::BatchMatrix<T, E> U("U", nb, n, n), V("V", nb, n, n);
       hfisher::BatchVector<T, E> S("S", nb, n);
@@ -151,16 +177,20 @@ Row run_case(const std::string& op, int n, int nb, int reps) {
       if (op == "gemm") Lapack<T>::gemm(n, h0.data() + b * sz, h0.data() + b * sz, c.data() + b * sz);
       else if (op == "potrf") Lapack<T>::potrf(n, ab);
       else if (op == "qr") Lapack<T>::geqrf(n, ab, s, w, lw);
+      else if (op == "syev" || op == "syev-jacobi") Lapack<T>::syev(n, ab, s, w, lw);
       else Lapack<T>::gesdd(n, ab, s, c.data() + b * sz, vt, w, lw, iw);
     };
     // workspace query
     int lw = 1;
-    if (op == "qr" || op == "svd") {
+    if (op == "qr" || op == "svd" || op == "syev" || op == "syev-jacobi") {
       std::vector<T> tmp(sz, T(1)), s(n), vt(sz);
       std::vector<int> iw(8 * n);
       T q = 0;
       int m1 = -1, info;
-      if (op == "qr") {
+      if (op == "syev" || op == "syev-jacobi") {
+        if constexpr (std::is_same<T, double>::value) dsyev_("V", "L", &n, tmp.data(), &n, s.data(), &q, &m1, &info);
+        else ssyev_("V", "L", &n, tmp.data(), &n, s.data(), &q, &m1, &info);
+      } else if (op == "qr") {
         if constexpr (std::is_same<T, double>::value) dgeqrf_(&n, &n, tmp.data(), &n, s.data(), &q, &m1, &info);
         else sgeqrf_(&n, &n, tmp.data(), &n, s.data(), &q, &m1, &info);
       } else {
@@ -202,24 +232,24 @@ int run_kernels_bench(const KernelsBenchOptions& o) {
   std::printf("machine: %s | backend: %s | host threads: %s | %s\n", mc.cpu.c_str(), mc.backend.c_str(),
               mc.host_threads.c_str(), mc.date.c_str());
   std::printf("loop = sequential loop of calls, OpenBLAS threaded; omp = OpenMP-parallel loop, 1 OpenBLAS thread each\n");
-  std::printf("GFLOP/s use nominal counts (gemm 2n^3, potrf n^3/3, qr 4n^3/3, svd 22n^3); ratio = hfisher / best baseline\n\n");
-  std::printf("%-6s %5s %6s | %10s %10s %10s | %9s %9s | %6s\n", "op", "n", "batch", "hfisher_s", "loop_s", "omp_s",
+  std::printf("GFLOP/s use nominal counts (gemm 2n^3, potrf n^3/3, qr 4n^3/3, svd 22n^3, syev 9n^3); ratio = hfisher / best baseline\n\n");
+  std::printf("%-11s %5s %6s | %10s %10s %10s | %9s %9s | %6s\n", "op", "n", "batch", "hfisher_s", "loop_s", "omp_s",
               "hf_GF/s", "blas_GF/s", "ratio");
   std::ostringstream csv;
   csv << "# machine: " << mc.cpu << "; backend: " << mc.backend << "; host threads: " << mc.host_threads
       << "; date: " << mc.date << "; precision: " << o.precision << "\n";
   csv << "op,precision,n,batch,hfisher_s,blas_loop_s,blas_omp_s,hfisher_gflops,blas_best_gflops,ratio\n";
   for (const auto& op : o.ops) {
-    if (op != "gemm" && op != "potrf" && op != "qr" && op != "svd")
-      throw hfisher::Error("kernels bench: unknown op '" + op + "' (gemm, potrf, qr, svd)");
+    if (op != "gemm" && op != "potrf" && op != "qr" && op != "svd" && op != "syev" && op != "syev-jacobi")
+      throw hfisher::Error("kernels bench: unknown op '" + op + "' (gemm, potrf, qr, svd, syev, syev-jacobi)");
     for (int n : o.blocks)
       for (int nb : o.batches) {
         if (double(nb) * n * n > double(o.max_elements)) continue;
-        if (op == "svd" && double(nb) * nominal_flops(op, n) > o.max_svd_flops) continue;
+        if ((op == "svd" || op == "syev-jacobi") && double(nb) * nominal_flops(op, n) > o.max_svd_flops) continue;
         const Row r = o.precision == "float" ? run_case<float>(op, n, nb, o.reps) : run_case<double>(op, n, nb, o.reps);
         const double fl = nominal_flops(op, n) * nb;
         const double hf = fl / r.t_hf * 1e-9, bl = fl / std::min(r.t_loop, r.t_omp) * 1e-9;
-        std::printf("%-6s %5d %6d | %10.3e %10.3e %10.3e | %9.2f %9.2f | %6.2f\n", op.c_str(), n, nb, r.t_hf, r.t_loop,
+        std::printf("%-11s %5d %6d | %10.3e %10.3e %10.3e | %9.2f %9.2f | %6.2f\n", op.c_str(), n, nb, r.t_hf, r.t_loop,
                     r.t_omp, hf, bl, hf / bl);
         std::fflush(stdout);
         csv << op << "," << o.precision << "," << n << "," << nb << "," << r.t_hf << "," << r.t_loop << "," << r.t_omp

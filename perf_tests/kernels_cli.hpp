@@ -7,14 +7,15 @@
 namespace hfisher_perf {
 
 inline void add_kernels_options(CLI::App& app, KernelsBenchOptions& o) {
-  app.add_option("--ops", o.ops, "operations to run: gemm potrf qr svd")
-      ->check(CLI::IsMember({"gemm", "potrf", "qr", "svd"}));
+  app.add_option("--ops", o.ops, "operations to run: gemm potrf qr svd syev (symmetric eigendecomposition, default method) "
+                 "syev-jacobi (the Jacobi method, for comparison)")
+      ->check(CLI::IsMember({"gemm", "potrf", "qr", "svd", "syev", "syev-jacobi"}));
   app.add_option("--blocks", o.blocks, "block sizes n of the n x n entries")->check(CLI::Range(1, 4096));
   app.add_option("--batches", o.batches, "batch sizes (entries per batch)")->check(CLI::Range(1, 10000000));
   app.add_option("--precision", o.precision, "double or float")->check(CLI::IsMember({"double", "float"}));
   app.add_option("--max-elements", o.max_elements, "skip cases whose batch*n^2 exceeds this (memory cap)")
       ->check(CLI::PositiveNumber);
-  app.add_option("--max-svd-flops", o.max_svd_flops, "skip SVD cases above this nominal work (time cap)")
+  app.add_option("--max-svd-flops", o.max_svd_flops, "skip SVD and Jacobi syev cases above this nominal work (time cap)")
       ->check(CLI::PositiveNumber);
   app.add_option("--reps", o.reps, "timed repetitions per case; the best is kept")->check(CLI::Range(1, 100));
   app.add_option("--output", o.output, "directory where kernels.csv is written");

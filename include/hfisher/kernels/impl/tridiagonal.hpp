@@ -34,14 +34,31 @@ KOKKOS_INLINE_FUNCTION T safe_hypot(T a, T b) {
   return big * math::sqrt(T(1) + r * r);
 }
 
+/// Dot product of n contiguous entries with four partial sums (vectorizes
+/// without reassociation flags).
+template <class T>
+KOKKOS_INLINE_FUNCTION T dot_contiguous(int n, const T* x, const T* y) {
+  T s0 = T(0), s1 = T(0), s2 = T(0), s3 = T(0);
+  int j = 0;
+  for (; j + 3 < n; j += 4) {
+    s0 += x[j] * y[j];
+    s1 += x[j + 1] * y[j + 1];
+    s2 += x[j + 2] * y[j + 2];
+    s3 += x[j + 3] * y[j + 3];
+  }
+  for (; j < n; ++j) s0 += x[j] * y[j];
+  return (s0 + s1) + (s2 + s3);
+}
+
 /// Reduces the symmetric n x n block A (both triangles stored; overwritten)
 /// to tridiagonal form Q^T A Q = T by n - 2 Householder reflectors
 /// H_k = I - tau_k v_k v_k^T acting on rows k+1..n-1 (v_k(k+1) = 1, the rest
 /// kept below the subdiagonal of column k of A). Diagonal to d, subdiagonal to
-/// e (e[n-1] = 0), the tau_k to tau; p is n scratch.
+/// e (e[n-1] = 0), the tau_k to tau; p and v are n scratch each (v holds the
+/// current reflector contiguously: column k of A is strided).
 template <class Member, class T>
 KOKKOS_INLINE_FUNCTION void householder_tridiagonalize(const Member& t, int n, T* A, int a0, int a1, T* d, T* e,
-                                                       T* tau, T* p) {
+                                                       T* tau, T* p, T* v) {
   auto at = [&](int i, int j) -> T& { return A[long(i) * a0 + long(j) * a1]; };
   for (int k = 0; k + 2 < n; ++k) {
     T xnorm2 = T(0);
@@ -62,28 +79,44 @@ KOKKOS_INLINE_FUNCTION void householder_tridiagonalize(const Member& t, int n, T
     const T tk = (beta - alpha) / beta;
     const T scal = T(1) / (alpha - beta);
     t.team_barrier();
-    Kokkos::parallel_for(Kokkos::TeamThreadRange(t, k + 2, n), [&](const int i) { at(i, k) *= scal; });
-    t.team_barrier();
-    // v = (1, A[k+2.., k]); p = tau A22 v over rows k+1..n-1
+    // v = (1, A[k+2.., k] / (alpha - beta)), kept in A's column k and in v
     Kokkos::parallel_for(Kokkos::TeamThreadRange(t, k + 1, n), [&](const int i) {
-      T s = at(i, k + 1);
-      for (int j = k + 2; j < n; ++j) s += at(i, j) * at(j, k);
+      if (i == k + 1) {
+        v[i] = T(1);
+      } else {
+        const T vi = at(i, k) * scal;
+        at(i, k) = vi;
+        v[i] = vi;
+      }
+    });
+    t.team_barrier();
+    const int lo = k + 1, len = n - lo;
+    // p = tau A22 v over rows k+1..n-1
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(t, lo, n), [&](const int i) {
+      T s;
+      if (a1 == 1) {
+        s = dot_contiguous(len, &at(i, lo), v + lo);
+      } else {
+        s = T(0);
+        for (int j = lo; j < n; ++j) s += at(i, j) * v[j];
+      }
       p[i] = tk * s;
     });
     t.team_barrier();
     T pv = T(0);
-    Kokkos::parallel_reduce(
-        Kokkos::TeamThreadRange(t, k + 1, n),
-        [&](const int i, T& s) { s += p[i] * (i == k + 1 ? T(1) : at(i, k)); }, pv);
+    Kokkos::parallel_reduce(Kokkos::TeamThreadRange(t, lo, n), [&](const int i, T& s) { s += p[i] * v[i]; }, pv);
     const T K = T(0.5) * tk * pv;
-    Kokkos::parallel_for(Kokkos::TeamThreadRange(t, k + 1, n),
-                         [&](const int i) { p[i] -= K * (i == k + 1 ? T(1) : at(i, k)); });
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(t, lo, n), [&](const int i) { p[i] -= K * v[i]; });
     t.team_barrier();
     // A22 <- A22 - v w^T - w v^T with w = p
-    Kokkos::parallel_for(Kokkos::TeamThreadRange(t, k + 1, n), [&](const int i) {
-      const T vi = i == k + 1 ? T(1) : at(i, k), wi = p[i];
-      at(i, k + 1) -= vi * p[k + 1] + wi;
-      for (int j = k + 2; j < n; ++j) at(i, j) -= vi * p[j] + wi * at(j, k);
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(t, lo, n), [&](const int i) {
+      const T vi = v[i], wi = p[i];
+      if (a1 == 1) {
+        T* row = &at(i, 0);
+        for (int j = lo; j < n; ++j) row[j] -= vi * p[j] + wi * v[j];
+      } else {
+        for (int j = lo; j < n; ++j) at(i, j) -= vi * p[j] + wi * v[j];
+      }
     });
     t.team_barrier();
     Kokkos::single(Kokkos::PerTeam(t), [&]() {
@@ -148,13 +181,16 @@ KOKKOS_INLINE_FUNCTION void form_tridiagonal_q(const Member& t, int n, const T* 
 /// (d, e) that starts at l (e[i] couples i and i + 1). Returns -1 when d[l]
 /// has converged (nothing done), else m * (n + 1) + nrot: the rotations
 /// (cs[q], sn[q]) act on columns (m-1-q, m-q), q = 0..nrot-1, of Q.
+/// An off-diagonal counts as zero below eps max(|d[m]| + |d[m+1]|, tnorm),
+/// tnorm = max_i |d_i| + |e_i|: absolute accuracy eps |A|, which also lets
+/// the many (near-)zero eigenvalues of a low-rank factor converge.
 template <class T>
-KOKKOS_INLINE_FUNCTION long ql_step(int n, int l, T* d, T* e, T* cs, T* sn) {
+KOKKOS_INLINE_FUNCTION long ql_step(int n, int l, T* d, T* e, T* cs, T* sn, T tnorm) {
   const T eps = math::limits<T>::eps();
   int m = l;
   for (; m < n - 1; ++m) {
     const T dd = math::abs(d[m]) + math::abs(d[m + 1]);
-    if (math::abs(e[m]) <= eps * dd) break;
+    if (math::abs(e[m]) <= eps * (dd > tnorm ? dd : tnorm)) break;
   }
   if (m == l) return -1;
   // Wilkinson-like shift from the leading 2 x 2 block
@@ -205,27 +241,49 @@ KOKKOS_INLINE_FUNCTION int tridiagonal_syev(const Member& t, int n, T* A, int a0
   T* tau = work + n;
   T* cs = work + 2 * n;
   T* sn = work + 3 * n;
-  householder_tridiagonalize(t, n, A, a0, a1, d, e, tau, cs);
+  householder_tridiagonalize(t, n, A, a0, a1, d, e, tau, cs, sn);
   form_tridiagonal_q(t, n, A, a0, a1, tau, V, v0, v1, cs);
+  T tnorm = T(0);
+  for (int i = 0; i < n; ++i) tnorm = math::max(tnorm, math::abs(d[i]) + math::abs(e[i]));
   int steps = 0;
   for (int l = 0; l < n; ++l) {
     for (int it = 0;; ++it) {
       long code = 0;
       Kokkos::single(
-          Kokkos::PerTeam(t), [&](long& c) { c = ql_step(n, l, d, e, cs, sn); }, code);
+          Kokkos::PerTeam(t), [&](long& c) { c = ql_step(n, l, d, e, cs, sn, tnorm); }, code);
       if (code < 0) break;
       if (it >= max_steps_per_value) return -1;
       ++steps;
       t.team_barrier();
       const int m = int(code / (n + 1)), nrot = int(code % (n + 1));
-      Kokkos::parallel_for(Kokkos::TeamThreadRange(t, 0, n), [&](const int row) {
-        T* z = V + long(row) * v0;
-        for (int q = 0; q < nrot; ++q) {
-          const int i = m - 1 - q;
-          const T c = cs[q], s = sn[q];
-          const T zi = z[long(i) * v1], zi1 = z[long(i + 1) * v1];
-          z[long(i + 1) * v1] = s * zi + c * zi1;
-          z[long(i) * v1] = c * zi - s * zi1;
+      // each row takes the whole rotation sequence; RG rows at a time give
+      // independent chains (one row's sequence is a dependency chain)
+      constexpr int RG = 4;
+      Kokkos::parallel_for(Kokkos::TeamThreadRange(t, 0, (n + RG - 1) / RG), [&](const int g) {
+        const int r0 = g * RG, nr = r0 + RG <= n ? RG : n - r0;
+        if (nr == RG && v1 == 1) {
+          T* z[RG];
+          for (int u = 0; u < RG; ++u) z[u] = V + long(r0 + u) * v0;
+          for (int q = 0; q < nrot; ++q) {
+            const int i = m - 1 - q;
+            const T c = cs[q], s = sn[q];
+            for (int u = 0; u < RG; ++u) {
+              const T zi = z[u][i], zi1 = z[u][i + 1];
+              z[u][i + 1] = s * zi + c * zi1;
+              z[u][i] = c * zi - s * zi1;
+            }
+          }
+        } else {
+          for (int u = 0; u < nr; ++u) {
+            T* z = V + long(r0 + u) * v0;
+            for (int q = 0; q < nrot; ++q) {
+              const int i = m - 1 - q;
+              const T c = cs[q], s = sn[q];
+              const T zi = z[long(i) * v1], zi1 = z[long(i + 1) * v1];
+              z[long(i + 1) * v1] = s * zi + c * zi1;
+              z[long(i) * v1] = c * zi - s * zi1;
+            }
+          }
         }
       });
       t.team_barrier();
