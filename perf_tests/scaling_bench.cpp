@@ -173,15 +173,46 @@ struct Row {
   double build = 0, factor = 0, solve = 0, bytes = 0, err = 0;
 };
 
-/// Growth exponent of build + factor + solve time of one structure.
-double fit_exponent(const std::vector<Row>& rows, const std::string& st) {
+/// Growth exponent of build + factor + solve time of one structure: over
+/// all sizes run, or (upper) over the largest half of them (at least 3),
+/// where fixed costs no longer hide the asymptotic growth.
+double fit_exponent(const std::vector<Row>& rows, const std::string& st, bool upper = false) {
   std::vector<double> n, t;
   for (const auto& r : rows)
     if (r.structure == st) {
       n.push_back(double(r.n));
       t.push_back(r.build + r.factor + r.solve);
     }
+  if (upper) {
+    const std::size_t keep = std::max<std::size_t>(3, (n.size() + 1) / 2);
+    if (n.size() < keep) return std::nan("");
+    n.erase(n.begin(), n.end() - long(keep));
+    t.erase(t.begin(), t.end() - long(keep));
+  }
   return slope(n, t);
+}
+
+/// Largest N of a structure.
+int max_log2_of(const ScalingBenchOptions& o, const std::string& st) {
+  if (st == "dense") return o.dense_max_log2;
+  if (st == "kfac") return o.kfac_max_log2;
+  if (st == "lowrank") return o.lowrank_max_log2;
+  if (st == "hierarchical") return o.hierarchical_max_log2;
+  return o.hss_max_log2;
+}
+
+/// Range of N = 2^lo..2^hi a structure ran over.
+std::string size_range(const std::vector<Row>& rows, const std::string& st, bool upper) {
+  std::vector<int> p;
+  for (const auto& r : rows)
+    if (r.structure == st) p.push_back(r.log2n);
+  if (upper) {
+    const std::size_t keep = std::max<std::size_t>(3, (p.size() + 1) / 2);
+    if (p.size() < keep) return "-";
+    p.erase(p.begin(), p.end() - long(keep));
+  }
+  if (p.empty()) return "-";
+  return "2^" + std::to_string(p.front()) + "..2^" + std::to_string(p.back());
 }
 
 }  // namespace scaling_detail
@@ -219,8 +250,7 @@ int run_scaling_bench(const ScalingBenchOptions& o) {
     exact_apply(s, v, ye);
     const double fnorm = norm(ye), lambda = o.damping * trace(s) / double(n);
     for (const auto& st : o.structures) {
-      if (st == "dense" && p > o.dense_max_log2) continue;
-      if (st == "kfac" && p > o.kfac_max_log2) continue;
+      if (p > max_log2_of(o, st)) continue;
       hfisher::FisherOptions fo;
       fo.rank = o.samples;
       fo.tol = o.tol;
@@ -288,22 +318,25 @@ int run_scaling_bench(const ScalingBenchOptions& o) {
     }
   }
   if (root) {
-    std::printf("\nfitted exponent of build + factor + solve time in N (least squares over the sizes run):\n");
-    for (const auto& st : o.structures) std::printf("  %-13s %.2f\n", st.c_str(), fit_exponent(rows, st));
+    std::printf("\nfitted exponent of build + factor + solve time in N (least squares in log-log):\n"
+                "  %-13s %8s %-14s %8s %-14s\n",
+                "structure", "all", "(sizes)", "upper", "(largest half)");
+    for (const auto& st : o.structures)
+      std::printf("  %-13s %8.2f %-14s %8.2f %-14s\n", st.c_str(), fit_exponent(rows, st),
+                  size_range(rows, st, false).c_str(), fit_exponent(rows, st, true), size_range(rows, st, true).c_str());
   }
   // MPI: the per-layer builds of the largest size, one rank against all ranks
   struct Scal {
     std::string structure;
+    int log2n = 0;
     double t1 = 0, tp = 0, t1w = 0, tpw = 0;
   };
   std::vector<Scal> scal;
   if (comm.distributed()) {
-    const int p = o.max_log2;
     const hfisher::dist::Communicator one;
     for (const auto& st : o.structures) {
-      if ((st == "dense" && p > o.dense_max_log2) || (st == "kfac" && p > o.kfac_max_log2) || st == "lowrank" ||
-          st == "hss")
-        continue;
+      const int p = std::min(o.max_log2, max_log2_of(o, st));  // each structure at its largest size
+      if (p < o.min_log2 || st == "lowrank" || st == "hss") continue;
       hfisher::FisherOptions fo;
       fo.tol = o.tol;
       fo.leaf = o.leaf;
@@ -312,6 +345,7 @@ int run_scaling_bench(const ScalingBenchOptions& o) {
       fo.memory_budget = std::size_t(16) << 30;
       Scal sc;
       sc.structure = st;
+      sc.log2n = p;
       auto time_build = [&](const Samples& s, const hfisher::dist::Communicator& c, bool only_root) {
         comm.barrier();
         double t = 0;
@@ -332,12 +366,13 @@ int run_scaling_bench(const ScalingBenchOptions& o) {
       scal.push_back(sc);
     }
     if (root) {
-      std::printf("\nMPI scaling of the per-layer builds at N = 2^%d per layer (%d ranks; layers sharded, "
-                  "factorizations not):\n%-13s %8s %12s %12s %10s %12s %10s\n",
-                  p, comm.size(), "structure", "layers", "1 rank s", "P ranks s", "strong eff", "weak P s", "weak eff");
+      std::printf("\nMPI scaling of the per-layer builds at each structure's largest N (%d ranks; layers sharded, "
+                  "factorizations not):\n%-13s %4s %8s %12s %12s %10s %12s %10s\n",
+                  comm.size(), "structure", "p", "layers", "1 rank s", "P ranks s", "strong eff", "weak P s",
+                  "weak eff");
       for (const auto& sc : scal)
-        std::printf("%-13s %8d %12.4f %12.4f %10.2f %12.4f %10.2f\n", sc.structure.c_str(), o.layers, sc.t1, sc.tp,
-                    sc.t1 / (comm.size() * sc.tp), sc.tpw, sc.t1w / sc.tpw);
+        std::printf("%-13s %4d %8d %12.4f %12.4f %10.2f %12.4f %10.2f\n", sc.structure.c_str(), sc.log2n, o.layers,
+                    sc.t1, sc.tp, sc.t1 / (comm.size() * sc.tp), sc.tpw, sc.t1w / sc.tpw);
     }
   }
   if (root && !o.output.empty()) {
@@ -353,6 +388,11 @@ int run_scaling_bench(const ScalingBenchOptions& o) {
       const double e = fit_exponent(rows, o.structures[k]);
       js << (k ? ", " : "") << "\"" << o.structures[k] << "\": " << (std::isfinite(e) ? std::to_string(e) : "null");
     }
+    js << "},\n  \"exponents_upper_half\": {";
+    for (std::size_t k = 0; k < o.structures.size(); ++k) {
+      const double e = fit_exponent(rows, o.structures[k], true);
+      js << (k ? ", " : "") << "\"" << o.structures[k] << "\": " << (std::isfinite(e) ? std::to_string(e) : "null");
+    }
     js << "},\n  \"rows\": [\n";
     for (std::size_t k = 0; k < rows.size(); ++k) {
       const auto& r = rows[k];
@@ -362,7 +402,8 @@ int run_scaling_bench(const ScalingBenchOptions& o) {
     }
     js << "  ],\n  \"mpi\": [";
     for (std::size_t k = 0; k < scal.size(); ++k)
-      js << (k ? ", " : "") << "{\"structure\": \"" << scal[k].structure << "\", \"one_rank_s\": " << scal[k].t1
+      js << (k ? ", " : "") << "{\"structure\": \"" << scal[k].structure << "\", \"log2n\": " << scal[k].log2n
+         << ", \"one_rank_s\": " << scal[k].t1
          << ", \"ranks_s\": " << scal[k].tp << ", \"weak_ranks_s\": " << scal[k].tpw << "}";
     js << "]\n}\n";
     gp << "set terminal pngcairo size 800,520\nset output '" << o.output << "/scaling.png'\n"

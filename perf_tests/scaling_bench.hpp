@@ -16,7 +16,10 @@ namespace hfisher_perf {
 struct ScalingBenchOptions {
   int min_log2 = 12, max_log2 = 18;  ///< N = 2^min_log2 .. 2^max_log2
   int dense_max_log2 = 12;           ///< largest N for the dense structure
-  int kfac_max_log2 = 20;            ///< largest N for K-FAC (its eigendecompositions grow as N^1.5)
+  int kfac_max_log2 = 22;            ///< largest N for K-FAC (its eigendecompositions grow as N^1.5)
+  int lowrank_max_log2 = 26;         ///< largest N for low-rank
+  int hierarchical_max_log2 = 26;    ///< largest N for HODLR (memory ~ N log N k)
+  int hss_max_log2 = 26;             ///< largest N for HSS (memory ~ N k, build workspace ~ N s)
   std::vector<std::string> structures = {"dense", "kfac", "lowrank", "hierarchical", "hss"};
   int samples = 64;                  ///< S: per-sample gradients (fixed: the rank is bounded)
   double tol = 1e-6;                 ///< low-rank / hierarchical relative truncation tolerance

@@ -13,6 +13,14 @@ inline void add_scaling_options(CLI::App& app, ScalingBenchOptions& o) {
       ->check(CLI::Range(0, 16));
   app.add_option("--kfac-max-log2", o.kfac_max_log2, "largest N for K-FAC (eigendecompositions cost N^1.5)")
       ->check(CLI::Range(0, 26));
+  app.add_option("--lowrank-max-log2", o.lowrank_max_log2, "largest N for the low-rank structure")
+      ->check(CLI::Range(0, 26));
+  app.add_option("--hierarchical-max-log2", o.hierarchical_max_log2,
+                 "largest N for HODLR (memory grows as N log N x rank: ~3.8 GB at 2^19 with the defaults)")
+      ->check(CLI::Range(0, 26));
+  app.add_option("--hss-max-log2", o.hss_max_log2,
+                 "largest N for HSS (memory grows as N x rank: ~2.2 GB at 2^19 with the defaults)")
+      ->check(CLI::Range(0, 26));
   app.add_option("--structure", o.structures, "repeatable: dense, kfac, lowrank, hierarchical (HODLR), hss (default: all)")
       ->check(CLI::IsMember({"dense", "kfac", "lowrank", "hierarchical", "hss"}));
   app.add_option("--samples", o.samples, "per-sample gradients S the Fisher is made of")->check(CLI::Range(1, 4096));
