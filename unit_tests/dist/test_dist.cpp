@@ -133,6 +133,43 @@ TYPED_TEST(DistTest, ConsolidationEqualsOneProcess) {
   }
 }
 
+// per-layer factorizations sharded over the ranks (layer k on rank k mod P)
+// and broadcast: each rank computes only its share, receives the rest, and
+// solves exactly as one process that factored everything itself
+TYPED_TEST(DistTest, FactorizationsShardedOverRanks) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  hfisher::nn::MLP<S, E> model({6, 5, 5, 4, 3}, hfisher::nn::Activation::Tanh, 5);  // 4 layers
+  auto data = hfisher::nn::to_device<S, E>(random_dataset(30, 6, 3, 12));
+  hfisher::FisherOptions o;
+  o.examples = 30;
+  o.leaf = 4;
+  const int P = world().size(), r = world().rank();
+  for (auto st : {hfisher::Structure::KFAC, hfisher::Structure::BlockDiagonal, hfisher::Structure::Hierarchical}) {
+    auto one = hfisher::estimate_fisher(model, data, hfisher::FisherKind::Empirical, st, o);
+    auto par = one->clone();  // every rank holds the same operator
+    const double lam = 0.05;
+    const auto rep = hfisher::prepare_sharded(*par, lam, world());
+    const int L = 4, mine = (L - r + P - 1) / P;  // layers k with k mod P == r
+    EXPECT_EQ(rep.blocks, L);
+    if (st == hfisher::Structure::Hierarchical) {  // HODLR factorizations are not shipped: every rank
+      EXPECT_EQ(rep.computed, L);
+      EXPECT_EQ(rep.received, 0);
+    } else {
+      EXPECT_EQ(rep.computed, mine) << hfisher::to_string(st);
+      EXPECT_EQ(rep.received, L - mine) << hfisher::to_string(st);
+      EXPECT_EQ(world().sum(double(rep.computed)), double(L));
+    }
+    EXPECT_TRUE(par->prepared(lam));
+    typename hfisher::CurvatureOperator<S, E>::Vector b("b", one->size()), x1("x1", one->size()),
+        x2("x2", one->size());
+    Kokkos::deep_copy(b, S(1));
+    one->solve(b, x1, lam);  // factored here, as one process would
+    par->solve(b, x2, lam);
+    EXPECT_LE(max_rel_diff(to_host1(x2), to_host1(x1)), Tol<S>::ranks) << hfisher::to_string(st);
+  }
+}
+
 // natural-gradient (K-FAC and low-rank) training over the ranks equals one process
 TYPED_TEST(DistTest, NaturalGradientEqualsOneProcess) {
   using S = typename TypeParam::scalar;

@@ -325,6 +325,66 @@ TYPED_TEST(FisherTest, KFACDampingModesAndSums) {
   EXPECT_NO_THROW(sum->solve(b, x, 0.1));
 }
 
+// prepare / write_prepared / read_prepared: a factorization computed by one
+// operator and installed in an equal one gives the same solves; structures
+// that do not ship theirs say so; mismatched shapes are refused.
+TYPED_TEST(FisherTest, PreparedFactorizationsShip) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  using Op = hfisher::CurvatureOperator<S, E>;
+  hfisher::nn::MLP<S, E> model({5, 4, 3}, hfisher::nn::Activation::ReLU, 2);
+  auto data = hfisher::nn::to_device<S, E>(random_dataset(30, 5, 3, 8));
+  hfisher::FisherOptions o;
+  o.examples = 30;
+  o.leaf = 4;
+  const double lam = 0.2;
+  for (auto st : {hfisher::Structure::KFAC, hfisher::Structure::BlockDiagonal, hfisher::Structure::Hierarchical}) {
+    auto op = hfisher::estimate_fisher(model, data, hfisher::FisherKind::Empirical, st, o);
+    auto* bd = dynamic_cast<hfisher::fisher::BlockDiagonalOperator<S, E>*>(op.get());
+    ASSERT_NE(bd, nullptr);
+    const bool ships = st != hfisher::Structure::Hierarchical;
+    auto copy = op->clone();
+    auto* cd = dynamic_cast<hfisher::fisher::BlockDiagonalOperator<S, E>*>(copy.get());
+    EXPECT_FALSE(op->prepared(lam)) << hfisher::to_string(st);
+    const auto rep = hfisher::prepare_sharded(*op, lam);  // one process: every block here
+    EXPECT_EQ(rep.blocks, bd->num_blocks());
+    EXPECT_EQ(rep.computed, bd->num_blocks());
+    EXPECT_EQ(rep.received, 0);
+    EXPECT_TRUE(op->prepared(lam));
+    EXPECT_EQ(hfisher::prepare_sharded(*op, lam).computed, 0) << "prepared blocks are skipped";
+    for (int k = 0; k < bd->num_blocks(); ++k) {
+      std::ostringstream os(std::ios::binary);
+      ASSERT_EQ(bd->block(k).write_prepared(os, lam), ships) << hfisher::to_string(st);
+      if (!ships) {
+        std::istringstream is(os.str(), std::ios::binary);
+        EXPECT_THROW(cd->block(k).read_prepared(is, lam, "test"), hfisher::Error);
+        continue;
+      }
+      std::istringstream is(os.str(), std::ios::binary);
+      cd->block(k).read_prepared(is, lam, "test");
+      EXPECT_TRUE(cd->block(k).prepared(lam));
+      // into a block of another shape: refused, naming what arrived
+      const int other = (k + 1) % bd->num_blocks();
+      std::istringstream is2(os.str(), std::ios::binary);
+      try {
+        cd->block(other).read_prepared(is2, lam, "block " + std::to_string(k));
+        ADD_FAILURE() << "a factorization of another shape was accepted";
+      } catch (const hfisher::Error& e) {
+        EXPECT_NE(std::string(e.what()).find("block " + std::to_string(k)), std::string::npos) << e.what();
+      }
+    }
+    if (!ships) continue;
+    typename Op::Vector b("b", op->size()), x1("x1", op->size()), x2("x2", op->size());
+    Kokkos::deep_copy(b, S(1));
+    op->solve(b, x1, lam);
+    copy->solve(b, x2, lam);  // with the shipped factorizations (re-read after the refusals)
+    auto h1 = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), x1);
+    auto h2 = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), x2);
+    for (long i = 0; i < op->size(); ++i) EXPECT_EQ(h1(i), h2(i)) << hfisher::to_string(st) << " entry " << i;
+    EXPECT_NEAR(copy->logdet(lam), op->logdet(lam), 1e-12 * std::abs(op->logdet(lam)));
+  }
+}
+
 TYPED_TEST(FisherTest, BadInput) {
   using S = typename TypeParam::scalar;
   using E = typename TypeParam::exec;

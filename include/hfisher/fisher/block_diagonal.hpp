@@ -85,6 +85,14 @@ class BlockDiagonalOperator : public CurvatureOperator<Scalar, ExecSpace> {
                              fresh.tag(), " operator", (p ? " with a different number of blocks" : ""));
     for (int i = 0; i < num_blocks(); ++i) blocks_[i]->decay_average(*p->blocks_[i], decay);
   }
+  void prepare(double damping) const override {
+    for (const auto& b : blocks_) b->prepare(damping);
+  }
+  bool prepared(double damping) const override {
+    for (const auto& b : blocks_)
+      if (!b->prepared(damping)) return false;
+    return true;
+  }
   std::size_t bytes() const override {
     std::size_t s = 0;
     for (const auto& b : blocks_) s += b->bytes();

@@ -120,6 +120,35 @@ class CurvatureOperator {
     scale(decay);
     add(fresh, 1.0 - decay);
   }
+  /// Computes now the factorization solve() and logdet() use at `damping`
+  /// (K-FAC: the eigendecompositions of its factors, valid for every damping;
+  /// dense: the Cholesky factor of F + damping I; low-rank: the capacitance
+  /// Cholesky; HODLR: its factorization; block-diagonal: every block's), so
+  /// that it can be computed where it is cheapest: prepare_sharded() gives
+  /// each layer block to one MPI rank and ships the result to the others.
+  virtual void prepare(double damping) const { (void)damping; }
+  /// Whether the factorization for `damping` is cached.
+  virtual bool prepared(double damping) const {
+    (void)damping;
+    return true;
+  }
+  /// Writes the cached factorization for `damping` (after prepare) so that
+  /// read_prepared can install it in an operator with the same contents;
+  /// false (nothing written) when this structure does not ship its
+  /// factorization (HODLR, low-rank, diagonal: they prepare where they are).
+  virtual bool write_prepared(std::ostream& o, double damping) const {
+    (void)o;
+    (void)damping;
+    return false;
+  }
+  /// Installs a factorization written by write_prepared of an operator of
+  /// the same shape (the caller guarantees the same contents).
+  virtual void read_prepared(std::istream& i, double damping, const std::string& what) const {
+    (void)i;
+    (void)damping;
+    throw Error(hfisher::detail::concat("hfisher::CurvatureOperator::read_prepared: ", what, ": a ", tag(),
+                                        " operator does not read shipped factorizations"));
+  }
   /// Bytes of the stored representation (caches of factorizations excluded).
   virtual std::size_t bytes() const = 0;
   /// A deep copy.

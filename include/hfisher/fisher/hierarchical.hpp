@@ -80,6 +80,9 @@ class HODLROperator : public CurvatureOperator<Scalar, ExecSpace> {
     return std::make_unique<HODLROperator>(H::read(i, what));
   }
 
+  void prepare(double damping) const override { factor(damping); }
+  bool prepared(double damping) const override { return f_ && cached_ == damping; }
+
   /// Factorization of H + damping I into the cache.
   void factor(double damping) const {
     if (f_ && cached_ == damping) return;

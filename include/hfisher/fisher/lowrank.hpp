@@ -227,6 +227,9 @@ class LowRankOperator : public CurvatureOperator<Scalar, ExecSpace> {
     return std::make_unique<LowRankOperator>(d, W, mr, tol);
   }
 
+  void prepare(double damping) const override { factor(damping, "hfisher::fisher::LowRankOperator::prepare"); }
+  bool prepared(double damping) const override { return cached_ == damping; }
+
   /// Cholesky of the capacitance matrix for this damping (public: launches kernels).
   void factor(double damping, const char* where) const {
     if (cached_ == damping) return;

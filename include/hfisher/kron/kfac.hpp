@@ -120,6 +120,41 @@ class KFACOperator : public CurvatureOperator<Scalar, ExecSpace> {
     return s;
   }
 
+  /// The eigendecompositions of A and G (damping-independent).
+  void prepare(double) const override { eigen("hfisher::fisher::KFACOperator::prepare"); }
+  bool prepared(double) const override { return QA_.extent(0) > 0; }
+  bool write_prepared(std::ostream& o, double) const override {
+    hfisher::detail::require(prepared(0), "hfisher::fisher::KFACOperator::write_prepared", "call prepare() first");
+    io::put(o, std::int32_t(rows()));
+    io::put(o, std::int32_t(cols()));
+    io::put(o, pi_);
+    io::put_view(o, wA_);
+    io::put_view(o, QA_);
+    io::put_view(o, wG_);
+    io::put_view(o, QG_);
+    return true;
+  }
+  void read_prepared(std::istream& i, double, const std::string& what) const override {
+    constexpr const char* where = "hfisher::fisher::KFACOperator::read_prepared";
+    const int r = io::get<std::int32_t>(i, what, where), c = io::get<std::int32_t>(i, what, where);
+    hfisher::detail::require(r == rows() && c == cols(), where, what, ": eigendecompositions of a ", r, "x", c,
+                             " layer, this one is ", rows(), "x", cols());
+    const double pi = io::get<double>(i, what, where);
+    Vector wa("hfisher::kfac::w", c), wg("hfisher::kfac::w", r);
+    Matrix qa("hfisher::kfac::Q", c, c), qg("hfisher::kfac::Q", r, r);
+    io::get_view(i, wa, what, where);
+    io::get_view(i, qa, what, where);
+    io::get_view(i, wg, what, where);
+    io::get_view(i, qg, what, where);
+    Qkeep_.clear();
+    wkeep_.clear();
+    wA_ = wa;
+    QA_ = qa;
+    wG_ = wg;
+    QG_ = qg;
+    pi_ = pi;
+  }
+
   Vector diag() const override {
     Vector d("hfisher::fisher::diag", size());
     const int c = cols();

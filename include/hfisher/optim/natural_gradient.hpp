@@ -22,7 +22,9 @@
 /// the current curvature estimate), so a run resumed from them continues bit
 /// for bit. With a
 /// distributed communicator every rank keeps the same state; curvature
-/// estimates are sharded over the ranks (see estimate_fisher), and the
+/// estimates are sharded over the ranks (see estimate_fisher), so are the
+/// per-layer factorizations after each refresh or damping change
+/// (prepare_sharded: layer k on rank k mod P, broadcast), and the
 /// gradients passed to step() must already be summed over ranks (as
 /// dist::train_epoch does).
 
@@ -181,6 +183,10 @@ class NaturalGradient {
   /// d = (F + damping I)^-1 g; returns the KL-clipping factor of the step.
   /// (Public: it launches kernels.)
   double direction(const Vector& g, const Vector& d) const {
+    // after a refresh or a damping change: the per-layer factorizations
+    // (K-FAC eigendecompositions, dense Cholesky factors) sharded over the
+    // ranks and broadcast; a no-op while they are cached
+    fisher::prepare_sharded(*F_, damping_, comm_);
     F_->solve(g, d, damping_);
     double nu = 1.0;
     if (o_.kl_clip > 0) {
