@@ -37,6 +37,38 @@ TYPED_TEST(Gemm, AllTransposesAgainstNaiveLoops) {
       }
 }
 
+// kernels::matmul (one large product cut into tiles of 96 (host) / 64, the
+// inner dimension in panels of 256 on the host): shapes that cross tile and
+// panel edges, every transpose, beta != 0 (only the first panel scales C)
+TYPED_TEST(Gemm, MatmulTilesAndPanelsAgainstNaiveLoops) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  using M = Kokkos::View<S**, Kokkos::LayoutRight, typename E::memory_space>;
+  struct Case { int m, n, k; };
+  const std::vector<Case> cases = {{200, 150, 600}, {97, 1, 257}, {1, 300, 513}, {5, 7, 0}};
+  unsigned seed = 90;
+  for (const auto& c : cases)
+    for (int ta = 0; ta < 2; ++ta)
+      for (int tb = 0; tb < 2; ++tb) {
+        auto Ah = random_batch(1, ta ? c.k : c.m, ta ? c.m : c.k, seed++);
+        auto Bh = random_batch(1, tb ? c.n : c.k, tb ? c.k : c.n, seed++);
+        auto Ch = random_batch(1, c.m, c.n, seed++);
+        auto A3 = to_device<S, E>(Ah);
+        auto B3 = to_device<S, E>(Bh);
+        auto C3 = to_device<S, E>(Ch);
+        M A(A3.data(), Ah.m, Ah.n), B(B3.data(), Bh.m, Bh.n), C(C3.data(), c.m, c.n);
+        const double alpha = 0.75, beta = -1.25;
+        hfisher::kernels::matmul(E(), ta ? hfisher::Op::Trans : hfisher::Op::NoTrans,
+                                 tb ? hfisher::Op::Trans : hfisher::Op::NoTrans, S(alpha), A, B, S(beta), C);
+        auto ref = matmul(Ah, ta, Bh, tb);
+        for (int i = 0; i < c.m; ++i)
+          for (int j = 0; j < c.n; ++j) ref(0, i, j) = alpha * ref(0, i, j) + beta * Ch(0, i, j);
+        const double scale = (c.k + 2) * (max_abs(Ah, 0) * max_abs(Bh, 0) + max_abs(Ch, 0));
+        EXPECT_TRUE(near(to_host(C3), ref, Tol<S>::gemm, scale, "matmul"))
+            << "m=" << c.m << " n=" << c.n << " k=" << c.k << " ta=" << ta << " tb=" << tb;
+      }
+}
+
 TYPED_TEST(Gemm, RejectsBadInput) {
   using S = typename TypeParam::scalar;
   using E = typename TypeParam::exec;

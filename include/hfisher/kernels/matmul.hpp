@@ -22,22 +22,29 @@ void matmul_nocheck(const Exec& space, Op ta, Op tb, typename CV::non_const_valu
   if (m == 0 || n == 0) return;
   const int k = ta == Op::NoTrans ? A.extent(1) : A.extent(0);
   const int tile = ExecTraits<Exec>::on_host ? 96 : 64;
+  const int kc = ExecTraits<Exec>::on_host ? 256 : 1 << 30;  // device: one panel (shared memory is the kernel's business)
   const int tm = (m + tile - 1) / tile, tn = (n + tile - 1) / tile;
   Kokkos::parallel_for(
       "hfisher::matmul", hfisher::detail::batch_policy(space, tm * tn), KOKKOS_LAMBDA(const member& t) {
         const int i0 = (t.league_rank() / tn) * tile, j0 = (t.league_rank() % tn) * tile;
         const int i1 = i0 + tile < m ? i0 + tile : m, j1 = j0 + tile < n ? j0 + tile : n;
-        const Kokkos::pair<int, int> ri(i0, i1), rj(j0, j1), rk(0, k);
+        const Kokkos::pair<int, int> ri(i0, i1), rj(j0, j1);
         auto Cs = Kokkos::subview(C, ri, rj);
-        auto As = ta == Op::NoTrans ? Kokkos::subview(A, ri, rk) : Kokkos::subview(A, rk, ri);
-        auto Bs = tb == Op::NoTrans ? Kokkos::subview(B, rk, rj) : Kokkos::subview(B, rj, rk);
         if (k == 0) {
           Kokkos::parallel_for(Kokkos::TeamThreadRange(t, i1 - i0), [&](const int i) {
             for (int j = 0; j < j1 - j0; ++j) Cs(i, j) = beta == S(0) ? S(0) : beta * Cs(i, j);
           });
           return;
         }
-        gemm_entry<Exec>(t, ta, tb, S(alpha), As, Bs, S(beta), Cs);
+        // the inner dimension in panels of kc: a tile's A and B panels stay
+        // in cache (a full-length k of 2048 would make them 1.5 MB each)
+        for (int k0 = 0; k0 < k; k0 += kc) {
+          const Kokkos::pair<int, int> rk(k0, k0 + kc < k ? k0 + kc : k);
+          auto As = ta == Op::NoTrans ? Kokkos::subview(A, ri, rk) : Kokkos::subview(A, rk, ri);
+          auto Bs = tb == Op::NoTrans ? Kokkos::subview(B, rk, rj) : Kokkos::subview(B, rj, rk);
+          if (k0 > 0) t.team_barrier();
+          gemm_entry<Exec>(t, ta, tb, S(alpha), As, Bs, k0 == 0 ? S(beta) : S(1), Cs);
+        }
       });
 }
 }  // namespace detail

@@ -59,8 +59,11 @@ void syev(const Exec& space, const AV& A, const WV& W, const VV& V, SyevMethod m
   BatchMatrix<T, Exec> Wk(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::syev::work"), nb, n, n);
   Kokkos::deep_copy(space, Wk, A);
   if (method == SyevMethod::Tridiagonal || (method == SyevMethod::Auto && n > syev_jacobi_max_n)) {
+    const int lw = 4 * n + 2 * impl::ql_rotation_capacity(n), liw = 2 * impl::ql_batch_steps + 2;
     BatchVector<T, Exec> work(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::syev::ql_work"), nb,
-                              4 * n);
+                              lw);
+    Kokkos::View<int**, Kokkos::LayoutRight, typename Exec::memory_space> iwork(
+        Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::syev::ql_iwork"), nb, liw);
     Kokkos::parallel_for(
         "hfisher::syev::tridiagonal", hfisher::detail::wide_batch_policy(space, nb), KOKKOS_LAMBDA(const member& t) {
           const int b = t.league_rank();
@@ -68,7 +71,7 @@ void syev(const Exec& space, const AV& A, const WV& W, const VV& V, SyevMethod m
           auto Vb = hfisher::detail::entry(V, b);
           const int st = impl::tridiagonal_syev<member, T>(t, n, Wb.data(), Wb.stride_0(), Wb.stride_1(), &W(b, 0),
                                                            Vb.data(), Vb.stride_0(), Vb.stride_1(), &work(b, 0),
-                                                           tridiagonal_max_steps);
+                                                           &iwork(b, 0), tridiagonal_max_steps);
           t.team_barrier();
           impl::sort_with_columns(t, n, &W(b, 0), false, Vb.data(), n, Vb.stride_0(), Vb.stride_1(), (T*)nullptr, 0,
                                   0, 0);

@@ -229,44 +229,102 @@ KOKKOS_INLINE_FUNCTION long ql_step(int n, int l, T* d, T* e, T* cs, T* sn, T tn
   return long(m) * (n + 1) + nrot;
 }
 
+/// Rotations the QL iteration may record before they are applied to Q
+/// (capacity of the rotation buffer, a multiple of n) and the most QL steps
+/// batched into one application.
+KOKKOS_INLINE_FUNCTION int ql_rotation_capacity(int n) { return 16 * (n > 4 ? n : 4); }
+constexpr int ql_batch_steps = 64;
+
+/// Runs QL steps on (d, e) from the state (state[0] = l, state[1] = steps
+/// on l so far) until the rotation buffer (cs, sn; cap entries) or the
+/// metadata (meta: m and rotation count per step, up to max_steps steps) is
+/// full or every eigenvalue has converged. Returns the steps recorded (0:
+/// done), or -1 when an eigenvalue needs more than max_it steps.
+template <class T>
+KOKKOS_INLINE_FUNCTION int ql_batch(int n, T* d, T* e, T* cs, T* sn, int cap, int* meta, int max_steps, int* state,
+                                    T tnorm, int max_it) {
+  int l = state[0], it = state[1], used = 0, ns = 0;
+  while (l < n && ns < max_steps && used + n <= cap) {
+    const long code = ql_step(n, l, d, e, cs + used, sn + used, tnorm);
+    if (code < 0) {
+      ++l;
+      it = 0;
+      continue;
+    }
+    if (it >= max_it) return -1;
+    ++it;
+    const int m = int(code / (n + 1)), nrot = int(code % (n + 1));
+    meta[2 * ns] = m;
+    meta[2 * ns + 1] = nrot;
+    ++ns;
+    used += nrot;
+  }
+  state[0] = l;
+  state[1] = it;
+  return ns;
+}
+
 /// Eigendecomposition of the symmetric n x n block A (both triangles;
 /// overwritten): eigenvalues to d (unsorted), eigenvectors to the columns of V.
-/// work: 4 n scratch. Returns the number of QL steps, or -1 when an
-/// eigenvalue did not converge in max_steps_per_value steps.
+/// work: 4 n + 2 ql_rotation_capacity(n) scratch; iwork: 2 ql_batch_steps + 2.
+/// Returns the number of QL steps, or -1 when an eigenvalue did not converge
+/// in max_steps_per_value steps.
+///
+/// The QL steps run on one thread, which records their rotations; the team
+/// applies a whole batch of steps (up to ql_batch_steps, or a buffer of 16 n
+/// rotations) to the rows of Q in one pass, so Q streams through memory once
+/// per batch rather than once per step (what keeps n = 2048, a 32 MB Q, from
+/// being bound by memory bandwidth).
 template <class Member, class T>
 KOKKOS_INLINE_FUNCTION int tridiagonal_syev(const Member& t, int n, T* A, int a0, int a1, T* d, T* V, int v0,
-                                            int v1, T* work, int max_steps_per_value) {
+                                            int v1, T* work, int* iwork, int max_steps_per_value) {
   if (n <= 0) return 0;
+  const int cap = ql_rotation_capacity(n);
   T* e = work;
   T* tau = work + n;
-  T* cs = work + 2 * n;
-  T* sn = work + 3 * n;
-  householder_tridiagonalize(t, n, A, a0, a1, d, e, tau, cs, sn);
-  form_tridiagonal_q(t, n, A, a0, a1, tau, V, v0, v1, cs);
+  T* p = work + 2 * n;
+  T* v = work + 3 * n;
+  T* cs = work + 4 * n;
+  T* sn = work + 4 * n + cap;
+  int* state = iwork;
+  int* meta = iwork + 2;
+  householder_tridiagonalize(t, n, A, a0, a1, d, e, tau, p, v);
+  form_tridiagonal_q(t, n, A, a0, a1, tau, V, v0, v1, p);
   T tnorm = T(0);
   for (int i = 0; i < n; ++i) tnorm = math::max(tnorm, math::abs(d[i]) + math::abs(e[i]));
+  Kokkos::single(Kokkos::PerTeam(t), [&]() {
+    state[0] = 0;
+    state[1] = 0;
+  });
+  t.team_barrier();
   int steps = 0;
-  for (int l = 0; l < n; ++l) {
-    for (int it = 0;; ++it) {
-      long code = 0;
-      Kokkos::single(
-          Kokkos::PerTeam(t), [&](long& c) { c = ql_step(n, l, d, e, cs, sn, tnorm); }, code);
-      if (code < 0) break;
-      if (it >= max_steps_per_value) return -1;
-      ++steps;
-      t.team_barrier();
-      const int m = int(code / (n + 1)), nrot = int(code % (n + 1));
-      // each row takes the whole rotation sequence; RG rows at a time give
-      // independent chains (one row's sequence is a dependency chain)
-      constexpr int RG = 4;
-      Kokkos::parallel_for(Kokkos::TeamThreadRange(t, 0, (n + RG - 1) / RG), [&](const int g) {
-        const int r0 = g * RG, nr = r0 + RG <= n ? RG : n - r0;
+  while (true) {
+    int ns = 0;
+    Kokkos::single(
+        Kokkos::PerTeam(t),
+        [&](int& c) { c = ql_batch(n, d, e, cs, sn, cap, meta, ql_batch_steps, state, tnorm, max_steps_per_value); },
+        ns);
+    if (ns < 0) return -1;
+    if (ns == 0) break;
+    steps += ns;
+    t.team_barrier();
+    // each row takes the whole rotation sequence of the batch; RG rows at a
+    // time give independent chains (one row's sequence is a dependency chain)
+    constexpr int RG = 4;
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(t, 0, (n + RG - 1) / RG), [&](const int g) {
+      const int r0 = g * RG, nr = r0 + RG <= n ? RG : n - r0;
+      int off = 0;
+      for (int st = 0; st < ns; ++st) {
+        const int m = meta[2 * st], nrot = meta[2 * st + 1];
+        const T* c_ = cs + off;
+        const T* s_ = sn + off;
+        off += nrot;
         if (nr == RG && v1 == 1) {
           T* z[RG];
           for (int u = 0; u < RG; ++u) z[u] = V + long(r0 + u) * v0;
           for (int q = 0; q < nrot; ++q) {
             const int i = m - 1 - q;
-            const T c = cs[q], s = sn[q];
+            const T c = c_[q], s = s_[q];
             for (int u = 0; u < RG; ++u) {
               const T zi = z[u][i], zi1 = z[u][i + 1];
               z[u][i + 1] = s * zi + c * zi1;
@@ -278,16 +336,16 @@ KOKKOS_INLINE_FUNCTION int tridiagonal_syev(const Member& t, int n, T* A, int a0
             T* z = V + long(r0 + u) * v0;
             for (int q = 0; q < nrot; ++q) {
               const int i = m - 1 - q;
-              const T c = cs[q], s = sn[q];
+              const T c = c_[q], s = s_[q];
               const T zi = z[long(i) * v1], zi1 = z[long(i + 1) * v1];
               z[long(i + 1) * v1] = s * zi + c * zi1;
               z[long(i) * v1] = c * zi - s * zi1;
             }
           }
         }
-      });
-      t.team_barrier();
-    }
+      }
+    });
+    t.team_barrier();
   }
   return steps;
 }
