@@ -152,14 +152,9 @@ TYPED_TEST(DistTest, FactorizationsShardedOverRanks) {
     const auto rep = hfisher::prepare_sharded(*par, lam, world());
     const int L = 4, mine = (L - r + P - 1) / P;  // layers k with k mod P == r
     EXPECT_EQ(rep.blocks, L);
-    if (st == hfisher::Structure::Hierarchical) {  // HODLR factorizations are not shipped: every rank
-      EXPECT_EQ(rep.computed, L);
-      EXPECT_EQ(rep.received, 0);
-    } else {
-      EXPECT_EQ(rep.computed, mine) << hfisher::to_string(st);
-      EXPECT_EQ(rep.received, L - mine) << hfisher::to_string(st);
-      EXPECT_EQ(world().sum(double(rep.computed)), double(L));
-    }
+    EXPECT_EQ(rep.computed, mine) << hfisher::to_string(st);
+    EXPECT_EQ(rep.received, L - mine) << hfisher::to_string(st);
+    EXPECT_EQ(world().sum(double(rep.computed)), double(L));
     EXPECT_TRUE(par->prepared(lam));
     typename hfisher::CurvatureOperator<S, E>::Vector b("b", one->size()), x1("x1", one->size()),
         x2("x2", one->size());

@@ -135,7 +135,7 @@ class CurvatureOperator {
   /// Writes the cached factorization for `damping` (after prepare) so that
   /// read_prepared can install it in an operator with the same contents;
   /// false (nothing written) when this structure does not ship its
-  /// factorization (HODLR, low-rank, diagonal: they prepare where they are).
+  /// factorization (low-rank, diagonal: they prepare where they are).
   virtual bool write_prepared(std::ostream& o, double damping) const {
     (void)o;
     (void)damping;

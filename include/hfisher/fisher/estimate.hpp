@@ -449,9 +449,10 @@ struct PrepareReport {
 /// Pauloski et al. 2020): block k of a block-diagonal operator (K-FAC,
 /// hierarchical, block-diagonal) is factored by rank k mod P and broadcast
 /// (K-FAC: the eigendecompositions of both factors; dense blocks: the
-/// Cholesky factor), so each rank does about 1/P of the work. Blocks whose
-/// structure does not ship its factorization (HODLR, low-rank, diagonal)
-/// and operators that are not block-diagonal are prepared on every rank.
+/// Cholesky factor; HODLR blocks: their factorization W W^T), so each rank
+/// does about 1/P of the work. Blocks whose structure does not ship its
+/// factorization (low-rank, diagonal) and operators that are not
+/// block-diagonal are prepared on every rank.
 /// Every rank must hold the same operator (as estimate_fisher and
 /// NaturalGradient guarantee); blocks already prepared are skipped.
 /// Collective: call it on every rank.

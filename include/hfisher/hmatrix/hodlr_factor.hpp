@@ -50,6 +50,15 @@ class HODLRFactorization {
   void apply_Wt(const Matrix& X, const Matrix& Y) const;
   std::size_t bytes() const;
 
+  /// Writes the factorization (leaf Cholesky factors, the per-level factors
+  /// of W, log det) so that a process holding the same matrix can install it
+  /// instead of factoring (prepare_sharded ships per-layer factorizations
+  /// this way). The matrix itself is not written.
+  void write(std::ostream& o) const;
+  /// Reads what write() wrote, for the matrix A it was computed from (the
+  /// caller guarantees the same contents; shapes are checked).
+  static HODLRFactorization read(std::istream& i, const H& A, const std::string& what);
+
   // implementation steps; public only because CUDA extended lambdas may not
   // live in constructors or in private member functions
   void factorize();
@@ -70,6 +79,7 @@ class HODLRFactorization {
                     "x", out.extent(1), ", the matrix has n = ", A_.size());
   }
 
+  HODLRFactorization() = default;  // for read()
   H A_;
   Batch LD_;  // leaf Cholesky factors S_L
   double logdet_ = 0;
@@ -307,6 +317,65 @@ void HODLRFactorization<Scalar, ExecSpace>::solve(const Matrix& B, const Matrix&
   for (int l = 1; l <= L; ++l) apply_G(Yp, l, true);  // W^-T W^-1 B
   kernels::detail::trsm_nocheck(space, Side::Left, Uplo::Lower, Op::Trans, Diag::NonUnit, Scalar(1), LD_, leaves);
   A_.from_tree(Yp, X);
+}
+
+template <class Scalar, class ExecSpace>
+void HODLRFactorization<Scalar, ExecSpace>::write(std::ostream& o) const {
+  io::put(o, std::int32_t(sizeof(Scalar)));
+  io::put(o, std::int64_t(A_.size()));
+  io::put(o, std::int32_t(WQL_.size()));
+  io::put(o, logdet_);
+  auto put_batch = [&](const Batch& b) {
+    for (int d = 0; d < 3; ++d) io::put(o, std::int64_t(b.extent(d)));
+    io::put_view(o, b);
+  };
+  put_batch(LD_);
+  for (std::size_t l = 0; l < WQL_.size(); ++l) {
+    put_batch(WQL_[l]);
+    put_batch(WQR_[l]);
+    put_batch(WX_[l]);
+    put_batch(WXinv_[l]);
+  }
+}
+
+template <class Scalar, class ExecSpace>
+HODLRFactorization<Scalar, ExecSpace> HODLRFactorization<Scalar, ExecSpace>::read(std::istream& i, const H& A,
+                                                                                  const std::string& what) {
+  constexpr const char* where = "hfisher::HODLRFactorization::read";
+  const int sz = io::get<std::int32_t>(i, what, where);
+  const long n = io::get<std::int64_t>(i, what, where);
+  const int L = io::get<std::int32_t>(i, what, where);
+  detail::require(sz == int(sizeof(Scalar)) && n == A.size() && L == A.tree().levels(), where, what,
+                  ": a factorization of ", n, " unknowns, ", L, " levels, ", sz, "-byte scalars does not fit this matrix (",
+                  A.size(), " unknowns, ", A.tree().levels(), " levels, ", sizeof(Scalar), "-byte scalars)");
+  HODLRFactorization f;
+  f.A_ = A;
+  f.logdet_ = io::get<double>(i, what, where);
+  // extents must be those of this matrix's factorization: leaves (nleaf,
+  // leaf, leaf); per level (pairs, m, k) for the Q's, (pairs, 2k, 2k) for X
+  auto get_batch = [&](long e0, long e1, long e2) {
+    long e[3];
+    for (int d = 0; d < 3; ++d) e[d] = io::get<std::int64_t>(i, what, where);
+    detail::require(e[0] == e0 && e[1] == e1 && e[2] == e2, where, what, ": a factor block of ", e[0], "x", e[1],
+                    "x", e[2], " where this matrix has ", e0, "x", e1, "x", e2);
+    Batch b(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HODLRFactorization::read"), e[0], e[1], e[2]);
+    io::get_view(i, b, what, where);
+    return b;
+  };
+  const int leaf = A.tree().leaf_size(), nleaf = A.tree().padded_size() / leaf;
+  f.LD_ = get_batch(nleaf, leaf, leaf);
+  f.WQL_.assign(L, Batch());
+  f.WQR_.assign(L, Batch());
+  f.WX_.assign(L, Batch());
+  f.WXinv_.assign(L, Batch());
+  for (int l = 1; l <= L; ++l) {
+    const long pairs = A.U(l).extent(0), m = A.U(l).extent(1), k = A.U(l).extent(2);
+    f.WQL_[l - 1] = get_batch(pairs, m, k);
+    f.WQR_[l - 1] = get_batch(pairs, m, k);
+    f.WX_[l - 1] = get_batch(pairs, 2 * k, 2 * k);
+    f.WXinv_[l - 1] = get_batch(pairs, 2 * k, 2 * k);
+  }
+  return f;
 }
 
 template <class Scalar, class ExecSpace>
