@@ -199,6 +199,22 @@ class CurvatureOperator {
   }
 
  protected:
+  /// Header of a shipped factorization made for one damping (dense,
+  /// HODLR): the operator's size and the damping; put requires the
+  /// factorization to be prepared, get checks both against this operator
+  /// (`kind` names what was shipped in the message).
+  void put_prepared_header(std::ostream& o, double damping, const char* where) const {
+    hfisher::detail::require(prepared(damping), where, "call prepare(", damping, ") first");
+    io::put(o, std::int64_t(size()));
+    io::put(o, damping);
+  }
+  void get_prepared_header(std::istream& i, double damping, const std::string& what, const char* where,
+                           const char* kind) const {
+    const auto n = io::get<std::int64_t>(i, what, where);
+    const double d = io::get<double>(i, what, where);
+    hfisher::detail::require(n == size() && d == damping, where, what, ": ", kind, " of size ", n, " at damping ", d,
+                             ", expected ", size(), " at ", damping);
+  }
   void check_vec(const Vector& v, const char* where, const char* arg, bool finite = true) const {
     hfisher::detail::require(long(v.extent(0)) == size(), where, arg, " has ", v.extent(0), " entries, the operator has ",
                              size());

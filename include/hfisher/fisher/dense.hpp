@@ -129,19 +129,14 @@ class DenseOperator : public CurvatureOperator<Scalar, ExecSpace> {
   void prepare(double damping) const override { factor(damping, "hfisher::fisher::DenseOperator::prepare"); }
   bool prepared(double damping) const override { return cached_ == damping; }
   bool write_prepared(std::ostream& o, double damping) const override {
-    hfisher::detail::require(prepared(damping), "hfisher::fisher::DenseOperator::write_prepared",
-                             "call prepare(", damping, ") first");
-    io::put(o, std::int64_t(size()));
-    io::put(o, damping);
+    this->put_prepared_header(o, damping, "hfisher::fisher::DenseOperator::write_prepared");
     io::put_view(o, L_);
     return true;
   }
   void read_prepared(std::istream& i, double damping, const std::string& what) const override {
     constexpr const char* where = "hfisher::fisher::DenseOperator::read_prepared";
-    const auto n = io::get<std::int64_t>(i, what, where);
-    const double d = io::get<double>(i, what, where);
-    hfisher::detail::require(n == size() && d == damping, where, what, ": a Cholesky factor of size ", n,
-                             " at damping ", d, ", expected ", size(), " at ", damping);
+    this->get_prepared_header(i, damping, what, where, "a Cholesky factor");
+    const long n = size();
     Batch L("hfisher::fisher::dense_L", 1, n, n);
     io::get_view(i, L, what, where);
     L_ = L;

@@ -83,21 +83,14 @@ class HODLROperator : public CurvatureOperator<Scalar, ExecSpace> {
   void prepare(double damping) const override { factor(damping); }
   bool prepared(double damping) const override { return f_ && cached_ == damping; }
   bool write_prepared(std::ostream& o, double damping) const override {
-    hfisher::detail::require(prepared(damping), "hfisher::fisher::HODLROperator::write_prepared", "call prepare(",
-                             damping, ") first");
-    io::put(o, std::int64_t(size()));
-    io::put(o, damping);
+    this->put_prepared_header(o, damping, "hfisher::fisher::HODLROperator::write_prepared");
     f_->write(o);
     return true;
   }
   /// Installs a shipped factorization of H + damping I (the shifted matrix
   /// is rebuilt here: O(N leaf), no factoring).
   void read_prepared(std::istream& i, double damping, const std::string& what) const override {
-    constexpr const char* where = "hfisher::fisher::HODLROperator::read_prepared";
-    const auto n = io::get<std::int64_t>(i, what, where);
-    const double d = io::get<double>(i, what, where);
-    hfisher::detail::require(n == size() && d == damping, where, what, ": a factorization of size ", n,
-                             " at damping ", d, ", expected ", size(), " at ", damping);
+    this->get_prepared_header(i, damping, what, "hfisher::fisher::HODLROperator::read_prepared", "a factorization");
     H shifted = h_.clone();
     shifted.add_diagonal(Scalar(damping));
     f_ = std::make_shared<HODLRFactorization<Scalar, ExecSpace>>(HODLRFactorization<Scalar, ExecSpace>::read(i, shifted, what));

@@ -184,7 +184,7 @@ class NaturalGradient {
   /// (Public: it launches kernels.)
   double direction(const Vector& g, const Vector& d) const {
     // after a refresh or a damping change: the per-layer factorizations
-    // (K-FAC eigendecompositions, dense Cholesky factors) sharded over the
+    // (K-FAC eigendecompositions, dense Cholesky factors, HODLR factors) sharded over the
     // ranks and broadcast; a no-op while they are cached
     fisher::prepare_sharded(*F_, damping_, comm_);
     F_->solve(g, d, damping_);
