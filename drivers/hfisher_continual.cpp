@@ -43,6 +43,8 @@ struct Options {
   int seeds = 1;  ///< runs with seeds seed, seed + 1, ... (mean +- std in the table)
   std::vector<std::string> lambda_for = {"hierarchical=1"};  ///< per-method overrides of lambda
   int leaf = 32, rank = 32, max_rank = 32;
+  std::string hstructure = "multilevel";  ///< structure of the hierarchical penalty: multilevel or hodlr
+  int levels = 4, level_rank = 4, branching = 4;  ///< multilevel layout
 };
 
 hfisher::dist::Communicator comm;  // the ranks of the run (one process without MPI)
@@ -67,6 +69,8 @@ std::string run_key(const Options& o, const std::string& method, std::uint64_t s
   for (int h : o.hidden) k << "|h" << h;
   for (const auto& l : o.lambda_for) k << "|l" << l;
   if (!o.spd) k << "|nospd";
+  if (method == "hierarchical")  // v1 keys (HODLR only) stay readable for --hierarchical-structure hodlr
+    if (o.hstructure != "hodlr") k << "|" << o.hstructure << "|" << o.levels << "|" << o.level_rank << "|" << o.branching;
   return k.str();
 }
 
@@ -213,7 +217,10 @@ int run(const Options& o) {
     fo.rank = o.rank;
     fo.hodlr_max_rank = o.max_rank;
     fo.seed = seed;
-    fo.spd_compensation = o.spd;  // default: a penalty stays convex, compressed Fishers stay PSD
+    fo.spd_compensation = o.spd;  // HODLR: a penalty stays convex, compressed Fishers stay PSD
+    fo.multilevel_levels = o.levels;
+    fo.multilevel_rank = o.level_rank;
+    fo.multilevel_branching = o.branching;
     for (std::size_t mi = 0; mi < o.methods.size(); ++mi) {
       const std::string& method = o.methods[mi];
       MethodResult r{method, seed, hfisher::continual::AccuracyMatrix(T), {}, {}, {}, 0};
@@ -221,6 +228,7 @@ int run(const Options& o) {
       std::unique_ptr<hfisher::FisherPenalty<S, E>> pen;
       if (method != "finetune")
         pen = std::make_unique<hfisher::FisherPenalty<S, E>>(penalty_of(method), lambda_of(o, method), o.gamma, fkind, fo);
+      if (pen && method == "hierarchical" && o.hstructure == "hodlr") pen->set_structure(hfisher::Structure::Hierarchical);
       const std::string ckpt = o.output + "/checkpoints/" + method +
                                (o.seeds > 1 ? "-seed" + std::to_string(seed) : std::string()) + ".ckpt";
       const std::string key = run_key(o, method, seed);
@@ -429,16 +437,24 @@ int main(int argc, char** argv) {
   app.add_option("--test-examples", o.test_examples, "test examples (split: of the whole set)")->check(CLI::Range(1, 10000));
   app.add_option("--fisher-examples", o.fisher_examples, "examples per consolidation")->check(CLI::Range(1, 60000));
   app.add_option("--fisher-kind", o.fisher_kind, "empirical, mc or ggn")->check(CLI::IsMember({"empirical", "mc", "ggn"}));
-  app.add_option("--tol", o.tol, "hierarchical compression tolerance")->check(CLI::Range(1e-12, 0.9));
-  app.add_option("--leaf", o.leaf, "hierarchical leaf size")->check(CLI::Range(2, 4096));
-  app.add_option("--max-rank", o.max_rank, "hierarchical rank cap of off-diagonal blocks")->check(CLI::Range(1, 4096));
+  app.add_option("--hierarchical-structure", o.hstructure,
+                 "Fisher of the hierarchical penalty: multilevel (diag + nested low-rank terms, PSD by construction) "
+                 "or hodlr (dense leaves, low-rank off-diagonal blocks)")
+      ->check(CLI::IsMember({"multilevel", "hodlr"}));
+  app.add_option("--levels", o.levels, "multilevel: levels of nested low-rank terms per layer")->check(CLI::Range(1, 16));
+  app.add_option("--level-rank", o.level_rank, "multilevel: rank of each node's term")->check(CLI::Range(1, 4096));
+  app.add_option("--branching", o.branching, "multilevel: children per node (nodes split output units)")
+      ->check(CLI::Range(2, 1024));
+  app.add_option("--tol", o.tol, "hierarchical compression tolerance (relative)")->check(CLI::Range(1e-12, 0.9));
+  app.add_option("--leaf", o.leaf, "hodlr: leaf size")->check(CLI::Range(2, 4096));
+  app.add_option("--max-rank", o.max_rank, "hodlr: rank cap of off-diagonal blocks")->check(CLI::Range(1, 4096));
   app.add_option("--rank", o.rank, "rank of the ngd optimizer's low-rank Fisher")->check(CLI::Range(1, 4096));
   app.add_option("--damping", o.damping, "damping of the ngd/kfac optimizers")->check(CLI::PositiveNumber);
   app.add_option("--seed", o.seed, "seed of initialization, permutations, shuffles");
   app.add_option("--seeds", o.seeds, "number of seeds (seed, seed + 1, ...): the table adds mean +- std")
       ->check(CLI::Range(1, 100));
   app.add_flag("!--no-spd-compensation", o.spd,
-               "hierarchical: do not add the truncation error to the diagonal (the compressed Fisher may then be "
+               "hodlr: do not add the truncation error to the diagonal (the compressed Fisher may then be "
                "slightly indefinite, but is not stiffened)");
   app.add_option("--data", o.data, "directory of MNIST-format files (default: Debian's Fashion-MNIST)");
   try {

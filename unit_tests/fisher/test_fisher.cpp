@@ -258,6 +258,27 @@ TYPED_TEST(FisherTest, EveryKindAndStructureAgainstBruteForce) {
         EXPECT_NEAR(d[i], ref.F(0, i, i), (dbl ? 1e-9 : 1e-4) * (1 + std::abs(ref.F(0, i, i)))) << k << " lr diag";
       check_operator(*small, 0.05, k + "/lowrank");
     }
+    // multilevel: exact layer blocks when the root rank covers the samples; always PSD with an exact diagonal
+    {
+      auto full = o;
+      full.multilevel_rank = 200;
+      full.multilevel_levels = 2;
+      auto op = hfisher::build_curvature(samples, hfisher::Structure::Multilevel, full);
+      EXPECT_LE(rel_fro(host_matrix(op->to_dense()), Fb), dbl ? 1e-8 : 1e-3) << k << " multilevel (full rank)";
+      auto lossy = o;
+      lossy.multilevel_rank = 2;
+      lossy.multilevel_levels = 3;
+      lossy.multilevel_branching = 2;
+      auto lop = hfisher::build_curvature(samples, hfisher::Structure::Multilevel, lossy);
+      const auto D = host_matrix(lop->to_dense());
+      const double nF = max_abs(Fb, 0);
+      for (long i = 0; i < model.num_params(); ++i)
+        EXPECT_NEAR(D(0, i, i), Fb(0, i, i), (dbl ? 1e-9 : 1e-4) * (nF + 1)) << k << " multilevel diag " << i;
+      const auto ev = lapack_eigenvalues(D, 0);
+      EXPECT_GE(*std::min_element(ev.begin(), ev.end()), -(dbl ? 1e-10 : 1e-4) * nF) << k << " multilevel PSD";
+      EXPECT_GT(rel_fro(D, Fb), dbl ? 1e-6 : 1e-3) << k << " rank 2 should not reproduce the blocks exactly";
+      check_operator(*lop, 0.05, k + "/multilevel");
+    }
     // hierarchical: the layer blocks within the compression tolerance
     {
       auto op = hfisher::build_curvature(samples, hfisher::Structure::Hierarchical, o);
@@ -429,4 +450,80 @@ TYPED_TEST(FisherTest, BadInput) {
   typename hfisher::CurvatureOperator<S, E>::Vector b("b", op->size()), x("x", op->size());
   Kokkos::deep_copy(b, S(1));
   EXPECT_THROW(op->solve(b, x, 0.0), hfisher::Error);
+}
+
+// Online sums of multilevel Fishers (the hierarchical penalty's consolidation):
+// the diagonal stays exact and the sum PSD at any rank; with ranks that cover
+// the block the sum is exact. Layouts and inputs are validated.
+TYPED_TEST(FisherTest, MultilevelSumsAndLayouts) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  using ML = hfisher::fisher::MultilevelOperator<S, E>;
+  const bool dbl = std::is_same<S, double>::value;
+  hfisher::nn::MLP<S, E> m1({6, 5, 4}, hfisher::nn::Activation::Tanh, 3), m2({6, 5, 4}, hfisher::nn::Activation::Tanh, 4);
+  const int N = 40;  // >= the 35 parameters of the larger layer: rank N covers a block
+  auto data = hfisher::nn::to_device<S, E>(random_dataset(N, 6, 4, 6));
+  hfisher::FisherOptions o;
+  o.examples = N;
+  o.tol = dbl ? 1e-12 : 1e-6;
+  const double alpha = 0.7;
+  for (int rank : {N, 2}) {
+    o.multilevel_rank = rank;
+    o.multilevel_levels = rank == N ? 1 : 3;
+    o.multilevel_branching = 2;
+    auto F1 = hfisher::estimate_fisher(m1, data, hfisher::FisherKind::Empirical, hfisher::Structure::Multilevel, o);
+    auto F2 = hfisher::estimate_fisher(m2, data, hfisher::FisherKind::Empirical, hfisher::Structure::Multilevel, o);
+    auto B1 = hfisher::estimate_fisher(m1, data, hfisher::FisherKind::Empirical, hfisher::Structure::BlockDiagonal, o);
+    auto B2 = hfisher::estimate_fisher(m2, data, hfisher::FisherKind::Empirical, hfisher::Structure::BlockDiagonal, o);
+    auto sum = F1->clone();
+    sum->add(*F2, alpha);
+    const auto D = host_matrix(sum->to_dense());
+    HostBatch ref = host_matrix(B1->to_dense());
+    const auto R2 = host_matrix(B2->to_dense());
+    for (std::size_t i = 0; i < ref.a.size(); ++i) ref.a[i] += alpha * R2.a[i];
+    const double nF = max_abs(ref, 0);
+    for (long i = 0; i < sum->size(); ++i)
+      EXPECT_NEAR(D(0, i, i), ref(0, i, i), (dbl ? 1e-10 : 1e-4) * nF) << "rank " << rank << " diag " << i;
+    const auto ev = lapack_eigenvalues(D, 0);
+    EXPECT_GE(*std::min_element(ev.begin(), ev.end()), -(dbl ? 1e-10 : 1e-4) * nF) << "rank " << rank << " PSD";
+    if (rank == N) EXPECT_LE(rel_fro(D, ref), dbl ? 1e-8 : 1e-3) << "full-rank sum";
+    else EXPECT_LE(sum->bytes(), F1->bytes()) << "a sum keeps the memory of one term";
+    // layouts must match
+    auto o3 = o;
+    o3.multilevel_levels = 2;
+    auto F3 = hfisher::estimate_fisher(m1, data, hfisher::FisherKind::Empirical, hfisher::Structure::Multilevel, o3);
+    EXPECT_THROW(sum->add(*F3, 1.0), hfisher::Error);
+    EXPECT_THROW(sum->add(*F2, -1.0), hfisher::Error);
+    EXPECT_THROW(sum->add(*B1, 1.0), hfisher::Error);
+  }
+  // direct construction: layouts that do not cover, refine or order are refused
+  typename ML::Vector d("d", 8);
+  typename ML::Matrix W("W", 8, 3);
+  Kokkos::deep_copy(d, S(1));
+  hfisher::fisher::MultilevelLayout good{{{0, 8}, {0, 4, 8}}, {1, 2}};
+  EXPECT_NO_THROW(ML(d, W, good, 0.0));
+  EXPECT_THROW(ML(d, W, hfisher::fisher::MultilevelLayout{{{0, 8}, {0, 4, 7}}, {1, 2}}, 0.0), hfisher::Error);
+  EXPECT_THROW(ML(d, W, hfisher::fisher::MultilevelLayout{{{0, 3, 8}, {0, 4, 8}}, {1, 2}}, 0.0), hfisher::Error);
+  EXPECT_THROW(ML(d, W, hfisher::fisher::MultilevelLayout{{{0, 8}, {0, 4, 4, 8}}, {1, 2}}, 0.0), hfisher::Error);
+  EXPECT_THROW(ML(d, W, hfisher::fisher::MultilevelLayout{{{0, 8}, {0, 4, 8}}, {1, 0}}, 0.0), hfisher::Error);
+  EXPECT_NO_THROW(ML(d, W, hfisher::fisher::MultilevelLayout{{{0, 8}}, {3}}, 0.0));
+  typename ML::Matrix W1("W1", 8, 1);
+  EXPECT_NO_THROW(ML(d, W1, hfisher::fisher::MultilevelLayout{{{0, 8}}, {1}}, 0.0));
+  EXPECT_THROW(ML(d, W1, good, 0.0), hfisher::Error);  // W has 1 column, the layout 3
+  auto dh = Kokkos::create_mirror_view(d);
+  Kokkos::deep_copy(dh, d);
+  dh(2) = S(-1);
+  Kokkos::deep_copy(d, dh);
+  EXPECT_THROW(ML(d, W, good, 0.0), hfisher::Error);  // negative diagonal part
+  // zero diagonal part and no low-rank terms: damping 0 is refused by name
+  typename ML::Vector z("z", 8), b("b", 8), x("x", 8);
+  Kokkos::deep_copy(b, S(1));
+  ML zero(z, W, good, 0.0);
+  EXPECT_THROW(zero.solve(b, x, 0.0), hfisher::Error);
+  hfisher::FisherOptions bad;
+  bad.multilevel_levels = 0;
+  EXPECT_THROW(bad.validate("test"), hfisher::Error);
+  bad.multilevel_levels = 2;
+  bad.multilevel_branching = 1;
+  EXPECT_THROW(bad.validate("test"), hfisher::Error);
 }

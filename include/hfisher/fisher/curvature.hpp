@@ -37,7 +37,8 @@ enum class Structure {
   LowRank,       ///< diag + W W^T over all chosen parameters (Woodbury solves)
   Hierarchical,  ///< per layer HODLR: dense leaves, low-rank off-diagonal blocks
   BlockDiagonal, ///< per layer a block of FisherOptions::block structure (Dense by default)
-  Dense          ///< one dense matrix per layer (the inner structure of BlockDiagonal)
+  Dense,         ///< one dense matrix per layer (the inner structure of BlockDiagonal)
+  Multilevel     ///< per layer diag + nested local low-rank terms (PSD by construction; multilevel.hpp)
 };
 
 const char* to_string(FisherKind k);
@@ -85,7 +86,7 @@ class CurvatureOperator {
 
   /// Structure this operator stores.
   virtual Structure structure() const = 0;
-  /// Tag used in files ("diagonal", "kfac", "lowrank", "dense", "hodlr", "blockdiag").
+  /// Tag used in files ("diagonal", "kfac", "lowrank", "dense", "hodlr", "multilevel", "blockdiag").
   virtual const char* tag() const = 0;
   /// Number of parameters n.
   virtual long size() const = 0;
@@ -242,6 +243,7 @@ inline const char* to_string(Structure s) {
     case Structure::Hierarchical: return "hierarchical";
     case Structure::BlockDiagonal: return "blockdiag";
     case Structure::Dense: return "dense";
+    case Structure::Multilevel: return "multilevel";
   }
   return "?";
 }

@@ -21,6 +21,7 @@
 #include <hfisher/fisher/hierarchical.hpp>
 #include <hfisher/fisher/io.hpp>
 #include <hfisher/fisher/lowrank.hpp>
+#include <hfisher/fisher/multilevel.hpp>
 #include <hfisher/kernels/randomized.hpp>
 #include <hfisher/kron/kfac.hpp>
 #include <hfisher/nn/mlp.hpp>
@@ -46,6 +47,9 @@ struct FisherOptions {
   /// accuracy on the diagonal; see CompressionOptions::spd_compensation).
   /// Without it, a loose tolerance may need damping above the truncation error.
   bool spd_compensation = false;
+  int multilevel_levels = 4;      ///< Multilevel: levels of nested low-rank terms per layer
+  int multilevel_rank = 4;        ///< Multilevel: rank of each node's term
+  int multilevel_branching = 4;   ///< Multilevel: children per node (nodes split a layer's output units)
   Structure block = Structure::Dense;  ///< BlockDiagonal: structure of each layer's block
   std::size_t memory_budget = std::size_t(4) << 30;  ///< bytes an estimate may allocate
 
@@ -57,6 +61,11 @@ struct FisherOptions {
     hfisher::detail::require(tol > 0 && tol < 1, where, "tol = ", tol, " (must lie in (0, 1))");
     hfisher::detail::require(leaf >= 2, where, "leaf = ", leaf, " (must be >= 2)");
     hfisher::detail::require(hodlr_max_rank >= 1, where, "hodlr_max_rank = ", hodlr_max_rank, " (must be >= 1)");
+    hfisher::detail::require(multilevel_levels >= 1 && multilevel_levels <= 16, where, "multilevel_levels = ",
+                             multilevel_levels, " (must lie in [1, 16])");
+    hfisher::detail::require(multilevel_rank >= 1, where, "multilevel_rank = ", multilevel_rank, " (must be >= 1)");
+    hfisher::detail::require(multilevel_branching >= 2, where, "multilevel_branching = ", multilevel_branching,
+                             " (must be >= 2)");
     hfisher::detail::require(block != Structure::BlockDiagonal, where, "block = BlockDiagonal would nest block-diagonals");
     hfisher::detail::require(memory_budget > 0, where, "memory_budget is 0");
   }
@@ -373,6 +382,158 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> lowrank_of(const FisherSam
   return std::make_unique<LowRankOperator<Scalar, ExecSpace>>(d, W, o.rank, o.tol);
 }
 
+/// Multilevel low-rank block of layer k (multilevel.hpp), computed in sample
+/// space. Nodes split the layer's output units (level 0: all of them; each
+/// node into multilevel_branching balanced children), so the Gram matrix of
+/// node i's rows of Psi is K_i(s, t) = (g_s . g_t over i's units) (a_n(s) .
+/// a_n(t)): O(S^2) per unit, no P x S matrix. Top-down, each node keeps the
+/// leading eigen-directions of what its ancestors left, Psi_i T_i with
+/// T_i = prod (I - V V^T) over the ancestors' kept eigenvectors V:
+/// K'_i = T_i^T K_i T_i = V diag(w) V^T, W_i = Psi_i T_i V_top (eigenvalues
+/// > tol * the node's largest). Every term is a Gram matrix of the data, so
+/// the result is PSD; d = diag(F) - rowsum(W^2) >= 0 (clamped for
+/// rounding) keeps the diagonal exact. Cost O(M S^3) per level of M nodes
+/// (batched GEMM and eigensolves of S x S) plus O(P N r) per level to form W.
+template <class Scalar, class ExecSpace>
+std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> multilevel_layer(const FisherSamples<Scalar, ExecSpace>& s,
+                                                                       int k, const FisherOptions& o,
+                                                                       const char* where) {
+  using Batch = BatchMatrix<Scalar, ExecSpace>;
+  using IView = Kokkos::View<int*, typename ExecSpace::memory_space>;
+  const int N = s.examples, R = s.per_example, S = s.samples(), out = s.shapes[k].out, c = s.shapes[k].cols();
+  const long P = s.shapes[k].size();
+  // layout: unit bounds per level
+  MultilevelLayout lay;
+  std::vector<std::vector<int>> ub{{0, out}}, parent{{0}};
+  for (int l = 1; l < o.multilevel_levels; ++l) {
+    std::vector<int> nb{0}, par;
+    const auto& pb = ub.back();
+    for (std::size_t i = 0; i + 1 < pb.size(); ++i) {
+      const int u0 = pb[i], u1 = pb[i + 1], m = std::min(o.multilevel_branching, u1 - u0);
+      for (int j = 1; j <= m; ++j) {
+        nb.push_back(u0 + int(long(u1 - u0) * j / m));
+        par.push_back(int(i));
+      }
+    }
+    ub.push_back(nb);
+    parent.push_back(par);
+  }
+  const int r = std::min(o.multilevel_rank, S);
+  std::size_t maxM = 1;
+  for (const auto& b : ub) {
+    std::vector<long> rb;
+    for (int u : b) rb.push_back(long(u) * c);
+    lay.bounds.push_back(rb);
+    lay.ranks.push_back(r);
+    maxM = std::max(maxM, b.size() - 1);
+  }
+  check_budget((double(maxM) * S * S * 6 + double(N) * N + double(P) * (lay.columns() + 2)) * sizeof(Scalar),
+               o.memory_budget, where,
+               "a multilevel Fisher of layer " + std::to_string(s.layers[k]) + " from " + std::to_string(S) + " samples");
+  ExecSpace space;
+  Mat<Scalar, ExecSpace> KA("hfisher::multilevel::KA", N, N), W("hfisher::multilevel::W", P, lay.columns());
+  kernels::detail::matmul_nocheck(space, Op::NoTrans, Op::Trans, Scalar(1), s.a[k], s.a[k], Scalar(0), KA);
+  auto g = s.g[k];
+  auto A = s.a[k];
+  Batch T("hfisher::multilevel::T", 1, S, S);
+  Kokkos::parallel_for(
+      "hfisher::multilevel::eye", Kokkos::RangePolicy<ExecSpace>(space, 0, S),
+      KOKKOS_LAMBDA(const int i) { T(0, i, i) = Scalar(1); });
+  const Scalar tol = Scalar(o.tol);
+  Batch Zp, Vp;
+  for (int l = 0; l < lay.levels(); ++l) {
+    const int M = int(ub[l].size()) - 1;
+    IView ubd("hfisher::multilevel::units", M + 1), unode("hfisher::multilevel::unode", out);
+    {
+      auto h = Kokkos::create_mirror_view(ubd);
+      auto hn = Kokkos::create_mirror_view(unode);
+      for (int i = 0; i <= M; ++i) h(i) = ub[l][i];
+      for (int i = 0; i < M; ++i)
+        for (int u = ub[l][i]; u < ub[l][i + 1]; ++u) hn(u) = i;
+      Kokkos::deep_copy(ubd, h);
+      Kokkos::deep_copy(unode, hn);
+    }
+    if (l > 0) {  // T of each child: its parent's T (I - V V^T) = T - Z V^T over the parent's kept directions
+      IView pd("hfisher::multilevel::parent", M);
+      auto h = Kokkos::create_mirror_view(pd);
+      for (int i = 0; i < M; ++i) h(i) = parent[l][i];
+      Kokkos::deep_copy(pd, h);
+      Batch Tn("hfisher::multilevel::T", M, S, S);
+      auto Tp = T;
+      Kokkos::parallel_for(
+          "hfisher::multilevel::child_T", Kokkos::RangePolicy<ExecSpace>(space, 0, long(M) * S * S),
+          KOKKOS_LAMBDA(const long e) {
+            const int j = int(e / (long(S) * S)), a = int(e / S % S), b = int(e % S), i = pd(j);
+            Scalar t = Tp(i, a, b);
+            for (int q = 0; q < r; ++q) t -= Zp(i, a, q) * Vp(i, b, S - 1 - q);
+            Tn(j, a, b) = t;
+          });
+      T = Tn;
+    }
+    Batch K("hfisher::multilevel::K", M, S, S), KT("hfisher::multilevel::KT", M, S, S), V("hfisher::multilevel::V", M, S, S);
+    BatchVector<Scalar, ExecSpace> w("hfisher::multilevel::w", M, S);
+    Kokkos::parallel_for(
+        "hfisher::multilevel::gram", Kokkos::RangePolicy<ExecSpace>(space, 0, long(M) * S * S), KOKKOS_LAMBDA(const long e) {
+          const int i = int(e / (long(S) * S)), a = int(e / S % S), b = int(e % S);
+          if (b < a) return;
+          Scalar t = 0;
+          for (int u = ubd(i); u < ubd(i + 1); ++u) t += g(a, u) * g(b, u);
+          t *= KA(a / R, b / R);
+          K(i, a, b) = t;
+          K(i, b, a) = t;
+        });
+    kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), K, T, Scalar(0), KT);
+    kernels::detail::gemm_nocheck(space, Op::Trans, Op::NoTrans, Scalar(1), T, KT, Scalar(0), K);
+    Kokkos::parallel_for(  // symmetrize rounding before the eigensolver's symmetry check
+        "hfisher::multilevel::sym", Kokkos::RangePolicy<ExecSpace>(space, 0, long(M) * S * S), KOKKOS_LAMBDA(const long e) {
+          const int i = int(e / (long(S) * S)), a = int(e / S % S), b = int(e % S);
+          if (b <= a) return;
+          const Scalar m = Scalar(0.5) * (K(i, a, b) + K(i, b, a));
+          K(i, a, b) = m;
+          K(i, b, a) = m;
+        });
+    kernels::syev(space, K, w, V);
+    // Z_i = T_i V_top (zero columns for dropped directions), kept in KT's first r columns
+    auto Z = KT;
+    Kokkos::parallel_for(
+        "hfisher::multilevel::Z", Kokkos::RangePolicy<ExecSpace>(space, 0, long(M) * S * r), KOKKOS_LAMBDA(const long e) {
+          const int i = int(e / (long(S) * r)), a = int(e / r % S), q = int(e % r);
+          const int ev = S - 1 - q;
+          Scalar t = 0;
+          if (w(i, ev) > tol * w(i, S - 1) && w(i, ev) > Scalar(0))
+            for (int b = 0; b < S; ++b) t += T(i, a, b) * V(i, b, ev);
+          Z(i, a, q) = t;
+        });
+    // W rows of node i, column q: sum_s Z_i(s, q) g_s(u) a_n(s)(j) = (GZ^T A)(u, j)
+    const int col0 = l * r;
+    Mat<Scalar, ExecSpace> GZ("hfisher::multilevel::GZ", N, out), Wq("hfisher::multilevel::Wq", out, c);
+    for (int q = 0; q < r; ++q) {
+      Kokkos::parallel_for(
+          "hfisher::multilevel::GZ", Kokkos::RangePolicy<ExecSpace>(space, 0, long(N) * out), KOKKOS_LAMBDA(const long e) {
+            const int n = int(e / out), u = int(e % out), i = unode(u);
+            Scalar t = 0;
+            for (int rr = 0; rr < R; ++rr) t += Z(i, n * R + rr, q) * g(n * R + rr, u);
+            GZ(n, u) = t;
+          });
+      kernels::detail::matmul_nocheck(space, Op::Trans, Op::NoTrans, Scalar(1), GZ, A, Scalar(0), Wq);
+      Kokkos::parallel_for(
+          "hfisher::multilevel::Wcol", Kokkos::RangePolicy<ExecSpace>(space, 0, P),
+          KOKKOS_LAMBDA(const long p) { W(p, col0 + q) = Wq(p / c, p % c); });
+    }
+    Zp = Z;  // what the children need: this level's T, Z and V
+    Vp = V;
+  }
+  auto d = diagonal_of(s, std::vector<int>{k}, P);
+  const int ncol = lay.columns();
+  Kokkos::parallel_for(
+      "hfisher::multilevel::dcorr", Kokkos::RangePolicy<ExecSpace>(space, 0, P), KOKKOS_LAMBDA(const long i) {
+        Scalar t = d(i);
+        for (int q = 0; q < ncol; ++q) t -= W(i, q) * W(i, q);
+        d(i) = t > Scalar(0) ? t : Scalar(0);
+      });
+  return std::make_unique<MultilevelOperator<Scalar, ExecSpace>>(d, W, lay, o.tol);
+}
+
 template <class Scalar, class ExecSpace>
 std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> layer_block(const FisherSamples<Scalar, ExecSpace>& s, int k,
                                                                   Structure st, const FisherOptions& o,
@@ -381,6 +542,7 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> layer_block(const FisherSa
     case Structure::Dense: return dense_layer(s, k, o, where);
     case Structure::KFAC: return kfac_layer(s, k, o);
     case Structure::Hierarchical: return hodlr_layer(s, k, o, where);
+    case Structure::Multilevel: return multilevel_layer(s, k, o, where);
     case Structure::LowRank: return lowrank_of(s, std::vector<int>{k}, o, where);
     case Structure::Diagonal:
       return std::make_unique<DiagonalOperator<Scalar, ExecSpace>>(diagonal_of(s, std::vector<int>{k}, s.shapes[k].size()));

@@ -8,6 +8,7 @@
 #include <hfisher/fisher/diagonal.hpp>
 #include <hfisher/fisher/hierarchical.hpp>
 #include <hfisher/fisher/lowrank.hpp>
+#include <hfisher/fisher/multilevel.hpp>
 #include <hfisher/kron/kfac.hpp>
 
 #include <cstring>
@@ -35,6 +36,7 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> CurvatureOperator<Scalar, 
   else if (tag == "kfac") op = fisher::KFACOperator<Scalar, ExecSpace>::read_body(i, what);
   else if (tag == "lowrank") op = fisher::LowRankOperator<Scalar, ExecSpace>::read_body(i, what);
   else if (tag == "hodlr") op = fisher::HODLROperator<Scalar, ExecSpace>::read_body(i, what);
+  else if (tag == "multilevel") op = fisher::MultilevelOperator<Scalar, ExecSpace>::read_body(i, what);
   else if (tag == "blockdiag") op = fisher::BlockDiagonalOperator<Scalar, ExecSpace>::read_body(i, what);
   else throw Error(hfisher::detail::concat(where, ": ", what, ": unknown structure tag '", tag, "'"));
   io::expect_magic(i, file_magic(), what, where, "complete (the file is truncated)");

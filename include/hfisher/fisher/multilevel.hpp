@@ -1,0 +1,493 @@
+#pragma once
+/// \file multilevel.hpp
+/// \brief Multilevel low-rank curvature block (a hierarchical matrix that is
+/// positive semi-definite by construction):
+///
+///   F ~ diag(d) + sum_levels sum_nodes W_i W_i^T,
+///
+/// where the nodes of each level partition the parameters into contiguous
+/// ranges, each level refines the one above (a cluster tree read level by
+/// level), and W_i (|i| x r_level) is supported on node i. The root level is
+/// one low-rank term over the whole block; deeper levels add local low-rank
+/// terms; d >= 0 carries the rest of the diagonal, so diag(F) is kept exact.
+/// (Multilevel low-rank matrices: Parshakova, Hu, Darve & Boyd 2023.)
+///
+/// Every term is a Gram matrix, so the operator is PSD whatever the ranks:
+/// a Fisher penalty built from it never has negative directions and needs no
+/// compensating diagonal. Off-diagonal blocks between sibling nodes at depth
+/// l have rank <= sum of the ranks above l, the HODLR property.
+///
+/// Storage: d (P) and all levels' W side by side in one P x (sum r_l) matrix
+/// (rows of a node at level l hold W_i in the level's columns). Sums
+/// (online consolidation) merge node by node: [W_i, sqrt(a) W'_i] is
+/// recompressed to the r_l leading directions through a batched eigensolve of
+/// its 2r x 2r Gram matrices, and the discarded part's diagonal moves into d.
+/// Solves use the Woodbury identity with the capacitance
+/// I + B^T (D + lambda I)^-1 B over every level's columns (nested supports:
+/// block (i, j) is non-zero only when one node contains the other).
+
+#include <hfisher/fisher/curvature.hpp>
+#include <hfisher/kernels/cholesky.hpp>
+#include <hfisher/kernels/matmul.hpp>
+#include <hfisher/kernels/syev.hpp>
+
+#include <algorithm>
+
+namespace hfisher {
+namespace fisher {
+
+/// Node layout of a multilevel operator: for each level, the node bounds
+/// (0 = b_0 < b_1 < ... < b_M = n) and the rank of its terms.
+struct MultilevelLayout {
+  std::vector<std::vector<long>> bounds;
+  std::vector<int> ranks;
+
+  int levels() const { return int(ranks.size()); }
+  int columns() const {
+    int c = 0;
+    for (int r : ranks) c += r;
+    return c;
+  }
+  /// Columns of the Woodbury capacitance: sum over levels of nodes x rank.
+  long capacitance_size() const {
+    long c = 0;
+    for (int l = 0; l < levels(); ++l) c += long(bounds[l].size() - 1) * ranks[l];
+    return c;
+  }
+  /// Throws unless every level partitions [0, n) and refines the one above.
+  void validate(long n, const char* where) const {
+    hfisher::detail::require(!ranks.empty() && bounds.size() == ranks.size(), where, "a multilevel layout needs >= 1 level (",
+                             ranks.size(), " ranks, ", bounds.size(), " bound lists)");
+    for (int l = 0; l < levels(); ++l) {
+      const auto& b = bounds[l];
+      hfisher::detail::require(ranks[l] >= 1, where, "level ", l, " has rank ", ranks[l], " (must be >= 1)");
+      hfisher::detail::require(b.size() >= 2 && b.front() == 0 && b.back() == n, where, "level ", l,
+                               " does not cover the ", n, " parameters");
+      for (std::size_t i = 1; i < b.size(); ++i)
+        hfisher::detail::require(b[i] > b[i - 1], where, "level ", l, " has an empty or unordered node at ", i - 1);
+      if (l > 0)
+        for (long x : bounds[l - 1])
+          hfisher::detail::require(std::binary_search(b.begin(), b.end(), x), where, "level ", l,
+                                   " does not refine level ", l - 1, " (no node boundary at ", x, ")");
+    }
+  }
+  bool operator==(const MultilevelLayout& o) const { return bounds == o.bounds && ranks == o.ranks; }
+};
+
+namespace multilevel_detail {
+
+/// Index of the node of `bounds[0..M]` holding row p (bounds sorted).
+template <class BV>
+KOKKOS_INLINE_FUNCTION long node_of(const BV& bounds, long first, long M, long p) {
+  long lo = 0, hi = M;
+  while (hi - lo > 1) {
+    const long mid = (lo + hi) / 2;
+    if (bounds(first + mid) <= p) lo = mid;
+    else hi = mid;
+  }
+  return lo;
+}
+
+}  // namespace multilevel_detail
+
+template <class Scalar, class ExecSpace = DefaultExec>
+class MultilevelOperator : public CurvatureOperator<Scalar, ExecSpace> {
+ public:
+  using Base = CurvatureOperator<Scalar, ExecSpace>;
+  using typename Base::Matrix;
+  using typename Base::Vector;
+  using mem = typename ExecSpace::memory_space;
+  using Batch = BatchMatrix<Scalar, ExecSpace>;
+  using LongView = Kokkos::View<long*, mem>;
+  using IntView = Kokkos::View<int*, mem>;
+
+  /// d: (n) >= 0; W: (n, layout.columns()), level l in columns
+  /// [sum_{k<l} r_k, + r_l); rows outside a node's range are ignored (the
+  /// constructor zeroes nothing: each row belongs to exactly one node per
+  /// level). tol: relative eigenvalue cut of sums (directions with
+  /// eigenvalue <= tol * the node's largest are moved into d).
+  MultilevelOperator(const Vector& d, const Matrix& W, MultilevelLayout layout, double tol)
+      : d_(d), W_(W), layout_(std::move(layout)), tol_(tol) {
+    constexpr const char* where = "hfisher::fisher::MultilevelOperator";
+    hfisher::detail::require(d.extent(0) >= 1, where, "no parameters");
+    layout_.validate(long(d.extent(0)), where);
+    hfisher::detail::require(long(W.extent(0)) == long(d.extent(0)) && int(W.extent(1)) == layout_.columns(), where,
+                             "W is ", W.extent(0), " x ", W.extent(1), ", expected ", d.extent(0), " x ",
+                             layout_.columns());
+    hfisher::detail::require(std::isfinite(tol) && tol >= 0 && tol < 1, where, "tol = ", tol, " (must lie in [0, 1))");
+    this->check_vec(d, where, "d");
+    hfisher::detail::check_finite_matrix(ExecSpace(), W, where, "W");
+    double dmin = 0;
+    auto dd = d_;
+    Kokkos::parallel_reduce(
+        "hfisher::multilevel::dmin", Kokkos::RangePolicy<ExecSpace>(0, long(d.extent(0))),
+        KOKKOS_LAMBDA(const long i, double& m) { m = double(dd(i)) < m ? double(dd(i)) : m; }, Kokkos::Min<double>(dmin));
+    hfisher::detail::require(dmin >= 0, where, "the diagonal part has a negative entry (", dmin, ")");
+    build_index();
+  }
+
+  Structure structure() const override { return Structure::Multilevel; }
+  const char* tag() const override { return "multilevel"; }
+  long size() const override { return long(d_.extent(0)); }
+  const MultilevelLayout& layout() const { return layout_; }
+  const Vector& diagonal_part() const { return d_; }
+  const Matrix& factor_matrix() const { return W_; }
+
+  void apply(const Vector& v, const Vector& y) const override {
+    this->check_vec(v, "hfisher::fisher::MultilevelOperator::apply", "v");
+    this->check_vec(y, "hfisher::fisher::MultilevelOperator::apply", "y", false);
+    Vector one;  // no weights
+    Vector t("hfisher::multilevel::t", cap_n_);
+    project(v, one, t);
+    auto d = d_;
+    Kokkos::parallel_for(
+        "hfisher::multilevel::diag_apply", Kokkos::RangePolicy<ExecSpace>(0, size()),
+        KOKKOS_LAMBDA(const long i) { y(i) = d(i) * v(i); });
+    expand(t, one, Scalar(1), y);
+  }
+
+  void solve(const Vector& b, const Vector& x, double damping) const override {
+    constexpr const char* where = "hfisher::fisher::MultilevelOperator::solve";
+    detail::check_damping(damping, where);
+    this->check_vec(b, where, "b");
+    this->check_vec(x, where, "x", false);
+    factor(damping, where);
+    // x = D'^-1 b - D'^-1 B C^-1 B^T D'^-1 b
+    auto d = d_;
+    const Scalar lam = Scalar(damping);
+    Vector w("hfisher::multilevel::dinv", size());
+    Kokkos::parallel_for(
+        "hfisher::multilevel::dinv", Kokkos::RangePolicy<ExecSpace>(0, size()), KOKKOS_LAMBDA(const long i) {
+          w(i) = Scalar(1) / (d(i) + lam);
+          x(i) = b(i) * w(i);
+        });
+    Batch t("hfisher::multilevel::t", 1, cap_n_, 1);
+    Vector t1(t.data(), cap_n_);
+    Vector one;
+    project(x, one, t1);
+    kernels::potrs(ExecSpace(), cap_, t);
+    expand(t1, w, Scalar(-1), x);
+  }
+
+  double logdet(double damping) const override {
+    constexpr const char* where = "hfisher::fisher::MultilevelOperator::logdet";
+    detail::check_damping(damping, where);
+    factor(damping, where);
+    auto d = d_;
+    double s = 0;
+    Kokkos::parallel_reduce(
+        "hfisher::multilevel::logdet", Kokkos::RangePolicy<ExecSpace>(0, size()),
+        KOKKOS_LAMBDA(const long i, double& acc) { acc += math::log(double(d(i)) + damping); }, s);
+    Kokkos::View<Scalar*, mem> out("hfisher::multilevel::ld", 1);
+    kernels::logdet_cholesky(ExecSpace(), cap_, out);
+    return s + double(hfisher::detail::read_entry(out, 0));
+  }
+
+  Vector diag() const override {
+    Vector o("hfisher::fisher::diag", size());
+    auto d = d_;
+    auto W = W_;
+    const int k = int(W_.extent(1));
+    Kokkos::parallel_for(
+        "hfisher::multilevel::diag", Kokkos::RangePolicy<ExecSpace>(0, size()), KOKKOS_LAMBDA(const long i) {
+          Scalar s = d(i);
+          for (int c = 0; c < k; ++c) s += W(i, c) * W(i, c);
+          o(i) = s;
+        });
+    return o;
+  }
+
+  /// *this += alpha * other (same layout): node by node, the concatenated
+  /// factors are recompressed to each level's rank; what is dropped moves
+  /// into d, so the sum stays PSD and its diagonal exact.
+  void add(const Base& other, double alpha) override {
+    constexpr const char* where = "hfisher::fisher::MultilevelOperator::add";
+    const auto* p = dynamic_cast<const MultilevelOperator*>(&other);
+    hfisher::detail::require(p != nullptr, where, "cannot add a ", other.tag(), " operator to a multilevel one");
+    hfisher::detail::require(p->size() == size(), where, "sizes differ (", size(), " vs ", p->size(), ")");
+    hfisher::detail::require(p->layout_ == layout_, where, "the node layouts (levels, bounds or ranks) differ");
+    hfisher::detail::require(std::isfinite(alpha) && alpha >= 0, where, "alpha = ", alpha,
+                             " (a sum of PSD terms needs alpha >= 0)");
+    cached_ = -1;
+    const long n = size();
+    const int ncol = int(W_.extent(1));
+    Matrix Wn("hfisher::multilevel::W", n, ncol);
+    Vector dn("hfisher::multilevel::d", n);
+    {
+      auto d = d_;
+      auto d2 = p->d_;
+      const Scalar a = Scalar(alpha);
+      Kokkos::parallel_for(
+          "hfisher::multilevel::dsum", Kokkos::RangePolicy<ExecSpace>(0, n),
+          KOKKOS_LAMBDA(const long i) { dn(i) = d(i) + a * d2(i); });
+    }
+    int col = 0;
+    for (int l = 0; l < layout_.levels(); ++l) {
+      merge_level(l, col, p->W_, Scalar(std::sqrt(alpha)), Wn, dn);
+      col += layout_.ranks[l];
+    }
+    W_ = Wn;
+    d_ = dn;
+  }
+
+  /// One level of add() (public: launches kernels): columns [col, col + r)
+  /// of W_ and sa * W2 are merged into the same columns of Wn; d accumulates
+  /// the dropped diagonal.
+  void merge_level(int l, int col, const Matrix& W2, Scalar sa, const Matrix& Wn, const Vector& d) const {
+    const int r = layout_.ranks[l], r2 = 2 * r;
+    const long M = long(layout_.bounds[l].size()) - 1, first = bfirst_[l];
+    ExecSpace space;
+    Batch G("hfisher::multilevel::gram", M, r2, r2), V("hfisher::multilevel::V", M, r2, r2);
+    BatchVector<Scalar, ExecSpace> w("hfisher::multilevel::w", M, r2);
+    auto W1 = W_;
+    auto bd = bounds_;
+    // C_i = [W1_i, sa W2_i]; G_i = C_i^T C_i
+    Kokkos::parallel_for(
+        "hfisher::multilevel::merge_gram", Kokkos::RangePolicy<ExecSpace>(space, 0, M * r2 * r2),
+        KOKKOS_LAMBDA(const long e) {
+          const long i = e / (r2 * r2);
+          const int a = int(e / r2 % r2), b = int(e % r2);
+          if (b < a) return;
+          const long p0 = bd(first + i), p1 = bd(first + i + 1);
+          Scalar s = 0;
+          for (long p = p0; p < p1; ++p) {
+            const Scalar ca = a < r ? W1(p, col + a) : sa * W2(p, col + a - r);
+            const Scalar cb = b < r ? W1(p, col + b) : sa * W2(p, col + b - r);
+            s += ca * cb;
+          }
+          G(i, a, b) = s;
+          G(i, b, a) = s;
+        });
+    kernels::syev(space, G, w, V);
+    const Scalar tol = Scalar(tol_);
+    Kokkos::parallel_for(
+        "hfisher::multilevel::merge_form", Kokkos::RangePolicy<ExecSpace>(space, 0, size()), KOKKOS_LAMBDA(const long p) {
+          const long i = multilevel_detail::node_of(bd, first, M, p);
+          const Scalar top = w(i, r2 - 1);
+          Scalar all = 0, kept = 0;
+          for (int b = 0; b < r2; ++b) {
+            const Scalar c = b < r ? W1(p, col + b) : sa * W2(p, col + b - r);
+            all += c * c;
+          }
+          for (int q = 0; q < r; ++q) {
+            const int e = r2 - 1 - q;  // eigenvalues ascend
+            Scalar s = 0;
+            if (w(i, e) > tol * top && w(i, e) > Scalar(0))
+              for (int b = 0; b < r2; ++b) s += (b < r ? W1(p, col + b) : sa * W2(p, col + b - r)) * V(i, b, e);
+            Wn(p, col + q) = s;
+            kept += s * s;
+          }
+          const Scalar nd = d(p) + (all - kept);
+          d(p) = nd > Scalar(0) ? nd : Scalar(0);
+        });
+  }
+
+  void scale(double alpha) override {
+    hfisher::detail::require(std::isfinite(alpha) && alpha >= 0, "hfisher::fisher::MultilevelOperator::scale",
+                             "alpha = ", alpha, " (must be finite and >= 0)");
+    auto d = d_;
+    auto W = W_;
+    const Scalar a = Scalar(alpha), sa = Scalar(std::sqrt(alpha));
+    const int k = int(W_.extent(1));
+    Kokkos::parallel_for(
+        "hfisher::multilevel::scale", Kokkos::RangePolicy<ExecSpace>(0, size()), KOKKOS_LAMBDA(const long i) {
+          d(i) *= a;
+          for (int c = 0; c < k; ++c) W(i, c) *= sa;
+        });
+    cached_ = -1;
+  }
+
+  std::size_t bytes() const override { return (d_.span() + W_.span()) * sizeof(Scalar); }
+
+  std::unique_ptr<Base> clone() const override {
+    Vector d("hfisher::multilevel::d", size());
+    Matrix W("hfisher::multilevel::W", size(), W_.extent(1));
+    Kokkos::deep_copy(d, d_);
+    Kokkos::deep_copy(W, W_);
+    return std::make_unique<MultilevelOperator>(d, W, layout_, tol_);
+  }
+
+  void write(std::ostream& o) const override {
+    io::put(o, std::int64_t(size()));
+    io::put(o, std::int32_t(layout_.levels()));
+    io::put(o, tol_);
+    for (int l = 0; l < layout_.levels(); ++l) {
+      io::put(o, std::int32_t(layout_.ranks[l]));
+      io::put(o, std::int64_t(layout_.bounds[l].size()));
+      for (long b : layout_.bounds[l]) io::put(o, std::int64_t(b));
+    }
+    io::put_view(o, d_);
+    io::put_view(o, W_);
+  }
+  static std::unique_ptr<Base> read_body(std::istream& i, const std::string& what) {
+    constexpr const char* where = "hfisher::CurvatureOperator::load";
+    const auto n = io::get<std::int64_t>(i, what, where);
+    const int L = io::get<std::int32_t>(i, what, where);
+    const double tol = io::get<double>(i, what, where);
+    hfisher::detail::require(n >= 1 && n < (1L << 40) && L >= 1 && L <= 64, where, what, ": corrupt multilevel header");
+    MultilevelLayout lay;
+    for (int l = 0; l < L; ++l) {
+      const int r = io::get<std::int32_t>(i, what, where);
+      const auto nb = io::get<std::int64_t>(i, what, where);
+      hfisher::detail::require(r >= 1 && r <= 1 << 20 && nb >= 2 && nb <= n + 1, where, what,
+                               ": corrupt multilevel level ", l);
+      std::vector<long> b(nb);
+      for (auto& x : b) x = long(io::get<std::int64_t>(i, what, where));
+      lay.ranks.push_back(r);
+      lay.bounds.push_back(std::move(b));
+    }
+    lay.validate(n, where);
+    Vector d("hfisher::multilevel::d", n);
+    Matrix W("hfisher::multilevel::W", n, lay.columns());
+    io::get_view(i, d, what, where);
+    io::get_view(i, W, what, where);
+    return std::make_unique<MultilevelOperator>(d, W, std::move(lay), tol);
+  }
+
+  void prepare(double damping) const override { factor(damping, "hfisher::fisher::MultilevelOperator::prepare"); }
+  bool prepared(double damping) const override { return cached_ == damping; }
+
+  /// t(c) = sum over the rows of capacitance column c's node of
+  /// W(p, column) x(p) (w(p) when w is non-empty): B^T x.
+  void project(const Vector& x, const Vector& w, const Vector& t) const {
+    auto W = W_;
+    auto cb = cbeg_;
+    auto ce = cend_;
+    auto cw = cwcol_;
+    const bool weighted = w.extent(0) > 0;
+    using member = typename Kokkos::TeamPolicy<ExecSpace>::member_type;
+    Kokkos::parallel_for(
+        "hfisher::multilevel::project", Kokkos::TeamPolicy<ExecSpace>(cap_n_, Kokkos::AUTO),
+        KOKKOS_LAMBDA(const member& m) {
+          const long c = m.league_rank();
+          const int col = cw(c);
+          Scalar s = 0;
+          Kokkos::parallel_reduce(
+              Kokkos::TeamThreadRange(m, cb(c), ce(c)),
+              [&](const long p, Scalar& acc) { acc += W(p, col) * x(p) * (weighted ? w(p) : Scalar(1)); }, s);
+          Kokkos::single(Kokkos::PerTeam(m), [&]() { t(c) = s; });
+        });
+  }
+
+  /// y(p) += s * w(p) * sum over levels of W(p, level columns) t(node of p):
+  /// y += s D_w B t.
+  void expand(const Vector& t, const Vector& w, Scalar s, const Vector& y) const {
+    auto W = W_;
+    auto bd = bounds_;
+    auto lv = lvinfo_;  // per level: first bound, nodes, first W column, rank, first capacitance column
+    const int L = layout_.levels();
+    const bool weighted = w.extent(0) > 0;
+    Kokkos::parallel_for(
+        "hfisher::multilevel::expand", Kokkos::RangePolicy<ExecSpace>(0, size()), KOKKOS_LAMBDA(const long p) {
+          Scalar acc = 0;
+          for (int l = 0; l < L; ++l) {
+            const long first = lv(l, 0), M = lv(l, 1), c0 = lv(l, 2), r = lv(l, 3), t0 = lv(l, 4);
+            const long i = multilevel_detail::node_of(bd, first, M, p);
+            for (long q = 0; q < r; ++q) acc += W(p, c0 + q) * t(t0 + i * r + q);
+          }
+          y(p) += s * (weighted ? w(p) : Scalar(1)) * acc;
+        });
+  }
+
+  /// Cholesky of the capacitance I + B^T (D + damping I)^-1 B (public:
+  /// launches kernels).
+  void factor(double damping, const char* where) const {
+    if (cached_ == damping) return;
+    const long n = size(), K = cap_n_;
+    auto d = d_;
+    long bad = -1;
+    Kokkos::parallel_reduce(
+        "hfisher::multilevel::check", Kokkos::RangePolicy<ExecSpace>(0, n),
+        KOKKOS_LAMBDA(const long i, long& f) {
+          if (!(double(d(i)) + damping > 0)) f = i;
+        },
+        Kokkos::Max<long>(bad));
+    hfisher::detail::require(bad < 0, where, "d(", bad, ") + damping is not positive (damping = ", damping,
+                             "): the diagonal part must be positive after damping");
+    hfisher::detail::require(K <= 16384, where, "the capacitance matrix would be ", K, " x ", K,
+                             " (levels x nodes x rank too large for a dense Woodbury solve)");
+    cap_ = Batch("hfisher::multilevel::cap", 1, K, K);
+    auto C = cap_;
+    auto W = W_;
+    auto cb = cbeg_;
+    auto ce = cend_;
+    auto cw = cwcol_;
+    const Scalar lam = Scalar(damping);
+    Kokkos::parallel_for(
+        "hfisher::multilevel::capacitance", Kokkos::RangePolicy<ExecSpace>(0, K * K), KOKKOS_LAMBDA(const long e) {
+          const long a = e / K, b = e % K;
+          if (b < a) return;
+          const long p0 = cb(a) > cb(b) ? cb(a) : cb(b), p1 = ce(a) < ce(b) ? ce(a) : ce(b);
+          Scalar s = a == b ? Scalar(1) : Scalar(0);
+          const int ca = cw(a), cc = cw(b);
+          for (long p = p0; p < p1; ++p) s += W(p, ca) * W(p, cc) / (d(p) + lam);
+          C(0, a, b) = s;
+          C(0, b, a) = s;
+        });
+    kernels::potrf(ExecSpace(), cap_);
+    cached_ = damping;
+  }
+
+ private:
+  /// Device tables of the layout: all bounds back to back; per capacitance
+  /// column its node's rows and W column; per level its offsets.
+  void build_index() {
+    const int L = layout_.levels();
+    long nb = 0;
+    for (const auto& b : layout_.bounds) nb += long(b.size());
+    cap_n_ = layout_.capacitance_size();
+    bounds_ = LongView("hfisher::multilevel::bounds", nb);
+    cbeg_ = LongView("hfisher::multilevel::cbeg", cap_n_);
+    cend_ = LongView("hfisher::multilevel::cend", cap_n_);
+    cwcol_ = IntView("hfisher::multilevel::cwcol", cap_n_);
+    lvinfo_ = Kokkos::View<long* [5], mem>("hfisher::multilevel::levels", L);
+    auto bh = Kokkos::create_mirror_view(bounds_);
+    auto cbh = Kokkos::create_mirror_view(cbeg_);
+    auto ceh = Kokkos::create_mirror_view(cend_);
+    auto cwh = Kokkos::create_mirror_view(cwcol_);
+    auto lh = Kokkos::create_mirror_view(lvinfo_);
+    long pos = 0, cap = 0;
+    int col = 0;
+    bfirst_.clear();
+    for (int l = 0; l < L; ++l) {
+      const auto& b = layout_.bounds[l];
+      const long M = long(b.size()) - 1;
+      const int r = layout_.ranks[l];
+      bfirst_.push_back(pos);
+      lh(l, 0) = pos;
+      lh(l, 1) = M;
+      lh(l, 2) = col;
+      lh(l, 3) = r;
+      lh(l, 4) = cap;
+      for (long x : b) bh(pos++) = x;
+      for (long i = 0; i < M; ++i)
+        for (int q = 0; q < r; ++q) {
+          cbh(cap) = b[i];
+          ceh(cap) = b[i + 1];
+          cwh(cap) = col + q;
+          ++cap;
+        }
+      col += r;
+    }
+    Kokkos::deep_copy(bounds_, bh);
+    Kokkos::deep_copy(cbeg_, cbh);
+    Kokkos::deep_copy(cend_, ceh);
+    Kokkos::deep_copy(cwcol_, cwh);
+    Kokkos::deep_copy(lvinfo_, lh);
+  }
+
+  Vector d_;
+  Matrix W_;
+  MultilevelLayout layout_;
+  double tol_ = 0;
+  long cap_n_ = 0;
+  std::vector<long> bfirst_;
+  LongView bounds_, cbeg_, cend_;
+  IntView cwcol_;
+  Kokkos::View<long* [5], mem> lvinfo_;
+  mutable Batch cap_;
+  mutable double cached_ = -1;
+};
+
+}  // namespace fisher
+}  // namespace hfisher
