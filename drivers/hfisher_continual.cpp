@@ -36,15 +36,16 @@ struct Options {
   std::vector<std::string> methods = {"finetune", "ewc", "online-ewc", "kfac-laplace", "hierarchical"};
   int tasks = 10, epochs = 1, batch = 128, train_examples = 10000, test_examples = 2000, fisher_examples = 200;
   std::vector<int> hidden = {100, 100};
-  double lr = 1e-3, lambda = 10.0, gamma = 0.9, tol = 1e-2, damping = 1e-3;
+  double lr = 1e-3, lambda = 10.0, gamma = 0.9, tol = 1e-4, damping = 1e-3;
   std::string fisher_kind = "empirical";
   std::uint64_t seed = 1;
   bool spd = true;  ///< SPD compensation of the hierarchical Fisher
   int seeds = 1;  ///< runs with seeds seed, seed + 1, ... (mean +- std in the table)
-  std::vector<std::string> lambda_for = {"hierarchical=1"};  ///< per-method overrides of lambda
+  std::vector<std::string> lambda_for;  ///< per-method overrides of lambda
   int leaf = 32, rank = 32, max_rank = 32;
   std::string hstructure = "multilevel";  ///< structure of the hierarchical penalty: multilevel or hodlr
-  int levels = 4, level_rank = 4, branching = 4;  ///< multilevel layout
+  int levels = 2, branching = 100;  ///< multilevel layout: the layer, then each output unit
+  std::vector<int> level_rank = {8};  ///< multilevel: one rank for every level, or one per level
 };
 
 hfisher::dist::Communicator comm;  // the ranks of the run (one process without MPI)
@@ -70,7 +71,10 @@ std::string run_key(const Options& o, const std::string& method, std::uint64_t s
   for (const auto& l : o.lambda_for) k << "|l" << l;
   if (!o.spd) k << "|nospd";
   if (method == "hierarchical")  // v1 keys (HODLR only) stay readable for --hierarchical-structure hodlr
-    if (o.hstructure != "hodlr") k << "|" << o.hstructure << "|" << o.levels << "|" << o.level_rank << "|" << o.branching;
+    if (o.hstructure != "hodlr") {
+      k << "|" << o.hstructure << "|" << o.levels << "|" << o.branching;
+      for (int r : o.level_rank) k << "|r" << r;
+    }
   return k.str();
 }
 
@@ -219,7 +223,8 @@ int run(const Options& o) {
     fo.seed = seed;
     fo.spd_compensation = o.spd;  // HODLR: a penalty stays convex, compressed Fishers stay PSD
     fo.multilevel_levels = o.levels;
-    fo.multilevel_rank = o.level_rank;
+    if (o.level_rank.size() == 1) fo.multilevel_rank = o.level_rank[0];
+    else fo.multilevel_ranks = o.level_rank;
     fo.multilevel_branching = o.branching;
     for (std::size_t mi = 0; mi < o.methods.size(); ++mi) {
       const std::string& method = o.methods[mi];
@@ -429,7 +434,7 @@ int main(int argc, char** argv) {
   app.add_option("--lr", o.lr, "learning rate")->check(CLI::PositiveNumber);
   app.add_option("--lambda", o.lambda, "penalty strength lambda")->check(CLI::NonNegativeNumber);
   app.add_option("--lambda-for", o.lambda_for,
-                 "repeatable METHOD=VALUE: lambda of one method (default: hierarchical=1, the others --lambda)");
+                 "repeatable METHOD=VALUE: lambda of one method (default: all --lambda)");
   app.add_option("--gamma", o.gamma, "online EWC decay in (0, 1]")->check(CLI::Range(1e-6, 1.0));
   app.add_option("--hidden", o.hidden, "hidden layer widths")->check(CLI::Range(1, 1 << 14));
   app.add_option("--train-examples", o.train_examples, "training examples per task (split: of the whole set)")
@@ -442,7 +447,8 @@ int main(int argc, char** argv) {
                  "or hodlr (dense leaves, low-rank off-diagonal blocks)")
       ->check(CLI::IsMember({"multilevel", "hodlr"}));
   app.add_option("--levels", o.levels, "multilevel: levels of nested low-rank terms per layer")->check(CLI::Range(1, 16));
-  app.add_option("--level-rank", o.level_rank, "multilevel: rank of each node's term")->check(CLI::Range(1, 4096));
+  app.add_option("--level-rank", o.level_rank, "multilevel: rank of each node's term (one value, or one per level)")
+      ->check(CLI::Range(1, 4096));
   app.add_option("--branching", o.branching, "multilevel: children per node (nodes split output units)")
       ->check(CLI::Range(2, 1024));
   app.add_option("--tol", o.tol, "hierarchical compression tolerance (relative)")->check(CLI::Range(1e-12, 0.9));
@@ -465,6 +471,9 @@ int main(int argc, char** argv) {
     return e.get_exit_code();
   }
   return hfisher::dist::guarded(comm, "hfisher-continual", [&] {
+    hfisher::detail::require(o.level_rank.size() == 1 || int(o.level_rank.size()) == o.levels, "hfisher-continual",
+                             "--level-rank has ", o.level_rank.size(), " values for --levels ", o.levels,
+                             " (give one, or one per level)");
     if (o.stream == "split")
       hfisher::detail::require(o.tasks <= 5, "hfisher-continual", "--tasks ", o.tasks,
                                " > 5: a split stream of 10 classes has at most 5 tasks");

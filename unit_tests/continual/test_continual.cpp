@@ -80,6 +80,7 @@ TYPED_TEST(PenaltyTest, ValueAndGradientAgainstDense) {
     o.examples = 20;
     o.leaf = 8;
     o.tol = dbl ? 1e-10 : 1e-5;
+    o.multilevel_rank = 64;  // capped at each layer's size: the multilevel sums stay exact
     const double lambda = 3.0, gamma = 0.7;
     hfisher::FisherPenalty<S, E> pen(m, lambda, gamma, hfisher::FisherKind::Empirical, o);
     // dense references: per task F_t (dense of a fresh estimate) and anchors

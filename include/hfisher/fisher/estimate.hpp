@@ -22,7 +22,10 @@
 #include <hfisher/fisher/io.hpp>
 #include <hfisher/fisher/lowrank.hpp>
 #include <hfisher/fisher/multilevel.hpp>
+#include <hfisher/kernels/gemm.hpp>
+#include <hfisher/kernels/qr.hpp>
 #include <hfisher/kernels/randomized.hpp>
+#include <hfisher/kernels/syev.hpp>
 #include <hfisher/kron/kfac.hpp>
 #include <hfisher/nn/mlp.hpp>
 
@@ -47,9 +50,12 @@ struct FisherOptions {
   /// accuracy on the diagonal; see CompressionOptions::spd_compensation).
   /// Without it, a loose tolerance may need damping above the truncation error.
   bool spd_compensation = false;
-  int multilevel_levels = 4;      ///< Multilevel: levels of nested low-rank terms per layer
-  int multilevel_rank = 4;        ///< Multilevel: rank of each node's term
-  int multilevel_branching = 4;   ///< Multilevel: children per node (nodes split a layer's output units)
+  int multilevel_levels = 2;      ///< Multilevel: levels of nested low-rank terms per layer
+  int multilevel_rank = 8;        ///< Multilevel: rank of each node's term
+  std::vector<int> multilevel_ranks;  ///< Multilevel: rank per level (overrides multilevel_rank when not empty)
+  /// Multilevel: children per node; nodes split a layer's output units (the
+  /// default makes level 1 one node per unit for layers of up to 256 units)
+  int multilevel_branching = 256;
   Structure block = Structure::Dense;  ///< BlockDiagonal: structure of each layer's block
   std::size_t memory_budget = std::size_t(4) << 30;  ///< bytes an estimate may allocate
 
@@ -64,6 +70,11 @@ struct FisherOptions {
     hfisher::detail::require(multilevel_levels >= 1 && multilevel_levels <= 16, where, "multilevel_levels = ",
                              multilevel_levels, " (must lie in [1, 16])");
     hfisher::detail::require(multilevel_rank >= 1, where, "multilevel_rank = ", multilevel_rank, " (must be >= 1)");
+    hfisher::detail::require(multilevel_ranks.empty() || int(multilevel_ranks.size()) == multilevel_levels, where,
+                             "multilevel_ranks has ", multilevel_ranks.size(), " entries for ", multilevel_levels,
+                             " levels");
+    for (int r : multilevel_ranks)
+      hfisher::detail::require(r >= 1, where, "a multilevel rank is ", r, " (must be >= 1)");
     hfisher::detail::require(multilevel_branching >= 2, where, "multilevel_branching = ", multilevel_branching,
                              " (must be >= 2)");
     hfisher::detail::require(block != Structure::BlockDiagonal, where, "block = BlockDiagonal would nest block-diagonals");
@@ -382,6 +393,92 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> lowrank_of(const FisherSam
   return std::make_unique<LowRankOperator<Scalar, ExecSpace>>(d, W, o.rank, o.tol);
 }
 
+/// B_b = (B_b + B_b^T) / 2 (rounding, before an eigensolver's symmetry check).
+template <class Exec, class Batch>
+void multilevel_symmetrize(const Exec& space, const Batch& B) {
+  using Scalar = typename Batch::non_const_value_type;
+  const long M = long(B.extent(0));
+  const int n = int(B.extent(1));
+  Kokkos::parallel_for(
+      "hfisher::multilevel::sym", Kokkos::RangePolicy<Exec>(space, 0, M * n * n), KOKKOS_LAMBDA(const long e) {
+        const long i = e / (long(n) * n);
+        const int a = int(e / n % n), b = int(e % n);
+        if (b <= a) return;
+        const Scalar m = Scalar(0.5) * (B(i, a, b) + B(i, b, a));
+        B(i, a, b) = m;
+        B(i, b, a) = m;
+      });
+}
+
+/// Vt_b = Q_b U_b(:, the r last columns, last first), wt_b = w_b(the r last
+/// entries, last first): the leading Ritz pairs of an ascending eigensolve.
+template <class Exec, class Batch, class Vec2>
+void multilevel_top(const Exec& space, const Batch& Q, const Batch& U, const Vec2& w, int r, const Batch& Vt,
+                    const Vec2& wt) {
+  using Scalar = typename Batch::non_const_value_type;
+  const long M = long(Q.extent(0));
+  const int S = int(Q.extent(1)), n = int(U.extent(1));
+  Kokkos::parallel_for(
+      "hfisher::multilevel::top", Kokkos::RangePolicy<Exec>(space, 0, M * S * r), KOKKOS_LAMBDA(const long e) {
+        const long i = e / (long(S) * r);
+        const int a = int(e / r % S), q = int(e % r);
+        Scalar t = 0;
+        for (int c = 0; c < n; ++c) t += Q(i, a, c) * U(i, c, n - 1 - q);
+        Vt(i, a, q) = t;
+        if (a == 0) wt(i, q) = w(i, n - 1 - q);
+      });
+}
+
+/// The r leading eigenpairs (largest first) of K'_b = T_b^T K_b T_b for a
+/// batch of S x S PSD matrices, K' never formed when S is large: randomized
+/// subspace iteration with 2 power steps and Rayleigh-Ritz (Halko, Martinsson
+/// & Tropp 2011, Alg. 4.4/5.1) on a block of min(S, 2r + 8) columns, O(S^2 r)
+/// per product; below twice that width, the full eigendecomposition of K'.
+/// Gaussian starts are counter-based (seed, entry): the same on every backend.
+template <class Exec, class Batch, class Vec2>
+void multilevel_top_eigen(const Exec& space, const Batch& K, const Batch& T, int r, std::uint64_t seed, const Batch& Vt,
+                          const Vec2& wt) {
+  using Scalar = typename Batch::non_const_value_type;
+  // directions beyond the S samples do not exist: columns re.. of Vt and wt stay 0
+  const int M = int(K.extent(0)), S = int(K.extent(1)), re = std::min(r, S), kk = std::min(S, 2 * re + 8);
+  if (2 * kk >= S) {
+    Batch KT("hfisher::multilevel::KT", M, S, S), Kp("hfisher::multilevel::Kp", M, S, S), U("hfisher::multilevel::U", M, S, S),
+        I("hfisher::multilevel::I", M, S, S);
+    Vec2 w("hfisher::multilevel::w", M, S);
+    kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), K, T, Scalar(0), KT);
+    kernels::detail::gemm_nocheck(space, Op::Trans, Op::NoTrans, Scalar(1), T, KT, Scalar(0), Kp);
+    multilevel_symmetrize(space, Kp);
+    kernels::syev(space, Kp, w, U);
+    Kokkos::parallel_for(
+        "hfisher::multilevel::eye", Kokkos::RangePolicy<Exec>(space, 0, long(M) * S),
+        KOKKOS_LAMBDA(const long e) { I(e / S, e % S, e % S) = Scalar(1); });
+    multilevel_top(space, I, U, w, re, Vt, wt);
+    return;
+  }
+  Batch X("hfisher::multilevel::X", M, S, kk), Y("hfisher::multilevel::Y", M, S, kk), t1("hfisher::multilevel::t1", M, S, kk),
+      t2("hfisher::multilevel::t2", M, S, kk), Rr("hfisher::multilevel::R", M, kk, kk), B("hfisher::multilevel::B", M, kk, kk),
+      U("hfisher::multilevel::U", M, kk, kk);
+  Vec2 w("hfisher::multilevel::w", M, kk);
+  Kokkos::parallel_for(
+      "hfisher::multilevel::omega", Kokkos::RangePolicy<Exec>(space, 0, long(M) * S * kk), KOKKOS_LAMBDA(const long e) {
+        X(e / (long(S) * kk), e / kk % S, e % kk) = Scalar(random::normal(seed, std::uint64_t(e / (long(S) * kk)), std::uint64_t(e)));
+      });
+  auto applyKp = [&](const Batch& in, const Batch& out) {  // out = T^T K T in
+    kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), T, in, Scalar(0), t1);
+    kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), K, t1, Scalar(0), t2);
+    kernels::detail::gemm_nocheck(space, Op::Trans, Op::NoTrans, Scalar(1), T, t2, Scalar(0), out);
+  };
+  applyKp(X, Y);
+  for (int it = 0; it < 3; ++it) {  // two power steps, then the basis of the Rayleigh-Ritz step
+    kernels::qr_thin(space, Y, X, Rr);
+    applyKp(X, Y);
+  }
+  kernels::detail::gemm_nocheck(space, Op::Trans, Op::NoTrans, Scalar(1), X, Y, Scalar(0), B);
+  multilevel_symmetrize(space, B);
+  kernels::syev(space, B, w, U);
+  multilevel_top(space, X, U, w, re, Vt, wt);
+}
+
 /// Multilevel low-rank block of layer k (multilevel.hpp), computed in sample
 /// space. Nodes split the layer's output units (level 0: all of them; each
 /// node into multilevel_branching balanced children), so the Gram matrix of
@@ -392,8 +489,9 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> lowrank_of(const FisherSam
 /// K'_i = T_i^T K_i T_i = V diag(w) V^T, W_i = Psi_i T_i V_top (eigenvalues
 /// > tol * the node's largest). Every term is a Gram matrix of the data, so
 /// the result is PSD; d = diag(F) - rowsum(W^2) >= 0 (clamped for
-/// rounding) keeps the diagonal exact. Cost O(M S^3) per level of M nodes
-/// (batched GEMM and eigensolves of S x S) plus O(P N r) per level to form W.
+/// rounding) keeps the diagonal exact. Cost O(M S^2 r) per level of M nodes
+/// (batched GEMM, QR and small eigensolves; see multilevel_top_eigen) plus
+/// O(P N r) per level to form W.
 template <class Scalar, class ExecSpace>
 std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> multilevel_layer(const FisherSamples<Scalar, ExecSpace>& s,
                                                                        int k, const FisherOptions& o,
@@ -418,14 +516,14 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> multilevel_layer(const Fis
     ub.push_back(nb);
     parent.push_back(par);
   }
-  const int r = std::min(o.multilevel_rank, S);
   std::size_t maxM = 1;
-  for (const auto& b : ub) {
+  for (std::size_t l = 0; l < ub.size(); ++l) {
     std::vector<long> rb;
-    for (int u : b) rb.push_back(long(u) * c);
+    for (int u : ub[l]) rb.push_back(long(u) * c);
     lay.bounds.push_back(rb);
-    lay.ranks.push_back(r);
-    maxM = std::max(maxM, b.size() - 1);
+    // ranks above the samples leave room for sums (online consolidation); at most the layer's size
+    lay.ranks.push_back(int(std::min<long>(o.multilevel_ranks.empty() ? o.multilevel_rank : o.multilevel_ranks[l], P)));
+    maxM = std::max(maxM, ub[l].size() - 1);
   }
   check_budget((double(maxM) * S * S * 6 + double(N) * N + double(P) * (lay.columns() + 2)) * sizeof(Scalar),
                o.memory_budget, where,
@@ -441,8 +539,9 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> multilevel_layer(const Fis
       KOKKOS_LAMBDA(const int i) { T(0, i, i) = Scalar(1); });
   const Scalar tol = Scalar(o.tol);
   Batch Zp, Vp;
+  int col0 = 0, rp = 0;  // first W column of this level, rank of the level above
   for (int l = 0; l < lay.levels(); ++l) {
-    const int M = int(ub[l].size()) - 1;
+    const int M = int(ub[l].size()) - 1, r = lay.ranks[l];
     IView ubd("hfisher::multilevel::units", M + 1), unode("hfisher::multilevel::unode", out);
     {
       auto h = Kokkos::create_mirror_view(ubd);
@@ -465,13 +564,12 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> multilevel_layer(const Fis
           KOKKOS_LAMBDA(const long e) {
             const int j = int(e / (long(S) * S)), a = int(e / S % S), b = int(e % S), i = pd(j);
             Scalar t = Tp(i, a, b);
-            for (int q = 0; q < r; ++q) t -= Zp(i, a, q) * Vp(i, b, S - 1 - q);
+            for (int q = 0; q < rp; ++q) t -= Zp(i, a, q) * Vp(i, b, q);
             Tn(j, a, b) = t;
           });
       T = Tn;
     }
-    Batch K("hfisher::multilevel::K", M, S, S), KT("hfisher::multilevel::KT", M, S, S), V("hfisher::multilevel::V", M, S, S);
-    BatchVector<Scalar, ExecSpace> w("hfisher::multilevel::w", M, S);
+    Batch K("hfisher::multilevel::K", M, S, S);
     Kokkos::parallel_for(
         "hfisher::multilevel::gram", Kokkos::RangePolicy<ExecSpace>(space, 0, long(M) * S * S), KOKKOS_LAMBDA(const long e) {
           const int i = int(e / (long(S) * S)), a = int(e / S % S), b = int(e % S);
@@ -482,30 +580,21 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> multilevel_layer(const Fis
           K(i, a, b) = t;
           K(i, b, a) = t;
         });
-    kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), K, T, Scalar(0), KT);
-    kernels::detail::gemm_nocheck(space, Op::Trans, Op::NoTrans, Scalar(1), T, KT, Scalar(0), K);
-    Kokkos::parallel_for(  // symmetrize rounding before the eigensolver's symmetry check
-        "hfisher::multilevel::sym", Kokkos::RangePolicy<ExecSpace>(space, 0, long(M) * S * S), KOKKOS_LAMBDA(const long e) {
-          const int i = int(e / (long(S) * S)), a = int(e / S % S), b = int(e % S);
-          if (b <= a) return;
-          const Scalar m = Scalar(0.5) * (K(i, a, b) + K(i, b, a));
-          K(i, a, b) = m;
-          K(i, b, a) = m;
-        });
-    kernels::syev(space, K, w, V);
-    // Z_i = T_i V_top (zero columns for dropped directions), kept in KT's first r columns
-    auto Z = KT;
+    // the r leading eigenpairs of K'_i = T_i^T K_i T_i, largest first
+    Batch Vt("hfisher::multilevel::Vtop", M, S, r);
+    BatchVector<Scalar, ExecSpace> wt("hfisher::multilevel::wtop", M, r);
+    multilevel_top_eigen(space, K, T, r, o.seed + std::uint64_t(l) * 7919u, Vt, wt);
+    // Z_i = T_i V_top (zero columns for dropped directions)
+    Batch Z("hfisher::multilevel::Z", M, S, r);
     Kokkos::parallel_for(
         "hfisher::multilevel::Z", Kokkos::RangePolicy<ExecSpace>(space, 0, long(M) * S * r), KOKKOS_LAMBDA(const long e) {
           const int i = int(e / (long(S) * r)), a = int(e / r % S), q = int(e % r);
-          const int ev = S - 1 - q;
           Scalar t = 0;
-          if (w(i, ev) > tol * w(i, S - 1) && w(i, ev) > Scalar(0))
-            for (int b = 0; b < S; ++b) t += T(i, a, b) * V(i, b, ev);
+          if (wt(i, q) > tol * wt(i, 0) && wt(i, q) > Scalar(0))
+            for (int b = 0; b < S; ++b) t += T(i, a, b) * Vt(i, b, q);
           Z(i, a, q) = t;
         });
     // W rows of node i, column q: sum_s Z_i(s, q) g_s(u) a_n(s)(j) = (GZ^T A)(u, j)
-    const int col0 = l * r;
     Mat<Scalar, ExecSpace> GZ("hfisher::multilevel::GZ", N, out), Wq("hfisher::multilevel::Wq", out, c);
     for (int q = 0; q < r; ++q) {
       Kokkos::parallel_for(
@@ -521,7 +610,9 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> multilevel_layer(const Fis
           KOKKOS_LAMBDA(const long p) { W(p, col0 + q) = Wq(p / c, p % c); });
     }
     Zp = Z;  // what the children need: this level's T, Z and V
-    Vp = V;
+    Vp = Vt;
+    rp = r;
+    col0 += r;
   }
   auto d = diagonal_of(s, std::vector<int>{k}, P);
   const int ncol = lay.columns();
