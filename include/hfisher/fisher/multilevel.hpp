@@ -19,9 +19,10 @@
 ///
 /// Storage: d (P) and all levels' W side by side in one P x (sum r_l) matrix
 /// (rows of a node at level l hold W_i in the level's columns). Sums
-/// (online consolidation) merge node by node: [W_i, sqrt(a) W'_i] is
-/// recompressed to the r_l leading directions through a batched eigensolve of
-/// its 2r x 2r Gram matrices, and the discarded part's diagonal moves into d.
+/// (online consolidation) merge node by node, top-down: [W_i, sqrt(a) W'_i,
+/// what the parent level dropped] is recompressed to the r_l leading
+/// directions through a batched eigensolve of its Gram matrices; the rest is
+/// offered to the children, and at the last level its diagonal moves into d.
 /// Solves use the Woodbury identity with the capacitance
 /// I + B^T (D + lambda I)^-1 B over every level's columns (nested supports:
 /// block (i, j) is non-zero only when one node contains the other).
@@ -222,64 +223,75 @@ class MultilevelOperator : public CurvatureOperator<Scalar, ExecSpace> {
           KOKKOS_LAMBDA(const long i) { dn(i) = d(i) + a * d2(i); });
     }
     int col = 0;
+    Matrix carry;  // what the level above could not keep, offered to this level's nodes
     for (int l = 0; l < layout_.levels(); ++l) {
-      merge_level(l, col, p->W_, Scalar(std::sqrt(alpha)), Wn, dn);
+      carry = merge_level(l, col, p->W_, Scalar(std::sqrt(alpha)), carry, l + 1 == layout_.levels(), Wn, dn);
       col += layout_.ranks[l];
     }
     W_ = Wn;
     d_ = dn;
   }
 
-  /// One level of add() (public: launches kernels): columns [col, col + r)
-  /// of W_ and sa * W2 are merged into the same columns of Wn; d accumulates
-  /// the dropped diagonal.
-  void merge_level(int l, int col, const Matrix& W2, Scalar sa, const Matrix& Wn, const Vector& d) const {
-    const int r = layout_.ranks[l], r2 = 2 * r;
-    const long M = long(layout_.bounds[l].size()) - 1, first = bfirst_[l];
+  /// One level of add() (public: launches kernels). Node by node, the
+  /// columns C_i = [W_i, sa W2_i, carry_i] (carry: the directions the level
+  /// above dropped, restricted to this node) are recompressed through the
+  /// eigendecomposition of C_i^T C_i: the r leading directions go to columns
+  /// [col, col + r) of Wn; the others are returned as the carry of the next
+  /// level, or, at the last level, their diagonal moves into d. Pushing a
+  /// dropped direction down keeps its part inside each child node (a
+  /// block-diagonal restriction of a Gram term: still PSD, same diagonal).
+  Matrix merge_level(int l, int col, const Matrix& W2, Scalar sa, const Matrix& carry, bool last, const Matrix& Wn,
+                     const Vector& d) const {
+    const int r = layout_.ranks[l], kc = carry.extent(0) > 0 ? int(carry.extent(1)) : 0, m = 2 * r + kc;
+    const long n = size(), M = long(layout_.bounds[l].size()) - 1, first = bfirst_[l];
     ExecSpace space;
-    Batch G("hfisher::multilevel::gram", M, r2, r2), V("hfisher::multilevel::V", M, r2, r2);
-    BatchVector<Scalar, ExecSpace> w("hfisher::multilevel::w", M, r2);
+    Matrix C("hfisher::multilevel::C", n, m);
     auto W1 = W_;
-    auto bd = bounds_;
-    // C_i = [W1_i, sa W2_i]; G_i = C_i^T C_i
     Kokkos::parallel_for(
-        "hfisher::multilevel::merge_gram", Kokkos::RangePolicy<ExecSpace>(space, 0, M * r2 * r2),
-        KOKKOS_LAMBDA(const long e) {
-          const long i = e / (r2 * r2);
-          const int a = int(e / r2 % r2), b = int(e % r2);
+        "hfisher::multilevel::merge_cols", Kokkos::RangePolicy<ExecSpace>(space, 0, n), KOKKOS_LAMBDA(const long p) {
+          for (int b = 0; b < r; ++b) C(p, b) = W1(p, col + b);
+          for (int b = 0; b < r; ++b) C(p, r + b) = sa * W2(p, col + b);
+          for (int b = 0; b < kc; ++b) C(p, 2 * r + b) = carry(p, b);
+        });
+    Batch G("hfisher::multilevel::gram", M, m, m), V("hfisher::multilevel::V", M, m, m);
+    BatchVector<Scalar, ExecSpace> w("hfisher::multilevel::w", M, m);
+    auto bd = bounds_;
+    Kokkos::parallel_for(
+        "hfisher::multilevel::merge_gram", Kokkos::RangePolicy<ExecSpace>(space, 0, M * m * m), KOKKOS_LAMBDA(const long e) {
+          const long i = e / (long(m) * m);
+          const int a = int(e / m % m), b = int(e % m);
           if (b < a) return;
           const long p0 = bd(first + i), p1 = bd(first + i + 1);
-          Scalar s = 0;
-          for (long p = p0; p < p1; ++p) {
-            const Scalar ca = a < r ? W1(p, col + a) : sa * W2(p, col + a - r);
-            const Scalar cb = b < r ? W1(p, col + b) : sa * W2(p, col + b - r);
-            s += ca * cb;
-          }
-          G(i, a, b) = s;
-          G(i, b, a) = s;
+          Scalar t = 0;
+          for (long p = p0; p < p1; ++p) t += C(p, a) * C(p, b);
+          G(i, a, b) = t;
+          G(i, b, a) = t;
         });
     kernels::syev(space, G, w, V);
+    const int nc = last ? 0 : m - r;
+    Matrix next("hfisher::multilevel::carry", n, nc);
     const Scalar tol = Scalar(tol_);
     Kokkos::parallel_for(
-        "hfisher::multilevel::merge_form", Kokkos::RangePolicy<ExecSpace>(space, 0, size()), KOKKOS_LAMBDA(const long p) {
+        "hfisher::multilevel::merge_form", Kokkos::RangePolicy<ExecSpace>(space, 0, n), KOKKOS_LAMBDA(const long p) {
           const long i = multilevel_detail::node_of(bd, first, M, p);
-          const Scalar top = w(i, r2 - 1);
+          const Scalar top = w(i, m - 1);
           Scalar all = 0, kept = 0;
-          for (int b = 0; b < r2; ++b) {
-            const Scalar c = b < r ? W1(p, col + b) : sa * W2(p, col + b - r);
-            all += c * c;
-          }
-          for (int q = 0; q < r; ++q) {
-            const int e = r2 - 1 - q;  // eigenvalues ascend
-            Scalar s = 0;
-            if (w(i, e) > tol * top && w(i, e) > Scalar(0))
-              for (int b = 0; b < r2; ++b) s += (b < r ? W1(p, col + b) : sa * W2(p, col + b - r)) * V(i, b, e);
-            Wn(p, col + q) = s;
-            kept += s * s;
+          for (int b = 0; b < m; ++b) all += C(p, b) * C(p, b);
+          for (int q = 0; q < m; ++q) {
+            const int e = m - 1 - q;  // eigenvalues ascend
+            if (q >= r && last) break;
+            Scalar t = 0;
+            const bool use = q < r ? (w(i, e) > tol * top && w(i, e) > Scalar(0)) : w(i, e) > Scalar(0);
+            if (use)
+              for (int b = 0; b < m; ++b) t += C(p, b) * V(i, b, e);
+            if (q < r) Wn(p, col + q) = t;
+            else next(p, q - r) = t;
+            kept += t * t;
           }
           const Scalar nd = d(p) + (all - kept);
           d(p) = nd > Scalar(0) ? nd : Scalar(0);
         });
+    return next;
   }
 
   void scale(double alpha) override {
