@@ -89,6 +89,18 @@ KOKKOS_INLINE_FUNCTION long node_of(const BV& bounds, long first, long M, long p
   return lo;
 }
 
+/// Smallest entry of v (0 when empty); a named function because device
+/// lambdas may not live in constructors.
+template <class Exec, class V>
+double min_entry(const V& v) {
+  double m = 0;
+  Kokkos::parallel_reduce(
+      "hfisher::multilevel::min", Kokkos::RangePolicy<Exec>(0, long(v.extent(0))),
+      KOKKOS_LAMBDA(const long i, double& acc) { acc = double(v(i)) < acc ? double(v(i)) : acc; },
+      Kokkos::Min<double>(m));
+  return m;
+}
+
 }  // namespace multilevel_detail
 
 template <class Scalar, class ExecSpace = DefaultExec>
@@ -118,11 +130,7 @@ class MultilevelOperator : public CurvatureOperator<Scalar, ExecSpace> {
     hfisher::detail::require(std::isfinite(tol) && tol >= 0 && tol < 1, where, "tol = ", tol, " (must lie in [0, 1))");
     this->check_vec(d, where, "d");
     hfisher::detail::check_finite_matrix(ExecSpace(), W, where, "W");
-    double dmin = 0;
-    auto dd = d_;
-    Kokkos::parallel_reduce(
-        "hfisher::multilevel::dmin", Kokkos::RangePolicy<ExecSpace>(0, long(d.extent(0))),
-        KOKKOS_LAMBDA(const long i, double& m) { m = double(dd(i)) < m ? double(dd(i)) : m; }, Kokkos::Min<double>(dmin));
+    const double dmin = multilevel_detail::min_entry<ExecSpace>(d_);
     hfisher::detail::require(dmin >= 0, where, "the diagonal part has a negative entry (", dmin, ")");
     build_index();
   }
