@@ -8,6 +8,7 @@
 /// diagonal into d, so diag(F) stays exact.
 
 #include <hfisher/fisher/curvature.hpp>
+#include <hfisher/fisher/diag_factor.hpp>
 #include <hfisher/kernels/cholesky.hpp>
 #include <hfisher/kernels/matmul.hpp>
 #include <hfisher/kernels/syev.hpp>
@@ -102,19 +103,7 @@ class LowRankOperator : public CurvatureOperator<Scalar, ExecSpace> {
     return s + double(hfisher::detail::read_entry(out, 0));
   }
 
-  Vector diag() const override {
-    Vector o("hfisher::fisher::diag", size());
-    auto d = d_;
-    auto W = W_;
-    const int k = rank();
-    Kokkos::parallel_for(
-        "hfisher::lowrank::diag", Kokkos::RangePolicy<ExecSpace>(0, size()), KOKKOS_LAMBDA(const long i) {
-          Scalar s = d(i);
-          for (int c = 0; c < k; ++c) s += W(i, c) * W(i, c);
-          o(i) = s;
-        });
-    return o;
-  }
+  Vector diag() const override { return detail::diag_plus_squares<ExecSpace>(d_, W_); }
 
   void add(const Base& other, double alpha) override {
     constexpr const char* where = "hfisher::fisher::LowRankOperator::add";
@@ -142,17 +131,7 @@ class LowRankOperator : public CurvatureOperator<Scalar, ExecSpace> {
   }
 
   void scale(double alpha) override {
-    hfisher::detail::require(std::isfinite(alpha) && alpha >= 0, "hfisher::fisher::LowRankOperator::scale", "alpha = ",
-                             alpha, " (must be finite and >= 0)");
-    auto d = d_;
-    auto W = W_;
-    const Scalar a = Scalar(alpha), sa = Scalar(std::sqrt(alpha));
-    const int k = rank();
-    Kokkos::parallel_for(
-        "hfisher::lowrank::scale", Kokkos::RangePolicy<ExecSpace>(0, size()), KOKKOS_LAMBDA(const long i) {
-          d(i) *= a;
-          for (int c = 0; c < k; ++c) W(i, c) *= sa;
-        });
+    detail::scale_diag_and_factor<ExecSpace>(d_, W_, alpha, "hfisher::fisher::LowRankOperator::scale");
     cached_ = -1;
   }
 
@@ -236,15 +215,7 @@ class LowRankOperator : public CurvatureOperator<Scalar, ExecSpace> {
     const long n = size();
     const int k = rank();
     auto d = d_;
-    long bad = -1;
-    Kokkos::parallel_reduce(
-        "hfisher::lowrank::check", Kokkos::RangePolicy<ExecSpace>(0, n),
-        KOKKOS_LAMBDA(const long i, long& f) {
-          if (!(double(d(i)) + damping > 0)) f = i;
-        },
-        Kokkos::Max<long>(bad));
-    hfisher::detail::require(bad < 0, where, "d(", bad, ") + damping is not positive (damping = ", damping,
-                             "): the diagonal part must be positive after damping");
+    detail::require_positive_shift<ExecSpace>(d_, damping, where);
     if (k == 0) {
       cached_ = damping;
       return;

@@ -28,6 +28,7 @@
 /// block (i, j) is non-zero only when one node contains the other).
 
 #include <hfisher/fisher/curvature.hpp>
+#include <hfisher/fisher/diag_factor.hpp>
 #include <hfisher/kernels/cholesky.hpp>
 #include <hfisher/kernels/matmul.hpp>
 #include <hfisher/kernels/syev.hpp>
@@ -192,19 +193,7 @@ class MultilevelOperator : public CurvatureOperator<Scalar, ExecSpace> {
     return s + double(hfisher::detail::read_entry(out, 0));
   }
 
-  Vector diag() const override {
-    Vector o("hfisher::fisher::diag", size());
-    auto d = d_;
-    auto W = W_;
-    const int k = int(W_.extent(1));
-    Kokkos::parallel_for(
-        "hfisher::multilevel::diag", Kokkos::RangePolicy<ExecSpace>(0, size()), KOKKOS_LAMBDA(const long i) {
-          Scalar s = d(i);
-          for (int c = 0; c < k; ++c) s += W(i, c) * W(i, c);
-          o(i) = s;
-        });
-    return o;
-  }
+  Vector diag() const override { return detail::diag_plus_squares<ExecSpace>(d_, W_); }
 
   /// *this += alpha * other (same layout): node by node, the concatenated
   /// factors are recompressed to each level's rank; what is dropped moves
@@ -303,17 +292,7 @@ class MultilevelOperator : public CurvatureOperator<Scalar, ExecSpace> {
   }
 
   void scale(double alpha) override {
-    hfisher::detail::require(std::isfinite(alpha) && alpha >= 0, "hfisher::fisher::MultilevelOperator::scale",
-                             "alpha = ", alpha, " (must be finite and >= 0)");
-    auto d = d_;
-    auto W = W_;
-    const Scalar a = Scalar(alpha), sa = Scalar(std::sqrt(alpha));
-    const int k = int(W_.extent(1));
-    Kokkos::parallel_for(
-        "hfisher::multilevel::scale", Kokkos::RangePolicy<ExecSpace>(0, size()), KOKKOS_LAMBDA(const long i) {
-          d(i) *= a;
-          for (int c = 0; c < k; ++c) W(i, c) *= sa;
-        });
+    detail::scale_diag_and_factor<ExecSpace>(d_, W_, alpha, "hfisher::fisher::MultilevelOperator::scale");
     cached_ = -1;
   }
 
@@ -415,15 +394,7 @@ class MultilevelOperator : public CurvatureOperator<Scalar, ExecSpace> {
     if (cached_ == damping) return;
     const long n = size(), K = cap_n_;
     auto d = d_;
-    long bad = -1;
-    Kokkos::parallel_reduce(
-        "hfisher::multilevel::check", Kokkos::RangePolicy<ExecSpace>(0, n),
-        KOKKOS_LAMBDA(const long i, long& f) {
-          if (!(double(d(i)) + damping > 0)) f = i;
-        },
-        Kokkos::Max<long>(bad));
-    hfisher::detail::require(bad < 0, where, "d(", bad, ") + damping is not positive (damping = ", damping,
-                             "): the diagonal part must be positive after damping");
+    detail::require_positive_shift<ExecSpace>(d_, damping, where);
     hfisher::detail::require(K <= 16384, where, "the capacitance matrix would be ", K, " x ", K,
                              " (levels x nodes x rank too large for a dense Woodbury solve)");
     cap_ = Batch("hfisher::multilevel::cap", 1, K, K);
