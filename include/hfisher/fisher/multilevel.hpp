@@ -90,7 +90,7 @@ KOKKOS_INLINE_FUNCTION long node_of(const BV& bounds, long first, long M, long p
   return lo;
 }
 
-/// Smallest entry of v (0 when empty); a named function because device
+/// Smallest entry of v (v not empty); a named function because device
 /// lambdas may not live in constructors.
 template <class Exec, class V>
 double min_entry(const V& v) {
@@ -116,10 +116,11 @@ class MultilevelOperator : public CurvatureOperator<Scalar, ExecSpace> {
   using IntView = Kokkos::View<int*, mem>;
 
   /// d: (n) >= 0; W: (n, layout.columns()), level l in columns
-  /// [sum_{k<l} r_k, + r_l); rows outside a node's range are ignored (the
-  /// constructor zeroes nothing: each row belongs to exactly one node per
-  /// level). tol: relative eigenvalue cut of sums (directions with
-  /// eigenvalue <= tol * the node's largest are moved into d).
+  /// [sum_{k<l} r_k, + r_l); row p of a level's columns holds the term of the
+  /// one node of that level containing p. tol: relative eigenvalue cut of
+  /// sums (a direction with eigenvalue <= tol * the node's largest is not
+  /// kept at that level: it is offered to the level below, and from the last
+  /// level its diagonal moves into d).
   MultilevelOperator(const Vector& d, const Matrix& W, MultilevelLayout layout, double tol)
       : d_(d), W_(W), layout_(std::move(layout)), tol_(tol) {
     constexpr const char* where = "hfisher::fisher::MultilevelOperator";
@@ -195,9 +196,10 @@ class MultilevelOperator : public CurvatureOperator<Scalar, ExecSpace> {
 
   Vector diag() const override { return detail::diag_plus_squares<ExecSpace>(d_, W_); }
 
-  /// *this += alpha * other (same layout): node by node, the concatenated
-  /// factors are recompressed to each level's rank; what is dropped moves
-  /// into d, so the sum stays PSD and its diagonal exact.
+  /// *this += alpha * other (same layout): level by level from the top,
+  /// node by node, the concatenated factors are recompressed to the level's
+  /// rank (merge_level); what a level drops is offered to the next, and what
+  /// the last drops moves into d, so the sum stays PSD and its diagonal exact.
   void add(const Base& other, double alpha) override {
     constexpr const char* where = "hfisher::fisher::MultilevelOperator::add";
     const auto* p = dynamic_cast<const MultilevelOperator*>(&other);
