@@ -39,7 +39,7 @@ struct Options {
   double lr = 1e-3, lambda = 10.0, gamma = 0.9, tol = 1e-4, damping = 1e-3;
   std::string fisher_kind = "empirical";
   std::uint64_t seed = 1;
-  bool spd = true;  ///< SPD compensation of the hierarchical Fisher
+  bool spd = true;  ///< SPD compensation of HODLR hierarchical Fishers
   int seeds = 1;  ///< runs with seeds seed, seed + 1, ... (mean +- std in the table)
   std::vector<std::string> lambda_for;  ///< per-method overrides of lambda
   int leaf = 32, rank = 32, max_rank = 32;

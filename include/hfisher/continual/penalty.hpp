@@ -149,7 +149,7 @@ class FisherPenalty {
     const int m = io::get<std::int32_t>(i, what, where), st = io::get<std::int32_t>(i, what, where);
     detail::require(m == int(method_), where, what, " holds a ", to_string(PenaltyMethod(m)), " penalty, expected ",
                     to_string(method_));
-    hfisher::detail::require(st >= 0 && st <= int(Structure::Multilevel), where, what, ": unknown structure ", st);
+    hfisher::detail::require(is_structure(st), where, what, ": unknown structure ", st);
     structure_ = Structure(st);
     lambda_ = io::get<double>(i, what, where);
     gamma_ = io::get<double>(i, what, where);

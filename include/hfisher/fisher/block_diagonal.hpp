@@ -111,7 +111,7 @@ class BlockDiagonalOperator : public CurvatureOperator<Scalar, ExecSpace> {
   static std::unique_ptr<Base> read_body(std::istream& i, const std::string& what) {
     constexpr const char* where = "hfisher::CurvatureOperator::load";
     const int outer = io::get<std::int32_t>(i, what, where), nb = io::get<std::int32_t>(i, what, where);
-    hfisher::detail::require(outer >= 0 && outer <= int(Structure::Multilevel) && nb >= 1 && nb <= 100000, where, what,
+    hfisher::detail::require(is_structure(outer) && nb >= 1 && nb <= 100000, where, what,
                              ": corrupt block-diagonal header");
     std::vector<std::unique_ptr<Base>> blocks;
     for (int b = 0; b < nb; ++b) blocks.push_back(Base::read(i, what));

@@ -39,10 +39,14 @@ enum class Structure {
   BlockDiagonal, ///< per layer a block of FisherOptions::block structure (Dense by default)
   Dense,         ///< one dense matrix per layer (the inner structure of BlockDiagonal)
   Multilevel     ///< per layer diag + nested local low-rank terms (PSD by construction; multilevel.hpp)
+  // new structures go last: is_structure() reads the last one
 };
 
 const char* to_string(FisherKind k);
 const char* to_string(Structure s);
+
+/// Whether s is the value of a Structure (for files that store one as an integer).
+inline bool is_structure(int s) { return s >= 0 && s <= int(Structure::Multilevel); }
 
 namespace fisher {
 

@@ -1,8 +1,9 @@
 #pragma once
 /// \file diag_factor.hpp
 /// \brief Kernels shared by the structures stored as a diagonal part plus
-/// Gram terms, diag(d) + W W^T (low-rank, multilevel): their diagonal,
-/// scaling, and the check that d + damping can be inverted.
+/// Gram terms, diag(d) + W W^T (low-rank, multilevel): their diagonal, the
+/// diagonal part that keeps diag(F) exact, scaling, and the check that
+/// d + damping can be inverted.
 
 #include <hfisher/core/error.hpp>
 #include <hfisher/core/types.hpp>
@@ -25,6 +26,21 @@ V diag_plus_squares(const V& d, const M& W) {
         o(i) = s;
       });
   return o;
+}
+
+/// d = max(d - rowsum(W .* W), 0) in place: given d = diag(F) and the Gram
+/// terms W W^T kept of F, the diagonal part that keeps diag(F) exact (the
+/// clamp absorbs rounding).
+template <class Exec, class V, class M>
+void subtract_squares_clamped(const V& d, const M& W) {
+  using S = typename V::non_const_value_type;
+  const int k = int(W.extent(1));
+  Kokkos::parallel_for(
+      "hfisher::fisher::subtract_squares", Kokkos::RangePolicy<Exec>(0, long(d.extent(0))), KOKKOS_LAMBDA(const long i) {
+        S t = d(i);
+        for (int c = 0; c < k; ++c) t -= W(i, c) * W(i, c);
+        d(i) = t > S(0) ? t : S(0);
+      });
 }
 
 /// d *= alpha, W *= sqrt(alpha): diag(d) + W W^T scaled by alpha >= 0.

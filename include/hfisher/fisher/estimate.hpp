@@ -384,12 +384,7 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> lowrank_of(const FisherSam
   }
   // the diagonal part keeps diag(F) exact: d = diag(F) - rowsum(W^2), clamped at 0
   auto d = diagonal_of(s, ks, n);
-  Kokkos::parallel_for(
-      "hfisher::lowrank::dcorr", Kokkos::RangePolicy<ExecSpace>(space, 0, n), KOKKOS_LAMBDA(const long i) {
-        Scalar t = d(i);
-        for (int c = 0; c < r; ++c) t -= W(i, c) * W(i, c);
-        d(i) = t > Scalar(0) ? t : Scalar(0);
-      });
+  detail::subtract_squares_clamped<ExecSpace>(d, W);
   return std::make_unique<LowRankOperator<Scalar, ExecSpace>>(d, W, o.rank, o.tol);
 }
 
@@ -412,18 +407,22 @@ void multilevel_symmetrize(const Exec& space, const Batch& B) {
 
 /// Vt_b = Q_b U_b(:, the r last columns, last first), wt_b = w_b(the r last
 /// entries, last first): the leading Ritz pairs of an ascending eigensolve.
+/// An empty Q stands for the identity (U's own columns).
 template <class Exec, class Batch, class Vec2>
 void multilevel_top(const Exec& space, const Batch& Q, const Batch& U, const Vec2& w, int r, const Batch& Vt,
                     const Vec2& wt) {
   using Scalar = typename Batch::non_const_value_type;
-  const long M = long(Q.extent(0));
-  const int S = int(Q.extent(1)), n = int(U.extent(1));
+  const long M = long(Vt.extent(0));
+  const int S = int(Vt.extent(1)), n = int(U.extent(1));
+  const bool identity = Q.extent(0) == 0;
   Kokkos::parallel_for(
       "hfisher::multilevel::top", Kokkos::RangePolicy<Exec>(space, 0, M * S * r), KOKKOS_LAMBDA(const long e) {
         const long i = e / (long(S) * r);
         const int a = int(e / r % S), q = int(e % r);
         Scalar t = 0;
-        for (int c = 0; c < n; ++c) t += Q(i, a, c) * U(i, c, n - 1 - q);
+        if (identity) t = U(i, a, n - 1 - q);
+        else
+          for (int c = 0; c < n; ++c) t += Q(i, a, c) * U(i, c, n - 1 - q);
         Vt(i, a, q) = t;
         if (a == 0) wt(i, q) = w(i, n - 1 - q);
       });
@@ -442,17 +441,13 @@ void multilevel_top_eigen(const Exec& space, const Batch& K, const Batch& T, int
   // directions beyond the S samples do not exist: columns re.. of Vt and wt stay 0
   const int M = int(K.extent(0)), S = int(K.extent(1)), re = std::min(r, S), kk = std::min(S, 2 * re + 8);
   if (2 * kk >= S) {
-    Batch KT("hfisher::multilevel::KT", M, S, S), Kp("hfisher::multilevel::Kp", M, S, S), U("hfisher::multilevel::U", M, S, S),
-        I("hfisher::multilevel::I", M, S, S);
+    Batch KT("hfisher::multilevel::KT", M, S, S), Kp("hfisher::multilevel::Kp", M, S, S), U("hfisher::multilevel::U", M, S, S);
     Vec2 w("hfisher::multilevel::w", M, S);
     kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), K, T, Scalar(0), KT);
     kernels::detail::gemm_nocheck(space, Op::Trans, Op::NoTrans, Scalar(1), T, KT, Scalar(0), Kp);
     multilevel_symmetrize(space, Kp);
     kernels::syev(space, Kp, w, U);
-    Kokkos::parallel_for(
-        "hfisher::multilevel::eye", Kokkos::RangePolicy<Exec>(space, 0, long(M) * S),
-        KOKKOS_LAMBDA(const long e) { I(e / S, e % S, e % S) = Scalar(1); });
-    multilevel_top(space, I, U, w, re, Vt, wt);
+    multilevel_top(space, Batch(), U, w, re, Vt, wt);
     return;
   }
   Batch X("hfisher::multilevel::X", M, S, kk), Y("hfisher::multilevel::Y", M, S, kk), t1("hfisher::multilevel::t1", M, S, kk),
@@ -614,14 +609,9 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> multilevel_layer(const Fis
     rp = r;
     col0 += r;
   }
+  // d = diag(F) - rowsum(W^2) keeps diag(F) exact
   auto d = diagonal_of(s, std::vector<int>{k}, P);
-  const int ncol = lay.columns();
-  Kokkos::parallel_for(
-      "hfisher::multilevel::dcorr", Kokkos::RangePolicy<ExecSpace>(space, 0, P), KOKKOS_LAMBDA(const long i) {
-        Scalar t = d(i);
-        for (int q = 0; q < ncol; ++q) t -= W(i, q) * W(i, q);
-        d(i) = t > Scalar(0) ? t : Scalar(0);
-      });
+  detail::subtract_squares_clamped<ExecSpace>(d, W);
   return std::make_unique<MultilevelOperator<Scalar, ExecSpace>>(d, W, lay, o.tol);
 }
 

@@ -56,6 +56,12 @@ struct MultilevelLayout {
     for (int l = 0; l < levels(); ++l) c += long(bounds[l].size() - 1) * ranks[l];
     return c;
   }
+  /// Where level l's bounds start when all levels' bounds lie back to back.
+  long bounds_offset(int l) const {
+    long o = 0;
+    for (int k = 0; k < l; ++k) o += long(bounds[k].size());
+    return o;
+  }
   /// Throws unless every level partitions [0, n) and refines the one above.
   void validate(long n, const char* where) const {
     hfisher::detail::require(!ranks.empty() && bounds.size() == ranks.size(), where, "a multilevel layout needs >= 1 level (",
@@ -242,7 +248,7 @@ class MultilevelOperator : public CurvatureOperator<Scalar, ExecSpace> {
   Matrix merge_level(int l, int col, const Matrix& W2, Scalar sa, const Matrix& carry, bool last, const Matrix& Wn,
                      const Vector& d) const {
     const int r = layout_.ranks[l], kc = carry.extent(0) > 0 ? int(carry.extent(1)) : 0, m = 2 * r + kc;
-    const long n = size(), M = long(layout_.bounds[l].size()) - 1, first = bfirst_[l];
+    const long n = size(), M = long(layout_.bounds[l].size()) - 1, first = layout_.bounds_offset(l);
     ExecSpace space;
     Matrix C("hfisher::multilevel::C", n, m);
     auto W1 = W_;
@@ -394,7 +400,7 @@ class MultilevelOperator : public CurvatureOperator<Scalar, ExecSpace> {
   /// launches kernels).
   void factor(double damping, const char* where) const {
     if (cached_ == damping) return;
-    const long n = size(), K = cap_n_;
+    const long K = cap_n_;
     auto d = d_;
     detail::require_positive_shift<ExecSpace>(d_, damping, where);
     hfisher::detail::require(K <= 16384, where, "the capacitance matrix would be ", K, " x ", K,
@@ -441,12 +447,10 @@ class MultilevelOperator : public CurvatureOperator<Scalar, ExecSpace> {
     auto lh = Kokkos::create_mirror_view(lvinfo_);
     long pos = 0, cap = 0;
     int col = 0;
-    bfirst_.clear();
     for (int l = 0; l < L; ++l) {
       const auto& b = layout_.bounds[l];
       const long M = long(b.size()) - 1;
       const int r = layout_.ranks[l];
-      bfirst_.push_back(pos);
       lh(l, 0) = pos;
       lh(l, 1) = M;
       lh(l, 2) = col;
@@ -474,7 +478,6 @@ class MultilevelOperator : public CurvatureOperator<Scalar, ExecSpace> {
   MultilevelLayout layout_;
   double tol_ = 0;
   long cap_n_ = 0;
-  std::vector<long> bfirst_;
   LongView bounds_, cbeg_, cend_;
   IntView cwcol_;
   Kokkos::View<long* [5], mem> lvinfo_;
