@@ -452,6 +452,134 @@ TYPED_TEST(FisherTest, BadInput) {
   EXPECT_THROW(op->solve(b, x, 0.0), hfisher::Error);
 }
 
+// The node Gram matrices of a multilevel estimate, K_i = sum over node i's
+// units of D_u (A A^T expanded over the R samples of an example) D_u, applied
+// in both forms (explicit per-node matrices, factored through one GEMM with
+// A A^T) against naive loops; and the randomized eigensolver on the projected
+// T^T K T (T = I - Z V^T in product form) against LAPACK's eigenvalues. Each
+// single-unit node has rank <= the layer's 7 inputs < the 12-column block, so
+// subspace iteration must find its leading eigenvalues to rounding.
+TYPED_TEST(FisherTest, MultilevelGramFormsAndRandomizedEigen) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  using Gram = hfisher::fisher::build_detail::MultilevelGram<S, E>;
+  const bool dbl = std::is_same<S, double>::value;
+  hfisher::nn::MLP<S, E> model({6, 5, 4}, hfisher::nn::Activation::Tanh, 5);
+  const int N = 24;
+  auto data = hfisher::nn::to_device<S, E>(random_dataset(N, 6, 4, 2));
+  hfisher::FisherOptions o;
+  o.examples = N;
+  auto s = hfisher::collect_samples(model, data, hfisher::FisherKind::GGN, o);
+  const int R = s.per_example, SS = s.samples(), out = 5;
+  ASSERT_EQ(R, 4);
+  const auto g = host_matrix(s.g[0]), A = host_matrix(s.a[0]);
+  const int c = A.n;
+  // naive K_i for nodes {0,1}, {2}, {3,4} and single units
+  auto naive = [&](const std::vector<int>& ub) {
+    HostBatch K(int(ub.size()) - 1, SS, SS);
+    for (int i = 0; i + 1 < int(ub.size()); ++i)
+      for (int a = 0; a < SS; ++a)
+        for (int b = 0; b < SS; ++b) {
+          double gg = 0, aa = 0;
+          for (int u = ub[i]; u < ub[i + 1]; ++u) gg += g(0, a, u) * g(0, b, u);
+          for (int j = 0; j < c; ++j) aa += A(0, a / R, j) * A(0, b / R, j);
+          K(i, a, b) = gg * aa;
+        }
+    return K;
+  };
+  hfisher::fisher::build_detail::Mat<S, E> KA("KA", N, N);
+  hfisher::kernels::matmul(E(), hfisher::Op::NoTrans, hfisher::Op::Trans, S(1), s.a[0], s.a[0], S(0), KA);
+  auto make = [&](const std::vector<int>& ub, bool factored) {
+    Gram gr;
+    const int M = int(ub.size()) - 1;
+    gr.g = s.g[0];
+    gr.KA = KA;
+    gr.units = Kokkos::View<int*, typename E::memory_space>("units", M + 1);
+    gr.unode = Kokkos::View<int*, typename E::memory_space>("unode", out);
+    auto hu = Kokkos::create_mirror_view(gr.units);
+    auto hn = Kokkos::create_mirror_view(gr.unode);
+    for (int i = 0; i <= M; ++i) hu(i) = ub[i];
+    for (int i = 0; i < M; ++i)
+      for (int u = ub[i]; u < ub[i + 1]; ++u) hn(u) = i;
+    Kokkos::deep_copy(gr.units, hu);
+    Kokkos::deep_copy(gr.unode, hn);
+    gr.M = M;
+    gr.S = SS;
+    gr.N = N;
+    gr.R = R;
+    gr.out = out;
+    gr.factored = factored;
+    return gr;
+  };
+  const double tol = dbl ? 1e-12 : 2e-5;
+  for (const std::vector<int>& ub : {std::vector<int>{0, 2, 3, 5}, std::vector<int>{0, 1, 2, 3, 4, 5}}) {
+    const int M = int(ub.size()) - 1, k = 3;
+    const auto K = naive(ub);
+    const auto X = random_batch(M, SS, k, 7);
+    HostBatch ref(M, SS, k);
+    for (int i = 0; i < M; ++i)
+      for (int a = 0; a < SS; ++a)
+        for (int j = 0; j < k; ++j)
+          for (int b = 0; b < SS; ++b) ref(i, a, j) += K(i, a, b) * X(i, b, j);
+    for (bool factored : {false, true}) {
+      auto gr = make(ub, factored);
+      gr.prepare(k);
+      auto Xd = to_device<S, E>(X);
+      hfisher::BatchMatrix<S, E> Y("Y", M, SS, k);
+      gr.apply(E(), Xd, Y);
+      EXPECT_TRUE(near(to_host(Y), ref, tol * SS, max_abs(K, 0) * (1 + max_abs(X, 0)), "K X"))
+          << (factored ? "factored" : "explicit") << " with " << M << " nodes";
+      EXPECT_TRUE(near(to_host(gr.form()), K, tol, 1 + max_abs(K, 0), "K")) << M << " nodes";
+    }
+  }
+  // randomized leading eigenpairs of T^T K_i T, single-unit nodes, rank 2
+  const std::vector<int> ub{0, 1, 2, 3, 4, 5};
+  const int M = 5, r = 2;
+  const auto K = naive(ub);
+  // T = I - v v^T with one unit vector v per node (Z = V = v)
+  auto v = random_batch(M, SS, 1, 3);
+  for (int i = 0; i < M; ++i) {
+    double nv = 0;
+    for (int a = 0; a < SS; ++a) nv += v(i, a, 0) * v(i, a, 0);
+    for (int a = 0; a < SS; ++a) v(i, a, 0) /= std::sqrt(nv);
+  }
+  for (bool project : {false, true}) {
+    HostBatch Kp = K;
+    if (project)
+      for (int i = 0; i < M; ++i) {
+        HostBatch T(1, SS, SS), Ki(1, SS, SS);
+        for (int a = 0; a < SS; ++a)
+          for (int b = 0; b < SS; ++b) {
+            T(0, a, b) = (a == b) - v(i, a, 0) * v(i, b, 0);
+            Ki(0, a, b) = K(i, a, b);
+          }
+        const auto P = matmul(matmul(T, true, Ki, false), false, T, false);
+        for (int a = 0; a < SS; ++a)
+          for (int b = 0; b < SS; ++b) Kp(i, a, b) = P(0, a, b);
+      }
+    const int rho = project ? 1 : 0;
+    hfisher::BatchMatrix<S, E> Zs("Zs", M, SS, rho), Vs("Vs", M, SS, rho);
+    if (project) {
+      Zs = to_device<S, E>(v);
+      Vs = to_device<S, E>(v);
+    }
+    for (bool factored : {false, true}) {
+      auto gr = make(ub, factored);
+      hfisher::BatchMatrix<S, E> Vt("Vt", M, SS, r);
+      hfisher::BatchVector<S, E> wt("wt", M, r);
+      hfisher::fisher::build_detail::multilevel_top_eigen(E(), gr, Zs, Vs, r, 11, Vt, wt);
+      const auto w = to_host2(wt);
+      for (int i = 0; i < M; ++i) {
+        auto ev = lapack_eigenvalues(Kp, i);
+        std::sort(ev.rbegin(), ev.rend());
+        for (int q = 0; q < r; ++q)
+          EXPECT_NEAR(w[i][q], ev[q], (dbl ? 1e-9 : 1e-3) * ev[0])
+              << (factored ? "factored" : "explicit") << (project ? " projected" : "") << " node " << i << " eig " << q;
+      }
+    }
+  }
+}
+
 // Online sums of multilevel Fishers (the hierarchical penalty's consolidation):
 // the diagonal stays exact and the sum PSD at any rank; with ranks that cover
 // the block the sum is exact. Layouts and inputs are validated.

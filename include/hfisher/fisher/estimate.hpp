@@ -416,9 +416,8 @@ void multilevel_top(const Exec& space, const Batch& Q, const Batch& U, const Vec
   const int S = int(Vt.extent(1)), n = int(U.extent(1));
   const bool identity = Q.extent(0) == 0;
   Kokkos::parallel_for(
-      "hfisher::multilevel::top", Kokkos::RangePolicy<Exec>(space, 0, M * S * r), KOKKOS_LAMBDA(const long e) {
-        const long i = e / (long(S) * r);
-        const int a = int(e / r % S), q = int(e % r);
+      "hfisher::multilevel::top", Kokkos::MDRangePolicy<Exec, Kokkos::Rank<3>>(space, {0, 0, 0}, {M, long(S), long(r)}),
+      KOKKOS_LAMBDA(const long i, const long a, const long q) {
         Scalar t = 0;
         if (identity) t = U(i, a, n - 1 - q);
         else
@@ -428,21 +427,124 @@ void multilevel_top(const Exec& space, const Batch& Q, const Batch& U, const Vec
       });
 }
 
-/// The r leading eigenpairs (largest first) of K'_b = T_b^T K_b T_b for a
-/// batch of S x S PSD matrices, K' never formed when S is large: randomized
-/// subspace iteration with 2 power steps and Rayleigh-Ritz (Halko, Martinsson
-/// & Tropp 2011, Alg. 4.4/5.1) on a block of min(S, 2r + 8) columns, O(S^2 r)
-/// per product; below twice that width, the full eigendecomposition of K'.
-/// Gaussian starts are counter-based (seed, entry): the same on every backend.
-template <class Exec, class Batch, class Vec2>
-void multilevel_top_eigen(const Exec& space, const Batch& K, const Batch& T, int r, std::uint64_t seed, const Batch& Vt,
-                          const Vec2& wt) {
+/// out_b = in_b - P_b (Q_b^T in_b): the projector T_b = I - P_b Q_b^T (or
+/// T_b^T, with P and Q swapped) of a node, in product form: O(S rho k) per
+/// node instead of O(S^2 k). tmp is (batch, rho, k); rho = 0 copies.
+template <class Exec, class Batch>
+void multilevel_project(const Exec& space, const Batch& P, const Batch& Q, const Batch& in, const Batch& tmp,
+                        const Batch& out) {
   using Scalar = typename Batch::non_const_value_type;
+  Kokkos::deep_copy(space, out, in);
+  if (P.extent(2) == 0) return;
+  kernels::detail::gemm_nocheck(space, Op::Trans, Op::NoTrans, Scalar(1), Q, in, Scalar(0), tmp);
+  kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(-1), P, tmp, Scalar(1), out);
+}
+
+/// The Gram matrices K_i = sum over node i's units u of D_u KAx D_u of one
+/// level (D_u = diag of unit u's output gradients g(:, u) over the S = N R
+/// samples; KAx(s, t) = KA(s / R, t / R), KA = A A^T the N x N input Gram
+/// matrix), applied to a block of k columns per node. Two forms, the same
+/// product: explicit S x S matrices per node (batched GEMM; cheap when a
+/// level has few nodes), or factored, every unit's columns through one
+/// N x N by N x (units k) GEMM with KA, which never stores an S x S matrix
+/// per node (O(N^2 units k) instead of O(M S^2 k); the only form that fits
+/// when R > 1 makes S large).
+template <class Scalar, class ExecSpace>
+struct MultilevelGram {
+  using Batch = BatchMatrix<Scalar, ExecSpace>;
+  using IView = Kokkos::View<int*, typename ExecSpace::memory_space>;
+  Mat<Scalar, ExecSpace> g, KA;
+  IView units, unode;  // node bounds in units (M + 1), node of each unit
+  int M = 0, S = 0, N = 0, R = 1, out = 0;
+  bool factored = false;
+  Batch K;                           // explicit: (M, S, S)
+  Mat<Scalar, ExecSpace> Yb, Zb;     // factored: (N, out k)
+
+  /// Whether the factored form is the cheaper one for M nodes (its GEMM
+  /// runs at several times the batched GEMM's rate on small matrices).
+  static bool prefer_factored(long M, long S, long N, long out) { return 4.0 * M * S * S >= double(out) * N * N; }
+
+  /// Explicit Gram matrices (for the full eigensolve path or the explicit form).
+  Batch form() const {
+    Batch Kx("hfisher::multilevel::K", M, S, S);
+    auto gg = g;
+    auto ka = KA;
+    auto ub = units;
+    const int SS = S, RR = R;
+    Kokkos::parallel_for(
+        "hfisher::multilevel::gram", Kokkos::RangePolicy<ExecSpace>(0, long(M) * S * S), KOKKOS_LAMBDA(const long e) {
+          const int i = int(e / (long(SS) * SS)), a = int(e / SS % SS), b = int(e % SS);
+          if (b < a) return;
+          Scalar t = 0;
+          for (int u = ub(i); u < ub(i + 1); ++u) t += gg(a, u) * gg(b, u);
+          t *= ka(a / RR, b / RR);
+          Kx(i, a, b) = t;
+          Kx(i, b, a) = t;
+        });
+    return Kx;
+  }
+
+  void prepare(int k) {
+    if (!factored) {
+      K = form();
+      return;
+    }
+    Yb = Mat<Scalar, ExecSpace>("hfisher::multilevel::Yb", N, long(out) * k);
+    Zb = Mat<Scalar, ExecSpace>("hfisher::multilevel::Zb", N, long(out) * k);
+  }
+
+  /// out_i = K_i in_i for in, out of shape (M, S, k).
+  void apply(const ExecSpace& space, const Batch& in, const Batch& res) const {
+    if (!factored) {
+      kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), K, in, Scalar(0), res);
+      return;
+    }
+    const int k = int(in.extent(2)), RR = R, SS = S, O = out;
+    auto gg = g;
+    auto un = unode;
+    auto ub = units;
+    auto Y = Yb;
+    auto Z = Zb;
+    Kokkos::parallel_for(
+        "hfisher::multilevel::gram_in", Kokkos::MDRangePolicy<ExecSpace, Kokkos::Rank<3>>(space, {0, 0, 0}, {N, O, k}),
+        KOKKOS_LAMBDA(const int n, const int u, const int j) {
+          const int i = un(u);
+          Scalar t = 0;
+          for (int r = 0; r < RR; ++r) t += gg(n * RR + r, u) * in(i, n * RR + r, j);
+          Y(n, long(u) * k + j) = t;
+        });
+    kernels::detail::matmul_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), KA, Y, Scalar(0), Z);
+    Kokkos::parallel_for(
+        "hfisher::multilevel::gram_out", Kokkos::MDRangePolicy<ExecSpace, Kokkos::Rank<3>>(space, {0, 0, 0}, {M, SS, k}),
+        KOKKOS_LAMBDA(const int i, const int s, const int j) {
+          Scalar t = 0;
+          for (int u = ub(i); u < ub(i + 1); ++u) t += gg(s, u) * Z(s / RR, long(u) * k + j);
+          res(i, s, j) = t;
+        });
+  }
+};
+
+/// The r leading eigenpairs (largest first) of K'_b = T_b^T K_b T_b, T_b =
+/// I - Zs_b Vs_b^T, for a level's nodes, K' never formed when S is large:
+/// randomized subspace iteration with 2 power steps and Rayleigh-Ritz
+/// (Halko, Martinsson & Tropp 2011, Alg. 4.4/5.1) on a block of
+/// min(S, 2r + 8) columns; below twice that width, the full
+/// eigendecomposition of K'. Gaussian starts are counter-based (seed,
+/// entry): the same on every backend.
+template <class Scalar, class ExecSpace, class Batch, class Vec2>
+void multilevel_top_eigen(const ExecSpace& space, MultilevelGram<Scalar, ExecSpace>& gram, const Batch& Zs,
+                          const Batch& Vs, int r, std::uint64_t seed, const Batch& Vt, const Vec2& wt) {
   // directions beyond the S samples do not exist: columns re.. of Vt and wt stay 0
-  const int M = int(K.extent(0)), S = int(K.extent(1)), re = std::min(r, S), kk = std::min(S, 2 * re + 8);
+  const int M = gram.M, S = gram.S, rho = int(Zs.extent(2)), re = std::min(r, S), kk = std::min(S, 2 * re + 8);
   if (2 * kk >= S) {
-    Batch KT("hfisher::multilevel::KT", M, S, S), Kp("hfisher::multilevel::Kp", M, S, S), U("hfisher::multilevel::U", M, S, S);
+    const auto K = gram.form();
+    Batch T("hfisher::multilevel::T", M, S, S), KT("hfisher::multilevel::KT", M, S, S),
+        Kp("hfisher::multilevel::Kp", M, S, S), U("hfisher::multilevel::U", M, S, S);
     Vec2 w("hfisher::multilevel::w", M, S);
+    Kokkos::parallel_for(
+        "hfisher::multilevel::eye", Kokkos::RangePolicy<ExecSpace>(space, 0, long(M) * S),
+        KOKKOS_LAMBDA(const long e) { T(e / S, e % S, e % S) = Scalar(1); });
+    if (rho > 0) kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::Trans, Scalar(-1), Zs, Vs, Scalar(1), T);
     kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), K, T, Scalar(0), KT);
     kernels::detail::gemm_nocheck(space, Op::Trans, Op::NoTrans, Scalar(1), T, KT, Scalar(0), Kp);
     multilevel_symmetrize(space, Kp);
@@ -450,18 +552,26 @@ void multilevel_top_eigen(const Exec& space, const Batch& K, const Batch& T, int
     multilevel_top(space, Batch(), U, w, re, Vt, wt);
     return;
   }
+  gram.prepare(kk);
   Batch X("hfisher::multilevel::X", M, S, kk), Y("hfisher::multilevel::Y", M, S, kk), t1("hfisher::multilevel::t1", M, S, kk),
-      t2("hfisher::multilevel::t2", M, S, kk), Rr("hfisher::multilevel::R", M, kk, kk), B("hfisher::multilevel::B", M, kk, kk),
-      U("hfisher::multilevel::U", M, kk, kk);
+      t2("hfisher::multilevel::t2", M, S, kk), tmp("hfisher::multilevel::tmp", M, rho, kk),
+      Rr("hfisher::multilevel::R", M, kk, kk), B("hfisher::multilevel::B", M, kk, kk), U("hfisher::multilevel::U", M, kk, kk);
   Vec2 w("hfisher::multilevel::w", M, kk);
-  Kokkos::parallel_for(
-      "hfisher::multilevel::omega", Kokkos::RangePolicy<Exec>(space, 0, long(M) * S * kk), KOKKOS_LAMBDA(const long e) {
-        X(e / (long(S) * kk), e / kk % S, e % kk) = Scalar(random::normal(seed, std::uint64_t(e / (long(S) * kk)), std::uint64_t(e)));
-      });
-  auto applyKp = [&](const Batch& in, const Batch& out) {  // out = T^T K T in
-    kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), T, in, Scalar(0), t1);
-    kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), K, t1, Scalar(0), t2);
-    kernels::detail::gemm_nocheck(space, Op::Trans, Op::NoTrans, Scalar(1), T, t2, Scalar(0), out);
+  {  // one Gaussian start for every node of the level
+    Mat<Scalar, ExecSpace> Om("hfisher::multilevel::omega", S, kk);
+    Kokkos::parallel_for(
+        "hfisher::multilevel::omega", Kokkos::MDRangePolicy<ExecSpace, Kokkos::Rank<2>>(space, {0, 0}, {S, kk}),
+        KOKKOS_LAMBDA(const int a, const int q) {
+          Om(a, q) = Scalar(random::normal(seed, 0, std::uint64_t(a) * std::uint64_t(kk) + std::uint64_t(q)));
+        });
+    Kokkos::parallel_for(
+        "hfisher::multilevel::start", Kokkos::MDRangePolicy<ExecSpace, Kokkos::Rank<3>>(space, {0, 0, 0}, {M, S, kk}),
+        KOKKOS_LAMBDA(const int i, const int a, const int q) { X(i, a, q) = Om(a, q); });
+  }
+  auto applyKp = [&](const Batch& in, const Batch& res) {  // res = T^T K T in
+    multilevel_project(space, Zs, Vs, in, tmp, t1);
+    gram.apply(space, t1, t2);
+    multilevel_project(space, Vs, Zs, t2, tmp, res);
   };
   applyKp(X, Y);
   for (int it = 0; it < 3; ++it) {  // two power steps, then the basis of the Rayleigh-Ritz step
@@ -474,19 +584,80 @@ void multilevel_top_eigen(const Exec& space, const Batch& K, const Batch& T, int
   multilevel_top(space, X, U, w, re, Vt, wt);
 }
 
+/// One level's kept directions: Z_i = T_i V_i (columns whose eigenvalue is
+/// not above tol * the node's largest are 0), then the children's projector
+/// factors [Zs_parent, Z_parent], [Vs_parent, V_parent] (T_child = T_parent
+/// (I - V V^T) = T_parent - Z V^T), and the level's columns of W:
+/// W(u c + j, col0 + q) = sum_s Z_i(s, q) g_s(u) a_n(s)(j), all r columns
+/// through one (r out) x N x c GEMM.
+template <class Scalar, class ExecSpace>
+struct MultilevelLevel {
+  using Batch = BatchMatrix<Scalar, ExecSpace>;
+  using IView = Kokkos::View<int*, typename ExecSpace::memory_space>;
+
+  static Batch kept(const ExecSpace& space, const Batch& Zs, const Batch& Vs, const Batch& Vt,
+                    const BatchVector<Scalar, ExecSpace>& wt, Scalar tol) {
+    const int M = int(Vt.extent(0)), S = int(Vt.extent(1)), r = int(Vt.extent(2)), rho = int(Zs.extent(2));
+    Batch Vm("hfisher::multilevel::Vm", M, S, r), Z("hfisher::multilevel::Z", M, S, r),
+        tmp("hfisher::multilevel::tmp", M, rho, r);
+    Kokkos::parallel_for(
+        "hfisher::multilevel::mask", Kokkos::MDRangePolicy<ExecSpace, Kokkos::Rank<3>>(space, {0, 0, 0}, {M, S, r}),
+        KOKKOS_LAMBDA(const int i, const int a, const int q) {
+          Vm(i, a, q) = wt(i, q) > tol * wt(i, 0) && wt(i, q) > Scalar(0) ? Vt(i, a, q) : Scalar(0);
+        });
+    multilevel_project(space, Zs, Vs, Vm, tmp, Z);
+    return Z;
+  }
+
+  /// children's [Zs, Z] and [Vs, V] (parent of child j: pd(j))
+  static void children(const ExecSpace& space, const IView& pd, const Batch& Zs, const Batch& Vs, const Batch& Z,
+                       const Batch& V, const Batch& Zc, const Batch& Vc) {
+    const int Mc = int(Zc.extent(0)), S = int(Zc.extent(1)), rho = int(Zs.extent(2)), w = int(Zc.extent(2));
+    Kokkos::parallel_for(
+        "hfisher::multilevel::child_T", Kokkos::MDRangePolicy<ExecSpace, Kokkos::Rank<3>>(space, {0, 0, 0}, {Mc, S, w}),
+        KOKKOS_LAMBDA(const int j, const int a, const int q) {
+          const int i = pd(j);
+          Zc(j, a, q) = q < rho ? Zs(i, a, q) : Z(i, a, q - rho);
+          Vc(j, a, q) = q < rho ? Vs(i, a, q) : V(i, a, q - rho);
+        });
+  }
+
+  static void columns(const ExecSpace& space, const Batch& Z, const Mat<Scalar, ExecSpace>& g,
+                      const Mat<Scalar, ExecSpace>& A, const IView& unode, int R, int col0,
+                      const Mat<Scalar, ExecSpace>& W) {
+    const int N = int(A.extent(0)), c = int(A.extent(1)), out = int(g.extent(1)), r = int(Z.extent(2));
+    Mat<Scalar, ExecSpace> GZ("hfisher::multilevel::GZ", N, long(r) * out), Wr("hfisher::multilevel::Wr", long(r) * out, c);
+    Kokkos::parallel_for(
+        "hfisher::multilevel::GZ", Kokkos::MDRangePolicy<ExecSpace, Kokkos::Rank<3>>(space, {0, 0, 0}, {N, r, out}),
+        KOKKOS_LAMBDA(const int n, const int q, const int u) {
+          const int i = unode(u);
+          Scalar t = 0;
+          for (int rr = 0; rr < R; ++rr) t += Z(i, n * R + rr, q) * g(n * R + rr, u);
+          GZ(n, long(q) * out + u) = t;
+        });
+    kernels::detail::matmul_nocheck(space, Op::Trans, Op::NoTrans, Scalar(1), GZ, A, Scalar(0), Wr);
+    Kokkos::parallel_for(
+        "hfisher::multilevel::Wcol", Kokkos::MDRangePolicy<ExecSpace, Kokkos::Rank<3>>(space, {0, 0, 0}, {out, c, r}),
+        KOKKOS_LAMBDA(const int u, const int j, const int q) {
+          W(long(u) * c + j, col0 + q) = Wr(long(q) * out + u, j);
+        });
+  }
+};
+
 /// Multilevel low-rank block of layer k (multilevel.hpp), computed in sample
 /// space. Nodes split the layer's output units (level 0: all of them; each
 /// node into multilevel_branching balanced children), so the Gram matrix of
 /// node i's rows of Psi is K_i(s, t) = (g_s . g_t over i's units) (a_n(s) .
-/// a_n(t)): O(S^2) per unit, no P x S matrix. Top-down, each node keeps the
+/// a_n(t)) (MultilevelGram: no P x S matrix). Top-down, each node keeps the
 /// leading eigen-directions of what its ancestors left, Psi_i T_i with
-/// T_i = prod (I - V V^T) over the ancestors' kept eigenvectors V:
-/// K'_i = T_i^T K_i T_i = V diag(w) V^T, W_i = Psi_i T_i V_top (eigenvalues
-/// > tol * the node's largest). Every term is a Gram matrix of the data, so
-/// the result is PSD; d = diag(F) - rowsum(W^2) >= 0 (clamped for
-/// rounding) keeps the diagonal exact. Cost O(M S^2 r) per level of M nodes
-/// (batched GEMM, QR and small eigensolves; see multilevel_top_eigen) plus
-/// O(P N r) per level to form W.
+/// T_i = prod (I - V V^T) over the ancestors' kept eigenvectors V, kept in
+/// product form I - Zs Vs^T: K'_i = T_i^T K_i T_i = V diag(w) V^T,
+/// W_i = Psi_i T_i V_top (eigenvalues > tol * the node's largest). Every term
+/// is a Gram matrix of the data, so the result is PSD; d = diag(F) -
+/// rowsum(W^2) >= 0 (clamped for rounding) keeps the diagonal exact. Cost
+/// per level: O(min(M S^2, out N^2) r) for the eigen-directions (batched
+/// GEMM, QR and small eigensolves; see multilevel_top_eigen) plus O(P N r)
+/// to form W.
 template <class Scalar, class ExecSpace>
 std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> multilevel_layer(const FisherSamples<Scalar, ExecSpace>& s,
                                                                        int k, const FisherOptions& o,
@@ -511,30 +682,31 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> multilevel_layer(const Fis
     ub.push_back(nb);
     parent.push_back(par);
   }
-  std::size_t maxM = 1;
+  double need = 0;  // the largest level's working memory, in entries
+  int rho = 0;
   for (std::size_t l = 0; l < ub.size(); ++l) {
     std::vector<long> rb;
     for (int u : ub[l]) rb.push_back(long(u) * c);
     lay.bounds.push_back(rb);
     // ranks above the samples leave room for sums (online consolidation); at most the layer's size
-    lay.ranks.push_back(int(std::min<long>(o.multilevel_ranks.empty() ? o.multilevel_rank : o.multilevel_ranks[l], P)));
-    maxM = std::max(maxM, ub[l].size() - 1);
+    const int r = int(std::min<long>(o.multilevel_ranks.empty() ? o.multilevel_rank : o.multilevel_ranks[l], P));
+    lay.ranks.push_back(r);
+    const double M = double(ub[l].size() - 1), re = std::min(r, S), kk = std::min(double(S), 2 * re + 8);
+    double lvl = M * S * (2.0 * (rho + r) + 3.0 * r) + double(N) * r * out + double(P) * r;
+    if (2 * kk >= S) lvl += M * S * S * 5;
+    else if (MultilevelGram<Scalar, ExecSpace>::prefer_factored(long(M), S, N, out)) lvl += M * S * kk * 4 + 2.0 * N * out * kk;
+    else lvl += M * S * kk * 4 + M * S * S;
+    need = std::max(need, lvl);
+    rho += r;
   }
-  check_budget((double(maxM) * S * S * 6 + double(N) * N + double(P) * (lay.columns() + 2)) * sizeof(Scalar),
-               o.memory_budget, where,
+  check_budget((need + double(N) * N + double(P) * (lay.columns() + 2)) * sizeof(Scalar), o.memory_budget, where,
                "a multilevel Fisher of layer " + std::to_string(s.layers[k]) + " from " + std::to_string(S) + " samples");
   ExecSpace space;
   Mat<Scalar, ExecSpace> KA("hfisher::multilevel::KA", N, N), W("hfisher::multilevel::W", P, lay.columns());
   kernels::detail::matmul_nocheck(space, Op::NoTrans, Op::Trans, Scalar(1), s.a[k], s.a[k], Scalar(0), KA);
-  auto g = s.g[k];
-  auto A = s.a[k];
-  Batch T("hfisher::multilevel::T", 1, S, S);
-  Kokkos::parallel_for(
-      "hfisher::multilevel::eye", Kokkos::RangePolicy<ExecSpace>(space, 0, S),
-      KOKKOS_LAMBDA(const int i) { T(0, i, i) = Scalar(1); });
   const Scalar tol = Scalar(o.tol);
-  Batch Zp, Vp;
-  int col0 = 0, rp = 0;  // first W column of this level, rank of the level above
+  Batch Zs("hfisher::multilevel::Zs", 1, S, 0), Vs("hfisher::multilevel::Vs", 1, S, 0);  // level 0: T = I
+  int col0 = 0;  // first W column of this level
   for (int l = 0; l < lay.levels(); ++l) {
     const int M = int(ub[l].size()) - 1, r = lay.ranks[l];
     IView ubd("hfisher::multilevel::units", M + 1), unode("hfisher::multilevel::unode", out);
@@ -547,67 +719,35 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> multilevel_layer(const Fis
       Kokkos::deep_copy(ubd, h);
       Kokkos::deep_copy(unode, hn);
     }
-    if (l > 0) {  // T of each child: its parent's T (I - V V^T) = T - Z V^T over the parent's kept directions
-      IView pd("hfisher::multilevel::parent", M);
-      auto h = Kokkos::create_mirror_view(pd);
-      for (int i = 0; i < M; ++i) h(i) = parent[l][i];
-      Kokkos::deep_copy(pd, h);
-      Batch Tn("hfisher::multilevel::T", M, S, S);
-      auto Tp = T;
-      Kokkos::parallel_for(
-          "hfisher::multilevel::child_T", Kokkos::RangePolicy<ExecSpace>(space, 0, long(M) * S * S),
-          KOKKOS_LAMBDA(const long e) {
-            const int j = int(e / (long(S) * S)), a = int(e / S % S), b = int(e % S), i = pd(j);
-            Scalar t = Tp(i, a, b);
-            for (int q = 0; q < rp; ++q) t -= Zp(i, a, q) * Vp(i, b, q);
-            Tn(j, a, b) = t;
-          });
-      T = Tn;
-    }
-    Batch K("hfisher::multilevel::K", M, S, S);
-    Kokkos::parallel_for(
-        "hfisher::multilevel::gram", Kokkos::RangePolicy<ExecSpace>(space, 0, long(M) * S * S), KOKKOS_LAMBDA(const long e) {
-          const int i = int(e / (long(S) * S)), a = int(e / S % S), b = int(e % S);
-          if (b < a) return;
-          Scalar t = 0;
-          for (int u = ubd(i); u < ubd(i + 1); ++u) t += g(a, u) * g(b, u);
-          t *= KA(a / R, b / R);
-          K(i, a, b) = t;
-          K(i, b, a) = t;
-        });
+    MultilevelGram<Scalar, ExecSpace> gram;
+    gram.g = s.g[k];
+    gram.KA = KA;
+    gram.units = ubd;
+    gram.unode = unode;
+    gram.M = M;
+    gram.S = S;
+    gram.N = N;
+    gram.R = R;
+    gram.out = out;
+    gram.factored = MultilevelGram<Scalar, ExecSpace>::prefer_factored(M, S, N, out);
     // the r leading eigenpairs of K'_i = T_i^T K_i T_i, largest first
     Batch Vt("hfisher::multilevel::Vtop", M, S, r);
     BatchVector<Scalar, ExecSpace> wt("hfisher::multilevel::wtop", M, r);
-    multilevel_top_eigen(space, K, T, r, o.seed + std::uint64_t(l) * 7919u, Vt, wt);
-    // Z_i = T_i V_top (zero columns for dropped directions)
-    Batch Z("hfisher::multilevel::Z", M, S, r);
-    Kokkos::parallel_for(
-        "hfisher::multilevel::Z", Kokkos::RangePolicy<ExecSpace>(space, 0, long(M) * S * r), KOKKOS_LAMBDA(const long e) {
-          const int i = int(e / (long(S) * r)), a = int(e / r % S), q = int(e % r);
-          Scalar t = 0;
-          if (wt(i, q) > tol * wt(i, 0) && wt(i, q) > Scalar(0))
-            for (int b = 0; b < S; ++b) t += T(i, a, b) * Vt(i, b, q);
-          Z(i, a, q) = t;
-        });
-    // W rows of node i, column q: sum_s Z_i(s, q) g_s(u) a_n(s)(j) = (GZ^T A)(u, j)
-    Mat<Scalar, ExecSpace> GZ("hfisher::multilevel::GZ", N, out), Wq("hfisher::multilevel::Wq", out, c);
-    for (int q = 0; q < r; ++q) {
-      Kokkos::parallel_for(
-          "hfisher::multilevel::GZ", Kokkos::RangePolicy<ExecSpace>(space, 0, long(N) * out), KOKKOS_LAMBDA(const long e) {
-            const int n = int(e / out), u = int(e % out), i = unode(u);
-            Scalar t = 0;
-            for (int rr = 0; rr < R; ++rr) t += Z(i, n * R + rr, q) * g(n * R + rr, u);
-            GZ(n, u) = t;
-          });
-      kernels::detail::matmul_nocheck(space, Op::Trans, Op::NoTrans, Scalar(1), GZ, A, Scalar(0), Wq);
-      Kokkos::parallel_for(
-          "hfisher::multilevel::Wcol", Kokkos::RangePolicy<ExecSpace>(space, 0, P),
-          KOKKOS_LAMBDA(const long p) { W(p, col0 + q) = Wq(p / c, p % c); });
-    }
-    Zp = Z;  // what the children need: this level's T, Z and V
-    Vp = Vt;
-    rp = r;
+    multilevel_top_eigen(space, gram, Zs, Vs, r, o.seed + std::uint64_t(l) * 7919u, Vt, wt);
+    const Batch Z = MultilevelLevel<Scalar, ExecSpace>::kept(space, Zs, Vs, Vt, wt, tol);
+    MultilevelLevel<Scalar, ExecSpace>::columns(space, Z, s.g[k], s.a[k], unode, R, col0, W);
     col0 += r;
+    if (l + 1 < lay.levels()) {  // the children's projectors
+      const int Mc = int(ub[l + 1].size()) - 1, w = int(Zs.extent(2)) + r;
+      IView pd("hfisher::multilevel::parent", Mc);
+      auto h = Kokkos::create_mirror_view(pd);
+      for (int i = 0; i < Mc; ++i) h(i) = parent[l + 1][i];
+      Kokkos::deep_copy(pd, h);
+      Batch Zc("hfisher::multilevel::Zs", Mc, S, w), Vc("hfisher::multilevel::Vs", Mc, S, w);
+      MultilevelLevel<Scalar, ExecSpace>::children(space, pd, Zs, Vs, Z, Vt, Zc, Vc);
+      Zs = Zc;
+      Vs = Vc;
+    }
   }
   // d = diag(F) - rowsum(W^2) keeps diag(F) exact
   auto d = diagonal_of(s, std::vector<int>{k}, P);

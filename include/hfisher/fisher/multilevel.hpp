@@ -96,6 +96,14 @@ KOKKOS_INLINE_FUNCTION long node_of(const BV& bounds, long first, long M, long p
   return lo;
 }
 
+/// v = h (a host vector copied to a view of the same length).
+template <class T, class V>
+void copy_to(const std::vector<T>& h, const V& v) {
+  auto m = Kokkos::create_mirror_view(v);
+  for (std::size_t i = 0; i < h.size(); ++i) m(i) = h[i];
+  Kokkos::deep_copy(v, m);
+}
+
 /// Smallest entry of v (v not empty); a named function because device
 /// lambdas may not live in constructors.
 template <class Exec, class V>
@@ -258,37 +266,73 @@ class MultilevelOperator : public CurvatureOperator<Scalar, ExecSpace> {
           for (int b = 0; b < r; ++b) C(p, r + b) = sa * W2(p, col + b);
           for (int b = 0; b < kc; ++b) C(p, 2 * r + b) = carry(p, b);
         });
-    Batch G("hfisher::multilevel::gram", M, m, m), V("hfisher::multilevel::V", M, m, m);
+    // rows in chunks of at most 256 inside each node: the Gram matrices and
+    // the new columns are batched GEMMs over chunks (level 0's one node too)
+    constexpr long chunk = 256;
+    std::vector<long> h0, h1;
+    std::vector<int> hfirst{0};
+    for (long i = 0; i < M; ++i) {
+      const long p0 = layout_.bounds[l][i], p1 = layout_.bounds[l][i + 1];
+      for (long q = p0; q < p1; q += chunk) {
+        h0.push_back(q);
+        h1.push_back(std::min(q + chunk, p1));
+      }
+      hfirst.push_back(int(h0.size()));
+    }
+    const int nc = int(h0.size());
+    LongView c0("hfisher::multilevel::c0", nc), c1("hfisher::multilevel::c1", nc);
+    IntView cf("hfisher::multilevel::cf", M + 1);
+    multilevel_detail::copy_to(h0, c0);
+    multilevel_detail::copy_to(h1, c1);
+    multilevel_detail::copy_to(hfirst, cf);
+    using member = typename ExecTraits<ExecSpace>::member_type;
+    Batch Gc("hfisher::multilevel::gram_chunks", nc, m, m), G("hfisher::multilevel::gram", M, m, m),
+        V("hfisher::multilevel::V", M, m, m), Vsel("hfisher::multilevel::Vsel", M, m, m);
+    Kokkos::parallel_for(
+        "hfisher::multilevel::merge_gram", hfisher::detail::batch_policy(space, nc), KOKKOS_LAMBDA(const member& t) {
+          const int ch = t.league_rank();
+          const auto rows = Kokkos::subview(C, Kokkos::make_pair(c0(ch), c1(ch)), Kokkos::ALL);
+          kernels::detail::gemm_entry<ExecSpace>(t, Op::Trans, Op::NoTrans, Scalar(1), rows, rows, Scalar(0),
+                                                 Kokkos::subview(Gc, ch, Kokkos::ALL, Kokkos::ALL));
+        });
+    Kokkos::parallel_for(
+        "hfisher::multilevel::merge_sum", Kokkos::MDRangePolicy<ExecSpace, Kokkos::Rank<3>>(space, {0, 0, 0}, {M, long(m), long(m)}),
+        KOKKOS_LAMBDA(const long i, const long a, const long b) {
+          Scalar t = 0;
+          for (int ch = cf(i); ch < cf(i + 1); ++ch) t += Gc(ch, a, b);
+          G(i, a, b) = t;
+        });
     BatchVector<Scalar, ExecSpace> w("hfisher::multilevel::w", M, m);
+    kernels::syev(space, G, w, V);
+    const Scalar tol = Scalar(tol_);
+    // column q of the result: eigenvector m - 1 - q (eigenvalues ascend); the
+    // first r kept when above tol * the node's largest, the rest when positive
+    Kokkos::parallel_for(
+        "hfisher::multilevel::merge_sel", Kokkos::MDRangePolicy<ExecSpace, Kokkos::Rank<3>>(space, {0, 0, 0}, {M, long(m), long(m)}),
+        KOKKOS_LAMBDA(const long i, const long b, const long q) {
+          const long e = m - 1 - q;
+          const bool use = q < r ? (w(i, e) > tol * w(i, m - 1) && w(i, e) > Scalar(0)) : (!last && w(i, e) > Scalar(0));
+          Vsel(i, b, q) = use ? V(i, b, e) : Scalar(0);
+        });
+    Matrix Out("hfisher::multilevel::merged", n, m);
     auto bd = bounds_;
     Kokkos::parallel_for(
-        "hfisher::multilevel::merge_gram", Kokkos::RangePolicy<ExecSpace>(space, 0, M * m * m), KOKKOS_LAMBDA(const long e) {
-          const long i = e / (long(m) * m);
-          const int a = int(e / m % m), b = int(e % m);
-          if (b < a) return;
-          const long p0 = bd(first + i), p1 = bd(first + i + 1);
-          Scalar t = 0;
-          for (long p = p0; p < p1; ++p) t += C(p, a) * C(p, b);
-          G(i, a, b) = t;
-          G(i, b, a) = t;
+        "hfisher::multilevel::merge_form", hfisher::detail::batch_policy(space, nc), KOKKOS_LAMBDA(const member& t) {
+          const int ch = t.league_rank();
+          const long i = multilevel_detail::node_of(bd, first, M, c0(ch));
+          const auto rows = Kokkos::make_pair(c0(ch), c1(ch));
+          kernels::detail::gemm_entry<ExecSpace>(t, Op::NoTrans, Op::NoTrans, Scalar(1), Kokkos::subview(C, rows, Kokkos::ALL),
+                                                 Kokkos::subview(Vsel, i, Kokkos::ALL, Kokkos::ALL), Scalar(0),
+                                                 Kokkos::subview(Out, rows, Kokkos::ALL));
         });
-    kernels::syev(space, G, w, V);
-    const int nc = last ? 0 : m - r;
-    Matrix next("hfisher::multilevel::carry", n, nc);
-    const Scalar tol = Scalar(tol_);
+    const int ncarry = last ? 0 : m - r;
+    Matrix next("hfisher::multilevel::carry", n, ncarry);
     Kokkos::parallel_for(
-        "hfisher::multilevel::merge_form", Kokkos::RangePolicy<ExecSpace>(space, 0, n), KOKKOS_LAMBDA(const long p) {
-          const long i = multilevel_detail::node_of(bd, first, M, p);
-          const Scalar top = w(i, m - 1);
+        "hfisher::multilevel::merge_out", Kokkos::RangePolicy<ExecSpace>(space, 0, n), KOKKOS_LAMBDA(const long p) {
           Scalar all = 0, kept = 0;
           for (int b = 0; b < m; ++b) all += C(p, b) * C(p, b);
-          for (int q = 0; q < m; ++q) {
-            const int e = m - 1 - q;  // eigenvalues ascend
-            if (q >= r && last) break;
-            Scalar t = 0;
-            const bool use = q < r ? (w(i, e) > tol * top && w(i, e) > Scalar(0)) : w(i, e) > Scalar(0);
-            if (use)
-              for (int b = 0; b < m; ++b) t += C(p, b) * V(i, b, e);
+          for (int q = 0; q < r + ncarry; ++q) {
+            const Scalar t = Out(p, q);
             if (q < r) Wn(p, col + q) = t;
             else next(p, q - r) = t;
             kept += t * t;
