@@ -37,7 +37,7 @@ struct Options {
   int tasks = 10, epochs = 1, batch = 128, train_examples = 10000, test_examples = 2000, fisher_examples = 200;
   std::vector<int> hidden = {100, 100};
   double lr = 1e-3, lambda = 10.0, gamma = 0.9, tol = 1e-4, damping = 1e-3;
-  std::string fisher_kind = "empirical";
+  std::string fisher_kind = "mc";  ///< labels sampled from the model: the Fisher EWC and K-FAC define
   std::uint64_t seed = 1;
   bool spd = true;  ///< SPD compensation of HODLR hierarchical Fishers
   int seeds = 1;  ///< runs with seeds seed, seed + 1, ... (mean +- std in the table)
@@ -441,7 +441,10 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 60000));
   app.add_option("--test-examples", o.test_examples, "test examples (split: of the whole set)")->check(CLI::Range(1, 10000));
   app.add_option("--fisher-examples", o.fisher_examples, "examples per consolidation")->check(CLI::Range(1, 60000));
-  app.add_option("--fisher-kind", o.fisher_kind, "empirical, mc or ggn")->check(CLI::IsMember({"empirical", "mc", "ggn"}));
+  app.add_option("--fisher-kind", o.fisher_kind,
+                 "mc (one label per example sampled from the model: the Fisher of EWC and K-FAC; default), ggn "
+                 "(exact expectation over the classes: R = classes samples per example) or empirical (the data's "
+                 "labels)")->check(CLI::IsMember({"empirical", "mc", "ggn"}));
   app.add_option("--hierarchical-structure", o.hstructure,
                  "Fisher of the hierarchical penalty: multilevel (diag + nested low-rank terms, PSD by construction) "
                  "or hodlr (dense leaves, low-rank off-diagonal blocks)")
