@@ -192,6 +192,13 @@ int run_fisher_bench(const FisherBenchOptions& o) {
       run("hierarchical", std::string(b) + " spd", hfisher::Structure::Hierarchical, f2);
     }
   }
+  for (int r : o.level_ranks) {
+    auto f2 = fo;
+    f2.multilevel_levels = 2;
+    f2.multilevel_rank = r;
+    f2.tol = 1e-12;
+    run("multilevel", "2 x rank " + std::to_string(r), hfisher::Structure::Multilevel, f2);
+  }
   // rank profile of the hierarchical layer Fisher in natural parameter order
   try {
     auto f2 = fo;

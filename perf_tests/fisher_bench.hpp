@@ -23,6 +23,7 @@ struct FisherBenchOptions {
   double damping = 1e-2;                      ///< relative to trace(F) / n
   std::vector<int> ranks = {4, 16, 64, 256};  ///< low-rank ranks
   std::vector<double> tols = {1e-1, 3e-2, 1e-2, 1e-3};  ///< hierarchical tolerances
+  std::vector<int> level_ranks = {4, 8, 32};  ///< multilevel (layer + units) ranks per level
   int leaf = 64;
   int big_layer = 1;                          ///< layer of the factorization-vs-K-FAC test (-1: skip)
   int big_examples = 256;

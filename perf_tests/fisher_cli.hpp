@@ -23,6 +23,8 @@ inline void add_fisher_options(CLI::App& app, FisherBenchOptions& o) {
   app.add_option("--damping", o.damping, "damping lambda relative to trace(F)/n (natural-gradient solves)")
       ->check(CLI::PositiveNumber);
   app.add_option("--ranks", o.ranks, "ranks of the low-rank + diagonal structure")->check(CLI::Range(1, 1 << 16));
+  app.add_option("--level-ranks", o.level_ranks, "ranks per level of the multilevel structure (two levels: the layer, then each output unit)")
+      ->check(CLI::Range(1, 1 << 16));
   app.add_option("--tols", o.tols, "compression tolerances of the hierarchical structure")->check(CLI::Range(1e-14, 0.9));
   app.add_flag("--spd-rows", o.spd_rows, "also run the hierarchical structure with SPD-preserving compensation");
   app.add_option("--leaf", o.leaf, "leaf size of the hierarchical structure")->check(CLI::Range(2, 4096));

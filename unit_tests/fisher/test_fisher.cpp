@@ -489,28 +489,7 @@ TYPED_TEST(FisherTest, MultilevelGramFormsAndRandomizedEigen) {
   };
   hfisher::fisher::build_detail::Mat<S, E> KA("KA", N, N);
   hfisher::kernels::matmul(E(), hfisher::Op::NoTrans, hfisher::Op::Trans, S(1), s.a[0], s.a[0], S(0), KA);
-  auto make = [&](const std::vector<int>& ub, bool factored) {
-    Gram gr;
-    const int M = int(ub.size()) - 1;
-    gr.g = s.g[0];
-    gr.KA = KA;
-    gr.units = Kokkos::View<int*, typename E::memory_space>("units", M + 1);
-    gr.unode = Kokkos::View<int*, typename E::memory_space>("unode", out);
-    auto hu = Kokkos::create_mirror_view(gr.units);
-    auto hn = Kokkos::create_mirror_view(gr.unode);
-    for (int i = 0; i <= M; ++i) hu(i) = ub[i];
-    for (int i = 0; i < M; ++i)
-      for (int u = ub[i]; u < ub[i + 1]; ++u) hn(u) = i;
-    Kokkos::deep_copy(gr.units, hu);
-    Kokkos::deep_copy(gr.unode, hn);
-    gr.M = M;
-    gr.S = SS;
-    gr.N = N;
-    gr.R = R;
-    gr.out = out;
-    gr.factored = factored;
-    return gr;
-  };
+  auto make = [&](const std::vector<int>& ub, bool factored) { return Gram::make(s.g[0], KA, ub, factored ? 1 : 0); };
   const double tol = dbl ? 1e-12 : 2e-5;
   for (const std::vector<int>& ub : {std::vector<int>{0, 2, 3, 5}, std::vector<int>{0, 1, 2, 3, 4, 5}}) {
     const int M = int(ub.size()) - 1, k = 3;

@@ -464,6 +464,33 @@ struct MultilevelGram {
   /// runs at several times the batched GEMM's rate on small matrices).
   static bool prefer_factored(long M, long S, long N, long out) { return 4.0 * M * S * S >= double(out) * N * N; }
 
+  /// The Gram matrices of the nodes with unit bounds ub (ub[0] = 0 <
+  /// ... < ub[M] = units) from output gradients g (N R x units, R samples
+  /// per example) and KA (N x N); factored as prefer_factored says unless
+  /// `form` forces one (0: explicit, 1: factored).
+  static MultilevelGram make(const Mat<Scalar, ExecSpace>& g, const Mat<Scalar, ExecSpace>& KA,
+                             const std::vector<int>& ub, int form = -1) {
+    MultilevelGram gr;
+    gr.g = g;
+    gr.KA = KA;
+    gr.M = int(ub.size()) - 1;
+    gr.N = int(KA.extent(0));
+    gr.S = int(g.extent(0));
+    gr.R = gr.S / gr.N;
+    gr.out = int(g.extent(1));
+    gr.units = IView("hfisher::multilevel::units", gr.M + 1);
+    gr.unode = IView("hfisher::multilevel::unode", gr.out);
+    auto h = Kokkos::create_mirror_view(gr.units);
+    auto hn = Kokkos::create_mirror_view(gr.unode);
+    for (int i = 0; i <= gr.M; ++i) h(i) = ub[i];
+    for (int i = 0; i < gr.M; ++i)
+      for (int u = ub[i]; u < ub[i + 1]; ++u) hn(u) = i;
+    Kokkos::deep_copy(gr.units, h);
+    Kokkos::deep_copy(gr.unode, hn);
+    gr.factored = form < 0 ? prefer_factored(gr.M, gr.S, gr.N, gr.out) : form == 1;
+    return gr;
+  }
+
   /// Explicit Gram matrices (for the full eigensolve path or the explicit form).
   Batch form() const {
     Batch Kx("hfisher::multilevel::K", M, S, S);
@@ -709,33 +736,13 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> multilevel_layer(const Fis
   int col0 = 0;  // first W column of this level
   for (int l = 0; l < lay.levels(); ++l) {
     const int M = int(ub[l].size()) - 1, r = lay.ranks[l];
-    IView ubd("hfisher::multilevel::units", M + 1), unode("hfisher::multilevel::unode", out);
-    {
-      auto h = Kokkos::create_mirror_view(ubd);
-      auto hn = Kokkos::create_mirror_view(unode);
-      for (int i = 0; i <= M; ++i) h(i) = ub[l][i];
-      for (int i = 0; i < M; ++i)
-        for (int u = ub[l][i]; u < ub[l][i + 1]; ++u) hn(u) = i;
-      Kokkos::deep_copy(ubd, h);
-      Kokkos::deep_copy(unode, hn);
-    }
-    MultilevelGram<Scalar, ExecSpace> gram;
-    gram.g = s.g[k];
-    gram.KA = KA;
-    gram.units = ubd;
-    gram.unode = unode;
-    gram.M = M;
-    gram.S = S;
-    gram.N = N;
-    gram.R = R;
-    gram.out = out;
-    gram.factored = MultilevelGram<Scalar, ExecSpace>::prefer_factored(M, S, N, out);
+    auto gram = MultilevelGram<Scalar, ExecSpace>::make(s.g[k], KA, ub[l]);
     // the r leading eigenpairs of K'_i = T_i^T K_i T_i, largest first
     Batch Vt("hfisher::multilevel::Vtop", M, S, r);
     BatchVector<Scalar, ExecSpace> wt("hfisher::multilevel::wtop", M, r);
     multilevel_top_eigen(space, gram, Zs, Vs, r, o.seed + std::uint64_t(l) * 7919u, Vt, wt);
     const Batch Z = MultilevelLevel<Scalar, ExecSpace>::kept(space, Zs, Vs, Vt, wt, tol);
-    MultilevelLevel<Scalar, ExecSpace>::columns(space, Z, s.g[k], s.a[k], unode, R, col0, W);
+    MultilevelLevel<Scalar, ExecSpace>::columns(space, Z, s.g[k], s.a[k], gram.unode, R, col0, W);
     col0 += r;
     if (l + 1 < lay.levels()) {  // the children's projectors
       const int Mc = int(ub[l + 1].size()) - 1, w = int(Zs.extent(2)) + r;
