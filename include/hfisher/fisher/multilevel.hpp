@@ -56,12 +56,6 @@ struct MultilevelLayout {
     for (int l = 0; l < levels(); ++l) c += long(bounds[l].size() - 1) * ranks[l];
     return c;
   }
-  /// Where level l's bounds start when all levels' bounds lie back to back.
-  long bounds_offset(int l) const {
-    long o = 0;
-    for (int k = 0; k < l; ++k) o += long(bounds[k].size());
-    return o;
-  }
   /// Throws unless every level partitions [0, n) and refines the one above.
   void validate(long n, const char* where) const {
     hfisher::detail::require(!ranks.empty() && bounds.size() == ranks.size(), where, "a multilevel layout needs >= 1 level (",
@@ -83,18 +77,6 @@ struct MultilevelLayout {
 };
 
 namespace multilevel_detail {
-
-/// Index of the node of `bounds[0..M]` holding row p (bounds sorted).
-template <class BV>
-KOKKOS_INLINE_FUNCTION long node_of(const BV& bounds, long first, long M, long p) {
-  long lo = 0, hi = M;
-  while (hi - lo > 1) {
-    const long mid = (lo + hi) / 2;
-    if (bounds(first + mid) <= p) lo = mid;
-    else hi = mid;
-  }
-  return lo;
-}
 
 /// v = h (a host vector copied to a view of the same length).
 template <class T, class V>
@@ -256,7 +238,7 @@ class MultilevelOperator : public CurvatureOperator<Scalar, ExecSpace> {
   Matrix merge_level(int l, int col, const Matrix& W2, Scalar sa, const Matrix& carry, bool last, const Matrix& Wn,
                      const Vector& d) const {
     const int r = layout_.ranks[l], kc = carry.extent(0) > 0 ? int(carry.extent(1)) : 0, m = 2 * r + kc;
-    const long n = size(), M = long(layout_.bounds[l].size()) - 1, first = layout_.bounds_offset(l);
+    const long n = size(), M = long(layout_.bounds[l].size()) - 1;
     ExecSpace space;
     Matrix C("hfisher::multilevel::C", n, m);
     auto W1 = W_;
@@ -266,32 +248,24 @@ class MultilevelOperator : public CurvatureOperator<Scalar, ExecSpace> {
           for (int b = 0; b < r; ++b) C(p, r + b) = sa * W2(p, col + b);
           for (int b = 0; b < kc; ++b) C(p, 2 * r + b) = carry(p, b);
         });
-    // rows in chunks of at most 256 inside each node: the Gram matrices and
-    // the new columns are batched GEMMs over chunks (level 0's one node too)
-    constexpr long chunk = 256;
-    std::vector<long> h0, h1;
-    std::vector<int> hfirst{0};
-    for (long i = 0; i < M; ++i) {
-      const long p0 = layout_.bounds[l][i], p1 = layout_.bounds[l][i + 1];
-      for (long q = p0; q < p1; q += chunk) {
-        h0.push_back(q);
-        h1.push_back(std::min(q + chunk, p1));
-      }
-      hfirst.push_back(int(h0.size()));
-    }
-    const int nc = int(h0.size());
-    LongView c0("hfisher::multilevel::c0", nc), c1("hfisher::multilevel::c1", nc);
-    IntView cf("hfisher::multilevel::cf", M + 1);
-    multilevel_detail::copy_to(h0, c0);
-    multilevel_detail::copy_to(h1, c1);
-    multilevel_detail::copy_to(hfirst, cf);
+    // the Gram matrices and the new columns are batched GEMMs over the row
+    // chunks (build_index), summed per node (level 0's one node runs in
+    // parallel too); the chunks of node i are those of its first
+    // capacitance column
+    const int nc = int(chunk_bounds_.extent(0)) - 1;
+    auto chb = chunk_bounds_;
+    auto cn = chunk_node_;
+    auto ccb = cchunk_beg_;
+    auto cce = cchunk_end_;
+    long cap0 = 0;  // first capacitance column of level l
+    for (int k = 0; k < l; ++k) cap0 += long(layout_.bounds[k].size() - 1) * layout_.ranks[k];
     using member = typename ExecTraits<ExecSpace>::member_type;
     Batch Gc("hfisher::multilevel::gram_chunks", nc, m, m), G("hfisher::multilevel::gram", M, m, m),
         V("hfisher::multilevel::V", M, m, m), Vsel("hfisher::multilevel::Vsel", M, m, m);
     Kokkos::parallel_for(
         "hfisher::multilevel::merge_gram", hfisher::detail::batch_policy(space, nc), KOKKOS_LAMBDA(const member& t) {
           const int ch = t.league_rank();
-          const auto rows = Kokkos::subview(C, Kokkos::make_pair(c0(ch), c1(ch)), Kokkos::ALL);
+          const auto rows = Kokkos::subview(C, Kokkos::make_pair(chb(ch), chb(ch + 1)), Kokkos::ALL);
           kernels::detail::gemm_entry<ExecSpace>(t, Op::Trans, Op::NoTrans, Scalar(1), rows, rows, Scalar(0),
                                                  Kokkos::subview(Gc, ch, Kokkos::ALL, Kokkos::ALL));
         });
@@ -299,7 +273,7 @@ class MultilevelOperator : public CurvatureOperator<Scalar, ExecSpace> {
         "hfisher::multilevel::merge_sum", Kokkos::MDRangePolicy<ExecSpace, Kokkos::Rank<3>>(space, {0, 0, 0}, {M, long(m), long(m)}),
         KOKKOS_LAMBDA(const long i, const long a, const long b) {
           Scalar t = 0;
-          for (int ch = cf(i); ch < cf(i + 1); ++ch) t += Gc(ch, a, b);
+          for (long ch = ccb(cap0 + i * r); ch < cce(cap0 + i * r); ++ch) t += Gc(ch, a, b);
           G(i, a, b) = t;
         });
     BatchVector<Scalar, ExecSpace> w("hfisher::multilevel::w", M, m);
@@ -315,12 +289,11 @@ class MultilevelOperator : public CurvatureOperator<Scalar, ExecSpace> {
           Vsel(i, b, q) = use ? V(i, b, e) : Scalar(0);
         });
     Matrix Out("hfisher::multilevel::merged", n, m);
-    auto bd = bounds_;
     Kokkos::parallel_for(
         "hfisher::multilevel::merge_form", hfisher::detail::batch_policy(space, nc), KOKKOS_LAMBDA(const member& t) {
           const int ch = t.league_rank();
-          const long i = multilevel_detail::node_of(bd, first, M, c0(ch));
-          const auto rows = Kokkos::make_pair(c0(ch), c1(ch));
+          const long i = cn(ch, l);
+          const auto rows = Kokkos::make_pair(chb(ch), chb(ch + 1));
           kernels::detail::gemm_entry<ExecSpace>(t, Op::NoTrans, Op::NoTrans, Scalar(1), Kokkos::subview(C, rows, Kokkos::ALL),
                                                  Kokkos::subview(Vsel, i, Kokkos::ALL, Kokkos::ALL), Scalar(0),
                                                  Kokkos::subview(Out, rows, Kokkos::ALL));
@@ -398,45 +371,57 @@ class MultilevelOperator : public CurvatureOperator<Scalar, ExecSpace> {
   void prepare(double damping) const override { factor(damping, "hfisher::fisher::MultilevelOperator::prepare"); }
   bool prepared(double damping) const override { return cached_ == damping; }
 
-  /// t(c) = sum over the rows of capacitance column c's node of
-  /// W(p, column) x(p) (w(p) when w is non-empty): B^T x.
+  /// t = B^T D_w x (w empty: D_w = I): t(c) = sum over node(c)'s rows of
+  /// W(p, col(c)) w(p) x(p) for every capacitance column c. Rows go in
+  /// chunks of at most 256 inside the finest nodes: one partial sum per
+  /// (chunk, W column), then each column adds its node's chunks.
   void project(const Vector& x, const Vector& w, const Vector& t) const {
     auto W = W_;
-    auto cb = cbeg_;
-    auto ce = cend_;
-    auto cw = cwcol_;
+    auto chb = chunk_bounds_;
     const bool weighted = w.extent(0) > 0;
-    using member = typename Kokkos::TeamPolicy<ExecSpace>::member_type;
+    const long nc = long(chunk_bounds_.extent(0)) - 1, ncol = long(W_.extent(1));
+    Matrix part(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::multilevel::partial"), nc, ncol);
     Kokkos::parallel_for(
-        "hfisher::multilevel::project", Kokkos::TeamPolicy<ExecSpace>(cap_n_, Kokkos::AUTO),
-        KOKKOS_LAMBDA(const member& m) {
-          const long c = m.league_rank();
-          const int col = cw(c);
-          Scalar s = 0;
-          Kokkos::parallel_reduce(
-              Kokkos::TeamThreadRange(m, cb(c), ce(c)),
-              [&](const long p, Scalar& acc) { acc += W(p, col) * x(p) * (weighted ? w(p) : Scalar(1)); }, s);
-          Kokkos::single(Kokkos::PerTeam(m), [&]() { t(c) = s; });
+        "hfisher::multilevel::project", Kokkos::MDRangePolicy<ExecSpace, Kokkos::Rank<2>>({0, 0}, {nc, ncol}),
+        KOKKOS_LAMBDA(const long ch, const long j) {
+          Scalar acc = 0;
+          for (long p = chb(ch); p < chb(ch + 1); ++p) acc += W(p, j) * x(p) * (weighted ? w(p) : Scalar(1));
+          part(ch, j) = acc;
+        });
+    auto cb = cchunk_beg_;
+    auto ce = cchunk_end_;
+    auto cw = cwcol_;
+    Kokkos::parallel_for(
+        "hfisher::multilevel::project_sum", Kokkos::RangePolicy<ExecSpace>(0, cap_n_), KOKKOS_LAMBDA(const long c) {
+          Scalar acc = 0;
+          for (long ch = cb(c); ch < ce(c); ++ch) acc += part(ch, cw(c));
+          t(c) = acc;
         });
   }
 
   /// y(p) += s * w(p) * sum over levels of W(p, level columns) t(node of p):
-  /// y += s D_w B t.
+  /// y += s D_w B t. One team per row chunk: a chunk lies in one node of
+  /// every level.
   void expand(const Vector& t, const Vector& w, Scalar s, const Vector& y) const {
     auto W = W_;
-    auto bd = bounds_;
-    auto lv = lvinfo_;  // per level: first bound, nodes, first W column, rank, first capacitance column
+    auto chb = chunk_bounds_;
+    auto cn = chunk_node_;
+    auto lv = lvinfo_;
     const int L = layout_.levels();
     const bool weighted = w.extent(0) > 0;
+    const int nc = int(chunk_bounds_.extent(0)) - 1;
+    using member = typename Kokkos::TeamPolicy<ExecSpace>::member_type;
     Kokkos::parallel_for(
-        "hfisher::multilevel::expand", Kokkos::RangePolicy<ExecSpace>(0, size()), KOKKOS_LAMBDA(const long p) {
-          Scalar acc = 0;
-          for (int l = 0; l < L; ++l) {
-            const long first = lv(l, 0), M = lv(l, 1), c0 = lv(l, 2), r = lv(l, 3), t0 = lv(l, 4);
-            const long i = multilevel_detail::node_of(bd, first, M, p);
-            for (long q = 0; q < r; ++q) acc += W(p, c0 + q) * t(t0 + i * r + q);
-          }
-          y(p) += s * (weighted ? w(p) : Scalar(1)) * acc;
+        "hfisher::multilevel::expand", Kokkos::TeamPolicy<ExecSpace>(nc, Kokkos::AUTO), KOKKOS_LAMBDA(const member& m) {
+          const int ch = m.league_rank();
+          Kokkos::parallel_for(Kokkos::TeamThreadRange(m, chb(ch), chb(ch + 1)), [&](const long p) {
+            Scalar acc = 0;
+            for (int l = 0; l < L; ++l) {
+              const long c0 = lv(l, 0), r = lv(l, 1), base = lv(l, 2) + long(cn(ch, l)) * r;
+              for (long q = 0; q < r; ++q) acc += W(p, c0 + q) * t(base + q);
+            }
+            y(p) += s * (weighted ? w(p) : Scalar(1)) * acc;
+          });
         });
   }
 
@@ -472,35 +457,28 @@ class MultilevelOperator : public CurvatureOperator<Scalar, ExecSpace> {
   }
 
  private:
-  /// Device tables of the layout: all bounds back to back; per capacitance
-  /// column its node's rows and W column; per level its offsets.
+  /// Device tables of the layout: per capacitance column its node's rows,
+  /// chunks and W column; per level its offsets; the row chunks.
   void build_index() {
     const int L = layout_.levels();
-    long nb = 0;
-    for (const auto& b : layout_.bounds) nb += long(b.size());
     cap_n_ = layout_.capacitance_size();
-    bounds_ = LongView("hfisher::multilevel::bounds", nb);
     cbeg_ = LongView("hfisher::multilevel::cbeg", cap_n_);
     cend_ = LongView("hfisher::multilevel::cend", cap_n_);
     cwcol_ = IntView("hfisher::multilevel::cwcol", cap_n_);
-    lvinfo_ = Kokkos::View<long* [5], mem>("hfisher::multilevel::levels", L);
-    auto bh = Kokkos::create_mirror_view(bounds_);
+    lvinfo_ = Kokkos::View<long* [3], mem>("hfisher::multilevel::levels", L);
     auto cbh = Kokkos::create_mirror_view(cbeg_);
     auto ceh = Kokkos::create_mirror_view(cend_);
     auto cwh = Kokkos::create_mirror_view(cwcol_);
     auto lh = Kokkos::create_mirror_view(lvinfo_);
-    long pos = 0, cap = 0;
+    long cap = 0;
     int col = 0;
     for (int l = 0; l < L; ++l) {
       const auto& b = layout_.bounds[l];
       const long M = long(b.size()) - 1;
       const int r = layout_.ranks[l];
-      lh(l, 0) = pos;
-      lh(l, 1) = M;
-      lh(l, 2) = col;
-      lh(l, 3) = r;
-      lh(l, 4) = cap;
-      for (long x : b) bh(pos++) = x;
+      lh(l, 0) = col;
+      lh(l, 1) = r;
+      lh(l, 2) = cap;
       for (long i = 0; i < M; ++i)
         for (int q = 0; q < r; ++q) {
           cbh(cap) = b[i];
@@ -510,7 +488,40 @@ class MultilevelOperator : public CurvatureOperator<Scalar, ExecSpace> {
         }
       col += r;
     }
-    Kokkos::deep_copy(bounds_, bh);
+    // row chunks of at most 256 rows inside the finest (last) level's nodes;
+    // levels refine each other, so a chunk lies in one node of every level
+    constexpr long chunk = 256;
+    std::vector<long> chb{0};
+    for (std::size_t i = 0; i + 1 < layout_.bounds[L - 1].size(); ++i)
+      for (long p = layout_.bounds[L - 1][i]; p < layout_.bounds[L - 1][i + 1];) {
+        p = std::min(p + chunk, layout_.bounds[L - 1][i + 1]);
+        chb.push_back(p);
+      }
+    const long nc = long(chb.size()) - 1;
+    chunk_bounds_ = LongView("hfisher::multilevel::chunks", nc + 1);
+    chunk_node_ = Kokkos::View<int**, mem>("hfisher::multilevel::chunk_node", nc, L);
+    cchunk_beg_ = LongView("hfisher::multilevel::cchunk_beg", cap_n_);
+    cchunk_end_ = LongView("hfisher::multilevel::cchunk_end", cap_n_);
+    auto cnh = Kokkos::create_mirror_view(chunk_node_);
+    auto ccb = Kokkos::create_mirror_view(cchunk_beg_);
+    auto cce = Kokkos::create_mirror_view(cchunk_end_);
+    for (int l = 0; l < L; ++l) {
+      const auto& b = layout_.bounds[l];
+      long i = 0;
+      for (long ch = 0; ch < nc; ++ch) {
+        while (b[i + 1] <= chb[ch]) ++i;
+        cnh(ch, l) = int(i);
+      }
+    }
+    // each capacitance column: the chunks of its node's rows
+    for (long c = 0; c < cap_n_; ++c) {
+      ccb(c) = long(std::lower_bound(chb.begin(), chb.end(), cbh(c)) - chb.begin());
+      cce(c) = long(std::lower_bound(chb.begin(), chb.end(), ceh(c)) - chb.begin());
+    }
+    multilevel_detail::copy_to(chb, chunk_bounds_);
+    Kokkos::deep_copy(chunk_node_, cnh);
+    Kokkos::deep_copy(cchunk_beg_, ccb);
+    Kokkos::deep_copy(cchunk_end_, cce);
     Kokkos::deep_copy(cbeg_, cbh);
     Kokkos::deep_copy(cend_, ceh);
     Kokkos::deep_copy(cwcol_, cwh);
@@ -522,9 +533,11 @@ class MultilevelOperator : public CurvatureOperator<Scalar, ExecSpace> {
   MultilevelLayout layout_;
   double tol_ = 0;
   long cap_n_ = 0;
-  LongView bounds_, cbeg_, cend_;
+  LongView cbeg_, cend_;
   IntView cwcol_;
-  Kokkos::View<long* [5], mem> lvinfo_;
+  LongView chunk_bounds_, cchunk_beg_, cchunk_end_;  // row chunks; per capacitance column its chunks
+  Kokkos::View<int**, mem> chunk_node_;              // per chunk, its node at every level
+  Kokkos::View<long* [3], mem> lvinfo_;  // per level: first W column, rank, first capacitance column
   mutable Batch cap_;
   mutable double cached_ = -1;
 };
