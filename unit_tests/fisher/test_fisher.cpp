@@ -470,7 +470,7 @@ TYPED_TEST(FisherTest, MultilevelGramFormsAndRandomizedEigen) {
   hfisher::FisherOptions o;
   o.examples = N;
   auto s = hfisher::collect_samples(model, data, hfisher::FisherKind::GGN, o);
-  const int R = s.per_example, SS = s.samples(), out = 5;
+  const int R = s.per_example, SS = s.samples();
   ASSERT_EQ(R, 4);
   const auto g = host_matrix(s.g[0]), A = host_matrix(s.a[0]);
   const int c = A.n;
