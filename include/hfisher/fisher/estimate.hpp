@@ -478,15 +478,13 @@ struct MultilevelGram {
     gr.S = int(g.extent(0));
     gr.R = gr.S / gr.N;
     gr.out = int(g.extent(1));
+    std::vector<int> node(gr.out);
+    for (int i = 0; i < gr.M; ++i)
+      for (int u = ub[i]; u < ub[i + 1]; ++u) node[u] = i;
     gr.units = IView("hfisher::multilevel::units", gr.M + 1);
     gr.unode = IView("hfisher::multilevel::unode", gr.out);
-    auto h = Kokkos::create_mirror_view(gr.units);
-    auto hn = Kokkos::create_mirror_view(gr.unode);
-    for (int i = 0; i <= gr.M; ++i) h(i) = ub[i];
-    for (int i = 0; i < gr.M; ++i)
-      for (int u = ub[i]; u < ub[i + 1]; ++u) hn(u) = i;
-    Kokkos::deep_copy(gr.units, h);
-    Kokkos::deep_copy(gr.unode, hn);
+    multilevel_detail::copy_to(ub, gr.units);
+    multilevel_detail::copy_to(node, gr.unode);
     gr.factored = form < 0 ? prefer_factored(gr.M, gr.S, gr.N, gr.out) : form == 1;
     return gr;
   }
@@ -747,9 +745,7 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> multilevel_layer(const Fis
     if (l + 1 < lay.levels()) {  // the children's projectors
       const int Mc = int(ub[l + 1].size()) - 1, w = int(Zs.extent(2)) + r;
       IView pd("hfisher::multilevel::parent", Mc);
-      auto h = Kokkos::create_mirror_view(pd);
-      for (int i = 0; i < Mc; ++i) h(i) = parent[l + 1][i];
-      Kokkos::deep_copy(pd, h);
+      multilevel_detail::copy_to(parent[l + 1], pd);
       Batch Zc("hfisher::multilevel::Zs", Mc, S, w), Vc("hfisher::multilevel::Vs", Mc, S, w);
       MultilevelLevel<Scalar, ExecSpace>::children(space, pd, Zs, Vs, Z, Vt, Zc, Vc);
       Zs = Zc;

@@ -50,12 +50,15 @@ struct MultilevelLayout {
     for (int r : ranks) c += r;
     return c;
   }
-  /// Columns of the Woodbury capacitance: sum over levels of nodes x rank.
-  long capacitance_size() const {
+  /// First capacitance column of level l (levels() for the total): sum over
+  /// the levels above of nodes x rank.
+  long capacitance_offset(int l) const {
     long c = 0;
-    for (int l = 0; l < levels(); ++l) c += long(bounds[l].size() - 1) * ranks[l];
+    for (int k = 0; k < l; ++k) c += long(bounds[k].size() - 1) * ranks[k];
     return c;
   }
+  /// Columns of the Woodbury capacitance: sum over levels of nodes x rank.
+  long capacitance_size() const { return capacitance_offset(levels()); }
   /// Throws unless every level partitions [0, n) and refines the one above.
   void validate(long n, const char* where) const {
     hfisher::detail::require(!ranks.empty() && bounds.size() == ranks.size(), where, "a multilevel layout needs >= 1 level (",
@@ -257,8 +260,7 @@ class MultilevelOperator : public CurvatureOperator<Scalar, ExecSpace> {
     auto cn = chunk_node_;
     auto ccb = cchunk_beg_;
     auto cce = cchunk_end_;
-    long cap0 = 0;  // first capacitance column of level l
-    for (int k = 0; k < l; ++k) cap0 += long(layout_.bounds[k].size() - 1) * layout_.ranks[k];
+    const long cap0 = layout_.capacitance_offset(l);
     using member = typename ExecTraits<ExecSpace>::member_type;
     Batch Gc("hfisher::multilevel::gram_chunks", nc, m, m), G("hfisher::multilevel::gram", M, m, m),
         V("hfisher::multilevel::V", M, m, m), Vsel("hfisher::multilevel::Vsel", M, m, m);
