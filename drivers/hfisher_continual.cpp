@@ -46,6 +46,7 @@ struct Options {
   std::string hstructure = "multilevel";  ///< structure of the hierarchical penalty: multilevel or hodlr
   int levels = 2, branching = 100;  ///< multilevel layout: the layer, then each output unit
   std::vector<int> level_rank = {8};  ///< multilevel: one rank for every level, or one per level
+  int power_steps = 1, oversampling = 8;  ///< multilevel: randomized eigensolver (-1: the rank + 8)
 };
 
 hfisher::dist::Communicator comm;  // the ranks of the run (one process without MPI)
@@ -74,6 +75,7 @@ std::string run_key(const Options& o, const std::string& method, std::uint64_t s
     if (o.hstructure != "hodlr") {
       k << "|" << o.hstructure << "|" << o.levels << "|" << o.branching;
       for (int r : o.level_rank) k << "|r" << r;
+      k << "|q" << o.power_steps << "|p" << o.oversampling;  // since 2026-11-28 (before: 2 steps, r + 8)
     }
   return k.str();
 }
@@ -226,6 +228,8 @@ int run(const Options& o) {
     if (o.level_rank.size() == 1) fo.multilevel_rank = o.level_rank[0];
     else fo.multilevel_ranks = o.level_rank;
     fo.multilevel_branching = o.branching;
+    fo.multilevel_power_steps = o.power_steps;
+    fo.multilevel_oversampling = o.oversampling;
     for (std::size_t mi = 0; mi < o.methods.size(); ++mi) {
       const std::string& method = o.methods[mi];
       MethodResult r{method, seed, hfisher::continual::AccuracyMatrix(T), {}, {}, {}, 0};
@@ -454,6 +458,13 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 4096));
   app.add_option("--branching", o.branching, "multilevel: children per node (nodes split output units)")
       ->check(CLI::Range(2, 1024));
+  app.add_option("--power-steps", o.power_steps,
+                 "multilevel: power steps of the randomized eigensolver of each node (more: closer to the exact "
+                 "directions, one more Gram product and QR each)")
+      ->check(CLI::Range(0, 16));
+  app.add_option("--oversampling", o.oversampling,
+                 "multilevel: columns beyond the rank in the randomized eigensolver's block (-1: the rank + 8)")
+      ->check(CLI::Range(-1, 4096));
   app.add_option("--tol", o.tol, "hierarchical compression tolerance (relative)")->check(CLI::Range(1e-12, 0.9));
   app.add_option("--leaf", o.leaf, "hodlr: leaf size")->check(CLI::Range(2, 4096));
   app.add_option("--max-rank", o.max_rank, "hodlr: rank cap of off-diagonal blocks")->check(CLI::Range(1, 4096));

@@ -542,20 +542,37 @@ TYPED_TEST(FisherTest, MultilevelGramFormsAndRandomizedEigen) {
       Zs = to_device<S, E>(v);
       Vs = to_device<S, E>(v);
     }
-    for (bool factored : {false, true}) {
-      auto gr = make(ub, factored);
-      hfisher::BatchMatrix<S, E> Vt("Vt", M, SS, r);
-      hfisher::BatchVector<S, E> wt("wt", M, r);
-      hfisher::fisher::build_detail::multilevel_top_eigen(E(), gr, Zs, Vs, r, 11, Vt, wt);
-      const auto w = to_host2(wt);
-      for (int i = 0; i < M; ++i) {
-        auto ev = lapack_eigenvalues(Kp, i);
-        std::sort(ev.rbegin(), ev.rend());
-        for (int q = 0; q < r; ++q)
-          EXPECT_NEAR(w[i][q], ev[q], (dbl ? 1e-9 : 1e-3) * ev[0])
-              << (factored ? "factored" : "explicit") << (project ? " projected" : "") << " node " << i << " eig " << q;
+    // power steps and oversampling (-1: r + 8): every block here holds the
+    // rank of K' (<= 7 inputs), so each variant finds the pairs to rounding
+    for (const auto& qp : std::vector<std::pair<int, int>>{{2, -1}, {1, 8}, {0, 8}, {0, 5}})
+      for (bool factored : {false, true}) {
+        auto gr = make(ub, factored);
+        hfisher::BatchMatrix<S, E> Vt("Vt", M, SS, r);
+        hfisher::BatchVector<S, E> wt("wt", M, r);
+        hfisher::fisher::build_detail::multilevel_top_eigen(E(), gr, Zs, Vs, r, 11, Vt, wt, qp.first, qp.second);
+        const auto w = to_host2(wt);
+        const auto V = to_host(Vt);
+        for (int i = 0; i < M; ++i) {
+          auto ev = lapack_eigenvalues(Kp, i);
+          std::sort(ev.rbegin(), ev.rend());
+          for (int q = 0; q < r; ++q) {
+            EXPECT_NEAR(w[i][q], ev[q], (dbl ? 1e-9 : 1e-3) * ev[0])
+                << (factored ? "factored" : "explicit") << (project ? " projected" : "") << " node " << i << " eig "
+                << q << " power steps " << qp.first << " oversampling " << qp.second;
+            // the Ritz vector: unit length and K' v = w v
+            double nv = 0, res = 0;
+            for (int a = 0; a < SS; ++a) nv += V(i, a, q) * V(i, a, q);
+            for (int a = 0; a < SS; ++a) {
+              double kv = 0;
+              for (int b = 0; b < SS; ++b) kv += Kp(i, a, b) * V(i, b, q);
+              res = std::max(res, std::abs(kv - w[i][q] * V(i, a, q)));
+            }
+            EXPECT_NEAR(nv, 1.0, dbl ? 1e-10 : 1e-4) << "node " << i << " vector " << q;
+            EXPECT_LT(res, (dbl ? 1e-8 : 2e-3) * ev[0]) << "node " << i << " vector " << q << " power steps "
+                                                         << qp.first;
+          }
+        }
       }
-    }
   }
 }
 
@@ -684,4 +701,14 @@ TYPED_TEST(FisherTest, MultilevelSumsAndLayouts) {
   bad.multilevel_levels = 2;
   bad.multilevel_branching = 1;
   EXPECT_THROW(bad.validate("test"), hfisher::Error);
+  bad.multilevel_branching = 2;
+  bad.multilevel_power_steps = -1;
+  EXPECT_THROW(bad.validate("test"), hfisher::Error);
+  bad.multilevel_power_steps = 17;
+  EXPECT_THROW(bad.validate("test"), hfisher::Error);
+  bad.multilevel_power_steps = 0;
+  bad.multilevel_oversampling = -2;
+  EXPECT_THROW(bad.validate("test"), hfisher::Error);
+  bad.multilevel_oversampling = -1;
+  EXPECT_NO_THROW(bad.validate("test"));
 }

@@ -11,7 +11,9 @@ TYPED_TEST(Gemm, AllTransposesAgainstNaiveLoops) {
   using E = typename TypeParam::exec;
   struct Case { int nb, m, n, k; };
   const std::vector<Case> cases = {{1, 1, 1, 1}, {3, 5, 7, 4}, {1000, 8, 8, 8}, {10, 33, 17, 65},
-                                   {2, 64, 64, 64}, {1, 130, 70, 129}, {1, 512, 16, 512}};
+                                   {2, 64, 64, 64}, {1, 130, 70, 129}, {1, 512, 16, 512},
+                                   // narrow outputs: column blocks of NR, NR/2, NR/4 and single columns, row fringes
+                                   {5, 7, 24, 33}, {3, 9, 44, 20}, {2, 6, 56, 17}, {4, 13, 14, 9}, {2, 3, 12, 40}};
   unsigned seed = 1;
   for (const auto& c : cases)
     for (int ta = 0; ta < 2; ++ta)

@@ -13,6 +13,7 @@
 ///    after every task (bounded memory), anchored at the latest parameters.
 /// Any other structure can be chosen through `structure`.
 
+#include <hfisher/core/region.hpp>
 #include <hfisher/fisher/fisher.hpp>
 
 #include <chrono>
@@ -80,6 +81,7 @@ class FisherPenalty {
   void consolidate(const nn::MLP<Scalar, ExecSpace>& model, const nn::DeviceData<Scalar, ExecSpace>& data,
                    const dist::Communicator& comm = {}) {
     const auto t0 = std::chrono::steady_clock::now();
+    detail::Region region(std::string("hfisher::FisherPenalty::consolidate(") + to_string(method_) + ")");
     auto o = opts_;
     o.layers.clear();
     auto Ft = estimate_fisher(model, data, kind_, structure_, o, comm);
@@ -89,6 +91,7 @@ class FisherPenalty {
       F_.push_back(std::move(Ft));
       anchor_.push_back(anchor);
     } else {
+      detail::Region fold("hfisher::FisherPenalty::fold_in");
       if (method_ == PenaltyMethod::OnlineEWC) F_[0]->scale(gamma_);
       F_[0]->add(*Ft, 1.0);
       anchor_[0] = anchor;

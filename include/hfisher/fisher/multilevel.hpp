@@ -279,7 +279,7 @@ class MultilevelOperator : public CurvatureOperator<Scalar, ExecSpace> {
           G(i, a, b) = t;
         });
     BatchVector<Scalar, ExecSpace> w("hfisher::multilevel::w", M, m);
-    kernels::syev(space, G, w, V);
+    kernels::syev(space, G, w, V, kernels::SyevMethod::Tridiagonal);
     const Scalar tol = Scalar(tol_);
     // column q of the result: eigenvector m - 1 - q (eigenvalues ascend); the
     // first r kept when above tol * the node's largest, the rest when positive

@@ -20,6 +20,32 @@ template <class T> struct GemmBlock;
 template <> struct GemmBlock<double> { static constexpr int MR = 4, NR = 16, VL = 8; };
 template <> struct GemmBlock<float> { static constexpr int MR = 4, NR = 32, VL = 16; };
 
+/// One MB x NB block of C = alpha op(A) op(B) + beta C in the "axpy" form
+/// (op(B) contiguous along j): NB accumulators per row, vectorized over j,
+/// each entry summed over l in order.
+template <class T, int MB, int NB>
+KOKKOS_INLINE_FUNCTION void axpy_block(int i0, int j0, int k, T alpha, T beta, const T* A, int ai, int al,
+                                       const T* B, int bl, T* C, int ci, int cj) {
+  T acc[MB][NB];
+  for (int r = 0; r < MB; ++r)
+    for (int c = 0; c < NB; ++c) acc[r][c] = T(0);
+  const T* a0p = A + i0 * ai;
+  for (int l = 0; l < k; ++l) {
+    const T* b = B + l * bl + j0;
+    T a[MB];
+    for (int r = 0; r < MB; ++r) a[r] = a0p[r * ai + l * al];
+    for (int c = 0; c < NB; ++c) {
+      const T bc = b[c];
+      for (int r = 0; r < MB; ++r) acc[r][c] += a[r] * bc;
+    }
+  }
+  for (int r = 0; r < MB; ++r)
+    for (int c = 0; c < NB; ++c) {
+      T& x = C[(i0 + r) * ci + (j0 + c) * cj];
+      x = beta == T(0) ? alpha * acc[r][c] : alpha * acc[r][c] + beta * x;
+    }
+}
+
 /// C(m x n) = alpha op(A) op(B) + beta C with op(A)(i, l) = A[i*ai + l*al],
 /// op(B)(l, j) = B[l*bl + j*bj], C(i, j) = C[i*ci + j*cj]. Returns false if
 /// the strides fit neither fast form.
@@ -32,59 +58,35 @@ KOKKOS_INLINE_FUNCTION bool gemm_serial_blocked(int m, int n, int k, T alpha, co
     c = beta == T(0) ? alpha * v : alpha * v + beta * c;
   };
   if (bj == 1) {
+    // column blocks of NR, then NR/2 and NR/4 (narrow outputs such as the
+    // 16- or 24-column blocks of randomized solvers stay vectorized), then
+    // single columns
     int i0 = 0;
     for (; i0 + MR <= m; i0 += MR) {
       int j0 = 0;
-      for (; j0 + NR <= n; j0 += NR) {
-        static_assert(MR == 4, "the axpy form is written for 4 rows");
-        T c0[NR], c1[NR], c2[NR], c3[NR];
-        for (int c = 0; c < NR; ++c) c0[c] = c1[c] = c2[c] = c3[c] = T(0);
-        const T* a0p = A + i0 * ai;
-        for (int l = 0; l < k; ++l) {
-          const T* b = B + l * bl + j0;
-          const T a0 = a0p[l * al], a1 = a0p[ai + l * al], a2 = a0p[2 * ai + l * al], a3 = a0p[3 * ai + l * al];
-          for (int c = 0; c < NR; ++c) {
-            const T bc = b[c];
-            c0[c] += a0 * bc;
-            c1[c] += a1 * bc;
-            c2[c] += a2 * bc;
-            c3[c] += a3 * bc;
-          }
-        }
-        for (int c = 0; c < NR; ++c) {
-          store(i0, j0 + c, c0[c]);
-          store(i0 + 1, j0 + c, c1[c]);
-          store(i0 + 2, j0 + c, c2[c]);
-          store(i0 + 3, j0 + c, c3[c]);
-        }
+      for (; j0 + NR <= n; j0 += NR) axpy_block<T, MR, NR>(i0, j0, k, alpha, beta, A, ai, al, B, bl, C, ci, cj);
+      if (j0 + NR / 2 <= n) {
+        axpy_block<T, MR, NR / 2>(i0, j0, k, alpha, beta, A, ai, al, B, bl, C, ci, cj);
+        j0 += NR / 2;
       }
-      for (; j0 < n; ++j0) {  // column fringe
-        T acc[MR];
-        for (int r = 0; r < MR; ++r) acc[r] = T(0);
-        for (int l = 0; l < k; ++l) {
-          const T b = B[l * bl + j0];
-          for (int r = 0; r < MR; ++r) acc[r] += A[(i0 + r) * ai + l * al] * b;
-        }
-        for (int r = 0; r < MR; ++r) store(i0 + r, j0, acc[r]);
+      if (j0 + NR / 4 <= n) {
+        axpy_block<T, MR, NR / 4>(i0, j0, k, alpha, beta, A, ai, al, B, bl, C, ci, cj);
+        j0 += NR / 4;
       }
+      for (; j0 < n; ++j0) axpy_block<T, MR, 1>(i0, j0, k, alpha, beta, A, ai, al, B, bl, C, ci, cj);
     }
     for (; i0 < m; ++i0) {  // row fringe
       int j0 = 0;
-      for (; j0 + NR <= n; j0 += NR) {
-        T acc[NR];
-        for (int c = 0; c < NR; ++c) acc[c] = T(0);
-        for (int l = 0; l < k; ++l) {
-          const T a = A[i0 * ai + l * al];
-          const T* b = B + l * bl + j0;
-          for (int c = 0; c < NR; ++c) acc[c] += a * b[c];
-        }
-        for (int c = 0; c < NR; ++c) store(i0, j0 + c, acc[c]);
+      for (; j0 + NR <= n; j0 += NR) axpy_block<T, 1, NR>(i0, j0, k, alpha, beta, A, ai, al, B, bl, C, ci, cj);
+      if (j0 + NR / 2 <= n) {
+        axpy_block<T, 1, NR / 2>(i0, j0, k, alpha, beta, A, ai, al, B, bl, C, ci, cj);
+        j0 += NR / 2;
       }
-      for (; j0 < n; ++j0) {
-        T s = T(0);
-        for (int l = 0; l < k; ++l) s += A[i0 * ai + l * al] * B[l * bl + j0];
-        store(i0, j0, s);
+      if (j0 + NR / 4 <= n) {
+        axpy_block<T, 1, NR / 4>(i0, j0, k, alpha, beta, A, ai, al, B, bl, C, ci, cj);
+        j0 += NR / 4;
       }
+      for (; j0 < n; ++j0) axpy_block<T, 1, 1>(i0, j0, k, alpha, beta, A, ai, al, B, bl, C, ci, cj);
     }
     return true;
   }
