@@ -586,6 +586,13 @@ struct MultilevelGram {
   }
 };
 
+/// Columns of the randomized eigensolver's block for rank r, S samples and
+/// oversampling `over` (-1: r + 8): min(S, min(r, S) + over).
+inline int multilevel_block_width(int r, int S, int over) {
+  const int re = std::min(r, S);
+  return std::min(S, re + (over < 0 ? re + 8 : over));
+}
+
 /// The r leading eigenpairs (largest first) of K'_b = T_b^T K_b T_b, T_b =
 /// I - Zs_b Vs_b^T, for a level's nodes, K' never formed when S is large:
 /// randomized subspace iteration with `power` power steps and Rayleigh-Ritz
@@ -599,7 +606,7 @@ void multilevel_top_eigen(const ExecSpace& space, MultilevelGram<Scalar, ExecSpa
                           int over = 8) {
   // directions beyond the S samples do not exist: columns re.. of Vt and wt stay 0
   const int M = gram.M, S = gram.S, rho = int(Zs.extent(2)), re = std::min(r, S),
-            kk = std::min(S, re + (over < 0 ? re + 8 : over));
+            kk = multilevel_block_width(r, S, over);
   if (2 * kk >= S) {
     const auto K = gram.form();
     Batch T("hfisher::multilevel::T", M, S, S), KT("hfisher::multilevel::KT", M, S, S),
@@ -755,8 +762,7 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> multilevel_layer(const Fis
     // ranks above the samples leave room for sums (online consolidation); at most the layer's size
     const int r = int(std::min<long>(o.multilevel_ranks.empty() ? o.multilevel_rank : o.multilevel_ranks[l], P));
     lay.ranks.push_back(r);
-    const double M = double(ub[l].size() - 1), re = std::min(r, S),
-                 kk = std::min(double(S), re + (o.multilevel_oversampling < 0 ? re + 8 : o.multilevel_oversampling));
+    const double M = double(ub[l].size() - 1), kk = multilevel_block_width(r, S, o.multilevel_oversampling);
     double lvl = M * S * (2.0 * (rho + r) + 3.0 * r) + double(N) * r * out + double(P) * r;
     if (2 * kk >= S) lvl += M * S * S * 5;
     else if (MultilevelGram<Scalar, ExecSpace>::prefer_factored(long(M), S, N, out)) lvl += M * S * kk * 4 + 2.0 * N * out * kk;

@@ -46,48 +46,41 @@ KOKKOS_INLINE_FUNCTION void axpy_block(int i0, int j0, int k, T alpha, T beta, c
     }
 }
 
+/// The MB rows from i0 of the axpy form, all n columns: blocks of NR, then
+/// NR/2 and NR/4 (narrow outputs such as the 16- or 24-column blocks of
+/// randomized solvers stay vectorized), then single columns.
+template <class T, int MB>
+KOKKOS_INLINE_FUNCTION void axpy_rows(int i0, int n, int k, T alpha, T beta, const T* A, int ai, int al, const T* B,
+                                      int bl, T* C, int ci, int cj) {
+  constexpr int NR = GemmBlock<T>::NR;
+  int j0 = 0;
+  for (; j0 + NR <= n; j0 += NR) axpy_block<T, MB, NR>(i0, j0, k, alpha, beta, A, ai, al, B, bl, C, ci, cj);
+  if (j0 + NR / 2 <= n) {
+    axpy_block<T, MB, NR / 2>(i0, j0, k, alpha, beta, A, ai, al, B, bl, C, ci, cj);
+    j0 += NR / 2;
+  }
+  if (j0 + NR / 4 <= n) {
+    axpy_block<T, MB, NR / 4>(i0, j0, k, alpha, beta, A, ai, al, B, bl, C, ci, cj);
+    j0 += NR / 4;
+  }
+  for (; j0 < n; ++j0) axpy_block<T, MB, 1>(i0, j0, k, alpha, beta, A, ai, al, B, bl, C, ci, cj);
+}
+
 /// C(m x n) = alpha op(A) op(B) + beta C with op(A)(i, l) = A[i*ai + l*al],
 /// op(B)(l, j) = B[l*bl + j*bj], C(i, j) = C[i*ci + j*cj]. Returns false if
 /// the strides fit neither fast form.
 template <class T>
 KOKKOS_INLINE_FUNCTION bool gemm_serial_blocked(int m, int n, int k, T alpha, const T* A, int ai, int al,
                                                 const T* B, int bl, int bj, T beta, T* C, int ci, int cj) {
-  constexpr int MR = GemmBlock<T>::MR, NR = GemmBlock<T>::NR, VL = GemmBlock<T>::VL;
+  constexpr int MR = GemmBlock<T>::MR, VL = GemmBlock<T>::VL;
   auto store = [&](int i, int j, T v) {
     T& c = C[i * ci + j * cj];
     c = beta == T(0) ? alpha * v : alpha * v + beta * c;
   };
-  if (bj == 1) {
-    // column blocks of NR, then NR/2 and NR/4 (narrow outputs such as the
-    // 16- or 24-column blocks of randomized solvers stay vectorized), then
-    // single columns
+  if (bj == 1) {  // MR rows at a time, then single rows
     int i0 = 0;
-    for (; i0 + MR <= m; i0 += MR) {
-      int j0 = 0;
-      for (; j0 + NR <= n; j0 += NR) axpy_block<T, MR, NR>(i0, j0, k, alpha, beta, A, ai, al, B, bl, C, ci, cj);
-      if (j0 + NR / 2 <= n) {
-        axpy_block<T, MR, NR / 2>(i0, j0, k, alpha, beta, A, ai, al, B, bl, C, ci, cj);
-        j0 += NR / 2;
-      }
-      if (j0 + NR / 4 <= n) {
-        axpy_block<T, MR, NR / 4>(i0, j0, k, alpha, beta, A, ai, al, B, bl, C, ci, cj);
-        j0 += NR / 4;
-      }
-      for (; j0 < n; ++j0) axpy_block<T, MR, 1>(i0, j0, k, alpha, beta, A, ai, al, B, bl, C, ci, cj);
-    }
-    for (; i0 < m; ++i0) {  // row fringe
-      int j0 = 0;
-      for (; j0 + NR <= n; j0 += NR) axpy_block<T, 1, NR>(i0, j0, k, alpha, beta, A, ai, al, B, bl, C, ci, cj);
-      if (j0 + NR / 2 <= n) {
-        axpy_block<T, 1, NR / 2>(i0, j0, k, alpha, beta, A, ai, al, B, bl, C, ci, cj);
-        j0 += NR / 2;
-      }
-      if (j0 + NR / 4 <= n) {
-        axpy_block<T, 1, NR / 4>(i0, j0, k, alpha, beta, A, ai, al, B, bl, C, ci, cj);
-        j0 += NR / 4;
-      }
-      for (; j0 < n; ++j0) axpy_block<T, 1, 1>(i0, j0, k, alpha, beta, A, ai, al, B, bl, C, ci, cj);
-    }
+    for (; i0 + MR <= m; i0 += MR) axpy_rows<T, MR>(i0, n, k, alpha, beta, A, ai, al, B, bl, C, ci, cj);
+    for (; i0 < m; ++i0) axpy_rows<T, 1>(i0, n, k, alpha, beta, A, ai, al, B, bl, C, ci, cj);
     return true;
   }
   if (al == 1 && bl == 1) {
