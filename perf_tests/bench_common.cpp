@@ -22,6 +22,11 @@ Machine describe_machine() {
   }
   m.cpu += " (" + std::to_string(cores) + " logical cores)";
   m.backend = Kokkos::DefaultExecutionSpace::name();
+#ifdef KOKKOS_ENABLE_CUDA
+  // which GPU: "Cuda (NVIDIA H100 80GB HBM3, sm_90)"
+  const auto& prop = Kokkos::Cuda().cuda_device_prop();
+  m.backend += " (" + std::string(prop.name) + ", sm_" + std::to_string(prop.major) + std::to_string(prop.minor) + ")";
+#endif
   m.host_threads = std::to_string(Kokkos::DefaultHostExecutionSpace().concurrency());
   char buf[64];
   std::time_t t = std::time(nullptr);
