@@ -59,8 +59,9 @@ install: build
 cuda-deps:
 	@$(ROOT)/cmake/setup-deps.sh cuda
 
-# Compile and link library, tests, perf tests and drivers for CUDA (sm_80
-# SASS + PTX that sm_90 JIT-compiles, plus sm_90 SASS). Runs nothing.
+# Compile and link library, tests, perf tests and drivers for CUDA (sm_90
+# code and PTX: H100 / H200; HFISHER_CUDA_SM=80 for an A100). Runs nothing;
+# perf_tests/run_cuda_checks.sh runs the result on a GPU machine.
 cuda-build: cuda-deps
 	cmake -S $(ROOT) -B $(BUILD_CUDA) -DCMAKE_BUILD_TYPE=Release \
 	  -DCMAKE_CXX_COMPILER=$(DEPS)/src/kokkos-cuda-src/bin/nvcc_wrapper \

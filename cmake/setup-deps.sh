@@ -12,14 +12,18 @@
 #    ($HFISHER_DEPS_DIR, default <repo>/.deps) that later runs reuse:
 #      openmp -> $HFISHER_DEPS_DIR/kokkos-openmp  (OpenMP + Serial)
 #      cuda   -> $HFISHER_DEPS_DIR/kokkos-cuda    (CUDA + OpenMP + Serial,
-#                through nvcc_wrapper, with the three nvcc-13 patches).
-# A prefix is rebuilt only if its stamp file is missing.
+#                through nvcc_wrapper, with the nvcc-13 patches; device
+#                code for compute capability $HFISHER_CUDA_SM, default 90:
+#                H100 / H200; 80 for A100).
+# A prefix is rebuilt only if its stamp file is missing (or, for cuda, was
+# written for another HFISHER_CUDA_SM).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 deps="${HFISHER_DEPS_DIR:-$here/.deps}"
 jobs="${HFISHER_JOBS:-$(nproc)}"
 backends=("$@")
+cuda_sm="${HFISHER_CUDA_SM:-90}"
 [ ${#backends[@]} -eq 0 ] && backends=(openmp)
 
 log() { printf '[setup-deps] %s\n' "$*" >&2; }
@@ -45,10 +49,16 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+[[ "$cuda_sm" =~ ^(80|86|89|90|100|103|120)$ ]] ||
+  die "HFISHER_CUDA_SM=$cuda_sm: give the GPU's compute capability without the dot (80, 86, 89, 90, ...)"
+# what a prefix's stamp file holds: the cuda one records the device code's SM
+stamp_of() { if [ "$1" = cuda ]; then echo "sm_$cuda_sm"; else echo ""; fi; }
+stamp_ok() { [ -f "$deps/kokkos-$1/.hfisher-stamp" ] && [ "$(stamp_of "$1")" = "$(cat "$deps/kokkos-$1/.hfisher-stamp")" ]; }
+
 need_build=0
 for b in "${backends[@]}"; do
   case "$b" in openmp|cuda) ;; *) die "unknown backend '$b' (openmp|cuda)";; esac
-  [ -f "$deps/kokkos-$b/.hfisher-stamp" ] || need_build=1
+  stamp_ok "$b" || need_build=1
 done
 if [ $need_build -eq 0 ]; then
   log "reusing Kokkos prefixes in $deps (${backends[*]})"
@@ -94,7 +104,11 @@ fi
 # ---------------------------------------------------------------- build
 build_one() {
   local b="$1" prefix="$deps/kokkos-$b"
-  [ -f "$prefix/.hfisher-stamp" ] && { log "reusing $prefix"; return; }
+  if stamp_ok "$b"; then
+    log "reusing $prefix"
+    return
+  fi
+  rm -rf "$prefix"
   local ksrc="$src/kokkos" kksrc="$src/kokkos-kernels"
   local -a kopts=(-DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX="$prefix"
                   -DCMAKE_CXX_STANDARD=17 -DKokkos_ENABLE_SERIAL=ON
@@ -104,10 +118,10 @@ build_one() {
     command -v nvcc >/dev/null || die "nvcc not found: the CUDA build needs the CUDA toolkit on PATH"
     # patched copy of the Kokkos source (nvcc 13)
     local pk="$src/kokkos-cuda-src"
-    if [ ! -f "$pk/.hfisher-patched" ]; then
+    if [ "$(cat "$pk/.hfisher-patched" 2>/dev/null)" != "sm_$cuda_sm" ]; then
       rm -rf "$pk"; cp -r "$ksrc" "$pk"
-      "$here/cmake/patch-kokkos-nvcc13.sh" "$pk"
-      touch "$pk/.hfisher-patched"
+      "$here/cmake/patch-kokkos-nvcc13.sh" "$pk" "$cuda_sm"
+      echo "sm_$cuda_sm" > "$pk/.hfisher-patched"
     fi
     ksrc="$pk"
     kopts+=(-DKokkos_ENABLE_CUDA=ON -DKokkos_ENABLE_CUDA_LAMBDA=ON
@@ -140,7 +154,7 @@ build_one() {
   cmake --build "$deps/build-kk-$b" -j "$jobs" >/dev/null
   cmake --install "$deps/build-kk-$b" >/dev/null
   rm -rf "$deps/build-kokkos-$b" "$deps/build-kk-$b"
-  touch "$prefix/.hfisher-stamp"
+  stamp_of "$b" > "$prefix/.hfisher-stamp"
   log "done: $prefix"
 }
 for b in "${backends[@]}"; do build_one "$b"; done

@@ -6,7 +6,10 @@
 #  2. hfisher-portability: every kernel, HODLR, HSS and Fisher problem on
 #     Serial, OpenMP and Cuda, compared with the first;
 #  3. the batched-kernel benchmark (hfisher on Cuda against loops of OpenBLAS
-#     / LAPACK calls on the host's cores) and the HODLR benchmark.
+#     / LAPACK calls on the host's cores), the HODLR benchmark, and, when
+#     HFISHER_DATA_DIR holds MNIST-format files (10 000 training examples
+#     or more), the Fisher-structure benchmark on them.
+# Each step has a time cap (TEST_TIMEOUT, PORT_TIMEOUT, BENCH_TIMEOUT s).
 # Usage: perf_tests/run_cuda_checks.sh BUILD_DIR OUT_DIR
 # Logs, CSV and JSON go to OUT_DIR; the summary is printed; exit status 1 if
 # a test binary or the portability driver failed.
@@ -62,11 +65,16 @@ echo "portability rc=$rc"
 # 3. benchmarks (timed alone: nothing else runs)
 echo "== batched kernels (double) =="
 OMP_NUM_THREADS=$cores timeout "${BENCH_TIMEOUT:-120}" "$B"/perf_tests/hfisher-perf-kernels \
-  --output "$O/kernels" 2>&1 | tee "$O/kernels.log"
+  --max-svd-flops 5e9 --output "$O/kernels" 2>&1 | tee "$O/kernels.log"
 echo "== batched kernels (float) =="
 OMP_NUM_THREADS=$cores timeout "${BENCH_TIMEOUT:-120}" "$B"/perf_tests/hfisher-perf-kernels --precision float \
-  --output "$O/kernels-float" 2>&1 | tee "$O/kernels-float.log"
+  --max-svd-flops 5e9 --output "$O/kernels-float" 2>&1 | tee "$O/kernels-float.log"
 echo "== HODLR =="
 OMP_NUM_THREADS=$cores timeout "${BENCH_TIMEOUT:-120}" "$B"/perf_tests/hfisher-perf-hodlr --no-hmat \
   --sizes 4096 16384 65536 --matrices gauss2d gauss3d --dense-max 8192 --residual-max 16384 --output "$O/hodlr" 2>&1 | tee "$O/hodlr.log"
+if [ -n "${HFISHER_DATA_DIR:-}" ] && [ -f "$HFISHER_DATA_DIR/train-images-idx3-ubyte.gz" ]; then
+  echo "== Fisher structures (10 000 training examples, 1 epoch) =="
+  OMP_NUM_THREADS=$cores timeout "${BENCH_TIMEOUT:-120}" "$B"/perf_tests/hfisher-perf-fisher --data "$HFISHER_DATA_DIR" \
+    --train-examples 10000 --epochs 1 --output "$O/fisher" 2>&1 | tee "$O/fisher.log"
+fi
 exit $failed
