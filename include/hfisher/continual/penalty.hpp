@@ -103,7 +103,7 @@ class FisherPenalty {
   /// lambda/2 sum_t (theta - theta_t)^T F_t (theta - theta_t).
   double value(const Vector& theta) const {
     double s = 0;
-    for (std::size_t t = 0; t < F_.size(); ++t) s += F_[t]->quad(diff(theta, t));
+    for (std::size_t t = 0; t < F_.size(); ++t) s += F_[t]->quad(diff_into(theta, t, scratch(work_d_, theta)));
     return 0.5 * lambda_ * s;
   }
 
@@ -112,10 +112,10 @@ class FisherPenalty {
     detail::require(grad.extent(0) == theta.extent(0), "hfisher::FisherPenalty::add_gradient", "grad has ",
                     grad.extent(0), " entries, theta ", theta.extent(0));
     if (F_.empty() || lambda_ == 0) return;
-    Vector y("hfisher::FisherPenalty::Fd", theta.extent(0));
+    const Vector y = scratch(work_y_, theta), d = scratch(work_d_, theta);
     const Scalar l = Scalar(lambda_);
     for (std::size_t t = 0; t < F_.size(); ++t) {
-      F_[t]->apply(diff(theta, t), y);
+      F_[t]->apply(diff_into(theta, t, d), y);
       Kokkos::parallel_for(
           "hfisher::FisherPenalty::axpy", Kokkos::RangePolicy<ExecSpace>(0, theta.extent(0)),
           KOKKOS_LAMBDA(const long i) { grad(i) += l * y(i); });
@@ -173,9 +173,12 @@ class FisherPenalty {
 
   /// theta - theta_t (a new vector); public because it launches a kernel.
   Vector diff(const Vector& theta, std::size_t t) const {
-    detail::require(long(theta.extent(0)) == F_[t]->size(), "hfisher::FisherPenalty", "theta has ", theta.extent(0),
-                    " entries, the penalty covers ", F_[t]->size());
-    Vector d("hfisher::FisherPenalty::d", theta.extent(0));
+    return diff_into(theta, t, Vector("hfisher::FisherPenalty::d", theta.extent(0)));
+  }
+  /// theta - theta_t into d (theta's length); returns d.
+  Vector diff_into(const Vector& theta, std::size_t t, const Vector& d) const {
+    detail::require(long(theta.extent(0)) == F_[t]->size() && d.extent(0) == theta.extent(0), "hfisher::FisherPenalty",
+                    "theta has ", theta.extent(0), " entries, the penalty covers ", F_[t]->size());
     auto a = anchor_[t];
     Kokkos::parallel_for(
         "hfisher::FisherPenalty::diff", Kokkos::RangePolicy<ExecSpace>(0, theta.extent(0)),
@@ -184,6 +187,15 @@ class FisherPenalty {
   }
 
  private:
+  /// A work vector of theta's length, kept between calls (value and
+  /// add_gradient run every step: no allocation per step; so a penalty is
+  /// not to be evaluated from two threads at once).
+  static const Vector& scratch(Vector& w, const Vector& theta) {
+    if (w.extent(0) != theta.extent(0))
+      w = Vector(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::FisherPenalty::work"), theta.extent(0));
+    return w;
+  }
+
   PenaltyMethod method_;
   Structure structure_;
   double lambda_, gamma_;
@@ -191,6 +203,7 @@ class FisherPenalty {
   FisherOptions opts_;
   std::vector<std::unique_ptr<COp>> F_;
   std::vector<Vector> anchor_;
+  mutable Vector work_d_, work_y_;
   int tasks_ = 0;
   double last_seconds_ = 0;
 };

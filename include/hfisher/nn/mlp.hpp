@@ -158,9 +158,12 @@ class MLP {
 
   /// Per-batch activations: a[l] (B, in_l + 1) homogeneous inputs of layer l,
   /// z[l] (B, out_l) its outputs before the activation (z.back() = logits),
-  /// g[l] (B, out_l) the gradient with respect to z[l] of the last backward.
+  /// g[l] (B, out_l) the gradient with respect to z[l] of the last backward;
+  /// P, E (B, outputs) the probabilities and dL/dlogits of loss_grad. Kept
+  /// between batches of the same size (no allocation per step).
   struct Cache {
     std::vector<Matrix> a, z, g, h;
+    Matrix P, E;
     int batch = 0;
   };
 
@@ -285,11 +288,10 @@ class MLP {
                     y.extent(0), " labels");
     auto logits = forward(X, c);
     const int B = X.extent(0);
-    Matrix P("hfisher::nn::P", B, outputs()), E("hfisher::nn::E", B, outputs());
     ExecSpace space;
-    const double loss = softmax_xent(space, logits, y, P, E, Scalar(1) / Scalar(B), mask);
+    const double loss = softmax_xent(space, logits, y, c.P, c.E, Scalar(1) / Scalar(B), mask);
     Kokkos::deep_copy(grad, Scalar(0));
-    backward(c, E, grad, Scalar(1));
+    backward(c, c.E, grad, Scalar(1));
     return loss / B;
   }
 
@@ -385,6 +387,8 @@ class MLP {
       c.g[l] = Matrix("hfisher::nn::g", B, s.out);
       c.h[l] = Matrix("hfisher::nn::h", B, s.cols());
     }
+    c.P = Matrix("hfisher::nn::P", B, outputs());
+    c.E = Matrix("hfisher::nn::E", B, outputs());
     c.batch = B;
   }
 

@@ -64,13 +64,19 @@ double train_epoch_shards(MLP<Scalar, ExecSpace>& model, const DeviceData<Scalar
   using Model = MLP<Scalar, ExecSpace>;
   typename Model::Cache cache;
   typename Model::Vector grad("hfisher::nn::grad", model.num_params());
+  // this rank's rows of a batch, reallocated only when their count changes
+  // (the last, partial batch)
+  typename Model::Matrix X;
+  typename Model::Labels y;
   double total = 0;
   for (int first = 0; first < n; first += batch) {
     const int b = std::min(batch, n - first);
     const auto mine = dist::shard(b, rank, ranks);  // this rank's rows of the batch
     const int m = int(mine.second - mine.first);
-    typename Model::Matrix X("hfisher::nn::Xb", m, data.features());
-    typename Model::Labels y("hfisher::nn::yb", m);
+    if (!X.data() || int(X.extent(0)) != m) {
+      X = typename Model::Matrix(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::nn::Xb"), m, data.features());
+      y = typename Model::Labels(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::nn::yb"), m);
+    }
     gather(data, idx, first + int(mine.first), m, X, y);
     total += reduce(grad, shard_loss_grad(model, X, y, b, grad, cache, mask)) * b;
     hook(grad);
