@@ -26,6 +26,15 @@ double max_rel_diff(const std::vector<double>& a, const std::vector<double>& b) 
   return d / std::max(m, 1e-300);
 }
 
+// grad += c theta |theta| entry by entry (the gradient of c |theta|^3 / 3: a hook that
+// adds a term computed from the parameters, as a penalty does)
+template <class E, class V>
+void add_cubic_term(const V& grad, const V& theta, typename V::non_const_value_type c) {
+  Kokkos::parallel_for(
+      "test::add_cubic_term", Kokkos::RangePolicy<E>(0, grad.extent(0)),
+      KOKKOS_LAMBDA(const long i) { grad(i) += c * theta(i) * (theta(i) < 0 ? -theta(i) : theta(i)); });
+}
+
 }  // namespace
 
 template <class C>
@@ -70,6 +79,19 @@ TYPED_TEST(DistTest, Collectives) {
     for (long i = sq.first; i < sq.second; ++i)
       for (int j = 0; j < 3; ++j) EXPECT_EQ(mh[i][j], double(q));
   }
+  // reduce-scatter: entry (i, j) of rank q is q + 10 i + 100 j; rank r's rows get the sums
+  Kokkos::View<S**, Kokkos::LayoutRight, typename E::memory_space> w("w", 7, 3);
+  {
+    auto wh = Kokkos::create_mirror_view(w);
+    for (int i = 0; i < 7; ++i)
+      for (int j = 0; j < 3; ++j) wh(i, j) = S(r + 10 * i + 100 * j);
+    Kokkos::deep_copy(w, wh);
+  }
+  c.reduce_scatter_rows(w, 7, 3);
+  auto wh = to_host2(w);
+  for (long i = s.first; i < s.second; ++i)
+    for (int j = 0; j < 3; ++j) EXPECT_EQ(wh[i][j], P * (P - 1) / 2.0 + P * (10.0 * i + 100.0 * j)) << i << " " << j;
+  EXPECT_THROW(c.reduce_scatter_rows(w, 6, 3), hfisher::Error);  // wrong shape
   EXPECT_EQ(c.sum(1.0), double(P));
   EXPECT_EQ(c.max(double(r)), double(P - 1));
   std::string bytes = r == 0 ? std::string("hfisher\0bytes", 13) : std::string();
@@ -78,24 +100,52 @@ TYPED_TEST(DistTest, Collectives) {
   EXPECT_THROW(c.allgather_rows(m, 6, 3), hfisher::Error);  // wrong shape
 }
 
-// data-parallel epochs (uneven shards; a batch smaller than the ranks) equal one process
+// data-parallel epochs (uneven shards; a batch smaller than the ranks) equal
+// one process: SGD and Adam, their step sharded over the ranks or not, with a
+// hook that adds a term computed from the parameters (as a penalty does)
 TYPED_TEST(DistTest, TrainEpochEqualsOneProcess) {
   using S = typename TypeParam::scalar;
   using E = typename TypeParam::exec;
+  using M = hfisher::nn::MLP<S, E>;
   auto data = hfisher::nn::to_device<S, E>(random_dataset(37, 6, 4, 3));
-  for (int batch : {10, 3, 37}) {
-    hfisher::nn::MLP<S, E> ref({6, 5, 4}, hfisher::nn::Activation::Tanh, 9), par({6, 5, 4}, hfisher::nn::Activation::Tanh, 9);
-    hfisher::nn::SGD<S, E> o1, o2;
-    o1.lr = o2.lr = 0.1;
-    std::mt19937_64 g1(5), g2(5);
-    double l1 = 0, l2 = 0;
-    for (int e = 0; e < 3; ++e) {
-      l1 = hfisher::nn::train_epoch(ref, data, batch, o1, g1);
-      l2 = hfisher::dist::train_epoch(par, data, batch, o2, g2, [](const auto&) {}, {}, world());
+  auto run = [&](auto make_opt, bool with_hook, bool shard_step) {
+    for (int batch : {10, 3, 37}) {
+      M ref({6, 5, 4}, hfisher::nn::Activation::Tanh, 9), par({6, 5, 4}, hfisher::nn::Activation::Tanh, 9);
+      auto o1 = make_opt();
+      auto o2 = make_opt();
+      auto hook_of = [&](const M& model) {
+        return [&model, with_hook](const typename M::Vector& grad) {
+          if (with_hook) add_cubic_term<E>(grad, model.params(), S(0.3));
+        };
+      };
+      std::mt19937_64 g1(5), g2(5);
+      double l1 = 0, l2 = 0;
+      for (int e = 0; e < 3; ++e) {
+        l1 = hfisher::nn::train_epoch(ref, data, batch, o1, g1, hook_of(ref));
+        l2 = hfisher::dist::train_epoch(par, data, batch, o2, g2, hook_of(par), {}, world(), shard_step);
+      }
+      EXPECT_LE(max_rel_diff(to_host1(par.params()), to_host1(ref.params())), Tol<S>::ranks)
+          << "batch " << batch << ", hook " << with_hook << ", sharded step " << shard_step;
+      EXPECT_NEAR(l2, l1, Tol<S>::ranks * 10 * std::abs(l1)) << "batch " << batch;
     }
-    EXPECT_LE(max_rel_diff(to_host1(par.params()), to_host1(ref.params())), Tol<S>::ranks) << "batch " << batch;
-    EXPECT_NEAR(l2, l1, Tol<S>::ranks * 10 * std::abs(l1)) << "batch " << batch;
-  }
+  };
+  auto sgd = [] {
+    hfisher::nn::SGD<S, E> o;
+    o.lr = 0.1;
+    o.weight_decay = 1e-2;
+    return o;
+  };
+  auto adam = [] {
+    hfisher::nn::Adam<S, E> o;
+    o.lr = 0.01;
+    o.weight_decay = 1e-2;
+    return o;
+  };
+  for (bool hook : {false, true})
+    for (bool shard : {true, false}) {
+      run(sgd, hook, shard);
+      run(adam, hook, shard);
+    }
 }
 
 // penalties (every method; Monte-Carlo labels) consolidated over the ranks equal one process

@@ -6,6 +6,19 @@
 
 using namespace hfisher_test;
 
+namespace {
+double max_abs(const std::vector<double>& a) {
+  double m = 0;
+  for (double x : a) m = std::max(m, std::abs(x));
+  return m;
+}
+double max_abs_diff(const std::vector<double>& a, const std::vector<double>& b) {
+  double m = 0;
+  for (size_t i = 0; i < a.size(); ++i) m = std::max(m, std::abs(a[i] - b[i]));
+  return m;
+}
+}  // namespace
+
 template <class C>
 class MLPTest : public ::testing::Test {};
 TYPED_TEST_SUITE(MLPTest, Configs, ConfigNames);
@@ -97,6 +110,66 @@ TYPED_TEST(MLPTest, TrainsSaveLoadAndErrors) {
   EXPECT_THROW(model.loss_grad(data.x, data.y, short_grad, c), hfisher::Error);
   std::remove(path.c_str());
   std::remove((path + ".cut").c_str());
+}
+
+// SGD and Adam steps against the textbook formulas in double on the host
+// (Adam: m / (1 - b1^t) / (sqrt(v / (1 - b2^t)) + eps), bias-corrected), over
+// a few steps with weight decay; Tol::gemm x steps (a few roundings per entry)
+TYPED_TEST(MLPTest, OptimizerStepsMatchReference) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  using V = Kokkos::View<S*, typename E::memory_space>;
+  const int n = 257, steps = 5;
+  std::mt19937 g(3);
+  std::normal_distribution<double> nd(0, 1);
+  std::vector<double> th0(n);
+  std::vector<std::vector<double>> grads(steps, std::vector<double>(n));
+  for (auto& x : th0) x = nd(g);
+  for (auto& gr : grads)
+    for (auto& x : gr) x = nd(g) * 1e-2;
+  auto to_dev = [](const std::vector<double>& h, V& d) {
+    auto m = Kokkos::create_mirror_view(d);
+    for (size_t i = 0; i < h.size(); ++i) m(i) = S(h[i]);
+    Kokkos::deep_copy(d, m);
+  };
+  const double tol = Tol<S>::gemm * 10 * steps;
+  {  // SGD with momentum
+    hfisher::nn::SGD<S, E> o;
+    o.lr = 0.05, o.momentum = 0.9, o.weight_decay = 1e-2;
+    V th("th", n), gr("gr", n);
+    to_dev(th0, th);
+    std::vector<double> ref = th0, vel(n, 0.0);
+    for (int t = 0; t < steps; ++t) {
+      to_dev(grads[t], gr);
+      o.step(th, gr);
+      for (int i = 0; i < n; ++i) {
+        vel[i] = o.momentum * vel[i] + double(S(grads[t][i])) + o.weight_decay * ref[i];
+        ref[i] -= o.lr * vel[i];
+      }
+    }
+    EXPECT_LE(max_abs_diff(to_host1(th), ref), tol * (1 + max_abs(ref))) << "SGD";
+  }
+  {  // Adam
+    hfisher::nn::Adam<S, E> o;
+    o.lr = 1e-2, o.weight_decay = 1e-2;
+    V th("th", n), gr("gr", n);
+    to_dev(th0, th);
+    std::vector<double> ref = th0, m(n, 0.0), v(n, 0.0);
+    for (int t = 1; t <= steps; ++t) {
+      to_dev(grads[t - 1], gr);
+      o.step(th, gr);
+      for (int i = 0; i < n; ++i) {
+        const double gi = double(S(grads[t - 1][i])) + o.weight_decay * ref[i];
+        m[i] = o.beta1 * m[i] + (1 - o.beta1) * gi;
+        v[i] = o.beta2 * v[i] + (1 - o.beta2) * gi * gi;
+        ref[i] -= o.lr * (m[i] / (1 - std::pow(o.beta1, t))) / (std::sqrt(v[i] / (1 - std::pow(o.beta2, t))) + o.eps);
+      }
+    }
+    EXPECT_EQ(o.t, steps);
+    EXPECT_LE(max_abs_diff(to_host1(th), ref), tol * (1 + max_abs(ref))) << "Adam";
+    V wrong("wrong", n + 1);
+    EXPECT_THROW(o.step(th, wrong), hfisher::Error);
+  }
 }
 
 TEST(Idx, ReadsGzipAndPlainAndRejectsBadFiles) {

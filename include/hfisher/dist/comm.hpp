@@ -18,6 +18,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -154,6 +155,32 @@ class Communicator {
       check(MPI_Allgatherv(MPI_IN_PLACE, 0, detail::mpi_type<T>(), p, counts.data(), displs.data(),
                            detail::mpi_type<T>(), comm_),
             "MPI_Allgatherv");
+    });
+#endif
+  }
+
+  /// v has `rows` rows of `row_len` contiguous entries (as allgather_rows);
+  /// sums v over the ranks into rank r's rows shard(rows, r, size()). The
+  /// other rows of v are left unspecified (the first half of a reduce-
+  /// scattered allreduce: allgather_rows completes it).
+  template <class View>
+  void reduce_scatter_rows(const View& v, long rows, long row_len) const {
+    hfisher::detail::require(long(v.span()) == rows * row_len, "hfisher::dist::reduce_scatter_rows", "view of ",
+                             v.span(), " entries, expected ", rows, " x ", row_len);
+    if (!distributed() || v.span() == 0) return;
+#ifdef HFISHER_HAVE_MPI
+    using T = std::remove_const_t<typename View::value_type>;
+    std::vector<int> counts(size_);
+    for (int r = 0; r < size_; ++r) {
+      const auto s = shard(rows, r, size_);
+      counts[r] = int((s.second - s.first) * row_len);
+    }
+    const long lo = shard(rows, rank_, size_).first * row_len;
+    detail::on_host(v, true, [&](T* p) {
+      // in place: the sum of this rank's rows lands at the front of p
+      check(MPI_Reduce_scatter(MPI_IN_PLACE, p, counts.data(), detail::mpi_type<T>(), MPI_SUM, comm_),
+            "MPI_Reduce_scatter");
+      if (lo > 0 && counts[rank_] > 0) std::memmove(p + lo, p, std::size_t(counts[rank_]) * sizeof(T));
     });
 #endif
   }

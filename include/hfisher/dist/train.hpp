@@ -16,16 +16,19 @@ namespace hfisher {
 namespace dist {
 
 /// nn::train_epoch over the ranks of comm; returns the mean data loss of the
-/// epoch (the same on every rank).
+/// epoch (the same on every rank). With `shard_step` (the default) the step
+/// of an elementwise optimizer (nn::SGD, nn::Adam) is sharded over the ranks
+/// (nn::detail::train_epoch_shards): the optimizer object then holds state
+/// for this rank's parameters only, and `hook` sees the summed gradient in
+/// this rank's entries dist::shard(P, rank, size) only, so it must act entry
+/// by entry on the gradient it adds to (FisherPenalty::add_gradient does);
+/// pass shard_step = false for a hook that needs the whole summed gradient
+/// (clipping by its norm, say).
 template <class Scalar, class ExecSpace, class Opt, class Hook>
 double train_epoch(nn::MLP<Scalar, ExecSpace>& model, const nn::DeviceData<Scalar, ExecSpace>& data, int batch,
                    Opt& opt, std::mt19937_64& rng, Hook&& hook, const typename nn::MLP<Scalar, ExecSpace>::Labels& mask,
-                   const Communicator& comm) {
-  return nn::detail::train_epoch_shards(model, data, batch, opt, rng, hook, mask, comm.rank(), comm.size(),
-                                        [&](const auto& grad, double loss) {
-                                          comm.allreduce_sum(grad);
-                                          return comm.sum(loss);
-                                        });
+                   const Communicator& comm, bool shard_step = true) {
+  return nn::detail::train_epoch_shards(model, data, batch, opt, rng, hook, mask, comm, shard_step);
 }
 
 /// Fraction of `data` the model classifies correctly, each rank scoring its

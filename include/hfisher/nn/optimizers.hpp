@@ -9,6 +9,7 @@
 #include <hfisher/core/types.hpp>
 
 #include <cmath>
+#include <type_traits>
 
 namespace hfisher {
 namespace nn {
@@ -58,18 +59,33 @@ struct Adam {
     ++t;
     auto mm = m;
     auto vv = v;
-    const Scalar b1 = Scalar(beta1), b2 = Scalar(beta2), e = Scalar(eps), wd = Scalar(weight_decay);
-    const Scalar c1 = Scalar(1 - std::pow(beta1, double(t))), c2 = Scalar(1 - std::pow(beta2, double(t)));
-    const Scalar a = Scalar(lr);
+    // lr (m / c1) / (sqrt(v / c2) + eps) = lr sqrt(c2) / c1 * m / (sqrt(v) + eps sqrt(c2)), with
+    // c_k = 1 - beta_k^t: one division and one square root per entry
+    const double c1 = 1 - std::pow(beta1, double(t)), sc2 = std::sqrt(1 - std::pow(beta2, double(t)));
+    const Scalar b1 = Scalar(beta1), b2 = Scalar(beta2), wd = Scalar(weight_decay);
+    const Scalar a = Scalar(lr * sc2 / c1), e = Scalar(eps * sc2);
     Kokkos::parallel_for(
         "hfisher::nn::Adam", Kokkos::RangePolicy<ExecSpace>(0, theta.extent(0)), KOKKOS_LAMBDA(const long i) {
-          const Scalar g = grad(i) + wd * theta(i);
-          mm(i) = b1 * mm(i) + (1 - b1) * g;
-          vv(i) = b2 * vv(i) + (1 - b2) * g * g;
-          theta(i) -= a * (mm(i) / c1) / (math::sqrt(vv(i) / c2) + e);
+          const Scalar th = theta(i);
+          const Scalar g = grad(i) + wd * th;
+          const Scalar mi = b1 * mm(i) + (1 - b1) * g;
+          const Scalar vi = b2 * vv(i) + (1 - b2) * g * g;
+          mm(i) = mi;
+          vv(i) = vi;
+          theta(i) = th - a * mi / (math::sqrt(vi) + e);
         });
   }
 };
+
+/// True for optimizers whose step acts entry by entry (each entry of theta
+/// depends only on the same entry of grad and of the optimizer's state):
+/// dist::train_epoch shards their step over the ranks.
+template <class Opt>
+struct is_elementwise_optimizer : std::false_type {};
+template <class Scalar, class ExecSpace>
+struct is_elementwise_optimizer<SGD<Scalar, ExecSpace>> : std::true_type {};
+template <class Scalar, class ExecSpace>
+struct is_elementwise_optimizer<Adam<Scalar, ExecSpace>> : std::true_type {};
 
 }  // namespace nn
 }  // namespace hfisher

@@ -6,10 +6,12 @@
 
 #include <hfisher/dist/comm.hpp>
 #include <hfisher/nn/mlp.hpp>
+#include <hfisher/nn/optimizers.hpp>
 
 #include <algorithm>
 #include <numeric>
 #include <random>
+#include <type_traits>
 
 namespace hfisher {
 namespace nn {
@@ -44,14 +46,23 @@ double shard_loss_grad(const MLP<Scalar, ExecSpace>& model, const typename MLP<S
 }
 
 /// The epoch loop shared by nn::train_epoch (one process) and
-/// dist::train_epoch: rank `rank` of `ranks` computes rows dist::shard(b) of
-/// every batch of b shuffled examples; reduce(grad, loss) sums the shard
-/// gradients and losses (each weighted by its share of b, shard_loss_grad)
-/// over the ranks.
-template <class Scalar, class ExecSpace, class Opt, class Hook, class Reduce>
+/// dist::train_epoch: rank `comm.rank()` computes rows dist::shard(b) of
+/// every batch of b shuffled examples; the shard gradients (each weighted by
+/// its share of b, shard_loss_grad) are summed over the ranks.
+///
+/// Step: with `shard_step` and an elementwise optimizer (SGD, Adam) on
+/// several ranks, the sum is reduce-scattered (rank r receives the summed
+/// entries dist::shard(P, r) of the P parameters), the hook runs, rank r
+/// steps only its entries and the parameters are allgathered: the same
+/// traffic as one allreduce, and each rank does 1 / ranks of the update (its
+/// optimizer state covers its entries only). The hook then sees the summed
+/// gradient in this rank's entries only, so it must act entry by entry on
+/// what it adds to (a penalty's add_gradient does). Otherwise the sum is
+/// allreduced and every rank runs the hook and the full step.
+template <class Scalar, class ExecSpace, class Opt, class Hook>
 double train_epoch_shards(MLP<Scalar, ExecSpace>& model, const DeviceData<Scalar, ExecSpace>& data, int batch,
                           Opt& opt, std::mt19937_64& rng, Hook&& hook, const typename MLP<Scalar, ExecSpace>::Labels& mask,
-                          int rank, int ranks, Reduce&& reduce) {
+                          const dist::Communicator& comm, bool shard_step) {
   hfisher::detail::require(batch >= 1, "hfisher::nn::train_epoch", "batch = ", batch, " (must be >= 1)");
   const int n = data.size();
   std::vector<int> order(n);
@@ -63,26 +74,39 @@ double train_epoch_shards(MLP<Scalar, ExecSpace>& model, const DeviceData<Scalar
   Kokkos::deep_copy(idx, ih);
   using Model = MLP<Scalar, ExecSpace>;
   typename Model::Cache cache;
-  typename Model::Vector grad("hfisher::nn::grad", model.num_params());
+  const long P = model.num_params();
+  typename Model::Vector grad("hfisher::nn::grad", P);
+  const bool sharded = shard_step && comm.distributed() && is_elementwise_optimizer<std::decay_t<Opt>>::value;
+  const auto own = dist::shard(P, comm.rank(), comm.size());  // this rank's parameters when sharded
+  const typename Model::Vector theta_own = Kokkos::subview(model.params(), std::make_pair(own.first, own.second));
+  const typename Model::Vector grad_own = Kokkos::subview(grad, std::make_pair(own.first, own.second));
   // this rank's rows of a batch, reallocated only when their count changes
   // (the last, partial batch)
   typename Model::Matrix X;
   typename Model::Labels y;
-  double total = 0;
+  double total = 0;  // this rank's share of the epoch's summed loss, reduced once at the end
   for (int first = 0; first < n; first += batch) {
     const int b = std::min(batch, n - first);
-    const auto mine = dist::shard(b, rank, ranks);  // this rank's rows of the batch
+    const auto mine = dist::shard(b, comm.rank(), comm.size());  // this rank's rows of the batch
     const int m = int(mine.second - mine.first);
     if (!X.data() || int(X.extent(0)) != m) {
       X = typename Model::Matrix(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::nn::Xb"), m, data.features());
       y = typename Model::Labels(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::nn::yb"), m);
     }
     gather(data, idx, first + int(mine.first), m, X, y);
-    total += reduce(grad, shard_loss_grad(model, X, y, b, grad, cache, mask)) * b;
-    hook(grad);
-    opt.step(model.params(), grad);
+    total += shard_loss_grad(model, X, y, b, grad, cache, mask) * b;
+    if (sharded) {
+      comm.reduce_scatter_rows(grad, P, 1);
+      hook(grad);
+      if (own.second > own.first) opt.step(theta_own, grad_own);
+      comm.allgather_rows(model.params(), P, 1);
+    } else {
+      comm.allreduce_sum(grad);
+      hook(grad);
+      opt.step(model.params(), grad);
+    }
   }
-  return total / n;
+  return comm.sum(total) / n;
 }
 
 }  // namespace detail
@@ -95,8 +119,7 @@ template <class Scalar, class ExecSpace, class Opt, class Hook>
 double train_epoch(MLP<Scalar, ExecSpace>& model, const DeviceData<Scalar, ExecSpace>& data, int batch, Opt& opt,
                    std::mt19937_64& rng, Hook&& hook,
                    const typename MLP<Scalar, ExecSpace>::Labels& mask = {}) {
-  return detail::train_epoch_shards(model, data, batch, opt, rng, hook, mask, 0, 1,
-                                    [](const auto&, double loss) { return loss; });
+  return detail::train_epoch_shards(model, data, batch, opt, rng, hook, mask, dist::Communicator(), false);
 }
 
 template <class Scalar, class ExecSpace, class Opt>
