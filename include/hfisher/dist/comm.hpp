@@ -16,9 +16,11 @@
 #include <hfisher/core/error.hpp>
 #include <hfisher/core/types.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -100,7 +102,11 @@ class Communicator {
 #ifdef HFISHER_HAVE_MPI
     using T = std::remove_const_t<typename View::value_type>;
     detail::on_host(v, true, [&](T* p) {
-      check(MPI_Allreduce(MPI_IN_PLACE, p, int(v.span()), detail::mpi_type<T>(), MPI_SUM, comm_), "MPI_Allreduce");
+      // MPI counts are ints: views past 2^31 - 1 entries go in chunks
+      const long n = long(v.span());
+      for (long o = 0; o < n; o += kChunk)
+        check(MPI_Allreduce(MPI_IN_PLACE, p + o, int(std::min(kChunk, n - o)), detail::mpi_type<T>(), MPI_SUM, comm_),
+              "MPI_Allreduce");
     });
 #endif
   }
@@ -115,7 +121,9 @@ class Communicator {
 #ifdef HFISHER_HAVE_MPI
     using T = std::remove_const_t<typename View::value_type>;
     detail::on_host(v, rank_ != root, [&](T* p) {
-      check(MPI_Bcast(p, int(v.span()), detail::mpi_type<T>(), root, comm_), "MPI_Bcast");
+      const long n = long(v.span());
+      for (long o = 0; o < n; o += kChunk)
+        check(MPI_Bcast(p + o, int(std::min(kChunk, n - o)), detail::mpi_type<T>(), root, comm_), "MPI_Bcast");
     });
 #endif
   }
@@ -127,9 +135,8 @@ class Communicator {
     long n = long(bytes.size());
     check(MPI_Bcast(&n, 1, MPI_LONG, root, comm_), "MPI_Bcast");
     bytes.resize(std::size_t(n));
-    const long chunk = 1L << 30;
-    for (long o = 0; o < n; o += chunk)
-      check(MPI_Bcast(bytes.data() + o, int(std::min(chunk, n - o)), MPI_CHAR, root, comm_), "MPI_Bcast");
+    for (long o = 0; o < n; o += kChunk)
+      check(MPI_Bcast(bytes.data() + o, int(std::min(kChunk, n - o)), MPI_CHAR, root, comm_), "MPI_Bcast");
 #else
     (void)root;
 #endif
@@ -144,6 +151,7 @@ class Communicator {
                              " entries, expected ", rows, " x ", row_len);
     if (!distributed() || v.span() == 0) return;
 #ifdef HFISHER_HAVE_MPI
+    require_int_count(rows * row_len, "hfisher::dist::allgather_rows");
     using T = std::remove_const_t<typename View::value_type>;
     std::vector<int> counts(size_), displs(size_);
     for (int r = 0; r < size_; ++r) {
@@ -169,6 +177,7 @@ class Communicator {
                              v.span(), " entries, expected ", rows, " x ", row_len);
     if (!distributed() || v.span() == 0) return;
 #ifdef HFISHER_HAVE_MPI
+    require_int_count(rows * row_len, "hfisher::dist::reduce_scatter_rows");
     using T = std::remove_const_t<typename View::value_type>;
     std::vector<int> counts(size_);
     for (int r = 0; r < size_; ++r) {
@@ -202,6 +211,15 @@ class Communicator {
   }
 
  private:
+  /// Entries per MPI call of the chunked collectives (MPI counts are ints).
+  static constexpr long kChunk = 1L << 30;
+
+  /// Variable-count collectives address the whole view with int displacements.
+  static void require_int_count(long n, const char* where) {
+    hfisher::detail::require(n <= long(std::numeric_limits<int>::max()), where, "a view of ", n,
+                             " entries: more than MPI's int counts can address (2^31 - 1); split it");
+  }
+
   double reduce(double x, bool sum) const {
     if (!distributed()) return x;
 #ifdef HFISHER_HAVE_MPI
