@@ -151,14 +151,9 @@ class Communicator {
                              " entries, expected ", rows, " x ", row_len);
     if (!distributed() || v.span() == 0) return;
 #ifdef HFISHER_HAVE_MPI
-    require_int_count(rows * row_len, "hfisher::dist::allgather_rows");
     using T = std::remove_const_t<typename View::value_type>;
-    std::vector<int> counts(size_), displs(size_);
-    for (int r = 0; r < size_; ++r) {
-      const auto s = shard(rows, r, size_);
-      counts[r] = int((s.second - s.first) * row_len);
-      displs[r] = int(s.first * row_len);
-    }
+    std::vector<int> counts, displs;
+    row_shards(rows, row_len, "hfisher::dist::allgather_rows", counts, displs);
     detail::on_host(v, true, [&](T* p) {
       check(MPI_Allgatherv(MPI_IN_PLACE, 0, detail::mpi_type<T>(), p, counts.data(), displs.data(),
                            detail::mpi_type<T>(), comm_),
@@ -177,14 +172,10 @@ class Communicator {
                              v.span(), " entries, expected ", rows, " x ", row_len);
     if (!distributed() || v.span() == 0) return;
 #ifdef HFISHER_HAVE_MPI
-    require_int_count(rows * row_len, "hfisher::dist::reduce_scatter_rows");
     using T = std::remove_const_t<typename View::value_type>;
-    std::vector<int> counts(size_);
-    for (int r = 0; r < size_; ++r) {
-      const auto s = shard(rows, r, size_);
-      counts[r] = int((s.second - s.first) * row_len);
-    }
-    const long lo = shard(rows, rank_, size_).first * row_len;
+    std::vector<int> counts, displs;
+    row_shards(rows, row_len, "hfisher::dist::reduce_scatter_rows", counts, displs);
+    const long lo = displs[rank_];
     detail::on_host(v, true, [&](T* p) {
       // in place: the sum of this rank's rows lands at the front of p
       check(MPI_Reduce_scatter(MPI_IN_PLACE, p, counts.data(), detail::mpi_type<T>(), MPI_SUM, comm_),
@@ -214,10 +205,20 @@ class Communicator {
   /// Entries per MPI call of the chunked collectives (MPI counts are ints).
   static constexpr long kChunk = 1L << 30;
 
-  /// Variable-count collectives address the whole view with int displacements.
-  static void require_int_count(long n, const char* where) {
-    hfisher::detail::require(n <= long(std::numeric_limits<int>::max()), where, "a view of ", n,
-                             " entries: more than MPI's int counts can address (2^31 - 1); split it");
+  /// Entry counts and offsets of every rank's rows shard(rows, r, size())
+  /// of a view of rows x row_len entries; the variable-count collectives take
+  /// them as ints, so a larger view is refused.
+  void row_shards(long rows, long row_len, const char* where, std::vector<int>& counts,
+                  std::vector<int>& displs) const {
+    hfisher::detail::require(rows * row_len <= long(std::numeric_limits<int>::max()), where, "a view of ",
+                             rows * row_len, " entries: more than MPI's int counts can address (2^31 - 1); split it");
+    counts.resize(std::size_t(size_));
+    displs.resize(std::size_t(size_));
+    for (int r = 0; r < size_; ++r) {
+      const auto s = shard(rows, r, size_);
+      counts[r] = int((s.second - s.first) * row_len);
+      displs[r] = int(s.first * row_len);
+    }
   }
 
   double reduce(double x, bool sum) const {
