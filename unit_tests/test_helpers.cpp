@@ -122,6 +122,18 @@ double max_abs(const HostBatch& A, int b) {
   return s;
 }
 
+double max_abs(const std::vector<double>& a) {
+  double m = 0;
+  for (double x : a) m = std::max(m, std::abs(x));
+  return m;
+}
+
+double max_abs_diff(const std::vector<double>& a, const std::vector<double>& b) {
+  double m = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) m = std::max(m, std::abs(a[i] - b[i]));
+  return m;
+}
+
 double orth_error(const HostBatch& Q, int b, int k) {
   double e = 0;
   for (int i = 0; i < k; ++i)

@@ -167,6 +167,9 @@ HostBatch matmul(const HostBatch& A, bool ta, const HostBatch& B, bool tb);
 HostBatch transpose(const HostBatch& A);
 double fro(const HostBatch& A, int b);
 double max_abs(const HostBatch& A, int b);
+/// max_i |a_i| and max_i |a_i - b_i| of host vectors (the same length).
+double max_abs(const std::vector<double>& a);
+double max_abs_diff(const std::vector<double>& a, const std::vector<double>& b);
 /// |Q_b^T Q_b - I|_max over the first k columns.
 double orth_error(const HostBatch& Q, int b, int k);
 

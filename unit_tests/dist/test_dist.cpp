@@ -18,12 +18,7 @@ hfisher::dist::Communicator& world() {
 }
 
 double max_rel_diff(const std::vector<double>& a, const std::vector<double>& b) {
-  double d = 0, m = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    d = std::max(d, std::abs(a[i] - b[i]));
-    m = std::max(m, std::abs(b[i]));
-  }
-  return d / std::max(m, 1e-300);
+  return max_abs_diff(a, b) / std::max(max_abs(b), 1e-300);
 }
 
 // grad += c theta |theta| entry by entry (the gradient of c |theta|^3 / 3: a hook that

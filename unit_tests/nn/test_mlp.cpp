@@ -6,19 +6,6 @@
 
 using namespace hfisher_test;
 
-namespace {
-double max_abs(const std::vector<double>& a) {
-  double m = 0;
-  for (double x : a) m = std::max(m, std::abs(x));
-  return m;
-}
-double max_abs_diff(const std::vector<double>& a, const std::vector<double>& b) {
-  double m = 0;
-  for (size_t i = 0; i < a.size(); ++i) m = std::max(m, std::abs(a[i] - b[i]));
-  return m;
-}
-}  // namespace
-
 template <class C>
 class MLPTest : public ::testing::Test {};
 TYPED_TEST_SUITE(MLPTest, Configs, ConfigNames);
