@@ -175,6 +175,13 @@ bool load_checkpoint(const std::string& path, const std::string& key, MethodResu
 int run(const Options& o) {
   const auto t_all = std::chrono::steady_clock::now();
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
+  // the output folder is checked (non-empty, not "/", creatable, writable)
+  // before any data is read or any network trained
+  if (comm.root()) {
+    hfisher::io::prepare_output_dir(o.output, "hfisher-continual: --output");
+    hfisher::io::prepare_output_dir(o.output + "/checkpoints", "hfisher-continual: --output");
+  }
+  comm.barrier();
   auto train_all = hfisher::nn::load_mnist_dir(o.data, true);
   auto test_all = hfisher::nn::load_mnist_dir(o.data, false);
   train_all = hfisher::nn::slice(train_all, 0, std::min(o.train_examples, train_all.n));
@@ -189,8 +196,6 @@ int run(const Options& o) {
   const auto fkind = o.fisher_kind == "empirical" ? hfisher::FisherKind::Empirical
                      : o.fisher_kind == "mc"      ? hfisher::FisherKind::MonteCarlo
                                                   : hfisher::FisherKind::GGN;
-  if (comm.root()) std::filesystem::create_directories(o.output + "/checkpoints");
-  comm.barrier();
   std::vector<MethodResult> results;
   for (int si = 0; si < o.seeds; ++si) {
     const std::uint64_t seed = o.seed + std::uint64_t(si);
@@ -392,26 +397,26 @@ int run(const Options& o) {
   hfisher::io::atomic_write(o.output + "/results.csv", "hfisher-continual", [&](std::ostream& f) { f << csv.str(); });
   hfisher::io::atomic_write(o.output + "/results.json", "hfisher-continual", [&](std::ostream& f) { f << js.str(); });
   const int n = int(names.size());
-  gp << "set terminal pngcairo size " << 380 * n << ",420\nset output '" << o.output << "/heatmaps.png'\n"
+  gp << "# file names are relative: run gnuplot in this folder\n"
+     << "set terminal pngcairo size " << 380 * n << ",420\nset output 'heatmaps.png'\n"
      << "set multiplot layout 1," << n << " title 'accuracy R[i,j] after task i (rows) on task j (" << o.stream
      << ", seed " << o.seed << ", " << date << ")'\nset cbrange [0:1]\nset palette rgbformulae 33,13,10\nunset key\n"
      << "set xlabel 'task j'\nset ylabel 'after task i'\nset yrange [" << T - 0.5 << ":-0.5]\nset xrange [-0.5:"
      << T - 0.5 << "]\n";
   for (const auto& m : names)
-    gp << "set title '" << m << "'\nplot '" << o.output << "/R_" << m << ".dat' matrix with image\n";
-  gp << "unset multiplot\nset terminal pngcairo size 700,450\nset output '" << o.output << "/acc.png'\n"
+    gp << "set title '" << m << "'\nplot 'R_" << m << ".dat' matrix with image\n";
+  gp << "unset multiplot\nset terminal pngcairo size 700,450\nset output 'acc.png'\n"
      << "set title 'average accuracy over the tasks seen so far"
      << (o.seeds > 1 ? " (mean +- std, " + std::to_string(o.seeds) + " seeds)" : std::string()) << "'\n"
      << "set xlabel 'after task'\nset ylabel 'ACC'\nset key bottom left\nset autoscale\nset yrange [0:1]\n"
      << "set xrange [0.5:" << T + 0.5 << "]\nplot ";
   for (int k = 0; k < n; ++k)
-    gp << "'" << o.output << "/ACC_" << names[k] << ".dat' using 1:2:3 with yerrorlines title '" << names[k] << "'"
+    gp << "'ACC_" << names[k] << ".dat' using 1:2:3 with yerrorlines title '" << names[k] << "'"
        << (k + 1 < n ? ", " : "\n");
   hfisher::io::atomic_write(o.output + "/plots.gp", "hfisher-continual", [&](std::ostream& f) { f << gp.str(); });
-  const int rc =
-      std::system(("command -v gnuplot >/dev/null 2>&1 && gnuplot '" + o.output + "/plots.gp' 2>/dev/null").c_str());
+  const bool plotted = hfisher::io::run_gnuplot(o.output, "plots.gp");
   std::printf("\nwrote %s/results.json, results.csv, R_*.dat, ACC_*.dat, plots.gp%s (%.1f s in all)\n", o.output.c_str(),
-              rc == 0 ? ", heatmaps.png, acc.png" : "", seconds_since(t_all));
+              plotted ? ", heatmaps.png, acc.png" : "", seconds_since(t_all));
   return 0;
 }
 

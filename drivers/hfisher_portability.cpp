@@ -240,6 +240,7 @@ std::vector<Backend> available() {
 }
 
 int run(const Options& o) {
+  if (!o.output.empty()) hfisher::io::prepare_output_dir(o.output, "hfisher-portability");  // before any work
   auto all = available();
   std::vector<Backend> use;
   if (o.backends.empty()) {
@@ -309,23 +310,22 @@ int run(const Options& o) {
   }
   js << "\n  ],\n  \"failures\": " << failures << "\n}\n";
   if (!o.output.empty()) {
-    std::filesystem::create_directories(o.output);
     hfisher::io::atomic_write(o.output + "/portability.csv", "hfisher-portability", [&](std::ostream& f) { f << csv.str(); });
     hfisher::io::atomic_write(o.output + "/portability.json", "hfisher-portability", [&](std::ostream& f) { f << js.str(); });
     std::ostringstream gp;
-    gp << "set terminal pngcairo size 1500,650 font ',9'\nset output '" << o.output << "/portability.png'\n"
+    gp << "# file names are relative: run gnuplot in this folder\n"
+     << "set terminal pngcairo size 1500,650 font ',9'\nset output 'portability.png'\n"
        << "set datafile separator ','\nset style data histograms\nset style fill solid 0.8\nset logscale y\n"
        << "set format y '1e%L'\nset yrange [1e-18:1]\nset bmargin 12\nset xtics rotate by -60 font ',8'\n"
        << "set key top left\nset ylabel 'max |x - x_{" << use[0].name << "}| / max |x_{" << use[0].name << "}|'\n"
        << "set title 'backend differences per operation: bars, tolerances: dots (" << date << ")'\n"
-       << "plot '" << o.output << "/portability.csv' every ::1 using ($5 > 1e-18 ? $5 : 1e-18):xtic(stringcolumn(1).' '"
+       << "plot 'portability.csv' every ::1 using ($5 > 1e-18 ? $5 : 1e-18):xtic(stringcolumn(1).' '"
        << ".substr(stringcolumn(2),1,1).' '.stringcolumn(3)) title 'difference', '' every ::1 using 0:6 title "
        << "'tolerance' with points pt 7\n";
     hfisher::io::atomic_write(o.output + "/portability.gp", "hfisher-portability", [&](std::ostream& f) { f << gp.str(); });
-    const int rc = std::system(
-        ("command -v gnuplot >/dev/null 2>&1 && gnuplot '" + o.output + "/portability.gp' 2>/dev/null").c_str());
+    const bool plotted = hfisher::io::run_gnuplot(o.output, "portability.gp");
     std::printf("\nwrote %s/portability.json, portability.csv, portability.gp%s\n", o.output.c_str(),
-                rc == 0 ? ", portability.png" : "");
+                plotted ? ", portability.png" : "");
   }
   std::printf("\n%d comparison(s), %d mismatch(es)\n", rows, failures);
   return failures == 0 ? 0 : 2;
@@ -350,8 +350,12 @@ int main(int argc, char** argv) {
   app.add_option("--tolerance-scale", o.tol_scale, "multiply every tolerance by this")->check(CLI::PositiveNumber);
   app.add_flag("--team2,!--no-team2", o.team2, "also run the host backends with teams of 2 threads (default on)");
   app.add_option("--seed", o.seed, "seed of the inputs");
-  app.add_option("--output", o.output, "directory for portability.json/.csv/.gp/.png (default: none)");
+  auto* out = app.add_option("--output", o.output, "directory for portability.json/.csv/.gp/.png (default: none)");
   CLI11_PARSE(app, argc, argv);
+  if (out->count() > 0 && o.output.empty()) {
+    std::fprintf(stderr, "hfisher-portability: error: --output is empty (give a directory, or leave the option out)\n");
+    return 1;
+  }
   try {
     return run(o);
   } catch (const std::exception& e) {

@@ -54,22 +54,7 @@ void write_file_atomic(const std::string& path, const std::string& text) {
   std::error_code ec;
   if (p.has_parent_path()) fs::create_directories(p.parent_path(), ec);
   if (ec) throw hfisher::Error("cannot create directory " + p.parent_path().string() + ": " + ec.message());
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream o(tmp, std::ios::binary);
-    if (!o) throw hfisher::Error("cannot write " + tmp);
-    o << text;
-    o.close();
-    if (!o) {
-      fs::remove(tmp, ec);
-      throw hfisher::Error("write failed: " + tmp);
-    }
-  }
-  fs::rename(tmp, p, ec);
-  if (ec) {
-    fs::remove(tmp, ec);
-    throw hfisher::Error("cannot rename " + tmp + " to " + path);
-  }
+  hfisher::io::atomic_write(path, "hfisher-bench", [&](std::ostream& o) { o << text; });
 }
 
 }  // namespace hfisher_perf

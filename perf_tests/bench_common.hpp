@@ -41,7 +41,8 @@ double best_time(int reps, Setup&& setup, Op&& op) {
   return best;
 }
 
-/// Writes text to path atomically (temporary file + rename); creates the
+/// Writes text to path atomically (hfisher::io::atomic_write: a uniquely named
+/// temporary renamed into place); creates the
 /// parent directory. Throws hfisher::Error on failure.
 void write_file_atomic(const std::string& path, const std::string& text);
 

@@ -55,6 +55,7 @@ struct Row {
 }  // namespace
 
 int run_fisher_bench(const FisherBenchOptions& o) {
+  if (!o.output.empty()) hfisher::io::prepare_output_dir(o.output, "hfisher-bench fisher");  // before any work
   const Machine mc = describe_machine();
   std::setvbuf(stdout, nullptr, _IOLBF, 0);  // progress lines appear as they are printed
   std::printf("hfisher-bench fisher: Fisher structures on a trained MLP (double)\n");
@@ -279,15 +280,15 @@ int run_fisher_bench(const FisherBenchOptions& o) {
        << ", \"hierarchical_build_s\": " << big.h_build << ", \"hierarchical_factor_s\": " << big.h_factor << "}\n}\n";
     write_file_atomic(o.output + "/fisher.csv", csv.str());
     write_file_atomic(o.output + "/fisher.json", js.str());
-    gp << "set terminal pngcairo size 900,600\nset output '" << o.output << "/fisher.png'\n"
+    gp << "# file names are relative: run gnuplot in this folder\n"
+     << "set terminal pngcairo size 900,600\nset output 'fisher.png'\n"
        << "set logscale xy\nset xlabel 'memory (MB)'\nset ylabel 'relative Frobenius error vs exact layer Fisher'\n"
        << "set title 'Layer " << layer << " (" << n << " parameters), " << o.kind << " Fisher: error vs memory ("
        << mc.date << ")'\nset datafile separator ','\nset key outside\n"
-       << "plot for [s in 'diagonal kfac lowrank hierarchical'] '" << o.output
-       << "/fisher.csv' using ((strcol(1) eq s) ? $4/1e6 : 1/0):5 with linespoints title s\n";
+       << "plot for [s in 'diagonal kfac lowrank hierarchical'] 'fisher.csv' using ((strcol(1) eq s) ? $4/1e6 : 1/0):5 with linespoints title s\n";
     write_file_atomic(o.output + "/fisher.gp", gp.str());
-    const int rc = std::system(("command -v gnuplot >/dev/null 2>&1 && gnuplot '" + o.output + "/fisher.gp' 2>/dev/null").c_str());
-    std::printf("\nwrote %s/fisher.csv, fisher.json, fisher.gp%s\n", o.output.c_str(), rc == 0 ? ", fisher.png" : "");
+    const bool plotted = hfisher::io::run_gnuplot(o.output, "fisher.gp");
+    std::printf("\nwrote %s/fisher.csv, fisher.json, fisher.gp%s\n", o.output.c_str(), plotted ? ", fisher.png" : "");
   }
   return 0;
 }

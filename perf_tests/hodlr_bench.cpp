@@ -49,6 +49,7 @@ struct Row {
 }  // namespace
 
 int run_hodlr_bench(const HodlrBenchOptions& o) {
+  if (!o.output.empty()) hfisher::io::prepare_output_dir(o.output, "hfisher-bench hodlr");  // before any work
   const Machine mc = describe_machine();
   std::printf("hfisher-bench hodlr: HODLR vs dense LAPACK Cholesky (double)\n");
   std::printf("machine: %s | backend: %s | host threads: %s | OpenBLAS threads: %d | %s\n", mc.cpu.c_str(),
@@ -317,26 +318,25 @@ int run_hodlr_bench(const HodlrBenchOptions& o) {
     write_file_atomic(o.output + "/hodlr.json", js.str());
     // gnuplot script (and PNG when gnuplot is installed)
     std::ostringstream gp;
-    gp << "set terminal pngcairo size 900,600\nset output '" << o.output << "/hodlr.png'\n"
+    gp << "# file names are relative: run gnuplot in this folder\n"
+     << "set terminal pngcairo size 900,600\nset output 'hodlr.png'\n"
        << "set logscale xy\nset xlabel 'n'\nset ylabel 'factor + solve [s]'\nset key left top\n"
        << "set title 'HODLR vs dense Cholesky (" << mc.backend << ", " << mc.host_threads << " threads, "
        << mc.date << ")'\nset datafile separator ','\nplot ";
     bool first = true;
     for (const auto& name : o.matrices) {
-      gp << (first ? "" : ", ") << "'" << o.output << "/hodlr.csv' every ::1 using (strcol(1) eq '" << name
-         << "' ? $2 : 1/0):($4+$5) with linespoints title 'hfisher HODLR " << name << "', '" << o.output
-         << "/hodlr.csv' every ::1 using (strcol(1) eq '" << name
+      gp << (first ? "" : ", ") << "'hodlr.csv' every ::1 using (strcol(1) eq '" << name
+         << "' ? $2 : 1/0):($4+$5) with linespoints title 'hfisher HODLR " << name << "', 'hodlr.csv' every ::1 using (strcol(1) eq '" << name
          << "' ? $2 : 1/0):($14+$15) with linespoints title 'dense LAPACK " << name << "'";
       if (o.hmat && name != "rff")
-        gp << ", '" << o.output << "/hodlr.csv' every ::1 using (strcol(1) eq '" << name
+        gp << ", 'hodlr.csv' every ::1 using (strcol(1) eq '" << name
            << "' ? $2 : 1/0):($19+$20) with linespoints title 'hmat-oss HODLR " << name << "'";
       first = false;
     }
     gp << "\n";
     write_file_atomic(o.output + "/hodlr.gp", gp.str());
-    const std::string cmd = "gnuplot '" + o.output + "/hodlr.gp' 2>/dev/null";
-    const int rc = std::system(("command -v gnuplot >/dev/null 2>&1 && " + cmd).c_str());
-    std::printf("\nwrote %s/hodlr.csv, hodlr.json, hodlr.gp%s\n", o.output.c_str(), rc == 0 ? ", hodlr.png" : "");
+    const bool plotted = hfisher::io::run_gnuplot(o.output, "hodlr.gp");
+    std::printf("\nwrote %s/hodlr.csv, hodlr.json, hodlr.gp%s\n", o.output.c_str(), plotted ? ", hodlr.png" : "");
   }
   return 0;
 }

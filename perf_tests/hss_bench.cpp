@@ -118,6 +118,7 @@ double solve_time(const Fac& F, const M& B, const M& X) {
 }  // namespace
 
 int run_hss_bench(const HssBenchOptions& o) {
+  if (!o.output.empty()) hfisher::io::prepare_output_dir(o.output, "hfisher-bench hss");  // before any work
   const Machine mc = describe_machine();
   std::printf("hfisher-bench hss: HSS vs HODLR vs dense LAPACK Cholesky (double)\n");
   std::printf("machine: %s | backend: %s | host threads: %s | OpenBLAS threads: %d | %s\n", mc.cpu.c_str(),
@@ -452,17 +453,15 @@ int run_hss_bench(const HssBenchOptions& o) {
     write_file_atomic(o.output + "/hss.csv", csv.str());
     write_file_atomic(o.output + "/hss.json", js.str());
     std::ostringstream gp;
-    gp << "set terminal pngcairo size 900,600\nset output '" << o.output << "/hss.png'\n"
+    gp << "# file names are relative: run gnuplot in this folder\n"
+     << "set terminal pngcairo size 900,600\nset output 'hss.png'\n"
        << "set logscale xy\nset xlabel 'n'\nset ylabel 'factor + solve [s]'\nset key left top\n"
        << "set title 'diag + G G^T (rank " << o.features << "): HSS vs HODLR vs dense (" << mc.backend << ", "
        << mc.host_threads << " threads, " << mc.date << ")'\nset datafile separator ','\n"
-       << "plot '" << o.output << "/hss.csv' every ::1 using 1:($3+$4) with linespoints title 'hfisher HSS', '"
-       << o.output << "/hss.csv' every ::1 using 1:($11+$12) with linespoints title 'hfisher HODLR', '" << o.output
-       << "/hss.csv' every ::1 using 1:($17+$18) with linespoints title 'dense LAPACK'\n";
+       << "plot 'hss.csv' every ::1 using 1:($3+$4) with linespoints title 'hfisher HSS', 'hss.csv' every ::1 using 1:($11+$12) with linespoints title 'hfisher HODLR', 'hss.csv' every ::1 using 1:($17+$18) with linespoints title 'dense LAPACK'\n";
     write_file_atomic(o.output + "/hss.gp", gp.str());
-    const std::string cmd = "gnuplot '" + o.output + "/hss.gp' 2>/dev/null";
-    const int rc = std::system(("command -v gnuplot >/dev/null 2>&1 && " + cmd).c_str());
-    std::printf("\nwrote %s/hss.csv, hss.json, hss.gp%s\n", o.output.c_str(), rc == 0 ? ", hss.png" : "");
+    const bool plotted = hfisher::io::run_gnuplot(o.output, "hss.gp");
+    std::printf("\nwrote %s/hss.csv, hss.json, hss.gp%s\n", o.output.c_str(), plotted ? ", hss.png" : "");
   }
   return 0;
 }

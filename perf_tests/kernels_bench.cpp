@@ -227,6 +227,7 @@ Row run_case(const std::string& op, int n, int nb, int reps) {
 }  // namespace
 
 int run_kernels_bench(const KernelsBenchOptions& o) {
+  if (!o.output.empty()) hfisher::io::prepare_output_dir(o.output, "hfisher-bench kernels");  // before any work
   const Machine mc = describe_machine();
   std::printf("hfisher batched kernels vs OpenBLAS/LAPACK loops (%s)\n", o.precision.c_str());
   std::printf("machine: %s | backend: %s | host threads: %s | %s\n", mc.cpu.c_str(), mc.backend.c_str(),

@@ -116,6 +116,8 @@ using namespace kfac_bert_detail;
 int run_kfac_bert(const KfacBertOptions& o) {
   const auto comm = hfisher::dist::Communicator::world();
   const bool root = comm.root();
+  // every rank checks (an exception on the root alone would leave the others in a collective)
+  if (!o.output.empty()) hfisher::io::prepare_output_dir(o.output, "hfisher-bench kfac-bert");
   const int L = o.layers, H = std::max(2, o.hidden / o.scale), FF = std::max(2, o.ffn / o.scale);
   const int V = std::max(1, o.vocab / o.scale), P = std::max(1, o.positions / o.scale);
   // factor groups by size: encoder Q, K, V, O and the pooler are H -> H; FFN in H -> FF, out FF -> H;

@@ -224,6 +224,8 @@ int run_scaling_bench(const ScalingBenchOptions& o) {
                            " > --max-log2 ", o.max_log2);
   const auto comm = hfisher::dist::Communicator::world();
   const bool root = comm.root();
+  // every rank checks (an exception on the root alone would leave the others in a collective)
+  if (!o.output.empty()) hfisher::io::prepare_output_dir(o.output, "hfisher-bench scaling");
   const Machine mach = describe_machine();
   if (root)
     std::printf("hfisher-bench scaling: %s, %s backend, %s host threads, %d rank(s), %s\n"
@@ -406,19 +408,19 @@ int run_scaling_bench(const ScalingBenchOptions& o) {
          << ", \"one_rank_s\": " << scal[k].t1
          << ", \"ranks_s\": " << scal[k].tp << ", \"weak_ranks_s\": " << scal[k].tpw << "}";
     js << "]\n}\n";
-    gp << "set terminal pngcairo size 800,520\nset output '" << o.output << "/scaling.png'\n"
+    gp << "# file names are relative: run gnuplot in this folder\n"
+     << "set terminal pngcairo size 800,520\nset output 'scaling.png'\n"
        << "set datafile separator ','\nset logscale xy\nset format x '2^{%L}'\nset xlabel 'N (parameters of the layer)'\n"
        << "set ylabel 'build + factor + solve (s)'\nset key top left\nset title 'Fisher of one layer, S = "
        << o.samples << " (" << mach.date << ", " << mach.backend << ")'\nset format x '%.0e'\nplot ";
     for (std::size_t k = 0; k < o.structures.size(); ++k)
-      gp << "'" << o.output << "/scaling.csv' using ((strcol(1) eq '" << o.structures[k] << "') ? $3 : 1/0):($4+$5+$6)"
+      gp << "'scaling.csv' using ((strcol(1) eq '" << o.structures[k] << "') ? $3 : 1/0):($4+$5+$6)"
          << " with linespoints title '" << o.structures[k] << "'" << (k + 1 < o.structures.size() ? ", " : "\n");
     write_file_atomic(o.output + "/scaling.csv", csv.str());
     write_file_atomic(o.output + "/scaling.json", js.str());
     write_file_atomic(o.output + "/scaling.gp", gp.str());
-    const int rc =
-        std::system(("command -v gnuplot >/dev/null 2>&1 && gnuplot '" + o.output + "/scaling.gp' 2>/dev/null").c_str());
-    std::printf("\nwrote %s/scaling.csv, scaling.json, scaling.gp%s\n", o.output.c_str(), rc == 0 ? ", scaling.png" : "");
+    const bool plotted = hfisher::io::run_gnuplot(o.output, "scaling.gp");
+    std::printf("\nwrote %s/scaling.csv, scaling.json, scaling.gp%s\n", o.output.c_str(), plotted ? ", scaling.png" : "");
   }
   return 0;
 }

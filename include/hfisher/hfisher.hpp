@@ -5,6 +5,7 @@
 #include <hfisher/core/error.hpp>
 #include <hfisher/core/io.hpp>
 #include <hfisher/core/math.hpp>
+#include <hfisher/core/output.hpp>
 #include <hfisher/core/random.hpp>
 #include <hfisher/core/scope_guard.hpp>
 #include <hfisher/core/types.hpp>

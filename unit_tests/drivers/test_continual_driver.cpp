@@ -149,3 +149,37 @@ TEST(ContinualDriver, TwoRanksMatchOneProcess) {
   fs::remove_all(root);
 }
 #endif
+
+namespace {
+// `s` as one word of a POSIX shell command line (this test's own std::system)
+std::string shell_word(const std::string& s) {
+  std::string r = "'";
+  for (const char c : s) r += (c == '\'') ? std::string("'\\''") : std::string(1, c);
+  return r + "'";
+}
+}  // namespace
+
+// An output directory whose name carries shell syntax is only a name: the
+// run writes its files there and nothing in the name is executed. An empty
+// output, "/" and an unwritable path fail before any training, with a message.
+TEST(ContinualDriver, OutputPathIsNeverExecutedAndIsCheckedFirst) {
+  namespace fs = std::filesystem;
+  const std::string root = fresh_root("hfisher_driver_test_output");
+  const std::string base = std::string(HFISHER_CONTINUAL_EXE) + tiny_stream_args(root) + " --method ewc";
+  const std::string evil = root + "/x'; touch " + root + "/PWNED; echo '";
+  ASSERT_EQ(std::system((base + " --output " + shell_word(evil) + " > " + root + "/evil.log 2>&1").c_str()), 0)
+      << slurp(root + "/evil.log");
+  EXPECT_FALSE(fs::exists(root + "/PWNED"));
+  EXPECT_TRUE(fs::exists(evil + "/results.json"));
+  const std::string gp = slurp(evil + "/plots.gp");
+  EXPECT_EQ(gp.find(root), std::string::npos) << "a path was written into the gnuplot script";
+  for (const std::string bad : {"''", "/", "/proc/hfisher_cannot_exist"}) {
+    const std::string log = root + "/bad.log";
+    EXPECT_NE(std::system((base + " --output " + bad + " > " + log + " 2>&1").c_str()), 0) << bad;
+    const std::string text = slurp(log);
+    EXPECT_NE(text.find("--output"), std::string::npos) << text;
+    EXPECT_EQ(text.find("] task"), std::string::npos) << "trained before checking " << bad << ":\n" << text;
+  }
+  EXPECT_FALSE(fs::exists("/results.json"));
+  fs::remove_all(root);
+}

@@ -1,8 +1,9 @@
 #pragma once
 /// \file io.hpp
 /// \brief Binary file helpers shared by every saved object: typed put/get of
-/// scalars and Views, and an atomic write (a temporary renamed into place, so
-/// a failure never leaves a half-written file under the requested name).
+/// scalars and Views, and an atomic write (a uniquely named temporary renamed
+/// into place, so a failure never leaves a half-written file under the
+/// requested name and a planted symlink is never followed).
 
 #include <hfisher/core/error.hpp>
 
@@ -14,7 +15,6 @@
 #include <istream>
 #include <ostream>
 #include <string>
-#include <system_error>
 
 namespace hfisher {
 namespace io {
@@ -57,28 +57,43 @@ inline void expect_magic(std::istream& i, const char (&magic)[8], const std::str
   detail::require(ok, where, what, " is not ", role);
 }
 
-/// Writes `path` through `body(std::ostream&)` into `path.tmp` and renames it
-/// into place; on any failure the temporary is removed and nothing is left
-/// under `path` that was not there before.
+/// A file written under a temporary name and renamed into place by commit().
+///
+/// The temporary is created in the directory of `path` with a fresh random
+/// name (`<path>.tmp.<16 hex digits>`), opened with O_CREAT | O_EXCL |
+/// O_NOFOLLOW: a symlink or file planted under any name is never followed or
+/// reused, and two writers of one path never share a temporary. commit()
+/// flushes, fsyncs and renames; the destructor of an uncommitted file removes
+/// the temporary, so a failure leaves nothing new under `path`. Errors name
+/// the file and the system's reason (e.g. "No space left on device").
+class AtomicFile {
+ public:
+  AtomicFile(const std::string& path, const char* where);
+  ~AtomicFile();
+  AtomicFile(const AtomicFile&) = delete;
+  AtomicFile& operator=(const AtomicFile&) = delete;
+
+  /// The stream writing the temporary.
+  std::ostream& stream();
+  /// The temporary's name (for messages and tests).
+  const std::string& temporary() const;
+  /// Flush, fsync, close and rename onto `path`; throws hfisher::Error naming
+  /// the step that failed and the system's reason.
+  void commit();
+
+ private:
+  struct Impl;
+  Impl* impl_;
+};
+
+/// Writes `path` through `body(std::ostream&)` into a fresh temporary (see
+/// AtomicFile) and renames it into place; on any failure the temporary is
+/// removed and nothing is left under `path` that was not there before.
 template <class Body>
 void atomic_write(const std::string& path, const char* where, Body&& body) {
-  const std::string tmp = path + ".tmp";
-  try {
-    std::ofstream o(tmp, std::ios::binary | std::ios::trunc);
-    detail::require(bool(o), where, "cannot open ", tmp, " for writing");
-    body(o);
-    o.flush();
-    detail::require(bool(o), where, "write to ", tmp, " failed");
-  } catch (...) {
-    std::remove(tmp.c_str());
-    throw;
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::remove(tmp.c_str());
-    throw Error(detail::concat(where, ": cannot rename ", tmp, " to ", path, ": ", ec.message()));
-  }
+  AtomicFile f(path, where);
+  body(f.stream());
+  f.commit();
 }
 
 }  // namespace io
