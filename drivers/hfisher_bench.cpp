@@ -12,6 +12,7 @@
 #include <hfisher/hfisher.hpp>
 
 #include <cstdio>
+#include <memory>
 
 #include "fisher_bench.hpp"
 #include "fisher_cli.hpp"
@@ -25,7 +26,13 @@
 
 int main(int argc, char** argv) {
   hfisher::dist::Environment mpi(argc, argv);
-  hfisher::ScopeGuard guard(argc, argv);
+  std::unique_ptr<hfisher::ScopeGuard> guard;  // refuses bad Kokkos arguments with a message
+  try {
+    guard = std::make_unique<hfisher::ScopeGuard>(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "hfisher-bench: error: %s\n", e.what());
+    return 2;
+  }
   CLI::App app{"hfisher-bench: performance studies of hfisher (tables, CSV)"};
   app.require_subcommand(1);
   hfisher_perf::KernelsBenchOptions ko;

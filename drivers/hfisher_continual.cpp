@@ -12,11 +12,14 @@
 #include <CLI/CLI.hpp>
 #include <hfisher/hfisher.hpp>
 
+#include "cli_checks.hpp"
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <cstdio>
+#include <memory>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -114,7 +117,7 @@ hfisher::PenaltyMethod penalty_of(const std::string& m) {
 
 void save_checkpoint(const std::string& path, const std::string& key, const MethodResult& r, const Model& model,
                      const hfisher::FisherPenalty<S, E>* pen) {
-  hfisher::io::atomic_write(path, "hfisher-continual: checkpoint", [&](std::ostream& o) {
+  hfisher::io::atomic_write_sealed(path, "hfisher-continual: checkpoint", [&](std::ostream& o) {
     o.write("HFCKPT01", 8);
     hfisher::io::put(o, std::uint64_t(key.size()));
     o.write(key.data(), std::streamsize(key.size()));
@@ -138,8 +141,8 @@ bool load_checkpoint(const std::string& path, const std::string& key, MethodResu
                      hfisher::FisherPenalty<S, E>* pen) {
   if (!std::filesystem::exists(path)) return false;
   constexpr const char* where = "hfisher-continual: checkpoint";
-  std::ifstream i(path, std::ios::binary);
-  hfisher::detail::require(bool(i), where, "cannot open ", path);
+  hfisher::io::SealedFile file(path, where);  // checksum verified first: a flipped bit is refused
+  std::istream& i = file.stream();
   char m[8];
   i.read(m, 8);
   hfisher::detail::require(bool(i) && std::string(m, 8) == "HFCKPT01", where, path, " is not an hfisher checkpoint");
@@ -169,6 +172,7 @@ bool load_checkpoint(const std::string& path, const std::string& key, MethodResu
   if (pen) pen->read(i, path);
   i.read(m, 8);
   hfisher::detail::require(bool(i) && std::string(m, 8) == "HFCKPT01", where, path, ": file is truncated");
+  file.expect_end();
   return true;
 }
 
@@ -272,6 +276,16 @@ int run(const Options& o) {
           else if (o.optimizer == "adam")
             loss = hfisher::dist::train_epoch(model, train[t], o.batch, adam, rng, hook, masks[t], comm);
           else loss = hfisher::dist::train_epoch(model, train[t], o.batch, *ngd, rng, hook, masks[t], comm);
+        }
+        // a diverged model is never evaluated and reported as a result
+        {
+          auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), model.params());
+          long bad = 0;
+          for (std::size_t i = 0; i < h.extent(0); ++i) bad += std::isfinite(h(i)) ? 0 : 1;
+          hfisher::detail::require(bad == 0, "hfisher-continual", method, ", task ", t + 1, ": training diverged (",
+                                   bad, " of ", h.extent(0), " weights are NaN or infinite after ", o.epochs,
+                                   " epoch(s) with ", o.optimizer, " at --lr ", o.lr,
+                                   "); lower --lr or --lambda");
         }
         r.train_seconds.push_back(comm.max(seconds_since(t0)));
         r.train_examples += double(o.epochs) * train[t].size();
@@ -424,7 +438,13 @@ int run(const Options& o) {
 
 int main(int argc, char** argv) {
   hfisher::dist::Environment mpi(argc, argv);
-  hfisher::ScopeGuard guard(argc, argv);
+  std::unique_ptr<hfisher::ScopeGuard> guard;  // refuses bad Kokkos arguments with a message
+  try {
+    guard = std::make_unique<hfisher::ScopeGuard>(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "hfisher-continual: error: %s\n", e.what());
+    return 2;
+  }
   comm = hfisher::dist::Communicator::world();
   CLI::App app{"hfisher-continual: continual learning with Fisher penalties on Fashion-MNIST task streams"};
   Options o;
@@ -440,11 +460,11 @@ int main(int argc, char** argv) {
   app.add_option("--output", o.output, "directory for JSON, CSV, plots and checkpoints");
   app.add_option("--epochs", o.epochs, "epochs per task")->check(CLI::Range(1, 1000));
   app.add_option("--batch", o.batch, "minibatch size")->check(CLI::Range(1, 1 << 16));
-  app.add_option("--lr", o.lr, "learning rate")->check(CLI::PositiveNumber);
-  app.add_option("--lambda", o.lambda, "penalty strength lambda")->check(CLI::NonNegativeNumber);
+  app.add_option("--lr", o.lr, "learning rate")->check(hfisher_cli::FinitePositive);
+  app.add_option("--lambda", o.lambda, "penalty strength lambda")->check(hfisher_cli::FiniteNonNegative);
   app.add_option("--lambda-for", o.lambda_for,
                  "repeatable METHOD=VALUE: lambda of one method (default: all --lambda)");
-  app.add_option("--gamma", o.gamma, "online EWC decay in (0, 1]")->check(CLI::Range(1e-6, 1.0));
+  app.add_option("--gamma", o.gamma, "online EWC decay in (0, 1]")->check(hfisher_cli::Finite)->check(CLI::Range(1e-6, 1.0));
   app.add_option("--hidden", o.hidden, "hidden layer widths")->check(CLI::Range(1, 1 << 14));
   app.add_option("--train-examples", o.train_examples, "training examples per task (split: of the whole set)")
       ->check(CLI::Range(1, 60000));
@@ -470,12 +490,12 @@ int main(int argc, char** argv) {
   app.add_option("--oversampling", o.oversampling,
                  "multilevel: columns beyond the rank in the randomized eigensolver's block (-1: the rank + 8)")
       ->check(CLI::Range(-1, 4096));
-  app.add_option("--tol", o.tol, "hierarchical compression tolerance (relative)")->check(CLI::Range(1e-12, 0.9));
+  app.add_option("--tol", o.tol, "hierarchical compression tolerance (relative)")->check(hfisher_cli::Finite)->check(CLI::Range(1e-12, 0.9));
   app.add_option("--leaf", o.leaf, "hodlr: leaf size")->check(CLI::Range(2, 4096));
   app.add_option("--max-rank", o.max_rank, "hodlr: rank cap of off-diagonal blocks")->check(CLI::Range(1, 4096));
   app.add_option("--rank", o.rank, "rank of the ngd optimizer's low-rank Fisher")->check(CLI::Range(1, 4096));
-  app.add_option("--damping", o.damping, "damping of the ngd/kfac optimizers")->check(CLI::PositiveNumber);
-  app.add_option("--seed", o.seed, "seed of initialization, permutations, shuffles");
+  app.add_option("--damping", o.damping, "damping of the ngd/kfac optimizers")->check(hfisher_cli::FinitePositive);
+  app.add_option("--seed", o.seed, "seed of initialization, permutations, shuffles")->check(hfisher_cli::Unsigned);
   app.add_option("--seeds", o.seeds, "number of seeds (seed, seed + 1, ...): the table adds mean +- std")
       ->check(CLI::Range(1, 100));
   app.add_flag("!--no-spd-compensation", o.spd,
@@ -490,6 +510,20 @@ int main(int argc, char** argv) {
     return e.get_exit_code();
   }
   return hfisher::dist::guarded(comm, "hfisher-continual", [&] {
+    for (const auto& kv : o.lambda_for) {
+      const auto eq = kv.find('=');
+      hfisher::detail::require(eq != std::string::npos, "hfisher-continual", "--lambda-for expects METHOD=VALUE, got '",
+                               kv, "'");
+      const std::string m = kv.substr(0, eq);
+      hfisher::detail::require(m == "finetune" || m == "ewc" || m == "online-ewc" || m == "kfac-laplace" ||
+                                   m == "hierarchical",
+                               "hfisher-continual", "--lambda-for ", kv, ": no method '", m,
+                               "' (finetune, ewc, online-ewc, kfac-laplace, hierarchical)");
+      hfisher::detail::require(std::find(o.methods.begin(), o.methods.end(), m) != o.methods.end(),
+                               "hfisher-continual", "--lambda-for ", kv, ": method '", m, "' is not run (add --method ",
+                               m, ")");
+      (void)lambda_of(o, m);  // the value is checked there
+    }
     hfisher::detail::require(o.level_rank.size() == 1 || int(o.level_rank.size()) == o.levels, "hfisher-continual",
                              "--level-rank has ", o.level_rank.size(), " values for --levels ", o.levels,
                              " (give one, or one per level)");

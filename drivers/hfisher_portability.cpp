@@ -7,9 +7,12 @@
 #include <CLI/CLI.hpp>
 #include <hfisher/hfisher.hpp>
 
+#include "cli_checks.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <memory>
 #include <ctime>
 #include <filesystem>
 #include <functional>
@@ -334,7 +337,13 @@ int run(const Options& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  hfisher::ScopeGuard guard(argc, argv);
+  std::unique_ptr<hfisher::ScopeGuard> guard;  // refuses bad Kokkos arguments with a message
+  try {
+    guard = std::make_unique<hfisher::ScopeGuard>(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "hfisher-portability: error: %s\n", e.what());
+    return 2;
+  }
   CLI::App app{"hfisher-portability: the same kernel, HODLR, HSS and Fisher problems on every enabled backend, compared"};
   Options o;
   std::string enabled;
@@ -347,9 +356,9 @@ int main(int argc, char** argv) {
   app.add_option("--batch", o.batch, "batch entries of the kernel problems")->check(CLI::Range(1, 4096));
   app.add_option("--n", o.n, "matrix size of the kernel problems")->check(CLI::Range(8, 512));
   app.add_option("--hodlr-n", o.hodlr_n, "matrix size of the HODLR and HSS problem")->check(CLI::Range(64, 1 << 14));
-  app.add_option("--tolerance-scale", o.tol_scale, "multiply every tolerance by this")->check(CLI::PositiveNumber);
+  app.add_option("--tolerance-scale", o.tol_scale, "multiply every tolerance by this")->check(hfisher_cli::FinitePositive);
   app.add_flag("--team2,!--no-team2", o.team2, "also run the host backends with teams of 2 threads (default on)");
-  app.add_option("--seed", o.seed, "seed of the inputs");
+  app.add_option("--seed", o.seed, "seed of the inputs")->check(hfisher_cli::Unsigned);
   auto* out = app.add_option("--output", o.output, "directory for portability.json/.csv/.gp/.png (default: none)");
   CLI11_PARSE(app, argc, argv);
   if (out->count() > 0 && o.output.empty()) {

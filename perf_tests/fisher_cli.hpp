@@ -2,6 +2,8 @@
 // CLI11 options of the Fisher benchmark, shared by hfisher-bench and perf_tests.
 #include <CLI/CLI.hpp>
 
+#include "cli_checks.hpp"
+
 #include "fisher_bench.hpp"
 
 namespace hfisher_perf {
@@ -13,7 +15,7 @@ inline void add_fisher_options(CLI::App& app, FisherBenchOptions& o) {
   app.add_option("--train-examples", o.train_examples, "training examples used")->check(CLI::Range(1, 60000));
   app.add_option("--epochs", o.epochs, "training epochs (Adam) before the Fisher is estimated")->check(CLI::Range(0, 1000));
   app.add_option("--batch", o.batch, "training batch size")->check(CLI::Range(1, 1 << 16));
-  app.add_option("--lr", o.lr, "Adam learning rate")->check(CLI::PositiveNumber);
+  app.add_option("--lr", o.lr, "Adam learning rate")->check(hfisher_cli::FinitePositive);
   app.add_option("--kind", o.kind, "Fisher kind")->check(CLI::IsMember({"empirical", "mc", "ggn"}));
   app.add_option("--mc-samples", o.mc_samples, "labels sampled per example (--kind mc)")->check(CLI::Range(1, 1000));
   app.add_option("--fisher-examples", o.fisher_examples, "examples the Fisher is estimated from")
@@ -21,18 +23,18 @@ inline void add_fisher_options(CLI::App& app, FisherBenchOptions& o) {
   app.add_option("--layer", o.layer, "layer whose exact Fisher is formed and compared (-1: the last)")
       ->check(CLI::Range(-1, 64));
   app.add_option("--damping", o.damping, "damping lambda relative to trace(F)/n (natural-gradient solves)")
-      ->check(CLI::PositiveNumber);
+      ->check(hfisher_cli::FinitePositive);
   app.add_option("--ranks", o.ranks, "ranks of the low-rank + diagonal structure")->check(CLI::Range(1, 1 << 16));
   app.add_option("--level-ranks", o.level_ranks, "ranks per level of the multilevel structure (two levels: the layer, then each output unit)")
       ->check(CLI::Range(1, 1 << 16));
-  app.add_option("--tols", o.tols, "compression tolerances of the hierarchical structure")->check(CLI::Range(1e-14, 0.9));
+  app.add_option("--tols", o.tols, "compression tolerances of the hierarchical structure")->check(hfisher_cli::Finite)->check(CLI::Range(1e-14, 0.9));
   app.add_flag("--spd-rows", o.spd_rows, "also run the hierarchical structure with SPD-preserving compensation");
   app.add_option("--leaf", o.leaf, "leaf size of the hierarchical structure")->check(CLI::Range(2, 4096));
   app.add_option("--big-layer", o.big_layer, "layer for hierarchical factorization vs K-FAC inversion (-1: skip)")
       ->check(CLI::Range(-1, 64));
   app.add_option("--big-examples", o.big_examples, "examples for the big-layer test")->check(CLI::Range(1, 60000));
-  app.add_option("--big-tol", o.big_tol, "hierarchical tolerance of the big-layer test")->check(CLI::Range(1e-14, 0.9));
-  app.add_option("--seed", o.seed, "seed of initialization and shuffling");
+  app.add_option("--big-tol", o.big_tol, "hierarchical tolerance of the big-layer test")->check(hfisher_cli::Finite)->check(CLI::Range(1e-14, 0.9));
+  app.add_option("--seed", o.seed, "seed of initialization and shuffling")->check(hfisher_cli::Unsigned);
   app.add_option("--output", o.output, "directory for fisher.csv, fisher.json, fisher.gp/.png");
 }
 

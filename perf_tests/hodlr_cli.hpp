@@ -2,6 +2,8 @@
 // CLI11 options of the HODLR benchmark, shared by hfisher-bench and perf_tests.
 #include <CLI/CLI.hpp>
 
+#include "cli_checks.hpp"
+
 #include "hodlr_bench.hpp"
 
 namespace hfisher_perf {
@@ -9,20 +11,20 @@ namespace hfisher_perf {
 inline void add_hodlr_options(CLI::App& app, HodlrBenchOptions& o) {
   app.add_option("--sizes", o.sizes, "matrix sizes n")->check(CLI::Range(2, 1 << 22));
   app.add_option("--matrices", o.matrices, "gauss2d gauss3d rff")->check(CLI::IsMember({"gauss2d", "gauss3d", "rff"}));
-  app.add_option("--tol", o.tol, "relative compression tolerance per block, in (0, 1)")->check(CLI::Range(1e-16, 0.5));
+  app.add_option("--tol", o.tol, "relative compression tolerance per block, in (0, 1)")->check(hfisher_cli::Finite)->check(CLI::Range(1e-16, 0.5));
   app.add_option("--leaf", o.leaf, "leaf size of the cluster tree")->check(CLI::Range(2, 4096));
   app.add_option("--max-rank", o.max_rank, "rank cap of any off-diagonal block")->check(CLI::Range(1, 4096));
-  app.add_option("--ell", o.ell, "kernel length scale")->check(CLI::PositiveNumber);
-  app.add_option("--nugget", o.nugget, "diagonal added to the kernel matrix")->check(CLI::NonNegativeNumber);
+  app.add_option("--ell", o.ell, "kernel length scale")->check(hfisher_cli::FinitePositive);
+  app.add_option("--nugget", o.nugget, "diagonal added to the kernel matrix")->check(hfisher_cli::FiniteNonNegative);
   app.add_option("--dense-max", o.dense_max, "largest n run with dense LAPACK (needs 8 n^2 bytes)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(hfisher_cli::FiniteNonNegative);
   app.add_option("--rff-max", o.rff_max, "largest n for diag + G G^T (G holds n^2/2 doubles)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(hfisher_cli::FiniteNonNegative);
   app.add_option("--residual-max", o.residual_max, "largest n whose residual uses the exact matrix (O(n^2))")
-      ->check(CLI::NonNegativeNumber);
+      ->check(hfisher_cli::FiniteNonNegative);
   app.add_option("--apply-rhs", o.apply_rhs, "right-hand sides of the apply bandwidth test")->check(CLI::Range(1, 4096));
   app.add_flag("!--no-hmat", o.hmat, "skip the hmat-oss comparison");
-  app.add_option("--seed", o.seed, "seed of points and right-hand sides");
+  app.add_option("--seed", o.seed, "seed of points and right-hand sides")->check(hfisher_cli::Unsigned);
   app.add_option("--output", o.output, "directory for hodlr.csv, hodlr.json, hodlr.gp/.png");
 }
 

@@ -2,6 +2,8 @@
 // CLI11 options of the batched-kernel benchmark, shared by hfisher-bench and perf_tests.
 #include <CLI/CLI.hpp>
 
+#include "cli_checks.hpp"
+
 #include "kernels_bench.hpp"
 
 namespace hfisher_perf {
@@ -14,9 +16,9 @@ inline void add_kernels_options(CLI::App& app, KernelsBenchOptions& o) {
   app.add_option("--batches", o.batches, "batch sizes (entries per batch)")->check(CLI::Range(1, 10000000));
   app.add_option("--precision", o.precision, "double or float")->check(CLI::IsMember({"double", "float"}));
   app.add_option("--max-elements", o.max_elements, "skip cases whose batch*n^2 exceeds this (memory cap)")
-      ->check(CLI::PositiveNumber);
+      ->check(hfisher_cli::FinitePositive);
   app.add_option("--max-svd-flops", o.max_svd_flops, "skip SVD and Jacobi syev cases above this nominal work (time cap)")
-      ->check(CLI::PositiveNumber);
+      ->check(hfisher_cli::FinitePositive);
   app.add_option("--reps", o.reps, "timed repetitions per case; the best is kept")->check(CLI::Range(1, 100));
   app.add_option("--output", o.output, "directory where kernels.csv is written");
 }

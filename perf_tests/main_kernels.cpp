@@ -4,12 +4,19 @@
 #include <hfisher/hfisher.hpp>
 
 #include <cstdio>
+#include <memory>
 
 #include "kernels_bench.hpp"
 #include "kernels_cli.hpp"
 
 int main(int argc, char** argv) {
-  hfisher::ScopeGuard guard(argc, argv);
+  std::unique_ptr<hfisher::ScopeGuard> guard;  // refuses bad Kokkos arguments with a message
+  try {
+    guard = std::make_unique<hfisher::ScopeGuard>(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "hfisher-perf-kernels: error: %s\n", e.what());
+    return 2;
+  }
   hfisher_perf::KernelsBenchOptions o;
   CLI::App app{"hfisher perf: batched kernels vs OpenBLAS/LAPACK loops"};
   hfisher_perf::add_kernels_options(app, o);

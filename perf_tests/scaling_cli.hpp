@@ -2,6 +2,8 @@
 // CLI11 options of the scaling study (hfisher-bench scaling).
 #include <CLI/CLI.hpp>
 
+#include "cli_checks.hpp"
+
 #include "scaling_bench.hpp"
 
 namespace hfisher_perf {
@@ -24,14 +26,14 @@ inline void add_scaling_options(CLI::App& app, ScalingBenchOptions& o) {
   app.add_option("--structure", o.structures, "repeatable: dense, kfac, lowrank, hierarchical (HODLR), hss (default: all)")
       ->check(CLI::IsMember({"dense", "kfac", "lowrank", "hierarchical", "hss"}));
   app.add_option("--samples", o.samples, "per-sample gradients S the Fisher is made of")->check(CLI::Range(1, 4096));
-  app.add_option("--tol", o.tol, "low-rank / hierarchical relative truncation tolerance")->check(CLI::Range(1e-14, 0.9));
+  app.add_option("--tol", o.tol, "low-rank / hierarchical relative truncation tolerance")->check(hfisher_cli::Finite)->check(CLI::Range(1e-14, 0.9));
   app.add_option("--leaf", o.leaf, "hierarchical leaf size")->check(CLI::Range(2, 4096));
   app.add_option("--max-rank", o.max_rank, "hierarchical rank cap of off-diagonal blocks")->check(CLI::Range(1, 4096));
-  app.add_option("--damping", o.damping, "damping relative to trace(F)/N")->check(CLI::PositiveNumber);
+  app.add_option("--damping", o.damping, "damping relative to trace(F)/N")->check(hfisher_cli::FinitePositive);
   app.add_option("--layers", o.layers, "identical layers per structure; under MPI their builds are sharded over ranks")
       ->check(CLI::Range(1, 1024));
   app.add_option("--reps", o.reps, "repetitions per measurement (best time)")->check(CLI::Range(1, 100));
-  app.add_option("--seed", o.seed, "seed of the synthetic gradients");
+  app.add_option("--seed", o.seed, "seed of the synthetic gradients")->check(hfisher_cli::Unsigned);
   app.add_option("--output", o.output, "directory for scaling.csv, scaling.json, scaling.gp/.png");
 }
 

@@ -3,6 +3,7 @@
 
 #include <zlib.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
@@ -60,9 +61,17 @@ IdxArray read_idx(const std::string& path) {
     total *= v;
     detail::require(total <= (std::size_t(1) << 34), kWhere, path, ": array too large (", total, " bytes)");
   }
-  a.data.resize(total);
-  detail::require(read_exact(f.get(), a.data.data(), total, path), kWhere, path, ": truncated (header promises ",
-                  total, " bytes of data)");
+  // The data grow as they arrive (chunks that double, from 1 MiB): a short
+  // file that declares a huge array fails at its real size, never after
+  // reserving what its header declares.
+  std::size_t got = 0;
+  while (got < total) {
+    const std::size_t chunk = std::min(total - got, std::max(got, std::size_t(1) << 20));
+    a.data.resize(got + chunk);
+    detail::require(read_exact(f.get(), a.data.data() + got, chunk, path), kWhere, path,
+                    ": truncated (header promises ", total, " bytes of data)");
+    got += chunk;
+  }
   unsigned char extra;
   detail::require(!read_exact(f.get(), &extra, 1, path), kWhere, path, ": trailing bytes after the data");
   return a;

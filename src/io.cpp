@@ -15,7 +15,10 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <algorithm>
 #include <filesystem>
+#include <memory>
+#include <vector>
 #include <ostream>
 #include <random>
 #include <streambuf>
@@ -55,14 +58,37 @@ int create_unique(const std::string& base, std::string& name, const char* where)
   throw Error(detail::concat(where, ": cannot create a temporary file next to ", base, ": 64 names taken"));
 }
 
-// An output buffer over a descriptor that remembers the first write error.
+struct Crc32cTable {
+  std::uint32_t t[256];
+  Crc32cTable() {
+    for (std::uint32_t i = 0; i < 256; ++i) {
+      std::uint32_t c = i;
+      for (int k = 0; k < 8; ++k) c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+      t[i] = c;
+    }
+  }
+};
+const Crc32cTable crc_table;
+
+constexpr char seal_tag[8] = {'H', 'F', 'S', 'E', 'A', 'L', '0', '1'};
+constexpr std::size_t seal_bytes = 20;  // tag, uint64 length, uint32 CRC-32C
+
+// An output buffer over a descriptor that remembers the first write error
+// and, for a sealed file, the length and CRC-32C of what passed through.
 class FdBuf : public std::streambuf {
  public:
   explicit FdBuf(int fd) : fd_(fd) { setp(buf_, buf_ + sizeof buf_); }
   int error() const { return err_; }
+  bool summing = false;
+  std::uint32_t crc = 0;
+  unsigned long long count = 0;
   bool drain() {
     const char* p = pbase();
     std::size_t left = std::size_t(pptr() - pbase());
+    if (summing) {
+      crc = crc32c(p, left, crc);
+      count += left;
+    }
     while (left > 0 && err_ == 0) {
       const ssize_t w = ::write(fd_, p, left);
       if (w < 0) {
@@ -96,6 +122,13 @@ class FdBuf : public std::streambuf {
 
 }  // namespace
 
+std::uint32_t crc32c(const void* data, std::size_t bytes, std::uint32_t crc) {
+  const auto* p = static_cast<const unsigned char*>(data);
+  crc = ~crc;
+  for (std::size_t i = 0; i < bytes; ++i) crc = crc_table.t[(crc ^ p[i]) & 0xFFu] ^ (crc >> 8);
+  return ~crc;
+}
+
 struct AtomicFile::Impl {
   std::string path, tmp;
   const char* where;
@@ -103,15 +136,18 @@ struct AtomicFile::Impl {
   FdBuf buf;
   std::ostream os;
   bool done = false;
+  bool sealed = false;
   Impl(const std::string& p, const char* w, int f, std::string t)
       : path(p), tmp(std::move(t)), where(w), fd(f), buf(f), os(&buf) {}
 };
 
-AtomicFile::AtomicFile(const std::string& path, const char* where) : impl_(nullptr) {
+AtomicFile::AtomicFile(const std::string& path, const char* where, bool sealed) : impl_(nullptr) {
   detail::require(!path.empty(), where, "empty file name");
   std::string tmp;
   const int fd = create_unique(path, tmp, where);
   impl_ = new Impl(path, where, fd, tmp);
+  impl_->sealed = sealed;
+  impl_->buf.summing = sealed;
 }
 
 AtomicFile::~AtomicFile() {
@@ -138,6 +174,16 @@ void AtomicFile::commit() {
     throw Error(detail::concat(f.where, ": ", what, " ", f.tmp, " (for ", f.path, ") failed: ", reason(err)));
   };
   if (!f.buf.drain() || !f.os) fail("write to", f.buf.error() ? f.buf.error() : EIO);
+  if (f.sealed) {
+    f.buf.summing = false;
+    unsigned char t[seal_bytes];
+    std::memcpy(t, seal_tag, 8);
+    for (int b = 0; b < 8; ++b) t[8 + b] = static_cast<unsigned char>(f.buf.count >> (8 * b));
+    for (int b = 0; b < 4; ++b) t[16 + b] = static_cast<unsigned char>(f.buf.crc >> (8 * b));
+    f.os.write(reinterpret_cast<const char*>(t), seal_bytes);
+    f.os.flush();
+    if (!f.buf.drain() || !f.os) fail("write to", f.buf.error() ? f.buf.error() : EIO);
+  }
   if (::fsync(f.fd) != 0) fail("fsync of", errno);
   const int fd = f.fd;
   f.fd = -1;
@@ -149,6 +195,122 @@ void AtomicFile::commit() {
     throw Error(detail::concat(f.where, ": cannot rename ", f.tmp, " to ", f.path, ": ", reason(err)));
   }
   f.done = true;
+}
+
+namespace {
+
+// An input buffer over [0, limit) of a descriptor, with seeking inside it.
+class BoundedBuf : public std::streambuf {
+ public:
+  BoundedBuf(int fd, unsigned long long limit) : fd_(fd), limit_(limit) { setg(buf_, buf_, buf_); }
+  unsigned long long position() const { return pos_ - static_cast<unsigned long long>(egptr() - gptr()); }
+  unsigned long long limit() const { return limit_; }
+
+ protected:
+  int_type underflow() override {
+    if (gptr() < egptr()) return traits_type::to_int_type(*gptr());
+    if (pos_ >= limit_) return traits_type::eof();
+    const std::size_t want = std::size_t(std::min<unsigned long long>(sizeof buf_, limit_ - pos_));
+    ssize_t got;
+    do {
+      got = ::pread(fd_, buf_, want, off_t(pos_));
+    } while (got < 0 && errno == EINTR);
+    if (got <= 0) return traits_type::eof();
+    pos_ += static_cast<unsigned long long>(got);
+    setg(buf_, buf_, buf_ + got);
+    return traits_type::to_int_type(*gptr());
+  }
+  pos_type seekoff(off_type off, std::ios_base::seekdir dir, std::ios_base::openmode) override {
+    long long base = dir == std::ios_base::beg   ? 0LL
+                     : dir == std::ios_base::end ? static_cast<long long>(limit_)
+                                                 : static_cast<long long>(position());
+    const long long to = base + static_cast<long long>(off);
+    if (to < 0 || static_cast<unsigned long long>(to) > limit_) return pos_type(off_type(-1));
+    pos_ = static_cast<unsigned long long>(to);
+    setg(buf_, buf_, buf_);
+    return pos_type(off_type(to));
+  }
+  pos_type seekpos(pos_type p, std::ios_base::openmode m) override { return seekoff(off_type(p), std::ios_base::beg, m); }
+
+ private:
+  int fd_;
+  unsigned long long limit_, pos_ = 0;
+  char buf_[1 << 16];
+};
+
+}  // namespace
+
+struct SealedFile::Impl {
+  std::string path;
+  const char* where;
+  int fd = -1;
+  bool sealed = false;
+  std::unique_ptr<BoundedBuf> buf;
+  std::unique_ptr<std::istream> is;
+};
+
+SealedFile::SealedFile(const std::string& path, const char* where) : impl_(new Impl) {
+  Impl& f = *impl_;
+  f.path = path;
+  f.where = where;
+  f.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (f.fd < 0) {
+    const int err = errno;
+    delete impl_;
+    throw Error(detail::concat(where, ": cannot open ", path, ": ", reason(err)));
+  }
+  try {
+    struct stat st {};
+    detail::require(::fstat(f.fd, &st) == 0 && S_ISREG(st.st_mode), where, path, " is not a regular file");
+    const auto size = static_cast<unsigned long long>(st.st_size);
+    unsigned long long limit = size;
+    unsigned char t[seal_bytes] = {};
+    if (size >= seal_bytes && ::pread(f.fd, t, seal_bytes, off_t(size - seal_bytes)) == ssize_t(seal_bytes) &&
+        std::memcmp(t, seal_tag, 8) == 0) {
+      unsigned long long len = 0;
+      std::uint32_t want = 0;
+      for (int b = 0; b < 8; ++b) len |= static_cast<unsigned long long>(t[8 + b]) << (8 * b);
+      for (int b = 0; b < 4; ++b) want |= static_cast<std::uint32_t>(t[16 + b]) << (8 * b);
+      detail::require(len == size - seal_bytes, where, path, ": checksum trailer says ", len,
+                      " bytes of payload, the file holds ", size - seal_bytes, " (truncated or corrupt)");
+      std::vector<char> chunk(1 << 20);
+      std::uint32_t crc = 0;
+      for (unsigned long long at = 0; at < len;) {
+        const std::size_t n = std::size_t(std::min<unsigned long long>(chunk.size(), len - at));
+        const ssize_t got = ::pread(f.fd, chunk.data(), n, off_t(at));
+        detail::require(got > 0, where, "read of ", path, " failed: ", reason(got < 0 ? errno : EIO));
+        crc = crc32c(chunk.data(), std::size_t(got), crc);
+        at += static_cast<unsigned long long>(got);
+      }
+      detail::require(crc == want, where, path, ": checksum mismatch (CRC-32C stored ", want, ", computed ", crc,
+                      "): the file is corrupt");
+      limit = len;
+      f.sealed = true;
+    }
+    f.buf = std::make_unique<BoundedBuf>(f.fd, limit);
+    f.is = std::make_unique<std::istream>(f.buf.get());
+  } catch (...) {
+    ::close(f.fd);
+    delete impl_;
+    throw;
+  }
+}
+
+SealedFile::~SealedFile() {
+  impl_->is.reset();
+  impl_->buf.reset();
+  ::close(impl_->fd);
+  delete impl_;
+}
+
+std::istream& SealedFile::stream() { return *impl_->is; }
+
+bool SealedFile::sealed() const { return impl_->sealed; }
+
+void SealedFile::expect_end() const {
+  const Impl& f = *impl_;
+  detail::require(bool(*f.is) && f.is->peek() == std::char_traits<char>::eof(), f.where, f.path,
+                  bool(*f.is) ? ": trailing bytes after the end of the record" : ": file is truncated");
 }
 
 std::string prepare_output_dir(const std::string& dir, const char* where) {

@@ -148,3 +148,57 @@ TEST(CoreIO, RunGnuplotHandsNothingToAShell) {
   EXPECT_FALSE(std::filesystem::exists(d + "/PWNED"));
   std::filesystem::remove_all(d);
 }
+
+// CRC-32C against its published check value, and sealed files: a round trip
+// reads exactly the payload (seeking inside it), every single-bit flip of
+// payload, length or CRC is refused, a flip in the tag makes the file read
+// as unsealed (its loader then finds the 20 bytes left over), and a file
+// without a trailer reads whole and unverified.
+TEST(CoreIO, SealedFilesRefuseEveryFlippedBit) {
+  EXPECT_EQ(hfisher::io::crc32c("123456789", 9), 0xE3069283u);
+  const std::string d = scratch("sealed");
+  const std::string path = d + "/x.bin";
+  std::string payload;
+  for (int i = 0; i < 100; ++i) payload += char((i * 37) & 0xFF);
+  hfisher::io::atomic_write_sealed(path, "test", [&](std::ostream& o) { o << payload; });
+  EXPECT_EQ(read_all(path).size(), payload.size() + 20);
+  {
+    hfisher::io::SealedFile f(path, "test");
+    EXPECT_TRUE(f.sealed());
+    hfisher::io::require_available(f.stream(), payload.size(), path, "test");
+    EXPECT_THROW(hfisher::io::require_available(f.stream(), payload.size() + 1, path, "test"), hfisher::Error);
+    std::string got(payload.size(), '\0');
+    f.stream().read(&got[0], std::streamsize(got.size()));
+    EXPECT_EQ(got, payload);
+    EXPECT_NO_THROW(f.expect_end());
+  }
+  {
+    hfisher::io::SealedFile f(path, "test");
+    char c;
+    f.stream().read(&c, 1);
+    EXPECT_THROW(f.expect_end(), hfisher::Error);  // 99 bytes left over
+  }
+  const std::string all = read_all(path);
+  int refused = 0, unsealed = 0;
+  for (std::size_t bit = 0; bit < all.size() * 8; ++bit) {
+    std::string flipped = all;
+    flipped[bit / 8] = char(flipped[bit / 8] ^ (1 << (bit % 8)));
+    { std::ofstream(d + "/f.bin", std::ios::binary) << flipped; }
+    try {
+      hfisher::io::SealedFile f(d + "/f.bin", "test");
+      EXPECT_FALSE(f.sealed()) << "bit " << bit;
+      EXPECT_GE(bit / 8, payload.size()) << "bit " << bit;
+      EXPECT_LT(bit / 8, payload.size() + 8) << "bit " << bit << " (outside the tag)";
+      ++unsealed;
+    } catch (const hfisher::Error&) {
+      ++refused;
+    }
+  }
+  EXPECT_EQ(unsealed, 64);
+  EXPECT_EQ(refused, int(all.size() * 8) - 64);
+  { std::ofstream(d + "/plain.bin", std::ios::binary) << payload; }
+  hfisher::io::SealedFile plain(d + "/plain.bin", "test");
+  EXPECT_FALSE(plain.sealed());
+  EXPECT_THROW(hfisher::io::SealedFile(d + "/missing.bin", "test"), hfisher::Error);
+  std::filesystem::remove_all(d);
+}

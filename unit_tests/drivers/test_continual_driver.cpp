@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 #include <zlib.h>
 
+#include <sys/wait.h>
+
 #include <cctype>
 #include <cmath>
 #include <cstdlib>
@@ -12,6 +14,7 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -182,4 +185,50 @@ TEST(ContinualDriver, OutputPathIsNeverExecutedAndIsCheckedFirst) {
   }
   EXPECT_FALSE(fs::exists("/results.json"));
   fs::remove_all(root);
+}
+
+// Command-line values that used to pass or crash: NaN and infinity, a
+// negative seed, an unknown --lambda-for method, --kokkos-threads=0 (SIGABRT
+// in Kokkos), a learning rate that makes the weights non-finite (it was
+// reported as a result). Each ends with a message and a non-zero exit.
+TEST(ContinualDriver, BadValuesFailWithAMessage) {
+  const std::string root = fresh_root("hfisher_driver_test_values");
+  const std::string base = std::string(HFISHER_CONTINUAL_EXE) + tiny_stream_args(root) + " --method ewc --output " +
+                           root + "/out";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"--lr nan", "finite"},
+      {"--damping inf", "finite"},
+      {"--lambda -nan", "finite"},
+      {"--gamma nan", "finite"},
+      {"--seed -1", "unsigned"},
+      {"--lambda-for bogus=3", "no method 'bogus'"},
+      {"--lambda-for online-ewc=3", "not run"},
+      {"--kokkos-threads=0", "threads"},
+      {"--optimizer sgd --lr 1e300", "diverged"}};
+  for (const auto& c : cases) {
+    const std::string log = root + "/bad.log";
+    const int rc = std::system((base + " " + c.first + " > " + log + " 2>&1").c_str());
+    EXPECT_TRUE(WIFEXITED(rc) && WEXITSTATUS(rc) != 0) << c.first << ": status " << rc;
+    const std::string text = slurp(log);
+    EXPECT_NE(text.find(c.second), std::string::npos) << c.first << ":\n" << text;
+    EXPECT_FALSE(std::filesystem::exists(root + "/out/results.json")) << c.first;
+  }
+  std::filesystem::remove_all(root);
+}
+
+// A checkpoint with one flipped bit is refused (checksum), not resumed.
+TEST(ContinualDriver, CorruptCheckpointIsRefused) {
+  const std::string root = fresh_root("hfisher_driver_test_ckpt");
+  const std::string cmd = std::string(HFISHER_CONTINUAL_EXE) + tiny_stream_args(root) + " --method ewc --output " +
+                          root + "/out > " + root + "/run.log 2>&1";
+  EXPECT_NE(std::system(("HFISHER_CONTINUAL_STOP_AFTER=1 " + cmd).c_str()), 0);
+  const std::string ckpt = root + "/out/checkpoints/ewc.ckpt";
+  std::string bytes = slurp(ckpt);
+  ASSERT_GT(bytes.size(), 200u);
+  bytes[bytes.size() / 2] = char(bytes[bytes.size() / 2] ^ 0x10);
+  { std::ofstream(ckpt, std::ios::binary) << bytes; }
+  EXPECT_NE(std::system(cmd.c_str()), 0);
+  const std::string text = slurp(root + "/run.log");
+  EXPECT_NE(text.find("checksum"), std::string::npos) << text;
+  std::filesystem::remove_all(root);
 }

@@ -2,6 +2,7 @@
 // Fisher accumulated from per-example gradients, one example at a time.
 #include <cstdio>
 #include <fstream>
+#include <iterator>
 
 #include "../test_helpers.hpp"
 
@@ -443,6 +444,54 @@ TYPED_TEST(FisherTest, BadInput) {
   Kokkos::deep_copy(model.params(), th);
   EXPECT_THROW(hfisher::estimate_fisher(model, data, hfisher::FisherKind::Empirical, hfisher::Structure::Diagonal, o),
                hfisher::Error);
+  // a non-symmetric dense F is refused (apply would use all of it, the
+  // Cholesky factor one triangle), as HODLR and HSS refuse one
+  {
+    typename hfisher::fisher::DenseOperator<S, E>::Matrix F("F", 3, 3);
+    auto h = Kokkos::create_mirror_view(F);
+    for (int i = 0; i < 3; ++i) h(i, i) = S(2);
+    h(0, 1) = S(1);
+    Kokkos::deep_copy(F, h);
+    try {
+      hfisher::fisher::DenseOperator<S, E> bad(F);
+      ADD_FAILURE() << "a non-symmetric F was accepted";
+    } catch (const hfisher::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("not symmetric"), std::string::npos) << e.what();
+    }
+    h(1, 0) = S(1);
+    Kokkos::deep_copy(F, h);
+    EXPECT_NO_THROW((hfisher::fisher::DenseOperator<S, E>{F}));
+    // a size field that asks for more bytes than the file holds is refused
+    // before anything of that size is allocated
+    const std::string path = ::testing::TempDir() + "/hfisher_dense_size.bin";
+    hfisher::fisher::DenseOperator<S, E>(F).save(path);
+    std::string bytes;
+    {
+      std::ifstream in(path, std::ios::binary);
+      bytes.assign(std::istreambuf_iterator<char>(in), {});
+    }
+    bytes.resize(bytes.size() - 20);  // without the checksum trailer: read as an unsealed file
+    const std::int64_t three = 3, huge = std::int64_t(1) << 17;
+    const auto at = bytes.find(std::string(reinterpret_cast<const char*>(&three), 8));
+    ASSERT_NE(at, std::string::npos);
+    bytes.replace(at, 8, std::string(reinterpret_cast<const char*>(&huge), 8));
+    { std::ofstream(path, std::ios::binary) << bytes; }
+    try {
+      hfisher::CurvatureOperator<S, E>::load(path);
+      ADD_FAILURE() << "a size of 2^17 in a " << bytes.size() << "-byte file was accepted";
+    } catch (const hfisher::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("remain"), std::string::npos) << e.what();
+    }
+    std::remove(path.c_str());
+  }
+  // by default every example given is used (no silent cap)
+  {
+    hfisher::nn::MLP<S, E> small({6, 5, 4}, hfisher::nn::Activation::Tanh, 1);
+    auto big = hfisher::nn::to_device<S, E>(random_dataset(1100, 6, 4, 3));
+    EXPECT_EQ(hfisher::FisherOptions{}.examples, 0);
+    EXPECT_EQ(hfisher::collect_samples(small, big, hfisher::FisherKind::Empirical, hfisher::FisherOptions{}).examples,
+              1100);
+  }
   // damping 0 on a rank-deficient Fisher is refused with a clear error
   hfisher::nn::MLP<S, E> ok({6, 5, 4}, hfisher::nn::Activation::Tanh, 1);
   o.examples = 2;

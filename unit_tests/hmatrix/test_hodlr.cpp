@@ -1,4 +1,5 @@
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 
 #include "hmatrix_helpers.hpp"
@@ -277,6 +278,44 @@ TYPED_TEST(HODLRTest, AddDiagonalSaveLoadAndErrors) {
   }
   EXPECT_THROW(HM::load(path + ".foreign"), hfisher::Error);
   EXPECT_THROW(HM::load(path + ".missing"), hfisher::Error);
+  // trailing bytes after the record, and a header whose level count asks for
+  // 2^30 leaves: refused, the second before anything of that size is allocated
+  {
+    std::ifstream i(path, std::ios::binary);
+    std::string all((std::istreambuf_iterator<char>(i)), std::istreambuf_iterator<char>());
+    std::ofstream(path + ".tail", std::ios::binary) << all << 'x';
+    all.resize(all.size() - 20);  // without the checksum trailer: read as an unsealed file
+    std::int32_t leaf = 0;
+    std::memcpy(&leaf, all.data() + 20, 4);  // magic 8, version 4, scalar size 4, n 4, leaf 4, levels 4
+    std::int32_t levels = 0;
+    while ((std::int64_t(leaf) << (levels + 1)) < (std::int64_t(1) << 30)) ++levels;
+    std::memcpy(&all[24], &levels, 4);
+    std::ofstream(path + ".huge", std::ios::binary) << all;
+  }
+  // a single flipped bit anywhere (payload or checksum trailer) is refused
+  {
+    std::ifstream i(path, std::ios::binary);
+    const std::string all((std::istreambuf_iterator<char>(i)), std::istreambuf_iterator<char>());
+    std::mt19937 g(11);
+    for (int trial = 0; trial < 64; ++trial) {
+      std::string flipped = all;
+      const std::size_t bit = (trial < 8 ? all.size() * 8 - 1 - std::size_t(trial) * 21 : g() % (all.size() * 8));
+      flipped[bit / 8] = char(flipped[bit / 8] ^ (1 << (bit % 8)));
+      std::ofstream(path + ".flip", std::ios::binary) << flipped;
+      EXPECT_THROW(HM::load(path + ".flip"), hfisher::Error) << "bit " << bit << " of " << all.size() * 8;
+    }
+    std::remove((path + ".flip").c_str());
+  }
+  for (const char* what : {".tail", ".huge"}) {
+    try {
+      HM::load(path + what);
+      ADD_FAILURE() << what << " accepted";
+    } catch (const hfisher::Error& e) {
+      EXPECT_NE(std::string(e.what()).find(std::string(what) == ".tail" ? "trailing" : "remain"), std::string::npos)
+          << e.what();
+    }
+    std::remove((path + what).c_str());
+  }
   using Other = typename std::conditional<std::is_same<S, double>::value, float, double>::type;
   try {
     hfisher::HODLR<Other, E>::load(path);

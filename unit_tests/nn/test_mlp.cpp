@@ -1,3 +1,5 @@
+#include <sys/resource.h>
+
 #include <cstdio>
 #include <fstream>
 #include <zlib.h>
@@ -216,4 +218,27 @@ TEST(Idx, FashionMNISTFromDebianWhenInstalled) {
   std::vector<int> counts(10, 0);
   for (int y : d.y) counts[y]++;
   for (int c : counts) EXPECT_EQ(c, 1000);  // Fashion-MNIST's test split is balanced
+}
+
+// A tiny file whose header declares 2^28 images of 8 x 8 is refused as
+// truncated without reserving the 16 GiB it declares (the peak resident
+// size grows by far less than that).
+TEST(Idx, HugeDeclaredSizeIsNotAllocated) {
+  const std::string p = ::testing::TempDir() + "/huge-images-idx3-ubyte.gz";
+  std::vector<unsigned char> b = {0, 0, 8, 3, 16, 0, 0, 0, 0, 0, 0, 8, 0, 0, 0, 8};
+  for (int i = 0; i < 1000; ++i) b.push_back(static_cast<unsigned char>(i));
+  gzFile f = gzopen(p.c_str(), "wb");
+  gzwrite(f, b.data(), unsigned(b.size()));
+  gzclose(f);
+  rusage before{}, after{};
+  getrusage(RUSAGE_SELF, &before);
+  try {
+    hfisher::nn::read_idx(p);
+    ADD_FAILURE() << "a 1 KB file declaring 16 GiB was accepted";
+  } catch (const hfisher::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("truncated"), std::string::npos) << e.what();
+  }
+  getrusage(RUSAGE_SELF, &after);
+  EXPECT_LT(after.ru_maxrss - before.ru_maxrss, 256L * 1024) << "KiB of peak resident memory added";
+  std::remove(p.c_str());
 }

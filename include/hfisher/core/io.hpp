@@ -9,6 +9,8 @@
 
 #include <Kokkos_Core.hpp>
 
+#include <cstddef>
+#include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -47,6 +49,21 @@ void get_view(std::istream& i, const V& v, const std::string& what, const char* 
   Kokkos::deep_copy(v, h);
 }
 
+/// Throws unless at least `bytes` bytes remain to be read from `i` (when the
+/// stream can tell its size): a size field read back is checked against the
+/// file before anything of that size is allocated.
+inline void require_available(std::istream& i, unsigned long long bytes, const std::string& what, const char* where) {
+  const auto here = i.tellg();
+  if (here < 0) return;  // not seekable: the read itself reports truncation
+  i.seekg(0, std::ios::end);
+  const auto end = i.tellg();
+  i.seekg(here);
+  if (end < 0) return;
+  const unsigned long long left = static_cast<unsigned long long>(end - here);
+  detail::require(bytes <= left, where, what, ": file is truncated or corrupt (a size field asks for ", bytes,
+                  " bytes, ", left, " remain)");
+}
+
 /// Checks an 8-byte tag; `role` says what kind of file was expected.
 inline void expect_magic(std::istream& i, const char (&magic)[8], const std::string& what, const char* where,
                          const char* role) {
@@ -66,9 +83,14 @@ inline void expect_magic(std::istream& i, const char (&magic)[8], const std::str
 /// flushes, fsyncs and renames; the destructor of an uncommitted file removes
 /// the temporary, so a failure leaves nothing new under `path`. Errors name
 /// the file and the system's reason (e.g. "No space left on device").
+///
+/// A sealed file (`sealed = true`, the binary formats) ends with a 20-byte
+/// trailer: the tag "HFSEAL01", the payload length (uint64) and the CRC-32C
+/// (Castagnoli) of the payload (uint32), all little-endian; SealedFile
+/// verifies it on load.
 class AtomicFile {
  public:
-  AtomicFile(const std::string& path, const char* where);
+  AtomicFile(const std::string& path, const char* where, bool sealed = false);
   ~AtomicFile();
   AtomicFile(const AtomicFile&) = delete;
   AtomicFile& operator=(const AtomicFile&) = delete;
@@ -95,6 +117,42 @@ void atomic_write(const std::string& path, const char* where, Body&& body) {
   body(f.stream());
   f.commit();
 }
+
+/// atomic_write with a checksum trailer (see AtomicFile): every binary
+/// object and checkpoint hfisher saves is written this way.
+template <class Body>
+void atomic_write_sealed(const std::string& path, const char* where, Body&& body) {
+  AtomicFile f(path, where, true);
+  body(f.stream());
+  f.commit();
+}
+
+/// A file opened for loading, its checksum verified first. A sealed file
+/// whose length or CRC-32C does not match its trailer is refused
+/// ("checksum mismatch"); stream() then reads the payload only (tellg/seekg
+/// see the payload's bounds, so io::require_available works). A file
+/// without the trailer (written before seals existed) is read whole and
+/// unverified: sealed() is false. Loaders call expect_end() after the
+/// record: bytes left over are refused.
+class SealedFile {
+ public:
+  SealedFile(const std::string& path, const char* where);
+  ~SealedFile();
+  SealedFile(const SealedFile&) = delete;
+  SealedFile& operator=(const SealedFile&) = delete;
+  std::istream& stream();
+  bool sealed() const;
+  /// Throws unless the whole payload has been read.
+  void expect_end() const;
+
+ private:
+  struct Impl;
+  Impl* impl_;
+};
+
+/// CRC-32C (Castagnoli polynomial, reflected, as iSCSI and ext4 use) of a
+/// buffer, continuing from `crc` (0 to start).
+std::uint32_t crc32c(const void* data, std::size_t bytes, std::uint32_t crc = 0);
 
 }  // namespace io
 }  // namespace hfisher

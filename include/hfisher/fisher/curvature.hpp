@@ -180,7 +180,7 @@ class CurvatureOperator {
 
   /// Versioned binary file, written atomically.
   void save(const std::string& path) const {
-    io::atomic_write(path, "hfisher::CurvatureOperator::save", [&](std::ostream& o) { write_tagged(o); });
+    io::atomic_write_sealed(path, "hfisher::CurvatureOperator::save", [&](std::ostream& o) { write_tagged(o); });
   }
   /// Loads what save() wrote, of any structure (defined in fisher/io.hpp).
   static std::unique_ptr<CurvatureOperator> load(const std::string& path);

@@ -6,6 +6,7 @@
 /// cached for the last damping value.
 
 #include <hfisher/fisher/curvature.hpp>
+#include <hfisher/hmatrix/impl/tree_ops.hpp>
 #include <hfisher/kernels/cholesky.hpp>
 #include <hfisher/kernels/matmul.hpp>
 
@@ -20,12 +21,15 @@ class DenseOperator : public CurvatureOperator<Scalar, ExecSpace> {
   using typename Base::Vector;
   using Batch = BatchMatrix<Scalar, ExecSpace>;
 
-  /// F: (n, n) symmetric, finite.
+  /// F: (n, n) symmetric (to 1000 eps max|F|, as HODLR and HSS require),
+  /// finite; anything else is refused with an hfisher::Error.
   explicit DenseOperator(const Matrix& F) : F_(F) {
     constexpr const char* where = "hfisher::fisher::DenseOperator";
     hfisher::detail::require(F.extent(0) >= 1 && F.extent(0) == F.extent(1), where, "F must be square and non-empty, got ",
                              F.extent(0), "x", F.extent(1));
     hfisher::detail::check_finite_matrix(ExecSpace(), F, where, "F");
+    // apply uses all of F, the Cholesky factor one triangle: both must agree
+    hfisher::hmatrix_impl::check_symmetric<Scalar>(ExecSpace(), F, where);
   }
 
   Structure structure() const override { return Structure::Dense; }
@@ -121,6 +125,8 @@ class DenseOperator : public CurvatureOperator<Scalar, ExecSpace> {
     constexpr const char* where = "hfisher::CurvatureOperator::load";
     const auto n = io::get<std::int64_t>(i, what, where);
     hfisher::detail::require(n >= 1 && n <= (1L << 17), where, what, ": corrupt size ", n);
+    io::require_available(i, static_cast<unsigned long long>(n) * static_cast<unsigned long long>(n) * sizeof(Scalar),
+                          what, where);
     Matrix F("hfisher::fisher::dense", n, n);
     io::get_view(i, F, what, where);
     return std::make_unique<DenseOperator>(F);

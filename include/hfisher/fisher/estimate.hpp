@@ -36,7 +36,9 @@
 namespace hfisher {
 
 struct FisherOptions {
-  int examples = 1000;            ///< examples of the data used (the first ones; 0 = all)
+  /// Examples of the data used: the first `examples` ones, or all of them
+  /// when 0 (the default: the Fisher of the data given, never a silent cap).
+  int examples = 0;
   int batch = 256;                ///< examples per forward/backward pass
   int mc_samples = 1;             ///< labels sampled per example (MonteCarlo)
   std::uint64_t seed = 1;         ///< seed of the label sampler (MonteCarlo)
@@ -374,7 +376,7 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> lowrank_of(const FisherSam
   Kokkos::View<int*, typename ExecSpace::memory_space> rk("hfisher::lowrank::rank", 1);
   kernels::RangeFinderOptions ro;
   ro.seed = o.seed;
-  kernels::rsvd(space, K, std::max(o.tol, 1e-12), U, sv, V, rk, ro);
+  kernels::rsvd(space, K, o.tol, U, sv, V, rk, ro);  // the tolerance asked for (no floor); at most kmax kept
   const int r = std::max(1, int(hfisher::detail::read_entry(rk, 0)));
   Mat<Scalar, ExecSpace> W("hfisher::lowrank::W", n, r);
   long off = 0;

@@ -46,9 +46,10 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> CurvatureOperator<Scalar, 
 template <class Scalar, class ExecSpace>
 std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> CurvatureOperator<Scalar, ExecSpace>::load(
     const std::string& path) {
-  std::ifstream i(path, std::ios::binary);
-  hfisher::detail::require(bool(i), "hfisher::CurvatureOperator::load", "cannot open ", path);
-  return read(i, path);
+  io::SealedFile f(path, "hfisher::CurvatureOperator::load");  // checksum verified first
+  auto op = read(f.stream(), path);
+  f.expect_end();
+  return op;
 }
 
 }  // namespace hfisher

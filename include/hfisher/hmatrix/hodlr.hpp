@@ -769,7 +769,7 @@ void HODLR<Scalar, ExecSpace>::write(std::ostream& o) const {
 template <class Scalar, class ExecSpace>
 void HODLR<Scalar, ExecSpace>::save(const std::string& path) const {
   detail::require(D_.extent(0) > 0, "hfisher::HODLR::save", "the matrix is empty (not built)");
-  io::atomic_write(path, "hfisher::HODLR::save", [&](std::ostream& o) { write(o); });
+  io::atomic_write_sealed(path, "hfisher::HODLR::save", [&](std::ostream& o) { write(o); });
 }
 
 template <class Scalar, class ExecSpace>
@@ -793,11 +793,17 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::read(std::istream& i, const s
   opts.max_rank = get32();
   opts.spd_compensation = (opts.max_rank & (1 << 30)) != 0;
   opts.max_rank &= ~(1 << 30);
+  // every header field read back is checked; sizes against the bytes the
+  // file holds before anything of that size is allocated
+  detail::require(opts.tol > 0 && opts.tol < 1 && opts.max_rank >= 1, where, path, ": corrupt options (tol = ",
+                  opts.tol, ", max_rank = ", opts.max_rank, ")");
   const int N = leaf << L;
+  io::require_available(i, 4ULL * N, path, where);
   std::vector<int> perm(N);
   for (int p = 0; p < N; ++p) perm[p] = get32();
   HODLR H;
   H.init_structure(ClusterTree::from_permutation(n, leaf, L, perm), opts);
+  io::require_available(i, 1ULL * N * leaf * sizeof(Scalar), path, where);
   H.D_ = Batch("hfisher::HODLR::D", N / leaf, leaf, leaf);
   io::get_view(i, H.D_, path, where);
   for (int l = 1; l <= L; ++l) {
@@ -809,6 +815,7 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::read(std::istream& i, const s
       r[p] = get32();
       detail::require(r[p] >= 0 && r[p] <= k, where, path, ": corrupt block rank at level ", l);
     }
+    io::require_available(i, 2ULL * pairs * m * k * sizeof(Scalar), path, where);
     Batch U("hfisher::HODLR::U", pairs, m, k), V("hfisher::HODLR::V", pairs, m, k);
     io::get_view(i, U, path, where);
     io::get_view(i, V, path, where);
@@ -824,9 +831,10 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::read(std::istream& i, const s
 
 template <class Scalar, class ExecSpace>
 HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::load(const std::string& path) {
-  std::ifstream i(path, std::ios::binary);
-  detail::require(bool(i), "hfisher::HODLR::load", "cannot open ", path);
-  return read(i, path);
+  io::SealedFile f(path, "hfisher::HODLR::load");  // checksum verified first
+  auto H = read(f.stream(), path);
+  f.expect_end();
+  return H;
 }
 
 }  // namespace hfisher

@@ -705,7 +705,7 @@ void HSS<Scalar, ExecSpace>::write(std::ostream& o) const {
 template <class Scalar, class ExecSpace>
 void HSS<Scalar, ExecSpace>::save(const std::string& path) const {
   detail::require(!D_.empty() && D_[0].extent(0) > 0, "hfisher::HSS::save", "the matrix is empty (not built)");
-  io::atomic_write(path, "hfisher::HSS::save", [&](std::ostream& o) { write(o); });
+  io::atomic_write_sealed(path, "hfisher::HSS::save", [&](std::ostream& o) { write(o); });
 }
 
 template <class Scalar, class ExecSpace>
@@ -725,7 +725,12 @@ HSS<Scalar, ExecSpace> HSS<Scalar, ExecSpace>::read(std::istream& i, const std::
   CompressionOptions opts;
   opts.tol = io::get<double>(i, path, where);
   opts.max_rank = get32();
+  // every header field read back is checked; sizes against the bytes the
+  // file holds before anything of that size is allocated
+  detail::require(opts.tol > 0 && opts.tol < 1 && opts.max_rank >= 1, where, path, ": corrupt options (tol = ",
+                  opts.tol, ", max_rank = ", opts.max_rank, ")");
   const int N = leaf << L;
+  io::require_available(i, 4ULL * N, path, where);
   std::vector<int> perm(N);
   for (int p = 0; p < N; ++p) perm[p] = get32();
   HSS H;
@@ -743,6 +748,10 @@ HSS<Scalar, ExecSpace> HSS<Scalar, ExecSpace>::read(std::istream& i, const std::
     }
     m[l - 1] = 2 * k[l];
   }
+  unsigned long long payload = 0;
+  for (int l = 0; l <= L; ++l)
+    payload += (1ULL << l) * (1ULL * m[l] * m[l] + (l > 0 ? 1ULL * m[l] * k[l] : 0ULL)) * sizeof(Scalar);
+  io::require_available(i, payload, path, where);
   for (int l = 0; l <= L; ++l) {
     H.D_[l] = Batch("hfisher::HSS::D", 1 << l, m[l], m[l]);
     io::get_view(i, H.D_[l], path, where);
@@ -759,9 +768,10 @@ HSS<Scalar, ExecSpace> HSS<Scalar, ExecSpace>::read(std::istream& i, const std::
 
 template <class Scalar, class ExecSpace>
 HSS<Scalar, ExecSpace> HSS<Scalar, ExecSpace>::load(const std::string& path) {
-  std::ifstream i(path, std::ios::binary);
-  detail::require(bool(i), "hfisher::HSS::load", "cannot open ", path);
-  return read(i, path);
+  io::SealedFile f(path, "hfisher::HSS::load");  // checksum verified first
+  auto H = read(f.stream(), path);
+  f.expect_end();
+  return H;
 }
 
 }  // namespace hfisher

@@ -325,15 +325,17 @@ class MLP {
     return n > 0 ? double(correct) / n : 0.0;
   }
 
-  /// Versioned binary file (widths, activation, theta), written atomically.
+  /// Versioned binary file (widths, activation, theta), written atomically
+  /// with a checksum trailer (io::atomic_write_sealed).
   void save(const std::string& path) const {
     detail::require(num_layers() > 0, "hfisher::nn::MLP::save", "the model has no layers");
-    io::atomic_write(path, "hfisher::nn::MLP::save", [&](std::ostream& o) { write(o); });
+    io::atomic_write_sealed(path, "hfisher::nn::MLP::save", [&](std::ostream& o) { write(o); });
   }
   static MLP load(const std::string& path) {
-    std::ifstream i(path, std::ios::binary);
-    detail::require(bool(i), "hfisher::nn::MLP::load", "cannot open ", path);
-    return read(i, path);
+    io::SealedFile f(path, "hfisher::nn::MLP::load");  // checksum verified first
+    auto m = read(f.stream(), path);
+    f.expect_end();
+    return m;
   }
   /// The same format on a stream (for checkpoints that embed a model).
   void write(std::ostream& o) const {

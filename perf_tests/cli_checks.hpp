@@ -1,0 +1,64 @@
+#pragma once
+// CLI11 validators shared by the drivers and the benchmarks. CLI11's own
+// PositiveNumber, NonNegativeNumber and Range let NaN through (every
+// comparison with NaN is false) and an unsigned option takes "-1" as
+// 2^64 - 1; these refuse both with a message that names the value.
+#include <CLI/CLI.hpp>
+
+#include <cmath>
+#include <cstdlib>
+#include <string>
+
+namespace hfisher_cli {
+
+namespace detail {
+// "" when s is a finite number, else why not
+inline std::string finite(const std::string& s, double& v) {
+  const char* b = s.c_str();
+  char* end = nullptr;
+  v = std::strtod(b, &end);
+  if (s.empty() || end == b || *end != '\0') return "'" + s + "' is not a number";
+  if (!std::isfinite(v)) return "'" + s + "' is not a finite number";
+  return "";
+}
+}  // namespace detail
+
+/// A finite number (no NaN, no infinity); chain it before a CLI::Range.
+inline const CLI::Validator Finite(
+    [](std::string& s) {
+      double v = 0;
+      return detail::finite(s, v);
+    },
+    "FINITE", "Finite");
+
+/// A finite number > 0.
+inline const CLI::Validator FinitePositive(
+    [](std::string& s) {
+      double v = 0;
+      std::string e = detail::finite(s, v);
+      if (e.empty() && !(v > 0)) e = "'" + s + "' is not > 0";
+      return e;
+    },
+    "FINITE > 0", "FinitePositive");
+
+/// A finite number >= 0.
+inline const CLI::Validator FiniteNonNegative(
+    [](std::string& s) {
+      double v = 0;
+      std::string e = detail::finite(s, v);
+      if (e.empty() && !(v >= 0)) e = "'" + s + "' is not >= 0";
+      return e;
+    },
+    "FINITE >= 0", "FiniteNonNegative");
+
+/// An unsigned integer written without a sign (a seed): "-1" is refused
+/// instead of wrapping to 2^64 - 1.
+inline const CLI::Validator Unsigned(
+    [](std::string& s) {
+      if (s.empty() || s.find_first_not_of("0123456789") != std::string::npos)
+        return "'" + s + "' is not an unsigned integer";
+      return std::string();
+    },
+    "UINT", "Unsigned");
+
+}  // namespace hfisher_cli
