@@ -11,8 +11,9 @@
 #include <CLI/CLI.hpp>
 #include <hfisher/hfisher.hpp>
 
+#include "cli_checks.hpp"
+
 #include <cstdio>
-#include <memory>
 
 #include "fisher_bench.hpp"
 #include "fisher_cli.hpp"
@@ -26,13 +27,8 @@
 
 int main(int argc, char** argv) {
   hfisher::dist::Environment mpi(argc, argv);
-  std::unique_ptr<hfisher::ScopeGuard> guard;  // refuses bad Kokkos arguments with a message
-  try {
-    guard = std::make_unique<hfisher::ScopeGuard>(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "hfisher-bench: error: %s\n", e.what());
-    return 2;
-  }
+  const auto guard = hfisher_cli::start_runtime(argc, argv, "hfisher-bench");  // bad Kokkos arguments: a message
+  if (!guard) return 2;
   CLI::App app{"hfisher-bench: performance studies of hfisher (tables, CSV)"};
   app.require_subcommand(1);
   hfisher_perf::KernelsBenchOptions ko;

@@ -438,13 +438,8 @@ int run(const Options& o) {
 
 int main(int argc, char** argv) {
   hfisher::dist::Environment mpi(argc, argv);
-  std::unique_ptr<hfisher::ScopeGuard> guard;  // refuses bad Kokkos arguments with a message
-  try {
-    guard = std::make_unique<hfisher::ScopeGuard>(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "hfisher-continual: error: %s\n", e.what());
-    return 2;
-  }
+  const auto guard = hfisher_cli::start_runtime(argc, argv, "hfisher-continual");  // bad Kokkos arguments: a message
+  if (!guard) return 2;
   comm = hfisher::dist::Communicator::world();
   CLI::App app{"hfisher-continual: continual learning with Fisher penalties on Fashion-MNIST task streams"};
   Options o;

@@ -12,7 +12,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <memory>
 #include <ctime>
 #include <filesystem>
 #include <functional>
@@ -337,13 +336,8 @@ int run(const Options& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::unique_ptr<hfisher::ScopeGuard> guard;  // refuses bad Kokkos arguments with a message
-  try {
-    guard = std::make_unique<hfisher::ScopeGuard>(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "hfisher-portability: error: %s\n", e.what());
-    return 2;
-  }
+  const auto guard = hfisher_cli::start_runtime(argc, argv, "hfisher-portability");  // bad Kokkos arguments: a message
+  if (!guard) return 2;
   CLI::App app{"hfisher-portability: the same kernel, HODLR, HSS and Fisher problems on every enabled backend, compared"};
   Options o;
   std::string enabled;

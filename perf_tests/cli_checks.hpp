@@ -1,12 +1,17 @@
 #pragma once
-// CLI11 validators shared by the drivers and the benchmarks. CLI11's own
+// CLI11 validators and the runtime start shared by the drivers and the
+// benchmarks. CLI11's own
 // PositiveNumber, NonNegativeNumber and Range let NaN through (every
 // comparison with NaN is false) and an unsigned option takes "-1" as
 // 2^64 - 1; these refuse both with a message that names the value.
 #include <CLI/CLI.hpp>
+#include <hfisher/core/scope_guard.hpp>
 
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
+#include <exception>
+#include <memory>
 #include <string>
 
 namespace hfisher_cli {
@@ -60,5 +65,17 @@ inline const CLI::Validator Unsigned(
       return std::string();
     },
     "UINT", "Unsigned");
+
+/// Starts Kokkos (and MPI) through hfisher::ScopeGuard. Bad Kokkos
+/// arguments (--kokkos-threads=0, ...) print "<program>: error: ..." and give
+/// nullptr (the caller exits 2) instead of Kokkos's SIGABRT.
+inline std::unique_ptr<hfisher::ScopeGuard> start_runtime(int& argc, char** argv, const char* program) {
+  try {
+    return std::make_unique<hfisher::ScopeGuard>(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: error: %s\n", program, e.what());
+    return nullptr;
+  }
+}
 
 }  // namespace hfisher_cli

@@ -3,20 +3,16 @@
 #include <CLI/CLI.hpp>
 #include <hfisher/hfisher.hpp>
 
+#include "cli_checks.hpp"
+
 #include <cstdio>
-#include <memory>
 
 #include "hodlr_bench.hpp"
 #include "hodlr_cli.hpp"
 
 int main(int argc, char** argv) {
-  std::unique_ptr<hfisher::ScopeGuard> guard;  // refuses bad Kokkos arguments with a message
-  try {
-    guard = std::make_unique<hfisher::ScopeGuard>(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "hfisher-perf-hodlr: error: %s\n", e.what());
-    return 2;
-  }
+  const auto guard = hfisher_cli::start_runtime(argc, argv, "hfisher-perf-hodlr");  // bad Kokkos arguments: a message
+  if (!guard) return 2;
   hfisher_perf::HodlrBenchOptions o;
   CLI::App app{"hfisher perf: HODLR vs dense LAPACK Cholesky"};
   hfisher_perf::add_hodlr_options(app, o);

@@ -3,20 +3,16 @@
 #include <CLI/CLI.hpp>
 #include <hfisher/hfisher.hpp>
 
+#include "cli_checks.hpp"
+
 #include <cstdio>
-#include <memory>
 
 #include "kernels_bench.hpp"
 #include "kernels_cli.hpp"
 
 int main(int argc, char** argv) {
-  std::unique_ptr<hfisher::ScopeGuard> guard;  // refuses bad Kokkos arguments with a message
-  try {
-    guard = std::make_unique<hfisher::ScopeGuard>(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "hfisher-perf-kernels: error: %s\n", e.what());
-    return 2;
-  }
+  const auto guard = hfisher_cli::start_runtime(argc, argv, "hfisher-perf-kernels");  // bad Kokkos arguments: a message
+  if (!guard) return 2;
   hfisher_perf::KernelsBenchOptions o;
   CLI::App app{"hfisher perf: batched kernels vs OpenBLAS/LAPACK loops"};
   hfisher_perf::add_kernels_options(app, o);

@@ -2,6 +2,13 @@
 // Helpers shared by the H-matrix tests (HODLR and HSS): kernel matrices on
 // random points, host <-> device matrices, dense differences and norms.
 
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <string>
+
 #include "../test_helpers.hpp"
 
 namespace hfisher_test {
@@ -134,6 +141,36 @@ void check_contract(const Fmt& H, const HostBatch& Aref, double approx_tol, cons
   const double wtol = dbl ? 1e-10 : 2e-4;
   EXPECT_TRUE(near(Wt, transpose(W), wtol, 1.0 + std::sqrt(nA), "apply_Wt vs W^T")) << what;
   EXPECT_TRUE(near(matmul(W, false, W, true), Hsym, wtol, nA, "W W^T - H")) << what;
+}
+
+// The file contract of HODLR and HSS files (same header layout: magic 8,
+// version 4, scalar size 4, n 4, leaf 4, levels 4): a byte appended after a
+// saved record is refused ("trailing"), and an unsealed copy whose level
+// count asks for 2^30 leaves is refused before anything of that size is
+// allocated ("remain"). `load(path)` loads the format under test.
+template <class Load>
+void refuses_trailing_bytes_and_huge_levels(const std::string& path, Load&& load) {
+  {
+    std::ifstream i(path, std::ios::binary);
+    std::string all((std::istreambuf_iterator<char>(i)), std::istreambuf_iterator<char>());
+    std::ofstream(path + ".tail", std::ios::binary) << all << 'x';
+    all.resize(all.size() - 20);  // without the checksum trailer: read as an unsealed file
+    std::int32_t leaf = 0;
+    std::memcpy(&leaf, all.data() + 20, 4);
+    std::int32_t levels = 0;
+    while (levels < 24 && (std::int64_t(leaf) << (levels + 1)) < (std::int64_t(1) << 30)) ++levels;
+    std::memcpy(&all[24], &levels, 4);
+    std::ofstream(path + ".huge", std::ios::binary) << all;
+  }
+  for (const std::string what : {".tail", ".huge"}) {
+    try {
+      load(path + what);
+      ADD_FAILURE() << what << " accepted";
+    } catch (const hfisher::Error& e) {
+      EXPECT_NE(std::string(e.what()).find(what == ".tail" ? "trailing" : "remain"), std::string::npos) << e.what();
+    }
+    std::remove((path + what).c_str());
+  }
 }
 
 }  // namespace hfisher_test

@@ -362,6 +362,9 @@ class MLP {
       x = io::get<std::int32_t>(i, path, where);
       detail::require(x >= 1 && x <= (1 << 24), where, path, ": corrupt width ", x);
     }
+    unsigned long long params = 0;
+    for (int l = 0; l + 1 < nw; ++l) params += (static_cast<unsigned long long>(w[l]) + 1) * w[l + 1];
+    io::require_available(i, params * sizeof(Scalar), path, where);  // before the weights are allocated
     MLP m(w, act == 0 ? Activation::ReLU : Activation::Tanh, 0);
     io::get_view(i, m.theta_, path, where);
     io::expect_magic(i, magic_arr(), path, where, "complete (the file is truncated)");
