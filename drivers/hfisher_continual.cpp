@@ -364,7 +364,23 @@ int run(const Options& o) {
   js << "{\n  \"date\": \"" << date << "\",\n  \"backend\": \"" << E::name() << "\",\n  \"threads\": "
      << E().concurrency() << ",\n  \"ranks\": " << comm.size() << ",\n  \"stream\": \"" << o.stream
      << "\",\n  \"scenario\": \"" << o.scenario << "\",\n  \"tasks\": " << T << ",\n  \"seeds\": " << o.seeds
-     << ",\n  \"summary\": [\n";
+     << ",\n";
+  // every setting that changes the results, so a run can be repeated from this file alone
+  js << "  \"settings\": {\"hfisher_version\": \"" << hfisher::version() << "\", \"seed\": " << o.seed
+     << ", \"optimizer\": \"" << o.optimizer << "\", \"lr\": " << o.lr << ", \"epochs\": " << o.epochs
+     << ", \"batch\": " << o.batch << ", \"widths\": [";
+  for (std::size_t l = 0; l < widths.size(); ++l) js << (l ? ", " : "") << widths[l];
+  js << "], \"train_examples\": " << o.train_examples << ", \"test_examples\": " << o.test_examples
+     << ", \"fisher_examples\": " << o.fisher_examples << ", \"fisher_kind\": \"" << o.fisher_kind
+     << "\", \"lambda\": {";
+  for (std::size_t k = 0; k < names.size(); ++k)
+    js << (k ? ", " : "") << "\"" << names[k] << "\": " << lambda_of(o, names[k]);
+  js << "}, \"gamma\": " << o.gamma << ", \"damping\": " << o.damping << ", \"hierarchical_structure\": \""
+     << o.hstructure << "\", \"levels\": " << o.levels << ", \"level_rank\": [";
+  for (std::size_t l = 0; l < o.level_rank.size(); ++l) js << (l ? ", " : "") << o.level_rank[l];
+  js << "], \"branching\": " << o.branching << ", \"tol\": " << o.tol << ", \"leaf\": " << o.leaf
+     << ", \"max_rank\": " << o.max_rank << ", \"spd_compensation\": " << (o.spd ? "true" : "false") << "},\n"
+     << "  \"summary\": [\n";
   for (std::size_t k = 0; k < names.size(); ++k) {
     const auto acc = stats(names[k], [&](const MethodResult& r) { return r.R.acc(T - 1); });
     const auto fgt = stats(names[k], [&](const MethodResult& r) { return r.R.forgetting(T - 1); });

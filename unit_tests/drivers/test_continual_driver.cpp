@@ -105,6 +105,11 @@ TEST(ContinualDriver, EndToEndAndResume) {
       << slurp(root + "/full.log");
   for (const char* f : {"results.json", "results.csv", "plots.gp", "R_ewc.dat", "checkpoints/hierarchical.ckpt"})
     EXPECT_TRUE(fs::exists(root + "/full/" + f)) << f;
+  // results.json holds the settings a rerun needs
+  const std::string js = slurp(root + "/full/results.json");
+  for (const char* field : {"\"settings\"", "\"optimizer\": \"adam\"", "\"lr\": 0.001", "\"widths\": [16, 12, 10]",
+                            "\"fisher_examples\": 40", "\"fisher_kind\": \"mc\"", "\"ewc\": 10"})
+    EXPECT_NE(js.find(field), std::string::npos) << field << " missing from\n" << js;
   // interrupted after task 2 of the first method, then restarted twice
   const std::string cut = base + " --output " + root + "/cut > " + root + "/cut.log 2>&1";
   const int rc = std::system(("HFISHER_CONTINUAL_STOP_AFTER=2 " + cut).c_str());
