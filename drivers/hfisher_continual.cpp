@@ -19,7 +19,6 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstdio>
-#include <memory>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -468,7 +467,7 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"finetune", "ewc", "online-ewc", "kfac-laplace", "hierarchical"}));
   app.add_option("--optimizer", o.optimizer, "sgd, adam, ngd (natural gradient, low-rank Fisher) or kfac")
       ->check(CLI::IsMember({"sgd", "adam", "ngd", "kfac"}));
-  app.add_option("--output", o.output, "directory for JSON, CSV, plots and checkpoints");
+  app.add_option("--output", o.output, "directory for JSON, CSV, plots and checkpoints")->check(hfisher_cli::NonEmpty);
   app.add_option("--epochs", o.epochs, "epochs per task")->check(CLI::Range(1, 1000));
   app.add_option("--batch", o.batch, "minibatch size")->check(CLI::Range(1, 1 << 16));
   app.add_option("--lr", o.lr, "learning rate")->check(hfisher_cli::FinitePositive);

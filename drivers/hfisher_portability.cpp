@@ -353,12 +353,8 @@ int main(int argc, char** argv) {
   app.add_option("--tolerance-scale", o.tol_scale, "multiply every tolerance by this")->check(hfisher_cli::FinitePositive);
   app.add_flag("--team2,!--no-team2", o.team2, "also run the host backends with teams of 2 threads (default on)");
   app.add_option("--seed", o.seed, "seed of the inputs")->check(hfisher_cli::Unsigned);
-  auto* out = app.add_option("--output", o.output, "directory for portability.json/.csv/.gp/.png (default: none)");
+  app.add_option("--output", o.output, "directory for portability.json/.csv/.gp/.png (default: none)")->check(hfisher_cli::NonEmpty);
   CLI11_PARSE(app, argc, argv);
-  if (out->count() > 0 && o.output.empty()) {
-    std::fprintf(stderr, "hfisher-portability: error: --output is empty (give a directory, or leave the option out)\n");
-    return 1;
-  }
   try {
     return run(o);
   } catch (const std::exception& e) {

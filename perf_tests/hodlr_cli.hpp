@@ -25,7 +25,7 @@ inline void add_hodlr_options(CLI::App& app, HodlrBenchOptions& o) {
   app.add_option("--apply-rhs", o.apply_rhs, "right-hand sides of the apply bandwidth test")->check(CLI::Range(1, 4096));
   app.add_flag("!--no-hmat", o.hmat, "skip the hmat-oss comparison");
   app.add_option("--seed", o.seed, "seed of points and right-hand sides")->check(hfisher_cli::Unsigned);
-  app.add_option("--output", o.output, "directory for hodlr.csv, hodlr.json, hodlr.gp/.png");
+  app.add_option("--output", o.output, "directory for hodlr.csv, hodlr.json, hodlr.gp/.png")->check(hfisher_cli::NonEmpty);
 }
 
 }  // namespace hfisher_perf

@@ -20,7 +20,7 @@ inline void add_kernels_options(CLI::App& app, KernelsBenchOptions& o) {
   app.add_option("--max-svd-flops", o.max_svd_flops, "skip SVD and Jacobi syev cases above this nominal work (time cap)")
       ->check(hfisher_cli::FinitePositive);
   app.add_option("--reps", o.reps, "timed repetitions per case; the best is kept")->check(CLI::Range(1, 100));
-  app.add_option("--output", o.output, "directory where kernels.csv is written");
+  app.add_option("--output", o.output, "directory where kernels.csv is written")->check(hfisher_cli::NonEmpty);
 }
 
 }  // namespace hfisher_perf
