@@ -26,6 +26,7 @@
 #include "scaling_cli.hpp"
 
 int main(int argc, char** argv) {
+  hfisher_cli::openmp_defaults(argv);  // OMP_WAIT_POLICY=passive, OMP_PROC_BIND=false unless set
   hfisher::dist::Environment mpi(argc, argv);
   const auto guard = hfisher_cli::start_runtime(argc, argv, "hfisher-bench");  // bad Kokkos arguments: a message
   if (!guard) return 2;

@@ -452,6 +452,7 @@ int run(const Options& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  hfisher_cli::openmp_defaults(argv);  // OMP_WAIT_POLICY=passive, OMP_PROC_BIND=false unless set
   hfisher::dist::Environment mpi(argc, argv);
   const auto guard = hfisher_cli::start_runtime(argc, argv, "hfisher-continual");  // bad Kokkos arguments: a message
   if (!guard) return 2;

@@ -336,6 +336,7 @@ int run(const Options& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  hfisher_cli::openmp_defaults(argv);  // OMP_WAIT_POLICY=passive, OMP_PROC_BIND=false unless set
   const auto guard = hfisher_cli::start_runtime(argc, argv, "hfisher-portability");  // bad Kokkos arguments: a message
   if (!guard) return 2;
   CLI::App app{"hfisher-portability: the same kernel, HODLR, HSS and Fisher problems on every enabled backend, compared"};

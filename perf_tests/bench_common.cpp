@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -28,6 +29,9 @@ Machine describe_machine() {
   m.backend += " (" + std::string(prop.name) + ", sm_" + std::to_string(prop.major) + std::to_string(prop.minor) + ")";
 #endif
   m.host_threads = std::to_string(Kokkos::DefaultHostExecutionSpace().concurrency());
+  // the OpenMP wait policy changes timings on shared cores (README, "OpenMP settings")
+  const char* wait = std::getenv("OMP_WAIT_POLICY");
+  m.omp_wait = wait != nullptr ? wait : "unset";
   char buf[64];
   std::time_t t = std::time(nullptr);
   std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M UTC", std::gmtime(&t));

@@ -11,6 +11,7 @@ namespace hfisher_perf {
 
 struct Machine {
   std::string cpu, backend, date, host_threads;
+  std::string omp_wait;  ///< OMP_WAIT_POLICY as the program saw it ("unset" when unset)
 };
 Machine describe_machine();
 

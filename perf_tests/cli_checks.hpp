@@ -14,7 +14,36 @@
 #include <memory>
 #include <string>
 
+#include <unistd.h>
+
 namespace hfisher_cli {
+
+/// The OpenMP settings the drivers want, applied when the user chose none:
+/// OMP_WAIT_POLICY=passive (a thread with no work sleeps at the end of a
+/// parallel region instead of spinning; on shared cores the spinning threads
+/// of many short launches take the time of the threads that have work, and
+/// builds and factorizations slowed 5-40x beside other jobs) and
+/// OMP_PROC_BIND=false (no thread pinning, and no Kokkos warning on every
+/// start). The OpenMP runtime reads its environment once, when it loads
+/// before main, so when either variable is unset the program sets it and
+/// executes itself again (once: HFISHER_OMP_DEFAULTS marks the second
+/// start). A value the user set is never changed; HFISHER_OMP_DEFAULTS set
+/// to anything beforehand keeps the runtime's own defaults. Call it first in main, before MPI or
+/// Kokkos start.
+inline void openmp_defaults(char** argv) {
+  if (std::getenv("HFISHER_OMP_DEFAULTS") != nullptr) return;
+  bool changed = false;
+  if (std::getenv("OMP_WAIT_POLICY") == nullptr) {
+    ::setenv("OMP_WAIT_POLICY", "passive", 1);
+    changed = true;
+  }
+  if (std::getenv("OMP_PROC_BIND") == nullptr) {
+    ::setenv("OMP_PROC_BIND", "false", 1);
+    changed = true;
+  }
+  ::setenv("HFISHER_OMP_DEFAULTS", "1", 1);
+  if (changed) ::execv("/proc/self/exe", argv);  // returns only on failure: run with the runtime's defaults
+}
 
 namespace detail {
 // "" when s is a finite number, else why not

@@ -1,7 +1,8 @@
 #pragma once
 // HODLR against dense LAPACK Cholesky on kernel matrices and on
 // diag + G G^T (random Fourier features): build, factor, solve, logdet,
-// memory, residuals, fitted growth exponents, apply bandwidth.
+// memory, residuals, fitted growth exponents, apply bandwidth, and the
+// slowdown beside competing busy processes.
 
 #include <string>
 #include <vector>
@@ -22,6 +23,12 @@ struct HodlrBenchOptions {
   int apply_rhs = 16;
   bool hmat = true;         ///< also run hmat-oss on the kernel matrices (when built with it)
   unsigned seed = 1;
+  /// n of the oversubscribed run on gauss2d (0: none): build + factor of
+  /// hfisher and hmat-oss alone, then beside one busy-looping process per
+  /// online core (a fair share of the cores makes any code about 2x slower);
+  /// medians of `busy_reps` runs each.
+  int busy = 0;
+  int busy_reps = 3;
   std::string output;
 };
 

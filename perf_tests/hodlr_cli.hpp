@@ -25,6 +25,12 @@ inline void add_hodlr_options(CLI::App& app, HodlrBenchOptions& o) {
   app.add_option("--apply-rhs", o.apply_rhs, "right-hand sides of the apply bandwidth test")->check(CLI::Range(1, 4096));
   app.add_flag("!--no-hmat", o.hmat, "skip the hmat-oss comparison");
   app.add_option("--seed", o.seed, "seed of points and right-hand sides")->check(hfisher_cli::Unsigned);
+  app.add_option("--busy", o.busy,
+                 "n of the oversubscribed gauss2d run: build + factor alone and beside one busy process per core "
+                 "(0: none)")
+      ->check(CLI::Range(0, 1 << 22));
+  app.add_option("--busy-reps", o.busy_reps, "runs per side of the oversubscribed comparison (median)")
+      ->check(CLI::Range(1, 100));
   app.add_option("--output", o.output, "directory for hodlr.csv, hodlr.json, hodlr.gp/.png")->check(hfisher_cli::NonEmpty);
 }
 

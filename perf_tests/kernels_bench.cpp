@@ -230,8 +230,8 @@ int run_kernels_bench(const KernelsBenchOptions& o) {
   if (!o.output.empty()) hfisher::io::prepare_output_dir(o.output, "hfisher-bench kernels");  // before any work
   const Machine mc = describe_machine();
   std::printf("hfisher batched kernels vs OpenBLAS/LAPACK loops (%s)\n", o.precision.c_str());
-  std::printf("machine: %s | backend: %s | host threads: %s | %s\n", mc.cpu.c_str(), mc.backend.c_str(),
-              mc.host_threads.c_str(), mc.date.c_str());
+  std::printf("machine: %s | backend: %s | host threads: %s | OMP_WAIT_POLICY: %s | %s\n", mc.cpu.c_str(),
+              mc.backend.c_str(), mc.host_threads.c_str(), mc.omp_wait.c_str(), mc.date.c_str());
   std::printf("loop = sequential loop of calls, OpenBLAS threaded; omp = OpenMP-parallel loop, 1 OpenBLAS thread each\n");
   std::printf("GFLOP/s use nominal counts (gemm 2n^3, potrf n^3/3, qr 4n^3/3, svd 22n^3, syev 9n^3); ratio = hfisher / best baseline\n\n");
   std::printf("%-11s %5s %6s | %10s %10s %10s | %9s %9s | %6s\n", "op", "n", "batch", "hfisher_s", "loop_s", "omp_s",

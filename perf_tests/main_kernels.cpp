@@ -11,6 +11,7 @@
 #include "kernels_cli.hpp"
 
 int main(int argc, char** argv) {
+  hfisher_cli::openmp_defaults(argv);  // OMP_WAIT_POLICY=passive, OMP_PROC_BIND=false unless set
   const auto guard = hfisher_cli::start_runtime(argc, argv, "hfisher-perf-kernels");  // bad Kokkos arguments: a message
   if (!guard) return 2;
   hfisher_perf::KernelsBenchOptions o;

@@ -13,7 +13,10 @@ TYPED_TEST(Gemm, AllTransposesAgainstNaiveLoops) {
   const std::vector<Case> cases = {{1, 1, 1, 1}, {3, 5, 7, 4}, {1000, 8, 8, 8}, {10, 33, 17, 65},
                                    {2, 64, 64, 64}, {1, 130, 70, 129}, {1, 512, 16, 512},
                                    // narrow outputs: column blocks of NR, NR/2, NR/4 and single columns, row fringes
-                                   {5, 7, 24, 33}, {3, 9, 44, 20}, {2, 6, 56, 17}, {4, 13, 14, 9}, {2, 3, 12, 40}};
+                                   // (AVX2 kernel: 2 and 1 vectors of columns; 6, 4, 2, 1 rows; dot form in l
+                                   // panels of 256: the 512 case)
+                                   {5, 7, 24, 33}, {3, 9, 44, 20}, {2, 6, 56, 17}, {4, 13, 14, 9}, {2, 3, 12, 40},
+                                   {3, 4, 5, 300}, {2, 11, 3, 257}};
   unsigned seed = 1;
   for (const auto& c : cases)
     for (int ta = 0; ta < 2; ++ta)

@@ -326,19 +326,27 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::from_entries(const EntryFn& f
     const int m = N >> l, pairs = 1 << (l - 1);
     const int kaca = std::min(m, opts.max_rank + std::max(8, opts.max_rank / 2));
     const int kmax = std::min(opts.max_rank, kaca);
-    Batch Ua("hfisher::HODLR::Ua", pairs, m, kaca), Va("hfisher::HODLR::Va", pairs, m, kaca);
+    // cross vectors one per row (see aca.hpp); only the rows ACA writes are touched
+    Batch Ua(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::HODLR::Ua"), pairs, kaca, m);
+    Batch Va(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::HODLR::Va"), pairs, kaca, m);
     Kokkos::View<int*, mem_space> rank_aca("hfisher::HODLR::rank_aca", pairs), rank("hfisher::HODLR::rank", pairs);
-    Kokkos::View<int**, Kokkos::LayoutRight, mem_space> used("hfisher::HODLR::used", pairs, m);
+    Kokkos::View<int**, Kokkos::LayoutRight, mem_space> used(
+        Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::HODLR::used"), pairs, m);
     hmatrix_impl::aca_level(space, fn, perm, l, N, 0.1 * opts.tol, Ua, Va, rank_aca, used);
-    detail::check_finite3(space, Ua, where, "entries of an off-diagonal block (fn returned NaN/Inf)");
     int ra = 0;
     Kokkos::parallel_reduce(
         "hfisher::HODLR::aca_rank", Kokkos::RangePolicy<ExecSpace>(space, 0, pairs),
         KOKKOS_LAMBDA(const int p, int& v) { v = rank_aca(p) > v ? rank_aca(p) : v; }, Kokkos::Max<int>(ra));
     ra = std::max(ra, 1);
+    hmatrix_impl::aca_zero_tail(space, Ua, Va, rank_aca, ra);
+    // the first ra cross vectors as (pairs, m, ra) column blocks, without a copy
+    const auto tr = Kokkos::LayoutStride(pairs, long(kaca) * m, m, 1, ra, m);
+    hmatrix_impl::Strided3<Scalar, mem_space> Ut(Ua.data(), tr), Vt(Va.data(), tr);
+    detail::check_finite3(space, Ut, where, "entries of an off-diagonal block (fn returned NaN/Inf)");
+    detail::check_finite3(space, Vt, where, "entries of an off-diagonal block (fn returned NaN/Inf)");
     const int kt = std::min(kmax, ra);
     Batch Uw("hfisher::HODLR::Uw", pairs, m, kt), Vw("hfisher::HODLR::Vw", pairs, m, kt);
-    kernels::truncate_lowrank(space, hmatrix_impl::cols(Ua, 0, ra), hmatrix_impl::cols(Va, 0, ra), opts.tol, Uw, Vw,
+    kernels::truncate_lowrank(space, Ut, Vt, opts.tol, Uw, Vw,
                               rank);
     H.store_level(l, Uw, Vw, rank);
   }

@@ -63,13 +63,14 @@ class HODLRFactorization {
   // live in constructors or in private member functions
   void factorize();
   void build_symmetric_factor();
+  /// Yp (tree order, (N, r)) <- G_level Yp, or G_level^-1 Yp.
+  void apply_G(const Matrix& Yp, int level, bool inverse) const;
 
  private:
   // symmetric factor: A = S_L G_L ... G_1 (S_L G_L ... G_1)^T with S_L the
   // leaf Cholesky factors and G_l = I + Q_l X_l Q_l^T per sibling pair,
   // Q_l = diag(QL, QR) orthonormal (Ambikasaran, O'Neil & Singh 2016)
   std::vector<Batch> WQL_, WQR_, WX_, WXinv_;
-  void apply_G(const Matrix& Yp, int level, bool inverse) const;
   // in, out: (n, r) with the same r
   void check_pair(const char* where, const char* in_name, const Matrix& in, const char* out_name,
                   const Matrix& out) const {
@@ -146,7 +147,7 @@ void HODLRFactorization<Scalar, ExecSpace>::build_symmetric_factor() {
     const Batch& V = A_.V(l);
     const int pairs = U.extent(0), m = U.extent(1), k = U.extent(2);
     // Y = S_l^-1 W_l = G_(l+1)^-1 ... G_L^-1 S_L^-1 W_l
-    Matrix Yp("hfisher::HODLRFactorization::Y", N, k);
+    Matrix Yp(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HODLRFactorization::Y"), N, k);
     Kokkos::deep_copy(level_nodes(Yp, l, Nodes::Left), U);
     Kokkos::deep_copy(level_nodes(Yp, l, Nodes::Right), V);
     kernels::detail::trsm_nocheck(space, Side::Left, Uplo::Lower, Op::NoTrans, Diag::NonUnit, Scalar(1), LD_,
@@ -160,9 +161,9 @@ void HODLRFactorization<Scalar, ExecSpace>::build_symmetric_factor() {
       Kokkos::View<int**, Kokkos::LayoutRight, mem_space> piv("piv", pairs, k);
       Kokkos::View<int*, mem_space> rk("rank", pairs);
       kernels::cpqr(space, Yc, tau, piv, rk, double(rank_tol));
-      Q[side] = Batch("hfisher::HODLRFactorization::WQ", pairs, m, k);
+      Q[side] = Batch(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HODLRFactorization::WQ"), pairs, m, k);
       kernels::qr_form_q(space, Yc, tau, Q[side]);
-      Rt[side] = Batch("hfisher::HODLRFactorization::Rt", pairs, k, k);
+      Rt[side] = Batch(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HODLRFactorization::Rt"), pairs, k, k);
       auto R = Rt[side];
       auto Qs = Q[side];
       const int node_off = side;
@@ -186,7 +187,7 @@ void HODLRFactorization<Scalar, ExecSpace>::build_symmetric_factor() {
     // f = sqrt and 1/sqrt comes from the k x k SVD of B:
     //   [[P a P^T, P b Qb^T], [Qb b P^T, Qb a Qb^T]],
     //   a = (f(1 + s) + f(1 - s)) / 2 - 1, b = (f(1 + s) - f(1 - s)) / 2.
-    Batch Bm("hfisher::HODLRFactorization::B", pairs, k, k);
+    Batch Bm(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HODLRFactorization::B"), pairs, k, k);
     kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::Trans, Scalar(1), Rt[0], Rt[1], Scalar(0), Bm);
     Batch P("hfisher::HODLRFactorization::P", pairs, k, k), Qb("hfisher::HODLRFactorization::Qb", pairs, k, k);
     BatchVector<Scalar, ExecSpace> sig("sigma", pairs, k);
@@ -194,10 +195,11 @@ void HODLRFactorization<Scalar, ExecSpace>::build_symmetric_factor() {
     Kokkos::View<int*, mem_space> bad("bad", pairs);
     Batch PA[2], PB[2], QA[2], QB[2];
     for (int w = 0; w < 2; ++w) {
-      PA[w] = Batch("PA", pairs, k, k);
-      PB[w] = Batch("PB", pairs, k, k);
-      QA[w] = Batch("QA", pairs, k, k);
-      QB[w] = Batch("QB", pairs, k, k);
+      // written in full by the sqrt kernel below
+      PA[w] = Batch(Kokkos::view_alloc(Kokkos::WithoutInitializing, "PA"), pairs, k, k);
+      PB[w] = Batch(Kokkos::view_alloc(Kokkos::WithoutInitializing, "PB"), pairs, k, k);
+      QA[w] = Batch(Kokkos::view_alloc(Kokkos::WithoutInitializing, "QA"), pairs, k, k);
+      QB[w] = Batch(Kokkos::view_alloc(Kokkos::WithoutInitializing, "QB"), pairs, k, k);
     }
     auto PA0 = PA[0], PB0 = PB[0], QA0 = QA[0], QB0 = QB[0], PA1 = PA[1], PB1 = PB[1], QA1 = QA[1], QB1 = QB[1];
     Scalar ldl = 0;
@@ -232,8 +234,10 @@ void HODLRFactorization<Scalar, ExecSpace>::build_symmetric_factor() {
                     double(b >= 0 ? detail::read_entry(Kokkos::subview(sig, Kokkos::ALL(), 0), b) : 0),
                     " >= 1); add_diagonal(lambda) with lambda > 0 regularizes it");
     logdet_ += double(ldl);
-    Batch X("hfisher::HODLRFactorization::WX", pairs, 2 * k, 2 * k);
-    Batch Xi("hfisher::HODLRFactorization::WXinv", pairs, 2 * k, 2 * k);
+    // the four quadrants are GEMM outputs (beta = 0)
+    Batch X(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HODLRFactorization::WX"), pairs, 2 * k, 2 * k);
+    Batch Xi(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HODLRFactorization::WXinv"), pairs, 2 * k,
+             2 * k);
     for (int w = 0; w < 2; ++w) {
       const Batch& Xw = w == 0 ? X : Xi;
       const auto top = Kokkos::make_pair(0, k), bot = Kokkos::make_pair(k, 2 * k);
@@ -258,20 +262,36 @@ template <class Scalar, class ExecSpace>
 void HODLRFactorization<Scalar, ExecSpace>::apply_G(const Matrix& Yp, int l, bool inverse) const {
   using namespace hmatrix_impl;
   ExecSpace space;
-  const Batch& QL = WQL_[l - 1];
-  const Batch& QR = WQR_[l - 1];
+  const Batch QL = WQL_[l - 1], QR = WQR_[l - 1], X = inverse ? WXinv_[l - 1] : WX_[l - 1];
   const int pairs = QL.extent(0), k = QL.extent(2), r = Yp.extent(1);
-  Batch T("hfisher::HODLRFactorization::GT", pairs, 2 * k, r), T2("hfisher::HODLRFactorization::GT2", pairs, 2 * k, r);
-  kernels::detail::gemm_nocheck(space, Op::Trans, Op::NoTrans, Scalar(1), QL, level_nodes(Yp, l, Nodes::Left),
-                                Scalar(0), rows(T, 0, k));
-  kernels::detail::gemm_nocheck(space, Op::Trans, Op::NoTrans, Scalar(1), QR, level_nodes(Yp, l, Nodes::Right),
-                                Scalar(0), rows(T, k, k));
-  kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), inverse ? WXinv_[l - 1] : WX_[l - 1], T,
-                                Scalar(0), T2);
-  kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), QL, rows(T2, 0, k), Scalar(1),
-                                level_nodes(Yp, l, Nodes::Left));
-  kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), QR, rows(T2, k, k), Scalar(1),
-                                level_nodes(Yp, l, Nodes::Right));
+  // every GEMM output below is written with beta = 0 before it is read
+  Batch T(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HODLRFactorization::GT"), pairs, 2 * k, r);
+  Batch T2(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HODLRFactorization::GT2"), pairs, 2 * k, r);
+  const auto YL = level_nodes(Yp, l, Nodes::Left), YR = level_nodes(Yp, l, Nodes::Right);
+  using member = typename ExecTraits<ExecSpace>::member_type;
+  // the five products of a sibling pair in one launch (one team per pair):
+  // T = [QL^T YL; QR^T YR], T2 = X T, [YL; YR] += [QL T2_top; QR T2_bot]
+  Kokkos::parallel_for(
+      "hfisher::HODLR::apply_G", detail::batch_policy(space, pairs), KOKKOS_LAMBDA(const member& t) {
+        const int p = t.league_rank();
+        const auto top = Kokkos::make_pair(0, k), bot = Kokkos::make_pair(k, 2 * k);
+        const auto all = Kokkos::ALL();
+        const auto Tp = detail::entry(T, p), T2p = detail::entry(T2, p);
+        const auto QLp = detail::entry(QL, p), QRp = detail::entry(QR, p);
+        const auto YLp = detail::entry(YL, p), YRp = detail::entry(YR, p);
+        kernels::detail::gemm_entry<ExecSpace>(t, Op::Trans, Op::NoTrans, Scalar(1), QLp, YLp, Scalar(0),
+                                               Kokkos::subview(Tp, top, all));
+        kernels::detail::gemm_entry<ExecSpace>(t, Op::Trans, Op::NoTrans, Scalar(1), QRp, YRp, Scalar(0),
+                                               Kokkos::subview(Tp, bot, all));
+        t.team_barrier();
+        kernels::detail::gemm_entry<ExecSpace>(t, Op::NoTrans, Op::NoTrans, Scalar(1), detail::entry(X, p), Tp,
+                                               Scalar(0), T2p);
+        t.team_barrier();
+        kernels::detail::gemm_entry<ExecSpace>(t, Op::NoTrans, Op::NoTrans, Scalar(1), QLp,
+                                               Kokkos::subview(T2p, top, all), Scalar(1), YLp);
+        kernels::detail::gemm_entry<ExecSpace>(t, Op::NoTrans, Op::NoTrans, Scalar(1), QRp,
+                                               Kokkos::subview(T2p, bot, all), Scalar(1), YRp);
+      });
 }
 
 template <class Scalar, class ExecSpace>

@@ -9,6 +9,7 @@
 
 #include <hfisher/core/types.hpp>
 #include <hfisher/core/validate.hpp>
+#include <hfisher/kernels/impl/gemm_serial.hpp>
 
 #include <KokkosBatched_Trsm_Decl.hpp>
 
@@ -39,10 +40,82 @@ KOKKOS_INLINE_FUNCTION void trsm_left_kb(const Member& member, Diag diag, S alph
     KokkosBatched::Trsm<Member, KokkosBatched::Side::Left, KUplo, KTrans, KokkosBatched::Diag::NonUnit, mode, algo>::invoke(member, alpha, A, B);
 }
 
+/// Left-side solve op(A) X = alpha B by one thread, blocked: panels of NBK
+/// rows are solved by substitution (row axpys, vectorized along the
+/// right-hand sides) and the rest of B is updated by the register-blocked
+/// GEMM, so most of the work runs at GEMM speed (KokkosBatched 3.4.1's serial
+/// TRSM is unblocked; its blocked variant is wrong for upper solves).
+/// Needs B contiguous along its columns (stride_1 == 1).
+template <class T>
+KOKKOS_INLINE_FUNCTION void trsm_left_serial_blocked(bool lower, bool trans, bool unit, T alpha, int m, int n,
+                                                     const T* A, int s0, int s1, T* B, int b0) {
+  constexpr int NBK = 32;
+  // op(A)(i, l) = A[i * ai + l * al]; op(A) lower <=> forward substitution
+  const int ai = trans ? s1 : s0, al = trans ? s0 : s1;
+  const bool forward = lower != trans;
+  if (alpha != T(1))
+    for (int i = 0; i < m; ++i)
+      for (int j = 0; j < n; ++j) B[long(i) * b0 + j] *= alpha;
+  auto solve_panel = [&](int i0, int i1) {
+    if (forward) {
+      for (int i = i0; i < i1; ++i) {
+        T* bi = B + long(i) * b0;
+        for (int l = i0; l < i; ++l) {
+          const T a = A[long(i) * ai + long(l) * al];
+          const T* bl = B + long(l) * b0;
+          for (int j = 0; j < n; ++j) bi[j] -= a * bl[j];
+        }
+        if (!unit) {
+          const T d = T(1) / A[long(i) * ai + long(i) * al];
+          for (int j = 0; j < n; ++j) bi[j] *= d;
+        }
+      }
+    } else {
+      for (int i = i1 - 1; i >= i0; --i) {
+        T* bi = B + long(i) * b0;
+        for (int l = i + 1; l < i1; ++l) {
+          const T a = A[long(i) * ai + long(l) * al];
+          const T* bl = B + long(l) * b0;
+          for (int j = 0; j < n; ++j) bi[j] -= a * bl[j];
+        }
+        if (!unit) {
+          const T d = T(1) / A[long(i) * ai + long(i) * al];
+          for (int j = 0; j < n; ++j) bi[j] *= d;
+        }
+      }
+    }
+  };
+  if (forward) {
+    for (int i0 = 0; i0 < m; i0 += NBK) {
+      const int i1 = i0 + NBK < m ? i0 + NBK : m;
+      solve_panel(i0, i1);
+      if (i1 < m)  // B(i1:, :) -= op(A)(i1:, i0:i1) X(i0:i1, :)
+        impl::gemm_serial_blocked<T>(m - i1, n, i1 - i0, T(-1), A + long(i1) * ai + long(i0) * al, ai, al,
+                                     B + long(i0) * b0, b0, 1, T(1), B + long(i1) * b0, b0, 1);
+    }
+  } else {
+    for (int i1 = m; i1 > 0; i1 -= NBK) {
+      const int i0 = i1 - NBK > 0 ? i1 - NBK : 0;
+      solve_panel(i0, i1);
+      if (i0 > 0)  // B(:i0, :) -= op(A)(:i0, i0:i1) X(i0:i1, :)
+        impl::gemm_serial_blocked<T>(i0, n, i1 - i0, T(-1), A + long(i0) * al, ai, al, B + long(i0) * b0, b0, 1,
+                                     T(1), B, b0, 1);
+    }
+  }
+}
+
 /// Left-side solve op(A) X = alpha B on one entry (no checks).
 template <class Exec, class Member, class AV, class BV, class S>
 KOKKOS_INLINE_FUNCTION void trsm_left_entry(const Member& member, Uplo uplo, Op op, Diag diag, S alpha, const AV& A,
                                             const BV& B) {
+  if constexpr (ExecTraits<Exec>::on_host) {
+    if (member.team_size() == 1 && (B.stride_1() == 1 || B.extent(1) <= 1) && B.extent(0) > 0) {
+      trsm_left_serial_blocked<typename BV::non_const_value_type>(
+          uplo == Uplo::Lower, op != Op::NoTrans, diag == Diag::Unit, alpha, int(B.extent(0)), int(B.extent(1)),
+          A.data(), int(A.stride_0()), int(A.stride_1()), B.data(), int(B.stride_0()));
+      return;
+    }
+  }
   if (uplo == Uplo::Lower) {
     if (op == Op::NoTrans)
       trsm_left_kb<Exec, Member, KokkosBatched::Uplo::Lower, KokkosBatched::Trans::NoTranspose>(member, diag, alpha, A, B);
