@@ -20,17 +20,27 @@ void check_finite3(const ExecSpace& space, const View3& A, const char* where, co
   static_assert(View3::rank == 3, "check_finite3 needs a rank-3 view");
   const long nb = A.extent(0), m = A.extent(1), n = A.extent(2);
   if (nb * m * n == 0) return;
-  // fast pass: x - x is 0 for finite x and NaN otherwise; a per-entry sum
-  // with no early exit vectorizes. The slow pass only runs to locate a hit.
+  // fast pass: x - x is 0 for finite x and NaN otherwise; sums with no early
+  // exit, in 8 independent lanes (one sum would be a chain of dependent adds
+  // that the compiler may not reorder: the check cost 40% of a batched 64 x 64
+  // GEMM). The slow pass only runs to locate a hit.
   int any_bad = 0;
   Kokkos::parallel_reduce(
       "hfisher::check_finite", Kokkos::RangePolicy<ExecSpace>(space, 0, nb),
       KOKKOS_LAMBDA(const long b, int& bad) {
         using T = typename View3::non_const_value_type;
-        T s = T(0);
-        for (long i = 0; i < m; ++i)
-          for (long j = 0; j < n; ++j) s += A(b, i, j) - A(b, i, j);
-        if (s != T(0)) bad = 1;
+        constexpr int lanes = 8;
+        T s[lanes];
+        for (int v = 0; v < lanes; ++v) s[v] = T(0);
+        for (long i = 0; i < m; ++i) {
+          long j = 0;
+          for (; j + lanes <= n; j += lanes)
+            for (int v = 0; v < lanes; ++v) s[v] += A(b, i, j + v) - A(b, i, j + v);
+          for (; j < n; ++j) s[0] += A(b, i, j) - A(b, i, j);
+        }
+        T t = T(0);
+        for (int v = 0; v < lanes; ++v) t += s[v];
+        if (t != T(0)) bad = 1;
       },
       Kokkos::Max<int>(any_bad));
   if (!any_bad) return;
