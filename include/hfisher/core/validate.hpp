@@ -43,7 +43,8 @@ void check_finite3(const ExecSpace& space, const View3& A, const char* where, co
         if (t != T(0)) bad = 1;
       },
       Kokkos::Max<int>(any_bad));
-  if (!any_bad) return;
+  // Max<int> starts every partial at INT_MIN: "no hit" reads INT_MIN, not 0
+  if (any_bad != 1) return;
   long first = nb * m * n;
   Kokkos::parallel_reduce(
       "hfisher::check_finite::locate", Kokkos::RangePolicy<ExecSpace>(space, 0, nb),
