@@ -56,34 +56,24 @@ KOKKOS_INLINE_FUNCTION void trsm_left_serial_blocked(bool lower, bool trans, boo
   if (alpha != T(1))
     for (int i = 0; i < m; ++i)
       for (int j = 0; j < n; ++j) B[long(i) * b0 + j] *= alpha;
-  auto solve_panel = [&](int i0, int i1) {
-    if (forward) {
-      for (int i = i0; i < i1; ++i) {
-        T* bi = B + long(i) * b0;
-        for (int l = i0; l < i; ++l) {
-          const T a = A[long(i) * ai + long(l) * al];
-          const T* bl = B + long(l) * b0;
-          for (int j = 0; j < n; ++j) bi[j] -= a * bl[j];
-        }
-        if (!unit) {
-          const T d = T(1) / A[long(i) * ai + long(i) * al];
-          for (int j = 0; j < n; ++j) bi[j] *= d;
-        }
-      }
-    } else {
-      for (int i = i1 - 1; i >= i0; --i) {
-        T* bi = B + long(i) * b0;
-        for (int l = i + 1; l < i1; ++l) {
-          const T a = A[long(i) * ai + long(l) * al];
-          const T* bl = B + long(l) * b0;
-          for (int j = 0; j < n; ++j) bi[j] -= a * bl[j];
-        }
-        if (!unit) {
-          const T d = T(1) / A[long(i) * ai + long(i) * al];
-          for (int j = 0; j < n; ++j) bi[j] *= d;
-        }
-      }
+  // B(i, :) = (B(i, :) - sum over l in [l0, l1) of op(A)(i, l) B(l, :)) / op(A)(i, i)
+  auto row = [&](int i, int l0, int l1) {
+    T* bi = B + long(i) * b0;
+    for (int l = l0; l < l1; ++l) {
+      const T a = A[long(i) * ai + long(l) * al];
+      const T* bl = B + long(l) * b0;
+      for (int j = 0; j < n; ++j) bi[j] -= a * bl[j];
     }
+    if (!unit) {
+      const T d = T(1) / A[long(i) * ai + long(i) * al];
+      for (int j = 0; j < n; ++j) bi[j] *= d;
+    }
+  };
+  auto solve_panel = [&](int i0, int i1) {
+    if (forward)
+      for (int i = i0; i < i1; ++i) row(i, i0, i);
+    else
+      for (int i = i1 - 1; i >= i0; --i) row(i, i + 1, i1);
   };
   if (forward) {
     for (int i0 = 0; i0 < m; i0 += NBK) {
