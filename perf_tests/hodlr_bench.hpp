@@ -14,7 +14,7 @@ struct HodlrBenchOptions {
   std::vector<std::string> matrices = {"gauss2d", "gauss3d", "rff"};
   double tol = 1e-12;
   int leaf = 64;
-  int max_rank = 256;
+  int max_rank = 0;  ///< 0: no cap (a cap that stops a block short of tol is an error)
   double ell = 0.3;        ///< kernel length scale
   double nugget = 0.1;     ///< diagonal added to the kernel (noise variance)
   int dense_max = 16384;   ///< largest n for dense LAPACK (memory n^2 * 8 bytes)

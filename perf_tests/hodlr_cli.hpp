@@ -10,10 +10,12 @@ namespace hfisher_perf {
 
 inline void add_hodlr_options(CLI::App& app, HodlrBenchOptions& o) {
   app.add_option("--sizes", o.sizes, "matrix sizes n")->check(CLI::Range(2, 1 << 22));
-  app.add_option("--matrices", o.matrices, "gauss2d gauss3d rff")->check(CLI::IsMember({"gauss2d", "gauss3d", "rff"}));
+  app.add_option("--matrices", o.matrices, "gauss2d gauss3d exp2d (exponential kernel exp(-r / ell)) rff")
+      ->check(CLI::IsMember({"gauss2d", "gauss3d", "exp2d", "rff"}));
   app.add_option("--tol", o.tol, "relative compression tolerance per block, in (0, 1)")->check(hfisher_cli::Finite)->check(CLI::Range(1e-16, 0.5));
   app.add_option("--leaf", o.leaf, "leaf size of the cluster tree")->check(CLI::Range(2, 4096));
-  app.add_option("--max-rank", o.max_rank, "rank cap of any off-diagonal block")->check(CLI::Range(1, 4096));
+  app.add_option("--max-rank", o.max_rank, "rank cap of any off-diagonal block (0: none; a cap that stops a block short of --tol is an error)")
+      ->check(CLI::Range(0, 4096));
   app.add_option("--ell", o.ell, "kernel length scale")->check(hfisher_cli::FinitePositive);
   app.add_option("--nugget", o.nugget, "diagonal added to the kernel matrix")->check(hfisher_cli::FiniteNonNegative);
   app.add_option("--dense-max", o.dense_max, "largest n run with dense LAPACK (needs 8 n^2 bytes)")

@@ -123,10 +123,11 @@ int run_hss_bench(const HssBenchOptions& o) {
   std::printf("hfisher-bench hss: HSS vs HODLR vs dense LAPACK Cholesky (double)\n");
   std::printf("machine: %s | backend: %s | host threads: %s | OpenBLAS threads: %d | %s\n", mc.cpu.c_str(),
               mc.backend.c_str(), mc.host_threads.c_str(), omp_get_max_threads(), mc.date.c_str());
-  std::printf("tol %.1e, leaf %d, max rank %d. rff: %.2g I + G G^T, G n x %d random Fourier features of "
+  std::printf("tol %.1e, leaf %d, max rank %s. rff: %.2g I + G G^T, G n x %d random Fourier features of "
               "exp(-|x-y|^2 / (2 * %.2f^2)) on uniform points in [0, 1] (rank %d: fixed); both formats built "
               "from the factors\n\n",
-              o.tol, o.leaf, o.max_rank, o.nugget, o.features, o.ell, o.features);
+              o.tol, o.leaf, o.max_rank > 0 ? std::to_string(o.max_rank).c_str() : "none", o.nugget, o.features,
+              o.ell, o.features);
   hfisher::CompressionOptions co;
   co.tol = o.tol;
   co.max_rank = o.max_rank;

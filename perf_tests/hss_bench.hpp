@@ -15,7 +15,7 @@ struct HssBenchOptions {
   std::vector<int> sizes = {1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072};
   double tol = 1e-8;
   int leaf = 64;
-  int max_rank = 64;
+  int max_rank = 0;  ///< 0: no cap (a cap that stops a node short of tol is an error)
   int features = 32;        ///< columns of G (the rank of the low-rank part)
   double ell = 0.1;         ///< kernel length scale
   double nugget = 0.1;      ///< diagonal of diag + G G^T and of the kernel matrix

@@ -126,6 +126,7 @@ HssTiming run_hss(const Samples& s, const Vec& v, const Vec& ye, const Vec& b, c
   hfisher::CompressionOptions co;
   co.tol = o.tol;
   co.max_rank = o.max_rank;
+  co.allow_capped = true;  // a memory budget, as for the Fisher estimator's HODLR blocks
   Vec y("y", s.size());
   std::vector<HS> H;
   std::vector<hfisher::HSSFactorization<S, E>> F;

@@ -44,6 +44,9 @@ template <class Split>
 ClusterTree ClusterTree::build(int n, int leaf_size, Split&& split) {
   ClusterTree t;
   t.L_ = levels_for(n, leaf_size);
+  // a leaf wider than n is one dense block of n: padding it to leaf_size
+  // would only allocate (balanced(256, 2^30) asked for 4 GiB)
+  leaf_size = std::min(leaf_size, n);
   t.n_ = n;
   t.leaf_ = leaf_size;
   t.N_ = leaf_size << t.L_;

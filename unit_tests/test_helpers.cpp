@@ -1,5 +1,16 @@
 #include "test_helpers.hpp"
 
+#include "fuzz_helpers.hpp"
+
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <random>
+
+#include <hfisher/core/io.hpp>
+
 extern "C" {
 void dgesvd_(const char* jobu, const char* jobvt, const int* m, const int* n, double* a, const int* lda, double* s,
              double* u, const int* ldu, double* vt, const int* ldvt, double* work, const int* lwork, int* info);
@@ -178,6 +189,61 @@ int lapack_cholesky(const HostBatch& A, int b, HostBatch& L) {
   for (int i = 0; i < n; ++i)
     for (int j = 0; j < n; ++j) L(b, i, j) = j <= i ? a[size_t(j) * n + i] : 0.0;
   return info;
+}
+
+FuzzCounts fuzz_loader(const std::string& path, const std::function<void(const std::string&)>& load, int flips,
+                       unsigned seed) {
+  std::string payload;
+  {
+    hfisher::io::SealedFile f(path, "fuzz_loader");
+    payload.assign(std::istreambuf_iterator<char>(f.stream()), std::istreambuf_iterator<char>());
+  }
+  EXPECT_GT(payload.size(), 16u) << path;
+  FuzzCounts counts;
+  const std::string fuzz = path + "." + std::to_string(::getpid()) + ".fuzz";
+  auto attempt = [&](const std::string& bytes, const std::string& what) {
+    {
+      std::ofstream o(fuzz, std::ios::binary | std::ios::trunc);
+      o.write(bytes.data(), std::streamsize(bytes.size()));
+    }
+    try {
+      load(fuzz);
+      ++counts.loaded;
+    } catch (const hfisher::Error&) {
+      ++counts.refused;
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << path << ": " << what << " threw a non-hfisher exception: " << e.what();
+    }
+  };
+  std::mt19937 g(seed);
+  // truncations: every 4 bytes of the header region, then random lengths
+  for (std::size_t cut = 0; cut < std::min<std::size_t>(payload.size(), 128); cut += 4)
+    attempt(payload.substr(0, cut), "cut at " + std::to_string(cut));
+  for (int t = 0; t < 16; ++t) {
+    const std::size_t cut = std::uniform_int_distribution<std::size_t>(0, payload.size() - 1)(g);
+    attempt(payload.substr(0, cut), "cut at " + std::to_string(cut));
+  }
+  // single-bit flips
+  for (int t = 0; t < flips; ++t) {
+    const std::size_t bit = std::uniform_int_distribution<std::size_t>(0, payload.size() * 8 - 1)(g);
+    std::string b = payload;
+    b[bit / 8] = char(b[bit / 8] ^ (1 << (bit % 8)));
+    attempt(b, "bit " + std::to_string(bit) + " flipped");
+  }
+  // header fields overwritten with hostile values (sizes, ranks, levels, tags)
+  const std::int32_t hostile[] = {-1, 0, 1 << 30, 0x7fffffff};
+  for (std::size_t off = 0; off + 4 <= std::min<std::size_t>(payload.size(), 128); off += 4)
+    for (std::int32_t v : hostile) {
+      std::string b = payload;
+      std::memcpy(&b[off], &v, 4);
+      attempt(b, "int32 at " + std::to_string(off) + " set to " + std::to_string(v));
+    }
+  // bytes appended after the record
+  attempt(payload + std::string(1, '\0'), "one byte appended");
+  attempt(payload + payload, "record repeated");
+  std::remove(fuzz.c_str());
+  EXPECT_GT(counts.refused, 0) << path;
+  return counts;
 }
 
 }  // namespace hfisher_test

@@ -9,6 +9,7 @@
 #include <iterator>
 #include <string>
 
+#include "../fuzz_helpers.hpp"
 #include "../test_helpers.hpp"
 
 namespace hfisher_test {

@@ -1,6 +1,8 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <random>
+#include <string>
 
 #include "hmatrix_helpers.hpp"
 
@@ -41,6 +43,11 @@ TEST(ClusterTree, BalancedAndFromPoints) {
   }
   auto one = hfisher::ClusterTree::balanced(5, 16);
   EXPECT_EQ(one.levels(), 0);
+  EXPECT_EQ(one.padded_size(), 5);
+  // a huge leaf is one leaf of n, not a 2^30-entry permutation (issue 21.5)
+  auto huge = hfisher::ClusterTree::balanced(256, 1 << 30);
+  EXPECT_EQ(huge.padded_size(), 256);
+  EXPECT_EQ(huge.leaf_size(), 256);
   std::vector<double> pts;
   kernel_matrix(200, 2, 0, 3, &pts);
   auto tp = hfisher::ClusterTree::from_points(pts, 200, 2, 16);
@@ -208,6 +215,138 @@ TYPED_TEST(HODLRTest, FromEntriesByACA) {
   }
 }
 
+// Exponential (Matern-1/2) kernel exp(-r / 0.3) + 1e-2 I on 2-D points,
+// entries computed on the device: off-diagonal ranks grow slowly with tol,
+// so a small max_rank cannot reach it.
+template <class S, class Mem>
+struct ExpEntries {
+  Kokkos::View<double**, Kokkos::LayoutRight, Mem> x;
+  KOKKOS_INLINE_FUNCTION S operator()(int i, int j) const {
+    double r2 = 0;
+    for (int c = 0; c < int(x.extent(1)); ++c) r2 += (x(i, c) - x(j, c)) * (x(i, c) - x(j, c));
+    return S(::exp(-::sqrt(r2) / 0.3) + (i == j ? 1e-2 : 0.0));
+  }
+};
+
+// No silent truncation (issue 19.6): without a cap (the default) every
+// construction meets tol, the ACA growing its buffer past its first guess;
+// a cap that stops a block short of tol is an error naming level and block,
+// unless allow_capped, which keeps the block and reports it in ranks(), also
+// after save and load.
+TYPED_TEST(HODLRTest, NoSilentTruncation) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  using HM = hfisher::HODLR<S, E>;
+  using Mem = typename E::memory_space;
+  const bool dbl = std::is_same<S, double>::value;
+  const double tol = dbl ? 1e-10 : 1e-5;
+  const int n = 700;
+  std::mt19937_64 g(77);
+  std::uniform_real_distribution<double> u(0, 1);
+  std::vector<double> pts(2 * n), A(size_t(n) * n);
+  for (auto& x : pts) x = u(g);
+  ExpEntries<S, Mem> fn{Kokkos::View<double**, Kokkos::LayoutRight, Mem>("x", n, 2)};
+  auto xh = Kokkos::create_mirror_view(fn.x);
+  for (int i = 0; i < n; ++i)
+    for (int c = 0; c < 2; ++c) xh(i, c) = pts[2 * i + c];
+  Kokkos::deep_copy(fn.x, xh);
+  for (int i = 0; i < n; ++i)
+    for (int j = 0; j < n; ++j) {
+      const double r = std::hypot(pts[2 * i] - pts[2 * j], pts[2 * i + 1] - pts[2 * j + 1]);
+      A[size_t(i) * n + j] = double(S(std::exp(-r / 0.3) + (i == j ? 1e-2 : 0.0)));
+    }
+  auto tree = hfisher::ClusterTree::from_points(pts, n, 2, 32);
+  const auto Ad = dev2<S, E>(A, n, n);
+  hfisher::CompressionOptions o;
+  o.tol = tol;
+  EXPECT_EQ(o.max_rank, 0) << "the default is no cap";
+  // no cap: the tolerance is met, nothing is capped; the top block's ACA
+  // needs more than its first 128 terms in double
+  auto H = HM::from_entries(fn, tree, o);
+  int top = 0;
+  for (const auto& r : H.ranks()) {
+    EXPECT_EQ(r.capped, 0) << "level " << r.level;
+    if (r.level == 1) top = r.max;
+  }
+  if (dbl) EXPECT_GT(top, 100) << "the test matrix must have a large top-level rank";
+  check_contract(H, as_batch(A, n), 10 * (tree.levels() + 1) * tol, "from_entries, no cap");
+  auto Hd = HM::from_dense(Ad, tree, o);
+  check_contract(Hd, as_batch(A, n), 10 * (tree.levels() + 1) * tol, "from_dense, no cap");
+  // a cap below the ranks: every construction refuses, naming level and block
+  hfisher::CompressionOptions c = o;
+  c.max_rank = 8;
+  auto message = [&](auto&& build) {
+    try {
+      build();
+    } catch (const hfisher::Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  for (const auto& msg : {message([&] { HM::from_entries(fn, tree, c); }),
+                          message([&] { HM::from_dense(Ad, tree, c); })}) {
+    EXPECT_NE(msg.find("max_rank = 8"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("of level "), std::string::npos) << msg;
+    EXPECT_NE(msg.find("block "), std::string::npos) << msg;
+    EXPECT_NE(msg.find("allow_capped"), std::string::npos) << msg;
+  }
+  using M = typename HM::Matrix;
+  auto op = [&](const M& Om, M& Y) {
+    using U3 = Kokkos::View<S***, Kokkos::LayoutRight, Mem, Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
+    hfisher::kernels::gemm(E(), hfisher::Op::NoTrans, hfisher::Op::NoTrans, S(1), U3(Ad.data(), 1, n, n),
+                           U3(Om.data(), 1, n, Om.extent(1)), S(0), U3(Y.data(), 1, n, Y.extent(1)));
+  };
+  EXPECT_THROW(HM::from_matvec(op, n, tree, c), hfisher::Error);
+  // a sum whose recompression the cap stops is refused too
+  {
+    hfisher::CompressionOptions c2 = o;
+    c2.max_rank = 8;
+    c2.allow_capped = true;
+    auto H1 = HM::from_entries(fn, tree, c2);  // capped, allowed
+    auto Hs = HM::from_entries(fn, tree, o);
+    auto Hc = Hs.clone();
+    // the unlimited sum is fine; with the cap (allowed) it is reported
+    EXPECT_NO_THROW(Hc.add(Hs, S(0.5)));
+    int capped = 0;
+    for (const auto& r : H1.ranks()) capped += r.capped;
+    EXPECT_GT(capped, 0) << "allow_capped must report the capped blocks";
+    for (const auto& r : H1.ranks()) EXPECT_LE(r.max, 8) << "level " << r.level;
+    // save and load keep the flags and the option
+    const std::string path = unique_temp("capped.hodlr");
+    H1.save(path);
+    auto H2 = HM::load(path);
+    std::remove(path.c_str());
+    EXPECT_TRUE(H2.options().allow_capped);
+    EXPECT_EQ(H2.options().max_rank, 8);
+    const auto r1 = H1.ranks(), r2 = H2.ranks();
+    ASSERT_EQ(r1.size(), r2.size());
+    for (std::size_t l = 0; l < r1.size(); ++l) {
+      EXPECT_EQ(r1[l].capped, r2[l].capped) << "level " << r1[l].level;
+      EXPECT_EQ(r1[l].max, r2[l].max) << "level " << r1[l].level;
+    }
+    // adding to a capped matrix keeps its flags
+    auto H3 = H1.clone();
+    H3.add(H1, S(1));
+    int capped3 = 0;
+    for (const auto& r : H3.ranks()) capped3 += r.capped;
+    EXPECT_GE(capped3, capped);
+  }
+  // from_factors: G with 40 columns, cap 4
+  auto G = random_batch(1, n, 40, 4040);
+  Kokkos::View<S*, Mem> dd("d", n);
+  Kokkos::deep_copy(dd, S(1));
+  EXPECT_THROW(HM::from_factors(dd, dev2<S, E>(G.a, n, 40), tree, c), hfisher::Error);
+  c.allow_capped = true;
+  auto Hf = HM::from_factors(dd, dev2<S, E>(G.a, n, 40), tree, c);
+  int fcapped = 0;
+  for (const auto& r : Hf.ranks()) fcapped += r.capped;
+  EXPECT_GT(fcapped, 0);
+  // a cap the ranks stay below is no error
+  hfisher::CompressionOptions wide = o;
+  wide.max_rank = 4096;
+  EXPECT_NO_THROW(HM::from_factors(dd, dev2<S, E>(G.a, n, 40), tree, wide));
+}
+
 TYPED_TEST(HODLRTest, FromFactorsDiagonalPlusGramian) {
   using S = typename TypeParam::scalar;
   using E = typename TypeParam::exec;
@@ -254,7 +393,7 @@ TYPED_TEST(HODLRTest, AddDiagonalSaveLoadAndErrors) {
   auto d = to_host1(H.diag());
   for (int i = 0; i < n; ++i) EXPECT_NEAR(d[i], A[size_t(i) * n + i] + 2, 1e-4);
 
-  const std::string path = ::testing::TempDir() + "hfisher_hodlr_" + std::to_string(sizeof(S)) + ".bin";
+  const std::string path = unique_temp("hodlr_" + std::to_string(sizeof(S)) + ".bin");
   H.save(path);
   auto H2 = hfisher::HODLR<S, E>::load(path);
   EXPECT_TRUE(H2.tree() == H.tree());
@@ -295,6 +434,8 @@ TYPED_TEST(HODLRTest, AddDiagonalSaveLoadAndErrors) {
   // trailing bytes after the record, and a header whose level count asks for
   // 2^30 leaves: refused, the second before anything of that size is allocated
   refuses_trailing_bytes_and_huge_levels(path, [](const std::string& p) { HM::load(p); });
+  // mutated payloads behind no seal: loaded or refused, never a crash
+  fuzz_loader(path, [](const std::string& p) { HM::load(p); });
   using Other = typename std::conditional<std::is_same<S, double>::value, float, double>::type;
   try {
     hfisher::HODLR<Other, E>::load(path);
@@ -341,7 +482,7 @@ TYPED_TEST(HODLRTest, AddDiagonalSaveLoadAndErrors) {
   bad.tol = 0;
   EXPECT_THROW(HM::from_dense(Ad, tree, bad), hfisher::Error);
   bad = o;
-  bad.max_rank = 0;
+  bad.max_rank = -1;
   EXPECT_THROW(HM::from_dense(Ad, tree, bad), hfisher::Error);
   typename hfisher::HODLR<S, E>::Matrix Xw("Xw", n + 1, 1), Yw("Yw", n + 1, 1);
   EXPECT_THROW(H.apply(Xw, Yw), hfisher::Error);

@@ -45,6 +45,52 @@ TYPED_TEST(HSSTest, FromDenseKernelMatrices) {
   });
 }
 
+// No silent truncation (issue 19.6): the default (no cap) meets tol; a cap
+// below the node ranks is an error naming level and block unless
+// allow_capped, which reports the capped nodes, also after save and load.
+TYPED_TEST(HSSTest, NoSilentTruncation) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  using HM = hfisher::HSS<S, E>;
+  const double tol = std::is_same<S, double>::value ? 1e-8 : 1e-4;
+  const int n = 300;
+  std::vector<double> pts;
+  auto A = kernel_matrix(n, 2, 0.5, 61, &pts);
+  auto tree = hfisher::ClusterTree::from_points(pts, n, 2, 32);
+  auto Ad = dev2<S, E>(A, n, n);
+  hfisher::CompressionOptions o;
+  o.tol = tol;
+  auto H = HM::from_dense(Ad, tree, o);
+  for (const auto& r : H.ranks()) EXPECT_EQ(r.capped, 0) << "level " << r.level;
+  check_contract(H, as_batch(A, n), 10 * (tree.levels() + 1) * tol, "HSS, no cap");
+  hfisher::CompressionOptions c = o;
+  c.max_rank = 3;
+  std::string msg = "no error";
+  try {
+    HM::from_dense(Ad, tree, c);
+  } catch (const hfisher::Error& e) {
+    msg = e.what();
+  }
+  EXPECT_NE(msg.find("max_rank = 3"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("of level "), std::string::npos) << msg;
+  c.allow_capped = true;
+  auto Hc = HM::from_dense(Ad, tree, c);
+  int capped = 0;
+  for (const auto& r : Hc.ranks()) {
+    capped += r.capped;
+    EXPECT_LE(r.max, 3) << "level " << r.level;
+  }
+  EXPECT_GT(capped, 0);
+  const std::string path = unique_temp("capped.hss");
+  Hc.save(path);
+  auto H2 = HM::load(path);
+  std::remove(path.c_str());
+  EXPECT_TRUE(H2.options().allow_capped);
+  int capped2 = 0;
+  for (const auto& r : H2.ranks()) capped2 += r.capped;
+  EXPECT_EQ(capped2, capped);
+}
+
 // Matrix-free: products counted by the operator itself; a 1-D kernel matrix
 // of rank-structured off-diagonal blocks is recovered to the tolerance with
 // at most 6 k + 64 products (k the largest rank).
@@ -182,7 +228,7 @@ TYPED_TEST(HSSTest, SaveLoadAddDiagonalAndErrors) {
   H.add_diagonal(S(2));
   auto d = to_host1(H.diag());
   for (int i = 0; i < n; ++i) EXPECT_NEAR(d[i], A[size_t(i) * n + i] + 2, 1e-4);
-  const std::string path = ::testing::TempDir() + "hfisher_hss_" + std::to_string(sizeof(S)) + ".bin";
+  const std::string path = unique_temp("hss_" + std::to_string(sizeof(S)) + ".bin");
   H.save(path);
   auto H2 = HM::load(path);
   EXPECT_TRUE(H2.tree() == H.tree());
@@ -203,6 +249,8 @@ TYPED_TEST(HSSTest, SaveLoadAddDiagonalAndErrors) {
   // trailing bytes after the record, and a header whose level count asks for
   // 2^30 leaves: refused, the second before anything of that size is allocated
   refuses_trailing_bytes_and_huge_levels(path, [](const std::string& p) { HM::load(p); });
+  // mutated payloads behind no seal: loaded or refused, never a crash
+  fuzz_loader(path, [](const std::string& p) { HM::load(p); });
   // an HODLR file is not an HSS file
   hfisher::HODLR<S, E>::from_dense(Ad, tree, o).save(path + ".hodlr");
   EXPECT_THROW(HM::load(path + ".hodlr"), hfisher::Error);

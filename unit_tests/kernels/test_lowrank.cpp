@@ -107,6 +107,17 @@ TYPED_TEST(LowRank, RandomizedSVDAndTruncation) {
       EXPECT_LE(norm2(err, b), tol * sig[0] + Tol<S>::rounding) << "truncate entry " << b;
       EXPECT_LE(orth_error(Voh, b, int(rh[b])), Tol<S>::orth * m * 10);
     }
+    // the capped flags: none at kmax = 15 (rank 12 fits), all at kmax = 5
+    Kokkos::View<S*, typename E::memory_space> tail("tail", nb);
+    Kokkos::View<int*, typename E::memory_space> capped("capped", nb);
+    hfisher::kernels::truncate_lowrank(E(), U, V, tol, Uo, Vo, rank, tail, capped);
+    for (int b = 0; b < nb; ++b) EXPECT_EQ(to_host1(capped)[b], 0) << "entry " << b;
+    hfisher::BatchMatrix<S, E> U5("U5", nb, m, 5), V5("V5", nb, n, 5);
+    hfisher::kernels::truncate_lowrank(E(), U, V, tol, U5, V5, rank, tail, capped);
+    for (int b = 0; b < nb; ++b) {
+      EXPECT_EQ(to_host1(capped)[b], 1) << "entry " << b;
+      EXPECT_EQ(to_host1(rank)[b], 5) << "entry " << b;
+    }
     hfisher::BatchMatrix<S, E> Ubig("Ubig", nb, m, 31);
     EXPECT_THROW(hfisher::kernels::truncate_lowrank(E(), U, V, tol, Ubig, Vo, rank), hfisher::Error);
     EXPECT_THROW(hfisher::kernels::truncate_lowrank(E(), U, V, 0.0, Uo, Vo, rank), hfisher::Error);

@@ -4,6 +4,7 @@
 #include <fstream>
 #include <zlib.h>
 
+#include "../fuzz_helpers.hpp"
 #include "../test_helpers.hpp"
 
 using namespace hfisher_test;
@@ -75,7 +76,7 @@ TYPED_TEST(MLPTest, TrainsSaveLoadAndErrors) {
   const double acc = model.accuracy(data);
   EXPECT_GT(acc, 0.9) << "from " << acc0;
   // save / load: identical predictions
-  const std::string path = ::testing::TempDir() + "/hfisher_mlp.bin";
+  const std::string path = unique_temp("mlp.bin");
   model.save(path);
   auto back = M::load(path);
   EXPECT_EQ(back.widths(), model.widths());
@@ -90,6 +91,8 @@ TYPED_TEST(MLPTest, TrainsSaveLoadAndErrors) {
   }
   EXPECT_THROW(M::load(path + ".cut"), hfisher::Error);
   EXPECT_THROW(M::load(path + ".missing"), hfisher::Error);
+  // mutated payloads behind no seal: loaded or refused, never a crash
+  fuzz_loader(path, [](const std::string& p) { M::load(p); });
   using Other = hfisher::nn::MLP<std::conditional_t<std::is_same<S, double>::value, float, double>, E>;
   EXPECT_THROW(Other::load(path), hfisher::Error);
   // bad input
@@ -197,6 +200,11 @@ TEST(Idx, ReadsGzipAndPlainAndRejectsBadFiles) {
   extra.push_back(1);
   write_plain(dir + "/extra.idx", extra);
   EXPECT_THROW(hfisher::nn::read_idx(dir + "/extra.idx"), hfisher::Error);
+  // mutated headers and data: read or refused, never a crash
+  const std::string fuzz_base = unique_temp("fuzz-base.idx");
+  write_plain(fuzz_base, img);
+  fuzz_loader(fuzz_base, [](const std::string& p) { hfisher::nn::read_idx(p); });
+  std::remove(fuzz_base.c_str());
   auto lab2 = lab;
   lab2[7] = 2;
   lab2.pop_back();

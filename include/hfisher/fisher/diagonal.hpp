@@ -117,6 +117,7 @@ class DiagonalOperator : public CurvatureOperator<Scalar, ExecSpace> {
     constexpr const char* where = "hfisher::CurvatureOperator::load";
     const auto n = io::get<std::int64_t>(i, what, where);
     hfisher::detail::require(n >= 1 && n < (1L << 40), where, what, ": corrupt size ", n);
+    io::require_available(i, static_cast<unsigned long long>(n) * sizeof(Scalar), what, where);  // before allocating
     Vector d("hfisher::fisher::diag", n);
     io::get_view(i, d, what, where);
     return std::make_unique<DiagonalOperator>(d);

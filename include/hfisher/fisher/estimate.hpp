@@ -47,7 +47,10 @@ struct FisherOptions {
   int rank = 64;                  ///< LowRank: largest rank kept
   double tol = 1e-6;              ///< LowRank and Hierarchical: relative truncation tolerance
   int leaf = 64;                  ///< Hierarchical: leaf size of the balanced cluster tree
-  int hodlr_max_rank = 256;       ///< Hierarchical: rank cap of off-diagonal blocks
+  /// Hierarchical: rank cap of off-diagonal blocks, a memory budget: blocks
+  /// it stops short of tol are kept and counted in ranks()[level].capped
+  /// (0: no cap; the rank is then bounded by the samples)
+  int hodlr_max_rank = 256;
   /// Hierarchical: add a bound of each truncation error to the diagonal so the
   /// compressed Fisher stays positive semi-definite at any tolerance (costs
   /// accuracy on the diagonal; see CompressionOptions::spd_compensation).
@@ -80,7 +83,8 @@ struct FisherOptions {
     hfisher::detail::require(rank >= 1, where, "rank = ", rank, " (must be >= 1)");
     hfisher::detail::require(tol > 0 && tol < 1, where, "tol = ", tol, " (must lie in (0, 1))");
     hfisher::detail::require(leaf >= 2, where, "leaf = ", leaf, " (must be >= 2)");
-    hfisher::detail::require(hodlr_max_rank >= 1, where, "hodlr_max_rank = ", hodlr_max_rank, " (must be >= 1)");
+    hfisher::detail::require(hodlr_max_rank >= 0, where, "hodlr_max_rank = ", hodlr_max_rank,
+                             " (must be >= 0; 0: no cap)");
     hfisher::detail::require(multilevel_levels >= 1 && multilevel_levels <= 16, where, "multilevel_levels = ",
                              multilevel_levels, " (must lie in [1, 16])");
     hfisher::detail::require(multilevel_rank >= 1, where, "multilevel_rank = ", multilevel_rank, " (must be >= 1)");
@@ -342,6 +346,7 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> hodlr_layer(const FisherSa
   CompressionOptions co;
   co.tol = o.tol;
   co.max_rank = o.hodlr_max_rank;
+  co.allow_capped = true;  // the cap is the Fisher's memory budget: capped blocks are reported by ranks()
   co.spd_compensation = o.spd_compensation;
   auto tree = ClusterTree::balanced(int(P), leaf);
   return std::make_unique<HODLROperator<Scalar, ExecSpace>>(

@@ -199,6 +199,8 @@ class LowRankOperator : public CurvatureOperator<Scalar, ExecSpace> {
     const double tol = io::get<double>(i, what, where);
     hfisher::detail::require(n >= 1 && n < (1L << 40) && k >= 0 && k <= n && mr >= 1, where, what,
                              ": corrupt low-rank header");
+    io::require_available(i, static_cast<unsigned long long>(n) * (1ULL + static_cast<unsigned long long>(k)) * sizeof(Scalar),
+                          what, where);  // before allocating
     Vector d("hfisher::lowrank::d", n);
     Matrix W("hfisher::lowrank::W", n, k);
     io::get_view(i, d, what, where);

@@ -357,12 +357,16 @@ class MultilevelOperator : public CurvatureOperator<Scalar, ExecSpace> {
       const auto nb = io::get<std::int64_t>(i, what, where);
       hfisher::detail::require(r >= 1 && r <= 1 << 20 && nb >= 2 && nb <= n + 1, where, what,
                                ": corrupt multilevel level ", l);
+      io::require_available(i, static_cast<unsigned long long>(nb) * 8ULL, what, where);
       std::vector<long> b(nb);
       for (auto& x : b) x = long(io::get<std::int64_t>(i, what, where));
       lay.ranks.push_back(r);
       lay.bounds.push_back(std::move(b));
     }
     lay.validate(n, where);
+    io::require_available(i, static_cast<unsigned long long>(n) * (1ULL + static_cast<unsigned long long>(lay.columns())) *
+                                 sizeof(Scalar),
+                          what, where);  // before allocating
     Vector d("hfisher::multilevel::d", n);
     Matrix W("hfisher::multilevel::W", n, lay.columns());
     io::get_view(i, d, what, where);

@@ -23,10 +23,12 @@ namespace hmatrix_impl {
 /// `level`, B(i, j) = fn(perm(row i of node 2p), perm(col j of node 2p+1))
 /// (0 on padding). U, V: (pairs, kmax, m) outputs; rows q >= rank(p) are
 /// left unwritten. used: (pairs, m) int workspace. Stops when
-/// |u_k| |v_k| <= tol |U V^T|_F.
+/// |u_k| |v_k| <= tol |U V^T|_F; open(p) = 1 where block p stopped at kmax
+/// terms before that (a larger kmax is needed), else 0.
 template <class Exec, class EntryFn, class Batch, class IntView, class Used>
 void aca_level(const Exec& space, const EntryFn& fn, const Kokkos::View<int*, typename Exec::memory_space>& perm,
-               int level, int N, double tol, const Batch& U, const Batch& V, const IntView& rank, const Used& used) {
+               int level, int N, double tol, const Batch& U, const Batch& V, const IntView& rank,
+               const IntView& open, const Used& used) {
   using T = typename Batch::non_const_value_type;
   using member = typename ExecTraits<Exec>::member_type;
   const int m = N >> level, pairs = 1 << (level - 1), kmax = U.extent(1);
@@ -75,6 +77,7 @@ void aca_level(const Exec& space, const EntryFn& fn, const Kokkos::View<int*, ty
         int istar = 0;
         while (istar < m && used(p, istar)) ++istar;
         int k = 0;
+        bool converged = false;
         T norm2 = T(0);
         const T tiny = T(100) * math::limits<T>::tiny();
         using reducer = Kokkos::MaxLoc<T, int>;
@@ -112,7 +115,10 @@ void aca_level(const Exec& space, const EntryFn& fn, const Kokkos::View<int*, ty
           for (int q = 0; q < k; ++q) cross += dot(U, q, U, k) * dot(V, q, V, k);
           norm2 += T(2) * cross + uu * vv;
           ++k;
-          if (math::sqrt(uu) * math::sqrt(vv) <= ttol * math::sqrt(math::abs(norm2))) break;
+          if (math::sqrt(uu) * math::sqrt(vv) <= ttol * math::sqrt(math::abs(norm2))) {
+            converged = true;
+            break;
+          }
           // next row: largest entry of the new column among unused rows
           typename reducer::value_type nb;
           Kokkos::parallel_reduce(
@@ -133,7 +139,13 @@ void aca_level(const Exec& space, const EntryFn& fn, const Kokkos::View<int*, ty
             while (istar < m && used(p, istar)) ++istar;
           }
         }
-        Kokkos::single(Kokkos::PerTeam(t), [&]() { rank(p) = k; });
+        // every row used: the cross approximation is exact
+        while (istar < m && used(p, istar)) ++istar;
+        const int unresolved = (!converged && k == kmax && istar < m) ? 1 : 0;
+        Kokkos::single(Kokkos::PerTeam(t), [&]() {
+          rank(p) = k;
+          open(p) = unresolved;
+        });
       });
 }
 

@@ -23,6 +23,8 @@ class ClusterTree {
   ClusterTree() = default;
 
   /// Index order kept: [0, n) split evenly, leaves of leaf_size positions.
+  /// (Every constructor: a leaf_size above n becomes n, one dense leaf
+  /// without padding.)
   static ClusterTree balanced(int n, int leaf_size);
 
   /// Recursive bisection of n points (host array, row-major n x d) along the

@@ -4,14 +4,22 @@
 
 #include <hfisher/core/error.hpp>
 
+#include <vector>
+
 namespace hfisher {
 
 /// tol: relative tolerance of each off-diagonal block (its dropped part has
 /// 2-norm <= tol times the block's 2-norm; 2 tol for the randomized dense
-/// path); max_rank: absolute cap on any block's rank.
+/// path); max_rank: cap on any block's rank, 0 (the default) for none (a
+/// block's rank is then bounded by its size only).
+///
+/// No silent truncation: when the cap stops a block from reaching tol, the
+/// construction throws an hfisher::Error naming the level and the block,
+/// unless allow_capped is set; then the block keeps max_rank terms and is
+/// counted in ranks()[level].capped.
 struct CompressionOptions {
   double tol = 1e-8;
-  int max_rank = 64;
+  int max_rank = 0;
   unsigned long long seed = 42;  ///< for randomized compression
   /// Keep a positive semi-definite input positive semi-definite (from_factors
   /// and add): each truncated off-diagonal pair [0 E; E^T 0] is compensated by
@@ -32,9 +40,14 @@ struct CompressionOptions {
   /// Matrix-free construction: cap on the products (test vectors plus
   /// probes); 0 lets the construction take what the rank cap needs.
   int max_products = 0;
+  /// Accept blocks that max_rank stops short of tol (a memory budget):
+  /// they are reported in ranks()[level].capped instead of an error.
+  bool allow_capped = false;
+  /// The rank bound of a block of size m: min(max_rank, m), or m without a cap.
+  int rank_cap(int m) const { return max_rank > 0 && max_rank < m ? max_rank : m; }
   void validate(const char* where) const {
     detail::require(tol > 0.0 && tol < 1.0, where, "CompressionOptions.tol must lie in (0, 1), got ", tol);
-    detail::require(max_rank >= 1, where, "CompressionOptions.max_rank must be >= 1, got ", max_rank);
+    detail::require(max_rank >= 0, where, "CompressionOptions.max_rank must be >= 0 (0: no cap), got ", max_rank);
   }
 };
 
@@ -54,6 +67,22 @@ struct RankStats {
   int min = 0, max = 0;
   double mean = 0;
   int padded = 0;  ///< the level's storage rank
+  /// Blocks (HODLR) or nodes (HSS) whose rank max_rank stopped short of the
+  /// tolerance (only with CompressionOptions::allow_capped; else an error).
+  int capped = 0;
 };
+
+namespace hmatrix_impl {
+/// The no-silent-truncation contract: `capped` holds one flag per block of
+/// `level`; without opts.allow_capped the first capped block is an error.
+inline void check_capped(const CompressionOptions& opts, const char* where, int level,
+                         const std::vector<char>& capped) {
+  if (opts.allow_capped) return;
+  for (std::size_t b = 0; b < capped.size(); ++b)
+    detail::require(!capped[b], where, "max_rank = ", opts.max_rank, " stops block ", b, " of level ", level,
+                    " from reaching tol = ", opts.tol, "; raise max_rank (0: no cap), or set ",
+                    "CompressionOptions.allow_capped to keep capped blocks (reported in ranks())");
+}
+}  // namespace hmatrix_impl
 
 }  // namespace hfisher

@@ -59,6 +59,20 @@ void compress_rsvd(const Exec& space, const BView& B, double tol, std::uint64_t 
       });
 }
 
+/// Capped flags of a randomized-SVD level: the range finder stops at kmax
+/// columns, so a block that kept all kmax (below its exact bound) may have
+/// needed more.
+template <class Exec, class RankView>
+Kokkos::View<int*, typename Exec::memory_space> rsvd_capped(const Exec& space, const RankView& rank, int kmax,
+                                                            int bound) {
+  const int pairs = rank.extent(0);
+  Kokkos::View<int*, typename Exec::memory_space> c("hfisher::HODLR::capped", pairs);
+  Kokkos::parallel_for(
+      "hfisher::HODLR::rsvd_capped", Kokkos::RangePolicy<Exec>(space, 0, pairs),
+      KOKKOS_LAMBDA(const int p) { c(p) = (rank(p) >= kmax && kmax < bound) ? 1 : 0; });
+  return c;
+}
+
 /// SPD-preserving compensation of one level (see CompressionOptions): adds
 /// delta(p) >= |E_p|_2, the norm of pair p's truncation error, to the diagonal
 /// of the pair's 2m tree indices in D; then [delta I, -E; -E^T, delta I] >= 0
@@ -219,11 +233,17 @@ class HODLR {
   Batch D_;
   std::vector<Batch> U_, V_;
   std::vector<std::vector<int>> ranks_;
+  std::vector<std::vector<char>> capped_;  // per level and block: max_rank stopped it short of tol
   Kokkos::View<int*, mem_space> perm_d_, iperm_d_;
 
   void init_structure(const ClusterTree& tree, const CompressionOptions& opts);
-  // keeps the first k = max(1, max rank) columns of the kmax-wide U, V
-  void store_level(int level, const Batch& Uw, const Batch& Vw, const Kokkos::View<int*, mem_space>& rank);
+  // keeps the first k = max(1, max rank) columns of the kmax-wide U, V;
+  // capped (pairs, may be empty): blocks the rank cap stopped short of tol,
+  // an error naming the block unless opts_.allow_capped (flags are OR'ed
+  // with `keep`, the level's earlier flags, when given)
+  void store_level(int level, const Batch& Uw, const Batch& Vw, const Kokkos::View<int*, mem_space>& rank,
+                   const char* where, const Kokkos::View<int*, mem_space>& capped = {},
+                   const std::vector<char>& keep = {});
 };
 
 // ============================================================ implementation
@@ -236,12 +256,23 @@ void HODLR<Scalar, ExecSpace>::init_structure(const ClusterTree& tree, const Com
   U_.assign(tree.levels(), Batch());
   V_.assign(tree.levels(), Batch());
   ranks_.assign(tree.levels(), {});
+  capped_.assign(tree.levels(), {});
 }
 
 template <class Scalar, class ExecSpace>
 void HODLR<Scalar, ExecSpace>::store_level(int level, const Batch& Uw, const Batch& Vw,
-                                           const Kokkos::View<int*, mem_space>& rank) {
+                                           const Kokkos::View<int*, mem_space>& rank, const char* where,
+                                           const Kokkos::View<int*, mem_space>& capped,
+                                           const std::vector<char>& keep) {
   const int pairs = Uw.extent(0), m = Uw.extent(1);
+  std::vector<char> cap(pairs, 0);
+  if (capped.extent(0) > 0) {
+    auto ch = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), capped);
+    for (int p = 0; p < pairs; ++p) cap[p] = ch(p) != 0;
+  }
+  hmatrix_impl::check_capped(opts_, where, level, cap);
+  for (std::size_t p = 0; p < keep.size() && p < cap.size(); ++p) cap[p] = cap[p] || keep[p];
+  capped_[level - 1] = cap;
   auto rh = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), rank);
   std::vector<int> r(pairs);
   int k = 1;
@@ -290,12 +321,12 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::from_dense(const AView& A, co
   Kokkos::deep_copy(H.D_, hmatrix_impl::diag_blocks(P, leaf));
   for (int l = 1; l <= L; ++l) {
     const int m = N >> l, pairs = 1 << (l - 1);
-    const int kmax = std::min(opts.max_rank, m);
+    const int kmax = opts.rank_cap(m);
     auto B = hmatrix_impl::offdiag_blocks(P, l);
     Batch Uw("hfisher::HODLR::Uw", pairs, m, kmax), Vw("hfisher::HODLR::Vw", pairs, m, kmax);
     Kokkos::View<int*, mem_space> rank("hfisher::HODLR::rank", pairs);
     hmatrix_impl::compress_rsvd(space, B, opts.tol, opts.seed + std::uint64_t(l) * 7919u, Uw, Vw, rank);
-    H.store_level(l, Uw, Vw, rank);
+    H.store_level(l, Uw, Vw, rank, where, hmatrix_impl::rsvd_capped(space, rank, kmax, m));
   }
   return H;
 }
@@ -322,22 +353,41 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::from_entries(const EntryFn& f
         }
       });
   detail::check_finite3(space, D, where, "entries of a diagonal block (fn returned NaN/Inf)");
+  int ra_prev = 0;
   for (int l = 1; l <= L; ++l) {
     const int m = N >> l, pairs = 1 << (l - 1);
-    const int kaca = std::min(m, opts.max_rank + std::max(8, opts.max_rank / 2));
-    const int kmax = std::min(opts.max_rank, kaca);
-    // cross vectors one per row (see aca.hpp); only the rows ACA writes are touched
-    Batch Ua(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::HODLR::Ua"), pairs, kaca, m);
-    Batch Va(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::HODLR::Va"), pairs, kaca, m);
+    const int cap = opts.rank_cap(m);
+    // ACA terms: with a cap, the cap plus room for the recompression; without
+    // one, a guess from the coarser level, doubled (and the level redone)
+    // while a block has not converged, up to the block size
+    const int kaca_lim = opts.max_rank > 0 ? std::min(m, cap + std::max(8, cap / 2)) : m;
+    int kaca = opts.max_rank > 0 ? kaca_lim : std::min(m, std::max(128, ra_prev + ra_prev / 2 + 16));
+    const int kmax = std::min(cap, kaca_lim);
     Kokkos::View<int*, mem_space> rank_aca("hfisher::HODLR::rank_aca", pairs), rank("hfisher::HODLR::rank", pairs);
+    Kokkos::View<int*, mem_space> open("hfisher::HODLR::aca_open", pairs);
     Kokkos::View<int**, Kokkos::LayoutRight, mem_space> used(
         Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::HODLR::used"), pairs, m);
-    hmatrix_impl::aca_level(space, fn, perm, l, N, 0.1 * opts.tol, Ua, Va, rank_aca, used);
+    Batch Ua, Va;
     int ra = 0;
-    Kokkos::parallel_reduce(
-        "hfisher::HODLR::aca_rank", Kokkos::RangePolicy<ExecSpace>(space, 0, pairs),
-        KOKKOS_LAMBDA(const int p, int& v) { v = rank_aca(p) > v ? rank_aca(p) : v; }, Kokkos::Max<int>(ra));
+    for (;;) {
+      // cross vectors one per row (see aca.hpp); only the rows ACA writes are touched
+      Ua = Batch(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::HODLR::Ua"), pairs, kaca, m);
+      Va = Batch(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::HODLR::Va"), pairs, kaca, m);
+      hmatrix_impl::aca_level(space, fn, perm, l, N, 0.1 * opts.tol, Ua, Va, rank_aca, open, used);
+      int any_open = 0;
+      ra = 0;
+      Kokkos::parallel_reduce(
+          "hfisher::HODLR::aca_rank", Kokkos::RangePolicy<ExecSpace>(space, 0, pairs),
+          KOKKOS_LAMBDA(const int p, int& v, int& o) {
+            v = rank_aca(p) > v ? rank_aca(p) : v;
+            o = open(p) > o ? open(p) : o;
+          },
+          Kokkos::Max<int>(ra), Kokkos::Max<int>(any_open));
+      if (any_open <= 0 || kaca >= kaca_lim) break;
+      kaca = std::min(kaca_lim, 2 * kaca);
+    }
     ra = std::max(ra, 1);
+    ra_prev = ra;
     hmatrix_impl::aca_zero_tail(space, Ua, Va, rank_aca, ra);
     // the first ra cross vectors as (pairs, m, ra) column blocks, without a copy
     const auto tr = Kokkos::LayoutStride(pairs, long(kaca) * m, m, 1, ra, m);
@@ -346,9 +396,14 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::from_entries(const EntryFn& f
     detail::check_finite3(space, Vt, where, "entries of an off-diagonal block (fn returned NaN/Inf)");
     const int kt = std::min(kmax, ra);
     Batch Uw("hfisher::HODLR::Uw", pairs, m, kt), Vw("hfisher::HODLR::Vw", pairs, m, kt);
-    kernels::truncate_lowrank(space, Ut, Vt, opts.tol, Uw, Vw,
-                              rank);
-    H.store_level(l, Uw, Vw, rank);
+    Kokkos::View<Scalar*, mem_space> no_tail;
+    Kokkos::View<int*, mem_space> capped("hfisher::HODLR::capped", pairs);
+    kernels::truncate_lowrank(space, Ut, Vt, opts.tol, Uw, Vw, rank, no_tail, capped);
+    // capped: the cross approximation ran out of terms, or the cap cut it
+    Kokkos::parallel_for(
+        "hfisher::HODLR::aca_capped", Kokkos::RangePolicy<ExecSpace>(space, 0, pairs),
+        KOKKOS_LAMBDA(const int p) { capped(p) = (capped(p) || open(p)) ? 1 : 0; });
+    H.store_level(l, Uw, Vw, rank, where, capped);
   }
   return H;
 }
@@ -396,15 +451,16 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::from_factors(const DView& d, 
       });
   for (int l = 1; l <= L; ++l) {
     const int m = N >> l, pairs = 1 << (l - 1);
-    const int kmax = std::min(std::min(opts.max_rank, m), mc);
+    const int kmax = std::min(opts.rank_cap(m), mc);
     auto GL = hmatrix_impl::level_nodes(Gp, l, hmatrix_impl::Nodes::Left);
     auto GR = hmatrix_impl::level_nodes(Gp, l, hmatrix_impl::Nodes::Right);
     Batch Uw("hfisher::HODLR::Uw", pairs, m, kmax), Vw("hfisher::HODLR::Vw", pairs, m, kmax);
     Kokkos::View<int*, mem_space> rank("hfisher::HODLR::rank", pairs);
     Kokkos::View<Scalar*, mem_space> tail("hfisher::HODLR::tail", opts.spd_compensation ? pairs : 0);
+    Kokkos::View<int*, mem_space> capped("hfisher::HODLR::capped", pairs);
     if (2 * mc <= m) {
       // few columns: QRs of the row blocks and an SVD of the small mc x mc core
-      kernels::truncate_lowrank(space, GL, GR, opts.tol, Uw, Vw, rank, tail);
+      kernels::truncate_lowrank(space, GL, GR, opts.tol, Uw, Vw, rank, tail, capped);
     } else {
       // the core would be as large as the block: form G_I G_J^T (one batched
       // GEMM) and compress it with the batched randomized SVD
@@ -412,9 +468,10 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::from_factors(const DView& d, 
       kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::Trans, Scalar(1), GL, GR, Scalar(0), B);
       hmatrix_impl::compress_rsvd(space, B, opts.tol, opts.seed + std::uint64_t(l) * 7919u, Uw, Vw, rank);
       if (opts.spd_compensation) hmatrix_impl::residual_fro(space, B, Uw, Vw, tail);
+      capped = hmatrix_impl::rsvd_capped(space, rank, kmax, std::min(m, mc));
     }
     if (opts.spd_compensation) hmatrix_impl::compensate_level(space, H.D_, tail, m);
-    H.store_level(l, Uw, Vw, rank);
+    H.store_level(l, Uw, Vw, rank, where, capped);
   }
   return H;
 }
@@ -526,6 +583,7 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::from_operator(const Operator&
     H.U_[l - 1] = Batch("hfisher::HODLR::U", 1 << (l - 1), N >> l, 1);
     H.V_[l - 1] = Batch("hfisher::HODLR::V", 1 << (l - 1), N >> l, 1);
     H.ranks_[l - 1].assign(1 << (l - 1), 0);
+    H.capped_[l - 1].assign(1 << (l - 1), 0);
   }
   TreeOperator<Scalar, ExecSpace> top{op, n, H.perm_d_, H.iperm_d_, where};
   // A Om minus the levels < l already built (tree order)
@@ -539,24 +597,29 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::from_operator(const Operator&
   int kprev = 8;
   for (int l = 1; l <= L; ++l) {
     const int m = N >> l, pairs = 1 << (l - 1);
-    const int kcap = std::min(opts.max_rank, m);
+    const int kcap = opts.rank_cap(m);
     const int smax = std::min(m, kcap + p);
     int s = std::min(smax, std::min(kcap, std::max(8, kprev)) + p);
-    // pass 1: samples of A(I_2p, I_2p+1) on the left children's rows
-    Matrix Om("hfisher::HODLR::peel_Om", N, smax), Y("hfisher::HODLR::peel_Ys", N, smax);
-    gaussian_columns(space, Om, 0, smax, opts.seed + std::uint64_t(l) * 104729u);
-    keep_children(space, Om, l, true);
+    // pass 1: samples of A(I_2p, I_2p+1) on the left children's rows; the
+    // test vectors are counter-based, so the sample grows without a buffer
+    // sized for the largest possible rank
     int done = 0, k = 1;
     Batch Us;
     BatchVector<Scalar, ExecSpace> S;
+    Matrix Ys;
+    std::vector<int> rb(pairs, 0);
     for (;;) {
+      Matrix Om(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HODLR::peel_Om"), N, s);
+      gaussian_columns(space, Om, done, s, opts.seed + std::uint64_t(l) * 104729u);
+      keep_children(space, Om, l, true);
       Matrix Omn(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HODLR::peel_new"), N, s - done);
       Kokkos::deep_copy(space, Omn, Kokkos::subview(Om, Kokkos::ALL(), Kokkos::make_pair(done, s)));
       Matrix Yn = peeled(Omn, l);
-      Kokkos::deep_copy(space, Kokkos::subview(Y, Kokkos::ALL(), Kokkos::make_pair(done, s)), Yn);
+      Matrix Yg(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HODLR::peel_Ys"), N, s);
+      if (done > 0) Kokkos::deep_copy(space, Kokkos::subview(Yg, Kokkos::ALL(), Kokkos::make_pair(0, done)), Ys);
+      Kokkos::deep_copy(space, Kokkos::subview(Yg, Kokkos::ALL(), Kokkos::make_pair(done, s)), Yn);
+      Ys = Yg;
       done = s;
-      Matrix Ys(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HODLR::peel_Ysc"), N, s);
-      Kokkos::deep_copy(space, Ys, Kokkos::subview(Y, Kokkos::ALL(), Kokkos::make_pair(0, s)));
       auto Z = level_nodes(Ys, l, Nodes::Left);  // (pairs, m, s)
       const int q = std::min(m, s);
       Us = Batch("hfisher::HODLR::peel_U", pairs, m, q);
@@ -571,6 +634,7 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::from_operator(const Operator&
       for (int b = 0; b < pairs; ++b) {
         int r = 0;
         while (r < q && double(Sh(b, r)) > thr) ++r;
+        rb[b] = r;
         rmax = std::max(rmax, r);
       }
       k = std::max(1, std::min(rmax, kcap));
@@ -593,7 +657,14 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::from_operator(const Operator&
     Batch Uw("hfisher::HODLR::Uw", pairs, m, k), Vw("hfisher::HODLR::Vw", pairs, m, k);
     Kokkos::View<int*, mem_space> rank("hfisher::HODLR::rank", pairs);
     kernels::truncate_lowrank(space, Qk, Vk, opts.tol, Uw, Vw, rank);
-    H.store_level(l, Uw, Vw, rank);
+    // capped: the sample showed more singular values above tol than the cap keeps
+    Kokkos::View<int*, mem_space> capped("hfisher::HODLR::capped", pairs);
+    {
+      auto ch = Kokkos::create_mirror_view(capped);
+      for (int b = 0; b < pairs; ++b) ch(b) = rb[b] > kcap ? 1 : 0;
+      Kokkos::deep_copy(capped, ch);
+    }
+    H.store_level(l, Uw, Vw, rank, where, capped);
   }
   // leaves: stacked identities, minus every level
   {
@@ -671,13 +742,17 @@ void HODLR<Scalar, ExecSpace>::add(const HODLR& B, Scalar alpha) {
             }
           }
         });
-    const int kmax = std::min(std::min(opts_.max_rank, m), kk);
+    const int kmax = std::min(opts_.rank_cap(m), kk);
     Batch Uw("hfisher::HODLR::Uw", pairs, m, kmax), Vw("hfisher::HODLR::Vw", pairs, m, kmax);
     Kokkos::View<int*, mem_space> rank("hfisher::HODLR::rank", pairs);
     Kokkos::View<Scalar*, mem_space> tail("hfisher::HODLR::tail", opts_.spd_compensation ? pairs : 0);
-    kernels::truncate_lowrank(space, Uc, Vc, opts_.tol, Uw, Vw, rank, tail);
+    Kokkos::View<int*, mem_space> capped("hfisher::HODLR::capped", pairs);
+    kernels::truncate_lowrank(space, Uc, Vc, opts_.tol, Uw, Vw, rank, tail, capped);
     if (opts_.spd_compensation) hmatrix_impl::compensate_level(space, D_, tail, m);
-    store_level(l, Uw, Vw, rank);
+    std::vector<char> keep = capped_[l - 1];
+    const auto& kb_flags = B.capped_[l - 1];
+    for (std::size_t p = 0; p < keep.size() && p < kb_flags.size(); ++p) keep[p] = keep[p] || kb_flags[p];
+    store_level(l, Uw, Vw, rank, "hfisher::HODLR::add", capped, keep);
   }
 }
 
@@ -726,7 +801,7 @@ void HODLR<Scalar, ExecSpace>::recompress(double tol) {
     Kokkos::View<Scalar*, mem_space> tail("hfisher::HODLR::tail", opts_.spd_compensation ? pairs : 0);
     kernels::truncate_lowrank(space, U, V, tol, Uw, Vw, rank, tail);
     if (opts_.spd_compensation) hmatrix_impl::compensate_level(space, D_, tail, m);
-    store_level(l, Uw, Vw, rank);
+    store_level(l, Uw, Vw, rank, "hfisher::HODLR::recompress", {}, capped_[l - 1]);
   }
 }
 
@@ -741,7 +816,7 @@ template <class Scalar, class ExecSpace>
 std::vector<RankStats> HODLR<Scalar, ExecSpace>::ranks() const {
   std::vector<RankStats> out;
   for (std::size_t l = 0; l < ranks_.size(); ++l)
-    out.push_back(hmatrix_impl::rank_stats(int(l) + 1, ranks_[l], U_[l].extent(2)));
+    out.push_back(hmatrix_impl::rank_stats(int(l) + 1, ranks_[l], U_[l].extent(2), capped_[l]));
   return out;
 }
 
@@ -762,12 +837,14 @@ void HODLR<Scalar, ExecSpace>::write(std::ostream& o) const {
   put(o, std::int32_t(tree_.leaf_size()));
   put(o, std::int32_t(tree_.levels()));
   put(o, opts_.tol);
-  put(o, std::int32_t(opts_.max_rank | (opts_.spd_compensation ? (1 << 30) : 0)));  // flag in bit 30
+  // flags in bits 30 (spd_compensation) and 29 (allow_capped)
+  put(o, std::int32_t(opts_.max_rank | (opts_.spd_compensation ? (1 << 30) : 0) | (opts_.allow_capped ? (1 << 29) : 0)));
   for (int p : tree_.perm()) put(o, std::int32_t(p));
   io::put_view(o, D_);
   for (std::size_t l = 0; l < U_.size(); ++l) {
     put(o, std::int32_t(U_[l].extent(2)));
-    for (int r : ranks_[l]) put(o, std::int32_t(r));
+    for (std::size_t p = 0; p < ranks_[l].size(); ++p)  // a capped block has bit 30 set
+      put(o, std::int32_t(ranks_[l][p] | (p < capped_[l].size() && capped_[l][p] ? (1 << 30) : 0)));
     io::put_view(o, U_[l]);
     io::put_view(o, V_[l]);
   }
@@ -800,10 +877,11 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::read(std::istream& i, const s
   opts.tol = io::get<double>(i, path, where);
   opts.max_rank = get32();
   opts.spd_compensation = (opts.max_rank & (1 << 30)) != 0;
-  opts.max_rank &= ~(1 << 30);
+  opts.allow_capped = (opts.max_rank & (1 << 29)) != 0;
+  opts.max_rank &= ~((1 << 30) | (1 << 29));
   // every header field read back is checked; sizes against the bytes the
-  // file holds before anything of that size is allocated
-  detail::require(opts.tol > 0 && opts.tol < 1 && opts.max_rank >= 1, where, path, ": corrupt options (tol = ",
+  // file holds before anything of that size is allocated (max_rank 0: no cap)
+  detail::require(opts.tol > 0 && opts.tol < 1 && opts.max_rank >= 0, where, path, ": corrupt options (tol = ",
                   opts.tol, ", max_rank = ", opts.max_rank, ")");
   const int N = leaf << L;
   io::require_available(i, 4ULL * N, path, where);
@@ -819,8 +897,11 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::read(std::istream& i, const s
     const int k = get32();
     detail::require(k >= 1 && k <= m, where, path, ": corrupt rank ", k, " at level ", l);
     std::vector<int> r(pairs);
+    std::vector<char> capped(pairs, 0);
     for (int p = 0; p < pairs; ++p) {
       r[p] = get32();
+      capped[p] = (r[p] & (1 << 30)) != 0;
+      r[p] &= ~(1 << 30);
       detail::require(r[p] >= 0 && r[p] <= k, where, path, ": corrupt block rank at level ", l);
     }
     io::require_available(i, 2ULL * pairs * m * k * sizeof(Scalar), path, where);
@@ -830,6 +911,7 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::read(std::istream& i, const s
     H.U_[l - 1] = U;
     H.V_[l - 1] = V;
     H.ranks_[l - 1] = r;
+    H.capped_[l - 1] = capped;
   }
   char magic[8] = {};
   i.read(magic, 8);

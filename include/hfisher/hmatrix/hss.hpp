@@ -166,6 +166,7 @@ class HSS {
   MatvecInfo info_;
   std::vector<Batch> D_, U_;  // index = level; U_[0] empty
   std::vector<std::vector<int>> ranks_;
+  std::vector<std::vector<char>> capped_;  // per level and node: max_rank stopped it short of tol
   Kokkos::View<int*, mem_space> perm_d_, iperm_d_;
 };
 
@@ -202,6 +203,7 @@ void HSS<Scalar, ExecSpace>::init_structure(const ClusterTree& tree, const Compr
   D_.assign(L + 1, Batch());
   U_.assign(L + 1, Batch());
   ranks_.assign(L + 1, {});
+  capped_.assign(L + 1, {});
 }
 
 template <class Scalar, class ExecSpace>
@@ -273,7 +275,8 @@ bool HSS<Scalar, ExecSpace>::build_from_samples(const Matrix& Om, const Matrix& 
         while (r[b] < q && double(Sh(b, r[b])) > thr) ++r[b];
         rmax = std::max(rmax, r[b]);
       }
-      k = std::max(1, std::min(std::min(rmax, opts_.max_rank), m));
+      const int cap = opts_.rank_cap(m);
+      k = std::max(1, std::min(rmax, cap));
       const bool sat = k < m && k + p_over > a;
       if (sat && !allow_saturated) return false;
       saturated = saturated || sat;
@@ -300,7 +303,9 @@ bool HSS<Scalar, ExecSpace>::build_from_samples(const Matrix& Om, const Matrix& 
       Batch R(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::R"), nodes, k, k);
       kernels::qr_thin(space, W, Ub, R);
       U_[l] = Ub;
-      for (auto& rb : r) rb = std::min(rb, k);  // the ranks kept (the cap may truncate)
+      capped_[l].assign(nodes, 0);
+      for (int b = 0; b < nodes; ++b) capped_[l][b] = r[b] > cap;  // more singular values above tol than kept
+      for (auto& rb : r) rb = std::min(rb, k);  // the ranks kept
       ranks_[l] = r;
     }
     // D: X' = Y_t Q1 R^-T = Y_t Omega_t^+, X = (I - U U^T) X', D = X + U (X U)^T
@@ -347,9 +352,11 @@ HSS<Scalar, ExecSpace> HSS<Scalar, ExecSpace>::from_operator(const Operator& op,
   detail::require(opts.probes >= 1, where, "CompressionOptions.probes must be >= 1, got ", opts.probes);
   const int N = tree.padded_size(), leaf = tree.leaf_size(), L = tree.levels();
   const int p = opts.oversampling;
-  // enough for every level at the rank cap; at least the leaf block itself
-  const int kcap_leaf = std::min(opts.max_rank, leaf);
-  int s_need = L == 0 ? leaf : std::max(leaf + kcap_leaf, 3 * opts.max_rank) + p;
+  // enough for every level at the rank cap (without a cap, at the largest
+  // rank a node of N/2 rows can have); at least the leaf block itself. The
+  // buffers grow with the sample, so a bound that is never reached costs nothing.
+  const int kcap_leaf = opts.rank_cap(leaf);
+  int s_need = L == 0 ? leaf : std::max(leaf + kcap_leaf, 3 * opts.rank_cap(std::max(1, N / 2))) + p;
   const int min_products = (L == 0 ? leaf : leaf + 1 + p) + opts.probes;
   int s_max = s_need;
   if (opts.max_products > 0) {
@@ -360,7 +367,7 @@ HSS<Scalar, ExecSpace> HSS<Scalar, ExecSpace>::from_operator(const Operator& op,
   }
   int s = L == 0 ? leaf : std::min(s_max, leaf + std::min(kcap_leaf, 16) + p);
   if (rank_bound > 0 && L > 0) {
-    const int kb = std::min(rank_bound, opts.max_rank);
+    const int kb = opts.rank_cap(rank_bound);
     s = std::min(s_max, std::max(leaf + std::min(kb, leaf), 3 * kb) + p);
   }
   s = std::max(s, L == 0 ? leaf : 3 + 2 * p);
@@ -368,12 +375,24 @@ HSS<Scalar, ExecSpace> HSS<Scalar, ExecSpace>::from_operator(const Operator& op,
   ExecSpace space;
   HSS H;
   H.init_structure(tree, opts);
-  Matrix Om("hfisher::HSS::Omega", N, s_max), Y("hfisher::HSS::Y", N, s_max);
+  Matrix Om, Y;  // (N, capacity >= s); the test vectors are counter-based
   int done = 0;  // columns already multiplied
   hmatrix_impl::TreeOperator<Scalar, ExecSpace> top{op, n, H.perm_d_, H.iperm_d_, where};
-  hmatrix_impl::gaussian_columns(space, Om, 0, s_max, opts.seed);
+  auto grow = [&](int want) {
+    if (want <= int(Om.extent(1))) return;
+    const int c = std::min(s_max, std::max(want, int(Om.extent(1)) * 3 / 2));
+    Matrix Om2(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::Omega"), N, c);
+    Matrix Y2("hfisher::HSS::Y", N, c);
+    hmatrix_impl::gaussian_columns(space, Om2, 0, c, opts.seed);
+    if (done > 0)
+      Kokkos::deep_copy(space, Kokkos::subview(Y2, Kokkos::ALL(), Kokkos::make_pair(0, done)),
+                        Kokkos::subview(Y, Kokkos::ALL(), Kokkos::make_pair(0, done)));
+    Om = Om2;
+    Y = Y2;
+  };
   int rebuilds = 0;
   for (;;) {
+    grow(s);
     top.multiply(Om, Y, done, s);
     done = s;
     auto Oms = Kokkos::subview(Om, Kokkos::ALL(), Kokkos::make_pair(0, s));
@@ -383,7 +402,10 @@ HSS<Scalar, ExecSpace> HSS<Scalar, ExecSpace>::from_operator(const Operator& op,
     Kokkos::deep_copy(Omc, Oms);
     Kokkos::deep_copy(Yc, Ys);
     const bool last = s >= s_max;
-    if (H.build_from_samples(Omc, Yc, last)) break;
+    if (H.build_from_samples(Omc, Yc, last)) {
+      for (int l = L; l >= 1; --l) hmatrix_impl::check_capped(opts, where, l, H.capped_[l]);
+      break;
+    }
     detail::require(!last, where, "CompressionOptions.max_products = ", opts.max_products,
                     " leaves too few test vectors (", s, ") for the ranks of this matrix; raise it or max_rank");
     ++rebuilds;
@@ -669,7 +691,8 @@ std::size_t HSS<Scalar, ExecSpace>::bytes() const {
 template <class Scalar, class ExecSpace>
 std::vector<RankStats> HSS<Scalar, ExecSpace>::ranks() const {
   std::vector<RankStats> out;
-  for (std::size_t l = 1; l < ranks_.size(); ++l) out.push_back(hmatrix_impl::rank_stats(int(l), ranks_[l], U_[l].extent(2)));
+  for (std::size_t l = 1; l < ranks_.size(); ++l)
+    out.push_back(hmatrix_impl::rank_stats(int(l), ranks_[l], U_[l].extent(2), capped_[l]));
   return out;
 }
 
@@ -689,11 +712,12 @@ void HSS<Scalar, ExecSpace>::write(std::ostream& o) const {
   put(o, std::int32_t(tree_.leaf_size()));
   put(o, std::int32_t(tree_.levels()));
   put(o, opts_.tol);
-  put(o, std::int32_t(opts_.max_rank));
+  put(o, std::int32_t(opts_.max_rank | (opts_.allow_capped ? (1 << 29) : 0)));  // flag in bit 29
   for (int p : tree_.perm()) put(o, std::int32_t(p));
   for (int l = tree_.levels(); l >= 1; --l) {
     put(o, std::int32_t(U_[l].extent(2)));
-    for (int r : ranks_[l]) put(o, std::int32_t(r));
+    for (std::size_t b = 0; b < ranks_[l].size(); ++b)  // a capped node has bit 30 set
+      put(o, std::int32_t(ranks_[l][b] | (b < capped_[l].size() && capped_[l][b] ? (1 << 30) : 0)));
   }
   for (std::size_t l = 0; l < D_.size(); ++l) {
     io::put_view(o, D_[l]);
@@ -725,9 +749,11 @@ HSS<Scalar, ExecSpace> HSS<Scalar, ExecSpace>::read(std::istream& i, const std::
   CompressionOptions opts;
   opts.tol = io::get<double>(i, path, where);
   opts.max_rank = get32();
+  opts.allow_capped = (opts.max_rank & (1 << 29)) != 0;
+  opts.max_rank &= ~(1 << 29);
   // every header field read back is checked; sizes against the bytes the
-  // file holds before anything of that size is allocated
-  detail::require(opts.tol > 0 && opts.tol < 1 && opts.max_rank >= 1, where, path, ": corrupt options (tol = ",
+  // file holds before anything of that size is allocated (max_rank 0: no cap)
+  detail::require(opts.tol > 0 && opts.tol < 1 && opts.max_rank >= 0, where, path, ": corrupt options (tol = ",
                   opts.tol, ", max_rank = ", opts.max_rank, ")");
   const int N = leaf << L;
   io::require_available(i, 4ULL * N, path, where);
@@ -742,8 +768,12 @@ HSS<Scalar, ExecSpace> HSS<Scalar, ExecSpace>::read(std::istream& i, const std::
     detail::require(k[l] >= 1 && k[l] <= m[l], where, path, ": corrupt rank ", k[l], " at level ", l,
                     " (the level's blocks have ", m[l], " rows)");
     H.ranks_[l].resize(1 << l);
-    for (auto& r : H.ranks_[l]) {
+    H.capped_[l].assign(1 << l, 0);
+    for (int b = 0; b < (1 << l); ++b) {
+      int& r = H.ranks_[l][b];
       r = get32();
+      H.capped_[l][b] = (r & (1 << 30)) != 0;
+      r &= ~(1 << 30);
       detail::require(r >= 0 && r <= m[l], where, path, ": corrupt node rank at level ", l);
     }
     m[l - 1] = 2 * k[l];

@@ -22,9 +22,11 @@ namespace kernels {
 /// rank are zero (Uo carries the singular values, Vo is orthonormal).
 /// With `tail` (batch): also the largest discarded singular value
 /// sigma_{rank+1} (0 when nothing was discarded), i.e. |U V^T - Uo Vo^T|_2.
-template <class Exec, class UV, class VV, class UOV, class VOV, class RV, class TV>
+/// With `capped` (batch int): 1 where max_rank stopped the entry short of
+/// tol (sigma_{max_rank+1} > tol * sigma_1), else 0.
+template <class Exec, class UV, class VV, class UOV, class VOV, class RV, class TV, class CV>
 void truncate_lowrank(const Exec& space, const UV& U, const VV& V, double tol, const UOV& Uo, const VOV& Vo,
-                      const RV& rank, const TV& tail) {
+                      const RV& rank, const TV& tail, const CV& capped) {
   constexpr const char* where = "hfisher::kernels::truncate_lowrank";
   static_assert(UV::rank == 3 && VV::rank == 3 && UOV::rank == 3 && VOV::rank == 3 && RV::rank == 1,
                 "truncate_lowrank: argument ranks");
@@ -38,6 +40,8 @@ void truncate_lowrank(const Exec& space, const UV& U, const VV& V, double tol, c
   hfisher::detail::check_extent(Vo.extent(1), n, where, "Vo", "rows");
   hfisher::detail::check_extent(Vo.extent(2), kmax, where, "Vo", "columns");
   hfisher::detail::check_batch(rank.extent(0), nb, where, "rank");
+  if (tail.extent(0) > 0) hfisher::detail::check_batch(tail.extent(0), nb, where, "tail");
+  if (capped.extent(0) > 0) hfisher::detail::check_batch(capped.extent(0), nb, where, "capped");
   const long lim = m < n ? (m < r ? m : r) : (n < r ? n : r);
   hfisher::detail::require(kmax >= 1 && kmax <= lim, where, "max_rank (columns of Uo) = ", kmax,
                            " must lie in [1, min(m, n, r) = ", lim, "]");
@@ -68,6 +72,7 @@ void truncate_lowrank(const Exec& space, const UV& U, const VV& V, double tol, c
         while (k < kmax && S(b, k) > ttol * S(b, 0)) ++k;
         rank(b) = k;
         if (tail.extent(0) > 0) tail(b) = k < kc ? S(b, k) : T(0);
+        if (capped.extent(0) > 0) capped(b) = (k == kmax && k < kc && S(b, k) > ttol * S(b, 0)) ? 1 : 0;
         for (int j = 0; j < kmax; ++j) {
           const T s = j < k ? S(b, j) : T(0);
           for (int i = 0; i < ku; ++i) W(b, i, j) *= s;
@@ -77,6 +82,12 @@ void truncate_lowrank(const Exec& space, const UV& U, const VV& V, double tol, c
       });
   detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, T(1), Qu, Wk, T(0), Uo);
   detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, T(1), Qv, Zk, T(0), Vo);
+}
+
+template <class Exec, class UV, class VV, class UOV, class VOV, class RV, class TV>
+void truncate_lowrank(const Exec& space, const UV& U, const VV& V, double tol, const UOV& Uo, const VOV& Vo,
+                      const RV& rank, const TV& tail) {
+  truncate_lowrank(space, U, V, tol, Uo, Vo, rank, tail, Kokkos::View<int*, typename UOV::memory_space>());
 }
 
 template <class Exec, class UV, class VV, class UOV, class VOV, class RV>

@@ -249,6 +249,7 @@ class KFACOperator : public CurvatureOperator<Scalar, ExecSpace> {
                              where, what, ": corrupt K-FAC header");
     std::unique_ptr<KFACOperator> op;
     for (int t = 0; t < nt; ++t) {
+      io::require_available(i, (1ULL * c * c + 1ULL * r * r) * sizeof(Scalar), what, where);  // before allocating
       Matrix A("hfisher::kfac::A", c, c), G("hfisher::kfac::G", r, r);
       io::get_view(i, A, what, where);
       io::get_view(i, G, what, where);

@@ -122,8 +122,10 @@ M dense_by_apply(const Fmt& H, int n, const char* where) {
 }
 
 /// min, mean, max of one level's block ranks, with the level's storage rank.
-inline RankStats rank_stats(int level, const std::vector<int>& ranks, int padded) {
+inline RankStats rank_stats(int level, const std::vector<int>& ranks, int padded,
+                            const std::vector<char>& capped = {}) {
   RankStats s;
+  for (char c : capped) s.capped += c ? 1 : 0;
   s.level = level;
   s.padded = padded;
   s.min = ranks.empty() ? 0 : ranks[0];
