@@ -48,7 +48,7 @@ test: build
 	cd $(BUILD) && OMP_PROC_BIND=false ctest --output-on-failure
 
 demo: build
-	OMP_PROC_BIND=false $(BUILD)/drivers/hfisher-continual --output $(ROOT)/results/continual
+	OMP_PROC_BIND=false $(BUILD)/drivers/hfisher-continual --overwrite --output $(ROOT)/results/continual
 
 perf: build
 	OMP_PROC_BIND=false $(BUILD)/drivers/hfisher-bench kernels --output $(ROOT)/results/kernels

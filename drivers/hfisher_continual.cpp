@@ -3,13 +3,17 @@
 // (EWC, online EWC, K-FAC Laplace, hierarchical). Prints progress per task
 // and a results table; writes JSON, CSV, accuracy-matrix heatmaps and ACC
 // curves (gnuplot), and a checkpoint after every task: a run interrupted and
-// restarted with the same arguments resumes and finishes with the same table.
+// restarted with the same arguments and --resume finishes with the same
+// table. A folder that already holds a run is refused unless --resume (same
+// arguments and code: checkpoints carry the commit) or --overwrite (the
+// earlier run's files are removed first) is given.
 //
 // Under MPI (mpirun -np P hfisher-continual ...) the ranks split every batch,
 // every Fisher estimate and every test set (hfisher::dist); rank 0 prints and
 // writes the files; all ranks read a checkpoint to resume; an error on any
 // rank ends all of them with that rank's message.
 #include <CLI/CLI.hpp>
+#include <hfisher/core/version.hpp>
 #include <hfisher/hfisher.hpp>
 
 #include "cli_checks.hpp"
@@ -19,6 +23,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -49,6 +54,8 @@ struct Options {
   int levels = 2, branching = 100;  ///< multilevel layout: the layer, then each output unit
   std::vector<int> level_rank = {8};  ///< multilevel: one rank for every level, or one per level
   int power_steps = 1, oversampling = 8;  ///< multilevel: randomized eigensolver (-1: the rank + 8)
+  bool resume = false;     ///< continue the run in --output from its checkpoints
+  bool overwrite = false;  ///< remove the earlier run's files in --output first
 };
 
 hfisher::dist::Communicator comm;  // the ranks of the run (one process without MPI)
@@ -66,7 +73,7 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 // everything that changes results: a checkpoint is only resumed under the same key
 std::string run_key(const Options& o, const std::string& method, std::uint64_t seed) {
   std::ostringstream k;
-  k << "v1|" << method << "|" << o.stream << "|" << o.scenario << "|" << o.optimizer << "|" << o.tasks << "|"
+  k << "code=" << hfisher::commit() << "|v1|" << method << "|" << o.stream << "|" << o.scenario << "|" << o.optimizer << "|" << o.tasks << "|"
     << o.epochs << "|" << o.batch << "|" << o.train_examples << "|" << o.test_examples << "|" << o.fisher_examples
     << "|" << o.lr << "|" << o.lambda << "|" << o.gamma << "|" << o.tol << "|" << o.damping << "|" << o.fisher_kind
     << "|" << seed << "|" << o.leaf << "|" << o.rank << "|" << o.max_rank << "|" << o.data;
@@ -149,8 +156,14 @@ bool load_checkpoint(const std::string& path, const std::string& key, MethodResu
   hfisher::detail::require(klen < 100000, where, path, ": corrupt header");
   std::string k(klen, '\0');
   i.read(k.data(), std::streamsize(klen));
+  // the code version first (the key's first field), then the arguments
+  const auto code = [](const std::string& s) {
+    return s.compare(0, 5, "code=") == 0 ? s.substr(5, s.find('|') - 5) : std::string("before commits were recorded");
+  };
+  hfisher::detail::require(code(k) == code(key), where, path, " was written by code version ", code(k),
+                           ", this build is ", code(key), ": results would mix two versions; rerun with --overwrite");
   hfisher::detail::require(k == key, where, path,
-                           " was written by a run with different arguments; use another --output or remove it");
+                           " was written by a run with different arguments; use another --output, or --overwrite");
   r.done = hfisher::io::get<std::int32_t>(i, path, where);
   const int T = r.R.tasks();
   hfisher::detail::require(r.done >= 1 && r.done <= T, where, path, ": corrupt task count");
@@ -175,6 +188,37 @@ bool load_checkpoint(const std::string& path, const std::string& key, MethodResu
   return true;
 }
 
+// The files a run writes into --output (and checkpoints/): a folder holding
+// any of them holds an earlier run.
+bool is_run_file(const std::filesystem::path& p, bool checkpoint) {
+  const std::string f = p.filename().string();
+  auto ends = [&](const char* s) { return f.size() >= std::strlen(s) && f.compare(f.size() - std::strlen(s), std::string::npos, s) == 0; };
+  if (checkpoint) return ends(".ckpt");
+  return f == "results.json" || f == "results.csv" || f == "plots.gp" || f == "heatmaps.png" || f == "acc.png" ||
+         ((f.rfind("R_", 0) == 0 || f.rfind("ACC_", 0) == 0) && ends(".dat"));
+}
+
+// Refuses a folder holding an earlier run unless --resume or --overwrite;
+// --overwrite removes that run's files (and only those), so no file of a
+// method not run this time is left beside the new results.
+void claim_output(const Options& o) {
+  namespace fs = std::filesystem;
+  std::vector<fs::path> earlier;
+  for (const auto& [dir, ckpt] : {std::make_pair(fs::path(o.output), false),
+                                  std::make_pair(fs::path(o.output) / "checkpoints", true)})
+    for (const auto& e : fs::directory_iterator(dir))
+      if (e.is_regular_file() && is_run_file(e.path(), ckpt)) earlier.push_back(e.path());
+  if (earlier.empty()) return;
+  if (o.overwrite) {
+    for (const auto& p : earlier) fs::remove(p);
+    say("--overwrite: removed %zu file(s) of an earlier run from %s\n", earlier.size(), o.output.c_str());
+    return;
+  }
+  hfisher::detail::require(o.resume, "hfisher-continual: --output", o.output, " already holds a run (",
+                           earlier.front().filename().string(), ", ...): pass --resume to continue it (same ",
+                           "arguments and code version) or --overwrite to replace it");
+}
+
 int run(const Options& o) {
   const auto t_all = std::chrono::steady_clock::now();
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
@@ -183,6 +227,7 @@ int run(const Options& o) {
   if (comm.root()) {
     hfisher::io::prepare_output_dir(o.output, "hfisher-continual: --output");
     hfisher::io::prepare_output_dir(o.output + "/checkpoints", "hfisher-continual: --output");
+    claim_output(o);
   }
   comm.barrier();
   auto train_all = hfisher::nn::load_mnist_dir(o.data, true);
@@ -249,7 +294,7 @@ int run(const Options& o) {
       const std::string ckpt = o.output + "/checkpoints/" + method +
                                (o.seeds > 1 ? "-seed" + std::to_string(seed) : std::string()) + ".ckpt";
       const std::string key = run_key(o, method, seed);
-      if (load_checkpoint(ckpt, key, r, model, pen.get()))
+      if (o.resume && load_checkpoint(ckpt, key, r, model, pen.get()))
         say("[%s] resuming from %s after task %d\n", method.c_str(), ckpt.c_str(), r.done);
       for (int t = r.done; t < T; ++t) {
         const auto t0 = std::chrono::steady_clock::now();
@@ -365,7 +410,8 @@ int run(const Options& o) {
      << "\",\n  \"scenario\": \"" << o.scenario << "\",\n  \"tasks\": " << T << ",\n  \"seeds\": " << o.seeds
      << ",\n";
   // every setting that changes the results, so a run can be repeated from this file alone
-  js << "  \"settings\": {\"hfisher_version\": \"" << hfisher::version() << "\", \"seed\": " << o.seed
+  js << "  \"settings\": {\"hfisher_version\": \"" << hfisher::version() << "\", \"commit\": \""
+     << hfisher::commit() << "\", \"seed\": " << o.seed
      << ", \"optimizer\": \"" << o.optimizer << "\", \"lr\": " << o.lr << ", \"epochs\": " << o.epochs
      << ", \"batch\": " << o.batch << ", \"widths\": [";
   for (std::size_t l = 0; l < widths.size(); ++l) js << (l ? ", " : "") << widths[l];
@@ -503,7 +549,8 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(-1, 4096));
   app.add_option("--tol", o.tol, "hierarchical compression tolerance (relative)")->check(hfisher_cli::Finite)->check(CLI::Range(1e-12, 0.9));
   app.add_option("--leaf", o.leaf, "hodlr: leaf size")->check(CLI::Range(2, 4096));
-  app.add_option("--max-rank", o.max_rank, "hodlr: rank cap of off-diagonal blocks")->check(CLI::Range(1, 4096));
+  app.add_option("--max-rank", o.max_rank, "hodlr: rank cap of off-diagonal blocks (a memory budget; 0: none)")
+      ->check(CLI::Range(0, 4096));
   app.add_option("--rank", o.rank, "rank of the ngd optimizer's low-rank Fisher")->check(CLI::Range(1, 4096));
   app.add_option("--damping", o.damping, "damping of the ngd/kfac optimizers")->check(hfisher_cli::FinitePositive);
   app.add_option("--seed", o.seed, "seed of initialization, permutations, shuffles")->check(hfisher_cli::Unsigned);
@@ -513,6 +560,10 @@ int main(int argc, char** argv) {
                "hodlr: do not add the truncation error to the diagonal (the compressed Fisher may then be "
                "slightly indefinite, but is not stiffened)");
   app.add_option("--data", o.data, "directory of MNIST-format files (default: Debian's Fashion-MNIST)");
+  auto* resume = app.add_flag("--resume", o.resume,
+                              "continue the run in --output from its checkpoints (same arguments and code version)");
+  app.add_flag("--overwrite", o.overwrite, "remove the files of an earlier run in --output, then run")
+      ->excludes(resume);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

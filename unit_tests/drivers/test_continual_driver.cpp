@@ -2,6 +2,7 @@
 // writes its files, and a run interrupted after a task and restarted with the
 // same arguments ends with the same results as an uninterrupted run.
 #include <gtest/gtest.h>
+#include <hfisher/core/io.hpp>
 #include <zlib.h>
 
 #include <sys/wait.h>
@@ -11,6 +12,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <random>
 #include <sstream>
 #include <string>
@@ -110,17 +112,51 @@ TEST(ContinualDriver, EndToEndAndResume) {
   for (const char* field : {"\"settings\"", "\"optimizer\": \"adam\"", "\"lr\": 0.001", "\"widths\": [16, 12, 10]",
                             "\"fisher_examples\": 40", "\"fisher_kind\": \"mc\"", "\"ewc\": 10"})
     EXPECT_NE(js.find(field), std::string::npos) << field << " missing from\n" << js;
-  // interrupted after task 2 of the first method, then restarted twice
-  const std::string cut = base + " --output " + root + "/cut > " + root + "/cut.log 2>&1";
-  const int rc = std::system(("HFISHER_CONTINUAL_STOP_AFTER=2 " + cut).c_str());
+  EXPECT_NE(js.find("\"commit\": \""), std::string::npos) << js;
+  // interrupted after task 2 of the first method; a plain rerun into the
+  // folder is refused (it holds a run); --resume finishes it
+  const std::string cut = base + " --output " + root + "/cut";
+  const int rc = std::system(("HFISHER_CONTINUAL_STOP_AFTER=2 " + cut + " > " + root + "/cut.log 2>&1").c_str());
   EXPECT_NE(rc, 0);
   EXPECT_FALSE(fs::exists(root + "/cut/results.json"));
-  ASSERT_EQ(std::system(cut.c_str()), 0) << slurp(root + "/cut.log");
+  EXPECT_NE(std::system((cut + " > " + root + "/again.log 2>&1").c_str()), 0);
+  EXPECT_NE(slurp(root + "/again.log").find("--resume"), std::string::npos) << slurp(root + "/again.log");
+  EXPECT_EQ(slurp(root + "/again.log").find("] task"), std::string::npos) << "trained before refusing";
+  ASSERT_EQ(std::system((cut + " --resume > " + root + "/cut.log 2>&1").c_str()), 0) << slurp(root + "/cut.log");
   EXPECT_NE(slurp(root + "/cut.log").find("resuming"), std::string::npos);
   EXPECT_EQ(matrices(slurp(root + "/cut/results.json")), matrices(slurp(root + "/full/results.json")));
   // a checkpoint from other arguments is refused, not silently reused
-  EXPECT_NE(std::system((base + " --lambda 3 --output " + root + "/cut > " + root + "/other.log 2>&1").c_str()), 0);
+  EXPECT_NE(std::system((base + " --lambda 3 --resume --output " + root + "/cut > " + root + "/other.log 2>&1").c_str()),
+            0);
   EXPECT_NE(slurp(root + "/other.log").find("different arguments"), std::string::npos);
+  // a checkpoint from another code version is refused by name: the code
+  // field of its key rewritten (same length) and the file sealed again
+  {
+    const std::string ck = root + "/cut/checkpoints/ewc.ckpt";
+    std::string payload;
+    {
+      hfisher::io::SealedFile f(ck, "test");
+      payload.assign(std::istreambuf_iterator<char>(f.stream()), std::istreambuf_iterator<char>());
+    }
+    const auto at = payload.find("code=");
+    ASSERT_NE(at, std::string::npos);
+    const auto bar = payload.find('|', at);
+    for (auto i = at + 5; i < bar; ++i) payload[i] = 'z';
+    hfisher::io::atomic_write_sealed(ck, "test", [&](std::ostream& o) { o << payload; });
+    EXPECT_NE(std::system((base + " --resume --output " + root + "/cut > " + root + "/code.log 2>&1").c_str()), 0);
+    EXPECT_NE(slurp(root + "/code.log").find("code version zzz"), std::string::npos) << slurp(root + "/code.log");
+  }
+  // --overwrite with fewer methods: the earlier run's files are gone, the new ones written
+  ASSERT_EQ(std::system((std::string(HFISHER_CONTINUAL_EXE) + tiny_stream_args(root) + " --method ewc --overwrite" +
+                         " --output " + root + "/cut > " + root + "/over.log 2>&1")
+                            .c_str()),
+            0)
+      << slurp(root + "/over.log");
+  EXPECT_NE(slurp(root + "/over.log").find("removed"), std::string::npos);
+  EXPECT_FALSE(fs::exists(root + "/cut/R_hierarchical.dat"));
+  EXPECT_FALSE(fs::exists(root + "/cut/checkpoints/hierarchical.ckpt"));
+  EXPECT_TRUE(fs::exists(root + "/cut/R_ewc.dat"));
+  EXPECT_NE(std::system((base + " --resume --overwrite --output " + root + "/x > /dev/null 2>&1").c_str()), 0);
   // bad options and a missing data directory fail with a message
   EXPECT_NE(std::system((std::string(HFISHER_CONTINUAL_EXE) + " --stream rotated > /dev/null 2>&1").c_str()), 0);
   EXPECT_NE(std::system((std::string(HFISHER_CONTINUAL_EXE) + " --data " + root + "/nothing --output " + root +
@@ -144,7 +180,9 @@ TEST(ContinualDriver, TwoRanksMatchOneProcess) {
                           root + "/two > " + root + "/two.log 2>&1";
   ASSERT_EQ(std::system(one.c_str()), 0) << slurp(root + "/one.log");
   ASSERT_EQ(std::system(("HFISHER_CONTINUAL_STOP_AFTER=2 " + two).c_str()) == 0, false) << slurp(root + "/two.log");
-  ASSERT_EQ(std::system(two.c_str()), 0) << slurp(root + "/two.log");
+  std::string two_resume = two;
+  two_resume.replace(two_resume.find(" --output "), 10, " --resume --output ");
+  ASSERT_EQ(std::system(two_resume.c_str()), 0) << slurp(root + "/two.log");
   const std::string log = slurp(root + "/two.log");
   EXPECT_NE(log.find("2 rank(s)"), std::string::npos) << log;
   EXPECT_NE(log.find("resuming"), std::string::npos) << log;
@@ -232,7 +270,9 @@ TEST(ContinualDriver, CorruptCheckpointIsRefused) {
   ASSERT_GT(bytes.size(), 200u);
   bytes[bytes.size() / 2] = char(bytes[bytes.size() / 2] ^ 0x10);
   { std::ofstream(ckpt, std::ios::binary) << bytes; }
-  EXPECT_NE(std::system(cmd.c_str()), 0);
+  std::string resume = cmd;
+  resume.replace(resume.find(" --output "), 10, " --resume --output ");
+  EXPECT_NE(std::system(resume.c_str()), 0);
   const std::string text = slurp(root + "/run.log");
   EXPECT_NE(text.find("checksum"), std::string::npos) << text;
   std::filesystem::remove_all(root);
