@@ -341,6 +341,19 @@ TYPED_TEST(HODLRTest, NoSilentTruncation) {
   int fcapped = 0;
   for (const auto& r : Hf.ranks()) fcapped += r.capped;
   EXPECT_GT(fcapped, 0);
+  // a sum the cap cannot hold is refused and leaves the matrix unchanged:
+  // two rank-3 terms fit a cap of 4 each, their sum does not
+  {
+    hfisher::CompressionOptions c4 = o;
+    c4.max_rank = 4;
+    auto G1 = random_batch(1, n, 3, 11), G2 = random_batch(1, n, 3, 12);
+    auto Ha = HM::from_factors(dd, dev2<S, E>(G1.a, n, 3), tree, c4);
+    auto Hb = HM::from_factors(dd, dev2<S, E>(G2.a, n, 3), tree, c4);
+    const auto before = host_matrix(Ha.to_dense());
+    EXPECT_THROW(Ha.add(Hb), hfisher::Error);
+    const auto after = host_matrix(Ha.to_dense());
+    EXPECT_EQ(before.a, after.a) << "a refused add changed the matrix";
+  }
   // a cap the ranks stay below is no error
   hfisher::CompressionOptions wide = o;
   wide.max_rank = 4096;

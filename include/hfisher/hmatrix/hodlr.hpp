@@ -186,7 +186,8 @@ class HODLR {
   /// permutation): diagonal blocks add; each off-diagonal pair [U_A, a U_B]
   /// [V_A, V_B]^T is recompressed by a batched QR/QR/SVD to the tolerance of
   /// *this (relative to the block's largest singular value) and its rank cap,
-  /// so a running sum stays O(n k) in memory.
+  /// so a running sum stays O(n k) in memory. A cap that stops a block
+  /// short of tol is an error (unless allow_capped) that leaves *this as it was.
   void add(const HODLR& B, Scalar alpha = Scalar(1));
   /// A deep copy (copies of an HODLR share storage, like Kokkos Views).
   HODLR clone() const;
@@ -717,7 +718,11 @@ void HODLR<Scalar, ExecSpace>::add(const HODLR& B, Scalar alpha) {
                   ", leaf ", tree_.leaf_size(), " vs ", B.tree_.leaf_size(), ", levels ", tree_.levels(), " vs ",
                   B.tree_.levels(), ", or a different permutation)");
   ExecSpace space;
-  auto D = D_;
+  // the sum is built beside *this and installed only when every level has
+  // passed the rank-cap check: a refused add leaves the matrix as it was
+  Batch D(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HODLR::D"), D_.extent(0), D_.extent(1),
+          D_.extent(2));
+  Kokkos::deep_copy(space, D, D_);
   auto DB = B.D_;
   const int nl = D.extent(0), leaf = D.extent(1);
   Kokkos::parallel_for(
@@ -725,6 +730,10 @@ void HODLR<Scalar, ExecSpace>::add(const HODLR& B, Scalar alpha) {
         for (int i = 0; i < leaf; ++i)
           for (int j = 0; j < leaf; ++j) D(b, i, j) += alpha * DB(b, i, j);
       });
+  // per level of the sum: bases, ranks, capped flags (new, and kept from the operands)
+  std::vector<Batch> sum_U, sum_V;
+  std::vector<Kokkos::View<int*, mem_space>> sum_rank, sum_capped;
+  std::vector<std::vector<char>> sum_keep;
   for (int l = 1; l <= tree_.levels(); ++l) {
     const Batch UA = U_[l - 1], VA = V_[l - 1], UB = B.U_[l - 1], VB = B.V_[l - 1];
     const int pairs = UA.extent(0), m = UA.extent(1), ka = UA.extent(2), kb = UB.extent(2), kk = ka + kb;
@@ -748,12 +757,25 @@ void HODLR<Scalar, ExecSpace>::add(const HODLR& B, Scalar alpha) {
     Kokkos::View<Scalar*, mem_space> tail("hfisher::HODLR::tail", opts_.spd_compensation ? pairs : 0);
     Kokkos::View<int*, mem_space> capped("hfisher::HODLR::capped", pairs);
     kernels::truncate_lowrank(space, Uc, Vc, opts_.tol, Uw, Vw, rank, tail, capped);
-    if (opts_.spd_compensation) hmatrix_impl::compensate_level(space, D_, tail, m);
+    if (opts_.spd_compensation) hmatrix_impl::compensate_level(space, D, tail, m);
+    {
+      auto ch = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), capped);
+      std::vector<char> flags(pairs);
+      for (int p = 0; p < pairs; ++p) flags[p] = ch(p) != 0;
+      hmatrix_impl::check_capped(opts_, where, l, flags);  // before anything of *this changes
+    }
     std::vector<char> keep = capped_[l - 1];
     const auto& kb_flags = B.capped_[l - 1];
     for (std::size_t p = 0; p < keep.size() && p < kb_flags.size(); ++p) keep[p] = keep[p] || kb_flags[p];
-    store_level(l, Uw, Vw, rank, "hfisher::HODLR::add", capped, keep);
+    sum_U.push_back(Uw);
+    sum_V.push_back(Vw);
+    sum_rank.push_back(rank);
+    sum_capped.push_back(capped);
+    sum_keep.push_back(keep);
   }
+  D_ = D;
+  for (int l = 1; l <= tree_.levels(); ++l)
+    store_level(l, sum_U[l - 1], sum_V[l - 1], sum_rank[l - 1], where, sum_capped[l - 1], sum_keep[l - 1]);
 }
 
 template <class Scalar, class ExecSpace>
