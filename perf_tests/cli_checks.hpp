@@ -13,6 +13,7 @@
 #include <exception>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <unistd.h>
 
@@ -103,10 +104,31 @@ inline const CLI::Validator NonEmpty(
 
 /// Starts Kokkos (and MPI) through hfisher::ScopeGuard. Bad Kokkos
 /// arguments (--kokkos-threads=0, ...) print "<program>: error: ..." and give
-/// nullptr (the caller exits 2) instead of Kokkos's SIGABRT.
+/// nullptr (the caller exits 2) instead of Kokkos's SIGABRT. `--help` and
+/// `-h` are kept from Kokkos (which would print its own page of options
+/// first) and left in argv for the program's help; Kokkos's own options
+/// (--kokkos-threads=N, ...) still reach Kokkos.
 inline std::unique_ptr<hfisher::ScopeGuard> start_runtime(int& argc, char** argv, const char* program) {
+  auto is_help = [](const char* a) { return std::string(a) == "--help" || std::string(a) == "-h"; };
+  std::vector<char*> all(argv, argv + argc), kept;
+  for (int i = 0; i < argc; ++i)
+    if (i == 0 || !is_help(argv[i])) kept.push_back(argv[i]);
+  int kc = int(kept.size());
+  kept.push_back(nullptr);
   try {
-    return std::make_unique<hfisher::ScopeGuard>(argc, argv);
+    auto guard = std::make_unique<hfisher::ScopeGuard>(kc, kept.data());
+    // back into the caller's argv in the original order: the arguments
+    // Kokkos left (it removes its own) and the help flags where they were
+    std::vector<char*> left(kept.begin(), kept.begin() + kc);
+    argc = 0;
+    std::size_t next = 0;
+    for (char* a : all)
+      if ((a != all.front() && is_help(a)) || (next < left.size() && left[next] == a)) {
+        if (!(a != all.front() && is_help(a))) ++next;
+        argv[argc++] = a;
+      }
+    argv[argc] = nullptr;
+    return guard;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s: error: %s\n", program, e.what());
     return nullptr;

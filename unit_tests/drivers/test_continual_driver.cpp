@@ -157,6 +157,15 @@ TEST(ContinualDriver, EndToEndAndResume) {
   EXPECT_FALSE(fs::exists(root + "/cut/checkpoints/hierarchical.ckpt"));
   EXPECT_TRUE(fs::exists(root + "/cut/R_ewc.dat"));
   EXPECT_NE(std::system((base + " --resume --overwrite --output " + root + "/x > /dev/null 2>&1").c_str()), 0);
+  // --help is the driver's own page, not Kokkos's (whose options still work)
+  ASSERT_EQ(std::system((std::string(HFISHER_CONTINUAL_EXE) + " --kokkos-threads=1 --help > " + root +
+                         "/help.log 2>&1")
+                            .c_str()),
+            0);
+  const std::string help = slurp(root + "/help.log");
+  EXPECT_EQ(help.find("Kokkos command line arguments"), std::string::npos) << help;
+  EXPECT_EQ(help.rfind("hfisher-continual", 0), 0u) << help;
+  EXPECT_NE(help.find("--resume"), std::string::npos) << help;
   // bad options and a missing data directory fail with a message
   EXPECT_NE(std::system((std::string(HFISHER_CONTINUAL_EXE) + " --stream rotated > /dev/null 2>&1").c_str()), 0);
   EXPECT_NE(std::system((std::string(HFISHER_CONTINUAL_EXE) + " --data " + root + "/nothing --output " + root +
