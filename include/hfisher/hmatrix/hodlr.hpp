@@ -73,6 +73,15 @@ Kokkos::View<int*, typename Exec::memory_space> rsvd_capped(const Exec& space, c
   return c;
 }
 
+/// A device flag per block (nonzero: capped) as host flags.
+template <class FlagView>
+std::vector<char> host_flags(const FlagView& flags) {
+  auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), flags);
+  std::vector<char> out(h.extent(0));
+  for (std::size_t p = 0; p < out.size(); ++p) out[p] = h(p) != 0;
+  return out;
+}
+
 /// SPD-preserving compensation of one level (see CompressionOptions): adds
 /// delta(p) >= |E_p|_2, the norm of pair p's truncation error, to the diagonal
 /// of the pair's 2m tree indices in D; then [delta I, -E; -E^T, delta I] >= 0
@@ -239,12 +248,11 @@ class HODLR {
 
   void init_structure(const ClusterTree& tree, const CompressionOptions& opts);
   // keeps the first k = max(1, max rank) columns of the kmax-wide U, V;
-  // capped (pairs, may be empty): blocks the rank cap stopped short of tol,
-  // an error naming the block unless opts_.allow_capped (flags are OR'ed
-  // with `keep`, the level's earlier flags, when given)
+  // capped (one flag per pair, or empty): blocks the rank cap stopped short
+  // of tol, an error naming the block unless opts_.allow_capped (flags are
+  // OR'ed with `keep`, the level's earlier flags, when given)
   void store_level(int level, const Batch& Uw, const Batch& Vw, const Kokkos::View<int*, mem_space>& rank,
-                   const char* where, const Kokkos::View<int*, mem_space>& capped = {},
-                   const std::vector<char>& keep = {});
+                   const char* where, std::vector<char> capped = {}, const std::vector<char>& keep = {});
 };
 
 // ============================================================ implementation
@@ -263,17 +271,12 @@ void HODLR<Scalar, ExecSpace>::init_structure(const ClusterTree& tree, const Com
 template <class Scalar, class ExecSpace>
 void HODLR<Scalar, ExecSpace>::store_level(int level, const Batch& Uw, const Batch& Vw,
                                            const Kokkos::View<int*, mem_space>& rank, const char* where,
-                                           const Kokkos::View<int*, mem_space>& capped,
-                                           const std::vector<char>& keep) {
+                                           std::vector<char> cap, const std::vector<char>& keep) {
   const int pairs = Uw.extent(0), m = Uw.extent(1);
-  std::vector<char> cap(pairs, 0);
-  if (capped.extent(0) > 0) {
-    auto ch = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), capped);
-    for (int p = 0; p < pairs; ++p) cap[p] = ch(p) != 0;
-  }
+  cap.resize(pairs, 0);
   hmatrix_impl::check_capped(opts_, where, level, cap);
   for (std::size_t p = 0; p < keep.size() && p < cap.size(); ++p) cap[p] = cap[p] || keep[p];
-  capped_[level - 1] = cap;
+  capped_[level - 1] = std::move(cap);
   auto rh = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), rank);
   std::vector<int> r(pairs);
   int k = 1;
@@ -327,7 +330,7 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::from_dense(const AView& A, co
     Batch Uw("hfisher::HODLR::Uw", pairs, m, kmax), Vw("hfisher::HODLR::Vw", pairs, m, kmax);
     Kokkos::View<int*, mem_space> rank("hfisher::HODLR::rank", pairs);
     hmatrix_impl::compress_rsvd(space, B, opts.tol, opts.seed + std::uint64_t(l) * 7919u, Uw, Vw, rank);
-    H.store_level(l, Uw, Vw, rank, where, hmatrix_impl::rsvd_capped(space, rank, kmax, m));
+    H.store_level(l, Uw, Vw, rank, where, hmatrix_impl::host_flags(hmatrix_impl::rsvd_capped(space, rank, kmax, m)));
   }
   return H;
 }
@@ -404,7 +407,7 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::from_entries(const EntryFn& f
     Kokkos::parallel_for(
         "hfisher::HODLR::aca_capped", Kokkos::RangePolicy<ExecSpace>(space, 0, pairs),
         KOKKOS_LAMBDA(const int p) { capped(p) = (capped(p) || open(p)) ? 1 : 0; });
-    H.store_level(l, Uw, Vw, rank, where, capped);
+    H.store_level(l, Uw, Vw, rank, where, hmatrix_impl::host_flags(capped));
   }
   return H;
 }
@@ -472,7 +475,7 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::from_factors(const DView& d, 
       capped = hmatrix_impl::rsvd_capped(space, rank, kmax, std::min(m, mc));
     }
     if (opts.spd_compensation) hmatrix_impl::compensate_level(space, H.D_, tail, m);
-    H.store_level(l, Uw, Vw, rank, where, capped);
+    H.store_level(l, Uw, Vw, rank, where, hmatrix_impl::host_flags(capped));
   }
   return H;
 }
@@ -659,12 +662,8 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::from_operator(const Operator&
     Kokkos::View<int*, mem_space> rank("hfisher::HODLR::rank", pairs);
     kernels::truncate_lowrank(space, Qk, Vk, opts.tol, Uw, Vw, rank);
     // capped: the sample showed more singular values above tol than the cap keeps
-    Kokkos::View<int*, mem_space> capped("hfisher::HODLR::capped", pairs);
-    {
-      auto ch = Kokkos::create_mirror_view(capped);
-      for (int b = 0; b < pairs; ++b) ch(b) = rb[b] > kcap ? 1 : 0;
-      Kokkos::deep_copy(capped, ch);
-    }
+    std::vector<char> capped(pairs);
+    for (int b = 0; b < pairs; ++b) capped[b] = rb[b] > kcap;
     H.store_level(l, Uw, Vw, rank, where, capped);
   }
   // leaves: stacked identities, minus every level
@@ -732,8 +731,8 @@ void HODLR<Scalar, ExecSpace>::add(const HODLR& B, Scalar alpha) {
       });
   // per level of the sum: bases, ranks, capped flags (new, and kept from the operands)
   std::vector<Batch> sum_U, sum_V;
-  std::vector<Kokkos::View<int*, mem_space>> sum_rank, sum_capped;
-  std::vector<std::vector<char>> sum_keep;
+  std::vector<Kokkos::View<int*, mem_space>> sum_rank;
+  std::vector<std::vector<char>> sum_capped, sum_keep;
   for (int l = 1; l <= tree_.levels(); ++l) {
     const Batch UA = U_[l - 1], VA = V_[l - 1], UB = B.U_[l - 1], VB = B.V_[l - 1];
     const int pairs = UA.extent(0), m = UA.extent(1), ka = UA.extent(2), kb = UB.extent(2), kk = ka + kb;
@@ -758,19 +757,15 @@ void HODLR<Scalar, ExecSpace>::add(const HODLR& B, Scalar alpha) {
     Kokkos::View<int*, mem_space> capped("hfisher::HODLR::capped", pairs);
     kernels::truncate_lowrank(space, Uc, Vc, opts_.tol, Uw, Vw, rank, tail, capped);
     if (opts_.spd_compensation) hmatrix_impl::compensate_level(space, D, tail, m);
-    {
-      auto ch = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), capped);
-      std::vector<char> flags(pairs);
-      for (int p = 0; p < pairs; ++p) flags[p] = ch(p) != 0;
-      hmatrix_impl::check_capped(opts_, where, l, flags);  // before anything of *this changes
-    }
+    std::vector<char> flags = hmatrix_impl::host_flags(capped);
+    hmatrix_impl::check_capped(opts_, where, l, flags);  // before anything of *this changes
     std::vector<char> keep = capped_[l - 1];
     const auto& kb_flags = B.capped_[l - 1];
     for (std::size_t p = 0; p < keep.size() && p < kb_flags.size(); ++p) keep[p] = keep[p] || kb_flags[p];
     sum_U.push_back(Uw);
     sum_V.push_back(Vw);
     sum_rank.push_back(rank);
-    sum_capped.push_back(capped);
+    sum_capped.push_back(flags);
     sum_keep.push_back(keep);
   }
   D_ = D;
@@ -860,7 +855,8 @@ void HODLR<Scalar, ExecSpace>::write(std::ostream& o) const {
   put(o, std::int32_t(tree_.levels()));
   put(o, opts_.tol);
   // flags in bits 30 (spd_compensation) and 29 (allow_capped)
-  put(o, std::int32_t(opts_.max_rank | (opts_.spd_compensation ? (1 << 30) : 0) | (opts_.allow_capped ? (1 << 29) : 0)));
+  put(o, std::int32_t(opts_.max_rank | (opts_.spd_compensation ? (1 << 30) : 0) |
+                      (opts_.allow_capped ? (1 << 29) : 0)));
   for (int p : tree_.perm()) put(o, std::int32_t(p));
   io::put_view(o, D_);
   for (std::size_t l = 0; l < U_.size(); ++l) {
