@@ -15,6 +15,39 @@
 
 namespace hfisher {
 namespace kernels {
+namespace detail {
+
+/// Whether the host's blocked one-thread-per-entry forms apply: teams of one
+/// thread, unit column stride, and more columns than one panel.
+template <class Exec>
+bool blocked_qr(long m, long cols, bool unit_stride) {
+  if constexpr (ExecTraits<Exec>::on_host)
+    return hfisher::detail::host_team_size() <= 1 && unit_stride && cols > impl::qr_panel && m > impl::qr_panel;
+  else
+    return false;
+}
+
+/// Runs f(member, work) once per batch entry with qr_blocked_work(m, n)
+/// scalars of workspace: per-team scratch (reused between launches) where
+/// it fits Kokkos' limit, else one buffer per entry.
+template <class T, class Exec, class F>
+void with_qr_work(const Exec& space, const char* name, long nb, long m, long n, const F& f) {
+  using member = typename ExecTraits<Exec>::member_type;
+  const long ws = impl::qr_blocked_work(int(m), int(n));
+  const size_t bytes = size_t(ws) * sizeof(T);
+  auto pol = hfisher::detail::batch_policy(space, int(nb));
+  const bool scratch = bytes <= size_t(decltype(pol)::scratch_size_max(1));
+  BatchVector<T, Exec> big(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::qr::work"),
+                           scratch ? 0 : nb, scratch ? 0 : ws);
+  if (scratch) pol.set_scratch_size(1, Kokkos::PerTeam(bytes));
+  Kokkos::parallel_for(
+      name, pol, KOKKOS_LAMBDA(const member& t) {
+        T* w = scratch ? static_cast<T*>(t.team_scratch(1).get_shmem(bytes)) : &big(t.league_rank(), 0);
+        f(t, w);
+      });
+}
+
+}  // namespace detail
 
 /// Batched Householder QR in place. A: (batch, m, n); tau: (batch, min(m, n)).
 template <class Exec, class AV, class TV>
@@ -28,6 +61,16 @@ void qr(const Exec& space, const AV& A, const TV& tau) {
   using member = typename ExecTraits<Exec>::member_type;
   using T = typename AV::non_const_value_type;
   if (nb == 0) return;
+  if constexpr (ExecTraits<Exec>::on_host) {
+    if (detail::blocked_qr<Exec>(m, n, A.stride_2() == 1)) {
+      detail::with_qr_work<T>(space, "hfisher::qr::blocked", nb, m, n, KOKKOS_LAMBDA(const member& t, T* w) {
+        const int b = t.league_rank();
+        auto Ab = hfisher::detail::entry(A, b);
+        impl::householder_qr_blocked<member, T>(t, m, n, Ab.data(), Ab.stride_0(), &tau(b, 0), w);
+      });
+      return;
+    }
+  }
   BatchVector<T, Exec> rowbuf(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::qr::rowbuf"), nb,
                               n > 0 ? n : 1);
   Kokkos::parallel_for(
@@ -55,6 +98,18 @@ void qr_form_q(const Exec& space, const AV& A, const TV& tau, const QV& Q) {
   const int kr = q < long(tau.extent(1)) ? q : int(tau.extent(1));
   (void)n;
   if (nb == 0) return;
+  if constexpr (ExecTraits<Exec>::on_host) {
+    if (detail::blocked_qr<Exec>(m, kr, Q.stride_2() == 1)) {
+      detail::with_qr_work<T>(space, "hfisher::qr_form_q::blocked", nb, m, q, KOKKOS_LAMBDA(const member& t, T* w) {
+        const int b = t.league_rank();
+        auto Ab = hfisher::detail::entry(A, b);
+        auto Qb = hfisher::detail::entry(Q, b);
+        impl::form_q_blocked<T>(int(m), q, kr, Ab.data(), Ab.stride_0(), Ab.stride_1(), &tau(b, 0), Qb.data(),
+                                Qb.stride_0(), w);
+      });
+      return;
+    }
+  }
   BatchVector<T, Exec> rowbuf(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::qr_form_q::rowbuf"),
                               nb, q > 0 ? q : 1);
   Kokkos::parallel_for(

@@ -6,6 +6,7 @@
 /// v_i below it). Written once; a team of size 1 runs it serially.
 
 #include <hfisher/core/math.hpp>
+#include <hfisher/kernels/impl/gemm_serial.hpp>
 
 namespace hfisher {
 namespace kernels {
@@ -175,6 +176,115 @@ KOKKOS_INLINE_FUNCTION void form_q(const Member& t, int m, int q, int kr, const 
       for (int r = i + 1; r < m; ++r) Q[r * q0 + j * q1] -= w * A[r * s0 + i * s1];
     });
     t.team_barrier();
+  }
+}
+
+
+/// Panel width of the blocked (compact WY) forms below.
+constexpr int qr_panel = 16;
+
+/// Scalars of workspace the blocked forms need for an m x n block (QR) or
+/// an m x q Q (formation): the panel's reflectors (m x qr_panel), the
+/// product with the trailing columns (qr_panel x n), the triangular factor
+/// T and the reflectors' Gram matrix (qr_panel x qr_panel each), a row.
+KOKKOS_INLINE_FUNCTION long qr_blocked_work(int m, int n) {
+  return long(qr_panel) * (long(m) + n + 2 * qr_panel) + n + 1;
+}
+
+/// The reflectors of columns p0 .. p0+pb-1 (rows p0 .. m-1 of A) as an
+/// explicit unit lower trapezoidal (m - p0) x pb matrix V (row stride
+/// qr_panel), and the upper triangular T with H_p0 ... H_p0+pb-1 =
+/// I - V T V^T (LAPACK dlarft, forward, columnwise; T row stride qr_panel).
+template <class T>
+KOKKOS_INLINE_FUNCTION void panel_wy(int m, int p0, int pb, const T* A, int s0, int s1, const T* tau, T* V, T* Tm,
+                                     T* G) {
+  constexpr int P = qr_panel;
+  const int mv = m - p0;
+  for (int r = 0; r < mv; ++r)
+    for (int c = 0; c < pb; ++c)
+      V[r * P + c] = r > c ? A[(p0 + r) * s0 + (p0 + c) * s1] : (r == c ? T(1) : T(0));
+  // G = V^T V (pb x pb): the inner products of the reflectors
+  gemm_serial_blocked<T>(pb, pb, mv, T(1), V, 1, P, V, P, 1, T(0), G, P, 1);
+  for (int i = 0; i < pb; ++i) {
+    const T ti = tau[p0 + i];
+    for (int j = 0; j < i; ++j) Tm[j * P + i] = -ti * G[j * P + i];
+    // T(0:i, i) = T(0:i, 0:i) T(0:i, i), in place (row j reads entries >= j)
+    for (int j = 0; j < i; ++j) {
+      T s = T(0);
+      for (int l = j; l < i; ++l) s += Tm[j * P + l] * Tm[l * P + i];
+      Tm[j * P + i] = s;
+    }
+    Tm[i * P + i] = ti;
+    for (int j = i + 1; j < pb; ++j) Tm[j * P + i] = T(0);
+  }
+}
+
+/// Blocked Householder QR of the m x n block A (row stride s0, unit column
+/// stride) by one thread: panels of qr_panel columns are factored by
+/// householder_qr (team of one), and the trailing columns are updated by
+/// the compact WY form C -= V (T^T (V^T C)) through the register-blocked
+/// GEMM. Same output as householder_qr without pivoting (LAPACK dgeqrf).
+/// work: qr_blocked_work(m, n) scalars.
+template <class Member, class T>
+KOKKOS_INLINE_FUNCTION void householder_qr_blocked(const Member& t, int m, int n, T* A, int s0, T* tau, T* work) {
+  constexpr int P = qr_panel;
+  const int k = m < n ? m : n;
+  T* V = work;
+  T* W = V + long(m) * P;
+  T* Tm = W + long(P) * n;
+  T* G = Tm + P * P;
+  T* row = G + P * P;
+  for (int p0 = 0; p0 < k; p0 += P) {
+    const int pb = k - p0 < P ? k - p0 : P, mv = m - p0, nt = n - p0 - pb;
+    T* Ap = A + long(p0) * s0 + p0;
+    householder_qr<Member, T>(t, mv, pb, Ap, s0, 1, tau + p0, nullptr, nullptr, row);
+    if (nt <= 0) continue;
+    panel_wy<T>(m, p0, pb, A, s0, 1, tau, V, Tm, G);
+    T* C = Ap + pb;
+    // W = V^T C (pb x nt)
+    gemm_serial_blocked<T>(pb, nt, mv, T(1), V, 1, P, C, s0, 1, T(0), W, nt, 1);
+    // W = T^T W, rows from the last (row i reads rows <= i)
+    for (int i = pb - 1; i >= 0; --i)
+      for (int j = 0; j < nt; ++j) {
+        T s = T(0);
+        for (int l = 0; l <= i; ++l) s += Tm[l * P + i] * W[l * nt + j];
+        W[i * nt + j] = s;
+      }
+    // C -= V W
+    gemm_serial_blocked<T>(mv, nt, pb, T(-1), V, P, 1, W, nt, 1, T(1), C, s0, 1);
+  }
+}
+
+/// Blocked formation of the first q columns of Q = H_0 ... H_{kr-1} (see
+/// form_q) by one thread: Q starts as the identity and each panel's block
+/// reflector, from the last, is applied as Q -= V (T (V^T Q)) to the rows
+/// and columns it touches. Q has row stride q0 and unit column stride.
+/// work: qr_blocked_work(m, q) scalars.
+template <class T>
+KOKKOS_INLINE_FUNCTION void form_q_blocked(int m, int q, int kr, const T* A, int s0, int s1, const T* tau, T* Q,
+                                           int q0, T* work) {
+  constexpr int P = qr_panel;
+  T* V = work;
+  T* W = V + long(m) * P;
+  T* Tm = W + long(P) * q;
+  T* G = Tm + P * P;
+  for (int r = 0; r < m; ++r)
+    for (int j = 0; j < q; ++j) Q[r * q0 + j] = r == j ? T(1) : T(0);
+  if (kr <= 0) return;
+  for (int p0 = ((kr - 1) / P) * P; p0 >= 0; p0 -= P) {
+    const int pb = kr - p0 < P ? kr - p0 : P, mv = m - p0, nt = q - p0;
+    panel_wy<T>(m, p0, pb, A, s0, s1, tau, V, Tm, G);
+    // rows < p0 of columns >= p0 are still zero, columns < p0 still e_j
+    T* C = Q + long(p0) * q0 + p0;
+    gemm_serial_blocked<T>(pb, nt, mv, T(1), V, 1, P, C, q0, 1, T(0), W, nt, 1);
+    // W = T W, rows from the first (row i reads rows >= i)
+    for (int i = 0; i < pb; ++i)
+      for (int j = 0; j < nt; ++j) {
+        T s = T(0);
+        for (int l = i; l < pb; ++l) s += Tm[i * P + l] * W[l * nt + j];
+        W[i * nt + j] = s;
+      }
+    gemm_serial_blocked<T>(mv, nt, pb, T(-1), V, P, 1, W, nt, 1, T(1), C, q0, 1);
   }
 }
 
