@@ -25,6 +25,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 #include <fstream>
 #include <map>
 #include <numeric>
@@ -320,6 +321,11 @@ int run(const Options& o) {
           else if (o.optimizer == "adam")
             loss = hfisher::dist::train_epoch(model, train[t], o.batch, adam, rng, hook, masks[t], comm);
           else loss = hfisher::dist::train_epoch(model, train[t], o.batch, *ngd, rng, hook, masks[t], comm);
+          if (o.epochs > 1 && e + 1 < o.epochs) {  // progress within a task
+            const double el = seconds_since(t0);
+            say("[%-12s] task %2d/%d epoch %d/%d: loss %.4f, %.0f ex/s, task ETA %.0f s\n", method.c_str(), t + 1, T,
+                e + 1, o.epochs, loss, (e + 1) * double(train[t].size()) / el, el / (e + 1) * (o.epochs - e - 1));
+          }
         }
         // a diverged model is never evaluated and reported as a result
         {
@@ -335,6 +341,10 @@ int run(const Options& o) {
         r.train_examples += double(o.epochs) * train[t].size();
         double cons = 0;
         if (pen) {
+          // a consolidation that took a while before gets a line first
+          if (!r.consolidate_seconds.empty() && r.consolidate_seconds.back() >= 5)
+            say("[%-12s] task %2d/%d: consolidating (%s Fisher, last took %.0f s)\n", method.c_str(), t + 1, T,
+                o.fisher_kind.c_str(), r.consolidate_seconds.back());
           pen->consolidate(model, train[t], comm);
           cons = pen->last_consolidation_seconds();
         }
@@ -342,10 +352,13 @@ int run(const Options& o) {
         r.fisher_bytes.push_back(pen ? double(pen->bytes()) : 0.0);
         for (int j = 0; j < T; ++j) r.R.set(t, j, hfisher::dist::accuracy(model, test[j], masks[j], comm));
         r.done = t + 1;
-        say("[%-12s] task %2d/%d: loss %.4f, acc on it %.4f, ACC %.4f, BWT %+.4f | train %.1f s (%.0f ex/s), "
-            "consolidate %.2f s, Fisher %.2f MB\n",
+        double spent = 0;  // this run's seconds so far (tasks resumed from a checkpoint included)
+        for (int q = 0; q <= t; ++q) spent += r.train_seconds[q] + r.consolidate_seconds[q];
+        say("[%-12s] task %2d/%d: loss %.4f, learned (acc on it) %.4f, ACC %.4f, BWT %+.4f | train %.1f s "
+            "(%.0f ex/s), consolidate %.2f s, Fisher %.2f MB, ETA %.0f s\n",
             method.c_str(), t + 1, T, loss, r.R(t, t), r.R.acc(t), r.R.bwt(t), r.train_seconds.back(),
-            o.epochs * train[t].size() / r.train_seconds.back(), cons, r.fisher_bytes.back() / 1e6);
+            o.epochs * train[t].size() / r.train_seconds.back(), cons, r.fisher_bytes.back() / 1e6,
+            spent / (t + 1) * (T - t - 1));
         if (comm.root()) save_checkpoint(ckpt, key, r, model, pen.get());
         comm.barrier();  // the checkpoint is on disk before any rank goes on (or stops)
         // testing hook: simulate an interruption after N finished tasks of this method
@@ -377,31 +390,51 @@ int run(const Options& o) {
     for (const auto* r : v) var += (f(*r) - mean) * (f(*r) - mean);
     return std::make_pair(mean, v.size() > 1 ? std::sqrt(var / (v.size() - 1)) : 0.0);
   };
+  // intransigence: against the fine-tuning run of the same seed (NaN without one)
+  auto intrans = [&](const MethodResult& r, int t) {
+    for (const auto& q : results)
+      if (q.method == "finetune" && q.seed == r.seed) return r.R.intransigence(t, q.R);
+    return std::numeric_limits<double>::quiet_NaN();
+  };
+  const bool has_ref = std::find(names.begin(), names.end(), "finetune") != names.end();
+  auto num = [](double v) {  // JSON number or null
+    std::ostringstream x;
+    if (std::isfinite(v)) x << v;
+    else x << "null";
+    return x.str();
+  };
   // table: one row per run, then mean +- std per method when there are several seeds
-  std::printf("\n%-14s %5s %7s %8s %8s %11s %12s %15s %10s %10s\n", "method", "seed", "lambda", "ACC", "BWT",
-              "forgetting", "Fisher MB", "consolidate s", "train s", "train ex/s");
+  std::printf("\nLA: learning accuracy, mean of R(j, j) (how well each task was learned when it was new);\n"
+              "intrans.: mean of R_finetune(j, j) - R(j, j)%s\n",
+              has_ref ? "" : " (needs --method finetune in the run)");
+  std::printf("\n%-14s %5s %7s %8s %8s %11s %8s %9s %12s %15s %10s %10s\n", "method", "seed", "lambda", "ACC", "BWT",
+              "forgetting", "LA", "intrans.", "Fisher MB", "consolidate s", "train s", "train ex/s");
   for (const auto& r : results) {
     const double cs = total(r.consolidate_seconds), ts = total(r.train_seconds);
-    std::printf("%-14s %5llu %7g %8.4f %+8.4f %11.4f %12.2f %15.2f %10.1f %10.0f\n", r.method.c_str(),
+    std::printf("%-14s %5llu %7g %8.4f %+8.4f %11.4f %8.4f %+9.4f %12.2f %15.2f %10.1f %10.0f\n", r.method.c_str(),
                 (unsigned long long)r.seed, r.method == "finetune" ? 0.0 : lambda_of(o, r.method), r.R.acc(T - 1),
-                r.R.bwt(T - 1), r.R.forgetting(T - 1), r.fisher_bytes.back() / 1e6, cs / T, ts, r.train_examples / ts);
+                r.R.bwt(T - 1), r.R.forgetting(T - 1), r.R.learning_accuracy(T - 1), intrans(r, T - 1),
+                r.fisher_bytes.back() / 1e6, cs / T, ts, r.train_examples / ts);
   }
   if (o.seeds > 1) {
-    std::printf("\nmean +- std over %d seeds\n%-14s %17s %17s %17s %12s %15s\n", o.seeds, "method", "ACC", "BWT",
-                "forgetting", "Fisher MB", "consolidate s");
+    std::printf("\nmean +- std over %d seeds\n%-14s %17s %17s %17s %17s %18s %12s %15s\n", o.seeds, "method", "ACC",
+                "BWT", "forgetting", "LA", "intrans.", "Fisher MB", "consolidate s");
     for (const auto& m : names) {
       const auto acc = stats(m, [&](const MethodResult& r) { return r.R.acc(T - 1); });
       const auto bwt = stats(m, [&](const MethodResult& r) { return r.R.bwt(T - 1); });
       const auto fgt = stats(m, [&](const MethodResult& r) { return r.R.forgetting(T - 1); });
+      const auto la = stats(m, [&](const MethodResult& r) { return r.R.learning_accuracy(T - 1); });
+      const auto in = stats(m, [&](const MethodResult& r) { return intrans(r, T - 1); });
       const auto mb = stats(m, [&](const MethodResult& r) { return r.fisher_bytes.back() / 1e6; });
       const auto cs = stats(m, [&](const MethodResult& r) { return total(r.consolidate_seconds) / T; });
-      std::printf("%-14s %8.4f +- %.4f %+8.4f +- %.4f %8.4f +- %.4f %12.2f %15.2f\n", m.c_str(), acc.first, acc.second,
-                  bwt.first, bwt.second, fgt.first, fgt.second, mb.first, cs.first);
+      std::printf("%-14s %8.4f +- %.4f %+8.4f +- %.4f %8.4f +- %.4f %8.4f +- %.4f %+8.4f +- %.4f %12.2f %15.2f\n",
+                  m.c_str(), acc.first, acc.second, bwt.first, bwt.second, fgt.first, fgt.second, la.first, la.second,
+                  in.first, in.second, mb.first, cs.first);
     }
   }
   // files
   std::ostringstream csv, js, gp;
-  csv << "method,seed,after_task,ACC,BWT,forgetting,fisher_bytes,consolidate_s,train_s\n";
+  csv << "method,seed,after_task,ACC,BWT,forgetting,LA,intransigence,fisher_bytes,consolidate_s,train_s\n";
   char date[64];
   std::time_t now = std::time(nullptr);
   std::strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", std::gmtime(&now));
@@ -430,17 +463,23 @@ int run(const Options& o) {
     const auto acc = stats(names[k], [&](const MethodResult& r) { return r.R.acc(T - 1); });
     const auto fgt = stats(names[k], [&](const MethodResult& r) { return r.R.forgetting(T - 1); });
     const auto bwt = stats(names[k], [&](const MethodResult& r) { return r.R.bwt(T - 1); });
+    const auto la = stats(names[k], [&](const MethodResult& r) { return r.R.learning_accuracy(T - 1); });
+    const auto in = stats(names[k], [&](const MethodResult& r) { return intrans(r, T - 1); });
     js << "    {\"method\": \"" << names[k] << "\", \"ACC_mean\": " << acc.first << ", \"ACC_std\": " << acc.second
        << ", \"BWT_mean\": " << bwt.first << ", \"BWT_std\": " << bwt.second << ", \"forgetting_mean\": " << fgt.first
-       << ", \"forgetting_std\": " << fgt.second << "}" << (k + 1 < names.size() ? "," : "") << "\n";
+       << ", \"forgetting_std\": " << fgt.second << ", \"LA_mean\": " << la.first << ", \"LA_std\": " << la.second
+       << ", \"intransigence_mean\": " << num(in.first) << ", \"intransigence_std\": " << num(in.second) << "}"
+       << (k + 1 < names.size() ? "," : "") << "\n";
   }
   js << "  ],\n  \"methods\": [\n";
   for (std::size_t k = 0; k < results.size(); ++k) {
     const auto& r = results[k];
     std::ostringstream mcsv;
     for (int i = 0; i < T; ++i) {
+      const double in = intrans(r, i);
       csv << r.method << "," << r.seed << "," << i + 1 << "," << r.R.acc(i) << "," << r.R.bwt(i) << ","
-          << r.R.forgetting(i) << "," << r.fisher_bytes[i] << "," << r.consolidate_seconds[i] << ","
+          << r.R.forgetting(i) << "," << r.R.learning_accuracy(i) << "," << (std::isfinite(in) ? num(in) : "")
+          << "," << r.fisher_bytes[i] << "," << r.consolidate_seconds[i] << ","
           << r.train_seconds[i] << "\n";
       for (int j = 0; j < T; ++j) mcsv << r.R(i, j) << (j + 1 < T ? " " : "\n");
     }
@@ -450,7 +489,8 @@ int run(const Options& o) {
     js << "    {\"method\": \"" << r.method << "\", \"seed\": " << r.seed
        << ", \"lambda\": " << (r.method == "finetune" ? 0.0 : lambda_of(o, r.method))
        << ", \"ACC\": " << r.R.acc(T - 1) << ", \"BWT\": " << r.R.bwt(T - 1)
-       << ", \"forgetting\": " << r.R.forgetting(T - 1) << ", \"fisher_bytes\": " << r.fisher_bytes.back()
+       << ", \"forgetting\": " << r.R.forgetting(T - 1) << ", \"LA\": " << r.R.learning_accuracy(T - 1)
+       << ", \"intransigence\": " << num(intrans(r, T - 1)) << ", \"fisher_bytes\": " << r.fisher_bytes.back()
        << ", \"train_examples_per_s\": " << r.train_examples / total(r.train_seconds) << ", \"R\": [";
     for (int i = 0; i < T; ++i) {
       js << "[";
@@ -476,18 +516,22 @@ int run(const Options& o) {
      << "set terminal pngcairo size " << 380 * n << ",420\nset output 'heatmaps.png'\n"
      << "set multiplot layout 1," << n << " title 'accuracy R[i,j] after task i (rows) on task j (" << o.stream
      << ", seed " << o.seed << ", " << date << ")'\nset cbrange [0:1]\nset palette rgbformulae 33,13,10\nunset key\n"
-     << "set xlabel 'task j'\nset ylabel 'after task i'\nset yrange [" << T - 0.5 << ":-0.5]\nset xrange [-0.5:"
-     << T - 0.5 << "]\n";
+     << "set xlabel 'task j'\nset ylabel 'after task i'\nset yrange [" << T + 0.5 << ":0.5]\nset xrange [0.5:"
+     << T + 0.5 << "]\nset xtics 1\nset ytics 1\n";
+  // tasks numbered from 1, as in the log and results.csv
   for (const auto& m : names)
-    gp << "set title '" << m << "'\nplot 'R_" << m << ".dat' matrix with image\n";
+    gp << "set title '" << m << "'\nplot 'R_" << m << ".dat' matrix using ($1+1):($2+1):3 with image\n";
   gp << "unset multiplot\nset terminal pngcairo size 700,450\nset output 'acc.png'\n"
      << "set title 'average accuracy over the tasks seen so far"
      << (o.seeds > 1 ? " (mean +- std, " + std::to_string(o.seeds) + " seeds)" : std::string()) << "'\n"
      << "set xlabel 'after task'\nset ylabel 'ACC'\nset key bottom left\nset autoscale\nset yrange [0:1]\n"
-     << "set xrange [0.5:" << T + 0.5 << "]\nplot ";
+     << "set xrange [0.5:" << T + 0.5 << "]\nset xtics 1\nset ytics autofreq\nplot ";
+  // one colour (Okabe-Ito, told apart also with colour-vision deficiencies) and one marker per method
+  static const char* colours[] = {"#000000", "#E69F00", "#56B4E9", "#009E73", "#D55E00", "#0072B2", "#CC79A7", "#999999"};
+  static const int markers[] = {1, 2, 4, 6, 8, 10, 12, 3};
   for (int k = 0; k < n; ++k)
-    gp << "'ACC_" << names[k] << ".dat' using 1:2:3 with yerrorlines title '" << names[k] << "'"
-       << (k + 1 < n ? ", " : "\n");
+    gp << "'ACC_" << names[k] << ".dat' using 1:2:3 with yerrorlines lw 2 lc rgb '" << colours[k % 8] << "' pt "
+       << markers[k % 8] << " title '" << names[k] << "'" << (k + 1 < n ? ", " : "\n");
   hfisher::io::atomic_write(o.output + "/plots.gp", "hfisher-continual", [&](std::ostream& f) { f << gp.str(); });
   const bool plotted = hfisher::io::run_gnuplot(o.output, "plots.gp");
   std::printf("\nwrote %s/results.json, results.csv, R_*.dat, ACC_*.dat, plots.gp%s (%.1f s in all)\n", o.output.c_str(),

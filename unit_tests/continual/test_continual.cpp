@@ -25,6 +25,15 @@ TEST(Metrics, AgainstHandComputedMatrix) {
   // forgetting: task 0 best before 2 is 0.9 -> 0.6; task 1 best 0.8 -> 0.75
   EXPECT_NEAR(R.forgetting(2), (0.3 + 0.05) / 2, 1e-15);
   EXPECT_NEAR(R.bwt(0), 0.0, 0);
+  EXPECT_NEAR(R.learning_accuracy(2), (0.9 + 0.8 + 0.95) / 3, 1e-15);
+  EXPECT_NEAR(R.learning_accuracy(0), 0.9, 1e-15);
+  // intransigence against a reference that learned every task to 0.97
+  hfisher::continual::AccuracyMatrix ref(3);
+  for (int i = 0; i < 3; ++i)
+    for (int j = 0; j < 3; ++j) ref.set(i, j, i == j ? 0.97 : 0.5);
+  EXPECT_NEAR(R.intransigence(2, ref), (0.07 + 0.17 + 0.02) / 3, 1e-15);
+  EXPECT_NEAR(R.intransigence(2, R), 0.0, 0);
+  EXPECT_THROW(R.intransigence(2, hfisher::continual::AccuracyMatrix(2)), hfisher::Error);
   EXPECT_EQ(R.completed_rows(), 3);
   EXPECT_THROW(R.set(3, 0, 0.5), hfisher::Error);
   EXPECT_THROW(R.set(0, 0, 1.5), hfisher::Error);

@@ -113,6 +113,17 @@ TEST(ContinualDriver, EndToEndAndResume) {
                             "\"fisher_examples\": 40", "\"fisher_kind\": \"mc\"", "\"ewc\": 10"})
     EXPECT_NE(js.find(field), std::string::npos) << field << " missing from\n" << js;
   EXPECT_NE(js.find("\"commit\": \""), std::string::npos) << js;
+  // plasticity next to ACC: learning accuracy, and intransigence against
+  // fine-tuning (exactly 0 for fine-tuning itself)
+  EXPECT_NE(js.find("\"LA\": "), std::string::npos) << js;
+  EXPECT_NE(js.find("\"method\": \"finetune\", \"seed\": 1, \"lambda\": 0, \"ACC\""), std::string::npos) << js;
+  EXPECT_NE(js.find("\"intransigence\": 0, "), std::string::npos) << js;
+  EXPECT_EQ(js.find("\"intransigence\": null"), std::string::npos) << js;
+  EXPECT_NE(slurp(root + "/full/results.csv").find(",LA,intransigence,"), std::string::npos);
+  // heatmaps number tasks from 1 as the log does; every method has its own colour
+  const std::string gp = slurp(root + "/full/plots.gp");
+  EXPECT_NE(gp.find("using ($1+1):($2+1):3"), std::string::npos) << gp;
+  EXPECT_NE(gp.find("lc rgb '#E69F00'"), std::string::npos) << gp;
   // interrupted after task 2 of the first method; a plain rerun into the
   // folder is refused (it holds a run); --resume finishes it
   const std::string cut = base + " --output " + root + "/cut";

@@ -60,6 +60,24 @@ class AccuracyMatrix {
     }
     return s / t;
   }
+  /// Learning accuracy after task t (plasticity): mean over j <= t of
+  /// R(j, j), how well each task was learned when it was the newest.
+  double learning_accuracy(int t) const {
+    double s = 0;
+    for (int j = 0; j <= t; ++j) s += at(j, j);
+    return s / (t + 1);
+  }
+  /// Intransigence after task t against a reference run (Chaudhry et al.
+  /// 2018): mean over j <= t of ref(j, j) - R(j, j), how much less well this
+  /// run learned each new task than the reference did (the drivers use
+  /// unconstrained fine-tuning as the reference; > 0: less plastic).
+  double intransigence(int t, const AccuracyMatrix& ref) const {
+    detail::require(ref.tasks() == T_, "hfisher::continual::AccuracyMatrix::intransigence", "the reference has ",
+                    ref.tasks(), " tasks, this run ", T_);
+    double s = 0;
+    for (int j = 0; j <= t; ++j) s += ref.at(j, j) - at(j, j);
+    return s / (t + 1);
+  }
   const std::vector<double>& data() const { return R_; }
 
  private:
