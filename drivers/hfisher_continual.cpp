@@ -291,7 +291,7 @@ int run(const Options& o) {
       std::unique_ptr<hfisher::FisherPenalty<S, E>> pen;
       if (method != "finetune")
         pen = std::make_unique<hfisher::FisherPenalty<S, E>>(penalty_of(method), lambda_of(o, method), o.gamma, fkind, fo);
-      if (pen && method == "hierarchical" && o.hstructure == "hodlr") pen->set_structure(hfisher::Structure::Hierarchical);
+      if (pen && method == "hierarchical" && o.hstructure == "hodlr") pen->set_structure(hfisher::Structure::HODLR);
       const std::string ckpt = o.output + "/checkpoints/" + method +
                                (o.seeds > 1 ? "-seed" + std::to_string(seed) : std::string()) + ".ckpt";
       const std::string key = run_key(o, method, seed);

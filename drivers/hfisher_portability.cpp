@@ -46,7 +46,7 @@ const std::map<std::string, Tolerance>& tolerances() {
       {"syev.W", {1e-11, 1e-4}},        {"hodlr.apply", {1e-7, 1e-3}},    {"hodlr.solve", {1e-6, 1e-2}},
       {"hodlr.logdet", {1e-8, 1e-3}},   {"hss.apply", {1e-7, 1e-3}},      {"hss.solve", {1e-6, 1e-2}},
       {"hss.logdet", {1e-8, 1e-3}},     {"mlp.loss_grad", {1e-12, 1e-4}}, {"fisher.diagonal", {1e-12, 1e-4}},
-      {"fisher.kfac", {1e-11, 1e-4}},   {"fisher.lowrank", {1e-7, 1e-3}}, {"fisher.hierarchical", {1e-6, 1e-2}},
+      {"fisher.kfac", {1e-11, 1e-4}},   {"fisher.lowrank", {1e-7, 1e-3}}, {"fisher.hodlr", {1e-6, 1e-2}},
       {"fisher.kfac.solve", {1e-9, 1e-3}}, {"fisher.multilevel", {1e-7, 1e-3}},
       {"fisher.multilevel.solve", {1e-7, 1e-3}}};
   return t;
@@ -190,7 +190,7 @@ void fisher_problems(const Options& o, Outputs& out) {
   const std::pair<const char*, hfisher::Structure> st[] = {{"fisher.diagonal", hfisher::Structure::Diagonal},
                                                             {"fisher.kfac", hfisher::Structure::KFAC},
                                                             {"fisher.lowrank", hfisher::Structure::LowRank},
-                                                            {"fisher.hierarchical", hfisher::Structure::Hierarchical},
+                                                            {"fisher.hodlr", hfisher::Structure::HODLR},
                                                             {"fisher.multilevel", hfisher::Structure::Multilevel}};
   for (const auto& [name, s] : st) {
     auto F = hfisher::build_curvature(samples, s, fo);

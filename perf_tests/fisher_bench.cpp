@@ -187,10 +187,10 @@ int run_fisher_bench(const FisherBenchOptions& o) {
     f2.tol = tol;
     char b[32];
     std::snprintf(b, sizeof b, "tol %.0e", tol);
-    run("hierarchical", b, hfisher::Structure::Hierarchical, f2);
+    run("hodlr", b, hfisher::Structure::HODLR, f2);
     if (o.spd_rows) {
       f2.spd_compensation = true;
-      run("hierarchical", std::string(b) + " spd", hfisher::Structure::Hierarchical, f2);
+      run("hodlr", std::string(b) + " spd", hfisher::Structure::HODLR, f2);
     }
   }
   for (int r : o.level_ranks) {
@@ -204,7 +204,7 @@ int run_fisher_bench(const FisherBenchOptions& o) {
   try {
     auto f2 = fo;
     f2.tol = o.tols.empty() ? 1e-2 : o.tols.back();
-    auto op = hfisher::build_curvature(samples, hfisher::Structure::Hierarchical, f2);
+    auto op = hfisher::build_curvature(samples, hfisher::Structure::HODLR, f2);
     auto& bd = dynamic_cast<hfisher::fisher::BlockDiagonalOperator<S, E>&>(*op);
     auto& h = dynamic_cast<const hfisher::fisher::HODLROperator<S, E>&>(bd.block(0)).hodlr();
     std::printf("\nrank profile of the layer's Fisher (natural order, tol %.0e): level: block size, min/mean/max rank\n",
@@ -242,7 +242,7 @@ int run_fisher_bench(const FisherBenchOptions& o) {
     big.kfac_inv = now() - t;
     big.kfac_bytes = kf->bytes();
     t = now();
-    auto hh = hfisher::build_curvature(sb, hfisher::Structure::Hierarchical, fb);
+    auto hh = hfisher::build_curvature(sb, hfisher::Structure::HODLR, fb);
     big.h_build = now() - t;
     t = now();
     hh->solve(b, x, lambda);  // first solve: factorization of H + lambda I
@@ -285,7 +285,7 @@ int run_fisher_bench(const FisherBenchOptions& o) {
        << "set logscale xy\nset xlabel 'memory (MB)'\nset ylabel 'relative Frobenius error vs exact layer Fisher'\n"
        << "set title 'Layer " << layer << " (" << n << " parameters), " << o.kind << " Fisher: error vs memory ("
        << mc.date << ")'\nset datafile separator ','\nset key outside\n"
-       << "plot for [s in 'diagonal kfac lowrank hierarchical'] 'fisher.csv' using ((strcol(1) eq s) ? $4/1e6 : 1/0):5 with linespoints title s\n";
+       << "plot for [s in 'diagonal kfac lowrank hodlr'] 'fisher.csv' using ((strcol(1) eq s) ? $4/1e6 : 1/0):5 with linespoints title s\n";
     write_file_atomic(o.output + "/fisher.gp", gp.str());
     const bool plotted = hfisher::io::run_gnuplot(o.output, "fisher.gp");
     std::printf("\nwrote %s/fisher.csv, fisher.json, fisher.gp%s\n", o.output.c_str(), plotted ? ", fisher.png" : "");

@@ -34,7 +34,7 @@ pids=()
 names=()
 for t in "$B"/unit_tests/*_test_*; do
   name=$(basename "$t")
-  [ -f "$t" ] && [ -x "$t" ] && [ "$name" != dist_test_dist ] || continue
+  [ -f "$t" ] && [ -x "$t" ] && [ "$name" != mpi_test_mpi ] || continue
   OMP_NUM_THREADS=1 timeout "${TEST_TIMEOUT:-240}" "$t" --gtest_filter='-*Serial*:*OpenMP*' --gtest_brief=1 \
     >"$O/$name.log" 2>&1 &
   pids+=($!)

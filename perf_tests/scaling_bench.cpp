@@ -25,7 +25,7 @@ hfisher::Structure structure_of(const std::string& s) {
   if (s == "dense") return hfisher::Structure::Dense;
   if (s == "kfac") return hfisher::Structure::KFAC;
   if (s == "lowrank") return hfisher::Structure::LowRank;
-  return hfisher::Structure::Hierarchical;
+  return hfisher::Structure::HODLR;
 }
 
 /// `layers` layers of N = rows x cols parameters (rows = 2^floor(p/2)), S
@@ -198,7 +198,7 @@ int max_log2_of(const ScalingBenchOptions& o, const std::string& st) {
   if (st == "dense") return o.dense_max_log2;
   if (st == "kfac") return o.kfac_max_log2;
   if (st == "lowrank") return o.lowrank_max_log2;
-  if (st == "hierarchical") return o.hierarchical_max_log2;
+  if (st == "hodlr") return o.hierarchical_max_log2;
   return o.hss_max_log2;
 }
 
@@ -220,7 +220,10 @@ std::string size_range(const std::vector<Row>& rows, const std::string& st, bool
 
 using namespace scaling_detail;
 
-int run_scaling_bench(const ScalingBenchOptions& o) {
+int run_scaling_bench(const ScalingBenchOptions& opts) {
+  ScalingBenchOptions o = opts;
+  for (auto& s : o.structures)  // the former name of the HODLR structure
+    if (s == "hierarchical") s = "hodlr";
   hfisher::detail::require(o.min_log2 <= o.max_log2, "hfisher-bench scaling", "--min-log2 ", o.min_log2,
                            " > --max-log2 ", o.max_log2);
   const auto comm = hfisher::dist::Communicator::world();

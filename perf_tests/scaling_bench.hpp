@@ -20,7 +20,7 @@ struct ScalingBenchOptions {
   int lowrank_max_log2 = 26;         ///< largest N for low-rank
   int hierarchical_max_log2 = 26;    ///< largest N for HODLR (memory ~ N log N k)
   int hss_max_log2 = 26;             ///< largest N for HSS (memory ~ N k, build workspace ~ N s)
-  std::vector<std::string> structures = {"dense", "kfac", "lowrank", "hierarchical", "hss"};
+  std::vector<std::string> structures = {"dense", "kfac", "lowrank", "hodlr", "hss"};
   int samples = 64;                  ///< S: per-sample gradients (fixed: the rank is bounded)
   double tol = 1e-6;                 ///< low-rank / hierarchical relative truncation tolerance
   int leaf = 64, max_rank = 64;      ///< hierarchical leaf size and rank cap

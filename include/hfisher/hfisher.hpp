@@ -2,6 +2,7 @@
 /// \file hfisher.hpp
 /// \brief The public API of hfisher.
 
+#include <hfisher/core/comm.hpp>
 #include <hfisher/core/error.hpp>
 #include <hfisher/core/io.hpp>
 #include <hfisher/core/math.hpp>
@@ -24,6 +25,8 @@
 #include <hfisher/hmatrix/compression.hpp>
 #include <hfisher/hmatrix/hodlr.hpp>
 #include <hfisher/hmatrix/hss.hpp>
+#include <hfisher/nn/data_parallel.hpp>
+#include <hfisher/nn/dataset.hpp>
 #include <hfisher/nn/idx.hpp>
 #include <hfisher/nn/mlp.hpp>
 #include <hfisher/nn/optimizers.hpp>
@@ -33,5 +36,3 @@
 #include <hfisher/continual/metrics.hpp>
 #include <hfisher/continual/penalty.hpp>
 #include <hfisher/continual/streams.hpp>
-#include <hfisher/dist/comm.hpp>
-#include <hfisher/dist/train.hpp>

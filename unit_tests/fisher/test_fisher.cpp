@@ -289,13 +289,13 @@ TYPED_TEST(FisherTest, EveryKindAndStructureAgainstBruteForce) {
     }
     // hierarchical: the layer blocks within the compression tolerance
     {
-      auto op = hfisher::build_curvature(samples, hfisher::Structure::Hierarchical, o);
+      auto op = hfisher::build_curvature(samples, hfisher::Structure::HODLR, o);
       EXPECT_LE(rel_fro(host_matrix(op->to_dense()), Fb), dbl ? 1e-8 : 2e-3) << k << " hierarchical";
       // a loose tolerance stays positive semi-definite (SPD-preserving compensation): damping 1e-8 factors
       auto loose = o;
       loose.tol = 0.3;
       loose.spd_compensation = true;
-      auto lop = hfisher::build_curvature(samples, hfisher::Structure::Hierarchical, loose);
+      auto lop = hfisher::build_curvature(samples, hfisher::Structure::HODLR, loose);
       typename hfisher::CurvatureOperator<S, E>::Vector bb("bb", lop->size()), xx("xx", lop->size());
       Kokkos::deep_copy(bb, S(1));
       EXPECT_NO_THROW(lop->solve(bb, xx, dbl ? 1e-8 : 1e-4)) << k;
@@ -367,7 +367,7 @@ TYPED_TEST(FisherTest, PreparedFactorizationsShip) {
   o.examples = 30;
   o.leaf = 4;
   const double lam = 0.2;
-  for (auto st : {hfisher::Structure::KFAC, hfisher::Structure::BlockDiagonal, hfisher::Structure::Hierarchical}) {
+  for (auto st : {hfisher::Structure::KFAC, hfisher::Structure::BlockDiagonal, hfisher::Structure::HODLR}) {
     auto op = hfisher::estimate_fisher(model, data, hfisher::FisherKind::Empirical, st, o);
     auto* bd = dynamic_cast<hfisher::fisher::BlockDiagonalOperator<S, E>*>(op.get());
     ASSERT_NE(bd, nullptr);
@@ -767,4 +767,19 @@ TYPED_TEST(FisherTest, MultilevelSumsAndLayouts) {
   EXPECT_THROW(bad.validate("test"), hfisher::Error);
   bad.multilevel_oversampling = -1;
   EXPECT_NO_THROW(bad.validate("test"));
+}
+
+TEST(FisherStructure, NamesAndStoredValues) {
+  // the integers files store: a HODLR block saved as Structure::Hierarchical loads as HODLR
+  static_assert(int(hfisher::Structure::HODLR) == 3, "stored value of HODLR");
+  static_assert(int(hfisher::Structure::BlockDiagonal) == 4 && int(hfisher::Structure::Dense) == 5 &&
+                    int(hfisher::Structure::Multilevel) == 6,
+                "stored values after HODLR");
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  EXPECT_EQ(hfisher::Structure::Hierarchical, hfisher::Structure::HODLR);  // the former name still compiles
+#pragma GCC diagnostic pop
+  EXPECT_STREQ(hfisher::to_string(hfisher::Structure::HODLR), "hodlr");
+  EXPECT_TRUE(hfisher::is_structure(3));
+  EXPECT_FALSE(hfisher::is_structure(7));
 }

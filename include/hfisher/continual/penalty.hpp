@@ -9,8 +9,10 @@
 ///  - K-FAC Laplace (Ritter, Botev & Barber 2018): the running sum of
 ///    per-layer Kronecker-factored Fishers (kept exactly as a list of terms),
 ///    anchored at the latest parameters;
-///  - hierarchical: the running sum of per-layer HODLR Fishers, recompressed
-///    after every task (bounded memory), anchored at the latest parameters.
+///  - hierarchical: the running sum of per-layer hierarchical Fishers
+///    (Structure::Multilevel by default, Structure::HODLR on request),
+///    recompressed after every task (bounded memory), anchored at the
+///    latest parameters.
 /// Any other structure can be chosen through `structure`.
 
 #include <hfisher/core/region.hpp>

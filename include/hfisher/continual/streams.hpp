@@ -7,7 +7,7 @@
 /// classes compete).
 
 #include <hfisher/core/error.hpp>
-#include <hfisher/nn/idx.hpp>
+#include <hfisher/nn/dataset.hpp>
 
 #include <algorithm>
 #include <numeric>

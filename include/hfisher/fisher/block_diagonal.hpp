@@ -3,7 +3,7 @@
 /// \brief Block-diagonal curvature across layers: one operator per layer
 /// (K-FAC, hierarchical, dense, diagonal or low-rank), the flat vector cut
 /// into the layers' consecutive blocks. Structure::KFAC and
-/// Structure::Hierarchical are stored this way, as is Structure::BlockDiagonal
+/// Structure::HODLR are stored this way, as is Structure::BlockDiagonal
 /// with any inner structure.
 
 #include <hfisher/fisher/curvature.hpp>

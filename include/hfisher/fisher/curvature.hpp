@@ -35,7 +35,9 @@ enum class Structure {
   Diagonal,      ///< diag(F): mean of per-example squared gradients
   KFAC,          ///< per layer G (x) A (Martens & Grosse 2015)
   LowRank,       ///< diag + W W^T over all chosen parameters (Woodbury solves)
-  Hierarchical,  ///< per layer HODLR: dense leaves, low-rank off-diagonal blocks
+  HODLR,         ///< per layer HODLR: dense leaves, low-rank off-diagonal blocks
+  /// The former name of HODLR (same stored integer, 3).
+  Hierarchical [[deprecated("Structure::Hierarchical is now Structure::HODLR")]] = HODLR,
   BlockDiagonal, ///< per layer a block of FisherOptions::block structure (Dense by default)
   Dense,         ///< one dense matrix per layer (the inner structure of BlockDiagonal)
   Multilevel     ///< per layer diag + nested local low-rank terms (PSD by construction; multilevel.hpp)
@@ -244,7 +246,7 @@ inline const char* to_string(Structure s) {
     case Structure::Diagonal: return "diagonal";
     case Structure::KFAC: return "kfac";
     case Structure::LowRank: return "lowrank";
-    case Structure::Hierarchical: return "hierarchical";
+    case Structure::HODLR: return "hodlr";
     case Structure::BlockDiagonal: return "blockdiag";
     case Structure::Dense: return "dense";
     case Structure::Multilevel: return "multilevel";

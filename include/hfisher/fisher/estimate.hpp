@@ -15,7 +15,7 @@
 
 #include <hfisher/core/random.hpp>
 #include <hfisher/core/region.hpp>
-#include <hfisher/dist/comm.hpp>
+#include <hfisher/core/comm.hpp>
 #include <hfisher/fisher/block_diagonal.hpp>
 #include <hfisher/fisher/dense.hpp>
 #include <hfisher/fisher/diagonal.hpp>
@@ -27,7 +27,7 @@
 #include <hfisher/kernels/qr.hpp>
 #include <hfisher/kernels/randomized.hpp>
 #include <hfisher/kernels/syev.hpp>
-#include <hfisher/kron/kfac.hpp>
+#include <hfisher/fisher/kfac.hpp>
 #include <hfisher/nn/mlp.hpp>
 
 #include <algorithm>
@@ -821,7 +821,7 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> layer_block(const FisherSa
   switch (st) {
     case Structure::Dense: return dense_layer(s, k, o, where);
     case Structure::KFAC: return kfac_layer(s, k, o);
-    case Structure::Hierarchical: return hodlr_layer(s, k, o, where);
+    case Structure::HODLR: return hodlr_layer(s, k, o, where);
     case Structure::Multilevel: return multilevel_layer(s, k, o, where);
     case Structure::LowRank: return lowrank_of(s, std::vector<int>{k}, o, where);
     case Structure::Diagonal:

@@ -10,4 +10,4 @@
 #include <hfisher/fisher/hierarchical.hpp>
 #include <hfisher/fisher/io.hpp>
 #include <hfisher/fisher/lowrank.hpp>
-#include <hfisher/kron/kfac.hpp>
+#include <hfisher/fisher/kfac.hpp>

@@ -24,7 +24,7 @@ class HODLROperator : public CurvatureOperator<Scalar, ExecSpace> {
                              "the HODLR matrix is empty (not built)");
   }
 
-  Structure structure() const override { return Structure::Hierarchical; }
+  Structure structure() const override { return Structure::HODLR; }
   const char* tag() const override { return "hodlr"; }
   long size() const override { return h_.size(); }
   const H& hodlr() const { return h_; }

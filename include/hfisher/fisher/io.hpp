@@ -9,7 +9,7 @@
 #include <hfisher/fisher/hierarchical.hpp>
 #include <hfisher/fisher/lowrank.hpp>
 #include <hfisher/fisher/multilevel.hpp>
-#include <hfisher/kron/kfac.hpp>
+#include <hfisher/fisher/kfac.hpp>
 
 #include <cstring>
 

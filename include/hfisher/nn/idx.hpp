@@ -3,6 +3,8 @@
 /// \brief Reader for the IDX format of MNIST and Fashion-MNIST (gzip-compressed
 /// or not), and the default location of Debian's `dataset-fashion-mnist`.
 
+#include <hfisher/nn/dataset.hpp>
+
 #include <string>
 #include <vector>
 
@@ -20,16 +22,6 @@ struct IdxArray {
 /// malformed file (wrong magic, other element type, absurd dimensions,
 /// trailing bytes).
 IdxArray read_idx(const std::string& path);
-
-/// A labelled image set on the host: x is (n, features) row-major with pixel
-/// values scaled to [0, 1]; y holds labels in [0, classes).
-struct Dataset {
-  int n = 0;
-  int features = 0;
-  int classes = 10;
-  std::vector<float> x;
-  std::vector<int> y;
-};
 
 /// Reads an image file (n, rows, cols) and a label file (n) in IDX format.
 /// Throws when counts disagree or a label is >= classes.

@@ -16,7 +16,7 @@
 #include <hfisher/core/types.hpp>
 #include <hfisher/core/validate.hpp>
 #include <hfisher/kernels/matmul.hpp>
-#include <hfisher/nn/idx.hpp>
+#include <hfisher/nn/dataset.hpp>
 
 #include <cmath>
 #include <cstdint>

@@ -4,7 +4,7 @@
 /// gather each batch on the device, loss and gradient, an optional hook that
 /// adds to the gradient (a penalty), and an optimizer step.
 
-#include <hfisher/dist/comm.hpp>
+#include <hfisher/core/comm.hpp>
 #include <hfisher/nn/mlp.hpp>
 #include <hfisher/nn/optimizers.hpp>
 

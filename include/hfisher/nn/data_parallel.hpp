@@ -1,5 +1,5 @@
 #pragma once
-/// \file train.hpp
+/// \file data_parallel.hpp
 /// \brief Data-parallel training: every rank shuffles with the same
 /// generator, takes its contiguous share of each global batch, and the
 /// shard gradients (weighted by their share of the batch) are summed over
@@ -7,7 +7,7 @@
 /// identically on every rank: the parameters stay equal on all ranks and
 /// equal (to rounding) to a one-process run with the same global batch.
 
-#include <hfisher/dist/comm.hpp>
+#include <hfisher/core/comm.hpp>
 #include <hfisher/nn/train.hpp>
 
 #include <cmath>

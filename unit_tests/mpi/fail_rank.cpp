@@ -1,6 +1,6 @@
 // One rank throws while the others wait in a collective: every rank must
 // exit (non-zero) with the failing rank's message, never hang. Run by
-// unit_tests/dist/check_fail.cmake under mpirun.
+// unit_tests/mpi/check_fail.cmake under mpirun.
 #include <hfisher/hfisher.hpp>
 
 int main(int argc, char** argv) {

@@ -190,7 +190,7 @@ TYPED_TEST(DistTest, FactorizationsShardedOverRanks) {
   o.examples = 30;
   o.leaf = 4;
   const int P = world().size(), r = world().rank();
-  for (auto st : {hfisher::Structure::KFAC, hfisher::Structure::BlockDiagonal, hfisher::Structure::Hierarchical}) {
+  for (auto st : {hfisher::Structure::KFAC, hfisher::Structure::BlockDiagonal, hfisher::Structure::HODLR}) {
     auto one = hfisher::estimate_fisher(model, data, hfisher::FisherKind::Empirical, st, o);
     auto par = one->clone();  // every rank holds the same operator
     const double lam = 0.05;
