@@ -66,6 +66,19 @@ void aca_level(const Exec& space, const EntryFn& fn, const Kokkos::View<int*, ty
           T s = T(0);
           const T* a = &A(p, qa, 0);
           const T* b = &B(p, qb, 0);
+          if (host && t.team_size() == 1) {
+            // one thread: 8 independent partial sums (a single running sum is
+            // a chain of dependent adds, latency-bound and never vectorized)
+            constexpr int lanes = 8;
+            T acc[lanes];
+            for (int v = 0; v < lanes; ++v) acc[v] = T(0);
+            int i = 0;
+            for (; i + lanes <= m; i += lanes)
+              for (int v = 0; v < lanes; ++v) acc[v] += a[i + v] * b[i + v];
+            for (; i < m; ++i) acc[0] += a[i] * b[i];
+            for (int v = 0; v < lanes; ++v) s += acc[v];
+            return s;
+          }
           Kokkos::parallel_reduce(
               Kokkos::TeamThreadRange(t, 0, m), [&](const int i, T& v) { v += a[i] * b[i]; }, s);
           return s;
