@@ -19,10 +19,9 @@ namespace detail {
 
 /// Whether the host's blocked one-thread-per-entry forms apply: teams of one
 /// thread, unit column stride, at least min_cols columns (more than one
-/// panel) and 64 rows. Measured on an AVX2 EPYC (2026-12-04, batches of
-/// 4e6 entries in all): forming Q blocked is 1.3-2.5x faster from 64 rows
-/// and 0.9x at 32 x 32; the blocked factorization gains 1.1-1.4x from 128
-/// columns and is even or slower below (its 16-column panels stay level 2).
+/// panel) and 64 rows. Forming Q blocked pays from 64 rows; the blocked
+/// factorization only from about 128 columns, because its 16-column panels
+/// stay level 2 (docs/benchmarks.md, issue 19).
 template <class Exec>
 bool blocked_qr(long m, long cols, bool unit_stride, long min_cols) {
   if constexpr (ExecTraits<Exec>::on_host)

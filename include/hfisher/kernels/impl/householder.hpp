@@ -179,7 +179,6 @@ KOKKOS_INLINE_FUNCTION void form_q(const Member& t, int m, int q, int kr, const 
   }
 }
 
-
 /// Panel width of the blocked (compact WY) forms below.
 constexpr int qr_panel = 16;
 
