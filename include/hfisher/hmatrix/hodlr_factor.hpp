@@ -153,42 +153,49 @@ void HODLRFactorization<Scalar, ExecSpace>::build_symmetric_factor() {
     kernels::detail::trsm_nocheck(space, Side::Left, Uplo::Lower, Op::NoTrans, Diag::NonUnit, Scalar(1), LD_,
                                   level_nodes(Yp, L, Nodes::All));
     for (int lp = L; lp > l; --lp) apply_G(Yp, lp, true);
-    Batch Rt[2], Q[2];
+    // both sides of every pair in one batch (2 * pairs entries, node order):
+    // at the top levels this gives each core a QR instead of one core two
+    const int nodes = 2 * pairs;
+    Batch Yc(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HODLRFactorization::Yc"), nodes, m, k);
+    Kokkos::deep_copy(Yc, level_nodes(Yp, l, Nodes::All));
+    BatchVector<Scalar, ExecSpace> tau("tau", nodes, k);
+    Kokkos::View<int**, Kokkos::LayoutRight, mem_space> piv("piv", nodes, k);
+    Kokkos::View<int*, mem_space> rk("rank", nodes);
+    kernels::cpqr(space, Yc, tau, piv, rk, double(rank_tol));
+    Batch Qn(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HODLRFactorization::WQ"), nodes, m, k);
+    kernels::qr_form_q(space, Yc, tau, Qn);
+    Batch Rn(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HODLRFactorization::Rt"), nodes, k, k);
+    Kokkos::parallel_for(
+        "hfisher::HODLR::factor::W::R", Kokkos::RangePolicy<ExecSpace>(space, 0, nodes), KOKKOS_LAMBDA(const int node) {
+          const int r = rk(node);
+          // R~ = R P^T (columns back in the original order), rows >= rank dropped
+          for (int i = 0; i < k; ++i)
+            for (int j = 0; j < k; ++j) Rn(node, i, piv(node, j)) = (i < r && j >= i) ? Yc(node, i, j) : Scalar(0);
+          // Q: columns >= rank dropped, padded rows zeroed (decoupled identity rows)
+          for (int row = 0; row < m; ++row) {
+            const bool pad = perm(node * m + row) < 0;
+            for (int c = 0; c < k; ++c)
+              if (pad || c >= r) Qn(node, row, c) = Scalar(0);
+          }
+        });
+    // left (even) and right (odd) nodes as pair-indexed views
+    auto sides = [pairs](const Batch& B, int side) {
+      const long r = B.extent(1), c = B.extent(2);
+      return Strided3<Scalar, mem_space>(B.data() + side * r * c, Kokkos::LayoutStride(pairs, 2 * r * c, r, c, c, 1));
+    };
+    Batch Q[2];
     for (int side = 0; side < 2; ++side) {
-      Batch Yc(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HODLRFactorization::Yc"), pairs, m, k);
-      Kokkos::deep_copy(Yc, level_nodes(Yp, l, side == 0 ? Nodes::Left : Nodes::Right));
-      BatchVector<Scalar, ExecSpace> tau("tau", pairs, k);
-      Kokkos::View<int**, Kokkos::LayoutRight, mem_space> piv("piv", pairs, k);
-      Kokkos::View<int*, mem_space> rk("rank", pairs);
-      kernels::cpqr(space, Yc, tau, piv, rk, double(rank_tol));
       Q[side] = Batch(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HODLRFactorization::WQ"), pairs, m, k);
-      kernels::qr_form_q(space, Yc, tau, Q[side]);
-      Rt[side] = Batch(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HODLRFactorization::Rt"), pairs, k, k);
-      auto R = Rt[side];
-      auto Qs = Q[side];
-      const int node_off = side;
-      Kokkos::parallel_for(
-          "hfisher::HODLR::factor::W::R", Kokkos::RangePolicy<ExecSpace>(space, 0, pairs), KOKKOS_LAMBDA(const int p) {
-            const int r = rk(p);
-            // R~ = R P^T (columns back in the original order), rows >= rank dropped
-            for (int i = 0; i < k; ++i)
-              for (int j = 0; j < k; ++j) R(p, i, piv(p, j)) = (i < r && j >= i) ? Yc(p, i, j) : Scalar(0);
-            // Q: columns >= rank dropped, padded rows zeroed (decoupled identity rows)
-            const int node = 2 * p + node_off;
-            for (int row = 0; row < m; ++row) {
-              const bool pad = perm(node * m + row) < 0;
-              for (int c = 0; c < k; ++c)
-                if (pad || c >= r) Qs(p, row, c) = Scalar(0);
-            }
-          });
+      Kokkos::deep_copy(space, Q[side], sides(Qn, side));
     }
+    const auto Rt0 = sides(Rn, 0), Rt1 = sides(Rn, 1);
     // I + C, C = [[0, B], [B^T, 0]], B = RL RR^T = P diag(sigma) Qb^T: the
     // eigenvalues of I + C are 1 +- sigma_i, so f(I + C) - I for
     // f = sqrt and 1/sqrt comes from the k x k SVD of B:
     //   [[P a P^T, P b Qb^T], [Qb b P^T, Qb a Qb^T]],
     //   a = (f(1 + s) + f(1 - s)) / 2 - 1, b = (f(1 + s) - f(1 - s)) / 2.
     Batch Bm(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HODLRFactorization::B"), pairs, k, k);
-    kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::Trans, Scalar(1), Rt[0], Rt[1], Scalar(0), Bm);
+    kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::Trans, Scalar(1), Rt0, Rt1, Scalar(0), Bm);
     Batch P("hfisher::HODLRFactorization::P", pairs, k, k), Qb("hfisher::HODLRFactorization::Qb", pairs, k, k);
     BatchVector<Scalar, ExecSpace> sig("sigma", pairs, k);
     kernels::svd(space, Bm, P, sig, Qb);
