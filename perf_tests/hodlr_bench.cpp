@@ -50,6 +50,7 @@ struct Row {
   double h_build = NAN, h_factor = NAN, h_solve = NAN, h_apply = NAN, copy = NAN;
   double h_bytes = 0, h_fbytes = 0, h_resid = NAN, h_logdet = NAN;
   int kmax = 0;
+  double h_est = NAN;  // the build's achieved-error estimate (build_info())
   double d_build = NAN, d_factor = NAN, d_solve = NAN, d_resid = NAN, d_logdet = NAN, d_bytes = NAN;
   double m_build = NAN, m_factor = NAN, m_solve = NAN, m_resid = NAN, m_logdet = NAN, m_bytes = NAN;
 };
@@ -163,8 +164,8 @@ int run_hodlr_bench(const HodlrBenchOptions& o) {
               "rff: %.2g I + G G^T, G n x n/2 random Fourier features of the same kernel in 2-D\n\n",
               o.tol, o.leaf, o.max_rank > 0 ? std::to_string(o.max_rank).c_str() : "none", o.ell, o.nugget,
               o.nugget);
-  std::printf("%-8s %6s | %8s %8s %8s %5s %9s %7s | %8s %8s %8s %9s | %8s %8s %8s %9s | %7s %9s\n", "matrix",
-              "n", "build_s", "factor_s", "solve_s", "kmax", "resid", "MB", "hmat_bl", "hmat_fac", "hmat_sol",
+  std::printf("%-8s %6s | %8s %8s %8s %5s %8s %9s %7s | %8s %8s %8s %9s | %8s %8s %8s %9s | %7s %9s\n", "matrix",
+              "n", "build_s", "factor_s", "solve_s", "kmax", "est", "resid", "MB", "hmat_bl", "hmat_fac", "hmat_sol",
               "hmat_res", "dense_bl", "potrf_s", "potrs_s", "resid", "vsdense", "logdet_err");
   const long phys = long(sysconf(_SC_PHYS_PAGES)) * long(sysconf(_SC_PAGE_SIZE));
   std::vector<Row> rows;
@@ -232,6 +233,7 @@ int run_hodlr_bench(const HodlrBenchOptions& o) {
       Exec().fence();
       r.h_build = now() - t0;
       for (const auto& s : A.ranks()) r.kmax = std::max(r.kmax, s.max);
+      r.h_est = A.build_info().error_estimate;
       t0 = now();
       auto F = A.factor();
       Exec().fence();
@@ -348,9 +350,9 @@ int run_hodlr_bench(const HodlrBenchOptions& o) {
       const double speed = (r.d_factor + r.d_solve) / (r.h_factor + r.h_solve);
       const double lderr = std::abs(r.h_logdet - r.d_logdet) / std::abs(r.d_logdet);
       std::printf(
-          "%-8s %6d | %8.3f %8.3f %8.4f %5d %9.2e %7.1f | %8.3f %8.3f %8.4f %9.2e | %8.3f %8.3f %8.4f %9.2e | %7.1f "
-          "%9.2e\n",
-          name.c_str(), n, r.h_build, r.h_factor, r.h_solve, r.kmax, r.h_resid, (r.h_bytes + r.h_fbytes) / 1e6,
+          "%-8s %6d | %8.3f %8.3f %8.4f %5d %8.1e %9.2e %7.1f | %8.3f %8.3f %8.4f %9.2e | %8.3f %8.3f %8.4f %9.2e | "
+          "%7.1f %9.2e\n",
+          name.c_str(), n, r.h_build, r.h_factor, r.h_solve, r.kmax, r.h_est, r.h_resid, (r.h_bytes + r.h_fbytes) / 1e6,
           r.m_build, r.m_factor, r.m_solve, r.m_resid, r.d_build, r.d_factor, r.d_solve, r.d_resid, speed, lderr);
       std::fflush(stdout);
       rows.push_back(r);
@@ -400,7 +402,7 @@ int run_hodlr_bench(const HodlrBenchOptions& o) {
     csv << "matrix,n,hodlr_build_s,hodlr_factor_s,hodlr_solve_s,hodlr_apply" << o.apply_rhs
         << "_s,copy_s,hodlr_max_rank,hodlr_bytes,factor_bytes,hodlr_resid,hodlr_logdet,dense_build_s,dense_potrf_s,"
            "dense_potrs_s,dense_resid,dense_logdet,hmat_build_s,hmat_factor_s,hmat_solve_s,hmat_resid,hmat_logdet,"
-           "hmat_bytes\n";
+           "hmat_bytes,hodlr_error_estimate\n";
     js << "{\n  \"machine\": \"" << mc.cpu << "\", \"backend\": \"" << mc.backend << "\", \"threads\": "
        << mc.host_threads << ", \"date\": \"" << mc.date << "\", \"tol\": " << o.tol << ",\n  \"rows\": [\n";
     for (size_t i = 0; i < rows.size(); ++i) {
@@ -409,11 +411,12 @@ int run_hodlr_bench(const HodlrBenchOptions& o) {
           << "," << r.copy << "," << r.kmax << "," << r.h_bytes << "," << r.h_fbytes << "," << r.h_resid << ","
           << r.h_logdet << "," << r.d_build << "," << r.d_factor << "," << r.d_solve << "," << r.d_resid << ","
           << r.d_logdet << "," << r.m_build << "," << r.m_factor << "," << r.m_solve << "," << r.m_resid << ","
-          << r.m_logdet << "," << r.m_bytes << "\n";
+          << r.m_logdet << "," << r.m_bytes << "," << r.h_est << "\n";
       auto num = [](double v) { return std::isfinite(v) ? std::to_string(v) : std::string("null"); };
       js << "    {\"matrix\": \"" << r.matrix << "\", \"n\": " << r.n << ", \"hodlr_build_s\": " << num(r.h_build)
          << ", \"hodlr_factor_s\": " << num(r.h_factor) << ", \"hodlr_solve_s\": " << num(r.h_solve)
-         << ", \"hodlr_resid\": " << num(r.h_resid) << ", \"dense_potrf_s\": " << num(r.d_factor)
+         << ", \"hodlr_resid\": " << num(r.h_resid) << ", \"hodlr_error_estimate\": " << num(r.h_est)
+         << ", \"dense_potrf_s\": " << num(r.d_factor)
          << ", \"dense_potrs_s\": " << num(r.d_solve) << ", \"dense_resid\": " << num(r.d_resid)
          << ", \"hmat_build_s\": " << num(r.m_build) << ", \"hmat_factor_s\": " << num(r.m_factor)
          << ", \"hmat_solve_s\": " << num(r.m_solve) << ", \"hmat_resid\": " << num(r.m_resid) << "}"

@@ -171,7 +171,7 @@ int run_hss_bench(const HssBenchOptions& o) {
       Exec().fence();
       r.s_build = now() - t0;
       r.s_k = max_rank_of(A);
-      r.s_products = A.matvec_info().products;
+      r.s_products = A.build_info().products;
       r.s_bytes = double(A.bytes());
       // best of 3 (the factorization is milliseconds at the small sizes)
       auto F = A.factor();
@@ -284,15 +284,15 @@ int run_hss_bench(const HssBenchOptions& o) {
     double t0 = now();
     auto Hs = HS::from_matvec(op, n, tree, co);
     r.s_build = now() - t0;
-    r.s_products = Hs.matvec_info().products;
-    r.s_est = Hs.matvec_info().error_estimate;
+    r.s_products = Hs.build_info().products;
+    r.s_est = Hs.build_info().error_estimate;
     r.s_k = max_rank_of(Hs);
     r.s_err = rel_fro(to_host(Hs.to_dense()), A);
     t0 = now();
     auto Hh = HO::from_matvec(op, n, tree, co);
     r.h_build = now() - t0;
-    r.h_products = Hh.matvec_info().products;
-    r.h_est = Hh.matvec_info().error_estimate;
+    r.h_products = Hh.build_info().products;
+    r.h_est = Hh.build_info().error_estimate;
     r.h_k = max_rank_of(Hh);
     r.h_err = rel_fro(to_host(Hh.to_dense()), A);
     std::printf("%7d | %6d %5d %8d %9.2e %9.2e %8.3f | %6d %5d %9.2e %9.2e %8.3f\n", n, r.s_products, r.s_k,
@@ -331,7 +331,7 @@ int run_hss_bench(const HssBenchOptions& o) {
       auto Ho = HO::from_dense(Ad, t.tree, co);
       auto Hs = HS::from_dense(Ad, t.tree, co);
       std::printf("  %-12s | %9.2f %6d | %9.2f %6d %9.2e\n", t.name, Ho.bytes() / 1e6, max_rank_of(Ho),
-                  Hs.bytes() / 1e6, max_rank_of(Hs), Hs.matvec_info().error_estimate);
+                  Hs.bytes() / 1e6, max_rank_of(Hs), Hs.build_info().error_estimate);
       gram_js << (first ? "" : ", ") << "{\"tree\": \"" << t.name << "\", \"hodlr_bytes\": " << Ho.bytes()
               << ", \"hodlr_k\": " << max_rank_of(Ho) << ", \"hss_bytes\": " << Hs.bytes()
               << ", \"hss_k\": " << max_rank_of(Hs) << "}";

@@ -303,6 +303,28 @@ TYPED_TEST(HODLRTest, NoSilentTruncation) {
     c2.max_rank = 8;
     c2.allow_capped = true;
     auto H1 = HM::from_entries(fn, tree, c2);  // capped, allowed
+    // the achieved-error estimate sees what the cap cost: within 10x of the
+    // true error, for entries (sampled) and dense (probes) alike
+    const auto Aref = as_batch(A, n);
+    auto est_vs_true = [&](const HM& Hx, const HostBatch& Ax, const char* what) {
+      const double true_fro = fro(diff(host_matrix(Hx.to_dense()), Ax), 0) / fro(Ax, 0);
+      EXPECT_GT(true_fro, 100 * tol) << what << ": the cap must cost accuracy";
+      EXPECT_LE(Hx.build_info().error_estimate, 10 * true_fro) << what;
+      EXPECT_GE(Hx.build_info().error_estimate, true_fro / 10) << what;
+    };
+    est_vs_true(H1, Aref, "from_entries, capped");
+    EXPECT_EQ(H1.build_info().entries, 1024 * c2.probes);
+    est_vs_true(HM::from_dense(Ad, tree, c2), Aref, "from_dense, capped");
+    // probes = 0: no estimate, and none pretended
+    hfisher::CompressionOptions c0 = o;
+    c0.probes = 0;
+    for (const auto& Hn : {HM::from_entries(fn, tree, c0), HM::from_dense(Ad, tree, c0)}) {
+      EXPECT_EQ(Hn.build_info().entries, 0);
+      EXPECT_EQ(Hn.build_info().probes, 0);
+      EXPECT_EQ(Hn.build_info().error_estimate, 0.0);
+    }
+    c0.probes = -1;
+    EXPECT_THROW(HM::from_entries(fn, tree, c0), hfisher::Error);
     auto Hs = HM::from_entries(fn, tree, o);
     auto Hc = Hs.clone();
     // the unlimited sum is fine; with the cap (allowed) it is reported
@@ -341,6 +363,15 @@ TYPED_TEST(HODLRTest, NoSilentTruncation) {
   int fcapped = 0;
   for (const auto& r : Hf.ranks()) fcapped += r.capped;
   EXPECT_GT(fcapped, 0);
+  {  // its estimate against I + G G^T
+    auto Fref = matmul(G, false, G, true);
+    for (int i = 0; i < n; ++i) Fref(0, i, i) += 1;
+    const double true_fro = fro(diff(host_matrix(Hf.to_dense()), Fref), 0) / fro(Fref, 0);
+    EXPECT_GT(true_fro, 100 * tol);
+    EXPECT_LE(Hf.build_info().error_estimate, 10 * true_fro);
+    EXPECT_GE(Hf.build_info().error_estimate, true_fro / 10);
+    EXPECT_EQ(Hf.build_info().probes, c.probes);
+  }
   // a sum the cap cannot hold is refused and leaves the matrix unchanged:
   // two rank-3 terms fit a cap of 4 each, their sum does not
   {

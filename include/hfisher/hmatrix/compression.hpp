@@ -34,8 +34,10 @@ struct CompressionOptions {
   /// level's rank (the sample of a block must be wider than its rank by this
   /// much before the rank is trusted).
   int oversampling = 10;
-  /// Matrix-free construction: products spent on the a-posteriori error
-  /// estimate (fresh Gaussian probes).
+  /// Products spent on the a-posteriori error estimate (fresh Gaussian
+  /// probes; HODLR::from_entries samples 1024 entries per probe instead).
+  /// At least 1 for the matrix-free constructions; 0 skips the estimate of
+  /// the others (see BuildInfo).
   int probes = 8;
   /// Matrix-free construction: cap on the products (test vectors plus
   /// probes); 0 lets the construction take what the rank cap needs.
@@ -48,18 +50,35 @@ struct CompressionOptions {
   void validate(const char* where) const {
     detail::require(tol > 0.0 && tol < 1.0, where, "CompressionOptions.tol must lie in (0, 1), got ", tol);
     detail::require(max_rank >= 0, where, "CompressionOptions.max_rank must be >= 0 (0: no cap), got ", max_rank);
+    detail::require(probes >= 0 && probes <= 4096, where, "CompressionOptions.probes must lie in [0, 4096], got ",
+                    probes);
   }
 };
 
-/// How a matrix-free construction went.
-struct MatvecInfo {
-  int products = 0;          ///< columns multiplied by the operator in all
-  int samples = 0;           ///< test vectors the representation was built from
+/// How a construction went: the achieved-error estimate of every
+/// construction, and for the matrix-free ones the products spent.
+/// error_estimate is |A - H|_F / |A|_F estimated a posteriori against the
+/// source:
+///  - products with A (from_matvec, from_dense, from_factors; HSS always):
+///    |A P - H P|_F / |A P|_F for `probes` fresh Gaussian probes P;
+///  - sampled entries (HODLR::from_entries, where a product with A would
+///    cost O(n^2)): sqrt(sum (a_ij - h_ij)^2 / sum a_ij^2) over `entries`
+///    entries (i, j) drawn uniformly, which is unbiased for both sums.
+/// With opts.probes = 0 no estimate is made (probes and entries stay 0).
+/// It describes the construction that made the matrix: add, scale and
+/// recompress leave it as it was, and save() does not store it (a loaded
+/// matrix reports zeros).
+struct BuildInfo {
+  int products = 0;          ///< columns multiplied by the operator in all (estimate included)
+  int samples = 0;           ///< test vectors the representation was built from (matrix-free)
   int probes = 0;            ///< products spent on the error estimate
+  int entries = 0;           ///< sampled entries spent on the error estimate (from_entries)
   int rebuilds = 0;          ///< passes repeated with more test vectors
   bool saturated = false;    ///< the product budget ran out before every rank was resolved
-  double error_estimate = 0; ///< |A - H|_F / |A|_F estimated from the probes (|A P - H P|_F / |A P|_F)
+  double error_estimate = 0; ///< |A - H|_F / |A|_F, estimated as above
 };
+/// The former name, from when only the matrix-free constructions reported.
+using MatvecInfo = BuildInfo;
 
 /// Ranks of the off-diagonal blocks of one tree level.
 struct RankStats {

@@ -166,15 +166,18 @@ class HODLR {
   /// A(I_2p, I_2p+1) ~ Q_p (A(I_2p+1, I_2p) Q_p)^T, truncated to opts.tol.
   /// Leaves: leaf more products with stacked identities. In all
   /// O(k log N) + leaf products; opts.probes more estimate the error
-  /// (matvec_info()).
+  /// (build_info()).
   template <class Op>
   static HODLR from_matvec(Op&& op, int n, const ClusterTree& tree, const CompressionOptions& opts = {}) {
     Operator f = [&op](const Matrix& Omega, Matrix& Y) { op(Omega, Y); };
     return from_operator(f, n, tree, opts);
   }
   static HODLR from_operator(const Operator& op, int n, const ClusterTree& tree, const CompressionOptions& opts = {});
-  /// How a matrix-free construction went (zeros for the other constructors).
-  const MatvecInfo& matvec_info() const { return info_; }
+  /// How the construction went: the achieved-error estimate of every
+  /// construction (see BuildInfo), and for from_matvec the products spent.
+  const BuildInfo& build_info() const { return info_; }
+  /// The same report under its former name.
+  const BuildInfo& matvec_info() const { return info_; }
 
   int size() const { return tree_.size(); }
   const ClusterTree& tree() const { return tree_; }
@@ -239,7 +242,7 @@ class HODLR {
  private:
   ClusterTree tree_;
   CompressionOptions opts_;
-  MatvecInfo info_;
+  BuildInfo info_;
   Batch D_;
   std::vector<Batch> U_, V_;
   std::vector<std::vector<int>> ranks_;
@@ -247,6 +250,12 @@ class HODLR {
   Kokkos::View<int*, mem_space> perm_d_, iperm_d_;
 
   void init_structure(const ClusterTree& tree, const CompressionOptions& opts);
+  // the a-posteriori estimates of BuildInfo: against products with A in tree
+  // order (multiply_A(P, AP)), or against s entries of fn drawn uniformly
+  template <class MultiplyA>
+  void estimate_error_products(const MultiplyA& multiply_A);
+  template <class EntryFn>
+  void estimate_error_entries(const EntryFn& fn, int s);
   // keeps the first k = max(1, max rank) columns of the kmax-wide U, V;
   // capped (one flag per pair, or empty): blocks the rank cap stopped short
   // of tol, an error naming the block unless opts_.allow_capped (flags are
@@ -332,6 +341,12 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::from_dense(const AView& A, co
     hmatrix_impl::compress_rsvd(space, B, opts.tol, opts.seed + std::uint64_t(l) * 7919u, Uw, Vw, rank);
     H.store_level(l, Uw, Vw, rank, where, hmatrix_impl::host_flags(hmatrix_impl::rsvd_capped(space, rank, kmax, m)));
   }
+  H.estimate_error_products([P](const Matrix& X, const Matrix& Y) {
+    using A3 = Kokkos::View<Scalar***, Kokkos::LayoutRight, mem_space, Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
+    A3 a(P.data(), 1, P.extent(0), P.extent(1)), x(X.data(), 1, X.extent(0), X.extent(1)),
+        y(Y.data(), 1, Y.extent(0), Y.extent(1));
+    kernels::detail::gemm_nocheck(ExecSpace(), Op::NoTrans, Op::NoTrans, Scalar(1), a, x, Scalar(0), y);
+  });
   return H;
 }
 
@@ -409,6 +424,7 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::from_entries(const EntryFn& f
         KOKKOS_LAMBDA(const int p) { capped(p) = (capped(p) || open(p)) ? 1 : 0; });
     H.store_level(l, Uw, Vw, rank, where, hmatrix_impl::host_flags(capped));
   }
+  H.estimate_error_entries(fn, 1024 * opts.probes);
   return H;
 }
 
@@ -477,6 +493,9 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::from_factors(const DView& d, 
     if (opts.spd_compensation) hmatrix_impl::compensate_level(space, H.D_, tail, m);
     H.store_level(l, Uw, Vw, rank, where, hmatrix_impl::host_flags(capped));
   }
+  // padded rows: dp = 1, Gp = 0, like the identity rows of H
+  H.estimate_error_products(
+      [dp, Gp](const Matrix& X, const Matrix& Y) { hmatrix_impl::factors_product<ExecSpace>(dp, Gp, X, Y); });
   return H;
 }
 
@@ -566,6 +585,80 @@ void subtract(const Exec& space, const M& Y, const M& Z) {
       });
 }
 }  // namespace hmatrix_impl
+
+template <class Scalar, class ExecSpace>
+template <class MultiplyA>
+void HODLR<Scalar, ExecSpace>::estimate_error_products(const MultiplyA& multiply_A) {
+  const int q = opts_.probes;
+  if (q <= 0) return;
+  info_.error_estimate = hmatrix_impl::tree_probe_error<ExecSpace, Matrix>(
+      perm_d_, tree_.padded_size(), q, opts_.seed, multiply_A,
+      [this](const Matrix& X, const Matrix& Y) { apply_tree(X, Y, tree_.levels(), true); });
+  info_.probes = q;
+  info_.products = q;
+}
+
+template <class Scalar, class ExecSpace>
+template <class EntryFn>
+void HODLR<Scalar, ExecSpace>::estimate_error_entries(const EntryFn& fn, int s) {
+  constexpr const char* where = "hfisher::HODLR::from_entries";
+  if (s <= 0) return;
+  ExecSpace space;
+  const int n = tree_.size(), leaf = tree_.leaf_size(), L = tree_.levels(), N = tree_.padded_size();
+  const std::uint64_t seed = opts_.seed ^ 0x2545f4914f6cdd1dull;
+  auto iperm = iperm_d_;
+  auto D = D_;
+  // entry t: user indices (i, j) uniform, its tree positions, its level (0:
+  // a leaf block), a_ij and, for leaf blocks, h_ij
+  Kokkos::View<double*, mem_space> a("hfisher::HODLR::sample_a", s), h("hfisher::HODLR::sample_h", s);
+  Kokkos::View<int*, mem_space> qa("hfisher::HODLR::sample_qa", s), qb("hfisher::HODLR::sample_qb", s),
+      lev("hfisher::HODLR::sample_level", s);
+  Kokkos::parallel_for(
+      "hfisher::HODLR::sample_entries", Kokkos::RangePolicy<ExecSpace>(space, 0, s), KOKKOS_LAMBDA(const int t) {
+        int i = int(random::uniform(seed, 1, std::uint64_t(t)) * n), j = int(random::uniform(seed, 2, std::uint64_t(t)) * n);
+        i = i < n ? i : n - 1;
+        j = j < n ? j : n - 1;
+        a(t) = double(Scalar(fn(i, j)));
+        const int p = iperm(i), q = iperm(j), bp = p / leaf, bq = q / leaf;
+        qa(t) = p;
+        qb(t) = q;
+        if (bp == bq) {
+          lev(t) = 0;
+          h(t) = double(D(bp, p % leaf, q % leaf));
+        } else {  // siblings below the highest differing bit of the leaf indices
+          int x = bp ^ bq, hb = 0;
+          while (x >>= 1) ++hb;
+          lev(t) = L - hb;
+          h(t) = 0;
+        }
+      });
+  for (int l = 1; l <= L; ++l) {
+    const auto U = U_[l - 1], V = V_[l - 1];
+    const int m = N >> l, k = U.extent(2);
+    Kokkos::parallel_for(
+        "hfisher::HODLR::sample_offdiag", Kokkos::RangePolicy<ExecSpace>(space, 0, s), KOKKOS_LAMBDA(const int t) {
+          if (lev(t) != l) return;
+          const int na = qa(t) / m, nb = qb(t) / m, pr = na / 2, ra = qa(t) - na * m, rb = qb(t) - nb * m;
+          // A(I_2p, I_2p+1) = U V^T; its transpose below the diagonal
+          const bool upper = na % 2 == 0;
+          Scalar v = 0;
+          for (int c = 0; c < k; ++c) v += upper ? U(pr, ra, c) * V(pr, rb, c) : V(pr, ra, c) * U(pr, rb, c);
+          h(t) = double(v);
+        });
+  }
+  double num = 0, den = 0;
+  Kokkos::parallel_reduce(
+      "hfisher::HODLR::sample_error", Kokkos::RangePolicy<ExecSpace>(space, 0, s),
+      KOKKOS_LAMBDA(const int t, double& e, double& f) {
+        e += (a(t) - h(t)) * (a(t) - h(t));
+        f += a(t) * a(t);
+      },
+      num, den);
+  detail::require(std::isfinite(num) && std::isfinite(den), where,
+                  "a sampled entry is not finite (fn returned NaN/Inf)");
+  info_.error_estimate = den > 0 ? std::sqrt(num / den) : 0.0;
+  info_.entries = s;
+}
 
 template <class Scalar, class ExecSpace>
 HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::from_operator(const Operator& op, int n, const ClusterTree& tree,

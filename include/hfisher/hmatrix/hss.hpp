@@ -102,7 +102,9 @@ class HSS {
   const ClusterTree& tree() const { return tree_; }
   const CompressionOptions& options() const { return opts_; }
   /// How the matrix was built (products, samples, error estimate).
-  const MatvecInfo& matvec_info() const { return info_; }
+  const BuildInfo& build_info() const { return info_; }
+  /// The same report under its former name.
+  const BuildInfo& matvec_info() const { return info_; }
 
   /// Y = A X for X, Y: (n, r), user order. O(N k r).
   void apply(const Matrix& X, const Matrix& Y) const;
@@ -163,7 +165,7 @@ class HSS {
  private:
   ClusterTree tree_;
   CompressionOptions opts_;
-  MatvecInfo info_;
+  BuildInfo info_;
   std::vector<Batch> D_, U_;  // index = level; U_[0] empty
   std::vector<std::vector<int>> ranks_;
   std::vector<std::vector<char>> capped_;  // per level and node: max_rank stopped it short of tol
@@ -447,27 +449,6 @@ HSS<Scalar, ExecSpace> HSS<Scalar, ExecSpace>::from_dense(const AView& A, const 
   return from_operator(op, n, tree, opts);
 }
 
-namespace hss_impl {
-/// Y = diag(d) X + G (G^T X), the product with diag(d) + G G^T.
-template <class Exec, class DV, class GV, class M>
-void factors_product(const DV& d, const GV& G, const M& X, const M& Y) {
-  using T = typename M::non_const_value_type;
-  using Mem = typename Exec::memory_space;
-  using B3 = Kokkos::View<T***, Kokkos::LayoutRight, Mem>;
-  using U3 = Kokkos::View<T***, Kokkos::LayoutRight, Mem, Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
-  Exec space;
-  const int n = X.extent(0), r = X.extent(1), mc = G.extent(1);
-  B3 T1("hfisher::HSS::GtX", 1, mc, r);
-  U3 g(G.data(), 1, n, mc), x(X.data(), 1, n, r), y(Y.data(), 1, n, r);
-  kernels::detail::gemm_nocheck(space, Op::Trans, Op::NoTrans, T(1), g, x, T(0), T1);
-  Kokkos::parallel_for(
-      "hfisher::HSS::diag_part", Kokkos::RangePolicy<Exec>(space, 0, n), KOKKOS_LAMBDA(const int i) {
-        for (int c = 0; c < r; ++c) Y(i, c) = d(i) * X(i, c);
-      });
-  kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, T(1), g, T1, T(1), y);
-}
-}  // namespace hss_impl
-
 template <class Scalar, class ExecSpace>
 template <class DView, class GView>
 HSS<Scalar, ExecSpace> HSS<Scalar, ExecSpace>::from_factors(const DView& d, const GView& G, const ClusterTree& tree,
@@ -493,7 +474,7 @@ HSS<Scalar, ExecSpace> HSS<Scalar, ExecSpace>::from_factors(const DView& d, cons
     Matrix d2(dc.data(), n, 1);
     detail::check_finite_matrix(space, d2, where, "d");
   }
-  Operator op = [dc, Gc](const Matrix& X, Matrix& Y) { hss_impl::factors_product<ExecSpace>(dc, Gc, X, Y); };
+  Operator op = [dc, Gc](const Matrix& X, Matrix& Y) { hmatrix_impl::factors_product<ExecSpace>(dc, Gc, X, Y); };
   return from_operator(op, n, tree, opts, mc);
 }
 

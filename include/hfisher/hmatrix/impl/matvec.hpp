@@ -10,6 +10,7 @@
 #include <hfisher/core/random.hpp>
 #include <hfisher/core/types.hpp>
 #include <hfisher/core/validate.hpp>
+#include <hfisher/kernels/gemm.hpp>
 
 #include <cmath>
 #include <cstdint>
@@ -92,6 +93,40 @@ double relative_fro(const Exec& space, const M& A, const M& B) {
   return den > 0 ? std::sqrt(double(num) / double(den)) : 0.0;
 }
 
+/// Y = diag(d) X + G (G^T X), the product with diag(d) + G G^T.
+template <class Exec, class DV, class GV, class M>
+void factors_product(const DV& d, const GV& G, const M& X, const M& Y) {
+  using T = typename M::non_const_value_type;
+  using Mem = typename Exec::memory_space;
+  using B3 = Kokkos::View<T***, Kokkos::LayoutRight, Mem>;
+  using U3 = Kokkos::View<T***, Kokkos::LayoutRight, Mem, Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
+  Exec space;
+  const int n = X.extent(0), r = X.extent(1), mc = G.extent(1);
+  B3 T1("hfisher::matvec::GtX", 1, mc, r);
+  U3 g(G.data(), 1, n, mc), x(X.data(), 1, n, r), y(Y.data(), 1, n, r);
+  kernels::detail::gemm_nocheck(space, Op::Trans, Op::NoTrans, T(1), g, x, T(0), T1);
+  Kokkos::parallel_for(
+      "hfisher::matvec::diag_part", Kokkos::RangePolicy<Exec>(space, 0, n), KOKKOS_LAMBDA(const int i) {
+        for (int c = 0; c < r; ++c) Y(i, c) = d(i) * X(i, c);
+      });
+  kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, T(1), g, T1, T(1), y);
+}
+
+/// |A P - H P|_F / |A P|_F for q fresh Gaussian probes P (N, q) in tree
+/// order, zero on the padded rows: multiply_A(P, AP) and apply_H(P, HP)
+/// write the two products (tree order).
+template <class Exec, class Matrix, class PermView, class MultiplyA, class ApplyH>
+double tree_probe_error(const PermView& perm, int N, int q, std::uint64_t seed, const MultiplyA& multiply_A,
+                        const ApplyH& apply_H) {
+  Exec space;
+  Matrix P("hfisher::matvec::probe", N, q), AP("hfisher::matvec::probe_A", N, q), HP("hfisher::matvec::probe_H", N, q);
+  gaussian_columns(space, P, 0, q, seed ^ 0x5bd1e995ull);
+  zero_padding(space, perm, P);
+  multiply_A(P, AP);
+  apply_H(P, HP);
+  return relative_fro(space, AP, HP);
+}
+
 /// The operator in tree order.
 template <class Scalar, class Exec>
 struct TreeOperator {
@@ -123,13 +158,8 @@ struct TreeOperator {
   /// rows); apply_tree(X, Y) writes Y = H X in tree order.
   template <class ApplyTree>
   double probe_error(const ApplyTree& apply_tree, int N, int q, std::uint64_t seed) {
-    Exec space;
-    Matrix P("hfisher::matvec::probe", N, q), AP("hfisher::matvec::probe_A", N, q), HP("hfisher::matvec::probe_H", N, q);
-    gaussian_columns(space, P, 0, q, seed ^ 0x5bd1e995ull);
-    zero_padding(space, perm, P);
-    multiply(P, AP, 0, q);
-    apply_tree(P, HP);
-    return relative_fro(space, AP, HP);
+    return tree_probe_error<Exec, Matrix>(
+        perm, N, q, seed, [this, q](const Matrix& P, const Matrix& AP) { multiply(P, AP, 0, q); }, apply_tree);
   }
 };
 
