@@ -39,6 +39,22 @@ using Model = hfisher::nn::MLP<S, E>;
 using Data = hfisher::nn::DeviceData<S, E>;
 using Labels = Model::Labels;
 
+/// The library's default learning rate and damping of each optimizer.
+double default_lr(const std::string& optimizer) {
+  if (optimizer == "sgd") return hfisher::nn::SGD<S, E>{}.lr;
+  if (optimizer == "adam") return hfisher::nn::Adam<S, E>{}.lr;
+  if (optimizer == "kfac") return hfisher::NaturalGradientOptions::kfac().lr;
+  return hfisher::NaturalGradientOptions{}.lr;
+}
+double default_damping(const std::string& optimizer) {
+  return optimizer == "kfac" ? hfisher::NaturalGradientOptions::kfac().damping : hfisher::NaturalGradientOptions{}.damping;
+}
+std::string fmt_default(double v) {
+  std::ostringstream s;
+  s << v;
+  return s.str();
+}
+
 struct Options {
   std::string stream = "permuted", scenario = "task", optimizer = "adam", output = "results/continual", data;
   std::vector<std::string> methods = {"finetune", "ewc", "online-ewc", "kfac-laplace", "hierarchical"};
@@ -266,9 +282,11 @@ int run(const Options& o) {
         o.stream == "split" ? (o.scenario == "task" ? "task-incremental" : "class-incremental") : "permuted pixels", T,
         train[0].size(), test[0].size());
     for (int w : widths) say(" %d", w);
-    say("; optimizer %s, %d epoch(s), batch %d; lambda %g; Fisher: %s from %d examples; backend %s, %d rank(s) x %d "
-        "thread(s)\n",
-        o.optimizer.c_str(), o.epochs, o.batch, o.lambda, o.fisher_kind.c_str(), o.fisher_examples, E::name(),
+    say("; optimizer %s (lr %g%s), %d epoch(s), batch %d; lambda %g; Fisher: %s from %d examples; backend %s, %d "
+        "rank(s) x %d thread(s)\n",
+        o.optimizer.c_str(), o.lr,
+        o.optimizer == "ngd" || o.optimizer == "kfac" ? (", damping " + fmt_default(o.damping)).c_str() : "",
+        o.epochs, o.batch, o.lambda, o.fisher_kind.c_str(), o.fisher_examples, E::name(),
         comm.size(), E().concurrency());
     hfisher::FisherOptions fo;
     fo.examples = o.fisher_examples;
@@ -561,7 +579,11 @@ int main(int argc, char** argv) {
   app.add_option("--output", o.output, "directory for JSON, CSV, plots and checkpoints")->check(hfisher_cli::NonEmpty);
   app.add_option("--epochs", o.epochs, "epochs per task")->check(CLI::Range(1, 1000));
   app.add_option("--batch", o.batch, "minibatch size")->check(CLI::Range(1, 1 << 16));
-  app.add_option("--lr", o.lr, "learning rate")->check(hfisher_cli::FinitePositive);
+  app.add_option("--lr", o.lr,
+                 "learning rate (default per optimizer: sgd " + fmt_default(default_lr("sgd")) + ", adam " +
+                     fmt_default(default_lr("adam")) + ", ngd " + fmt_default(default_lr("ngd")) + ", kfac " +
+                     fmt_default(default_lr("kfac")) + ")")
+      ->check(hfisher_cli::FinitePositive);
   app.add_option("--lambda", o.lambda, "penalty strength lambda")->check(hfisher_cli::FiniteNonNegative);
   app.add_option("--lambda-for", o.lambda_for,
                  "repeatable METHOD=VALUE: lambda of one method (default: all --lambda)");
@@ -596,7 +618,10 @@ int main(int argc, char** argv) {
   app.add_option("--max-rank", o.max_rank, "hodlr: rank cap of off-diagonal blocks (a memory budget; 0: none)")
       ->check(CLI::Range(0, 4096));
   app.add_option("--rank", o.rank, "rank of the ngd optimizer's low-rank Fisher")->check(CLI::Range(1, 4096));
-  app.add_option("--damping", o.damping, "damping of the ngd/kfac optimizers")->check(hfisher_cli::FinitePositive);
+  app.add_option("--damping", o.damping,
+                 "damping of the ngd/kfac optimizers (default: ngd " + fmt_default(default_damping("ngd")) +
+                     ", kfac " + fmt_default(default_damping("kfac")) + ")")
+      ->check(hfisher_cli::FinitePositive);
   app.add_option("--seed", o.seed, "seed of initialization, permutations, shuffles")->check(hfisher_cli::Unsigned);
   app.add_option("--seeds", o.seeds, "number of seeds (seed, seed + 1, ...): the table adds mean +- std")
       ->check(CLI::Range(1, 100));
@@ -616,6 +641,10 @@ int main(int argc, char** argv) {
     return e.get_exit_code();
   }
   return hfisher::dist::guarded(comm, "hfisher-continual", [&] {
+    // per-optimizer defaults: the library's (nn::SGD, nn::Adam,
+    // NaturalGradientOptions and its kfac() preset)
+    if (app.count("--lr") == 0) o.lr = default_lr(o.optimizer);
+    if (app.count("--damping") == 0) o.damping = default_damping(o.optimizer);
     for (const auto& kv : o.lambda_for) {
       const auto eq = kv.find('=');
       hfisher::detail::require(eq != std::string::npos, "hfisher-continual", "--lambda-for expects METHOD=VALUE, got '",

@@ -187,6 +187,34 @@ TEST(ContinualDriver, EndToEndAndResume) {
   fs::remove_all(root);
 }
 
+TEST(ContinualDriver, PerOptimizerDefaults) {
+  // without --lr / --damping each optimizer runs at the library's defaults,
+  // and results.json records the values used
+  const std::string root = fresh_root("hfisher_driver_defaults");
+  const std::string base = std::string(HFISHER_CONTINUAL_EXE) + tiny_stream_args(root) + " --method finetune";
+  const std::vector<std::pair<std::string, std::vector<std::string>>> cases = {
+      {"sgd", {"\"lr\": 0.05,"}},
+      {"ngd", {"\"lr\": 0.05,", "\"damping\": 1,"}},
+      {"kfac", {"\"lr\": 0.001,", "\"damping\": 0.001,"}}};
+  for (const auto& [opt, fields] : cases) {
+    const std::string out = root + "/" + opt;
+    ASSERT_EQ(std::system((base + " --optimizer " + opt + " --output " + out + " > " + out + ".log 2>&1").c_str()), 0)
+        << slurp(out + ".log");
+    const std::string js = slurp(out + "/results.json");
+    for (const auto& f : fields) EXPECT_NE(js.find(f), std::string::npos) << opt << ": " << f << " missing from\n" << js;
+  }
+  // an explicit value wins
+  const std::string out = root + "/ngd_lr";
+  ASSERT_EQ(std::system((base + " --optimizer ngd --lr 0.01 --damping 0.5 --output " + out + " > " + out +
+                         ".log 2>&1").c_str()),
+            0)
+      << slurp(out + ".log");
+  const std::string js = slurp(out + "/results.json");
+  EXPECT_NE(js.find("\"lr\": 0.01,"), std::string::npos) << js;
+  EXPECT_NE(js.find("\"damping\": 0.5,"), std::string::npos) << js;
+  std::filesystem::remove_all(root);
+}
+
 #ifdef HFISHER_MPIEXEC
 // mpirun -np 2: the same accuracy matrices as one process (to rounding: a
 // test prediction may flip), and an interrupted two-rank run resumes

@@ -36,9 +36,16 @@
 
 namespace hfisher {
 
+/// Defaults are the low-rank natural gradient's, chosen by the final
+/// training loss (mean of seeds 1-3) on Fashion-MNIST, MLP 784-100-100-10,
+/// 10 000 examples, 3 epochs, batch 128 (docs/continual.md): lr 0.05 (KL
+/// clipping bounds the step) and damping 1 from {1e-3, 1e-2, 0.1, 1}. The
+/// low-rank Fisher has no curvature outside its rank-r span, so there the
+/// damping is the whole curvature: at 1e-3 those directions took 1000x
+/// steps and 2 of 3 seeds diverged. kfac() has its own lr and damping.
 struct NaturalGradientOptions {
   double lr = 0.05;
-  double damping = 1e-3;  ///< initial damping (fixed unless lm_interval > 0)
+  double damping = 1.0;   ///< initial damping (fixed unless lm_interval > 0)
   double momentum = 0.9;
   double weight_decay = 0.0;
   double kl_clip = 1e-3;  ///< 0 disables clipping
@@ -53,11 +60,15 @@ struct NaturalGradientOptions {
   FisherOptions fisher;   ///< rank, tolerances, budget of the curvature structure
 
   /// The K-FAC preset: per-layer Kronecker factors, eigen-damping, running
-  /// averages of the factors (decay 0.95).
+  /// averages of the factors (decay 0.95), lr 1e-3 and damping 1e-3 (the
+  /// lowest training loss of (lr, damping) in {(1e-3, 1e-3), (0.05, 0.1),
+  /// (0.05, 1e-3)} in the setting above: 0.27 against 0.37 and 0.61).
   static NaturalGradientOptions kfac() {
     NaturalGradientOptions o;
     o.structure = Structure::KFAC;
     o.decay = 0.95;
+    o.lr = 1e-3;
+    o.damping = 1e-3;
     return o;
   }
   void validate(const char* where) const {
