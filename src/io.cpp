@@ -204,7 +204,6 @@ class BoundedBuf : public std::streambuf {
  public:
   BoundedBuf(int fd, unsigned long long limit) : fd_(fd), limit_(limit) { setg(buf_, buf_, buf_); }
   unsigned long long position() const { return pos_ - static_cast<unsigned long long>(egptr() - gptr()); }
-  unsigned long long limit() const { return limit_; }
 
  protected:
   int_type underflow() override {
