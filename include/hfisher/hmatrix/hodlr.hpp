@@ -250,12 +250,12 @@ class HODLR {
   Kokkos::View<int*, mem_space> perm_d_, iperm_d_;
 
   void init_structure(const ClusterTree& tree, const CompressionOptions& opts);
-  // the a-posteriori estimates of BuildInfo: against products with A in tree
-  // order (multiply_A(P, AP)), or against s entries of fn drawn uniformly
+  // the a-posteriori estimate of BuildInfo against products with A in tree
+  // order (multiply_A(P, AP)); from_entries samples entries instead
+  // (hmatrix_impl::sampled_entry_error, a free function: nvcc allows no
+  // device lambda in a private member)
   template <class MultiplyA>
   void estimate_error_products(const MultiplyA& multiply_A);
-  template <class EntryFn>
-  void estimate_error_entries(const EntryFn& fn, int s);
   // keeps the first k = max(1, max rank) columns of the kmax-wide U, V;
   // capped (one flag per pair, or empty): blocks the rank cap stopped short
   // of tol, an error naming the block unless opts_.allow_capped (flags are
@@ -350,6 +350,74 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::from_dense(const AView& A, co
   return H;
 }
 
+namespace hmatrix_impl {
+/// sqrt(sum (a_ij - h_ij)^2 / sum a_ij^2) over s entries (i, j) of fn drawn
+/// uniformly (counter-based, from seed): the BuildInfo estimate of
+/// HODLR::from_entries.
+template <class H, class EntryFn>
+double sampled_entry_error(const H& Hm, const EntryFn& fn, int s, std::uint64_t seed0) {
+  using Scalar = typename H::scalar_type;
+  using ExecSpace = typename H::exec_space;
+  using mem_space = typename ExecSpace::memory_space;
+  constexpr const char* where = "hfisher::HODLR::from_entries";
+  ExecSpace space;
+  const auto& tree = Hm.tree();
+  const int n = tree.size(), leaf = tree.leaf_size(), L = tree.levels(), N = tree.padded_size();
+  const std::uint64_t seed = seed0 ^ 0x2545f4914f6cdd1dull;
+  auto iperm = Hm.iperm_device();
+  auto D = Hm.leaf_blocks();
+  // entry t: user indices (i, j) uniform, its tree positions, its level (0:
+  // a leaf block), a_ij and, for leaf blocks, h_ij
+  Kokkos::View<double*, mem_space> a("hfisher::HODLR::sample_a", s), h("hfisher::HODLR::sample_h", s);
+  Kokkos::View<int*, mem_space> qa("hfisher::HODLR::sample_qa", s), qb("hfisher::HODLR::sample_qb", s),
+      lev("hfisher::HODLR::sample_level", s);
+  Kokkos::parallel_for(
+      "hfisher::HODLR::sample_entries", Kokkos::RangePolicy<ExecSpace>(space, 0, s), KOKKOS_LAMBDA(const int t) {
+        int i = int(random::uniform(seed, 1, std::uint64_t(t)) * n), j = int(random::uniform(seed, 2, std::uint64_t(t)) * n);
+        i = i < n ? i : n - 1;
+        j = j < n ? j : n - 1;
+        a(t) = double(Scalar(fn(i, j)));
+        const int p = iperm(i), q = iperm(j), bp = p / leaf, bq = q / leaf;
+        qa(t) = p;
+        qb(t) = q;
+        if (bp == bq) {
+          lev(t) = 0;
+          h(t) = double(D(bp, p % leaf, q % leaf));
+        } else {  // siblings below the highest differing bit of the leaf indices
+          int x = bp ^ bq, hb = 0;
+          while (x >>= 1) ++hb;
+          lev(t) = L - hb;
+          h(t) = 0;
+        }
+      });
+  for (int l = 1; l <= L; ++l) {
+    const auto U = Hm.U(l), V = Hm.V(l);
+    const int m = N >> l, k = U.extent(2);
+    Kokkos::parallel_for(
+        "hfisher::HODLR::sample_offdiag", Kokkos::RangePolicy<ExecSpace>(space, 0, s), KOKKOS_LAMBDA(const int t) {
+          if (lev(t) != l) return;
+          const int na = qa(t) / m, nb = qb(t) / m, pr = na / 2, ra = qa(t) - na * m, rb = qb(t) - nb * m;
+          // A(I_2p, I_2p+1) = U V^T; its transpose below the diagonal
+          const bool upper = na % 2 == 0;
+          Scalar v = 0;
+          for (int c = 0; c < k; ++c) v += upper ? U(pr, ra, c) * V(pr, rb, c) : V(pr, ra, c) * U(pr, rb, c);
+          h(t) = double(v);
+        });
+  }
+  double num = 0, den = 0;
+  Kokkos::parallel_reduce(
+      "hfisher::HODLR::sample_error", Kokkos::RangePolicy<ExecSpace>(space, 0, s),
+      KOKKOS_LAMBDA(const int t, double& e, double& f) {
+        e += (a(t) - h(t)) * (a(t) - h(t));
+        f += a(t) * a(t);
+      },
+      num, den);
+  detail::require(std::isfinite(num) && std::isfinite(den), where,
+                  "a sampled entry is not finite (fn returned NaN/Inf)");
+  return den > 0 ? std::sqrt(num / den) : 0.0;
+}
+}  // namespace hmatrix_impl
+
 template <class Scalar, class ExecSpace>
 template <class EntryFn>
 HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::from_entries(const EntryFn& fn, const ClusterTree& tree,
@@ -424,7 +492,10 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::from_entries(const EntryFn& f
         KOKKOS_LAMBDA(const int p) { capped(p) = (capped(p) || open(p)) ? 1 : 0; });
     H.store_level(l, Uw, Vw, rank, where, hmatrix_impl::host_flags(capped));
   }
-  H.estimate_error_entries(fn, 1024 * opts.probes);
+  if (opts.probes > 0) {
+    H.info_.entries = 1024 * opts.probes;
+    H.info_.error_estimate = hmatrix_impl::sampled_entry_error(H, fn, H.info_.entries, opts.seed);
+  }
   return H;
 }
 
@@ -596,68 +667,6 @@ void HODLR<Scalar, ExecSpace>::estimate_error_products(const MultiplyA& multiply
       [this](const Matrix& X, const Matrix& Y) { apply_tree(X, Y, tree_.levels(), true); });
   info_.probes = q;
   info_.products = q;
-}
-
-template <class Scalar, class ExecSpace>
-template <class EntryFn>
-void HODLR<Scalar, ExecSpace>::estimate_error_entries(const EntryFn& fn, int s) {
-  constexpr const char* where = "hfisher::HODLR::from_entries";
-  if (s <= 0) return;
-  ExecSpace space;
-  const int n = tree_.size(), leaf = tree_.leaf_size(), L = tree_.levels(), N = tree_.padded_size();
-  const std::uint64_t seed = opts_.seed ^ 0x2545f4914f6cdd1dull;
-  auto iperm = iperm_d_;
-  auto D = D_;
-  // entry t: user indices (i, j) uniform, its tree positions, its level (0:
-  // a leaf block), a_ij and, for leaf blocks, h_ij
-  Kokkos::View<double*, mem_space> a("hfisher::HODLR::sample_a", s), h("hfisher::HODLR::sample_h", s);
-  Kokkos::View<int*, mem_space> qa("hfisher::HODLR::sample_qa", s), qb("hfisher::HODLR::sample_qb", s),
-      lev("hfisher::HODLR::sample_level", s);
-  Kokkos::parallel_for(
-      "hfisher::HODLR::sample_entries", Kokkos::RangePolicy<ExecSpace>(space, 0, s), KOKKOS_LAMBDA(const int t) {
-        int i = int(random::uniform(seed, 1, std::uint64_t(t)) * n), j = int(random::uniform(seed, 2, std::uint64_t(t)) * n);
-        i = i < n ? i : n - 1;
-        j = j < n ? j : n - 1;
-        a(t) = double(Scalar(fn(i, j)));
-        const int p = iperm(i), q = iperm(j), bp = p / leaf, bq = q / leaf;
-        qa(t) = p;
-        qb(t) = q;
-        if (bp == bq) {
-          lev(t) = 0;
-          h(t) = double(D(bp, p % leaf, q % leaf));
-        } else {  // siblings below the highest differing bit of the leaf indices
-          int x = bp ^ bq, hb = 0;
-          while (x >>= 1) ++hb;
-          lev(t) = L - hb;
-          h(t) = 0;
-        }
-      });
-  for (int l = 1; l <= L; ++l) {
-    const auto U = U_[l - 1], V = V_[l - 1];
-    const int m = N >> l, k = U.extent(2);
-    Kokkos::parallel_for(
-        "hfisher::HODLR::sample_offdiag", Kokkos::RangePolicy<ExecSpace>(space, 0, s), KOKKOS_LAMBDA(const int t) {
-          if (lev(t) != l) return;
-          const int na = qa(t) / m, nb = qb(t) / m, pr = na / 2, ra = qa(t) - na * m, rb = qb(t) - nb * m;
-          // A(I_2p, I_2p+1) = U V^T; its transpose below the diagonal
-          const bool upper = na % 2 == 0;
-          Scalar v = 0;
-          for (int c = 0; c < k; ++c) v += upper ? U(pr, ra, c) * V(pr, rb, c) : V(pr, ra, c) * U(pr, rb, c);
-          h(t) = double(v);
-        });
-  }
-  double num = 0, den = 0;
-  Kokkos::parallel_reduce(
-      "hfisher::HODLR::sample_error", Kokkos::RangePolicy<ExecSpace>(space, 0, s),
-      KOKKOS_LAMBDA(const int t, double& e, double& f) {
-        e += (a(t) - h(t)) * (a(t) - h(t));
-        f += a(t) * a(t);
-      },
-      num, den);
-  detail::require(std::isfinite(num) && std::isfinite(den), where,
-                  "a sampled entry is not finite (fn returned NaN/Inf)");
-  info_.error_estimate = den > 0 ? std::sqrt(num / den) : 0.0;
-  info_.entries = s;
 }
 
 template <class Scalar, class ExecSpace>
