@@ -1,0 +1,93 @@
+#pragma once
+/// \file build_curvature.hpp
+/// \brief build_curvature(): samples -> the operator of any structure; the
+/// one place a per-layer structure registers its builder (layer_block).
+
+#include <hfisher/core/comm.hpp>
+#include <hfisher/fisher/block_diagonal.hpp>
+#include <hfisher/fisher/builders/dense.hpp>
+#include <hfisher/fisher/builders/hodlr.hpp>
+#include <hfisher/fisher/builders/kfac.hpp>
+#include <hfisher/fisher/builders/lowrank.hpp>
+#include <hfisher/fisher/builders/multilevel.hpp>
+#include <hfisher/fisher/diagonal.hpp>
+#include <hfisher/fisher/io.hpp>
+
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace hfisher {
+namespace fisher {
+
+namespace build_detail {
+
+/// The registration point of the per-layer structures: one case per builder.
+template <class Scalar, class ExecSpace>
+std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> layer_block(const FisherSamples<Scalar, ExecSpace>& s, int k,
+                                                                  Structure st, const FisherOptions& o,
+                                                                  const char* where) {
+  switch (st) {
+    case Structure::Dense: return dense_layer(s, k, o, where);
+    case Structure::KFAC: return kfac_layer(s, k, o);
+    case Structure::HODLR: return hodlr_layer(s, k, o, where);
+    case Structure::Multilevel: return multilevel_layer(s, k, o, where);
+    case Structure::LowRank: return lowrank_of(s, std::vector<int>{k}, o, where);
+    case Structure::Diagonal:
+      return std::make_unique<DiagonalOperator<Scalar, ExecSpace>>(diagonal_of(s, std::vector<int>{k}, s.shapes[k].size()));
+    default: break;
+  }
+  throw Error(hfisher::detail::concat(where, ": structure ", to_string(st), " cannot be a layer block"));
+}
+
+}  // namespace build_detail
+
+/// Builds the curvature operator of the given structure from collected
+/// samples. Under a distributed communicator (every rank holding the same
+/// samples) the per-layer blocks of KFAC, Dense, Hierarchical and
+/// BlockDiagonal structures are sharded: layer k is built on rank k mod P
+/// and broadcast (serialized), so every rank returns the same operator.
+template <class Scalar, class ExecSpace>
+std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> build_curvature(const FisherSamples<Scalar, ExecSpace>& s,
+                                                                      Structure structure, const FisherOptions& opts,
+                                                                      const dist::Communicator& comm = {}) {
+  constexpr const char* where = "hfisher::estimate_fisher";
+  opts.validate(where);
+  hfisher::detail::require(!s.shapes.empty() && s.examples >= 1, where, "no samples (collect_samples first)");
+  using COp = CurvatureOperator<Scalar, ExecSpace>;
+  std::vector<int> all(s.shapes.size());
+  for (std::size_t k = 0; k < all.size(); ++k) all[k] = int(k);
+  if (structure == Structure::Diagonal) {
+    check_budget(double(s.size()) * sizeof(Scalar) * 2, opts.memory_budget, where, "a diagonal Fisher");
+    return std::make_unique<DiagonalOperator<Scalar, ExecSpace>>(build_detail::diagonal_of(s, all, s.size()));
+  }
+  if (structure == Structure::LowRank) return build_detail::lowrank_of(s, all, opts, where);
+  const Structure inner = structure == Structure::BlockDiagonal ? opts.block : structure;
+  if (structure == Structure::Dense) {
+    double need = 0;
+    for (const auto& sh : s.shapes) need += double(sh.size()) * sh.size() * sizeof(Scalar);
+    check_budget(need, opts.memory_budget, where, "dense Fisher blocks of every layer");
+  }
+  std::vector<std::unique_ptr<COp>> blocks;
+  for (int k : all) {
+    hfisher::detail::Region region("hfisher::build_curvature::layer " + std::to_string(k));
+    if (!comm.distributed()) {
+      blocks.push_back(build_detail::layer_block(s, k, inner, opts, where));
+      continue;
+    }
+    const int owner = k % comm.size();
+    std::string bytes;
+    if (comm.rank() == owner) {
+      std::ostringstream os(std::ios::binary);
+      build_detail::layer_block(s, k, inner, opts, where)->write_tagged(os);
+      bytes = os.str();
+    }
+    comm.broadcast(bytes, owner);
+    std::istringstream is(bytes, std::ios::binary);
+    blocks.push_back(COp::read(is, "the layer block broadcast by rank " + std::to_string(owner)));
+  }
+  return std::make_unique<BlockDiagonalOperator<Scalar, ExecSpace>>(structure, std::move(blocks));
+}
+
+}  // namespace fisher
+}  // namespace hfisher

@@ -1,0 +1,180 @@
+#pragma once
+/// \file samples.hpp
+/// \brief The per-sample factors of a Fisher: collect_samples() runs the
+/// forward and backward passes once, for any kind.
+///
+///
+/// Every kind is written as F = sum_s psi_s psi_s^T, one psi per (example,
+/// sample) pair, with psi_s = vec(g_s a~_n^T) per layer (g_s the backward
+/// vector at the layer output, a~_n the example's homogeneous input):
+///  - Empirical: one sample per example, backward from p - onehot(y) / sqrt(N);
+///  - MonteCarlo: R samples yhat ~ p(. | x), backward from (p - onehot(yhat)) / sqrt(N R);
+///  - GGN: C samples, backward from sqrt(p_c) (e_c - p) / sqrt(N), the columns
+///    of a square root of diag(p) - p p^T, so F = J^T (diag p - p p^T) J exactly.
+/// collect_samples() runs the passes once and keeps a~ (N rows per layer) and
+/// g (N R rows per layer); build_curvature() turns them into any structure,
+/// so one pass serves several structures.
+
+#include <hfisher/core/comm.hpp>
+#include <hfisher/core/random.hpp>
+#include <hfisher/core/region.hpp>
+#include <hfisher/fisher/options.hpp>
+#include <hfisher/kernels/gemm.hpp>
+#include <hfisher/nn/mlp.hpp>
+
+#include <algorithm>
+#include <cstdio>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace hfisher {
+namespace fisher {
+
+/// Per-sample factors of F for the chosen layers (see the file comment).
+template <class Scalar, class ExecSpace = DefaultExec>
+struct FisherSamples {
+  using Matrix = Kokkos::View<Scalar**, Kokkos::LayoutRight, typename ExecSpace::memory_space>;
+  FisherKind kind = FisherKind::Empirical;
+  int examples = 0;     ///< N
+  int per_example = 1;  ///< R (samples per example)
+  std::vector<int> layers;               ///< model layer index of each entry below
+  std::vector<nn::LayerShape> shapes;    ///< shapes, offsets renumbered in the operator's vector
+  std::vector<Matrix> a;                 ///< (N, cols_l)
+  std::vector<Matrix> g;                 ///< (N R, rows_l), scaled so that F = sum psi psi^T
+  long size() const { return shapes.empty() ? 0 : shapes.back().offset + shapes.back().size(); }
+  int samples() const { return examples * per_example; }
+  std::size_t bytes() const {
+    std::size_t b = 0;
+    for (std::size_t l = 0; l < a.size(); ++l) b += (a[l].span() + g[l].span()) * sizeof(Scalar);
+    return b;
+  }
+};
+
+/// Label r of example i for Monte-Carlo sampling from probabilities p (one
+/// counter-based uniform per (seed, i, r): the same on every backend).
+template <class PRow>
+KOKKOS_INLINE_FUNCTION int sample_label(const PRow& p, int C, std::uint64_t seed, long i, int r) {
+  const double u = random::uniform(seed, std::uint64_t(i), std::uint64_t(r));
+  double c = 0;
+  for (int k = 0; k < C; ++k) {
+    c += double(p(k));
+    if (u < c) return k;
+  }
+  return C - 1;
+}
+
+inline std::string mib(double bytes) {
+  char b[64];
+  std::snprintf(b, sizeof b, "%.1f MiB", bytes / (1024.0 * 1024.0));
+  return b;
+}
+
+inline void check_budget(double need, std::size_t budget, const char* where, const std::string& what) {
+  hfisher::detail::require(need <= double(budget), where, what, " needs about ", mib(need), ", over the memory budget of ",
+                  mib(double(budget)), " (FisherOptions::memory_budget); use fewer examples, another structure or "
+                  "a larger budget");
+}
+
+/// Runs the forward/backward passes over the first opts.examples examples
+/// and returns the per-sample factors of the chosen layers. Under a
+/// distributed communicator each rank runs the passes of its contiguous
+/// share of the examples (same labels and scaling as one process: they
+/// depend on the global example index) and the rows are gathered, so every
+/// rank returns the full samples.
+template <class Scalar, class ExecSpace>
+FisherSamples<Scalar, ExecSpace> collect_samples(const nn::MLP<Scalar, ExecSpace>& model,
+                                                 const nn::DeviceData<Scalar, ExecSpace>& data, FisherKind kind,
+                                                 const FisherOptions& opts, const dist::Communicator& comm = {}) {
+  constexpr const char* where = "hfisher::estimate_fisher";
+  using Matrix = typename nn::MLP<Scalar, ExecSpace>::Matrix;
+  opts.validate(where);
+  hfisher::detail::require(model.num_layers() > 0, where, "the model has no layers");
+  hfisher::detail::require(data.features() == model.inputs(), where, "data of the wrong width: ", data.features(),
+                  " features, the model takes ", model.inputs(), " inputs");
+  hfisher::detail::require(data.classes == model.outputs(), where, "the data has ", data.classes, " classes, the model ",
+                  model.outputs(), " outputs");
+  const int N = opts.examples == 0 ? data.size() : std::min(opts.examples, data.size());
+  hfisher::detail::require(N >= 1, where, "no examples");
+  hfisher::detail::Region region("hfisher::collect_samples");
+  const int C = model.outputs();
+  const int R = kind == FisherKind::Empirical ? 1 : kind == FisherKind::MonteCarlo ? opts.mc_samples : C;
+  FisherSamples<Scalar, ExecSpace> s;
+  s.kind = kind;
+  s.examples = N;
+  s.per_example = R;
+  s.layers = opts.layers;
+  if (s.layers.empty())
+    for (int l = 0; l < model.num_layers(); ++l) s.layers.push_back(l);
+  long off = 0;
+  double need = 0;
+  for (std::size_t k = 0; k < s.layers.size(); ++k) {
+    const int l = s.layers[k];
+    hfisher::detail::require(l >= 0 && l < model.num_layers() && (k == 0 || l > s.layers[k - 1]), where, "layer index ", l,
+                    " is not a layer of the model (0..", model.num_layers() - 1, ") in increasing order");
+    auto sh = model.layers()[l];
+    sh.offset = off;
+    off += sh.size();
+    s.shapes.push_back(sh);
+    need += (double(N) * sh.cols() + double(N) * R * sh.out) * sizeof(Scalar);
+  }
+  check_budget(need, opts.memory_budget, where, "keeping the per-sample factors");
+  for (const auto& sh : s.shapes) {
+    s.a.push_back(Matrix("hfisher::fisher::a", N, sh.cols()));
+    s.g.push_back(Matrix("hfisher::fisher::g", long(N) * R, sh.out));
+  }
+  ExecSpace space;
+  typename nn::MLP<Scalar, ExecSpace>::Cache cache;
+  typename nn::MLP<Scalar, ExecSpace>::Vector nograd;
+  const Scalar wscale = Scalar(1.0 / std::sqrt(double(N) * (kind == FisherKind::MonteCarlo ? R : 1)));
+  const std::uint64_t seed = opts.seed;
+  const auto mine = dist::shard(N, comm.rank(), comm.size());
+  const int hi = int(mine.second);
+  for (int first = int(mine.first); first < hi; first += opts.batch) {
+    const int B = std::min(opts.batch, hi - first);
+    const Matrix X = Kokkos::subview(data.x, Kokkos::make_pair(first, first + B), Kokkos::ALL());  // a view, no copy
+    auto logits = model.forward(X, cache);
+    Matrix P("hfisher::fisher::P", B, C), E("hfisher::fisher::E", B, C);
+    auto y = Kokkos::subview(data.y, Kokkos::make_pair(first, first + B));
+    nn::softmax_xent(space, logits, y, P, E, Scalar(1));
+    for (std::size_t k = 0; k < s.layers.size(); ++k)
+      Kokkos::deep_copy(Kokkos::subview(s.a[k], Kokkos::make_pair(first, first + B), Kokkos::ALL()),
+                        cache.a[s.layers[k]]);
+    for (int r = 0; r < R; ++r) {
+      Matrix Er("hfisher::fisher::Er", B, C);
+      Kokkos::parallel_for(
+          "hfisher::fisher::backward_vector", Kokkos::RangePolicy<ExecSpace>(space, 0, B), KOKKOS_LAMBDA(const int b) {
+            auto p = Kokkos::subview(P, b, Kokkos::ALL());
+            if (kind == FisherKind::GGN) {
+              const Scalar sq = math::sqrt(P(b, r));
+              for (int c = 0; c < C; ++c) Er(b, c) = wscale * sq * ((c == r ? Scalar(1) : Scalar(0)) - P(b, c));
+            } else {
+              const int t = kind == FisherKind::Empirical ? y(b) : sample_label(p, C, seed, long(first) + b, r);
+              for (int c = 0; c < C; ++c) Er(b, c) = wscale * (P(b, c) - (c == t ? Scalar(1) : Scalar(0)));
+            }
+          });
+      model.backward(cache, Er, nograd, Scalar(0));
+      for (std::size_t k = 0; k < s.layers.size(); ++k) {
+        auto gs = s.g[k];
+        auto gl = cache.g[s.layers[k]];
+        const int o = gl.extent(1);
+        Kokkos::parallel_for(
+            "hfisher::fisher::keep_g", Kokkos::RangePolicy<ExecSpace>(space, 0, B), KOKKOS_LAMBDA(const int b) {
+              for (int i = 0; i < o; ++i) gs((long(first) + b) * R + r, i) = gl(b, i);
+            });
+      }
+    }
+  }
+  for (std::size_t k = 0; k < s.layers.size(); ++k) {
+    comm.allgather_rows(s.a[k], N, long(s.a[k].extent(1)));
+    comm.allgather_rows(s.g[k], N, long(R) * long(s.g[k].extent(1)));
+  }
+  for (std::size_t k = 0; k < s.layers.size(); ++k) {
+    const std::string what = "the output gradients of layer " + std::to_string(s.layers[k]) + " (NaN gradients)";
+    hfisher::detail::check_finite_matrix(space, s.g[k], where, what.c_str());
+  }
+  return s;
+}
+
+}  // namespace fisher
+}  // namespace hfisher
