@@ -39,16 +39,17 @@ using Model = hfisher::nn::MLP<S, E>;
 using Data = hfisher::nn::DeviceData<S, E>;
 using Labels = Model::Labels;
 
+/// The library's options of the ngd and kfac optimizers.
+hfisher::NaturalGradientOptions ngd_options(const std::string& optimizer) {
+  return optimizer == "kfac" ? hfisher::NaturalGradientOptions::kfac() : hfisher::NaturalGradientOptions{};
+}
 /// The library's default learning rate and damping of each optimizer.
 double default_lr(const std::string& optimizer) {
   if (optimizer == "sgd") return hfisher::nn::SGD<S, E>{}.lr;
   if (optimizer == "adam") return hfisher::nn::Adam<S, E>{}.lr;
-  if (optimizer == "kfac") return hfisher::NaturalGradientOptions::kfac().lr;
-  return hfisher::NaturalGradientOptions{}.lr;
+  return ngd_options(optimizer).lr;
 }
-double default_damping(const std::string& optimizer) {
-  return optimizer == "kfac" ? hfisher::NaturalGradientOptions::kfac().damping : hfisher::NaturalGradientOptions{}.damping;
-}
+double default_damping(const std::string& optimizer) { return ngd_options(optimizer).damping; }
 std::string fmt_default(double v) {
   std::ostringstream s;
   s << v;
@@ -328,7 +329,7 @@ int run(const Options& o) {
         adam.lr = o.lr;
         std::unique_ptr<hfisher::NaturalGradient<S, E>> ngd;
         if (o.optimizer == "ngd" || o.optimizer == "kfac") {
-          auto no = o.optimizer == "kfac" ? hfisher::NaturalGradientOptions::kfac() : hfisher::NaturalGradientOptions{};
+          auto no = ngd_options(o.optimizer);
           no.lr = o.lr;
           no.damping = o.damping;
           no.fisher.rank = o.rank;
