@@ -74,6 +74,7 @@ struct Options {
   int power_steps = 1, oversampling = 8;  ///< multilevel: randomized eigensolver (-1: the rank + 8)
   bool resume = false;     ///< continue the run in --output from its checkpoints
   bool overwrite = false;  ///< remove the earlier run's files in --output first
+  bool probe_anchors = false;  ///< ewc: after each task, accuracy at the penalty's minimiser (docs/continual.md)
 };
 
 hfisher::dist::Communicator comm;  // the ranks of the run (one process without MPI)
@@ -237,6 +238,76 @@ void claim_output(const Options& o) {
                            "arguments and code version) or --overwrite to replace it");
 }
 
+/// ||x - y||_2 (same length).
+double l2_distance(const Model::Vector& x, const Model::Vector& y) {
+  double d = 0;
+  Kokkos::parallel_reduce(
+      "hfisher-continual::l2_distance", Kokkos::RangePolicy<E>(0, x.extent(0)),
+      KOKKOS_LAMBDA(const long i, double& acc) { acc += double(x(i) - y(i)) * double(x(i) - y(i)); }, d);
+  return std::sqrt(d);
+}
+
+/// --probe-anchors (EWC, sgd/adam; docs/continual.md, "Why EWC forgets more as
+/// lambda grows"): after task t, the accuracy on tasks 1..t at
+///   theta_t:   the trained parameters;
+///   theta_bar: the minimiser of EWC's penalty, sum_s F_s theta_s / sum_s F_s
+///              (diagonal Fishers: entry by entry; theta_t where sum F = 0);
+///   drift:     theta_t after one epoch's worth of steps of a fresh optimizer
+///              on the penalty alone (what the next task starts with).
+/// The model is restored afterwards; nothing is stored in the results.
+void probe_anchors(const Options& o, const std::string& method, int t, Model& model,
+                   const hfisher::FisherPenalty<S, E>& pen, const std::vector<Data>& test,
+                   const std::vector<Labels>& masks, int steps) {
+  const long P = model.num_params();
+  Model::Vector theta("theta", P), num("num", P), den("den", P);
+  Kokkos::deep_copy(theta, model.params());
+  for (int s = 0; s < pen.terms(); ++s) {
+    const auto d = pen.fisher(s).diag();
+    const auto a = pen.anchor(s);
+    Kokkos::parallel_for(
+        "hfisher-continual::probe", Kokkos::RangePolicy<E>(0, P), KOKKOS_LAMBDA(const long i) {
+          num(i) += d(i) * a(i);
+          den(i) += d(i);
+        });
+  }
+  Kokkos::parallel_for(
+      "hfisher-continual::probe_bar", Kokkos::RangePolicy<E>(0, P), KOKKOS_LAMBDA(const long i) {
+        num(i) = den(i) > 0 ? num(i) / den(i) : theta(i);
+      });
+  auto row = [&] {
+    std::string r;
+    for (int j = 0; j <= t; ++j) {
+      char b[16];
+      std::snprintf(b, sizeof b, " %.3f", hfisher::dist::accuracy(model, test[j], masks[j], comm));
+      r += b;
+    }
+    return r;
+  };
+  const std::string at_t = row();
+  Kokkos::deep_copy(model.params(), num);
+  const std::string at_bar = row();
+  Kokkos::deep_copy(model.params(), theta);
+  hfisher::nn::SGD<S, E> sgd;
+  sgd.lr = o.lr;
+  hfisher::nn::Adam<S, E> adam;
+  adam.lr = o.lr;
+  Model::Vector grad("grad", P);
+  for (int k = 0; k < steps; ++k) {
+    Kokkos::deep_copy(grad, S(0));
+    pen.add_gradient(model.params(), grad);
+    if (o.optimizer == "sgd") sgd.step(model.params(), grad);
+    else adam.step(model.params(), grad);
+  }
+  Model::Vector drifted("drifted", P);
+  Kokkos::deep_copy(drifted, model.params());
+  const std::string at_drift = row();
+  Kokkos::deep_copy(model.params(), theta);
+  say("[%-12s] task %2d/%d probe: accuracy on tasks 1..%d at theta_t:%s | at the penalty's minimiser (%.3g away):%s | "
+      "after %d %s steps on the penalty alone (moved %.3g):%s\n",
+      method.c_str(), t + 1, o.tasks, t + 1, at_t.c_str(), l2_distance(num, theta), at_bar.c_str(), steps, o.optimizer.c_str(),
+      l2_distance(drifted, theta), at_drift.c_str());
+}
+
 int run(const Options& o) {
   const auto t_all = std::chrono::steady_clock::now();
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
@@ -366,6 +437,8 @@ int run(const Options& o) {
                 o.fisher_kind.c_str(), r.consolidate_seconds.back());
           pen->consolidate(model, train[t], comm);
           cons = pen->last_consolidation_seconds();
+          if (o.probe_anchors && method == "ewc" && t > 0)
+            probe_anchors(o, method, t, model, *pen, test, masks, (train[t].size() + o.batch - 1) / o.batch);
         }
         r.consolidate_seconds.push_back(cons);
         r.fisher_bytes.push_back(pen ? double(pen->bytes()) : 0.0);
@@ -634,6 +707,10 @@ int main(int argc, char** argv) {
                               "continue the run in --output from its checkpoints (same arguments and code version)");
   app.add_flag("--overwrite", o.overwrite, "remove the files of an earlier run in --output, then run")
       ->excludes(resume);
+  app.add_flag("--probe-anchors", o.probe_anchors,
+               "ewc with sgd or adam: after each task also print the accuracy on the learned tasks at the "
+               "penalty's minimiser and after one epoch of steps on the penalty alone (a diagnostic; "
+               "docs/continual.md)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -666,6 +743,12 @@ int main(int argc, char** argv) {
     if (o.stream == "split")
       hfisher::detail::require(o.tasks <= 5, "hfisher-continual", "--tasks ", o.tasks,
                                " > 5: a split stream of 10 classes has at most 5 tasks");
+    if (o.probe_anchors) {
+      hfisher::detail::require(std::find(o.methods.begin(), o.methods.end(), "ewc") != o.methods.end(),
+                               "hfisher-continual", "--probe-anchors probes EWC's per-task anchors: add --method ewc");
+      hfisher::detail::require(o.optimizer == "sgd" || o.optimizer == "adam", "hfisher-continual",
+                               "--probe-anchors steps with sgd or adam, not --optimizer ", o.optimizer);
+    }
     return run(o);
   });
 }

@@ -1,3 +1,4 @@
+#include <limits>
 #include <sstream>
 
 #include <hfisher/continual/metrics.hpp>
@@ -152,4 +153,135 @@ TYPED_TEST(PenaltyTest, ValueAndGradientAgainstDense) {
   using Pen = hfisher::FisherPenalty<S, E>;
   EXPECT_THROW(Pen(hfisher::PenaltyMethod::EWC, -1.0), hfisher::Error);
   EXPECT_THROW(Pen(hfisher::PenaltyMethod::OnlineEWC, 1.0, 0.0), hfisher::Error);
+}
+
+namespace {
+/// Solves K x = b (K small, SPD) by Gaussian elimination: a test oracle.
+std::vector<double> solve_small(std::vector<std::vector<double>> K, std::vector<double> b) {
+  const int n = int(b.size());
+  for (int c = 0; c < n; ++c) {
+    for (int r = c + 1; r < n; ++r) {
+      const double f = K[r][c] / K[c][c];
+      for (int k = c; k < n; ++k) K[r][k] -= f * K[c][k];
+      b[r] -= f * b[c];
+    }
+  }
+  for (int r = n - 1; r >= 0; --r) {
+    for (int k = r + 1; k < n; ++k) b[r] -= K[r][k] * b[k];
+    b[r] /= K[r][r];
+  }
+  return b;
+}
+}  // namespace
+
+// Quadratic tasks L_t = 1/2 (x - a_t)^T H_t (x - a_t), each minimised in turn
+// with the penalty, whose Fisher of task t is H_t exactly (folded in with
+// the public consolidate(F, anchor)). Pins the behaviour docs/continual.md
+// explains: online EWC (gamma 1, lambda 1: the recursive Laplace
+// approximation) lands on the joint optimum of all tasks; EWC's per-task
+// anchors do not (its penalty's minimiser is the Fisher-weighted mean of the
+// anchors, a point no task was trained at); with two tasks the methods agree
+// and the forgetting of task 1 falls as lambda grows.
+TYPED_TEST(PenaltyTest, QuadraticTasksOnlineEwcRecoversJointOptimum) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  using Pen = hfisher::FisherPenalty<S, E>;
+  using Dense = hfisher::fisher::DenseOperator<S, E>;
+  const bool dbl = std::is_same<S, double>::value;
+  const double tol = dbl ? 1e-9 : 2e-3;  // relative, on x
+  const int P = 6, T = 3;
+  std::mt19937 g(11);
+  std::normal_distribution<double> nd(0, 1);
+  std::vector<std::vector<std::vector<double>>> H(T, std::vector<std::vector<double>>(P, std::vector<double>(P)));
+  std::vector<std::vector<double>> a(T, std::vector<double>(P));
+  for (int t = 0; t < T; ++t) {
+    std::vector<std::vector<double>> B(P, std::vector<double>(P));
+    for (auto& r : B)
+      for (auto& x : r) x = nd(g);
+    for (int i = 0; i < P; ++i)
+      for (int j = 0; j < P; ++j) {
+        double s = i == j ? 0.3 : 0.0;
+        for (int k = 0; k < P; ++k) s += B[i][k] * B[j][k] / P;
+        H[t][i][j] = s;
+      }
+    for (auto& x : a[t]) x = 2 * nd(g);
+  }
+  auto dense = [&](const std::vector<std::vector<double>>& M) {
+    typename Dense::Matrix F("H", P, P);
+    auto Fh = Kokkos::create_mirror_view(F);
+    for (int i = 0; i < P; ++i)
+      for (int j = 0; j < P; ++j) Fh(i, j) = S(M[i][j]);
+    Kokkos::deep_copy(F, Fh);
+    return std::make_unique<Dense>(F);
+  };
+  // tasks 0..last in turn; returns x after each task
+  auto run = [&](hfisher::PenaltyMethod m, double lambda, int tasks) {
+    Pen pen(m, lambda, 1.0);
+    typename Pen::Vector x("x", P), grad("grad", P);
+    std::vector<std::vector<double>> xs;
+    for (int t = 0; t < tasks; ++t) {
+      // Newton steps on L_t + penalty; its Hessian is H_t + lambda sum_{s<t} H_s
+      std::vector<std::vector<double>> K = H[t];
+      for (int s = 0; s < t; ++s)
+        for (int i = 0; i < P; ++i)
+          for (int j = 0; j < P; ++j) K[i][j] += lambda * H[s][i][j];
+      for (int it = 0; it < 2; ++it) {
+        auto xh = to_host1(x);
+        auto gh = Kokkos::create_mirror_view(grad);
+        for (int i = 0; i < P; ++i) {
+          double s = 0;
+          for (int j = 0; j < P; ++j) s += H[t][i][j] * (xh[j] - a[t][j]);
+          gh(i) = S(s);
+        }
+        Kokkos::deep_copy(grad, gh);
+        pen.add_gradient(x, grad);
+        auto step = solve_small(K, to_host1(grad));
+        auto xn = Kokkos::create_mirror_view(x);
+        for (int i = 0; i < P; ++i) xn(i) = S(xh[i] - step[i]);
+        Kokkos::deep_copy(x, xn);
+      }
+      xs.push_back(to_host1(x));
+      pen.consolidate(dense(H[t]), x);
+    }
+    return xs;
+  };
+  auto rel = [](const std::vector<double>& u, const std::vector<double>& v) {
+    double d = 0, n = 0;
+    for (size_t i = 0; i < u.size(); ++i) d += (u[i] - v[i]) * (u[i] - v[i]), n += v[i] * v[i];
+    return std::sqrt(d / n);
+  };
+  // the joint optimum (sum H_t)^-1 sum H_t a_t
+  std::vector<std::vector<double>> Hs(P, std::vector<double>(P, 0.0));
+  std::vector<double> rhs(P, 0.0);
+  for (int t = 0; t < T; ++t)
+    for (int i = 0; i < P; ++i)
+      for (int j = 0; j < P; ++j) Hs[i][j] += H[t][i][j], rhs[i] += H[t][i][j] * a[t][j];
+  const auto joint = solve_small(Hs, rhs);
+  const auto online = run(hfisher::PenaltyMethod::OnlineEWC, 1.0, T);
+  EXPECT_LT(rel(online.back(), joint), tol);
+  const auto ewc = run(hfisher::PenaltyMethod::EWC, 1.0, T);
+  EXPECT_LT(rel(ewc[1], online[1]), tol);  // two tasks: the same penalty
+  EXPECT_GT(rel(ewc.back(), joint), 1e-2);  // three: per-task anchors miss it
+  // two tasks, lambda growing: task 1's excess loss falls, and task 2 is still learned
+  auto loss = [&](int t, const std::vector<double>& x) {
+    double s = 0;
+    for (int i = 0; i < P; ++i)
+      for (int j = 0; j < P; ++j) s += 0.5 * (x[i] - a[t][i]) * H[t][i][j] * (x[j] - a[t][j]);
+    return s;
+  };
+  double prev = std::numeric_limits<double>::infinity();
+  for (double lambda : {0.0, 0.1, 1.0, 10.0, 100.0}) {
+    const auto x = run(hfisher::PenaltyMethod::EWC, lambda, 2);
+    const double forget = loss(0, x[1]);
+    EXPECT_LE(forget, prev * (1 + tol)) << "lambda " << lambda;
+    EXPECT_LT(loss(1, x[1]), loss(1, x[0])) << "lambda " << lambda;
+    prev = forget;
+  }
+  // the caller's Fisher is checked
+  Pen pen(hfisher::PenaltyMethod::OnlineEWC, 1.0);
+  typename Pen::Vector x("x", P), y("y", P + 1);
+  EXPECT_THROW(pen.consolidate(nullptr, x), hfisher::Error);
+  EXPECT_THROW(pen.consolidate(dense(H[0]), y), hfisher::Error);
+  Kokkos::deep_copy(x, std::numeric_limits<S>::quiet_NaN());
+  EXPECT_THROW(pen.consolidate(dense(H[0]), x), hfisher::Error);
 }

@@ -215,6 +215,32 @@ TEST(ContinualDriver, PerOptimizerDefaults) {
   std::filesystem::remove_all(root);
 }
 
+TEST(ContinualDriver, ProbeAnchorsReportsAndLeavesTheRunUnchanged) {
+  // --probe-anchors prints EWC's accuracies at the penalty's minimiser after
+  // every task but the first, and restores the model: the same matrices
+  const std::string root = fresh_root("hfisher_driver_probe");
+  const std::string base = std::string(HFISHER_CONTINUAL_EXE) + tiny_stream_args(root) + " --method ewc --lambda 100";
+  ASSERT_EQ(std::system((base + " --output " + root + "/plain > " + root + "/plain.log 2>&1").c_str()), 0)
+      << slurp(root + "/plain.log");
+  ASSERT_EQ(std::system((base + " --probe-anchors --output " + root + "/probe > " + root + "/probe.log 2>&1").c_str()),
+            0)
+      << slurp(root + "/probe.log");
+  const std::string log = slurp(root + "/probe.log");
+  EXPECT_EQ(log.find("task  1/3 probe:"), std::string::npos) << log;
+  for (const char* line : {"task  2/3 probe: accuracy on tasks 1..2 at theta_t:", "task  3/3 probe:",
+                           "at the penalty's minimiser", "adam steps on the penalty alone"})
+    EXPECT_NE(log.find(line), std::string::npos) << line << " missing from\n" << log;
+  EXPECT_EQ(matrices(slurp(root + "/plain/results.json")), matrices(slurp(root + "/probe/results.json")));
+  EXPECT_NE(matrices(slurp(root + "/plain/results.json")), "");
+  // without EWC there is nothing to probe
+  const std::string x = std::string(HFISHER_CONTINUAL_EXE) + tiny_stream_args(root) +
+                        " --method finetune --probe-anchors --output " + root + "/x > " + root + "/x.log 2>&1";
+  const int rc = std::system(x.c_str());
+  EXPECT_TRUE(WIFEXITED(rc) && WEXITSTATUS(rc) != 0) << rc;
+  EXPECT_NE(slurp(root + "/x.log").find("add --method ewc"), std::string::npos) << slurp(root + "/x.log");
+  std::filesystem::remove_all(root);
+}
+
 #ifdef HFISHER_MPIEXEC
 // mpirun -np 2: the same accuracy matrices as one process (to rounding: a
 // test prediction may flip), and an interrupted two-rank run resumes
@@ -295,7 +321,8 @@ TEST(ContinualDriver, BadValuesFailWithAMessage) {
       {"--lambda-for bogus=3", "no method 'bogus'"},
       {"--lambda-for online-ewc=3", "not run"},
       {"--kokkos-threads=0", "threads"},
-      {"--optimizer sgd --lr 1e300", "diverged"}};
+      {"--optimizer sgd --lr 1e300", "diverged"},
+      {"--probe-anchors --optimizer kfac", "sgd or adam"}};
   for (const auto& c : cases) {
     const std::string log = root + "/bad.log";
     const int rc = std::system((base + " " + c.first + " > " + log + " 2>&1").c_str());

@@ -16,6 +16,7 @@
 /// Any other structure can be chosen through `structure`.
 
 #include <hfisher/core/region.hpp>
+#include <hfisher/core/validate.hpp>
 #include <hfisher/fisher/fisher.hpp>
 
 #include <chrono>
@@ -87,19 +88,30 @@ class FisherPenalty {
     auto o = opts_;
     o.layers.clear();
     auto Ft = estimate_fisher(model, data, kind_, structure_, o, comm);
-    Vector anchor("hfisher::FisherPenalty::anchor", model.num_params());
-    Kokkos::deep_copy(anchor, model.params());
-    if (method_ == PenaltyMethod::EWC || F_.empty()) {
-      F_.push_back(std::move(Ft));
-      anchor_.push_back(anchor);
-    } else {
-      detail::Region fold("hfisher::FisherPenalty::fold_in");
-      if (method_ == PenaltyMethod::OnlineEWC) F_[0]->scale(gamma_);
-      F_[0]->add(*Ft, 1.0);
-      anchor_[0] = anchor;
-    }
-    ++tasks_;
+    fold_in(std::move(Ft), model.params());
     last_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+
+  /// Folds a Fisher the caller estimated (or an exact Hessian: a toy problem,
+  /// a model this library does not train) and its anchor into the penalty,
+  /// as consolidate() does with its own estimate: EWC keeps (F, anchor) as
+  /// one more term; online EWC, K-FAC Laplace and the hierarchical penalty
+  /// add F to their single term (online EWC after scaling it by gamma) and
+  /// move that term's anchor to `anchor`. F must cover anchor's entries and,
+  /// after the first task, have the operator type of the stored term.
+  void consolidate(std::unique_ptr<COp> F, const Vector& anchor) {
+    constexpr const char* where = "hfisher::FisherPenalty::consolidate";
+    detail::require(F != nullptr, where, "no Fisher given");
+    detail::require(F->size() == long(anchor.extent(0)), where, "the Fisher covers ", F->size(),
+                    " parameters, the anchor has ", anchor.extent(0));
+    detail::require(F_.empty() || F->size() == F_[0]->size(), where, "the Fisher covers ", F->size(),
+                    " parameters, the penalty ", F_.empty() ? 0 : F_[0]->size());
+    const Kokkos::View<const Scalar**, Kokkos::LayoutRight, typename Vector::memory_space,
+                       Kokkos::MemoryTraits<Kokkos::Unmanaged>>
+        a2(anchor.data(), 1, anchor.extent(0));
+    detail::check_finite2(ExecSpace(), a2, where, "anchor");
+    fold_in(std::move(F), anchor);
+    last_seconds_ = 0;
   }
 
   /// lambda/2 sum_t (theta - theta_t)^T F_t (theta - theta_t).
@@ -196,6 +208,22 @@ class FisherPenalty {
     if (w.extent(0) != theta.extent(0))
       w = Vector(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::FisherPenalty::work"), theta.extent(0));
     return w;
+  }
+
+  /// F and a copy of the anchor into the penalty (see consolidate).
+  void fold_in(std::unique_ptr<COp> Ft, const Vector& params) {
+    Vector anchor("hfisher::FisherPenalty::anchor", params.extent(0));
+    Kokkos::deep_copy(anchor, params);
+    if (method_ == PenaltyMethod::EWC || F_.empty()) {
+      F_.push_back(std::move(Ft));
+      anchor_.push_back(anchor);
+    } else {
+      detail::Region fold("hfisher::FisherPenalty::fold_in");
+      if (method_ == PenaltyMethod::OnlineEWC) F_[0]->scale(gamma_);
+      F_[0]->add(*Ft, 1.0);
+      anchor_[0] = anchor;
+    }
+    ++tasks_;
   }
 
   PenaltyMethod method_;
