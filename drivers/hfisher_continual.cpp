@@ -74,6 +74,7 @@ struct Options {
   int power_steps = 1, oversampling = 8;  ///< multilevel: randomized eigensolver (-1: the rank + 8)
   bool resume = false;     ///< continue the run in --output from its checkpoints
   bool overwrite = false;  ///< remove the earlier run's files in --output first
+  bool keep_optimizer_state = false;  ///< sgd/adam: one optimizer for the whole stream, not one per task
   bool probe_anchors = false;  ///< ewc: after each task, accuracy at the penalty's minimiser (docs/continual.md)
 };
 
@@ -99,6 +100,7 @@ std::string run_key(const Options& o, const std::string& method, std::uint64_t s
   for (int h : o.hidden) k << "|h" << h;
   for (const auto& l : o.lambda_for) k << "|l" << l;
   if (!o.spd) k << "|nospd";
+  if (o.keep_optimizer_state) k << "|keepopt";
   if (method == "hierarchical")  // v1 keys (HODLR only) stay readable for --hierarchical-structure hodlr
     if (o.hstructure != "hodlr") {
       k << "|" << o.hstructure << "|" << o.levels << "|" << o.branching;
@@ -387,17 +389,22 @@ int run(const Options& o) {
       const std::string key = run_key(o, method, seed);
       if (o.resume && load_checkpoint(ckpt, key, r, model, pen.get()))
         say("[%s] resuming from %s after task %d\n", method.c_str(), ckpt.c_str(), r.done);
-      for (int t = r.done; t < T; ++t) {
+      hfisher::nn::SGD<S, E> sgd;
+      hfisher::nn::Adam<S, E> adam;
+      const int first_task = r.done;  // 0 unless resumed
+      for (int t = first_task; t < T; ++t) {
         const auto t0 = std::chrono::steady_clock::now();
         auto hook = [&](const Model::Vector& grad) {
           if (pen) pen->add_gradient(model.params(), grad);
         };
         double loss = 0;
         std::mt19937_64 rng(seed * 1000003ULL + std::uint64_t(t) * 7919ULL);  // same shuffles for every method
-        hfisher::nn::SGD<S, E> sgd;
-        sgd.lr = o.lr;
-        hfisher::nn::Adam<S, E> adam;
-        adam.lr = o.lr;
+        if (!o.keep_optimizer_state || t == first_task) {  // a fresh optimizer (Adam's moments at zero)
+          sgd = hfisher::nn::SGD<S, E>{};
+          sgd.lr = o.lr;
+          adam = hfisher::nn::Adam<S, E>{};
+          adam.lr = o.lr;
+        }
         std::unique_ptr<hfisher::NaturalGradient<S, E>> ngd;
         if (o.optimizer == "ngd" || o.optimizer == "kfac") {
           auto no = ngd_options(o.optimizer);
@@ -538,7 +545,8 @@ int run(const Options& o) {
   js << "  \"settings\": {\"hfisher_version\": \"" << hfisher::version() << "\", \"commit\": \""
      << hfisher::commit() << "\", \"seed\": " << o.seed
      << ", \"optimizer\": \"" << o.optimizer << "\", \"lr\": " << o.lr << ", \"epochs\": " << o.epochs
-     << ", \"batch\": " << o.batch << ", \"widths\": [";
+     << ", \"batch\": " << o.batch << ", \"keep_optimizer_state\": " << (o.keep_optimizer_state ? "true" : "false")
+     << ", \"widths\": [";
   for (std::size_t l = 0; l < widths.size(); ++l) js << (l ? ", " : "") << widths[l];
   js << "], \"train_examples\": " << o.train_examples << ", \"test_examples\": " << o.test_examples
      << ", \"fisher_examples\": " << o.fisher_examples << ", \"fisher_kind\": \"" << o.fisher_kind
@@ -707,6 +715,9 @@ int main(int argc, char** argv) {
                               "continue the run in --output from its checkpoints (same arguments and code version)");
   app.add_flag("--overwrite", o.overwrite, "remove the files of an earlier run in --output, then run")
       ->excludes(resume);
+  app.add_flag("--keep-optimizer-state", o.keep_optimizer_state,
+               "sgd/adam: keep the optimizer's state (momentum, Adam's moments) from task to task instead of "
+               "starting each task with a fresh optimizer");
   app.add_flag("--probe-anchors", o.probe_anchors,
                "ewc with sgd or adam: after each task also print the accuracy on the learned tasks at the "
                "penalty's minimiser and after one epoch of steps on the penalty alone (a diagnostic; "
@@ -743,6 +754,13 @@ int main(int argc, char** argv) {
     if (o.stream == "split")
       hfisher::detail::require(o.tasks <= 5, "hfisher-continual", "--tasks ", o.tasks,
                                " > 5: a split stream of 10 classes has at most 5 tasks");
+    if (o.keep_optimizer_state) {
+      hfisher::detail::require(o.optimizer == "sgd" || o.optimizer == "adam", "hfisher-continual",
+                               "--keep-optimizer-state keeps sgd's or adam's state, not --optimizer ", o.optimizer);
+      hfisher::detail::require(!o.resume, "hfisher-continual",
+                               "--keep-optimizer-state with --resume: checkpoints do not hold the optimizer's state, "
+                               "so the resumed run would differ from an uninterrupted one");
+    }
     if (o.probe_anchors) {
       hfisher::detail::require(std::find(o.methods.begin(), o.methods.end(), "ewc") != o.methods.end(),
                                "hfisher-continual", "--probe-anchors probes EWC's per-task anchors: add --method ewc");

@@ -109,7 +109,8 @@ TEST(ContinualDriver, EndToEndAndResume) {
     EXPECT_TRUE(fs::exists(root + "/full/" + f)) << f;
   // results.json holds the settings a rerun needs
   const std::string js = slurp(root + "/full/results.json");
-  for (const char* field : {"\"settings\"", "\"optimizer\": \"adam\"", "\"lr\": 0.001", "\"widths\": [16, 12, 10]",
+  for (const char* field : {"\"settings\"", "\"optimizer\": \"adam\"", "\"lr\": 0.001",
+                            "\"keep_optimizer_state\": false", "\"widths\": [16, 12, 10]",
                             "\"fisher_examples\": 40", "\"fisher_kind\": \"mc\"", "\"ewc\": 10"})
     EXPECT_NE(js.find(field), std::string::npos) << field << " missing from\n" << js;
   EXPECT_NE(js.find("\"commit\": \""), std::string::npos) << js;
@@ -232,6 +233,19 @@ TEST(ContinualDriver, ProbeAnchorsReportsAndLeavesTheRunUnchanged) {
     EXPECT_NE(log.find(line), std::string::npos) << line << " missing from\n" << log;
   EXPECT_EQ(matrices(slurp(root + "/plain/results.json")), matrices(slurp(root + "/probe/results.json")));
   EXPECT_NE(matrices(slurp(root + "/plain/results.json")), "");
+  // Adam's moments carried from task to task: another trajectory from task 2 on
+  ASSERT_EQ(
+      std::system((base + " --keep-optimizer-state --output " + root + "/keep > " + root + "/keep.log 2>&1").c_str()),
+      0)
+      << slurp(root + "/keep.log");
+  const std::string keep = slurp(root + "/keep/results.json");
+  EXPECT_NE(keep.find("\"keep_optimizer_state\": true"), std::string::npos) << keep;
+  auto task2 = [&](const std::string& log) {  // task 2's loss (4 decimals; the line's timings always differ)
+    const auto p = log.find("task  2/3: loss");
+    return p == std::string::npos ? std::string() : log.substr(p, log.find(", learned", p) - p);
+  };
+  EXPECT_NE(task2(slurp(root + "/plain.log")), "");
+  EXPECT_NE(task2(slurp(root + "/keep.log")), task2(slurp(root + "/plain.log")));
   // without EWC there is nothing to probe
   const std::string x = std::string(HFISHER_CONTINUAL_EXE) + tiny_stream_args(root) +
                         " --method finetune --probe-anchors --output " + root + "/x > " + root + "/x.log 2>&1";
@@ -322,7 +336,9 @@ TEST(ContinualDriver, BadValuesFailWithAMessage) {
       {"--lambda-for online-ewc=3", "not run"},
       {"--kokkos-threads=0", "threads"},
       {"--optimizer sgd --lr 1e300", "diverged"},
-      {"--probe-anchors --optimizer kfac", "sgd or adam"}};
+      {"--probe-anchors --optimizer kfac", "sgd or adam"},
+      {"--keep-optimizer-state --optimizer ngd", "sgd's or adam's"},
+      {"--keep-optimizer-state --resume", "do not hold the optimizer's state"}};
   for (const auto& c : cases) {
     const std::string log = root + "/bad.log";
     const int rc = std::system((base + " " + c.first + " > " + log + " 2>&1").c_str());
