@@ -74,6 +74,8 @@ struct Options {
   int power_steps = 1, oversampling = 8;  ///< multilevel: randomized eigensolver (-1: the rank + 8)
   bool resume = false;     ///< continue the run in --output from its checkpoints
   bool overwrite = false;  ///< remove the earlier run's files in --output first
+  int validation = 0;  ///< examples per task held out of training for selecting lambda (0: none)
+  std::vector<double> lambda_grid;  ///< candidate lambdas, each method's chosen on validation data
   bool keep_optimizer_state = false;  ///< sgd/adam: one optimizer for the whole stream, not one per task
   bool probe_anchors = false;  ///< ewc: after each task, accuracy at the penalty's minimiser (docs/continual.md)
 };
@@ -101,6 +103,7 @@ std::string run_key(const Options& o, const std::string& method, std::uint64_t s
   for (const auto& l : o.lambda_for) k << "|l" << l;
   if (!o.spd) k << "|nospd";
   if (o.keep_optimizer_state) k << "|keepopt";
+  if (o.validation > 0) k << "|val" << o.validation;
   if (method == "hierarchical")  // v1 keys (HODLR only) stay readable for --hierarchical-structure hodlr
     if (o.hstructure != "hodlr") {
       k << "|" << o.hstructure << "|" << o.levels << "|" << o.branching;
@@ -133,6 +136,9 @@ struct MethodResult {
   std::vector<double> train_seconds, consolidate_seconds, fisher_bytes;
   double train_examples = 0;  ///< examples processed by the optimizer (all tasks so far)
   int done = 0;
+  double lambda = 0;  ///< the penalty's strength in this run
+  /// accuracy on each task's validation examples (--validation; rows 0..done-1)
+  hfisher::continual::AccuracyMatrix V{1};
 };
 
 hfisher::PenaltyMethod penalty_of(const std::string& m) {
@@ -150,6 +156,8 @@ void save_checkpoint(const std::string& path, const std::string& key, const Meth
     o.write(key.data(), std::streamsize(key.size()));
     hfisher::io::put(o, std::int32_t(r.done));
     for (double v : r.R.data()) hfisher::io::put(o, v);
+    if (r.V.tasks() == r.R.tasks())  // with --validation (the key says so)
+      for (double v : r.V.data()) hfisher::io::put(o, v);
     for (int t = 0; t < r.done; ++t) {
       hfisher::io::put(o, r.train_seconds[t]);
       hfisher::io::put(o, r.consolidate_seconds[t]);
@@ -193,6 +201,12 @@ bool load_checkpoint(const std::string& path, const std::string& key, MethodResu
       const double v = hfisher::io::get<double>(i, path, where);
       if (v >= 0) r.R.set(a, b, v);
     }
+  if (r.V.tasks() == T)
+    for (int a = 0; a < T; ++a)
+      for (int b = 0; b < T; ++b) {
+        const double v = hfisher::io::get<double>(i, path, where);
+        if (v >= 0) r.V.set(a, b, v);
+      }
   for (int t = 0; t < r.done; ++t) {
     r.train_seconds.push_back(hfisher::io::get<double>(i, path, where));
     r.consolidate_seconds.push_back(hfisher::io::get<double>(i, path, where));
@@ -339,10 +353,15 @@ int run(const Options& o) {
   for (int si = 0; si < o.seeds; ++si) {
     const std::uint64_t seed = o.seed + std::uint64_t(si);
     auto stream = hfisher::continual::make_stream(train_all, test_all, kind, o.tasks, scen, seed);
-    std::vector<Data> train, test;
+    std::vector<Data> train, test, val;
     std::vector<Labels> masks;
     for (const auto& t : stream) {
-      train.push_back(hfisher::nn::to_device<S, E>(t.train));
+      // --validation: the last examples of each task's training set, never trained on
+      const int nv = o.validation, nt = t.train.n - nv;
+      hfisher::detail::require(nt >= 1, "hfisher-continual", "--validation ", nv, " leaves no training examples (a task has ",
+                               t.train.n, ")");
+      train.push_back(hfisher::nn::to_device<S, E>(nv > 0 ? hfisher::nn::slice(t.train, 0, nt) : t.train));
+      if (nv > 0) val.push_back(hfisher::nn::to_device<S, E>(hfisher::nn::slice(t.train, nt, nv)));
       test.push_back(hfisher::nn::to_device<S, E>(t.test));
       Labels m("mask", C);
       auto mh = Kokkos::create_mirror_view(m);
@@ -356,11 +375,16 @@ int run(const Options& o) {
         o.stream == "split" ? (o.scenario == "task" ? "task-incremental" : "class-incremental") : "permuted pixels", T,
         train[0].size(), test[0].size());
     for (int w : widths) say(" %d", w);
-    say("; optimizer %s (lr %g%s), %d epoch(s), batch %d; lambda %g; Fisher: %s from %d examples; backend %s, %d "
+    std::string lambdas = fmt_default(o.lambda);
+    if (!o.lambda_grid.empty()) {
+      lambdas = "chosen on " + std::to_string(o.validation) + " validation examples per task from";
+      for (double l : o.lambda_grid) lambdas += " " + fmt_default(l);
+    }
+    say("; optimizer %s (lr %g%s), %d epoch(s), batch %d; lambda %s; Fisher: %s from %d examples; backend %s, %d "
         "rank(s) x %d thread(s)\n",
         o.optimizer.c_str(), o.lr,
         o.optimizer == "ngd" || o.optimizer == "kfac" ? (", damping " + fmt_default(o.damping)).c_str() : "",
-        o.epochs, o.batch, o.lambda, o.fisher_kind.c_str(), o.fisher_examples, E::name(),
+        o.epochs, o.batch, lambdas.c_str(), o.fisher_kind.c_str(), o.fisher_examples, E::name(),
         comm.size(), E().concurrency());
     hfisher::FisherOptions fo;
     fo.examples = o.fisher_examples;
@@ -378,98 +402,173 @@ int run(const Options& o) {
     fo.multilevel_oversampling = o.oversampling;
     for (std::size_t mi = 0; mi < o.methods.size(); ++mi) {
       const std::string& method = o.methods[mi];
-      MethodResult r{method, seed, hfisher::continual::AccuracyMatrix(T), {}, {}, {}, 0};
-      Model model(widths, hfisher::nn::Activation::ReLU, seed);
-      std::unique_ptr<hfisher::FisherPenalty<S, E>> pen;
-      if (method != "finetune")
-        pen = std::make_unique<hfisher::FisherPenalty<S, E>>(penalty_of(method), lambda_of(o, method), o.gamma, fkind, fo);
-      if (pen && method == "hierarchical" && o.hstructure == "hodlr") pen->set_structure(hfisher::Structure::HODLR);
-      const std::string ckpt = o.output + "/checkpoints/" + method +
-                               (o.seeds > 1 ? "-seed" + std::to_string(seed) : std::string()) + ".ckpt";
-      const std::string key = run_key(o, method, seed);
-      if (o.resume && load_checkpoint(ckpt, key, r, model, pen.get()))
-        say("[%s] resuming from %s after task %d\n", method.c_str(), ckpt.c_str(), r.done);
-      hfisher::nn::SGD<S, E> sgd;
-      hfisher::nn::Adam<S, E> adam;
-      const int first_task = r.done;  // 0 unless resumed
-      for (int t = first_task; t < T; ++t) {
-        const auto t0 = std::chrono::steady_clock::now();
-        auto hook = [&](const Model::Vector& grad) {
-          if (pen) pen->add_gradient(model.params(), grad);
-        };
-        double loss = 0;
-        std::mt19937_64 rng(seed * 1000003ULL + std::uint64_t(t) * 7919ULL);  // same shuffles for every method
-        if (!o.keep_optimizer_state || t == first_task) {  // a fresh optimizer (Adam's moments at zero)
-          sgd = hfisher::nn::SGD<S, E>{};
-          sgd.lr = o.lr;
-          adam = hfisher::nn::Adam<S, E>{};
-          adam.lr = o.lr;
+      // the lambdas to run: the grid (each method's choice is made on
+      // validation data after all seeds), or the one given
+      const bool grid = method != "finetune" && !o.lambda_grid.empty();
+      const std::vector<double> cands = grid ? o.lambda_grid : std::vector<double>{lambda_of(o, method)};
+      for (const double lam : cands) {
+        Options oc = o;  // this run's options: its lambda enters the checkpoint key
+        const std::string label = grid ? method + "@" + fmt_default(lam) : method;  // in the log
+        if (grid) {
+          oc.lambda = lam;
+          oc.lambda_for.clear();
         }
-        std::unique_ptr<hfisher::NaturalGradient<S, E>> ngd;
-        if (o.optimizer == "ngd" || o.optimizer == "kfac") {
-          auto no = ngd_options(o.optimizer);
-          no.lr = o.lr;
-          no.damping = o.damping;
-          no.fisher.rank = o.rank;
-          ngd = std::make_unique<hfisher::NaturalGradient<S, E>>(model, train[t], no, comm);
-        }
-        for (int e = 0; e < o.epochs; ++e) {
-          if (o.optimizer == "sgd") loss = hfisher::dist::train_epoch(model, train[t], o.batch, sgd, rng, hook, masks[t], comm);
-          else if (o.optimizer == "adam")
-            loss = hfisher::dist::train_epoch(model, train[t], o.batch, adam, rng, hook, masks[t], comm);
-          else loss = hfisher::dist::train_epoch(model, train[t], o.batch, *ngd, rng, hook, masks[t], comm);
-          if (o.epochs > 1 && e + 1 < o.epochs) {  // progress within a task
-            const double el = seconds_since(t0);
-            say("[%-12s] task %2d/%d epoch %d/%d: loss %.4f, %.0f ex/s, task ETA %.0f s\n", method.c_str(), t + 1, T,
-                e + 1, o.epochs, loss, (e + 1) * double(train[t].size()) / el, el / (e + 1) * (o.epochs - e - 1));
+        MethodResult r{method, seed, hfisher::continual::AccuracyMatrix(T), {}, {}, {}, 0};
+        r.lambda = method == "finetune" ? 0.0 : lam;
+        if (o.validation > 0) r.V = hfisher::continual::AccuracyMatrix(T);
+        Model model(widths, hfisher::nn::Activation::ReLU, seed);
+        std::unique_ptr<hfisher::FisherPenalty<S, E>> pen;
+        if (method != "finetune")
+          pen = std::make_unique<hfisher::FisherPenalty<S, E>>(penalty_of(method), lam, o.gamma, fkind, fo);
+        if (pen && method == "hierarchical" && o.hstructure == "hodlr") pen->set_structure(hfisher::Structure::HODLR);
+        const std::string ckpt = o.output + "/checkpoints/" + method + (grid ? "-lambda" + fmt_default(lam) : "") +
+                                 (o.seeds > 1 ? "-seed" + std::to_string(seed) : std::string()) + ".ckpt";
+        const std::string key = run_key(oc, method, seed);
+        if (o.resume && load_checkpoint(ckpt, key, r, model, pen.get()))
+          say("[%s] resuming from %s after task %d\n", label.c_str(), ckpt.c_str(), r.done);
+        hfisher::nn::SGD<S, E> sgd;
+        hfisher::nn::Adam<S, E> adam;
+        const int first_task = r.done;  // 0 unless resumed
+        for (int t = first_task; t < T; ++t) {
+          const auto t0 = std::chrono::steady_clock::now();
+          auto hook = [&](const Model::Vector& grad) {
+            if (pen) pen->add_gradient(model.params(), grad);
+          };
+          double loss = 0;
+          std::mt19937_64 rng(seed * 1000003ULL + std::uint64_t(t) * 7919ULL);  // same shuffles for every method
+          if (!o.keep_optimizer_state || t == first_task) {  // a fresh optimizer (Adam's moments at zero)
+            sgd = hfisher::nn::SGD<S, E>{};
+            sgd.lr = o.lr;
+            adam = hfisher::nn::Adam<S, E>{};
+            adam.lr = o.lr;
+          }
+          std::unique_ptr<hfisher::NaturalGradient<S, E>> ngd;
+          if (o.optimizer == "ngd" || o.optimizer == "kfac") {
+            auto no = ngd_options(o.optimizer);
+            no.lr = o.lr;
+            no.damping = o.damping;
+            no.fisher.rank = o.rank;
+            ngd = std::make_unique<hfisher::NaturalGradient<S, E>>(model, train[t], no, comm);
+          }
+          // weights that are NaN or infinite (a diverged model)
+          auto nonfinite = [&] {
+            auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), model.params());
+            long bad = 0;
+            for (std::size_t i = 0; i < h.extent(0); ++i) bad += std::isfinite(h(i)) ? 0 : 1;
+            return bad;
+          };
+          auto diverged = [&](long bad, const std::string& when, const std::string& check) {
+            return hfisher::Error(hfisher::detail::concat(
+                "hfisher-continual: ", method, ", task ", t + 1, ": training diverged (", bad, " of ",
+                model.num_params(), " weights are NaN or infinite ", when, ", with ", o.optimizer, " at --lr ", o.lr,
+                " and lambda ", pen ? pen->lambda() : 0.0, "); lower --lr or --lambda",
+                check.empty() ? "" : ". The check that stopped it: ", check));
+          };
+          try {
+            for (int e = 0; e < o.epochs; ++e) {
+              if (o.optimizer == "sgd")
+                loss = hfisher::dist::train_epoch(model, train[t], o.batch, sgd, rng, hook, masks[t], comm);
+              else if (o.optimizer == "adam")
+                loss = hfisher::dist::train_epoch(model, train[t], o.batch, adam, rng, hook, masks[t], comm);
+              else loss = hfisher::dist::train_epoch(model, train[t], o.batch, *ngd, rng, hook, masks[t], comm);
+              if (o.epochs > 1 && e + 1 < o.epochs) {  // progress within a task
+                const double el = seconds_since(t0);
+                say("[%-12s] task %2d/%d epoch %d/%d: loss %.4f, %.0f ex/s, task ETA %.0f s\n", label.c_str(), t + 1,
+                    T, e + 1, o.epochs, loss, (e + 1) * double(train[t].size()) / el, el / (e + 1) * (o.epochs - e - 1));
+              }
+            }
+          } catch (const hfisher::Error& err) {
+            // a check inside a step (the penalty's apply, the loss) met the
+            // diverged weights first: say so, with the check's own words
+            const long bad = nonfinite();
+            if (bad == 0) throw;
+            throw diverged(bad, "during the task", err.what());
+          }
+          // a diverged model is never evaluated and reported as a result
+          if (const long bad = nonfinite(); bad > 0)
+            throw diverged(bad, "after " + std::to_string(o.epochs) + " epoch(s)", "");
+          r.train_seconds.push_back(comm.max(seconds_since(t0)));
+          r.train_examples += double(o.epochs) * train[t].size();
+          double cons = 0;
+          if (pen) {
+            // a consolidation that took a while before gets a line first
+            if (!r.consolidate_seconds.empty() && r.consolidate_seconds.back() >= 5)
+              say("[%-12s] task %2d/%d: consolidating (%s Fisher, last took %.0f s)\n", label.c_str(), t + 1, T,
+                  o.fisher_kind.c_str(), r.consolidate_seconds.back());
+            pen->consolidate(model, train[t], comm);
+            cons = pen->last_consolidation_seconds();
+            if (o.probe_anchors && method == "ewc" && t > 0)
+              probe_anchors(o, label, t, model, *pen, test, masks, (train[t].size() + o.batch - 1) / o.batch);
+          }
+          r.consolidate_seconds.push_back(cons);
+          r.fisher_bytes.push_back(pen ? double(pen->bytes()) : 0.0);
+          for (int j = 0; j < T; ++j) r.R.set(t, j, hfisher::dist::accuracy(model, test[j], masks[j], comm));
+          if (o.validation > 0)
+            for (int j = 0; j < T; ++j) r.V.set(t, j, hfisher::dist::accuracy(model, val[j], masks[j], comm));
+          r.done = t + 1;
+          double spent = 0;  // this run's seconds so far (tasks resumed from a checkpoint included)
+          for (int q = 0; q <= t; ++q) spent += r.train_seconds[q] + r.consolidate_seconds[q];
+          say("[%-12s] task %2d/%d: loss %.4f, learned (acc on it) %.4f, ACC %.4f, BWT %+.4f | train %.1f s "
+              "(%.0f ex/s), consolidate %.2f s, Fisher %.2f MB, ETA %.0f s\n",
+              label.c_str(), t + 1, T, loss, r.R(t, t), r.R.acc(t), r.R.bwt(t), r.train_seconds.back(),
+              o.epochs * train[t].size() / r.train_seconds.back(), cons, r.fisher_bytes.back() / 1e6,
+              spent / (t + 1) * (T - t - 1));
+          if (comm.root()) save_checkpoint(ckpt, key, r, model, pen.get());
+          comm.barrier();  // the checkpoint is on disk before any rank goes on (or stops)
+          // testing hook: simulate an interruption after N finished tasks of this method
+          if (const char* stop = std::getenv("HFISHER_CONTINUAL_STOP_AFTER"); stop && std::atoi(stop) == t + 1) {
+            say("HFISHER_CONTINUAL_STOP_AFTER=%s: stopping as if interrupted\n", stop);
+            std::exit(3);
           }
         }
-        // a diverged model is never evaluated and reported as a result
-        {
-          auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), model.params());
-          long bad = 0;
-          for (std::size_t i = 0; i < h.extent(0); ++i) bad += std::isfinite(h(i)) ? 0 : 1;
-          hfisher::detail::require(bad == 0, "hfisher-continual", method, ", task ", t + 1, ": training diverged (",
-                                   bad, " of ", h.extent(0), " weights are NaN or infinite after ", o.epochs,
-                                   " epoch(s) with ", o.optimizer, " at --lr ", o.lr,
-                                   "); lower --lr or --lambda");
-        }
-        r.train_seconds.push_back(comm.max(seconds_since(t0)));
-        r.train_examples += double(o.epochs) * train[t].size();
-        double cons = 0;
-        if (pen) {
-          // a consolidation that took a while before gets a line first
-          if (!r.consolidate_seconds.empty() && r.consolidate_seconds.back() >= 5)
-            say("[%-12s] task %2d/%d: consolidating (%s Fisher, last took %.0f s)\n", method.c_str(), t + 1, T,
-                o.fisher_kind.c_str(), r.consolidate_seconds.back());
-          pen->consolidate(model, train[t], comm);
-          cons = pen->last_consolidation_seconds();
-          if (o.probe_anchors && method == "ewc" && t > 0)
-            probe_anchors(o, method, t, model, *pen, test, masks, (train[t].size() + o.batch - 1) / o.batch);
-        }
-        r.consolidate_seconds.push_back(cons);
-        r.fisher_bytes.push_back(pen ? double(pen->bytes()) : 0.0);
-        for (int j = 0; j < T; ++j) r.R.set(t, j, hfisher::dist::accuracy(model, test[j], masks[j], comm));
-        r.done = t + 1;
-        double spent = 0;  // this run's seconds so far (tasks resumed from a checkpoint included)
-        for (int q = 0; q <= t; ++q) spent += r.train_seconds[q] + r.consolidate_seconds[q];
-        say("[%-12s] task %2d/%d: loss %.4f, learned (acc on it) %.4f, ACC %.4f, BWT %+.4f | train %.1f s "
-            "(%.0f ex/s), consolidate %.2f s, Fisher %.2f MB, ETA %.0f s\n",
-            method.c_str(), t + 1, T, loss, r.R(t, t), r.R.acc(t), r.R.bwt(t), r.train_seconds.back(),
-            o.epochs * train[t].size() / r.train_seconds.back(), cons, r.fisher_bytes.back() / 1e6,
-            spent / (t + 1) * (T - t - 1));
-        if (comm.root()) save_checkpoint(ckpt, key, r, model, pen.get());
-        comm.barrier();  // the checkpoint is on disk before any rank goes on (or stops)
-        // testing hook: simulate an interruption after N finished tasks of this method
-        if (const char* stop = std::getenv("HFISHER_CONTINUAL_STOP_AFTER"); stop && std::atoi(stop) == t + 1) {
-          say("HFISHER_CONTINUAL_STOP_AFTER=%s: stopping as if interrupted\n", stop);
-          std::exit(3);
-        }
+        results.push_back(std::move(r));
       }
-      results.push_back(std::move(r));
     }
   }
   if (!comm.root()) return 0;  // rank 0 reports and writes the files
+  // --lambda-grid: each penalty method's lambda is the candidate with the best
+  // final ACC on the validation examples, averaged over the seeds (the first
+  // on a tie); only the chosen runs enter the table, the summary and the plots
+  struct Selection {
+    std::string method;
+    std::vector<double> val_acc;  ///< per candidate of o.lambda_grid
+    double chosen = 0;
+  };
+  std::vector<Selection> selections;
+  if (!o.lambda_grid.empty()) {
+    std::vector<MethodResult> kept;
+    for (const auto& m : o.methods) {
+      Selection sel{m, {}, 0};
+      if (m != "finetune") {
+        double best = -1;
+        for (double l : o.lambda_grid) {
+          double acc = 0;
+          int n = 0;
+          for (const auto& r : results)
+            if (r.method == m && r.lambda == l) acc += r.V.acc(T - 1), ++n;
+          sel.val_acc.push_back(acc / n);
+          if (acc / n > best) best = acc / n, sel.chosen = l;
+        }
+        selections.push_back(sel);
+      }
+      for (const auto& r : results)
+        if (r.method == m && r.lambda == sel.chosen) kept.push_back(r);
+    }
+    std::printf("\nlambda chosen on %d validation examples per task (final validation ACC, mean over %d seed(s)):\n",
+                o.validation, o.seeds);
+    for (const auto& sel : selections) {
+      std::printf("  %-14s", sel.method.c_str());
+      for (std::size_t c = 0; c < o.lambda_grid.size(); ++c)
+        std::printf("  %g: %.4f%s", o.lambda_grid[c], sel.val_acc[c], o.lambda_grid[c] == sel.chosen ? " <" : "");
+      std::printf("\n");
+    }
+    results = std::move(kept);
+  }
+  auto lambda_in_results = [&](const std::string& m) {  // the lambda a method's reported runs used
+    for (const auto& r : results)
+      if (r.method == m) return r.lambda;
+    return 0.0;
+  };
   // methods in order, and the runs (one per seed) of each
   std::vector<std::string> names;
   for (const auto& r : results)
@@ -511,7 +610,7 @@ int run(const Options& o) {
   for (const auto& r : results) {
     const double cs = total(r.consolidate_seconds), ts = total(r.train_seconds);
     std::printf("%-14s %5llu %7g %8.4f %+8.4f %11.4f %8.4f %+9.4f %12.2f %15.2f %10.1f %10.0f\n", r.method.c_str(),
-                (unsigned long long)r.seed, r.method == "finetune" ? 0.0 : lambda_of(o, r.method), r.R.acc(T - 1),
+                (unsigned long long)r.seed, r.lambda, r.R.acc(T - 1),
                 r.R.bwt(T - 1), r.R.forgetting(T - 1), r.R.learning_accuracy(T - 1), intrans(r, T - 1),
                 r.fisher_bytes.back() / 1e6, cs / T, ts, r.train_examples / ts);
   }
@@ -552,13 +651,22 @@ int run(const Options& o) {
      << ", \"fisher_examples\": " << o.fisher_examples << ", \"fisher_kind\": \"" << o.fisher_kind
      << "\", \"lambda\": {";
   for (std::size_t k = 0; k < names.size(); ++k)
-    js << (k ? ", " : "") << "\"" << names[k] << "\": " << lambda_of(o, names[k]);
+    js << (k ? ", " : "") << "\"" << names[k] << "\": " << lambda_in_results(names[k]);
   js << "}, \"gamma\": " << o.gamma << ", \"damping\": " << o.damping << ", \"hierarchical_structure\": \""
      << o.hstructure << "\", \"levels\": " << o.levels << ", \"level_rank\": [";
   for (std::size_t l = 0; l < o.level_rank.size(); ++l) js << (l ? ", " : "") << o.level_rank[l];
   js << "], \"branching\": " << o.branching << ", \"tol\": " << o.tol << ", \"leaf\": " << o.leaf
-     << ", \"max_rank\": " << o.max_rank << ", \"spd_compensation\": " << (o.spd ? "true" : "false") << "},\n"
-     << "  \"summary\": [\n";
+     << ", \"max_rank\": " << o.max_rank << ", \"spd_compensation\": " << (o.spd ? "true" : "false")
+     << ", \"validation_examples\": " << o.validation << ", \"lambda_grid\": [";
+  for (std::size_t c = 0; c < o.lambda_grid.size(); ++c) js << (c ? ", " : "") << o.lambda_grid[c];
+  js << "]},\n  \"selection\": [";
+  for (std::size_t k = 0; k < selections.size(); ++k) {
+    js << (k ? ", " : "") << "{\"method\": \"" << selections[k].method << "\", \"validation_ACC\": [";
+    for (std::size_t c = 0; c < selections[k].val_acc.size(); ++c)
+      js << (c ? ", " : "") << selections[k].val_acc[c];
+    js << "], \"chosen_lambda\": " << selections[k].chosen << "}";
+  }
+  js << "],\n  \"summary\": [\n";
   for (std::size_t k = 0; k < names.size(); ++k) {
     const auto acc = stats(names[k], [&](const MethodResult& r) { return r.R.acc(T - 1); });
     const auto fgt = stats(names[k], [&](const MethodResult& r) { return r.R.forgetting(T - 1); });
@@ -587,11 +695,12 @@ int run(const Options& o) {
       hfisher::io::atomic_write(o.output + "/R_" + r.method + ".dat", "hfisher-continual",
                                 [&](std::ostream& f) { f << mcsv.str(); });
     js << "    {\"method\": \"" << r.method << "\", \"seed\": " << r.seed
-       << ", \"lambda\": " << (r.method == "finetune" ? 0.0 : lambda_of(o, r.method))
+       << ", \"lambda\": " << r.lambda
        << ", \"ACC\": " << r.R.acc(T - 1) << ", \"BWT\": " << r.R.bwt(T - 1)
        << ", \"forgetting\": " << r.R.forgetting(T - 1) << ", \"LA\": " << r.R.learning_accuracy(T - 1)
        << ", \"intransigence\": " << num(intrans(r, T - 1)) << ", \"fisher_bytes\": " << r.fisher_bytes.back()
-       << ", \"train_examples_per_s\": " << r.train_examples / total(r.train_seconds) << ", \"R\": [";
+       << ", \"train_examples_per_s\": " << r.train_examples / total(r.train_seconds)
+       << ", \"validation_ACC\": " << (o.validation > 0 ? num(r.V.acc(T - 1)) : "null") << ", \"R\": [";
     for (int i = 0; i < T; ++i) {
       js << "[";
       for (int j = 0; j < T; ++j) js << r.R(i, j) << (j + 1 < T ? ", " : "");
@@ -715,6 +824,13 @@ int main(int argc, char** argv) {
                               "continue the run in --output from its checkpoints (same arguments and code version)");
   app.add_flag("--overwrite", o.overwrite, "remove the files of an earlier run in --output, then run")
       ->excludes(resume);
+  app.add_option("--validation", o.validation,
+                 "examples per task held out of its training set (the last ones) as validation data; 0: none")
+      ->check(CLI::Range(0, 60000));
+  app.add_option("--lambda-grid", o.lambda_grid,
+                 "candidate lambdas: every penalty method runs each, and the one with the best final validation "
+                 "ACC (mean over the seeds) is reported; needs --validation")
+      ->check(hfisher_cli::FiniteNonNegative);
   app.add_flag("--keep-optimizer-state", o.keep_optimizer_state,
                "sgd/adam: keep the optimizer's state (momentum, Adam's moments) from task to task instead of "
                "starting each task with a fresh optimizer");
@@ -754,6 +870,13 @@ int main(int argc, char** argv) {
     if (o.stream == "split")
       hfisher::detail::require(o.tasks <= 5, "hfisher-continual", "--tasks ", o.tasks,
                                " > 5: a split stream of 10 classes has at most 5 tasks");
+    if (!o.lambda_grid.empty()) {
+      hfisher::detail::require(o.validation > 0, "hfisher-continual",
+                               "--lambda-grid chooses lambda on validation data, never on the test set: add "
+                               "--validation N (examples per task held out of training)");
+      hfisher::detail::require(o.lambda_for.empty(), "hfisher-continual",
+                               "--lambda-grid and --lambda-for both set lambda: give one");
+    }
     if (o.keep_optimizer_state) {
       hfisher::detail::require(o.optimizer == "sgd" || o.optimizer == "adam", "hfisher-continual",
                                "--keep-optimizer-state keeps sgd's or adam's state, not --optimizer ", o.optimizer);

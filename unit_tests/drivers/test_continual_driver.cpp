@@ -216,6 +216,42 @@ TEST(ContinualDriver, PerOptimizerDefaults) {
   std::filesystem::remove_all(root);
 }
 
+TEST(ContinualDriver, LambdaChosenOnValidationData) {
+  // --lambda-grid runs every candidate, chooses per method on the held-out
+  // validation examples, and reports the chosen runs only
+  const std::string root = fresh_root("hfisher_driver_grid");
+  const std::string out = root + "/grid";
+  const std::string cmd = std::string(HFISHER_CONTINUAL_EXE) + tiny_stream_args(root) +
+                          " --method finetune --method ewc --method online-ewc --validation 100 --lambda-grid 0.1 "
+                          "1000 --seeds 2 --output " + out + " > " + root + "/grid.log 2>&1";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << slurp(root + "/grid.log");
+  const std::string js = slurp(out + "/results.json");
+  EXPECT_NE(js.find("\"validation_examples\": 100, \"lambda_grid\": [0.1, 1000]"), std::string::npos) << js;
+  for (const char* m : {"ewc", "online-ewc"}) {
+    // the chosen lambda is the candidate with the larger validation ACC
+    const std::string tag = std::string("{\"method\": \"") + m + "\", \"validation_ACC\": [";
+    const auto p = js.find(tag);
+    ASSERT_NE(p, std::string::npos) << m << "\n" << js;
+    const auto v = numbers(js.substr(p + tag.size(), js.find('}', p) - p - tag.size()));
+    ASSERT_EQ(v.size(), 3u) << m;  // two validation ACCs, then the chosen lambda
+    EXPECT_EQ(v[2], v[0] >= v[1] ? 0.1 : 1000) << m;
+    // the reported runs (two seeds) are the chosen lambda's only
+    const std::string run = std::string("{\"method\": \"") + m + "\", \"seed\": ";
+    int runs = 0;
+    for (auto q = js.find(run); q != std::string::npos; q = js.find(run, q + 1), ++runs) {
+      const auto lam = js.find("\"lambda\": ", q);
+      EXPECT_EQ(std::strtod(js.c_str() + lam + 10, nullptr), v[2]) << m;
+      EXPECT_NE(js.find("\"validation_ACC\": 0.", q), std::string::npos) << m;
+    }
+    EXPECT_EQ(runs, 2) << m;
+  }
+  // one checkpoint per candidate and seed; the log names the candidate
+  EXPECT_TRUE(std::filesystem::exists(out + "/checkpoints/ewc-lambda1000-seed2.ckpt"));
+  EXPECT_TRUE(std::filesystem::exists(out + "/checkpoints/online-ewc-lambda0.1-seed1.ckpt"));
+  EXPECT_NE(slurp(root + "/grid.log").find("[ewc@1000    ] task  3/3"), std::string::npos) << slurp(root + "/grid.log");
+  std::filesystem::remove_all(root);
+}
+
 TEST(ContinualDriver, ProbeAnchorsReportsAndLeavesTheRunUnchanged) {
   // --probe-anchors prints EWC's accuracies at the penalty's minimiser after
   // every task but the first, and restores the model: the same matrices
@@ -336,8 +372,13 @@ TEST(ContinualDriver, BadValuesFailWithAMessage) {
       {"--lambda-for online-ewc=3", "not run"},
       {"--kokkos-threads=0", "threads"},
       {"--optimizer sgd --lr 1e300", "diverged"},
+      {"--optimizer sgd --lr 0.5 --lambda 1e30", "training diverged"},
       {"--probe-anchors --optimizer kfac", "sgd or adam"},
       {"--keep-optimizer-state --optimizer ngd", "sgd's or adam's"},
+      {"--lambda-grid 1 10", "never on the test set"},
+      {"--lambda-grid 1 10 --validation 100 --lambda-for ewc=3", "give one"},
+      {"--lambda-grid 1 -1 --validation 100", "not >= 0"},
+      {"--validation 600 --overwrite", "leaves no training examples"},
       {"--keep-optimizer-state --resume", "do not hold the optimizer's state"}};
   for (const auto& c : cases) {
     const std::string log = root + "/bad.log";
