@@ -76,6 +76,7 @@ struct Options {
   bool overwrite = false;  ///< remove the earlier run's files in --output first
   int validation = 0;  ///< examples per task held out of training for selecting lambda (0: none)
   std::vector<double> lambda_grid;  ///< candidate lambdas, each method's chosen on validation data
+  std::vector<double> gamma_grid;   ///< candidate online-EWC decays, chosen with lambda
   bool keep_optimizer_state = false;  ///< sgd/adam: one optimizer for the whole stream, not one per task
   bool probe_anchors = false;  ///< ewc: after each task, accuracy at the penalty's minimiser (docs/continual.md)
 };
@@ -129,6 +130,23 @@ double lambda_of(const Options& o, const std::string& method) {
   return l;
 }
 
+/// Whether --lambda-grid / --gamma-grid give a method candidates to choose from.
+bool method_has_grid(const Options& o, const std::string& method) {
+  return method != "finetune" && (!o.lambda_grid.empty() || (method == "online-ewc" && !o.gamma_grid.empty()));
+}
+
+/// The (lambda, gamma) pairs a method runs: the grids' product, or the values given.
+std::vector<std::pair<double, double>> candidates(const Options& o, const std::string& method) {
+  if (method == "finetune") return {{0.0, o.gamma}};
+  const std::vector<double> ls = o.lambda_grid.empty() ? std::vector<double>{lambda_of(o, method)} : o.lambda_grid;
+  const std::vector<double> gs =
+      method == "online-ewc" && !o.gamma_grid.empty() ? o.gamma_grid : std::vector<double>{o.gamma};
+  std::vector<std::pair<double, double>> c;
+  for (double l : ls)
+    for (double g : gs) c.emplace_back(l, g);
+  return c;
+}
+
 struct MethodResult {
   std::string method;
   std::uint64_t seed = 1;
@@ -137,6 +155,7 @@ struct MethodResult {
   double train_examples = 0;  ///< examples processed by the optimizer (all tasks so far)
   int done = 0;
   double lambda = 0;  ///< the penalty's strength in this run
+  double gamma = 1;   ///< online EWC's decay in this run
   /// accuracy on each task's validation examples (--validation; rows 0..done-1)
   hfisher::continual::AccuracyMatrix V{1};
 };
@@ -380,6 +399,10 @@ int run(const Options& o) {
       lambdas = "chosen on " + std::to_string(o.validation) + " validation examples per task from";
       for (double l : o.lambda_grid) lambdas += " " + fmt_default(l);
     }
+    if (!o.gamma_grid.empty()) {
+      lambdas += "; online-ewc gamma chosen from";
+      for (double g : o.gamma_grid) lambdas += " " + fmt_default(g);
+    }
     say("; optimizer %s (lr %g%s), %d epoch(s), batch %d; lambda %s; Fisher: %s from %d examples; backend %s, %d "
         "rank(s) x %d thread(s)\n",
         o.optimizer.c_str(), o.lr,
@@ -402,26 +425,31 @@ int run(const Options& o) {
     fo.multilevel_oversampling = o.oversampling;
     for (std::size_t mi = 0; mi < o.methods.size(); ++mi) {
       const std::string& method = o.methods[mi];
-      // the lambdas to run: the grid (each method's choice is made on
-      // validation data after all seeds), or the one given
-      const bool grid = method != "finetune" && !o.lambda_grid.empty();
-      const std::vector<double> cands = grid ? o.lambda_grid : std::vector<double>{lambda_of(o, method)};
-      for (const double lam : cands) {
-        Options oc = o;  // this run's options: its lambda enters the checkpoint key
-        const std::string label = grid ? method + "@" + fmt_default(lam) : method;  // in the log
+      // the (lambda, gamma) pairs to run: the grids (each method's choice
+      // is made on validation data after all seeds), or the values given
+      const auto cands = candidates(o, method);
+      const bool grid = method_has_grid(o, method);
+      for (const auto& [lam, gam] : cands) {
+        Options oc = o;  // this run's options: its lambda and gamma enter the checkpoint key
+        const bool gg = method == "online-ewc" && !o.gamma_grid.empty();
+        const std::string label =
+            grid ? method + "@" + fmt_default(lam) + (gg ? "/" + fmt_default(gam) : "") : method;  // in the log
         if (grid) {
           oc.lambda = lam;
           oc.lambda_for.clear();
+          oc.gamma = gam;
         }
         MethodResult r{method, seed, hfisher::continual::AccuracyMatrix(T), {}, {}, {}, 0};
         r.lambda = method == "finetune" ? 0.0 : lam;
+        r.gamma = gam;
         if (o.validation > 0) r.V = hfisher::continual::AccuracyMatrix(T);
         Model model(widths, hfisher::nn::Activation::ReLU, seed);
         std::unique_ptr<hfisher::FisherPenalty<S, E>> pen;
         if (method != "finetune")
-          pen = std::make_unique<hfisher::FisherPenalty<S, E>>(penalty_of(method), lam, o.gamma, fkind, fo);
+          pen = std::make_unique<hfisher::FisherPenalty<S, E>>(penalty_of(method), lam, gam, fkind, fo);
         if (pen && method == "hierarchical" && o.hstructure == "hodlr") pen->set_structure(hfisher::Structure::HODLR);
         const std::string ckpt = o.output + "/checkpoints/" + method + (grid ? "-lambda" + fmt_default(lam) : "") +
+                                 (gg ? "-gamma" + fmt_default(gam) : "") +
                                  (o.seeds > 1 ? "-seed" + std::to_string(seed) : std::string()) + ".ckpt";
         const std::string key = run_key(oc, method, seed);
         if (o.resume && load_checkpoint(ckpt, key, r, model, pen.get()))
@@ -526,40 +554,48 @@ int run(const Options& o) {
     }
   }
   if (!comm.root()) return 0;  // rank 0 reports and writes the files
-  // --lambda-grid: each penalty method's lambda is the candidate with the best
-  // final ACC on the validation examples, averaged over the seeds (the first
-  // on a tie); only the chosen runs enter the table, the summary and the plots
+  // --lambda-grid / --gamma-grid: each penalty method's (lambda, gamma) is the
+  // candidate with the best final ACC on the validation examples, averaged
+  // over the seeds (the first on a tie); only the chosen runs enter the
+  // table, the summary and the plots
   struct Selection {
     std::string method;
-    std::vector<double> val_acc;  ///< per candidate of o.lambda_grid
-    double chosen = 0;
+    std::vector<std::pair<double, double>> cands;
+    std::vector<double> val_acc;  ///< per candidate
+    std::pair<double, double> chosen;
   };
   std::vector<Selection> selections;
-  if (!o.lambda_grid.empty()) {
+  if (!o.lambda_grid.empty() || !o.gamma_grid.empty()) {
     std::vector<MethodResult> kept;
     for (const auto& m : o.methods) {
-      Selection sel{m, {}, 0};
-      if (m != "finetune") {
+      Selection sel{m, candidates(o, m), {}, candidates(o, m)[0]};
+      if (method_has_grid(o, m)) {
         double best = -1;
-        for (double l : o.lambda_grid) {
+        for (const auto& c : sel.cands) {
           double acc = 0;
           int n = 0;
           for (const auto& r : results)
-            if (r.method == m && r.lambda == l) acc += r.V.acc(T - 1), ++n;
+            if (r.method == m && r.lambda == c.first && r.gamma == c.second) acc += r.V.acc(T - 1), ++n;
           sel.val_acc.push_back(acc / n);
-          if (acc / n > best) best = acc / n, sel.chosen = l;
+          if (acc / n > best) best = acc / n, sel.chosen = c;
         }
         selections.push_back(sel);
       }
       for (const auto& r : results)
-        if (r.method == m && r.lambda == sel.chosen) kept.push_back(r);
+        if (r.method == m && (m == "finetune" || (r.lambda == sel.chosen.first && r.gamma == sel.chosen.second)))
+          kept.push_back(r);
     }
-    std::printf("\nlambda chosen on %d validation examples per task (final validation ACC, mean over %d seed(s)):\n",
+    std::printf("\n(lambda[, gamma]) chosen on %d validation examples per task (final validation ACC, mean over %d "
+                "seed(s)):\n",
                 o.validation, o.seeds);
     for (const auto& sel : selections) {
       std::printf("  %-14s", sel.method.c_str());
-      for (std::size_t c = 0; c < o.lambda_grid.size(); ++c)
-        std::printf("  %g: %.4f%s", o.lambda_grid[c], sel.val_acc[c], o.lambda_grid[c] == sel.chosen ? " <" : "");
+      const bool gg = sel.method == "online-ewc" && !o.gamma_grid.empty();
+      for (std::size_t c = 0; c < sel.cands.size(); ++c) {
+        const std::string name =
+            fmt_default(sel.cands[c].first) + (gg ? "/" + fmt_default(sel.cands[c].second) : std::string());
+        std::printf("  %s: %.4f%s", name.c_str(), sel.val_acc[c], sel.cands[c] == sel.chosen ? " <" : "");
+      }
       std::printf("\n");
     }
     results = std::move(kept);
@@ -659,12 +695,18 @@ int run(const Options& o) {
      << ", \"max_rank\": " << o.max_rank << ", \"spd_compensation\": " << (o.spd ? "true" : "false")
      << ", \"validation_examples\": " << o.validation << ", \"lambda_grid\": [";
   for (std::size_t c = 0; c < o.lambda_grid.size(); ++c) js << (c ? ", " : "") << o.lambda_grid[c];
+  js << "], \"gamma_grid\": [";
+  for (std::size_t c = 0; c < o.gamma_grid.size(); ++c) js << (c ? ", " : "") << o.gamma_grid[c];
   js << "]},\n  \"selection\": [";
   for (std::size_t k = 0; k < selections.size(); ++k) {
-    js << (k ? ", " : "") << "{\"method\": \"" << selections[k].method << "\", \"validation_ACC\": [";
-    for (std::size_t c = 0; c < selections[k].val_acc.size(); ++c)
-      js << (c ? ", " : "") << selections[k].val_acc[c];
-    js << "], \"chosen_lambda\": " << selections[k].chosen << "}";
+    const auto& sel = selections[k];
+    js << (k ? ", " : "") << "{\"method\": \"" << sel.method << "\", \"validation_ACC\": [";
+    for (std::size_t c = 0; c < sel.val_acc.size(); ++c) js << (c ? ", " : "") << sel.val_acc[c];
+    js << "], \"lambda\": [";
+    for (std::size_t c = 0; c < sel.cands.size(); ++c) js << (c ? ", " : "") << sel.cands[c].first;
+    js << "], \"gamma\": [";
+    for (std::size_t c = 0; c < sel.cands.size(); ++c) js << (c ? ", " : "") << sel.cands[c].second;
+    js << "], \"chosen_lambda\": " << sel.chosen.first << ", \"chosen_gamma\": " << sel.chosen.second << "}";
   }
   js << "],\n  \"summary\": [\n";
   for (std::size_t k = 0; k < names.size(); ++k) {
@@ -694,9 +736,9 @@ int run(const Options& o) {
     if (r.seed == o.seed)  // heatmaps of the first seed
       hfisher::io::atomic_write(o.output + "/R_" + r.method + ".dat", "hfisher-continual",
                                 [&](std::ostream& f) { f << mcsv.str(); });
-    js << "    {\"method\": \"" << r.method << "\", \"seed\": " << r.seed
-       << ", \"lambda\": " << r.lambda
-       << ", \"ACC\": " << r.R.acc(T - 1) << ", \"BWT\": " << r.R.bwt(T - 1)
+    js << "    {\"method\": \"" << r.method << "\", \"seed\": " << r.seed << ", \"lambda\": " << r.lambda;
+    if (r.method == "online-ewc") js << ", \"gamma\": " << r.gamma;
+    js << ", \"ACC\": " << r.R.acc(T - 1) << ", \"BWT\": " << r.R.bwt(T - 1)
        << ", \"forgetting\": " << r.R.forgetting(T - 1) << ", \"LA\": " << r.R.learning_accuracy(T - 1)
        << ", \"intransigence\": " << num(intrans(r, T - 1)) << ", \"fisher_bytes\": " << r.fisher_bytes.back()
        << ", \"train_examples_per_s\": " << r.train_examples / total(r.train_seconds)
@@ -831,6 +873,9 @@ int main(int argc, char** argv) {
                  "candidate lambdas: every penalty method runs each, and the one with the best final validation "
                  "ACC (mean over the seeds) is reported; needs --validation")
       ->check(hfisher_cli::FiniteNonNegative);
+  app.add_option("--gamma-grid", o.gamma_grid,
+                 "candidate online-EWC decays, chosen with lambda on validation data; needs --validation")
+      ->check(CLI::Range(1e-6, 1.0));
   app.add_flag("--keep-optimizer-state", o.keep_optimizer_state,
                "sgd/adam: keep the optimizer's state (momentum, Adam's moments) from task to task instead of "
                "starting each task with a fresh optimizer");
@@ -870,11 +915,11 @@ int main(int argc, char** argv) {
     if (o.stream == "split")
       hfisher::detail::require(o.tasks <= 5, "hfisher-continual", "--tasks ", o.tasks,
                                " > 5: a split stream of 10 classes has at most 5 tasks");
-    if (!o.lambda_grid.empty()) {
+    if (!o.lambda_grid.empty() || !o.gamma_grid.empty()) {
       hfisher::detail::require(o.validation > 0, "hfisher-continual",
-                               "--lambda-grid chooses lambda on validation data, never on the test set: add "
+                               "--lambda-grid and --gamma-grid choose on validation data, never on the test set: add "
                                "--validation N (examples per task held out of training)");
-      hfisher::detail::require(o.lambda_for.empty(), "hfisher-continual",
+      hfisher::detail::require(o.lambda_grid.empty() || o.lambda_for.empty(), "hfisher-continual",
                                "--lambda-grid and --lambda-for both set lambda: give one");
     }
     if (o.keep_optimizer_state) {

@@ -232,8 +232,11 @@ TEST(ContinualDriver, LambdaChosenOnValidationData) {
     const std::string tag = std::string("{\"method\": \"") + m + "\", \"validation_ACC\": [";
     const auto p = js.find(tag);
     ASSERT_NE(p, std::string::npos) << m << "\n" << js;
-    const auto v = numbers(js.substr(p + tag.size(), js.find('}', p) - p - tag.size()));
-    ASSERT_EQ(v.size(), 3u) << m;  // two validation ACCs, then the chosen lambda
+    auto v = numbers(js.substr(p + tag.size(), js.find(']', p) - p - tag.size()));  // validation ACCs
+    ASSERT_EQ(v.size(), 2u) << m;
+    const auto c = js.find("\"chosen_lambda\": ", p);
+    ASSERT_NE(c, std::string::npos) << js;
+    v.push_back(std::strtod(js.c_str() + c + 17, nullptr));
     EXPECT_EQ(v[2], v[0] >= v[1] ? 0.1 : 1000) << m;
     // the reported runs (two seeds) are the chosen lambda's only
     const std::string run = std::string("{\"method\": \"") + m + "\", \"seed\": ";
@@ -249,6 +252,21 @@ TEST(ContinualDriver, LambdaChosenOnValidationData) {
   EXPECT_TRUE(std::filesystem::exists(out + "/checkpoints/ewc-lambda1000-seed2.ckpt"));
   EXPECT_TRUE(std::filesystem::exists(out + "/checkpoints/online-ewc-lambda0.1-seed1.ckpt"));
   EXPECT_NE(slurp(root + "/grid.log").find("[ewc@1000    ] task  3/3"), std::string::npos) << slurp(root + "/grid.log");
+  // --gamma-grid: online EWC chooses (lambda, gamma) pairs, the others keep --lambda
+  const std::string out2 = root + "/gamma";
+  ASSERT_EQ(std::system((std::string(HFISHER_CONTINUAL_EXE) + tiny_stream_args(root) +
+                         " --method ewc --method online-ewc --validation 100 --gamma-grid 0.5 1 --lambda 7 --output " +
+                         out2 + " > " + root + "/gamma.log 2>&1")
+                            .c_str()),
+            0)
+      << slurp(root + "/gamma.log");
+  const std::string js2 = slurp(out2 + "/results.json");
+  EXPECT_NE(js2.find("{\"method\": \"online-ewc\", \"validation_ACC\": ["), std::string::npos) << js2;
+  EXPECT_NE(js2.find("\"lambda\": [7, 7], \"gamma\": [0.5, 1]"), std::string::npos) << js2;
+  EXPECT_NE(js2.find("{\"method\": \"online-ewc\", \"seed\": 1, \"lambda\": 7, \"gamma\": "), std::string::npos) << js2;
+  EXPECT_EQ(js2.find("{\"method\": \"ewc\", \"validation_ACC\""), std::string::npos) << js2;  // nothing to choose
+  EXPECT_NE(js2.find("{\"method\": \"ewc\", \"seed\": 1, \"lambda\": 7, \"ACC\""), std::string::npos) << js2;
+  EXPECT_TRUE(std::filesystem::exists(out2 + "/checkpoints/online-ewc-lambda7-gamma0.5.ckpt"));
   std::filesystem::remove_all(root);
 }
 
@@ -376,6 +394,8 @@ TEST(ContinualDriver, BadValuesFailWithAMessage) {
       {"--probe-anchors --optimizer kfac", "sgd or adam"},
       {"--keep-optimizer-state --optimizer ngd", "sgd's or adam's"},
       {"--lambda-grid 1 10", "never on the test set"},
+      {"--gamma-grid 0.5 1", "never on the test set"},
+      {"--gamma-grid 0 --validation 100", "not in range"},
       {"--lambda-grid 1 10 --validation 100 --lambda-for ewc=3", "give one"},
       {"--lambda-grid 1 -1 --validation 100", "not >= 0"},
       {"--validation 600 --overwrite", "leaves no training examples"},
