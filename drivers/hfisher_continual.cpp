@@ -18,6 +18,10 @@
 
 #include "cli_checks.hpp"
 
+#ifdef HFISHER_HAVE_MPI
+#include <mpi.h>
+#endif
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -145,6 +149,36 @@ std::vector<std::pair<double, double>> candidates(const Options& o, const std::s
   for (double l : ls)
     for (double g : gs) c.emplace_back(l, g);
   return c;
+}
+
+/// The libraries a run was built with, as a JSON object (results.json).
+std::string libraries_json() {
+  std::ostringstream j;
+  j << "{\"kokkos\": \"" << KOKKOS_VERSION / 10000 << "." << KOKKOS_VERSION / 100 % 100 << "."
+    << KOKKOS_VERSION % 100 << "\", \"compiler\": \""
+#if defined(__clang__)
+    << "clang " << __clang_version__
+#elif defined(__GNUC__)
+    << "GCC " << __VERSION__
+#else
+    << "unknown"
+#endif
+    << "\", \"mpi\": ";
+#ifdef HFISHER_HAVE_MPI
+  char v[MPI_MAX_LIBRARY_VERSION_STRING];
+  int len = 0;
+  MPI_Get_library_version(v, &len);  // callable before MPI_Init
+  std::string mpi(v, std::size_t(len));
+  mpi = mpi.substr(0, mpi.find_first_of(",\n"));  // "Open MPI v4.1.4" (the first field)
+  std::string esc;
+  for (char c : mpi)
+    if (c != '"' && c != '\\' && (unsigned char)c >= 32) esc += c;
+  j << "\"" << esc << "\"";
+#else
+  j << "null";
+#endif
+  j << "}";
+  return j.str();
 }
 
 struct MethodResult {
@@ -672,7 +706,8 @@ int run(const Options& o) {
   char date[64];
   std::time_t now = std::time(nullptr);
   std::strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", std::gmtime(&now));
-  js << "{\n  \"date\": \"" << date << "\",\n  \"backend\": \"" << E::name() << "\",\n  \"threads\": "
+  js << "{\n  \"date\": \"" << date << "\",\n  \"libraries\": " << libraries_json() << ",\n  \"backend\": \""
+     << E::name() << "\",\n  \"threads\": "
      << E().concurrency() << ",\n  \"ranks\": " << comm.size() << ",\n  \"stream\": \"" << o.stream
      << "\",\n  \"scenario\": \"" << o.scenario << "\",\n  \"tasks\": " << T << ",\n  \"seeds\": " << o.seeds
      << ",\n";

@@ -114,6 +114,7 @@ TEST(ContinualDriver, EndToEndAndResume) {
                             "\"fisher_examples\": 40", "\"fisher_kind\": \"mc\"", "\"ewc\": 10"})
     EXPECT_NE(js.find(field), std::string::npos) << field << " missing from\n" << js;
   EXPECT_NE(js.find("\"commit\": \""), std::string::npos) << js;
+  EXPECT_NE(js.find("\"libraries\": {\"kokkos\": \""), std::string::npos) << js;
   // plasticity next to ACC: learning accuracy, and intransigence against
   // fine-tuning (exactly 0 for fine-tuning itself)
   EXPECT_NE(js.find("\"LA\": "), std::string::npos) << js;
