@@ -739,9 +739,15 @@ int run(const Options& o) {
     for (std::size_t c = 0; c < sel.val_acc.size(); ++c) js << (c ? ", " : "") << sel.val_acc[c];
     js << "], \"lambda\": [";
     for (std::size_t c = 0; c < sel.cands.size(); ++c) js << (c ? ", " : "") << sel.cands[c].first;
-    js << "], \"gamma\": [";
-    for (std::size_t c = 0; c < sel.cands.size(); ++c) js << (c ? ", " : "") << sel.cands[c].second;
-    js << "], \"chosen_lambda\": " << sel.chosen.first << ", \"chosen_gamma\": " << sel.chosen.second << "}";
+    js << "]";
+    if (sel.method == "online-ewc") {  // the only penalty with a decay
+      js << ", \"gamma\": [";
+      for (std::size_t c = 0; c < sel.cands.size(); ++c) js << (c ? ", " : "") << sel.cands[c].second;
+      js << "]";
+    }
+    js << ", \"chosen_lambda\": " << sel.chosen.first;
+    if (sel.method == "online-ewc") js << ", \"chosen_gamma\": " << sel.chosen.second;
+    js << "}";
   }
   js << "],\n  \"summary\": [\n";
   for (std::size_t k = 0; k < names.size(); ++k) {

@@ -239,6 +239,8 @@ TEST(ContinualDriver, LambdaChosenOnValidationData) {
     ASSERT_NE(c, std::string::npos) << js;
     v.push_back(std::strtod(js.c_str() + c + 17, nullptr));
     EXPECT_EQ(v[2], v[0] >= v[1] ? 0.1 : 1000) << m;
+    // a decay is listed for online EWC only
+    EXPECT_EQ(js.find("\"chosen_gamma\"", p) < js.find('}', p), std::string(m) == "online-ewc") << m;
     // the reported runs (two seeds) are the chosen lambda's only
     const std::string run = std::string("{\"method\": \"") + m + "\", \"seed\": ";
     int runs = 0;
