@@ -283,6 +283,7 @@ bool is_run_file(const std::filesystem::path& p, bool checkpoint) {
   auto ends = [&](const char* s) { return f.size() >= std::strlen(s) && f.compare(f.size() - std::strlen(s), std::string::npos, s) == 0; };
   if (checkpoint) return ends(".ckpt");
   return f == "results.json" || f == "results.csv" || f == "plots.gp" || f == "heatmaps.png" || f == "acc.png" ||
+         f == "acc_memory.dat" || f == "acc_memory.png" ||
          ((f.rfind("R_", 0) == 0 || f.rfind("ACC_", 0) == 0) && ends(".dat"));
 }
 
@@ -367,14 +368,13 @@ void probe_anchors(const Options& o, const std::string& method, int t, Model& mo
     if (o.optimizer == "sgd") sgd.step(model.params(), grad);
     else adam.step(model.params(), grad);
   }
-  Model::Vector drifted("drifted", P);
-  Kokkos::deep_copy(drifted, model.params());
+  const double moved = l2_distance(model.params(), theta);
   const std::string at_drift = row();
   Kokkos::deep_copy(model.params(), theta);
   say("[%-12s] task %2d/%d probe: accuracy on tasks 1..%d at theta_t:%s | at the penalty's minimiser (%.3g away):%s | "
       "after %d %s steps on the penalty alone (moved %.3g):%s\n",
       method.c_str(), t + 1, o.tasks, t + 1, at_t.c_str(), l2_distance(num, theta), at_bar.c_str(), steps, o.optimizer.c_str(),
-      l2_distance(drifted, theta), at_drift.c_str());
+      moved, at_drift.c_str());
 }
 
 int run(const Options& o) {
@@ -801,6 +801,18 @@ int run(const Options& o) {
     }
     hfisher::io::atomic_write(o.output + "/ACC_" + m + ".dat", "hfisher-continual", [&](std::ostream& f) { f << a.str(); });
   }
+  // final ACC against the Fisher memory each method keeps (mean and std over
+  // the seeds): the trade-off the penalties are compared on
+  {
+    std::ostringstream a;
+    a << "# method Fisher_MB_mean Fisher_MB_std final_ACC_mean final_ACC_std (" << o.seeds << " seeds)\n";
+    for (const auto& m : names) {
+      const auto mb = stats(m, [&](const MethodResult& r) { return r.fisher_bytes.back() / 1e6; });
+      const auto acc = stats(m, [&](const MethodResult& r) { return r.R.acc(T - 1); });
+      a << m << " " << mb.first << " " << mb.second << " " << acc.first << " " << acc.second << "\n";
+    }
+    hfisher::io::atomic_write(o.output + "/acc_memory.dat", "hfisher-continual", [&](std::ostream& f) { f << a.str(); });
+  }
   hfisher::io::atomic_write(o.output + "/results.csv", "hfisher-continual", [&](std::ostream& f) { f << csv.str(); });
   hfisher::io::atomic_write(o.output + "/results.json", "hfisher-continual", [&](std::ostream& f) { f << js.str(); });
   const int n = int(names.size());
@@ -824,10 +836,19 @@ int run(const Options& o) {
   for (int k = 0; k < n; ++k)
     gp << "'ACC_" << names[k] << ".dat' using 1:2:3 with yerrorlines lw 2 lc rgb '" << colours[k % 8] << "' pt "
        << markers[k % 8] << " title '" << names[k] << "'" << (k + 1 < n ? ", " : "\n");
+  gp << "set terminal pngcairo size 700,450\nset output 'acc_memory.png'\n"
+     << "set title 'final ACC against Fisher memory after " << T << " tasks"
+     << (o.seeds > 1 ? " (mean +- std, " + std::to_string(o.seeds) + " seeds)" : std::string()) << "'\n"
+     << "set xlabel 'Fisher memory kept (MB)'\nset ylabel 'final ACC'\nset key bottom right\nset autoscale\n"
+     << "set xrange [0:*]\nset offsets graph 0.02, graph 0.05, graph 0.1, graph 0.1\nset xtics autofreq\n"
+     << "set ytics autofreq\nplot ";
+  for (int k = 0; k < n; ++k)
+    gp << "'acc_memory.dat' every ::" << k << "::" << k << " using 2:4:3:5 with xyerrorbars lw 2 ps 2 lc rgb '"
+       << colours[k % 8] << "' pt " << markers[k % 8] << " title '" << names[k] << "'" << (k + 1 < n ? ", " : "\n");
   hfisher::io::atomic_write(o.output + "/plots.gp", "hfisher-continual", [&](std::ostream& f) { f << gp.str(); });
   const bool plotted = hfisher::io::run_gnuplot(o.output, "plots.gp");
-  std::printf("\nwrote %s/results.json, results.csv, R_*.dat, ACC_*.dat, plots.gp%s (%.1f s in all)\n", o.output.c_str(),
-              plotted ? ", heatmaps.png, acc.png" : "", seconds_since(t_all));
+  std::printf("\nwrote %s/results.json, results.csv, R_*.dat, ACC_*.dat, acc_memory.dat, plots.gp%s (%.1f s in all)\n",
+              o.output.c_str(), plotted ? ", heatmaps.png, acc.png, acc_memory.png" : "", seconds_since(t_all));
   return 0;
 }
 

@@ -126,6 +126,30 @@ TEST(ContinualDriver, EndToEndAndResume) {
   const std::string gp = slurp(root + "/full/plots.gp");
   EXPECT_NE(gp.find("using ($1+1):($2+1):3"), std::string::npos) << gp;
   EXPECT_NE(gp.find("lc rgb '#E69F00'"), std::string::npos) << gp;
+  // final ACC against Fisher memory, one row per method in the order run
+  EXPECT_NE(gp.find("set output 'acc_memory.png'"), std::string::npos) << gp;
+  {
+    std::istringstream am(slurp(root + "/full/acc_memory.dat"));
+    std::string line, m;
+    std::vector<std::string> methods;
+    double mb = 0, mb_std = 0, acc = 0, acc_std = 0;
+    while (std::getline(am, line)) {
+      if (line.empty() || line[0] == '#') continue;
+      std::istringstream row(line);
+      ASSERT_TRUE(bool(row >> m >> mb >> mb_std >> acc >> acc_std)) << line;
+      methods.push_back(m);
+      EXPECT_EQ(mb == 0.0, m == "finetune") << line;  // only fine-tuning keeps no Fisher
+      EXPECT_EQ(mb_std, 0.0) << line;                  // one seed
+      EXPECT_EQ(acc_std, 0.0) << line;
+      EXPECT_GT(acc, 0.0) << line;
+      EXPECT_LE(acc, 1.0) << line;
+      // the same final ACC as results.json reports for that run
+      const auto at = js.find("\"method\": \"" + m + "\", \"seed\": 1");
+      ASSERT_NE(at, std::string::npos) << m;
+      EXPECT_NEAR(std::stod(js.substr(js.find("\"ACC\": ", at) + 7)), acc, 1e-5) << m;
+    }
+    EXPECT_EQ(methods, (std::vector<std::string>{"finetune", "ewc", "kfac-laplace", "hierarchical"}));
+  }
   // interrupted after task 2 of the first method; a plain rerun into the
   // folder is refused (it holds a run); --resume finishes it
   const std::string cut = base + " --output " + root + "/cut";
