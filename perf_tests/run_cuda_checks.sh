@@ -11,6 +11,8 @@
 #     or more), the Fisher-structure benchmark on them.
 # Each step has a time cap (TEST_TIMEOUT, PORT_TIMEOUT, BENCH_TIMEOUT s).
 # Usage: perf_tests/run_cuda_checks.sh BUILD_DIR OUT_DIR
+# BUILD_DIR must hold every target: make cuda-build CUDA_TARGETS=all (the
+# default cuda-build compiles only what proves the build).
 # Logs, CSV and JSON go to OUT_DIR; the summary is printed; exit status 1 if
 # a test binary or the portability driver failed.
 set -u
@@ -21,6 +23,14 @@ fi
 B=$1
 O=$2
 mkdir -p "$O"
+missing=()
+for t in unit_tests/kernels_test_gemm drivers/hfisher-portability perf_tests/hfisher-perf-kernels perf_tests/hfisher-perf-hodlr; do
+  [ -x "$B/$t" ] || missing+=("$t")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "$0: $B lacks ${missing[*]}: build it with 'make cuda-build CUDA_TARGETS=all'" >&2
+  exit 2
+fi
 export OMP_PROC_BIND=false
 cores=$(nproc)
 nvidia-smi -L 2>/dev/null || echo "nvidia-smi: not found"
