@@ -11,7 +11,7 @@
 
 namespace hfisher_perf {
 // a named namespace: CUDA extended lambdas need enclosing functions with external linkage
-namespace kfac_bert_detail {
+namespace {
 
 using S = float;
 using E = Kokkos::DefaultExecutionSpace;
@@ -109,9 +109,8 @@ double max_rel_diff(const Batch& a, const Batch& b) {
   return d / std::max(m, 1e-300);
 }
 
-}  // namespace kfac_bert_detail
+}  // namespace
 
-using namespace kfac_bert_detail;
 
 int run_kfac_bert(const KfacBertOptions& o) {
   const auto comm = hfisher::dist::Communicator::world();

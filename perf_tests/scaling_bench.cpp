@@ -13,7 +13,7 @@
 
 namespace hfisher_perf {
 // a named namespace: CUDA extended lambdas need enclosing functions with external linkage
-namespace scaling_detail {
+namespace {
 
 using S = double;
 using E = Kokkos::DefaultExecutionSpace;
@@ -216,9 +216,8 @@ std::string size_range(const std::vector<Row>& rows, const std::string& st, bool
   return "2^" + std::to_string(p.front()) + "..2^" + std::to_string(p.back());
 }
 
-}  // namespace scaling_detail
+}  // namespace
 
-using namespace scaling_detail;
 
 int run_scaling_bench(const ScalingBenchOptions& opts) {
   ScalingBenchOptions o = opts;

@@ -518,7 +518,7 @@ TYPED_TEST(FisherTest, BadInput) {
 TYPED_TEST(FisherTest, MultilevelGramFormsAndRandomizedEigen) {
   using S = typename TypeParam::scalar;
   using E = typename TypeParam::exec;
-  using Gram = hfisher::fisher::build_detail::MultilevelGram<S, E>;
+  using Gram = hfisher::fisher::detail::MultilevelGram<S, E>;
   const bool dbl = std::is_same<S, double>::value;
   hfisher::nn::MLP<S, E> model({6, 5, 4}, hfisher::nn::Activation::Tanh, 5);
   const int N = 24;
@@ -543,7 +543,7 @@ TYPED_TEST(FisherTest, MultilevelGramFormsAndRandomizedEigen) {
         }
     return K;
   };
-  hfisher::fisher::build_detail::Mat<S, E> KA("KA", N, N);
+  hfisher::fisher::detail::Mat<S, E> KA("KA", N, N);
   hfisher::kernels::matmul(E(), hfisher::Op::NoTrans, hfisher::Op::Trans, S(1), s.a[0], s.a[0], S(0), KA);
   auto make = [&](const std::vector<int>& ub, bool factored) { return Gram::make(s.g[0], KA, ub, factored ? 1 : 0); };
   const double tol = dbl ? 1e-12 : 2e-5;
@@ -605,7 +605,7 @@ TYPED_TEST(FisherTest, MultilevelGramFormsAndRandomizedEigen) {
         auto gr = make(ub, factored);
         hfisher::BatchMatrix<S, E> Vt("Vt", M, SS, r);
         hfisher::BatchVector<S, E> wt("wt", M, r);
-        hfisher::fisher::build_detail::multilevel_top_eigen(E(), gr, Zs, Vs, r, 11, Vt, wt, qp.first, qp.second);
+        hfisher::fisher::detail::multilevel_top_eigen(E(), gr, Zs, Vs, r, 11, Vt, wt, qp.first, qp.second);
         const auto w = to_host2(wt);
         const auto V = to_host(Vt);
         for (int i = 0; i < M; ++i) {

@@ -20,7 +20,7 @@
 namespace hfisher {
 namespace fisher {
 
-namespace build_detail {
+namespace detail {
 
 /// The registration point of the per-layer structures: one case per builder.
 template <class Scalar, class ExecSpace>
@@ -40,7 +40,7 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> layer_block(const FisherSa
   throw Error(hfisher::detail::concat(where, ": structure ", to_string(st), " cannot be a layer block"));
 }
 
-}  // namespace build_detail
+}  // namespace detail
 
 /// Builds the curvature operator of the given structure from collected
 /// samples. Under a distributed communicator (every rank holding the same
@@ -59,9 +59,9 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> build_curvature(const Fish
   for (std::size_t k = 0; k < all.size(); ++k) all[k] = int(k);
   if (structure == Structure::Diagonal) {
     check_budget(double(s.size()) * sizeof(Scalar) * 2, opts.memory_budget, where, "a diagonal Fisher");
-    return std::make_unique<DiagonalOperator<Scalar, ExecSpace>>(build_detail::diagonal_of(s, all, s.size()));
+    return std::make_unique<DiagonalOperator<Scalar, ExecSpace>>(detail::diagonal_of(s, all, s.size()));
   }
-  if (structure == Structure::LowRank) return build_detail::lowrank_of(s, all, opts, where);
+  if (structure == Structure::LowRank) return detail::lowrank_of(s, all, opts, where);
   const Structure inner = structure == Structure::BlockDiagonal ? opts.block : structure;
   if (structure == Structure::Dense) {
     double need = 0;
@@ -72,14 +72,14 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> build_curvature(const Fish
   for (int k : all) {
     hfisher::detail::Region region("hfisher::build_curvature::layer " + std::to_string(k));
     if (!comm.distributed()) {
-      blocks.push_back(build_detail::layer_block(s, k, inner, opts, where));
+      blocks.push_back(detail::layer_block(s, k, inner, opts, where));
       continue;
     }
     const int owner = k % comm.size();
     std::string bytes;
     if (comm.rank() == owner) {
       std::ostringstream os(std::ios::binary);
-      build_detail::layer_block(s, k, inner, opts, where)->write_tagged(os);
+      detail::layer_block(s, k, inner, opts, where)->write_tagged(os);
       bytes = os.str();
     }
     comm.broadcast(bytes, owner);

@@ -29,7 +29,7 @@ class DenseOperator : public CurvatureOperator<Scalar, ExecSpace> {
                              F.extent(0), "x", F.extent(1));
     hfisher::detail::check_finite_matrix(ExecSpace(), F, where, "F");
     // apply uses all of F, the Cholesky factor one triangle: both must agree
-    hfisher::hmatrix_impl::check_symmetric<Scalar>(ExecSpace(), F, where);
+    hfisher::detail::check_symmetric<Scalar>(ExecSpace(), F, where);
   }
 
   Structure structure() const override { return Structure::Dense; }

@@ -79,7 +79,7 @@ struct MultilevelLayout {
   bool operator==(const MultilevelLayout& o) const { return bounds == o.bounds && ranks == o.ranks; }
 };
 
-namespace multilevel_detail {
+namespace detail {
 
 /// v = h (a host vector copied to a view of the same length).
 template <class T, class V>
@@ -101,7 +101,7 @@ double min_entry(const V& v) {
   return m;
 }
 
-}  // namespace multilevel_detail
+}  // namespace detail
 
 template <class Scalar, class ExecSpace = DefaultExec>
 class MultilevelOperator : public CurvatureOperator<Scalar, ExecSpace> {
@@ -131,7 +131,7 @@ class MultilevelOperator : public CurvatureOperator<Scalar, ExecSpace> {
     hfisher::detail::require(std::isfinite(tol) && tol >= 0 && tol < 1, where, "tol = ", tol, " (must lie in [0, 1))");
     this->check_vec(d, where, "d");
     hfisher::detail::check_finite_matrix(ExecSpace(), W, where, "W");
-    const double dmin = multilevel_detail::min_entry<ExecSpace>(d_);
+    const double dmin = detail::min_entry<ExecSpace>(d_);
     hfisher::detail::require(dmin >= 0, where, "the diagonal part has a negative entry (", dmin, ")");
     build_index();
   }
@@ -524,7 +524,7 @@ class MultilevelOperator : public CurvatureOperator<Scalar, ExecSpace> {
       ccb(c) = long(std::lower_bound(chb.begin(), chb.end(), cbh(c)) - chb.begin());
       cce(c) = long(std::lower_bound(chb.begin(), chb.end(), ceh(c)) - chb.begin());
     }
-    multilevel_detail::copy_to(chb, chunk_bounds_);
+    detail::copy_to(chb, chunk_bounds_);
     Kokkos::deep_copy(chunk_node_, cnh);
     Kokkos::deep_copy(cchunk_beg_, ccb);
     Kokkos::deep_copy(cchunk_end_, cce);

@@ -17,7 +17,7 @@
 #include <hfisher/core/types.hpp>
 
 namespace hfisher {
-namespace hmatrix_impl {
+namespace detail {
 
 /// Builds B ~ sum_q U(p, q, :) V(p, q, :)^T for every sibling pair p of
 /// `level`, B(i, j) = fn(perm(row i of node 2p), perm(col j of node 2p+1))
@@ -176,5 +176,5 @@ void aca_zero_tail(const Exec& space, const Batch& U, const Batch& V, const IntV
       });
 }
 
-}  // namespace hmatrix_impl
+}  // namespace detail
 }  // namespace hfisher

@@ -91,7 +91,7 @@ struct RankStats {
   int capped = 0;
 };
 
-namespace hmatrix_impl {
+namespace detail {
 /// The no-silent-truncation contract: `capped` holds one flag per block of
 /// `level`; without opts.allow_capped the first capped block is an error.
 inline void check_capped(const CompressionOptions& opts, const char* where, int level,
@@ -102,6 +102,6 @@ inline void check_capped(const CompressionOptions& opts, const char* where, int 
                     " from reaching tol = ", opts.tol, "; raise max_rank (0: no cap), or set ",
                     "CompressionOptions.allow_capped to keep capped blocks (reported in ranks())");
 }
-}  // namespace hmatrix_impl
+}  // namespace detail
 
 }  // namespace hfisher

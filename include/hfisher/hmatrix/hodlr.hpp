@@ -40,7 +40,7 @@ namespace hfisher {
 template <class Scalar, class ExecSpace>
 class HODLRFactorization;
 
-namespace hmatrix_impl {
+namespace detail {
 /// Compresses the batch of blocks B (pairs, m, m) with the batched
 /// randomized SVD into U = U_svd S (singular values folded in) and V.
 template <class Exec, class BView, class Batch, class RankView>
@@ -113,7 +113,7 @@ void residual_fro(const Exec& space, const BView& B, const Batch& U, const Batch
         out(p) = math::sqrt(s);
       });
 }
-}  // namespace hmatrix_impl
+}  // namespace detail
 
 template <class Scalar, class ExecSpace = Kokkos::DefaultExecutionSpace>
 class HODLR {
@@ -252,7 +252,7 @@ class HODLR {
   void init_structure(const ClusterTree& tree, const CompressionOptions& opts);
   // the a-posteriori estimate of BuildInfo against products with A in tree
   // order (multiply_A(P, AP)); from_entries samples entries instead
-  // (hmatrix_impl::sampled_entry_error, a free function: nvcc allows no
+  // (detail::sampled_entry_error, a free function: nvcc allows no
   // device lambda in a private member)
   template <class MultiplyA>
   void estimate_error_products(const MultiplyA& multiply_A);
@@ -270,7 +270,7 @@ template <class Scalar, class ExecSpace>
 void HODLR<Scalar, ExecSpace>::init_structure(const ClusterTree& tree, const CompressionOptions& opts) {
   tree_ = tree;
   opts_ = opts;
-  hmatrix_impl::device_permutations(tree, perm_d_, iperm_d_);
+  detail::device_permutations(tree, perm_d_, iperm_d_);
   U_.assign(tree.levels(), Batch());
   V_.assign(tree.levels(), Batch());
   ranks_.assign(tree.levels(), {});
@@ -283,7 +283,7 @@ void HODLR<Scalar, ExecSpace>::store_level(int level, const Batch& Uw, const Bat
                                            std::vector<char> cap, const std::vector<char>& keep) {
   const int pairs = Uw.extent(0), m = Uw.extent(1);
   cap.resize(pairs, 0);
-  hmatrix_impl::check_capped(opts_, where, level, cap);
+  detail::check_capped(opts_, where, level, cap);
   for (std::size_t p = 0; p < keep.size() && p < cap.size(); ++p) cap[p] = cap[p] || keep[p];
   capped_[level - 1] = std::move(cap);
   auto rh = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), rank);
@@ -295,8 +295,8 @@ void HODLR<Scalar, ExecSpace>::store_level(int level, const Batch& Uw, const Bat
   }
   Batch U(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HODLR::U"), pairs, m, k);
   Batch V(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HODLR::V"), pairs, m, k);
-  Kokkos::deep_copy(U, hmatrix_impl::cols(Uw, 0, k));
-  Kokkos::deep_copy(V, hmatrix_impl::cols(Vw, 0, k));
+  Kokkos::deep_copy(U, detail::cols(Uw, 0, k));
+  Kokkos::deep_copy(V, detail::cols(Vw, 0, k));
   U_[level - 1] = U;
   V_[level - 1] = V;
   ranks_[level - 1] = r;
@@ -316,7 +316,7 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::from_dense(const AView& A, co
   const int n = tree.size(), N = tree.padded_size(), leaf = tree.leaf_size(), L = tree.levels();
   detail::check_finite_matrix(space, A, where, "A");
   // symmetry
-  hmatrix_impl::check_symmetric<Scalar>(space, A, where);
+  detail::check_symmetric<Scalar>(space, A, where);
   HODLR H;
   H.init_structure(tree, opts);
   // permuted, padded copy P (N x N)
@@ -331,15 +331,15 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::from_dense(const AView& A, co
         }
       });
   H.D_ = Batch("hfisher::HODLR::D", N / leaf, leaf, leaf);
-  Kokkos::deep_copy(H.D_, hmatrix_impl::diag_blocks(P, leaf));
+  Kokkos::deep_copy(H.D_, detail::diag_blocks(P, leaf));
   for (int l = 1; l <= L; ++l) {
     const int m = N >> l, pairs = 1 << (l - 1);
     const int kmax = opts.rank_cap(m);
-    auto B = hmatrix_impl::offdiag_blocks(P, l);
+    auto B = detail::offdiag_blocks(P, l);
     Batch Uw("hfisher::HODLR::Uw", pairs, m, kmax), Vw("hfisher::HODLR::Vw", pairs, m, kmax);
     Kokkos::View<int*, mem_space> rank("hfisher::HODLR::rank", pairs);
-    hmatrix_impl::compress_rsvd(space, B, opts.tol, opts.seed + std::uint64_t(l) * 7919u, Uw, Vw, rank);
-    H.store_level(l, Uw, Vw, rank, where, hmatrix_impl::host_flags(hmatrix_impl::rsvd_capped(space, rank, kmax, m)));
+    detail::compress_rsvd(space, B, opts.tol, opts.seed + std::uint64_t(l) * 7919u, Uw, Vw, rank);
+    H.store_level(l, Uw, Vw, rank, where, detail::host_flags(detail::rsvd_capped(space, rank, kmax, m)));
   }
   H.estimate_error_products([P](const Matrix& X, const Matrix& Y) {
     using A3 = Kokkos::View<Scalar***, Kokkos::LayoutRight, mem_space, Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
@@ -350,7 +350,7 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::from_dense(const AView& A, co
   return H;
 }
 
-namespace hmatrix_impl {
+namespace detail {
 /// sqrt(sum (a_ij - h_ij)^2 / sum a_ij^2) over s entries (i, j) of fn drawn
 /// uniformly (counter-based, from seed): the BuildInfo estimate of
 /// HODLR::from_entries.
@@ -416,7 +416,7 @@ double sampled_entry_error(const H& Hm, const EntryFn& fn, int s, std::uint64_t 
                   "a sampled entry is not finite (fn returned NaN/Inf)");
   return den > 0 ? std::sqrt(num / den) : 0.0;
 }
-}  // namespace hmatrix_impl
+}  // namespace detail
 
 template <class Scalar, class ExecSpace>
 template <class EntryFn>
@@ -460,7 +460,7 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::from_entries(const EntryFn& f
       // cross vectors one per row (see aca.hpp); only the rows ACA writes are touched
       Ua = Batch(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::HODLR::Ua"), pairs, kaca, m);
       Va = Batch(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::HODLR::Va"), pairs, kaca, m);
-      hmatrix_impl::aca_level(space, fn, perm, l, N, 0.1 * opts.tol, Ua, Va, rank_aca, open, used);
+      detail::aca_level(space, fn, perm, l, N, 0.1 * opts.tol, Ua, Va, rank_aca, open, used);
       int any_open = 0;
       ra = 0;
       Kokkos::parallel_reduce(
@@ -475,10 +475,10 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::from_entries(const EntryFn& f
     }
     ra = std::max(ra, 1);
     ra_prev = ra;
-    hmatrix_impl::aca_zero_tail(space, Ua, Va, rank_aca, ra);
+    detail::aca_zero_tail(space, Ua, Va, rank_aca, ra);
     // the first ra cross vectors as (pairs, m, ra) column blocks, without a copy
     const auto tr = Kokkos::LayoutStride(pairs, long(kaca) * m, m, 1, ra, m);
-    hmatrix_impl::Strided3<Scalar, mem_space> Ut(Ua.data(), tr), Vt(Va.data(), tr);
+    detail::Strided3<Scalar, mem_space> Ut(Ua.data(), tr), Vt(Va.data(), tr);
     detail::check_finite3(space, Ut, where, "entries of an off-diagonal block (fn returned NaN/Inf)");
     detail::check_finite3(space, Vt, where, "entries of an off-diagonal block (fn returned NaN/Inf)");
     const int kt = std::min(kmax, ra);
@@ -490,11 +490,11 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::from_entries(const EntryFn& f
     Kokkos::parallel_for(
         "hfisher::HODLR::aca_capped", Kokkos::RangePolicy<ExecSpace>(space, 0, pairs),
         KOKKOS_LAMBDA(const int p) { capped(p) = (capped(p) || open(p)) ? 1 : 0; });
-    H.store_level(l, Uw, Vw, rank, where, hmatrix_impl::host_flags(capped));
+    H.store_level(l, Uw, Vw, rank, where, detail::host_flags(capped));
   }
   if (opts.probes > 0) {
     H.info_.entries = 1024 * opts.probes;
-    H.info_.error_estimate = hmatrix_impl::sampled_entry_error(H, fn, H.info_.entries, opts.seed);
+    H.info_.error_estimate = detail::sampled_entry_error(H, fn, H.info_.entries, opts.seed);
   }
   return H;
 }
@@ -533,7 +533,7 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::from_factors(const DView& d, 
       });
   // leaves: D = diag(d) + G_I G_I^T
   H.D_ = Batch("hfisher::HODLR::D", N / leaf, leaf, leaf);
-  auto Gleaf = hmatrix_impl::level_nodes(Gp, L, hmatrix_impl::Nodes::All);
+  auto Gleaf = detail::level_nodes(Gp, L, detail::Nodes::All);
   kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::Trans, Scalar(1), Gleaf, Gleaf, Scalar(0), H.D_);
   auto D = H.D_;
   Kokkos::parallel_for(
@@ -543,8 +543,8 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::from_factors(const DView& d, 
   for (int l = 1; l <= L; ++l) {
     const int m = N >> l, pairs = 1 << (l - 1);
     const int kmax = std::min(opts.rank_cap(m), mc);
-    auto GL = hmatrix_impl::level_nodes(Gp, l, hmatrix_impl::Nodes::Left);
-    auto GR = hmatrix_impl::level_nodes(Gp, l, hmatrix_impl::Nodes::Right);
+    auto GL = detail::level_nodes(Gp, l, detail::Nodes::Left);
+    auto GR = detail::level_nodes(Gp, l, detail::Nodes::Right);
     Batch Uw("hfisher::HODLR::Uw", pairs, m, kmax), Vw("hfisher::HODLR::Vw", pairs, m, kmax);
     Kokkos::View<int*, mem_space> rank("hfisher::HODLR::rank", pairs);
     Kokkos::View<Scalar*, mem_space> tail("hfisher::HODLR::tail", opts.spd_compensation ? pairs : 0);
@@ -557,34 +557,34 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::from_factors(const DView& d, 
       // GEMM) and compress it with the batched randomized SVD
       Batch B(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HODLR::B"), pairs, m, m);
       kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::Trans, Scalar(1), GL, GR, Scalar(0), B);
-      hmatrix_impl::compress_rsvd(space, B, opts.tol, opts.seed + std::uint64_t(l) * 7919u, Uw, Vw, rank);
-      if (opts.spd_compensation) hmatrix_impl::residual_fro(space, B, Uw, Vw, tail);
-      capped = hmatrix_impl::rsvd_capped(space, rank, kmax, std::min(m, mc));
+      detail::compress_rsvd(space, B, opts.tol, opts.seed + std::uint64_t(l) * 7919u, Uw, Vw, rank);
+      if (opts.spd_compensation) detail::residual_fro(space, B, Uw, Vw, tail);
+      capped = detail::rsvd_capped(space, rank, kmax, std::min(m, mc));
     }
-    if (opts.spd_compensation) hmatrix_impl::compensate_level(space, H.D_, tail, m);
-    H.store_level(l, Uw, Vw, rank, where, hmatrix_impl::host_flags(capped));
+    if (opts.spd_compensation) detail::compensate_level(space, H.D_, tail, m);
+    H.store_level(l, Uw, Vw, rank, where, detail::host_flags(capped));
   }
   // padded rows: dp = 1, Gp = 0, like the identity rows of H
   H.estimate_error_products(
-      [dp, Gp](const Matrix& X, const Matrix& Y) { hmatrix_impl::factors_product<ExecSpace>(dp, Gp, X, Y); });
+      [dp, Gp](const Matrix& X, const Matrix& Y) { detail::factors_product<ExecSpace>(dp, Gp, X, Y); });
   return H;
 }
 
 template <class Scalar, class ExecSpace>
 typename HODLR<Scalar, ExecSpace>::Matrix HODLR<Scalar, ExecSpace>::to_tree(const Matrix& X) const {
-  return hmatrix_impl::to_tree<ExecSpace>(X, perm_d_, tree_.size(), "hfisher::HODLR");
+  return detail::to_tree<ExecSpace>(X, perm_d_, tree_.size(), "hfisher::HODLR");
 }
 
 template <class Scalar, class ExecSpace>
 void HODLR<Scalar, ExecSpace>::from_tree(const Matrix& Xp, const Matrix& Y) const {
-  hmatrix_impl::from_tree<ExecSpace>(Xp, Y, iperm_d_, "hfisher::HODLR");
+  detail::from_tree<ExecSpace>(Xp, Y, iperm_d_, "hfisher::HODLR");
 }
 
 template <class Scalar, class ExecSpace>
 void HODLR<Scalar, ExecSpace>::apply_tree(const Matrix& Xp, const Matrix& Yp, int max_level, bool leaves) const {
   ExecSpace space;
   const int r = Xp.extent(1), L = tree_.levels();
-  using namespace hmatrix_impl;
+  using namespace detail;
   if (leaves)
     kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), D_, level_nodes(Xp, L, Nodes::All),
                                   Scalar(0), level_nodes(Yp, L, Nodes::All));
@@ -620,7 +620,7 @@ void HODLR<Scalar, ExecSpace>::apply(const Matrix& X, const Matrix& Y) const {
   from_tree(Yp, Y);
 }
 
-namespace hmatrix_impl {
+namespace detail {
 /// Test vectors of one peeling pass at level l: Om (N, r) keeps its rows on
 /// the `keep` children (Left or Right) of every sibling pair and is zeroed
 /// on the others.
@@ -655,14 +655,14 @@ void subtract(const Exec& space, const M& Y, const M& Z) {
         for (int c = 0; c < r; ++c) Y(q, c) -= Z(q, c);
       });
 }
-}  // namespace hmatrix_impl
+}  // namespace detail
 
 template <class Scalar, class ExecSpace>
 template <class MultiplyA>
 void HODLR<Scalar, ExecSpace>::estimate_error_products(const MultiplyA& multiply_A) {
   const int q = opts_.probes;
   if (q <= 0) return;
-  info_.error_estimate = hmatrix_impl::tree_probe_error<ExecSpace, Matrix>(
+  info_.error_estimate = detail::tree_probe_error<ExecSpace, Matrix>(
       perm_d_, tree_.padded_size(), q, opts_.seed, multiply_A,
       [this](const Matrix& X, const Matrix& Y) { apply_tree(X, Y, tree_.levels(), true); });
   info_.probes = q;
@@ -673,7 +673,7 @@ template <class Scalar, class ExecSpace>
 HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::from_operator(const Operator& op, int n, const ClusterTree& tree,
                                                                  const CompressionOptions& opts) {
   constexpr const char* where = "hfisher::HODLR::from_matvec";
-  using namespace hmatrix_impl;
+  using namespace detail;
   opts.validate(where);
   detail::require(bool(op), where, "the operator is empty");
   detail::require(n == tree.size(), where, "n = ", n, " but the tree has n = ", tree.size());
@@ -788,12 +788,12 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::from_operator(const Operator&
 
 template <class Scalar, class ExecSpace>
 typename HODLR<Scalar, ExecSpace>::Vector HODLR<Scalar, ExecSpace>::diag() const {
-  return hmatrix_impl::leaf_diagonal<ExecSpace, Vector>(D_, iperm_d_, "hfisher::HODLR::diag");
+  return detail::leaf_diagonal<ExecSpace, Vector>(D_, iperm_d_, "hfisher::HODLR::diag");
 }
 
 template <class Scalar, class ExecSpace>
 typename HODLR<Scalar, ExecSpace>::Matrix HODLR<Scalar, ExecSpace>::to_dense() const {
-  return hmatrix_impl::dense_by_apply<ExecSpace, Matrix>(*this, tree_.size(), "hfisher::HODLR::to_dense");
+  return detail::dense_by_apply<ExecSpace, Matrix>(*this, tree_.size(), "hfisher::HODLR::to_dense");
 }
 
 template <class Scalar, class ExecSpace>
@@ -858,9 +858,9 @@ void HODLR<Scalar, ExecSpace>::add(const HODLR& B, Scalar alpha) {
     Kokkos::View<Scalar*, mem_space> tail("hfisher::HODLR::tail", opts_.spd_compensation ? pairs : 0);
     Kokkos::View<int*, mem_space> capped("hfisher::HODLR::capped", pairs);
     kernels::truncate_lowrank(space, Uc, Vc, opts_.tol, Uw, Vw, rank, tail, capped);
-    if (opts_.spd_compensation) hmatrix_impl::compensate_level(space, D, tail, m);
-    std::vector<char> flags = hmatrix_impl::host_flags(capped);
-    hmatrix_impl::check_capped(opts_, where, l, flags);  // before anything of *this changes
+    if (opts_.spd_compensation) detail::compensate_level(space, D, tail, m);
+    std::vector<char> flags = detail::host_flags(capped);
+    detail::check_capped(opts_, where, l, flags);  // before anything of *this changes
     std::vector<char> keep = capped_[l - 1];
     const auto& kb_flags = B.capped_[l - 1];
     for (std::size_t p = 0; p < keep.size() && p < kb_flags.size(); ++p) keep[p] = keep[p] || kb_flags[p];
@@ -919,7 +919,7 @@ void HODLR<Scalar, ExecSpace>::recompress(double tol) {
     Kokkos::View<int*, mem_space> rank("hfisher::HODLR::rank", pairs);
     Kokkos::View<Scalar*, mem_space> tail("hfisher::HODLR::tail", opts_.spd_compensation ? pairs : 0);
     kernels::truncate_lowrank(space, U, V, tol, Uw, Vw, rank, tail);
-    if (opts_.spd_compensation) hmatrix_impl::compensate_level(space, D_, tail, m);
+    if (opts_.spd_compensation) detail::compensate_level(space, D_, tail, m);
     store_level(l, Uw, Vw, rank, "hfisher::HODLR::recompress", {}, capped_[l - 1]);
   }
 }
@@ -935,22 +935,22 @@ template <class Scalar, class ExecSpace>
 std::vector<RankStats> HODLR<Scalar, ExecSpace>::ranks() const {
   std::vector<RankStats> out;
   for (std::size_t l = 0; l < ranks_.size(); ++l)
-    out.push_back(hmatrix_impl::rank_stats(int(l) + 1, ranks_[l], U_[l].extent(2), capped_[l]));
+    out.push_back(detail::rank_stats(int(l) + 1, ranks_[l], U_[l].extent(2), capped_[l]));
   return out;
 }
 
-namespace hmatrix_impl {
+namespace detail {
 constexpr char hodlr_magic[8] = {'H', 'F', 'H', 'O', 'D', 'L', 'R', '\0'};
 constexpr std::uint32_t hodlr_version = 1;
-}  // namespace hmatrix_impl
+}  // namespace detail
 
 template <class Scalar, class ExecSpace>
 void HODLR<Scalar, ExecSpace>::write(std::ostream& o) const {
-  using hmatrix_impl::hodlr_magic;
+  using detail::hodlr_magic;
   using io::put;
   detail::require(D_.extent(0) > 0, "hfisher::HODLR::save", "the matrix is empty (not built)");
   o.write(hodlr_magic, 8);
-  put(o, hmatrix_impl::hodlr_version);
+  put(o, detail::hodlr_version);
   put(o, std::uint32_t(sizeof(Scalar)));
   put(o, std::int32_t(tree_.size()));
   put(o, std::int32_t(tree_.leaf_size()));
@@ -979,8 +979,8 @@ void HODLR<Scalar, ExecSpace>::save(const std::string& path) const {
 
 template <class Scalar, class ExecSpace>
 HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::read(std::istream& i, const std::string& path) {
-  using hmatrix_impl::hodlr_magic;
-  using hmatrix_impl::hodlr_version;
+  using detail::hodlr_magic;
+  using detail::hodlr_version;
   constexpr const char* where = "hfisher::HODLR::load";
   auto get32 = [&]() { return io::get<std::int32_t>(i, path, where); };
   io::expect_magic(i, hodlr_magic, path, where, "an hfisher HODLR file");

@@ -101,7 +101,7 @@ template <class Scalar, class ExecSpace>
 void HODLRFactorization<Scalar, ExecSpace>::factorize() {
   constexpr const char* where = "hfisher::HODLR::factor";
   const H& A = A_;
-  using namespace hmatrix_impl;
+  using namespace detail;
   detail::require(A.leaf_blocks().extent(0) > 0, where, "the matrix is empty (not built)");
   ExecSpace space;
   const auto& tree = A.tree();
@@ -132,7 +132,7 @@ void HODLRFactorization<Scalar, ExecSpace>::factorize() {
 template <class Scalar, class ExecSpace>
 void HODLRFactorization<Scalar, ExecSpace>::build_symmetric_factor() {
   constexpr const char* where = "hfisher::HODLR::factor";
-  using namespace hmatrix_impl;
+  using namespace detail;
   ExecSpace space;
   const auto& tree = A_.tree();
   const int N = tree.padded_size(), L = tree.levels();
@@ -267,7 +267,7 @@ void HODLRFactorization<Scalar, ExecSpace>::build_symmetric_factor() {
 
 template <class Scalar, class ExecSpace>
 void HODLRFactorization<Scalar, ExecSpace>::apply_G(const Matrix& Yp, int l, bool inverse) const {
-  using namespace hmatrix_impl;
+  using namespace detail;
   ExecSpace space;
   const Batch QL = WQL_[l - 1], QR = WQR_[l - 1], X = inverse ? WXinv_[l - 1] : WX_[l - 1];
   const int pairs = QL.extent(0), k = QL.extent(2), r = Yp.extent(1);
@@ -303,7 +303,7 @@ void HODLRFactorization<Scalar, ExecSpace>::apply_G(const Matrix& Yp, int l, boo
 
 template <class Scalar, class ExecSpace>
 void HODLRFactorization<Scalar, ExecSpace>::apply_W(const Matrix& X, const Matrix& Y) const {
-  using namespace hmatrix_impl;
+  using namespace detail;
   check_pair("hfisher::HODLRFactorization::apply_W", "X", X, "Y", Y);
   ExecSpace space;
   const int L = A_.tree().levels();
@@ -317,7 +317,7 @@ void HODLRFactorization<Scalar, ExecSpace>::apply_W(const Matrix& X, const Matri
 
 template <class Scalar, class ExecSpace>
 void HODLRFactorization<Scalar, ExecSpace>::apply_Wt(const Matrix& X, const Matrix& Y) const {
-  using namespace hmatrix_impl;
+  using namespace detail;
   check_pair("hfisher::HODLRFactorization::apply_Wt", "X", X, "Y", Y);
   ExecSpace space;
   const int L = A_.tree().levels();
@@ -335,7 +335,7 @@ void HODLRFactorization<Scalar, ExecSpace>::solve(const Matrix& B, const Matrix&
   check_pair(where, "B", B, "X", X);
   ExecSpace space;
   detail::check_finite_matrix(space, B, where, "B");
-  using namespace hmatrix_impl;
+  using namespace detail;
   const int L = A_.tree().levels();
   Matrix Yp = A_.to_tree(B);
   auto leaves = level_nodes(Yp, L, Nodes::All);

@@ -172,7 +172,7 @@ class HSS {
   Kokkos::View<int*, mem_space> perm_d_, iperm_d_;
 };
 
-namespace hss_impl {
+namespace detail {
 
 /// Batch (nodes, rows, cols) viewed on a contiguous buffer (no ownership:
 /// the caller keeps the buffer alive).
@@ -192,7 +192,7 @@ void axpy(const Exec& space, typename M::non_const_value_type alpha, const M& X,
 }
 
 
-}  // namespace hss_impl
+}  // namespace detail
 
 // ============================================================ implementation
 
@@ -201,7 +201,7 @@ void HSS<Scalar, ExecSpace>::init_structure(const ClusterTree& tree, const Compr
   tree_ = tree;
   opts_ = opts;
   const int L = tree.levels();
-  hmatrix_impl::device_permutations(tree, perm_d_, iperm_d_);
+  detail::device_permutations(tree, perm_d_, iperm_d_);
   D_.assign(L + 1, Batch());
   U_.assign(L + 1, Batch());
   ranks_.assign(L + 1, {});
@@ -210,8 +210,8 @@ void HSS<Scalar, ExecSpace>::init_structure(const ClusterTree& tree, const Compr
 
 template <class Scalar, class ExecSpace>
 bool HSS<Scalar, ExecSpace>::build_from_samples(const Matrix& Om, const Matrix& Y, bool allow_saturated) {
-  using hmatrix_impl::cols;
-  using hmatrix_impl::rows;
+  using detail::cols;
+  using detail::rows;
   ExecSpace space;
   const int N = tree_.padded_size(), L = tree_.levels(), s = Om.extent(1);
   const int p_over = opts_.oversampling;
@@ -232,8 +232,8 @@ bool HSS<Scalar, ExecSpace>::build_from_samples(const Matrix& Om, const Matrix& 
             tree_.leaf_size(), s);
   Batch YL(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::Y"), N / tree_.leaf_size(),
            tree_.leaf_size(), s);
-  Kokkos::deep_copy(OmL, hss_impl::reshape<Batch>(Om, N / tree_.leaf_size(), tree_.leaf_size(), s));
-  Kokkos::deep_copy(YL, hss_impl::reshape<Batch>(Y, N / tree_.leaf_size(), tree_.leaf_size(), s));
+  Kokkos::deep_copy(OmL, detail::reshape<Batch>(Om, N / tree_.leaf_size(), tree_.leaf_size(), s));
+  Kokkos::deep_copy(YL, detail::reshape<Batch>(Y, N / tree_.leaf_size(), tree_.leaf_size(), s));
   Batch Oml = OmL, Yl = YL;
   bool saturated = false;
   for (int l = L; l >= 0; --l) {
@@ -323,15 +323,15 @@ bool HSS<Scalar, ExecSpace>::build_from_samples(const Matrix& Om, const Matrix& 
       kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), Dl, Ub, Scalar(0), C2);
       kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::Trans, Scalar(1), Ub, C2, Scalar(1), Dl);
     }
-    hmatrix_impl::symmetrize(space, Dl);
+    detail::symmetrize(space, Dl);
     D_[l] = Dl;
     if (l == 0) break;
     // reduced rows for the parents: U^T Omega_t and U^T (Y_t - D Omega_t),
     // stored (nodes, k, s) = (nodes / 2, 2k, s)
     Batch Omn(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::Om"), nodes / 2, 2 * k, s);
     Batch Yn(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::Y"), nodes / 2, 2 * k, s);
-    auto Omk = hss_impl::reshape<Batch>(Omn, nodes, k, s);
-    auto Ynk = hss_impl::reshape<Batch>(Yn, nodes, k, s);
+    auto Omk = detail::reshape<Batch>(Omn, nodes, k, s);
+    auto Ynk = detail::reshape<Batch>(Yn, nodes, k, s);
     kernels::detail::gemm_nocheck(space, Op::Trans, Op::NoTrans, Scalar(1), Ub, Oml, Scalar(0), Omk);
     kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(-1), Dl, Oml, Scalar(1), Yl);
     kernels::detail::gemm_nocheck(space, Op::Trans, Op::NoTrans, Scalar(1), Ub, Yl, Scalar(0), Ynk);
@@ -379,13 +379,13 @@ HSS<Scalar, ExecSpace> HSS<Scalar, ExecSpace>::from_operator(const Operator& op,
   H.init_structure(tree, opts);
   Matrix Om, Y;  // (N, capacity >= s); the test vectors are counter-based
   int done = 0;  // columns already multiplied
-  hmatrix_impl::TreeOperator<Scalar, ExecSpace> top{op, n, H.perm_d_, H.iperm_d_, where};
+  detail::TreeOperator<Scalar, ExecSpace> top{op, n, H.perm_d_, H.iperm_d_, where};
   auto grow = [&](int want) {
     if (want <= int(Om.extent(1))) return;
     const int c = std::min(s_max, std::max(want, int(Om.extent(1)) * 3 / 2));
     Matrix Om2(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::Omega"), N, c);
     Matrix Y2("hfisher::HSS::Y", N, c);
-    hmatrix_impl::gaussian_columns(space, Om2, 0, c, opts.seed);
+    detail::gaussian_columns(space, Om2, 0, c, opts.seed);
     if (done > 0)
       Kokkos::deep_copy(space, Kokkos::subview(Y2, Kokkos::ALL(), Kokkos::make_pair(0, done)),
                         Kokkos::subview(Y, Kokkos::ALL(), Kokkos::make_pair(0, done)));
@@ -405,7 +405,7 @@ HSS<Scalar, ExecSpace> HSS<Scalar, ExecSpace>::from_operator(const Operator& op,
     Kokkos::deep_copy(Yc, Ys);
     const bool last = s >= s_max;
     if (H.build_from_samples(Omc, Yc, last)) {
-      for (int l = L; l >= 1; --l) hmatrix_impl::check_capped(opts, where, l, H.capped_[l]);
+      for (int l = L; l >= 1; --l) detail::check_capped(opts, where, l, H.capped_[l]);
       break;
     }
     detail::require(!last, where, "CompressionOptions.max_products = ", opts.max_products,
@@ -437,7 +437,7 @@ HSS<Scalar, ExecSpace> HSS<Scalar, ExecSpace>::from_dense(const AView& A, const 
   ExecSpace space;
   const int n = tree.size();
   detail::check_finite_matrix(space, A, where, "A");
-  hmatrix_impl::check_symmetric<Scalar>(space, A, where);
+  detail::check_symmetric<Scalar>(space, A, where);
   Kokkos::View<Scalar**, Kokkos::LayoutRight, mem_space> Ac(Kokkos::view_alloc(Kokkos::WithoutInitializing, "A"), n, n);
   Kokkos::deep_copy(Ac, A);
   Operator op = [Ac](const Matrix& X, Matrix& Y) {
@@ -474,18 +474,18 @@ HSS<Scalar, ExecSpace> HSS<Scalar, ExecSpace>::from_factors(const DView& d, cons
     Matrix d2(dc.data(), n, 1);
     detail::check_finite_matrix(space, d2, where, "d");
   }
-  Operator op = [dc, Gc](const Matrix& X, Matrix& Y) { hmatrix_impl::factors_product<ExecSpace>(dc, Gc, X, Y); };
+  Operator op = [dc, Gc](const Matrix& X, Matrix& Y) { detail::factors_product<ExecSpace>(dc, Gc, X, Y); };
   return from_operator(op, n, tree, opts, mc);
 }
 
 template <class Scalar, class ExecSpace>
 typename HSS<Scalar, ExecSpace>::Matrix HSS<Scalar, ExecSpace>::to_tree(const Matrix& X) const {
-  return hmatrix_impl::to_tree<ExecSpace>(X, perm_d_, tree_.size(), "hfisher::HSS");
+  return detail::to_tree<ExecSpace>(X, perm_d_, tree_.size(), "hfisher::HSS");
 }
 
 template <class Scalar, class ExecSpace>
 void HSS<Scalar, ExecSpace>::from_tree(const Matrix& Xp, const Matrix& Y) const {
-  hmatrix_impl::from_tree<ExecSpace>(Xp, Y, iperm_d_, "hfisher::HSS");
+  detail::from_tree<ExecSpace>(Xp, Y, iperm_d_, "hfisher::HSS");
 }
 
 template <class Scalar, class ExecSpace>
@@ -502,21 +502,21 @@ void HSS<Scalar, ExecSpace>::apply_tree(const Matrix& Xp, const Matrix& Yp) cons
       ys[l] = Matrix("hfisher::HSS::y", nodes * m, r);
     }
     kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), D_[l],
-                                  hss_impl::reshape<Batch>(xs[l], nodes, m, r), Scalar(0),
-                                  hss_impl::reshape<Batch>(ys[l], nodes, m, r));
+                                  detail::reshape<Batch>(xs[l], nodes, m, r), Scalar(0),
+                                  detail::reshape<Batch>(ys[l], nodes, m, r));
     if (l == 0) break;
     const int k = U_[l].extent(2);
     xs[l - 1] = Matrix(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::x"), nodes * k, r);
     kernels::detail::gemm_nocheck(space, Op::Trans, Op::NoTrans, Scalar(1), U_[l],
-                                  hss_impl::reshape<Batch>(xs[l], nodes, m, r), Scalar(0),
-                                  hss_impl::reshape<Batch>(xs[l - 1], nodes, k, r));
+                                  detail::reshape<Batch>(xs[l], nodes, m, r), Scalar(0),
+                                  detail::reshape<Batch>(xs[l - 1], nodes, k, r));
   }
   // down: y_l += U_l y_(l-1)
   for (int l = 1; l <= L; ++l) {
     const int nodes = 1 << l, m = D_[l].extent(1), k = U_[l].extent(2);
     kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), U_[l],
-                                  hss_impl::reshape<Batch>(ys[l - 1], nodes, k, r), Scalar(1),
-                                  hss_impl::reshape<Batch>(ys[l], nodes, m, r));
+                                  detail::reshape<Batch>(ys[l - 1], nodes, k, r), Scalar(1),
+                                  detail::reshape<Batch>(ys[l], nodes, m, r));
   }
 }
 
@@ -563,12 +563,12 @@ typename HSS<Scalar, ExecSpace>::Vector HSS<Scalar, ExecSpace>::diag() const {
   detail::require(!D_.empty() && D_[0].extent(0) > 0, "hfisher::HSS::diag", "the matrix is empty (not built)");
   std::vector<Batch> F;
   compute_diag_blocks(F);
-  return hmatrix_impl::leaf_diagonal<ExecSpace, Vector>(F.back(), iperm_d_, "hfisher::HSS::diag");
+  return detail::leaf_diagonal<ExecSpace, Vector>(F.back(), iperm_d_, "hfisher::HSS::diag");
 }
 
 template <class Scalar, class ExecSpace>
 typename HSS<Scalar, ExecSpace>::Matrix HSS<Scalar, ExecSpace>::to_dense() const {
-  return hmatrix_impl::dense_by_apply<ExecSpace, Matrix>(*this, tree_.size(), "hfisher::HSS::to_dense");
+  return detail::dense_by_apply<ExecSpace, Matrix>(*this, tree_.size(), "hfisher::HSS::to_dense");
 }
 
 template <class Scalar, class ExecSpace>
@@ -620,7 +620,7 @@ void HSS<Scalar, ExecSpace>::add(const HSS& B, Scalar alpha) {
     Matrix Ya("hfisher::HSS::Ya", Xp.extent(0), Xp.extent(1)), Yb("hfisher::HSS::Yb", Xp.extent(0), Xp.extent(1));
     A.apply_tree(Xp, Ya);
     B.apply_tree(Xp, Yb);
-    hss_impl::axpy(space, alpha, Yb, Ya);
+    detail::axpy(space, alpha, Yb, Ya);
     A.from_tree(Ya, Y);
   };
   *this = from_operator(op, tree_.size(), tree_, opts_);
@@ -673,21 +673,21 @@ template <class Scalar, class ExecSpace>
 std::vector<RankStats> HSS<Scalar, ExecSpace>::ranks() const {
   std::vector<RankStats> out;
   for (std::size_t l = 1; l < ranks_.size(); ++l)
-    out.push_back(hmatrix_impl::rank_stats(int(l), ranks_[l], U_[l].extent(2), capped_[l]));
+    out.push_back(detail::rank_stats(int(l), ranks_[l], U_[l].extent(2), capped_[l]));
   return out;
 }
 
-namespace hss_impl {
+namespace detail {
 constexpr char magic[8] = {'H', 'F', 'H', 'S', 'S', '\0', '\0', '\0'};
 constexpr std::uint32_t version = 1;
-}  // namespace hss_impl
+}  // namespace detail
 
 template <class Scalar, class ExecSpace>
 void HSS<Scalar, ExecSpace>::write(std::ostream& o) const {
   using io::put;
   detail::require(!D_.empty() && D_[0].extent(0) > 0, "hfisher::HSS::save", "the matrix is empty (not built)");
-  o.write(hss_impl::magic, 8);
-  put(o, hss_impl::version);
+  o.write(detail::magic, 8);
+  put(o, detail::version);
   put(o, std::uint32_t(sizeof(Scalar)));
   put(o, std::int32_t(tree_.size()));
   put(o, std::int32_t(tree_.leaf_size()));
@@ -704,7 +704,7 @@ void HSS<Scalar, ExecSpace>::write(std::ostream& o) const {
     io::put_view(o, D_[l]);
     if (l > 0) io::put_view(o, U_[l]);
   }
-  o.write(hss_impl::magic, 8);
+  o.write(detail::magic, 8);
 }
 
 template <class Scalar, class ExecSpace>
@@ -717,10 +717,10 @@ template <class Scalar, class ExecSpace>
 HSS<Scalar, ExecSpace> HSS<Scalar, ExecSpace>::read(std::istream& i, const std::string& path) {
   constexpr const char* where = "hfisher::HSS::load";
   auto get32 = [&]() { return io::get<std::int32_t>(i, path, where); };
-  io::expect_magic(i, hss_impl::magic, path, where, "an hfisher HSS file");
+  io::expect_magic(i, detail::magic, path, where, "an hfisher HSS file");
   const auto version = io::get<std::uint32_t>(i, path, where);
-  detail::require(version == hss_impl::version, where, path, " has format version ", version, ", this build reads ",
-                  hss_impl::version);
+  detail::require(version == detail::version, where, path, " has format version ", version, ", this build reads ",
+                  detail::version);
   const auto ssize = io::get<std::uint32_t>(i, path, where);
   detail::require(ssize == sizeof(Scalar), where, path, " holds ", ssize * 8, "-bit scalars, expected ",
                   sizeof(Scalar) * 8);
@@ -773,7 +773,7 @@ HSS<Scalar, ExecSpace> HSS<Scalar, ExecSpace>::read(std::istream& i, const std::
   }
   char tail[8] = {};
   i.read(tail, 8);
-  detail::require(bool(i) && std::equal(tail, tail + 8, hss_impl::magic), where, path, ": file is truncated");
+  detail::require(bool(i) && std::equal(tail, tail + 8, detail::magic), where, path, ": file is truncated");
   return H;
 }
 

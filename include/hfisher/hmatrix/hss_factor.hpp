@@ -90,7 +90,7 @@ HSSFactorization<Scalar, ExecSpace>::HSSFactorization(const H& A) : A_(A) {
   factorize();
 }
 
-namespace hss_impl {
+namespace detail {
 
 /// Cholesky of a batch; a failure names the level and node.
 template <class Exec, class B>
@@ -202,18 +202,18 @@ void r_signs(const Exec& space, const B& V, const TV& sig) {
       });
 }
 
-}  // namespace hss_impl
+}  // namespace detail
 
 template <class Scalar, class ExecSpace>
 void HSSFactorization<Scalar, ExecSpace>::rotate(int level, const Batch& X, bool transpose) const {
-  hss_impl::rotate_vectors(ExecSpace(), V_[level], tau_[level], sig_[level], X, transpose);
+  detail::rotate_vectors(ExecSpace(), V_[level], tau_[level], sig_[level], X, transpose);
 }
 
 template <class Scalar, class ExecSpace>
 void HSSFactorization<Scalar, ExecSpace>::factorize() {
   constexpr const char* where = "hfisher::HSS::factor";
-  using hmatrix_impl::cols;
-  using hmatrix_impl::rows;
+  using detail::cols;
+  using detail::rows;
   detail::require(A_.levels() >= 0 && A_.D(0).extent(0) > 0, where, "the matrix is empty (not built)");
   ExecSpace space;
   const int L = A_.levels();
@@ -234,8 +234,8 @@ void HSSFactorization<Scalar, ExecSpace>::factorize() {
     Kokkos::deep_copy(V, U);
     BatchVector<Scalar, ExecSpace> tau("hfisher::HSS::tau", nodes, k), sig("hfisher::HSS::sig", nodes, k);
     kernels::qr(space, V, tau);
-    hss_impl::r_signs(space, V, sig);
-    hss_impl::rotate_symmetric(space, V, tau, sig, Dw);
+    detail::r_signs(space, V, sig);
+    detail::rotate_symmetric(space, V, tau, sig, Dw);
     Batch L11(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::L11"), nodes, c, c);
     Batch L21(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::L21"), nodes, k, c);
     Batch S(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::S"), nodes, k, k);
@@ -245,7 +245,7 @@ void HSSFactorization<Scalar, ExecSpace>::factorize() {
                         Kokkos::subview(Dw, Kokkos::ALL(), Kokkos::make_pair(k, m), Kokkos::make_pair(k, m)));
       Kokkos::deep_copy(space, L21,
                         Kokkos::subview(Dw, Kokkos::ALL(), Kokkos::make_pair(0, k), Kokkos::make_pair(k, m)));
-      logdet_ += hss_impl::cholesky_logdet(space, L11, where, l);
+      logdet_ += detail::cholesky_logdet(space, L11, where, l);
       kernels::detail::trsm_nocheck(space, Side::Right, Uplo::Lower, Op::Trans, Diag::NonUnit, Scalar(1), L11, L21);
       kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::Trans, Scalar(-1), L21, L21, Scalar(1), S);
     }
@@ -268,12 +268,12 @@ void HSSFactorization<Scalar, ExecSpace>::factorize() {
     Dw = Dn;
   }
   L0_ = Dw;
-  logdet_ += hss_impl::cholesky_logdet(space, L0_, where, 0);
+  logdet_ += detail::cholesky_logdet(space, L0_, where, 0);
 }
 
 template <class Scalar, class ExecSpace>
 void HSSFactorization<Scalar, ExecSpace>::solve_tree(const Matrix& Bp) const {
-  using hmatrix_impl::rows;
+  using detail::rows;
   ExecSpace space;
   const int L = A_.levels(), r = Bp.extent(1);
   // forward: per level the rotated node vectors (nodes, m, r): rows [k, m)
@@ -283,7 +283,7 @@ void HSSFactorization<Scalar, ExecSpace>::solve_tree(const Matrix& Bp) const {
   for (int l = L; l >= 1; --l) {
     const int nodes = 1 << l, m = V_[l].extent(1), k = V_[l].extent(2), c = m - k;
     bt[l] = Batch(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::bt"), nodes, m, r);
-    Kokkos::deep_copy(space, bt[l], hss_impl::reshape<Batch>(cur, nodes, m, r));
+    Kokkos::deep_copy(space, bt[l], detail::reshape<Batch>(cur, nodes, m, r));
     rotate(l, bt[l], true);
     if (c > 0) {
       kernels::detail::trsm_nocheck(space, Side::Left, Uplo::Lower, Op::NoTrans, Diag::NonUnit, Scalar(1), L11_[l],
@@ -292,14 +292,14 @@ void HSSFactorization<Scalar, ExecSpace>::solve_tree(const Matrix& Bp) const {
                                     Scalar(1), rows(bt[l], 0, k));
     }
     Matrix up(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::up"), nodes * k, r);
-    Kokkos::deep_copy(space, hss_impl::reshape<Batch>(up, nodes, k, r), rows(bt[l], 0, k));
+    Kokkos::deep_copy(space, detail::reshape<Batch>(up, nodes, k, r), rows(bt[l], 0, k));
     cur = up;
   }
-  kernels::potrs(space, L0_, hss_impl::reshape<Batch>(cur, 1, cur.extent(0), r));
+  kernels::potrs(space, L0_, detail::reshape<Batch>(cur, 1, cur.extent(0), r));
   // backward: x2 from the parent; x1 = L11^-T (y1 - L21^T x2); x = Q [x2; x1]
   for (int l = 1; l <= L; ++l) {
     const int nodes = 1 << l, m = V_[l].extent(1), k = V_[l].extent(2), c = m - k;
-    Kokkos::deep_copy(space, rows(bt[l], 0, k), hss_impl::reshape<Batch>(cur, nodes, k, r));
+    Kokkos::deep_copy(space, rows(bt[l], 0, k), detail::reshape<Batch>(cur, nodes, k, r));
     if (c > 0) {
       kernels::detail::gemm_nocheck(space, Op::Trans, Op::NoTrans, Scalar(-1), L21_[l], rows(bt[l], 0, k), Scalar(1),
                                     rows(bt[l], k, c));
@@ -310,14 +310,14 @@ void HSSFactorization<Scalar, ExecSpace>::solve_tree(const Matrix& Bp) const {
     cur = Matrix(bt[l].data(), long(nodes) * m, r);
   }
   if (L >= 1)
-    Kokkos::deep_copy(space, hss_impl::reshape<Batch>(Bp, 1 << L, bt[L].extent(1), r), bt[L]);
+    Kokkos::deep_copy(space, detail::reshape<Batch>(Bp, 1 << L, bt[L].extent(1), r), bt[L]);
   else
     Kokkos::deep_copy(space, Bp, cur);
 }
 
 template <class Scalar, class ExecSpace>
 void HSSFactorization<Scalar, ExecSpace>::W_tree(const Matrix& Xp, const Matrix& Yp, bool transpose) const {
-  using hmatrix_impl::rows;
+  using detail::rows;
   ExecSpace space;
   const int L = A_.levels(), r = Xp.extent(1);
   // Layout of the input of W (and output of W^T): at level l, node rows
@@ -330,21 +330,21 @@ void HSSFactorization<Scalar, ExecSpace>::W_tree(const Matrix& Xp, const Matrix&
   if (!transpose) {
     for (int l = L; l >= 1; --l) {  // gather (data movement only)
       const int nodes = 1 << l, m = V_[l].extent(1), k = V_[l].extent(2);
-      v[l] = hss_impl::reshape<Batch>(cur, nodes, m, r);
+      v[l] = detail::reshape<Batch>(cur, nodes, m, r);
       Matrix up(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::up"), nodes * k, r);
-      Kokkos::deep_copy(space, hss_impl::reshape<Batch>(up, nodes, k, r), rows(v[l], 0, k));
+      Kokkos::deep_copy(space, detail::reshape<Batch>(up, nodes, k, r), rows(v[l], 0, k));
       keep.push_back(up);
       cur = up;
     }
     Matrix y0("hfisher::HSS::y0", m0, r);
     kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), L0_,
-                                  hss_impl::reshape<Batch>(cur, 1, m0, r), Scalar(0),
-                                  hss_impl::reshape<Batch>(y0, 1, m0, r));
+                                  detail::reshape<Batch>(cur, 1, m0, r), Scalar(0),
+                                  detail::reshape<Batch>(y0, 1, m0, r));
     cur = y0;
     for (int l = 1; l <= L; ++l) {  // w = [y_parent + L21 x1; L11 x1]; y = Q w
       const int nodes = 1 << l, m = V_[l].extent(1), k = V_[l].extent(2), c = m - k;
       Batch w(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::w"), nodes, m, r);
-      Kokkos::deep_copy(space, rows(w, 0, k), hss_impl::reshape<Batch>(cur, nodes, k, r));
+      Kokkos::deep_copy(space, rows(w, 0, k), detail::reshape<Batch>(cur, nodes, k, r));
       if (c > 0) {
         kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), L11_[l], rows(v[l], k, c), Scalar(0),
                                       rows(w, k, c));
@@ -362,7 +362,7 @@ void HSSFactorization<Scalar, ExecSpace>::W_tree(const Matrix& Xp, const Matrix&
   for (int l = L; l >= 1; --l) {
     const int nodes = 1 << l, m = V_[l].extent(1), k = V_[l].extent(2), c = m - k;
     Batch t(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::t"), nodes, m, r);
-    Kokkos::deep_copy(space, t, hss_impl::reshape<Batch>(cur, nodes, m, r));
+    Kokkos::deep_copy(space, t, detail::reshape<Batch>(cur, nodes, m, r));
     rotate(l, t, true);
     v[l] = Batch(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::o"), nodes, m, r);
     if (c > 0) {
@@ -372,16 +372,16 @@ void HSSFactorization<Scalar, ExecSpace>::W_tree(const Matrix& Xp, const Matrix&
                                     rows(v[l], k, c));
     }
     Matrix up(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::up"), nodes * k, r);
-    Kokkos::deep_copy(space, hss_impl::reshape<Batch>(up, nodes, k, r), rows(t, 0, k));
+    Kokkos::deep_copy(space, detail::reshape<Batch>(up, nodes, k, r), rows(t, 0, k));
     cur = up;
   }
   Matrix y0("hfisher::HSS::y0", m0, r);
-  kernels::detail::gemm_nocheck(space, Op::Trans, Op::NoTrans, Scalar(1), L0_, hss_impl::reshape<Batch>(cur, 1, m0, r),
-                                Scalar(0), hss_impl::reshape<Batch>(y0, 1, m0, r));
+  kernels::detail::gemm_nocheck(space, Op::Trans, Op::NoTrans, Scalar(1), L0_, detail::reshape<Batch>(cur, 1, m0, r),
+                                Scalar(0), detail::reshape<Batch>(y0, 1, m0, r));
   cur = y0;
   for (int l = 1; l <= L; ++l) {  // scatter: rows [0, k) come from the parent's output
     const int nodes = 1 << l, m = V_[l].extent(1), k = V_[l].extent(2);
-    Kokkos::deep_copy(space, rows(v[l], 0, k), hss_impl::reshape<Batch>(cur, nodes, k, r));
+    Kokkos::deep_copy(space, rows(v[l], 0, k), detail::reshape<Batch>(cur, nodes, k, r));
     cur = Matrix(v[l].data(), long(nodes) * m, r);
   }
   Kokkos::deep_copy(space, Yp, cur);

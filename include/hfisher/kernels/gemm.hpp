@@ -39,7 +39,7 @@ KOKKOS_INLINE_FUNCTION void gemm_entry(const Member& member, Op ta, Op tb, S alp
     const int bl = tb == Op::NoTrans ? B.stride_0() : B.stride_1();
     const int bj = tb == Op::NoTrans ? B.stride_1() : B.stride_0();
     if (m == 0 || n == 0) return;
-    if (impl::gemm_serial_blocked<typename CV::non_const_value_type>(m, n, k, alpha, A.data(), ai, al, B.data(), bl,
+    if (detail::gemm_serial_blocked<typename CV::non_const_value_type>(m, n, k, alpha, A.data(), ai, al, B.data(), bl,
                                                                       bj, beta, C.data(), C.stride_0(),
                                                                       C.stride_1()))
       return;

@@ -25,7 +25,7 @@ namespace detail {
 template <class Exec>
 bool blocked_qr(long m, long cols, bool unit_stride, long min_cols) {
   if constexpr (ExecTraits<Exec>::on_host)
-    return hfisher::detail::host_team_size() <= 1 && unit_stride && cols > impl::qr_panel && cols >= min_cols &&
+    return hfisher::detail::host_team_size() <= 1 && unit_stride && cols > detail::qr_panel && cols >= min_cols &&
            m >= 64;
   else
     return false;
@@ -37,7 +37,7 @@ bool blocked_qr(long m, long cols, bool unit_stride, long min_cols) {
 template <class T, class Exec, class F>
 void with_qr_work(const Exec& space, const char* name, long nb, long m, long n, const F& f) {
   using member = typename ExecTraits<Exec>::member_type;
-  const long ws = impl::qr_blocked_work(int(m), int(n));
+  const long ws = detail::qr_blocked_work(int(m), int(n));
   const size_t bytes = size_t(ws) * sizeof(T);
   auto pol = hfisher::detail::batch_policy(space, int(nb));
   const bool scratch = bytes <= size_t(decltype(pol)::scratch_size_max(1));
@@ -70,7 +70,7 @@ void qr(const Exec& space, const AV& A, const TV& tau) {
       detail::with_qr_work<T>(space, "hfisher::qr::blocked", nb, m, n, KOKKOS_LAMBDA(const member& t, T* w) {
         const int b = t.league_rank();
         auto Ab = hfisher::detail::entry(A, b);
-        impl::householder_qr_blocked<member, T>(t, m, n, Ab.data(), Ab.stride_0(), &tau(b, 0), w);
+        detail::householder_qr_blocked<member, T>(t, m, n, Ab.data(), Ab.stride_0(), &tau(b, 0), w);
       });
       return;
     }
@@ -81,7 +81,7 @@ void qr(const Exec& space, const AV& A, const TV& tau) {
       "hfisher::qr", hfisher::detail::batch_policy(space, nb), KOKKOS_LAMBDA(const member& t) {
         const int b = t.league_rank();
         auto Ab = hfisher::detail::entry(A, b);
-        impl::householder_qr<member, T>(t, m, n, Ab.data(), Ab.stride_0(), Ab.stride_1(), &tau(b, 0), nullptr,
+        detail::householder_qr<member, T>(t, m, n, Ab.data(), Ab.stride_0(), Ab.stride_1(), &tau(b, 0), nullptr,
                                         nullptr, &rowbuf(b, 0));
       });
 }
@@ -108,7 +108,7 @@ void qr_form_q(const Exec& space, const AV& A, const TV& tau, const QV& Q) {
         const int b = t.league_rank();
         auto Ab = hfisher::detail::entry(A, b);
         auto Qb = hfisher::detail::entry(Q, b);
-        impl::form_q_blocked<T>(int(m), q, kr, Ab.data(), Ab.stride_0(), Ab.stride_1(), &tau(b, 0), Qb.data(),
+        detail::form_q_blocked<T>(int(m), q, kr, Ab.data(), Ab.stride_0(), Ab.stride_1(), &tau(b, 0), Qb.data(),
                                 Qb.stride_0(), w);
       });
       return;
@@ -121,7 +121,7 @@ void qr_form_q(const Exec& space, const AV& A, const TV& tau, const QV& Q) {
         const int b = t.league_rank();
         auto Ab = hfisher::detail::entry(A, b);
         auto Qb = hfisher::detail::entry(Q, b);
-        impl::form_q<member, T>(t, m, q, kr, Ab.data(), Ab.stride_0(), Ab.stride_1(), &tau(b, 0), Qb.data(),
+        detail::form_q<member, T>(t, m, q, kr, Ab.data(), Ab.stride_0(), Ab.stride_1(), &tau(b, 0), Qb.data(),
                                 Qb.stride_0(), Qb.stride_1(), &rowbuf(b, 0));
       });
 }
@@ -179,7 +179,7 @@ void cpqr(const Exec& space, const AV& A, const TV& tau, const PV& perm, const R
         const int b = t.league_rank();
         auto Ab = hfisher::detail::entry(A, b);
         const int s0 = Ab.stride_0(), s1 = Ab.stride_1();
-        impl::householder_qr<member, T>(t, m, n, Ab.data(), s0, s1, &tau(b, 0), &perm(b, 0), &work(b, 0),
+        detail::householder_qr<member, T>(t, m, n, Ab.data(), s0, s1, &tau(b, 0), &perm(b, 0), &work(b, 0),
                                         &work(b, 2 * n));
         Kokkos::single(Kokkos::PerTeam(t), [&]() {
           int r = 0;

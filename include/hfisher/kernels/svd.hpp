@@ -47,7 +47,7 @@ void svd(const Exec& space, const AV& A, const UV& U, const SV& S, const VV& V) 
         auto Vb = hfisher::detail::entry(Vc, b);
         // A (m >= n) or A^T (m < n) as rows x cols
         const int a0 = m >= n ? Ab.stride_0() : Ab.stride_1(), a1 = m >= n ? Ab.stride_1() : Ab.stride_0();
-        const int sw = impl::jacobi_svd<member, T>(t, rows, cols, Ab.data(), a0, a1, Wb.data(), 1, rows, &S(b, 0),
+        const int sw = detail::jacobi_svd<member, T>(t, rows, cols, Ab.data(), a0, a1, Wb.data(), 1, rows, &S(b, 0),
                                                    Vb.data(), 1, cols, jacobi_max_sweeps);
         Kokkos::single(Kokkos::PerTeam(t), [&]() { status(b) = sw < 0 ? 1 : 0; });
       });

@@ -59,7 +59,7 @@ void syev(const Exec& space, const AV& A, const WV& W, const VV& V, SyevMethod m
   BatchMatrix<T, Exec> Wk(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::syev::work"), nb, n, n);
   Kokkos::deep_copy(space, Wk, A);
   if (method == SyevMethod::Tridiagonal || (method == SyevMethod::Auto && n > syev_jacobi_max_n)) {
-    const int lw = 4 * n + 2 * impl::ql_rotation_capacity(n), liw = 2 * impl::ql_batch_steps + 2;
+    const int lw = 4 * n + 2 * detail::ql_rotation_capacity(n), liw = 2 * detail::ql_batch_steps + 2;
     BatchVector<T, Exec> work(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::syev::ql_work"), nb,
                               lw);
     Kokkos::View<int**, Kokkos::LayoutRight, typename Exec::memory_space> iwork(
@@ -69,11 +69,11 @@ void syev(const Exec& space, const AV& A, const WV& W, const VV& V, SyevMethod m
           const int b = t.league_rank();
           auto Wb = hfisher::detail::entry(Wk, b);
           auto Vb = hfisher::detail::entry(V, b);
-          const int st = impl::tridiagonal_syev<member, T>(t, n, Wb.data(), Wb.stride_0(), Wb.stride_1(), &W(b, 0),
+          const int st = detail::tridiagonal_syev<member, T>(t, n, Wb.data(), Wb.stride_0(), Wb.stride_1(), &W(b, 0),
                                                            Vb.data(), Vb.stride_0(), Vb.stride_1(), &work(b, 0),
                                                            &iwork(b, 0), tridiagonal_max_steps);
           t.team_barrier();
-          impl::sort_with_columns(t, n, &W(b, 0), false, Vb.data(), n, Vb.stride_0(), Vb.stride_1(), (T*)nullptr, 0,
+          detail::sort_with_columns(t, n, &W(b, 0), false, Vb.data(), n, Vb.stride_0(), Vb.stride_1(), (T*)nullptr, 0,
                                   0, 0);
           Kokkos::single(Kokkos::PerTeam(t), [&]() { status(b) = st < 0 ? 1 : 0; });
         });
@@ -87,7 +87,7 @@ void syev(const Exec& space, const AV& A, const WV& W, const VV& V, SyevMethod m
         const int b = t.league_rank();
         auto Wb = hfisher::detail::entry(Wk, b);
         auto Vb = hfisher::detail::entry(V, b);
-        const int sw = impl::jacobi_syev<member, T>(t, n, Wb.data(), Wb.stride_0(), Wb.stride_1(), &W(b, 0),
+        const int sw = detail::jacobi_syev<member, T>(t, n, Wb.data(), Wb.stride_0(), Wb.stride_1(), &W(b, 0),
                                                     Vb.data(), Vb.stride_0(), Vb.stride_1(), jacobi_max_sweeps);
         Kokkos::single(Kokkos::PerTeam(t), [&]() { status(b) = sw < 0 ? 1 : 0; });
       });

@@ -80,7 +80,7 @@ KOKKOS_INLINE_FUNCTION void trsm_left_serial_blocked(bool lower, bool trans, boo
       const int i1 = i0 + NBK < m ? i0 + NBK : m;
       solve_panel(i0, i1);
       if (i1 < m)  // B(i1:, :) -= op(A)(i1:, i0:i1) X(i0:i1, :)
-        impl::gemm_serial_blocked<T>(m - i1, n, i1 - i0, T(-1), A + long(i1) * ai + long(i0) * al, ai, al,
+        detail::gemm_serial_blocked<T>(m - i1, n, i1 - i0, T(-1), A + long(i1) * ai + long(i0) * al, ai, al,
                                      B + long(i0) * b0, b0, 1, T(1), B + long(i1) * b0, b0, 1);
     }
   } else {
@@ -88,7 +88,7 @@ KOKKOS_INLINE_FUNCTION void trsm_left_serial_blocked(bool lower, bool trans, boo
       const int i0 = i1 - NBK > 0 ? i1 - NBK : 0;
       solve_panel(i0, i1);
       if (i0 > 0)  // B(:i0, :) -= op(A)(:i0, i0:i1) X(i0:i1, :)
-        impl::gemm_serial_blocked<T>(i0, n, i1 - i0, T(-1), A + long(i0) * al, ai, al, B + long(i0) * b0, b0, 1,
+        detail::gemm_serial_blocked<T>(i0, n, i1 - i0, T(-1), A + long(i0) * al, ai, al, B + long(i0) * b0, b0, 1,
                                      T(1), B, b0, 1);
     }
   }

@@ -11,7 +11,7 @@
 
 namespace hfisher {
 namespace fisher {
-namespace build_detail {
+namespace detail {
 
 template <class Scalar, class ExecSpace>
 using Mat = Kokkos::View<Scalar**, Kokkos::LayoutRight, typename ExecSpace::memory_space>;
@@ -61,6 +61,6 @@ void layer_psi(const FisherSamples<Scalar, ExecSpace>& s, int k, int s0, int s1,
       });
 }
 
-}  // namespace build_detail
+}  // namespace detail
 }  // namespace fisher
 }  // namespace hfisher

@@ -7,7 +7,7 @@
 
 namespace hfisher {
 namespace fisher {
-namespace build_detail {
+namespace detail {
 
 template <class Scalar, class ExecSpace>
 std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> dense_layer(const FisherSamples<Scalar, ExecSpace>& s, int k,
@@ -26,6 +26,6 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> dense_layer(const FisherSa
   return std::make_unique<DenseOperator<Scalar, ExecSpace>>(F);
 }
 
-}  // namespace build_detail
+}  // namespace detail
 }  // namespace fisher
 }  // namespace hfisher

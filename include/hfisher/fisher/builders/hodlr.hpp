@@ -8,7 +8,7 @@
 
 namespace hfisher {
 namespace fisher {
-namespace build_detail {
+namespace detail {
 
 template <class Scalar, class ExecSpace>
 std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> hodlr_layer(const FisherSamples<Scalar, ExecSpace>& s, int k,
@@ -36,6 +36,6 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> hodlr_layer(const FisherSa
       HODLR<Scalar, ExecSpace>::from_factors(zero, Psi, tree, co));
 }
 
-}  // namespace build_detail
+}  // namespace detail
 }  // namespace fisher
 }  // namespace hfisher

@@ -7,7 +7,7 @@
 
 namespace hfisher {
 namespace fisher {
-namespace build_detail {
+namespace detail {
 
 template <class Scalar, class ExecSpace>
 std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> kfac_layer(const FisherSamples<Scalar, ExecSpace>& s, int k,
@@ -19,6 +19,6 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> kfac_layer(const FisherSam
   return std::make_unique<KFACOperator<Scalar, ExecSpace>>(A, G, o.kfac_damping);
 }
 
-}  // namespace build_detail
+}  // namespace detail
 }  // namespace fisher
 }  // namespace hfisher

@@ -7,7 +7,7 @@
 
 namespace hfisher {
 namespace fisher {
-namespace build_detail {
+namespace detail {
 
 /// diag + W W^T over layers ks: W = Psi Z from the top eigenvectors Z of the
 /// sample Gram matrix K = Psi^T Psi = sum_l (g g^T) o (a a^T)[n(s), n(t)].
@@ -68,6 +68,6 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> lowrank_of(const FisherSam
   return std::make_unique<LowRankOperator<Scalar, ExecSpace>>(d, W, o.rank, o.tol);
 }
 
-}  // namespace build_detail
+}  // namespace detail
 }  // namespace fisher
 }  // namespace hfisher

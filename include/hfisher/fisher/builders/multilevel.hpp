@@ -9,7 +9,7 @@
 
 namespace hfisher {
 namespace fisher {
-namespace build_detail {
+namespace detail {
 
 /// B_b = (B_b + B_b^T) / 2 (rounding, before an eigensolver's symmetry check).
 template <class Exec, class Batch>
@@ -110,8 +110,8 @@ struct MultilevelGram {
       for (int u = ub[i]; u < ub[i + 1]; ++u) node[u] = i;
     gr.units = IView("hfisher::multilevel::units", gr.M + 1);
     gr.unode = IView("hfisher::multilevel::unode", gr.out);
-    multilevel_detail::copy_to(ub, gr.units);
-    multilevel_detail::copy_to(node, gr.unode);
+    detail::copy_to(ub, gr.units);
+    detail::copy_to(node, gr.unode);
     gr.factored = form < 0 ? prefer_factored(gr.M, gr.S, gr.N, gr.out) : form == 1;
     return gr;
   }
@@ -399,7 +399,7 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> multilevel_layer(const Fis
     if (l + 1 < lay.levels()) {  // the children's projectors
       const int Mc = int(ub[l + 1].size()) - 1, w = int(Zs.extent(2)) + r;
       IView pd("hfisher::multilevel::parent", Mc);
-      multilevel_detail::copy_to(parent[l + 1], pd);
+      detail::copy_to(parent[l + 1], pd);
       Batch Zc("hfisher::multilevel::Zs", Mc, S, w), Vc("hfisher::multilevel::Vs", Mc, S, w);
       MultilevelLevel<Scalar, ExecSpace>::children(space, pd, Zs, Vs, Z, Vt, Zc, Vc);
       Zs = Zc;
@@ -412,6 +412,6 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> multilevel_layer(const Fis
   return std::make_unique<MultilevelOperator<Scalar, ExecSpace>>(d, W, lay, o.tol);
 }
 
-}  // namespace build_detail
+}  // namespace detail
 }  // namespace fisher
 }  // namespace hfisher

@@ -25,7 +25,7 @@ template <class Scalar, class ExecSpace>
 using MatvecOperator = std::function<void(const Kokkos::View<Scalar**, Kokkos::LayoutRight, typename ExecSpace::memory_space>&,
                                           Kokkos::View<Scalar**, Kokkos::LayoutRight, typename ExecSpace::memory_space>&)>;
 
-namespace hmatrix_impl {
+namespace detail {
 
 /// Gaussian test vectors: Om(p, c) for columns [c0, c1), a function of
 /// (seed, column, row) only, so extending a block keeps its old columns.
@@ -163,5 +163,5 @@ struct TreeOperator {
   }
 };
 
-}  // namespace hmatrix_impl
+}  // namespace detail
 }  // namespace hfisher

@@ -15,7 +15,7 @@
 #include <vector>
 
 namespace hfisher {
-namespace hmatrix_impl {
+namespace detail {
 
 /// perm (N) and iperm (n) of a tree on the device.
 template <class Mem>
@@ -139,5 +139,5 @@ inline RankStats rank_stats(int level, const std::vector<int>& ranks, int padded
   return s;
 }
 
-}  // namespace hmatrix_impl
+}  // namespace detail
 }  // namespace hfisher

@@ -8,7 +8,7 @@
 #include <hfisher/core/types.hpp>
 
 namespace hfisher {
-namespace hmatrix_impl {
+namespace detail {
 
 template <class T, class Mem>
 using Strided3 = Kokkos::View<T***, Kokkos::LayoutStride, Mem, Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
@@ -57,5 +57,5 @@ auto rows(const View3& A, long r0, long nr) {
   return Kokkos::subview(A, Kokkos::ALL(), Kokkos::make_pair(r0, r0 + nr), Kokkos::ALL());
 }
 
-}  // namespace hmatrix_impl
+}  // namespace detail
 }  // namespace hfisher

@@ -26,7 +26,7 @@
 
 namespace hfisher {
 namespace kernels {
-namespace impl {
+namespace detail {
 
 template <class T> struct GemmBlock;
 template <> struct GemmBlock<double> { static constexpr int MR = 4, NR = 16, VL = 8; };
@@ -290,6 +290,6 @@ KOKKOS_INLINE_FUNCTION bool gemm_serial_blocked(int m, int n, int k, T alpha, co
   return false;
 }
 
-}  // namespace impl
+}  // namespace detail
 }  // namespace kernels
 }  // namespace hfisher

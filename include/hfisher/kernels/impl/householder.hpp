@@ -10,7 +10,7 @@
 
 namespace hfisher {
 namespace kernels {
-namespace impl {
+namespace detail {
 
 /// Householder QR of the m x n block A (strides s0, s1) in a team.
 /// tau: min(m, n) entries. With perm != nullptr, columns are pivoted by
@@ -287,6 +287,6 @@ KOKKOS_INLINE_FUNCTION void form_q_blocked(int m, int q, int kr, const T* A, int
   }
 }
 
-}  // namespace impl
+}  // namespace detail
 }  // namespace kernels
 }  // namespace hfisher

@@ -10,7 +10,7 @@
 
 namespace hfisher {
 namespace kernels {
-namespace impl {
+namespace detail {
 
 /// Column dot products alpha = |x|^2, beta = |y|^2, gamma = x.y over m rows.
 template <class Member, class T>
@@ -219,6 +219,6 @@ KOKKOS_INLINE_FUNCTION int jacobi_syev(const Member& t, int n, T* W, int w0, int
   return sweeps;
 }
 
-}  // namespace impl
+}  // namespace detail
 }  // namespace kernels
 }  // namespace hfisher

@@ -21,7 +21,7 @@
 
 namespace hfisher {
 namespace kernels {
-namespace impl {
+namespace detail {
 
 /// sqrt(a^2 + b^2) without overflow or harmful underflow.
 template <class T>
@@ -350,6 +350,6 @@ KOKKOS_INLINE_FUNCTION int tridiagonal_syev(const Member& t, int n, T* A, int a0
   return steps;
 }
 
-}  // namespace impl
+}  // namespace detail
 }  // namespace kernels
 }  // namespace hfisher
