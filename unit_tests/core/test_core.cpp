@@ -40,6 +40,29 @@ TEST(Core, ErrorCarriesWhereAndWhat) {
   }
 }
 
+// Allocation failures become hfisher::Error; everything else passes through
+TEST(Core, AllocationFailureTranslation) {
+  auto translated = [](auto thrower) -> std::string {
+    try {
+      try {
+        thrower();
+      } catch (...) {
+        hfisher::detail::rethrow_allocation_failure("op");
+      }
+    } catch (const hfisher::Error& e) {
+      return std::string("Error: ") + e.what();
+    } catch (const std::exception& e) {
+      return std::string("other: ") + e.what();
+    }
+    return "no throw";
+  };
+  EXPECT_EQ(translated([] { throw std::runtime_error("Kokkos failed to allocate memory for label \"x\".  (size)\n"); }),
+            "Error: op: out of memory: Kokkos failed to allocate memory for label \"x\".  (size)");
+  EXPECT_EQ(translated([] { throw std::bad_alloc(); }).rfind("Error: op: out of memory (", 0), 0u);
+  EXPECT_EQ(translated([] { throw std::runtime_error("a kernel failed"); }), "other: a kernel failed");
+  EXPECT_EQ(translated([] { throw hfisher::Error("f: bad"); }), "Error: f: bad");
+}
+
 namespace {
 
 std::string read_all(const std::string& p) {

@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iterator>
+#include <limits>
 #include <set>
 
 #include "../fuzz_helpers.hpp"
@@ -414,6 +415,32 @@ TYPED_TEST(FisherTest, PreparedFactorizationsShip) {
   EXPECT_FALSE(lr->write_prepared(os, lam));
   std::istringstream is(os.str(), std::ios::binary);
   EXPECT_THROW(lr->read_prepared(is, lam, "test"), hfisher::Error);
+}
+
+// A structure too large for any machine (one dense block of 8.4 M
+// parameters: 2.8e14 B in float, 5.6e14 B in double, beyond a 47-bit
+// address space, so the allocation fails at once even with overcommit):
+// with the budget check lifted, the allocation failure arrives as an
+// hfisher::Error that names the operation and the View being allocated.
+TYPED_TEST(FisherTest, AllocationFailureIsAnErrorNamingTheAllocation) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  hfisher::nn::MLP<S, E> model({4096, 2048, 2}, hfisher::nn::Activation::Tanh, 1);
+  auto data = hfisher::nn::to_device<S, E>(random_dataset(2, 4096, 2, 1));
+  hfisher::FisherOptions o;
+  o.examples = 2;
+  o.layers = {0};
+  o.memory_budget = std::numeric_limits<std::size_t>::max();
+  try {
+    hfisher::estimate_fisher(model, data, hfisher::FisherKind::Empirical, hfisher::Structure::Dense, o);
+    ADD_FAILURE() << "no throw";
+  } catch (const hfisher::Error& e) {
+    const std::string w = e.what();
+    EXPECT_EQ(w.rfind("hfisher::estimate_fisher: out of memory: ", 0), 0u) << w;
+    EXPECT_NE(w.find("hfisher::fisher::dense"), std::string::npos) << w;  // the View's label
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "not an hfisher::Error: " << e.what();
+  }
 }
 
 TYPED_TEST(FisherTest, BadInput) {

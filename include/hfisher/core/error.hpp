@@ -2,6 +2,7 @@
 /// \file error.hpp
 /// \brief hfisher::Error and the argument checks used at the public boundary.
 
+#include <new>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -31,6 +32,29 @@ std::string concat(const Args&... args) {
 template <class... Args>
 inline void require(bool cond, const char* where, const Args&... msg) {
   if (!cond) throw Error(concat(where, ": ", msg...));
+}
+
+/// Called from a catch block: rethrows the exception being handled, with an
+/// allocation failure turned into hfisher::Error("<where>: out of memory:
+/// ..."). Kokkos reports a failed View allocation as a std::runtime_error
+/// whose text names the View's label, its memory space and the size asked
+/// for; the standard library reports one as std::bad_alloc. Every other
+/// exception passes through unchanged. The public operations that allocate
+/// in proportion to their input (H-matrix construction and factorization,
+/// Fisher sample collection and construction) end in this.
+[[noreturn]] inline void rethrow_allocation_failure(const char* where) {
+  try {
+    throw;
+  } catch (const Error&) {
+    throw;
+  } catch (const std::bad_alloc& e) {
+    throw Error(concat(where, ": out of memory (", e.what(), ")"));
+  } catch (const std::runtime_error& e) {
+    std::string w = e.what();
+    if (w.find("Kokkos failed to allocate") == std::string::npos) throw;
+    while (!w.empty() && (w.back() == '\n' || w.back() == ' ')) w.pop_back();
+    throw Error(concat(where, ": out of memory: ", w));
+  }
 }
 
 }  // namespace detail

@@ -50,7 +50,7 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> layer_block(const FisherSa
 template <class Scalar, class ExecSpace>
 std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> build_curvature(const FisherSamples<Scalar, ExecSpace>& s,
                                                                       Structure structure, const FisherOptions& opts,
-                                                                      const dist::Communicator& comm = {}) {
+                                                                      const dist::Communicator& comm = {}) try {
   constexpr const char* where = "hfisher::estimate_fisher";
   opts.validate(where);
   hfisher::detail::require(!s.shapes.empty() && s.examples >= 1, where, "no samples (collect_samples first)");
@@ -87,6 +87,8 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> build_curvature(const Fish
     blocks.push_back(COp::read(is, "the layer block broadcast by rank " + std::to_string(owner)));
   }
   return std::make_unique<BlockDiagonalOperator<Scalar, ExecSpace>>(structure, std::move(blocks));
+} catch (...) {
+  hfisher::detail::rethrow_allocation_failure("hfisher::estimate_fisher");
 }
 
 }  // namespace fisher

@@ -85,7 +85,7 @@ inline void check_budget(double need, std::size_t budget, const char* where, con
 template <class Scalar, class ExecSpace>
 FisherSamples<Scalar, ExecSpace> collect_samples(const nn::MLP<Scalar, ExecSpace>& model,
                                                  const nn::DeviceData<Scalar, ExecSpace>& data, FisherKind kind,
-                                                 const FisherOptions& opts, const dist::Communicator& comm = {}) {
+                                                 const FisherOptions& opts, const dist::Communicator& comm = {}) try {
   constexpr const char* where = "hfisher::estimate_fisher";
   using Matrix = typename nn::MLP<Scalar, ExecSpace>::Matrix;
   opts.validate(where);
@@ -174,6 +174,8 @@ FisherSamples<Scalar, ExecSpace> collect_samples(const nn::MLP<Scalar, ExecSpace
     hfisher::detail::check_finite_matrix(space, s.g[k], where, what.c_str());
   }
   return s;
+} catch (...) {
+  hfisher::detail::rethrow_allocation_failure("hfisher::estimate_fisher");
 }
 
 }  // namespace fisher

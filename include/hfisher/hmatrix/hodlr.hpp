@@ -305,7 +305,7 @@ void HODLR<Scalar, ExecSpace>::store_level(int level, const Batch& Uw, const Bat
 template <class Scalar, class ExecSpace>
 template <class AView>
 HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::from_dense(const AView& A, const ClusterTree& tree,
-                                                              const CompressionOptions& opts) {
+                                                              const CompressionOptions& opts) try {
   constexpr const char* where = "hfisher::HODLR::from_dense";
   static_assert(AView::rank == 2, "HODLR::from_dense: A must be a rank-2 view (n, n)");
   opts.validate(where);
@@ -348,6 +348,8 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::from_dense(const AView& A, co
     kernels::detail::gemm_nocheck(ExecSpace(), Op::NoTrans, Op::NoTrans, Scalar(1), a, x, Scalar(0), y);
   });
   return H;
+} catch (...) {
+  hfisher::detail::rethrow_allocation_failure("hfisher::HODLR::from_dense");
 }
 
 namespace detail {
@@ -421,7 +423,7 @@ double sampled_entry_error(const H& Hm, const EntryFn& fn, int s, std::uint64_t 
 template <class Scalar, class ExecSpace>
 template <class EntryFn>
 HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::from_entries(const EntryFn& fn, const ClusterTree& tree,
-                                                                const CompressionOptions& opts) {
+                                                                const CompressionOptions& opts) try {
   constexpr const char* where = "hfisher::HODLR::from_entries";
   opts.validate(where);
   ExecSpace space;
@@ -497,13 +499,15 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::from_entries(const EntryFn& f
     H.info_.error_estimate = detail::sampled_entry_error(H, fn, H.info_.entries, opts.seed);
   }
   return H;
+} catch (...) {
+  hfisher::detail::rethrow_allocation_failure("hfisher::HODLR::from_entries");
 }
 
 template <class Scalar, class ExecSpace>
 template <class DView, class GView>
 HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::from_factors(const DView& d, const GView& G,
                                                                 const ClusterTree& tree,
-                                                                const CompressionOptions& opts) {
+                                                                const CompressionOptions& opts) try {
   constexpr const char* where = "hfisher::HODLR::from_factors";
   static_assert(DView::rank == 1 && GView::rank == 2, "HODLR::from_factors: d must be (n), G (n, m)");
   opts.validate(where);
@@ -568,6 +572,8 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::from_factors(const DView& d, 
   H.estimate_error_products(
       [dp, Gp](const Matrix& X, const Matrix& Y) { detail::factors_product<ExecSpace>(dp, Gp, X, Y); });
   return H;
+} catch (...) {
+  hfisher::detail::rethrow_allocation_failure("hfisher::HODLR::from_factors");
 }
 
 template <class Scalar, class ExecSpace>
@@ -671,7 +677,7 @@ void HODLR<Scalar, ExecSpace>::estimate_error_products(const MultiplyA& multiply
 
 template <class Scalar, class ExecSpace>
 HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::from_operator(const Operator& op, int n, const ClusterTree& tree,
-                                                                 const CompressionOptions& opts) {
+                                                                 const CompressionOptions& opts) try {
   constexpr const char* where = "hfisher::HODLR::from_matvec";
   using namespace detail;
   opts.validate(where);
@@ -784,6 +790,8 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::from_operator(const Operator&
   H.info_.probes = opts.probes;
   H.info_.products = top.products;
   return H;
+} catch (...) {
+  hfisher::detail::rethrow_allocation_failure("hfisher::HODLR::from_operator");
 }
 
 template <class Scalar, class ExecSpace>

@@ -87,8 +87,10 @@ class HODLRFactorization {
 };
 
 template <class Scalar, class ExecSpace>
-HODLRFactorization<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::factor() const {
+HODLRFactorization<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::factor() const try {
   return HODLRFactorization<Scalar, ExecSpace>(*this);
+} catch (...) {
+  hfisher::detail::rethrow_allocation_failure("hfisher::HODLR::factor");
 }
 
 template <class Scalar, class ExecSpace>

@@ -344,7 +344,7 @@ bool HSS<Scalar, ExecSpace>::build_from_samples(const Matrix& Om, const Matrix& 
 
 template <class Scalar, class ExecSpace>
 HSS<Scalar, ExecSpace> HSS<Scalar, ExecSpace>::from_operator(const Operator& op, int n, const ClusterTree& tree,
-                                                             const CompressionOptions& opts, int rank_bound) {
+                                                             const CompressionOptions& opts, int rank_bound) try {
   constexpr const char* where = "hfisher::HSS::from_matvec";
   opts.validate(where);
   detail::require(bool(op), where, "the operator is empty");
@@ -422,12 +422,14 @@ HSS<Scalar, ExecSpace> HSS<Scalar, ExecSpace>::from_operator(const Operator& op,
   H.info_.rebuilds = rebuilds;
   H.info_.error_estimate = est;
   return H;
+} catch (...) {
+  hfisher::detail::rethrow_allocation_failure("hfisher::HSS::from_operator");
 }
 
 template <class Scalar, class ExecSpace>
 template <class AView>
 HSS<Scalar, ExecSpace> HSS<Scalar, ExecSpace>::from_dense(const AView& A, const ClusterTree& tree,
-                                                          const CompressionOptions& opts) {
+                                                          const CompressionOptions& opts) try {
   constexpr const char* where = "hfisher::HSS::from_dense";
   static_assert(AView::rank == 2, "HSS::from_dense: A must be a rank-2 view (n, n)");
   opts.validate(where);
@@ -447,12 +449,14 @@ HSS<Scalar, ExecSpace> HSS<Scalar, ExecSpace>::from_dense(const AView& A, const 
     kernels::detail::gemm_nocheck(ExecSpace(), Op::NoTrans, Op::NoTrans, Scalar(1), a, x, Scalar(0), y);
   };
   return from_operator(op, n, tree, opts);
+} catch (...) {
+  hfisher::detail::rethrow_allocation_failure("hfisher::HSS::from_dense");
 }
 
 template <class Scalar, class ExecSpace>
 template <class DView, class GView>
 HSS<Scalar, ExecSpace> HSS<Scalar, ExecSpace>::from_factors(const DView& d, const GView& G, const ClusterTree& tree,
-                                                            const CompressionOptions& opts) {
+                                                            const CompressionOptions& opts) try {
   constexpr const char* where = "hfisher::HSS::from_factors";
   static_assert(DView::rank == 1 && GView::rank == 2, "HSS::from_factors: d must be (n), G (n, m)");
   opts.validate(where);
@@ -476,6 +480,8 @@ HSS<Scalar, ExecSpace> HSS<Scalar, ExecSpace>::from_factors(const DView& d, cons
   }
   Operator op = [dc, Gc](const Matrix& X, Matrix& Y) { detail::factors_product<ExecSpace>(dc, Gc, X, Y); };
   return from_operator(op, n, tree, opts, mc);
+} catch (...) {
+  hfisher::detail::rethrow_allocation_failure("hfisher::HSS::from_factors");
 }
 
 template <class Scalar, class ExecSpace>

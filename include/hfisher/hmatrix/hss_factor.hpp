@@ -81,8 +81,10 @@ class HSSFactorization {
 };
 
 template <class Scalar, class ExecSpace>
-HSSFactorization<Scalar, ExecSpace> HSS<Scalar, ExecSpace>::factor() const {
+HSSFactorization<Scalar, ExecSpace> HSS<Scalar, ExecSpace>::factor() const try {
   return HSSFactorization<Scalar, ExecSpace>(*this);
+} catch (...) {
+  hfisher::detail::rethrow_allocation_failure("hfisher::HSS::factor");
 }
 
 template <class Scalar, class ExecSpace>
