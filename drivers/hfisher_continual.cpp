@@ -81,6 +81,7 @@ struct Options {
   int validation = 0;  ///< examples per task held out of training for selecting lambda (0: none)
   std::vector<double> lambda_grid;  ///< candidate lambdas, each method's chosen on validation data
   std::vector<double> gamma_grid;   ///< candidate online-EWC decays, chosen with lambda
+  std::vector<double> lr_grid;      ///< candidate learning rates (every method), chosen with lambda and gamma
   bool keep_optimizer_state = false;  ///< sgd/adam: one optimizer for the whole stream, not one per task
   bool probe_anchors = false;  ///< ewc: after each task, accuracy at the penalty's minimiser (docs/continual.md)
 };
@@ -134,22 +135,61 @@ double lambda_of(const Options& o, const std::string& method) {
   return l;
 }
 
-/// Whether --lambda-grid / --gamma-grid give a method candidates to choose from.
+bool any_grid(const Options& o) { return !o.lambda_grid.empty() || !o.gamma_grid.empty() || !o.lr_grid.empty(); }
+
+/// Whether --lambda-grid / --gamma-grid / --lr-grid give a method candidates to choose from.
 bool method_has_grid(const Options& o, const std::string& method) {
-  return method != "finetune" && (!o.lambda_grid.empty() || (method == "online-ewc" && !o.gamma_grid.empty()));
+  return !o.lr_grid.empty() ||
+         (method != "finetune" && (!o.lambda_grid.empty() || (method == "online-ewc" && !o.gamma_grid.empty())));
 }
 
-/// The (lambda, gamma) pairs a method runs: the grids' product, or the values given.
-std::vector<std::pair<double, double>> candidates(const Options& o, const std::string& method) {
-  if (method == "finetune") return {{0.0, o.gamma}};
-  const std::vector<double> ls = o.lambda_grid.empty() ? std::vector<double>{lambda_of(o, method)} : o.lambda_grid;
+/// One setting a method runs at.
+struct Candidate {
+  double lambda = 0, gamma = 1, lr = 0;
+  bool operator==(const Candidate& c) const { return lambda == c.lambda && gamma == c.gamma && lr == c.lr; }
+};
+
+/// The candidates a method runs: the grids' product, or the values given.
+std::vector<Candidate> candidates(const Options& o, const std::string& method) {
+  const std::vector<double> rs = o.lr_grid.empty() ? std::vector<double>{o.lr} : o.lr_grid;
+  const std::vector<double> ls = method == "finetune"    ? std::vector<double>{0.0}
+                                 : o.lambda_grid.empty() ? std::vector<double>{lambda_of(o, method)}
+                                                         : o.lambda_grid;
   const std::vector<double> gs =
       method == "online-ewc" && !o.gamma_grid.empty() ? o.gamma_grid : std::vector<double>{o.gamma};
-  std::vector<std::pair<double, double>> c;
+  std::vector<Candidate> c;
   for (double l : ls)
-    for (double g : gs) c.emplace_back(l, g);
+    for (double g : gs)
+      for (double r : rs) c.push_back({l, g, r});
   return c;
 }
+
+/// How a candidate is named: in the log (method@lambda[/gamma][/lr<lr>]) and,
+/// with sep "-", in checkpoint names (method-lambda<l>[-gamma<g>][-lr<r>]).
+/// Only what a grid varies is named.
+std::string candidate_name(const Options& o, const std::string& method, const Candidate& c, bool file) {
+  if (!method_has_grid(o, method)) return method;
+  const bool gl = method != "finetune" && (!o.lambda_grid.empty() || (method == "online-ewc" && !o.gamma_grid.empty()));
+  const bool gg = method == "online-ewc" && !o.gamma_grid.empty();
+  const bool gr = !o.lr_grid.empty();
+  std::string n = method;
+  if (file) {
+    if (gl) n += "-lambda" + fmt_default(c.lambda);
+    if (gg) n += "-gamma" + fmt_default(c.gamma);
+    if (gr) n += "-lr" + fmt_default(c.lr);
+    return n;
+  }
+  std::string v;
+  if (gl) v += fmt_default(c.lambda);
+  if (gg) v += "/" + fmt_default(c.gamma);
+  if (gr) v += (v.empty() ? "lr" : "/lr") + fmt_default(c.lr);
+  return n + "@" + v;
+}
+
+/// A run whose weights became NaN or infinite.
+struct Diverged : hfisher::Error {
+  using hfisher::Error::Error;
+};
 
 /// The libraries a run was built with, as a JSON object (results.json).
 std::string libraries_json() {
@@ -190,6 +230,8 @@ struct MethodResult {
   int done = 0;
   double lambda = 0;  ///< the penalty's strength in this run
   double gamma = 1;   ///< online EWC's decay in this run
+  double lr = 0;      ///< the optimizer's learning rate in this run
+  bool diverged = false;  ///< a grid candidate whose training diverged (never selected)
   /// accuracy on each task's validation examples (--validation; rows 0..done-1)
   hfisher::continual::AccuracyMatrix V{1};
 };
@@ -437,9 +479,14 @@ int run(const Options& o) {
       lambdas += "; online-ewc gamma chosen from";
       for (double g : o.gamma_grid) lambdas += " " + fmt_default(g);
     }
-    say("; optimizer %s (lr %g%s), %d epoch(s), batch %d; lambda %s; Fisher: %s from %d examples; backend %s, %d "
+    std::string lrs = fmt_default(o.lr);
+    if (!o.lr_grid.empty()) {
+      lrs = "chosen from";
+      for (double r : o.lr_grid) lrs += " " + fmt_default(r);
+    }
+    say("; optimizer %s (lr %s%s), %d epoch(s), batch %d; lambda %s; Fisher: %s from %d examples; backend %s, %d "
         "rank(s) x %d thread(s)\n",
-        o.optimizer.c_str(), o.lr,
+        o.optimizer.c_str(), lrs.c_str(),
         o.optimizer == "ngd" || o.optimizer == "kfac" ? (", damping " + fmt_default(o.damping)).c_str() : "",
         o.epochs, o.batch, lambdas.c_str(), o.fisher_kind.c_str(), o.fisher_examples, E::name(),
         comm.size(), E().concurrency());
@@ -459,31 +506,31 @@ int run(const Options& o) {
     fo.multilevel_oversampling = o.oversampling;
     for (std::size_t mi = 0; mi < o.methods.size(); ++mi) {
       const std::string& method = o.methods[mi];
-      // the (lambda, gamma) pairs to run: the grids (each method's choice
-      // is made on validation data after all seeds), or the values given
+      // the (lambda, gamma, lr) candidates to run: the grids (each method's
+      // choice is made on validation data after all seeds), or the values given
       const auto cands = candidates(o, method);
       const bool grid = method_has_grid(o, method);
-      for (const auto& [lam, gam] : cands) {
-        Options oc = o;  // this run's options: its lambda and gamma enter the checkpoint key
-        const bool gg = method == "online-ewc" && !o.gamma_grid.empty();
-        const std::string label =
-            grid ? method + "@" + fmt_default(lam) + (gg ? "/" + fmt_default(gam) : "") : method;  // in the log
+      for (const auto& cand : cands) {
+        const double lam = cand.lambda, gam = cand.gamma;
+        Options oc = o;  // this run's options: its lambda, gamma and lr enter the checkpoint key
+        const std::string label = candidate_name(o, method, cand, false);  // in the log
         if (grid) {
           oc.lambda = lam;
           oc.lambda_for.clear();
           oc.gamma = gam;
+          oc.lr = cand.lr;
         }
         MethodResult r{method, seed, hfisher::continual::AccuracyMatrix(T), {}, {}, {}, 0};
         r.lambda = method == "finetune" ? 0.0 : lam;
         r.gamma = gam;
+        r.lr = oc.lr;
         if (o.validation > 0) r.V = hfisher::continual::AccuracyMatrix(T);
         Model model(widths, hfisher::nn::Activation::ReLU, seed);
         std::unique_ptr<hfisher::FisherPenalty<S, E>> pen;
         if (method != "finetune")
           pen = std::make_unique<hfisher::FisherPenalty<S, E>>(penalty_of(method), lam, gam, fkind, fo);
         if (pen && method == "hierarchical" && o.hstructure == "hodlr") pen->set_structure(hfisher::Structure::HODLR);
-        const std::string ckpt = o.output + "/checkpoints/" + method + (grid ? "-lambda" + fmt_default(lam) : "") +
-                                 (gg ? "-gamma" + fmt_default(gam) : "") +
+        const std::string ckpt = o.output + "/checkpoints/" + candidate_name(o, method, cand, true) +
                                  (o.seeds > 1 ? "-seed" + std::to_string(seed) : std::string()) + ".ckpt";
         const std::string key = run_key(oc, method, seed);
         if (o.resume && load_checkpoint(ckpt, key, r, model, pen.get()))
@@ -491,115 +538,130 @@ int run(const Options& o) {
         hfisher::nn::SGD<S, E> sgd;
         hfisher::nn::Adam<S, E> adam;
         const int first_task = r.done;  // 0 unless resumed
-        for (int t = first_task; t < T; ++t) {
-          const auto t0 = std::chrono::steady_clock::now();
-          auto hook = [&](const Model::Vector& grad) {
-            if (pen) pen->add_gradient(model.params(), grad);
-          };
-          double loss = 0;
-          std::mt19937_64 rng(seed * 1000003ULL + std::uint64_t(t) * 7919ULL);  // same shuffles for every method
-          if (!o.keep_optimizer_state || t == first_task) {  // a fresh optimizer (Adam's moments at zero)
-            sgd = hfisher::nn::SGD<S, E>{};
-            sgd.lr = o.lr;
-            adam = hfisher::nn::Adam<S, E>{};
-            adam.lr = o.lr;
-          }
-          std::unique_ptr<hfisher::NaturalGradient<S, E>> ngd;
-          if (o.optimizer == "ngd" || o.optimizer == "kfac") {
-            auto no = ngd_options(o.optimizer);
-            no.lr = o.lr;
-            no.damping = o.damping;
-            no.fisher.rank = o.rank;
-            ngd = std::make_unique<hfisher::NaturalGradient<S, E>>(model, train[t], no, comm);
-          }
-          // weights that are NaN or infinite (a diverged model)
-          auto nonfinite = [&] {
-            auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), model.params());
-            long bad = 0;
-            for (std::size_t i = 0; i < h.extent(0); ++i) bad += std::isfinite(h(i)) ? 0 : 1;
-            return bad;
-          };
-          auto diverged = [&](long bad, const std::string& when, const std::string& check) {
-            return hfisher::Error(hfisher::detail::concat(
-                "hfisher-continual: ", method, ", task ", t + 1, ": training diverged (", bad, " of ",
-                model.num_params(), " weights are NaN or infinite ", when, ", with ", o.optimizer, " at --lr ", o.lr,
-                " and lambda ", pen ? pen->lambda() : 0.0, "); lower --lr or --lambda",
-                check.empty() ? "" : ". The check that stopped it: ", check));
-          };
-          try {
-            for (int e = 0; e < o.epochs; ++e) {
-              if (o.optimizer == "sgd")
-                loss = hfisher::dist::train_epoch(model, train[t], o.batch, sgd, rng, hook, masks[t], comm);
-              else if (o.optimizer == "adam")
-                loss = hfisher::dist::train_epoch(model, train[t], o.batch, adam, rng, hook, masks[t], comm);
-              else loss = hfisher::dist::train_epoch(model, train[t], o.batch, *ngd, rng, hook, masks[t], comm);
-              if (o.epochs > 1 && e + 1 < o.epochs) {  // progress within a task
-                const double el = seconds_since(t0);
-                say("[%-12s] task %2d/%d epoch %d/%d: loss %.4f, %.0f ex/s, task ETA %.0f s\n", label.c_str(), t + 1,
-                    T, e + 1, o.epochs, loss, (e + 1) * double(train[t].size()) / el, el / (e + 1) * (o.epochs - e - 1));
-              }
+        try {  // a grid candidate that diverges is reported and left out of the selection
+          for (int t = first_task; t < T; ++t) {
+            const auto t0 = std::chrono::steady_clock::now();
+            auto hook = [&](const Model::Vector& grad) {
+              if (pen) pen->add_gradient(model.params(), grad);
+            };
+            double loss = 0;
+            std::mt19937_64 rng(seed * 1000003ULL + std::uint64_t(t) * 7919ULL);  // same shuffles for every method
+            if (!o.keep_optimizer_state || t == first_task) {  // a fresh optimizer (Adam's moments at zero)
+              sgd = hfisher::nn::SGD<S, E>{};
+              sgd.lr = oc.lr;
+              adam = hfisher::nn::Adam<S, E>{};
+              adam.lr = oc.lr;
             }
-          } catch (const hfisher::Error& err) {
-            // a check inside a step (the penalty's apply, the loss) met the
-            // diverged weights first: say so, with the check's own words
-            const long bad = nonfinite();
-            if (bad == 0) throw;
-            throw diverged(bad, "during the task", err.what());
+            std::unique_ptr<hfisher::NaturalGradient<S, E>> ngd;
+            if (o.optimizer == "ngd" || o.optimizer == "kfac") {
+              auto no = ngd_options(o.optimizer);
+              no.lr = oc.lr;
+              no.damping = o.damping;
+              no.fisher.rank = o.rank;
+              ngd = std::make_unique<hfisher::NaturalGradient<S, E>>(model, train[t], no, comm);
+            }
+            // weights that are NaN or infinite (a diverged model)
+            auto nonfinite = [&] {
+              auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), model.params());
+              long bad = 0;
+              for (std::size_t i = 0; i < h.extent(0); ++i) bad += std::isfinite(h(i)) ? 0 : 1;
+              return bad;
+            };
+            auto diverged = [&](long bad, const std::string& when, const std::string& check) {
+              return Diverged(hfisher::detail::concat(
+                  "hfisher-continual: ", label, ", task ", t + 1, ": training diverged (",
+                  bad > 0 ? hfisher::detail::concat(bad, " of ", model.num_params(), " weights are NaN or infinite")
+                          : std::string("the weights stayed finite, but the loss became NaN or infinite"),
+                  " ", when, ", with ", o.optimizer, " at --lr ", oc.lr,
+                  " and lambda ", pen ? pen->lambda() : 0.0, "); lower --lr or --lambda",
+                  check.empty() ? "" : ". The check that stopped it: ", check));
+            };
+            try {
+              for (int e = 0; e < o.epochs; ++e) {
+                if (o.optimizer == "sgd")
+                  loss = hfisher::dist::train_epoch(model, train[t], o.batch, sgd, rng, hook, masks[t], comm);
+                else if (o.optimizer == "adam")
+                  loss = hfisher::dist::train_epoch(model, train[t], o.batch, adam, rng, hook, masks[t], comm);
+                else loss = hfisher::dist::train_epoch(model, train[t], o.batch, *ngd, rng, hook, masks[t], comm);
+                if (o.epochs > 1 && e + 1 < o.epochs) {  // progress within a task
+                  const double el = seconds_since(t0);
+                  say("[%-12s] task %2d/%d epoch %d/%d: loss %.4f, %.0f ex/s, task ETA %.0f s\n", label.c_str(), t + 1,
+                      T, e + 1, o.epochs, loss, (e + 1) * double(train[t].size()) / el, el / (e + 1) * (o.epochs - e - 1));
+                }
+              }
+            } catch (const hfisher::Error& err) {
+              // a check inside a step (the penalty's apply, the loss) met the
+              // diverged weights first: say so, with the check's own words.
+              // Weights can also stay finite while the logits overflow: the
+              // loss check reports that as a non-finite loss
+              const long bad = nonfinite();
+              const std::string what = err.what();
+              if (bad == 0 && what.find("the loss is not finite") == std::string::npos) throw;
+              throw diverged(bad, "during the task", what);
+            }
+            // a diverged model is never evaluated and reported as a result
+            if (const long bad = nonfinite(); bad > 0)
+              throw diverged(bad, "after " + std::to_string(o.epochs) + " epoch(s)", "");
+            r.train_seconds.push_back(comm.max(seconds_since(t0)));
+            r.train_examples += double(o.epochs) * train[t].size();
+            double cons = 0;
+            if (pen) {
+              // a consolidation that took a while before gets a line first
+              if (!r.consolidate_seconds.empty() && r.consolidate_seconds.back() >= 5)
+                say("[%-12s] task %2d/%d: consolidating (%s Fisher, last took %.0f s)\n", label.c_str(), t + 1, T,
+                    o.fisher_kind.c_str(), r.consolidate_seconds.back());
+              pen->consolidate(model, train[t], comm);
+              cons = pen->last_consolidation_seconds();
+              if (o.probe_anchors && method == "ewc" && t > 0)
+                probe_anchors(oc, label, t, model, *pen, test, masks, (train[t].size() + o.batch - 1) / o.batch);
+            }
+            r.consolidate_seconds.push_back(cons);
+            r.fisher_bytes.push_back(pen ? double(pen->bytes()) : 0.0);
+            for (int j = 0; j < T; ++j) r.R.set(t, j, hfisher::dist::accuracy(model, test[j], masks[j], comm));
+            if (o.validation > 0)
+              for (int j = 0; j < T; ++j) r.V.set(t, j, hfisher::dist::accuracy(model, val[j], masks[j], comm));
+            r.done = t + 1;
+            double spent = 0;  // this run's seconds so far (tasks resumed from a checkpoint included)
+            for (int q = 0; q <= t; ++q) spent += r.train_seconds[q] + r.consolidate_seconds[q];
+            say("[%-12s] task %2d/%d: loss %.4f, learned (acc on it) %.4f, ACC %.4f, BWT %+.4f | train %.1f s "
+                "(%.0f ex/s), consolidate %.2f s, Fisher %.2f MB, ETA %.0f s\n",
+                label.c_str(), t + 1, T, loss, r.R(t, t), r.R.acc(t), r.R.bwt(t), r.train_seconds.back(),
+                o.epochs * train[t].size() / r.train_seconds.back(), cons, r.fisher_bytes.back() / 1e6,
+                spent / (t + 1) * (T - t - 1));
+            if (comm.root()) save_checkpoint(ckpt, key, r, model, pen.get());
+            comm.barrier();  // the checkpoint is on disk before any rank goes on (or stops)
+            // testing hook: simulate an interruption after N finished tasks of this method
+            if (const char* stop = std::getenv("HFISHER_CONTINUAL_STOP_AFTER"); stop && std::atoi(stop) == t + 1) {
+              say("HFISHER_CONTINUAL_STOP_AFTER=%s: stopping as if interrupted\n", stop);
+              std::exit(3);
+            }
           }
-          // a diverged model is never evaluated and reported as a result
-          if (const long bad = nonfinite(); bad > 0)
-            throw diverged(bad, "after " + std::to_string(o.epochs) + " epoch(s)", "");
-          r.train_seconds.push_back(comm.max(seconds_since(t0)));
-          r.train_examples += double(o.epochs) * train[t].size();
-          double cons = 0;
-          if (pen) {
-            // a consolidation that took a while before gets a line first
-            if (!r.consolidate_seconds.empty() && r.consolidate_seconds.back() >= 5)
-              say("[%-12s] task %2d/%d: consolidating (%s Fisher, last took %.0f s)\n", label.c_str(), t + 1, T,
-                  o.fisher_kind.c_str(), r.consolidate_seconds.back());
-            pen->consolidate(model, train[t], comm);
-            cons = pen->last_consolidation_seconds();
-            if (o.probe_anchors && method == "ewc" && t > 0)
-              probe_anchors(o, label, t, model, *pen, test, masks, (train[t].size() + o.batch - 1) / o.batch);
-          }
-          r.consolidate_seconds.push_back(cons);
-          r.fisher_bytes.push_back(pen ? double(pen->bytes()) : 0.0);
-          for (int j = 0; j < T; ++j) r.R.set(t, j, hfisher::dist::accuracy(model, test[j], masks[j], comm));
-          if (o.validation > 0)
-            for (int j = 0; j < T; ++j) r.V.set(t, j, hfisher::dist::accuracy(model, val[j], masks[j], comm));
-          r.done = t + 1;
-          double spent = 0;  // this run's seconds so far (tasks resumed from a checkpoint included)
-          for (int q = 0; q <= t; ++q) spent += r.train_seconds[q] + r.consolidate_seconds[q];
-          say("[%-12s] task %2d/%d: loss %.4f, learned (acc on it) %.4f, ACC %.4f, BWT %+.4f | train %.1f s "
-              "(%.0f ex/s), consolidate %.2f s, Fisher %.2f MB, ETA %.0f s\n",
-              label.c_str(), t + 1, T, loss, r.R(t, t), r.R.acc(t), r.R.bwt(t), r.train_seconds.back(),
-              o.epochs * train[t].size() / r.train_seconds.back(), cons, r.fisher_bytes.back() / 1e6,
-              spent / (t + 1) * (T - t - 1));
-          if (comm.root()) save_checkpoint(ckpt, key, r, model, pen.get());
-          comm.barrier();  // the checkpoint is on disk before any rank goes on (or stops)
-          // testing hook: simulate an interruption after N finished tasks of this method
-          if (const char* stop = std::getenv("HFISHER_CONTINUAL_STOP_AFTER"); stop && std::atoi(stop) == t + 1) {
-            say("HFISHER_CONTINUAL_STOP_AFTER=%s: stopping as if interrupted\n", stop);
-            std::exit(3);
-          }
+        } catch (const Diverged& d) {
+          if (!grid) throw;
+          say("%s\n[%-12s] diverged: left out of the selection\n", d.what(), label.c_str());
+          r.diverged = true;
         }
         results.push_back(std::move(r));
       }
     }
   }
   if (!comm.root()) return 0;  // rank 0 reports and writes the files
-  // --lambda-grid / --gamma-grid: each penalty method's (lambda, gamma) is the
-  // candidate with the best final ACC on the validation examples, averaged
-  // over the seeds (the first on a tie); only the chosen runs enter the
-  // table, the summary and the plots
+  // --lambda-grid / --gamma-grid / --lr-grid: each method's (lambda, gamma,
+  // lr) is the candidate with the best final ACC on the validation examples,
+  // averaged over the seeds (the first on a tie; a candidate that diverged
+  // on any seed is never chosen); only the chosen runs enter the table, the
+  // summary and the plots
   struct Selection {
     std::string method;
-    std::vector<std::pair<double, double>> cands;
-    std::vector<double> val_acc;  ///< per candidate
-    std::pair<double, double> chosen;
+    std::vector<Candidate> cands;
+    std::vector<double> val_acc;  ///< per candidate (NaN: diverged)
+    Candidate chosen;
   };
   std::vector<Selection> selections;
-  if (!o.lambda_grid.empty() || !o.gamma_grid.empty()) {
+  auto same = [](const MethodResult& r, const Candidate& c) {
+    return r.lambda == (r.method == "finetune" ? 0.0 : c.lambda) && r.gamma == c.gamma && r.lr == c.lr;
+  };
+  if (any_grid(o)) {
     std::vector<MethodResult> kept;
     for (const auto& m : o.methods) {
       Selection sel{m, candidates(o, m), {}, candidates(o, m)[0]};
@@ -608,27 +670,34 @@ int run(const Options& o) {
         for (const auto& c : sel.cands) {
           double acc = 0;
           int n = 0;
+          bool bad = false;
           for (const auto& r : results)
-            if (r.method == m && r.lambda == c.first && r.gamma == c.second) acc += r.V.acc(T - 1), ++n;
-          sel.val_acc.push_back(acc / n);
-          if (acc / n > best) best = acc / n, sel.chosen = c;
+            if (r.method == m && same(r, c)) {
+              ++n;
+              if (r.diverged) bad = true;  // its matrices are incomplete
+              else acc += r.V.acc(T - 1);
+            }
+          sel.val_acc.push_back(bad ? std::nan("") : acc / n);
+          if (!bad && acc / n > best) best = acc / n, sel.chosen = c;
         }
+        hfisher::detail::require(best >= 0, "hfisher-continual", m,
+                                 ": every candidate diverged (lower --lr-grid or --lambda-grid)");
         selections.push_back(sel);
       }
       for (const auto& r : results)
-        if (r.method == m && (m == "finetune" || (r.lambda == sel.chosen.first && r.gamma == sel.chosen.second)))
-          kept.push_back(r);
+        if (r.method == m && (!method_has_grid(o, m) || same(r, sel.chosen))) kept.push_back(r);
     }
-    std::printf("\n(lambda[, gamma]) chosen on %d validation examples per task (final validation ACC, mean over %d "
-                "seed(s)):\n",
+    std::printf("\n(lambda[, gamma][, lr]) chosen on %d validation examples per task (final validation ACC, mean "
+                "over %d seed(s)):\n",
                 o.validation, o.seeds);
     for (const auto& sel : selections) {
       std::printf("  %-14s", sel.method.c_str());
-      const bool gg = sel.method == "online-ewc" && !o.gamma_grid.empty();
       for (std::size_t c = 0; c < sel.cands.size(); ++c) {
-        const std::string name =
-            fmt_default(sel.cands[c].first) + (gg ? "/" + fmt_default(sel.cands[c].second) : std::string());
-        std::printf("  %s: %.4f%s", name.c_str(), sel.val_acc[c], sel.cands[c] == sel.chosen ? " <" : "");
+        const std::string name = candidate_name(o, sel.method, sel.cands[c], false);
+        char v[32] = "diverged";
+        if (std::isfinite(sel.val_acc[c])) std::snprintf(v, sizeof v, "%.4f", sel.val_acc[c]);
+        std::printf("  %s: %s%s", name.substr(name.find('@') + 1).c_str(), v,
+                    sel.cands[c] == sel.chosen ? " <" : "");
       }
       std::printf("\n");
     }
@@ -732,22 +801,26 @@ int run(const Options& o) {
   for (std::size_t c = 0; c < o.lambda_grid.size(); ++c) js << (c ? ", " : "") << o.lambda_grid[c];
   js << "], \"gamma_grid\": [";
   for (std::size_t c = 0; c < o.gamma_grid.size(); ++c) js << (c ? ", " : "") << o.gamma_grid[c];
+  js << "], \"lr_grid\": [";
+  for (std::size_t c = 0; c < o.lr_grid.size(); ++c) js << (c ? ", " : "") << o.lr_grid[c];
   js << "]},\n  \"selection\": [";
   for (std::size_t k = 0; k < selections.size(); ++k) {
     const auto& sel = selections[k];
     js << (k ? ", " : "") << "{\"method\": \"" << sel.method << "\", \"validation_ACC\": [";
-    for (std::size_t c = 0; c < sel.val_acc.size(); ++c) js << (c ? ", " : "") << sel.val_acc[c];
+    for (std::size_t c = 0; c < sel.val_acc.size(); ++c) js << (c ? ", " : "") << num(sel.val_acc[c]);  // null: diverged
     js << "], \"lambda\": [";
-    for (std::size_t c = 0; c < sel.cands.size(); ++c) js << (c ? ", " : "") << sel.cands[c].first;
+    for (std::size_t c = 0; c < sel.cands.size(); ++c) js << (c ? ", " : "") << sel.cands[c].lambda;
     js << "]";
     if (sel.method == "online-ewc") {  // the only penalty with a decay
       js << ", \"gamma\": [";
-      for (std::size_t c = 0; c < sel.cands.size(); ++c) js << (c ? ", " : "") << sel.cands[c].second;
+      for (std::size_t c = 0; c < sel.cands.size(); ++c) js << (c ? ", " : "") << sel.cands[c].gamma;
       js << "]";
     }
-    js << ", \"chosen_lambda\": " << sel.chosen.first;
-    if (sel.method == "online-ewc") js << ", \"chosen_gamma\": " << sel.chosen.second;
-    js << "}";
+    js << ", \"lr\": [";
+    for (std::size_t c = 0; c < sel.cands.size(); ++c) js << (c ? ", " : "") << sel.cands[c].lr;
+    js << "], \"chosen_lambda\": " << sel.chosen.lambda;
+    if (sel.method == "online-ewc") js << ", \"chosen_gamma\": " << sel.chosen.gamma;
+    js << ", \"chosen_lr\": " << sel.chosen.lr << "}";
   }
   js << "],\n  \"summary\": [\n";
   for (std::size_t k = 0; k < names.size(); ++k) {
@@ -781,7 +854,7 @@ int run(const Options& o) {
     if (r.method == "online-ewc") js << ", \"gamma\": " << r.gamma;
     js << ", \"ACC\": " << r.R.acc(T - 1) << ", \"BWT\": " << r.R.bwt(T - 1)
        << ", \"forgetting\": " << r.R.forgetting(T - 1) << ", \"LA\": " << r.R.learning_accuracy(T - 1)
-       << ", \"intransigence\": " << num(intrans(r, T - 1)) << ", \"fisher_bytes\": " << r.fisher_bytes.back()
+       << ", \"intransigence\": " << num(intrans(r, T - 1)) << ", \"lr\": " << r.lr << ", \"fisher_bytes\": " << r.fisher_bytes.back()
        << ", \"train_examples_per_s\": " << r.train_examples / total(r.train_seconds)
        << ", \"validation_ACC\": " << (o.validation > 0 ? num(r.V.acc(T - 1)) : "null") << ", \"R\": [";
     for (int i = 0; i < T; ++i) {
@@ -938,6 +1011,10 @@ int main(int argc, char** argv) {
   app.add_option("--gamma-grid", o.gamma_grid,
                  "candidate online-EWC decays, chosen with lambda on validation data; needs --validation")
       ->check(CLI::Range(1e-6, 1.0));
+  app.add_option("--lr-grid", o.lr_grid,
+                 "candidate learning rates: every method (fine-tuning too) runs each, chosen with lambda and gamma "
+                 "on validation data; a candidate whose training diverges is left out; needs --validation")
+      ->check(hfisher_cli::FinitePositive);
   app.add_flag("--keep-optimizer-state", o.keep_optimizer_state,
                "sgd/adam: keep the optimizer's state (momentum, Adam's moments) from task to task instead of "
                "starting each task with a fresh optimizer");
@@ -977,10 +1054,10 @@ int main(int argc, char** argv) {
     if (o.stream == "split")
       hfisher::detail::require(o.tasks <= 5, "hfisher-continual", "--tasks ", o.tasks,
                                " > 5: a split stream of 10 classes has at most 5 tasks");
-    if (!o.lambda_grid.empty() || !o.gamma_grid.empty()) {
+    if (any_grid(o)) {
       hfisher::detail::require(o.validation > 0, "hfisher-continual",
-                               "--lambda-grid and --gamma-grid choose on validation data, never on the test set: add "
-                               "--validation N (examples per task held out of training)");
+                               "--lambda-grid, --gamma-grid and --lr-grid choose on validation data, never on the test "
+                               "set: add --validation N (examples per task held out of training)");
       hfisher::detail::require(o.lambda_grid.empty() || o.lambda_for.empty(), "hfisher-continual",
                                "--lambda-grid and --lambda-for both set lambda: give one");
     }

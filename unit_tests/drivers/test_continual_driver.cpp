@@ -297,6 +297,48 @@ TEST(ContinualDriver, LambdaChosenOnValidationData) {
   std::filesystem::remove_all(root);
 }
 
+TEST(ContinualDriver, LearningRateGridLeavesDivergedCandidatesOut) {
+  // --lr-grid: every method, fine-tuning too, chooses its learning rate on
+  // validation data; a learning rate that makes training diverge is reported,
+  // never chosen, and does not stop the run
+  const std::string root = fresh_root("hfisher_driver_lrgrid");
+  const std::string base = std::string(HFISHER_CONTINUAL_EXE) + tiny_stream_args(root) +
+                           " --method finetune --method ewc --optimizer sgd --validation 100";
+  const std::string out = root + "/out";
+  ASSERT_EQ(std::system((base + " --lr-grid 0.05 1e30 --output " + out + " > " + root + "/lr.log 2>&1").c_str()), 0)
+      << slurp(root + "/lr.log");
+  const std::string log = slurp(root + "/lr.log");
+  EXPECT_NE(log.find("[ewc@lr1e+30 ] diverged: left out of the selection"), std::string::npos) << log;
+  EXPECT_NE(log.find("training diverged"), std::string::npos) << log;
+  const std::string js = slurp(out + "/results.json");
+  EXPECT_NE(js.find("\"lr_grid\": [0.05, 1e+30]"), std::string::npos) << js;
+  for (const char* m : {"finetune", "ewc"}) {
+    const auto p = js.find(std::string("{\"method\": \"") + m + "\", \"validation_ACC\": [0.");
+    ASSERT_NE(p, std::string::npos) << m << "\n" << js;
+    const auto e = js.find('}', p);
+    const std::string sel = js.substr(p, e - p);
+    EXPECT_NE(sel.find(", null], "), std::string::npos) << sel;  // the diverged candidate
+    EXPECT_NE(sel.find("\"lr\": [0.05, 1e+30]"), std::string::npos) << sel;
+    EXPECT_NE(sel.find("\"chosen_lr\": 0.05"), std::string::npos) << sel;
+    // the reported run is the chosen one
+    const auto q = js.find(std::string("{\"method\": \"") + m + "\", \"seed\": 1, ");
+    ASSERT_NE(q, std::string::npos) << js;
+    EXPECT_NE(js.substr(q, js.find("\"R\": ", q) - q).find("\"lr\": 0.05"), std::string::npos) << js.substr(q, 200);
+  }
+  EXPECT_TRUE(std::filesystem::exists(out + "/checkpoints/finetune-lr0.05.ckpt"));
+  EXPECT_TRUE(std::filesystem::exists(out + "/checkpoints/ewc-lr0.05.ckpt"));
+  // when every candidate diverges the run fails and says so
+  EXPECT_NE(std::system((base + " --lr-grid 1e30 --output " + root + "/all > " + root + "/all.log 2>&1").c_str()), 0);
+  EXPECT_NE(slurp(root + "/all.log").find("every candidate diverged"), std::string::npos) << slurp(root + "/all.log");
+  // a learning-rate grid chooses on validation data only
+  EXPECT_NE(std::system((base.substr(0, base.find(" --validation")) + " --lr-grid 0.05 --output " + root +
+                         "/noval > " + root + "/noval.log 2>&1")
+                            .c_str()),
+            0);
+  EXPECT_NE(slurp(root + "/noval.log").find("--validation N"), std::string::npos) << slurp(root + "/noval.log");
+  std::filesystem::remove_all(root);
+}
+
 TEST(ContinualDriver, ProbeAnchorsReportsAndLeavesTheRunUnchanged) {
   // --probe-anchors prints EWC's accuracies at the penalty's minimiser after
   // every task but the first, and restores the model: the same matrices
