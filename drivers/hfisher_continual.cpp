@@ -114,7 +114,7 @@ std::string run_key(const Options& o, const std::string& method, std::uint64_t s
     if (o.hstructure != "hodlr") {
       k << "|" << o.hstructure << "|" << o.levels << "|" << o.branching;
       for (int r : o.level_rank) k << "|r" << r;
-      k << "|q" << o.power_steps << "|p" << o.oversampling;  // since 2026-11-28 (before: 2 steps, r + 8)
+      k << "|q" << o.power_steps << "|p" << o.oversampling;  // keys without these held 2 steps, r + 8
     }
   return k.str();
 }

@@ -21,7 +21,7 @@ namespace detail {
 /// thread, unit column stride, at least min_cols columns (more than one
 /// panel) and 64 rows. Forming Q blocked pays from 64 rows; the blocked
 /// factorization only from about 128 columns, because its 16-column panels
-/// stay level 2 (docs/benchmarks.md, issue 19).
+/// stay level 2 (docs/benchmarks.md).
 template <class Exec>
 bool blocked_qr(long m, long cols, bool unit_stride, long min_cols) {
   if constexpr (ExecTraits<Exec>::on_host)
