@@ -119,7 +119,9 @@ TYPED_TEST(HODLRTest, FromDenseKernelMatrices) {
     o.max_rank = 200;
     auto H = hfisher::HODLR<S, E>::from_dense(dev2<S, E>(A, n, n), tree, o);
     check_contract(H, as_batch(A, n), (2 * tree.levels() + 1) * tol, what.c_str());
-    if (n == 128) EXPECT_LT(H.bytes(), size_t(n) * n * sizeof(S)) << what;  // the 1-D geometric case compresses
+    if (n == 128) {
+      EXPECT_LT(H.bytes(), size_t(n) * n * sizeof(S)) << what;  // the 1-D geometric case compresses
+    }
   });
 }
 
@@ -156,7 +158,9 @@ TYPED_TEST(HODLRTest, FromMatvecPeeling) {
     // per level at most (k + oversampling) * 1.5 + 8 test vectors and k more
     const int bound = tree.levels() * (3 * (kmax + o.oversampling) + 8) + tree.leaf_size() + o.probes;
     EXPECT_LE(counted, bound) << "k = " << kmax << ", levels " << tree.levels();
-    if (dim == 1) EXPECT_LT(counted, n / 2) << "peeling must need far fewer products than columns";
+    if (dim == 1) {
+      EXPECT_LT(counted, n / 2) << "peeling must need far fewer products than columns";
+    }
     std::string what = "from_matvec dim=" + std::to_string(dim);
     check_contract(H, as_batch(A, n), 10 * (tree.levels() + 1) * tol, what.c_str());
   }
@@ -166,7 +170,7 @@ TYPED_TEST(HODLRTest, FromMatvecPeeling) {
   auto wrong_size = [&](const M& Om, M& Y) { Y = M("Y", n, Om.extent(1) + 1); };
   using HM = hfisher::HODLR<S, E>;
   EXPECT_THROW(HM::from_matvec(wrong_size, n, tree), hfisher::Error);
-  auto nan_op = [&](const M& Om, M& Y) { Kokkos::deep_copy(Y, S(NAN)); };
+  auto nan_op = [&](const M&, M& Y) { Kokkos::deep_copy(Y, S(NAN)); };
   EXPECT_THROW(HM::from_matvec(nan_op, n, tree), hfisher::Error);
   EXPECT_THROW(HM::from_matvec(nan_op, n - 1, tree), hfisher::Error);
 }
@@ -268,7 +272,9 @@ TYPED_TEST(HODLRTest, NoSilentTruncation) {
     EXPECT_EQ(r.capped, 0) << "level " << r.level;
     if (r.level == 1) top = r.max;
   }
-  if (dbl) EXPECT_GT(top, 100) << "the test matrix must have a large top-level rank";
+  if (dbl) {
+    EXPECT_GT(top, 100) << "the test matrix must have a large top-level rank";
+  }
   check_contract(H, as_batch(A, n), 10 * (tree.levels() + 1) * tol, "from_entries, no cap");
   auto Hd = HM::from_dense(Ad, tree, o);
   check_contract(Hd, as_batch(A, n), 10 * (tree.levels() + 1) * tol, "from_dense, no cap");

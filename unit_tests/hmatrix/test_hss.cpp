@@ -275,7 +275,7 @@ TYPED_TEST(HSSTest, SaveLoadAddDiagonalAndErrors) {
   } catch (const hfisher::Error& e) {
     EXPECT_NE(std::string(e.what()).find("expected"), std::string::npos) << e.what();
   }
-  auto nan_op = [&](const M& Om, M& Y) { Kokkos::deep_copy(Y, S(NAN)); };
+  auto nan_op = [&](const M&, M& Y) { Kokkos::deep_copy(Y, S(NAN)); };
   EXPECT_THROW(HM::from_matvec(nan_op, n, tree, o), hfisher::Error);
   EXPECT_THROW(HM::from_matvec(nan_op, n + 1, tree, o), hfisher::Error);
   hfisher::CompressionOptions few = o;

@@ -23,7 +23,9 @@ static void check_svd(const HostBatch& Ah, const char* what, bool relative_value
     for (int i = 0; i < k; ++i) {
       const double bound = relative_values ? Tol<S>::svd_values * ref[i] : Tol<S>::svd_values * s0 * k;
       EXPECT_LE(std::abs(sh[b][i] - ref[i]), bound) << what << ": value " << i << " of entry " << b;
-      if (i > 0) EXPECT_GE(sh[b][i - 1], sh[b][i]) << "not descending";
+      if (i > 0) {
+        EXPECT_GE(sh[b][i - 1], sh[b][i]) << "not descending";
+      }
       for (int r = 0; r < m; ++r) US(b, r, i) = Uh(b, r, i) * sh[b][i];
     }
     scale[b] = std::max(m, n) * (s0 + 1e-300);
@@ -87,7 +89,9 @@ static void check_syev(const HostBatch& Ah, hfisher::kernels::SyevMethod method,
     const double nrm = std::max({std::abs(ref.front()), std::abs(ref.back()), 1e-300});
     for (int i = 0; i < n; ++i) {
       EXPECT_LE(std::abs(wh[b][i] - ref[i]), Tol<S>::eig_values * n * nrm) << what << ": value " << i << " entry " << b;
-      if (i > 0) EXPECT_LE(wh[b][i - 1], wh[b][i]) << what << ": not ascending";
+      if (i > 0) {
+        EXPECT_LE(wh[b][i - 1], wh[b][i]) << what << ": not ascending";
+      }
       for (int r = 0; r < n; ++r) VD(b, r, i) = Vh(b, r, i) * wh[b][i];
     }
     EXPECT_LE(orth_error(Vh, b, n), Tol<S>::orth * n * 10) << what << ": V not orthonormal, entry " << b;

@@ -313,7 +313,7 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::from_dense(const AView& A, co
   detail::require(long(A.extent(0)) == tree.size(), where, "A is ", A.extent(0), "x", A.extent(1),
                   " but the tree has n = ", tree.size());
   ExecSpace space;
-  const int n = tree.size(), N = tree.padded_size(), leaf = tree.leaf_size(), L = tree.levels();
+  const int N = tree.padded_size(), leaf = tree.leaf_size(), L = tree.levels();
   detail::check_finite_matrix(space, A, where, "A");
   // symmetry
   detail::check_symmetric<Scalar>(space, A, where);

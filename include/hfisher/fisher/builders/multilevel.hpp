@@ -36,7 +36,7 @@ void multilevel_top(const Exec& space, const Batch& Q, const Batch& U, const Vec
                     const Vec2& wt) {
   using Scalar = typename Batch::non_const_value_type;
   const long M = long(Vt.extent(0));
-  const int S = int(Vt.extent(1)), n = int(U.extent(1));
+  const int n = int(U.extent(1));
   const bool identity = Q.extent(0) == 0;
   // Ur_b = U_b's r last columns, last first; then Vt = Q Ur (one batched GEMM)
   Batch Ur(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::multilevel::Ur"), M, n, r);
