@@ -137,10 +137,18 @@ double lambda_of(const Options& o, const std::string& method) {
 
 bool any_grid(const Options& o) { return !o.lambda_grid.empty() || !o.gamma_grid.empty() || !o.lr_grid.empty(); }
 
+/// Whether a method's candidates differ in gamma (online EWC with --gamma-grid).
+bool grid_varies_gamma(const Options& o, const std::string& method) {
+  return method == "online-ewc" && !o.gamma_grid.empty();
+}
+/// Whether a method's candidates are named by lambda: a penalty method with
+/// --lambda-grid, or with --gamma-grid (the pair is named).
+bool grid_names_lambda(const Options& o, const std::string& method) {
+  return method != "finetune" && (!o.lambda_grid.empty() || grid_varies_gamma(o, method));
+}
 /// Whether --lambda-grid / --gamma-grid / --lr-grid give a method candidates to choose from.
 bool method_has_grid(const Options& o, const std::string& method) {
-  return !o.lr_grid.empty() ||
-         (method != "finetune" && (!o.lambda_grid.empty() || (method == "online-ewc" && !o.gamma_grid.empty())));
+  return !o.lr_grid.empty() || grid_names_lambda(o, method);
 }
 
 /// One setting a method runs at.
@@ -155,8 +163,7 @@ std::vector<Candidate> candidates(const Options& o, const std::string& method) {
   const std::vector<double> ls = method == "finetune"    ? std::vector<double>{0.0}
                                  : o.lambda_grid.empty() ? std::vector<double>{lambda_of(o, method)}
                                                          : o.lambda_grid;
-  const std::vector<double> gs =
-      method == "online-ewc" && !o.gamma_grid.empty() ? o.gamma_grid : std::vector<double>{o.gamma};
+  const std::vector<double> gs = grid_varies_gamma(o, method) ? o.gamma_grid : std::vector<double>{o.gamma};
   std::vector<Candidate> c;
   for (double l : ls)
     for (double g : gs)
@@ -165,13 +172,11 @@ std::vector<Candidate> candidates(const Options& o, const std::string& method) {
 }
 
 /// How a candidate is named: in the log (method@lambda[/gamma][/lr<lr>]) and,
-/// with sep "-", in checkpoint names (method-lambda<l>[-gamma<g>][-lr<r>]).
+/// with file set, in checkpoint names (method-lambda<l>[-gamma<g>][-lr<r>]).
 /// Only what a grid varies is named.
 std::string candidate_name(const Options& o, const std::string& method, const Candidate& c, bool file) {
   if (!method_has_grid(o, method)) return method;
-  const bool gl = method != "finetune" && (!o.lambda_grid.empty() || (method == "online-ewc" && !o.gamma_grid.empty()));
-  const bool gg = method == "online-ewc" && !o.gamma_grid.empty();
-  const bool gr = !o.lr_grid.empty();
+  const bool gl = grid_names_lambda(o, method), gg = grid_varies_gamma(o, method), gr = !o.lr_grid.empty();
   std::string n = method;
   if (file) {
     if (gl) n += "-lambda" + fmt_default(c.lambda);
@@ -186,7 +191,7 @@ std::string candidate_name(const Options& o, const std::string& method, const Ca
   return n + "@" + v;
 }
 
-/// A run whose weights became NaN or infinite.
+/// A run whose weights, or whose loss, became NaN or infinite.
 struct Diverged : hfisher::Error {
   using hfisher::Error::Error;
 };
@@ -521,7 +526,7 @@ int run(const Options& o) {
           oc.lr = cand.lr;
         }
         MethodResult r{method, seed, hfisher::continual::AccuracyMatrix(T), {}, {}, {}, 0};
-        r.lambda = method == "finetune" ? 0.0 : lam;
+        r.lambda = lam;  // 0 for fine-tuning (its only candidate lambda)
         r.gamma = gam;
         r.lr = oc.lr;
         if (o.validation > 0) r.V = hfisher::continual::AccuracyMatrix(T);
@@ -659,7 +664,7 @@ int run(const Options& o) {
   };
   std::vector<Selection> selections;
   auto same = [](const MethodResult& r, const Candidate& c) {
-    return r.lambda == (r.method == "finetune" ? 0.0 : c.lambda) && r.gamma == c.gamma && r.lr == c.lr;
+    return r.lambda == c.lambda && r.gamma == c.gamma && r.lr == c.lr;
   };
   if (any_grid(o)) {
     std::vector<MethodResult> kept;
