@@ -26,6 +26,7 @@ namespace {
 using Exec = Kokkos::DefaultExecutionSpace;
 using Mem = Exec::memory_space;
 using H = hfisher::HODLR<double, Exec>;
+using HS = hfisher::HSS<double, Exec>;
 
 /// exp(-|x-y|^2 / (2 ell^2)) + nugget I, or with inv_ell > 0 the
 /// exponential (Matern-1/2) kernel exp(-|x-y| / ell) + nugget I, whose
@@ -53,6 +54,10 @@ struct Row {
   double h_est = NAN;  // the build's achieved-error estimate (build_info())
   double d_build = NAN, d_factor = NAN, d_solve = NAN, d_resid = NAN, d_logdet = NAN, d_bytes = NAN;
   double m_build = NAN, m_factor = NAN, m_solve = NAN, m_resid = NAN, m_logdet = NAN, m_bytes = NAN;
+  // HSS from entries (kernel matrices): through a HODLR operator
+  double s_build = NAN, s_factor = NAN, s_solve = NAN, s_resid = NAN, s_est = NAN, s_bytes = NAN;
+  int s_kmax = 0;
+  std::string s_ranks;  // max rank per level, root first
 };
 
 /// One busy-looping child process per requested slot; killed and reaped on
@@ -302,6 +307,34 @@ int run_hodlr_bench(const HodlrBenchOptions& o) {
         for (int i = 0; i < n; ++i) x[i] = xh(i, 0);
         r.h_resid = rel_resid(x);
       }
+      // ------------------------------------------------ HSS from entries (kernel matrices)
+      if (o.hss && name != "rff") {
+        t0 = now();
+        HS S = HS::from_entries(fd, tree, co);
+        Exec().fence();
+        r.s_build = now() - t0;
+        r.s_est = S.build_info().error_estimate;
+        for (const auto& st : S.ranks()) {
+          r.s_kmax = std::max(r.s_kmax, st.max);
+          r.s_ranks += (r.s_ranks.empty() ? "" : " ") + std::to_string(st.max);
+        }
+        t0 = now();
+        auto SF = S.factor();
+        Exec().fence();
+        r.s_factor = now() - t0;
+        r.s_bytes = double(S.bytes() + SF.bytes());
+        HS::Matrix Xs("xs", n, 1);
+        t0 = now();
+        SF.solve(B, Xs);
+        Exec().fence();
+        r.s_solve = now() - t0;
+        if (n <= o.residual_max) {
+          auto xsh = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), Xs);
+          std::vector<double> x(n);
+          for (int i = 0; i < n; ++i) x[i] = xsh(i, 0);
+          r.s_resid = rel_resid(x);
+        }
+      }
       // ------------------------------------------------ hmat-oss (kernel matrices)
       if (o.hmat && (name == "gauss2d" || name == "gauss3d")) {  // the baseline builds Gaussian kernels
         const HmatResult hr = run_hmat(pts, dim, n, fd.inv2l2, o.nugget, o.tol, o.leaf, bh);
@@ -390,6 +423,19 @@ int run_hodlr_bench(const HodlrBenchOptions& o) {
                   r.matrix.c_str(), r.n, r.h_build + r.h_factor + r.h_solve, r.h_resid, r.h_bytes / 1e6,
                   r.m_build + r.m_factor + r.m_solve, r.m_resid, r.m_bytes / 1e6,
                   (r.m_build + r.m_factor + r.m_solve) / (r.h_build + r.h_factor + r.h_solve));
+  if (o.hss) {
+    std::printf("\nHSS from entries (HSS::from_entries: a HODLR operator from ACA at tol/10, then the matrix-free "
+                "construction) vs hmat-oss, build + factor + solve:\n");
+    for (const auto& r : rows)
+      if (std::isfinite(r.s_build))
+        std::printf("  %-8s n=%6d  HSS build %.3f s, factor %.4f s, solve %.4f s, est %.1e (tol %.1e), resid %.1e, "
+                    "%.1f MB, max rank per level (root first) %s | hmat-oss %.3f s | ratio hmat-oss/HSS %.2f, "
+                    "factor+solve %.2f\n",
+                    r.matrix.c_str(), r.n, r.s_build, r.s_factor, r.s_solve, r.s_est, o.tol, r.s_resid, r.s_bytes / 1e6,
+                    r.s_ranks.c_str(), r.m_build + r.m_factor + r.m_solve,
+                    (r.m_build + r.m_factor + r.m_solve) / (r.s_build + r.s_factor + r.s_solve),
+                    (r.m_factor + r.m_solve) / (r.s_factor + r.s_solve));
+  }
   std::printf("\napply with %d right-hand sides vs a plain copy of the same bytes (bandwidth ratio):\n", o.apply_rhs);
   for (const auto& r : rows)
     std::printf("  %-8s n=%6d  apply %.4f s, copy %.5f s, ratio %.2f\n", r.matrix.c_str(), r.n, r.h_apply, r.copy,
@@ -402,7 +448,8 @@ int run_hodlr_bench(const HodlrBenchOptions& o) {
     csv << "matrix,n,hodlr_build_s,hodlr_factor_s,hodlr_solve_s,hodlr_apply" << o.apply_rhs
         << "_s,copy_s,hodlr_max_rank,hodlr_bytes,factor_bytes,hodlr_resid,hodlr_logdet,dense_build_s,dense_potrf_s,"
            "dense_potrs_s,dense_resid,dense_logdet,hmat_build_s,hmat_factor_s,hmat_solve_s,hmat_resid,hmat_logdet,"
-           "hmat_bytes,hodlr_error_estimate\n";
+           "hmat_bytes,hodlr_error_estimate,hss_build_s,hss_factor_s,hss_solve_s,hss_resid,hss_error_estimate,hss_max_rank,"
+           "hss_bytes\n";
     js << "{\n  \"machine\": \"" << mc.cpu << "\", \"backend\": \"" << mc.backend << "\", \"threads\": "
        << mc.host_threads << ", \"date\": \"" << mc.date << "\", \"tol\": " << o.tol << ",\n  \"rows\": [\n";
     for (size_t i = 0; i < rows.size(); ++i) {
@@ -411,7 +458,8 @@ int run_hodlr_bench(const HodlrBenchOptions& o) {
           << "," << r.copy << "," << r.kmax << "," << r.h_bytes << "," << r.h_fbytes << "," << r.h_resid << ","
           << r.h_logdet << "," << r.d_build << "," << r.d_factor << "," << r.d_solve << "," << r.d_resid << ","
           << r.d_logdet << "," << r.m_build << "," << r.m_factor << "," << r.m_solve << "," << r.m_resid << ","
-          << r.m_logdet << "," << r.m_bytes << "," << r.h_est << "\n";
+          << r.m_logdet << "," << r.m_bytes << "," << r.h_est << "," << r.s_build << "," << r.s_factor << ","
+          << r.s_solve << "," << r.s_resid << "," << r.s_est << "," << r.s_kmax << "," << r.s_bytes << "\n";
       auto num = [](double v) { return std::isfinite(v) ? std::to_string(v) : std::string("null"); };
       js << "    {\"matrix\": \"" << r.matrix << "\", \"n\": " << r.n << ", \"hodlr_build_s\": " << num(r.h_build)
          << ", \"hodlr_factor_s\": " << num(r.h_factor) << ", \"hodlr_solve_s\": " << num(r.h_solve)
@@ -419,7 +467,10 @@ int run_hodlr_bench(const HodlrBenchOptions& o) {
          << ", \"dense_potrf_s\": " << num(r.d_factor)
          << ", \"dense_potrs_s\": " << num(r.d_solve) << ", \"dense_resid\": " << num(r.d_resid)
          << ", \"hmat_build_s\": " << num(r.m_build) << ", \"hmat_factor_s\": " << num(r.m_factor)
-         << ", \"hmat_solve_s\": " << num(r.m_solve) << ", \"hmat_resid\": " << num(r.m_resid) << "}"
+         << ", \"hmat_solve_s\": " << num(r.m_solve) << ", \"hmat_resid\": " << num(r.m_resid)
+         << ", \"hss_build_s\": " << num(r.s_build) << ", \"hss_factor_s\": " << num(r.s_factor)
+         << ", \"hss_solve_s\": " << num(r.s_solve) << ", \"hss_resid\": " << num(r.s_resid)
+         << ", \"hss_error_estimate\": " << num(r.s_est) << ", \"hss_max_rank_per_level\": \"" << r.s_ranks << "\"}"
          << (i + 1 < rows.size() ? ",\n" : "\n");
     }
     std::string f = fits.str();

@@ -1,8 +1,8 @@
 #pragma once
-// HODLR against dense LAPACK Cholesky on kernel matrices and on
-// diag + G G^T (random Fourier features): build, factor, solve, logdet,
-// memory, residuals, fitted growth exponents, apply bandwidth, and the
-// slowdown beside competing busy processes.
+// HODLR against dense LAPACK Cholesky and hmat-oss on kernel matrices and
+// on diag + G G^T (random Fourier features): build, factor, solve, logdet,
+// memory, residuals, fitted growth exponents, apply bandwidth, HSS from
+// entries beside them, and the slowdown beside competing busy processes.
 
 #include <string>
 #include <vector>
@@ -22,6 +22,7 @@ struct HodlrBenchOptions {
   int residual_max = 32768;  ///< largest n whose residual is checked against the exact matrix
   int apply_rhs = 16;
   bool hmat = true;         ///< also run hmat-oss on the kernel matrices (when built with it)
+  bool hss = true;          ///< also build HSS from entries on the kernel matrices (HSS::from_entries)
   unsigned seed = 1;
   /// n of the oversubscribed run on gauss2d (0: none): build + factor of
   /// hfisher and hmat-oss alone, then beside one busy-looping process per

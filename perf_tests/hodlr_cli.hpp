@@ -26,6 +26,7 @@ inline void add_hodlr_options(CLI::App& app, HodlrBenchOptions& o) {
       ->check(hfisher_cli::FiniteNonNegative);
   app.add_option("--apply-rhs", o.apply_rhs, "right-hand sides of the apply bandwidth test")->check(CLI::Range(1, 4096));
   app.add_flag("!--no-hmat", o.hmat, "skip the hmat-oss comparison");
+  app.add_flag("!--no-hss", o.hss, "skip HSS from entries (HSS::from_entries) on the kernel matrices");
   app.add_option("--seed", o.seed, "seed of points and right-hand sides")->check(hfisher_cli::Unsigned);
   app.add_option("--busy", o.busy,
                  "n of the oversubscribed gauss2d run: build + factor alone and beside one busy process per core "

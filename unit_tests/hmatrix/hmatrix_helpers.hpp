@@ -30,6 +30,19 @@ inline std::vector<double> kernel_matrix(int n, int dim, double shift, unsigned 
   return A;
 }
 
+// Gaussian kernel exp(-r^2 inv2l2) + nugget I, entries computed on the device
+// from the points x (n, dim)
+template <class S, class Mem>
+struct GaussEntries {
+  Kokkos::View<double**, Kokkos::LayoutRight, Mem> x;
+  double inv2l2, nugget;
+  KOKKOS_INLINE_FUNCTION S operator()(int i, int j) const {
+    double r2 = 0;
+    for (int c = 0; c < int(x.extent(1)); ++c) r2 += (x(i, c) - x(j, c)) * (x(i, c) - x(j, c));
+    return S(::exp(-r2 * inv2l2) + (i == j ? nugget : 0.0));
+  }
+};
+
 template <class S, class E>
 Kokkos::View<S**, Kokkos::LayoutRight, typename E::memory_space> dev2(const std::vector<double>& a, int m, int n) {
   Kokkos::View<S**, Kokkos::LayoutRight, typename E::memory_space> d("d", m, n);

@@ -175,17 +175,6 @@ TYPED_TEST(HODLRTest, FromMatvecPeeling) {
   EXPECT_THROW(HM::from_matvec(nan_op, n - 1, tree), hfisher::Error);
 }
 
-// Gaussian kernel entries computed on the device from the points
-template <class S, class Mem>
-struct GaussEntries {
-  Kokkos::View<double**, Kokkos::LayoutRight, Mem> x;
-  double inv2l2, nugget;
-  KOKKOS_INLINE_FUNCTION S operator()(int i, int j) const {
-    double r2 = 0;
-    for (int c = 0; c < int(x.extent(1)); ++c) r2 += (x(i, c) - x(j, c)) * (x(i, c) - x(j, c));
-    return S(::exp(-r2 * inv2l2) + (i == j ? nugget : 0.0));
-  }
-};
 
 TYPED_TEST(HODLRTest, FromEntriesByACA) {
   using S = typename TypeParam::scalar;

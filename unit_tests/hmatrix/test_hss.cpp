@@ -123,6 +123,66 @@ TYPED_TEST(HSSTest, FromMatvecCountsProducts) {
   check_contract(H, as_batch(A, n), 10 * (tree.levels() + 1) * tol, "from_matvec");
 }
 
+// From entries without O(n^2) work (a HODLR matrix from entries as the
+// operator), and the tolerance honoured: the a-posteriori estimate of the
+// whole matrix meets tol, for from_entries and for from_dense on the same
+// Gaussian kernel matrix, and the true error is within a small factor of it.
+// A non-finite entry is an error naming HSS::from_entries.
+TYPED_TEST(HSSTest, FromEntriesHonoursTolerance) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  using Mem = typename E::memory_space;
+  using HM = hfisher::HSS<S, E>;
+  const bool dbl = std::is_same<S, double>::value;
+  // float: at 1e-4 the rounding floor of the truncation (100 eps |A|) is
+  // already of the size of tol
+  const double tol = dbl ? 1e-9 : 1e-3;
+  const int n = 400, dim = 2;
+  std::mt19937_64 g(77);
+  std::uniform_real_distribution<double> u(0, 1);
+  std::vector<double> pts(size_t(n) * dim), A(size_t(n) * n);
+  for (auto& x : pts) x = u(g);
+  GaussEntries<S, Mem> fn{{}, 1.0 / (2 * 0.3 * 0.3), 0.1};
+  fn.x = Kokkos::View<double**, Kokkos::LayoutRight, Mem>("x", n, dim);
+  auto xh = Kokkos::create_mirror_view(fn.x);
+  for (int i = 0; i < n; ++i)
+    for (int c = 0; c < dim; ++c) xh(i, c) = pts[size_t(i) * dim + c];
+  Kokkos::deep_copy(fn.x, xh);
+  for (int i = 0; i < n; ++i)
+    for (int j = 0; j < n; ++j) {
+      double r2 = 0;
+      for (int c = 0; c < dim; ++c) r2 += std::pow(pts[size_t(i) * dim + c] - pts[size_t(j) * dim + c], 2);
+      A[size_t(i) * n + j] = double(S(std::exp(-r2 * fn.inv2l2) + (i == j ? 0.1 : 0.0)));
+    }
+  auto tree = hfisher::ClusterTree::from_points(pts, n, dim, 25);
+  hfisher::CompressionOptions o;
+  o.tol = tol;
+  const auto Aref = as_batch(A, n);
+  auto He = HM::from_entries(fn, tree, o);
+  auto Hd = HM::from_dense(dev2<S, E>(A, n, n), tree, o);
+  for (const auto* H : {&He, &Hd}) {
+    const char* what = H == &He ? "HSS from_entries" : "HSS from_dense";
+    const auto& info = H->build_info();
+    EXPECT_LE(info.error_estimate, tol) << what;
+    const double true_fro = fro(diff(host_matrix(H->to_dense()), Aref), 0) / fro(Aref, 0);
+    EXPECT_LE(true_fro, 3 * tol) << what;
+    check_contract(*H, Aref, 10 * tol, what);
+    ASSERT_FALSE(H->ranks().empty()) << what;
+  }
+  EXPECT_GT(He.build_info().entries, 0) << "the HODLR operator's sampled-entry estimate";
+  EXPECT_DOUBLE_EQ(He.options().tol, tol);
+  GaussEntries<S, Mem> bad = fn;
+  bad.nugget = NAN;
+  std::string msg = "no error";
+  try {
+    HM::from_entries(bad, tree, o);
+  } catch (const hfisher::Error& e) {
+    msg = e.what();
+  }
+  EXPECT_NE(msg.find("hfisher::HSS::from_entries"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("NaN"), std::string::npos) << msg;
+}
+
 TYPED_TEST(HSSTest, FromFactorsDiagonalPlusGramian) {
   using S = typename TypeParam::scalar;
   using E = typename TypeParam::exec;
