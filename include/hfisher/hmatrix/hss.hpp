@@ -501,9 +501,9 @@ HSS<Scalar, ExecSpace> HSS<Scalar, ExecSpace>::from_operator(const Operator& op,
   };
   // The first pass truncates at tol / 10 (trunc_scale_'s initial value):
   // the errors of all nodes and levels add up, and at the per-block
-  // threshold itself the whole-matrix estimate of Gaussian kernel matrices
-  // landed 3.5-6x above tol (2-D points, 6-8 levels, tol 1e-6 and 1e-10),
-  // which cost a second pass every time.
+  // threshold itself the whole-matrix estimate of a 2-D Gaussian kernel
+  // matrix landed about 5x above tol, which would cost a second pass every
+  // time.
   build();
   // a-posteriori estimate from fresh probes (zero on the padded rows), made
   // once; a pass that misses tol lowers the threshold and rebuilds

@@ -2,10 +2,12 @@
 /// \file trsm.hpp
 /// \brief Batched triangular solve with multiple right-hand sides:
 /// op(A_b) X_b = alpha B_b (Side::Left) or X_b op(A_b) = alpha B_b
-/// (Side::Right), X overwriting B. Right-side solves are run as left-side
-/// KokkosBatched TRSMs on the transposed view of B (X op(A) = B  <=>
-/// op(A)^T X^T = B^T), so all eight side/uplo/op combinations share the four
-/// left-side KokkosBatched kernels.
+/// (Side::Right), X overwriting B. On the host, one-thread teams with B
+/// contiguous along its rows run our blocked serial solves (substitution on
+/// panels, the rest at GEMM speed), left and right. Elsewhere right-side
+/// solves are run as left-side KokkosBatched TRSMs on the transposed view of
+/// B (X op(A) = B  <=>  op(A)^T X^T = B^T), so all eight side/uplo/op
+/// combinations share the four left-side KokkosBatched kernels.
 
 #include <hfisher/core/types.hpp>
 #include <hfisher/core/validate.hpp>
@@ -94,6 +96,70 @@ KOKKOS_INLINE_FUNCTION void trsm_left_serial_blocked(bool lower, bool trans, boo
   }
 }
 
+/// Right-side solve X op(A) = alpha B by one thread, blocked like
+/// trsm_left_serial_blocked: panels of NBK columns are solved row by row by
+/// substitution, and the columns not yet solved are updated by the
+/// register-blocked GEMM. Needs B contiguous along its columns (stride_1 == 1);
+/// op(A) as a full (n x n) operator of strides s0, s1.
+template <class T>
+KOKKOS_INLINE_FUNCTION void trsm_right_serial_blocked(bool lower, bool trans, bool unit, T alpha, int m, int n,
+                                                      const T* A, int s0, int s1, T* B, int b0) {
+  constexpr int NBK = 32;
+  // op(A)(l, j) = A[l * cl + j * cj]; X op(A) = B runs forward over the
+  // columns when op(A) is upper triangular
+  const int cl = trans ? s1 : s0, cj = trans ? s0 : s1;
+  const bool forward = lower == trans;
+  if (alpha != T(1))
+    for (int i = 0; i < m; ++i)
+      for (int j = 0; j < n; ++j) B[long(i) * b0 + j] *= alpha;
+  // columns [j0, j1) of every row, by substitution within the panel
+  auto solve_panel = [&](int j0, int j1) {
+    for (int i = 0; i < m; ++i) {
+      T* bi = B + long(i) * b0;
+      if (forward) {
+        for (int j = j0; j < j1; ++j) {
+          T s = bi[j];
+          for (int l = j0; l < j; ++l) s -= bi[l] * A[long(l) * cl + long(j) * cj];
+          bi[j] = unit ? s : s / A[long(j) * cl + long(j) * cj];
+        }
+      } else {
+        for (int j = j1 - 1; j >= j0; --j) {
+          T s = bi[j];
+          for (int l = j + 1; l < j1; ++l) s -= bi[l] * A[long(l) * cl + long(j) * cj];
+          bi[j] = unit ? s : s / A[long(j) * cl + long(j) * cj];
+        }
+      }
+    }
+  };
+  // B(:, c0:c1) -= X(:, j0:j1) op(A)(j0:j1, c0:c1)
+  auto update = [&](int j0, int j1, int c0, int c1) {
+    if (c1 <= c0) return;
+    const T* Xp = B + j0;
+    const T* Ap = A + long(j0) * cl + long(c0) * cj;
+    if (!detail::gemm_serial_blocked<T>(m, c1 - c0, j1 - j0, T(-1), Xp, b0, 1, Ap, cl, cj, T(1), B + c0, b0, 1)) {
+      for (int i = 0; i < m; ++i)
+        for (int c = c0; c < c1; ++c) {
+          T s = T(0);
+          for (int l = j0; l < j1; ++l) s += B[long(i) * b0 + l] * A[long(l) * cl + long(c) * cj];
+          B[long(i) * b0 + c] -= s;
+        }
+    }
+  };
+  if (forward) {
+    for (int j0 = 0; j0 < n; j0 += NBK) {
+      const int j1 = j0 + NBK < n ? j0 + NBK : n;
+      solve_panel(j0, j1);
+      update(j0, j1, j1, n);
+    }
+  } else {
+    for (int j1 = n; j1 > 0; j1 -= NBK) {
+      const int j0 = j1 - NBK > 0 ? j1 - NBK : 0;
+      solve_panel(j0, j1);
+      update(j0, j1, 0, j0);
+    }
+  }
+}
+
 /// Left-side solve op(A) X = alpha B on one entry (no checks).
 template <class Exec, class Member, class AV, class BV, class S>
 KOKKOS_INLINE_FUNCTION void trsm_left_entry(const Member& member, Uplo uplo, Op op, Diag diag, S alpha, const AV& A,
@@ -126,6 +192,14 @@ KOKKOS_INLINE_FUNCTION void trsm_entry(const Member& member, Side side, Uplo upl
   if (side == Side::Left) {
     trsm_left_entry<Exec>(member, uplo, op, diag, alpha, A, B);
   } else {
+    if constexpr (ExecTraits<Exec>::on_host) {
+      if (member.team_size() == 1 && (B.stride_1() == 1 || B.extent(1) <= 1) && B.extent(0) > 0) {
+        trsm_right_serial_blocked<typename BV::non_const_value_type>(
+            uplo == Uplo::Lower, op != Op::NoTrans, diag == Diag::Unit, alpha, int(B.extent(0)), int(B.extent(1)),
+            A.data(), int(A.stride_0()), int(A.stride_1()), B.data(), int(B.stride_0()));
+        return;
+      }
+    }
     using T = typename BV::value_type;
     auto Bt = hfisher::detail::strided<typename Exec::memory_space, T>(
         B.data(), int(B.extent(1)), int(B.extent(0)), int(B.stride_1()), int(B.stride_0()));
