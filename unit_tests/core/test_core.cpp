@@ -1,5 +1,7 @@
 #include "../test_helpers.hpp"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
@@ -73,8 +75,9 @@ std::string read_all(const std::string& p) {
 }
 
 // a fresh empty scratch directory
+// per process: ctest runs this file twice at once (plain and .team2)
 std::string scratch(const std::string& name) {
-  const std::string d = ::testing::TempDir() + "/hfisher_core_" + name;
+  const std::string d = ::testing::TempDir() + "/hfisher_core_" + std::to_string(::getpid()) + "_" + name;
   std::filesystem::remove_all(d);
   std::filesystem::create_directories(d);
   return d;
