@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
   const auto guard = hfisher_cli::start_runtime(argc, argv, "hfisher-bench");  // bad Kokkos arguments: a message
   if (!guard) return 2;
   CLI::App app{"hfisher-bench: performance studies of hfisher (tables, CSV)"};
+  hfisher_cli::show_defaults(app);
   app.require_subcommand(1);
   hfisher_perf::KernelsBenchOptions ko;
   auto* k = app.add_subcommand("kernels", "batched GEMM, Cholesky, QR, SVD against loops of OpenBLAS/LAPACK calls");

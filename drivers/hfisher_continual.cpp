@@ -939,6 +939,7 @@ int main(int argc, char** argv) {
   if (!guard) return 2;
   comm = hfisher::dist::Communicator::world();
   CLI::App app{"hfisher-continual: continual learning with Fisher penalties on Fashion-MNIST task streams"};
+  hfisher_cli::show_defaults(app);
   Options o;
   app.add_option("--stream", o.stream, "permuted (pixel permutations) or split (class pairs)")
       ->check(CLI::IsMember({"permuted", "split"}));
@@ -956,7 +957,8 @@ int main(int argc, char** argv) {
                  "learning rate (default per optimizer: sgd " + fmt_default(default_lr("sgd")) + ", adam " +
                      fmt_default(default_lr("adam")) + ", ngd " + fmt_default(default_lr("ngd")) + ", kfac " +
                      fmt_default(default_lr("kfac")) + ")")
-      ->check(hfisher_cli::FinitePositive);
+      ->check(hfisher_cli::FinitePositive)
+      ->default_str("per optimizer");
   app.add_option("--lambda", o.lambda, "penalty strength lambda")->check(hfisher_cli::FiniteNonNegative);
   app.add_option("--lambda-for", o.lambda_for,
                  "repeatable METHOD=VALUE: lambda of one method (default: all --lambda)");

@@ -340,6 +340,7 @@ int main(int argc, char** argv) {
   const auto guard = hfisher_cli::start_runtime(argc, argv, "hfisher-portability");  // bad Kokkos arguments: a message
   if (!guard) return 2;
   CLI::App app{"hfisher-portability: the same kernel, HODLR, HSS and Fisher problems on every enabled backend, compared"};
+  hfisher_cli::show_defaults(app);
   Options o;
   std::string enabled;
   for (auto& b : available()) enabled += (enabled.empty() ? "" : ", ") + b.name;

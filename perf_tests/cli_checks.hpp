@@ -19,6 +19,11 @@
 
 namespace hfisher_cli {
 
+/// Every option of `app` (and of the subcommands added after this call)
+/// shows its default value in --help, as `[value]`; options whose default
+/// depends on other options say so with their own default_str.
+inline void show_defaults(CLI::App& app) { app.option_defaults()->always_capture_default(); }
+
 /// The OpenMP settings the drivers want, applied when the user chose none:
 /// OMP_WAIT_POLICY=passive (a thread with no work sleeps at the end of a
 /// parallel region instead of spinning; on shared cores the spinning threads

@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   if (!guard) return 2;
   hfisher_perf::FisherBenchOptions o;
   CLI::App app{"hfisher perf: Fisher structures on a trained MLP"};
+  hfisher_cli::show_defaults(app);
   hfisher_perf::add_fisher_options(app, o);
   CLI11_PARSE(app, argc, argv);
   try {

@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   if (!guard) return 2;
   hfisher_perf::HodlrBenchOptions o;
   CLI::App app{"hfisher perf: HODLR vs dense LAPACK Cholesky"};
+  hfisher_cli::show_defaults(app);
   hfisher_perf::add_hodlr_options(app, o);
   CLI11_PARSE(app, argc, argv);
   try {

@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   if (!guard) return 2;
   hfisher_perf::KernelsBenchOptions o;
   CLI::App app{"hfisher perf: batched kernels vs OpenBLAS/LAPACK loops"};
+  hfisher_cli::show_defaults(app);
   hfisher_perf::add_kernels_options(app, o);
   CLI11_PARSE(app, argc, argv);
   try {
