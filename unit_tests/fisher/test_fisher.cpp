@@ -305,6 +305,70 @@ TYPED_TEST(FisherTest, EveryKindAndStructureAgainstBruteForce) {
   }
 }
 
+// What an outside program needs without casts: per-example gradients
+// (against loss_grad on one-row views), the K-FAC factors of an estimate
+// (against the brute-force factors), and setting a model's parameters.
+TYPED_TEST(FisherTest, OutsideProgramAPI) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  using M = hfisher::nn::MLP<S, E>;
+  const bool dbl = std::is_same<S, double>::value;
+  M model({5, 4, 3}, hfisher::nn::Activation::ReLU, 4);
+  auto data = hfisher::nn::to_device<S, E>(random_dataset(9, 5, 3, 12));
+  const int N = 7;
+  const long P = model.num_params();
+  auto Gd = hfisher::fisher::per_example_gradients(model, data, N, 3);
+  ASSERT_EQ(long(Gd.extent(0)), N);
+  ASSERT_EQ(long(Gd.extent(1)), P);
+  auto G = to_host2(Gd);
+  typename M::Cache c;
+  typename M::Vector grad("grad", P);
+  for (int n = 0; n < N; ++n) {
+    auto X = Kokkos::subview(data.x, Kokkos::make_pair(n, n + 1), Kokkos::ALL());
+    auto y = Kokkos::subview(data.y, Kokkos::make_pair(n, n + 1));
+    typename M::Matrix Xn("Xn", 1, data.features());
+    typename M::Labels yn("yn", 1);
+    Kokkos::deep_copy(Xn, X);
+    Kokkos::deep_copy(yn, y);
+    model.loss_grad(Xn, yn, grad, c);
+    const auto g = to_host1(grad);
+    for (long p = 0; p < P; ++p)
+      EXPECT_NEAR(G[n][p], g[p], (dbl ? 1e-12 : 1e-5) * (1 + std::abs(g[p]))) << "example " << n << " param " << p;
+  }
+  EXPECT_THROW(hfisher::fisher::per_example_gradients(model, data, 10), hfisher::Error);
+  // K-FAC factors, no casts
+  hfisher::FisherOptions o;
+  o.examples = N;
+  auto op = hfisher::estimate_fisher(model, data, hfisher::FisherKind::Empirical, hfisher::Structure::KFAC, o);
+  const auto ref = brute_force(model, data, N, hfisher::FisherKind::Empirical, 1, o.seed);
+  const auto f = hfisher::fisher::kfac_factors(*op);
+  ASSERT_EQ(int(f.size()), model.num_layers());
+  for (int l = 0; l < model.num_layers(); ++l) {
+    EXPECT_EQ(f[l].block, l);
+    EXPECT_EQ(f[l].offset, model.layers()[l].offset);
+    EXPECT_TRUE(near(host_matrix(f[l].A), ref.A[l], dbl ? 1e-10 : 1e-5, 1 + max_abs(ref.A[l], 0), "A")) << l;
+    EXPECT_TRUE(near(host_matrix(f[l].G), ref.G[l], dbl ? 1e-10 : 1e-5, 1 + max_abs(ref.G[l], 0), "G")) << l;
+  }
+  auto diag = hfisher::estimate_fisher(model, data, hfisher::FisherKind::Empirical, hfisher::Structure::Diagonal, o);
+  std::string msg = "no error";
+  try {
+    hfisher::fisher::kfac_factors(*diag);
+  } catch (const hfisher::Error& e) {
+    msg = e.what();
+  }
+  EXPECT_NE(msg.find("not K-FAC"), std::string::npos) << msg;
+  // set_params: copied in, checked
+  typename M::Vector theta("theta", P);
+  Kokkos::deep_copy(theta, S(0.25));
+  model.set_params(theta);
+  Kokkos::deep_copy(theta, S(1));
+  for (double v : to_host1(model.params())) EXPECT_EQ(v, 0.25);
+  EXPECT_THROW(model.set_params(typename M::Vector("short", P - 1)), hfisher::Error);
+  Kokkos::deep_copy(theta, S(NAN));
+  EXPECT_THROW(model.set_params(theta), hfisher::Error);
+  for (double v : to_host1(model.params())) EXPECT_EQ(v, 0.25) << "unchanged after a refused set_params";
+}
+
 TYPED_TEST(FisherTest, KFACDampingModesAndSums) {
   using S = typename TypeParam::scalar;
   using E = typename TypeParam::exec;

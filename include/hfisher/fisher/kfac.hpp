@@ -15,6 +15,7 @@
 /// apply/quad/diag; solve/logdet need a single term (merge_terms() folds the
 /// sum into one term by summing factors, an approximation).
 
+#include <hfisher/fisher/block_diagonal.hpp>
 #include <hfisher/fisher/curvature.hpp>
 #include <hfisher/kernels/matmul.hpp>
 #include <hfisher/kernels/syev.hpp>
@@ -328,6 +329,44 @@ class KFACOperator : public CurvatureOperator<Scalar, ExecSpace> {
   mutable std::vector<BatchVector<Scalar, ExecSpace>> wkeep_;
   mutable double pi_ = 1.0;
 };
+
+/// The Kronecker factors of one layer block of a K-FAC estimate: the
+/// block is F_l = A (x) G in the sense F_l vec(V) = vec(G V A) for V the
+/// block's parameters viewed (out, in + 1) row-major ([W | b]); A: (in + 1)^2,
+/// the mean of a~ a~^T over the examples (a~ the layer's homogeneous input),
+/// G: out^2, the summed output-gradient moments. The views are the
+/// operator's own (shared, not copies).
+template <class Scalar, class ExecSpace = DefaultExec>
+struct KFACFactors {
+  int block = 0;    ///< block index (the model layer, in parameter order)
+  long offset = 0;  ///< first parameter of the block in the operator's vector
+  typename KFACOperator<Scalar, ExecSpace>::Matrix A, G;
+};
+
+/// The factors of every layer block of a K-FAC operator: a
+/// Structure::KFAC estimate (a block-diagonal operator of K-FAC blocks, as
+/// estimate_fisher returns it) or one KFACOperator. Any other structure, or a
+/// block that holds a sum of several Kronecker terms (an online sum: call
+/// merge_terms() first, or read terms()), is an error naming it.
+template <class Scalar, class ExecSpace>
+std::vector<KFACFactors<Scalar, ExecSpace>> kfac_factors(const CurvatureOperator<Scalar, ExecSpace>& op) {
+  constexpr const char* where = "hfisher::fisher::kfac_factors";
+  std::vector<KFACFactors<Scalar, ExecSpace>> out;
+  auto take = [&](const CurvatureOperator<Scalar, ExecSpace>& b, int index, long offset) {
+    const auto* k = dynamic_cast<const KFACOperator<Scalar, ExecSpace>*>(&b);
+    hfisher::detail::require(k != nullptr, where, "block ", index, " is a '", b.tag(), "' operator (",
+                             to_string(b.structure()), "), not K-FAC");
+    hfisher::detail::require(k->terms().size() == 1, where, "block ", index, " is a sum of ", k->terms().size(),
+                             " Kronecker terms (call merge_terms() first, or read terms())");
+    out.push_back({index, offset, k->terms()[0].A, k->terms()[0].G});
+  };
+  if (const auto* bd = dynamic_cast<const BlockDiagonalOperator<Scalar, ExecSpace>*>(&op)) {
+    for (int i = 0; i < bd->num_blocks(); ++i) take(bd->block(i), i, bd->offset(i));
+  } else {
+    take(op, 0, 0);
+  }
+  return out;
+}
 
 }  // namespace fisher
 }  // namespace hfisher

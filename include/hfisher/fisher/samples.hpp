@@ -178,5 +178,54 @@ FisherSamples<Scalar, ExecSpace> collect_samples(const nn::MLP<Scalar, ExecSpace
   hfisher::detail::rethrow_allocation_failure("hfisher::estimate_fisher");
 }
 
+/// The gradient of each example's own loss (softmax cross-entropy of its
+/// label) with respect to every parameter: row n of the (N, num_params())
+/// result is d loss(x_n, y_n) / d theta in params() layout ([W | b]
+/// row-major per layer), for the first N = `examples` examples (0: all).
+/// One forward and backward pass per `batch` examples: the rows are the
+/// empirical Fisher's per-sample factors, scaled back by sqrt(N), so
+/// (1/N) sum_n row_n row_n^T is the empirical Fisher. N x num_params()
+/// values are allocated; a failed allocation is an hfisher::Error.
+template <class Scalar, class ExecSpace>
+Kokkos::View<Scalar**, Kokkos::LayoutRight, typename ExecSpace::memory_space> per_example_gradients(
+    const nn::MLP<Scalar, ExecSpace>& model, const nn::DeviceData<Scalar, ExecSpace>& data, int examples = 0,
+    int batch = 256) try {
+  constexpr const char* where = "hfisher::fisher::per_example_gradients";
+  hfisher::detail::require(examples >= 0 && examples <= data.size(), where, "examples = ", examples,
+                           " must lie in [0, ", data.size(), "] (0: all of the data)");
+  hfisher::detail::require(batch >= 1, where, "batch = ", batch, " must be >= 1");
+  hfisher::detail::require(model.num_layers() > 0, where, "the model has no layers");
+  hfisher::detail::require(data.size() >= 1, where, "no examples");
+  FisherOptions o;
+  o.examples = examples == 0 ? data.size() : examples;
+  o.batch = batch;
+  const auto s = collect_samples(model, data, FisherKind::Empirical, o);
+  const int N = s.examples;
+  const long P = model.num_params();
+  Kokkos::View<Scalar**, Kokkos::LayoutRight, typename ExecSpace::memory_space> Gr(
+      Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::per_example_gradients"), N, P);
+  const Scalar sc = Scalar(std::sqrt(double(N)));
+  ExecSpace space;
+  for (std::size_t k = 0; k < s.layers.size(); ++k) {
+    const auto& shape = model.layers()[s.layers[k]];
+    const long off = shape.offset;
+    const int out = shape.out, cols = shape.cols();
+    const auto a = s.a[k];
+    const auto g = s.g[k];
+    Kokkos::parallel_for(
+        "hfisher::per_example_gradients::outer", Kokkos::RangePolicy<ExecSpace>(space, 0, N),
+        KOKKOS_LAMBDA(const int n) {
+          for (int i = 0; i < out; ++i) {
+            const Scalar gi = sc * g(n, i);
+            for (int j = 0; j < cols; ++j) Gr(n, off + long(i) * cols + j) = gi * a(n, j);
+          }
+        });
+  }
+  space.fence();
+  return Gr;
+} catch (...) {
+  hfisher::detail::rethrow_allocation_failure("hfisher::fisher::per_example_gradients");
+}
+
 }  // namespace fisher
 }  // namespace hfisher

@@ -206,6 +206,17 @@ class MLP {
   int outputs() const { return widths_.back(); }
   /// The flat parameter vector (shared, not a copy).
   const Vector& params() const { return theta_; }
+  /// Sets every parameter from theta (num_params() entries in params()
+  /// layout: [W | b] row-major per layer, layers in order; copied). A wrong
+  /// length or a non-finite value is an error and leaves the model unchanged.
+  void set_params(const Vector& theta) {
+    constexpr const char* where = "hfisher::nn::MLP::set_params";
+    detail::require(long(theta.extent(0)) == num_params(), where, "theta has ", theta.extent(0),
+                    " entries, the model has ", num_params(), " parameters");
+    using U2 = Kokkos::View<const Scalar**, Kokkos::LayoutRight, mem_space, Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
+    detail::check_finite_matrix(ExecSpace(), U2(theta.data(), 1, theta.extent(0)), where, "theta");
+    Kokkos::deep_copy(theta_, theta);
+  }
   /// W~_l (out, in + 1) as a view into params().
   Matrix weight(int l) const { return block(theta_, l); }
   /// The same block of any flat vector of num_params() entries.
