@@ -76,6 +76,8 @@ struct Options {
   int levels = 2, branching = 100;  ///< multilevel layout: the layer, then each output unit
   std::vector<int> level_rank = {8};  ///< multilevel: one rank for every level, or one per level
   int power_steps = 1, oversampling = 8;  ///< multilevel: randomized eigensolver (-1: the rank + 8)
+  double memory_budget_gib = 0;  ///< --memory-budget (0: 80% of the memory available at start)
+  std::size_t memory_budget = 0;  ///< the budget in bytes, resolved once in main
   bool resume = false;     ///< continue the run in --output from its checkpoints
   bool overwrite = false;  ///< remove the earlier run's files in --output first
   int validation = 0;  ///< examples per task held out of training for selecting lambda (0: none)
@@ -424,6 +426,43 @@ void probe_anchors(const Options& o, const std::string& method, int t, Model& mo
       moved, at_drift.c_str());
 }
 
+/// Bytes a run needs at its peak, estimated from the options: Fashion-MNIST
+/// as loaded (70 000 images of 784 floats) and the chosen examples on the
+/// device, the per-sample factors of one consolidation, and the largest
+/// penalty of the chosen methods after the last task (EWC keeps every
+/// task's anchor and diagonal, K-FAC Laplace every task's factors, the
+/// hierarchical penalty its structure at the chosen ranks).
+double estimate_run_bytes(const Options& o) {
+  std::vector<int> w = {784};
+  for (int h : o.hidden) w.push_back(h);
+  w.push_back(10);
+  double P = 0, kron = 0, rows_cols = 0;
+  for (std::size_t l = 0; l + 1 < w.size(); ++l) {
+    P += double(w[l + 1]) * (w[l] + 1);
+    kron += double(w[l] + 1) * (w[l] + 1) + double(w[l + 1]) * w[l + 1];
+    rows_cols += w[l] + 1 + w[l + 1];
+  }
+  const double Sz = sizeof(S);
+  const double data = 70000.0 * 784 * 4 + (o.train_examples + double(o.tasks) * o.test_examples) * 784 * Sz;
+  const double R = o.fisher_kind == "ggn" ? 10 : 1;
+  const double samples = double(o.fisher_examples) * R * rows_cols * Sz;
+  double penalty = 0;
+  for (const auto& m : o.methods) {
+    double b = 0;
+    if (m == "ewc") b = 2.0 * o.tasks * P * Sz;
+    else if (m == "online-ewc") b = 2.0 * P * Sz;
+    else if (m == "kfac-laplace") b = o.tasks * (kron + P) * Sz;
+    else if (m == "hierarchical") {
+      double r = 0;
+      for (int x : o.level_rank) r += x;
+      if (o.level_rank.size() == 1) r *= o.levels;
+      b = o.hstructure == "hodlr" ? 2.0 * P * (o.leaf + 2 * 12.0 * o.max_rank) * Sz : 3.0 * P * (1 + r) * Sz;
+    }
+    penalty = std::max(penalty, b);
+  }
+  return data + samples + penalty + 8 * P * Sz;  // + model, gradients and optimizer state
+}
+
 int run(const Options& o) {
   const auto t_all = std::chrono::steady_clock::now();
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
@@ -434,6 +473,8 @@ int run(const Options& o) {
     hfisher::io::prepare_output_dir(o.output + "/checkpoints", "hfisher-continual: --output");
     claim_output(o);
   }
+  hfisher_cli::check_memory(estimate_run_bytes(o), o.memory_budget, "hfisher-continual",
+                            "this run (the data, one consolidation's per-sample factors and the largest penalty)");
   comm.barrier();
   auto train_all = hfisher::nn::load_mnist_dir(o.data, true);
   auto test_all = hfisher::nn::load_mnist_dir(o.data, false);
@@ -497,6 +538,7 @@ int run(const Options& o) {
         comm.size(), E().concurrency());
     hfisher::FisherOptions fo;
     fo.examples = o.fisher_examples;
+    fo.memory_budget = o.memory_budget;
     fo.tol = o.tol;
     fo.leaf = o.leaf;
     fo.rank = o.rank;
@@ -1004,6 +1046,7 @@ int main(int argc, char** argv) {
                "hodlr: do not add the truncation error to the diagonal (the compressed Fisher may then be "
                "slightly indefinite, but is not stiffened)");
   app.add_option("--data", o.data, "directory of MNIST-format files (default: Debian's Fashion-MNIST)");
+  hfisher_cli::add_memory_budget_option(app, o.memory_budget_gib);
   auto* resume = app.add_flag("--resume", o.resume,
                               "continue the run in --output from its checkpoints (same arguments and code version)");
   app.add_flag("--overwrite", o.overwrite, "remove the files of an earlier run in --output, then run")
@@ -1041,6 +1084,7 @@ int main(int argc, char** argv) {
     // NaturalGradientOptions and its kfac() preset)
     if (app.count("--lr") == 0) o.lr = default_lr(o.optimizer);
     if (app.count("--damping") == 0) o.damping = default_damping(o.optimizer);
+    o.memory_budget = hfisher_cli::memory_budget_bytes(o.memory_budget_gib);
     for (const auto& kv : o.lambda_for) {
       const auto eq = kv.find('=');
       hfisher::detail::require(eq != std::string::npos, "hfisher-continual", "--lambda-for expects METHOD=VALUE, got '",

@@ -5,6 +5,8 @@
 // comparison with NaN is false) and an unsigned option takes "-1" as
 // 2^64 - 1; these refuse both with a message that names the value.
 #include <CLI/CLI.hpp>
+
+#include "memory_budget.hpp"
 #include <hfisher/core/scope_guard.hpp>
 
 #include <cmath>
@@ -18,6 +20,14 @@
 #include <unistd.h>
 
 namespace hfisher_cli {
+
+/// --memory-budget GiB (0, the default: 80% of the memory available when the
+/// run starts; see memory_budget.hpp).
+inline void add_memory_budget_option(CLI::App& app, double& gib) {
+  app.add_option("--memory-budget", gib,
+                 "GiB the run may allocate, checked before it starts (0: 80% of the memory available at start)")
+      ->check(CLI::Range(0.0, 1e6));
+}
 
 /// Every option of `app` (and of the subcommands added after this call)
 /// shows its default value in --help, as `[value]`; options whose default

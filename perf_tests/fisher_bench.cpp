@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "bench_common.hpp"
+#include "memory_budget.hpp"
 
 namespace hfisher_perf {
 namespace {
@@ -62,6 +63,20 @@ int run_fisher_bench(const FisherBenchOptions& o) {
   std::printf("machine: %s | backend: %s | host threads: %s | %s\n", mc.cpu.c_str(), mc.backend.c_str(),
               mc.host_threads.c_str(), mc.date.c_str());
   hfisher::detail::require(o.widths.size() >= 2, "hfisher-bench fisher", "--widths needs at least two entries");
+  // the memory budget, before the data is read and the model trained: the
+  // training images (float, twice: host and device) and the exact Fisher of
+  // the chosen layer (dense, with its Cholesky copy); the estimates check
+  // their own needs against the same budget (FisherOptions::memory_budget)
+  const std::size_t budget = hfisher_cli::memory_budget_bytes(o.memory_budget_gib);
+  {
+    const int nl = int(o.widths.size()) - 1, l = o.layer < 0 ? nl - 1 : std::min(o.layer, nl - 1);
+    const double P = double(o.widths[l + 1]) * (o.widths[l] + 1);
+    const double data = 2.0 * o.train_examples * o.widths.front() * sizeof(float);
+    hfisher_cli::check_memory(data + 2 * 8.0 * P * P, budget, "hfisher-bench fisher",
+                              "the training data (" + hfisher_cli::mib_text(data) + ") and the exact Fisher of layer " +
+                                  std::to_string(l) + " (" + std::to_string(long(P)) + " parameters, dense: " +
+                                  hfisher_cli::mib_text(2 * 8.0 * P * P) + ")");
+  }
   // data and training
   auto train_h = hfisher::nn::load_mnist_dir(o.data, true);
   auto test_h = hfisher::nn::load_mnist_dir(o.data, false);
@@ -99,7 +114,7 @@ int run_fisher_bench(const FisherBenchOptions& o) {
   fo.layers = {layer};
   fo.leaf = o.leaf;
   fo.seed = o.seed;
-  fo.memory_budget = std::size_t(12) << 30;
+  fo.memory_budget = budget;
   double t0 = now();
   auto samples = hfisher::collect_samples(model, train, kind, fo);
   const double t_collect = now() - t0;

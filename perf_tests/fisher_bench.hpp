@@ -30,6 +30,7 @@ struct FisherBenchOptions {
   double big_tol = 1e-2;                      ///< hierarchical tolerance of the big-layer test
   unsigned seed = 1;
   std::string output;
+  double memory_budget_gib = 0;  ///< --memory-budget (0: 80% of the memory available at start)
 };
 
 int run_fisher_bench(const FisherBenchOptions& opts);

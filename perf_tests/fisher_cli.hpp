@@ -35,6 +35,7 @@ inline void add_fisher_options(CLI::App& app, FisherBenchOptions& o) {
   app.add_option("--big-examples", o.big_examples, "examples for the big-layer test")->check(CLI::Range(1, 60000));
   app.add_option("--big-tol", o.big_tol, "hierarchical tolerance of the big-layer test")->check(hfisher_cli::Finite)->check(CLI::Range(1e-14, 0.9));
   app.add_option("--seed", o.seed, "seed of initialization and shuffling")->check(hfisher_cli::Unsigned);
+  hfisher_cli::add_memory_budget_option(app, o.memory_budget_gib);
   app.add_option("--output", o.output, "directory for fisher.csv, fisher.json, fisher.gp/.png")->check(hfisher_cli::NonEmpty);
 }
 

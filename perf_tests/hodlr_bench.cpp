@@ -17,6 +17,7 @@
 
 #include "bench_common.hpp"
 #include "hmat_baseline.hpp"
+#include "memory_budget.hpp"
 
 #include "lapack_decls.hpp"
 
@@ -172,7 +173,26 @@ int run_hodlr_bench(const HodlrBenchOptions& o) {
   std::printf("%-8s %6s | %8s %8s %8s %5s %8s %9s %7s | %8s %8s %8s %9s | %8s %8s %8s %9s | %7s %9s\n", "matrix",
               "n", "build_s", "factor_s", "solve_s", "kmax", "est", "resid", "MB", "hmat_bl", "hmat_fac", "hmat_sol",
               "hmat_res", "dense_bl", "potrf_s", "potrs_s", "resid", "vsdense", "logdet_err");
-  const long phys = long(sysconf(_SC_PHYS_PAGES)) * long(sysconf(_SC_PAGE_SIZE));
+  // the memory budget, checked for every size before any work: dense LAPACK
+  // (8 n^2), the random Fourier factors (host and device, 8 n^2 in all) and
+  // the H-matrices with their factorizations at rank <= leaf (or max_rank)
+  // per block, for each format run (hfisher HODLR, hmat-oss, HSS)
+  const std::size_t budget = hfisher_cli::memory_budget_bytes(o.memory_budget_gib);
+  for (const auto& name : o.matrices)
+    for (int n : o.sizes) {
+      if (name == "rff" && n > o.rff_max) continue;
+      int L = 0;
+      while ((long(o.leaf) << (L + 1)) <= long(n)) ++L;
+      const double k = o.max_rank > 0 ? std::min(o.max_rank, o.leaf) : o.leaf;
+      const double hm = 2.0 * 8 * double(n) * (o.leaf + 2 * L * k);
+      const int formats = 1 + ((o.hmat && name != "rff") ? 1 : 0) + ((o.hss && name != "rff") ? 1 : 0);
+      const double dense = n <= o.dense_max ? 8.0 * n * n : 0, rff = name == "rff" ? 8.0 * n * n : 0;
+      hfisher_cli::check_memory(dense + rff + formats * hm + 16.0 * n * o.apply_rhs, budget, "hfisher-bench hodlr",
+                                name + " at n = " + std::to_string(n) + " (dense LAPACK " +
+                                    hfisher_cli::mib_text(dense) + ", factors " + hfisher_cli::mib_text(rff) + ", " +
+                                    std::to_string(formats) + " H-matrix format(s) at rank <= " +
+                                    std::to_string(int(k)) + " about " + hfisher_cli::mib_text(formats * hm) + ")");
+    }
   std::vector<Row> rows;
   for (const auto& name : o.matrices) {
     if (name != "gauss2d" && name != "gauss3d" && name != "rff" && name != "exp2d")
@@ -351,7 +371,7 @@ int run_hodlr_bench(const HodlrBenchOptions& o) {
       }
       // ------------------------------------------------ dense LAPACK
       const double dense_bytes = double(n) * n * 8;
-      if (n <= o.dense_max && dense_bytes < 0.6 * phys) {
+      if (n <= o.dense_max) {  // within the budget: checked above
         std::vector<double> Ad(size_t(n) * n);
         t0 = now();
         if (name == "rff") {

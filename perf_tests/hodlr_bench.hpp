@@ -31,6 +31,7 @@ struct HodlrBenchOptions {
   int busy = 0;
   int busy_reps = 3;
   std::string output;
+  double memory_budget_gib = 0;  ///< --memory-budget (0: 80% of the memory available at start)
 };
 
 int run_hodlr_bench(const HodlrBenchOptions& opts);

@@ -34,6 +34,7 @@ inline void add_hodlr_options(CLI::App& app, HodlrBenchOptions& o) {
       ->check(CLI::Range(0, 1 << 22));
   app.add_option("--busy-reps", o.busy_reps, "runs per side of the oversubscribed comparison (median)")
       ->check(CLI::Range(1, 100));
+  hfisher_cli::add_memory_budget_option(app, o.memory_budget_gib);
   app.add_option("--output", o.output, "directory for hodlr.csv, hodlr.json, hodlr.gp/.png")->check(hfisher_cli::NonEmpty);
 }
 

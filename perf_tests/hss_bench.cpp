@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "bench_common.hpp"
+#include "memory_budget.hpp"
 
 #include "lapack_decls.hpp"
 
@@ -128,6 +129,26 @@ int run_hss_bench(const HssBenchOptions& o) {
               "from the factors\n\n",
               o.tol, o.leaf, o.max_rank > 0 ? std::to_string(o.max_rank).c_str() : "none", o.nugget, o.features,
               o.ell, o.features);
+  {  // the memory budget, for every size before any work: dense LAPACK and
+     // the dense kernel matrix of the matrix-free rows (8 n^2 each), G (n x
+     // features, host and device) and HSS + HODLR with factorizations at
+     // rank <= features per block
+    const std::size_t budget = hfisher_cli::memory_budget_bytes(o.memory_budget_gib);
+    for (int n : o.sizes) {
+      int L = 0;
+      while ((long(o.leaf) << (L + 1)) <= long(n)) ++L;
+      const double k = o.max_rank > 0 ? std::min(o.max_rank, o.features) : o.features;
+      const double dense = (n <= o.dense_max ? 8.0 * n * n : 0) + (n <= o.matvec_max ? 8.0 * n * n : 0);
+      const double hm = 2 * 2.0 * 8 * double(n) * (o.leaf + 2 * L * k) + 16.0 * n * o.features;
+      hfisher_cli::check_memory(dense + hm, budget, "hfisher-bench hss",
+                                "n = " + std::to_string(n) + " (dense matrices " + hfisher_cli::mib_text(dense) +
+                                    ", factors and H-matrices about " + hfisher_cli::mib_text(hm) + ")");
+    }
+    const double side = double(std::max(o.gram_n, o.sum_n));
+    hfisher_cli::check_memory(3 * 8.0 * side * side, budget, "hfisher-bench hss",
+                              "the ordering and online-sum studies at n = " + std::to_string(int(side)) +
+                                  " (dense references)");
+  }
   hfisher::CompressionOptions co;
   co.tol = o.tol;
   co.max_rank = o.max_rank;

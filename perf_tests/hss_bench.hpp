@@ -25,6 +25,7 @@ struct HssBenchOptions {
   int sum_n = 2048;         ///< size of the online-sum study (0: skip)
   unsigned seed = 1;
   std::string output;
+  double memory_budget_gib = 0;  ///< --memory-budget (0: 80% of the memory available at start)
 };
 
 int run_hss_bench(const HssBenchOptions& opts);

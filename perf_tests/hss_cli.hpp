@@ -26,6 +26,7 @@ inline void add_hss_options(CLI::App& app, HssBenchOptions& o) {
   app.add_option("--sum-n", o.sum_n, "size of the online-sum study (ten terms, checked densely), 0 to skip")
       ->check(hfisher_cli::FiniteNonNegative);
   app.add_option("--seed", o.seed, "seed of points, features and right-hand sides")->check(hfisher_cli::Unsigned);
+  hfisher_cli::add_memory_budget_option(app, o.memory_budget_gib);
   app.add_option("--output", o.output, "directory for hss.csv, hss.json, hss.gp/.png")->check(hfisher_cli::NonEmpty);
 }
 

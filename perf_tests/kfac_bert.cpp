@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "bench_common.hpp"
+#include "memory_budget.hpp"
 
 namespace hfisher_perf {
 // a named namespace: CUDA extended lambdas need enclosing functions with external linkage
@@ -136,6 +137,14 @@ int run_kfac_bert(const KfacBertOptions& o) {
                 o.scale, L, H, FF, V, P, o.tokens);
     for (const auto& g : groups) std::printf("  %-9s %4d factors of %5d x %-5d\n", g.name.c_str(), g.count, g.dim, g.dim);
     std::printf("  Kronecker factors: %.1f MB (dense), the same again for their inverses\n\n", dense_bytes / 1e6);
+  }
+  {  // the memory budget, before anything is allocated: on the root the
+     // activations of all tokens and of its share, and four sets of factors
+     // (statistics and inverses, one-rank and sharded runs)
+    double need = 0;
+    for (const auto& g : groups) need += double(g.count) * (2.0 * o.tokens * g.dim + 4.0 * g.dim * g.dim) * sizeof(S);
+    hfisher_cli::check_memory(need, hfisher_cli::memory_budget_bytes(o.memory_budget_gib), "hfisher-bench kfac-bert",
+                              "the activations and Kronecker factors at scale 1/" + std::to_string(o.scale));
   }
   // activations: all tokens (for the one-rank run on rank 0) and this rank's share
   const auto mine = hfisher::dist::shard(o.tokens, comm.rank(), comm.size());

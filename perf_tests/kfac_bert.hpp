@@ -23,6 +23,7 @@ struct KfacBertOptions {
   int reps = 2;
   unsigned seed = 1;
   std::string output;
+  double memory_budget_gib = 0;  ///< --memory-budget (0: 80% of the memory available at start)
 };
 
 int run_kfac_bert(const KfacBertOptions& o);

@@ -23,6 +23,7 @@ inline void add_kfac_bert_options(CLI::App& app, KfacBertOptions& o) {
   app.add_option("--tol", o.tol, "HODLR tolerance for the compression of the large factors")->check(hfisher_cli::Finite)->check(CLI::Range(1e-12, 0.9));
   app.add_option("--reps", o.reps, "refreshes timed (best)")->check(CLI::Range(1, 100));
   app.add_option("--seed", o.seed, "seed of the synthetic activations")->check(hfisher_cli::Unsigned);
+  hfisher_cli::add_memory_budget_option(app, o.memory_budget_gib);
   app.add_option("--output", o.output, "directory for kfac_bert.json / .csv")->check(hfisher_cli::NonEmpty);
 }
 

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "bench_common.hpp"
+#include "memory_budget.hpp"
 
 namespace hfisher_perf {
 // a named namespace: CUDA extended lambdas need enclosing functions with external linkage
@@ -229,6 +230,22 @@ int run_scaling_bench(const ScalingBenchOptions& opts) {
   const bool root = comm.root();
   // every rank checks (an exception on the root alone would leave the others in a collective)
   if (!o.output.empty()) hfisher::io::prepare_output_dir(o.output, "hfisher-bench scaling");
+  {  // the memory budget, for the largest N before any work: the S per-sample
+     // gradients of every layer (and their copy), the dense structure up to
+     // its limit (matrix and Cholesky), the H-matrices at the rank cap
+    const std::size_t budget = hfisher_cli::memory_budget_bytes(o.memory_budget_gib);
+    for (int p = o.min_log2; p <= o.max_log2; ++p) {
+      const double N = std::ldexp(1.0, p);
+      const double samples = 2.0 * 8 * N * o.samples * o.layers;
+      const double dense = p <= o.dense_max_log2 ? 2.0 * 8 * N * N * o.layers : 0;
+      const double hm = 2.0 * 8 * N * (o.leaf + 2.0 * std::max(0, p - 6) * o.max_rank) * o.layers;
+      hfisher_cli::check_memory(samples + dense + hm, budget, "hfisher-bench scaling",
+                                "N = 2^" + std::to_string(p) + " x " + std::to_string(o.layers) +
+                                    " layer(s) (per-sample gradients " + hfisher_cli::mib_text(samples) + ", dense " +
+                                    hfisher_cli::mib_text(dense) + ", H-matrices about " + hfisher_cli::mib_text(hm) +
+                                    ")");
+    }
+  }
   const Machine mach = describe_machine();
   if (root)
     std::printf("hfisher-bench scaling: %s, %s backend, %s host threads, %d rank(s), %s\n"
@@ -262,7 +279,7 @@ int run_scaling_bench(const ScalingBenchOptions& opts) {
       fo.leaf = o.leaf;
       fo.hodlr_max_rank = o.max_rank;
       fo.spd_compensation = true;  // factorizable at any damping
-      fo.memory_budget = std::size_t(16) << 30;
+      fo.memory_budget = hfisher_cli::memory_budget_bytes(o.memory_budget_gib);
       Row r;
       r.structure = st;
       r.log2n = p;
@@ -347,7 +364,7 @@ int run_scaling_bench(const ScalingBenchOptions& opts) {
       fo.leaf = o.leaf;
       fo.hodlr_max_rank = o.max_rank;
       fo.spd_compensation = true;
-      fo.memory_budget = std::size_t(16) << 30;
+      fo.memory_budget = hfisher_cli::memory_budget_bytes(o.memory_budget_gib);
       Scal sc;
       sc.structure = st;
       sc.log2n = p;

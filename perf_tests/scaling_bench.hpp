@@ -29,6 +29,7 @@ struct ScalingBenchOptions {
   int reps = 1;                      ///< repetitions (best time)
   unsigned seed = 1;
   std::string output;                ///< directory for scaling.csv/.json/.gp/.png
+  double memory_budget_gib = 0;  ///< --memory-budget (0: 80% of the memory available at start)
 };
 
 int run_scaling_bench(const ScalingBenchOptions& o);

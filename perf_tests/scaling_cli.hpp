@@ -34,6 +34,7 @@ inline void add_scaling_options(CLI::App& app, ScalingBenchOptions& o) {
       ->check(CLI::Range(1, 1024));
   app.add_option("--reps", o.reps, "repetitions per measurement (best time)")->check(CLI::Range(1, 100));
   app.add_option("--seed", o.seed, "seed of the synthetic gradients")->check(hfisher_cli::Unsigned);
+  hfisher_cli::add_memory_budget_option(app, o.memory_budget_gib);
   app.add_option("--output", o.output, "directory for scaling.csv, scaling.json, scaling.gp/.png")->check(hfisher_cli::NonEmpty);
 }
 
