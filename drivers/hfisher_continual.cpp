@@ -636,15 +636,16 @@ int run(const Options& o) {
                       T, e + 1, o.epochs, loss, (e + 1) * double(train[t].size()) / el, el / (e + 1) * (o.epochs - e - 1));
                 }
               }
-            } catch (const hfisher::Error& err) {
+            } catch (const hfisher::NonFiniteError& err) {
               // a check inside a step (the penalty's apply, the loss) met the
               // diverged weights first: say so, with the check's own words.
               // Weights can also stay finite while the logits overflow: the
               // loss check reports that as a non-finite loss
-              const long bad = nonfinite();
-              const std::string what = err.what();
-              if (bad == 0 && what.find("the loss is not finite") == std::string::npos) throw;
-              throw diverged(bad, "during the task", what);
+              throw diverged(nonfinite(), "during the task", err.what());
+            } catch (const hfisher::Error& err) {
+              const long bad = nonfinite();  // another check, but on diverged weights
+              if (bad == 0) throw;
+              throw diverged(bad, "during the task", err.what());
             }
             // a diverged model is never evaluated and reported as a result
             if (const long bad = nonfinite(); bad > 0)

@@ -357,6 +357,39 @@ TYPED_TEST(FisherTest, OutsideProgramAPI) {
     msg = e.what();
   }
   EXPECT_NE(msg.find("not K-FAC"), std::string::npos) << msg;
+  // the labels of a Monte-Carlo estimate: its diagonal is the mean of the
+  // squared per-example gradients at those labels
+  {
+    hfisher::FisherOptions m;
+    m.examples = N;
+    m.seed = 17;
+    const auto lab = hfisher::fisher::monte_carlo_labels(model, data, m);
+    ASSERT_EQ(int(lab.extent(0)), N);
+    ASSERT_EQ(int(lab.extent(1)), 1);
+    auto labh = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), lab);
+    auto relabel = data;
+    relabel.y = typename M::Labels("y", data.size());
+    Kokkos::deep_copy(relabel.y, data.y);
+    auto yh = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), relabel.y);
+    int changed = 0;
+    for (int n = 0; n < N; ++n) {
+      ASSERT_TRUE(labh(n, 0) >= 0 && labh(n, 0) < model.outputs()) << n;
+      changed += yh(n) != labh(n, 0);
+      yh(n) = labh(n, 0);
+    }
+    Kokkos::deep_copy(relabel.y, yh);
+    const auto Gm = to_host2(hfisher::fisher::per_example_gradients(model, relabel, N));
+    auto dmc = hfisher::estimate_fisher(model, data, hfisher::FisherKind::MonteCarlo, hfisher::Structure::Diagonal, m);
+    const auto d = to_host1(dmc->diag());
+    for (long p = 0; p < P; ++p) {
+      double s = 0;
+      for (int n = 0; n < N; ++n) s += Gm[n][p] * Gm[n][p] / N;
+      EXPECT_NEAR(d[p], s, (dbl ? 1e-12 : 1e-5) * (1 + s)) << "param " << p;
+    }
+    EXPECT_GT(changed, 0) << "sampled labels equal the data's: the check would not tell them apart";
+    m.examples = data.size() + 1;
+    EXPECT_THROW(hfisher::fisher::monte_carlo_labels(model, data, m), hfisher::Error);
+  }
   // set_params: copied in, checked
   typename M::Vector theta("theta", P);
   Kokkos::deep_copy(theta, S(0.25));
@@ -536,12 +569,12 @@ TYPED_TEST(FisherTest, BadInput) {
   EXPECT_THROW(hfisher::estimate_fisher(model, data, hfisher::FisherKind::Empirical, hfisher::Structure::KFAC, o),
                hfisher::Error);
   o.batch = 4;
-  // NaN weights: NaN logits and gradients are reported
+  // NaN weights: NaN logits and gradients are reported, as a NonFiniteError
   auto th = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), model.params());
   th(0) = S(NAN);
   Kokkos::deep_copy(model.params(), th);
   EXPECT_THROW(hfisher::estimate_fisher(model, data, hfisher::FisherKind::Empirical, hfisher::Structure::Diagonal, o),
-               hfisher::Error);
+               hfisher::NonFiniteError);
   // a non-symmetric dense F is refused (apply would use all of it, the
   // Cholesky factor one triangle), as HODLR and HSS refuse one
   {

@@ -93,7 +93,7 @@ TYPED_TEST(Gemm, RejectsBadInput) {
   try {
     hfisher::kernels::gemm(E(), hfisher::Op::NoTrans, hfisher::Op::NoTrans, S(1), A, B2, S(0), C);
     FAIL() << "NaN not detected";
-  } catch (const hfisher::Error& e) {
+  } catch (const hfisher::NonFiniteError& e) {  // an hfisher::Error that says what by its type
     const std::string w = e.what();
     EXPECT_NE(w.find("argument A"), std::string::npos) << w;
     EXPECT_NE(w.find("batch entry 1"), std::string::npos) << w;

@@ -18,6 +18,14 @@ class Error : public std::runtime_error {
   explicit Error(const std::string& what) : std::runtime_error(what) {}
 };
 
+/// The Error for a NaN or Inf where a finite value is required (an input
+/// checked at the boundary, or a loss that overflowed): a caller can tell a
+/// diverged run from other errors by type, not by the message's words.
+class NonFiniteError : public Error {
+ public:
+  explicit NonFiniteError(const std::string& what) : Error(what) {}
+};
+
 namespace detail {
 
 template <class... Args>

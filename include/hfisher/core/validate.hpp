@@ -60,7 +60,7 @@ void check_finite3(const ExecSpace& space, const View3& A, const char* where, co
       Kokkos::Min<long>(first));
   if (first < nb * m * n) {
     const long b = first / (m * n), i = (first / n) % m, j = first % n;
-    throw Error(concat(where, ": argument ", arg, " has a non-finite value (NaN or Inf) at batch entry ", b,
+    throw NonFiniteError(concat(where, ": argument ", arg, " has a non-finite value (NaN or Inf) at batch entry ", b,
                        ", position (", i, ", ", j, ")"));
   }
 }
@@ -94,7 +94,7 @@ void check_finite2(const ExecSpace& space, const View2& v, const char* where, co
       },
       Kokkos::Min<long>(first));
   if (first < nb * n) {
-    throw Error(concat(where, ": argument ", arg, " has a non-finite value (NaN or Inf) at batch entry ",
+    throw NonFiniteError(concat(where, ": argument ", arg, " has a non-finite value (NaN or Inf) at batch entry ",
                        first / n, ", index ", first % n));
   }
 }

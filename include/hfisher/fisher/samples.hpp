@@ -227,5 +227,45 @@ Kokkos::View<Scalar**, Kokkos::LayoutRight, typename ExecSpace::memory_space> pe
   hfisher::detail::rethrow_allocation_failure("hfisher::fisher::per_example_gradients");
 }
 
+/// The labels a Monte-Carlo Fisher estimate samples: (N, R) with N =
+/// opts.examples (0: all of data) and R = opts.mc_samples; label (n, r) is
+/// drawn from the model's predictive distribution p(. | x_n) by the same
+/// counter-based generator as collect_samples (keyed by opts.seed, n and
+/// r), so the MonteCarlo estimate with these options is the Fisher of the
+/// per-example gradients at these labels, weighted 1 / (N R).
+template <class Scalar, class ExecSpace>
+Kokkos::View<int**, Kokkos::LayoutRight, typename ExecSpace::memory_space> monte_carlo_labels(
+    const nn::MLP<Scalar, ExecSpace>& model, const nn::DeviceData<Scalar, ExecSpace>& data, const FisherOptions& opts) {
+  constexpr const char* where = "hfisher::fisher::monte_carlo_labels";
+  opts.validate(where);
+  hfisher::detail::require(model.num_layers() > 0, where, "the model has no layers");
+  hfisher::detail::require(data.features() == model.inputs(), where, "data of the wrong width: ", data.features(),
+                           " features, the model takes ", model.inputs(), " inputs");
+  hfisher::detail::require(opts.examples <= data.size(), where, "FisherOptions.examples = ", opts.examples, " but the data has ",
+                           data.size(), " examples");
+  const int N = opts.examples == 0 ? data.size() : opts.examples, R = opts.mc_samples, C = model.outputs();
+  hfisher::detail::require(N >= 1, where, "no examples");
+  using Matrix = typename nn::MLP<Scalar, ExecSpace>::Matrix;
+  Kokkos::View<int**, Kokkos::LayoutRight, typename ExecSpace::memory_space> labels(
+      Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::monte_carlo_labels"), N, R);
+  ExecSpace space;
+  typename nn::MLP<Scalar, ExecSpace>::Cache cache;
+  const std::uint64_t seed = opts.seed;
+  for (int first = 0; first < N; first += opts.batch) {
+    const int B = std::min(opts.batch, N - first);
+    const Matrix X = Kokkos::subview(data.x, Kokkos::make_pair(first, first + B), Kokkos::ALL());
+    auto logits = model.forward(X, cache);
+    Matrix P("hfisher::fisher::P", B, C), E("hfisher::fisher::E", B, C);
+    nn::softmax_xent(space, logits, Kokkos::subview(data.y, Kokkos::make_pair(first, first + B)), P, E, Scalar(1));
+    Kokkos::parallel_for(
+        "hfisher::fisher::mc_labels", Kokkos::RangePolicy<ExecSpace>(space, 0, B), KOKKOS_LAMBDA(const int b) {
+          auto p = Kokkos::subview(P, b, Kokkos::ALL());
+          for (int r = 0; r < R; ++r) labels(first + b, r) = sample_label(p, C, seed, long(first) + b, r);
+        });
+  }
+  space.fence();
+  return labels;
+}
+
 }  // namespace fisher
 }  // namespace hfisher

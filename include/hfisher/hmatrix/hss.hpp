@@ -611,7 +611,9 @@ HSS<Scalar, ExecSpace> HSS<Scalar, ExecSpace>::from_entries(const EntryFn& fn, c
   const auto A = [&] {
     try {
       return HODLR<Scalar, ExecSpace>::from_entries(fn, tree, ho);
-    } catch (const Error& e) {  // say whose construction it was
+    } catch (const NonFiniteError& e) {  // say whose construction it was, keeping the type
+      throw NonFiniteError(detail::concat(where, ": building its HODLR operator from entries: ", e.what()));
+    } catch (const Error& e) {
       throw Error(detail::concat(where, ": building its HODLR operator from entries: ", e.what()));
     }
   }();

@@ -136,8 +136,9 @@ double softmax_xent(const ExecSpace& space, const LV& logits, const YV& y, const
       loss, Kokkos::Sum<int>(bad));
   detail::require(bad == 0, "hfisher::nn::softmax_xent", bad, " label(s) outside [0, ", C, ")",
                   masked ? " or outside the class mask" : "");
-  detail::require(std::isfinite(loss), "hfisher::nn::softmax_xent",
-                  "the loss is not finite (NaN/Inf in the logits: training diverged?)");
+  if (!std::isfinite(loss))
+    throw NonFiniteError("hfisher::nn::softmax_xent: the loss is not finite (NaN/Inf in the logits: training "
+                         "diverged?)");
   return loss;
 }
 
