@@ -43,6 +43,33 @@ struct GaussEntries {
   }
 };
 
+/// The Gaussian kernel exp(-r^2 / (2 * 0.3^2)) + 0.1 I on n uniform points in
+/// [0, 1]^dim (seeded): its entry functor on E's memory, the points and
+/// the dense matrix (n x n, its entries rounded to S) for reference.
+template <class S, class E>
+GaussEntries<S, typename E::memory_space> gauss_entries_case(int n, int dim, unsigned seed, std::vector<double>& pts,
+                                                             std::vector<double>& A) {
+  using Mem = typename E::memory_space;
+  std::mt19937_64 g(seed);
+  std::uniform_real_distribution<double> u(0, 1);
+  pts.assign(size_t(n) * dim, 0.0);
+  A.assign(size_t(n) * n, 0.0);
+  for (auto& x : pts) x = u(g);
+  GaussEntries<S, Mem> fn{{}, 1.0 / (2 * 0.3 * 0.3), 0.1};
+  fn.x = Kokkos::View<double**, Kokkos::LayoutRight, Mem>("x", n, dim);
+  auto xh = Kokkos::create_mirror_view(fn.x);
+  for (int i = 0; i < n; ++i)
+    for (int c = 0; c < dim; ++c) xh(i, c) = pts[size_t(i) * dim + c];
+  Kokkos::deep_copy(fn.x, xh);
+  for (int i = 0; i < n; ++i)
+    for (int j = 0; j < n; ++j) {
+      double r2 = 0;
+      for (int c = 0; c < dim; ++c) r2 += std::pow(pts[size_t(i) * dim + c] - pts[size_t(j) * dim + c], 2);
+      A[size_t(i) * n + j] = double(S(std::exp(-r2 * fn.inv2l2) + (i == j ? fn.nugget : 0.0)));
+    }
+  return fn;
+}
+
 template <class S, class E>
 Kokkos::View<S**, Kokkos::LayoutRight, typename E::memory_space> dev2(const std::vector<double>& a, int m, int n) {
   Kokkos::View<S**, Kokkos::LayoutRight, typename E::memory_space> d("d", m, n);

@@ -182,22 +182,8 @@ TYPED_TEST(HODLRTest, FromEntriesByACA) {
   const double tol = std::is_same<S, double>::value ? 1e-9 : 1e-4;
   for (int dim : {1, 2, 3}) {
     const int n = 200;
-    std::mt19937_64 g(900 + dim);
-    std::uniform_real_distribution<double> u(0, 1);
-    std::vector<double> pts(size_t(n) * dim), A(size_t(n) * n);
-    for (auto& x : pts) x = u(g);
-    GaussEntries<S, typename E::memory_space> fn{{}, 1.0 / (2 * 0.3 * 0.3), 0.1};
-    fn.x = Kokkos::View<double**, Kokkos::LayoutRight, typename E::memory_space>("x", n, dim);
-    auto xh = Kokkos::create_mirror_view(fn.x);
-    for (int i = 0; i < n; ++i)
-      for (int c = 0; c < dim; ++c) xh(i, c) = pts[size_t(i) * dim + c];
-    Kokkos::deep_copy(fn.x, xh);
-    for (int i = 0; i < n; ++i)
-      for (int j = 0; j < n; ++j) {
-        double r2 = 0;
-        for (int c = 0; c < dim; ++c) r2 += std::pow(pts[size_t(i) * dim + c] - pts[size_t(j) * dim + c], 2);
-        A[size_t(i) * n + j] = double(S(std::exp(-r2 * fn.inv2l2) + (i == j ? 0.1 : 0.0)));
-      }
+    std::vector<double> pts, A;
+    auto fn = gauss_entries_case<S, E>(n, dim, 900 + dim, pts, A);
     auto tree = hfisher::ClusterTree::from_points(pts, n, dim, 16);
     hfisher::CompressionOptions o;
     o.tol = tol;

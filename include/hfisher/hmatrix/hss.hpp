@@ -307,7 +307,7 @@ bool HSS<Scalar, ExecSpace>::build_from_samples(const Matrix& Om, const Matrix& 
       Kokkos::View<int**, Kokkos::LayoutRight, mem_space> pz("hfisher::HSS::perm_Z", nodes, a);
       Kokkos::View<int*, mem_space> rz("hfisher::HSS::rank_Z", nodes);
       kernels::cpqr(space, Z, tz, pz, rz, 0.5);
-      Kokkos::View<double**, mem_space> tail("hfisher::HSS::tail", nodes, q0 + 1);  // |R(i:, :)|_F^2, R_ii^2 in the last row
+      Kokkos::View<double**, mem_space> tail("hfisher::HSS::tail", nodes, q0 + 1);  // |R(i:, :)|_F^2; 0 at q0
       Kokkos::parallel_for(
           "hfisher::HSS::r_tail", Kokkos::RangePolicy<ExecSpace>(space, 0, nodes), KOKKOS_LAMBDA(const int b) {
             double acc = 0;
