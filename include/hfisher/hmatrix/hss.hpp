@@ -508,15 +508,8 @@ HSS<Scalar, ExecSpace> HSS<Scalar, ExecSpace>::from_operator(const Operator& op,
   // a-posteriori estimate from fresh probes (zero on the padded rows), made
   // once; a pass that misses tol lowers the threshold and rebuilds
   const int q = opts.probes;
-  Matrix P("hfisher::matvec::probe", N, q), AP("hfisher::matvec::probe_A", N, q);
-  detail::gaussian_columns(space, P, 0, q, opts.seed ^ 0x5bd1e995ull);
-  detail::zero_padding(space, H.perm_d_, P);
-  top.multiply(P, AP, 0, q);
-  auto estimate = [&]() {
-    Matrix HP("hfisher::matvec::probe_H", N, q);
-    H.apply_tree(P, HP);
-    return detail::relative_fro(space, AP, HP);
-  };
+  const auto probes = top.probes(N, q, opts.seed);
+  auto estimate = [&]() { return probes.error([&H](const Matrix& X, const Matrix& Y) { H.apply_tree(X, Y); }); };
   double est = estimate();
   for (int pass = 0; pass < 3 && est > opts.tol; ++pass) {
     const auto before = H.ranks_;

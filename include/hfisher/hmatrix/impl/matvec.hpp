@@ -112,19 +112,35 @@ void factors_product(const DV& d, const GV& G, const M& X, const M& Y) {
   kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, T(1), g, T1, T(1), y);
 }
 
-/// |A P - H P|_F / |A P|_F for q fresh Gaussian probes P (N, q) in tree
-/// order, zero on the padded rows: multiply_A(P, AP) and apply_H(P, HP)
-/// write the two products (tree order).
+/// q fresh Gaussian probes P (N, q) in tree order, zero on the padded rows,
+/// and their products A P, made once (multiply_A(P, AP), tree order):
+/// error(apply_H) = |A P - H P|_F / |A P|_F for any candidate H, so several
+/// passes of a construction are judged on the same products.
+template <class Exec, class Matrix>
+struct TreeProbes {
+  Matrix P, AP;
+  template <class PermView, class MultiplyA>
+  TreeProbes(const PermView& perm, int N, int q, std::uint64_t seed, const MultiplyA& multiply_A)
+      : P("hfisher::matvec::probe", N, q), AP("hfisher::matvec::probe_A", N, q) {
+    Exec space;
+    gaussian_columns(space, P, 0, q, seed ^ 0x5bd1e995ull);
+    zero_padding(space, perm, P);
+    multiply_A(P, AP);
+  }
+  /// apply_H(P, HP) writes H P (tree order).
+  template <class ApplyH>
+  double error(const ApplyH& apply_H) const {
+    Matrix HP("hfisher::matvec::probe_H", P.extent(0), P.extent(1));
+    apply_H(P, HP);
+    return relative_fro(Exec(), AP, HP);
+  }
+};
+
+/// |A P - H P|_F / |A P|_F for q fresh Gaussian probes (TreeProbes, once).
 template <class Exec, class Matrix, class PermView, class MultiplyA, class ApplyH>
 double tree_probe_error(const PermView& perm, int N, int q, std::uint64_t seed, const MultiplyA& multiply_A,
                         const ApplyH& apply_H) {
-  Exec space;
-  Matrix P("hfisher::matvec::probe", N, q), AP("hfisher::matvec::probe_A", N, q), HP("hfisher::matvec::probe_H", N, q);
-  gaussian_columns(space, P, 0, q, seed ^ 0x5bd1e995ull);
-  zero_padding(space, perm, P);
-  multiply_A(P, AP);
-  apply_H(P, HP);
-  return relative_fro(space, AP, HP);
+  return TreeProbes<Exec, Matrix>(perm, N, q, seed, multiply_A).error(apply_H);
 }
 
 /// The operator in tree order.
@@ -158,8 +174,12 @@ struct TreeOperator {
   /// rows); apply_tree(X, Y) writes Y = H X in tree order.
   template <class ApplyTree>
   double probe_error(const ApplyTree& apply_tree, int N, int q, std::uint64_t seed) {
-    return tree_probe_error<Exec, Matrix>(
-        perm, N, q, seed, [this, q](const Matrix& P, const Matrix& AP) { multiply(P, AP, 0, q); }, apply_tree);
+    return probes(N, q, seed).error(apply_tree);
+  }
+  /// The probes and their products with A, kept for several estimates.
+  TreeProbes<Exec, Matrix> probes(int N, int q, std::uint64_t seed) {
+    return TreeProbes<Exec, Matrix>(perm, N, q, seed,
+                                    [this, q](const Matrix& P, const Matrix& AP) { multiply(P, AP, 0, q); });
   }
 };
 
