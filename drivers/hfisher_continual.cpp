@@ -845,6 +845,10 @@ int run(const Options& o) {
   for (std::size_t l = 0; l < o.level_rank.size(); ++l) js << (l ? ", " : "") << o.level_rank[l];
   js << "], \"branching\": " << o.branching << ", \"tol\": " << o.tol << ", \"leaf\": " << o.leaf
      << ", \"max_rank\": " << o.max_rank << ", \"spd_compensation\": " << (o.spd ? "true" : "false")
+     << ", \"rank\": " << o.rank << ", \"power_steps\": " << o.power_steps
+     << ", \"oversampling\": " << o.oversampling << ", \"data\": " << hfisher::io::json_string(o.data)
+     << ", \"probe_anchors\": " << (o.probe_anchors ? "true" : "false")
+     << ", \"memory_budget_bytes\": " << o.memory_budget
      << ", \"validation_examples\": " << o.validation << ", \"lambda_grid\": [";
   for (std::size_t c = 0; c < o.lambda_grid.size(); ++c) js << (c ? ", " : "") << o.lambda_grid[c];
   js << "], \"gamma_grid\": [";

@@ -356,5 +356,27 @@ bool run_gnuplot(const std::string& dir, const std::string& script) {
   return WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 
+std::string json_string(const std::string& s) {
+  std::string out = "\"";
+  for (const unsigned char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\t': out += "\\t"; break;
+      case '\r': out += "\\r"; break;
+      default:
+        if (c < 0x20) {
+          char b[8];
+          std::snprintf(b, sizeof b, "\\u%04x", unsigned(c));
+          out += b;
+        } else {
+          out += char(c);
+        }
+    }
+  }
+  return out + "\"";
+}
+
 }  // namespace io
 }  // namespace hfisher

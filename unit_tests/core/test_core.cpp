@@ -164,6 +164,16 @@ TEST(CoreIO, PrepareOutputDirRefusesEmptyRootAndUnwritable) {
   std::filesystem::remove_all(d);
 }
 
+// Strings a user typed go into results.json escaped: quotes, backslashes and
+// control characters cannot end the literal early.
+TEST(CoreIO, JsonStringEscapes) {
+  EXPECT_EQ(hfisher::io::json_string(""), "\"\"");
+  EXPECT_EQ(hfisher::io::json_string("/data/fashion"), "\"/data/fashion\"");
+  EXPECT_EQ(hfisher::io::json_string("a\"b\\c"), "\"a\\\"b\\\\c\"");
+  EXPECT_EQ(hfisher::io::json_string("x\ny\t\x01"), "\"x\\ny\\t\\u0001\"");
+  EXPECT_EQ(hfisher::io::json_string("\xc3\xa9"), "\"\xc3\xa9\"");  // UTF-8 passes through
+}
+
 // gnuplot runs from an argument vector in the given folder: a script name
 // with shell syntax in it is only a (missing) file name, never a command.
 TEST(CoreIO, RunGnuplotHandsNothingToAShell) {

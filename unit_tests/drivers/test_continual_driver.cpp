@@ -114,6 +114,11 @@ TEST(ContinualDriver, EndToEndAndResume) {
                             "\"fisher_examples\": 40", "\"fisher_kind\": \"mc\"", "\"ewc\": 10"})
     EXPECT_NE(js.find(field), std::string::npos) << field << " missing from\n" << js;
   EXPECT_NE(js.find("\"commit\": \""), std::string::npos) << js;
+  // every option, defaults included (the memory budget resolved to bytes)
+  for (const std::string& field : {std::string("\"rank\": 32"), std::string("\"power_steps\": 1"),
+                                  std::string("\"probe_anchors\": false"), std::string("\"memory_budget_bytes\": "),
+                                  "\"data\": \"" + root + "/data\""})
+    EXPECT_NE(js.find(field), std::string::npos) << field << " missing from\n" << js;
   EXPECT_NE(js.find("\"libraries\": {\"kokkos\": \""), std::string::npos) << js;
   // plasticity next to ACC: learning accuracy, and intransigence against
   // fine-tuning (exactly 0 for fine-tuning itself)

@@ -27,5 +27,10 @@ std::string prepare_output_dir(const std::string& dir, const char* where);
 /// is not installed.
 bool run_gnuplot(const std::string& dir, const std::string& script);
 
+/// `s` as a JSON string literal, quotes included: quote, backslash and
+/// control characters escaped, so a path a user typed (a directory named
+/// `a"b`) cannot break the results.json a driver writes.
+std::string json_string(const std::string& s);
+
 }  // namespace io
 }  // namespace hfisher
