@@ -308,6 +308,135 @@ TYPED_TEST(FisherTest, EveryKindAndStructureAgainstBruteForce) {
 // What an outside program needs without casts: per-example gradients
 // (against loss_grad on one-row views), the K-FAC factors of an estimate
 // (against the brute-force factors), and setting a model's parameters.
+// Fisher-vector products, matrix-free (FisherProduct), against the
+// brute-force Fisher: every kind, both activations, all layers (the
+// cross-layer blocks included), one layer and two layers apart; several
+// passes with a short last one, and fewer examples than the data holds.
+TYPED_TEST(FisherTest, FisherProductsAgainstBruteForce) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  using FP = hfisher::FisherProduct<S, E>;
+  const bool dbl = std::is_same<S, double>::value;
+  const double tol = dbl ? 1e-12 : 2e-5;  // relative to the largest entry of F V
+  const int N = 19, k = 3;
+  auto data = hfisher::nn::to_device<S, E>(random_dataset(N + 5, 6, 4, 7));
+  for (auto act : {hfisher::nn::Activation::Tanh, hfisher::nn::Activation::ReLU}) {
+    hfisher::nn::MLP<S, E> model({6, 5, 4, 4}, act, 13);
+    for (auto kind : {hfisher::FisherKind::Empirical, hfisher::FisherKind::MonteCarlo, hfisher::FisherKind::GGN}) {
+      hfisher::FisherOptions o;
+      o.examples = N;
+      o.batch = 5;
+      o.mc_samples = 3;
+      o.seed = 4;
+      const auto ref = brute_force(model, data, N, kind, o.mc_samples, o.seed);
+      for (const auto& layers : {std::vector<int>{}, std::vector<int>{1}, std::vector<int>{0, 2}}) {
+        const std::string what = std::string(hfisher::to_string(kind)) + (act == hfisher::nn::Activation::ReLU ? "/relu" : "/tanh") +
+                                 " layers " + std::to_string(layers.size());
+        o.layers = layers;
+        FP fp(model, data, kind, o);
+        std::vector<long> idx;  // the operator's rows in the model's parameter vector
+        for (int l = 0; l < model.num_layers(); ++l)
+          if (layers.empty() || std::find(layers.begin(), layers.end(), l) != layers.end())
+            for (long i = 0; i < model.layers()[l].size(); ++i) idx.push_back(model.layers()[l].offset + i);
+        const long n = long(idx.size());
+        ASSERT_EQ(fp.size(), n) << what;
+        const HostBatch Vh = random_batch(1, int(n), k, 21);
+        typename FP::Matrix V("V", n, k), Y("Y", n, k);
+        {
+          auto h = Kokkos::create_mirror_view(V);
+          for (long i = 0; i < n; ++i)
+            for (int j = 0; j < k; ++j) h(i, j) = S(Vh(0, int(i), j));
+          Kokkos::deep_copy(V, h);
+        }
+        fp.apply(V, Y);
+        const HostBatch Yh = host_matrix(Y);
+        double err = 0, scale = 0;
+        for (long i = 0; i < n; ++i)
+          for (int j = 0; j < k; ++j) {
+            double e = 0;
+            for (long m = 0; m < n; ++m) e += ref.F(0, int(idx[i]), int(idx[m])) * Vh(0, int(m), j);
+            err = std::max(err, std::abs(Yh(0, int(i), j) - e));
+            scale = std::max(scale, std::abs(e));
+          }
+        EXPECT_GT(scale, 0.0) << what;
+        EXPECT_LE(err, tol * scale) << what;
+        EXPECT_EQ(fp.products(), k) << what;
+        // one vector at a time gives the same columns
+        typename FP::Matrix V1("V1", n, 1), Y1("Y1", n, 1);
+        Kokkos::deep_copy(V1, Kokkos::subview(V, Kokkos::ALL(), Kokkos::make_pair(0, 1)));
+        fp(V1, Y1);
+        const HostBatch Y1h = host_matrix(Y1);
+        for (long i = 0; i < n; ++i) EXPECT_NEAR(Y1h(0, int(i), 0), Yh(0, int(i), 0), tol * scale) << what << " row " << i;
+        EXPECT_EQ(fp.products(), k + 1) << what;
+      }
+    }
+  }
+  // bad input, each named
+  hfisher::nn::MLP<S, E> model({6, 5, 4}, hfisher::nn::Activation::Tanh, 1);
+  auto expect_error = [](auto&& f, const std::string& text) {
+    try {
+      f();
+      ADD_FAILURE() << "no error; expected one mentioning " << text;
+    } catch (const hfisher::Error& e) {
+      EXPECT_NE(std::string(e.what()).find(text), std::string::npos) << e.what();
+    }
+  };
+  hfisher::FisherOptions o;
+  o.layers = {1, 0};
+  expect_error([&] { FP(model, data, hfisher::FisherKind::GGN, o); }, "increasing order");
+  o.layers = {};
+  o.examples = N + 6;
+  expect_error([&] { FP(model, data, hfisher::FisherKind::GGN, o); }, "examples");
+  o.examples = 0;
+  FP fp(model, data, hfisher::FisherKind::Empirical, o);
+  typename FP::Matrix V("V", fp.size() + 1, 2), Y("Y", fp.size(), 2), Yk("Yk", fp.size(), 3), Vk("Vk", fp.size(), 2);
+  expect_error([&] { fp.apply(V, Y); }, "rows");
+  expect_error([&] { fp.apply(Vk, Yk); }, "Y is");
+  auto wide = hfisher::nn::to_device<S, E>(random_dataset(4, 6, 5, 7));
+  expect_error([&] { FP(model, wide, hfisher::FisherKind::GGN, o); }, "classes");
+}
+
+// The matrix-free HODLR Fisher (FisherOptions::matrix_free): each layer's
+// block from Fisher-vector products against the brute-force block, with the
+// products and the error estimate reported; what it does not build is refused.
+TYPED_TEST(FisherTest, MatrixFreeHODLRAgainstBruteForce) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  const bool dbl = std::is_same<S, double>::value;
+  hfisher::nn::MLP<S, E> model({6, 7, 4}, hfisher::nn::Activation::Tanh, 3);  // blocks of 49 and 32 parameters
+  const int N = 30;
+  auto data = hfisher::nn::to_device<S, E>(random_dataset(N, 6, 4, 9));
+  for (auto kind : {hfisher::FisherKind::GGN, hfisher::FisherKind::MonteCarlo}) {
+    const std::string k = hfisher::to_string(kind);
+    hfisher::FisherOptions o;
+    o.leaf = 8;
+    o.tol = dbl ? 1e-9 : 1e-4;
+    o.mc_samples = 2;
+    o.batch = 8;
+    o.matrix_free = true;
+    const auto ref = brute_force(model, data, N, kind, o.mc_samples, o.seed);
+    const auto Fb = block_diag_of(ref.F, model.layers());
+    auto op = hfisher::estimate_fisher(model, data, kind, hfisher::Structure::HODLR, o);
+    EXPECT_EQ(op->structure(), hfisher::Structure::HODLR);
+    EXPECT_LE(rel_fro(host_matrix(op->to_dense()), Fb), dbl ? 1e-7 : 2e-3) << k;
+    auto* bd = dynamic_cast<hfisher::fisher::BlockDiagonalOperator<S, E>*>(op.get());
+    ASSERT_NE(bd, nullptr);
+    for (int l = 0; l < model.num_layers(); ++l) {
+      const auto& h = dynamic_cast<const hfisher::fisher::HODLROperator<S, E>&>(bd->block(l)).hodlr();
+      EXPECT_GT(h.build_info().products, 0) << k << " layer " << l;
+      EXPECT_LE(h.build_info().error_estimate, dbl ? 1e-7 : 2e-3) << k << " layer " << l;
+    }
+    check_operator(*op, 0.05, k + "/hodlr matrix-free");
+  }
+  hfisher::FisherOptions o;
+  o.matrix_free = true;
+  EXPECT_THROW(hfisher::estimate_fisher(model, data, hfisher::FisherKind::GGN, hfisher::Structure::KFAC, o),
+               hfisher::Error);
+  o.spd_compensation = true;
+  EXPECT_THROW(hfisher::estimate_fisher(model, data, hfisher::FisherKind::GGN, hfisher::Structure::HODLR, o),
+               hfisher::Error);
+}
+
 TYPED_TEST(FisherTest, OutsideProgramAPI) {
   using S = typename TypeParam::scalar;
   using E = typename TypeParam::exec;

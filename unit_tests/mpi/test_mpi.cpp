@@ -210,6 +210,43 @@ TYPED_TEST(DistTest, FactorizationsShardedOverRanks) {
   }
 }
 
+// Fisher-vector products sharded over examples and summed over the ranks
+// equal one process's, for every kind; the matrix-free HODLR Fisher built
+// from them too (the same products on every rank: the same matrix)
+TYPED_TEST(DistTest, FisherProductsEqualOneProcess) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  using FP = hfisher::FisherProduct<S, E>;
+  hfisher::nn::MLP<S, E> model({6, 5, 4, 3}, hfisher::nn::Activation::Tanh, 5);
+  auto data = hfisher::nn::to_device<S, E>(random_dataset(23, 6, 3, 12));
+  hfisher::FisherOptions o;
+  o.batch = 4;
+  o.mc_samples = 2;
+  for (auto kind : {hfisher::FisherKind::Empirical, hfisher::FisherKind::MonteCarlo, hfisher::FisherKind::GGN}) {
+    FP one(model, data, kind, o), par(model, data, kind, o, world());
+    const long n = one.size();
+    typename FP::Matrix V("V", n, 3), Y1("Y1", n, 3), Y2("Y2", n, 3);
+    {
+      const HostBatch r = random_batch(1, int(n), 3, 7);
+      auto h = Kokkos::create_mirror_view(V);
+      for (long i = 0; i < n; ++i)
+        for (int j = 0; j < 3; ++j) h(i, j) = S(r(0, int(i), j));
+      Kokkos::deep_copy(V, h);
+    }
+    one.apply(V, Y1);
+    par.apply(V, Y2);
+    auto a = host_matrix(Y1), b = host_matrix(Y2);
+    EXPECT_LE(max_rel_diff(b.a, a.a), Tol<S>::ranks) << hfisher::to_string(kind);
+  }
+  o.matrix_free = true;
+  o.leaf = 4;
+  o.tol = std::is_same<S, double>::value ? 1e-8 : 1e-4;
+  o.layers = {1};
+  auto h1 = hfisher::estimate_fisher(model, data, hfisher::FisherKind::GGN, hfisher::Structure::HODLR, o);
+  auto h2 = hfisher::estimate_fisher(model, data, hfisher::FisherKind::GGN, hfisher::Structure::HODLR, o, world());
+  EXPECT_LE(max_rel_diff(host_matrix(h2->to_dense()).a, host_matrix(h1->to_dense()).a), 100 * Tol<S>::ranks);
+}
+
 // natural-gradient (K-FAC and low-rank) training over the ranks equals one process
 TYPED_TEST(DistTest, NaturalGradientEqualsOneProcess) {
   using S = typename TypeParam::scalar;

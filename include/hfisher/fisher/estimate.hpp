@@ -2,9 +2,11 @@
 /// \file estimate.hpp
 /// \brief estimate_fisher(): a model and data -> its Fisher (any kind) in any
 /// structure. The work lives in samples.hpp (the passes), builders/ (one
-/// builder per structure, registered in build_curvature.hpp) and sharded.hpp.
+/// builder per structure, registered in build_curvature.hpp; the matrix-free
+/// ones in builders/matrix_free.hpp), products.hpp and sharded.hpp.
 
 #include <hfisher/fisher/build_curvature.hpp>
+#include <hfisher/fisher/builders/matrix_free.hpp>
 #include <hfisher/fisher/options.hpp>
 #include <hfisher/fisher/samples.hpp>
 #include <hfisher/fisher/sharded.hpp>
@@ -15,13 +17,15 @@ namespace fisher {
 /// Estimates the Fisher (kind) of `model` on the first opts.examples
 /// examples of `data` and stores it in `structure`. The operator acts on the
 /// flat vector of the chosen layers (opts.layers; all by default), each layer
-/// block W~ = [W | b] row-major, in layer order.
+/// block W~ = [W | b] row-major, in layer order. With opts.matrix_free the
+/// blocks are built from Fisher-vector products (builders/matrix_free.hpp).
 template <class Scalar, class ExecSpace>
 std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> estimate_fisher(const nn::MLP<Scalar, ExecSpace>& model,
                                                                       const nn::DeviceData<Scalar, ExecSpace>& data,
                                                                       FisherKind kind, Structure structure,
                                                                       const FisherOptions& opts = {},
                                                                       const dist::Communicator& comm = {}) {
+  if (opts.matrix_free) return detail::matrix_free_curvature(model, data, kind, structure, opts, comm);
   return build_curvature(collect_samples(model, data, kind, opts, comm), structure, opts, comm);
 }
 

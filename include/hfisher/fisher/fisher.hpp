@@ -10,4 +10,5 @@
 #include <hfisher/fisher/hierarchical.hpp>
 #include <hfisher/fisher/io.hpp>
 #include <hfisher/fisher/lowrank.hpp>
+#include <hfisher/fisher/products.hpp>
 #include <hfisher/fisher/kfac.hpp>

@@ -52,6 +52,12 @@ struct FisherOptions {
   /// samples; -1: p = r + 8.
   int multilevel_oversampling = 8;
   Structure block = Structure::Dense;  ///< BlockDiagonal: structure of each layer's block
+  /// Build from Fisher-vector products (FisherProduct: forward-mode and
+  /// backward passes, no per-sample factors kept) instead of from
+  /// collect_samples(): HODLR blocks only (HODLR::from_matvec, tol and
+  /// hodlr_max_rank as above; each block's build_info() reports the products
+  /// and the estimated error). Memory no longer grows with the examples.
+  bool matrix_free = false;
   std::size_t memory_budget = std::size_t(4) << 30;  ///< bytes an estimate may allocate
 
   void validate(const char* where) const {
