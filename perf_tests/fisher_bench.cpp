@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <random>
 #include <sstream>
@@ -52,6 +53,166 @@ struct Row {
   double build = 0, factor_solve = 0, solve = 0, err = 0, angle = 0;
   std::size_t bytes = 0;
 };
+
+// Y = (F + lambda I) X with exact Fisher-vector products
+void damped_products(const hfisher::FisherProduct<S, E>& fp, double lambda, const COp::Matrix& X, const COp::Matrix& Y) {
+  fp.apply(X, Y);
+  Kokkos::parallel_for(
+      "fisher_bench::damp", Kokkos::RangePolicy<E>(0, long(X.extent(0))), KOKKOS_LAMBDA(const long i) {
+        for (int j = 0; j < int(X.extent(1)); ++j) Y(i, j) += S(lambda) * X(i, j);
+      });
+  Kokkos::fence();
+}
+
+double dot(const Vec& a, const Vec& b) {
+  double s = 0;
+  Kokkos::parallel_reduce(
+      "fisher_bench::dot", Kokkos::RangePolicy<E>(0, long(a.extent(0))),
+      KOKKOS_LAMBDA(const long i, double& acc) { acc += double(a(i)) * double(b(i)); }, s);
+  return s;
+}
+
+// x = y + alpha z (x may alias y)
+void axpy_to(const Vec& x, const Vec& y, double alpha, const Vec& z) {
+  Kokkos::parallel_for(
+      "fisher_bench::axpy", Kokkos::RangePolicy<E>(0, long(x.extent(0))),
+      KOKKOS_LAMBDA(const long i) { x(i) = y(i) + S(alpha) * z(i); });
+  Kokkos::fence();
+}
+
+// Conjugate gradients on (F + lambda I) x = b with exact products: the
+// reference natural-gradient direction of the whole model.
+int cg_solve(const hfisher::FisherProduct<S, E>& fp, double lambda, const Vec& b, const Vec& x, double rtol,
+             int max_iter) {
+  const long n = long(b.extent(0));
+  Vec r("r", n), p("p", n), Ap("Ap", n);
+  Kokkos::deep_copy(x, 0.0);
+  Kokkos::deep_copy(r, b);
+  Kokkos::deep_copy(p, b);
+  double rr = dot(r, r);
+  const double stop = rtol * rtol * rr;
+  int it = 0;
+  while (it < max_iter && rr > stop) {
+    damped_products(fp, lambda, COp::Matrix(p.data(), n, 1), COp::Matrix(Ap.data(), n, 1));
+    const double alpha = rr / dot(p, Ap);
+    axpy_to(x, x, alpha, p);
+    axpy_to(r, r, -alpha, Ap);
+    const double rr_new = dot(r, r);
+    axpy_to(p, r, rr_new / rr, p);
+    rr = rr_new;
+    ++it;
+  }
+  return it;
+}
+
+// |(F~ - F) Omega|_F / |F Omega|_F over Gaussian probes Omega
+double product_error(const COp& op, const hfisher::FisherProduct<S, E>& fp, int probes, unsigned seed) {
+  const long n = fp.size();
+  COp::Matrix Om("Om", n, probes), FO("FO", n, probes);
+  {
+    auto h = Kokkos::create_mirror_view(Om);
+    std::mt19937_64 g(seed);
+    std::normal_distribution<double> nd;
+    for (long i = 0; i < n; ++i)
+      for (int j = 0; j < probes; ++j) h(i, j) = nd(g);
+    Kokkos::deep_copy(Om, h);
+  }
+  fp.apply(Om, FO);
+  auto fo = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), FO);
+  auto om = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), Om);
+  double num = 0, den = 0;
+  Vec v("v", n), y("y", n);
+  auto vh = Kokkos::create_mirror_view(v);
+  for (int j = 0; j < probes; ++j) {
+    for (long i = 0; i < n; ++i) vh(i) = om(i, j);
+    Kokkos::deep_copy(v, vh);
+    op.apply(v, y);
+    auto yh = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), y);
+    for (long i = 0; i < n; ++i) {
+      num += (yh(i) - fo(i, j)) * (yh(i) - fo(i, j));
+      den += fo(i, j) * fo(i, j);
+    }
+  }
+  return std::sqrt(num / den);
+}
+
+// Every structure over the whole model against CG on exact products.
+void run_network_study(const FisherBenchOptions& o, const hfisher::nn::MLP<S, E>& model,
+                       const hfisher::nn::DeviceData<S, E>& train, hfisher::FisherKind kind) {
+  const std::size_t budget = hfisher_cli::memory_budget_bytes(o.memory_budget_gib);
+  hfisher::FisherOptions fo;
+  fo.examples = std::min(o.fisher_examples, train.size());
+  fo.mc_samples = o.mc_samples;
+  fo.leaf = o.leaf;
+  fo.seed = o.seed;
+  fo.memory_budget = budget;
+  hfisher::FisherProduct<S, E> fp(model, train, kind, fo);
+  const long n = fp.size();
+  std::printf("\nwhole model: %ld parameters, %s Fisher of %d examples; reference: CG on exact Fisher-vector "
+              "products\n",
+              n, hfisher::to_string(kind), fp.examples());
+  double trace = 0;
+  {
+    auto d = hfisher::estimate_fisher(model, train, kind, hfisher::Structure::Diagonal, fo);
+    for (double x : host(d->diag())) trace += x;
+  }
+  const double lambda = o.damping * trace / n;
+  Vec g("g", n);
+  {
+    hfisher::nn::MLP<S, E>::Cache c;
+    const int N = fp.examples();
+    hfisher::nn::MLP<S, E>::Matrix Xc("Xc", N, train.features());
+    Kokkos::deep_copy(Xc, Kokkos::subview(train.x, Kokkos::make_pair(0, N), Kokkos::ALL()));
+    hfisher::nn::MLP<S, E>::Labels yc("yc", N);
+    Kokkos::deep_copy(yc, Kokkos::subview(train.y, Kokkos::make_pair(0, N)));
+    model.loss_grad(Xc, yc, g, c);
+  }
+  Vec xs("x*", n);
+  double t = now();
+  const long p0 = fp.products();
+  const int iters = cg_solve(fp, lambda, g, xs, 1e-8, 2000);
+  const double t_cg = now() - t;
+  const auto xstar = host(xs);
+  std::printf("damping lambda = %.3g (%.0e x trace/n); CG: %d iterations (%ld products, relative residual 1e-8) "
+              "in %.2f s\n\n",
+              lambda, o.damping, iters, fp.products() - p0, t_cg);
+  auto row = [&](const std::string& name, const std::string& setting, const std::function<std::unique_ptr<COp>()>& build) {
+    try {
+      double t0 = now();
+      auto op = build();
+      const double t_build = now() - t0;
+      const double err = product_error(*op, fp, 10, o.seed + 7);
+      Vec x("x", n);
+      t0 = now();
+      op->solve(g, x, lambda);
+      const double t_solve = now() - t0;
+      std::printf("%-12s %-14s | build %8.3f s | %10.3f MB | error (10 products) %9.2e | angle %7.3f deg | "
+                  "factor+solve %8.4f s\n",
+                  name.c_str(), setting.c_str(), t_build, op->bytes() / 1e6, err, angle_deg(host(x), xstar), t_solve);
+    } catch (const hfisher::Error& e) {
+      std::printf("%-12s %-14s | failed: %s\n", name.c_str(), setting.c_str(), e.what());
+    }
+    std::fflush(stdout);
+  };
+  row("diagonal", "-", [&] { return hfisher::estimate_fisher(model, train, kind, hfisher::Structure::Diagonal, fo); });
+  row("kfac", "eigen", [&] { return hfisher::estimate_fisher(model, train, kind, hfisher::Structure::KFAC, fo); });
+  for (int r : o.ranks) {
+    auto f2 = fo;
+    f2.rank = r;
+    f2.tol = 1e-12;
+    row("lowrank", "rank " + std::to_string(r),
+        [&] { return hfisher::estimate_fisher(model, train, kind, hfisher::Structure::LowRank, f2); });
+  }
+  for (double tol : o.network_tols) {
+    auto f2 = fo;
+    f2.tol = tol;
+    f2.matrix_free = true;
+    char b[32];
+    std::snprintf(b, sizeof b, "tol %.0e", tol);
+    row("hodlr-mf", b, [&] { return hfisher::estimate_fisher(model, train, kind, hfisher::Structure::HODLR, f2); });
+    row("network", b, [&] { return hfisher::estimate_fisher(model, train, kind, hfisher::Structure::Network, f2); });
+  }
+}
 
 }  // namespace
 
@@ -153,14 +314,17 @@ int run_fisher_bench(const FisherBenchOptions& o) {
               lambda, o.damping, t_exact, t_exact_solve, exact->bytes() / 1e6);
 
   std::vector<Row> rows;
-  auto run = [&](const std::string& name, const std::string& setting, hfisher::Structure st,
-                 const hfisher::FisherOptions& opts) {
+  // one row: build (from the samples, or as `build` says), then error,
+  // memory and a damped natural-gradient solve against the exact block
+  auto run_with = [&](const std::string& name, const std::string& setting,
+                      const std::function<std::unique_ptr<COp>()>& build, const std::string& note) {
+    // `note` is read after the build (a matrix-free build sets it)
     Row r;
     r.structure = name;
     r.setting = setting;
     try {
     double t = now();
-    auto op = hfisher::build_curvature(samples, st, opts);
+    auto op = build();
     r.build = now() - t;
     r.bytes = op->bytes();
     r.err = rel_fro(op->to_dense(), Fd);
@@ -181,7 +345,26 @@ int run_fisher_bench(const FisherBenchOptions& o) {
                 "factor+solve %8.4f s, solve %8.4f s\n",
                 r.structure.c_str(), r.setting.c_str(), r.build, r.bytes / 1e6, r.err, r.angle, r.factor_solve,
                 r.solve);
+    if (!note.empty()) std::printf("%-27s   %s\n", "", note.c_str());
     std::fflush(stdout);
+  };
+  auto run = [&](const std::string& name, const std::string& setting, hfisher::Structure st,
+                 const hfisher::FisherOptions& opts) {
+    run_with(name, setting, [&] { return hfisher::build_curvature(samples, st, opts); }, "");
+  };
+  // products spent and estimated error of a matrix-free HODLR (one block)
+  std::string mf_note;
+  auto matrix_free = [&](const hfisher::FisherOptions& opts) {
+    auto op = hfisher::estimate_fisher(model, train, kind, hfisher::Structure::HODLR, opts);
+    auto& bd = dynamic_cast<hfisher::fisher::BlockDiagonalOperator<S, E>&>(*op);
+    const auto& h = dynamic_cast<const hfisher::fisher::HODLROperator<S, E>&>(bd.block(0)).hodlr();
+    int kmax = 0;
+    for (const auto& rs : h.ranks()) kmax = std::max(kmax, rs.max);
+    char b[160];
+    std::snprintf(b, sizeof b, "(matrix-free: %d Fisher-vector products, estimated error %.2e, max rank %d)",
+                  h.build_info().products, h.build_info().error_estimate, kmax);
+    mf_note = b;
+    return op;
   };
   run("diagonal", "-", hfisher::Structure::Diagonal, fo);
   {
@@ -203,6 +386,12 @@ int run_fisher_bench(const FisherBenchOptions& o) {
     char b[32];
     std::snprintf(b, sizeof b, "tol %.0e", tol);
     run("hodlr", b, hfisher::Structure::HODLR, f2);
+    if (o.matrix_free) {
+      auto fm = f2;
+      fm.matrix_free = true;
+      fm.examples = samples.examples;  // the same examples as the samples
+      run_with("hodlr-mf", b, [&] { return matrix_free(fm); }, mf_note);  // by reference: set by the build
+    }
     if (o.spd_rows) {
       f2.spd_compensation = true;
       run("hodlr", std::string(b) + " spd", hfisher::Structure::HODLR, f2);
@@ -273,6 +462,8 @@ int run_fisher_bench(const FisherBenchOptions& o) {
   } catch (const hfisher::Error& e) {
     std::printf("\nlarge layer %d: failed: %s\n", o.big_layer, e.what());
   }
+
+  if (o.network) run_network_study(o, model, train, kind);
 
   if (!o.output.empty()) {
     std::ostringstream csv, js, gp;

@@ -19,6 +19,11 @@ struct FisherBenchOptions {
   int mc_samples = 1;
   int fisher_examples = 500;
   int layer = -1;                             ///< layer whose exact Fisher is formed (-1: the last)
+  bool matrix_free = false;                   ///< also hierarchical rows built from Fisher-vector products
+  /// whole-model study: structures over every layer (the network structure
+  /// among them) against CG on exact Fisher-vector products (--network)
+  bool network = false;
+  std::vector<double> network_tols = {1e-2, 1e-3};  ///< HODLR / network tolerances of that study
   bool spd_rows = false;                      ///< also run hierarchical with SPD-preserving compensation
   double damping = 1e-2;                      ///< relative to trace(F) / n
   std::vector<int> ranks = {4, 16, 64, 256};  ///< low-rank ranks

@@ -28,6 +28,16 @@ inline void add_fisher_options(CLI::App& app, FisherBenchOptions& o) {
   app.add_option("--level-ranks", o.level_ranks, "ranks per level of the multilevel structure (two levels: the layer, then each output unit)")
       ->check(CLI::Range(1, 1 << 16));
   app.add_option("--tols", o.tols, "compression tolerances of the hierarchical structure")->check(hfisher_cli::Finite)->check(CLI::Range(1e-14, 0.9));
+  app.add_flag("--matrix-free", o.matrix_free,
+               "also build each hierarchical tolerance from Fisher-vector products (rows hodlr-mf: no per-sample "
+               "factors; build time includes every product)");
+  app.add_flag("--network", o.network,
+               "whole-model study: diagonal, K-FAC, low-rank, per-layer HODLR and the network structure (one HODLR "
+               "over every parameter, cross-layer blocks kept) against CG on exact Fisher-vector products: error "
+               "estimated with products, natural-gradient angle, memory, time");
+  app.add_option("--network-tols", o.network_tols, "tolerances of the per-layer HODLR and network rows of --network")
+      ->check(hfisher_cli::Finite)
+      ->check(CLI::Range(1e-14, 0.9));
   app.add_flag("--spd-rows", o.spd_rows, "also run the hierarchical structure with SPD-preserving compensation");
   app.add_option("--leaf", o.leaf, "leaf size of the hierarchical structure")->check(CLI::Range(2, 4096));
   app.add_option("--big-layer", o.big_layer, "layer for hierarchical factorization vs K-FAC inversion (-1: skip)")

@@ -427,6 +427,13 @@ TYPED_TEST(FisherTest, MatrixFreeHODLRAgainstBruteForce) {
       EXPECT_LE(h.build_info().error_estimate, dbl ? 1e-7 : 2e-3) << k << " layer " << l;
     }
     check_operator(*op, 0.05, k + "/hodlr matrix-free");
+    // the whole network in one HODLR: the cross-layer blocks are kept
+    auto net = hfisher::estimate_fisher(model, data, kind, hfisher::Structure::Network, o);
+    EXPECT_EQ(net->structure(), hfisher::Structure::Network);
+    EXPECT_EQ(net->size(), model.num_params());
+    EXPECT_LE(rel_fro(host_matrix(net->to_dense()), ref.F), dbl ? 1e-7 : 2e-3) << k << " network";
+    EXPECT_GT(rel_fro(Fb, ref.F), 1e-2) << k << ": the test needs cross-layer blocks that matter";
+    check_operator(*net, 0.05, k + "/network");
   }
   hfisher::FisherOptions o;
   o.matrix_free = true;
@@ -435,6 +442,12 @@ TYPED_TEST(FisherTest, MatrixFreeHODLRAgainstBruteForce) {
   o.spd_compensation = true;
   EXPECT_THROW(hfisher::estimate_fisher(model, data, hfisher::FisherKind::GGN, hfisher::Structure::HODLR, o),
                hfisher::Error);
+  // the network structure is built from products, never from samples
+  hfisher::FisherOptions so;
+  auto samples = hfisher::collect_samples(model, data, hfisher::FisherKind::GGN, so);
+  EXPECT_THROW(hfisher::build_curvature(samples, hfisher::Structure::Network, so), hfisher::Error);
+  so.block = hfisher::Structure::Network;
+  EXPECT_THROW(so.validate("test"), hfisher::Error);
 }
 
 TYPED_TEST(FisherTest, OutsideProgramAPI) {
@@ -1026,13 +1039,15 @@ TEST(FisherStructure, NamesAndStoredValues) {
   // the integers files store: a HODLR block saved as Structure::Hierarchical loads as HODLR
   static_assert(int(hfisher::Structure::HODLR) == 3, "stored value of HODLR");
   static_assert(int(hfisher::Structure::BlockDiagonal) == 4 && int(hfisher::Structure::Dense) == 5 &&
-                    int(hfisher::Structure::Multilevel) == 6,
+                    int(hfisher::Structure::Multilevel) == 6 && int(hfisher::Structure::Network) == 7,
                 "stored values after HODLR");
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
   EXPECT_EQ(hfisher::Structure::Hierarchical, hfisher::Structure::HODLR);  // the former name still compiles
 #pragma GCC diagnostic pop
   EXPECT_STREQ(hfisher::to_string(hfisher::Structure::HODLR), "hodlr");
+  EXPECT_STREQ(hfisher::to_string(hfisher::Structure::Network), "network");
   EXPECT_TRUE(hfisher::is_structure(3));
-  EXPECT_FALSE(hfisher::is_structure(7));
+  EXPECT_TRUE(hfisher::is_structure(7));
+  EXPECT_FALSE(hfisher::is_structure(8));
 }

@@ -4,7 +4,8 @@
 /// (K-FAC, hierarchical, dense, diagonal or low-rank), the flat vector cut
 /// into the layers' consecutive blocks. Structure::KFAC and
 /// Structure::HODLR are stored this way, as is Structure::BlockDiagonal
-/// with any inner structure.
+/// with any inner structure, and Structure::Network (one HODLR block over
+/// every chosen parameter).
 
 #include <hfisher/fisher/curvature.hpp>
 
@@ -18,8 +19,8 @@ class BlockDiagonalOperator : public CurvatureOperator<Scalar, ExecSpace> {
   using typename Base::Matrix;
   using typename Base::Vector;
 
-  /// outer: the structure reported by structure() (KFAC, Hierarchical or
-  /// BlockDiagonal); blocks: the per-layer operators, in parameter order.
+  /// outer: the structure reported by structure() (KFAC, HODLR,
+  /// BlockDiagonal or Network); blocks: the operators, in parameter order.
   BlockDiagonalOperator(Structure outer, std::vector<std::unique_ptr<Base>> blocks)
       : outer_(outer), blocks_(std::move(blocks)) {
     hfisher::detail::require(!blocks_.empty(), "hfisher::fisher::BlockDiagonalOperator", "no blocks (a model with no layers?)");

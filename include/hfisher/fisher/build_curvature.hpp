@@ -54,6 +54,9 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> build_curvature(const Fish
   constexpr const char* where = "hfisher::estimate_fisher";
   opts.validate(where);
   hfisher::detail::require(!s.shapes.empty() && s.examples >= 1, where, "no samples (collect_samples first)");
+  hfisher::detail::require(structure != Structure::Network, where,
+                           "the network structure is built from Fisher-vector products, not from samples: "
+                           "call estimate_fisher with the model and data");
   using COp = CurvatureOperator<Scalar, ExecSpace>;
   std::vector<int> all(s.shapes.size());
   for (std::size_t k = 0; k < all.size(); ++k) all[k] = int(k);

@@ -40,7 +40,10 @@ enum class Structure {
   Hierarchical [[deprecated("Structure::Hierarchical is now Structure::HODLR")]] = HODLR,
   BlockDiagonal, ///< per layer a block of FisherOptions::block structure (Dense by default)
   Dense,         ///< one dense matrix per layer (the inner structure of BlockDiagonal)
-  Multilevel     ///< per layer diag + nested local low-rank terms (PSD by construction; multilevel.hpp)
+  Multilevel,    ///< per layer diag + nested local low-rank terms (PSD by construction; multilevel.hpp)
+  /// one HODLR over every chosen parameter, cross-layer blocks included,
+  /// built from Fisher-vector products of the whole network (builders/matrix_free.hpp)
+  Network
   // new structures go last: is_structure() reads the last one
 };
 
@@ -48,7 +51,7 @@ const char* to_string(FisherKind k);
 const char* to_string(Structure s);
 
 /// Whether s is the value of a Structure (for files that store one as an integer).
-inline bool is_structure(int s) { return s >= 0 && s <= int(Structure::Multilevel); }
+inline bool is_structure(int s) { return s >= 0 && s <= int(Structure::Network); }
 
 namespace fisher {
 
@@ -250,6 +253,7 @@ inline const char* to_string(Structure s) {
     case Structure::BlockDiagonal: return "blockdiag";
     case Structure::Dense: return "dense";
     case Structure::Multilevel: return "multilevel";
+    case Structure::Network: return "network";
   }
   return "?";
 }

@@ -25,7 +25,8 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> estimate_fisher(const nn::
                                                                       FisherKind kind, Structure structure,
                                                                       const FisherOptions& opts = {},
                                                                       const dist::Communicator& comm = {}) {
-  if (opts.matrix_free) return detail::matrix_free_curvature(model, data, kind, structure, opts, comm);
+  if (opts.matrix_free || structure == Structure::Network)
+    return detail::matrix_free_curvature(model, data, kind, structure, opts, comm);
   return build_curvature(collect_samples(model, data, kind, opts, comm), structure, opts, comm);
 }
 

@@ -84,6 +84,8 @@ struct FisherOptions {
     hfisher::detail::require(multilevel_oversampling >= -1, where, "multilevel_oversampling = ",
                              multilevel_oversampling, " (must be >= 0, or -1 for the rank + 8)");
     hfisher::detail::require(block != Structure::BlockDiagonal, where, "block = BlockDiagonal would nest block-diagonals");
+    hfisher::detail::require(block != Structure::Network, where,
+                             "block = Network: the network structure spans every layer, it is not a layer block");
     hfisher::detail::require(memory_budget > 0, where, "memory_budget is 0");
   }
 };

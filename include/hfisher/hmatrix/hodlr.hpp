@@ -166,7 +166,14 @@ class HODLR {
   /// A(I_2p, I_2p+1) ~ Q_p (A(I_2p+1, I_2p) Q_p)^T, truncated to opts.tol.
   /// Leaves: leaf more products with stacked identities. In all
   /// O(k log N) + leaf products; opts.probes more estimate the error
-  /// (build_info()).
+  /// (build_info()). Errors of the coarse levels land in the finer ones and
+  /// the leaves, so the first pass truncates at opts.tol / 10; while the
+  /// estimate still exceeds opts.tol, and the last pass halved it and no
+  /// rank cap (opts.max_rank, or the block size) limited it, the matrix is
+  /// peeled again ten times tighter, at most twice more. The most accurate
+  /// pass is kept; build_info() counts every pass's products (rebuilds:
+  /// passes after the first). A cap can leave the estimate above opts.tol:
+  /// it is reported, not hidden.
   template <class Op>
   static HODLR from_matvec(Op&& op, int n, const ClusterTree& tree, const CompressionOptions& opts = {}) {
     Operator f = [&op](const Matrix& Omega, Matrix& Y) { op(Omega, Y); };
@@ -262,6 +269,12 @@ class HODLR {
   // OR'ed with `keep`, the level's earlier flags, when given)
   void store_level(int level, const Batch& Uw, const Batch& Vw, const Kokkos::View<int*, mem_space>& rank,
                    const char* where, std::vector<char> capped = {}, const std::vector<char>& keep = {});
+  /// One peeling pass of from_operator, truncating at trunc_tol (relative,
+  /// as opts.tol); caps are judged at opts.tol (an error unless
+  /// opts.allow_capped). Sets limited when the rank cap stopped a block
+  /// short of trunc_tol.
+  static HODLR peel(const Operator& op, int n, const ClusterTree& tree, const CompressionOptions& opts,
+                    double trunc_tol, bool& limited);
 };
 
 // ============================================================ implementation
@@ -686,6 +699,42 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::from_operator(const Operator&
   detail::require(opts.oversampling >= 1, where, "CompressionOptions.oversampling must be >= 1, got ",
                   opts.oversampling);
   detail::require(opts.probes >= 1, where, "CompressionOptions.probes must be >= 1, got ", opts.probes);
+  // each pass peels with new products; the best one is kept, and the
+  // report counts every pass's products, samples and probes
+  double trunc = opts.tol / 10;
+  int passes = 0, samples = 0, probes = 0;
+  HODLR best;
+  for (;;) {
+    bool limited = false;
+    HODLR H = peel(op, n, tree, opts, trunc, limited);
+    ++passes;
+    samples += H.info_.samples;
+    probes += H.info_.probes;
+    const bool better = passes == 1 || H.info_.error_estimate < best.info_.error_estimate;
+    // another pass helps only when this one lowered the error and no rank
+    // cap limited it (a cap binds at any tighter tolerance too)
+    const bool progress = passes == 1 || H.info_.error_estimate <= 0.5 * best.info_.error_estimate;
+    if (better) best = std::move(H);
+    if (best.info_.error_estimate <= opts.tol || limited || !progress || passes == 3 ||
+        trunc / 10 < 10 * double(math::limits<Scalar>::eps()))
+      break;
+    trunc /= 10;
+  }
+  best.info_.samples = samples;
+  best.info_.probes = probes;
+  best.info_.products = samples + probes;
+  best.info_.rebuilds = passes - 1;
+  return best;
+} catch (...) {
+  hfisher::detail::rethrow_allocation_failure("hfisher::HODLR::from_operator");
+}
+
+template <class Scalar, class ExecSpace>
+HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::peel(const Operator& op, int n, const ClusterTree& tree,
+                                                        const CompressionOptions& opts, double trunc_tol,
+                                                        bool& limited) {
+  constexpr const char* where = "hfisher::HODLR::from_matvec";
+  using namespace detail;
   ExecSpace space;
   const int N = tree.padded_size(), leaf = tree.leaf_size(), L = tree.levels(), p = opts.oversampling;
   HODLR H;
@@ -720,6 +769,7 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::from_operator(const Operator&
     BatchVector<Scalar, ExecSpace> S;
     Matrix Ys;
     std::vector<int> rb(pairs, 0);
+    int rmax = 0;  // the sample's largest rank at trunc_tol
     for (;;) {
       Matrix Om(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HODLR::peel_Om"), N, s);
       gaussian_columns(space, Om, done, s, opts.seed + std::uint64_t(l) * 104729u);
@@ -741,12 +791,15 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::from_operator(const Operator&
       auto Sh = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), S);
       double smx = 0;
       for (int b = 0; b < pairs; ++b) smx = std::max(smx, double(Sh(b, 0)));
-      const double thr = std::max(opts.tol * smx, 100 * double(math::limits<Scalar>::eps()) * smx);
-      int rmax = 0;
+      const double floor = 100 * double(math::limits<Scalar>::eps()) * smx;
+      const double thr = std::max(trunc_tol * smx, floor), thr_nominal = std::max(opts.tol * smx, floor);
+      rmax = 0;
       for (int b = 0; b < pairs; ++b) {
         int r = 0;
         while (r < q && double(Sh(b, r)) > thr) ++r;
-        rb[b] = r;
+        int rn = 0;
+        while (rn < q && double(Sh(b, rn)) > thr_nominal) ++rn;
+        rb[b] = rn;  // a cap is judged at the nominal tolerance
         rmax = std::max(rmax, r);
       }
       k = std::max(1, std::min(rmax, kcap));
@@ -768,10 +821,11 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::from_operator(const Operator&
     Kokkos::deep_copy(space, Vk, level_nodes(Y2, l, Nodes::Right));
     Batch Uw("hfisher::HODLR::Uw", pairs, m, k), Vw("hfisher::HODLR::Vw", pairs, m, k);
     Kokkos::View<int*, mem_space> rank("hfisher::HODLR::rank", pairs);
-    kernels::truncate_lowrank(space, Qk, Vk, opts.tol, Uw, Vw, rank);
+    kernels::truncate_lowrank(space, Qk, Vk, trunc_tol, Uw, Vw, rank);
     // capped: the sample showed more singular values above tol than the cap keeps
     std::vector<char> capped(pairs);
     for (int b = 0; b < pairs; ++b) capped[b] = rb[b] > kcap;
+    limited = limited || rmax > kcap;
     H.store_level(l, Uw, Vw, rank, where, capped);
   }
   // leaves: stacked identities, minus every level
@@ -790,8 +844,6 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::from_operator(const Operator&
   H.info_.probes = opts.probes;
   H.info_.products = top.products;
   return H;
-} catch (...) {
-  hfisher::detail::rethrow_allocation_failure("hfisher::HODLR::from_operator");
 }
 
 template <class Scalar, class ExecSpace>

@@ -22,19 +22,20 @@ namespace hfisher {
 namespace fisher {
 namespace detail {
 
-/// Layer `layer`'s Fisher block as a HODLR matrix from products with that
-/// block (FisherProduct restricted to the layer).
+/// The Fisher of `layers` (one layer: its block; all: the whole network,
+/// cross-layer blocks included) as a HODLR matrix from products with it
+/// (FisherProduct restricted to those layers), in parameter order.
 template <class Scalar, class ExecSpace>
-std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> hodlr_layer_matrix_free(
+std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> hodlr_matrix_free(
     const nn::MLP<Scalar, ExecSpace>& model, const nn::DeviceData<Scalar, ExecSpace>& data, FisherKind kind,
-    int layer, const FisherOptions& o, const dist::Communicator& comm, const char* where) {
+    const std::vector<int>& layers, const FisherOptions& o, const dist::Communicator& comm, const char* where) {
   FisherOptions lo = o;
-  lo.layers = {layer};
+  lo.layers = layers;
   FisherProduct<Scalar, ExecSpace> fp(model, data, kind, lo, comm);
   const long P = fp.size();
-  hfisher::detail::require(P >= 2, where, "layer ", layer, " has ", P,
-                           " parameter(s): too small for a hierarchical block");
-  hfisher::detail::require(P <= (long(1) << 30), where, "layer ", layer, " has ", P,
+  const std::string what = layers.size() == 1 ? "layer " + std::to_string(layers[0]) : "the chosen layers";
+  hfisher::detail::require(P >= 2, where, what, " have ", P, " parameter(s): too small for a hierarchical matrix");
+  hfisher::detail::require(P <= (long(1) << 30), where, what, " have ", P,
                            " parameters, more than a HODLR matrix indexes (2^30)");
   const int leaf = int(std::min<long>(o.leaf, std::max<long>(1, P / 2)));
   const int kcap = o.hodlr_max_rank > 0 ? o.hodlr_max_rank : 0;
@@ -42,7 +43,7 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> hodlr_layer_matrix_free(
   // at a time, plus the blocks it keeps
   const double cols = double(o.leaf) + 4.0 * (kcap > 0 ? kcap : 256) + 32;
   check_budget(double(P) * cols * sizeof(Scalar), o.memory_budget, where,
-               "a matrix-free hierarchical Fisher of layer " + std::to_string(layer));
+               "a matrix-free hierarchical Fisher of " + what);
   CompressionOptions co;
   co.tol = o.tol;
   co.max_rank = o.hodlr_max_rank;
@@ -52,7 +53,9 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> hodlr_layer_matrix_free(
 }
 
 /// estimate_fisher with FisherOptions::matrix_free: HODLR (and BlockDiagonal
-/// of HODLR blocks), one block per chosen layer, each from its products.
+/// of HODLR blocks), one block per chosen layer, each from its products; and
+/// Network (always matrix-free): one HODLR over every chosen parameter,
+/// stored as a block-diagonal operator of that one block.
 template <class Scalar, class ExecSpace>
 std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> matrix_free_curvature(
     const nn::MLP<Scalar, ExecSpace>& model, const nn::DeviceData<Scalar, ExecSpace>& data, FisherKind kind,
@@ -60,7 +63,8 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> matrix_free_curvature(
   constexpr const char* where = "hfisher::estimate_fisher";
   opts.validate(where);
   const Structure inner = structure == Structure::BlockDiagonal ? opts.block : structure;
-  hfisher::detail::require(inner == Structure::HODLR, where, "FisherOptions::matrix_free builds HODLR blocks; ",
+  hfisher::detail::require(inner == Structure::HODLR || inner == Structure::Network, where,
+                           "FisherOptions::matrix_free builds HODLR blocks and the network structure; ",
                            to_string(structure),
                            structure == Structure::BlockDiagonal ? std::string(" of ") + to_string(inner) : std::string(),
                            " is built from per-sample factors (matrix_free = false)");
@@ -77,9 +81,14 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> matrix_free_curvature(
                              model.num_layers() - 1, ") in increasing order");
   using COp = CurvatureOperator<Scalar, ExecSpace>;
   std::vector<std::unique_ptr<COp>> blocks;
-  for (int l : layers) {
-    hfisher::detail::Region region("hfisher::estimate_fisher::matrix_free layer " + std::to_string(l));
-    blocks.push_back(hodlr_layer_matrix_free(model, data, kind, l, opts, comm, where));
+  if (structure == Structure::Network) {
+    hfisher::detail::Region region("hfisher::estimate_fisher::network");
+    blocks.push_back(hodlr_matrix_free(model, data, kind, layers, opts, comm, where));
+  } else {
+    for (int l : layers) {
+      hfisher::detail::Region region("hfisher::estimate_fisher::matrix_free layer " + std::to_string(l));
+      blocks.push_back(hodlr_matrix_free(model, data, kind, std::vector<int>{l}, opts, comm, where));
+    }
   }
   return std::make_unique<BlockDiagonalOperator<Scalar, ExecSpace>>(structure, std::move(blocks));
 } catch (...) {
