@@ -177,20 +177,27 @@ void run_network_study(const FisherBenchOptions& o, const hfisher::nn::MLP<S, E>
               "in %.2f s\n\n",
               lambda, o.damping, iters, fp.products() - p0, t_cg);
   auto row = [&](const std::string& name, const std::string& setting, const std::function<std::unique_ptr<COp>()>& build) {
+    double t_build = 0, err = -1;
+    std::size_t bytes = 0;
     try {
       double t0 = now();
       auto op = build();
-      const double t_build = now() - t0;
-      const double err = product_error(*op, fp, 10, o.seed + 7);
+      t_build = now() - t0;
+      bytes = op->bytes();
+      err = product_error(*op, fp, 10, o.seed + 7);
       Vec x("x", n);
       t0 = now();
       op->solve(g, x, lambda);
       const double t_solve = now() - t0;
       std::printf("%-12s %-14s | build %8.3f s | %10.3f MB | error (10 products) %9.2e | angle %7.3f deg | "
                   "factor+solve %8.4f s\n",
-                  name.c_str(), setting.c_str(), t_build, op->bytes() / 1e6, err, angle_deg(host(x), xstar), t_solve);
+                  name.c_str(), setting.c_str(), t_build, bytes / 1e6, err, angle_deg(host(x), xstar), t_solve);
     } catch (const hfisher::Error& e) {
-      std::printf("%-12s %-14s | failed: %s\n", name.c_str(), setting.c_str(), e.what());
+      if (err >= 0)
+        std::printf("%-12s %-14s | build %8.3f s | %10.3f MB | error (10 products) %9.2e | solve failed: %s\n",
+                    name.c_str(), setting.c_str(), t_build, bytes / 1e6, err, e.what());
+      else
+        std::printf("%-12s %-14s | failed: %s\n", name.c_str(), setting.c_str(), e.what());
     }
     std::fflush(stdout);
   };
@@ -322,12 +329,14 @@ int run_fisher_bench(const FisherBenchOptions& o) {
     Row r;
     r.structure = name;
     r.setting = setting;
+    bool built = false;
     try {
     double t = now();
     auto op = build();
     r.build = now() - t;
     r.bytes = op->bytes();
     r.err = rel_fro(op->to_dense(), Fd);
+    built = true;
     Vec x("x", n);
     t = now();
     op->solve(g, x, lambda);
@@ -337,7 +346,12 @@ int run_fisher_bench(const FisherBenchOptions& o) {
     r.solve = now() - t;
     r.angle = angle_deg(host(x), xstar);
     } catch (const hfisher::Error& e) {
-      std::printf("%-12s %-14s | failed: %s\n", name.c_str(), setting.c_str(), e.what());
+      if (built)  // what the build achieved, then why the solve failed
+        std::printf("%-12s %-14s | build %8.3f s | %10.3f MB | rel. Frobenius error %9.2e | solve failed: %s\n",
+                    name.c_str(), setting.c_str(), r.build, r.bytes / 1e6, r.err, e.what());
+      else
+        std::printf("%-12s %-14s | failed: %s\n", name.c_str(), setting.c_str(), e.what());
+      if (built && !note.empty()) std::printf("%-27s   %s\n", "", note.c_str());
       return;
     }
     rows.push_back(r);
