@@ -501,6 +501,9 @@ int run(const Options& o) {
       const int nv = o.validation, nt = t.train.n - nv;
       hfisher::detail::require(nt >= 1, "hfisher-continual", "--validation ", nv, " leaves no training examples (a task has ",
                                t.train.n, ")");
+      hfisher::detail::require(o.fisher_examples <= nt, "hfisher-continual", "--fisher-examples ", o.fisher_examples,
+                               " exceeds the ", nt, " training examples of task ", train.size() + 1,
+                               " (the Fisher is estimated on a task's training examples)");
       train.push_back(hfisher::nn::to_device<S, E>(nv > 0 ? hfisher::nn::slice(t.train, 0, nt) : t.train));
       if (nv > 0) val.push_back(hfisher::nn::to_device<S, E>(hfisher::nn::slice(t.train, nt, nv)));
       test.push_back(hfisher::nn::to_device<S, E>(t.test));

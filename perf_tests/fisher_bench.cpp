@@ -136,9 +136,23 @@ double product_error(const COp& op, const hfisher::FisherProduct<S, E>& fp, int 
   return std::sqrt(num / den);
 }
 
+// One row of the whole-model study; angle < 0: the solve failed (error says why)
+struct NetRow {
+  std::string structure, setting, error;
+  double build = 0, err = -1, angle = -1, solve = 0;
+  std::size_t bytes = 0;
+};
+struct NetStudy {
+  long parameters = 0;
+  int examples = 0, cg_iterations = 0;
+  double damping = 0, cg_s = 0;
+  std::vector<NetRow> rows;
+};
+
 // Every structure over the whole model against CG on exact products.
-void run_network_study(const FisherBenchOptions& o, const hfisher::nn::MLP<S, E>& model,
-                       const hfisher::nn::DeviceData<S, E>& train, hfisher::FisherKind kind) {
+NetStudy run_network_study(const FisherBenchOptions& o, const hfisher::nn::MLP<S, E>& model,
+                           const hfisher::nn::DeviceData<S, E>& train, hfisher::FisherKind kind) {
+  NetStudy study;
   const std::size_t budget = hfisher_cli::memory_budget_bytes(o.memory_budget_gib);
   hfisher::FisherOptions fo;
   fo.examples = std::min(o.fisher_examples, train.size());
@@ -176,6 +190,11 @@ void run_network_study(const FisherBenchOptions& o, const hfisher::nn::MLP<S, E>
   std::printf("damping lambda = %.3g (%.0e x trace/n); CG: %d iterations (%ld products, relative residual 1e-8) "
               "in %.2f s\n\n",
               lambda, o.damping, iters, fp.products() - p0, t_cg);
+  study.parameters = n;
+  study.examples = fp.examples();
+  study.cg_iterations = iters;
+  study.damping = lambda;
+  study.cg_s = t_cg;
   auto row = [&](const std::string& name, const std::string& setting, const std::function<std::unique_ptr<COp>()>& build) {
     double t_build = 0, err = -1;
     std::size_t bytes = 0;
@@ -189,10 +208,13 @@ void run_network_study(const FisherBenchOptions& o, const hfisher::nn::MLP<S, E>
       t0 = now();
       op->solve(g, x, lambda);
       const double t_solve = now() - t0;
+      const double angle = angle_deg(host(x), xstar);
       std::printf("%-12s %-14s | build %8.3f s | %10.3f MB | error (10 products) %9.2e | angle %7.3f deg | "
                   "factor+solve %8.4f s\n",
-                  name.c_str(), setting.c_str(), t_build, bytes / 1e6, err, angle_deg(host(x), xstar), t_solve);
+                  name.c_str(), setting.c_str(), t_build, bytes / 1e6, err, angle, t_solve);
+      study.rows.push_back({name, setting, "", t_build, err, angle, t_solve, bytes});
     } catch (const hfisher::Error& e) {
+      study.rows.push_back({name, setting, e.what(), t_build, err, -1, 0, bytes});
       if (err >= 0)
         std::printf("%-12s %-14s | build %8.3f s | %10.3f MB | error (10 products) %9.2e | solve failed: %s\n",
                     name.c_str(), setting.c_str(), t_build, bytes / 1e6, err, e.what());
@@ -219,6 +241,7 @@ void run_network_study(const FisherBenchOptions& o, const hfisher::nn::MLP<S, E>
     row("hodlr-mf", b, [&] { return hfisher::estimate_fisher(model, train, kind, hfisher::Structure::HODLR, f2); });
     row("network", b, [&] { return hfisher::estimate_fisher(model, train, kind, hfisher::Structure::Network, f2); });
   }
+  return study;
 }
 
 }  // namespace
@@ -477,7 +500,8 @@ int run_fisher_bench(const FisherBenchOptions& o) {
     std::printf("\nlarge layer %d: failed: %s\n", o.big_layer, e.what());
   }
 
-  if (o.network) run_network_study(o, model, train, kind);
+  NetStudy net;
+  if (o.network) net = run_network_study(o, model, train, kind);
 
   if (!o.output.empty()) {
     std::ostringstream csv, js, gp;
@@ -497,7 +521,23 @@ int run_fisher_bench(const FisherBenchOptions& o) {
     }
     js << "  ],\n  \"large_layer\": {\"layer\": " << big.layer << ", \"parameters\": " << big.n
        << ", \"kfac_build_s\": " << big.kfac_build << ", \"kfac_inversion_s\": " << big.kfac_inv
-       << ", \"hierarchical_build_s\": " << big.h_build << ", \"hierarchical_factor_s\": " << big.h_factor << "}\n}\n";
+       << ", \"hierarchical_build_s\": " << big.h_build << ", \"hierarchical_factor_s\": " << big.h_factor << "}";
+    if (o.network) {  // the whole-model study; a failed solve has "angle_deg": null and its error
+      js << ",\n  \"network\": {\"parameters\": " << net.parameters << ", \"examples\": " << net.examples
+         << ", \"damping\": " << net.damping << ", \"cg_iterations\": " << net.cg_iterations << ", \"cg_s\": "
+         << net.cg_s << ", \"rows\": [\n";
+      for (size_t i = 0; i < net.rows.size(); ++i) {
+        const auto& r = net.rows[i];
+        js << "    {\"structure\": \"" << r.structure << "\", \"setting\": \"" << r.setting
+           << "\", \"build_s\": " << r.build << ", \"bytes\": " << r.bytes << ", \"error\": " << r.err
+           << ", \"angle_deg\": ";
+        if (r.angle >= 0) js << r.angle; else js << "null";
+        js << ", \"factor_solve_s\": " << r.solve << ", \"failure\": " << hfisher::io::json_string(r.error) << "}"
+           << (i + 1 < net.rows.size() ? "," : "") << "\n";
+      }
+      js << "  ]}";
+    }
+    js << "\n}\n";
     write_file_atomic(o.output + "/fisher.csv", csv.str());
     write_file_atomic(o.output + "/fisher.json", js.str());
     gp << "# file names are relative: run gnuplot in this folder\n"

@@ -482,6 +482,19 @@ TEST(ContinualDriver, BadValuesFailWithAMessage) {
     EXPECT_NE(text.find(c.second), std::string::npos) << c.first << ":\n" << text;
     EXPECT_FALSE(std::filesystem::exists(root + "/out/results.json")) << c.first;
   }
+  // more Fisher examples than a task holds: refused before any training,
+  // naming the task (the Fisher was quietly cut to the task's size before)
+  {
+    std::string args = base;
+    const std::string given = "--fisher-examples 40";
+    args.replace(args.find(given), given.size(), "--fisher-examples 700");
+    const int rc = std::system((args + " > " + root + "/bad.log 2>&1").c_str());
+    EXPECT_TRUE(WIFEXITED(rc) && WEXITSTATUS(rc) != 0) << "status " << rc;
+    const std::string text = slurp(root + "/bad.log");
+    EXPECT_NE(text.find("--fisher-examples 700 exceeds the 600 training examples of task 1"), std::string::npos)
+        << text;
+    EXPECT_EQ(text.find("] task"), std::string::npos) << "trained before refusing";
+  }
   std::filesystem::remove_all(root);
 }
 

@@ -702,6 +702,15 @@ TYPED_TEST(FisherTest, BadInput) {
     EXPECT_NE(std::string(e.what()).find("MiB"), std::string::npos) << e.what();
   }
   o.memory_budget = std::size_t(1) << 30;
+  // more examples than the data holds: refused, naming both counts, not cut
+  o.examples = 11;
+  try {
+    hfisher::estimate_fisher(model, data, hfisher::FisherKind::Empirical, hfisher::Structure::Diagonal, o);
+    ADD_FAILURE() << "no throw";
+  } catch (const hfisher::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("examples = 11 but the data has 10"), std::string::npos) << e.what();
+  }
+  o.examples = 10;
   // invalid options, layers
   o.layers = {3};
   EXPECT_THROW(hfisher::estimate_fisher(model, data, hfisher::FisherKind::Empirical, hfisher::Structure::KFAC, o),

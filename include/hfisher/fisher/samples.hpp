@@ -94,7 +94,10 @@ FisherSamples<Scalar, ExecSpace> collect_samples(const nn::MLP<Scalar, ExecSpace
                   " features, the model takes ", model.inputs(), " inputs");
   hfisher::detail::require(data.classes == model.outputs(), where, "the data has ", data.classes, " classes, the model ",
                   model.outputs(), " outputs");
-  const int N = opts.examples == 0 ? data.size() : std::min(opts.examples, data.size());
+  // more examples than the data holds is refused, never quietly cut
+  hfisher::detail::require(opts.examples <= data.size(), where, "FisherOptions.examples = ", opts.examples,
+                           " but the data has ", data.size(), " examples (0 uses all of them)");
+  const int N = opts.examples == 0 ? data.size() : opts.examples;
   hfisher::detail::require(N >= 1, where, "no examples");
   hfisher::detail::Region region("hfisher::collect_samples");
   const int C = model.outputs();

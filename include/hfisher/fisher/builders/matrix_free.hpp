@@ -34,8 +34,9 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> hodlr_matrix_free(
   FisherProduct<Scalar, ExecSpace> fp(model, data, kind, lo, comm);
   const long P = fp.size();
   const std::string what = layers.size() == 1 ? "layer " + std::to_string(layers[0]) : "the chosen layers";
-  hfisher::detail::require(P >= 2, where, what, " have ", P, " parameter(s): too small for a hierarchical matrix");
-  hfisher::detail::require(P <= (long(1) << 30), where, what, " have ", P,
+  const char* have = layers.size() == 1 ? " has " : " have ";
+  hfisher::detail::require(P >= 2, where, what, have, P, " parameter(s): too small for a hierarchical matrix");
+  hfisher::detail::require(P <= (long(1) << 30), where, what, have, P,
                            " parameters, more than a HODLR matrix indexes (2^30)");
   const int leaf = int(std::min<long>(o.leaf, std::max<long>(1, P / 2)));
   const int kcap = o.hodlr_max_rank > 0 ? o.hodlr_max_rank : 0;
