@@ -54,6 +54,19 @@ struct Row {
   std::size_t bytes = 0;
 };
 
+// The gradient of the mean loss over the first N training examples (every
+// parameter): the right-hand side of the natural-gradient solves.
+Vec mean_gradient(const hfisher::nn::MLP<S, E>& model, const hfisher::nn::DeviceData<S, E>& train, int N) {
+  hfisher::nn::MLP<S, E>::Cache c;
+  Vec g("g", model.num_params());
+  hfisher::nn::MLP<S, E>::Matrix Xc("Xc", N, train.features());
+  Kokkos::deep_copy(Xc, Kokkos::subview(train.x, Kokkos::make_pair(0, N), Kokkos::ALL()));
+  hfisher::nn::MLP<S, E>::Labels yc("yc", N);
+  Kokkos::deep_copy(yc, Kokkos::subview(train.y, Kokkos::make_pair(0, N)));
+  model.loss_grad(Xc, yc, g, c);
+  return g;
+}
+
 // Y = (F + lambda I) X with exact Fisher-vector products
 void damped_products(const hfisher::FisherProduct<S, E>& fp, double lambda, const COp::Matrix& X, const COp::Matrix& Y) {
   fp.apply(X, Y);
@@ -171,16 +184,7 @@ NetStudy run_network_study(const FisherBenchOptions& o, const hfisher::nn::MLP<S
     for (double x : host(d->diag())) trace += x;
   }
   const double lambda = o.damping * trace / n;
-  Vec g("g", n);
-  {
-    hfisher::nn::MLP<S, E>::Cache c;
-    const int N = fp.examples();
-    hfisher::nn::MLP<S, E>::Matrix Xc("Xc", N, train.features());
-    Kokkos::deep_copy(Xc, Kokkos::subview(train.x, Kokkos::make_pair(0, N), Kokkos::ALL()));
-    hfisher::nn::MLP<S, E>::Labels yc("yc", N);
-    Kokkos::deep_copy(yc, Kokkos::subview(train.y, Kokkos::make_pair(0, N)));
-    model.loss_grad(Xc, yc, g, c);
-  }
+  const Vec g = mean_gradient(model, train, fp.examples());
   Vec xs("x*", n);
   double t = now();
   const long p0 = fp.products();
@@ -323,14 +327,7 @@ int run_fisher_bench(const FisherBenchOptions& o) {
   // the gradient of the mean loss over the Fisher examples, restricted to the layer
   Vec g("g", n);
   {
-    hfisher::nn::MLP<S, E>::Cache c;
-    Vec full("full", model.num_params());
-    auto X = Kokkos::subview(train.x, Kokkos::make_pair(0, samples.examples), Kokkos::ALL());
-    hfisher::nn::MLP<S, E>::Matrix Xc("Xc", samples.examples, train.features());
-    Kokkos::deep_copy(Xc, X);
-    hfisher::nn::MLP<S, E>::Labels yc("yc", samples.examples);
-    Kokkos::deep_copy(yc, Kokkos::subview(train.y, Kokkos::make_pair(0, samples.examples)));
-    model.loss_grad(Xc, yc, full, c);
+    const Vec full = mean_gradient(model, train, samples.examples);
     const long off = model.layers()[layer].offset;
     Kokkos::deep_copy(g, Kokkos::subview(full, Kokkos::make_pair(off, off + n)));
   }

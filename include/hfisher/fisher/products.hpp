@@ -58,32 +58,12 @@ class FisherProduct {
       : model_(model), data_(data), kind_(kind), opts_(opts), comm_(comm) {
     constexpr const char* where = "hfisher::fisher::FisherProduct";
     opts.validate(where);
-    hfisher::detail::require(model.num_layers() > 0, where, "the model has no layers");
-    hfisher::detail::require(data.features() == model.inputs(), where, "data of the wrong width: ", data.features(),
-                             " features, the model takes ", model.inputs(), " inputs");
-    hfisher::detail::require(data.classes == model.outputs(), where, "the data has ", data.classes,
-                             " classes, the model ", model.outputs(), " outputs");
-    hfisher::detail::require(opts.examples <= data.size(), where, "FisherOptions.examples = ", opts.examples,
-                             " but the data has ", data.size(), " examples");
-    examples_ = opts.examples == 0 ? data.size() : opts.examples;
-    hfisher::detail::require(examples_ >= 1, where, "no examples");
+    examples_ = detail::checked_examples(model, data, opts, where);
     layers_ = opts.layers;
-    if (layers_.empty())
-      for (int l = 0; l < model.num_layers(); ++l) layers_.push_back(l);
+    shapes_ = detail::chosen_layers(model, layers_, where);
     in_set_.assign(model.num_layers(), -1);
-    long off = 0;
-    for (std::size_t k = 0; k < layers_.size(); ++k) {
-      const int l = layers_[k];
-      hfisher::detail::require(l >= 0 && l < model.num_layers() && (k == 0 || l > layers_[k - 1]), where,
-                               "layer index ", l, " is not a layer of the model (0..", model.num_layers() - 1,
-                               ") in increasing order");
-      auto sh = model.layers()[l];
-      sh.offset = off;
-      off += sh.size();
-      shapes_.push_back(sh);
-      in_set_[l] = int(k);
-    }
-    size_ = off;
+    for (std::size_t k = 0; k < layers_.size(); ++k) in_set_[layers_[k]] = int(k);
+    size_ = shapes_.back().offset + shapes_.back().size();
   }
 
   FisherKind kind() const { return kind_; }
@@ -114,19 +94,6 @@ class FisherProduct {
   long size_ = 0;
   mutable long products_ = 0;
 };
-
-namespace detail {
-
-/// The scalar derivative of the activation at z (ReLU: step, tanh: 1 - t^2),
-/// as MLP::backward uses it.
-template <class Scalar>
-KOKKOS_INLINE_FUNCTION Scalar activation_slope(bool relu, Scalar z) {
-  if (relu) return z > Scalar(0) ? Scalar(1) : Scalar(0);
-  const Scalar t = math::tanh(z);
-  return Scalar(1) - t * t;
-}
-
-}  // namespace detail
 
 template <class Scalar, class ExecSpace>
 void FisherProduct<Scalar, ExecSpace>::apply(const Matrix& V, const Matrix& Y) const try {
@@ -215,7 +182,7 @@ void FisherProduct<Scalar, ExecSpace>::apply(const Matrix& V, const Matrix& Y) c
             "hfisher::FisherProduct::tangent_activation", Kokkos::RangePolicy<ExecSpace>(space, 0, long(B) * k),
             KOKKOS_LAMBDA(const long t) {
               const int b = int(t / k);
-              for (int c = 0; c < in; ++c) dA(t, c) = detail::activation_slope(relu, z(b, c)) * dZp(t, c);
+              for (int c = 0; c < in; ++c) dA(t, c) = nn::activation_slope(relu, z(b, c)) * dZp(t, c);
               dA(t, in) = Scalar(0);
             });
         kernels::detail::matmul_nocheck(space, Op::NoTrans, Op::Trans, Scalar(1), dA, model_.weight(l), beta, dZl);
@@ -282,7 +249,7 @@ void FisherProduct<Scalar, ExecSpace>::apply(const Matrix& V, const Matrix& Y) c
           "hfisher::FisherProduct::backward_activation", Kokkos::RangePolicy<ExecSpace>(space, 0, long(B) * k),
           KOKKOS_LAMBDA(const long t) {
             const int b = int(t / k);
-            for (int c = 0; c < in; ++c) Gn(t, c) = H(t, c) * detail::activation_slope(relu, z(b, c));
+            for (int c = 0; c < in; ++c) Gn(t, c) = H(t, c) * nn::activation_slope(relu, z(b, c));
           });
       G = Gn;
     }

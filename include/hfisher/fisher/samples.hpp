@@ -76,6 +76,51 @@ inline void check_budget(double need, std::size_t budget, const char* where, con
                   "a larger budget");
 }
 
+namespace detail {
+
+/// The checks every estimate from (model, data) makes at its boundary: a
+/// model with layers, data of its width and classes, and no more examples
+/// than the data holds (refused, never quietly cut). Returns N, the examples
+/// used (opts.examples, or all of the data when 0).
+template <class Scalar, class ExecSpace>
+int checked_examples(const nn::MLP<Scalar, ExecSpace>& model, const nn::DeviceData<Scalar, ExecSpace>& data,
+                     const FisherOptions& opts, const char* where) {
+  hfisher::detail::require(model.num_layers() > 0, where, "the model has no layers");
+  hfisher::detail::require(data.features() == model.inputs(), where, "data of the wrong width: ", data.features(),
+                           " features, the model takes ", model.inputs(), " inputs");
+  hfisher::detail::require(data.classes == model.outputs(), where, "the data has ", data.classes,
+                           " classes, the model ", model.outputs(), " outputs");
+  hfisher::detail::require(opts.examples <= data.size(), where, "FisherOptions.examples = ", opts.examples,
+                           " but the data has ", data.size(), " examples (0 uses all of them)");
+  const int N = opts.examples == 0 ? data.size() : opts.examples;
+  hfisher::detail::require(N >= 1, where, "no examples");
+  return N;
+}
+
+/// The chosen layers (all when `layers` is empty, which it fills), checked
+/// to be layers of the model in increasing order, and their shapes with
+/// offsets renumbered in the operator's vector.
+template <class Scalar, class ExecSpace>
+std::vector<nn::LayerShape> chosen_layers(const nn::MLP<Scalar, ExecSpace>& model, std::vector<int>& layers,
+                                          const char* where) {
+  if (layers.empty())
+    for (int l = 0; l < model.num_layers(); ++l) layers.push_back(l);
+  std::vector<nn::LayerShape> shapes;
+  long off = 0;
+  for (std::size_t k = 0; k < layers.size(); ++k) {
+    const int l = layers[k];
+    hfisher::detail::require(l >= 0 && l < model.num_layers() && (k == 0 || l > layers[k - 1]), where, "layer index ",
+                             l, " is not a layer of the model (0..", model.num_layers() - 1, ") in increasing order");
+    auto sh = model.layers()[l];
+    sh.offset = off;
+    off += sh.size();
+    shapes.push_back(sh);
+  }
+  return shapes;
+}
+
+}  // namespace detail
+
 /// Runs the forward/backward passes over the first opts.examples examples
 /// and returns the per-sample factors of the chosen layers. Under a
 /// distributed communicator each rank runs the passes of its contiguous
@@ -89,16 +134,7 @@ FisherSamples<Scalar, ExecSpace> collect_samples(const nn::MLP<Scalar, ExecSpace
   constexpr const char* where = "hfisher::estimate_fisher";
   using Matrix = typename nn::MLP<Scalar, ExecSpace>::Matrix;
   opts.validate(where);
-  hfisher::detail::require(model.num_layers() > 0, where, "the model has no layers");
-  hfisher::detail::require(data.features() == model.inputs(), where, "data of the wrong width: ", data.features(),
-                  " features, the model takes ", model.inputs(), " inputs");
-  hfisher::detail::require(data.classes == model.outputs(), where, "the data has ", data.classes, " classes, the model ",
-                  model.outputs(), " outputs");
-  // more examples than the data holds is refused, never quietly cut
-  hfisher::detail::require(opts.examples <= data.size(), where, "FisherOptions.examples = ", opts.examples,
-                           " but the data has ", data.size(), " examples (0 uses all of them)");
-  const int N = opts.examples == 0 ? data.size() : opts.examples;
-  hfisher::detail::require(N >= 1, where, "no examples");
+  const int N = detail::checked_examples(model, data, opts, where);
   hfisher::detail::Region region("hfisher::collect_samples");
   const int C = model.outputs();
   const int R = kind == FisherKind::Empirical ? 1 : kind == FisherKind::MonteCarlo ? opts.mc_samples : C;
@@ -107,20 +143,9 @@ FisherSamples<Scalar, ExecSpace> collect_samples(const nn::MLP<Scalar, ExecSpace
   s.examples = N;
   s.per_example = R;
   s.layers = opts.layers;
-  if (s.layers.empty())
-    for (int l = 0; l < model.num_layers(); ++l) s.layers.push_back(l);
-  long off = 0;
+  s.shapes = detail::chosen_layers(model, s.layers, where);
   double need = 0;
-  for (std::size_t k = 0; k < s.layers.size(); ++k) {
-    const int l = s.layers[k];
-    hfisher::detail::require(l >= 0 && l < model.num_layers() && (k == 0 || l > s.layers[k - 1]), where, "layer index ", l,
-                    " is not a layer of the model (0..", model.num_layers() - 1, ") in increasing order");
-    auto sh = model.layers()[l];
-    sh.offset = off;
-    off += sh.size();
-    s.shapes.push_back(sh);
-    need += (double(N) * sh.cols() + double(N) * R * sh.out) * sizeof(Scalar);
-  }
+  for (const auto& sh : s.shapes) need += (double(N) * sh.cols() + double(N) * R * sh.out) * sizeof(Scalar);
   check_budget(need, opts.memory_budget, where, "keeping the per-sample factors");
   for (const auto& sh : s.shapes) {
     s.a.push_back(Matrix("hfisher::fisher::a", N, sh.cols()));

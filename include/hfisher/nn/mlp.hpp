@@ -38,6 +38,16 @@ struct LayerShape {
   long size() const { return long(out) * (in + 1); }
 };
 
+/// The derivative of the activation at z (ReLU: the step, z > 0; tanh:
+/// 1 - tanh(z)^2): what MLP::backward and the Fisher-vector products'
+/// tangent pass multiply by.
+template <class Scalar>
+KOKKOS_INLINE_FUNCTION Scalar activation_slope(bool relu, Scalar z) {
+  if (relu) return z > Scalar(0) ? Scalar(1) : Scalar(0);
+  const Scalar t = math::tanh(z);
+  return Scalar(1) - t * t;
+}
+
 /// Labelled examples on a device: x (n, features), y (n).
 template <class Scalar, class ExecSpace = DefaultExec>
 struct DeviceData {
@@ -285,10 +295,7 @@ class MLP {
       const bool relu = act_ == Activation::ReLU;
       Kokkos::parallel_for(
           "hfisher::nn::activation_grad", Kokkos::RangePolicy<ExecSpace>(space, 0, B), KOKKOS_LAMBDA(const int b) {
-            for (int j = 0; j < w; ++j) {
-              const Scalar t = relu ? Scalar(0) : math::tanh(z(b, j));
-              g(b, j) = h(b, j) * (relu ? (z(b, j) > Scalar(0) ? Scalar(1) : Scalar(0)) : Scalar(1) - t * t);
-            }
+            for (int j = 0; j < w; ++j) g(b, j) = h(b, j) * activation_slope(relu, z(b, j));
           });
     }
   }

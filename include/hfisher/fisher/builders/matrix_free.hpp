@@ -72,14 +72,9 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> matrix_free_curvature(
   hfisher::detail::require(!opts.spd_compensation, where,
                            "FisherOptions::spd_compensation needs the per-sample factors (the truncation error of "
                            "each block); a matrix-free Fisher takes damping above its error estimate instead");
-  hfisher::detail::require(model.num_layers() > 0, where, "the model has no layers");
+  detail::checked_examples(model, data, opts, where);
   std::vector<int> layers = opts.layers;
-  if (layers.empty())
-    for (int l = 0; l < model.num_layers(); ++l) layers.push_back(l);
-  for (std::size_t k = 0; k < layers.size(); ++k)
-    hfisher::detail::require(layers[k] >= 0 && layers[k] < model.num_layers() && (k == 0 || layers[k] > layers[k - 1]),
-                             where, "layer index ", layers[k], " is not a layer of the model (0..",
-                             model.num_layers() - 1, ") in increasing order");
+  detail::chosen_layers(model, layers, where);
   using COp = CurvatureOperator<Scalar, ExecSpace>;
   std::vector<std::unique_ptr<COp>> blocks;
   if (structure == Structure::Network) {
