@@ -1,6 +1,7 @@
 // hfisher-continual: continual learning on task streams over Fashion-MNIST
 // (or any MNIST-format files), comparing fine-tuning with Fisher penalties
-// (EWC, online EWC, K-FAC Laplace, hierarchical). Prints progress per task
+// (EWC, online EWC, K-FAC Laplace, hierarchical) and experience replay.
+// Prints progress per task
 // and a results table; writes JSON, CSV, accuracy-matrix heatmaps and ACC
 // curves (gnuplot), and a checkpoint after every task: a run interrupted and
 // restarted with the same arguments and --resume finishes with the same
@@ -76,6 +77,7 @@ struct Options {
   int levels = 2, branching = 100;  ///< multilevel layout: the layer, then each output unit
   std::vector<int> level_rank = {8};  ///< multilevel: one rank for every level, or one per level
   int power_steps = 1, oversampling = 8;  ///< multilevel: randomized eigensolver (-1: the rank + 8)
+  int replay_examples = 100;  ///< replay: examples kept of every finished task
   double memory_budget_gib = 0;  ///< --memory-budget (0: 80% of the memory available at start)
   std::size_t memory_budget = 0;  ///< the budget in bytes, resolved once in main
   bool resume = false;     ///< continue the run in --output from its checkpoints
@@ -112,6 +114,7 @@ std::string run_key(const Options& o, const std::string& method, std::uint64_t s
   if (!o.spd) k << "|nospd";
   if (o.keep_optimizer_state) k << "|keepopt";
   if (o.validation > 0) k << "|val" << o.validation;
+  if (method == "replay") k << "|replay" << o.replay_examples;
   if (method == "hierarchical")  // v1 keys (HODLR only) stay readable for --hierarchical-structure hodlr
     if (o.hstructure != "hodlr") {
       k << "|" << o.hstructure << "|" << o.levels << "|" << o.branching;
@@ -137,6 +140,10 @@ double lambda_of(const Options& o, const std::string& method) {
   return l;
 }
 
+/// Whether a method is a Fisher penalty (has a lambda); fine-tuning and
+/// replay have none.
+bool is_penalty(const std::string& method) { return method != "finetune" && method != "replay"; }
+
 bool any_grid(const Options& o) { return !o.lambda_grid.empty() || !o.gamma_grid.empty() || !o.lr_grid.empty(); }
 
 /// Whether a method's candidates differ in gamma (online EWC with --gamma-grid).
@@ -146,7 +153,7 @@ bool grid_varies_gamma(const Options& o, const std::string& method) {
 /// Whether a method's candidates are named by lambda: a penalty method with
 /// --lambda-grid, or with --gamma-grid (the pair is named).
 bool grid_names_lambda(const Options& o, const std::string& method) {
-  return method != "finetune" && (!o.lambda_grid.empty() || grid_varies_gamma(o, method));
+  return is_penalty(method) && (!o.lambda_grid.empty() || grid_varies_gamma(o, method));
 }
 /// Whether --lambda-grid / --gamma-grid / --lr-grid give a method candidates to choose from.
 bool method_has_grid(const Options& o, const std::string& method) {
@@ -162,7 +169,7 @@ struct Candidate {
 /// The candidates a method runs: the grids' product, or the values given.
 std::vector<Candidate> candidates(const Options& o, const std::string& method) {
   const std::vector<double> rs = o.lr_grid.empty() ? std::vector<double>{o.lr} : o.lr_grid;
-  const std::vector<double> ls = method == "finetune"    ? std::vector<double>{0.0}
+  const std::vector<double> ls = !is_penalty(method)     ? std::vector<double>{0.0}
                                  : o.lambda_grid.empty() ? std::vector<double>{lambda_of(o, method)}
                                                          : o.lambda_grid;
   const std::vector<double> gs = grid_varies_gamma(o, method) ? o.gamma_grid : std::vector<double>{o.gamma};
@@ -431,7 +438,7 @@ void probe_anchors(const Options& o, const std::string& method, int t, Model& mo
 /// device, the per-sample factors of one consolidation, and the largest
 /// penalty of the chosen methods after the last task (EWC keeps every
 /// task's anchor and diagonal, K-FAC Laplace every task's factors, the
-/// hierarchical penalty its structure at the chosen ranks).
+/// hierarchical penalty its structure at the chosen ranks, replay its memory).
 double estimate_run_bytes(const Options& o) {
   std::vector<int> w = {784};
   for (int h : o.hidden) w.push_back(h);
@@ -457,7 +464,8 @@ double estimate_run_bytes(const Options& o) {
       for (int x : o.level_rank) r += x;
       if (o.level_rank.size() == 1) r *= o.levels;
       b = o.hstructure == "hodlr" ? 2.0 * P * (o.leaf + 2 * 12.0 * o.max_rank) * Sz : 3.0 * P * (1 + r) * Sz;
-    }
+    } else if (m == "replay")
+      b = double(o.tasks) * o.replay_examples * (784 * Sz + 4);
     penalty = std::max(penalty, b);
   }
   return data + samples + penalty + 8 * P * Sz;  // + model, gradients and optimizer state
@@ -504,6 +512,10 @@ int run(const Options& o) {
       hfisher::detail::require(o.fisher_examples <= nt, "hfisher-continual", "--fisher-examples ", o.fisher_examples,
                                " exceeds the ", nt, " training examples of task ", train.size() + 1,
                                " (the Fisher is estimated on a task's training examples)");
+      if (std::find(o.methods.begin(), o.methods.end(), "replay") != o.methods.end())
+        hfisher::detail::require(o.replay_examples <= nt, "hfisher-continual", "--replay-examples ",
+                                 o.replay_examples, " exceeds the ", nt, " training examples of task ",
+                                 train.size() + 1, " (replay keeps that many of every task)");
       train.push_back(hfisher::nn::to_device<S, E>(nv > 0 ? hfisher::nn::slice(t.train, 0, nt) : t.train));
       if (nv > 0) val.push_back(hfisher::nn::to_device<S, E>(hfisher::nn::slice(t.train, nt, nv)));
       test.push_back(hfisher::nn::to_device<S, E>(t.test));
@@ -577,9 +589,13 @@ int run(const Options& o) {
         if (o.validation > 0) r.V = hfisher::continual::AccuracyMatrix(T);
         Model model(widths, hfisher::nn::Activation::ReLU, seed);
         std::unique_ptr<hfisher::FisherPenalty<S, E>> pen;
-        if (method != "finetune")
+        if (is_penalty(method))
           pen = std::make_unique<hfisher::FisherPenalty<S, E>>(penalty_of(method), lam, gam, fkind, fo);
         if (pen && method == "hierarchical" && o.hstructure == "hodlr") pen->set_structure(hfisher::Structure::HODLR);
+        // replay: the memory of the finished tasks (rebuilt on resume: its
+        // examples depend only on the seed and the tasks)
+        std::unique_ptr<hfisher::continual::ReplayMemory<S, E>> replay;
+        if (method == "replay") replay = std::make_unique<hfisher::continual::ReplayMemory<S, E>>(o.replay_examples, seed);
         const std::string ckpt = o.output + "/checkpoints/" + candidate_name(o, method, cand, true) +
                                  (o.seeds > 1 ? "-seed" + std::to_string(seed) : std::string()) + ".ckpt";
         const std::string key = run_key(oc, method, seed);
@@ -588,11 +604,16 @@ int run(const Options& o) {
         hfisher::nn::SGD<S, E> sgd;
         hfisher::nn::Adam<S, E> adam;
         const int first_task = r.done;  // 0 unless resumed
+        if (replay)
+          for (int t = 0; t < first_task; ++t) replay->add_task(train[t], masks[t]);
         try {  // a grid candidate that diverges is reported and left out of the selection
           for (int t = first_task; t < T; ++t) {
             const auto t0 = std::chrono::steady_clock::now();
+            // the same draws on every rank (and after a resume): one generator per task
+            std::mt19937_64 replay_rng(seed * 1000003ULL + std::uint64_t(t) * 7919ULL + 0x5bd1e995ULL);
             auto hook = [&](const Model::Vector& grad) {
               if (pen) pen->add_gradient(model.params(), grad);
+              if (replay) replay->add_gradient(model, grad, o.batch, replay_rng);
             };
             double loss = 0;
             std::mt19937_64 rng(seed * 1000003ULL + std::uint64_t(t) * 7919ULL);  // same shuffles for every method
@@ -666,8 +687,10 @@ int run(const Options& o) {
               if (o.probe_anchors && method == "ewc" && t > 0)
                 probe_anchors(oc, label, t, model, *pen, test, masks, (train[t].size() + o.batch - 1) / o.batch);
             }
+            if (replay) replay->add_task(train[t], masks[t]);
             r.consolidate_seconds.push_back(cons);
-            r.fisher_bytes.push_back(pen ? double(pen->bytes()) : 0.0);
+            // the memory a method keeps across tasks: the penalty's Fisher, or replay's examples
+            r.fisher_bytes.push_back(pen ? double(pen->bytes()) : replay ? double(replay->bytes()) : 0.0);
             for (int j = 0; j < T; ++j) r.R.set(t, j, hfisher::dist::accuracy(model, test[j], masks[j], comm));
             if (o.validation > 0)
               for (int j = 0; j < T; ++j) r.V.set(t, j, hfisher::dist::accuracy(model, val[j], masks[j], comm));
@@ -851,6 +874,7 @@ int run(const Options& o) {
      << ", \"rank\": " << o.rank << ", \"power_steps\": " << o.power_steps
      << ", \"oversampling\": " << o.oversampling << ", \"data\": " << hfisher::io::json_string(o.data)
      << ", \"probe_anchors\": " << (o.probe_anchors ? "true" : "false")
+     << ", \"replay_examples\": " << o.replay_examples
      << ", \"memory_budget_bytes\": " << o.memory_budget
      << ", \"validation_examples\": " << o.validation << ", \"lambda_grid\": [";
   for (std::size_t c = 0; c < o.lambda_grid.size(); ++c) js << (c ? ", " : "") << o.lambda_grid[c];
@@ -996,8 +1020,10 @@ int main(int argc, char** argv) {
   app.add_option("--scenario", o.scenario, "split streams: task (per-task heads) or class (class-incremental)")
       ->check(CLI::IsMember({"task", "class"}));
   app.add_option("--tasks", o.tasks, "number of tasks (split: at most 5)")->check(CLI::Range(1, 100));
-  app.add_option("--method", o.methods, "repeatable: finetune, ewc, online-ewc, kfac-laplace, hierarchical")
-      ->check(CLI::IsMember({"finetune", "ewc", "online-ewc", "kfac-laplace", "hierarchical"}));
+  app.add_option("--method", o.methods,
+                 "repeatable: finetune, ewc, online-ewc, kfac-laplace, hierarchical, replay (experience replay: "
+                 "--replay-examples of every finished task, a memory batch beside each batch)")
+      ->check(CLI::IsMember({"finetune", "ewc", "online-ewc", "kfac-laplace", "hierarchical", "replay"}));
   app.add_option("--optimizer", o.optimizer, "sgd, adam, ngd (natural gradient, low-rank Fisher) or kfac")
       ->check(CLI::IsMember({"sgd", "adam", "ngd", "kfac"}));
   app.add_option("--output", o.output, "directory for JSON, CSV, plots and checkpoints")->check(hfisher_cli::NonEmpty);
@@ -1042,6 +1068,10 @@ int main(int argc, char** argv) {
   app.add_option("--leaf", o.leaf, "hodlr: leaf size")->check(CLI::Range(2, 4096));
   app.add_option("--max-rank", o.max_rank, "hodlr: rank cap of off-diagonal blocks (a memory budget; 0: none)")
       ->check(CLI::Range(0, 4096));
+  app.add_option("--replay-examples", o.replay_examples,
+                 "replay: training examples kept of every finished task (each step adds the mean loss gradient of "
+                 "--batch of them, drawn uniformly, to the current batch's)")
+      ->check(CLI::Range(1, 60000));
   app.add_option("--rank", o.rank, "rank of the ngd optimizer's low-rank Fisher")->check(CLI::Range(1, 4096));
   app.add_option("--damping", o.damping,
                  "damping of the ngd/kfac optimizers (default: ngd " + fmt_default(default_damping("ngd")) +

@@ -35,4 +35,5 @@
 #include <hfisher/optim/natural_gradient.hpp>
 #include <hfisher/continual/metrics.hpp>
 #include <hfisher/continual/penalty.hpp>
+#include <hfisher/continual/replay.hpp>
 #include <hfisher/continual/streams.hpp>

@@ -3,6 +3,7 @@
 
 #include <hfisher/continual/metrics.hpp>
 #include <hfisher/continual/penalty.hpp>
+#include <hfisher/continual/replay.hpp>
 #include <hfisher/continual/streams.hpp>
 
 #include "../test_helpers.hpp"
@@ -12,6 +13,9 @@ using namespace hfisher_test;
 template <class C>
 class PenaltyTest : public ::testing::Test {};
 TYPED_TEST_SUITE(PenaltyTest, Configs, ConfigNames);
+template <class C>
+class ReplayTest : public ::testing::Test {};
+TYPED_TEST_SUITE(ReplayTest, Configs, ConfigNames);
 
 TEST(Metrics, AgainstHandComputedMatrix) {
   // R(i, j): accuracy on task j after task i (3 tasks)
@@ -284,4 +288,98 @@ TYPED_TEST(PenaltyTest, QuadraticTasksOnlineEwcRecoversJointOptimum) {
   EXPECT_THROW(pen.consolidate(dense(H[0]), y), hfisher::Error);
   Kokkos::deep_copy(x, std::numeric_limits<S>::quiet_NaN());
   EXPECT_THROW(pen.consolidate(dense(H[0]), x), hfisher::Error);
+}
+
+// experience replay: the kept examples are distinct rows of each task, and
+// the replayed gradient is the memory batch's mean loss gradient, each
+// example under its own task's class mask
+TYPED_TEST(ReplayTest, KeepsTasksAndAddsTheMemoryGradient) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  using Mem = hfisher::continual::ReplayMemory<S, E>;
+  const bool dbl = std::is_same<S, double>::value;
+  const double tol = dbl ? 1e-12 : 2e-5;
+  hfisher::nn::MLP<S, E> model({5, 4, 3}, hfisher::nn::Activation::Tanh, 4);
+  const auto h0 = random_dataset(20, 5, 3, 2), h1 = random_dataset(15, 5, 3, 3);
+  const auto d0 = hfisher::nn::to_device<S, E>(h0), d1 = hfisher::nn::to_device<S, E>(h1);
+  typename Mem::Labels m0("m0", 3), none;
+  auto m0h = Kokkos::create_mirror_view(m0);
+  m0h(0) = 1, m0h(1) = 1, m0h(2) = 0;  // task 0 sees classes 0 and 1 only
+  Kokkos::deep_copy(m0, m0h);
+  hfisher::nn::Dataset h0m = h0;  // task 0's labels within its mask
+  for (auto& y : h0m.y) y %= 2;
+  const auto d0m = hfisher::nn::to_device<S, E>(h0m);
+  Mem mem(6, 7);
+  EXPECT_TRUE(mem.empty());
+  const long P = model.num_params();
+  typename Mem::Vector grad("grad", P);
+  std::mt19937_64 rng(1);
+  Kokkos::deep_copy(grad, S(1));
+  EXPECT_EQ(mem.add_gradient(model, grad, 8, rng), 0.0);  // empty: nothing added
+  for (double v : to_host1(grad)) EXPECT_EQ(v, 1.0);
+  mem.add_task(d0m, m0);
+  mem.add_task(d1, none);
+  ASSERT_EQ(mem.tasks(), 2);
+  EXPECT_EQ(mem.size(), 12);
+  EXPECT_EQ(mem.bytes(), 12 * (5 * sizeof(S) + sizeof(int)) + 3 * sizeof(int));
+  // each kept example is a distinct row of its task, with its label
+  const hfisher::nn::Dataset* src[2] = {&h0m, &h1};
+  for (int t = 0; t < 2; ++t) {
+    auto x = to_host2(mem.task_data(t).x);
+    auto y = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), mem.task_data(t).y);
+    std::vector<int> found;
+    for (int i = 0; i < 6; ++i) {
+      int row = -1;
+      for (int r = 0; r < src[t]->n && row < 0; ++r) {
+        bool same = src[t]->y[r] == y(i);
+        for (int f = 0; f < 5 && same; ++f) same = double(S(src[t]->x[r * 5 + f])) == x[i][f];
+        if (same) row = r;
+      }
+      ASSERT_GE(row, 0) << "task " << t << " example " << i;
+      found.push_back(row);
+    }
+    std::sort(found.begin(), found.end());
+    EXPECT_EQ(std::unique(found.begin(), found.end()), found.end()) << "task " << t;
+  }
+  // a batch no smaller than the memory: every kept example, each task
+  // weighted by its share (6 of 12) and under its own mask
+  typename hfisher::nn::MLP<S, E>::Cache c;
+  typename Mem::Vector g0("g0", P), g1("g1", P);
+  const double l0 = model.loss_grad(mem.task_data(0).x, mem.task_data(0).y, g0, c, m0);
+  const double l1 = model.loss_grad(mem.task_data(1).x, mem.task_data(1).y, g1, c);
+  Kokkos::deep_copy(grad, S(1));
+  const double loss = mem.add_gradient(model, grad, 12, rng);
+  EXPECT_NEAR(loss, 0.5 * (l0 + l1), tol * (1 + loss));
+  {
+    const auto g = to_host1(grad), a = to_host1(g0), b = to_host1(g1);
+    for (long i = 0; i < P; ++i) EXPECT_NEAR(g[i], 1 + 0.5 * (a[i] + b[i]), tol) << i;
+  }
+  // smaller batches: drawn from rng (the same state, the same gradient), and
+  // unbiased: their mean over many draws approaches the whole memory's
+  std::mt19937_64 r1(5), r2(5);
+  typename Mem::Vector ga("ga", P), gb("gb", P), sum("sum", P);
+  mem.add_gradient(model, ga, 4, r1);
+  mem.add_gradient(model, gb, 4, r2);
+  EXPECT_EQ(to_host1(ga), to_host1(gb));
+  const int draws = 300;
+  for (int k = 0; k < draws; ++k) mem.add_gradient(model, sum, 4, r1);
+  {
+    const auto s = to_host1(sum), a = to_host1(g0), b = to_host1(g1);
+    double gmax = 0, err = 0;
+    for (long i = 0; i < P; ++i) {
+      const double full = 0.5 * (a[i] + b[i]);
+      gmax = std::max(gmax, std::abs(full));
+      err = std::max(err, std::abs(s[i] / draws - full));
+    }
+    EXPECT_LT(err, 0.1 * gmax);
+  }
+  // bad input, named
+  EXPECT_THROW(Mem(0, 1), hfisher::Error);
+  Mem big(16, 1);
+  EXPECT_THROW(big.add_task(d1, none), hfisher::Error);  // 15 examples < 16
+  EXPECT_THROW(mem.add_task(hfisher::nn::to_device<S, E>(random_dataset(20, 4, 3, 2)), none), hfisher::Error);
+  EXPECT_THROW(mem.add_gradient(model, grad, 0, rng), hfisher::Error);
+  typename Mem::Vector short_grad("short", P - 1);
+  EXPECT_THROW(mem.add_gradient(model, short_grad, 4, rng), hfisher::Error);
+  EXPECT_THROW(mem.task_data(2), hfisher::Error);
 }

@@ -131,6 +131,23 @@ TEST(ContinualDriver, EndToEndAndResume) {
   const std::string gp = slurp(root + "/full/plots.gp");
   EXPECT_NE(gp.find("using ($1+1):($2+1):3"), std::string::npos) << gp;
   EXPECT_NE(gp.find("lc rgb '#E69F00'"), std::string::npos) << gp;
+  {  // and its own marker: the ACC curves' colours and point types all differ
+    const auto from = gp.find("set output 'acc.png'"), to = gp.find("set output 'acc_memory.png'");
+    ASSERT_NE(from, std::string::npos);
+    const std::string acc_plot = gp.substr(from, to - from);
+    std::vector<std::string> colours, points;
+    for (auto p = acc_plot.find("lc rgb '"); p != std::string::npos; p = acc_plot.find("lc rgb '", p + 1))
+      colours.push_back(acc_plot.substr(p + 8, 7));
+    for (auto p = acc_plot.find(" pt "); p != std::string::npos; p = acc_plot.find(" pt ", p + 1))
+      points.push_back(acc_plot.substr(p + 4, acc_plot.find(' ', p + 4) - p - 4));
+    EXPECT_EQ(colours.size(), 4u) << acc_plot;
+    EXPECT_EQ(points.size(), 4u) << acc_plot;
+    for (std::size_t i = 0; i < points.size(); ++i)
+      for (std::size_t j = i + 1; j < points.size(); ++j) {
+        EXPECT_NE(colours[i], colours[j]) << acc_plot;
+        EXPECT_NE(points[i], points[j]) << acc_plot;
+      }
+  }
   // final ACC against Fisher memory, one row per method in the order run
   EXPECT_NE(gp.find("set output 'acc_memory.png'"), std::string::npos) << gp;
   {
@@ -215,6 +232,46 @@ TEST(ContinualDriver, EndToEndAndResume) {
                             .c_str()),
             0);
   EXPECT_NE(slurp(root + "/missing.log").find("nothing"), std::string::npos);
+  fs::remove_all(root);
+}
+
+// experience replay on a class-incremental split stream (where fine-tuning
+// forgets; the per-task masks are tested in ReplayTest): it reports the memory it keeps, a resumed run rebuilds that memory and ends
+// as the uninterrupted run, and a memory larger than a task is refused first
+TEST(ContinualDriver, ReplayRunsResumesAndReportsItsMemory) {
+  namespace fs = std::filesystem;
+  const std::string root = fresh_root("hfisher_driver_replay");
+  const std::string base = std::string(HFISHER_CONTINUAL_EXE) + tiny_stream_args(root) +
+                           " --stream split --scenario class --method finetune --method replay";
+  const std::string memory = " --replay-examples 20";
+  ASSERT_EQ(std::system((base + memory + " --output " + root + "/full > " + root + "/full.log 2>&1").c_str()), 0)
+      << slurp(root + "/full.log");
+  const std::string js = slurp(root + "/full/results.json");
+  EXPECT_NE(js.find("\"replay_examples\": 20"), std::string::npos) << js;
+  // 3 tasks x 20 examples of 16 floats and a label (class-incremental: no masks)
+  const auto at = js.find("\"method\": \"replay\", \"seed\": 1");
+  ASSERT_NE(at, std::string::npos) << js;
+  EXPECT_EQ(std::stod(js.substr(js.find("\"fisher_bytes\": ", at) + 16)), 3 * 20 * (16 * 4 + 4)) << js;
+  EXPECT_NE(js.find("\"lambda\": {\"finetune\": 0, \"replay\": 0}"), std::string::npos) << js;
+  // replay changes training: its accuracy matrix is not fine-tuning's
+  const std::string R = matrices(js);
+  const auto cut = R.find('\n');
+  ASSERT_NE(cut, std::string::npos);
+  EXPECT_NE(R.substr(0, cut), R.substr(cut + 1, R.size() - cut - 2)) << R;
+  // replay alone, interrupted after task 2 and resumed: the memory of tasks
+  // 1 and 2 is rebuilt, and task 3 ends as in the uninterrupted run
+  const std::string alone = std::string(HFISHER_CONTINUAL_EXE) + tiny_stream_args(root) +
+                            " --stream split --scenario class --method replay" + memory + " --output " + root + "/cut";
+  EXPECT_NE(std::system(("HFISHER_CONTINUAL_STOP_AFTER=2 " + alone + " > " + root + "/cut.log 2>&1").c_str()), 0);
+  ASSERT_EQ(std::system((alone + " --resume > " + root + "/cut.log 2>&1").c_str()), 0) << slurp(root + "/cut.log");
+  EXPECT_NE(slurp(root + "/cut.log").find("resuming"), std::string::npos) << slurp(root + "/cut.log");
+  EXPECT_EQ(matrices(slurp(root + "/cut/results.json")), R.substr(cut + 1));
+  // a memory larger than a task's training set: refused before any training
+  EXPECT_NE(std::system((base + " --replay-examples 500 --output " + root + "/big > " + root + "/big.log 2>&1").c_str()),
+            0);
+  EXPECT_NE(slurp(root + "/big.log").find("--replay-examples 500 exceeds"), std::string::npos)
+      << slurp(root + "/big.log");
+  EXPECT_EQ(slurp(root + "/big.log").find("] task"), std::string::npos) << "trained before refusing";
   fs::remove_all(root);
 }
 
