@@ -121,6 +121,31 @@ TYPED_TEST(HSSTest, FromMatvecCountsProducts) {
   for (const auto& r : H.ranks()) k = std::max(k, r.max);
   EXPECT_LE(counted, 6 * k + 64) << "k = " << k;
   check_contract(H, as_batch(A, n), 10 * (tree.levels() + 1) * tol, "from_matvec");
+  // balanced trees of odd sizes, blocks of full rank (a dense SPD matrix):
+  // the matrix is recovered to rounding
+  for (int m : {43, 81}) {
+    std::mt19937 g(m);
+    std::normal_distribution<double> nd(0, 1);
+    std::vector<double> G(std::size_t(m) * m), B(std::size_t(m) * m, 0.0);
+    for (auto& x : G) x = nd(g);
+    for (int i = 0; i < m; ++i)
+      for (int j = 0; j < m; ++j) {
+        double sum = i == j ? 1.0 : 0.0;
+        for (int q = 0; q < m; ++q) sum += G[std::size_t(i) * m + q] * G[std::size_t(j) * m + q] / m;
+        B[std::size_t(i) * m + j] = sum;
+      }
+    auto Bd = dev2<S, E>(B, m, m);
+    auto opB = [&](const M& Om, M& Y) {
+      using U3 = Kokkos::View<S***, Kokkos::LayoutRight, typename E::memory_space, Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
+      hfisher::kernels::gemm(E(), hfisher::Op::NoTrans, hfisher::Op::NoTrans, S(1), U3(Bd.data(), 1, m, m),
+                             U3(Om.data(), 1, m, Om.extent(1)), S(0), U3(Y.data(), 1, m, Y.extent(1)));
+    };
+    hfisher::CompressionOptions ob;
+    ob.tol = dbl ? 1e-10 : 1e-5;
+    auto HB = hfisher::HSS<S, E>::from_matvec(opB, m, hfisher::ClusterTree::balanced(m, 8), ob);
+    const auto Bb = as_batch(B, m);
+    EXPECT_LE(fro(diff(host_matrix(HB.to_dense()), Bb), 0) / fro(Bb, 0), dbl ? 1e-9 : 1e-4) << "n = " << m;
+  }
 }
 
 // From entries without O(n^2) work (a HODLR matrix from entries as the

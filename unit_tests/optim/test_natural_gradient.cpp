@@ -70,6 +70,83 @@ TYPED_TEST(NaturalGradientTest, StepEqualsDenseNaturalGradient) {
   EXPECT_THROW(ngd.step(model.params(), short_grad), hfisher::Error);
 }
 
+// The Fisher of the whole model, cross-layer blocks included, through
+// NaturalGradient: Structure::Network (one HODLR over every parameter, from
+// Fisher-vector products) at a tight tolerance gives the step of the dense
+// whole-model natural gradient, whose Fisher is formed here column by column
+// from FisherProduct (itself tested against the brute-force Fisher)
+TYPED_TEST(NaturalGradientTest, WholeModelFisherThroughNetworkStructure) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  const bool dbl = std::is_same<S, double>::value;
+  hfisher::nn::MLP<S, E> model({4, 5, 3}, hfisher::nn::Activation::Tanh, 3);
+  auto data = hfisher::nn::to_device<S, E>(random_dataset(30, 4, 3, 7));
+  const long P = model.num_params();
+  hfisher::NaturalGradientOptions o;
+  o.lr = 0.1;
+  o.damping = 0.05;
+  o.momentum = 0;
+  o.kl_clip = 0;
+  o.curvature_examples = 30;
+  o.structure = hfisher::Structure::Network;
+  o.kind = hfisher::FisherKind::GGN;
+  o.fisher.leaf = 8;
+  o.fisher.tol = dbl ? 1e-10 : 1e-5;
+  // the dense whole-model Fisher on the optimizer's first window
+  hfisher::FisherOptions f = o.fisher;
+  f.examples = 30;
+  hfisher::fisher::FisherProduct<S, E> Fv(model, data, o.kind, f);
+  typename hfisher::fisher::FisherProduct<S, E>::Matrix I("I", P, P), FI("FI", P, P);
+  auto Ih = Kokkos::create_mirror_view(I);
+  for (long i = 0; i < P; ++i) Ih(i, i) = S(1);
+  Kokkos::deep_copy(I, Ih);
+  Fv.apply(I, FI);
+  auto F = host_matrix(FI);
+  // its cross-layer blocks matter: they hold a real share of F
+  const long P0 = model.layers()[0].size();
+  double cross = 0, all = 0;
+  for (long i = 0; i < P; ++i)
+    for (long j = 0; j < P; ++j) {
+      all += F(0, i, j) * F(0, i, j);
+      if ((i < P0) != (j < P0)) cross += F(0, i, j) * F(0, i, j);
+    }
+  ASSERT_GT(cross, 1e-4 * all);
+  typename hfisher::nn::MLP<S, E>::Cache c;
+  typename hfisher::nn::MLP<S, E>::Vector grad("grad", P);
+  model.loss_grad(data.x, data.y, grad, c);
+  auto g = to_host1(grad);
+  auto theta0 = to_host1(model.params());
+  HostBatch A = F, L(1, P, P);
+  for (long i = 0; i < P; ++i)
+    for (long j = 0; j < P; ++j) A(0, i, j) = 0.5 * (F(0, i, j) + F(0, j, i)) + (i == j ? o.damping : 0.0);
+  ASSERT_EQ(lapack_cholesky(A, 0, L), 0);
+  std::vector<double> d(g);
+  for (long i = 0; i < P; ++i) {
+    for (long k = 0; k < i; ++k) d[i] -= L(0, i, k) * d[k];
+    d[i] /= L(0, i, i);
+  }
+  for (long i = P - 1; i >= 0; --i) {
+    for (long k = i + 1; k < P; ++k) d[i] -= L(0, k, i) * d[k];
+    d[i] /= L(0, i, i);
+  }
+  hfisher::NaturalGradient<S, E> ngd(model, data, o);
+  ngd.step(model.params(), grad);
+  EXPECT_EQ(ngd.curvature().structure(), hfisher::Structure::Network);
+  EXPECT_EQ(ngd.curvature().size(), P);
+  {
+    auto Fn = host_matrix(ngd.curvature().to_dense());
+    double e = 0, n = 0;
+    for (long i = 0; i < P; ++i)
+      for (long j = 0; j < P; ++j) e += (Fn(0, i, j) - F(0, i, j)) * (Fn(0, i, j) - F(0, i, j)), n += F(0, i, j) * F(0, i, j);
+    EXPECT_LE(std::sqrt(e / n), dbl ? 1e-8 : 1e-4) << "the optimizer's Fisher against the dense one";
+  }
+  auto theta1 = to_host1(model.params());
+  double dmax = 0;
+  for (double x : d) dmax = std::max(dmax, std::abs(x));
+  for (long i = 0; i < P; ++i)
+    EXPECT_NEAR(theta1[i], theta0[i] - o.lr * d[i], (dbl ? 1e-7 : 2e-3) * (1 + o.lr * dmax)) << "parameter " << i;
+}
+
 // decay_average: K-FAC averages its factors; other structures scale and add
 TYPED_TEST(NaturalGradientTest, RunningAverages) {
   using S = typename TypeParam::scalar;

@@ -768,7 +768,7 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::peel(const Operator& op, int 
     Batch Us;
     BatchVector<Scalar, ExecSpace> S;
     Matrix Ys;
-    std::vector<int> rb(pairs, 0);
+    std::vector<int> rb(pairs, 0), rt(pairs, 0);
     int rmax = 0;  // the sample's largest rank at trunc_tol
     for (;;) {
       Matrix Om(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HODLR::peel_Om"), N, s);
@@ -800,6 +800,7 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::peel(const Operator& op, int 
         int rn = 0;
         while (rn < q && double(Sh(b, rn)) > thr_nominal) ++rn;
         rb[b] = rn;  // a cap is judged at the nominal tolerance
+        rt[b] = r;
         rmax = std::max(rmax, r);
       }
       k = std::max(1, std::min(rmax, kcap));
@@ -807,6 +808,25 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::peel(const Operator& op, int 
       s = std::min(smax, s + std::max(8, s / 2));
     }
     kprev = k;
+    // a pair whose own rank r_p is below k keeps only its first r_p
+    // singular vectors: the others belong to singular values at rounding
+    // level, where the SVD's left vectors are not orthonormal (Q Q^T would
+    // then not project onto the block's range), and the block has no range
+    // there to catch
+    {
+      Kokkos::View<int*, mem_space> keep("hfisher::HODLR::peel_keep", pairs);
+      auto kh = Kokkos::create_mirror_view(keep);
+      for (int b = 0; b < pairs; ++b) kh(b) = std::min(rt[b], k);
+      Kokkos::deep_copy(keep, kh);
+      auto U = Us;
+      const int qc = Us.extent(2);
+      Kokkos::parallel_for(
+          "hfisher::HODLR::peel_null", Kokkos::RangePolicy<ExecSpace>(space, 0, long(pairs) * m),
+          KOKKOS_LAMBDA(const long t) {
+            const int b = int(t / m), i = int(t % m);
+            for (int c = keep(b); c < qc; ++c) U(b, i, c) = Scalar(0);
+          });
+    }
     // pass 2: test vectors Q_p on the left children give A(I_2p+1, I_2p) Q_p
     // on the right children's rows
     Matrix Om2("hfisher::HODLR::peel_Om2", N, k);
@@ -814,10 +834,15 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::peel(const Operator& op, int 
       auto Q = level_nodes(Om2, l, Nodes::Left);
       Kokkos::deep_copy(space, Q, cols(Us, 0, k));
     }
+    // a block whose rank is below k gets singular vectors of zero singular
+    // values, which may reach into padded rows; there the padded matrix is
+    // zero off the diagonal, so they are cut off (else the stored block is
+    // nonzero on padded rows, and the finer levels peel it from their samples)
+    zero_padding(space, H.perm_d_, Om2);
     Matrix Y2 = peeled(Om2, l);
     Batch Qk(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HODLR::peel_Q"), pairs, m, k);
     Batch Vk(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HODLR::peel_Vk"), pairs, m, k);
-    Kokkos::deep_copy(space, Qk, cols(Us, 0, k));
+    Kokkos::deep_copy(space, Qk, level_nodes(Om2, l, Nodes::Left));
     Kokkos::deep_copy(space, Vk, level_nodes(Y2, l, Nodes::Right));
     Batch Uw("hfisher::HODLR::Uw", pairs, m, k), Vw("hfisher::HODLR::Vw", pairs, m, k);
     Kokkos::View<int*, mem_space> rank("hfisher::HODLR::rank", pairs);
