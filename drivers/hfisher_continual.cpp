@@ -1129,9 +1129,12 @@ int main(int argc, char** argv) {
                                kv, "'");
       const std::string m = kv.substr(0, eq);
       hfisher::detail::require(m == "finetune" || m == "ewc" || m == "online-ewc" || m == "kfac-laplace" ||
-                                   m == "hierarchical",
+                                   m == "hierarchical" || m == "replay",
                                "hfisher-continual", "--lambda-for ", kv, ": no method '", m,
-                               "' (finetune, ewc, online-ewc, kfac-laplace, hierarchical)");
+                               "' (finetune, ewc, online-ewc, kfac-laplace, hierarchical, replay)");
+      hfisher::detail::require(is_penalty(m), "hfisher-continual", "--lambda-for ", kv, ": ", m,
+                               " has no lambda (only the penalties ewc, online-ewc, kfac-laplace and hierarchical "
+                               "do)");
       hfisher::detail::require(std::find(o.methods.begin(), o.methods.end(), m) != o.methods.end(),
                                "hfisher-continual", "--lambda-for ", kv, ": method '", m, "' is not run (add --method ",
                                m, ")");

@@ -81,6 +81,35 @@ Kokkos::View<S**, Kokkos::LayoutRight, typename E::memory_space> dev2(const std:
 }
 
 
+/// A dense SPD matrix with blocks of full rank: I + G G^T / n, G (n, n)
+/// standard normal (row-major, exactly symmetric).
+inline std::vector<double> random_spd(int n, unsigned seed) {
+  std::mt19937 g(seed);
+  std::normal_distribution<double> nd(0, 1);
+  std::vector<double> G(std::size_t(n) * n), A(std::size_t(n) * n, 0.0);
+  for (auto& x : G) x = nd(g);
+  for (int i = 0; i < n; ++i)
+    for (int j = 0; j < n; ++j) {
+      double s = i == j ? 1.0 : 0.0;
+      for (int k = 0; k < n; ++k) s += G[std::size_t(i) * n + k] * G[std::size_t(j) * n + k] / n;
+      A[std::size_t(i) * n + j] = s;
+    }
+  return A;
+}
+
+/// The operator Y = A Om of a dense device matrix A (n, n), for from_matvec;
+/// counts the columns it multiplies in *counted when given.
+template <class S, class E, class AV>
+auto dense_product_op(const AV& Ad, int n, int* counted = nullptr) {
+  using M = Kokkos::View<S**, Kokkos::LayoutRight, typename E::memory_space>;
+  return [Ad, n, counted](const M& Om, M& Y) {
+    if (counted) *counted += int(Om.extent(1));
+    using U3 = Kokkos::View<S***, Kokkos::LayoutRight, typename E::memory_space, Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
+    hfisher::kernels::gemm(E(), hfisher::Op::NoTrans, hfisher::Op::NoTrans, S(1), U3(Ad.data(), 1, n, n),
+                           U3(Om.data(), 1, n, Om.extent(1)), S(0), U3(Y.data(), 1, n, Y.extent(1)));
+  };
+}
+
 inline HostBatch as_batch(const std::vector<double>& a, int n) {
   HostBatch r(1, n, n);
   r.a = a;

@@ -141,12 +141,7 @@ TYPED_TEST(HODLRTest, FromMatvecPeeling) {
     auto Ad = dev2<S, E>(A, n, n);
     auto tree = hfisher::ClusterTree::from_points(pts, n, dim, 16);
     int counted = 0;
-    auto op = [&](const M& Om, M& Y) {
-      counted += Om.extent(1);
-      using U3 = Kokkos::View<S***, Kokkos::LayoutRight, typename E::memory_space, Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
-      hfisher::kernels::gemm(E(), hfisher::Op::NoTrans, hfisher::Op::NoTrans, S(1), U3(Ad.data(), 1, n, n),
-                             U3(Om.data(), 1, n, Om.extent(1)), S(0), U3(Y.data(), 1, n, Y.extent(1)));
-    };
+    auto op = dense_product_op<S, E>(Ad, n, &counted);
     hfisher::CompressionOptions o;
     o.tol = tol;
     o.max_rank = 150;
@@ -177,22 +172,9 @@ TYPED_TEST(HODLRTest, FromMatvecPeeling) {
   // balanced trees of odd sizes, blocks of full rank (a dense SPD matrix):
   // peeling recovers the matrix to rounding
   for (int n : {43, 81}) {
-    std::mt19937 g(n);
-    std::normal_distribution<double> nd(0, 1);
-    std::vector<double> G(std::size_t(n) * n), A(std::size_t(n) * n, 0.0);
-    for (auto& x : G) x = nd(g);
-    for (int i = 0; i < n; ++i)
-      for (int j = 0; j < n; ++j) {
-        double s = i == j ? 1.0 : 0.0;
-        for (int k = 0; k < n; ++k) s += G[std::size_t(i) * n + k] * G[std::size_t(j) * n + k] / n;
-        A[std::size_t(i) * n + j] = s;
-      }
+    const auto A = random_spd(n, unsigned(n));
     auto Ad = dev2<S, E>(A, n, n);
-    auto op = [&](const M& Om, M& Y) {
-      using U3 = Kokkos::View<S***, Kokkos::LayoutRight, typename E::memory_space, Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
-      hfisher::kernels::gemm(E(), hfisher::Op::NoTrans, hfisher::Op::NoTrans, S(1), U3(Ad.data(), 1, n, n),
-                             U3(Om.data(), 1, n, Om.extent(1)), S(0), U3(Y.data(), 1, n, Y.extent(1)));
-    };
+    auto op = dense_product_op<S, E>(Ad, n);
     hfisher::CompressionOptions o;
     o.tol = dbl ? 1e-10 : 1e-5;
     auto tree = hfisher::ClusterTree::balanced(n, 8);

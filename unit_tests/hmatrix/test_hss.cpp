@@ -97,7 +97,6 @@ TYPED_TEST(HSSTest, NoSilentTruncation) {
 TYPED_TEST(HSSTest, FromMatvecCountsProducts) {
   using S = typename TypeParam::scalar;
   using E = typename TypeParam::exec;
-  using M = typename hfisher::HSS<S, E>::Matrix;
   const bool dbl = std::is_same<S, double>::value;
   const double tol = dbl ? 1e-8 : 1e-4;
   const int n = 400;
@@ -106,12 +105,7 @@ TYPED_TEST(HSSTest, FromMatvecCountsProducts) {
   auto Ad = dev2<S, E>(A, n, n);
   auto tree = hfisher::ClusterTree::from_points(pts, n, 1, 16);
   int counted = 0;
-  auto op = [&](const M& Om, M& Y) {
-    counted += Om.extent(1);
-    using U3 = Kokkos::View<S***, Kokkos::LayoutRight, typename E::memory_space, Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
-    hfisher::kernels::gemm(E(), hfisher::Op::NoTrans, hfisher::Op::NoTrans, S(1), U3(Ad.data(), 1, n, n),
-                           U3(Om.data(), 1, n, Om.extent(1)), S(0), U3(Y.data(), 1, n, Y.extent(1)));
-  };
+  auto op = dense_product_op<S, E>(Ad, n, &counted);
   hfisher::CompressionOptions o;
   o.tol = tol;
   o.max_rank = 64;
@@ -124,22 +118,9 @@ TYPED_TEST(HSSTest, FromMatvecCountsProducts) {
   // balanced trees of odd sizes, blocks of full rank (a dense SPD matrix):
   // the matrix is recovered to rounding
   for (int m : {43, 81}) {
-    std::mt19937 g(m);
-    std::normal_distribution<double> nd(0, 1);
-    std::vector<double> G(std::size_t(m) * m), B(std::size_t(m) * m, 0.0);
-    for (auto& x : G) x = nd(g);
-    for (int i = 0; i < m; ++i)
-      for (int j = 0; j < m; ++j) {
-        double sum = i == j ? 1.0 : 0.0;
-        for (int q = 0; q < m; ++q) sum += G[std::size_t(i) * m + q] * G[std::size_t(j) * m + q] / m;
-        B[std::size_t(i) * m + j] = sum;
-      }
+    const auto B = random_spd(m, unsigned(m));
     auto Bd = dev2<S, E>(B, m, m);
-    auto opB = [&](const M& Om, M& Y) {
-      using U3 = Kokkos::View<S***, Kokkos::LayoutRight, typename E::memory_space, Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
-      hfisher::kernels::gemm(E(), hfisher::Op::NoTrans, hfisher::Op::NoTrans, S(1), U3(Bd.data(), 1, m, m),
-                             U3(Om.data(), 1, m, Om.extent(1)), S(0), U3(Y.data(), 1, m, Y.extent(1)));
-    };
+    auto opB = dense_product_op<S, E>(Bd, m);
     hfisher::CompressionOptions ob;
     ob.tol = dbl ? 1e-10 : 1e-5;
     auto HB = hfisher::HSS<S, E>::from_matvec(opB, m, hfisher::ClusterTree::balanced(m, 8), ob);

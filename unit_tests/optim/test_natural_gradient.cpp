@@ -8,6 +8,50 @@ template <class C>
 class NaturalGradientTest : public ::testing::Test {};
 TYPED_TEST_SUITE(NaturalGradientTest, Configs, ConfigNames);
 
+namespace {
+/// The options of a plain step (no momentum, no clipping) with the Fisher
+/// estimated on the first 30 examples.
+hfisher::NaturalGradientOptions plain_step(hfisher::Structure structure, hfisher::FisherKind kind) {
+  hfisher::NaturalGradientOptions o;
+  o.lr = 0.1;
+  o.damping = 0.05;
+  o.momentum = 0;
+  o.kl_clip = 0;
+  o.curvature_examples = 30;
+  o.structure = structure;
+  o.kind = kind;
+  return o;
+}
+
+/// d = (F_sym + damping I)^-1 g by LAPACK Cholesky (F_sym: F's symmetric part).
+std::vector<double> dense_direction(const HostBatch& F, const std::vector<double>& g, double damping) {
+  const long P = long(g.size());
+  HostBatch A = F, L(1, P, P);
+  for (long i = 0; i < P; ++i)
+    for (long j = 0; j < P; ++j) A(0, i, j) = 0.5 * (F(0, i, j) + F(0, j, i)) + (i == j ? damping : 0.0);
+  EXPECT_EQ(lapack_cholesky(A, 0, L), 0);
+  std::vector<double> d(g);
+  for (long i = 0; i < P; ++i) {
+    for (long k = 0; k < i; ++k) d[i] -= L(0, i, k) * d[k];
+    d[i] /= L(0, i, i);
+  }
+  for (long i = P - 1; i >= 0; --i) {
+    for (long k = i + 1; k < P; ++k) d[i] -= L(0, k, i) * d[k];
+    d[i] /= L(0, i, i);
+  }
+  return d;
+}
+
+/// theta1 = theta0 - lr d entry by entry, to tol (1 + lr max |d|).
+void expect_step(const std::vector<double>& theta0, const std::vector<double>& theta1, const std::vector<double>& d,
+                 double lr, double tol) {
+  double dmax = 0;
+  for (double x : d) dmax = std::max(dmax, std::abs(x));
+  for (std::size_t i = 0; i < d.size(); ++i)
+    EXPECT_NEAR(theta1[i], theta0[i] - lr * d[i], tol * (1 + lr * dmax)) << "parameter " << i;
+}
+}  // namespace
+
 TYPED_TEST(NaturalGradientTest, StepEqualsDenseNaturalGradient) {
   using S = typename TypeParam::scalar;
   using E = typename TypeParam::exec;
@@ -15,15 +59,8 @@ TYPED_TEST(NaturalGradientTest, StepEqualsDenseNaturalGradient) {
   hfisher::nn::MLP<S, E> model({4, 5, 3}, hfisher::nn::Activation::Tanh, 3);
   auto data = hfisher::nn::to_device<S, E>(random_dataset(30, 4, 3, 7));
   const long P = model.num_params();
-  hfisher::NaturalGradientOptions o;
-  o.lr = 0.1;
-  o.damping = 0.05;
-  o.momentum = 0;
-  o.kl_clip = 0;
+  auto o = plain_step(hfisher::Structure::BlockDiagonal, hfisher::FisherKind::MonteCarlo);
   o.refresh = 10;
-  o.curvature_examples = 30;
-  o.structure = hfisher::Structure::BlockDiagonal;
-  o.kind = hfisher::FisherKind::MonteCarlo;
   o.fisher.seed = 4;
   // the Fisher the optimizer will estimate at its first refresh (window 0, seed + 1)
   hfisher::FisherOptions f = o.fisher;
@@ -36,25 +73,10 @@ TYPED_TEST(NaturalGradientTest, StepEqualsDenseNaturalGradient) {
   auto g = to_host1(grad);
   auto theta0 = to_host1(model.params());
   // dense: (F + damping I) d = g by LAPACK Cholesky
-  HostBatch A = F, L(1, P, P);
-  for (long i = 0; i < P; ++i) A(0, i, i) += o.damping;
-  ASSERT_EQ(lapack_cholesky(A, 0, L), 0);
-  std::vector<double> d(g);
-  for (long i = 0; i < P; ++i) {
-    for (long k = 0; k < i; ++k) d[i] -= L(0, i, k) * d[k];
-    d[i] /= L(0, i, i);
-  }
-  for (long i = P - 1; i >= 0; --i) {
-    for (long k = i + 1; k < P; ++k) d[i] -= L(0, k, i) * d[k];
-    d[i] /= L(0, i, i);
-  }
+  const auto d = dense_direction(F, g, o.damping);
   hfisher::NaturalGradient<S, E> ngd(model, data, o);
   ngd.step(model.params(), grad);
-  auto theta1 = to_host1(model.params());
-  double dmax = 0;
-  for (double x : d) dmax = std::max(dmax, std::abs(x));
-  for (long i = 0; i < P; ++i)
-    EXPECT_NEAR(theta1[i], theta0[i] - o.lr * d[i], (dbl ? 1e-10 : 1e-3) * (1 + o.lr * dmax)) << "parameter " << i;
+  expect_step(theta0, to_host1(model.params()), d, o.lr, dbl ? 1e-10 : 1e-3);
   // KL clipping: the step shrinks so that lr^2 d^T (F + damping) d <= kl_clip
   auto o2 = o;
   o2.kl_clip = 1e-6;
@@ -82,14 +104,7 @@ TYPED_TEST(NaturalGradientTest, WholeModelFisherThroughNetworkStructure) {
   hfisher::nn::MLP<S, E> model({4, 5, 3}, hfisher::nn::Activation::Tanh, 3);
   auto data = hfisher::nn::to_device<S, E>(random_dataset(30, 4, 3, 7));
   const long P = model.num_params();
-  hfisher::NaturalGradientOptions o;
-  o.lr = 0.1;
-  o.damping = 0.05;
-  o.momentum = 0;
-  o.kl_clip = 0;
-  o.curvature_examples = 30;
-  o.structure = hfisher::Structure::Network;
-  o.kind = hfisher::FisherKind::GGN;
+  auto o = plain_step(hfisher::Structure::Network, hfisher::FisherKind::GGN);
   o.fisher.leaf = 8;
   o.fisher.tol = dbl ? 1e-10 : 1e-5;
   // the dense whole-model Fisher on the optimizer's first window
@@ -116,19 +131,7 @@ TYPED_TEST(NaturalGradientTest, WholeModelFisherThroughNetworkStructure) {
   model.loss_grad(data.x, data.y, grad, c);
   auto g = to_host1(grad);
   auto theta0 = to_host1(model.params());
-  HostBatch A = F, L(1, P, P);
-  for (long i = 0; i < P; ++i)
-    for (long j = 0; j < P; ++j) A(0, i, j) = 0.5 * (F(0, i, j) + F(0, j, i)) + (i == j ? o.damping : 0.0);
-  ASSERT_EQ(lapack_cholesky(A, 0, L), 0);
-  std::vector<double> d(g);
-  for (long i = 0; i < P; ++i) {
-    for (long k = 0; k < i; ++k) d[i] -= L(0, i, k) * d[k];
-    d[i] /= L(0, i, i);
-  }
-  for (long i = P - 1; i >= 0; --i) {
-    for (long k = i + 1; k < P; ++k) d[i] -= L(0, k, i) * d[k];
-    d[i] /= L(0, i, i);
-  }
+  const auto d = dense_direction(F, g, o.damping);
   hfisher::NaturalGradient<S, E> ngd(model, data, o);
   ngd.step(model.params(), grad);
   EXPECT_EQ(ngd.curvature().structure(), hfisher::Structure::Network);
@@ -140,11 +143,7 @@ TYPED_TEST(NaturalGradientTest, WholeModelFisherThroughNetworkStructure) {
       for (long j = 0; j < P; ++j) e += (Fn(0, i, j) - F(0, i, j)) * (Fn(0, i, j) - F(0, i, j)), n += F(0, i, j) * F(0, i, j);
     EXPECT_LE(std::sqrt(e / n), dbl ? 1e-8 : 1e-4) << "the optimizer's Fisher against the dense one";
   }
-  auto theta1 = to_host1(model.params());
-  double dmax = 0;
-  for (double x : d) dmax = std::max(dmax, std::abs(x));
-  for (long i = 0; i < P; ++i)
-    EXPECT_NEAR(theta1[i], theta0[i] - o.lr * d[i], (dbl ? 1e-7 : 2e-3) * (1 + o.lr * dmax)) << "parameter " << i;
+  expect_step(theta0, to_host1(model.params()), d, o.lr, dbl ? 1e-7 : 2e-3);
 }
 
 // decay_average: K-FAC averages its factors; other structures scale and add

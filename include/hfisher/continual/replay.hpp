@@ -65,6 +65,10 @@ class ReplayMemory {
                                   per_task_);
     nn::gather(train, idx, 0, per_task_, k.data.x, k.data.y);
     k.mask = mask;
+    // tasks with the same class mask share one loss in add_gradient
+    k.group = t;
+    for (int u = 0; u < t && k.group == t; ++u)
+      if (same_mask(tasks_[std::size_t(u)].mask, mask)) k.group = tasks_[std::size_t(u)].group;
     tasks_.push_back(std::move(k));
   }
 
@@ -109,23 +113,42 @@ class ReplayMemory {
         std::swap(pool_[std::size_t(i)], pool_[std::size_t(pick(rng))]);
       }
     std::vector<std::vector<int>> rows(tasks_.size());
-    for (int i = 0; i < m; ++i) rows[std::size_t(pool_[std::size_t(i)] / per_task_)].push_back(int(pool_[std::size_t(i)] % per_task_));
+    for (int i = 0; i < m; ++i)
+      rows[std::size_t(pool_[std::size_t(i)] / per_task_)].push_back(int(pool_[std::size_t(i)] % per_task_));
     if (!part_.data() || part_.extent(0) != grad.extent(0)) part_ = Vector("hfisher::continual::replay_grad", grad.extent(0));
+    // tasks that share a class mask (permuted and class-incremental streams:
+    // all of them) are one group: one loss and gradient per group
+    std::vector<char> done(tasks_.size(), 0);
     double loss = 0;
-    for (std::size_t t = 0; t < tasks_.size(); ++t) {
-      const int c = int(rows[t].size());
+    for (std::size_t t0 = 0; t0 < tasks_.size(); ++t0) {
+      if (done[t0]) continue;
+      std::vector<std::size_t> group;
+      int c = 0;
+      for (std::size_t t = t0; t < tasks_.size(); ++t)
+        if (!done[t] && tasks_[t].group == tasks_[t0].group) {
+          done[t] = 1;
+          if (rows[t].empty()) continue;
+          group.push_back(t);
+          c += int(rows[t].size());
+        }
       if (c == 0) continue;
-      std::sort(rows[t].begin(), rows[t].end());
-      Kokkos::View<int*, typename ExecSpace::memory_space> idx("hfisher::continual::replay_rows", c);
-      auto ih = Kokkos::create_mirror_view(idx);
-      for (int i = 0; i < c; ++i) ih(i) = rows[t][std::size_t(i)];
-      Kokkos::deep_copy(idx, ih);
       typename Model::Matrix X(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::continual::replay_X"), c,
-                               tasks_[t].data.features());
+                               tasks_[t0].data.features());
       Labels y(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::continual::replay_y"), c);
-      nn::gather(tasks_[t].data, idx, 0, c, X, y);
-      // this task's share of the memory batch's mean: c / m of its own mean
-      loss += model.loss_grad(X, y, part_, cache_, tasks_[t].mask) * c / m;
+      int off = 0;
+      for (std::size_t t : group) {
+        const int ct = int(rows[t].size());
+        std::sort(rows[t].begin(), rows[t].end());
+        Kokkos::View<int*, typename ExecSpace::memory_space> idx("hfisher::continual::replay_rows", ct);
+        auto ih = Kokkos::create_mirror_view(idx);
+        for (int i = 0; i < ct; ++i) ih(i) = rows[t][std::size_t(i)];
+        Kokkos::deep_copy(idx, ih);
+        const auto rows_of = Kokkos::make_pair(off, off + ct);
+        nn::gather(tasks_[t].data, idx, 0, ct, Kokkos::subview(X, rows_of, Kokkos::ALL()), Kokkos::subview(y, rows_of));
+        off += ct;
+      }
+      // this group's share of the memory batch's mean: c / m of its own mean
+      loss += model.loss_grad(X, y, part_, cache_, tasks_[t0].mask) * c / m;
       const Scalar w = Scalar(double(c) / m);
       auto g = grad;
       auto p = part_;
@@ -140,7 +163,19 @@ class ReplayMemory {
   struct Kept {
     Data data;
     Labels mask;
+    int group = 0;  ///< the first task kept with the same class mask
   };
+  /// Whether two class masks select the same classes (empty: every class).
+  static bool same_mask(const Labels& a, const Labels& b) {
+    if (a.extent(0) == 0 || b.extent(0) == 0) return a.extent(0) == b.extent(0);
+    if (a.data() == b.data()) return true;
+    if (a.extent(0) != b.extent(0)) return false;
+    auto ah = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), a);
+    auto bh = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), b);
+    for (std::size_t i = 0; i < ah.extent(0); ++i)
+      if ((ah(i) != 0) != (bh(i) != 0)) return false;
+    return true;
+  }
   const Kept& at(int t) const {
     detail::require(t >= 0 && t < int(tasks_.size()), "hfisher::continual::ReplayMemory", "task ", t, " of ",
                     tasks_.size(), " kept");

@@ -665,6 +665,19 @@ void stacked_identity(const Exec& space, const M& Om) {
       });
 }
 
+/// U(b, :, c) = 0 for every column c >= keep(b) of batch entry b.
+template <class Exec, class B, class K>
+void zero_columns_from(const Exec& space, const B& U, const K& keep) {
+  using T = typename B::non_const_value_type;
+  const int m = U.extent(1), q = U.extent(2);
+  Kokkos::parallel_for(
+      "hfisher::HODLR::peel_null", Kokkos::RangePolicy<Exec>(space, 0, long(U.extent(0)) * m),
+      KOKKOS_LAMBDA(const long t) {
+        const int b = int(t / m), i = int(t % m);
+        for (int c = keep(b); c < q; ++c) U(b, i, c) = T(0);
+      });
+}
+
 /// Y -= Z (same shape).
 template <class Exec, class M>
 void subtract(const Exec& space, const M& Y, const M& Z) {
@@ -818,14 +831,7 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::peel(const Operator& op, int 
       auto kh = Kokkos::create_mirror_view(keep);
       for (int b = 0; b < pairs; ++b) kh(b) = std::min(rt[b], k);
       Kokkos::deep_copy(keep, kh);
-      auto U = Us;
-      const int qc = Us.extent(2);
-      Kokkos::parallel_for(
-          "hfisher::HODLR::peel_null", Kokkos::RangePolicy<ExecSpace>(space, 0, long(pairs) * m),
-          KOKKOS_LAMBDA(const long t) {
-            const int b = int(t / m), i = int(t % m);
-            for (int c = keep(b); c < qc; ++c) U(b, i, c) = Scalar(0);
-          });
+      zero_columns_from(space, Us, keep);
     }
     // pass 2: test vectors Q_p on the left children give A(I_2p+1, I_2p) Q_p
     // on the right children's rows
