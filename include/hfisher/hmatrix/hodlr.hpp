@@ -840,10 +840,10 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::peel(const Operator& op, int 
       auto Q = level_nodes(Om2, l, Nodes::Left);
       Kokkos::deep_copy(space, Q, cols(Us, 0, k));
     }
-    // a block whose rank is below k gets singular vectors of zero singular
-    // values, which may reach into padded rows; there the padded matrix is
-    // zero off the diagonal, so they are cut off (else the stored block is
-    // nonzero on padded rows, and the finer levels peel it from their samples)
+    // the kept vectors are zero on padded rows only up to rounding (the
+    // samples there are differences of earlier levels' products); the padded
+    // matrix is exactly zero off the diagonal, so the stored blocks are made
+    // exactly zero there too (the finer levels peel them from their samples)
     zero_padding(space, H.perm_d_, Om2);
     Matrix Y2 = peeled(Om2, l);
     Batch Qk(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HODLR::peel_Q"), pairs, m, k);
