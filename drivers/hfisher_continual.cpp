@@ -591,7 +591,8 @@ int run(const Options& o) {
         std::unique_ptr<hfisher::FisherPenalty<S, E>> pen;
         if (is_penalty(method))
           pen = std::make_unique<hfisher::FisherPenalty<S, E>>(penalty_of(method), lam, gam, fkind, fo);
-        if (pen && method == "hierarchical" && o.hstructure == "hodlr") pen->set_structure(hfisher::Structure::HODLR);
+        if (pen && method == "hierarchical")
+          pen->set_structure(hfisher::structure_from_string(o.hstructure, "hfisher-continual --hierarchical-structure"));
         // replay: the memory of the finished tasks (rebuilt on resume: its
         // examples depend only on the seed and the tasks)
         std::unique_ptr<hfisher::continual::ReplayMemory<S, E>> replay;

@@ -23,10 +23,7 @@ using Vec = Kokkos::View<S*, E::memory_space>;
 using Samples = hfisher::FisherSamples<S, E>;
 
 hfisher::Structure structure_of(const std::string& s) {
-  if (s == "dense") return hfisher::Structure::Dense;
-  if (s == "kfac") return hfisher::Structure::KFAC;
-  if (s == "lowrank") return hfisher::Structure::LowRank;
-  return hfisher::Structure::HODLR;
+  return hfisher::structure_from_string(s, "hfisher-bench scaling");
 }
 
 /// `layers` layers of N = rows x cols parameters (rows = 2^floor(p/2)), S

@@ -1,10 +1,12 @@
 // Every Fisher kind and structure against a brute-force reference: the dense
 // Fisher accumulated from per-example gradients, one example at a time.
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <iterator>
 #include <limits>
 #include <set>
+#include <sstream>
 
 #include "../fuzz_helpers.hpp"
 #include "../test_helpers.hpp"
@@ -180,8 +182,27 @@ void check_operator(const hfisher::CurvatureOperator<S, E>& op, double damping, 
   // mutated payloads behind no seal: loaded or refused, never a crash (once
   // per structure and scalar type: the format does not depend on the kind)
   static std::set<std::string> fuzzed;
-  if (fuzzed.insert(std::string(op.tag()) + std::to_string(sizeof(S))).second)
+  if (fuzzed.insert(std::string(op.tag()) + std::to_string(sizeof(S))).second) {
     fuzz_loader(path, [](const std::string& p) { COp::load(p); }, 60);
+    // a tag no class reads: a structure stored under another class's tag, or no structure
+    std::ostringstream os(std::ios::binary);
+    op.write_tagged(os);
+    const std::string good = os.str();
+    const auto at = good.find(op.tag());
+    ASSERT_NE(at, std::string::npos) << what;
+    for (const char* bad : {"network", "nonsense"}) {
+      std::string b = good;
+      for (int k = 0; k < 16; ++k) b[at + k] = k < int(std::strlen(bad)) ? bad[k] : '\0';
+      std::istringstream is(b, std::ios::binary);
+      try {
+        COp::read(is, "forged");
+        ADD_FAILURE() << what << ": tag " << bad << " read";
+      } catch (const hfisher::Error& e) {
+        EXPECT_NE(std::string(e.what()).find("unknown structure tag '" + std::string(bad) + "'"), std::string::npos)
+            << e.what();
+      }
+    }
+  }
   std::remove(path.c_str());
   std::remove((path + ".cut").c_str());
   // online sum: F + 0.5 F = 1.5 F; scale
@@ -1059,4 +1080,21 @@ TEST(FisherStructure, NamesAndStoredValues) {
   EXPECT_TRUE(hfisher::is_structure(3));
   EXPECT_TRUE(hfisher::is_structure(7));
   EXPECT_FALSE(hfisher::is_structure(8));
+  EXPECT_FALSE(hfisher::is_structure(-1));
+  // one row per enumerator, every name parsing back to its value
+  EXPECT_EQ(std::size(hfisher::structure_names), std::size_t(hfisher::Structure::Network) + 1);
+  for (int v = 0; v <= int(hfisher::Structure::Network); ++v) {
+    const auto st = static_cast<hfisher::Structure>(v);
+    EXPECT_NE(std::string(hfisher::to_string(st)), "?") << v;
+    EXPECT_EQ(hfisher::structure_from_string(hfisher::to_string(st)), st) << v;
+  }
+  EXPECT_EQ(hfisher::structure_from_string("hierarchical"), hfisher::Structure::HODLR);
+  try {
+    hfisher::structure_from_string("hss", "hfisher-x");
+    ADD_FAILURE() << "an unknown name parsed";
+  } catch (const hfisher::Error& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("hfisher-x: unknown structure 'hss'"), std::string::npos) << m;
+    EXPECT_NE(m.find("multilevel"), std::string::npos) << m;
+  }
 }

@@ -44,14 +44,42 @@ enum class Structure {
   /// one HODLR over every chosen parameter, cross-layer blocks included,
   /// built from Fisher-vector products of the whole network (builders/matrix_free.hpp)
   Network
-  // new structures go last: is_structure() reads the last one
+  // a new structure goes last (stored integers stay stable) and gets its row in structure_names
 };
+
+/// The registration point of the structures' names: one row per Structure,
+/// the name the CLIs, the tables and the files use. to_string,
+/// structure_from_string and is_structure all read this table and nothing else.
+struct StructureName {
+  Structure value;
+  const char* name;
+};
+inline constexpr StructureName structure_names[] = {
+    {Structure::Diagonal, "diagonal"}, {Structure::KFAC, "kfac"},
+    {Structure::LowRank, "lowrank"},   {Structure::HODLR, "hodlr"},
+    {Structure::BlockDiagonal, "blockdiag"}, {Structure::Dense, "dense"},
+    {Structure::Multilevel, "multilevel"},   {Structure::Network, "network"}};
 
 const char* to_string(FisherKind k);
 const char* to_string(Structure s);
 
 /// Whether s is the value of a Structure (for files that store one as an integer).
-inline bool is_structure(int s) { return s >= 0 && s <= int(Structure::Network); }
+inline bool is_structure(int s) {
+  for (const auto& r : structure_names)
+    if (int(r.value) == s) return true;
+  return false;
+}
+
+/// The Structure named `name` (a name of structure_names, or "hierarchical",
+/// the former name of "hodlr"). Throws Error naming the known names.
+inline Structure structure_from_string(const std::string& name, const char* where = "hfisher::structure_from_string") {
+  for (const auto& r : structure_names)
+    if (name == r.name) return r.value;
+  if (name == "hierarchical") return Structure::HODLR;
+  std::string known;
+  for (const auto& r : structure_names) known += std::string(known.empty() ? "" : ", ") + r.name;
+  throw Error(hfisher::detail::concat(where, ": unknown structure '", name, "' (known: ", known, ")"));
+}
 
 namespace fisher {
 
@@ -245,16 +273,8 @@ inline const char* to_string(FisherKind k) {
   return "?";
 }
 inline const char* to_string(Structure s) {
-  switch (s) {
-    case Structure::Diagonal: return "diagonal";
-    case Structure::KFAC: return "kfac";
-    case Structure::LowRank: return "lowrank";
-    case Structure::HODLR: return "hodlr";
-    case Structure::BlockDiagonal: return "blockdiag";
-    case Structure::Dense: return "dense";
-    case Structure::Multilevel: return "multilevel";
-    case Structure::Network: return "network";
-  }
+  for (const auto& r : structure_names)
+    if (r.value == s) return r.name;
   return "?";
 }
 
