@@ -7,6 +7,8 @@
 //   scaling   one layer's Fisher as dense / K-FAC / low-rank / HODLR over N:
 //             build, factor, solve, error, fitted exponents; MPI scaling
 //   kfac-bert distributed K-FAC curvature refresh at BERT-Large shapes
+//   layers    convolution forward + backward vs im2col + OpenBLAS; a small
+//             CNN trained on Fashion-MNIST
 // Runs under mpirun (the scaling study shards per-layer builds over ranks).
 #include <CLI/CLI.hpp>
 #include <hfisher/hfisher.hpp>
@@ -23,6 +25,7 @@
 #include "kernels_bench.hpp"
 #include "kernels_cli.hpp"
 #include "kfac_bert_cli.hpp"
+#include "layers_cli.hpp"
 #include "scaling_cli.hpp"
 
 int main(int argc, char** argv) {
@@ -57,6 +60,11 @@ int main(int argc, char** argv) {
   auto* kb = app.add_subcommand("kfac-bert", "K-FAC factors of every BERT-Large weight layer: statistics and damped "
                                              "inversions batched by shape and sharded over MPI ranks, 1 rank vs all");
   hfisher_perf::add_kfac_bert_options(*kb, bo);
+  hfisher_perf::LayersBenchOptions lo;
+  auto* ly = app.add_subcommand("layers", "convolution forward + backward against ReLU + im2col + OpenBLAS dgemm + "
+                                          "col2im (same FLOPs, results compared); with --train-epochs, a small CNN "
+                                          "trained on Fashion-MNIST beside the MLP");
+  hfisher_perf::add_layers_options(*ly, lo);
   CLI11_PARSE(app, argc, argv);
   try {
     if (kb->parsed()) return hfisher_perf::run_kfac_bert(bo);
@@ -65,6 +73,7 @@ int main(int argc, char** argv) {
     if (h->parsed()) return hfisher_perf::run_hodlr_bench(ho);
     if (hs->parsed()) return hfisher_perf::run_hss_bench(so4);
     if (f->parsed()) return hfisher_perf::run_fisher_bench(fo);
+    if (ly->parsed()) return hfisher_perf::run_layers_bench(lo);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "hfisher-bench: error: %s\n", e.what());
     return 1;

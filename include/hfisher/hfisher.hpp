@@ -25,11 +25,13 @@
 #include <hfisher/hmatrix/compression.hpp>
 #include <hfisher/hmatrix/hodlr.hpp>
 #include <hfisher/hmatrix/hss.hpp>
+#include <hfisher/nn/conv.hpp>
 #include <hfisher/nn/data_parallel.hpp>
 #include <hfisher/nn/dataset.hpp>
 #include <hfisher/nn/idx.hpp>
 #include <hfisher/nn/mlp.hpp>
 #include <hfisher/nn/optimizers.hpp>
+#include <hfisher/nn/sequential.hpp>
 #include <hfisher/nn/train.hpp>
 #include <hfisher/fisher/fisher.hpp>
 #include <hfisher/optim/natural_gradient.hpp>

@@ -24,9 +24,9 @@ namespace dist {
 /// by entry on the gradient it adds to (FisherPenalty::add_gradient does);
 /// pass shard_step = false for a hook that needs the whole summed gradient
 /// (clipping by its norm, say).
-template <class Scalar, class ExecSpace, class Opt, class Hook>
-double train_epoch(nn::MLP<Scalar, ExecSpace>& model, const nn::DeviceData<Scalar, ExecSpace>& data, int batch,
-                   Opt& opt, std::mt19937_64& rng, Hook&& hook, const typename nn::MLP<Scalar, ExecSpace>::Labels& mask,
+template <template <class, class> class Net, class Scalar, class ExecSpace, class Opt, class Hook>
+double train_epoch(Net<Scalar, ExecSpace>& model, const nn::DeviceData<Scalar, ExecSpace>& data, int batch, Opt& opt,
+                   std::mt19937_64& rng, Hook&& hook, const typename Net<Scalar, ExecSpace>::Labels& mask,
                    const Communicator& comm, bool shard_step = true) {
   return nn::detail::train_epoch_shards(model, data, batch, opt, rng, hook, mask, comm, shard_step);
 }

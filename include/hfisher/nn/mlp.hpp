@@ -62,7 +62,7 @@ struct DeviceData {
 /// matrix are contiguous: no copy).
 template <class Scalar, class ExecSpace>
 DeviceData<Scalar, ExecSpace> rows(const DeviceData<Scalar, ExecSpace>& data, long first, long count) {
-  detail::require(first >= 0 && count >= 0 && first + count <= data.size(), "hfisher::nn::rows", "examples [", first,
+  hfisher::detail::require(first >= 0 && count >= 0 && first + count <= data.size(), "hfisher::nn::rows", "examples [", first,
                   ", ", first + count, ") of ", data.size());
   DeviceData<Scalar, ExecSpace> r;
   r.classes = data.classes;
@@ -74,7 +74,7 @@ DeviceData<Scalar, ExecSpace> rows(const DeviceData<Scalar, ExecSpace>& data, lo
 /// Copies a host Dataset to the device.
 template <class Scalar, class ExecSpace = DefaultExec>
 DeviceData<Scalar, ExecSpace> to_device(const Dataset& d) {
-  detail::require(d.n >= 1 && d.features >= 1 && d.x.size() == std::size_t(d.n) * d.features && d.y.size() == std::size_t(d.n),
+  hfisher::detail::require(d.n >= 1 && d.features >= 1 && d.x.size() == std::size_t(d.n) * d.features && d.y.size() == std::size_t(d.n),
                   "hfisher::nn::to_device", "inconsistent dataset (n = ", d.n, ", features = ", d.features, ", ",
                   d.x.size(), " values, ", d.y.size(), " labels)");
   DeviceData<Scalar, ExecSpace> o;
@@ -119,7 +119,7 @@ double softmax_xent(const ExecSpace& space, const LV& logits, const YV& y, const
   using S = typename PV::non_const_value_type;
   const int B = logits.extent(0), C = logits.extent(1);
   const bool masked = mask.extent(0) > 0;
-  detail::require(!masked || int(mask.extent(0)) == C, "hfisher::nn::softmax_xent", "class mask has ", mask.extent(0),
+  hfisher::detail::require(!masked || int(mask.extent(0)) == C, "hfisher::nn::softmax_xent", "class mask has ", mask.extent(0),
                   " entries for ", C, " classes");
   double loss = 0;
   int bad = 0;
@@ -144,7 +144,7 @@ double softmax_xent(const ExecSpace& space, const LV& logits, const YV& y, const
         acc += double(math::log(sum) + mx - logits(b, t));
       },
       loss, Kokkos::Sum<int>(bad));
-  detail::require(bad == 0, "hfisher::nn::softmax_xent", bad, " label(s) outside [0, ", C, ")",
+  hfisher::detail::require(bad == 0, "hfisher::nn::softmax_xent", bad, " label(s) outside [0, ", C, ")",
                   masked ? " or outside the class mask" : "");
   if (!std::isfinite(loss))
     throw NonFiniteError("hfisher::nn::softmax_xent: the loss is not finite (NaN/Inf in the logits: training "
@@ -184,11 +184,11 @@ class MLP {
   explicit MLP(const std::vector<int>& widths, Activation act = Activation::ReLU, std::uint64_t seed = 1)
       : widths_(widths), act_(act) {
     constexpr const char* where = "hfisher::nn::MLP";
-    detail::require(widths.size() >= 2, where, "a model needs at least one layer (widths = {inputs, ..., outputs}), got ",
+    hfisher::detail::require(widths.size() >= 2, where, "a model needs at least one layer (widths = {inputs, ..., outputs}), got ",
                     widths.size(), " width(s)");
     long off = 0;
     for (std::size_t l = 0; l + 1 < widths.size(); ++l) {
-      detail::require(widths[l] >= 1 && widths[l + 1] >= 1, where, "width ", (widths[l] < 1 ? l : l + 1),
+      hfisher::detail::require(widths[l] >= 1 && widths[l + 1] >= 1, where, "width ", (widths[l] < 1 ? l : l + 1),
                       " is not positive");
       LayerShape s;
       s.in = widths[l];
@@ -222,10 +222,10 @@ class MLP {
   /// length or a non-finite value is an error and leaves the model unchanged.
   void set_params(const Vector& theta) {
     constexpr const char* where = "hfisher::nn::MLP::set_params";
-    detail::require(long(theta.extent(0)) == num_params(), where, "theta has ", theta.extent(0),
+    hfisher::detail::require(long(theta.extent(0)) == num_params(), where, "theta has ", theta.extent(0),
                     " entries, the model has ", num_params(), " parameters");
     using U2 = Kokkos::View<const Scalar**, Kokkos::LayoutRight, mem_space, Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
-    detail::check_finite_matrix(ExecSpace(), U2(theta.data(), 1, theta.extent(0)), where, "theta");
+    hfisher::detail::check_finite_matrix(ExecSpace(), U2(theta.data(), 1, theta.extent(0)), where, "theta");
     Kokkos::deep_copy(theta_, theta);
   }
   /// W~_l (out, in + 1) as a view into params().
@@ -240,8 +240,8 @@ class MLP {
   /// live in the cache.
   Matrix forward(const Matrix& X, Cache& c) const {
     constexpr const char* where = "hfisher::nn::MLP::forward";
-    detail::require(num_layers() > 0, where, "the model has no layers");
-    detail::require(int(X.extent(1)) == inputs(), where, "data of the wrong width: X has ", X.extent(1),
+    hfisher::detail::require(num_layers() > 0, where, "the model has no layers");
+    hfisher::detail::require(int(X.extent(1)) == inputs(), where, "data of the wrong width: X has ", X.extent(1),
                     " columns, the model takes ", inputs(), " inputs");
     const int B = X.extent(0);
     prepare(c, B);
@@ -276,10 +276,10 @@ class MLP {
   void backward(Cache& c, const Matrix& E, const Vector& grad, Scalar scale) const {
     constexpr const char* where = "hfisher::nn::MLP::backward";
     const int B = c.batch;
-    detail::require(B > 0 && int(E.extent(0)) == B && int(E.extent(1)) == outputs(), where, "E is ", E.extent(0), "x",
+    hfisher::detail::require(B > 0 && int(E.extent(0)) == B && int(E.extent(1)) == outputs(), where, "E is ", E.extent(0), "x",
                     E.extent(1), ", expected ", B, "x", outputs(), " (the last forward batch)");
     const bool with_grad = grad.extent(0) > 0;
-    detail::require(!with_grad || long(grad.extent(0)) == num_params(), where, "grad has ", grad.extent(0),
+    hfisher::detail::require(!with_grad || long(grad.extent(0)) == num_params(), where, "grad has ", grad.extent(0),
                     " entries, the model has ", num_params(), " parameters");
     ExecSpace space;
     Kokkos::deep_copy(space, c.g.back(), E);
@@ -303,7 +303,7 @@ class MLP {
   /// Mean softmax cross-entropy of (X, y) and its gradient (overwrites grad,
   /// num_params() entries). Returns the mean loss.
   double loss_grad(const Matrix& X, const Labels& y, const Vector& grad, Cache& c, const Labels& mask = {}) const {
-    detail::require(y.extent(0) == X.extent(0), "hfisher::nn::MLP::loss_grad", "X has ", X.extent(0), " rows but y has ",
+    hfisher::detail::require(y.extent(0) == X.extent(0), "hfisher::nn::MLP::loss_grad", "X has ", X.extent(0), " rows but y has ",
                     y.extent(0), " labels");
     auto logits = forward(X, c);
     const int B = X.extent(0);
@@ -347,7 +347,7 @@ class MLP {
   /// Versioned binary file (widths, activation, theta), written atomically
   /// with a checksum trailer (io::atomic_write_sealed).
   void save(const std::string& path) const {
-    detail::require(num_layers() > 0, "hfisher::nn::MLP::save", "the model has no layers");
+    hfisher::detail::require(num_layers() > 0, "hfisher::nn::MLP::save", "the model has no layers");
     io::atomic_write_sealed(path, "hfisher::nn::MLP::save", [&](std::ostream& o) { write(o); });
   }
   static MLP load(const std::string& path) {
@@ -371,15 +371,15 @@ class MLP {
     constexpr const char* where = "hfisher::nn::MLP::load";
     io::expect_magic(i, magic_arr(), path, where, "an hfisher MLP file");
     const auto version = io::get<std::uint32_t>(i, path, where);
-    detail::require(version == 1, where, path, " has format version ", version, ", this build reads 1");
+    hfisher::detail::require(version == 1, where, path, " has format version ", version, ", this build reads 1");
     const auto ss = io::get<std::uint32_t>(i, path, where);
-    detail::require(ss == sizeof(Scalar), where, path, " holds ", ss * 8, "-bit parameters, expected ", sizeof(Scalar) * 8);
+    hfisher::detail::require(ss == sizeof(Scalar), where, path, " holds ", ss * 8, "-bit parameters, expected ", sizeof(Scalar) * 8);
     const int act = io::get<std::int32_t>(i, path, where), nw = io::get<std::int32_t>(i, path, where);
-    detail::require((act == 0 || act == 1) && nw >= 2 && nw <= 64, where, path, ": corrupt header");
+    hfisher::detail::require((act == 0 || act == 1) && nw >= 2 && nw <= 64, where, path, ": corrupt header");
     std::vector<int> w(nw);
     for (auto& x : w) {
       x = io::get<std::int32_t>(i, path, where);
-      detail::require(x >= 1 && x <= (1 << 24), where, path, ": corrupt width ", x);
+      hfisher::detail::require(x >= 1 && x <= (1 << 24), where, path, ": corrupt width ", x);
     }
     unsigned long long params = 0;
     for (int l = 0; l + 1 < nw; ++l) params += (static_cast<unsigned long long>(w[l]) + 1) * w[l + 1];

@@ -29,11 +29,11 @@ void scale_in_place(const V& v, typename V::non_const_value_type w) {
 /// Rows X, y are one rank's share of a batch of b rows: grad = (m / b) x their
 /// mean gradient and the return value (m / b) x their mean loss, so summing
 /// over the ranks gives the batch's mean gradient and loss (m = 0: zeros).
-template <class Scalar, class ExecSpace>
-double shard_loss_grad(const MLP<Scalar, ExecSpace>& model, const typename MLP<Scalar, ExecSpace>::Matrix& X,
-                       const typename MLP<Scalar, ExecSpace>::Labels& y, long b,
-                       const typename MLP<Scalar, ExecSpace>::Vector& grad, typename MLP<Scalar, ExecSpace>::Cache& c,
-                       const typename MLP<Scalar, ExecSpace>::Labels& mask = {}) {
+template <template <class, class> class Net, class Scalar, class ExecSpace>
+double shard_loss_grad(const Net<Scalar, ExecSpace>& model, const typename Net<Scalar, ExecSpace>::Matrix& X,
+                       const typename Net<Scalar, ExecSpace>::Labels& y, long b,
+                       const typename Net<Scalar, ExecSpace>::Vector& grad, typename Net<Scalar, ExecSpace>::Cache& c,
+                       const typename Net<Scalar, ExecSpace>::Labels& mask = {}) {
   const long m = X.extent(0);
   if (m == 0) {
     Kokkos::deep_copy(grad, Scalar(0));
@@ -59,9 +59,9 @@ double shard_loss_grad(const MLP<Scalar, ExecSpace>& model, const typename MLP<S
 /// gradient in this rank's entries only, so it must act entry by entry on
 /// what it adds to (a penalty's add_gradient does). Otherwise the sum is
 /// allreduced and every rank runs the hook and the full step.
-template <class Scalar, class ExecSpace, class Opt, class Hook>
-double train_epoch_shards(MLP<Scalar, ExecSpace>& model, const DeviceData<Scalar, ExecSpace>& data, int batch,
-                          Opt& opt, std::mt19937_64& rng, Hook&& hook, const typename MLP<Scalar, ExecSpace>::Labels& mask,
+template <template <class, class> class Net, class Scalar, class ExecSpace, class Opt, class Hook>
+double train_epoch_shards(Net<Scalar, ExecSpace>& model, const DeviceData<Scalar, ExecSpace>& data, int batch,
+                          Opt& opt, std::mt19937_64& rng, Hook&& hook, const typename Net<Scalar, ExecSpace>::Labels& mask,
                           const dist::Communicator& comm, bool shard_step) {
   hfisher::detail::require(batch >= 1, "hfisher::nn::train_epoch", "batch = ", batch, " (must be >= 1)");
   const int n = data.size();
@@ -72,7 +72,7 @@ double train_epoch_shards(MLP<Scalar, ExecSpace>& model, const DeviceData<Scalar
   auto ih = Kokkos::create_mirror_view(idx);
   for (int i = 0; i < n; ++i) ih(i) = order[i];
   Kokkos::deep_copy(idx, ih);
-  using Model = MLP<Scalar, ExecSpace>;
+  using Model = Net<Scalar, ExecSpace>;
   typename Model::Cache cache;
   const long P = model.num_params();
   typename Model::Vector grad("hfisher::nn::grad", P);
@@ -114,16 +114,17 @@ double train_epoch_shards(MLP<Scalar, ExecSpace>& model, const DeviceData<Scalar
 /// Trains one epoch; returns the mean data loss. `opt.step(theta, grad)` is
 /// any optimizer; `hook(grad)` (may be a no-op) runs after the data gradient
 /// and may add to it. The shuffle depends only on `rng`. `mask` (outputs)
-/// restricts the softmax to a task's classes (empty: all).
-template <class Scalar, class ExecSpace, class Opt, class Hook>
-double train_epoch(MLP<Scalar, ExecSpace>& model, const DeviceData<Scalar, ExecSpace>& data, int batch, Opt& opt,
+/// restricts the softmax to a task's classes (empty: all). The model is an
+/// MLP or a Sequential (any network with their loss_grad and params()).
+template <template <class, class> class Net, class Scalar, class ExecSpace, class Opt, class Hook>
+double train_epoch(Net<Scalar, ExecSpace>& model, const DeviceData<Scalar, ExecSpace>& data, int batch, Opt& opt,
                    std::mt19937_64& rng, Hook&& hook,
-                   const typename MLP<Scalar, ExecSpace>::Labels& mask = {}) {
+                   const typename Net<Scalar, ExecSpace>::Labels& mask = {}) {
   return detail::train_epoch_shards(model, data, batch, opt, rng, hook, mask, dist::Communicator(), false);
 }
 
-template <class Scalar, class ExecSpace, class Opt>
-double train_epoch(MLP<Scalar, ExecSpace>& model, const DeviceData<Scalar, ExecSpace>& data, int batch, Opt& opt,
+template <template <class, class> class Net, class Scalar, class ExecSpace, class Opt>
+double train_epoch(Net<Scalar, ExecSpace>& model, const DeviceData<Scalar, ExecSpace>& data, int batch, Opt& opt,
                    std::mt19937_64& rng) {
   return train_epoch(model, data, batch, opt, rng, [](const auto&) {});
 }

@@ -1,0 +1,392 @@
+#pragma once
+/// \file sequential.hpp
+/// \brief Sequential: a network of convolution, pooling, activation and
+/// linear layers on channels-last images (nn/conv.hpp), forward and backward
+/// on any backend, with per-example capture of what the Fisher needs.
+///
+/// The conventions are the MLP's: parameters live in one flat vector theta,
+/// layer l's block W~_l = [W_l | b_l] (rows, cols) row-major at
+/// layers()[l].offset. A convolution's block is (out_channels, K + 1) for K
+/// inputs per patch; a linear layer is a 1 x 1 convolution of the flattened
+/// (channels-last) input, one position. The per-example gradient of a
+/// parameterized layer is sum_t g_t a~_t^T over its T output positions, with
+/// a~_t the homogeneous patch (Cache::patches) and g_t the gradient of the
+/// loss with respect to the layer's output at t (output_grads): T = 1 makes
+/// it the MLP's rank-one g a~^T.
+
+#include <hfisher/core/error.hpp>
+#include <hfisher/core/math.hpp>
+#include <hfisher/core/types.hpp>
+#include <hfisher/kernels/matmul.hpp>
+#include <hfisher/nn/conv.hpp>
+#include <hfisher/nn/mlp.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace hfisher {
+namespace nn {
+
+/// One layer of a Sequential, as the user describes it (the input shape of
+/// each layer follows from the one before).
+struct LayerSpec {
+  enum class Kind { Conv2D, Linear, MaxPool, AvgPool, ReLU, Tanh };
+  Kind kind = Kind::ReLU;
+  int out = 0;      ///< Conv2D: output channels; Linear: output features
+  int kernel = 1;   ///< Conv2D, pooling: window size (square)
+  int stride = 1;   ///< Conv2D, pooling
+  int padding = 0;  ///< Conv2D: zeros on every side
+
+  static LayerSpec conv(int out_channels, int kernel, int stride = 1, int padding = 0) {
+    return {Kind::Conv2D, out_channels, kernel, stride, padding};
+  }
+  /// A dense layer of the flattened input.
+  static LayerSpec linear(int out) { return {Kind::Linear, out, 1, 1, 0}; }
+  /// Pooling windows of kernel x kernel; stride 0 means stride = kernel.
+  static LayerSpec max_pool(int kernel, int stride = 0) { return {Kind::MaxPool, 0, kernel, stride ? stride : kernel, 0}; }
+  static LayerSpec avg_pool(int kernel, int stride = 0) { return {Kind::AvgPool, 0, kernel, stride ? stride : kernel, 0}; }
+  static LayerSpec relu() { return {Kind::ReLU, 0, 1, 1, 0}; }
+  static LayerSpec tanh() { return {Kind::Tanh, 0, 1, 1, 0}; }
+};
+
+namespace detail {
+
+/// y = relu(x) or tanh(x), elementwise on (B, F) matrices.
+template <class Exec, class XV, class YV>
+void activate(const Exec& space, bool relu, const XV& x, const YV& y) {
+  using Scalar = typename YV::non_const_value_type;
+  const long F = x.extent(1);
+  Kokkos::parallel_for(
+      "hfisher::nn::activate", Kokkos::RangePolicy<Exec>(space, 0, long(x.extent(0)) * F), KOKKOS_LAMBDA(const long r) {
+        const long b = r / F, j = r % F;
+        y(b, j) = relu ? (x(b, j) > Scalar(0) ? x(b, j) : Scalar(0)) : math::tanh(x(b, j));
+      });
+}
+
+/// dx = dy * slope(x), elementwise.
+template <class Exec, class XV, class YV, class DV>
+void activate_backward(const Exec& space, bool relu, const XV& x, const YV& dy, const DV& dx) {
+  const long F = x.extent(1);
+  Kokkos::parallel_for(
+      "hfisher::nn::activate_backward", Kokkos::RangePolicy<Exec>(space, 0, long(x.extent(0)) * F),
+      KOKKOS_LAMBDA(const long r) {
+        const long b = r / F, j = r % F;
+        dx(b, j) = dy(b, j) * activation_slope(relu, x(b, j));
+      });
+}
+
+}  // namespace detail
+
+template <class Scalar, class ExecSpace = DefaultExec>
+class Sequential {
+ public:
+  using exec_space = ExecSpace;
+  using mem_space = typename ExecSpace::memory_space;
+  using Matrix = Kokkos::View<Scalar**, Kokkos::LayoutRight, mem_space>;
+  using Vector = Kokkos::View<Scalar*, mem_space>;
+  using Labels = Kokkos::View<int*, mem_space>;
+  using Index = Kokkos::View<int**, Kokkos::LayoutRight, mem_space>;
+
+  /// Per-batch activations, kept between batches of the same size: x[i]
+  /// (B, features) the input of layer i (x[0] the caller's X, x.back() the
+  /// logits), d[i] the
+  /// gradient of the loss with respect to x[i] after backward (d[0] is not
+  /// computed); per parameterized layer p: A[p] (B * T, K + 1) its patches
+  /// and dA[p] scratch of the same shape; per max-pooling layer the argmax.
+  struct Cache {
+    std::vector<Matrix> x, d, A, dA;
+    std::vector<Index> arg;
+    Matrix P, E;
+    int batch = 0;
+  };
+
+  Sequential() = default;
+  /// A network on images of shape `input` (a flat feature vector is
+  /// {features, 1, 1}). Weights ~ N(0, 2 / fan_in), or N(0, 1 / fan_in) when
+  /// the next activation is tanh, from a seeded host generator; biases 0.
+  Sequential(ImageShape input, const std::vector<LayerSpec>& specs, std::uint64_t seed = 1)
+      : input_(input), specs_(specs) {
+    constexpr const char* where = "hfisher::nn::Sequential";
+    hfisher::detail::require(!specs.empty(), where, "a model needs at least one layer");
+    ImageShape cur = input;
+    long off = 0;
+    for (std::size_t i = 0; i < specs.size(); ++i) {
+      const auto& sp = specs[i];
+      const std::string at = std::string(where) + ": layer " + std::to_string(i);
+      Step st;
+      st.in = cur;
+      switch (sp.kind) {
+        case LayerSpec::Kind::Conv2D:
+        case LayerSpec::Kind::Linear: {
+          Conv2DShape c;
+          c.in = sp.kind == LayerSpec::Kind::Linear ? ImageShape{int(cur.features()), 1, 1} : cur;
+          c.out_channels = sp.out;
+          c.kernel_h = c.kernel_w = sp.kernel;
+          c.stride = sp.stride;
+          c.padding = sp.padding;
+          c.validate(at.c_str());
+          st.param = int(convs_.size());
+          param_step_.push_back(int(i));
+          convs_.push_back(c);
+          LayerShape ls;
+          ls.in = c.patch();
+          ls.out = c.out_channels;
+          ls.offset = off;
+          off += ls.size();
+          blocks_.push_back(ls);
+          cur = c.out();
+          break;
+        }
+        case LayerSpec::Kind::MaxPool:
+        case LayerSpec::Kind::AvgPool: {
+          PoolShape p;
+          p.in = cur;
+          p.kernel = sp.kernel;
+          p.stride = sp.stride;
+          p.validate(at.c_str());
+          st.pool = p;
+          if (sp.kind == LayerSpec::Kind::MaxPool) st.arg = max_pools_++;
+          cur = p.out();
+          break;
+        }
+        case LayerSpec::Kind::ReLU:
+        case LayerSpec::Kind::Tanh: break;
+      }
+      st.kind = sp.kind;
+      st.out = cur;
+      steps_.push_back(st);
+    }
+    hfisher::detail::require(!convs_.empty(), where, "the model has no layer with parameters");
+    theta_ = Vector("hfisher::nn::theta", off);
+    auto h = Kokkos::create_mirror_view(theta_);
+    std::mt19937_64 gen(seed);
+    for (std::size_t i = 0; i < steps_.size(); ++i) {
+      const int p = steps_[i].param;
+      if (p < 0) continue;
+      bool tanh_next = false;
+      for (std::size_t j = i + 1; j < steps_.size() && steps_[j].param < 0; ++j)
+        if (steps_[j].kind == LayerSpec::Kind::Tanh || steps_[j].kind == LayerSpec::Kind::ReLU) {
+          tanh_next = steps_[j].kind == LayerSpec::Kind::Tanh;
+          break;
+        }
+      const auto& s = blocks_[p];
+      std::normal_distribution<double> nd(0.0, std::sqrt((tanh_next ? 1.0 : 2.0) / s.in));
+      for (int r = 0; r < s.out; ++r)
+        for (int j = 0; j <= s.in; ++j) h(s.offset + long(r) * s.cols() + j) = j < s.in ? Scalar(nd(gen)) : Scalar(0);
+    }
+    Kokkos::deep_copy(theta_, h);
+  }
+
+  /// Parameterized layers (convolutions and linear layers), in order: rows =
+  /// out, cols = in + 1, offset into params().
+  const std::vector<LayerShape>& layers() const { return blocks_; }
+  int num_layers() const { return int(blocks_.size()); }
+  /// Geometry of parameterized layer p (a linear layer: 1 x 1, one position).
+  const Conv2DShape& geometry(int p) const { return convs_.at(p); }
+  const std::vector<LayerSpec>& specs() const { return specs_; }
+  ImageShape input_shape() const { return input_; }
+  long num_params() const { return long(theta_.extent(0)); }
+  int inputs() const { return int(input_.features()); }
+  int outputs() const { return int(steps_.back().out.features()); }
+  const Vector& params() const { return theta_; }
+  /// Sets every parameter (num_params() finite entries; copied). A wrong
+  /// length or a non-finite value is an error and leaves the model unchanged.
+  void set_params(const Vector& theta) {
+    constexpr const char* where = "hfisher::nn::Sequential::set_params";
+    hfisher::detail::require(long(theta.extent(0)) == num_params(), where, "theta has ", theta.extent(0),
+                             " entries, the model has ", num_params(), " parameters");
+    using U2 = Kokkos::View<const Scalar**, Kokkos::LayoutRight, mem_space, Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
+    hfisher::detail::check_finite_matrix(ExecSpace(), U2(theta.data(), 1, theta.extent(0)), where, "theta");
+    Kokkos::deep_copy(theta_, theta);
+  }
+  /// W~_p (rows, cols) of parameterized layer p, a view into params().
+  Matrix weight(int p) const { return block(theta_, p); }
+  /// The same block of any flat vector of num_params() entries.
+  Matrix block(const Vector& flat, int p) const {
+    const auto& s = blocks_.at(p);
+    return Matrix(flat.data() + s.offset, s.out, s.cols());
+  }
+  /// After forward: the patches a~ (B * T, K + 1) of parameterized layer p,
+  /// row b * T + t for example b at output position t.
+  Matrix patches(const Cache& c, int p) const { return c.A.at(p); }
+  /// After backward: the gradient of the loss with respect to layer p's
+  /// outputs (B * T, rows), rows ordered as patches().
+  Matrix output_grads(const Cache& c, int p) const {
+    const auto& d = c.d.at(param_step_.at(p) + 1);
+    return Matrix(d.data(), long(c.batch) * convs_[p].positions(), convs_[p].out_channels);
+  }
+
+  /// Forward pass of X (B, inputs()); returns the logits (B, outputs()),
+  /// which live in the cache.
+  Matrix forward(const Matrix& X, Cache& c) const {
+    constexpr const char* where = "hfisher::nn::Sequential::forward";
+    hfisher::detail::require(int(X.extent(1)) == inputs(), where, "data of the wrong width: X has ", X.extent(1),
+                             " columns, the model takes ", inputs(), " inputs (", input_.channels, " x ",
+                             input_.height, " x ", input_.width, ")");
+    const int B = X.extent(0);
+    prepare(c, B);
+    ExecSpace space;
+    c.x[0] = X;  // the input is read, not copied
+    for (std::size_t i = 0; i < steps_.size(); ++i) {
+      const auto& st = steps_[i];
+      const auto& in = c.x[i];
+      const auto& out = c.x[i + 1];
+      switch (st.kind) {
+        case LayerSpec::Kind::Conv2D:
+        case LayerSpec::Kind::Linear: {
+          const auto& g = convs_[st.param];
+          detail::im2col(space, g, in, c.A[st.param]);
+          const Matrix Z(out.data(), long(B) * g.positions(), g.out_channels);
+          kernels::detail::matmul_nocheck(space, Op::NoTrans, Op::Trans, Scalar(1), c.A[st.param], weight(st.param),
+                                          Scalar(0), Z);
+          break;
+        }
+        case LayerSpec::Kind::MaxPool: detail::max_pool(space, st.pool, in, out, c.arg[st.arg]); break;
+        case LayerSpec::Kind::AvgPool: detail::avg_pool(space, st.pool, in, out); break;
+        case LayerSpec::Kind::ReLU:
+        case LayerSpec::Kind::Tanh: detail::activate(space, st.kind == LayerSpec::Kind::ReLU, in, out); break;
+      }
+    }
+    return c.x.back();
+  }
+
+  /// Backward pass from E = dL/dlogits (B, outputs()) of the batch last
+  /// passed to forward(): fills c.d (and so output_grads); when grad has
+  /// num_params() entries, adds scale * sum over examples and positions of
+  /// g a~^T into each layer's block of grad (beta = 1).
+  void backward(Cache& c, const Matrix& E, const Vector& grad, Scalar scale) const {
+    constexpr const char* where = "hfisher::nn::Sequential::backward";
+    const int B = c.batch;
+    hfisher::detail::require(B > 0 && int(E.extent(0)) == B && int(E.extent(1)) == outputs(), where, "E is ",
+                             E.extent(0), "x", E.extent(1), ", expected ", B, "x", outputs(),
+                             " (the last forward batch)");
+    const bool with_grad = grad.extent(0) > 0;
+    hfisher::detail::require(!with_grad || long(grad.extent(0)) == num_params(), where, "grad has ", grad.extent(0),
+                             " entries, the model has ", num_params(), " parameters");
+    ExecSpace space;
+    Kokkos::deep_copy(space, c.d.back(), E);
+    for (int i = int(steps_.size()) - 1; i >= 0; --i) {
+      const auto& st = steps_[i];
+      const auto& dy = c.d[i + 1];
+      const auto& dx = c.d[i];
+      const bool need_dx = i > 0;
+      switch (st.kind) {
+        case LayerSpec::Kind::Conv2D:
+        case LayerSpec::Kind::Linear: {
+          const auto& g = convs_[st.param];
+          const Matrix dZ(dy.data(), long(B) * g.positions(), g.out_channels);
+          if (with_grad)
+            kernels::detail::matmul_nocheck(space, Op::Trans, Op::NoTrans, scale, dZ, c.A[st.param], Scalar(1),
+                                            block(grad, st.param));
+          if (need_dx) {
+            kernels::detail::matmul_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), dZ, weight(st.param),
+                                            Scalar(0), c.dA[st.param]);
+            detail::col2im(space, g, c.dA[st.param], dx);
+          }
+          break;
+        }
+        case LayerSpec::Kind::MaxPool:
+          if (need_dx) detail::max_pool_backward(space, st.pool, dy, c.arg[st.arg], dx);
+          break;
+        case LayerSpec::Kind::AvgPool:
+          if (need_dx) detail::avg_pool_backward(space, st.pool, dy, dx);
+          break;
+        case LayerSpec::Kind::ReLU:
+        case LayerSpec::Kind::Tanh:
+          if (need_dx) detail::activate_backward(space, st.kind == LayerSpec::Kind::ReLU, c.x[i], dy, dx);
+          break;
+      }
+    }
+  }
+
+  /// Mean softmax cross-entropy of (X, y) and its gradient (overwrites grad,
+  /// num_params() entries). Returns the mean loss. mask as in MLP::loss_grad.
+  double loss_grad(const Matrix& X, const Labels& y, const Vector& grad, Cache& c, const Labels& mask = {}) const {
+    hfisher::detail::require(y.extent(0) == X.extent(0), "hfisher::nn::Sequential::loss_grad", "X has ", X.extent(0),
+                             " rows but y has ", y.extent(0), " labels");
+    auto logits = forward(X, c);
+    const int B = X.extent(0);
+    ExecSpace space;
+    const double loss = softmax_xent(space, logits, y, c.P, c.E, Scalar(1) / Scalar(B), mask);
+    Kokkos::deep_copy(grad, Scalar(0));
+    backward(c, c.E, grad, Scalar(1));
+    return loss / B;
+  }
+
+  /// Fraction of correctly classified examples (forward in chunks of `chunk`
+  /// examples: the patch matrices grow with it).
+  double accuracy(const DeviceData<Scalar, ExecSpace>& data, int chunk = 256, const Labels& mask = {}) const {
+    hfisher::detail::require(chunk >= 1, "hfisher::nn::Sequential::accuracy", "chunk = ", chunk, " (must be >= 1)");
+    const bool masked = mask.extent(0) > 0;
+    Cache c;
+    const int n = data.size();
+    long correct = 0;
+    for (int first = 0; first < n; first += chunk) {
+      const int cnt = std::min(chunk, n - first);
+      const Matrix X = Kokkos::subview(data.x, Kokkos::make_pair(first, first + cnt), Kokkos::ALL());
+      auto logits = forward(X, c);
+      auto y = data.y;
+      const int C = outputs();
+      long part = 0;
+      Kokkos::parallel_reduce(
+          "hfisher::nn::accuracy", Kokkos::RangePolicy<ExecSpace>(0, cnt),
+          KOKKOS_LAMBDA(const int b, long& acc) {
+            int best = -1;
+            for (int k = 0; k < C; ++k)
+              if ((!masked || mask(k)) && (best < 0 || logits(b, k) > logits(b, best))) best = k;
+            if (best == y(first + b)) ++acc;
+          },
+          part);
+      correct += part;
+    }
+    return n > 0 ? double(correct) / n : 0.0;
+  }
+
+ private:
+  struct Step {
+    LayerSpec::Kind kind = LayerSpec::Kind::ReLU;
+    ImageShape in, out;
+    int param = -1;  ///< index into convs_ / blocks_ (parameterized layers)
+    int arg = -1;    ///< index into Cache::arg (max pooling)
+    PoolShape pool;
+  };
+
+  void prepare(Cache& c, int B) const {
+    if (c.batch == B && c.x.size() == steps_.size() + 1) return;
+    c.x.assign(steps_.size() + 1, Matrix());
+    c.d.assign(steps_.size() + 1, Matrix());
+    c.A.assign(convs_.size(), Matrix());
+    c.dA.assign(convs_.size(), Matrix());
+    c.arg.assign(max_pools_, Index());
+    for (std::size_t i = 0; i < steps_.size(); ++i) {
+      const auto& st = steps_[i];
+      c.x[i + 1] = Matrix("hfisher::nn::x", B, st.out.features());
+      c.d[i + 1] = Matrix("hfisher::nn::d", B, st.out.features());
+      if (st.param >= 0) {
+        const auto& g = convs_[st.param];
+        c.A[st.param] = Matrix("hfisher::nn::patches", long(B) * g.positions(), g.cols());
+        if (i > 0) c.dA[st.param] = Matrix("hfisher::nn::dpatches", long(B) * g.positions(), g.cols());
+      }
+      if (st.arg >= 0) c.arg[st.arg] = Index("hfisher::nn::argmax", B, st.out.features());
+    }
+    c.P = Matrix("hfisher::nn::P", B, outputs());
+    c.E = Matrix("hfisher::nn::E", B, outputs());
+    c.batch = B;
+  }
+
+  ImageShape input_;
+  std::vector<LayerSpec> specs_;
+  std::vector<Step> steps_;
+  std::vector<Conv2DShape> convs_;
+  std::vector<LayerShape> blocks_;
+  std::vector<int> param_step_;
+  int max_pools_ = 0;
+  Vector theta_;
+};
+
+}  // namespace nn
+}  // namespace hfisher

@@ -1,0 +1,232 @@
+#include "layers_bench.hpp"
+
+#include <hfisher/hfisher.hpp>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <sstream>
+#include <vector>
+
+#include "bench_common.hpp"
+#include "lapack_decls.hpp"
+
+namespace hfisher_perf {
+namespace {
+
+using S = double;
+using E = Kokkos::DefaultExecutionSpace;
+using Net = hfisher::nn::Sequential<S, E>;
+using hfisher::nn::LayerSpec;
+
+struct ConvCase {
+  const char* name;
+  hfisher::nn::ImageShape in;
+  int out, k, stride, pad;
+};
+
+/// The peer: ReLU, im2col, the three GEMMs of a convolution's forward and
+/// backward passes as OpenBLAS dgemm calls (its own threads), col2im; host
+/// arrays, row-major, the same layout and work as hfisher's.
+struct Baseline {
+  hfisher::nn::Conv2DShape g;
+  int B = 0;
+  std::vector<double> Xr, A, Z, dW, dA, dX;
+
+  Baseline(const hfisher::nn::Conv2DShape& shape, int batch) : g(shape), B(batch) {
+    const long BT = long(B) * g.positions();
+    Xr.resize(std::size_t(B) * g.in.features());
+    A.resize(std::size_t(BT) * g.cols());
+    dA.resize(A.size());
+    Z.resize(std::size_t(BT) * g.out_channels);
+    dW.resize(std::size_t(g.size()));
+    dX.resize(Xr.size());
+  }
+
+  void run(const double* X, const double* W, const double* dZ) {
+    const int T = g.positions(), K1 = g.cols(), K = g.patch(), C = g.in.channels, H = g.in.height, Wd = g.in.width,
+              OH = g.out_height(), OW = g.out_width(), kh = g.kernel_h, kw = g.kernel_w, st = g.stride, p = g.padding,
+              Co = g.out_channels;
+    const long F = g.in.features(), BT = long(B) * T;
+#pragma omp parallel for
+    for (long i = 0; i < long(B) * F; ++i) Xr[i] = X[i] > 0 ? X[i] : 0;
+#pragma omp parallel for
+    for (long r = 0; r < BT; ++r) {
+      const long b = r / T;
+      const int t = int(r % T), oy = t / OW, ox = t % OW;
+      double* a = &A[std::size_t(r) * K1];
+      for (int i = 0; i < kh; ++i)
+        for (int j = 0; j < kw; ++j) {
+          const int y = oy * st - p + i, x = ox * st - p + j, dst = (i * kw + j) * C;
+          const bool in = y >= 0 && y < H && x >= 0 && x < Wd;
+          for (int c = 0; c < C; ++c) a[dst + c] = in ? Xr[b * F + (long(y) * Wd + x) * C + c] : 0.0;
+        }
+      a[K] = 1;
+    }
+    const int n = int(BT);
+    const double one = 1, zero = 0;
+    dgemm_("T", "N", &Co, &n, &K1, &one, W, &K1, A.data(), &K1, &zero, Z.data(), &Co);    // Z = A W^T
+    dgemm_("N", "T", &K1, &Co, &n, &one, A.data(), &K1, dZ, &Co, &zero, dW.data(), &K1);  // dW = dZ^T A
+    dgemm_("N", "N", &K1, &n, &Co, &one, W, &K1, dZ, &Co, &zero, dA.data(), &K1);         // dA = dZ W
+#pragma omp parallel for
+    for (long r = 0; r < long(B) * H * Wd; ++r) {
+      const long b = r / (long(H) * Wd);
+      const int yx = int(r % (long(H) * Wd)), y = yx / Wd, x = yx % Wd;
+      double* d = &dX[std::size_t(b * F + long(yx) * C)];
+      for (int c = 0; c < C; ++c) d[c] = 0;
+      for (int i = 0; i < kh; ++i) {
+        const int ty = y + p - i;
+        if (ty < 0 || ty % st || ty / st >= OH) continue;
+        for (int j = 0; j < kw; ++j) {
+          const int tx = x + p - j;
+          if (tx < 0 || tx % st || tx / st >= OW) continue;
+          const double* s = &dA[std::size_t((b * T + (ty / st) * OW + tx / st) * K1 + (i * kw + j) * C)];
+          for (int c = 0; c < C; ++c) d[c] += s[c];
+        }
+      }
+    }
+  }
+};
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+template <class V>
+std::vector<double> host(const V& v) {
+  auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), v);
+  return std::vector<double>(h.data(), h.data() + h.span());
+}
+
+double rel_diff(const std::vector<double>& a, const double* b, std::size_t n) {
+  double d = 0, s = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    d = std::max(d, std::abs(a[i] - b[i]));
+    s = std::max(s, std::abs(b[i]));
+  }
+  return d / std::max(s, 1e-300);
+}
+
+}  // namespace
+
+int run_layers_bench(const LayersBenchOptions& o) {
+  constexpr const char* where = "hfisher-bench layers";
+  if (!o.output.empty()) hfisher::io::prepare_output_dir(o.output, where);  // before any work
+  hfisher::nn::Dataset train, test;
+  if (o.train_epochs > 0) {  // a missing data set is reported before the timings
+    train = hfisher::nn::load_mnist_dir(o.data_dir, true);
+    test = hfisher::nn::load_mnist_dir(o.data_dir, false);
+    hfisher::detail::require(o.train_examples <= train.n, where, "--train-examples ", o.train_examples,
+                             " but the training set has ", train.n, " examples");
+    if (o.train_examples > 0) train = hfisher::nn::slice(train, 0, o.train_examples);
+  }
+  const Machine mc = describe_machine();
+  std::printf("hfisher convolution forward + backward vs ReLU + im2col + 3 OpenBLAS dgemm + col2im (double)\n");
+  std::printf("machine: %s | backend: %s | host threads: %s | OMP_WAIT_POLICY: %s | %s\n", mc.cpu.c_str(),
+              mc.backend.c_str(), mc.host_threads.c_str(), mc.omp_wait.c_str(), mc.date.c_str());
+  std::printf("batch %d, median of %d; GFLOP/s count the 3 GEMMs (6 B T C_out (K + 1)); ratio = hfisher / OpenBLAS;\n"
+              "diff = max relative difference of outputs, weight and input gradients\n\n",
+              o.batch, o.reps);
+  std::printf("%-16s %-22s %10s %10s %9s %9s %6s %9s\n", "case", "in -> out", "hfisher_s", "blas_s", "hf_GF/s",
+              "blas_GF/s", "ratio", "diff");
+  std::ostringstream csv;
+  csv << "# machine: " << mc.cpu << "; backend: " << mc.backend << "; host threads: " << mc.host_threads << "; "
+      << mc.date << "\n";
+  csv << "case,batch,hfisher_s,blas_s,hfisher_gflops,blas_gflops,ratio,diff\n";
+  const ConvCase cases[] = {{"fmnist-conv1", {1, 28, 28}, 16, 5, 1, 2},
+                            {"fmnist-conv2", {16, 14, 14}, 32, 5, 1, 2},
+                            {"3x3-64ch", {64, 14, 14}, 64, 3, 1, 1},
+                            {"3x3-stride2", {32, 28, 28}, 64, 3, 2, 1}};
+  std::mt19937_64 gen(o.seed);
+  std::normal_distribution<double> nd(0, 1);
+  for (const auto& cs : cases) {
+    // ReLU first, so the convolution computes its input gradient (col2im) as
+    // a layer inside a network does
+    Net net(cs.in, {LayerSpec::relu(), LayerSpec::conv(cs.out, cs.k, cs.stride, cs.pad)}, o.seed);
+    const auto& g = net.geometry(0);
+    const int B = o.batch;
+    const long BT = long(B) * g.positions();
+    Net::Matrix X("X", B, cs.in.features()), dZ("dZ", B, g.out().features());
+    {
+      auto xh = Kokkos::create_mirror_view(X);
+      for (std::size_t i = 0; i < xh.span(); ++i) xh.data()[i] = nd(gen);
+      Kokkos::deep_copy(X, xh);
+      auto dh = Kokkos::create_mirror_view(dZ);
+      for (std::size_t i = 0; i < dh.span(); ++i) dh.data()[i] = nd(gen);
+      Kokkos::deep_copy(dZ, dh);
+    }
+    Net::Cache c;
+    Net::Vector grad("grad", net.num_params());
+    std::vector<double> th;
+    for (int rep = 0; rep <= o.reps; ++rep) {  // the first run warms up
+      Kokkos::deep_copy(grad, 0.0);
+      Kokkos::fence();
+      const double t0 = now();
+      net.forward(X, c);
+      net.backward(c, dZ, grad, 1.0);
+      Kokkos::fence();
+      if (rep > 0) th.push_back(now() - t0);
+    }
+    Baseline bl(g, B);
+    const auto xv = host(X), wv = host(net.params()), dzv = host(dZ);
+    std::vector<double> tb;
+    for (int rep = 0; rep <= o.reps; ++rep) {
+      const double t0 = now();
+      bl.run(xv.data(), wv.data(), dzv.data());
+      if (rep > 0) tb.push_back(now() - t0);
+    }
+    const double diff = std::max({rel_diff(host(c.x.back()), bl.Z.data(), bl.Z.size()),
+                                  rel_diff(host(grad), bl.dW.data(), bl.dW.size()),
+                                  rel_diff(host(c.d[1]), bl.dX.data(), bl.dX.size())});
+    const double flops = 6.0 * double(BT) * g.out_channels * g.cols();
+    const double mh = median(th), mb = median(tb);
+    char io[64];
+    std::snprintf(io, sizeof io, "%dx%dx%d -> %dx%dx%d k%d", cs.in.channels, cs.in.height, cs.in.width, g.out_channels,
+                  g.out_height(), g.out_width(), cs.k);
+    std::printf("%-16s %-22s %10.5f %10.5f %9.2f %9.2f %6.2f %9.1e\n", cs.name, io, mh, mb, flops / mh * 1e-9,
+                flops / mb * 1e-9, mb / mh, diff);
+    csv << cs.name << "," << B << "," << mh << "," << mb << "," << flops / mh * 1e-9 << "," << flops / mb * 1e-9 << ","
+        << mb / mh << "," << diff << "\n";
+    hfisher::detail::require(diff < 1e-10, where, cs.name, ": hfisher and the OpenBLAS baseline disagree (", diff,
+                             ")");
+  }
+  if (o.train_epochs > 0) {
+    std::printf("\nFashion-MNIST, %d training / %d test examples, Adam lr %g, batch %d, seed %u\n", train.n, test.n,
+                o.lr, o.train_batch, o.seed);
+    std::printf("cnn: conv 5x5x16 pad 2, relu, maxpool 2, conv 5x5x32 pad 2, relu, maxpool 2, linear 128, relu, "
+                "linear 10\nmlp: 784-256-10 relu (the engine's MLP, for comparison)\n\n");
+    std::printf("%-5s %5s %10s %9s %9s\n", "model", "epoch", "loss", "test_acc", "seconds");
+    csv << "\nmodel,epoch,loss,test_acc,seconds\n";
+    const auto dtrain = hfisher::nn::to_device<S, E>(train), dtest = hfisher::nn::to_device<S, E>(test);
+    Net cnn({1, 28, 28},
+            {LayerSpec::conv(16, 5, 1, 2), LayerSpec::relu(), LayerSpec::max_pool(2), LayerSpec::conv(32, 5, 1, 2),
+             LayerSpec::relu(), LayerSpec::max_pool(2), LayerSpec::linear(128), LayerSpec::relu(),
+             LayerSpec::linear(10)},
+            o.seed);
+    hfisher::nn::MLP<S, E> mlp({784, 256, 10}, hfisher::nn::Activation::ReLU, o.seed);
+    auto epochs = [&](auto& model, const char* name) {
+      hfisher::nn::Adam<S, E> opt;
+      opt.lr = o.lr;
+      std::mt19937_64 rng(o.seed);
+      for (int ep = 1; ep <= o.train_epochs; ++ep) {
+        const double t0 = now();
+        const double loss = hfisher::nn::train_epoch(model, dtrain, o.train_batch, opt, rng);
+        Kokkos::fence();
+        const double t = now() - t0;
+        const double acc = model.accuracy(dtest, 256);
+        std::printf("%-5s %5d %10.4f %9.4f %9.2f\n", name, ep, loss, acc, t);
+        std::fflush(stdout);
+        csv << name << "," << ep << "," << loss << "," << acc << "," << t << "\n";
+      }
+    };
+    epochs(cnn, "cnn");
+    epochs(mlp, "mlp");
+  }
+  if (!o.output.empty()) write_file_atomic(o.output + "/layers.csv", csv.str());
+  return 0;
+}
+
+}  // namespace hfisher_perf

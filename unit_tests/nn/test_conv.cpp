@@ -1,0 +1,280 @@
+// Convolution, pooling and the Sequential model (nn/conv.hpp,
+// nn/sequential.hpp) against direct loops on the host, gradients against
+// central differences, the per-position capture against the gradient.
+
+#include <hfisher/nn/optimizers.hpp>
+#include <hfisher/nn/sequential.hpp>
+#include <hfisher/nn/train.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+
+#include "../test_helpers.hpp"
+
+using namespace hfisher_test;
+using hfisher::nn::ImageShape;
+using hfisher::nn::LayerSpec;
+
+template <class C>
+class ConvTest : public ::testing::Test {};
+TYPED_TEST_SUITE(ConvTest, Configs, ConfigNames);
+
+namespace {
+
+template <class S, class E>
+typename hfisher::nn::Sequential<S, E>::Matrix random_images(int B, long F, unsigned seed) {
+  typename hfisher::nn::Sequential<S, E>::Matrix X("X", B, F);
+  auto h = Kokkos::create_mirror_view(X);
+  std::mt19937 g(seed);
+  std::normal_distribution<double> nd(0, 1);
+  for (int b = 0; b < B; ++b)
+    for (long j = 0; j < F; ++j) h(b, j) = S(nd(g));
+  Kokkos::deep_copy(X, h);
+  return X;
+}
+
+// parameters drawn N(0, 1) (biases included, so the bias path is tested)
+template <class Model>
+void randomize(Model& m, unsigned seed) {
+  typename Model::Vector t("t", m.num_params());
+  auto h = Kokkos::create_mirror_view(t);
+  std::mt19937 g(seed);
+  std::normal_distribution<double> nd(0, 1);
+  for (long i = 0; i < m.num_params(); ++i) h(i) = typename Model::Vector::non_const_value_type(nd(g));
+  Kokkos::deep_copy(t, h);
+  m.set_params(t);
+}
+
+}  // namespace
+
+// one convolution layer against the direct sum over channels and kernel
+// offsets (zero padding), at several strides and paddings
+TYPED_TEST(ConvTest, ConvolutionMatchesDirectLoops) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  struct Case {
+    ImageShape in;
+    int out, k, stride, pad;
+  };
+  for (const Case& cs : {Case{{2, 7, 6}, 3, 3, 2, 1}, Case{{3, 5, 5}, 2, 2, 1, 0}, Case{{1, 4, 9}, 4, 3, 3, 2},
+                        Case{{5, 1, 1}, 3, 1, 1, 0}}) {
+    hfisher::nn::Sequential<S, E> m(cs.in, {LayerSpec::conv(cs.out, cs.k, cs.stride, cs.pad)}, 1);
+    randomize(m, 2);
+    const int B = 3;
+    auto X = random_images<S, E>(B, cs.in.features(), 3);
+    typename hfisher::nn::Sequential<S, E>::Cache c;
+    auto Y = to_host2(m.forward(X, c));
+    auto xh = to_host2(X);
+    auto th = to_host1(m.params());
+    const auto& g = m.geometry(0);
+    const int C = cs.in.channels, H = cs.in.height, W = cs.in.width, OH = g.out_height(), OW = g.out_width();
+    ASSERT_EQ(int(Y[0].size()), OH * OW * cs.out);
+    const int cols = g.cols();
+    double worst = 0;
+    for (int b = 0; b < B; ++b)
+      for (int oy = 0; oy < OH; ++oy)
+        for (int ox = 0; ox < OW; ++ox)
+          for (int f = 0; f < cs.out; ++f) {
+            double s = th[long(f) * cols + cols - 1];
+            for (int i = 0; i < cs.k; ++i)
+              for (int j = 0; j < cs.k; ++j)
+                for (int ch = 0; ch < C; ++ch) {
+                  const int y = oy * cs.stride - cs.pad + i, x = ox * cs.stride - cs.pad + j;
+                  if (y < 0 || y >= H || x < 0 || x >= W) continue;
+                  s += th[long(f) * cols + (i * cs.k + j) * C + ch] * xh[b][(y * W + x) * C + ch];
+                }
+            worst = std::max(worst, std::abs(Y[b][(oy * OW + ox) * cs.out + f] - s));
+          }
+    // |x|, |w| below about 5 for these draws; K + 1 terms per output
+    EXPECT_LE(worst, Tol<S>::gemm * 25 * cols) << "conv " << C << "x" << H << "x" << W << " k " << cs.k;
+  }
+}
+
+// max and average pooling (overlapping windows too) against direct loops
+TYPED_TEST(ConvTest, PoolingMatchesDirectLoops) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  const ImageShape in{3, 7, 8};
+  for (const bool mx : {true, false})
+    for (const auto& ks : {std::pair<int, int>{2, 2}, {3, 2}, {2, 1}}) {
+      const LayerSpec pool = mx ? LayerSpec::max_pool(ks.first, ks.second) : LayerSpec::avg_pool(ks.first, ks.second);
+      hfisher::nn::Sequential<S, E> m(in, {pool, LayerSpec::linear(2)}, 1);
+      const int B = 2;
+      auto X = random_images<S, E>(B, in.features(), 5);
+      typename hfisher::nn::Sequential<S, E>::Cache c;
+      m.forward(X, c);
+      auto P = to_host2(c.x[1]);
+      auto xh = to_host2(X);
+      const int k = ks.first, st = ks.second, OH = (in.height - k) / st + 1, OW = (in.width - k) / st + 1;
+      ASSERT_EQ(long(P[0].size()), long(OH) * OW * in.channels);
+      for (int b = 0; b < B; ++b)
+        for (int oy = 0; oy < OH; ++oy)
+          for (int ox = 0; ox < OW; ++ox)
+            for (int ch = 0; ch < in.channels; ++ch) {
+              double r = mx ? -1e300 : 0;
+              for (int i = 0; i < k; ++i)
+                for (int j = 0; j < k; ++j) {
+                  const double v = xh[b][((oy * st + i) * in.width + ox * st + j) * in.channels + ch];
+                  r = mx ? std::max(r, v) : r + v / (k * k);
+                }
+              EXPECT_NEAR(P[b][(oy * OW + ox) * in.channels + ch], r, mx ? 0.0 : Tol<S>::gemm * 10 * k * k)
+                  << (mx ? "max" : "avg") << " pool " << k << "/" << st;
+            }
+    }
+}
+
+namespace {
+// every layer kind: padded convolution, overlapping max pooling, strided
+// convolution, tanh, average pooling, flattening linear layers
+std::vector<LayerSpec> small_cnn() {
+  return {LayerSpec::conv(3, 3, 1, 1), LayerSpec::relu(), LayerSpec::max_pool(3, 2), LayerSpec::conv(4, 2, 2, 1),
+          LayerSpec::tanh(), LayerSpec::avg_pool(2, 1), LayerSpec::linear(5), LayerSpec::relu(),
+          LayerSpec::linear(3)};
+}
+}  // namespace
+
+// the gradient of the mean loss against central differences (double); in
+// float against the double model at the same parameters; and the captured
+// patches and output gradients sum to each layer's gradient
+TYPED_TEST(ConvTest, GradientMatchesFiniteDifferences) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  using Model = hfisher::nn::Sequential<S, E>;
+  const ImageShape in{2, 8, 8};
+  Model m(in, small_cnn(), 7);
+  ASSERT_EQ(m.num_layers(), 4);
+  EXPECT_EQ(m.geometry(0).positions(), 64);
+  EXPECT_EQ(m.geometry(1).positions(), 4);
+  EXPECT_EQ(m.geometry(2).positions(), 1);
+  EXPECT_EQ(m.outputs(), 3);
+  auto data = hfisher::nn::to_device<S, E>(random_dataset(6, int(in.features()), 3, 8));
+  typename Model::Cache c;
+  typename Model::Vector grad("g", m.num_params());
+  const double loss = m.loss_grad(data.x, data.y, grad, c);
+  ASSERT_TRUE(std::isfinite(loss));
+  auto gh = to_host1(grad);
+  if (std::is_same<S, double>::value) {
+    auto theta = m.params();
+    auto th = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), theta);
+    const double h = 1e-6;
+    typename Model::Vector scratch("s", m.num_params());
+    for (long p = 0; p < m.num_params(); p += 2) {
+      const S keep = th(p);
+      th(p) = keep + S(h);
+      Kokkos::deep_copy(theta, th);
+      const double lp = m.loss_grad(data.x, data.y, scratch, c);
+      th(p) = keep - S(h);
+      Kokkos::deep_copy(theta, th);
+      const double lm = m.loss_grad(data.x, data.y, scratch, c);
+      th(p) = keep;
+      Kokkos::deep_copy(theta, th);
+      EXPECT_NEAR(gh[p], (lp - lm) / (2 * h), 1e-7 * (1 + std::abs(gh[p]))) << "parameter " << p;
+    }
+    m.loss_grad(data.x, data.y, grad, c);  // the cache of the unperturbed model again
+  } else {
+    hfisher::nn::Sequential<double, E> md(in, small_cnn(), 7);
+    typename hfisher::nn::Sequential<double, E>::Vector td("td", m.num_params());
+    auto tdh = Kokkos::create_mirror_view(td);
+    auto tf = to_host1(m.params());
+    for (long i = 0; i < m.num_params(); ++i) tdh(i) = tf[i];
+    Kokkos::deep_copy(td, tdh);
+    md.set_params(td);
+    auto dd = hfisher::nn::to_device<double, E>(random_dataset(6, int(in.features()), 3, 8));
+    typename hfisher::nn::Sequential<double, E>::Cache cd;
+    typename hfisher::nn::Sequential<double, E>::Vector gd("gd", md.num_params());
+    EXPECT_NEAR(md.loss_grad(dd.x, dd.y, gd, cd), loss, 1e-5 * (1 + loss));
+    auto gdh = to_host1(gd);
+    double scale = 0;
+    for (double v : gdh) scale = std::max(scale, std::abs(v));
+    for (long p = 0; p < m.num_params(); ++p) EXPECT_NEAR(gh[p], gdh[p], 1e-4 * scale) << "parameter " << p;
+  }
+  // sum over examples and positions of g a~^T = the layer's gradient
+  for (int p = 0; p < m.num_layers(); ++p) {
+    auto A = to_host2(m.patches(c, p));
+    auto G = to_host2(m.output_grads(c, p));
+    const auto& s = m.layers()[p];
+    ASSERT_EQ(long(A.size()), 6L * m.geometry(p).positions());
+    ASSERT_EQ(long(G.size()), long(A.size()));
+    double worst = 0, scale = 0;
+    for (int r = 0; r < s.out; ++r)
+      for (int j = 0; j < s.cols(); ++j) {
+        double v = 0;
+        for (std::size_t t = 0; t < A.size(); ++t) v += G[t][r] * A[t][j];
+        const double got = gh[s.offset + long(r) * s.cols() + j];
+        worst = std::max(worst, std::abs(got - v));
+        scale = std::max(scale, std::abs(v));
+      }
+    EXPECT_LE(worst, Tol<S>::gemm * 100 * A.size() * (1 + scale)) << "layer " << p;
+  }
+}
+
+// a small CNN learns where a bright 2 x 2 blob sits (four quadrants of a
+// 6 x 6 image, noise around it): Adam through nn::train_epoch, 152 steps,
+// held-out accuracy >= 0.95
+TYPED_TEST(ConvTest, LearnsASpatialTask) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  auto make = [](int n, unsigned seed) {
+    hfisher::nn::Dataset d;
+    d.n = n;
+    d.features = 36;
+    d.classes = 4;
+    std::mt19937 g(seed);
+    std::normal_distribution<double> nd(0, 0.3);
+    for (int i = 0; i < n; ++i) {
+      const int q = int(g() % 4), y0 = (q / 2) * 3 + int(g() % 2), x0 = (q % 2) * 3 + int(g() % 2);
+      for (int y = 0; y < 6; ++y)
+        for (int x = 0; x < 6; ++x)
+          d.x.push_back(float(nd(g) + ((y == y0 || y == y0 + 1) && (x == x0 || x == x0 + 1) ? 1.0 : 0.0)));
+      d.y.push_back(q);
+    }
+    return d;
+  };
+  auto train = hfisher::nn::to_device<S, E>(make(256, 1));
+  auto test = hfisher::nn::to_device<S, E>(make(200, 2));
+  hfisher::nn::Sequential<S, E> m({1, 6, 6},
+                                  {LayerSpec::conv(4, 3, 1, 1), LayerSpec::relu(), LayerSpec::max_pool(3, 3),
+                                   LayerSpec::linear(4)},
+                                  3);
+  const double before = m.accuracy(test);
+  hfisher::nn::Adam<S, E> opt;
+  opt.lr = 0.02;
+  std::mt19937_64 rng(4);
+  for (int epoch = 0; epoch < 19; ++epoch) hfisher::nn::train_epoch(m, train, 32, opt, rng);  // 152 steps
+  const double after = m.accuracy(test, 64);
+  EXPECT_GE(after, 0.95) << "before training " << before;
+}
+
+// bad geometry and bad arguments are refused with the problem named
+TYPED_TEST(ConvTest, RejectsBadShapesAndArguments) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  using Model = hfisher::nn::Sequential<S, E>;
+  auto fails = [](auto&& f, const std::string& expect) {
+    try {
+      f();
+      ADD_FAILURE() << "accepted; expected: " << expect;
+    } catch (const hfisher::Error& e) {
+      EXPECT_NE(std::string(e.what()).find(expect), std::string::npos) << e.what();
+    }
+  };
+  fails([] { Model({1, 4, 4}, {LayerSpec::conv(2, 7)}); }, "larger than the padded input");
+  fails([] { Model({1, 4, 4}, {LayerSpec::conv(2, 3, 1, 3)}); }, "padding = 3");
+  fails([] { Model({1, 4, 4}, {LayerSpec::conv(0, 3)}); }, "out_channels = 0");
+  fails([] { Model({1, 4, 4}, {LayerSpec::conv(2, 3, 0)}); }, "stride = 0");
+  fails([] { Model({1, 4, 4}, {LayerSpec::max_pool(5), LayerSpec::linear(2)}); }, "larger than the input");
+  fails([] { Model({1, 4, 4}, {LayerSpec::relu()}); }, "no layer with parameters");
+  fails([] { Model({0, 4, 4}, {LayerSpec::linear(2)}); }, "must be positive");
+  fails([] { Model({1, 4, 4}, {}); }, "at least one layer");
+  Model m({1, 4, 4}, {LayerSpec::conv(2, 3), LayerSpec::linear(3)});
+  typename Model::Cache c;
+  fails([&] { m.forward(typename Model::Matrix("X", 2, 15), c); }, "wrong width");
+  auto X = random_images<S, E>(2, 16, 1);
+  typename Model::Labels y("y", 2);
+  typename Model::Vector g("g", m.num_params() + 1);
+  fails([&] { m.loss_grad(X, y, g, c); }, "grad has");
+  typename Model::Labels y3("y", 3);
+  fails([&] { m.loss_grad(X, y3, typename Model::Vector("g", m.num_params()), c); }, "labels");
+  fails([&] { m.set_params(typename Model::Vector("t", 3)); }, "theta has 3 entries");
+}
