@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "bench_common.hpp"
+#include "layers_bench.hpp"
 #include "memory_budget.hpp"
 
 namespace hfisher_perf {
@@ -56,12 +57,13 @@ struct Row {
 
 // The gradient of the mean loss over the first N training examples (every
 // parameter): the right-hand side of the natural-gradient solves.
-Vec mean_gradient(const hfisher::nn::MLP<S, E>& model, const hfisher::nn::DeviceData<S, E>& train, int N) {
-  hfisher::nn::MLP<S, E>::Cache c;
+template <class Model>
+Vec mean_gradient(const Model& model, const hfisher::nn::DeviceData<S, E>& train, int N) {
+  typename Model::Cache c;
   Vec g("g", model.num_params());
-  hfisher::nn::MLP<S, E>::Matrix Xc("Xc", N, train.features());
+  typename Model::Matrix Xc("Xc", N, train.features());
   Kokkos::deep_copy(Xc, Kokkos::subview(train.x, Kokkos::make_pair(0, N), Kokkos::ALL()));
-  hfisher::nn::MLP<S, E>::Labels yc("yc", N);
+  typename Model::Labels yc("yc", N);
   Kokkos::deep_copy(yc, Kokkos::subview(train.y, Kokkos::make_pair(0, N)));
   model.loss_grad(Xc, yc, g, c);
   return g;
@@ -250,23 +252,26 @@ NetStudy run_network_study(const FisherBenchOptions& o, const hfisher::nn::MLP<S
 
 }  // namespace
 
-int run_fisher_bench(const FisherBenchOptions& o) {
-  if (!o.output.empty()) hfisher::io::prepare_output_dir(o.output, "hfisher-bench fisher");  // before any work
-  const Machine mc = describe_machine();
-  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // progress lines appear as they are printed
-  std::printf("hfisher-bench fisher: Fisher structures on a trained MLP (double)\n");
-  std::printf("machine: %s | backend: %s | host threads: %s | %s\n", mc.cpu.c_str(), mc.backend.c_str(),
-              mc.host_threads.c_str(), mc.date.c_str());
-  hfisher::detail::require(o.widths.size() >= 2, "hfisher-bench fisher", "--widths needs at least two entries");
+namespace {
+
+// the MLP-only studies (matrix-free rows, the whole-model study) are refused
+// for the CNN before any work; these make both instantiations compile
+const hfisher::nn::MLP<S, E>& mlp_of(const hfisher::nn::MLP<S, E>& m) { return m; }
+const hfisher::nn::MLP<S, E>& mlp_of(const hfisher::nn::Sequential<S, E>&) {
+  throw hfisher::Error("hfisher-bench fisher: this study takes the MLP (--model mlp)");
+}
+
+template <class Model>
+int fisher_study(const FisherBenchOptions& o, const Machine& mc, Model& model, const std::string& what) {
   // the memory budget, before the data is read and the model trained: the
   // training images (float, twice: host and device) and the exact Fisher of
   // the chosen layer (dense, with its Cholesky copy); the estimates check
   // their own needs against the same budget (FisherOptions::memory_budget)
   const std::size_t budget = hfisher_cli::memory_budget_bytes(o.memory_budget_gib);
   {
-    const int nl = int(o.widths.size()) - 1, l = o.layer < 0 ? nl - 1 : std::min(o.layer, nl - 1);
-    const double P = double(o.widths[l + 1]) * (o.widths[l] + 1);
-    const double data = 2.0 * o.train_examples * o.widths.front() * sizeof(float);
+    const int nl = model.num_layers(), l = o.layer < 0 ? nl - 1 : std::min(o.layer, nl - 1);
+    const double P = double(model.layers()[l].size());
+    const double data = 2.0 * o.train_examples * model.inputs() * sizeof(float);
     hfisher_cli::check_memory(data + 2 * 8.0 * P * P, budget, "hfisher-bench fisher",
                               "the training data (" + hfisher_cli::mib_text(data) + ") and the exact Fisher of layer " +
                                   std::to_string(l) + " (" + std::to_string(long(P)) + " parameters, dense: " +
@@ -275,18 +280,16 @@ int run_fisher_bench(const FisherBenchOptions& o) {
   // data and training
   auto train_h = hfisher::nn::load_mnist_dir(o.data, true);
   auto test_h = hfisher::nn::load_mnist_dir(o.data, false);
-  hfisher::detail::require(train_h.features == o.widths.front(), "hfisher-bench fisher", "the data has ",
-                           train_h.features, " features but --widths starts with ", o.widths.front());
-  hfisher::detail::require(train_h.classes == o.widths.back(), "hfisher-bench fisher", "the data has ",
-                           train_h.classes, " classes but --widths ends with ", o.widths.back());
+  hfisher::detail::require(train_h.features == model.inputs(), "hfisher-bench fisher", "the data has ",
+                           train_h.features, " features but the model takes ", model.inputs());
+  hfisher::detail::require(train_h.classes == model.outputs(), "hfisher-bench fisher", "the data has ",
+                           train_h.classes, " classes but the model has ", model.outputs(), " outputs");
   train_h = hfisher::nn::slice(train_h, 0, std::min(o.train_examples, train_h.n));
   auto train = hfisher::nn::to_device<S, E>(train_h);
   auto test = hfisher::nn::to_device<S, E>(test_h);
-  hfisher::nn::MLP<S, E> model(o.widths, hfisher::nn::Activation::ReLU, o.seed);
-  std::printf("data: %s (%d train, %d test examples); MLP", o.data.empty() ? hfisher::nn::default_data_dir().c_str()
-                                                                               : o.data.c_str(),
-              train.size(), test.size());
-  for (int w : o.widths) std::printf(" %d", w);
+  std::printf("data: %s (%d train, %d test examples); %s", o.data.empty() ? hfisher::nn::default_data_dir().c_str()
+                                                                           : o.data.c_str(),
+              train.size(), test.size(), what.c_str());
   std::printf(" (%ld parameters)\n", model.num_params());
   hfisher::nn::Adam<S, E> adam;
   adam.lr = o.lr;
@@ -294,7 +297,8 @@ int run_fisher_bench(const FisherBenchOptions& o) {
   for (int e = 0; e < o.epochs; ++e) {
     const double t0 = now();
     const double loss = hfisher::nn::train_epoch(model, train, o.batch, adam, rng);
-    std::printf("epoch %d: loss %.4f, test accuracy %.4f (%.1f s)\n", e + 1, loss, model.accuracy(test), now() - t0);
+    std::printf("epoch %d: loss %.4f, test accuracy %.4f (%.1f s)\n", e + 1, loss, model.accuracy(test, 256),
+                now() - t0);
   }
   // Fisher of one layer, exact and in every structure
   const int layer = o.layer < 0 ? model.num_layers() - 1 : o.layer;
@@ -389,7 +393,7 @@ int run_fisher_bench(const FisherBenchOptions& o) {
   // products spent and estimated error of a matrix-free HODLR (one block)
   std::string mf_note;
   auto matrix_free = [&](const hfisher::FisherOptions& opts) {
-    auto op = hfisher::estimate_fisher(model, train, kind, hfisher::Structure::HODLR, opts);
+    auto op = hfisher::estimate_fisher(mlp_of(model), train, kind, hfisher::Structure::HODLR, opts);
     auto& bd = dynamic_cast<hfisher::fisher::BlockDiagonalOperator<S, E>&>(*op);
     const auto& h = dynamic_cast<const hfisher::fisher::HODLROperator<S, E>&>(bd.block(0)).hodlr();
     int kmax = 0;
@@ -498,7 +502,7 @@ int run_fisher_bench(const FisherBenchOptions& o) {
   }
 
   NetStudy net;
-  if (o.network) net = run_network_study(o, model, train, kind);
+  if (o.network) net = run_network_study(o, mlp_of(model), train, kind);
 
   if (!o.output.empty()) {
     std::ostringstream csv, js, gp;
@@ -548,6 +552,29 @@ int run_fisher_bench(const FisherBenchOptions& o) {
     std::printf("\nwrote %s/fisher.csv, fisher.json, fisher.gp%s\n", o.output.c_str(), plotted ? ", fisher.png" : "");
   }
   return 0;
+}
+
+}  // namespace
+
+int run_fisher_bench(const FisherBenchOptions& o) {
+  if (!o.output.empty()) hfisher::io::prepare_output_dir(o.output, "hfisher-bench fisher");  // before any work
+  const Machine mc = describe_machine();
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // progress lines appear as they are printed
+  const bool cnn = o.model == "cnn";
+  std::printf("hfisher-bench fisher: Fisher structures on a trained %s (double)\n", cnn ? "CNN" : "MLP");
+  std::printf("machine: %s | backend: %s | host threads: %s | %s\n", mc.cpu.c_str(), mc.backend.c_str(),
+              mc.host_threads.c_str(), mc.date.c_str());
+  hfisher::detail::require(o.widths.size() >= 2, "hfisher-bench fisher", "--widths needs at least two entries");
+  hfisher::detail::require(!cnn || (!o.matrix_free && !o.network), "hfisher-bench fisher",
+                           "--matrix-free and --network take the MLP (--model mlp)");
+  if (cnn) {
+    hfisher::nn::Sequential<S, E> model({1, 28, 28}, fashion_cnn_layers(), o.seed);
+    return fisher_study(o, mc, model, "CNN (" + fashion_cnn_text() + ")");
+  }
+  hfisher::nn::MLP<S, E> model(o.widths, hfisher::nn::Activation::ReLU, o.seed);
+  std::string what = "MLP";
+  for (int w : o.widths) what += " " + std::to_string(w);
+  return fisher_study(o, mc, model, what);
 }
 
 }  // namespace hfisher_perf

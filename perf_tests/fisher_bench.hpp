@@ -1,5 +1,5 @@
 #pragma once
-// Fisher structures on a trained MLP: build time, memory, error against the
+// Fisher structures on a trained MLP or CNN: build time, memory, error against the
 // exact layer Fisher, natural-gradient angle, solve time; and the cost of a
 // hierarchical factorization against K-FAC's inversion on a large layer.
 
@@ -10,6 +10,7 @@ namespace hfisher_perf {
 
 struct FisherBenchOptions {
   std::string data;                           ///< MNIST-format directory (empty: Debian's Fashion-MNIST)
+  std::string model = "mlp";                  ///< mlp (--widths) | cnn (the small CNN of hfisher-bench layers)
   std::vector<int> widths = {784, 256, 256, 10};
   int train_examples = 60000;
   int epochs = 2;

@@ -112,6 +112,16 @@ double rel_diff(const std::vector<double>& a, const double* b, std::size_t n) {
 
 }  // namespace
 
+std::vector<LayerSpec> fashion_cnn_layers() {
+  return {LayerSpec::conv(16, 5, 1, 2), LayerSpec::relu(),       LayerSpec::max_pool(2), LayerSpec::conv(32, 5, 1, 2),
+          LayerSpec::relu(),            LayerSpec::max_pool(2),  LayerSpec::linear(128), LayerSpec::relu(),
+          LayerSpec::linear(10)};
+}
+
+std::string fashion_cnn_text() {
+  return "conv 5x5x16 pad 2, relu, maxpool 2, conv 5x5x32 pad 2, relu, maxpool 2, linear 128, relu, linear 10";
+}
+
 int run_layers_bench(const LayersBenchOptions& o) {
   constexpr const char* where = "hfisher-bench layers";
   if (!o.output.empty()) hfisher::io::prepare_output_dir(o.output, where);  // before any work
@@ -196,16 +206,11 @@ int run_layers_bench(const LayersBenchOptions& o) {
   if (o.train_epochs > 0) {
     std::printf("\nFashion-MNIST, %d training / %d test examples, Adam lr %g, batch %d, seed %u\n", train.n, test.n,
                 o.lr, o.train_batch, o.seed);
-    std::printf("cnn: conv 5x5x16 pad 2, relu, maxpool 2, conv 5x5x32 pad 2, relu, maxpool 2, linear 128, relu, "
-                "linear 10\nmlp: 784-256-10 relu (the engine's MLP, for comparison)\n\n");
+    std::printf("cnn: %s\nmlp: 784-256-10 relu (the engine's MLP, for comparison)\n\n", fashion_cnn_text().c_str());
     std::printf("%-5s %5s %10s %9s %9s\n", "model", "epoch", "loss", "test_acc", "seconds");
     csv << "\nmodel,epoch,loss,test_acc,seconds\n";
     const auto dtrain = hfisher::nn::to_device<S, E>(train), dtest = hfisher::nn::to_device<S, E>(test);
-    Net cnn({1, 28, 28},
-            {LayerSpec::conv(16, 5, 1, 2), LayerSpec::relu(), LayerSpec::max_pool(2), LayerSpec::conv(32, 5, 1, 2),
-             LayerSpec::relu(), LayerSpec::max_pool(2), LayerSpec::linear(128), LayerSpec::relu(),
-             LayerSpec::linear(10)},
-            o.seed);
+    Net cnn({1, 28, 28}, fashion_cnn_layers(), o.seed);
     hfisher::nn::MLP<S, E> mlp({784, 256, 10}, hfisher::nn::Activation::ReLU, o.seed);
     auto epochs = [&](auto& model, const char* name) {
       hfisher::nn::Adam<S, E> opt;

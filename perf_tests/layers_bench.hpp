@@ -4,9 +4,19 @@
 // FLOPs in the same run, results compared), and a small CNN trained on
 // Fashion-MNIST (test accuracy and seconds per epoch).
 
+#include <hfisher/nn/sequential.hpp>
+
 #include <string>
+#include <vector>
 
 namespace hfisher_perf {
+
+/// The small CNN both studies train on Fashion-MNIST ({1, 28, 28} images):
+/// conv 5x5x16 pad 2, relu, maxpool 2, conv 5x5x32 pad 2, relu, maxpool 2,
+/// linear 128, relu, linear 10.
+std::vector<hfisher::nn::LayerSpec> fashion_cnn_layers();
+/// Those layers in words (for the tables).
+std::string fashion_cnn_text();
 
 struct LayersBenchOptions {
   int batch = 64;          ///< images per timed forward + backward

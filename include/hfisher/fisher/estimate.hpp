@@ -30,6 +30,23 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> estimate_fisher(const nn::
   return build_curvature(collect_samples(model, data, kind, opts, comm), structure, opts, comm);
 }
 
+/// The same for an nn::Sequential (convolution, pooling and linear layers):
+/// opts.layers counts its parameterized layers. Every structure built from
+/// samples is available (a convolution's per-example gradient sums over its
+/// output positions; K-FAC is then KFC, builders/kfac.hpp), except the
+/// multilevel one for convolutions; the matrix-free builders and the network
+/// structure take an MLP.
+template <class Scalar, class ExecSpace>
+std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> estimate_fisher(const nn::Sequential<Scalar, ExecSpace>& model,
+                                                                      const nn::DeviceData<Scalar, ExecSpace>& data,
+                                                                      FisherKind kind, Structure structure,
+                                                                      const FisherOptions& opts = {},
+                                                                      const dist::Communicator& comm = {}) {
+  hfisher::detail::require(!opts.matrix_free && structure != Structure::Network, "hfisher::estimate_fisher",
+                           "the matrix-free builders and the network structure take an MLP, not a Sequential");
+  return build_curvature(collect_samples(model, data, kind, opts, comm), structure, opts, comm);
+}
+
 }  // namespace fisher
 
 using fisher::build_curvature;

@@ -14,6 +14,12 @@
 /// collect_samples() runs the passes once and keeps a~ (N rows per layer) and
 /// g (N R rows per layer); build_curvature() turns them into any structure,
 /// so one pass serves several structures.
+///
+/// A layer applied at T positions (a convolution of an nn::Sequential, T
+/// output pixels) keeps T rows per example and per sample: a~ (N T rows,
+/// row n T + t) and g (N R T rows, row (n R + r) T + t), and
+/// psi_s = vec(sum_t g_{s,t} a~_{n,t}^T). positions[k] holds T (1 for a
+/// linear layer, whose psi is the rank-one g (x) a~ above).
 
 #include <hfisher/core/comm.hpp>
 #include <hfisher/core/random.hpp>
@@ -21,6 +27,7 @@
 #include <hfisher/fisher/options.hpp>
 #include <hfisher/kernels/gemm.hpp>
 #include <hfisher/nn/mlp.hpp>
+#include <hfisher/nn/sequential.hpp>
 
 #include <algorithm>
 #include <cstdio>
@@ -40,8 +47,10 @@ struct FisherSamples {
   int per_example = 1;  ///< R (samples per example)
   std::vector<int> layers;               ///< model layer index of each entry below
   std::vector<nn::LayerShape> shapes;    ///< shapes, offsets renumbered in the operator's vector
-  std::vector<Matrix> a;                 ///< (N, cols_l)
-  std::vector<Matrix> g;                 ///< (N R, rows_l), scaled so that F = sum psi psi^T
+  std::vector<Matrix> a;                 ///< (N T_l, cols_l)
+  std::vector<Matrix> g;                 ///< (N R T_l, rows_l), scaled so that F = sum psi psi^T
+  std::vector<int> positions;            ///< T_l per entry (empty: 1 for every layer)
+  int positions_of(std::size_t k) const { return positions.empty() ? 1 : positions[k]; }
   long size() const { return shapes.empty() ? 0 : shapes.back().offset + shapes.back().size(); }
   int samples() const { return examples * per_example; }
   std::size_t bytes() const {
@@ -82,9 +91,9 @@ namespace detail {
 /// model with layers, data of its width and classes, and no more examples
 /// than the data holds (refused, never quietly cut). Returns N, the examples
 /// used (opts.examples, or all of the data when 0).
-template <class Scalar, class ExecSpace>
-int checked_examples(const nn::MLP<Scalar, ExecSpace>& model, const nn::DeviceData<Scalar, ExecSpace>& data,
-                     const FisherOptions& opts, const char* where) {
+template <class Model, class Scalar, class ExecSpace>
+int checked_examples(const Model& model, const nn::DeviceData<Scalar, ExecSpace>& data, const FisherOptions& opts,
+                     const char* where) {
   hfisher::detail::require(model.num_layers() > 0, where, "the model has no layers");
   hfisher::detail::require(data.features() == model.inputs(), where, "data of the wrong width: ", data.features(),
                            " features, the model takes ", model.inputs(), " inputs");
@@ -100,9 +109,8 @@ int checked_examples(const nn::MLP<Scalar, ExecSpace>& model, const nn::DeviceDa
 /// The chosen layers (all when `layers` is empty, which it fills), checked
 /// to be layers of the model in increasing order, and their shapes with
 /// offsets renumbered in the operator's vector.
-template <class Scalar, class ExecSpace>
-std::vector<nn::LayerShape> chosen_layers(const nn::MLP<Scalar, ExecSpace>& model, std::vector<int>& layers,
-                                          const char* where) {
+template <class Model>
+std::vector<nn::LayerShape> chosen_layers(const Model& model, std::vector<int>& layers, const char* where) {
   if (layers.empty())
     for (int l = 0; l < model.num_layers(); ++l) layers.push_back(l);
   std::vector<nn::LayerShape> shapes;
@@ -119,6 +127,38 @@ std::vector<nn::LayerShape> chosen_layers(const nn::MLP<Scalar, ExecSpace>& mode
   return shapes;
 }
 
+/// What the passes read of a model's layer l after forward / backward: its
+/// homogeneous inputs (B T, cols), its output gradients (B T, rows) and T.
+template <class Scalar, class ExecSpace>
+typename nn::MLP<Scalar, ExecSpace>::Matrix layer_inputs(const nn::MLP<Scalar, ExecSpace>&,
+                                                         const typename nn::MLP<Scalar, ExecSpace>::Cache& c, int l) {
+  return c.a[l];
+}
+template <class Scalar, class ExecSpace>
+typename nn::MLP<Scalar, ExecSpace>::Matrix layer_output_grads(const nn::MLP<Scalar, ExecSpace>&,
+                                                               const typename nn::MLP<Scalar, ExecSpace>::Cache& c,
+                                                               int l) {
+  return c.g[l];
+}
+template <class Scalar, class ExecSpace>
+int layer_positions(const nn::MLP<Scalar, ExecSpace>&, int) {
+  return 1;
+}
+template <class Scalar, class ExecSpace>
+typename nn::Sequential<Scalar, ExecSpace>::Matrix layer_inputs(
+    const nn::Sequential<Scalar, ExecSpace>& m, const typename nn::Sequential<Scalar, ExecSpace>::Cache& c, int l) {
+  return m.patches(c, l);
+}
+template <class Scalar, class ExecSpace>
+typename nn::Sequential<Scalar, ExecSpace>::Matrix layer_output_grads(
+    const nn::Sequential<Scalar, ExecSpace>& m, const typename nn::Sequential<Scalar, ExecSpace>::Cache& c, int l) {
+  return m.output_grads(c, l);
+}
+template <class Scalar, class ExecSpace>
+int layer_positions(const nn::Sequential<Scalar, ExecSpace>& m, int l) {
+  return m.geometry(l).positions();
+}
+
 }  // namespace detail
 
 /// Runs the forward/backward passes over the first opts.examples examples
@@ -126,13 +166,14 @@ std::vector<nn::LayerShape> chosen_layers(const nn::MLP<Scalar, ExecSpace>& mode
 /// distributed communicator each rank runs the passes of its contiguous
 /// share of the examples (same labels and scaling as one process: they
 /// depend on the global example index) and the rows are gathered, so every
-/// rank returns the full samples.
-template <class Scalar, class ExecSpace>
-FisherSamples<Scalar, ExecSpace> collect_samples(const nn::MLP<Scalar, ExecSpace>& model,
+/// rank returns the full samples. The model is an nn::MLP or an
+/// nn::Sequential (whose convolutions keep one row per output position).
+template <template <class, class> class Net, class Scalar, class ExecSpace>
+FisherSamples<Scalar, ExecSpace> collect_samples(const Net<Scalar, ExecSpace>& model,
                                                  const nn::DeviceData<Scalar, ExecSpace>& data, FisherKind kind,
                                                  const FisherOptions& opts, const dist::Communicator& comm = {}) try {
   constexpr const char* where = "hfisher::estimate_fisher";
-  using Matrix = typename nn::MLP<Scalar, ExecSpace>::Matrix;
+  using Matrix = typename Net<Scalar, ExecSpace>::Matrix;
   opts.validate(where);
   const int N = detail::checked_examples(model, data, opts, where);
   hfisher::detail::Region region("hfisher::collect_samples");
@@ -144,16 +185,26 @@ FisherSamples<Scalar, ExecSpace> collect_samples(const nn::MLP<Scalar, ExecSpace
   s.per_example = R;
   s.layers = opts.layers;
   s.shapes = detail::chosen_layers(model, s.layers, where);
+  bool positional = false;
+  for (int l : s.layers) {
+    s.positions.push_back(detail::layer_positions(model, l));
+    positional = positional || s.positions.back() > 1;
+  }
+  if (!positional) s.positions.clear();  // rank-one samples, as an MLP's
   double need = 0;
-  for (const auto& sh : s.shapes) need += (double(N) * sh.cols() + double(N) * R * sh.out) * sizeof(Scalar);
+  for (std::size_t k = 0; k < s.shapes.size(); ++k) {
+    const auto& sh = s.shapes[k];
+    need += (double(N) * sh.cols() + double(N) * R * sh.out) * s.positions_of(k) * sizeof(Scalar);
+  }
   check_budget(need, opts.memory_budget, where, "keeping the per-sample factors");
-  for (const auto& sh : s.shapes) {
-    s.a.push_back(Matrix("hfisher::fisher::a", N, sh.cols()));
-    s.g.push_back(Matrix("hfisher::fisher::g", long(N) * R, sh.out));
+  for (std::size_t k = 0; k < s.shapes.size(); ++k) {
+    const auto& sh = s.shapes[k];
+    s.a.push_back(Matrix("hfisher::fisher::a", long(N) * s.positions_of(k), sh.cols()));
+    s.g.push_back(Matrix("hfisher::fisher::g", long(N) * R * s.positions_of(k), sh.out));
   }
   ExecSpace space;
-  typename nn::MLP<Scalar, ExecSpace>::Cache cache;
-  typename nn::MLP<Scalar, ExecSpace>::Vector nograd;
+  typename Net<Scalar, ExecSpace>::Cache cache;
+  typename Net<Scalar, ExecSpace>::Vector nograd;
   const Scalar wscale = Scalar(1.0 / std::sqrt(double(N) * (kind == FisherKind::MonteCarlo ? R : 1)));
   const std::uint64_t seed = opts.seed;
   const auto mine = dist::shard(N, comm.rank(), comm.size());
@@ -165,9 +216,11 @@ FisherSamples<Scalar, ExecSpace> collect_samples(const nn::MLP<Scalar, ExecSpace
     Matrix P("hfisher::fisher::P", B, C), E("hfisher::fisher::E", B, C);
     auto y = Kokkos::subview(data.y, Kokkos::make_pair(first, first + B));
     nn::softmax_xent(space, logits, y, P, E, Scalar(1));
-    for (std::size_t k = 0; k < s.layers.size(); ++k)
-      Kokkos::deep_copy(Kokkos::subview(s.a[k], Kokkos::make_pair(first, first + B), Kokkos::ALL()),
-                        cache.a[s.layers[k]]);
+    for (std::size_t k = 0; k < s.layers.size(); ++k) {
+      const long T = s.positions_of(k);
+      Kokkos::deep_copy(Kokkos::subview(s.a[k], Kokkos::make_pair(first * T, (first + B) * T), Kokkos::ALL()),
+                        detail::layer_inputs(model, cache, s.layers[k]));
+    }
     for (int r = 0; r < R; ++r) {
       Matrix Er("hfisher::fisher::Er", B, C);
       Kokkos::parallel_for(
@@ -184,18 +237,21 @@ FisherSamples<Scalar, ExecSpace> collect_samples(const nn::MLP<Scalar, ExecSpace
       model.backward(cache, Er, nograd, Scalar(0));
       for (std::size_t k = 0; k < s.layers.size(); ++k) {
         auto gs = s.g[k];
-        auto gl = cache.g[s.layers[k]];
-        const int o = gl.extent(1);
+        auto gl = detail::layer_output_grads(model, cache, s.layers[k]);  // (B T, rows), row b T + t
+        const int o = gl.extent(1), T = s.positions_of(k);
         Kokkos::parallel_for(
-            "hfisher::fisher::keep_g", Kokkos::RangePolicy<ExecSpace>(space, 0, B), KOKKOS_LAMBDA(const int b) {
-              for (int i = 0; i < o; ++i) gs((long(first) + b) * R + r, i) = gl(b, i);
+            "hfisher::fisher::keep_g", Kokkos::RangePolicy<ExecSpace>(space, 0, long(B) * T),
+            KOKKOS_LAMBDA(const long bt) {
+              const long b = bt / T, t = bt % T;
+              for (int i = 0; i < o; ++i) gs(((long(first) + b) * R + r) * T + t, i) = gl(bt, i);
             });
       }
     }
   }
   for (std::size_t k = 0; k < s.layers.size(); ++k) {
-    comm.allgather_rows(s.a[k], N, long(s.a[k].extent(1)));
-    comm.allgather_rows(s.g[k], N, long(R) * long(s.g[k].extent(1)));
+    const long T = s.positions_of(k);
+    comm.allgather_rows(s.a[k], N, T * long(s.a[k].extent(1)));
+    comm.allgather_rows(s.g[k], N, long(R) * T * long(s.g[k].extent(1)));
   }
   for (std::size_t k = 0; k < s.layers.size(); ++k) {
     const std::string what = "the output gradients of layer " + std::to_string(s.layers[k]) + " (NaN gradients)";

@@ -25,6 +25,15 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> lowrank_of(const FisherSam
   BatchMatrix<Scalar, ExecSpace> K("hfisher::lowrank::K", 1, S, S);
   Mat<Scalar, ExecSpace> K2(K.data(), S, S), KG("hfisher::lowrank::KG", S, S), KA("hfisher::lowrank::KA", N, N);
   for (int k : ks) {
+    if (s.positions_of(k) > 1) {  // psi is not rank one: K += Psi^T Psi from the columns themselves
+      const long P = s.shapes[k].size();
+      check_budget(double(P) * S * sizeof(Scalar), o.memory_budget, where,
+                   "the per-sample gradients of layer " + std::to_string(s.layers[k]));
+      Mat<Scalar, ExecSpace> Psi("hfisher::lowrank::psi", P, S);
+      layer_psi(s, k, 0, S, Psi);
+      kernels::detail::matmul_nocheck(space, Op::Trans, Op::NoTrans, Scalar(1), Psi, Psi, Scalar(1), K2);
+      continue;
+    }
     kernels::detail::matmul_nocheck(space, Op::NoTrans, Op::Trans, Scalar(1), s.g[k], s.g[k], Scalar(0), KG);
     kernels::detail::matmul_nocheck(space, Op::NoTrans, Op::Trans, Scalar(1), s.a[k], s.a[k], Scalar(0), KA);
     Kokkos::parallel_for(
@@ -43,6 +52,17 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> lowrank_of(const FisherSam
   long off = 0;
   for (int k : ks) {
     const int rows = s.shapes[k].out, c = s.shapes[k].cols();
+    if (s.positions_of(k) > 1) {  // W's rows of this layer = Psi V(:, 0..r)
+      const long P = s.shapes[k].size();
+      Mat<Scalar, ExecSpace> Psi("hfisher::lowrank::psi", P, S);
+      layer_psi(s, k, 0, S, Psi);
+      Mat<Scalar, ExecSpace> V2(V.data(), S, kmax);
+      auto Vr = Kokkos::subview(V2, Kokkos::ALL(), Kokkos::make_pair(0, r));
+      auto Wk = Kokkos::subview(W, Kokkos::make_pair(off, off + P), Kokkos::ALL());
+      kernels::detail::matmul_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), Psi, Vr, Scalar(0), Wk);
+      off += P;
+      continue;
+    }
     Mat<Scalar, ExecSpace> Gz("hfisher::lowrank::Gz", N, rows), Wj("hfisher::lowrank::Wj", rows, c);
     auto g = s.g[k];
     for (int j = 0; j < r; ++j) {

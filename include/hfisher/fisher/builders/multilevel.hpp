@@ -341,6 +341,9 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> multilevel_layer(const Fis
                                                                        const char* where) {
   using Batch = BatchMatrix<Scalar, ExecSpace>;
   using IView = Kokkos::View<int*, typename ExecSpace::memory_space>;
+  hfisher::detail::require(s.positions_of(k) == 1, where, "the multilevel structure needs rank-one per-example ",
+                           "gradients (linear layers); layer ", s.layers[k], " is applied at ", s.positions_of(k),
+                           " positions (a convolution): use K-FAC, diagonal, low-rank, dense or HODLR for it");
   const int N = s.examples, R = s.per_example, S = s.samples(), out = s.shapes[k].out, c = s.shapes[k].cols();
   const long P = s.shapes[k].size();
   // layout: unit bounds per level

@@ -1,0 +1,200 @@
+// The Fisher of an nn::Sequential (convolutions, pooling, linear layers)
+// against the brute-force Fisher of per-example gradients, in every structure
+// built from samples; K-FAC for convolutions (KFC) against factors summed
+// from single-example passes; an all-linear Sequential against the MLP.
+
+#include <hfisher/hfisher.hpp>
+
+#include <cmath>
+#include <random>
+#include <string>
+
+#include "../test_helpers.hpp"
+
+using namespace hfisher_test;
+using hfisher::nn::ImageShape;
+using hfisher::nn::LayerSpec;
+
+template <class C>
+class ConvFisherTest : public ::testing::Test {};
+TYPED_TEST_SUITE(ConvFisherTest, Configs, ConfigNames);
+
+namespace {
+
+double rel_fro(const HostBatch& A, const HostBatch& B) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < A.a.size(); ++i) {
+    num += (A.a[i] - B.a[i]) * (A.a[i] - B.a[i]);
+    den += B.a[i] * B.a[i];
+  }
+  return std::sqrt(num / std::max(den, 1e-300));
+}
+
+// padded convolution (25 positions), average pooling, strided convolution
+// (4 positions), tanh, a linear layer (1 position): 57 + 26 + 27 parameters
+std::vector<LayerSpec> small_cnn() {
+  return {LayerSpec::conv(3, 3, 1, 1), LayerSpec::relu(), LayerSpec::avg_pool(2, 1), LayerSpec::conv(2, 2, 2, 0),
+          LayerSpec::tanh(), LayerSpec::linear(3)};
+}
+
+// the brute-force Fisher (all parameters) from single-example passes, and
+// per layer the KFC factors: A = mean over examples and positions of a~ a~^T,
+// G = sum over samples and positions of g g^T (samples weighted as the kind
+// weights them: empirical 1 / N at the label, GGN p_c / N at every class c)
+template <class S, class E>
+struct Reference {
+  HostBatch F;
+  std::vector<HostBatch> A, G;
+};
+
+template <class S, class E>
+Reference<S, E> brute_force(const hfisher::nn::Sequential<S, E>& m, const hfisher::nn::DeviceData<S, E>& data,
+                            hfisher::FisherKind kind) {
+  using Model = hfisher::nn::Sequential<S, E>;
+  const int N = data.size(), C = m.outputs(), P = int(m.num_params());
+  Reference<S, E> r;
+  r.F = HostBatch(1, P, P);
+  for (const auto& s : m.layers()) {
+    r.A.emplace_back(1, s.cols(), s.cols());
+    r.G.emplace_back(1, s.out, s.out);
+  }
+  typename Model::Cache c;
+  typename Model::Vector grad("g", P);
+  typename Model::Labels y1("y1", 1);
+  auto yh = Kokkos::create_mirror_view(y1);
+  const auto labels = to_host1(data.y);
+  for (int n = 0; n < N; ++n) {
+    const typename Model::Matrix X = Kokkos::subview(data.x, Kokkos::make_pair(n, n + 1), Kokkos::ALL());
+    auto p = to_host2(m.forward(X, c));  // logits
+    double mx = -1e300, z = 0;
+    for (int k = 0; k < C; ++k) mx = std::max(mx, p[0][k]);
+    for (int k = 0; k < C; ++k) z += std::exp(p[0][k] - mx);
+    std::vector<double> prob(C);
+    for (int k = 0; k < C; ++k) prob[k] = std::exp(p[0][k] - mx) / z;
+    for (int cls = 0; cls < C; ++cls) {
+      const double w = kind == hfisher::FisherKind::Empirical ? (cls == int(labels[n]) ? 1.0 / N : 0.0) : prob[cls] / N;
+      if (w == 0) continue;
+      yh(0) = cls;
+      Kokkos::deep_copy(y1, yh);
+      m.loss_grad(X, y1, grad, c);  // the gradient of -log p(cls | x_n)
+      const auto gv = to_host1(grad);
+      for (int i = 0; i < P; ++i)
+        for (int j = 0; j < P; ++j) r.F(0, i, j) += w * gv[i] * gv[j];
+      for (int l = 0; l < m.num_layers(); ++l) {
+        const auto G = to_host2(m.output_grads(c, l));
+        for (const auto& row : G)
+          for (int i = 0; i < int(row.size()); ++i)
+            for (int j = 0; j < int(row.size()); ++j) r.G[l](0, i, j) += w * row[i] * row[j];
+      }
+    }
+    for (int l = 0; l < m.num_layers(); ++l) {
+      const auto A = to_host2(m.patches(c, l));
+      const double w = 1.0 / (double(N) * A.size());
+      for (const auto& row : A)
+        for (int i = 0; i < int(row.size()); ++i)
+          for (int j = 0; j < int(row.size()); ++j) r.A[l](0, i, j) += w * row[i] * row[j];
+    }
+  }
+  return r;
+}
+
+HostBatch block_diag_of(const HostBatch& F, const std::vector<hfisher::nn::LayerShape>& layers) {
+  HostBatch B(1, F.m, F.n);
+  for (const auto& s : layers)
+    for (long i = s.offset; i < s.offset + s.size(); ++i)
+      for (long j = s.offset; j < s.offset + s.size(); ++j) B(0, int(i), int(j)) = F(0, int(i), int(j));
+  return B;
+}
+
+}  // namespace
+
+TYPED_TEST(ConvFisherTest, EveryStructureAgainstPerExampleGradients) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  const bool dbl = std::is_same<S, double>::value;
+  hfisher::nn::Sequential<S, E> m({2, 5, 5}, small_cnn(), 3);
+  ASSERT_EQ(m.num_params(), 57 + 26 + 27);
+  const int N = 9;
+  auto data = hfisher::nn::to_device<S, E>(random_dataset(N, 50, 3, 4));
+  for (auto kind : {hfisher::FisherKind::Empirical, hfisher::FisherKind::GGN}) {
+    const std::string k = hfisher::to_string(kind);
+    const auto ref = brute_force(m, data, kind);
+    const auto Fb = block_diag_of(ref.F, m.layers());
+    hfisher::FisherOptions o;
+    o.batch = 4;  // several passes, a short last one
+    o.tol = dbl ? 1e-12 : 1e-6;
+    o.leaf = 8;
+    o.rank = 200;
+    const double tight = dbl ? 1e-10 : 2e-4;
+    {
+      auto op = hfisher::estimate_fisher(m, data, kind, hfisher::Structure::Diagonal, o);
+      const auto d = to_host1(op->diag());
+      double worst = 0;
+      for (long i = 0; i < m.num_params(); ++i)
+        worst = std::max(worst, std::abs(d[i] - ref.F(0, int(i), int(i))) / (1 + std::abs(ref.F(0, int(i), int(i)))));
+      EXPECT_LE(worst, tight) << k << " diagonal";
+    }
+    {
+      auto op = hfisher::estimate_fisher(m, data, kind, hfisher::Structure::BlockDiagonal, o);
+      EXPECT_LE(rel_fro(host_matrix(op->to_dense()), Fb), tight) << k << " block-diagonal dense";
+    }
+    {
+      auto op = hfisher::estimate_fisher(m, data, kind, hfisher::Structure::HODLR, o);
+      EXPECT_LE(rel_fro(host_matrix(op->to_dense()), Fb), dbl ? 1e-9 : 1e-4) << k << " HODLR";
+    }
+    {  // at full rank: F over all parameters, cross-layer blocks included
+      auto op = hfisher::estimate_fisher(m, data, kind, hfisher::Structure::LowRank, o);
+      EXPECT_LE(rel_fro(host_matrix(op->to_dense()), ref.F), dbl ? 1e-9 : 1e-4) << k << " low-rank";
+    }
+    {  // KFC: G (x) A from the reference factors
+      auto op = hfisher::estimate_fisher(m, data, kind, hfisher::Structure::KFAC, o);
+      auto* bd = dynamic_cast<hfisher::fisher::BlockDiagonalOperator<S, E>*>(op.get());
+      ASSERT_NE(bd, nullptr);
+      for (int l = 0; l < m.num_layers(); ++l) {
+        auto* kf = dynamic_cast<const hfisher::fisher::KFACOperator<S, E>*>(&bd->block(l));
+        ASSERT_NE(kf, nullptr);
+        EXPECT_LE(rel_fro(host_matrix(kf->terms()[0].A), ref.A[l]), tight) << k << " layer " << l << " A";
+        EXPECT_LE(rel_fro(host_matrix(kf->terms()[0].G), ref.G[l]), tight) << k << " layer " << l << " G";
+      }
+    }
+    // the multilevel structure needs rank-one per-example gradients
+    try {
+      hfisher::estimate_fisher(m, data, kind, hfisher::Structure::Multilevel, o);
+      ADD_FAILURE() << "multilevel accepted a convolution";
+    } catch (const hfisher::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("applied at 25 positions"), std::string::npos) << e.what();
+    }
+  }
+  // only the linear layer: multilevel works there
+  hfisher::FisherOptions o;
+  o.layers = {2};
+  auto ml = hfisher::estimate_fisher(m, data, hfisher::FisherKind::Empirical, hfisher::Structure::Multilevel, o);
+  EXPECT_EQ(ml->size(), 27);
+  o.layers = {};
+  o.matrix_free = true;
+  EXPECT_THROW(hfisher::estimate_fisher(m, data, hfisher::FisherKind::Empirical, hfisher::Structure::HODLR, o),
+               hfisher::Error);
+}
+
+// a Sequential of linear layers is the MLP: the same samples, so every
+// structure gives the same operator
+TYPED_TEST(ConvFisherTest, LinearSequentialEqualsMLP) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  const bool dbl = std::is_same<S, double>::value;
+  hfisher::nn::MLP<S, E> mlp({6, 5, 3}, hfisher::nn::Activation::Tanh, 2);
+  hfisher::nn::Sequential<S, E> seq({6, 1, 1}, {LayerSpec::linear(5), LayerSpec::tanh(), LayerSpec::linear(3)}, 9);
+  ASSERT_EQ(seq.num_params(), mlp.num_params());
+  seq.set_params(mlp.params());
+  auto data = hfisher::nn::to_device<S, E>(random_dataset(11, 6, 3, 5));
+  hfisher::FisherOptions o;
+  o.batch = 4;
+  o.mc_samples = 2;
+  for (auto kind : {hfisher::FisherKind::Empirical, hfisher::FisherKind::MonteCarlo, hfisher::FisherKind::GGN})
+    for (auto st : {hfisher::Structure::Diagonal, hfisher::Structure::KFAC, hfisher::Structure::BlockDiagonal,
+                    hfisher::Structure::LowRank, hfisher::Structure::Multilevel}) {
+      auto a = host_matrix(hfisher::estimate_fisher(mlp, data, kind, st, o)->to_dense());
+      auto b = host_matrix(hfisher::estimate_fisher(seq, data, kind, st, o)->to_dense());
+      EXPECT_LE(rel_fro(b, a), dbl ? 1e-12 : 1e-5) << hfisher::to_string(kind) << " " << hfisher::to_string(st);
+    }
+}
