@@ -26,15 +26,35 @@ void layer_psi(const FisherSamples<Scalar, ExecSpace>& s, int k, int s0, int s1,
   const int R = s.per_example, c = s.shapes[k].cols(), ns = s1 - s0, T = s.positions_of(k);
   auto g = s.g[k];
   auto a = s.a[k];
+  if (T == 1) {
+    Kokkos::parallel_for(
+        "hfisher::fisher::psi", Kokkos::RangePolicy<ExecSpace>(0, long(Psi.extent(0))), KOKKOS_LAMBDA(const long p) {
+          const int i = int(p / c), j = int(p % c);
+          for (int t = 0; t < ns; ++t) Psi(p, t) = g(s0 + t, i) * a((s0 + t) / R, j);
+        });
+    return;
+  }
+  // one GEMM per sample: (g rows of the sample)^T (T x rows) times the
+  // example's patches (T x cols), into a (rows x cols) slice, then scattered
+  // into the sample's column
+  const int rows = s.shapes[k].out;
+  BatchMatrix<Scalar, ExecSpace> per("hfisher::fisher::psi_per_sample", ns, rows, c);
+  using member = typename ExecTraits<ExecSpace>::member_type;
+  ExecSpace space;
   Kokkos::parallel_for(
-      "hfisher::fisher::psi", Kokkos::RangePolicy<ExecSpace>(0, long(Psi.extent(0))), KOKKOS_LAMBDA(const long p) {
+      "hfisher::fisher::psi_positions", hfisher::detail::batch_policy(space, ns), KOKKOS_LAMBDA(const member& tm) {
+        const int q = tm.league_rank();
+        const long gs = long(s0 + q) * T, an = long((s0 + q) / R) * T;
+        auto G = Kokkos::subview(g, Kokkos::make_pair(gs, gs + T), Kokkos::ALL());
+        auto A = Kokkos::subview(a, Kokkos::make_pair(an, an + T), Kokkos::ALL());
+        auto C = Kokkos::subview(per, q, Kokkos::ALL(), Kokkos::ALL());
+        kernels::detail::gemm_entry<ExecSpace>(tm, Op::Trans, Op::NoTrans, Scalar(1), G, A, Scalar(0), C);
+      });
+  Kokkos::parallel_for(
+      "hfisher::fisher::psi_scatter", Kokkos::RangePolicy<ExecSpace>(space, 0, long(Psi.extent(0))),
+      KOKKOS_LAMBDA(const long p) {
         const int i = int(p / c), j = int(p % c);
-        for (int t = 0; t < ns; ++t) {
-          const long gs = long(s0 + t) * T, an = long((s0 + t) / R) * T;
-          Scalar v = 0;
-          for (int u = 0; u < T; ++u) v += g(gs + u, i) * a(an + u, j);
-          Psi(p, t) = v;
-        }
+        for (int q = 0; q < ns; ++q) Psi(p, q) = per(q, i, j);
       });
 }
 
