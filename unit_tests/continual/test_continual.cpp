@@ -159,6 +159,46 @@ TYPED_TEST(PenaltyTest, ValueAndGradientAgainstDense) {
   EXPECT_THROW(Pen(hfisher::PenaltyMethod::OnlineEWC, 1.0, 0.0), hfisher::Error);
 }
 
+// a penalty consolidated on a Sequential (a convolution among its layers):
+// the value is 1/2 lambda d^T F d with F the estimate of the same structure
+// (K-FAC Laplace: KFC; the hierarchical penalty as HODLR)
+TYPED_TEST(PenaltyTest, ConsolidatesASequential) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  using hfisher::nn::LayerSpec;
+  const bool dbl = std::is_same<S, double>::value;
+  hfisher::nn::Sequential<S, E> model({1, 4, 4}, {LayerSpec::conv(2, 3, 1, 1), LayerSpec::relu(),
+                                                  LayerSpec::max_pool(2), LayerSpec::linear(3)}, 5);
+  auto data = hfisher::nn::to_device<S, E>(random_dataset(12, 16, 3, 6));
+  const long P = model.num_params();
+  std::mt19937 g(3);
+  std::normal_distribution<double> nd(0, 1);
+  for (auto m : {hfisher::PenaltyMethod::EWC, hfisher::PenaltyMethod::KFACLaplace, hfisher::PenaltyMethod::Hierarchical}) {
+    hfisher::FisherOptions o;
+    o.leaf = 8;
+    o.tol = dbl ? 1e-10 : 1e-5;
+    const double lambda = 2.0;
+    hfisher::FisherPenalty<S, E> pen(m, lambda, 1.0, hfisher::FisherKind::Empirical, o);
+    const auto st = m == hfisher::PenaltyMethod::Hierarchical ? hfisher::Structure::HODLR : hfisher::default_structure(m);
+    if (m == hfisher::PenaltyMethod::Hierarchical) pen.set_structure(st);
+    const auto F = to_host2(hfisher::estimate_fisher(model, data, hfisher::FisherKind::Empirical, st, o)->to_dense());
+    const auto anchor = to_host1(model.params());
+    pen.consolidate(model, data);
+    typename hfisher::nn::Sequential<S, E>::Vector theta("theta", P);
+    auto th = Kokkos::create_mirror_view(theta);
+    for (long i = 0; i < P; ++i) th(i) = S(anchor[i] + 0.1 * nd(g));
+    Kokkos::deep_copy(theta, th);
+    double ref = 0;
+    for (long i = 0; i < P; ++i)
+      for (long j = 0; j < P; ++j) ref += 0.5 * lambda * (th(i) - anchor[i]) * F[i][j] * (th(j) - anchor[j]);
+    EXPECT_GT(ref, 0.0) << hfisher::to_string(m);
+    EXPECT_NEAR(pen.value(theta), ref, (dbl ? 1e-10 : 1e-4) * (1 + ref)) << hfisher::to_string(m);
+  }
+  // the multilevel default of the hierarchical penalty takes linear layers only
+  hfisher::FisherPenalty<S, E> ml(hfisher::PenaltyMethod::Hierarchical, 1.0);
+  EXPECT_THROW(ml.consolidate(model, data), hfisher::Error);
+}
+
 namespace {
 /// Solves K x = b (K small, SPD) by Gaussian elimination: a test oracle.
 std::vector<double> solve_small(std::vector<std::vector<double>> K, std::vector<double> b) {

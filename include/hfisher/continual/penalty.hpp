@@ -80,8 +80,12 @@ class FisherPenalty {
   /// parameters on `data` and folds it into the penalty. Under a distributed
   /// communicator (every rank calling with the same model and data) the
   /// passes are sharded over the ranks and every rank ends with the same
-  /// penalty (see estimate_fisher).
-  void consolidate(const nn::MLP<Scalar, ExecSpace>& model, const nn::DeviceData<Scalar, ExecSpace>& data,
+  /// penalty (see estimate_fisher). The model is an nn::MLP or an
+  /// nn::Sequential (for a Sequential with convolutions, K-FAC Laplace uses
+  /// KFC, and the hierarchical penalty needs set_structure(Structure::HODLR):
+  /// the multilevel structure takes linear layers only).
+  template <template <class, class> class Net>
+  void consolidate(const Net<Scalar, ExecSpace>& model, const nn::DeviceData<Scalar, ExecSpace>& data,
                    const dist::Communicator& comm = {}) {
     const auto t0 = std::chrono::steady_clock::now();
     detail::Region region(std::string("hfisher::FisherPenalty::consolidate(") + to_string(method_) + ")");

@@ -41,6 +41,19 @@ class BlockDiagonalOperator : public CurvatureOperator<Scalar, ExecSpace> {
   Base& block(int i) { return *blocks_.at(i); }
   long offset(int i) const { return offsets_.at(i); }
 
+  /// The dense matrix: each block's own to_dense() on the diagonal, zeros
+  /// elsewhere (not n products with unit vectors, which cost 2 n^3 for dense
+  /// blocks). Small models only, as CurvatureOperator::to_dense.
+  typename Base::Matrix to_dense() const override {
+    hfisher::detail::require(n_ <= 16384, "hfisher::CurvatureOperator::to_dense", "n = ", n_, " is too large to form");
+    typename Base::Matrix F("hfisher::fisher::blockdiag::dense", n_, n_);
+    for (int i = 0; i < num_blocks(); ++i) {
+      const auto r = Kokkos::make_pair(offsets_[i], offsets_[i] + blocks_[i]->size());
+      Kokkos::deep_copy(Kokkos::subview(F, r, r), blocks_[i]->to_dense());
+    }
+    return F;
+  }
+
   void apply(const Vector& v, const Vector& y) const override {
     this->check_vec(v, "hfisher::fisher::BlockDiagonalOperator::apply", "v");
     this->check_vec(y, "hfisher::fisher::BlockDiagonalOperator::apply", "y", false);
