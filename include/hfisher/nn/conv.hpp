@@ -89,6 +89,13 @@ struct PoolShape {
 
 namespace detail {
 
+/// The windows o (of a pooling with window k and stride st, n of them) that
+/// cover input coordinate y: o * st <= y < o * st + k, as [lo, hi].
+KOKKOS_INLINE_FUNCTION void covering_windows(int y, int k, int st, int n, int& lo, int& hi) {
+  lo = y >= k ? (y - k) / st + 1 : 0;
+  hi = y / st < n - 1 ? y / st : n - 1;
+}
+
 /// A (B * T, K + 1) from X (B, H * W * C): the patch matrix of the header.
 template <class Exec, class XV, class AV>
 void im2col(const Exec& space, const Conv2DShape& s, const XV& X, const AV& A) {
@@ -174,9 +181,9 @@ void max_pool_backward(const Exec& space, const PoolShape& s, const YV& dY, cons
       "hfisher::nn::max_pool_backward", Kokkos::RangePolicy<Exec>(space, 0, long(B) * H * W),
       KOKKOS_LAMBDA(const long r) {
         const int b = int(r / (long(H) * W)), yx = int(r % (long(H) * W)), y = yx / W, x = yx % W;
-        // windows oy with oy * st <= y < oy * st + k
-        const int oy0 = y >= k ? (y - k) / st + 1 : 0, oy1 = y / st < OH - 1 ? y / st : OH - 1;
-        const int ox0 = x >= k ? (x - k) / st + 1 : 0, ox1 = x / st < OW - 1 ? x / st : OW - 1;
+        int oy0, oy1, ox0, ox1;
+        covering_windows(y, k, st, OH, oy0, oy1);
+        covering_windows(x, k, st, OW, ox0, ox1);
         for (int c = 0; c < C; ++c) {
           const long me = long(yx) * C + c;
           Scalar acc = 0;
@@ -220,8 +227,9 @@ void avg_pool_backward(const Exec& space, const PoolShape& s, const YV& dY, cons
       "hfisher::nn::avg_pool_backward", Kokkos::RangePolicy<Exec>(space, 0, long(B) * H * W),
       KOKKOS_LAMBDA(const long r) {
         const int b = int(r / (long(H) * W)), yx = int(r % (long(H) * W)), y = yx / W, x = yx % W;
-        const int oy0 = y >= k ? (y - k) / st + 1 : 0, oy1 = y / st < OH - 1 ? y / st : OH - 1;
-        const int ox0 = x >= k ? (x - k) / st + 1 : 0, ox1 = x / st < OW - 1 ? x / st : OW - 1;
+        int oy0, oy1, ox0, ox1;
+        covering_windows(y, k, st, OH, oy0, oy1);
+        covering_windows(x, k, st, OW, ox0, ox1);
         for (int c = 0; c < C; ++c) {
           Scalar acc = 0;
           for (int oy = oy0; oy <= oy1; ++oy)

@@ -158,6 +158,44 @@ double softmax_xent(const ExecSpace& space, const LV& logits, const YV& y, const
   return softmax_xent(space, logits, y, P, E, scale, Kokkos::View<int*, typename PV::memory_space>());
 }
 
+namespace detail {
+
+/// Fraction of `data` a model (MLP or Sequential) classifies correctly:
+/// forward passes of `chunk` examples (views, no copies), the arg-max over
+/// the classes with mask(c) != 0 (all when mask is empty).
+template <class Model, class Scalar, class ExecSpace>
+double accuracy_of(const Model& model, const DeviceData<Scalar, ExecSpace>& data, int chunk,
+                   const Kokkos::View<int*, typename ExecSpace::memory_space>& mask) {
+  using Matrix = typename Model::Matrix;
+  hfisher::detail::require(chunk >= 1, "hfisher::nn::accuracy", "chunk = ", chunk, " (must be >= 1)");
+  const bool masked = mask.extent(0) > 0;
+  typename Model::Cache c;
+  const int n = data.size();
+  long correct = 0;
+  for (int first = 0; first < n; first += chunk) {
+    const int cnt = std::min(chunk, n - first);
+    // rows of a LayoutRight view are contiguous: a view, no copy
+    const Matrix X = Kokkos::subview(data.x, Kokkos::make_pair(first, first + cnt), Kokkos::ALL());
+    auto logits = model.forward(X, c);
+    auto y = data.y;
+    const int C = model.outputs();
+    long part = 0;
+    Kokkos::parallel_reduce(
+        "hfisher::nn::accuracy", Kokkos::RangePolicy<ExecSpace>(0, cnt),
+        KOKKOS_LAMBDA(const int b, long& acc) {
+          int best = -1;
+          for (int k = 0; k < C; ++k)
+            if ((!masked || mask(k)) && (best < 0 || logits(b, k) > logits(b, best))) best = k;
+          if (best == y(first + b)) ++acc;
+        },
+        part);
+    correct += part;
+  }
+  return n > 0 ? double(correct) / n : 0.0;
+}
+
+}  // namespace detail
+
 template <class Scalar, class ExecSpace = DefaultExec>
 class MLP {
  public:
@@ -318,30 +356,7 @@ class MLP {
   /// mask (outputs), when not empty, restricts the prediction to classes
   /// with mask(c) != 0 (a per-task head).
   double accuracy(const DeviceData<Scalar, ExecSpace>& data, int chunk = 1000, const Labels& mask = {}) const {
-    const bool masked = mask.extent(0) > 0;
-    Cache c;
-    const int n = data.size();
-    long correct = 0;
-    for (int first = 0; first < n; first += chunk) {
-      const int cnt = std::min(chunk, n - first);
-      // rows of a LayoutRight view are contiguous: a view, no copy
-      const Matrix X = Kokkos::subview(data.x, Kokkos::make_pair(first, first + cnt), Kokkos::ALL());
-      auto logits = forward(X, c);
-      auto y = data.y;
-      const int C = outputs();
-      long part = 0;
-      Kokkos::parallel_reduce(
-          "hfisher::nn::accuracy", Kokkos::RangePolicy<ExecSpace>(0, cnt),
-          KOKKOS_LAMBDA(const int b, long& acc) {
-            int best = -1;
-            for (int k = 0; k < C; ++k)
-              if ((!masked || mask(k)) && (best < 0 || logits(b, k) > logits(b, best))) best = k;
-            if (best == y(first + b)) ++acc;
-          },
-          part);
-      correct += part;
-    }
-    return n > 0 ? double(correct) / n : 0.0;
+    return detail::accuracy_of(*this, data, chunk, mask);
   }
 
   /// Versioned binary file (widths, activation, theta), written atomically

@@ -318,32 +318,9 @@ class Sequential {
   }
 
   /// Fraction of correctly classified examples (forward in chunks of `chunk`
-  /// examples: the patch matrices grow with it).
+  /// examples: the patch matrices grow with it). mask as in MLP::accuracy.
   double accuracy(const DeviceData<Scalar, ExecSpace>& data, int chunk = 256, const Labels& mask = {}) const {
-    hfisher::detail::require(chunk >= 1, "hfisher::nn::Sequential::accuracy", "chunk = ", chunk, " (must be >= 1)");
-    const bool masked = mask.extent(0) > 0;
-    Cache c;
-    const int n = data.size();
-    long correct = 0;
-    for (int first = 0; first < n; first += chunk) {
-      const int cnt = std::min(chunk, n - first);
-      const Matrix X = Kokkos::subview(data.x, Kokkos::make_pair(first, first + cnt), Kokkos::ALL());
-      auto logits = forward(X, c);
-      auto y = data.y;
-      const int C = outputs();
-      long part = 0;
-      Kokkos::parallel_reduce(
-          "hfisher::nn::accuracy", Kokkos::RangePolicy<ExecSpace>(0, cnt),
-          KOKKOS_LAMBDA(const int b, long& acc) {
-            int best = -1;
-            for (int k = 0; k < C; ++k)
-              if ((!masked || mask(k)) && (best < 0 || logits(b, k) > logits(b, best))) best = k;
-            if (best == y(first + b)) ++acc;
-          },
-          part);
-      correct += part;
-    }
-    return n > 0 ? double(correct) / n : 0.0;
+    return detail::accuracy_of(*this, data, chunk, mask);
   }
 
  private:
