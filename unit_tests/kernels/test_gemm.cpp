@@ -16,7 +16,10 @@ TYPED_TEST(Gemm, AllTransposesAgainstNaiveLoops) {
                                    // (AVX2 kernel: 2 and 1 vectors of columns; 6, 4, 2, 1 rows; dot form in l
                                    // panels of 256: the 512 case)
                                    {5, 7, 24, 33}, {3, 9, 44, 20}, {2, 6, 56, 17}, {4, 13, 14, 9}, {2, 3, 12, 40},
-                                   {3, 4, 5, 300}, {2, 11, 3, 257}};
+                                   {3, 4, 5, 300}, {2, 11, 3, 257},
+                                   // cache blocks of the axpy form (256 values of l by 256 columns) with
+                                   // fringes; large enough that host teams split rows between threads
+                                   {1, 300, 270, 280}, {3, 40, 520, 300}};
   unsigned seed = 1;
   for (const auto& c : cases)
     for (int ta = 0; ta < 2; ++ta)

@@ -23,7 +23,9 @@ TYPED_TEST(Trsm, AllSidesUplosTransposesAgainstResidual) {
   using S = typename TypeParam::scalar;
   using E = typename TypeParam::exec;
   struct Case { int nb, m, n; };
-  const std::vector<Case> cases = {{1, 1, 1}, {4, 7, 3}, {1000, 6, 4}, {3, 40, 33}, {1, 200, 5}, {2, 70, 66}, {1, 3, 130}};
+  const std::vector<Case> cases = {{1, 1, 1}, {4, 7, 3}, {1000, 6, 4}, {3, 40, 33}, {1, 200, 5}, {2, 70, 66}, {1, 3, 130},
+                                   // large enough that host teams split rows (right) or columns (left)
+                                   {1, 300, 130}};
   unsigned seed = 11;
   for (const auto& c : cases)
     for (int side = 0; side < 2; ++side)

@@ -49,6 +49,85 @@ KOKKOS_INLINE_FUNCTION int potrf_unblocked(const Member& t, int n, T* A, int s0,
   return 0;
 }
 
+/// potrf_unblocked by one thread, with no team barriers per column (the
+/// diagonal blocks of potrf_entry_host_team).
+template <class T>
+KOKKOS_INLINE_FUNCTION int potrf_unblocked_serial(int n, T* A, int s0, int s1, T* bad) {
+  for (int k = 0; k < n; ++k) {
+    const T d = A[k * s0 + k * s1];
+    if (!(d > T(0)) || !math::isfinite(d)) {
+      *bad = d;
+      return k + 1;
+    }
+    const T l = math::sqrt(d);
+    for (int i = k; i < n; ++i) {
+      const T v = i == k ? l : A[i * s0 + k * s1] / l;
+      A[i * s0 + k * s1] = v;
+      A[k * s0 + i * s1] = v;
+    }
+    const T* rowk = A + k * s0;
+    for (int i = k + 1; i < n; ++i) {
+      T* rowi = A + i * s0;
+      const T aik = rowi[k * s1];
+      for (int j = k + 1; j <= i; ++j) rowi[j * s1] -= aik * rowk[j * s1];
+    }
+  }
+  return 0;
+}
+
+/// Blocked left-looking Cholesky of one large entry on a host team of
+/// several threads (rows contiguous, s1 == 1): the panel's GEMM update and
+/// its triangular solve split into one slice of rows per thread (the
+/// one-thread register-blocked kernels), the diagonal block is factored by
+/// one thread. Same layout contract as potrf_entry.
+template <class Exec, class Member, class AV>
+KOKKOS_INLINE_FUNCTION int potrf_entry_host_team(const Member& t, const AV& A, typename AV::non_const_value_type* bad) {
+  using T = typename AV::non_const_value_type;
+  using mem = typename Exec::memory_space;
+  const int n = A.extent(0);
+  const int s0 = A.stride_0(), s1 = A.stride_1();
+  const int panel = 2 * cholesky_panel;
+  T* a = A.data();
+  for (int j0 = 0; j0 < n; j0 += panel) {
+    const int jb = n - j0 < panel ? n - j0 : panel;
+    if (j0 > 0) {  // C -= L1 L2^T, L2^T read from the mirrored upper triangle
+      auto C = hfisher::detail::strided<mem>(a + j0 * s0 + j0 * s1, n - j0, jb, s0, s1);
+      auto L1 = hfisher::detail::strided<mem>(a + j0 * s0, n - j0, j0, s0, s1);
+      auto L2t = hfisher::detail::strided<mem>(a + j0 * s1, j0, jb, s0, s1);
+      gemm_team_rows(t, Op::NoTrans, Op::NoTrans, T(-1), L1, L2t, T(1), C);
+      t.team_barrier();
+    }
+    int info = 0;
+    Kokkos::single(
+        Kokkos::PerTeam(t),
+        [&](int& r) {
+          T b = T(0);
+          r = potrf_unblocked_serial(jb, a + j0 * s0 + j0 * s1, s0, s1, &b);
+        },
+        info);
+    t.team_barrier();
+    if (info != 0) {  // the failing pivot was left in place
+      *bad = a[(j0 + info - 1) * s0 + (j0 + info - 1) * s1];
+      return j0 + info;
+    }
+    if (j0 + jb < n) {
+      auto D = hfisher::detail::strided<mem>(a + j0 * s0 + j0 * s1, jb, jb, s0, s1);
+      auto P = hfisher::detail::strided<mem>(a + (j0 + jb) * s0 + j0 * s1, n - j0 - jb, jb, s0, s1);
+      trsm_right_team_rows(t, Uplo::Lower, Op::Trans, Diag::NonUnit, T(1), D, P);
+      t.team_barrier();
+      Kokkos::parallel_for(Kokkos::TeamThreadRange(t, j0, j0 + jb), [&](const int l) {
+        for (int i = l + 1; i < n; ++i) a[l * s0 + i * s1] = a[i * s0 + l * s1];
+      });
+      t.team_barrier();
+    }
+  }
+  Kokkos::parallel_for(Kokkos::TeamThreadRange(t, 0, n), [&](const int i) {
+    for (int j = i + 1; j < n; ++j) a[i * s0 + j * s1] = T(0);
+  });
+  t.team_barrier();
+  return 0;
+}
+
 /// Blocked Cholesky of one entry (lower). The strict upper triangle is used
 /// as workspace (it holds L^T of finished panels) and zeroed at the end.
 template <class Exec, class Member, class AV>
@@ -57,6 +136,12 @@ KOKKOS_INLINE_FUNCTION int potrf_entry(const Member& t, const AV& A, typename AV
   using mem = typename Exec::memory_space;
   const int n = A.extent(0);
   const int s0 = A.stride_0(), s1 = A.stride_1();
+  if constexpr (ExecTraits<Exec>::on_host) {
+    // large entries on host teams of several threads; smaller ones run the
+    // team code below, as on the device (the `.team2` tests exercise it)
+    if (t.team_size() > 1 && s1 == 1 && long(n) * n * n >= host_split_work)
+      return potrf_entry_host_team<Exec>(t, A, bad);
+  }
   T* a = A.data();
   for (int j0 = 0; j0 < n; j0 += cholesky_panel) {
     const int jb = n - j0 < cholesky_panel ? n - j0 : cholesky_panel;
@@ -96,8 +181,14 @@ void potrf_nocheck(const Exec& space, const AV& A, const IV& info, const PV& piv
   using member = typename ExecTraits<Exec>::member_type;
   const int nb = A.extent(0);
   if (nb == 0) return;
+  // fewer large entries than host threads: teams spanning the threads, whose
+  // GEMM and TRSM updates split into slices run by the one-thread kernels
+  const long n = A.extent(1);
+  const auto policy = nb < Exec::concurrency() && n * n * n >= host_split_work
+                          ? hfisher::detail::wide_batch_policy(space, nb)
+                          : hfisher::detail::batch_policy(space, nb);
   Kokkos::parallel_for(
-      "hfisher::potrf", hfisher::detail::batch_policy(space, nb), KOKKOS_LAMBDA(const member& t) {
+      "hfisher::potrf", policy, KOKKOS_LAMBDA(const member& t) {
         const int b = t.league_rank();
         T bad = T(0);
         const int r = potrf_entry<Exec>(t, hfisher::detail::entry(A, b), &bad);

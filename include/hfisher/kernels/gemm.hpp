@@ -14,6 +14,49 @@ namespace hfisher {
 namespace kernels {
 namespace detail {
 
+/// On a host team of several threads: C's rows split into one slice per
+/// thread (multiples of 6, the micro-kernel's row block), each slice run by
+/// the register-blocked one-thread GEMM. Returns false (and does nothing)
+/// when the strides fit no fast form. The caller's team barrier follows, as
+/// after any team GEMM.
+template <class Member, class AV, class BV, class CV, class S>
+KOKKOS_INLINE_FUNCTION bool gemm_team_rows(const Member& member, Op ta, Op tb, S alpha, const AV& A, const BV& B,
+                                           S beta, const CV& C) {
+  const int m = C.extent(0), n = C.extent(1);
+  const int k = ta == Op::NoTrans ? A.extent(1) : A.extent(0);
+  const int ai = ta == Op::NoTrans ? A.stride_0() : A.stride_1();
+  const int al = ta == Op::NoTrans ? A.stride_1() : A.stride_0();
+  const int bl = tb == Op::NoTrans ? B.stride_0() : B.stride_1();
+  const int bj = tb == Op::NoTrans ? B.stride_1() : B.stride_0();
+  if (!(bj == 1 || (al == 1 && bl == 1))) return false;
+  if (m == 0 || n == 0) return true;
+  using T = typename CV::non_const_value_type;
+  const int ts = member.team_size();
+  const int slice = ((m + ts - 1) / ts + 5) / 6 * 6;
+  const T* a = A.data();
+  const T* b = B.data();
+  T* c = C.data();
+  const int ci = C.stride_0(), cj = C.stride_1();
+  Kokkos::parallel_for(Kokkos::TeamThreadRange(member, ts), [&](const int p) {
+    const int r0 = p * slice;
+    const int r1 = r0 + slice < m ? r0 + slice : m;
+    if (r0 < r1)
+      detail::gemm_serial_blocked<T>(r1 - r0, n, k, T(alpha), a + long(r0) * ai, ai, al, b, bl, bj, T(beta),
+                                     c + long(r0) * ci, ci, cj);
+  });
+  return true;
+}
+
+/// gemm_team_rows for entries of at least host_split_work (m n k) and 6 rows
+/// per thread; smaller ones return false and run KokkosBatched's team GEMM.
+template <class Member, class AV, class BV, class CV, class S>
+KOKKOS_INLINE_FUNCTION bool gemm_team_split(const Member& member, Op ta, Op tb, S alpha, const AV& A, const BV& B,
+                                            S beta, const CV& C) {
+  const long m = C.extent(0), n = C.extent(1), k = ta == Op::NoTrans ? A.extent(1) : A.extent(0);
+  if (m < 6 * member.team_size() || m * n * k < host_split_work) return false;
+  return gemm_team_rows(member, ta, tb, alpha, A, B, beta, C);
+}
+
 /// C = alpha op(A) op(B) + beta C on one entry, inside a team (no checks).
 template <class Exec, class Member, class AV, class BV, class CV, class S>
 KOKKOS_INLINE_FUNCTION void gemm_entry(const Member& member, Op ta, Op tb, S alpha, const AV& A, const BV& B,
@@ -21,6 +64,7 @@ KOKKOS_INLINE_FUNCTION void gemm_entry(const Member& member, Op ta, Op tb, S alp
   using mode = typename ExecTraits<Exec>::mode;
   using algo = KokkosBatched::Algo::Gemm::Blocked;
   if constexpr (ExecTraits<Exec>::on_host) {
+    if (member.team_size() > 1 && gemm_team_split(member, ta, tb, alpha, A, B, beta, C)) return;
     if (member.team_size() > 1) {  // host teams (testing the device code path)
       using TM = KokkosBatched::Mode::Team;
       using NT = KokkosBatched::Trans::NoTranspose;
@@ -65,8 +109,12 @@ void gemm_nocheck(const Exec& space, Op ta, Op tb, typename CV::non_const_value_
   using member = typename ExecTraits<Exec>::member_type;
   const int nb = C.extent(0);
   if (nb == 0) return;
+  // fewer large entries than host threads: teams spanning the threads
+  const long work = long(C.extent(1)) * C.extent(2) * (ta == Op::NoTrans ? A.extent(2) : A.extent(1));
+  const auto policy = nb < Exec::concurrency() && work >= host_split_work ? hfisher::detail::wide_batch_policy(space, nb)
+                                                                          : hfisher::detail::batch_policy(space, nb);
   Kokkos::parallel_for(
-      "hfisher::gemm", hfisher::detail::batch_policy(space, nb), KOKKOS_LAMBDA(const member& t) {
+      "hfisher::gemm", policy, KOKKOS_LAMBDA(const member& t) {
         const int b = t.league_rank();
         gemm_entry<Exec>(t, ta, tb, S(alpha), hfisher::detail::entry(A, b), hfisher::detail::entry(B, b), S(beta),
                          hfisher::detail::entry(C, b));

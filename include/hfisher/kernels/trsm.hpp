@@ -160,11 +160,46 @@ KOKKOS_INLINE_FUNCTION void trsm_right_serial_blocked(bool lower, bool trans, bo
   }
 }
 
+/// Right-side solve X op(A) = alpha B on a host team of several threads:
+/// one slice of B's rows per thread (the rows of X are independent), each by
+/// trsm_right_serial_blocked. Needs B contiguous along its rows. The
+/// caller's team barrier follows.
+template <class Member, class AV, class BV, class S>
+KOKKOS_INLINE_FUNCTION void trsm_right_team_rows(const Member& member, Uplo uplo, Op op, Diag diag, S alpha,
+                                                 const AV& A, const BV& B) {
+  using T = typename BV::non_const_value_type;
+  const int m = B.extent(0), ts = member.team_size();
+  const int slice = ((m + ts - 1) / ts + 5) / 6 * 6;
+  Kokkos::parallel_for(Kokkos::TeamThreadRange(member, ts), [&](const int p) {
+    const int r0 = p * slice, r1 = r0 + slice < m ? r0 + slice : m;
+    if (r0 < r1)
+      trsm_right_serial_blocked<T>(uplo == Uplo::Lower, op != Op::NoTrans, diag == Diag::Unit, T(alpha), r1 - r0,
+                                   int(B.extent(1)), A.data(), int(A.stride_0()), int(A.stride_1()),
+                                   B.data() + long(r0) * B.stride_0(), int(B.stride_0()));
+  });
+}
+
 /// Left-side solve op(A) X = alpha B on one entry (no checks).
 template <class Exec, class Member, class AV, class BV, class S>
 KOKKOS_INLINE_FUNCTION void trsm_left_entry(const Member& member, Uplo uplo, Op op, Diag diag, S alpha, const AV& A,
                                             const BV& B) {
   if constexpr (ExecTraits<Exec>::on_host) {
+    // a host team and many right-hand sides: one slice of B's columns per
+    // thread (the columns of X are independent)
+    if (member.team_size() > 1 && B.stride_1() == 1 && int(B.extent(1)) >= 8 * member.team_size() &&
+        long(B.extent(0)) * B.extent(0) * B.extent(1) >= host_split_work) {
+      using T = typename BV::non_const_value_type;
+      const int n = B.extent(1), ts = member.team_size();
+      const int slice = ((n + ts - 1) / ts + 7) / 8 * 8;
+      Kokkos::parallel_for(Kokkos::TeamThreadRange(member, ts), [&](const int p) {
+        const int c0 = p * slice, c1 = c0 + slice < n ? c0 + slice : n;
+        if (c0 < c1)
+          trsm_left_serial_blocked<T>(uplo == Uplo::Lower, op != Op::NoTrans, diag == Diag::Unit, T(alpha),
+                                      int(B.extent(0)), c1 - c0, A.data(), int(A.stride_0()), int(A.stride_1()),
+                                      B.data() + c0, int(B.stride_0()));
+      });
+      return;
+    }
     if (member.team_size() == 1 && (B.stride_1() == 1 || B.extent(1) <= 1) && B.extent(0) > 0) {
       trsm_left_serial_blocked<typename BV::non_const_value_type>(
           uplo == Uplo::Lower, op != Op::NoTrans, diag == Diag::Unit, alpha, int(B.extent(0)), int(B.extent(1)),
@@ -193,6 +228,11 @@ KOKKOS_INLINE_FUNCTION void trsm_entry(const Member& member, Side side, Uplo upl
     trsm_left_entry<Exec>(member, uplo, op, diag, alpha, A, B);
   } else {
     if constexpr (ExecTraits<Exec>::on_host) {
+      if (member.team_size() > 1 && B.stride_1() == 1 && int(B.extent(0)) >= 6 * member.team_size() &&
+          long(B.extent(0)) * B.extent(1) * B.extent(1) >= host_split_work) {
+        trsm_right_team_rows(member, uplo, op, diag, alpha, A, B);
+        return;
+      }
       if (member.team_size() == 1 && (B.stride_1() == 1 || B.extent(1) <= 1) && B.extent(0) > 0) {
         trsm_right_serial_blocked<typename BV::non_const_value_type>(
             uplo == Uplo::Lower, op != Op::NoTrans, diag == Diag::Unit, alpha, int(B.extent(0)), int(B.extent(1)),
@@ -214,8 +254,13 @@ void trsm_nocheck(const Exec& space, Side side, Uplo uplo, Op op, Diag diag, typ
   using member = typename ExecTraits<Exec>::member_type;
   const int nb = B.extent(0);
   if (nb == 0) return;
+  // fewer large entries than host threads: teams spanning the threads
+  const long k = side == Side::Left ? B.extent(1) : B.extent(2);
+  const long work = long(B.extent(1)) * B.extent(2) * k;
+  const auto policy = nb < Exec::concurrency() && work >= host_split_work ? hfisher::detail::wide_batch_policy(space, nb)
+                                                                          : hfisher::detail::batch_policy(space, nb);
   Kokkos::parallel_for(
-      "hfisher::trsm", hfisher::detail::batch_policy(space, nb), KOKKOS_LAMBDA(const member& t) {
+      "hfisher::trsm", policy, KOKKOS_LAMBDA(const member& t) {
         const int b = t.league_rank();
         trsm_entry<Exec>(t, side, uplo, op, diag, S(alpha), hfisher::detail::entry(A, b), hfisher::detail::entry(B, b));
       });

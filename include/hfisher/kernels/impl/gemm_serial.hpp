@@ -28,6 +28,13 @@ namespace hfisher {
 namespace kernels {
 namespace detail {
 
+/// Size (m n k for GEMM, rows x columns x order for TRSM) from which a host
+/// team of several threads splits one entry into one slice of rows (or of
+/// right-hand sides) per thread, each run by the one-thread kernels of this
+/// file. Below it, host teams run KokkosBatched's team code, as the device
+/// does, so the `.team2` tests of small kernels still exercise that path.
+constexpr long host_split_work = 1L << 22;
+
 template <class T> struct GemmBlock;
 template <> struct GemmBlock<double> { static constexpr int MR = 4, NR = 16, VL = 8; };
 template <> struct GemmBlock<float> { static constexpr int MR = 4, NR = 32, VL = 16; };
@@ -170,7 +177,6 @@ inline void dot_all(int m, int n, int k, T alpha, T beta, const T* A, int ai, co
       int i0 = 0;
       for (; i0 + 6 <= m; i0 += 6) axpy_block_avx2<T, 6, 2>(i0, 0, kc, alpha, b, Al, ai, 1, panel, NB, Cj, ci, cj, nc);
       for (; i0 < m; ++i0) axpy_block_avx2<T, 1, 2>(i0, 0, kc, alpha, b, Al, ai, 1, panel, NB, Cj, ci, cj, nc);
-      if (k == 0) break;
     }
   }
 }
@@ -219,7 +225,22 @@ KOKKOS_INLINE_FUNCTION bool gemm_serial_blocked(int m, int n, int k, T alpha, co
     c = beta == T(0) ? alpha * v : alpha * v + beta * c;
   };
   if (bj == 1) {
-    axpy_all<T>(m, n, k, alpha, beta, A, ai, al, B, bl, C, ci, cj);
+    // cache blocking for large operands: KC values of l by NC columns of
+    // op(B) (KC * NC * 8 bytes = 512 KiB for double) stay in L2 while every
+    // row block of A streams past them; later l panels add to C
+    constexpr int KC = 256, NC = 256;
+    if (k <= KC && n <= NC) {
+      axpy_all<T>(m, n, k, alpha, beta, A, ai, al, B, bl, C, ci, cj);
+      return true;
+    }
+    for (int j0 = 0; j0 < n; j0 += NC) {
+      const int nc = n - j0 < NC ? n - j0 : NC;
+      for (int l0 = 0; l0 < k || l0 == 0; l0 += KC) {
+        const int kc = k - l0 < KC ? k - l0 : KC;
+        axpy_all<T>(m, nc, kc, alpha, l0 == 0 ? beta : T(1), A + long(l0) * al, ai, al, B + long(l0) * bl + j0, bl,
+                    C + long(j0) * cj, ci, cj);
+      }
+    }
     return true;
   }
   if (al == 1 && bl == 1) {
