@@ -1,10 +1,13 @@
 #pragma once
 /// \file svd.hpp
-/// \brief Batched thin SVD by one-sided Jacobi: A_b = U_b diag(S_b) V_b^T.
+/// \brief Batched thin SVD by QR-preconditioned one-sided Jacobi:
+/// A_b = U_b diag(S_b) V_b^T.
 
 #include <hfisher/core/types.hpp>
 #include <hfisher/core/validate.hpp>
+#include <hfisher/kernels/gemm.hpp>
 #include <hfisher/kernels/impl/jacobi.hpp>
+#include <hfisher/kernels/qr.hpp>
 
 namespace hfisher {
 namespace kernels {
@@ -12,12 +15,38 @@ namespace kernels {
 /// Largest number of Jacobi sweeps before svd/syev report non-convergence.
 constexpr int jacobi_max_sweeps = 40;
 
+namespace detail {
+
+/// Out(b, perm(b, i), j) = Wc(b, j, i): the right singular vectors P W of
+/// the preconditioned SVD, W's column j stored as Wc(b, j, :).
+template <class Exec, class WV, class PV, class OV>
+void svd_permuted_rows(const Exec& space, const WV& Wc, const PV& perm, const OV& Out) {
+  const long nb = Wc.extent(0), cols = Wc.extent(1);
+  Kokkos::parallel_for(
+      "hfisher::svd::copy_out", Kokkos::RangePolicy<Exec>(space, 0, nb * cols), KOKKOS_LAMBDA(const long e) {
+        const int b = e / cols, i = e % cols;
+        const int row = perm(b, i);
+        for (int j = 0; j < cols; ++j) Out(b, row, j) = Wc(b, j, i);
+      });
+}
+
+}  // namespace detail
+
 /// Batched thin SVD. A: (batch, m, n), unchanged; with k = min(m, n):
 /// U: (batch, m, k), S: (batch, k) descending, V: (batch, n, k).
-/// Columns of U (or V when m < n) that belong to zero singular values are
-/// zero. Throws if an entry does not converge in jacobi_max_sweeps sweeps.
-template <class Exec, class AV, class UV, class SV, class VV>
-void svd(const Exec& space, const AV& A, const UV& U, const SV& S, const VV& V) {
+/// QR-preconditioned one-sided Jacobi (Drmac and Veselic): op(A) P = Q R by
+/// Householder QR with column pivoting (op(A) = A, or A^T when m < n, so
+/// that it is tall), then one-sided Jacobi on the k x k matrix R^T =
+/// W diag(S) Z^T, whose columns (the rows of the pivoted R) are graded and
+/// nearly orthogonal, so the sweeps converge in a few passes where Jacobi
+/// on A itself can need dozens (the 500 x 500 core of a truncation of
+/// graded factors did not converge in 40). Then op(A) = (Q Z) diag(S)
+/// (P W)^T. Columns of V (of U when m < n) that belong to zero singular
+/// values are zero; the other side is orthonormal. Throws if an entry does
+/// not converge in jacobi_max_sweeps sweeps. With `sweeps` (batch int, or
+/// empty): the number of Jacobi sweeps each entry took.
+template <class Exec, class AV, class UV, class SV, class VV, class WV>
+void svd(const Exec& space, const AV& A, const UV& U, const SV& S, const VV& V, const WV& sweeps) {
   constexpr const char* where = "hfisher::kernels::svd";
   static_assert(AV::rank == 3 && UV::rank == 3 && SV::rank == 2 && VV::rank == 3, "svd: argument ranks");
   const long nb = A.extent(0), m = A.extent(1), n = A.extent(2), k = m < n ? m : n;
@@ -29,45 +58,65 @@ void svd(const Exec& space, const AV& A, const UV& U, const SV& S, const VV& V) 
   hfisher::detail::check_extent(S.extent(1), k, where, "S", "length");
   hfisher::detail::check_extent(V.extent(1), n, where, "V", "rows");
   hfisher::detail::check_extent(V.extent(2), k, where, "V", "columns");
+  static_assert(WV::rank == 1, "svd: sweeps must be rank-1 (batch)");
+  if (sweeps.extent(0) > 0) hfisher::detail::check_batch(sweeps.extent(0), nb, where, "sweeps");
   hfisher::detail::check_finite3(space, A, where, "A");
   if (nb == 0 || k == 0) return;
   using member = typename ExecTraits<Exec>::member_type;
   using T = typename UV::non_const_value_type;
-  Kokkos::View<int*, typename Exec::memory_space> status("hfisher::svd::status", nb);
-  // Jacobi rotates columns: work on column-contiguous copies (each column of
-  // the rotated matrix is one contiguous run), then copy out.
-  const long rows = m >= n ? m : n, cols = k;  // the matrix Jacobi sees: rows x cols, rows >= cols
-  BatchMatrix<T, Exec> Wc(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::svd::Wc"), nb, cols, rows);
-  BatchMatrix<T, Exec> Vc(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::svd::Vc"), nb, cols, cols);
+  using mem = typename Exec::memory_space;
+  const long rows = m >= n ? m : n, cols = k;  // op(A): rows x cols, rows >= cols
+  // op(A) P = Q R
+  BatchMatrix<T, Exec> Ap(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::svd::opA"), nb, rows, cols);
+  Kokkos::parallel_for(
+      "hfisher::svd::copy_in", Kokkos::RangePolicy<Exec>(space, 0, nb * rows), KOKKOS_LAMBDA(const long e) {
+        const int b = e / rows, r = e % rows;
+        for (int c = 0; c < cols; ++c) Ap(b, r, c) = m >= n ? T(A(b, r, c)) : T(A(b, c, r));
+      });
+  BatchVector<T, Exec> tau(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::svd::tau"), nb, cols);
+  Kokkos::View<int**, Kokkos::LayoutRight, mem> perm(
+      Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::svd::perm"), nb, cols);
+  Kokkos::View<int*, mem> qr_rank(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::svd::qr_rank"), nb);
+  cpqr(space, Ap, tau, perm, qr_rank, 0.5);
+  BatchMatrix<T, Exec> Q(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::svd::Q"), nb, rows, cols);
+  qr_form_q(space, Ap, tau, Q);
+  // Jacobi rotates columns: R^T with each column (a row of R) contiguous;
+  // the rotated copy is made in place (jacobi_svd's U is its A)
+  BatchMatrix<T, Exec> Wc(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::svd::Wc"), nb, cols, cols);
+  BatchMatrix<T, Exec> Zc(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::svd::Zc"), nb, cols, cols);
+  Kokkos::parallel_for(
+      "hfisher::svd::r_rows", Kokkos::RangePolicy<Exec>(space, 0, nb * cols), KOKKOS_LAMBDA(const long e) {
+        const int b = e / cols, j = e % cols;
+        for (int r = 0; r < cols; ++r) Wc(b, j, r) = r >= j ? Ap(b, j, r) : T(0);
+      });
+  Kokkos::View<int*, mem> status("hfisher::svd::status", nb);
   Kokkos::parallel_for(
       "hfisher::svd", hfisher::detail::batch_policy(space, nb), KOKKOS_LAMBDA(const member& t) {
         const int b = t.league_rank();
-        auto Ab = hfisher::detail::entry(A, b);
-        auto Wb = hfisher::detail::entry(Wc, b);
-        auto Vb = hfisher::detail::entry(Vc, b);
-        // A (m >= n) or A^T (m < n) as rows x cols
-        const int a0 = m >= n ? Ab.stride_0() : Ab.stride_1(), a1 = m >= n ? Ab.stride_1() : Ab.stride_0();
-        const int sw = detail::jacobi_svd<member, T>(t, rows, cols, Ab.data(), a0, a1, Wb.data(), 1, rows, &S(b, 0),
-                                                   Vb.data(), 1, cols, jacobi_max_sweeps);
-        Kokkos::single(Kokkos::PerTeam(t), [&]() { status(b) = sw < 0 ? 1 : 0; });
+        T* w = &Wc(b, 0, 0);
+        const int sw = detail::jacobi_svd<member, T>(t, cols, cols, w, 1, cols, w, 1, cols, &S(b, 0), &Zc(b, 0, 0), 1,
+                                                   cols, jacobi_max_sweeps);
+        Kokkos::single(Kokkos::PerTeam(t), [&]() {
+          status(b) = sw < 0 ? 1 : 0;
+          if (sweeps.extent(0) > 0) sweeps(b) = sw;
+        });
       });
-  // copy out: m >= n: U = W, V = Vc; m < n: A^T = W S Vc^T, so U = Vc, V = W
-  Kokkos::parallel_for(
-      "hfisher::svd::copy_out", Kokkos::RangePolicy<Exec>(space, 0, nb), KOKKOS_LAMBDA(const int b) {
-        for (int j = 0; j < cols; ++j) {
-          for (int r = 0; r < rows; ++r) {
-            if (m >= n) U(b, r, j) = Wc(b, j, r);
-            else V(b, r, j) = Wc(b, j, r);
-          }
-          for (int r = 0; r < cols; ++r) {
-            if (m >= n) V(b, r, j) = Vc(b, j, r);
-            else U(b, r, j) = Vc(b, j, r);
-          }
-        }
-      });
+  // R^T = W S Z^T, so op(A) = Q R P^T = (Q Z) S (P W)^T; Z's column j is Zc(b, j, :)
+  if (m >= n) {
+    detail::gemm_nocheck(space, Op::NoTrans, Op::Trans, T(1), Q, Zc, T(0), U);
+    detail::svd_permuted_rows(space, Wc, perm, V);
+  } else {
+    detail::gemm_nocheck(space, Op::NoTrans, Op::Trans, T(1), Q, Zc, T(0), V);
+    detail::svd_permuted_rows(space, Wc, perm, U);
+  }
   const long bad = hfisher::detail::first_failure(space, status);
   hfisher::detail::require(bad < 0, where, "one-sided Jacobi did not converge in ", jacobi_max_sweeps,
                            " sweeps at batch entry ", bad);
+}
+
+template <class Exec, class AV, class UV, class SV, class VV>
+void svd(const Exec& space, const AV& A, const UV& U, const SV& S, const VV& V) {
+  svd(space, A, U, S, V, Kokkos::View<int*, typename Exec::memory_space>());
 }
 
 template <class AV, class UV, class SV, class VV>
