@@ -74,6 +74,7 @@ template <> struct Avx2<double> {
   static V load(const double* p) { return _mm256_loadu_pd(p); }
   static V set1(double x) { return _mm256_set1_pd(x); }
   static V fma(V a, V b, V c) { return _mm256_fmadd_pd(a, b, c); }
+  static V mul(V a, V b) { return _mm256_mul_pd(a, b); }
   static void store(double* p, V v) { _mm256_storeu_pd(p, v); }
 };
 template <> struct Avx2<float> {
@@ -83,6 +84,7 @@ template <> struct Avx2<float> {
   static V load(const float* p) { return _mm256_loadu_ps(p); }
   static V set1(float x) { return _mm256_set1_ps(x); }
   static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
   static void store(float* p, V v) { _mm256_storeu_ps(p, v); }
 };
 
@@ -113,6 +115,19 @@ inline void axpy_block_avx2(int i0, int j0, int k, T alpha, T beta, const T* A, 
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) acc[r][v] = X::fma(a, bv[v], acc[r][v]);
     }
+  }
+  if (cj == 1 && nc == NV * W) {  // rows of C contiguous: vector stores
+    const V va = X::set1(alpha), vb = X::set1(beta);
+#pragma GCC unroll 8
+    for (int r = 0; r < MB; ++r) {
+      T* c = C + long(i0 + r) * ci + j0;
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) {
+        const V x = X::mul(va, acc[r][v]);
+        X::store(c + v * W, beta == T(0) ? x : X::fma(vb, X::load(c + v * W), x));
+      }
+    }
+    return;
   }
   T out[NV * W];
   for (int r = 0; r < MB; ++r) {
