@@ -101,6 +101,20 @@ TYPED_TEST(Cholesky, ReportsTheFailingEntryAndPivot) {
   for (int b = 0; b < 6; ++b) EXPECT_EQ(ih[b], b == 4 ? 7 : 0);
   EXPECT_NEAR(to_host1(piv)[4], -2.0, 1e-6);
 
+  // one large entry (the whole-team path on the host): pivot 100 of 300,
+  // in the second 64-column panel
+  {
+    auto Bh = spd_batch(1, 300, 4);
+    for (int j = 0; j < 300; ++j) Bh(0, 100, j) = Bh(0, j, 100) = 0.0;
+    Bh(0, 100, 100) = -3.0;
+    auto B = to_device<S, E>(Bh);
+    Kokkos::View<int*, typename E::memory_space> info1("info1", 1);
+    Kokkos::View<S*, typename E::memory_space> piv1("piv1", 1);
+    hfisher::kernels::potrf(E(), B, info1, piv1);
+    EXPECT_EQ(to_host1(info1)[0], 101);
+    EXPECT_NEAR(to_host1(piv1)[0], -3.0, 1e-5);
+  }
+
   hfisher::BatchMatrix<S, E> R("R", 2, 3, 4);
   EXPECT_THROW(hfisher::kernels::potrf(E(), R), hfisher::Error);
 }

@@ -91,8 +91,8 @@ KOKKOS_INLINE_FUNCTION int potrf_entry_host_team(const Member& t, const AV& A, t
   for (int j0 = 0; j0 < n; j0 += panel) {
     const int jb = n - j0 < panel ? n - j0 : panel;
     if (j0 > 0) {  // C -= L1 L2^T, L2^T read from the mirrored upper triangle
-      auto C = hfisher::detail::strided<mem>(a + j0 * s0 + j0 * s1, n - j0, jb, s0, s1);
-      auto L1 = hfisher::detail::strided<mem>(a + j0 * s0, n - j0, j0, s0, s1);
+      auto C = hfisher::detail::strided<mem>(a + long(j0) * s0 + j0 * s1, n - j0, jb, s0, s1);
+      auto L1 = hfisher::detail::strided<mem>(a + long(j0) * s0, n - j0, j0, s0, s1);
       auto L2t = hfisher::detail::strided<mem>(a + j0 * s1, j0, jb, s0, s1);
       gemm_team_rows(t, Op::NoTrans, Op::NoTrans, T(-1), L1, L2t, T(1), C);
       t.team_barrier();
@@ -102,27 +102,27 @@ KOKKOS_INLINE_FUNCTION int potrf_entry_host_team(const Member& t, const AV& A, t
         Kokkos::PerTeam(t),
         [&](int& r) {
           T b = T(0);
-          r = potrf_unblocked_serial(jb, a + j0 * s0 + j0 * s1, s0, s1, &b);
+          r = potrf_unblocked_serial(jb, a + long(j0) * s0 + j0 * s1, s0, s1, &b);
         },
         info);
     t.team_barrier();
     if (info != 0) {  // the failing pivot was left in place
-      *bad = a[(j0 + info - 1) * s0 + (j0 + info - 1) * s1];
+      *bad = a[long(j0 + info - 1) * (s0 + s1)];
       return j0 + info;
     }
     if (j0 + jb < n) {
-      auto D = hfisher::detail::strided<mem>(a + j0 * s0 + j0 * s1, jb, jb, s0, s1);
-      auto P = hfisher::detail::strided<mem>(a + (j0 + jb) * s0 + j0 * s1, n - j0 - jb, jb, s0, s1);
+      auto D = hfisher::detail::strided<mem>(a + long(j0) * s0 + j0 * s1, jb, jb, s0, s1);
+      auto P = hfisher::detail::strided<mem>(a + long(j0 + jb) * s0 + j0 * s1, n - j0 - jb, jb, s0, s1);
       trsm_right_team_rows(t, Uplo::Lower, Op::Trans, Diag::NonUnit, T(1), D, P);
       t.team_barrier();
       Kokkos::parallel_for(Kokkos::TeamThreadRange(t, j0, j0 + jb), [&](const int l) {
-        for (int i = l + 1; i < n; ++i) a[l * s0 + i * s1] = a[i * s0 + l * s1];
+        for (int i = l + 1; i < n; ++i) a[long(l) * s0 + i * s1] = a[long(i) * s0 + l * s1];
       });
       t.team_barrier();
     }
   }
   Kokkos::parallel_for(Kokkos::TeamThreadRange(t, 0, n), [&](const int i) {
-    for (int j = i + 1; j < n; ++j) a[i * s0 + j * s1] = T(0);
+    for (int j = i + 1; j < n; ++j) a[long(i) * s0 + j * s1] = T(0);
   });
   t.team_barrier();
   return 0;
