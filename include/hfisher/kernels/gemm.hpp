@@ -14,6 +14,24 @@ namespace hfisher {
 namespace kernels {
 namespace detail {
 
+/// Sizes and strides of C = op(A) op(B): op(A)(i, l) = A[i ai + l al],
+/// op(B)(l, j) = B[l bl + j bj].
+struct GemmShape {
+  int m, n, k, ai, al, bl, bj;
+};
+template <class AV, class BV, class CV>
+KOKKOS_INLINE_FUNCTION GemmShape gemm_shape(Op ta, Op tb, const AV& A, const BV& B, const CV& C) {
+  GemmShape g;
+  g.m = C.extent(0);
+  g.n = C.extent(1);
+  g.k = ta == Op::NoTrans ? A.extent(1) : A.extent(0);
+  g.ai = ta == Op::NoTrans ? A.stride_0() : A.stride_1();
+  g.al = ta == Op::NoTrans ? A.stride_1() : A.stride_0();
+  g.bl = tb == Op::NoTrans ? B.stride_0() : B.stride_1();
+  g.bj = tb == Op::NoTrans ? B.stride_1() : B.stride_0();
+  return g;
+}
+
 /// On a host team of several threads: C's rows split into one slice per
 /// thread (multiples of 6, the micro-kernel's row block), each slice run by
 /// the register-blocked one-thread GEMM. Returns false (and does nothing)
@@ -22,12 +40,8 @@ namespace detail {
 template <class Member, class AV, class BV, class CV, class S>
 KOKKOS_INLINE_FUNCTION bool gemm_team_rows(const Member& member, Op ta, Op tb, S alpha, const AV& A, const BV& B,
                                            S beta, const CV& C) {
-  const int m = C.extent(0), n = C.extent(1);
-  const int k = ta == Op::NoTrans ? A.extent(1) : A.extent(0);
-  const int ai = ta == Op::NoTrans ? A.stride_0() : A.stride_1();
-  const int al = ta == Op::NoTrans ? A.stride_1() : A.stride_0();
-  const int bl = tb == Op::NoTrans ? B.stride_0() : B.stride_1();
-  const int bj = tb == Op::NoTrans ? B.stride_1() : B.stride_0();
+  const auto g = gemm_shape(ta, tb, A, B, C);
+  const int m = g.m, n = g.n, k = g.k, ai = g.ai, al = g.al, bl = g.bl, bj = g.bj;
   if (!(bj == 1 || (al == 1 && bl == 1))) return false;
   if (m == 0 || n == 0) return true;
   using T = typename CV::non_const_value_type;
@@ -76,16 +90,11 @@ KOKKOS_INLINE_FUNCTION void gemm_entry(const Member& member, Op ta, Op tb, S alp
       return;
     }
     // one thread per entry: the register-blocked forms where strides allow
-    const int m = C.extent(0), n = C.extent(1);
-    const int k = ta == Op::NoTrans ? A.extent(1) : A.extent(0);
-    const int ai = ta == Op::NoTrans ? A.stride_0() : A.stride_1();
-    const int al = ta == Op::NoTrans ? A.stride_1() : A.stride_0();
-    const int bl = tb == Op::NoTrans ? B.stride_0() : B.stride_1();
-    const int bj = tb == Op::NoTrans ? B.stride_1() : B.stride_0();
-    if (m == 0 || n == 0) return;
-    if (detail::gemm_serial_blocked<typename CV::non_const_value_type>(m, n, k, alpha, A.data(), ai, al, B.data(), bl,
-                                                                      bj, beta, C.data(), C.stride_0(),
-                                                                      C.stride_1()))
+    const auto g = gemm_shape(ta, tb, A, B, C);
+    if (g.m == 0 || g.n == 0) return;
+    if (detail::gemm_serial_blocked<typename CV::non_const_value_type>(g.m, g.n, g.k, alpha, A.data(), g.ai, g.al,
+                                                                      B.data(), g.bl, g.bj, beta, C.data(),
+                                                                      C.stride_0(), C.stride_1()))
       return;
   }
   if (ta == Op::NoTrans) {
