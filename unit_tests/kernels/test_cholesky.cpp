@@ -117,4 +117,33 @@ TYPED_TEST(Cholesky, ReportsTheFailingEntryAndPivot) {
 
   hfisher::BatchMatrix<S, E> R("R", 2, 3, 4);
   EXPECT_THROW(hfisher::kernels::potrf(E(), R), hfisher::Error);
+
+  // a NaN in the (unread) upper triangle of entry 2 and an Inf in entry 5:
+  // entry 2 is named; the refused entries and their info are left as they
+  // were, the others are factored
+  {
+    auto Nh = spd_batch(6, 10, 5);
+    Nh(2, 1, 8) = std::numeric_limits<double>::quiet_NaN();
+    Nh(5, 9, 9) = std::numeric_limits<double>::infinity();
+    auto N = to_device<S, E>(Nh);
+    Kokkos::View<int*, typename E::memory_space> info2("info2", 6);
+    Kokkos::deep_copy(info2, -7);
+    try {
+      hfisher::kernels::potrf(E(), N, info2, piv);
+      FAIL() << "NaN not detected";
+    } catch (const hfisher::NonFiniteError& e) {
+      const std::string w = e.what();
+      EXPECT_NE(w.find("batch entry 2,"), std::string::npos) << w;
+      EXPECT_NE(w.find("(1, 8)"), std::string::npos) << w;
+    }
+    auto i2 = to_host1(info2);
+    auto got = to_host(N);
+    for (int b = 0; b < 6; ++b) {
+      const bool refused = b == 2 || b == 5;
+      EXPECT_EQ(i2[b], refused ? -7 : 0) << b;
+      // refused: the lower triangle is still A; factored: L(0, 0) = sqrt(A(0, 0)) and a zero upper triangle
+      EXPECT_NEAR(got(b, 0, 0), refused ? Nh(b, 0, 0) : std::sqrt(Nh(b, 0, 0)), 1e-5 * Nh(b, 0, 0)) << b;
+      EXPECT_EQ(got(b, 3, 7), refused ? S(Nh(b, 3, 7)) : S(0)) << b;
+    }
+  }
 }

@@ -102,4 +102,61 @@ TYPED_TEST(Gemm, RejectsBadInput) {
     EXPECT_NE(w.find("batch entry 1"), std::string::npos) << w;
     EXPECT_NE(w.find("(2, 3)"), std::string::npos) << w;
   }
+
+  // the check runs per entry in the GEMM's own launch: the first entry with a
+  // bad input is named (B of entry 1 before A of entry 3, C read as beta != 0
+  // in entry 2); refused entries keep C, the others hold their products
+  {
+    const int nb = 5, m = 6, n = 7, k = 5;
+    auto Ah = random_batch(nb, m, k, 11), Bh = random_batch(nb, k, n, 12), Ch = random_batch(nb, m, n, 13);
+    Ah(3, 0, 4) = std::numeric_limits<double>::infinity();
+    Bh(1, 4, 6) = std::numeric_limits<double>::quiet_NaN();
+    Ch(2, 5, 0) = -std::numeric_limits<double>::infinity();
+    auto Ad = to_device<S, E>(Ah), Bd = to_device<S, E>(Bh), Cd = to_device<S, E>(Ch);
+    try {
+      hfisher::kernels::gemm(E(), hfisher::Op::NoTrans, hfisher::Op::NoTrans, S(2), Ad, Bd, S(-1), Cd);
+      FAIL() << "NaN in B not detected";
+    } catch (const hfisher::NonFiniteError& e) {
+      const std::string w = e.what();
+      EXPECT_NE(w.find("argument B"), std::string::npos) << w;
+      EXPECT_NE(w.find("batch entry 1,"), std::string::npos) << w;
+      EXPECT_NE(w.find("(4, 6)"), std::string::npos) << w;
+    }
+    auto got = to_host(Cd);
+    auto ref = matmul(Ah, 0, Bh, 0);
+    for (int b = 0; b < nb; ++b)
+      for (int i = 0; i < m; ++i)
+        for (int j = 0; j < n; ++j) {
+          const bool refused = b == 1 || b == 2 || b == 3;
+          const double want = refused ? Ch(b, i, j) : 2 * ref(b, i, j) - Ch(b, i, j);
+          if (refused && !std::isfinite(want)) {
+            EXPECT_EQ(got(b, i, j), want) << b << " " << i << " " << j;
+          } else {
+            EXPECT_NEAR(got(b, i, j), want, 1e-4 * (std::abs(want) + 1)) << b << " " << i << " " << j;
+          }
+        }
+    // with B mended, C of entry 2 is named next
+    Bh(1, 4, 6) = 0;
+    Bd = to_device<S, E>(Bh);
+    try {
+      hfisher::kernels::gemm(E(), hfisher::Op::NoTrans, hfisher::Op::NoTrans, S(2), Ad, Bd, S(-1), Cd);
+      FAIL() << "Inf in C not detected";
+    } catch (const hfisher::NonFiniteError& e) {
+      const std::string w = e.what();
+      EXPECT_NE(w.find("argument C"), std::string::npos) << w;
+      EXPECT_NE(w.find("batch entry 2,"), std::string::npos) << w;
+      EXPECT_NE(w.find("(5, 0)"), std::string::npos) << w;
+    }
+    // beta = 0: C is not read, so only A of entry 3 is refused
+    Cd = to_device<S, E>(Ch);
+    try {
+      hfisher::kernels::gemm(E(), hfisher::Op::NoTrans, hfisher::Op::NoTrans, S(1), Ad, Bd, S(0), Cd);
+      FAIL() << "Inf in A not detected";
+    } catch (const hfisher::NonFiniteError& e) {
+      const std::string w = e.what();
+      EXPECT_NE(w.find("argument A"), std::string::npos) << w;
+      EXPECT_NE(w.find("batch entry 3,"), std::string::npos) << w;
+    }
+    EXPECT_TRUE(std::isfinite(to_host(Cd)(2, 5, 0)));
+  }
 }

@@ -84,4 +84,36 @@ TYPED_TEST(Trsm, RejectsSingularAndMismatched) {
   EXPECT_THROW(hfisher::kernels::trsm(E(), hfisher::Side::Left, hfisher::Uplo::Lower, hfisher::Op::NoTrans,
                                       hfisher::Diag::Unit, S(1), T, Bbad),
                hfisher::Error);
+  // a unit diagonal is not read: entry 2 solves
+  Kokkos::deep_copy(B, S(1));
+  EXPECT_NO_THROW(hfisher::kernels::trsm(E(), hfisher::Side::Left, hfisher::Uplo::Lower, hfisher::Op::NoTrans,
+                                         hfisher::Diag::Unit, S(1), T, B));
+
+  // a NaN in B of entry 1 is named before the zero diagonal of entry 2; both
+  // entries are left unchanged, entry 0 is solved
+  Kokkos::deep_copy(B, S(1));
+  auto hb = Kokkos::create_mirror_view(B);
+  Kokkos::deep_copy(hb, B);
+  hb(1, 0, 1) = std::numeric_limits<S>::quiet_NaN();
+  Kokkos::deep_copy(B, hb);
+  try {
+    hfisher::kernels::trsm(E(), hfisher::Side::Left, hfisher::Uplo::Lower, hfisher::Op::NoTrans,
+                           hfisher::Diag::NonUnit, S(1), T, B);
+    FAIL() << "NaN in B not detected";
+  } catch (const hfisher::NonFiniteError& e) {
+    const std::string w = e.what();
+    EXPECT_NE(w.find("argument B"), std::string::npos) << w;
+    EXPECT_NE(w.find("batch entry 1,"), std::string::npos) << w;
+    EXPECT_NE(w.find("(0, 1)"), std::string::npos) << w;
+  }
+  Kokkos::deep_copy(hb, B);
+  // entry 0: T is all ones (lower triangle read), so X = (1, 0, 0, 0) per column
+  for (int j = 0; j < 2; ++j)
+    for (int i = 0; i < 4; ++i) EXPECT_EQ(double(hb(0, i, j)), i == 0 ? 1.0 : 0.0) << i << " " << j;
+  for (int b = 1; b < 3; ++b)
+    for (int i = 0; i < 4; ++i)
+      for (int j = 0; j < 2; ++j)
+        if (!(b == 1 && i == 0 && j == 1)) {
+          EXPECT_EQ(double(hb(b, i, j)), 1.0) << b << " " << i << " " << j;
+        }
 }

@@ -14,9 +14,11 @@ namespace hfisher {
 namespace detail {
 
 /// Throws if any entry of the rank-3 view A is NaN or Inf, naming the batch
-/// entry and position of the first one.
+/// entry and position of the first one (entries are numbered from
+/// entry_offset: A may be a slice of a larger batch).
 template <class ExecSpace, class View3>
-void check_finite3(const ExecSpace& space, const View3& A, const char* where, const char* arg) {
+void check_finite3(const ExecSpace& space, const View3& A, const char* where, const char* arg,
+                   long entry_offset = 0) {
   static_assert(View3::rank == 3, "check_finite3 needs a rank-3 view");
   const long nb = A.extent(0), m = A.extent(1), n = A.extent(2);
   if (nb * m * n == 0) return;
@@ -60,9 +62,80 @@ void check_finite3(const ExecSpace& space, const View3& A, const char* where, co
       Kokkos::Min<long>(first));
   if (first < nb * m * n) {
     const long b = first / (m * n), i = (first / n) % m, j = first % n;
-    throw NonFiniteError(concat(where, ": argument ", arg, " has a non-finite value (NaN or Inf) at batch entry ", b,
-                       ", position (", i, ", ", j, ")"));
+    throw NonFiniteError(concat(where, ": argument ", arg, " has a non-finite value (NaN or Inf) at batch entry ",
+                                b + entry_offset, ", position (", i, ", ", j, ")"));
   }
+}
+
+/// check_finite3 on batch entry b of A alone.
+template <class ExecSpace, class View3>
+void check_finite_at(const ExecSpace& space, const View3& A, long b, const char* where, const char* arg) {
+  check_finite3(space, Kokkos::subview(A, Kokkos::make_pair(b, b + 1), Kokkos::ALL, Kokkos::ALL), where, arg, b);
+}
+
+/// True when every element of the rank-2 view a is finite. A team operation:
+/// every thread of t takes part and gets the same answer. Sums x - x (0 for
+/// finite x, NaN otherwise) in 8 independent lanes, over chunks of 512
+/// elements when the entry is contiguous (one horizontal sum per chunk, not
+/// per row: at 16 x 16 a sum per row cost as much as the scan), else by rows.
+template <class Member, class View2>
+KOKKOS_INLINE_FUNCTION bool team_all_finite(const Member& t, const View2& a) {
+  using T = typename View2::non_const_value_type;
+  const long m = a.extent(0), n = a.extent(1);
+  const long s0 = a.stride(0), s1 = a.stride(1);
+  const bool contiguous = s1 == 1 && (s0 == n || m <= 1);
+  constexpr long chunk = 512;
+  // a contiguous entry is scanned as `parts` chunks, otherwise row by row
+  const long parts = contiguous ? (m * n + chunk - 1) / chunk : m;
+  const auto* p = a.data();
+  T sum = T(0);
+  Kokkos::parallel_reduce(
+      Kokkos::TeamThreadRange(t, parts),
+      [&](const long q, T& acc) {
+        const auto* x = contiguous ? p + q * chunk : p + q * s0;
+        const long len = contiguous ? (m * n - q * chunk < chunk ? m * n - q * chunk : chunk) : n;
+        const long step = contiguous ? 1 : s1;
+        long j = 0;
+        if (step == 1) {
+          constexpr int lanes = 8;
+          T l[lanes];
+          for (int v = 0; v < lanes; ++v) l[v] = T(0);
+          for (; j + lanes <= len; j += lanes)
+            for (int v = 0; v < lanes; ++v) l[v] += x[j + v] - x[j + v];
+          for (int v = 0; v < lanes; ++v) acc += l[v];
+        }
+        for (; j < len; ++j) acc += x[j * step] - x[j * step];
+      },
+      sum);
+  return sum == T(0);
+}
+
+/// One launch of the team policy `policy` (one team per batch entry): each
+/// team first asks ok(t, b) whether entry b's inputs are acceptable (a team
+/// operation, e.g. team_all_finite) and runs body(t, b) only when they are.
+/// Returns the smallest entry that was refused, or -1. The check reads an
+/// entry just before the body does, from cache, where a separate scan of the
+/// whole batch would read it from memory once more.
+template <class Policy, class Ok, class Body>
+long for_each_accepted_entry(const char* name, const Policy& policy, const Ok& ok, const Body& body) {
+  using member = typename Policy::member_type;
+  if (policy.league_size() == 0) return -1;
+  long first = 0;
+  Kokkos::parallel_reduce(
+      name, policy,
+      KOKKOS_LAMBDA(const member& t, long& f) {
+        const long b = t.league_rank();
+        if (ok(t, b)) {
+          body(t, b);
+        } else {
+          Kokkos::single(Kokkos::PerTeam(t), [&]() {
+            if (b < f) f = b;
+          });
+        }
+      },
+      Kokkos::Min<long>(first));
+  // Min<long> starts every partial at the largest long: "none refused"
+  return first < long(policy.league_size()) ? first : -1;
 }
 
 /// Same for a single matrix: a rank-2 view (m, n), any layout.

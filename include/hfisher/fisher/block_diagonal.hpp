@@ -45,7 +45,7 @@ class BlockDiagonalOperator : public CurvatureOperator<Scalar, ExecSpace> {
   /// elsewhere (not n products with unit vectors, which cost 2 n^3 for dense
   /// blocks). Small models only, as CurvatureOperator::to_dense.
   typename Base::Matrix to_dense() const override {
-    hfisher::detail::require(n_ <= 16384, "hfisher::CurvatureOperator::to_dense", "n = ", n_, " is too large to form");
+    this->check_dense_size(n_);
     typename Base::Matrix F("hfisher::fisher::blockdiag::dense", n_, n_);
     for (int i = 0; i < num_blocks(); ++i) {
       const auto r = Kokkos::make_pair(offsets_[i], offsets_[i] + blocks_[i]->size());

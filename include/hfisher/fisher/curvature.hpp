@@ -194,10 +194,13 @@ class CurvatureOperator {
   /// Writes the body of the file format (see save()).
   virtual void write(std::ostream& o) const = 0;
 
-  /// The dense n x n matrix (small models only: n <= 16384).
+  /// The largest n for which to_dense() forms the n x n matrix (2 GiB in double).
+  static constexpr long max_dense_size = 16384;
+
+  /// The dense n x n matrix (small models only: n <= max_dense_size).
   virtual Matrix to_dense() const {
     const long n = size();
-    hfisher::detail::require(n <= 16384, "hfisher::CurvatureOperator::to_dense", "n = ", n, " is too large to form");
+    check_dense_size(n);
     Matrix F("hfisher::CurvatureOperator::dense", n, n);
     Vector e("e", n), y("y", n);
     auto eh = Kokkos::create_mirror_view(e);
@@ -237,6 +240,12 @@ class CurvatureOperator {
   }
 
  protected:
+  /// The size check of every to_dense().
+  static void check_dense_size(long n) {
+    hfisher::detail::require(n <= max_dense_size, "hfisher::CurvatureOperator::to_dense", "n = ", n,
+                             " is too large to form (at most ", max_dense_size, ")");
+  }
+
   /// Header of a shipped factorization made for one damping (dense,
   /// HODLR): the operator's size and the damping; put requires the
   /// factorization to be prepared, get checks both against this operator

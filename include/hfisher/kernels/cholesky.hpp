@@ -175,21 +175,47 @@ KOKKOS_INLINE_FUNCTION int potrf_entry(const Member& t, const AV& A, typename AV
   return 0;
 }
 
+/// The launch policy of a batched Cholesky: one team per entry, or, for
+/// fewer large entries than host threads, teams spanning the threads, whose
+/// GEMM and TRSM updates split into slices run by the one-thread kernels.
+template <class Exec, class AV>
+Kokkos::TeamPolicy<Exec> potrf_policy(const Exec& space, const AV& A) {
+  const int nb = A.extent(0);
+  const long n = A.extent(1);
+  return nb < Exec::concurrency() && n * n * n >= host_split_work ? hfisher::detail::wide_batch_policy(space, nb)
+                                                                  : hfisher::detail::batch_policy(space, nb);
+}
+
 template <class Exec, class AV, class IV, class PV>
 void potrf_nocheck(const Exec& space, const AV& A, const IV& info, const PV& pivot) {
   using T = typename AV::non_const_value_type;
   using member = typename ExecTraits<Exec>::member_type;
-  const int nb = A.extent(0);
-  if (nb == 0) return;
-  // fewer large entries than host threads: teams spanning the threads, whose
-  // GEMM and TRSM updates split into slices run by the one-thread kernels
-  const long n = A.extent(1);
-  const auto policy = nb < Exec::concurrency() && n * n * n >= host_split_work
-                          ? hfisher::detail::wide_batch_policy(space, nb)
-                          : hfisher::detail::batch_policy(space, nb);
+  if (A.extent(0) == 0) return;
   Kokkos::parallel_for(
-      "hfisher::potrf", policy, KOKKOS_LAMBDA(const member& t) {
+      "hfisher::potrf", potrf_policy(space, A), KOKKOS_LAMBDA(const member& t) {
         const int b = t.league_rank();
+        T bad = T(0);
+        const int r = potrf_entry<Exec>(t, hfisher::detail::entry(A, b), &bad);
+        Kokkos::single(Kokkos::PerTeam(t), [&]() {
+          info(b) = r;
+          pivot(b) = bad;
+        });
+      });
+}
+
+/// potrf_nocheck that first checks, per entry and in the same launch, that
+/// the entry is finite; entries that are not are left untouched (info and
+/// pivot too). Returns the first such entry, or -1.
+template <class Exec, class AV, class IV, class PV>
+long potrf_finite(const Exec& space, const AV& A, const IV& info, const PV& pivot) {
+  using T = typename AV::non_const_value_type;
+  using member = typename ExecTraits<Exec>::member_type;
+  return hfisher::detail::for_each_accepted_entry(
+      "hfisher::potrf", potrf_policy(space, A),
+      KOKKOS_LAMBDA(const member& t, const long b) {
+        return hfisher::detail::team_all_finite(t, hfisher::detail::entry(A, b));
+      },
+      KOKKOS_LAMBDA(const member& t, const long b) {
         T bad = T(0);
         const int r = potrf_entry<Exec>(t, hfisher::detail::entry(A, b), &bad);
         Kokkos::single(Kokkos::PerTeam(t), [&]() {
@@ -214,8 +240,11 @@ void potrf(const Exec& space, const AV& A, const IV& info, const PV& pivot) {
                            A.extent(2));
   hfisher::detail::check_batch(info.extent(0), A.extent(0), where, "info");
   hfisher::detail::check_batch(pivot.extent(0), A.extent(0), where, "pivot");
-  hfisher::detail::check_finite3(space, A, where, "A");
-  detail::potrf_nocheck(space, A, info, pivot);
+  const long bad = detail::potrf_finite(space, A, info, pivot);
+  if (bad >= 0) {
+    hfisher::detail::check_finite_at(space, A, bad, where, "A");
+    throw NonFiniteError(hfisher::detail::concat(where, ": batch entry ", bad, " has a non-finite input"));
+  }
 }
 
 /// Batched Cholesky; throws hfisher::Error naming the first batch entry that

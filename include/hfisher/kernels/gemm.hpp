@@ -110,21 +110,48 @@ KOKKOS_INLINE_FUNCTION void gemm_entry(const Member& member, Op ta, Op tb, S alp
   }
 }
 
+/// The launch policy of a batched GEMM: one team per entry, or, for fewer
+/// large entries than host threads, teams spanning the threads.
+template <class Exec, class AV, class CV>
+Kokkos::TeamPolicy<Exec> gemm_policy(const Exec& space, Op ta, const AV& A, const CV& C) {
+  const int nb = C.extent(0);
+  const long work = long(C.extent(1)) * C.extent(2) * (ta == Op::NoTrans ? A.extent(2) : A.extent(1));
+  return nb < Exec::concurrency() && work >= host_split_work ? hfisher::detail::wide_batch_policy(space, nb)
+                                                             : hfisher::detail::batch_policy(space, nb);
+}
+
 /// Batched GEMM without checks (for use by other kernels).
 template <class Exec, class AV, class BV, class CV>
 void gemm_nocheck(const Exec& space, Op ta, Op tb, typename CV::non_const_value_type alpha, const AV& A,
                   const BV& B, typename CV::non_const_value_type beta, const CV& C) {
   using S = typename CV::non_const_value_type;
   using member = typename ExecTraits<Exec>::member_type;
-  const int nb = C.extent(0);
-  if (nb == 0) return;
-  // fewer large entries than host threads: teams spanning the threads
-  const long work = long(C.extent(1)) * C.extent(2) * (ta == Op::NoTrans ? A.extent(2) : A.extent(1));
-  const auto policy = nb < Exec::concurrency() && work >= host_split_work ? hfisher::detail::wide_batch_policy(space, nb)
-                                                                          : hfisher::detail::batch_policy(space, nb);
+  if (C.extent(0) == 0) return;
   Kokkos::parallel_for(
-      "hfisher::gemm", policy, KOKKOS_LAMBDA(const member& t) {
+      "hfisher::gemm", gemm_policy(space, ta, A, C), KOKKOS_LAMBDA(const member& t) {
         const int b = t.league_rank();
+        gemm_entry<Exec>(t, ta, tb, S(alpha), hfisher::detail::entry(A, b), hfisher::detail::entry(B, b), S(beta),
+                         hfisher::detail::entry(C, b));
+      });
+}
+
+/// Batched GEMM that first checks, per entry and in the same launch, that
+/// A, B (and C when beta != 0) are finite; entries that are not are left
+/// untouched. Returns the first such entry, or -1.
+template <class Exec, class AV, class BV, class CV>
+long gemm_finite(const Exec& space, Op ta, Op tb, typename CV::non_const_value_type alpha, const AV& A, const BV& B,
+                 typename CV::non_const_value_type beta, const CV& C) {
+  using S = typename CV::non_const_value_type;
+  using member = typename ExecTraits<Exec>::member_type;
+  const bool read_c = beta != S(0);
+  return hfisher::detail::for_each_accepted_entry(
+      "hfisher::gemm", gemm_policy(space, ta, A, C),
+      KOKKOS_LAMBDA(const member& t, const long b) {
+        return hfisher::detail::team_all_finite(t, hfisher::detail::entry(A, b)) &&
+               hfisher::detail::team_all_finite(t, hfisher::detail::entry(B, b)) &&
+               (!read_c || hfisher::detail::team_all_finite(t, hfisher::detail::entry(C, b)));
+      },
+      KOKKOS_LAMBDA(const member& t, const long b) {
         gemm_entry<Exec>(t, ta, tb, S(alpha), hfisher::detail::entry(A, b), hfisher::detail::entry(B, b), S(beta),
                          hfisher::detail::entry(C, b));
       });
@@ -134,8 +161,11 @@ void gemm_nocheck(const Exec& space, Op ta, Op tb, typename CV::non_const_value_
 
 /// Batched GEMM. A: (batch, m, k) or (batch, k, m) when ta == Op::Trans;
 /// B: (batch, k, n) or (batch, n, k); C: (batch, m, n), updated in place.
-/// Throws hfisher::Error on mismatched sizes or non-finite A, B (or C when
-/// beta != 0).
+/// Throws hfisher::Error on mismatched sizes, and hfisher::NonFiniteError
+/// naming the first batch entry whose A, B (or C when beta != 0) holds a NaN
+/// or Inf; the entries with such input are then left unchanged, the others
+/// hold their products. The check of an entry runs in the same launch, just
+/// before its product, while its data is in cache.
 template <class Exec, class AV, class BV, class CV>
 void gemm(const Exec& space, Op ta, Op tb, typename CV::non_const_value_type alpha, const AV& A, const BV& B,
           typename CV::non_const_value_type beta, const CV& C) {
@@ -151,10 +181,13 @@ void gemm(const Exec& space, Op ta, Op tb, typename CV::non_const_value_type alp
   const long bn = tb == Op::NoTrans ? B.extent(2) : B.extent(1);
   hfisher::detail::require(am == m && bn == n && ak == bk, where, "size mismatch: op(A) is ", am, "x", ak,
                            ", op(B) is ", bk, "x", bn, ", C is ", m, "x", n);
-  hfisher::detail::check_finite3(space, A, where, "A");
-  hfisher::detail::check_finite3(space, B, where, "B");
-  if (beta != 0) hfisher::detail::check_finite3(space, C, where, "C");
-  detail::gemm_nocheck(space, ta, tb, alpha, A, B, beta, C);
+  const long bad = detail::gemm_finite(space, ta, tb, alpha, A, B, beta, C);
+  if (bad >= 0) {
+    hfisher::detail::check_finite_at(space, A, bad, where, "A");
+    hfisher::detail::check_finite_at(space, B, bad, where, "B");
+    if (beta != 0) hfisher::detail::check_finite_at(space, C, bad, where, "C");
+    throw NonFiniteError(hfisher::detail::concat(where, ": batch entry ", bad, " has a non-finite input"));
+  }
 }
 
 /// Same, on the views' default execution space.

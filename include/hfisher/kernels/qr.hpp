@@ -151,6 +151,38 @@ void qr_thin(const Exec& space, const AV& A, const QV& Q, const RV& R) {
       });
 }
 
+namespace detail {
+
+/// cpqr without its argument checks (for other kernels that checked their
+/// own input, e.g. svd on a copy of A).
+template <class Exec, class AV, class TV, class PV, class RV>
+void cpqr_nocheck(const Exec& space, const AV& A, const TV& tau, const PV& perm, const RV& rank, double tol) {
+  const long nb = A.extent(0), m = A.extent(1), n = A.extent(2), k = m < n ? m : n;
+  using member = typename ExecTraits<Exec>::member_type;
+  using T = typename AV::non_const_value_type;
+  if (nb == 0) return;
+  BatchVector<T, Exec> work(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::cpqr::work"), nb,
+                            3 * n + 1);
+  const T ttol = T(tol);
+  Kokkos::parallel_for(
+      "hfisher::cpqr", hfisher::detail::batch_policy(space, nb), KOKKOS_LAMBDA(const member& t) {
+        const int b = t.league_rank();
+        auto Ab = hfisher::detail::entry(A, b);
+        const int s0 = Ab.stride_0(), s1 = Ab.stride_1();
+        householder_qr<member, T>(t, m, n, Ab.data(), s0, s1, &tau(b, 0), &perm(b, 0), &work(b, 0), &work(b, 2 * n));
+        Kokkos::single(Kokkos::PerTeam(t), [&]() {
+          int r = 0;
+          if (k > 0) {
+            const T r00 = math::abs(Ab(0, 0));
+            while (r < k && math::abs(Ab(r, r)) > ttol * r00) ++r;
+          }
+          rank(b) = r;
+        });
+      });
+}
+
+}  // namespace detail
+
 /// Batched QR with column pivoting, in place: A(:, perm) = Q R.
 /// A: (batch, m, n); tau: (batch, min(m, n)); perm: (batch, n) int, perm(b, j)
 /// the original index of pivoted column j; rank: (batch) int, the numerical
@@ -168,28 +200,7 @@ void cpqr(const Exec& space, const AV& A, const TV& tau, const PV& perm, const R
   hfisher::detail::check_extent(perm.extent(1), n, where, "perm", "length");
   hfisher::detail::check_batch(rank.extent(0), nb, where, "rank");
   hfisher::detail::check_finite3(space, A, where, "A");
-  using member = typename ExecTraits<Exec>::member_type;
-  using T = typename AV::non_const_value_type;
-  if (nb == 0) return;
-  BatchVector<T, Exec> work(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::cpqr::work"), nb,
-                            3 * n + 1);
-  const T ttol = T(tol);
-  Kokkos::parallel_for(
-      "hfisher::cpqr", hfisher::detail::batch_policy(space, nb), KOKKOS_LAMBDA(const member& t) {
-        const int b = t.league_rank();
-        auto Ab = hfisher::detail::entry(A, b);
-        const int s0 = Ab.stride_0(), s1 = Ab.stride_1();
-        detail::householder_qr<member, T>(t, m, n, Ab.data(), s0, s1, &tau(b, 0), &perm(b, 0), &work(b, 0),
-                                        &work(b, 2 * n));
-        Kokkos::single(Kokkos::PerTeam(t), [&]() {
-          int r = 0;
-          if (k > 0) {
-            const T r00 = math::abs(Ab(0, 0));
-            while (r < k && math::abs(Ab(r, r)) > ttol * r00) ++r;
-          }
-          rank(b) = r;
-        });
-      });
+  detail::cpqr_nocheck(space, A, tau, perm, rank, tol);
 }
 
 }  // namespace kernels

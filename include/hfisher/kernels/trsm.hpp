@@ -247,21 +247,57 @@ KOKKOS_INLINE_FUNCTION void trsm_entry(const Member& member, Side side, Uplo upl
   }
 }
 
+/// The launch policy of a batched TRSM: one team per entry, or, for fewer
+/// large entries than host threads, teams spanning the threads.
+template <class Exec, class BV>
+Kokkos::TeamPolicy<Exec> trsm_policy(const Exec& space, Side side, const BV& B) {
+  const int nb = B.extent(0);
+  const long k = side == Side::Left ? B.extent(1) : B.extent(2);
+  const long work = long(B.extent(1)) * B.extent(2) * k;
+  return nb < Exec::concurrency() && work >= host_split_work ? hfisher::detail::wide_batch_policy(space, nb)
+                                                             : hfisher::detail::batch_policy(space, nb);
+}
+
 template <class Exec, class AV, class BV>
 void trsm_nocheck(const Exec& space, Side side, Uplo uplo, Op op, Diag diag, typename BV::non_const_value_type alpha,
                   const AV& A, const BV& B) {
   using S = typename BV::non_const_value_type;
   using member = typename ExecTraits<Exec>::member_type;
-  const int nb = B.extent(0);
-  if (nb == 0) return;
-  // fewer large entries than host threads: teams spanning the threads
-  const long k = side == Side::Left ? B.extent(1) : B.extent(2);
-  const long work = long(B.extent(1)) * B.extent(2) * k;
-  const auto policy = nb < Exec::concurrency() && work >= host_split_work ? hfisher::detail::wide_batch_policy(space, nb)
-                                                                          : hfisher::detail::batch_policy(space, nb);
+  if (B.extent(0) == 0) return;
   Kokkos::parallel_for(
-      "hfisher::trsm", policy, KOKKOS_LAMBDA(const member& t) {
+      "hfisher::trsm", trsm_policy(space, side, B), KOKKOS_LAMBDA(const member& t) {
         const int b = t.league_rank();
+        trsm_entry<Exec>(t, side, uplo, op, diag, S(alpha), hfisher::detail::entry(A, b), hfisher::detail::entry(B, b));
+      });
+}
+
+/// Index + 1 of the first zero on the diagonal of a (k x k), or 0.
+template <class View2>
+KOKKOS_INLINE_FUNCTION int first_zero_diagonal(const View2& a) {
+  const int k = a.extent(0);
+  for (int i = 0; i < k; ++i)
+    if (a(i, i) == 0) return i + 1;
+  return 0;
+}
+
+/// trsm_nocheck that first checks, per entry and in the same launch, that A
+/// and B are finite and (non-unit diagonal) that A's diagonal has no zero;
+/// entries that fail are left untouched. Returns the first such entry, or -1.
+template <class Exec, class AV, class BV>
+long trsm_checked(const Exec& space, Side side, Uplo uplo, Op op, Diag diag, typename BV::non_const_value_type alpha,
+                  const AV& A, const BV& B) {
+  using S = typename BV::non_const_value_type;
+  using member = typename ExecTraits<Exec>::member_type;
+  const bool unit = diag == Diag::Unit;
+  return hfisher::detail::for_each_accepted_entry(
+      "hfisher::trsm", trsm_policy(space, side, B),
+      KOKKOS_LAMBDA(const member& t, const long b) {
+        const auto Ab = hfisher::detail::entry(A, b);
+        return hfisher::detail::team_all_finite(t, Ab) &&
+               hfisher::detail::team_all_finite(t, hfisher::detail::entry(B, b)) &&
+               (unit || first_zero_diagonal(Ab) == 0);
+      },
+      KOKKOS_LAMBDA(const member& t, const long b) {
         trsm_entry<Exec>(t, side, uplo, op, diag, S(alpha), hfisher::detail::entry(A, b), hfisher::detail::entry(B, b));
       });
 }
@@ -271,7 +307,9 @@ void trsm_nocheck(const Exec& space, Side side, Uplo uplo, Op op, Diag diag, typ
 /// Batched triangular solve. A: (batch, k, k) triangular (only the `uplo`
 /// triangle is read), B: (batch, m, n) with k = m for Side::Left and k = n
 /// for Side::Right; B is overwritten by X. A zero diagonal entry (non-unit)
-/// is reported as an error naming the batch entry and row.
+/// is reported as an error naming the batch entry and row, a NaN or Inf in A
+/// or B as hfisher::NonFiniteError; the entry named, and any other entry
+/// that fails these checks, is left unchanged, the others are solved.
 template <class Exec, class AV, class BV>
 void trsm(const Exec& space, Side side, Uplo uplo, Op op, Diag diag, typename BV::non_const_value_type alpha,
           const AV& A, const BV& B) {
@@ -285,23 +323,16 @@ void trsm(const Exec& space, Side side, Uplo uplo, Op op, Diag diag, typename BV
   hfisher::detail::require(long(A.extent(1)) == k, where, "size mismatch: A is ", A.extent(1), "x", A.extent(2),
                            ", B is ", B.extent(1), "x", B.extent(2), side == Side::Left ? " (left" : " (right",
                            " side)");
-  hfisher::detail::check_finite3(space, A, where, "A");
-  hfisher::detail::check_finite3(space, B, where, "B");
-  if (diag == Diag::NonUnit && nb > 0 && k > 0) {
-    Kokkos::View<int*, typename Exec::memory_space> zero_row("hfisher::trsm::zero_row", nb);
-    Kokkos::parallel_for(
-        "hfisher::trsm::check_diag", Kokkos::RangePolicy<Exec>(space, 0, nb), KOKKOS_LAMBDA(const int b) {
-          int z = 0;
-          for (int i = 0; i < k && z == 0; ++i)
-            if (A(b, i, i) == 0) z = i + 1;
-          zero_row(b) = z;
-        });
-    const long bad = hfisher::detail::first_failure(space, zero_row);
-    if (bad >= 0)
-      throw Error(hfisher::detail::concat(where, ": A is singular at batch entry ", bad, ": diagonal entry ",
-                                          hfisher::detail::read_entry(zero_row, bad) - 1, " is zero"));
+  const long bad = detail::trsm_checked(space, side, uplo, op, diag, alpha, A, B);
+  if (bad >= 0) {
+    hfisher::detail::check_finite_at(space, A, bad, where, "A");
+    hfisher::detail::check_finite_at(space, B, bad, where, "B");
+    const auto Ab = Kokkos::create_mirror_view_and_copy(
+        Kokkos::HostSpace(), Kokkos::subview(A, Kokkos::make_pair(bad, bad + 1), Kokkos::ALL, Kokkos::ALL));
+    throw Error(hfisher::detail::concat(where, ": A is singular at batch entry ", bad, ": diagonal entry ",
+                                        detail::first_zero_diagonal(Kokkos::subview(Ab, 0, Kokkos::ALL, Kokkos::ALL)) - 1,
+                                        " is zero"));
   }
-  detail::trsm_nocheck(space, side, uplo, op, diag, alpha, A, B);
 }
 
 template <class AV, class BV>
