@@ -11,24 +11,7 @@
 
 #include "bench_common.hpp"
 
-extern "C" {
-void dgemm_(const char*, const char*, const int*, const int*, const int*, const double*, const double*, const int*,
-            const double*, const int*, const double*, double*, const int*);
-void sgemm_(const char*, const char*, const int*, const int*, const int*, const float*, const float*, const int*,
-            const float*, const int*, const float*, float*, const int*);
-void dpotrf_(const char*, const int*, double*, const int*, int*);
-void spotrf_(const char*, const int*, float*, const int*, int*);
-void dgeqrf_(const int*, const int*, double*, const int*, double*, double*, const int*, int*);
-void sgeqrf_(const int*, const int*, float*, const int*, float*, float*, const int*, int*);
-void dgesdd_(const char*, const int*, const int*, double*, const int*, double*, double*, const int*, double*,
-             const int*, double*, const int*, int*, int*);
-void sgesdd_(const char*, const int*, const int*, float*, const int*, float*, float*, const int*, float*, const int*,
-             float*, const int*, int*, int*);
-void dsyev_(const char*, const char*, const int*, double*, const int*, double*, double*, const int*, int*);
-void ssyev_(const char*, const char*, const int*, float*, const int*, float*, float*, const int*, int*);
-void openblas_set_num_threads(int) __attribute__((weak));
-int openblas_get_num_threads(void) __attribute__((weak));
-}
+#include "lapack_decls.hpp"
 
 namespace hfisher_perf {
 namespace {
@@ -42,6 +25,11 @@ template <> struct Lapack<double> {
   static void potrf(int n, double* a) {
     int info;
     dpotrf_("L", &n, a, &n, &info);
+  }
+  // the row-major L X = B of the hfisher call is X^T L^T = B^T column-major
+  static void trsm(int n, const double* l, double* b) {
+    const double one = 1;
+    dtrsm_("R", "U", "N", "N", &n, &n, &one, l, &n, b, &n);
   }
   static void geqrf(int n, double* a, double* tau, double* w, int lw) {
     int info;
@@ -65,6 +53,10 @@ template <> struct Lapack<float> {
     int info;
     spotrf_("L", &n, a, &n, &info);
   }
+  static void trsm(int n, const float* l, float* b) {
+    const float one = 1;
+    strsm_("R", "U", "N", "N", &n, &n, &one, l, &n, b, &n);
+  }
   static void geqrf(int n, float* a, float* tau, float* w, int lw) {
     int info;
     sgeqrf_(&n, &n, a, &n, tau, w, &lw, &info);
@@ -82,6 +74,7 @@ template <> struct Lapack<float> {
 double nominal_flops(const std::string& op, double n) {
   if (op == "gemm") return 2 * n * n * n;
   if (op == "potrf") return n * n * n / 3;
+  if (op == "trsm") return n * n * n;  // n right-hand sides
   if (op == "qr") return 4.0 / 3.0 * n * n * n;
   if (op == "syev" || op == "syev-jacobi") return 9 * n * n * n;  // eigenvalues and vectors (Golub & Van Loan)
   return 22 * n * n * n;  // svd with thin U, V (Golub & Van Loan's count for m = n)
@@ -107,7 +100,7 @@ Row run_case(const std::string& op, int n, int nb, int reps) {
       for (int i = 0; i < n; ++i)
         for (int j = 0; j < i; ++j) a[i * n + j] = a[j * n + i] = T(0.5) * (a[i * n + j] + a[j * n + i]);
     }
-  if (op == "potrf") {  // diagonally dominant SPD entries: symmetric + n I
+  if (op == "potrf" || op == "trsm") {  // diagonally dominant SPD entries: symmetric + n I (trsm: lower triangle)
     for (int b = 0; b < nb; ++b) {
       T* a = h0.data() + b * sz;
       for (int i = 0; i < n; ++i)
@@ -137,6 +130,12 @@ Row run_case(const std::string& op, int n, int nb, int reps) {
     } else if (op == "potrf") {
       row.t_hf = best_time(reps, restore, [&] {
         hfisher::kernels::potrf(space, A);
+        space.fence();
+      });
+    } else if (op == "trsm") {  // L X = B, L the lower triangle of A0, n right-hand sides
+      row.t_hf = best_time(reps, restore, [&] {
+        hfisher::kernels::trsm(space, hfisher::Side::Left, hfisher::Uplo::Lower, hfisher::Op::NoTrans,
+                               hfisher::Diag::NonUnit, T(1), A0, A);
         space.fence();
       });
     } else if (op == "qr") {
@@ -176,6 +175,7 @@ Row run_case(const std::string& op, int n, int nb, int reps) {
       T* ab = a.data() + b * sz;
       if (op == "gemm") Lapack<T>::gemm(n, h0.data() + b * sz, h0.data() + b * sz, c.data() + b * sz);
       else if (op == "potrf") Lapack<T>::potrf(n, ab);
+      else if (op == "trsm") Lapack<T>::trsm(n, h0.data() + b * sz, ab);
       else if (op == "qr") Lapack<T>::geqrf(n, ab, s, w, lw);
       else if (op == "syev" || op == "syev-jacobi") Lapack<T>::syev(n, ab, s, w, lw);
       else Lapack<T>::gesdd(n, ab, s, c.data() + b * sz, vt, w, lw, iw);
@@ -233,7 +233,8 @@ int run_kernels_bench(const KernelsBenchOptions& o) {
   std::printf("machine: %s | backend: %s | host threads: %s | OMP_WAIT_POLICY: %s | %s\n", mc.cpu.c_str(),
               mc.backend.c_str(), mc.host_threads.c_str(), mc.omp_wait.c_str(), mc.date.c_str());
   std::printf("loop = sequential loop of calls, OpenBLAS threaded; omp = OpenMP-parallel loop, 1 OpenBLAS thread each\n");
-  std::printf("GFLOP/s use nominal counts (gemm 2n^3, potrf n^3/3, qr 4n^3/3, svd 22n^3, syev 9n^3); ratio = hfisher / best baseline\n\n");
+  std::printf("GFLOP/s use nominal counts (gemm 2n^3, potrf n^3/3, trsm n^3 (n x n triangle, n right-hand sides), "
+              "qr 4n^3/3, svd 22n^3, syev 9n^3); ratio = hfisher / best baseline\n\n");
   std::printf("%-11s %5s %6s | %10s %10s %10s | %9s %9s | %6s\n", "op", "n", "batch", "hfisher_s", "loop_s", "omp_s",
               "hf_GF/s", "blas_GF/s", "ratio");
   std::ostringstream csv;
@@ -241,8 +242,9 @@ int run_kernels_bench(const KernelsBenchOptions& o) {
       << "; date: " << mc.date << "; precision: " << o.precision << "\n";
   csv << "op,precision,n,batch,hfisher_s,blas_loop_s,blas_omp_s,hfisher_gflops,blas_best_gflops,ratio\n";
   for (const auto& op : o.ops) {
-    if (op != "gemm" && op != "potrf" && op != "qr" && op != "svd" && op != "syev" && op != "syev-jacobi")
-      throw hfisher::Error("kernels bench: unknown op '" + op + "' (gemm, potrf, qr, svd, syev, syev-jacobi)");
+    if (op != "gemm" && op != "potrf" && op != "trsm" && op != "qr" && op != "svd" && op != "syev" &&
+        op != "syev-jacobi")
+      throw hfisher::Error("kernels bench: unknown op '" + op + "' (gemm, potrf, trsm, qr, svd, syev, syev-jacobi)");
     for (int n : o.blocks)
       for (int nb : o.batches) {
         if (double(nb) * n * n > double(o.max_elements)) continue;

@@ -9,9 +9,10 @@
 namespace hfisher_perf {
 
 inline void add_kernels_options(CLI::App& app, KernelsBenchOptions& o) {
-  app.add_option("--ops", o.ops, "operations to run: gemm potrf qr svd syev (symmetric eigendecomposition, default method) "
+  app.add_option("--ops", o.ops, "operations to run: gemm potrf trsm (lower triangle, n right-hand sides) qr svd syev "
+                 "(symmetric eigendecomposition, default method) "
                  "syev-jacobi (the Jacobi method, for comparison)")
-      ->check(CLI::IsMember({"gemm", "potrf", "qr", "svd", "syev", "syev-jacobi"}));
+      ->check(CLI::IsMember({"gemm", "potrf", "trsm", "qr", "svd", "syev", "syev-jacobi"}));
   app.add_option("--blocks", o.blocks, "block sizes n of the n x n entries")->check(CLI::Range(1, 4096));
   app.add_option("--batches", o.batches, "batch sizes (entries per batch)")->check(CLI::Range(1, 10000000));
   app.add_option("--precision", o.precision, "double or float")->check(CLI::IsMember({"double", "float"}));

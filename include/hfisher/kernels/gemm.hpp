@@ -45,18 +45,13 @@ KOKKOS_INLINE_FUNCTION bool gemm_team_rows(const Member& member, Op ta, Op tb, S
   if (!(bj == 1 || (al == 1 && bl == 1))) return false;
   if (m == 0 || n == 0) return true;
   using T = typename CV::non_const_value_type;
-  const int ts = member.team_size();
-  const int slice = ((m + ts - 1) / ts + 5) / 6 * 6;
   const T* a = A.data();
   const T* b = B.data();
   T* c = C.data();
   const int ci = C.stride_0(), cj = C.stride_1();
-  Kokkos::parallel_for(Kokkos::TeamThreadRange(member, ts), [&](const int p) {
-    const int r0 = p * slice;
-    const int r1 = r0 + slice < m ? r0 + slice : m;
-    if (r0 < r1)
-      detail::gemm_serial_blocked<T>(r1 - r0, n, k, T(alpha), a + long(r0) * ai, ai, al, b, bl, bj, T(beta),
-                                     c + long(r0) * ci, ci, cj);
+  detail::for_each_team_slice(member, m, 6, [&](const int r0, const int r1) {
+    detail::gemm_serial_blocked<T>(r1 - r0, n, k, T(alpha), a + long(r0) * ai, ai, al, b, bl, bj, T(beta),
+                                   c + long(r0) * ci, ci, cj);
   });
   return true;
 }

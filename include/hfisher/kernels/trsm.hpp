@@ -168,14 +168,25 @@ template <class Member, class AV, class BV, class S>
 KOKKOS_INLINE_FUNCTION void trsm_right_team_rows(const Member& member, Uplo uplo, Op op, Diag diag, S alpha,
                                                  const AV& A, const BV& B) {
   using T = typename BV::non_const_value_type;
-  const int m = B.extent(0), ts = member.team_size();
-  const int slice = ((m + ts - 1) / ts + 5) / 6 * 6;
-  Kokkos::parallel_for(Kokkos::TeamThreadRange(member, ts), [&](const int p) {
-    const int r0 = p * slice, r1 = r0 + slice < m ? r0 + slice : m;
-    if (r0 < r1)
-      trsm_right_serial_blocked<T>(uplo == Uplo::Lower, op != Op::NoTrans, diag == Diag::Unit, T(alpha), r1 - r0,
-                                   int(B.extent(1)), A.data(), int(A.stride_0()), int(A.stride_1()),
-                                   B.data() + long(r0) * B.stride_0(), int(B.stride_0()));
+  for_each_team_slice(member, int(B.extent(0)), 6, [&](const int r0, const int r1) {
+    trsm_right_serial_blocked<T>(uplo == Uplo::Lower, op != Op::NoTrans, diag == Diag::Unit, T(alpha), r1 - r0,
+                                 int(B.extent(1)), A.data(), int(A.stride_0()), int(A.stride_1()),
+                                 B.data() + long(r0) * B.stride_0(), int(B.stride_0()));
+  });
+}
+
+/// Left-side solve op(A) X = alpha B on a host team of several threads: one
+/// slice of B's columns per thread (the columns of X are independent), each
+/// by trsm_left_serial_blocked. Needs B contiguous along its rows. The
+/// caller's team barrier follows.
+template <class Member, class AV, class BV, class S>
+KOKKOS_INLINE_FUNCTION void trsm_left_team_columns(const Member& member, Uplo uplo, Op op, Diag diag, S alpha,
+                                                   const AV& A, const BV& B) {
+  using T = typename BV::non_const_value_type;
+  for_each_team_slice(member, int(B.extent(1)), 8, [&](const int c0, const int c1) {
+    trsm_left_serial_blocked<T>(uplo == Uplo::Lower, op != Op::NoTrans, diag == Diag::Unit, T(alpha),
+                                int(B.extent(0)), c1 - c0, A.data(), int(A.stride_0()), int(A.stride_1()),
+                                B.data() + c0, int(B.stride_0()));
   });
 }
 
@@ -188,16 +199,7 @@ KOKKOS_INLINE_FUNCTION void trsm_left_entry(const Member& member, Uplo uplo, Op 
     // thread (the columns of X are independent)
     if (member.team_size() > 1 && B.stride_1() == 1 && int(B.extent(1)) >= 8 * member.team_size() &&
         long(B.extent(0)) * B.extent(0) * B.extent(1) >= host_split_work) {
-      using T = typename BV::non_const_value_type;
-      const int n = B.extent(1), ts = member.team_size();
-      const int slice = ((n + ts - 1) / ts + 7) / 8 * 8;
-      Kokkos::parallel_for(Kokkos::TeamThreadRange(member, ts), [&](const int p) {
-        const int c0 = p * slice, c1 = c0 + slice < n ? c0 + slice : n;
-        if (c0 < c1)
-          trsm_left_serial_blocked<T>(uplo == Uplo::Lower, op != Op::NoTrans, diag == Diag::Unit, T(alpha),
-                                      int(B.extent(0)), c1 - c0, A.data(), int(A.stride_0()), int(A.stride_1()),
-                                      B.data() + c0, int(B.stride_0()));
-      });
+      trsm_left_team_columns(member, uplo, op, diag, alpha, A, B);
       return;
     }
     if (member.team_size() == 1 && (B.stride_1() == 1 || B.extent(1) <= 1) && B.extent(0) > 0) {

@@ -35,6 +35,20 @@ namespace detail {
 /// does, so the `.team2` tests of small kernels still exercise that path.
 constexpr long host_split_work = 1L << 22;
 
+/// Splits [0, n) into one slice per thread of the host team `member`, each
+/// a multiple of `align` long (the micro-kernel's rows or columns) except
+/// the last, and calls f(begin, end) for every non-empty slice on its own
+/// thread. The caller's team barrier follows.
+template <class Member, class F>
+KOKKOS_INLINE_FUNCTION void for_each_team_slice(const Member& member, int n, int align, const F& f) {
+  const int ts = member.team_size();
+  const int slice = ((n + ts - 1) / ts + align - 1) / align * align;
+  Kokkos::parallel_for(Kokkos::TeamThreadRange(member, ts), [&](const int p) {
+    const int r0 = p * slice, r1 = r0 + slice < n ? r0 + slice : n;
+    if (r0 < r1) f(r0, r1);
+  });
+}
+
 template <class T> struct GemmBlock;
 template <> struct GemmBlock<double> { static constexpr int MR = 4, NR = 16, VL = 8; };
 template <> struct GemmBlock<float> { static constexpr int MR = 4, NR = 32, VL = 16; };
