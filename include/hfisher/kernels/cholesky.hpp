@@ -49,23 +49,26 @@ KOKKOS_INLINE_FUNCTION int potrf_unblocked(const Member& t, int n, T* A, int s0,
   return 0;
 }
 
-/// potrf_unblocked by one thread, with no team barriers per column (the
-/// diagonal blocks of potrf_entry_host_team).
-template <class T>
-KOKKOS_INLINE_FUNCTION int potrf_unblocked_serial(int n, T* A, int s0, int s1, T* bad) {
+/// potrf_unblocked by one thread, with no team barriers per column: the
+/// diagonal blocks of potrf_entry_host_team and of one-thread host teams.
+/// Rows = true: contiguous rows (s1 == 1), so the update loops vectorize.
+template <class T, bool Rows>
+KOKKOS_INLINE_FUNCTION int potrf_unblocked_serial_impl(int n, T* A, int s0, int s1_, T* bad) {
+  const int s1 = Rows ? 1 : s1_;
   for (int k = 0; k < n; ++k) {
     const T d = A[k * s0 + k * s1];
     if (!(d > T(0)) || !math::isfinite(d)) {
       *bad = d;
       return k + 1;
     }
-    const T l = math::sqrt(d);
-    for (int i = k; i < n; ++i) {
-      const T v = i == k ? l : A[i * s0 + k * s1] / l;
+    const T l = math::sqrt(d), rl = T(1) / l;
+    T* rowk = A + k * s0;
+    rowk[k * s1] = l;
+    for (int i = k + 1; i < n; ++i) {
+      const T v = A[i * s0 + k * s1] * rl;
       A[i * s0 + k * s1] = v;
-      A[k * s0 + i * s1] = v;
+      rowk[i * s1] = v;
     }
-    const T* rowk = A + k * s0;
     for (int i = k + 1; i < n; ++i) {
       T* rowi = A + i * s0;
       const T aik = rowi[k * s1];
@@ -73,6 +76,12 @@ KOKKOS_INLINE_FUNCTION int potrf_unblocked_serial(int n, T* A, int s0, int s1, T
     }
   }
   return 0;
+}
+
+template <class T>
+KOKKOS_INLINE_FUNCTION int potrf_unblocked_serial(int n, T* A, int s0, int s1, T* bad) {
+  return s1 == 1 ? potrf_unblocked_serial_impl<T, true>(n, A, s0, 1, bad)
+                 : potrf_unblocked_serial_impl<T, false>(n, A, s0, s1, bad);
 }
 
 /// Blocked left-looking Cholesky of one large entry on a host team of
@@ -154,7 +163,10 @@ KOKKOS_INLINE_FUNCTION int potrf_entry(const Member& t, const AV& A, typename AV
       gemm_entry<Exec>(t, Op::NoTrans, Op::NoTrans, T(-1), L1, L2t, T(1), C);
       t.team_barrier();
     }
-    const int info = potrf_unblocked(t, jb, a + j0 * s0 + j0 * s1, s0, s1, bad);
+    // one-thread host teams: the diagonal block without team constructs
+    const int info = ExecTraits<Exec>::on_host && t.team_size() == 1
+                         ? potrf_unblocked_serial(jb, a + j0 * s0 + j0 * s1, s0, s1, bad)
+                         : potrf_unblocked(t, jb, a + j0 * s0 + j0 * s1, s0, s1, bad);
     if (info != 0) return j0 + info;
     if (j0 + jb < n) {
       auto D = hfisher::detail::strided<mem>(a + j0 * s0 + j0 * s1, jb, jb, s0, s1);
