@@ -145,5 +145,45 @@ TYPED_TEST(Cholesky, ReportsTheFailingEntryAndPivot) {
       EXPECT_NEAR(got(b, 0, 0), refused ? Nh(b, 0, 0) : std::sqrt(Nh(b, 0, 0)), 1e-5 * Nh(b, 0, 0)) << b;
       EXPECT_EQ(got(b, 3, 7), refused ? S(Nh(b, 3, 7)) : S(0)) << b;
     }
+    // throwing form: a NaN in a later entry is reported before an entry
+    // that is not positive definite
+    auto Mh = spd_batch(4, 8, 6);
+    Mh(1, 2, 2) = -1.0;
+    Mh(3, 5, 1) = std::numeric_limits<double>::quiet_NaN();
+    auto M = to_device<S, E>(Mh);
+    try {
+      hfisher::kernels::potrf(E(), M);
+      FAIL() << "NaN not detected";
+    } catch (const hfisher::NonFiniteError& e) {
+      EXPECT_NE(std::string(e.what()).find("batch entry 3,"), std::string::npos) << e.what();
+    }
+    // potrs: a NaN in B of entry 1 is named, the other entries are solved
+    auto Ph = spd_batch(3, 6, 7);
+    auto P = to_device<S, E>(Ph);
+    hfisher::kernels::potrf(E(), P);
+    auto Rh = random_batch(3, 6, 2, 8);
+    Rh(1, 4, 1) = std::numeric_limits<double>::infinity();
+    auto Rd = to_device<S, E>(Rh);
+    try {
+      hfisher::kernels::potrs(E(), P, Rd);
+      FAIL() << "Inf in B not detected";
+    } catch (const hfisher::NonFiniteError& e) {
+      const std::string w = e.what();
+      EXPECT_NE(w.find("argument B"), std::string::npos) << w;
+      EXPECT_NE(w.find("batch entry 1,"), std::string::npos) << w;
+      EXPECT_NE(w.find("(4, 1)"), std::string::npos) << w;
+    }
+    auto X = to_host(Rd);
+    for (int b : {0, 2})  // A X = B for the solved entries
+      for (int i = 0; i < 6; ++i)
+        for (int j = 0; j < 2; ++j) {
+          double ax = 0, scale = std::abs(Rh(b, i, j));
+          for (int l = 0; l < 6; ++l) {
+            ax += Ph(b, i, l) * X(b, l, j);
+            scale += std::abs(Ph(b, i, l) * X(b, l, j));
+          }
+          EXPECT_NEAR(ax, Rh(b, i, j), Tol<S>::potrs * 6 * scale) << b << " " << i;
+        }
+    EXPECT_EQ(X(1, 0, 0), double(S(Rh(1, 0, 0))));
   }
 }

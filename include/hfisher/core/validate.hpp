@@ -110,32 +110,43 @@ KOKKOS_INLINE_FUNCTION bool team_all_finite(const Member& t, const View2& a) {
   return sum == T(0);
 }
 
+/// What for_each_checked_entry found: the first entry whose input was
+/// refused, else the first entry whose body failed, else none (entry -1).
+struct EntryCheck {
+  long entry = -1;
+  bool refused = false;
+};
+
 /// One launch of the team policy `policy` (one team per batch entry): each
 /// team first asks ok(t, b) whether entry b's inputs are acceptable (a team
-/// operation, e.g. team_all_finite) and runs body(t, b) only when they are.
-/// Returns the smallest entry that was refused, or -1. The check reads an
-/// entry just before the body does, from cache, where a separate scan of the
-/// whole batch would read it from memory once more.
+/// operation, e.g. team_all_finite) and runs body(t, b) only when they are;
+/// body returns false when the entry failed (e.g. a pivot that is not
+/// positive). Both answers must be the same on every thread of the team.
+/// A refused entry anywhere is reported before any failed one. The check
+/// reads an entry just before the body does, from cache, where a separate
+/// scan of the whole batch would read it from memory once more.
 template <class Policy, class Ok, class Body>
-long for_each_accepted_entry(const char* name, const Policy& policy, const Ok& ok, const Body& body) {
+EntryCheck for_each_checked_entry(const char* name, const Policy& policy, const Ok& ok, const Body& body) {
   using member = typename Policy::member_type;
-  if (policy.league_size() == 0) return -1;
+  const long nb = policy.league_size();
+  if (nb == 0) return {};
+  // min over refused entries b and failed entries nb + b
   long first = 0;
   Kokkos::parallel_reduce(
       name, policy,
       KOKKOS_LAMBDA(const member& t, long& f) {
         const long b = t.league_rank();
-        if (ok(t, b)) {
-          body(t, b);
-        } else {
+        const long code = !ok(t, b) ? b : body(t, b) ? 2 * nb : nb + b;
+        if (code < 2 * nb)
           Kokkos::single(Kokkos::PerTeam(t), [&]() {
-            if (b < f) f = b;
+            if (code < f) f = code;
           });
-        }
       },
       Kokkos::Min<long>(first));
-  // Min<long> starts every partial at the largest long: "none refused"
-  return first < long(policy.league_size()) ? first : -1;
+  // Min<long> starts every partial at the largest long: nothing to report
+  if (first < nb) return {first, true};
+  if (first < 2 * nb) return {first - nb, false};
+  return {};
 }
 
 /// Same for a single matrix: a rank-2 view (m, n), any layout.

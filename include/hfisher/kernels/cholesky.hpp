@@ -215,14 +215,22 @@ void potrf_nocheck(const Exec& space, const AV& A, const IV& info, const PV& piv
       });
 }
 
-/// potrf_nocheck that first checks, per entry and in the same launch, that
-/// the entry is finite; entries that are not are left untouched (info and
-/// pivot too). Returns the first such entry, or -1.
+/// potrf with its checks: sizes, then, per entry and in the factorization's
+/// own launch, that the entry is finite. Throws hfisher::NonFiniteError
+/// naming the first entry that is not (such entries, with their info and
+/// pivot, are left untouched); otherwise returns the first entry whose
+/// factorization failed (info != 0), or -1.
 template <class Exec, class AV, class IV, class PV>
-long potrf_finite(const Exec& space, const AV& A, const IV& info, const PV& pivot) {
+long potrf_checked(const Exec& space, const AV& A, const IV& info, const PV& pivot) {
+  constexpr const char* where = "hfisher::kernels::potrf";
+  static_assert(AV::rank == 3, "potrf: A must be rank-3 (batch, n, n)");
+  hfisher::detail::require(A.extent(1) == A.extent(2), where, "A must be square per entry, got ", A.extent(1), "x",
+                           A.extent(2));
+  hfisher::detail::check_batch(info.extent(0), A.extent(0), where, "info");
+  hfisher::detail::check_batch(pivot.extent(0), A.extent(0), where, "pivot");
   using T = typename AV::non_const_value_type;
   using member = typename ExecTraits<Exec>::member_type;
-  return hfisher::detail::for_each_accepted_entry(
+  const auto first = hfisher::detail::for_each_checked_entry(
       "hfisher::potrf", potrf_policy(space, A),
       KOKKOS_LAMBDA(const member& t, const long b) {
         return hfisher::detail::team_all_finite(t, hfisher::detail::entry(A, b));
@@ -234,7 +242,13 @@ long potrf_finite(const Exec& space, const AV& A, const IV& info, const PV& pivo
           info(b) = r;
           pivot(b) = bad;
         });
+        return r == 0;
       });
+  if (first.refused) {
+    hfisher::detail::check_finite_at(space, A, first.entry, where, "A");
+    throw NonFiniteError(hfisher::detail::concat(where, ": batch entry ", first.entry, " has a non-finite input"));
+  }
+  return first.entry;
 }
 
 }  // namespace detail
@@ -243,33 +257,28 @@ long potrf_finite(const Exec& space, const AV& A, const IV& info, const PV& pivo
 /// triangle is read; on return it holds L (strict upper triangle zeroed).
 /// info(b) = 0 on success, or k+1 when the k-th pivot of entry b is not
 /// positive; pivot(b) then holds that pivot's value. Entries that fail are
-/// left partially factored.
+/// left partially factored. Throws hfisher::NonFiniteError naming the first
+/// entry that holds a NaN or Inf (anywhere in the n x n entry); such entries,
+/// and their info and pivot, are left unchanged, the others are factored.
 template <class Exec, class AV, class IV, class PV>
 void potrf(const Exec& space, const AV& A, const IV& info, const PV& pivot) {
-  constexpr const char* where = "hfisher::kernels::potrf";
-  static_assert(AV::rank == 3, "potrf: A must be rank-3 (batch, n, n)");
-  hfisher::detail::require(A.extent(1) == A.extent(2), where, "A must be square per entry, got ", A.extent(1), "x",
-                           A.extent(2));
-  hfisher::detail::check_batch(info.extent(0), A.extent(0), where, "info");
-  hfisher::detail::check_batch(pivot.extent(0), A.extent(0), where, "pivot");
-  const long bad = detail::potrf_finite(space, A, info, pivot);
-  if (bad >= 0) {
-    hfisher::detail::check_finite_at(space, A, bad, where, "A");
-    throw NonFiniteError(hfisher::detail::concat(where, ": batch entry ", bad, " has a non-finite input"));
-  }
+  detail::potrf_checked(space, A, info, pivot);
 }
 
 /// Batched Cholesky; throws hfisher::Error naming the first batch entry that
 /// is not positive definite, its failing pivot and value, and how many
-/// entries failed.
+/// entries failed (one launch when every entry factors).
 template <class Exec, class AV>
 void potrf(const Exec& space, const AV& A) {
   using T = typename AV::non_const_value_type;
   const long nb = A.extent(0);
-  Kokkos::View<int*, typename Exec::memory_space> info("hfisher::potrf::info", nb);
-  Kokkos::View<T*, typename Exec::memory_space> pivot("hfisher::potrf::pivot", nb);
-  potrf(space, A, info, pivot);
-  const long bad = hfisher::detail::first_failure(space, info);
+  // every entry's info and pivot are written unless an entry is refused,
+  // which throws first
+  Kokkos::View<int*, typename Exec::memory_space> info(
+      Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::potrf::info"), nb);
+  Kokkos::View<T*, typename Exec::memory_space> pivot(
+      Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::potrf::pivot"), nb);
+  const long bad = detail::potrf_checked(space, A, info, pivot);
   if (bad >= 0) {
     long nfail = 0;
     Kokkos::parallel_reduce(
@@ -289,7 +298,9 @@ void potrf(const AV& A) {
 }
 
 /// Solves A_b X_b = B_b given the Cholesky factor L_b from potrf.
-/// L: (batch, n, n), B: (batch, n, nrhs), overwritten by X.
+/// L: (batch, n, n), B: (batch, n, nrhs), overwritten by X. A NaN or Inf in
+/// B throws hfisher::NonFiniteError naming the first such entry; entries of
+/// B that hold one are left unchanged, the others are solved.
 template <class Exec, class LV, class BV>
 void potrs(const Exec& space, const LV& L, const BV& B) {
   constexpr const char* where = "hfisher::kernels::potrs";
@@ -297,20 +308,25 @@ void potrs(const Exec& space, const LV& L, const BV& B) {
   hfisher::detail::check_batch(B.extent(0), L.extent(0), where, "B");
   hfisher::detail::require(L.extent(1) == L.extent(2), where, "L must be square per entry");
   hfisher::detail::check_extent(B.extent(1), L.extent(1), where, "B", "rows");
-  hfisher::detail::check_finite3(space, B, where, "B");
   using S = typename BV::non_const_value_type;
   using member = typename ExecTraits<Exec>::member_type;
-  const int nb = B.extent(0);
-  if (nb == 0) return;
-  Kokkos::parallel_for(
-      "hfisher::potrs", hfisher::detail::batch_policy(space, nb), KOKKOS_LAMBDA(const member& t) {
-        const int b = t.league_rank();
+  const auto first = hfisher::detail::for_each_checked_entry(
+      "hfisher::potrs", hfisher::detail::batch_policy(space, B.extent(0)),
+      KOKKOS_LAMBDA(const member& t, const long b) {
+        return hfisher::detail::team_all_finite(t, hfisher::detail::entry(B, b));
+      },
+      KOKKOS_LAMBDA(const member& t, const long b) {
         auto Lb = hfisher::detail::entry(L, b);
         auto Bb = hfisher::detail::entry(B, b);
         detail::trsm_left_entry<Exec>(t, Uplo::Lower, Op::NoTrans, Diag::NonUnit, S(1), Lb, Bb);
         t.team_barrier();
         detail::trsm_left_entry<Exec>(t, Uplo::Lower, Op::Trans, Diag::NonUnit, S(1), Lb, Bb);
+        return true;
       });
+  if (first.refused) {
+    hfisher::detail::check_finite_at(space, B, first.entry, where, "B");
+    throw NonFiniteError(hfisher::detail::concat(where, ": batch entry ", first.entry, " has a non-finite input"));
+  }
 }
 
 template <class LV, class BV>

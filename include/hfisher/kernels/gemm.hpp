@@ -139,7 +139,7 @@ long gemm_finite(const Exec& space, Op ta, Op tb, typename CV::non_const_value_t
   using S = typename CV::non_const_value_type;
   using member = typename ExecTraits<Exec>::member_type;
   const bool read_c = beta != S(0);
-  return hfisher::detail::for_each_accepted_entry(
+  return hfisher::detail::for_each_checked_entry(
       "hfisher::gemm", gemm_policy(space, ta, A, C),
       KOKKOS_LAMBDA(const member& t, const long b) {
         return hfisher::detail::team_all_finite(t, hfisher::detail::entry(A, b)) &&
@@ -149,7 +149,8 @@ long gemm_finite(const Exec& space, Op ta, Op tb, typename CV::non_const_value_t
       KOKKOS_LAMBDA(const member& t, const long b) {
         gemm_entry<Exec>(t, ta, tb, S(alpha), hfisher::detail::entry(A, b), hfisher::detail::entry(B, b), S(beta),
                          hfisher::detail::entry(C, b));
-      });
+        return true;
+      }).entry;
 }
 
 }  // namespace detail

@@ -291,7 +291,7 @@ long trsm_checked(const Exec& space, Side side, Uplo uplo, Op op, Diag diag, typ
   using S = typename BV::non_const_value_type;
   using member = typename ExecTraits<Exec>::member_type;
   const bool unit = diag == Diag::Unit;
-  return hfisher::detail::for_each_accepted_entry(
+  return hfisher::detail::for_each_checked_entry(
       "hfisher::trsm", trsm_policy(space, side, B),
       KOKKOS_LAMBDA(const member& t, const long b) {
         const auto Ab = hfisher::detail::entry(A, b);
@@ -301,7 +301,8 @@ long trsm_checked(const Exec& space, Side side, Uplo uplo, Op op, Diag diag, typ
       },
       KOKKOS_LAMBDA(const member& t, const long b) {
         trsm_entry<Exec>(t, side, uplo, op, diag, S(alpha), hfisher::detail::entry(A, b), hfisher::detail::entry(B, b));
-      });
+        return true;
+      }).entry;
 }
 
 }  // namespace detail
