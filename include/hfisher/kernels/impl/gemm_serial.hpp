@@ -80,7 +80,38 @@ KOKKOS_INLINE_FUNCTION void axpy_block(int i0, int j0, int k, T alpha, T beta, c
 }
 
 #if HFISHER_GEMM_AVX2
+/// The vector type of the micro-kernel: 512-bit where the build targets
+/// AVX-512 (with masked loads and stores for a fringe of fewer than W
+/// columns), else 256-bit AVX2.
 template <class T> struct Avx2;
+#if defined(__AVX512F__) && !defined(HFISHER_NO_AVX512_GEMM)
+#define HFISHER_GEMM_MASKED 1
+template <> struct Avx2<double> {
+  using V = __m512d;
+  static constexpr int W = 8;
+  static V zero() { return _mm512_setzero_pd(); }
+  static V load(const double* p) { return _mm512_loadu_pd(p); }
+  static V load(const double* p, int nc) { return _mm512_maskz_loadu_pd(__mmask8((1u << nc) - 1), p); }
+  static V set1(double x) { return _mm512_set1_pd(x); }
+  static V fma(V a, V b, V c) { return _mm512_fmadd_pd(a, b, c); }
+  static V mul(V a, V b) { return _mm512_mul_pd(a, b); }
+  static void store(double* p, V v) { _mm512_storeu_pd(p, v); }
+  static void store(double* p, V v, int nc) { _mm512_mask_storeu_pd(p, __mmask8((1u << nc) - 1), v); }
+};
+template <> struct Avx2<float> {
+  using V = __m512;
+  static constexpr int W = 16;
+  static V zero() { return _mm512_setzero_ps(); }
+  static V load(const float* p) { return _mm512_loadu_ps(p); }
+  static V load(const float* p, int nc) { return _mm512_maskz_loadu_ps(__mmask16((1u << nc) - 1), p); }
+  static V set1(float x) { return _mm512_set1_ps(x); }
+  static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
+  static void store(float* p, V v) { _mm512_storeu_ps(p, v); }
+  static void store(float* p, V v, int nc) { _mm512_mask_storeu_ps(p, __mmask16((1u << nc) - 1), v); }
+};
+#else
+#define HFISHER_GEMM_MASKED 0
 template <> struct Avx2<double> {
   using V = __m256d;
   static constexpr int W = 4;
@@ -101,10 +132,40 @@ template <> struct Avx2<float> {
   static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
   static void store(float* p, V v) { _mm256_storeu_ps(p, v); }
 };
+#endif
+
+#if HFISHER_GEMM_MASKED
+/// One MB x nc block (nc < W) of the axpy form in MB registers, with masked
+/// loads of op(B) and masked stores of C (rows of C contiguous): the fringe
+/// columns stay vectorized.
+template <class T, int MB>
+inline void axpy_block_masked(int i0, int j0, int k, T alpha, T beta, const T* A, int ai, int al, const T* B, int bl,
+                              T* C, int ci, int nc) {
+  using X = Avx2<T>;
+  using V = typename X::V;
+  V acc[MB];
+#pragma GCC unroll 8
+  for (int r = 0; r < MB; ++r) acc[r] = X::zero();
+  const T* a0 = A + long(i0) * ai;
+  const T* b = B + j0;
+  for (int l = 0; l < k; ++l, b += bl) {
+    const V bv = X::load(b, nc);
+#pragma GCC unroll 8
+    for (int r = 0; r < MB; ++r) acc[r] = X::fma(X::set1(a0[r * ai + l * al]), bv, acc[r]);
+  }
+  const V va = X::set1(alpha), vb = X::set1(beta);
+#pragma GCC unroll 8
+  for (int r = 0; r < MB; ++r) {
+    T* c = C + long(i0 + r) * ci + j0;
+    const V x = X::mul(va, acc[r]);
+    X::store(c, beta == T(0) ? x : X::fma(vb, X::load(c, nc), x), nc);
+  }
+}
+#endif
 
 /// One MB x (NV * W) block of the axpy form in MB * NV vector registers
-/// (at most 12 of AVX2's 16, leaving room for the row of op(B) and the
-/// broadcast); each entry summed over l in order, as the portable block.
+/// (at most 12 of AVX2's 16 (AVX-512: 32), leaving room for the row of
+/// op(B) and the broadcast); each entry summed over l in order, as the portable block.
 /// nc < NV * W stores only the first nc columns (B then holds a padded panel).
 template <class T, int MB, int NV>
 inline void axpy_block_avx2(int i0, int j0, int k, T alpha, T beta, const T* A, int ai, int al, const T* B, int bl,
@@ -166,6 +227,12 @@ inline void axpy_rows(int i0, int n, int k, T alpha, T beta, const T* A, int ai,
     axpy_block_avx2<T, MB, 1>(i0, j0, k, alpha, beta, A, ai, al, B, bl, C, ci, cj);
     j0 += W;
   }
+#if HFISHER_GEMM_MASKED
+  if (j0 < n && cj == 1) {
+    axpy_block_masked<T, MB>(i0, j0, k, alpha, beta, A, ai, al, B, bl, C, ci, n - j0);
+    return;
+  }
+#endif
   for (; j0 < n; ++j0) axpy_block<T, MB, 1>(i0, j0, k, alpha, beta, A, ai, al, B, bl, C, ci, cj);
 }
 
@@ -193,7 +260,7 @@ template <class T>
 inline void dot_all(int m, int n, int k, T alpha, T beta, const T* A, int ai, const T* B, int bj, T* C, int ci,
                     int cj) {
   constexpr int W = Avx2<T>::W, NB = 2 * W, KC = 256;
-  alignas(32) T panel[KC * NB];
+  alignas(64) T panel[KC * NB];
   for (int j0 = 0; j0 < n; j0 += NB) {
     const int nc = n - j0 < NB ? n - j0 : NB;
     for (int l0 = 0; l0 < k || l0 == 0; l0 += KC) {
