@@ -61,9 +61,15 @@ std::string fmt_default(double v) {
   return s.str();
 }
 
+using hfisher::continual::Method;
+using hfisher::continual::is_penalty;
+/// The name a method prints as (results, tables, checkpoint keys).
+const char* name(Method m) { return hfisher::continual::to_string(m); }
+
 struct Options {
   std::string stream = "permuted", scenario = "task", optimizer = "adam", output = "results/continual", data;
-  std::vector<std::string> methods = {"finetune", "ewc", "online-ewc", "kfac-laplace", "hierarchical"};
+  std::vector<Method> methods = {Method::Finetune, Method::EWC, Method::OnlineEWC, Method::KFACLaplace,
+                                 Method::Hierarchical};
   int tasks = 10, epochs = 1, batch = 128, train_examples = 10000, test_examples = 2000, fisher_examples = 200;
   std::vector<int> hidden = {100, 100};
   double lr = 1e-3, lambda = 10.0, gamma = 0.9, tol = 1e-4, damping = 1e-3;
@@ -103,9 +109,9 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 }
 
 // everything that changes results: a checkpoint is only resumed under the same key
-std::string run_key(const Options& o, const std::string& method, std::uint64_t seed) {
+std::string run_key(const Options& o, Method method, std::uint64_t seed) {
   std::ostringstream k;
-  k << "code=" << hfisher::commit() << "|v1|" << method << "|" << o.stream << "|" << o.scenario << "|" << o.optimizer << "|" << o.tasks << "|"
+  k << "code=" << hfisher::commit() << "|v1|" << name(method) << "|" << o.stream << "|" << o.scenario << "|" << o.optimizer << "|" << o.tasks << "|"
     << o.epochs << "|" << o.batch << "|" << o.train_examples << "|" << o.test_examples << "|" << o.fisher_examples
     << "|" << o.lr << "|" << o.lambda << "|" << o.gamma << "|" << o.tol << "|" << o.damping << "|" << o.fisher_kind
     << "|" << seed << "|" << o.leaf << "|" << o.rank << "|" << o.max_rank << "|" << o.data;
@@ -114,8 +120,8 @@ std::string run_key(const Options& o, const std::string& method, std::uint64_t s
   if (!o.spd) k << "|nospd";
   if (o.keep_optimizer_state) k << "|keepopt";
   if (o.validation > 0) k << "|val" << o.validation;
-  if (method == "replay") k << "|replay" << o.replay_examples;
-  if (method == "hierarchical")  // v1 keys (HODLR only) stay readable for --hierarchical-structure hodlr
+  if (method == Method::Replay) k << "|replay" << o.replay_examples;
+  if (method == Method::Hierarchical)  // v1 keys (HODLR only) stay readable for --hierarchical-structure hodlr
     if (o.hstructure != "hodlr") {
       k << "|" << o.hstructure << "|" << o.levels << "|" << o.branching;
       for (int r : o.level_rank) k << "|r" << r;
@@ -124,13 +130,13 @@ std::string run_key(const Options& o, const std::string& method, std::uint64_t s
   return k.str();
 }
 
-double lambda_of(const Options& o, const std::string& method) {
+double lambda_of(const Options& o, Method method) {
   double l = o.lambda;
   for (const auto& kv : o.lambda_for) {
     const auto eq = kv.find('=');
     hfisher::detail::require(eq != std::string::npos, "hfisher-continual", "--lambda-for expects METHOD=VALUE, got '",
                              kv, "'");
-    if (kv.substr(0, eq) != method) continue;
+    if (kv.substr(0, eq) != name(method)) continue;
     char* end = nullptr;
     const std::string v = kv.substr(eq + 1);
     l = std::strtod(v.c_str(), &end);
@@ -140,23 +146,20 @@ double lambda_of(const Options& o, const std::string& method) {
   return l;
 }
 
-/// Whether a method is a Fisher penalty (has a lambda); fine-tuning and
-/// replay have none.
-bool is_penalty(const std::string& method) { return method != "finetune" && method != "replay"; }
 
 bool any_grid(const Options& o) { return !o.lambda_grid.empty() || !o.gamma_grid.empty() || !o.lr_grid.empty(); }
 
 /// Whether a method's candidates differ in gamma (online EWC with --gamma-grid).
-bool grid_varies_gamma(const Options& o, const std::string& method) {
-  return method == "online-ewc" && !o.gamma_grid.empty();
+bool grid_varies_gamma(const Options& o, Method method) {
+  return method == Method::OnlineEWC && !o.gamma_grid.empty();
 }
 /// Whether a method's candidates are named by lambda: a penalty method with
 /// --lambda-grid, or with --gamma-grid (the pair is named).
-bool grid_names_lambda(const Options& o, const std::string& method) {
+bool grid_names_lambda(const Options& o, Method method) {
   return is_penalty(method) && (!o.lambda_grid.empty() || grid_varies_gamma(o, method));
 }
 /// Whether --lambda-grid / --gamma-grid / --lr-grid give a method candidates to choose from.
-bool method_has_grid(const Options& o, const std::string& method) {
+bool method_has_grid(const Options& o, Method method) {
   return !o.lr_grid.empty() || grid_names_lambda(o, method);
 }
 
@@ -167,7 +170,7 @@ struct Candidate {
 };
 
 /// The candidates a method runs: the grids' product, or the values given.
-std::vector<Candidate> candidates(const Options& o, const std::string& method) {
+std::vector<Candidate> candidates(const Options& o, Method method) {
   const std::vector<double> rs = o.lr_grid.empty() ? std::vector<double>{o.lr} : o.lr_grid;
   const std::vector<double> ls = !is_penalty(method)     ? std::vector<double>{0.0}
                                  : o.lambda_grid.empty() ? std::vector<double>{lambda_of(o, method)}
@@ -183,10 +186,10 @@ std::vector<Candidate> candidates(const Options& o, const std::string& method) {
 /// How a candidate is named: in the log (method@lambda[/gamma][/lr<lr>]) and,
 /// with file set, in checkpoint names (method-lambda<l>[-gamma<g>][-lr<r>]).
 /// Only what a grid varies is named.
-std::string candidate_name(const Options& o, const std::string& method, const Candidate& c, bool file) {
-  if (!method_has_grid(o, method)) return method;
+std::string candidate_name(const Options& o, Method method, const Candidate& c, bool file) {
+  if (!method_has_grid(o, method)) return name(method);
   const bool gl = grid_names_lambda(o, method), gg = grid_varies_gamma(o, method), gr = !o.lr_grid.empty();
-  std::string n = method;
+  std::string n = name(method);
   if (file) {
     if (gl) n += "-lambda" + fmt_default(c.lambda);
     if (gg) n += "-gamma" + fmt_default(c.gamma);
@@ -236,7 +239,7 @@ std::string libraries_json() {
 }
 
 struct MethodResult {
-  std::string method;
+  Method method = Method::Finetune;
   std::uint64_t seed = 1;
   hfisher::continual::AccuracyMatrix R;
   std::vector<double> train_seconds, consolidate_seconds, fisher_bytes;
@@ -249,13 +252,6 @@ struct MethodResult {
   /// accuracy on each task's validation examples (--validation; rows 0..done-1)
   hfisher::continual::AccuracyMatrix V{1};
 };
-
-hfisher::PenaltyMethod penalty_of(const std::string& m) {
-  if (m == "ewc") return hfisher::PenaltyMethod::EWC;
-  if (m == "online-ewc") return hfisher::PenaltyMethod::OnlineEWC;
-  if (m == "kfac-laplace") return hfisher::PenaltyMethod::KFACLaplace;
-  return hfisher::PenaltyMethod::Hierarchical;
-}
 
 void save_checkpoint(const std::string& path, const std::string& key, const MethodResult& r, const Model& model,
                      const hfisher::FisherPenalty<S, E>* pen) {
@@ -381,7 +377,7 @@ double l2_distance(const Model::Vector& x, const Model::Vector& y) {
 ///   drift:     theta_t after one epoch's worth of steps of a fresh optimizer
 ///              on the penalty alone (what the next task starts with).
 /// The model is restored afterwards; nothing is stored in the results.
-void probe_anchors(const Options& o, const std::string& method, int t, Model& model,
+void probe_anchors(const Options& o, const std::string& label, int t, Model& model,
                    const hfisher::FisherPenalty<S, E>& pen, const std::vector<Data>& test,
                    const std::vector<Labels>& masks, int steps) {
   const long P = model.num_params();
@@ -429,7 +425,7 @@ void probe_anchors(const Options& o, const std::string& method, int t, Model& mo
   Kokkos::deep_copy(model.params(), theta);
   say("[%-12s] task %2d/%d probe: accuracy on tasks 1..%d at theta_t:%s | at the penalty's minimiser (%.3g away):%s | "
       "after %d %s steps on the penalty alone (moved %.3g):%s\n",
-      method.c_str(), t + 1, o.tasks, t + 1, at_t.c_str(), l2_distance(num, theta), at_bar.c_str(), steps, o.optimizer.c_str(),
+      label.c_str(), t + 1, o.tasks, t + 1, at_t.c_str(), l2_distance(num, theta), at_bar.c_str(), steps, o.optimizer.c_str(),
       moved, at_drift.c_str());
 }
 
@@ -456,15 +452,15 @@ double estimate_run_bytes(const Options& o) {
   double penalty = 0;
   for (const auto& m : o.methods) {
     double b = 0;
-    if (m == "ewc") b = 2.0 * o.tasks * P * Sz;
-    else if (m == "online-ewc") b = 2.0 * P * Sz;
-    else if (m == "kfac-laplace") b = o.tasks * (kron + P) * Sz;
-    else if (m == "hierarchical") {
+    if (m == Method::EWC) b = 2.0 * o.tasks * P * Sz;
+    else if (m == Method::OnlineEWC) b = 2.0 * P * Sz;
+    else if (m == Method::KFACLaplace) b = o.tasks * (kron + P) * Sz;
+    else if (m == Method::Hierarchical) {
       double r = 0;
       for (int x : o.level_rank) r += x;
       if (o.level_rank.size() == 1) r *= o.levels;
       b = o.hstructure == "hodlr" ? 2.0 * P * (o.leaf + 2 * 12.0 * o.max_rank) * Sz : 3.0 * P * (1 + r) * Sz;
-    } else if (m == "replay")
+    } else if (m == Method::Replay)
       b = double(o.tasks) * o.replay_examples * (784 * Sz + 4);
     penalty = std::max(penalty, b);
   }
@@ -512,7 +508,7 @@ int run(const Options& o) {
       hfisher::detail::require(o.fisher_examples <= nt, "hfisher-continual", "--fisher-examples ", o.fisher_examples,
                                " exceeds the ", nt, " training examples of task ", train.size() + 1,
                                " (the Fisher is estimated on a task's training examples)");
-      if (std::find(o.methods.begin(), o.methods.end(), "replay") != o.methods.end())
+      if (std::find(o.methods.begin(), o.methods.end(), Method::Replay) != o.methods.end())
         hfisher::detail::require(o.replay_examples <= nt, "hfisher-continual", "--replay-examples ",
                                  o.replay_examples, " exceeds the ", nt, " training examples of task ",
                                  train.size() + 1, " (replay keeps that many of every task)");
@@ -567,7 +563,7 @@ int run(const Options& o) {
     fo.multilevel_power_steps = o.power_steps;
     fo.multilevel_oversampling = o.oversampling;
     for (std::size_t mi = 0; mi < o.methods.size(); ++mi) {
-      const std::string& method = o.methods[mi];
+      const Method method = o.methods[mi];
       // the (lambda, gamma, lr) candidates to run: the grids (each method's
       // choice is made on validation data after all seeds), or the values given
       const auto cands = candidates(o, method);
@@ -590,13 +586,13 @@ int run(const Options& o) {
         Model model(widths, hfisher::nn::Activation::ReLU, seed);
         std::unique_ptr<hfisher::FisherPenalty<S, E>> pen;
         if (is_penalty(method))
-          pen = std::make_unique<hfisher::FisherPenalty<S, E>>(penalty_of(method), lam, gam, fkind, fo);
-        if (pen && method == "hierarchical")
+          pen = std::make_unique<hfisher::FisherPenalty<S, E>>(hfisher::continual::penalty_method(method), lam, gam, fkind, fo);
+        if (pen && method == Method::Hierarchical)
           pen->set_structure(hfisher::structure_from_string(o.hstructure, "hfisher-continual --hierarchical-structure"));
         // replay: the memory of the finished tasks (rebuilt on resume: its
         // examples depend only on the seed and the tasks)
         std::unique_ptr<hfisher::continual::ReplayMemory<S, E>> replay;
-        if (method == "replay") replay = std::make_unique<hfisher::continual::ReplayMemory<S, E>>(o.replay_examples, seed);
+        if (method == Method::Replay) replay = std::make_unique<hfisher::continual::ReplayMemory<S, E>>(o.replay_examples, seed);
         const std::string ckpt = o.output + "/checkpoints/" + candidate_name(o, method, cand, true) +
                                  (o.seeds > 1 ? "-seed" + std::to_string(seed) : std::string()) + ".ckpt";
         const std::string key = run_key(oc, method, seed);
@@ -685,7 +681,7 @@ int run(const Options& o) {
                     o.fisher_kind.c_str(), r.consolidate_seconds.back());
               pen->consolidate(model, train[t], comm);
               cons = pen->last_consolidation_seconds();
-              if (o.probe_anchors && method == "ewc" && t > 0)
+              if (o.probe_anchors && method == Method::EWC && t > 0)
                 probe_anchors(oc, label, t, model, *pen, test, masks, (train[t].size() + o.batch - 1) / o.batch);
             }
             if (replay) replay->add_task(train[t], masks[t]);
@@ -727,7 +723,7 @@ int run(const Options& o) {
   // on any seed is never chosen); only the chosen runs enter the table, the
   // summary and the plots
   struct Selection {
-    std::string method;
+    Method method;
     std::vector<Candidate> cands;
     std::vector<double> val_acc;  ///< per candidate (NaN: diverged)
     Candidate chosen;
@@ -755,7 +751,7 @@ int run(const Options& o) {
           sel.val_acc.push_back(bad ? std::nan("") : acc / n);
           if (!bad && acc / n > best) best = acc / n, sel.chosen = c;
         }
-        hfisher::detail::require(best >= 0, "hfisher-continual", m,
+        hfisher::detail::require(best >= 0, "hfisher-continual", name(m),
                                  ": every candidate diverged (lower --lr-grid or --lambda-grid)");
         selections.push_back(sel);
       }
@@ -766,28 +762,28 @@ int run(const Options& o) {
                 "over %d seed(s)):\n",
                 o.validation, o.seeds);
     for (const auto& sel : selections) {
-      std::printf("  %-14s", sel.method.c_str());
+      std::printf("  %-14s", name(sel.method));
       for (std::size_t c = 0; c < sel.cands.size(); ++c) {
-        const std::string name = candidate_name(o, sel.method, sel.cands[c], false);
+        const std::string cname = candidate_name(o, sel.method, sel.cands[c], false);
         char v[32] = "diverged";
         if (std::isfinite(sel.val_acc[c])) std::snprintf(v, sizeof v, "%.4f", sel.val_acc[c]);
-        std::printf("  %s: %s%s", name.substr(name.find('@') + 1).c_str(), v,
+        std::printf("  %s: %s%s", cname.substr(cname.find('@') + 1).c_str(), v,
                     sel.cands[c] == sel.chosen ? " <" : "");
       }
       std::printf("\n");
     }
     results = std::move(kept);
   }
-  auto lambda_in_results = [&](const std::string& m) {  // the lambda a method's reported runs used
+  auto lambda_in_results = [&](Method m) {  // the lambda a method's reported runs used
     for (const auto& r : results)
       if (r.method == m) return r.lambda;
     return 0.0;
   };
   // methods in order, and the runs (one per seed) of each
-  std::vector<std::string> names;
+  std::vector<Method> names;
   for (const auto& r : results)
     if (std::find(names.begin(), names.end(), r.method) == names.end()) names.push_back(r.method);
-  auto runs_of = [&](const std::string& m) {
+  auto runs_of = [&](Method m) {
     std::vector<const MethodResult*> v;
     for (const auto& r : results)
       if (r.method == m) v.push_back(&r);
@@ -795,7 +791,7 @@ int run(const Options& o) {
   };
   auto total = [](const std::vector<double>& v) { return std::accumulate(v.begin(), v.end(), 0.0); };
   // mean and sample standard deviation of f over the runs of a method
-  auto stats = [&](const std::string& m, auto&& f) {
+  auto stats = [&](Method m, auto&& f) {
     const auto v = runs_of(m);
     double mean = 0, var = 0;
     for (const auto* r : v) mean += f(*r) / v.size();
@@ -805,10 +801,10 @@ int run(const Options& o) {
   // intransigence: against the fine-tuning run of the same seed (NaN without one)
   auto intrans = [&](const MethodResult& r, int t) {
     for (const auto& q : results)
-      if (q.method == "finetune" && q.seed == r.seed) return r.R.intransigence(t, q.R);
+      if (q.method == Method::Finetune && q.seed == r.seed) return r.R.intransigence(t, q.R);
     return std::numeric_limits<double>::quiet_NaN();
   };
-  const bool has_ref = std::find(names.begin(), names.end(), "finetune") != names.end();
+  const bool has_ref = std::find(names.begin(), names.end(), Method::Finetune) != names.end();
   auto num = [](double v) {  // JSON number or null
     std::ostringstream x;
     if (std::isfinite(v)) x << v;
@@ -823,7 +819,7 @@ int run(const Options& o) {
               "forgetting", "LA", "intrans.", "Fisher MB", "consolidate s", "train s", "train ex/s");
   for (const auto& r : results) {
     const double cs = total(r.consolidate_seconds), ts = total(r.train_seconds);
-    std::printf("%-14s %5llu %7g %8.4f %+8.4f %11.4f %8.4f %+9.4f %12.2f %15.2f %10.1f %10.0f\n", r.method.c_str(),
+    std::printf("%-14s %5llu %7g %8.4f %+8.4f %11.4f %8.4f %+9.4f %12.2f %15.2f %10.1f %10.0f\n", name(r.method),
                 (unsigned long long)r.seed, r.lambda, r.R.acc(T - 1),
                 r.R.bwt(T - 1), r.R.forgetting(T - 1), r.R.learning_accuracy(T - 1), intrans(r, T - 1),
                 r.fisher_bytes.back() / 1e6, cs / T, ts, r.train_examples / ts);
@@ -840,7 +836,7 @@ int run(const Options& o) {
       const auto mb = stats(m, [&](const MethodResult& r) { return r.fisher_bytes.back() / 1e6; });
       const auto cs = stats(m, [&](const MethodResult& r) { return total(r.consolidate_seconds) / T; });
       std::printf("%-14s %8.4f +- %.4f %+8.4f +- %.4f %8.4f +- %.4f %8.4f +- %.4f %+8.4f +- %.4f %12.2f %15.2f\n",
-                  m.c_str(), acc.first, acc.second, bwt.first, bwt.second, fgt.first, fgt.second, la.first, la.second,
+                  name(m), acc.first, acc.second, bwt.first, bwt.second, fgt.first, fgt.second, la.first, la.second,
                   in.first, in.second, mb.first, cs.first);
     }
   }
@@ -866,7 +862,7 @@ int run(const Options& o) {
      << ", \"fisher_examples\": " << o.fisher_examples << ", \"fisher_kind\": \"" << o.fisher_kind
      << "\", \"lambda\": {";
   for (std::size_t k = 0; k < names.size(); ++k)
-    js << (k ? ", " : "") << "\"" << names[k] << "\": " << lambda_in_results(names[k]);
+    js << (k ? ", " : "") << "\"" << name(names[k]) << "\": " << lambda_in_results(names[k]);
   js << "}, \"gamma\": " << o.gamma << ", \"damping\": " << o.damping << ", \"hierarchical_structure\": \""
      << o.hstructure << "\", \"levels\": " << o.levels << ", \"level_rank\": [";
   for (std::size_t l = 0; l < o.level_rank.size(); ++l) js << (l ? ", " : "") << o.level_rank[l];
@@ -886,12 +882,12 @@ int run(const Options& o) {
   js << "]},\n  \"selection\": [";
   for (std::size_t k = 0; k < selections.size(); ++k) {
     const auto& sel = selections[k];
-    js << (k ? ", " : "") << "{\"method\": \"" << sel.method << "\", \"validation_ACC\": [";
+    js << (k ? ", " : "") << "{\"method\": \"" << name(sel.method) << "\", \"validation_ACC\": [";
     for (std::size_t c = 0; c < sel.val_acc.size(); ++c) js << (c ? ", " : "") << num(sel.val_acc[c]);  // null: diverged
     js << "], \"lambda\": [";
     for (std::size_t c = 0; c < sel.cands.size(); ++c) js << (c ? ", " : "") << sel.cands[c].lambda;
     js << "]";
-    if (sel.method == "online-ewc") {  // the only penalty with a decay
+    if (sel.method == Method::OnlineEWC) {  // the only penalty with a decay
       js << ", \"gamma\": [";
       for (std::size_t c = 0; c < sel.cands.size(); ++c) js << (c ? ", " : "") << sel.cands[c].gamma;
       js << "]";
@@ -899,7 +895,7 @@ int run(const Options& o) {
     js << ", \"lr\": [";
     for (std::size_t c = 0; c < sel.cands.size(); ++c) js << (c ? ", " : "") << sel.cands[c].lr;
     js << "], \"chosen_lambda\": " << sel.chosen.lambda;
-    if (sel.method == "online-ewc") js << ", \"chosen_gamma\": " << sel.chosen.gamma;
+    if (sel.method == Method::OnlineEWC) js << ", \"chosen_gamma\": " << sel.chosen.gamma;
     js << ", \"chosen_lr\": " << sel.chosen.lr << "}";
   }
   js << "],\n  \"summary\": [\n";
@@ -909,7 +905,7 @@ int run(const Options& o) {
     const auto bwt = stats(names[k], [&](const MethodResult& r) { return r.R.bwt(T - 1); });
     const auto la = stats(names[k], [&](const MethodResult& r) { return r.R.learning_accuracy(T - 1); });
     const auto in = stats(names[k], [&](const MethodResult& r) { return intrans(r, T - 1); });
-    js << "    {\"method\": \"" << names[k] << "\", \"ACC_mean\": " << acc.first << ", \"ACC_std\": " << acc.second
+    js << "    {\"method\": \"" << name(names[k]) << "\", \"ACC_mean\": " << acc.first << ", \"ACC_std\": " << acc.second
        << ", \"BWT_mean\": " << bwt.first << ", \"BWT_std\": " << bwt.second << ", \"forgetting_mean\": " << fgt.first
        << ", \"forgetting_std\": " << fgt.second << ", \"LA_mean\": " << la.first << ", \"LA_std\": " << la.second
        << ", \"intransigence_mean\": " << num(in.first) << ", \"intransigence_std\": " << num(in.second) << "}"
@@ -921,17 +917,17 @@ int run(const Options& o) {
     std::ostringstream mcsv;
     for (int i = 0; i < T; ++i) {
       const double in = intrans(r, i);
-      csv << r.method << "," << r.seed << "," << i + 1 << "," << r.R.acc(i) << "," << r.R.bwt(i) << ","
+      csv << name(r.method) << "," << r.seed << "," << i + 1 << "," << r.R.acc(i) << "," << r.R.bwt(i) << ","
           << r.R.forgetting(i) << "," << r.R.learning_accuracy(i) << "," << (std::isfinite(in) ? num(in) : "")
           << "," << r.fisher_bytes[i] << "," << r.consolidate_seconds[i] << ","
           << r.train_seconds[i] << "\n";
       for (int j = 0; j < T; ++j) mcsv << r.R(i, j) << (j + 1 < T ? " " : "\n");
     }
     if (r.seed == o.seed)  // heatmaps of the first seed
-      hfisher::io::atomic_write(o.output + "/R_" + r.method + ".dat", "hfisher-continual",
+      hfisher::io::atomic_write(o.output + "/R_" + name(r.method) + ".dat", "hfisher-continual",
                                 [&](std::ostream& f) { f << mcsv.str(); });
-    js << "    {\"method\": \"" << r.method << "\", \"seed\": " << r.seed << ", \"lambda\": " << r.lambda;
-    if (r.method == "online-ewc") js << ", \"gamma\": " << r.gamma;
+    js << "    {\"method\": \"" << name(r.method) << "\", \"seed\": " << r.seed << ", \"lambda\": " << r.lambda;
+    if (r.method == Method::OnlineEWC) js << ", \"gamma\": " << r.gamma;
     js << ", \"ACC\": " << r.R.acc(T - 1) << ", \"BWT\": " << r.R.bwt(T - 1)
        << ", \"forgetting\": " << r.R.forgetting(T - 1) << ", \"LA\": " << r.R.learning_accuracy(T - 1)
        << ", \"intransigence\": " << num(intrans(r, T - 1)) << ", \"lr\": " << r.lr << ", \"fisher_bytes\": " << r.fisher_bytes.back()
@@ -952,7 +948,7 @@ int run(const Options& o) {
       const auto st = stats(m, [&](const MethodResult& r) { return r.R.acc(i); });
       a << i + 1 << " " << st.first << " " << st.second << "\n";
     }
-    hfisher::io::atomic_write(o.output + "/ACC_" + m + ".dat", "hfisher-continual", [&](std::ostream& f) { f << a.str(); });
+    hfisher::io::atomic_write(o.output + "/ACC_" + name(m) + ".dat", "hfisher-continual", [&](std::ostream& f) { f << a.str(); });
   }
   // final ACC against the Fisher memory each method keeps (mean and std over
   // the seeds): the trade-off the penalties are compared on
@@ -962,7 +958,7 @@ int run(const Options& o) {
     for (const auto& m : names) {
       const auto mb = stats(m, [&](const MethodResult& r) { return r.fisher_bytes.back() / 1e6; });
       const auto acc = stats(m, [&](const MethodResult& r) { return r.R.acc(T - 1); });
-      a << m << " " << mb.first << " " << mb.second << " " << acc.first << " " << acc.second << "\n";
+      a << name(m) << " " << mb.first << " " << mb.second << " " << acc.first << " " << acc.second << "\n";
     }
     hfisher::io::atomic_write(o.output + "/acc_memory.dat", "hfisher-continual", [&](std::ostream& f) { f << a.str(); });
   }
@@ -977,7 +973,7 @@ int run(const Options& o) {
      << T + 0.5 << "]\nset xtics 1\nset ytics 1\n";
   // tasks numbered from 1, as in the log and results.csv
   for (const auto& m : names)
-    gp << "set title '" << m << "'\nplot 'R_" << m << ".dat' matrix using ($1+1):($2+1):3 with image\n";
+    gp << "set title '" << name(m) << "'\nplot 'R_" << name(m) << ".dat' matrix using ($1+1):($2+1):3 with image\n";
   gp << "unset multiplot\nset terminal pngcairo size 700,450\nset output 'acc.png'\n"
      << "set title 'average accuracy over the tasks seen so far"
      << (o.seeds > 1 ? " (mean +- std, " + std::to_string(o.seeds) + " seeds)" : std::string()) << "'\n"
@@ -987,8 +983,8 @@ int run(const Options& o) {
   static const char* colours[] = {"#000000", "#E69F00", "#56B4E9", "#009E73", "#D55E00", "#0072B2", "#CC79A7", "#999999"};
   static const int markers[] = {1, 2, 4, 6, 8, 10, 12, 3};
   for (int k = 0; k < n; ++k)
-    gp << "'ACC_" << names[k] << ".dat' using 1:2:3 with yerrorlines lw 2 lc rgb '" << colours[k % 8] << "' pt "
-       << markers[k % 8] << " title '" << names[k] << "'" << (k + 1 < n ? ", " : "\n");
+    gp << "'ACC_" << name(names[k]) << ".dat' using 1:2:3 with yerrorlines lw 2 lc rgb '" << colours[k % 8] << "' pt "
+       << markers[k % 8] << " title '" << name(names[k]) << "'" << (k + 1 < n ? ", " : "\n");
   gp << "set terminal pngcairo size 700,450\nset output 'acc_memory.png'\n"
      << "set title 'final ACC against Fisher memory after " << T << " tasks"
      << (o.seeds > 1 ? " (mean +- std, " + std::to_string(o.seeds) + " seeds)" : std::string()) << "'\n"
@@ -997,7 +993,7 @@ int run(const Options& o) {
      << "set ytics autofreq\nplot ";
   for (int k = 0; k < n; ++k)
     gp << "'acc_memory.dat' every ::" << k << "::" << k << " using 2:4:3:5 with xyerrorbars lw 2 ps 2 lc rgb '"
-       << colours[k % 8] << "' pt " << markers[k % 8] << " title '" << names[k] << "'" << (k + 1 < n ? ", " : "\n");
+       << colours[k % 8] << "' pt " << markers[k % 8] << " title '" << name(names[k]) << "'" << (k + 1 < n ? ", " : "\n");
   hfisher::io::atomic_write(o.output + "/plots.gp", "hfisher-continual", [&](std::ostream& f) { f << gp.str(); });
   const bool plotted = hfisher::io::run_gnuplot(o.output, "plots.gp");
   std::printf("\nwrote %s/results.json, results.csv, R_*.dat, ACC_*.dat, acc_memory.dat, plots.gp%s (%.1f s in all)\n",
@@ -1021,10 +1017,15 @@ int main(int argc, char** argv) {
   app.add_option("--scenario", o.scenario, "split streams: task (per-task heads) or class (class-incremental)")
       ->check(CLI::IsMember({"task", "class"}));
   app.add_option("--tasks", o.tasks, "number of tasks (split: at most 5)")->check(CLI::Range(1, 100));
-  app.add_option("--method", o.methods,
+  // parsed into Methods once, after the command line is read
+  std::vector<std::string> method_args;
+  for (Method m : o.methods) method_args.push_back(name(m));
+  std::vector<std::string> all_methods;
+  for (const auto& nm : hfisher::continual::method_names()) all_methods.push_back(nm.first);
+  app.add_option("--method", method_args,
                  "repeatable: finetune, ewc, online-ewc, kfac-laplace, hierarchical, replay (experience replay: "
                  "--replay-examples of every finished task, a memory batch beside each batch)")
-      ->check(CLI::IsMember({"finetune", "ewc", "online-ewc", "kfac-laplace", "hierarchical", "replay"}));
+      ->check(CLI::IsMember(all_methods));
   app.add_option("--optimizer", o.optimizer, "sgd, adam, ngd (natural gradient, low-rank Fisher) or kfac")
       ->check(CLI::IsMember({"sgd", "adam", "ngd", "kfac"}));
   app.add_option("--output", o.output, "directory for JSON, CSV, plots and checkpoints")->check(hfisher_cli::NonEmpty);
@@ -1119,6 +1120,8 @@ int main(int argc, char** argv) {
     return e.get_exit_code();
   }
   return hfisher::dist::guarded(comm, "hfisher-continual", [&] {
+    o.methods.clear();
+    for (const auto& m : method_args) o.methods.push_back(hfisher::continual::parse_method(m));
     // per-optimizer defaults: the library's (nn::SGD, nn::Adam,
     // NaturalGradientOptions and its kfac() preset)
     if (app.count("--lr") == 0) o.lr = default_lr(o.optimizer);
@@ -1128,17 +1131,18 @@ int main(int argc, char** argv) {
       const auto eq = kv.find('=');
       hfisher::detail::require(eq != std::string::npos, "hfisher-continual", "--lambda-for expects METHOD=VALUE, got '",
                                kv, "'");
-      const std::string m = kv.substr(0, eq);
-      hfisher::detail::require(m == "finetune" || m == "ewc" || m == "online-ewc" || m == "kfac-laplace" ||
-                                   m == "hierarchical" || m == "replay",
-                               "hfisher-continual", "--lambda-for ", kv, ": no method '", m,
-                               "' (finetune, ewc, online-ewc, kfac-laplace, hierarchical, replay)");
-      hfisher::detail::require(is_penalty(m), "hfisher-continual", "--lambda-for ", kv, ": ", m,
+      Method m = Method::Finetune;
+      try {
+        m = hfisher::continual::parse_method(kv.substr(0, eq));
+      } catch (const hfisher::Error& e) {
+        throw hfisher::Error(std::string("hfisher-continual: --lambda-for ") + kv + ": " + e.what());
+      }
+      hfisher::detail::require(is_penalty(m), "hfisher-continual", "--lambda-for ", kv, ": ", name(m),
                                " has no lambda (only the penalties ewc, online-ewc, kfac-laplace and hierarchical "
                                "do)");
       hfisher::detail::require(std::find(o.methods.begin(), o.methods.end(), m) != o.methods.end(),
-                               "hfisher-continual", "--lambda-for ", kv, ": method '", m, "' is not run (add --method ",
-                               m, ")");
+                               "hfisher-continual", "--lambda-for ", kv, ": method '", name(m), "' is not run (add --method ",
+                               name(m), ")");
       (void)lambda_of(o, m);  // the value is checked there
     }
     hfisher::detail::require(o.level_rank.size() == 1 || int(o.level_rank.size()) == o.levels, "hfisher-continual",
@@ -1162,7 +1166,7 @@ int main(int argc, char** argv) {
                                "so the resumed run would differ from an uninterrupted one");
     }
     if (o.probe_anchors) {
-      hfisher::detail::require(std::find(o.methods.begin(), o.methods.end(), "ewc") != o.methods.end(),
+      hfisher::detail::require(std::find(o.methods.begin(), o.methods.end(), Method::EWC) != o.methods.end(),
                                "hfisher-continual", "--probe-anchors probes EWC's per-task anchors: add --method ewc");
       hfisher::detail::require(o.optimizer == "sgd" || o.optimizer == "adam", "hfisher-continual",
                                "--probe-anchors steps with sgd or adam, not --optimizer ", o.optimizer);

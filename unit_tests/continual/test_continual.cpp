@@ -47,6 +47,32 @@ TEST(Metrics, AgainstHandComputedMatrix) {
   EXPECT_THROW(P.acc(1), hfisher::Error);  // row 1 not measured
 }
 
+// every method's name parses back to it; penalties map to their
+// PenaltyMethod, whose name is the same; unknown names list the valid ones
+TEST(Methods, NamesRoundTripAndPenalties) {
+  using hfisher::continual::Method;
+  EXPECT_EQ(hfisher::continual::method_names().size(), 6u);
+  for (const auto& [n, m] : hfisher::continual::method_names()) {
+    EXPECT_EQ(hfisher::continual::parse_method(n), m) << n;
+    EXPECT_EQ(std::string(hfisher::continual::to_string(m)), n);
+    if (hfisher::continual::is_penalty(m)) {
+      EXPECT_EQ(std::string(hfisher::to_string(hfisher::continual::penalty_method(m))), n);
+    } else {
+      EXPECT_THROW(hfisher::continual::penalty_method(m), hfisher::Error) << n;
+    }
+  }
+  EXPECT_FALSE(hfisher::continual::is_penalty(Method::Finetune));
+  EXPECT_FALSE(hfisher::continual::is_penalty(Method::Replay));
+  try {
+    hfisher::continual::parse_method("EWC");
+    FAIL() << "names are case-sensitive";
+  } catch (const hfisher::Error& e) {
+    const std::string w = e.what();
+    EXPECT_NE(w.find("no method 'EWC'"), std::string::npos) << w;
+    EXPECT_NE(w.find("online-ewc"), std::string::npos) << w;
+  }
+}
+
 TEST(Streams, PermutedAndSplit) {
   hfisher::nn::Dataset d;
   d.n = 40;

@@ -518,6 +518,7 @@ TEST(ContinualDriver, BadValuesFailWithAMessage) {
       {"--gamma nan", "finite"},
       {"--seed -1", "unsigned"},
       {"--lambda-for bogus=3", "no method 'bogus'"},
+      {"--method bogus", "bogus"},
       {"--lambda-for replay=3", "replay has no lambda"},
       {"--lambda-for online-ewc=3", "not run"},
       {"--kokkos-threads=0", "threads"},

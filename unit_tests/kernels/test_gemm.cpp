@@ -159,4 +159,36 @@ TYPED_TEST(Gemm, RejectsBadInput) {
     }
     EXPECT_TRUE(std::isfinite(to_host(Cd)(2, 5, 0)));
   }
+
+  // entries larger than the scan's 512-element chunks (the NaN in the last,
+  // partial chunk) and a strided A (columns of a wider array: scanned by rows)
+  {
+    auto Ah = random_batch(2, 40, 30, 21), Bh = random_batch(2, 30, 5, 22);
+    Ah(1, 39, 29) = std::numeric_limits<double>::quiet_NaN();
+    auto Ad = to_device<S, E>(Ah), Bd = to_device<S, E>(Bh);
+    hfisher::BatchMatrix<S, E> Cd("C", 2, 40, 5);
+    try {
+      hfisher::kernels::gemm(E(), hfisher::Op::NoTrans, hfisher::Op::NoTrans, S(1), Ad, Bd, S(0), Cd);
+      FAIL() << "NaN in the last chunk not detected";
+    } catch (const hfisher::NonFiniteError& e) {
+      EXPECT_NE(std::string(e.what()).find("batch entry 1, position (39, 29)"), std::string::npos) << e.what();
+    }
+    auto Wh = random_batch(2, 40, 31, 23);
+    Wh(1, 20, 7) = std::numeric_limits<double>::infinity();
+    auto Wd = to_device<S, E>(Wh);
+    auto As = Kokkos::subview(Wd, Kokkos::ALL, Kokkos::ALL, Kokkos::make_pair(0, 30));
+    try {
+      hfisher::kernels::gemm(E(), hfisher::Op::NoTrans, hfisher::Op::NoTrans, S(1), As, Bd, S(0), Cd);
+      FAIL() << "Inf in a strided A not detected";
+    } catch (const hfisher::NonFiniteError& e) {
+      EXPECT_NE(std::string(e.what()).find("batch entry 1, position (20, 7)"), std::string::npos) << e.what();
+    }
+    // the column past the subview is not read
+    Wh(1, 20, 7) = 0;
+    Wh(0, 3, 30) = std::numeric_limits<double>::quiet_NaN();
+    Wd = to_device<S, E>(Wh);
+    As = Kokkos::subview(Wd, Kokkos::ALL, Kokkos::ALL, Kokkos::make_pair(0, 30));
+    EXPECT_NO_THROW(
+        hfisher::kernels::gemm(E(), hfisher::Op::NoTrans, hfisher::Op::NoTrans, S(1), As, Bd, S(0), Cd));
+  }
 }
