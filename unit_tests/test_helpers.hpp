@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <initializer_list>
 #include <random>
 #include <sstream>
 #include <string>
@@ -18,6 +19,19 @@
 #include "tolerances.hpp"
 
 namespace hfisher_test {
+
+/// Runs f and expects it to throw Ex (an hfisher::Error by default) whose
+/// message holds every string in parts; `what` names the case in failures.
+template <class Ex = hfisher::Error, class F>
+void expect_throw_with(F&& f, std::initializer_list<std::string> parts, const std::string& what) {
+  try {
+    f();
+    ADD_FAILURE() << what << ": nothing thrown";
+  } catch (const Ex& e) {
+    const std::string w = e.what();
+    for (const auto& p : parts) EXPECT_NE(w.find(p), std::string::npos) << what << ": '" << p << "' not in: " << w;
+  }
+}
 
 template <class S, class E>
 struct Config {
