@@ -187,6 +187,19 @@ KOKKOS_INLINE_FUNCTION int potrf_entry(const Member& t, const AV& A, typename AV
   return 0;
 }
 
+/// potrf_entry on batch entry b of A, its status written to info(b) and
+/// pivot(b) (the body of both batched launches); returns info(b).
+template <class Exec, class Member, class AV, class IV, class PV>
+KOKKOS_INLINE_FUNCTION int potrf_entry_status(const Member& t, const AV& A, long b, const IV& info, const PV& pivot) {
+  typename AV::non_const_value_type bad(0);
+  const int r = potrf_entry<Exec>(t, hfisher::detail::entry(A, b), &bad);
+  Kokkos::single(Kokkos::PerTeam(t), [&]() {
+    info(b) = r;
+    pivot(b) = bad;
+  });
+  return r;
+}
+
 /// The launch policy of a batched Cholesky: one team per entry, or, for
 /// fewer large entries than host threads, teams spanning the threads, whose
 /// GEMM and TRSM updates split into slices run by the one-thread kernels.
@@ -200,19 +213,11 @@ Kokkos::TeamPolicy<Exec> potrf_policy(const Exec& space, const AV& A) {
 
 template <class Exec, class AV, class IV, class PV>
 void potrf_nocheck(const Exec& space, const AV& A, const IV& info, const PV& pivot) {
-  using T = typename AV::non_const_value_type;
   using member = typename ExecTraits<Exec>::member_type;
   if (A.extent(0) == 0) return;
   Kokkos::parallel_for(
-      "hfisher::potrf", potrf_policy(space, A), KOKKOS_LAMBDA(const member& t) {
-        const int b = t.league_rank();
-        T bad = T(0);
-        const int r = potrf_entry<Exec>(t, hfisher::detail::entry(A, b), &bad);
-        Kokkos::single(Kokkos::PerTeam(t), [&]() {
-          info(b) = r;
-          pivot(b) = bad;
-        });
-      });
+      "hfisher::potrf", potrf_policy(space, A),
+      KOKKOS_LAMBDA(const member& t) { potrf_entry_status<Exec>(t, A, t.league_rank(), info, pivot); });
 }
 
 /// potrf with its checks: sizes, then, per entry and in the factorization's
@@ -228,22 +233,13 @@ long potrf_checked(const Exec& space, const AV& A, const IV& info, const PV& piv
                            A.extent(2));
   hfisher::detail::check_batch(info.extent(0), A.extent(0), where, "info");
   hfisher::detail::check_batch(pivot.extent(0), A.extent(0), where, "pivot");
-  using T = typename AV::non_const_value_type;
   using member = typename ExecTraits<Exec>::member_type;
   const auto first = hfisher::detail::for_each_checked_entry(
       "hfisher::potrf", potrf_policy(space, A),
       KOKKOS_LAMBDA(const member& t, const long b) {
         return hfisher::detail::team_all_finite(t, hfisher::detail::entry(A, b));
       },
-      KOKKOS_LAMBDA(const member& t, const long b) {
-        T bad = T(0);
-        const int r = potrf_entry<Exec>(t, hfisher::detail::entry(A, b), &bad);
-        Kokkos::single(Kokkos::PerTeam(t), [&]() {
-          info(b) = r;
-          pivot(b) = bad;
-        });
-        return r == 0;
-      });
+      KOKKOS_LAMBDA(const member& t, const long b) { return potrf_entry_status<Exec>(t, A, b, info, pivot) == 0; });
   if (first.refused) {
     hfisher::detail::check_finite_at(space, A, first.entry, where, "A");
     throw NonFiniteError(hfisher::detail::concat(where, ": batch entry ", first.entry, " has a non-finite input"));
