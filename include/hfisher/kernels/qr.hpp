@@ -18,15 +18,17 @@ namespace kernels {
 namespace detail {
 
 /// Whether the host's blocked one-thread-per-entry forms apply: teams of one
-/// thread, unit column stride, at least min_cols columns (more than one
-/// panel) and 64 rows. Forming Q blocked pays from 64 rows; the blocked
-/// factorization only from about 128 columns, because its 16-column panels
-/// stay level 2 (docs/benchmarks.md).
+/// thread, unit column stride, more than one panel of columns, 64 rows, and
+/// at least min_cols columns or 8 times as many rows as columns. Forming Q
+/// blocked pays from 64 rows; the blocked factorization of a square block
+/// only from about 128 columns, because its 16-column panels stay level 2,
+/// but of a tall one (the low-rank factors the H-matrix builds recompress)
+/// already at 80 columns (docs/benchmarks.md).
 template <class Exec>
 bool blocked_qr(long m, long cols, bool unit_stride, long min_cols) {
   if constexpr (ExecTraits<Exec>::on_host)
-    return hfisher::detail::host_team_size() <= 1 && unit_stride && cols > detail::qr_panel && cols >= min_cols &&
-           m >= 64;
+    return hfisher::detail::host_team_size() <= 1 && unit_stride && cols > detail::qr_panel &&
+           (cols >= min_cols || m >= 8 * cols) && m >= 64;
   else
     return false;
 }
