@@ -60,6 +60,11 @@ std::string fmt_default(double v) {
   s << v;
   return s.str();
 }
+std::string fixed4(double v) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%.4f", v);
+  return b;
+}
 
 using hfisher::continual::Method;
 using hfisher::continual::is_penalty;
@@ -94,6 +99,7 @@ struct Options {
   std::vector<double> lr_grid;      ///< candidate learning rates (every method), chosen with lambda and gamma
   bool keep_optimizer_state = false;  ///< sgd/adam: one optimizer for the whole stream, not one per task
   bool probe_anchors = false;  ///< ewc: after each task, accuracy at the penalty's minimiser (docs/continual.md)
+  std::vector<double> targets;  ///< --target-accuracy: validation accuracies whose training time is reported
 };
 
 hfisher::dist::Communicator comm;  // the ranks of the run (one process without MPI)
@@ -251,6 +257,22 @@ struct MethodResult {
   bool diverged = false;  ///< a grid candidate whose training diverged (never selected)
   /// accuracy on each task's validation examples (--validation; rows 0..done-1)
   hfisher::continual::AccuracyMatrix V{1};
+  /// --validation: the learning curve, for every finished task and epoch
+  /// (task-major) three values: seconds of training into the task (the
+  /// validation passes not counted), the epoch's training loss, and the
+  /// accuracy on the task's validation examples after the epoch
+  std::vector<double> curve{};
+  static constexpr int curve_fields = 3;
+  double curve_at(int task, int epoch, int epochs, int field) const {
+    return curve[(std::size_t(task) * epochs + epoch) * curve_fields + field];
+  }
+  /// seconds of training into `task` until its validation accuracy first
+  /// reached `target` (NaN: not within the task's epochs)
+  double seconds_to(int task, int epochs, double target) const {
+    for (int e = 0; e < epochs; ++e)
+      if (curve_at(task, e, epochs, 2) >= target) return curve_at(task, e, epochs, 0);
+    return std::numeric_limits<double>::quiet_NaN();
+  }
 };
 
 void save_checkpoint(const std::string& path, const std::string& key, const MethodResult& r, const Model& model,
@@ -261,8 +283,11 @@ void save_checkpoint(const std::string& path, const std::string& key, const Meth
     o.write(key.data(), std::streamsize(key.size()));
     hfisher::io::put(o, std::int32_t(r.done));
     for (double v : r.R.data()) hfisher::io::put(o, v);
-    if (r.V.tasks() == r.R.tasks())  // with --validation (the key says so)
+    if (r.V.tasks() == r.R.tasks()) {  // with --validation (the key says so)
       for (double v : r.V.data()) hfisher::io::put(o, v);
+      hfisher::io::put(o, std::uint64_t(r.curve.size()));
+      for (double v : r.curve) hfisher::io::put(o, v);
+    }
     for (int t = 0; t < r.done; ++t) {
       hfisher::io::put(o, r.train_seconds[t]);
       hfisher::io::put(o, r.consolidate_seconds[t]);
@@ -277,7 +302,7 @@ void save_checkpoint(const std::string& path, const std::string& key, const Meth
 }
 
 // returns false when there is no checkpoint; throws on a foreign or corrupt one
-bool load_checkpoint(const std::string& path, const std::string& key, MethodResult& r, Model& model,
+bool load_checkpoint(const std::string& path, const std::string& key, int epochs, MethodResult& r, Model& model,
                      hfisher::FisherPenalty<S, E>* pen) {
   if (!std::filesystem::exists(path)) return false;
   constexpr const char* where = "hfisher-continual: checkpoint";
@@ -306,12 +331,19 @@ bool load_checkpoint(const std::string& path, const std::string& key, MethodResu
       const double v = hfisher::io::get<double>(i, path, where);
       if (v >= 0) r.R.set(a, b, v);
     }
-  if (r.V.tasks() == T)
+  if (r.V.tasks() == T) {
     for (int a = 0; a < T; ++a)
       for (int b = 0; b < T; ++b) {
         const double v = hfisher::io::get<double>(i, path, where);
         if (v >= 0) r.V.set(a, b, v);
       }
+    const auto nc = hfisher::io::get<std::uint64_t>(i, path, where);
+    hfisher::detail::require(nc == std::uint64_t(r.done) * epochs * MethodResult::curve_fields, where, path,
+                             ": corrupt learning curve (", nc, " values for ", r.done, " task(s) of ", epochs,
+                             " epoch(s))");
+    r.curve.resize(nc);
+    for (auto& v : r.curve) v = hfisher::io::get<double>(i, path, where);
+  }
   for (int t = 0; t < r.done; ++t) {
     r.train_seconds.push_back(hfisher::io::get<double>(i, path, where));
     r.consolidate_seconds.push_back(hfisher::io::get<double>(i, path, where));
@@ -334,7 +366,7 @@ bool is_run_file(const std::filesystem::path& p, bool checkpoint) {
   const std::string f = p.filename().string();
   auto ends = [&](const char* s) { return f.size() >= std::strlen(s) && f.compare(f.size() - std::strlen(s), std::string::npos, s) == 0; };
   if (checkpoint) return ends(".ckpt");
-  return f == "results.json" || f == "results.csv" || f == "plots.gp" || f == "heatmaps.png" || f == "acc.png" ||
+  return f == "results.json" || f == "results.csv" || f == "curve.csv" || f == "plots.gp" || f == "heatmaps.png" || f == "acc.png" ||
          f == "acc_memory.dat" || f == "acc_memory.png" ||
          ((f.rfind("R_", 0) == 0 || f.rfind("ACC_", 0) == 0) && ends(".dat"));
 }
@@ -596,7 +628,7 @@ int run(const Options& o) {
         const std::string ckpt = o.output + "/checkpoints/" + candidate_name(o, method, cand, true) +
                                  (o.seeds > 1 ? "-seed" + std::to_string(seed) : std::string()) + ".ckpt";
         const std::string key = run_key(oc, method, seed);
-        if (o.resume && load_checkpoint(ckpt, key, r, model, pen.get()))
+        if (o.resume && load_checkpoint(ckpt, key, o.epochs, r, model, pen.get()))
           say("[%s] resuming from %s after task %d\n", label.c_str(), ckpt.c_str(), r.done);
         hfisher::nn::SGD<S, E> sgd;
         hfisher::nn::Adam<S, E> adam;
@@ -644,6 +676,7 @@ int run(const Options& o) {
                   " and lambda ", pen ? pen->lambda() : 0.0, "); lower --lr or --lambda",
                   check.empty() ? "" : ". The check that stopped it: ", check));
             };
+            double eval_s = 0;  // the validation passes of the learning curve, not counted as training
             try {
               for (int e = 0; e < o.epochs; ++e) {
                 if (o.optimizer == "sgd")
@@ -651,11 +684,19 @@ int run(const Options& o) {
                 else if (o.optimizer == "adam")
                   loss = hfisher::dist::train_epoch(model, train[t], o.batch, adam, rng, hook, masks[t], comm);
                 else loss = hfisher::dist::train_epoch(model, train[t], o.batch, *ngd, rng, hook, masks[t], comm);
-                if (o.epochs > 1 && e + 1 < o.epochs) {  // progress within a task
-                  const double el = seconds_since(t0);
-                  say("[%-12s] task %2d/%d epoch %d/%d: loss %.4f, %.0f ex/s, task ETA %.0f s\n", label.c_str(), t + 1,
-                      T, e + 1, o.epochs, loss, (e + 1) * double(train[t].size()) / el, el / (e + 1) * (o.epochs - e - 1));
+                const double el = comm.max(seconds_since(t0) - eval_s);
+                double va = std::numeric_limits<double>::quiet_NaN();
+                if (o.validation > 0) {
+                  const auto te = std::chrono::steady_clock::now();
+                  va = hfisher::dist::accuracy(model, val[t], masks[t], comm);
+                  r.curve.insert(r.curve.end(), {el, loss, va});
+                  eval_s += seconds_since(te);
                 }
+                if (o.epochs > 1 && e + 1 < o.epochs)  // progress within a task
+                  say("[%-12s] task %2d/%d epoch %d/%d: loss %.4f%s, %.0f ex/s, task ETA %.0f s\n", label.c_str(),
+                      t + 1, T, e + 1, o.epochs, loss,
+                      o.validation > 0 ? hfisher::detail::concat(", validation accuracy ", fixed4(va)).c_str() : "",
+                      (e + 1) * double(train[t].size()) / el, el / (e + 1) * (o.epochs - e - 1));
               }
             } catch (const hfisher::NonFiniteError& err) {
               // a check inside a step (the penalty's apply, the loss) met the
@@ -671,7 +712,7 @@ int run(const Options& o) {
             // a diverged model is never evaluated and reported as a result
             if (const long bad = nonfinite(); bad > 0)
               throw diverged(bad, "after " + std::to_string(o.epochs) + " epoch(s)", "");
-            r.train_seconds.push_back(comm.max(seconds_since(t0)));
+            r.train_seconds.push_back(comm.max(seconds_since(t0) - eval_s));
             r.train_examples += double(o.epochs) * train[t].size();
             double cons = 0;
             if (pen) {
@@ -840,8 +881,69 @@ int run(const Options& o) {
                   in.first, in.second, mb.first, cs.first);
     }
   }
+  // --validation with several epochs: the learning curve (validation
+  // accuracy of each task after each epoch, against seconds of training
+  // into the task), and with --target-accuracy the training time each
+  // method needed to reach those accuracies
+  if (o.validation > 0 && o.epochs > 1) {
+    std::printf("\nlearning curve: validation accuracy on the task being learned after each epoch, and seconds of "
+                "training into the task (mean over %d task(s) and %d seed(s))\n%-14s",
+                T, o.seeds, "method");
+    for (int e = 0; e < o.epochs; ++e) std::printf(" %15s", ("epoch " + std::to_string(e + 1)).c_str());
+    std::printf("\n");
+    for (const auto& m : names) {
+      std::printf("%-14s", name(m));
+      for (int e = 0; e < o.epochs; ++e) {
+        double acc = 0, sec = 0;
+        int n = 0;
+        for (const auto* r : runs_of(m))
+          for (int t = 0; t < T; ++t, ++n) {
+            acc += r->curve_at(t, e, o.epochs, 2);
+            sec += r->curve_at(t, e, o.epochs, 0);
+          }
+        std::printf(" %7.4f %6.2fs", acc / n, sec / n);
+      }
+      std::printf("\n");
+    }
+  }
+  // a run's time to a target: its seconds to reach it, summed over the
+  // tasks (NaN when a task never reached it)
+  auto time_to = [&](const MethodResult& r, double target) {
+    double s = 0;
+    for (int t = 0; t < T; ++t) s += r.seconds_to(t, o.epochs, target);
+    return s;
+  };
+  if (!o.targets.empty()) {
+    std::printf("\nseconds of training until the validation accuracy of every task first reached the target "
+                "(summed over the %d task(s); mean +- std over the seeds that reached it; checked after each epoch)\n"
+                "%-14s",
+                T, "method");
+    for (double g : o.targets) std::printf(" %24s", ("target " + fixed4(g)).c_str());
+    std::printf("\n");
+    for (const auto& m : names) {
+      std::printf("%-14s", name(m));
+      for (double g : o.targets) {
+        std::vector<double> v;
+        const auto runs = runs_of(m);
+        for (const auto* r : runs)
+          if (const double x = time_to(*r, g); std::isfinite(x)) v.push_back(x);
+        double mean = 0, var = 0;
+        for (double x : v) mean += x / v.size();
+        for (double x : v) var += (x - mean) * (x - mean);
+        char cell[64];
+        if (v.empty()) std::snprintf(cell, sizeof cell, "not reached");
+        else
+          std::snprintf(cell, sizeof cell, "%.2f +- %.2f%s", mean, v.size() > 1 ? std::sqrt(var / (v.size() - 1)) : 0.0,
+                        v.size() < runs.size() ? hfisher::detail::concat(" (", v.size(), "/", runs.size(), ")").c_str()
+                                               : "");
+        std::printf(" %24s", cell);
+      }
+      std::printf("\n");
+    }
+  }
   // files
-  std::ostringstream csv, js, gp;
+  std::ostringstream csv, js, gp, ccsv;
+  ccsv << "method,seed,task,epoch,train_s,loss,validation_accuracy\n";
   csv << "method,seed,after_task,ACC,BWT,forgetting,LA,intransigence,fisher_bytes,consolidate_s,train_s\n";
   char date[64];
   std::time_t now = std::time(nullptr);
@@ -879,6 +981,8 @@ int run(const Options& o) {
   for (std::size_t c = 0; c < o.gamma_grid.size(); ++c) js << (c ? ", " : "") << o.gamma_grid[c];
   js << "], \"lr_grid\": [";
   for (std::size_t c = 0; c < o.lr_grid.size(); ++c) js << (c ? ", " : "") << o.lr_grid[c];
+  js << "], \"target_accuracy\": [";
+  for (std::size_t c = 0; c < o.targets.size(); ++c) js << (c ? ", " : "") << o.targets[c];
   js << "]},\n  \"selection\": [";
   for (std::size_t k = 0; k < selections.size(); ++k) {
     const auto& sel = selections[k];
@@ -932,7 +1036,34 @@ int run(const Options& o) {
        << ", \"forgetting\": " << r.R.forgetting(T - 1) << ", \"LA\": " << r.R.learning_accuracy(T - 1)
        << ", \"intransigence\": " << num(intrans(r, T - 1)) << ", \"lr\": " << r.lr << ", \"fisher_bytes\": " << r.fisher_bytes.back()
        << ", \"train_examples_per_s\": " << r.train_examples / total(r.train_seconds)
-       << ", \"validation_ACC\": " << (o.validation > 0 ? num(r.V.acc(T - 1)) : "null") << ", \"R\": [";
+       << ", \"validation_ACC\": " << (o.validation > 0 ? num(r.V.acc(T - 1)) : "null");
+    if (!o.targets.empty()) {
+      js << ", \"seconds_to_target\": [";
+      for (std::size_t c = 0; c < o.targets.size(); ++c) js << (c ? ", " : "") << num(time_to(r, o.targets[c]));
+      js << "]";
+    }
+    // the learning curve: per task, per epoch [train_s, loss, validation accuracy]
+    js << ", \"curve\": ";
+    if (o.validation > 0) {
+      js << "[";
+      for (int t = 0; t < T; ++t) {
+        js << (t ? ", " : "") << "[";
+        for (int e = 0; e < o.epochs; ++e) {
+          js << (e ? ", " : "") << "[";
+          for (int f = 0; f < MethodResult::curve_fields; ++f)
+            js << (f ? ", " : "") << num(r.curve_at(t, e, o.epochs, f));
+          js << "]";
+          ccsv << name(r.method) << "," << r.seed << "," << t + 1 << "," << e + 1 << ","
+               << r.curve_at(t, e, o.epochs, 0) << "," << r.curve_at(t, e, o.epochs, 1) << ","
+               << r.curve_at(t, e, o.epochs, 2) << "\n";
+        }
+        js << "]";
+      }
+      js << "]";
+    } else {
+      js << "null";
+    }
+    js << ", \"R\": [";
     for (int i = 0; i < T; ++i) {
       js << "[";
       for (int j = 0; j < T; ++j) js << r.R(i, j) << (j + 1 < T ? ", " : "");
@@ -963,6 +1094,8 @@ int run(const Options& o) {
     hfisher::io::atomic_write(o.output + "/acc_memory.dat", "hfisher-continual", [&](std::ostream& f) { f << a.str(); });
   }
   hfisher::io::atomic_write(o.output + "/results.csv", "hfisher-continual", [&](std::ostream& f) { f << csv.str(); });
+  if (o.validation > 0)
+    hfisher::io::atomic_write(o.output + "/curve.csv", "hfisher-continual", [&](std::ostream& f) { f << ccsv.str(); });
   hfisher::io::atomic_write(o.output + "/results.json", "hfisher-continual", [&](std::ostream& f) { f << js.str(); });
   const int n = int(names.size());
   gp << "# file names are relative: run gnuplot in this folder\n"
@@ -996,8 +1129,9 @@ int run(const Options& o) {
        << colours[k % 8] << "' pt " << markers[k % 8] << " title '" << name(names[k]) << "'" << (k + 1 < n ? ", " : "\n");
   hfisher::io::atomic_write(o.output + "/plots.gp", "hfisher-continual", [&](std::ostream& f) { f << gp.str(); });
   const bool plotted = hfisher::io::run_gnuplot(o.output, "plots.gp");
-  std::printf("\nwrote %s/results.json, results.csv, R_*.dat, ACC_*.dat, acc_memory.dat, plots.gp%s (%.1f s in all)\n",
-              o.output.c_str(), plotted ? ", heatmaps.png, acc.png, acc_memory.png" : "", seconds_since(t_all));
+  std::printf("\nwrote %s/results.json, results.csv%s, R_*.dat, ACC_*.dat, acc_memory.dat, plots.gp%s (%.1f s in all)\n",
+              o.output.c_str(), o.validation > 0 ? ", curve.csv" : "",
+              plotted ? ", heatmaps.png, acc.png, acc_memory.png" : "", seconds_since(t_all));
   return 0;
 }
 
@@ -1112,6 +1246,11 @@ int main(int argc, char** argv) {
                "ewc with sgd or adam: after each task also print the accuracy on the learned tasks at the "
                "penalty's minimiser and after one epoch of steps on the penalty alone (a diagnostic; "
                "docs/continual.md)");
+  app.add_option("--target-accuracy", o.targets,
+                 "validation accuracies: the table adds the seconds of training each method needed until every "
+                 "task's validation accuracy reached each (time to accuracy; checked after each epoch); needs "
+                 "--validation")
+      ->check(CLI::Range(0.0, 1.0));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -1158,6 +1297,9 @@ int main(int argc, char** argv) {
       hfisher::detail::require(o.lambda_grid.empty() || o.lambda_for.empty(), "hfisher-continual",
                                "--lambda-grid and --lambda-for both set lambda: give one");
     }
+    hfisher::detail::require(o.targets.empty() || o.validation > 0, "hfisher-continual",
+                             "--target-accuracy is measured on validation data, never on the test set: add "
+                             "--validation N (examples per task held out of training)");
     if (o.keep_optimizer_state) {
       hfisher::detail::require(o.optimizer == "sgd" || o.optimizer == "adam", "hfisher-continual",
                                "--keep-optimizer-state keeps sgd's or adam's state, not --optimizer ", o.optimizer);

@@ -503,6 +503,88 @@ TEST(ContinualDriver, OutputPathIsNeverExecutedAndIsCheckedFirst) {
   fs::remove_all(root);
 }
 
+// --validation records each task's learning curve (validation accuracy after
+// every epoch against seconds of training); --target-accuracy reports the
+// time each run needed to reach given validation accuracies, computed from
+// that curve. A resumed run carries the finished tasks' curves over.
+TEST(ContinualDriver, LearningCurveAndTimeToAccuracy) {
+  const std::string root = fresh_root("hfisher_driver_curve");
+  const std::string args = std::string(HFISHER_CONTINUAL_EXE) + tiny_stream_args(root) +
+                           " --method finetune --method ewc --epochs 3 --validation 100 --target-accuracy 0.05 0.6 1";
+  ASSERT_EQ(std::system((args + " --output " + root + "/full > " + root + "/full.log 2>&1").c_str()), 0)
+      << slurp(root + "/full.log");
+  // interrupted after the first task, then resumed
+  EXPECT_NE(std::system(("HFISHER_CONTINUAL_STOP_AFTER=1 " + args + " --output " + root + "/cut > " + root +
+                         "/cut.log 2>&1")
+                            .c_str()),
+            0);
+  ASSERT_EQ(std::system((args + " --resume --output " + root + "/cut > " + root + "/cut.log 2>&1").c_str()), 0)
+      << slurp(root + "/cut.log");
+  // curve.csv: one row per (method, seed, task, epoch); losses and validation
+  // accuracies identical after the resume (the seconds are not)
+  auto rows = [&](const std::string& dir) {
+    std::istringstream in(slurp(dir + "/curve.csv"));
+    std::string line;
+    std::getline(in, line);
+    EXPECT_EQ(line, "method,seed,task,epoch,train_s,loss,validation_accuracy");
+    std::vector<std::vector<std::string>> r;
+    while (std::getline(in, line)) {
+      std::vector<std::string> f;
+      std::istringstream ls(line);
+      for (std::string x; std::getline(ls, x, ',');) f.push_back(x);
+      EXPECT_EQ(f.size(), 7u) << line;
+      r.push_back(f);
+    }
+    return r;
+  };
+  const auto full = rows(root + "/full"), cut = rows(root + "/cut");
+  ASSERT_EQ(full.size(), 2u * 3 * 3);
+  ASSERT_EQ(cut.size(), full.size());
+  for (std::size_t i = 0; i < full.size(); ++i) {
+    for (int f : {0, 1, 2, 3, 5, 6}) EXPECT_EQ(full[i][f], cut[i][f]) << "row " << i << " field " << f;
+    EXPECT_GT(std::stod(full[i][4]), 0.0) << "row " << i;
+  }
+  // seconds to each target: per run, the sum over the tasks of the seconds
+  // at the first epoch whose validation accuracy reached it (null if a task
+  // never did), as the driver computed them from the same curve
+  const std::string js = slurp(root + "/full/results.json");
+  EXPECT_NE(js.find("\"target_accuracy\": [0.05, 0.6, 1]"), std::string::npos) << js;
+  for (const char* m : {"finetune", "ewc"}) {
+    std::vector<double> want;
+    for (double target : {0.05, 0.6, 1.0}) {
+      double sum = 0;
+      for (int t = 1; t <= 3; ++t) {
+        double at = std::nan("");
+        for (const auto& r : full)
+          if (r[0] == m && std::stoi(r[2]) == t && std::isnan(at) && std::stod(r[6]) >= target) at = std::stod(r[4]);
+        sum += at;
+      }
+      want.push_back(sum);
+    }
+    const std::string tag = std::string("{\"method\": \"") + m + "\", \"seed\": 1";
+    const std::string key = "\"seconds_to_target\": [";
+    const auto p = js.find(key, js.find(tag));
+    ASSERT_NE(p, std::string::npos) << js;
+    const std::string list = js.substr(p + key.size(), js.find(']', p) - p - key.size());
+    std::istringstream ls(list);
+    int k = 0;
+    for (std::string x; std::getline(ls, x, ','); ++k) {
+      ASSERT_LT(k, 3) << list;
+      if (std::isnan(want[k])) EXPECT_NE(x.find("null"), std::string::npos) << m << " target " << k << ": " << list;
+      else  // the file holds 6 significant digits
+        EXPECT_NEAR(std::stod(x), want[k], 1e-5 * want[k]) << m << " target " << k << ": " << list;
+    }
+    EXPECT_EQ(k, 3) << list;
+    EXPECT_TRUE(std::isfinite(want[0])) << m;  // every task passes 5% after one epoch
+  }
+  const std::string log = slurp(root + "/full.log");
+  EXPECT_NE(log.find("epoch 1/3: loss "), std::string::npos) << log;
+  EXPECT_NE(log.find(", validation accuracy 0."), std::string::npos) << log;
+  EXPECT_NE(log.find("learning curve: validation accuracy"), std::string::npos) << log;
+  EXPECT_NE(log.find("target 0.0500"), std::string::npos) << log;
+  std::filesystem::remove_all(root);
+}
+
 // Command-line values that used to pass or crash: NaN and infinity, a
 // negative seed, an unknown --lambda-for method, --kokkos-threads=0 (SIGABRT
 // in Kokkos), a learning rate that makes the weights non-finite (it was
@@ -529,6 +611,8 @@ TEST(ContinualDriver, BadValuesFailWithAMessage) {
       {"--lambda-grid 1 10", "never on the test set"},
       {"--gamma-grid 0.5 1", "never on the test set"},
       {"--gamma-grid 0 --validation 100", "not in range"},
+      {"--target-accuracy 0.8", "never on the test set"},
+      {"--target-accuracy 1.5 --validation 100", "not in range"},
       {"--lambda-grid 1 10 --validation 100 --lambda-for ewc=3", "give one"},
       {"--lambda-grid 1 -1 --validation 100", "not >= 0"},
       {"--validation 600 --overwrite", "leaves no training examples"},
