@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <numeric>
 #include <set>
 #include <sstream>
 
@@ -31,6 +32,60 @@ TEST(Core, CounterBasedNormalsAreReproducibleAndStandard) {
   EXPECT_NEAR(s / n, 0.0, 0.02);
   EXPECT_NEAR(s2 / n, 1.0, 0.02);
   EXPECT_NE(hfisher::random::normal(7, 3, 0), hfisher::random::normal(7, 4, 0));
+}
+
+// Host-side draws (epoch shuffles, stream permutations, replay picks) use
+// std::mt19937_64, whose output the standard fixes, with hfisher's own
+// uniform_below and shuffle: the same numbers with every standard library.
+TEST(Core, HostDrawsDoNotDependOnTheStandardLibrary) {
+  // the engine is the standard's: its 10000th output is fixed by [rand.predef]
+  std::mt19937_64 std_engine;
+  std_engine.discard(9999);
+  EXPECT_EQ(std_engine(), 9981545732273789042ULL);
+  // rejection: with n = 3, 2^64 = 1 (mod 3), so the largest draw is refused
+  struct Scripted {
+    using result_type = std::uint64_t;
+    static constexpr result_type min() { return 0; }
+    static constexpr result_type max() { return ~result_type(0); }
+    std::vector<result_type> v;
+    std::size_t i = 0;
+    result_type operator()() { return v.at(i++); }
+  };
+  Scripted g{{~std::uint64_t(0), 7, ~std::uint64_t(0) - 1, 5}};
+  EXPECT_EQ(hfisher::random::uniform_below(g, 3), 1u);  // 2^64 - 1 refused, then 7 % 3
+  EXPECT_EQ(g.i, 2u);
+  EXPECT_EQ(hfisher::random::uniform_below(g, 3), (~std::uint64_t(0) - 1) % 3);  // the largest accepted draw
+  EXPECT_EQ(hfisher::random::uniform_below(g, 1), 0u);
+  // uniform: counts of 60 000 draws below 6 within 5 standard deviations
+  std::mt19937_64 e(3);
+  std::vector<int> count(6, 0);
+  for (int i = 0; i < 60000; ++i) ++count[hfisher::random::uniform_below(e, 6)];
+  for (int c : count) EXPECT_NEAR(c, 10000, 5 * std::sqrt(60000 * (1.0 / 6) * (5.0 / 6))) << c;
+  // a shuffle is a permutation, and a seed's order is pinned (it must not
+  // change with the compiler or the standard library)
+  std::vector<int> v(10);
+  std::iota(v.begin(), v.end(), 0);
+  std::mt19937_64 s(42);
+  hfisher::random::shuffle(v.begin(), v.end(), s);
+  std::vector<int> sorted = v;
+  std::sort(sorted.begin(), sorted.end());
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(sorted[i], i);
+  EXPECT_EQ(v, (std::vector<int>{1, 7, 9, 0, 3, 8, 4, 2, 5, 6})) << ::testing::PrintToString(v);
+  // a model's initial weights: the counter-based normal, scaled, biases zero
+  hfisher::nn::MLP<double, Kokkos::DefaultHostExecutionSpace> m({3, 2, 2}, hfisher::nn::Activation::ReLU, 5);
+  auto th = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), m.params());
+  for (int l = 0; l < 2; ++l) {
+    const auto& sh = m.layers()[l];
+    for (int i = 0; i < sh.out; ++i)
+      for (int j = 0; j <= sh.in; ++j) {
+        const std::uint64_t index = std::uint64_t(i) * sh.in + j;
+        const double z = hfisher::random::normal(5, hfisher::random::init_stream + l, index);
+        const double want = std::sqrt(2.0 / sh.in) * z;
+        EXPECT_EQ(th(sh.offset + i * (sh.in + 1) + j), j < sh.in ? want : 0.0) << "layer " << l << " (" << i << ", "
+                                                                               << j << ")";
+      }
+  }
+  EXPECT_NEAR(th(0), 0.77741604863113345, 1e-14);  // pinned: the first weight of seed 5
 }
 
 TEST(Core, ErrorCarriesWhereAndWhat) {

@@ -6,6 +6,7 @@
 /// examples, replayed beside the current task's batches.
 
 #include <hfisher/core/error.hpp>
+#include <hfisher/core/random.hpp>
 #include <hfisher/nn/mlp.hpp>
 
 #include <algorithm>
@@ -49,10 +50,7 @@ class ReplayMemory {
     std::mt19937_64 g(seed_ * 0x9E3779B97F4A7C15ULL + std::uint64_t(t) * 1000003ULL + 17);
     std::vector<int> order(n);
     std::iota(order.begin(), order.end(), 0);
-    for (int i = 0; i < per_task_; ++i) {
-      std::uniform_int_distribution<int> pick(i, n - 1);
-      std::swap(order[i], order[pick(g)]);
-    }
+    for (int i = 0; i < per_task_; ++i) std::swap(order[i], order[i + random::uniform_below(g, std::uint64_t(n - i))]);
     Kokkos::View<int*, typename ExecSpace::memory_space> idx("hfisher::continual::replay_pick", per_task_);
     auto ih = Kokkos::create_mirror_view(idx);
     for (int i = 0; i < per_task_; ++i) ih(i) = order[i];
@@ -108,10 +106,8 @@ class ReplayMemory {
     pool_.resize(std::size_t(total));
     std::iota(pool_.begin(), pool_.end(), 0L);
     if (m < total)
-      for (int i = 0; i < m; ++i) {
-        std::uniform_int_distribution<long> pick(i, total - 1);
-        std::swap(pool_[std::size_t(i)], pool_[std::size_t(pick(rng))]);
-      }
+      for (int i = 0; i < m; ++i)
+        std::swap(pool_[std::size_t(i)], pool_[std::size_t(i) + random::uniform_below(rng, std::uint64_t(total - i))]);
     std::vector<std::vector<int>> rows(tasks_.size());
     for (int i = 0; i < m; ++i)
       rows[std::size_t(pool_[std::size_t(i)] / per_task_)].push_back(int(pool_[std::size_t(i)] % per_task_));

@@ -7,6 +7,7 @@
 /// classes compete).
 
 #include <hfisher/core/error.hpp>
+#include <hfisher/core/random.hpp>
 #include <hfisher/nn/dataset.hpp>
 
 #include <algorithm>
@@ -46,7 +47,7 @@ inline std::vector<Task> make_stream(const nn::Dataset& train, const nn::Dataset
       std::iota(perm.begin(), perm.end(), 0);
       if (t > 0) {
         std::mt19937_64 g(seed * 1000003ULL + std::uint64_t(t));
-        std::shuffle(perm.begin(), perm.end(), g);
+        random::shuffle(perm.begin(), perm.end(), g);
       }
       auto permute = [&](const nn::Dataset& d) {
         nn::Dataset p = d;

@@ -13,6 +13,7 @@
 #include <hfisher/core/error.hpp>
 #include <hfisher/core/io.hpp>
 #include <hfisher/core/math.hpp>
+#include <hfisher/core/random.hpp>
 #include <hfisher/core/types.hpp>
 #include <hfisher/core/validate.hpp>
 #include <hfisher/kernels/matmul.hpp>
@@ -237,11 +238,16 @@ class MLP {
     }
     theta_ = Vector("hfisher::nn::theta", off);
     auto h = Kokkos::create_mirror_view(theta_);
-    std::mt19937_64 gen(seed);
-    for (const auto& s : layers_) {
-      std::normal_distribution<double> nd(0.0, std::sqrt((act == Activation::ReLU ? 2.0 : 1.0) / s.in));
+    // He (ReLU) or Glorot-style (tanh) normal weights, zero biases; the
+    // counter-based normal gives the same weights with every standard library
+    for (std::size_t l = 0; l < layers_.size(); ++l) {
+      const auto& s = layers_[l];
+      const double sd = std::sqrt((act == Activation::ReLU ? 2.0 : 1.0) / s.in);
       for (int i = 0; i < s.out; ++i)
-        for (int j = 0; j <= s.in; ++j) h(s.offset + long(i) * s.cols() + j) = j < s.in ? Scalar(nd(gen)) : Scalar(0);
+        for (int j = 0; j <= s.in; ++j)
+          h(s.offset + long(i) * s.cols() + j) =
+              j < s.in ? Scalar(sd * random::normal(seed, random::init_stream + l, std::uint64_t(i) * s.in + j))
+                       : Scalar(0);
     }
     Kokkos::deep_copy(theta_, h);
   }

@@ -16,6 +16,7 @@
 
 #include <hfisher/core/error.hpp>
 #include <hfisher/core/math.hpp>
+#include <hfisher/core/random.hpp>
 #include <hfisher/core/types.hpp>
 #include <hfisher/kernels/matmul.hpp>
 #include <hfisher/nn/conv.hpp>
@@ -163,7 +164,7 @@ class Sequential {
     hfisher::detail::require(!convs_.empty(), where, "the model has no layer with parameters");
     theta_ = Vector("hfisher::nn::theta", off);
     auto h = Kokkos::create_mirror_view(theta_);
-    std::mt19937_64 gen(seed);
+    // as MLP: the counter-based normal, one stream per parameterized layer
     for (std::size_t i = 0; i < steps_.size(); ++i) {
       const int p = steps_[i].param;
       if (p < 0) continue;
@@ -174,9 +175,12 @@ class Sequential {
           break;
         }
       const auto& s = blocks_[p];
-      std::normal_distribution<double> nd(0.0, std::sqrt((tanh_next ? 1.0 : 2.0) / s.in));
+      const double sd = std::sqrt((tanh_next ? 1.0 : 2.0) / s.in);
       for (int r = 0; r < s.out; ++r)
-        for (int j = 0; j <= s.in; ++j) h(s.offset + long(r) * s.cols() + j) = j < s.in ? Scalar(nd(gen)) : Scalar(0);
+        for (int j = 0; j <= s.in; ++j)
+          h(s.offset + long(r) * s.cols() + j) =
+              j < s.in ? Scalar(sd * random::normal(seed, random::init_stream + p, std::uint64_t(r) * s.in + j))
+                       : Scalar(0);
     }
     Kokkos::deep_copy(theta_, h);
   }

@@ -5,6 +5,7 @@
 /// adds to the gradient (a penalty), and an optimizer step.
 
 #include <hfisher/core/comm.hpp>
+#include <hfisher/core/random.hpp>
 #include <hfisher/nn/mlp.hpp>
 #include <hfisher/nn/optimizers.hpp>
 
@@ -67,7 +68,7 @@ double train_epoch_shards(Net<Scalar, ExecSpace>& model, const DeviceData<Scalar
   const int n = data.size();
   std::vector<int> order(n);
   std::iota(order.begin(), order.end(), 0);
-  std::shuffle(order.begin(), order.end(), rng);
+  random::shuffle(order.begin(), order.end(), rng);
   Kokkos::View<int*, typename ExecSpace::memory_space> idx("hfisher::nn::order", n);
   auto ih = Kokkos::create_mirror_view(idx);
   for (int i = 0; i < n; ++i) ih(i) = order[i];
