@@ -14,8 +14,9 @@
 ///
 /// The QL iteration itself (d, e updates) is O(n) per step and runs on one
 /// thread of the team; the rotations it produces are recorded and applied to
-/// the rows of Q in parallel (each row takes the whole sequence, contiguous
-/// when the column stride is 1).
+/// the rows of Q in parallel (each row takes the whole sequence; with unit
+/// column stride Q is transposed for it, so that the rotations vectorize
+/// across rows).
 
 #include <hfisher/core/math.hpp>
 
@@ -264,6 +265,20 @@ KOKKOS_INLINE_FUNCTION int ql_batch(int n, T* d, T* e, T* cs, T* sn, int cap, in
   return ns;
 }
 
+/// In-place transpose of the n x n block V (row stride v0, unit column
+/// stride) by the team: each thread swaps the entries left of the diagonal
+/// in its rows with their mirror images.
+template <class Member, class T>
+KOKKOS_INLINE_FUNCTION void transpose_square(const Member& t, int n, T* V, int v0) {
+  Kokkos::parallel_for(Kokkos::TeamThreadRange(t, 1, n), [&](const int i) {
+    for (int j = 0; j < i; ++j) {
+      const T x = V[long(i) * v0 + j];
+      V[long(i) * v0 + j] = V[long(j) * v0 + i];
+      V[long(j) * v0 + i] = x;
+    }
+  });
+}
+
 /// Eigendecomposition of the symmetric n x n block A (both triangles;
 /// overwritten): eigenvalues to d (unsorted), eigenvectors to the columns of V.
 /// work: 4 n + 2 ql_rotation_capacity(n) scratch; iwork: 2 ql_batch_steps + 2.
@@ -290,6 +305,15 @@ KOKKOS_INLINE_FUNCTION int tridiagonal_syev(const Member& t, int n, T* A, int a0
   int* meta = iwork + 2;
   householder_tridiagonalize(t, n, A, a0, a1, d, e, tau, p, v);
   form_tridiagonal_q(t, n, A, a0, a1, tau, V, v0, v1, p);
+  // With unit column stride, Q is transposed in place for the rotations, so
+  // that entry i of consecutive rows is contiguous: a rotation of columns
+  // (i, i + 1) is then two vector loads and stores across rows (each row's
+  // own sequence is a dependency chain), and transposed back at the end.
+  const bool by_columns = v1 == 1 && n > 1;
+  if (by_columns) {
+    transpose_square(t, n, V, v0);
+    t.team_barrier();
+  }
   T tnorm = T(0);
   for (int i = 0; i < n; ++i) tnorm = math::max(tnorm, math::abs(d[i]) + math::abs(e[i]));
   Kokkos::single(Kokkos::PerTeam(t), [&]() {
@@ -304,10 +328,40 @@ KOKKOS_INLINE_FUNCTION int tridiagonal_syev(const Member& t, int n, T* A, int a0
         Kokkos::PerTeam(t),
         [&](int& c) { c = ql_batch(n, d, e, cs, sn, cap, meta, ql_batch_steps, state, tnorm, max_steps_per_value); },
         ns);
-    if (ns < 0) return -1;
+    if (ns < 0) {
+      if (by_columns) transpose_square(t, n, V, v0);
+      return -1;
+    }
     if (ns == 0) break;
     steps += ns;
     t.team_barrier();
+    if (by_columns) {
+      // Z(r, i) at V[i v0 + r]: each thread a chunk of CH rows, every
+      // rotation applied across the chunk (vectorizes; the chunk's 2 x n
+      // entries stay in cache for the batch's whole sequence)
+      constexpr int CH = 64;
+      Kokkos::parallel_for(Kokkos::TeamThreadRange(t, 0, (n + CH - 1) / CH), [&](const int g) {
+        const int r0 = g * CH, r1 = r0 + CH <= n ? r0 + CH : n;
+        int off = 0;
+        for (int st = 0; st < ns; ++st) {
+          const int m = meta[2 * st], nrot = meta[2 * st + 1];
+          for (int q = 0; q < nrot; ++q) {
+            const int i = m - 1 - q;
+            const T c = cs[off + q], s = sn[off + q];
+            T* zi = V + long(i) * v0;
+            T* zi1 = zi + v0;
+            for (int r = r0; r < r1; ++r) {
+              const T a = zi[r], b = zi1[r];
+              zi1[r] = s * a + c * b;
+              zi[r] = c * a - s * b;
+            }
+          }
+          off += nrot;
+        }
+      });
+      t.team_barrier();
+      continue;
+    }
     // each row takes the whole rotation sequence of the batch; RG rows at a
     // time give independent chains (one row's sequence is a dependency chain)
     constexpr int RG = 4;
@@ -347,6 +401,7 @@ KOKKOS_INLINE_FUNCTION int tridiagonal_syev(const Member& t, int n, T* A, int a0
     });
     t.team_barrier();
   }
+  if (by_columns) transpose_square(t, n, V, v0);  // the caller's barrier follows
   return steps;
 }
 
