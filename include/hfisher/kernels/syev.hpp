@@ -59,7 +59,11 @@ void syev(const Exec& space, const AV& A, const WV& W, const VV& V, SyevMethod m
   BatchMatrix<T, Exec> Wk(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::syev::work"), nb, n, n);
   Kokkos::deep_copy(space, Wk, A);
   if (method == SyevMethod::Tridiagonal || (method == SyevMethod::Auto && n > syev_jacobi_max_n)) {
-    const int lw = 4 * n + 2 * detail::ql_rotation_capacity(n), liw = 2 * detail::ql_batch_steps + 2;
+    // host teams form Q blocked (GEMMs) where V has unit column stride
+    const bool blocked_q = ExecTraits<Exec>::on_host && V.stride_2() == 1 && n >= 64;
+    const long lw =
+        4 * n + 2 * detail::ql_rotation_capacity(n) + (blocked_q ? detail::tridiagonal_q_blocked_work(n) : 0);
+    const int liw = 2 * detail::ql_batch_steps + 2;
     BatchVector<T, Exec> work(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::syev::ql_work"), nb,
                               lw);
     Kokkos::View<int**, Kokkos::LayoutRight, typename Exec::memory_space> iwork(
@@ -71,7 +75,7 @@ void syev(const Exec& space, const AV& A, const WV& W, const VV& V, SyevMethod m
           auto Vb = hfisher::detail::entry(V, b);
           const int st = detail::tridiagonal_syev<member, T>(t, n, Wb.data(), Wb.stride_0(), Wb.stride_1(), &W(b, 0),
                                                            Vb.data(), Vb.stride_0(), Vb.stride_1(), &work(b, 0),
-                                                           &iwork(b, 0), tridiagonal_max_steps);
+                                                           &iwork(b, 0), tridiagonal_max_steps, blocked_q);
           t.team_barrier();
           detail::sort_with_columns(t, n, &W(b, 0), false, Vb.data(), n, Vb.stride_0(), Vb.stride_1(), (T*)nullptr, 0,
                                   0, 0);

@@ -19,6 +19,7 @@
 /// across rows).
 
 #include <hfisher/core/math.hpp>
+#include <hfisher/kernels/impl/householder.hpp>
 
 namespace hfisher {
 namespace kernels {
@@ -178,6 +179,58 @@ KOKKOS_INLINE_FUNCTION void form_tridiagonal_q(const Member& t, int n, const T* 
   }
 }
 
+/// Scalars of workspace form_tridiagonal_q_blocked needs for an n x n Q.
+KOKKOS_INLINE_FUNCTION long tridiagonal_q_blocked_work(int n) { return qr_blocked_work(n, n); }
+
+/// form_tridiagonal_q blocked, for host teams and Q with unit column stride:
+/// Q = diag(1, Q') where Q' = H'_0 ... H'_{n-3} are the same reflectors in
+/// QR storage one row down (A + a0: reflector k has its implicit 1 in row
+/// k), so Q' is formed as qr_form_q's blocked form does, panel by panel
+/// from the last, Q' -= V (T (V^T Q')) with two GEMMs, the trailing columns
+/// split among the team's threads. work: tridiagonal_q_blocked_work(n).
+template <class Member, class T>
+KOKKOS_INLINE_FUNCTION void form_tridiagonal_q_blocked(const Member& t, int n, const T* A, int a0, int a1,
+                                                       const T* tau, T* V, int v0, T* work) {
+  constexpr int P = qr_panel;
+  const int m = n - 1, kr = n - 2;
+  T* Vp = work;
+  T* W = Vp + long(m) * P;
+  T* Tm = W + long(P) * m;
+  T* G = Tm + P * P;
+  Kokkos::parallel_for(Kokkos::TeamThreadRange(t, 0, n), [&](const int i) {
+    for (int j = 0; j < n; ++j) V[long(i) * v0 + j] = i == j ? T(1) : T(0);
+  });
+  t.team_barrier();
+  if (kr <= 0) return;
+  const T* Ar = A + a0;   // the reflectors in QR storage
+  T* Q = V + v0 + 1;      // Q': rows and columns 1..n-1
+  for (int p0 = ((kr - 1) / P) * P; p0 >= 0; p0 -= P) {
+    const int pb = kr - p0 < P ? kr - p0 : P, mv = m - p0, nt = m - p0;
+    Kokkos::single(Kokkos::PerTeam(t), [&]() { panel_wy<T>(m, p0, pb, Ar, a0, a1, tau, Vp, Tm, G); });
+    t.team_barrier();
+    // rows < p0 of columns >= p0 are still zero, columns < p0 still e_j:
+    // only the trailing mv x nt block changes; each thread takes a slice of
+    // its columns (a multiple of 16 wide)
+    const int nth = t.team_size(), per = ((nt + nth - 1) / nth + 15) / 16 * 16;
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(t, 0, nth), [&](const int w) {
+      const int j0 = w * per, j1 = j0 + per < nt ? j0 + per : nt;
+      if (j0 >= j1) return;
+      T* C = Q + long(p0) * v0 + p0 + j0;
+      T* Wj = W + j0;  // W: pb x nt, row stride nt
+      gemm_serial_blocked<T>(pb, j1 - j0, mv, T(1), Vp, 1, P, C, v0, 1, T(0), Wj, nt, 1);
+      // W = T W on these columns, rows from the first (row i reads rows >= i)
+      for (int i = 0; i < pb; ++i)
+        for (int j = j0; j < j1; ++j) {
+          T acc = T(0);
+          for (int l = i; l < pb; ++l) acc += Tm[i * P + l] * W[l * nt + j];
+          W[i * nt + j] = acc;
+        }
+      gemm_serial_blocked<T>(mv, j1 - j0, pb, T(-1), Vp, P, 1, Wj, nt, 1, T(1), C, v0, 1);
+    });
+    t.team_barrier();
+  }
+}
+
 /// One implicitly shifted QL step on the unreduced part of the tridiagonal
 /// (d, e) that starts at l (e[i] couples i and i + 1). Returns -1 when d[l]
 /// has converged (nothing done), else m * (n + 1) + nrot: the rotations
@@ -281,7 +334,10 @@ KOKKOS_INLINE_FUNCTION void transpose_square(const Member& t, int n, T* V, int v
 
 /// Eigendecomposition of the symmetric n x n block A (both triangles;
 /// overwritten): eigenvalues to d (unsorted), eigenvectors to the columns of V.
-/// work: 4 n + 2 ql_rotation_capacity(n) scratch; iwork: 2 ql_batch_steps + 2.
+/// work: 4 n + 2 ql_rotation_capacity(n) scratch, plus
+/// tridiagonal_q_blocked_work(n) with blocked_q (host teams, unit column
+/// stride of V: Q formed by form_tridiagonal_q_blocked); iwork: 2
+/// ql_batch_steps + 2.
 /// Returns the number of QL steps, or -1 when an eigenvalue did not converge
 /// in max_steps_per_value steps.
 ///
@@ -292,7 +348,8 @@ KOKKOS_INLINE_FUNCTION void transpose_square(const Member& t, int n, T* V, int v
 /// being bound by memory bandwidth).
 template <class Member, class T>
 KOKKOS_INLINE_FUNCTION int tridiagonal_syev(const Member& t, int n, T* A, int a0, int a1, T* d, T* V, int v0,
-                                            int v1, T* work, int* iwork, int max_steps_per_value) {
+                                            int v1, T* work, int* iwork, int max_steps_per_value,
+                                            bool blocked_q = false) {
   if (n <= 0) return 0;
   const int cap = ql_rotation_capacity(n);
   T* e = work;
@@ -304,7 +361,8 @@ KOKKOS_INLINE_FUNCTION int tridiagonal_syev(const Member& t, int n, T* A, int a0
   int* state = iwork;
   int* meta = iwork + 2;
   householder_tridiagonalize(t, n, A, a0, a1, d, e, tau, p, v);
-  form_tridiagonal_q(t, n, A, a0, a1, tau, V, v0, v1, p);
+  if (blocked_q && v1 == 1 && n > 2) form_tridiagonal_q_blocked(t, n, A, a0, a1, tau, V, v0, sn + cap);
+  else form_tridiagonal_q(t, n, A, a0, a1, tau, V, v0, v1, p);
   // With unit column stride, Q is transposed in place for the rotations, so
   // that entry i of consecutive rows is contiguous: a rotation of columns
   // (i, i + 1) is then two vector loads and stores across rows (each row's
