@@ -26,6 +26,18 @@ enum class KFACDamping { Eigen, Factored };
 
 namespace fisher {
 
+namespace detail {
+/// out (n x m) = in^T for in (m x n), both LayoutRight.
+template <class E, class M>
+void transpose_into(const M& in, const M& out) {
+  const int m = in.extent(0), n = in.extent(1);
+  Kokkos::parallel_for(
+      "hfisher::fisher::transpose", Kokkos::RangePolicy<E>(0, n), KOKKOS_LAMBDA(const int j) {
+        for (int i = 0; i < m; ++i) out(j, i) = in(i, j);
+      });
+}
+}  // namespace detail
+
 template <class Scalar, class ExecSpace = DefaultExec>
 class KFACOperator : public CurvatureOperator<Scalar, ExecSpace> {
  public:
@@ -100,7 +112,14 @@ class KFACOperator : public CurvatureOperator<Scalar, ExecSpace> {
     hfisher::detail::require(bad < 0, where, "G (x) A + damping I is singular (damping = ", damping,
                              "): increase the damping");
     kernels::detail::matmul_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), QG_, X, Scalar(0), T);
-    kernels::detail::matmul_nocheck(space, Op::NoTrans, Op::Trans, Scalar(1), T, QA_, Scalar(0), X);
+    // X = T QA^T computed as (QA T^T)^T: with QA untransposed the GEMM runs
+    // its broadcast (axpy) form instead of packing QA^T for every tile; the
+    // two transposes are O(r c) against the product's O(r c^2)
+    Matrix Tt(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::kfac::Tt"), c, r);
+    Matrix Y(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::kfac::Y"), c, r);
+    detail::transpose_into<ExecSpace>(T, Tt);
+    kernels::detail::matmul_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), QA_, Tt, Scalar(0), Y);
+    detail::transpose_into<ExecSpace>(Y, X);
   }
 
   double logdet(double damping) const override {
