@@ -65,6 +65,13 @@ std::string fixed4(double v) {
   std::snprintf(b, sizeof b, "%.4f", v);
   return b;
 }
+/// Mean and sample standard deviation (0 for fewer than two values).
+std::pair<double, double> mean_std(const std::vector<double>& v) {
+  double mean = 0, var = 0;
+  for (double x : v) mean += x / v.size();
+  for (double x : v) var += (x - mean) * (x - mean);
+  return {mean, v.size() > 1 ? std::sqrt(var / (v.size() - 1)) : 0.0};
+}
 
 using hfisher::continual::Method;
 using hfisher::continual::is_penalty;
@@ -806,9 +813,8 @@ int run(const Options& o) {
       std::printf("  %-14s", name(sel.method));
       for (std::size_t c = 0; c < sel.cands.size(); ++c) {
         const std::string cname = candidate_name(o, sel.method, sel.cands[c], false);
-        char v[32] = "diverged";
-        if (std::isfinite(sel.val_acc[c])) std::snprintf(v, sizeof v, "%.4f", sel.val_acc[c]);
-        std::printf("  %s: %s%s", cname.substr(cname.find('@') + 1).c_str(), v,
+        const std::string v = std::isfinite(sel.val_acc[c]) ? fixed4(sel.val_acc[c]) : "diverged";
+        std::printf("  %s: %s%s", cname.substr(cname.find('@') + 1).c_str(), v.c_str(),
                     sel.cands[c] == sel.chosen ? " <" : "");
       }
       std::printf("\n");
@@ -833,11 +839,9 @@ int run(const Options& o) {
   auto total = [](const std::vector<double>& v) { return std::accumulate(v.begin(), v.end(), 0.0); };
   // mean and sample standard deviation of f over the runs of a method
   auto stats = [&](Method m, auto&& f) {
-    const auto v = runs_of(m);
-    double mean = 0, var = 0;
-    for (const auto* r : v) mean += f(*r) / v.size();
-    for (const auto* r : v) var += (f(*r) - mean) * (f(*r) - mean);
-    return std::make_pair(mean, v.size() > 1 ? std::sqrt(var / (v.size() - 1)) : 0.0);
+    std::vector<double> v;
+    for (const auto* r : runs_of(m)) v.push_back(f(*r));
+    return mean_std(v);
   };
   // intransigence: against the fine-tuning run of the same seed (NaN without one)
   auto intrans = [&](const MethodResult& r, int t) {
@@ -927,13 +931,11 @@ int run(const Options& o) {
         const auto runs = runs_of(m);
         for (const auto* r : runs)
           if (const double x = time_to(*r, g); std::isfinite(x)) v.push_back(x);
-        double mean = 0, var = 0;
-        for (double x : v) mean += x / v.size();
-        for (double x : v) var += (x - mean) * (x - mean);
+        const auto [mean, sd] = mean_std(v);
         char cell[64];
         if (v.empty()) std::snprintf(cell, sizeof cell, "not reached");
         else
-          std::snprintf(cell, sizeof cell, "%.2f +- %.2f%s", mean, v.size() > 1 ? std::sqrt(var / (v.size() - 1)) : 0.0,
+          std::snprintf(cell, sizeof cell, "%.2f +- %.2f%s", mean, sd,
                         v.size() < runs.size() ? hfisher::detail::concat(" (", v.size(), "/", runs.size(), ")").c_str()
                                                : "");
         std::printf(" %24s", cell);

@@ -26,15 +26,10 @@ inline const std::vector<std::pair<std::string, Method>>& method_names() {
   return names;
 }
 
+/// The name of m (from method_names(), the one list of names).
 inline const char* to_string(Method m) {
-  switch (m) {
-    case Method::Finetune: return "finetune";
-    case Method::EWC: return "ewc";
-    case Method::OnlineEWC: return "online-ewc";
-    case Method::KFACLaplace: return "kfac-laplace";
-    case Method::Hierarchical: return "hierarchical";
-    case Method::Replay: return "replay";
-  }
+  for (const auto& [name, mm] : method_names())
+    if (mm == m) return name.c_str();
   return "?";
 }
 
