@@ -122,10 +122,16 @@ TYPED_TEST(Syev, EigenpairsAgainstLapack) {
             for (int j = 0; j < i; ++j) Ah(b, j, i) = Ah(b, i, j);
       check_syev<S, E>(Ah, method, name + " n=" + std::to_string(c.n));
     }
-    // diagonal (unsorted, with a repeated value) and zero matrices
-    const int n = 40;
-    HostBatch D(2, n, n);
-    for (int i = 0; i < n; ++i) D(0, i, i) = double((7 * i) % 11) - 3.0;
+    // diagonal (unsorted, with a repeated value) and zero matrices, and a
+    // diagonal one with a dense block in rows and columns 40..79, so that
+    // the blocked reduction (n > 64) meets columns with nothing to reduce
+    // before, beside and after reflectors within one panel
+    const int n = 100;
+    HostBatch D(3, n, n);
+    for (int i = 0; i < n; ++i) D(0, i, i) = D(2, i, i) = double((7 * i) % 11) - 3.0;
+    auto Bl = random_batch(1, 40, 40, 55);
+    for (int i = 0; i < 40; ++i)
+      for (int j = 0; j <= i; ++j) D(2, 40 + i, 40 + j) = D(2, 40 + j, 40 + i) = Bl(0, i, j);
     check_syev<S, E>(D, method, name + " diagonal");
     // clustered: Q diag(1 x 20, 2 x 20, 5 x 20) Q^T with a random orthogonal Q
     const int m = 60;

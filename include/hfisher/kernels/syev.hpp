@@ -61,8 +61,7 @@ void syev(const Exec& space, const AV& A, const WV& W, const VV& V, SyevMethod m
   if (method == SyevMethod::Tridiagonal || (method == SyevMethod::Auto && n > syev_jacobi_max_n)) {
     // host teams form Q blocked (GEMMs) where V has unit column stride
     const bool blocked_q = ExecTraits<Exec>::on_host && V.stride_2() == 1 && n >= 64;
-    const long lw =
-        4 * n + 2 * detail::ql_rotation_capacity(n) + (blocked_q ? detail::tridiagonal_q_blocked_work(n) : 0);
+    const long lw = detail::tridiagonal_syev_work(n, blocked_q);
     const int liw = 2 * detail::ql_batch_steps + 2;
     BatchVector<T, Exec> work(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::syev::ql_work"), nb,
                               lw);

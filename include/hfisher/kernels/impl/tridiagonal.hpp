@@ -36,20 +36,28 @@ KOKKOS_INLINE_FUNCTION T safe_hypot(T a, T b) {
   return big * math::sqrt(T(1) + r * r);
 }
 
-/// Dot product of n contiguous entries with four partial sums (vectorizes
-/// without reassociation flags).
+/// Dot product of n contiguous entries. On the host, L = two 64-byte
+/// vectors of lanes each keep their own partial sum, so that the loop
+/// vectorizes into independent fused multiply-adds without reassociation
+/// flags (with four scalar partial sums, GCC packed the loads but then
+/// summed the lanes one by one, in order); on a GPU thread four partial
+/// sums.
 template <class T>
 KOKKOS_INLINE_FUNCTION T dot_contiguous(int n, const T* x, const T* y) {
-  T s0 = T(0), s1 = T(0), s2 = T(0), s3 = T(0);
+#if defined(__CUDA_ARCH__) || defined(__HIP_DEVICE_COMPILE__)
+  constexpr int L = 4;
+#else
+  constexpr int L = 128 / int(sizeof(T));
+#endif
+  T s[L];
+  for (int l = 0; l < L; ++l) s[l] = T(0);
   int j = 0;
-  for (; j + 3 < n; j += 4) {
-    s0 += x[j] * y[j];
-    s1 += x[j + 1] * y[j + 1];
-    s2 += x[j + 2] * y[j + 2];
-    s3 += x[j + 3] * y[j + 3];
-  }
-  for (; j < n; ++j) s0 += x[j] * y[j];
-  return (s0 + s1) + (s2 + s3);
+  for (; j + L <= n; j += L)
+    for (int l = 0; l < L; ++l) s[l] += x[j + l] * y[j + l];
+  for (int l = 0; j < n; ++j, ++l) s[l] += x[j] * y[j];
+  for (int w = L / 2; w > 0; w /= 2)
+    for (int l = 0; l < w; ++l) s[l] += s[l + w];
+  return s[0];
 }
 
 /// Reduces the symmetric n x n block A (both triangles stored; overwritten)
@@ -57,12 +65,14 @@ KOKKOS_INLINE_FUNCTION T dot_contiguous(int n, const T* x, const T* y) {
 /// H_k = I - tau_k v_k v_k^T acting on rows k+1..n-1 (v_k(k+1) = 1, the rest
 /// kept below the subdiagonal of column k of A). Diagonal to d, subdiagonal to
 /// e (e[n-1] = 0), the tau_k to tau; p and v are n scratch each (v holds the
-/// current reflector contiguously: column k of A is strided).
+/// current reflector contiguously: column k of A is strided). With k_begin >
+/// 0, columns before k_begin are taken as reduced already (d, e, tau and
+/// their reflectors written) and the trailing block as updated.
 template <class Member, class T>
 KOKKOS_INLINE_FUNCTION void householder_tridiagonalize(const Member& t, int n, T* A, int a0, int a1, T* d, T* e,
-                                                       T* tau, T* p, T* v) {
+                                                       T* tau, T* p, T* v, int k_begin = 0) {
   auto at = [&](int i, int j) -> T& { return A[long(i) * a0 + long(j) * a1]; };
-  for (int k = 0; k + 2 < n; ++k) {
+  for (int k = k_begin; k + 2 < n; ++k) {
     T xnorm2 = T(0);
     Kokkos::parallel_reduce(
         Kokkos::TeamThreadRange(t, k + 2, n), [&](const int i, T& s) { s += at(i, k) * at(i, k); }, xnorm2);
@@ -139,6 +149,151 @@ KOKKOS_INLINE_FUNCTION void householder_tridiagonalize(const Member& t, int n, T
     tau[n - 1] = T(0);
   });
   t.team_barrier();
+}
+
+/// Panel width of householder_tridiagonalize_blocked; it hands the last
+/// 2 x tridiagonal_panel columns or fewer to the unblocked loop.
+constexpr int tridiagonal_panel = 32;
+
+/// Scalars of workspace householder_tridiagonalize_blocked needs for n x n.
+KOKKOS_INLINE_FUNCTION long tridiagonal_reduce_blocked_work(int n) {
+  return 4L * tridiagonal_panel * n + 2 * tridiagonal_panel;
+}
+
+/// householder_tridiagonalize blocked as LAPACK's dsytrd/dlatrd, for host
+/// teams and A with unit column stride; same output. Columns are reduced in
+/// panels of NB = tridiagonal_panel: within a panel the trailing block is
+/// left as it was at the panel's start and each new reflector v_i and its
+/// w_i (A22 <- A22 - v w^T - w v^T) are kept aside; a column is brought up
+/// to date just before it is reduced, and A22 v is corrected by the panel's
+/// earlier pairs. After the panel, the trailing block takes all of its
+/// updates at once, A22 -= [V W] [W V]^T, as one GEMM of inner size 2 NB
+/// (columns split among the team's threads). That replaces the unblocked
+/// loop's rank-2 pass over the trailing block per column, leaving one
+/// matrix-vector pass per column. p and v: n scratch each; work:
+/// tridiagonal_reduce_blocked_work(n).
+template <class Member, class T>
+KOKKOS_INLINE_FUNCTION void householder_tridiagonalize_blocked(const Member& t, int n, T* A, int a0, T* d, T* e,
+                                                               T* tau, T* p, T* v, T* work) {
+  constexpr int NB = tridiagonal_panel;
+  auto at = [&](int i, int j) -> T& { return A[long(i) * a0 + j]; };
+  const int nth = t.team_size();
+  // rows [lo, hi) split evenly among the team's threads: thread w's share
+  auto share = [&](int w, int lo, int hi, int& r0, int& r1) {
+    const int per = (hi - lo + nth - 1) / nth;
+    r0 = lo + w * per;
+    r1 = r0 + per < hi ? r0 + per : hi;
+  };
+  int k0 = 0;
+  for (; n - k0 > 2 * NB; k0 += NB) {
+    const int m = n - k0;
+    // Y = [V; W] and Z = [W; V], 2 NB x m each, row c holding v_c (or w_c)
+    // at the panel's rows k0..n-1 (index r - k0); y: the 2 NB products with
+    // the current reflector
+    T* Y = work;
+    T* Z = work + 2L * NB * m;
+    T* y = work + 4L * NB * m;
+    auto vc = [&](int c) { return Y + long(c) * m; };
+    auto wc = [&](int c) { return Y + long(NB + c) * m; };
+    for (int i = 0; i < NB; ++i) {
+      const int j = k0 + i, jr = j - k0;
+      // column j (rows j..n-1) takes the panel's earlier updates
+      if (i > 0) {
+        Kokkos::parallel_for(Kokkos::TeamThreadRange(t, 0, nth), [&](const int w) {
+          int r0, r1;
+          share(w, j, n, r0, r1);
+          // summed in p over the thread's rows (contiguous in the panel:
+          // vectorizes), then one strided pass down A's column
+          for (int r = r0; r < r1; ++r) p[r] = T(0);
+          for (int c = 0; c < i; ++c) {
+            const T* vcc = vc(c);
+            const T* wcc = wc(c);
+            const T wj = wcc[jr], vj = vcc[jr];
+            for (int r = r0; r < r1; ++r) p[r] += vcc[r - k0] * wj + wcc[r - k0] * vj;
+          }
+          for (int r = r0; r < r1; ++r) at(r, j) -= p[r];
+        });
+        t.team_barrier();
+      }
+      T xnorm2 = T(0);
+      Kokkos::parallel_reduce(
+          Kokkos::TeamThreadRange(t, j + 2, n), [&](const int r, T& s) { s += at(r, j) * at(r, j); }, xnorm2);
+      const T alpha = at(j + 1, j);
+      const T beta = xnorm2 == T(0) ? alpha : -math::sign(math::sqrt(alpha * alpha + xnorm2), alpha);
+      const T tk = xnorm2 == T(0) ? T(0) : (beta - alpha) / beta;
+      const T scal = xnorm2 == T(0) ? T(1) : T(1) / (alpha - beta);
+      t.team_barrier();
+      T* vi = vc(i);
+      Kokkos::parallel_for(Kokkos::TeamThreadRange(t, j + 1, n), [&](const int r) {
+        if (r == j + 1) {
+          vi[r - k0] = T(1);
+        } else {
+          const T x = at(r, j) * scal;
+          at(r, j) = x;
+          vi[r - k0] = x;
+        }
+      });
+      t.team_barrier();
+      const int lo = j + 1, len = n - lo;
+      const T* vlo = vi + (lo - k0);
+      // the earlier pairs' products with v: y_c = w_c . v, y_{NB+c} = v_c . v
+      if (i > 0) {
+        Kokkos::parallel_for(Kokkos::TeamThreadRange(t, 0, 2 * i), [&](const int q) {
+          const T* src = q < i ? wc(q) : vc(q - i);
+          y[q < i ? q : NB + q - i] = dot_contiguous(len, src + (lo - k0), vlo);
+        });
+        t.team_barrier();
+      }
+      // w = tau (A22 v - V (W^T v) - W (V^T v)) over rows lo..n-1
+      T* wi = wc(i);
+      Kokkos::parallel_for(Kokkos::TeamThreadRange(t, 0, nth), [&](const int w) {
+        int r0, r1;
+        share(w, lo, n, r0, r1);
+        if (tk == T(0)) {
+          for (int r = r0; r < r1; ++r) wi[r - k0] = T(0);
+          return;
+        }
+        for (int r = r0; r < r1; ++r) wi[r - k0] = dot_contiguous(len, &at(r, lo), vlo);
+        for (int c = 0; c < i; ++c) {
+          const T* vcc = vc(c);
+          const T* wcc = wc(c);
+          const T yw = y[c], yv = y[NB + c];
+          for (int r = r0; r < r1; ++r) wi[r - k0] -= vcc[r - k0] * yw + wcc[r - k0] * yv;
+        }
+        for (int r = r0; r < r1; ++r) wi[r - k0] *= tk;
+      });
+      t.team_barrier();
+      T pv = T(0);
+      Kokkos::parallel_reduce(
+          Kokkos::TeamThreadRange(t, lo, n), [&](const int r, T& s) { s += wi[r - k0] * vi[r - k0]; }, pv);
+      const T K = T(0.5) * tk * pv;
+      Kokkos::parallel_for(Kokkos::TeamThreadRange(t, lo, n), [&](const int r) { wi[r - k0] -= K * vi[r - k0]; });
+      Kokkos::single(Kokkos::PerTeam(t), [&]() {
+        d[j] = at(j, j);
+        e[j] = beta;
+        tau[j] = tk;
+      });
+      t.team_barrier();
+    }
+    // Z = [W; V] for the trailing update's right operand
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(t, 0, 2 * NB), [&](const int q) {
+      const T* src = Y + long(q < NB ? NB + q : q - NB) * m;
+      T* dst = Z + long(q) * m;
+      for (int r = NB; r < m; ++r) dst[r] = src[r];
+    });
+    t.team_barrier();
+    // A22 -= [V W] [W V]^T on rows and columns k0+NB..n-1, each thread a
+    // slice of columns (a multiple of 16 wide)
+    const int s0 = k0 + NB, mt = n - s0, per = ((mt + nth - 1) / nth + 15) / 16 * 16;
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(t, 0, nth), [&](const int w) {
+      const int c0 = w * per, c1 = c0 + per < mt ? c0 + per : mt;
+      if (c0 >= c1) return;
+      gemm_serial_blocked<T>(mt, c1 - c0, 2 * NB, T(-1), Y + NB, 1, m, Z + NB + c0, m, 1, T(1), &at(s0, s0 + c0), a0,
+                             1);
+    });
+    t.team_barrier();
+  }
+  householder_tridiagonalize(t, n, A, a0, 1, d, e, tau, p, v, k0);
 }
 
 /// Forms Q = H_0 H_1 ... H_{n-3} from householder_tridiagonalize's reflectors
@@ -332,12 +487,23 @@ KOKKOS_INLINE_FUNCTION void transpose_square(const Member& t, int n, T* V, int v
   });
 }
 
+/// Scalars of work tridiagonal_syev needs: e, tau and two vectors (4 n),
+/// then the rotation buffer (2 ql_rotation_capacity(n)) followed, with
+/// blocked, by form_tridiagonal_q_blocked's work; the blocked reduction,
+/// which runs before either is used, takes the same space from the rotation
+/// buffer on.
+KOKKOS_INLINE_FUNCTION long tridiagonal_syev_work(int n, bool blocked) {
+  const long ql = 2L * ql_rotation_capacity(n) + (blocked ? tridiagonal_q_blocked_work(n) : 0);
+  const long reduce = blocked ? tridiagonal_reduce_blocked_work(n) : 0;
+  return 4L * n + (ql > reduce ? ql : reduce);
+}
+
 /// Eigendecomposition of the symmetric n x n block A (both triangles;
 /// overwritten): eigenvalues to d (unsorted), eigenvectors to the columns of V.
-/// work: 4 n + 2 ql_rotation_capacity(n) scratch, plus
-/// tridiagonal_q_blocked_work(n) with blocked_q (host teams, unit column
-/// stride of V: Q formed by form_tridiagonal_q_blocked); iwork: 2
-/// ql_batch_steps + 2.
+/// work: tridiagonal_syev_work(n, blocked_q) scratch (blocked_q: host
+/// teams; where A and V have unit column stride, the reduction runs
+/// householder_tridiagonalize_blocked and Q is formed by
+/// form_tridiagonal_q_blocked); iwork: 2 ql_batch_steps + 2.
 /// Returns the number of QL steps, or -1 when an eigenvalue did not converge
 /// in max_steps_per_value steps.
 ///
@@ -360,7 +526,13 @@ KOKKOS_INLINE_FUNCTION int tridiagonal_syev(const Member& t, int n, T* A, int a0
   T* sn = work + 4 * n + cap;
   int* state = iwork;
   int* meta = iwork + 2;
-  householder_tridiagonalize(t, n, A, a0, a1, d, e, tau, p, v);
+  // blocked: host teams, unit column strides (the reduction's work reuses the
+  // rotation buffer, which the QL iteration fills only later)
+  if (blocked_q && a1 == 1 && v1 == 1 && n > 2 * tridiagonal_panel) {
+    householder_tridiagonalize_blocked(t, n, A, a0, d, e, tau, p, v, cs);
+  } else {
+    householder_tridiagonalize(t, n, A, a0, a1, d, e, tau, p, v);
+  }
   if (blocked_q && v1 == 1 && n > 2) form_tridiagonal_q_blocked(t, n, A, a0, a1, tau, V, v0, sn + cap);
   else form_tridiagonal_q(t, n, A, a0, a1, tau, V, v0, v1, p);
   // With unit column stride, Q is transposed in place for the rotations, so
