@@ -13,6 +13,7 @@
 #include <CLI/CLI.hpp>
 #include <hfisher/hfisher.hpp>
 
+#include "bench_common.hpp"
 #include "cli_checks.hpp"
 
 #include <cstdio>
@@ -29,7 +30,9 @@
 #include "scaling_cli.hpp"
 
 int main(int argc, char** argv) {
-  hfisher_cli::openmp_defaults(argv);  // OMP_WAIT_POLICY=passive, OMP_PROC_BIND=false unless set
+  // OMP_WAIT_POLICY=passive, OMP_PROC_BIND=false unless set; OpenBLAS's AVX
+  // kernels where it fell back to SSE3 on a CPU it does not know
+  hfisher_cli::openmp_defaults(argv, hfisher_perf::blas_defaults());
   hfisher::dist::Environment mpi(argc, argv);
   const auto guard = hfisher_cli::start_runtime(argc, argv, "hfisher-bench");  // bad Kokkos arguments: a message
   if (!guard) return 2;

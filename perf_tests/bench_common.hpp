@@ -10,10 +10,24 @@
 namespace hfisher_perf {
 
 struct Machine {
-  std::string cpu, backend, date, host_threads;
+  std::string cpu, backend, date, host_threads;  ///< cpu ends with the BLAS the baselines ran on (blas_core)
   std::string omp_wait;  ///< OMP_WAIT_POLICY as the program saw it ("unset" when unset)
 };
 Machine describe_machine();
+
+/// The kernels the baselines' BLAS runs: "OpenBLAS <core>" (as
+/// openblas_get_corename reports it), or "not OpenBLAS".
+std::string blas_core();
+
+/// OpenBLAS 0.3.21 (Debian 12) does not recognise AMD Zen 4 and falls back
+/// to its SSE3 kernels ("Prescott"), 3-4x below the AVX-512 ones on the same
+/// CPU, which made every "ratio to OpenBLAS" flatter hfisher. Where OpenBLAS
+/// chose such a pre-AVX core on a CPU with AVX2 and FMA, and the user did not
+/// set OPENBLAS_CORETYPE, this sets it (SkylakeX with AVX-512, else Haswell),
+/// says so on stderr and returns true: the caller must then execute the
+/// program again (OpenBLAS reads the variable when it loads), e.g. through
+/// hfisher_cli::openmp_defaults(argv, true).
+bool blas_defaults();
 
 /// Seconds on a monotonic clock (differences are wall times).
 inline double now() {

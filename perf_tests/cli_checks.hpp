@@ -45,19 +45,22 @@ inline void show_defaults(CLI::App& app) { app.option_defaults()->always_capture
 /// executes itself again (once: HFISHER_OMP_DEFAULTS marks the second
 /// start). A value the user set is never changed; HFISHER_OMP_DEFAULTS set
 /// to anything beforehand keeps the runtime's own defaults. Call it first in main, before MPI or
-/// Kokkos start.
-inline void openmp_defaults(char** argv) {
-  if (std::getenv("HFISHER_OMP_DEFAULTS") != nullptr) return;
-  bool changed = false;
-  if (std::getenv("OMP_WAIT_POLICY") == nullptr) {
-    ::setenv("OMP_WAIT_POLICY", "passive", 1);
-    changed = true;
+/// Kokkos start. restart: execute again even if no OpenMP variable changed
+/// (the caller set another variable read at load time, such as
+/// OPENBLAS_CORETYPE).
+inline void openmp_defaults(char** argv, bool restart = false) {
+  bool changed = restart;
+  if (std::getenv("HFISHER_OMP_DEFAULTS") == nullptr) {
+    if (std::getenv("OMP_WAIT_POLICY") == nullptr) {
+      ::setenv("OMP_WAIT_POLICY", "passive", 1);
+      changed = true;
+    }
+    if (std::getenv("OMP_PROC_BIND") == nullptr) {
+      ::setenv("OMP_PROC_BIND", "false", 1);
+      changed = true;
+    }
+    ::setenv("HFISHER_OMP_DEFAULTS", "1", 1);
   }
-  if (std::getenv("OMP_PROC_BIND") == nullptr) {
-    ::setenv("OMP_PROC_BIND", "false", 1);
-    changed = true;
-  }
-  ::setenv("HFISHER_OMP_DEFAULTS", "1", 1);
   if (changed) ::execv("/proc/self/exe", argv);  // returns only on failure: run with the runtime's defaults
 }
 

@@ -24,4 +24,5 @@ void dsyev_(const char*, const char*, const int*, double*, const int*, double*, 
 void ssyev_(const char*, const char*, const int*, float*, const int*, float*, float*, const int*, int*);
 void openblas_set_num_threads(int) __attribute__((weak));
 int openblas_get_num_threads(void) __attribute__((weak));
+char* openblas_get_corename(void) __attribute__((weak));
 }

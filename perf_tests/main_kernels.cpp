@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 #include <hfisher/hfisher.hpp>
 
+#include "bench_common.hpp"
 #include "cli_checks.hpp"
 
 #include <cstdio>
@@ -11,7 +12,7 @@
 #include "kernels_cli.hpp"
 
 int main(int argc, char** argv) {
-  hfisher_cli::openmp_defaults(argv);  // OMP_WAIT_POLICY=passive, OMP_PROC_BIND=false unless set
+  hfisher_cli::openmp_defaults(argv, hfisher_perf::blas_defaults());  // OpenMP defaults; OpenBLAS AVX kernels
   const auto guard = hfisher_cli::start_runtime(argc, argv, "hfisher-perf-kernels");  // bad Kokkos arguments: a message
   if (!guard) return 2;
   hfisher_perf::KernelsBenchOptions o;
