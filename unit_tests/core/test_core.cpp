@@ -71,6 +71,12 @@ TEST(Core, HostDrawsDoNotDependOnTheStandardLibrary) {
   std::sort(sorted.begin(), sorted.end());
   for (int i = 0; i < 10; ++i) EXPECT_EQ(sorted[i], i);
   EXPECT_EQ(v, (std::vector<int>{1, 7, 9, 0, 3, 8, 4, 2, 5, 6})) << ::testing::PrintToString(v);
+  // a partial shuffle takes k draws: position i swaps with i + (draw mod n - i)
+  Scripted p{{3, 4, 0}};
+  std::vector<int> w{0, 1, 2, 3, 4};
+  hfisher::random::partial_shuffle(w.begin(), w.end(), 2, p);
+  EXPECT_EQ(w, (std::vector<int>{3, 1, 2, 0, 4})) << ::testing::PrintToString(w);  // 3 % 5 = 3, then 1 + 4 % 4 = 1
+  EXPECT_EQ(p.i, 2u);
   // a model's initial weights: the counter-based normal, scaled, biases zero
   hfisher::nn::MLP<double, Kokkos::DefaultHostExecutionSpace> m({3, 2, 2}, hfisher::nn::Activation::ReLU, 5);
   auto th = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), m.params());

@@ -50,7 +50,7 @@ class ReplayMemory {
     std::mt19937_64 g(seed_ * 0x9E3779B97F4A7C15ULL + std::uint64_t(t) * 1000003ULL + 17);
     std::vector<int> order(n);
     std::iota(order.begin(), order.end(), 0);
-    for (int i = 0; i < per_task_; ++i) std::swap(order[i], order[i + random::uniform_below(g, std::uint64_t(n - i))]);
+    random::partial_shuffle(order.begin(), order.end(), std::uint64_t(per_task_), g);
     Kokkos::View<int*, typename ExecSpace::memory_space> idx("hfisher::continual::replay_pick", per_task_);
     auto ih = Kokkos::create_mirror_view(idx);
     for (int i = 0; i < per_task_; ++i) ih(i) = order[i];
@@ -105,9 +105,7 @@ class ReplayMemory {
     // of all kept positions
     pool_.resize(std::size_t(total));
     std::iota(pool_.begin(), pool_.end(), 0L);
-    if (m < total)
-      for (int i = 0; i < m; ++i)
-        std::swap(pool_[std::size_t(i)], pool_[std::size_t(i) + random::uniform_below(rng, std::uint64_t(total - i))]);
+    if (m < total) random::partial_shuffle(pool_.begin(), pool_.end(), std::uint64_t(m), rng);
     std::vector<std::vector<int>> rows(tasks_.size());
     for (int i = 0; i < m; ++i)
       rows[std::size_t(pool_[std::size_t(i)] / per_task_)].push_back(int(pool_[std::size_t(i)] % per_task_));

@@ -11,6 +11,7 @@
 #include <hfisher/core/math.hpp>
 
 #include <cstdint>
+#include <utility>
 
 namespace hfisher {
 namespace random {
@@ -59,6 +60,19 @@ void shuffle(It first, It last, Engine& g) {
     const std::uint64_t j = uniform_below(g, i);
     using std::swap;
     swap(first[i - 1], first[j]);
+  }
+}
+
+/// The first k steps of that shuffle from the front: [first, first + k)
+/// becomes a uniform draw of k distinct elements of [first, last), in
+/// random order, with k draws of the engine (k <= last - first).
+template <class It, class Engine>
+void partial_shuffle(It first, It last, std::uint64_t k, Engine& g) {
+  const auto n = std::uint64_t(last - first);
+  for (std::uint64_t i = 0; i < k && i < n; ++i) {
+    const std::uint64_t j = i + uniform_below(g, n - i);
+    using std::swap;
+    swap(first[i], first[j]);
   }
 }
 
