@@ -737,8 +737,11 @@ int run(const Options& o) {
             // the memory a method keeps across tasks: the penalty's Fisher, or replay's examples
             r.fisher_bytes.push_back(pen ? double(pen->bytes()) : replay ? double(replay->bytes()) : 0.0);
             for (int j = 0; j < T; ++j) r.R.set(t, j, hfisher::dist::accuracy(model, test[j], masks[j], comm));
+            // V(t, t) is the curve's last point: consolidation, replay and the
+            // anchor probe leave the weights as the last epoch left them
             if (o.validation > 0)
-              for (int j = 0; j < T; ++j) r.V.set(t, j, hfisher::dist::accuracy(model, val[j], masks[j], comm));
+              for (int j = 0; j < T; ++j)
+                r.V.set(t, j, j == t ? r.curve.back() : hfisher::dist::accuracy(model, val[j], masks[j], comm));
             r.done = t + 1;
             double spent = 0;  // this run's seconds so far (tasks resumed from a checkpoint included)
             for (int q = 0; q <= t; ++q) spent += r.train_seconds[q] + r.consolidate_seconds[q];
