@@ -15,13 +15,14 @@ struct Machine {
 };
 Machine describe_machine();
 
-/// The kernels the baselines' BLAS runs: "OpenBLAS <core>" (as
-/// openblas_get_corename reports it), or "not OpenBLAS".
+/// The kernels the baselines' BLAS runs: "OpenBLAS core <name>" (as
+/// openblas_get_corename reports it), or "a BLAS that is not OpenBLAS".
 std::string blas_core();
 
-/// OpenBLAS 0.3.21 (Debian 12) does not recognise AMD Zen 4 and falls back
-/// to its SSE3 kernels ("Prescott"), 3-4x below the AVX-512 ones on the same
-/// CPU, which made every "ratio to OpenBLAS" flatter hfisher. Where OpenBLAS
+/// OpenBLAS 0.3.21 (Debian 12) does not recognise every recent CPU (an Intel
+/// Xeon of family 6 model 207, for one) and falls back to its SSE3 kernels
+/// ("Prescott"), about 4x below the AVX-512 ones on the same CPU, which made
+/// every "ratio to OpenBLAS" flatter hfisher. Where OpenBLAS
 /// chose such a pre-AVX core on a CPU with AVX2 and FMA, and the user did not
 /// set OPENBLAS_CORETYPE, this sets it (SkylakeX with AVX-512, else Haswell),
 /// says so on stderr and returns true: the caller must then execute the

@@ -60,6 +60,20 @@ KOKKOS_INLINE_FUNCTION T dot_contiguous(int n, const T* x, const T* y) {
   return s[0];
 }
 
+/// Coefficients of the reflector I - tau v v^T that maps (alpha, x) to
+/// (beta, 0), with xnorm2 = |x|^2 and v = (1, scale x); xnorm2 = 0 gives
+/// the identity (tau = 0, beta = alpha, scale 1).
+template <class T>
+struct TridiagonalReflector {
+  T beta, tau, scale;
+};
+template <class T>
+KOKKOS_INLINE_FUNCTION TridiagonalReflector<T> tridiagonal_reflector(T alpha, T xnorm2) {
+  if (xnorm2 == T(0)) return {alpha, T(0), T(1)};
+  const T beta = -math::sign(math::sqrt(alpha * alpha + xnorm2), alpha);
+  return {beta, (beta - alpha) / beta, T(1) / (alpha - beta)};
+}
+
 /// Reduces the symmetric n x n block A (both triangles stored; overwritten)
 /// to tridiagonal form Q^T A Q = T by n - 2 Householder reflectors
 /// H_k = I - tau_k v_k v_k^T acting on rows k+1..n-1 (v_k(k+1) = 1, the rest
@@ -87,9 +101,8 @@ KOKKOS_INLINE_FUNCTION void householder_tridiagonalize(const Member& t, int n, T
       t.team_barrier();
       continue;
     }
-    const T beta = -math::sign(math::sqrt(alpha * alpha + xnorm2), alpha);
-    const T tk = (beta - alpha) / beta;
-    const T scal = T(1) / (alpha - beta);
+    const auto h = tridiagonal_reflector(alpha, xnorm2);
+    const T beta = h.beta, tk = h.tau, scal = h.scale;
     t.team_barrier();
     // v = (1, A[k+2.., k] / (alpha - beta)), kept in A's column k and in v
     Kokkos::parallel_for(Kokkos::TeamThreadRange(t, k + 1, n), [&](const int i) {
@@ -219,9 +232,8 @@ KOKKOS_INLINE_FUNCTION void householder_tridiagonalize_blocked(const Member& t, 
       Kokkos::parallel_reduce(
           Kokkos::TeamThreadRange(t, j + 2, n), [&](const int r, T& s) { s += at(r, j) * at(r, j); }, xnorm2);
       const T alpha = at(j + 1, j);
-      const T beta = xnorm2 == T(0) ? alpha : -math::sign(math::sqrt(alpha * alpha + xnorm2), alpha);
-      const T tk = xnorm2 == T(0) ? T(0) : (beta - alpha) / beta;
-      const T scal = xnorm2 == T(0) ? T(1) : T(1) / (alpha - beta);
+      const auto h = tridiagonal_reflector(alpha, xnorm2);
+      const T beta = h.beta, tk = h.tau, scal = h.scale;
       t.team_barrier();
       T* vi = vc(i);
       Kokkos::parallel_for(Kokkos::TeamThreadRange(t, j + 1, n), [&](const int r) {
