@@ -130,7 +130,7 @@ TYPED_TEST(LowRank, RandomizedSVDAndTruncation) {
 // U V^T with both factors' columns scaled by 10^(-7 u), u uniform, so the
 // 250 x 250 core's singular values span 14 decades. One-sided Jacobi on
 // the core itself took 41-47 sweeps on such cores (one of 500 x 500 did not
-// converge in 40); the QR-preconditioned SVD takes about 7.
+// converge in 40); the QR-preconditioned Jacobi SVD takes about 7.
 TYPED_TEST(LowRank, TruncatesGradedFactors) {
   using S = typename TypeParam::scalar;
   using E = typename TypeParam::exec;
@@ -167,8 +167,12 @@ TYPED_TEST(LowRank, TruncatesGradedFactors) {
   hfisher::BatchMatrix<S, E> W("W", 1, r, r), Z("Z", 1, r, r);
   hfisher::BatchVector<S, E> sv("S", 1, r);
   Kokkos::View<int*, typename E::memory_space> sweeps("sweeps", 1);
-  ASSERT_NO_THROW(hfisher::kernels::svd(E(), C, W, sv, Z, sweeps));
+  ASSERT_NO_THROW(hfisher::kernels::svd(E(), C, W, sv, Z, sweeps, hfisher::kernels::SvdMethod::Jacobi));
   EXPECT_LE(to_host1(sweeps)[0], 12);
+  EXPECT_NEAR(to_host2(sv)[0][0], norm2(core, 0), Tol<S>::svd_values * norm2(core, 0));
+  // the default (bidiagonal QR) method: about two steps per singular value
+  ASSERT_NO_THROW(hfisher::kernels::svd(E(), C, W, sv, Z, sweeps));
+  EXPECT_LE(to_host1(sweeps)[0], 3 * r);
   EXPECT_NEAR(to_host2(sv)[0][0], norm2(core, 0), Tol<S>::svd_values * norm2(core, 0));
 }
 

@@ -7,12 +7,17 @@ class SVD : public ::testing::Test {};
 TYPED_TEST_SUITE(SVD, Configs, ConfigNames);
 
 template <class S, class E>
-static void check_svd(const HostBatch& Ah, const char* what, bool relative_values) {
+static void check_svd(const HostBatch& Ah, const std::string& name, bool relative_values,
+                      hfisher::kernels::SvdMethod method = hfisher::kernels::SvdMethod::Auto) {
+  const std::string tag = name + (method == hfisher::kernels::SvdMethod::Auto     ? " (auto)"
+                                  : method == hfisher::kernels::SvdMethod::Jacobi ? " (jacobi)"
+                                                                                  : " (bidiagonal)");
+  const char* what = tag.c_str();
   const int nb = Ah.nb, m = Ah.m, n = Ah.n, k = std::min(m, n);
   auto A = to_device<S, E>(Ah);
   hfisher::BatchMatrix<S, E> U("U", nb, m, k), V("V", nb, n, k);
   hfisher::BatchVector<S, E> Sv("S", nb, k);
-  hfisher::kernels::svd(E(), A, U, Sv, V);
+  hfisher::kernels::svd(E(), A, U, Sv, V, method);
   auto Uh = to_host(U), Vh = to_host(V);
   auto sh = to_host2(Sv);
   HostBatch US(nb, m, k);
@@ -29,9 +34,11 @@ static void check_svd(const HostBatch& Ah, const char* what, bool relative_value
       for (int r = 0; r < m; ++r) US(b, r, i) = Uh(b, r, i) * sh[b][i];
     }
     scale[b] = std::max(m, n) * (s0 + 1e-300);
-    // orthonormal columns for the nonzero singular values
+    // orthonormal columns for the nonzero singular values (all of them
+    // from the bidiagonal method)
     int nz = 0;
     while (nz < k && sh[b][nz] > 1e-3 * s0) ++nz;
+    if (method == hfisher::kernels::SvdMethod::Bidiagonal) nz = k;
     EXPECT_LE(orth_error(Uh, b, nz), Tol<S>::orth * std::max(m, n) * 10) << what << " U entry " << b;
     EXPECT_LE(orth_error(Vh, b, nz), Tol<S>::orth * std::max(m, n) * 10) << what << " V entry " << b;
   }
@@ -42,10 +49,18 @@ TYPED_TEST(SVD, ValuesAndVectorsAgainstLapack) {
   using S = typename TypeParam::scalar;
   using E = typename TypeParam::exec;
   struct Case { int nb, m, n; };
-  const std::vector<Case> cases = {{1, 1, 1}, {3, 2, 2}, {1000, 4, 4}, {6, 9, 5}, {6, 5, 9}, {2, 100, 20},
-                                   {2, 20, 100}, {1, 130, 130}};
-  unsigned seed = 500;
-  for (const auto& c : cases) check_svd<S, E>(random_batch(c.nb, c.m, c.n, seed++), "svd random", false);
+  using hfisher::kernels::SvdMethod;
+  // {2, 100, 40} and {2, 40, 100}: the bidiagonal method's QR-first path
+  // (twice as many rows as columns); {3, 70, 50}: bidiagonalization of a
+  // tall block directly
+  const std::vector<Case> cases = {{1, 1, 1},    {3, 2, 2},    {1000, 4, 4}, {6, 9, 5},     {6, 5, 9},  {2, 100, 20},
+                                   {2, 20, 100}, {2, 100, 40}, {2, 40, 100}, {1, 130, 130}, {3, 70, 50}};
+  for (auto method : {SvdMethod::Auto, SvdMethod::Jacobi, SvdMethod::Bidiagonal}) {
+    unsigned seed = 500;
+    for (const auto& c : cases)
+      check_svd<S, E>(random_batch(c.nb, c.m, c.n, seed++), "svd random " + std::to_string(c.m) + "x" +
+                      std::to_string(c.n), false, method);
+  }
 }
 
 // The bar: 64 x 64 blocks, singular values within 1e-12 relative of
@@ -53,7 +68,8 @@ TYPED_TEST(SVD, ValuesAndVectorsAgainstLapack) {
 TYPED_TEST(SVD, Blocks64x64WithinBarOfLapack) {
   using S = typename TypeParam::scalar;
   using E = typename TypeParam::exec;
-  check_svd<S, E>(random_batch(8, 64, 64, 77), "svd 64x64", std::is_same<S, double>::value);
+  for (auto method : {hfisher::kernels::SvdMethod::Jacobi, hfisher::kernels::SvdMethod::Bidiagonal})
+    check_svd<S, E>(random_batch(8, 64, 64, 77), "svd 64x64", std::is_same<S, double>::value, method);
 }
 
 TYPED_TEST(SVD, RankDeficientAndIllConditioned) {
@@ -64,9 +80,22 @@ TYPED_TEST(SVD, RankDeficientAndIllConditioned) {
   for (int i = 0; i < n; ++i) graded[i] = std::pow(10.0, -8.0 * i / (n - 1));
   for (int i = 0; i < 5; ++i) deficient[i] = 1.0 + i;
   std::sort(deficient.rbegin(), deficient.rend());
-  check_svd<S, E>(with_singular_values(4, 40, n, graded, 1), "svd graded 1..1e-8", false);
-  check_svd<S, E>(with_singular_values(4, 40, n, deficient, 2), "svd rank 5", false);
-  check_svd<S, E>(HostBatch(2, 7, 3), "svd zero matrix", false);
+  using hfisher::kernels::SvdMethod;
+  for (auto method : {SvdMethod::Jacobi, SvdMethod::Bidiagonal}) {
+    check_svd<S, E>(with_singular_values(4, 40, n, graded, 1), "svd graded 1..1e-8", false, method);
+    check_svd<S, E>(with_singular_values(4, 40, n, deficient, 2), "svd rank 5", false, method);
+    check_svd<S, E>(with_singular_values(2, n, 40, deficient, 3), "svd rank 5, wide", false, method);
+    check_svd<S, E>(HostBatch(2, 7, 3), "svd zero matrix", false, method);
+    // zero columns and rows inside: the bidiagonal gets exact zeros on its
+    // diagonal, which the QR iteration chases out of their rows and columns
+    auto Z = random_batch(2, 36, 36, 4);
+    for (int i = 0; i < 36; ++i)
+      for (int c : {0, 7, 8, 20, 35}) Z(0, i, c) = Z(1, c, i) = 0.0;
+    check_svd<S, E>(Z, "svd zero rows and columns", false, method);
+    // a repeated singular value (3, 36 times)
+    check_svd<S, E>(with_singular_values(1, 48, 36, std::vector<double>(36, 3.0), 4), "svd repeated value", false,
+                    method);
+  }
 }
 
 template <class C>
