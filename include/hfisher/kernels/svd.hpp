@@ -57,6 +57,21 @@ constexpr int bidiagonal_max_steps = 60;
 
 namespace detail {
 
+/// op(A) as a new (batch, rows, cols) matrix with rows >= cols: A, or A^T
+/// when A has fewer rows than columns.
+template <class T, class Exec, class AV>
+BatchMatrix<T, Exec> tall_copy(const Exec& space, const AV& A) {
+  const long nb = A.extent(0), m = A.extent(1), n = A.extent(2);
+  const long rows = m >= n ? m : n, cols = m >= n ? n : m;
+  BatchMatrix<T, Exec> Ap(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::svd::opA"), nb, rows, cols);
+  Kokkos::parallel_for(
+      "hfisher::svd::copy_in", Kokkos::RangePolicy<Exec>(space, 0, nb * rows), KOKKOS_LAMBDA(const long e) {
+        const int b = e / rows, r = e % rows;
+        for (int c = 0; c < cols; ++c) Ap(b, r, c) = m >= n ? T(A(b, r, c)) : T(A(b, c, r));
+      });
+  return Ap;
+}
+
 /// svd's QR-preconditioned one-sided Jacobi (its arguments checked).
 template <class Exec, class AV, class UV, class SV, class VV, class WV>
 void svd_jacobi(const Exec& space, const AV& A, const UV& U, const SV& S, const VV& V, const WV& sweeps) {
@@ -67,12 +82,7 @@ void svd_jacobi(const Exec& space, const AV& A, const UV& U, const SV& S, const 
   using mem = typename Exec::memory_space;
   const long rows = m >= n ? m : n, cols = k;  // op(A): rows x cols, rows >= cols
   // op(A) P = Q R
-  BatchMatrix<T, Exec> Ap(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::svd::opA"), nb, rows, cols);
-  Kokkos::parallel_for(
-      "hfisher::svd::copy_in", Kokkos::RangePolicy<Exec>(space, 0, nb * rows), KOKKOS_LAMBDA(const long e) {
-        const int b = e / rows, r = e % rows;
-        for (int c = 0; c < cols; ++c) Ap(b, r, c) = m >= n ? T(A(b, r, c)) : T(A(b, c, r));
-      });
+  const auto Ap = tall_copy<T>(space, A);
   BatchVector<T, Exec> tau(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::svd::tau"), nb, cols);
   Kokkos::View<int**, Kokkos::LayoutRight, mem> perm(
       Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::svd::perm"), nb, cols);
@@ -127,26 +137,14 @@ void svd_bidiagonal(const Exec& space, const AV& A, const UV& U, const SV& S, co
   using T = typename UV::non_const_value_type;
   using mem = typename Exec::memory_space;
   const long rows = m >= n ? m : n, cols = k;  // op(A): rows x cols, rows >= cols
-  BatchMatrix<T, Exec> Ap(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::svd::opA"), nb, rows, cols);
-  Kokkos::parallel_for(
-      "hfisher::svd::copy_in", Kokkos::RangePolicy<Exec>(space, 0, nb * rows), KOKKOS_LAMBDA(const long e) {
-        const int b = e / rows, r = e % rows;
-        for (int c = 0; c < cols; ++c) Ap(b, r, c) = m >= n ? T(A(b, r, c)) : T(A(b, c, r));
-      });
+  const auto Ap = tall_copy<T>(space, A);
   const bool qr_first = rows >= 2 * cols;
   const long mb = qr_first ? cols : rows;  // rows of the block that is bidiagonalized
   BatchMatrix<T, Exec> Q, R;
   if (qr_first) {
-    BatchVector<T, Exec> tau(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::svd::tau"), nb, cols);
-    qr(space, Ap, tau);
     Q = BatchMatrix<T, Exec>(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::svd::Q"), nb, rows, cols);
-    qr_form_q(space, Ap, tau, Q);
     R = BatchMatrix<T, Exec>(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::svd::R"), nb, cols, cols);
-    Kokkos::parallel_for(
-        "hfisher::svd::r", Kokkos::RangePolicy<Exec>(space, 0, nb * cols), KOKKOS_LAMBDA(const long e) {
-          const int b = e / cols, i = e % cols;
-          for (int j = 0; j < cols; ++j) R(b, i, j) = j >= i ? Ap(b, i, j) : T(0);
-        });
+    qr_thin(space, Ap, Q, R);
   }
   const BatchMatrix<T, Exec> X = qr_first ? R : Ap;
   BatchMatrix<T, Exec> Ut(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::svd::Ut"), nb, cols, mb);

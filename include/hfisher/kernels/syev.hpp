@@ -1,7 +1,7 @@
 #pragma once
 /// \file syev.hpp
 /// \brief Batched symmetric eigendecomposition: Householder tridiagonal
-/// reduction + implicit QL (O(n^3), the default above 32 x 32) or cyclic
+/// reduction + implicit QL (O(n^3), the default above 5 x 5) or cyclic
 /// two-sided Jacobi (small blocks, high relative accuracy).
 
 #include <hfisher/kernels/impl/tridiagonal.hpp>
@@ -13,8 +13,10 @@ namespace kernels {
 /// Algorithm of syev. Auto: Jacobi up to syev_jacobi_max_n, Tridiagonal above.
 enum class SyevMethod { Auto, Jacobi, Tridiagonal };
 
-/// Largest n for which SyevMethod::Auto picks Jacobi.
-constexpr int syev_jacobi_max_n = 32;
+/// Largest n for which SyevMethod::Auto picks Jacobi (timed against QL on
+/// random symmetric blocks, 2 threads: Jacobi 1.2-1.3x faster up to 4,
+/// equal at 6, QL 1.7-1.9x faster at 8 and 4.4-4.6x at 32; docs/benchmarks.md).
+constexpr int syev_jacobi_max_n = 5;
 
 /// Largest number of QL steps per eigenvalue before syev reports
 /// non-convergence (the iteration usually needs 1 to 3).
