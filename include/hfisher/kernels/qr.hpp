@@ -55,15 +55,12 @@ void with_qr_work(const Exec& space, const char* name, long nb, long m, long n, 
 
 }  // namespace detail
 
-/// Batched Householder QR in place. A: (batch, m, n); tau: (batch, min(m, n)).
+namespace detail {
+
+/// qr without its checks (for kernels that checked, or made, their input).
 template <class Exec, class AV, class TV>
-void qr(const Exec& space, const AV& A, const TV& tau) {
-  constexpr const char* where = "hfisher::kernels::qr";
-  static_assert(AV::rank == 3 && TV::rank == 2, "qr: A must be (batch, m, n), tau (batch, min(m, n))");
+void qr_nocheck(const Exec& space, const AV& A, const TV& tau) {
   const long nb = A.extent(0), m = A.extent(1), n = A.extent(2);
-  hfisher::detail::check_batch(tau.extent(0), nb, where, "tau");
-  hfisher::detail::check_extent(tau.extent(1), m < n ? m : n, where, "tau", "length");
-  hfisher::detail::check_finite3(space, A, where, "A");
   using member = typename ExecTraits<Exec>::member_type;
   using T = typename AV::non_const_value_type;
   if (nb == 0) return;
@@ -86,6 +83,20 @@ void qr(const Exec& space, const AV& A, const TV& tau) {
         detail::householder_qr<member, T>(t, m, n, Ab.data(), Ab.stride_0(), Ab.stride_1(), &tau(b, 0), nullptr,
                                         nullptr, &rowbuf(b, 0));
       });
+}
+
+}  // namespace detail
+
+/// Batched Householder QR in place. A: (batch, m, n); tau: (batch, min(m, n)).
+template <class Exec, class AV, class TV>
+void qr(const Exec& space, const AV& A, const TV& tau) {
+  constexpr const char* where = "hfisher::kernels::qr";
+  static_assert(AV::rank == 3 && TV::rank == 2, "qr: A must be (batch, m, n), tau (batch, min(m, n))");
+  const long nb = A.extent(0), m = A.extent(1), n = A.extent(2);
+  hfisher::detail::check_batch(tau.extent(0), nb, where, "tau");
+  hfisher::detail::check_extent(tau.extent(1), m < n ? m : n, where, "tau", "length");
+  hfisher::detail::check_finite3(space, A, where, "A");
+  detail::qr_nocheck(space, A, tau);
 }
 
 /// Forms the thin Q (batch, m, q), q <= m, from the output of qr or cpqr:
@@ -128,6 +139,27 @@ void qr_form_q(const Exec& space, const AV& A, const TV& tau, const QV& Q) {
       });
 }
 
+namespace detail {
+
+/// Thin QR of W (batch, m, n), overwritten: W = Q (batch, m, k) R (batch, k,
+/// n), k = min(m, n). No checks: for kernels whose W is their own finite
+/// copy (qr_thin, svd).
+template <class Exec, class WV, class QV, class RV>
+void qr_thin_inplace(const Exec& space, const WV& W, const QV& Q, const RV& R) {
+  const long nb = W.extent(0), m = W.extent(1), n = W.extent(2), k = m < n ? m : n;
+  using T = typename QV::non_const_value_type;
+  BatchVector<T, Exec> tau(Kokkos::view_alloc(space, "hfisher::qr_thin::tau"), nb, k);
+  qr_nocheck(space, W, tau);
+  qr_form_q(space, W, tau, Q);
+  Kokkos::parallel_for(
+      "hfisher::qr_thin::R", Kokkos::RangePolicy<Exec>(space, 0, nb), KOKKOS_LAMBDA(const int b) {
+        for (int i = 0; i < k; ++i)
+          for (int j = 0; j < n; ++j) R(b, i, j) = j >= i ? W(b, i, j) : T(0);
+      });
+}
+
+}  // namespace detail
+
 /// Thin QR without touching A: A (batch, m, n) = Q (batch, m, k) R (batch, k, n),
 /// k = min(m, n), R upper triangular.
 template <class Exec, class AV, class QV, class RV>
@@ -140,17 +172,11 @@ void qr_thin(const Exec& space, const AV& A, const QV& Q, const RV& R) {
   hfisher::detail::check_extent(Q.extent(2), k, where, "Q", "columns");
   hfisher::detail::check_extent(R.extent(1), k, where, "R", "rows");
   hfisher::detail::check_extent(R.extent(2), n, where, "R", "columns");
+  hfisher::detail::check_finite3(space, A, where, "A");
   using T = typename QV::non_const_value_type;
   BatchMatrix<T, Exec> W(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::qr_thin::W"), nb, m, n);
-  BatchVector<T, Exec> tau(Kokkos::view_alloc(space, "hfisher::qr_thin::tau"), nb, k);
   Kokkos::deep_copy(space, W, A);
-  qr(space, W, tau);
-  qr_form_q(space, W, tau, Q);
-  Kokkos::parallel_for(
-      "hfisher::qr_thin::R", Kokkos::RangePolicy<Exec>(space, 0, nb), KOKKOS_LAMBDA(const int b) {
-        for (int i = 0; i < k; ++i)
-          for (int j = 0; j < n; ++j) R(b, i, j) = j >= i ? W(b, i, j) : T(0);
-      });
+  detail::qr_thin_inplace(space, W, Q, R);
 }
 
 namespace detail {

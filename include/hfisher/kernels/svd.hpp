@@ -144,7 +144,7 @@ void svd_bidiagonal(const Exec& space, const AV& A, const UV& U, const SV& S, co
   if (qr_first) {
     Q = BatchMatrix<T, Exec>(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::svd::Q"), nb, rows, cols);
     R = BatchMatrix<T, Exec>(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::svd::R"), nb, cols, cols);
-    qr_thin(space, Ap, Q, R);
+    qr_thin_inplace(space, Ap, Q, R);  // Ap is svd's own copy, checked finite
   }
   const BatchMatrix<T, Exec> X = qr_first ? R : Ap;
   BatchMatrix<T, Exec> Ut(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::svd::Ut"), nb, cols, mb);

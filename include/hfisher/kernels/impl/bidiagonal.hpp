@@ -42,7 +42,7 @@ KOKKOS_INLINE_FUNCTION long bidiagonal_svd_work(int m, int n) {
 }
 
 /// Ints of iwork bidiagonal_svd needs: the rotations' index pairs, and state.
-KOKKOS_INLINE_FUNCTION long bidiagonal_svd_iwork(int n) { return 4L * bidiagonal_rotation_capacity(n) + 5; }
+KOKKOS_INLINE_FUNCTION long bidiagonal_svd_iwork(int n) { return 4L * bidiagonal_rotation_capacity(n) + 4; }
 
 /// Recorded plane rotations (p[k], q[k], cs[k], sn[k]), each acting on rows
 /// of a stored transpose: X_p <- c X_p + s X_q, X_q <- -s X_p + c X_q.
@@ -324,19 +324,10 @@ KOKKOS_INLINE_FUNCTION bool bidiagonal_qr_step(T* d, T* e, T tnorm, int& hi, Rot
 template <class Member, class T>
 KOKKOS_INLINE_FUNCTION void apply_row_rotations(const Member& t, int len, T* X, long ld, int nrot, const T* cs,
                                                 const T* sn, const int* p, const int* q) {
-  constexpr int CH = 64;
+  constexpr int CH = rotation_chunk;
   Kokkos::parallel_for(Kokkos::TeamThreadRange(t, 0, (len + CH - 1) / CH), [&](const int g) {
     const int r0 = g * CH, r1 = r0 + CH <= len ? r0 + CH : len;
-    for (int k = 0; k < nrot; ++k) {
-      T* xp = X + p[k] * ld;
-      T* xq = X + q[k] * ld;
-      const T c = cs[k], s = sn[k];
-      for (int r = r0; r < r1; ++r) {
-        const T a = xp[r], b = xq[r];
-        xp[r] = c * a + s * b;
-        xq[r] = c * b - s * a;
-      }
-    }
+    for (int k = 0; k < nrot; ++k) rotate_rows(X + p[k] * ld, X + q[k] * ld, cs[k], sn[k], r0, r1);
   });
 }
 
@@ -356,7 +347,7 @@ KOKKOS_INLINE_FUNCTION int bidiagonal_svd(const Member& t, int m, int n, T* A, l
   T* taup = work + 2 * n;
   T* w = work + 3 * n;
   T* rot = w + (m > n ? m : n);
-  int* state = iwork + 4 * cap;  // hi, steps on hi, rotations of U, of V, done
+  int* state = iwork + 4 * cap;  // hi (0: converged), steps on hi, rotations of U, of V
   householder_bidiagonalize(t, m, n, A, a0, a1, d, e, tauq, taup, w);
   form_bidiagonal_ut(t, m, n, A, a0, a1, tauq, Ut, w);
   form_bidiagonal_vt(t, n, A, a0, a1, taup, Vt, w);
@@ -365,7 +356,6 @@ KOKKOS_INLINE_FUNCTION int bidiagonal_svd(const Member& t, int m, int n, T* A, l
   Kokkos::single(Kokkos::PerTeam(t), [&]() {
     state[0] = n - 1;
     state[1] = 0;
-    state[4] = 0;
   });
   t.team_barrier();
   int steps = 0;
@@ -380,10 +370,7 @@ KOKKOS_INLINE_FUNCTION int bidiagonal_svd(const Member& t, int m, int n, T* A, l
           out = 0;
           while (ru.used + n <= cap && rv.used + n <= cap) {
             const int before = hi;
-            if (!bidiagonal_qr_step(d, e, tnorm, hi, ru, rv)) {
-              state[4] = 1;
-              break;
-            }
+            if (!bidiagonal_qr_step(d, e, tnorm, hi, ru, rv)) break;  // hi == 0
             if (hi != before) it = 0;
             if (++it > max_steps_per_value) {
               out = -1;
@@ -401,7 +388,7 @@ KOKKOS_INLINE_FUNCTION int bidiagonal_svd(const Member& t, int m, int n, T* A, l
     if (ns < 0) return -1;
     t.team_barrier();
     const int nu = state[2], nv = state[3];
-    const bool done = state[4] != 0;
+    const bool done = state[0] == 0;
     if (nu > 0) apply_row_rotations(t, m, Ut, m, nu, rot, rot + cap, iwork, iwork + cap);
     if (nv > 0) apply_row_rotations(t, n, Vt, n, nv, rot + 2 * cap, rot + 3 * cap, iwork + 2 * cap, iwork + 3 * cap);
     t.team_barrier();

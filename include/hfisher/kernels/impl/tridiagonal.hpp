@@ -25,6 +25,22 @@ namespace hfisher {
 namespace kernels {
 namespace detail {
 
+/// Entries of a row that one thread of a team rotates at a time when a
+/// sequence of plane rotations is applied across rows (the chunk's rows stay
+/// in cache for the whole sequence).
+constexpr int rotation_chunk = 64;
+
+/// Rotates entries [r0, r1) of the rows xp and xq:
+/// xp <- c xp + s xq, xq <- c xq - s xp.
+template <class T>
+KOKKOS_INLINE_FUNCTION void rotate_rows(T* xp, T* xq, T c, T s, int r0, int r1) {
+  for (int r = r0; r < r1; ++r) {
+    const T a = xp[r], b = xq[r];
+    xp[r] = c * a + s * b;
+    xq[r] = c * b - s * a;
+  }
+}
+
 /// sqrt(a^2 + b^2) without overflow or harmful underflow.
 template <class T>
 KOKKOS_INLINE_FUNCTION T safe_hypot(T a, T b) {
@@ -581,22 +597,15 @@ KOKKOS_INLINE_FUNCTION int tridiagonal_syev(const Member& t, int n, T* A, int a0
       // Z(r, i) at V[i v0 + r]: each thread a chunk of CH rows, every
       // rotation applied across the chunk (vectorizes; the chunk's 2 x n
       // entries stay in cache for the batch's whole sequence)
-      constexpr int CH = 64;
+      constexpr int CH = rotation_chunk;
       Kokkos::parallel_for(Kokkos::TeamThreadRange(t, 0, (n + CH - 1) / CH), [&](const int g) {
         const int r0 = g * CH, r1 = r0 + CH <= n ? r0 + CH : n;
         int off = 0;
         for (int st = 0; st < ns; ++st) {
           const int m = meta[2 * st], nrot = meta[2 * st + 1];
           for (int q = 0; q < nrot; ++q) {
-            const int i = m - 1 - q;
-            const T c = cs[off + q], s = sn[off + q];
-            T* zi = V + long(i) * v0;
-            T* zi1 = zi + v0;
-            for (int r = r0; r < r1; ++r) {
-              const T a = zi[r], b = zi1[r];
-              zi1[r] = s * a + c * b;
-              zi[r] = c * a - s * b;
-            }
+            T* zi = V + long(m - 1 - q) * v0;
+            rotate_rows(zi + v0, zi, cs[off + q], sn[off + q], r0, r1);
           }
           off += nrot;
         }
