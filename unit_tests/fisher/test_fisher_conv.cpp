@@ -30,11 +30,12 @@ double rel_fro(const HostBatch& A, const HostBatch& B) {
   return std::sqrt(num / std::max(den, 1e-300));
 }
 
-// padded convolution (25 positions), average pooling, strided convolution
-// (4 positions), tanh, a linear layer (1 position): 57 + 26 + 27 parameters
+// padded convolution (25 positions), ReLU, average pooling, layer
+// normalization over 3 channels, strided convolution (4 positions), GELU, a
+// linear layer (1 position): 57 + 26 + 27 parameters
 std::vector<LayerSpec> small_cnn() {
-  return {LayerSpec::conv(3, 3, 1, 1), LayerSpec::relu(), LayerSpec::avg_pool(2, 1), LayerSpec::conv(2, 2, 2, 0),
-          LayerSpec::tanh(), LayerSpec::linear(3)};
+  return {LayerSpec::conv(3, 3, 1, 1),  LayerSpec::relu(), LayerSpec::avg_pool(2, 1), LayerSpec::layer_norm(),
+          LayerSpec::conv(2, 2, 2, 0), LayerSpec::gelu(), LayerSpec::linear(3)};
 }
 
 // the brute-force Fisher (all parameters) from single-example passes, and

@@ -125,29 +125,29 @@ TYPED_TEST(ConvTest, PoolingMatchesDirectLoops) {
 }
 
 namespace {
-// every layer kind: padded convolution, overlapping max pooling, strided
-// convolution, tanh, average pooling, flattening linear layers
+// padded convolution, ReLU, overlapping max pooling, strided convolution,
+// tanh, average pooling, flattening linear layers
 std::vector<LayerSpec> small_cnn() {
   return {LayerSpec::conv(3, 3, 1, 1), LayerSpec::relu(), LayerSpec::max_pool(3, 2), LayerSpec::conv(4, 2, 2, 1),
           LayerSpec::tanh(), LayerSpec::avg_pool(2, 1), LayerSpec::linear(5), LayerSpec::relu(),
           LayerSpec::linear(3)};
 }
-}  // namespace
+
+// every layer kind with layer normalization and GELU in place of ReLU and
+// tanh: normalized over 3 channels at 64 positions, then over 5 features
+std::vector<LayerSpec> normalized_cnn() {
+  return {LayerSpec::conv(3, 3, 1, 1), LayerSpec::layer_norm(), LayerSpec::gelu(), LayerSpec::avg_pool(2, 2),
+          LayerSpec::conv(4, 2, 2, 1), LayerSpec::gelu(),       LayerSpec::linear(5), LayerSpec::layer_norm(),
+          LayerSpec::gelu(),           LayerSpec::linear(3)};
+}
 
 // the gradient of the mean loss against central differences (double); in
 // float against the double model at the same parameters; and the captured
 // patches and output gradients sum to each layer's gradient
-TYPED_TEST(ConvTest, GradientMatchesFiniteDifferences) {
-  using S = typename TypeParam::scalar;
-  using E = typename TypeParam::exec;
+template <class S, class E>
+void check_gradient(const ImageShape& in, const std::vector<LayerSpec>& specs) {
   using Model = hfisher::nn::Sequential<S, E>;
-  const ImageShape in{2, 8, 8};
-  Model m(in, small_cnn(), 7);
-  ASSERT_EQ(m.num_layers(), 4);
-  EXPECT_EQ(m.geometry(0).positions(), 64);
-  EXPECT_EQ(m.geometry(1).positions(), 4);
-  EXPECT_EQ(m.geometry(2).positions(), 1);
-  EXPECT_EQ(m.outputs(), 3);
+  Model m(in, specs, 7);
   auto data = hfisher::nn::to_device<S, E>(random_dataset(6, int(in.features()), 3, 8));
   typename Model::Cache c;
   typename Model::Vector grad("g", m.num_params());
@@ -173,7 +173,7 @@ TYPED_TEST(ConvTest, GradientMatchesFiniteDifferences) {
     }
     m.loss_grad(data.x, data.y, grad, c);  // the cache of the unperturbed model again
   } else {
-    hfisher::nn::Sequential<double, E> md(in, small_cnn(), 7);
+    hfisher::nn::Sequential<double, E> md(in, specs, 7);
     typename hfisher::nn::Sequential<double, E>::Vector td("td", m.num_params());
     auto tdh = Kokkos::create_mirror_view(td);
     auto tf = to_host1(m.params());
@@ -207,6 +207,60 @@ TYPED_TEST(ConvTest, GradientMatchesFiniteDifferences) {
       }
     EXPECT_LE(worst, Tol<S>::gemm * 100 * A.size() * (1 + scale)) << "layer " << p;
   }
+}
+}  // namespace
+
+TYPED_TEST(ConvTest, GradientMatchesFiniteDifferences) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  const ImageShape in{2, 8, 8};
+  hfisher::nn::Sequential<S, E> m(in, small_cnn(), 7);
+  ASSERT_EQ(m.num_layers(), 4);
+  EXPECT_EQ(m.geometry(0).positions(), 64);
+  EXPECT_EQ(m.geometry(1).positions(), 4);
+  EXPECT_EQ(m.geometry(2).positions(), 1);
+  EXPECT_EQ(m.outputs(), 3);
+  check_gradient<S, E>(in, small_cnn());
+}
+
+TYPED_TEST(ConvTest, LayerNormAndGeluGradientsMatchFiniteDifferences) {
+  check_gradient<typename TypeParam::scalar, typename TypeParam::exec>({2, 8, 8}, normalized_cnn());
+}
+
+// layer normalization over the channels of every position, then GELU, then
+// a linear layer, against direct loops (std::erf, two-pass variance)
+TYPED_TEST(ConvTest, LayerNormAndGeluMatchDirectLoops) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  const ImageShape in{3, 2, 2};
+  hfisher::nn::Sequential<S, E> m(in, {LayerSpec::layer_norm(), LayerSpec::gelu(), LayerSpec::linear(2)}, 1);
+  randomize(m, 4);
+  const int B = 4, C = in.channels, P = in.height * in.width, F = int(in.features());
+  auto X = random_images<S, E>(B, F, 5);
+  typename hfisher::nn::Sequential<S, E>::Cache c;
+  auto Y = to_host2(m.forward(X, c));
+  auto xh = to_host2(X);
+  auto th = to_host1(m.params());
+  double worst = 0;
+  for (int b = 0; b < B; ++b) {
+    std::vector<double> g(F);
+    for (int p = 0; p < P; ++p) {
+      double mean = 0, var = 0;
+      for (int ch = 0; ch < C; ++ch) mean += xh[b][p * C + ch] / C;
+      for (int ch = 0; ch < C; ++ch) var += (xh[b][p * C + ch] - mean) * (xh[b][p * C + ch] - mean) / C;
+      for (int ch = 0; ch < C; ++ch) {
+        const double y = (xh[b][p * C + ch] - mean) / std::sqrt(var + hfisher::nn::layer_norm_eps);
+        g[p * C + ch] = 0.5 * y * (1 + std::erf(y / std::sqrt(2.0)));
+      }
+    }
+    for (int f = 0; f < 2; ++f) {
+      double s = th[long(f) * (F + 1) + F];
+      for (int j = 0; j < F; ++j) s += th[long(f) * (F + 1) + j] * g[j];
+      worst = std::max(worst, std::abs(Y[b][f] - s));
+    }
+  }
+  // normalized values below about 2, weights below about 5, 13 terms
+  EXPECT_LE(worst, Tol<S>::gemm * 500) << "layer_norm, gelu, linear";
 }
 
 // a small CNN learns where a bright 2 x 2 blob sits (four quadrants of a
@@ -265,6 +319,7 @@ TYPED_TEST(ConvTest, RejectsBadShapesAndArguments) {
   fails([] { Model({1, 4, 4}, {LayerSpec::conv(2, 3, 0)}); }, "stride = 0");
   fails([] { Model({1, 4, 4}, {LayerSpec::max_pool(5), LayerSpec::linear(2)}); }, "larger than the input");
   fails([] { Model({1, 4, 4}, {LayerSpec::relu()}); }, "no layer with parameters");
+  fails([] { Model({1, 4, 4}, {LayerSpec::layer_norm(), LayerSpec::linear(2)}); }, "needs at least 2");
   fails([] { Model({0, 4, 4}, {LayerSpec::linear(2)}); }, "must be positive");
   fails([] { Model({1, 4, 4}, {}); }, "at least one layer");
   Model m({1, 4, 4}, {LayerSpec::conv(2, 3), LayerSpec::linear(3)});

@@ -21,6 +21,8 @@ KOKKOS_INLINE_FUNCTION double exp(double x) { return ::exp(x); }
 KOKKOS_INLINE_FUNCTION float exp(float x) { return ::expf(x); }
 KOKKOS_INLINE_FUNCTION double tanh(double x) { return ::tanh(x); }
 KOKKOS_INLINE_FUNCTION float tanh(float x) { return ::tanhf(x); }
+KOKKOS_INLINE_FUNCTION double erf(double x) { return ::erf(x); }
+KOKKOS_INLINE_FUNCTION float erf(float x) { return ::erff(x); }
 KOKKOS_INLINE_FUNCTION double cos(double x) { return ::cos(x); }
 KOKKOS_INLINE_FUNCTION float cos(float x) { return ::cosf(x); }
 KOKKOS_INLINE_FUNCTION double hypot(double x, double y) { return ::hypot(x, y); }

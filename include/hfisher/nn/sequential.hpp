@@ -1,8 +1,9 @@
 #pragma once
 /// \file sequential.hpp
-/// \brief Sequential: a network of convolution, pooling, activation and
-/// linear layers on channels-last images (nn/conv.hpp), forward and backward
-/// on any backend, with per-example capture of what the Fisher needs.
+/// \brief Sequential: a network of convolution, pooling, activation, layer
+/// normalization and linear layers on channels-last images (nn/conv.hpp),
+/// forward and backward on any backend, with per-example capture of what the
+/// Fisher needs.
 ///
 /// The conventions are the MLP's: parameters live in one flat vector theta,
 /// layer l's block W~_l = [W_l | b_l] (rows, cols) row-major at
@@ -35,7 +36,7 @@ namespace nn {
 /// One layer of a Sequential, as the user describes it (the input shape of
 /// each layer follows from the one before).
 struct LayerSpec {
-  enum class Kind { Conv2D, Linear, MaxPool, AvgPool, ReLU, Tanh };
+  enum class Kind { Conv2D, Linear, MaxPool, AvgPool, ReLU, Tanh, GELU, LayerNorm };
   Kind kind = Kind::ReLU;
   int out = 0;      ///< Conv2D: output channels; Linear: output features
   int kernel = 1;   ///< Conv2D, pooling: window size (square)
@@ -52,31 +53,109 @@ struct LayerSpec {
   static LayerSpec avg_pool(int kernel, int stride = 0) { return {Kind::AvgPool, 0, kernel, stride ? stride : kernel, 0}; }
   static LayerSpec relu() { return {Kind::ReLU, 0, 1, 1, 0}; }
   static LayerSpec tanh() { return {Kind::Tanh, 0, 1, 1, 0}; }
+  /// GELU, x Phi(x) with Phi the standard normal CDF (the erf form, not the
+  /// tanh approximation).
+  static LayerSpec gelu() { return {Kind::GELU, 0, 1, 1, 0}; }
+  /// Layer normalization over the channels at every position (over all
+  /// features of a flat input): (x - mean) / sqrt(var + layer_norm_eps),
+  /// the variance the biased one, as PyTorch's. It has no gain and bias of
+  /// its own: a linear layer after it absorbs them exactly (W (g * y + c) + b
+  /// = (W diag(g)) y + (W c + b)), so every parameter stays in a K-FAC
+  /// block. Needs at least 2 channels.
+  static LayerSpec layer_norm() { return {Kind::LayerNorm, 0, 1, 1, 0}; }
 };
+
+/// The epsilon of LayerSpec::layer_norm, PyTorch's default.
+constexpr double layer_norm_eps = 1e-5;
 
 namespace detail {
 
-/// y = relu(x) or tanh(x), elementwise on (B, F) matrices.
+/// The activation `k` (ReLU, Tanh or GELU) at x.
+template <class Scalar>
+KOKKOS_INLINE_FUNCTION Scalar activation_value(LayerSpec::Kind k, Scalar x) {
+  if (k == LayerSpec::Kind::ReLU) return x > Scalar(0) ? x : Scalar(0);
+  if (k == LayerSpec::Kind::Tanh) return math::tanh(x);
+  return Scalar(0.5) * x * (Scalar(1) + math::erf(x * Scalar(0.70710678118654752440)));  // x Phi(x)
+}
+
+/// Its derivative at x: GELU's is Phi(x) + x phi(x).
+template <class Scalar>
+KOKKOS_INLINE_FUNCTION Scalar activation_derivative(LayerSpec::Kind k, Scalar x) {
+  if (k != LayerSpec::Kind::GELU) return activation_slope(k == LayerSpec::Kind::ReLU, x);
+  const Scalar Phi = Scalar(0.5) * (Scalar(1) + math::erf(x * Scalar(0.70710678118654752440)));
+  return Phi + x * Scalar(0.39894228040143267794) * math::exp(Scalar(-0.5) * x * x);
+}
+
+/// y = activation k of x, elementwise on (B, F) matrices.
 template <class Exec, class XV, class YV>
-void activate(const Exec& space, bool relu, const XV& x, const YV& y) {
-  using Scalar = typename YV::non_const_value_type;
+void activate(const Exec& space, LayerSpec::Kind k, const XV& x, const YV& y) {
   const long F = x.extent(1);
   Kokkos::parallel_for(
       "hfisher::nn::activate", Kokkos::RangePolicy<Exec>(space, 0, long(x.extent(0)) * F), KOKKOS_LAMBDA(const long r) {
         const long b = r / F, j = r % F;
-        y(b, j) = relu ? (x(b, j) > Scalar(0) ? x(b, j) : Scalar(0)) : math::tanh(x(b, j));
+        y(b, j) = activation_value(k, x(b, j));
       });
 }
 
 /// dx = dy * slope(x), elementwise.
 template <class Exec, class XV, class YV, class DV>
-void activate_backward(const Exec& space, bool relu, const XV& x, const YV& dy, const DV& dx) {
+void activate_backward(const Exec& space, LayerSpec::Kind k, const XV& x, const YV& dy, const DV& dx) {
   const long F = x.extent(1);
   Kokkos::parallel_for(
       "hfisher::nn::activate_backward", Kokkos::RangePolicy<Exec>(space, 0, long(x.extent(0)) * F),
       KOKKOS_LAMBDA(const long r) {
         const long b = r / F, j = r % F;
-        dx(b, j) = dy(b, j) * activation_slope(relu, x(b, j));
+        dx(b, j) = dy(b, j) * activation_derivative(k, x(b, j));
+      });
+}
+
+/// Mean and 1 / sqrt(var + layer_norm_eps) of the C entries from x[0] (two
+/// passes: the mean, then the squared deviations).
+template <class Scalar, class Read>
+KOKKOS_INLINE_FUNCTION void layer_norm_moments(int C, const Read& x, Scalar& mean, Scalar& inv) {
+  Scalar s = Scalar(0);
+  for (int c = 0; c < C; ++c) s += x(c);
+  mean = s / Scalar(C);
+  Scalar v = Scalar(0);
+  for (int c = 0; c < C; ++c) v += (x(c) - mean) * (x(c) - mean);
+  inv = Scalar(1) / math::sqrt(v / Scalar(C) + Scalar(layer_norm_eps));
+}
+
+/// y = layer_norm(x) over each run of C contiguous channels of (B, F).
+template <class Exec, class XV, class YV>
+void layer_norm(const Exec& space, int C, const XV& x, const YV& y) {
+  using Scalar = typename YV::non_const_value_type;
+  const long P = long(x.extent(1)) / C;
+  Kokkos::parallel_for(
+      "hfisher::nn::layer_norm", Kokkos::RangePolicy<Exec>(space, 0, long(x.extent(0)) * P),
+      KOKKOS_LAMBDA(const long r) {
+        const long b = r / P, o = (r % P) * C;
+        Scalar mean, inv;
+        layer_norm_moments(C, [&](int c) { return x(b, o + c); }, mean, inv);
+        for (int c = 0; c < C; ++c) y(b, o + c) = (x(b, o + c) - mean) * inv;
+      });
+}
+
+/// dx = inv (dy - mean(dy) - y mean(dy y)) for y = layer_norm(x) over each
+/// run of C channels (inv recomputed from x).
+template <class Exec, class XV, class YV, class DYV, class DXV>
+void layer_norm_backward(const Exec& space, int C, const XV& x, const YV& y, const DYV& dy, const DXV& dx) {
+  using Scalar = typename DXV::non_const_value_type;
+  const long P = long(x.extent(1)) / C;
+  Kokkos::parallel_for(
+      "hfisher::nn::layer_norm_backward", Kokkos::RangePolicy<Exec>(space, 0, long(x.extent(0)) * P),
+      KOKKOS_LAMBDA(const long r) {
+        const long b = r / P, o = (r % P) * C;
+        Scalar mean, inv;
+        layer_norm_moments(C, [&](int c) { return x(b, o + c); }, mean, inv);
+        Scalar m1 = Scalar(0), m2 = Scalar(0);
+        for (int c = 0; c < C; ++c) {
+          m1 += dy(b, o + c);
+          m2 += dy(b, o + c) * y(b, o + c);
+        }
+        m1 /= Scalar(C);
+        m2 /= Scalar(C);
+        for (int c = 0; c < C; ++c) dx(b, o + c) = inv * (dy(b, o + c) - m1 - y(b, o + c) * m2);
       });
 }
 
@@ -155,7 +234,13 @@ class Sequential {
           break;
         }
         case LayerSpec::Kind::ReLU:
-        case LayerSpec::Kind::Tanh: break;
+        case LayerSpec::Kind::Tanh:
+        case LayerSpec::Kind::GELU: break;
+        case LayerSpec::Kind::LayerNorm:
+          hfisher::detail::require(cur.channels >= 2, at.c_str(), "layer_norm over ", cur.channels,
+                                   " channel would output zeros; it needs at least 2 (input ", cur.channels, " x ",
+                                   cur.height, " x ", cur.width, ")");
+          break;
       }
       st.kind = sp.kind;
       st.out = cur;
@@ -170,7 +255,8 @@ class Sequential {
       if (p < 0) continue;
       bool tanh_next = false;
       for (std::size_t j = i + 1; j < steps_.size() && steps_[j].param < 0; ++j)
-        if (steps_[j].kind == LayerSpec::Kind::Tanh || steps_[j].kind == LayerSpec::Kind::ReLU) {
+        if (steps_[j].kind == LayerSpec::Kind::Tanh || steps_[j].kind == LayerSpec::Kind::ReLU ||
+            steps_[j].kind == LayerSpec::Kind::GELU) {
           tanh_next = steps_[j].kind == LayerSpec::Kind::Tanh;
           break;
         }
@@ -252,7 +338,9 @@ class Sequential {
         case LayerSpec::Kind::MaxPool: detail::max_pool(space, st.pool, in, out, c.arg[st.arg]); break;
         case LayerSpec::Kind::AvgPool: detail::avg_pool(space, st.pool, in, out); break;
         case LayerSpec::Kind::ReLU:
-        case LayerSpec::Kind::Tanh: detail::activate(space, st.kind == LayerSpec::Kind::ReLU, in, out); break;
+        case LayerSpec::Kind::Tanh:
+        case LayerSpec::Kind::GELU: detail::activate(space, st.kind, in, out); break;
+        case LayerSpec::Kind::LayerNorm: detail::layer_norm(space, st.in.channels, in, out); break;
       }
     }
     return c.x.back();
@@ -301,7 +389,11 @@ class Sequential {
           break;
         case LayerSpec::Kind::ReLU:
         case LayerSpec::Kind::Tanh:
-          if (need_dx) detail::activate_backward(space, st.kind == LayerSpec::Kind::ReLU, c.x[i], dy, dx);
+        case LayerSpec::Kind::GELU:
+          if (need_dx) detail::activate_backward(space, st.kind, c.x[i], dy, dx);
+          break;
+        case LayerSpec::Kind::LayerNorm:
+          if (need_dx) detail::layer_norm_backward(space, st.in.channels, c.x[i], c.x[i + 1], dy, dx);
           break;
       }
     }
