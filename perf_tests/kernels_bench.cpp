@@ -80,26 +80,6 @@ double nominal_flops(const std::string& op, double n) {
   return 22 * n * n * n;  // svd with thin U, V (Golub & Van Loan's count for m = n)
 }
 
-/// Memory bandwidth the library's execution space reaches streaming c = a +
-/// b over three arrays of 64 MiB (two read, one written; best of 10), in
-/// bytes per second. A batched GEMM whose operands exceed the caches moves
-/// the same pattern (A and B read, C written), so its time is at least
-/// 3 n^2 batch sizeof(T) / this: a roofline for the loop and hfisher alike.
-double stream_bandwidth() {
-  using E = Kokkos::DefaultExecutionSpace;
-  const long n = 8L << 20;
-  Kokkos::View<double*, E::memory_space> a("a", n), b("b", n), c("c", n);
-  Kokkos::deep_copy(a, 1.0);
-  Kokkos::deep_copy(b, 2.0);
-  E space;
-  const double t = best_time(10, [] {}, [&] {
-    Kokkos::parallel_for(
-        "hfisher_perf::stream", Kokkos::RangePolicy<E>(space, 0, n), KOKKOS_LAMBDA(const long i) { c(i) = a(i) + b(i); });
-    space.fence();
-  });
-  return 3.0 * n * sizeof(double) / t;
-}
-
 struct Row {
   std::string op;
   int n, batch;
@@ -258,20 +238,12 @@ int run_kernels_bench(const KernelsBenchOptions& o) {
   std::printf("loop = sequential loop of calls, OpenBLAS threaded; omp = OpenMP-parallel loop, 1 OpenBLAS thread each\n");
   std::printf("GFLOP/s use nominal counts (gemm 2n^3, potrf n^3/3, trsm n^3 (n x n triangle, n right-hand sides), "
               "qr 4n^3/3, svd 22n^3, syev 9n^3); ratio = hfisher / best baseline\n\n");
-  const bool with_gemm = std::find(o.ops.begin(), o.ops.end(), "gemm") != o.ops.end();
-  const double bw = with_gemm ? stream_bandwidth() : 0;
-  if (with_gemm)
-    std::printf("memory bandwidth (c = a + b, 3 x 64 MiB, best of 10): %.1f GB/s; gemm's mem_GF/s = the flops if A, "
-                "B and C crossed memory once at it (a bound when the batch exceeds the caches)\n\n",
-                bw * 1e-9);
-  std::printf("%-11s %5s %6s | %10s %10s %10s | %9s %9s | %6s | %9s\n", "op", "n", "batch", "hfisher_s", "loop_s",
-              "omp_s", "hf_GF/s", "blas_GF/s", "ratio", "mem_GF/s");
+  std::printf("%-11s %5s %6s | %10s %10s %10s | %9s %9s | %6s\n", "op", "n", "batch", "hfisher_s", "loop_s", "omp_s",
+              "hf_GF/s", "blas_GF/s", "ratio");
   std::ostringstream csv;
   csv << "# machine: " << mc.cpu << "; backend: " << mc.backend << "; host threads: " << mc.host_threads
       << "; date: " << mc.date << "; precision: " << o.precision << "\n";
-  if (with_gemm) csv << "# memory bandwidth (c = a + b): " << bw * 1e-9 << " GB/s\n";
-  csv << "op,precision,n,batch,hfisher_s,blas_loop_s,blas_omp_s,hfisher_gflops,blas_best_gflops,ratio,"
-         "memory_bound_gflops\n";
+  csv << "op,precision,n,batch,hfisher_s,blas_loop_s,blas_omp_s,hfisher_gflops,blas_best_gflops,ratio\n";
   for (const auto& op : o.ops) {
     if (op != "gemm" && op != "potrf" && op != "trsm" && op != "qr" && op != "svd" && op != "syev" &&
         op != "syev-jacobi")
@@ -283,17 +255,11 @@ int run_kernels_bench(const KernelsBenchOptions& o) {
         const Row r = o.precision == "float" ? run_case<float>(op, n, nb, o.reps) : run_case<double>(op, n, nb, o.reps);
         const double fl = nominal_flops(op, n) * nb;
         const double hf = fl / r.t_hf * 1e-9, bl = fl / std::min(r.t_loop, r.t_omp) * 1e-9;
-        const size_t elem = o.precision == "float" ? sizeof(float) : sizeof(double);
-        const double mem = op == "gemm" ? fl / (3.0 * n * n * double(nb) * elem / bw) * 1e-9 : 0;
-        char membuf[32] = "-";
-        if (op == "gemm") std::snprintf(membuf, sizeof membuf, "%.2f", mem);
-        std::printf("%-11s %5d %6d | %10.3e %10.3e %10.3e | %9.2f %9.2f | %6.2f | %9s\n", op.c_str(), n, nb, r.t_hf,
-                    r.t_loop, r.t_omp, hf, bl, hf / bl, membuf);
+        std::printf("%-11s %5d %6d | %10.3e %10.3e %10.3e | %9.2f %9.2f | %6.2f\n", op.c_str(), n, nb, r.t_hf, r.t_loop,
+                    r.t_omp, hf, bl, hf / bl);
         std::fflush(stdout);
         csv << op << "," << o.precision << "," << n << "," << nb << "," << r.t_hf << "," << r.t_loop << "," << r.t_omp
-            << "," << hf << "," << bl << "," << hf / bl << ",";
-        if (op == "gemm") csv << mem;
-        csv << "\n";
+            << "," << hf << "," << bl << "," << hf / bl << "\n";
       }
   }
   if (!o.output.empty()) {
