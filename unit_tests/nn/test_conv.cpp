@@ -227,6 +227,49 @@ TYPED_TEST(ConvTest, LayerNormAndGeluGradientsMatchFiniteDifferences) {
   check_gradient<typename TypeParam::scalar, typename TypeParam::exec>({2, 8, 8}, normalized_cnn());
 }
 
+namespace {
+// nested residual blocks around convolutions, layer normalization and GELU
+std::vector<LayerSpec> residual_cnn() {
+  return {LayerSpec::conv(3, 3, 1, 1),     LayerSpec::relu(),        LayerSpec::residual_begin(),
+          LayerSpec::conv(3, 3, 1, 1),     LayerSpec::gelu(),        LayerSpec::residual_begin(),
+          LayerSpec::layer_norm(),         LayerSpec::conv(3, 1),    LayerSpec::residual_end(),
+          LayerSpec::residual_end(),       LayerSpec::avg_pool(2),   LayerSpec::linear(3)};
+}
+}  // namespace
+
+TYPED_TEST(ConvTest, ResidualBlocksGradientsMatchFiniteDifferences) {
+  check_gradient<typename TypeParam::scalar, typename TypeParam::exec>({2, 6, 6}, residual_cnn());
+}
+
+// x + relu(x), then a linear layer, against direct loops; a block that
+// starts the model (no gradient to its input)
+TYPED_TEST(ConvTest, ResidualBlockMatchesDirectLoops) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  const int F = 5, B = 3;
+  hfisher::nn::Sequential<S, E> m({F, 1, 1},
+                                  {LayerSpec::residual_begin(), LayerSpec::relu(), LayerSpec::residual_end(),
+                                   LayerSpec::linear(2)},
+                                  1);
+  randomize(m, 6);
+  auto X = random_images<S, E>(B, F, 7);
+  typename hfisher::nn::Sequential<S, E>::Cache c;
+  auto Y = to_host2(m.forward(X, c));
+  auto xh = to_host2(X);
+  auto th = to_host1(m.params());
+  double worst = 0;
+  for (int b = 0; b < B; ++b)
+    for (int f = 0; f < 2; ++f) {
+      double s = th[long(f) * (F + 1) + F];
+      for (int j = 0; j < F; ++j) s += th[long(f) * (F + 1) + j] * (xh[b][j] + std::max(0.0, double(xh[b][j])));
+      worst = std::max(worst, std::abs(Y[b][f] - s));
+    }
+  EXPECT_LE(worst, Tol<S>::gemm * 200) << "x + relu(x), linear";
+  typename hfisher::nn::Sequential<S, E>::Vector grad("g", m.num_params());
+  typename hfisher::nn::Sequential<S, E>::Labels y("y", B);
+  EXPECT_TRUE(std::isfinite(m.loss_grad(X, y, grad, c)));
+}
+
 // layer normalization over the channels of every position, then GELU, then
 // a linear layer, against direct loops (std::erf, two-pass variance)
 TYPED_TEST(ConvTest, LayerNormAndGeluMatchDirectLoops) {
@@ -320,6 +363,10 @@ TYPED_TEST(ConvTest, RejectsBadShapesAndArguments) {
   fails([] { Model({1, 4, 4}, {LayerSpec::max_pool(5), LayerSpec::linear(2)}); }, "larger than the input");
   fails([] { Model({1, 4, 4}, {LayerSpec::relu()}); }, "no layer with parameters");
   fails([] { Model({1, 4, 4}, {LayerSpec::layer_norm(), LayerSpec::linear(2)}); }, "needs at least 2");
+  fails([] { Model({1, 4, 4}, {LayerSpec::residual_end(), LayerSpec::linear(2)}); }, "residual_end without");
+  fails([] { Model({1, 4, 4}, {LayerSpec::residual_begin(), LayerSpec::linear(2)}); }, "has no residual_end");
+  fails([] { Model({1, 4, 4}, {LayerSpec::residual_begin(), LayerSpec::conv(2, 3), LayerSpec::residual_end()}); },
+        "changes the shape from 1 x 4 x 4 to 2 x 2 x 2");
   fails([] { Model({0, 4, 4}, {LayerSpec::linear(2)}); }, "must be positive");
   fails([] { Model({1, 4, 4}, {}); }, "at least one layer");
   Model m({1, 4, 4}, {LayerSpec::conv(2, 3), LayerSpec::linear(3)});

@@ -36,7 +36,7 @@ namespace nn {
 /// One layer of a Sequential, as the user describes it (the input shape of
 /// each layer follows from the one before).
 struct LayerSpec {
-  enum class Kind { Conv2D, Linear, MaxPool, AvgPool, ReLU, Tanh, GELU, LayerNorm };
+  enum class Kind { Conv2D, Linear, MaxPool, AvgPool, ReLU, Tanh, GELU, LayerNorm, ResidualBegin, ResidualEnd };
   Kind kind = Kind::ReLU;
   int out = 0;      ///< Conv2D: output channels; Linear: output features
   int kernel = 1;   ///< Conv2D, pooling: window size (square)
@@ -63,6 +63,11 @@ struct LayerSpec {
   /// = (W diag(g)) y + (W c + b)), so every parameter stays in a K-FAC
   /// block. Needs at least 2 channels.
   static LayerSpec layer_norm() { return {Kind::LayerNorm, 0, 1, 1, 0}; }
+  /// A residual block: the layers between residual_begin() and the matching
+  /// residual_end() compute f(x) and the block outputs x + f(x). Blocks nest;
+  /// f must keep the shape of x.
+  static LayerSpec residual_begin() { return {Kind::ResidualBegin, 0, 1, 1, 0}; }
+  static LayerSpec residual_end() { return {Kind::ResidualEnd, 0, 1, 1, 0}; }
 };
 
 /// The epsilon of LayerSpec::layer_norm, PyTorch's default.
@@ -106,6 +111,17 @@ void activate_backward(const Exec& space, LayerSpec::Kind k, const XV& x, const 
       KOKKOS_LAMBDA(const long r) {
         const long b = r / F, j = r % F;
         dx(b, j) = dy(b, j) * activation_derivative(k, x(b, j));
+      });
+}
+
+/// z = x + y, elementwise on (B, F) matrices.
+template <class Exec, class XV, class YV, class ZV>
+void add(const Exec& space, const XV& x, const YV& y, const ZV& z) {
+  const long F = x.extent(1);
+  Kokkos::parallel_for(
+      "hfisher::nn::add", Kokkos::RangePolicy<Exec>(space, 0, long(x.extent(0)) * F), KOKKOS_LAMBDA(const long r) {
+        const long b = r / F, j = r % F;
+        z(b, j) = x(b, j) + y(b, j);
       });
 }
 
@@ -194,6 +210,7 @@ class Sequential {
     hfisher::detail::require(!specs.empty(), where, "a model needs at least one layer");
     ImageShape cur = input;
     long off = 0;
+    std::vector<int> open;  // steps of the residual blocks not yet closed
     for (std::size_t i = 0; i < specs.size(); ++i) {
       const auto& sp = specs[i];
       const std::string at = std::string(where) + ": layer " + std::to_string(i);
@@ -241,11 +258,27 @@ class Sequential {
                                    " channel would output zeros; it needs at least 2 (input ", cur.channels, " x ",
                                    cur.height, " x ", cur.width, ")");
           break;
+        case LayerSpec::Kind::ResidualBegin: open.push_back(int(i)); break;
+        case LayerSpec::Kind::ResidualEnd: {
+          hfisher::detail::require(!open.empty(), at.c_str(), "residual_end without a residual_begin before it");
+          const int b = open.back();
+          open.pop_back();
+          const ImageShape& x = steps_[b].in;
+          hfisher::detail::require(cur.channels == x.channels && cur.height == x.height && cur.width == x.width,
+                                   at.c_str(), "the residual block from layer ", b, " changes the shape from ",
+                                   x.channels, " x ", x.height, " x ", x.width, " to ", cur.channels, " x ",
+                                   cur.height, " x ", cur.width, "; x + f(x) needs f to keep it");
+          st.pair = b;
+          steps_[b].pair = int(i);
+          break;
+        }
       }
       st.kind = sp.kind;
       st.out = cur;
       steps_.push_back(st);
     }
+    hfisher::detail::require(open.empty(), where, "the residual_begin of layer ", open.empty() ? 0 : open.back(),
+                             " has no residual_end");
     hfisher::detail::require(!convs_.empty(), where, "the model has no layer with parameters");
     theta_ = Vector("hfisher::nn::theta", off);
     auto h = Kokkos::create_mirror_view(theta_);
@@ -341,6 +374,8 @@ class Sequential {
         case LayerSpec::Kind::Tanh:
         case LayerSpec::Kind::GELU: detail::activate(space, st.kind, in, out); break;
         case LayerSpec::Kind::LayerNorm: detail::layer_norm(space, st.in.channels, in, out); break;
+        case LayerSpec::Kind::ResidualBegin: Kokkos::deep_copy(space, out, in); break;
+        case LayerSpec::Kind::ResidualEnd: detail::add(space, in, c.x[st.pair], out); break;
       }
     }
     return c.x.back();
@@ -395,6 +430,13 @@ class Sequential {
         case LayerSpec::Kind::LayerNorm:
           if (need_dx) detail::layer_norm_backward(space, st.in.channels, c.x[i], c.x[i + 1], dy, dx);
           break;
+        // x + f(x): the gradient at the block's output reaches f's output
+        // (here) and, through the skip, the block's input (at its begin,
+        // from c.d[end + 1], which the rest of the backward pass leaves alone)
+        case LayerSpec::Kind::ResidualEnd: Kokkos::deep_copy(space, dx, dy); break;
+        case LayerSpec::Kind::ResidualBegin:
+          if (need_dx) detail::add(space, dy, c.d[st.pair + 1], dx);
+          break;
       }
     }
   }
@@ -425,6 +467,7 @@ class Sequential {
     ImageShape in, out;
     int param = -1;  ///< index into convs_ / blocks_ (parameterized layers)
     int arg = -1;    ///< index into Cache::arg (max pooling)
+    int pair = -1;   ///< the step of the matching residual_end / residual_begin
     PoolShape pool;
   };
 
