@@ -10,6 +10,10 @@
 #include <cmath>
 #include <random>
 
+#include <fstream>
+#include <sstream>
+
+#include "../fuzz_helpers.hpp"
 #include "../test_helpers.hpp"
 
 using namespace hfisher_test;
@@ -268,6 +272,55 @@ TYPED_TEST(ConvTest, ResidualBlockMatchesDirectLoops) {
   typename hfisher::nn::Sequential<S, E>::Vector grad("g", m.num_params());
   typename hfisher::nn::Sequential<S, E>::Labels y("y", B);
   EXPECT_TRUE(std::isfinite(m.loss_grad(X, y, grad, c)));
+}
+
+// save / load: the same layers and parameters, identical logits; a cut
+// file, a missing one and the other precision refused; mutated payloads
+// loaded or refused, never a crash; a well-formed file describing a model
+// that cannot be built refused with the file named
+TYPED_TEST(ConvTest, SavesAndLoads) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  using Model = hfisher::nn::Sequential<S, E>;
+  const ImageShape in{2, 6, 6};
+  Model m(in, residual_cnn(), 3);
+  randomize(m, 9);
+  const std::string path = unique_temp("sequential.bin");
+  m.save(path);
+  auto back = Model::load(path);
+  ASSERT_EQ(back.num_params(), m.num_params());
+  ASSERT_EQ(back.specs().size(), m.specs().size());
+  for (std::size_t i = 0; i < m.specs().size(); ++i) EXPECT_EQ(int(back.specs()[i].kind), int(m.specs()[i].kind));
+  EXPECT_EQ(to_host1(back.params()), to_host1(m.params()));
+  auto X = random_images<S, E>(3, in.features(), 4);
+  typename Model::Cache c1, c2;
+  EXPECT_EQ(to_host2(back.forward(X, c2)), to_host2(m.forward(X, c1)));
+  {
+    std::ifstream f(path, std::ios::binary);
+    std::string all((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    std::ofstream(path + ".cut", std::ios::binary) << all.substr(0, all.size() - 28);
+  }
+  EXPECT_THROW(Model::load(path + ".cut"), hfisher::Error);
+  EXPECT_THROW(Model::load(path + ".missing"), hfisher::Error);
+  using Other = hfisher::nn::Sequential<std::conditional_t<std::is_same<S, double>::value, float, double>, E>;
+  EXPECT_THROW(Other::load(path), hfisher::Error);
+  fuzz_loader(path, [](const std::string& p) { Model::load(p); });
+  // the first layer's kernel (bytes 40-43) set to 60: larger than the input
+  std::ostringstream o;
+  m.write(o);
+  std::string bytes = o.str();
+  const std::int32_t k60 = 60;
+  bytes.replace(40, 4, reinterpret_cast<const char*>(&k60), 4);
+  std::istringstream is(bytes);
+  try {
+    Model::read(is, "crafted.bin");
+    ADD_FAILURE() << "a model with a 60 x 60 kernel on 6 x 6 images was loaded";
+  } catch (const hfisher::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("crafted.bin describes a model that cannot be built"), std::string::npos)
+        << e.what();
+  }
+  std::remove(path.c_str());
+  std::remove((path + ".cut").c_str());
 }
 
 // layer normalization over the channels of every position, then GELU, then

@@ -16,6 +16,7 @@
 /// it the MLP's rank-one g a~^T.
 
 #include <hfisher/core/error.hpp>
+#include <hfisher/core/io.hpp>
 #include <hfisher/core/math.hpp>
 #include <hfisher/core/random.hpp>
 #include <hfisher/core/types.hpp>
@@ -204,9 +205,130 @@ class Sequential {
   /// A network on images of shape `input` (a flat feature vector is
   /// {features, 1, 1}). Weights ~ N(0, 2 / fan_in), or N(0, 1 / fan_in) when
   /// the next activation is tanh, from a seeded host generator; biases 0.
-  Sequential(ImageShape input, const std::vector<LayerSpec>& specs, std::uint64_t seed = 1)
-      : input_(input), specs_(specs) {
+  Sequential(ImageShape input, const std::vector<LayerSpec>& specs, std::uint64_t seed = 1) {
+    const long off = plan(input, specs);
+    theta_ = Vector("hfisher::nn::theta", off);
+    auto h = Kokkos::create_mirror_view(theta_);
+    // as MLP: the counter-based normal, one stream per parameterized layer
+    for (std::size_t i = 0; i < steps_.size(); ++i) {
+      const int p = steps_[i].param;
+      if (p < 0) continue;
+      bool tanh_next = false;
+      for (std::size_t j = i + 1; j < steps_.size() && steps_[j].param < 0; ++j)
+        if (steps_[j].kind == LayerSpec::Kind::Tanh || steps_[j].kind == LayerSpec::Kind::ReLU ||
+            steps_[j].kind == LayerSpec::Kind::GELU) {
+          tanh_next = steps_[j].kind == LayerSpec::Kind::Tanh;
+          break;
+        }
+      const auto& s = blocks_[p];
+      const double sd = std::sqrt((tanh_next ? 1.0 : 2.0) / s.in);
+      for (int r = 0; r < s.out; ++r)
+        for (int j = 0; j <= s.in; ++j)
+          h(s.offset + long(r) * s.cols() + j) =
+              j < s.in ? Scalar(sd * random::normal(seed, random::init_stream + p, std::uint64_t(r) * s.in + j))
+                       : Scalar(0);
+    }
+    Kokkos::deep_copy(theta_, h);
+  }
+
+  /// Versioned binary file (input shape, layer specs, theta), written
+  /// atomically with a checksum trailer (io::atomic_write_sealed), as
+  /// MLP::save.
+  void save(const std::string& path) const {
+    hfisher::detail::require(!steps_.empty(), "hfisher::nn::Sequential::save", "the model has no layers");
+    io::atomic_write_sealed(path, "hfisher::nn::Sequential::save", [&](std::ostream& o) { write(o); });
+  }
+  static Sequential load(const std::string& path) {
+    io::SealedFile f(path, "hfisher::nn::Sequential::load");  // checksum verified first
+    auto m = read(f.stream(), path);
+    f.expect_end();
+    return m;
+  }
+  /// The same format on a stream (for checkpoints that embed a model).
+  void write(std::ostream& o) const {
+    o.write(magic(), 8);
+    io::put(o, std::uint32_t(1));
+    io::put(o, std::uint32_t(sizeof(Scalar)));
+    io::put(o, std::int32_t(input_.channels));
+    io::put(o, std::int32_t(input_.height));
+    io::put(o, std::int32_t(input_.width));
+    io::put(o, std::int32_t(specs_.size()));
+    for (const auto& sp : specs_) {
+      io::put(o, std::int32_t(sp.kind));
+      io::put(o, std::int32_t(sp.out));
+      io::put(o, std::int32_t(sp.kernel));
+      io::put(o, std::int32_t(sp.stride));
+      io::put(o, std::int32_t(sp.padding));
+    }
+    io::put_view(o, theta_);
+    o.write(magic(), 8);
+  }
+  /// Reads write()'s format. Every field is range-checked before use, the
+  /// model is checked as the constructor checks it (the error names the
+  /// file), and the parameter count against the bytes left before theta is
+  /// allocated.
+  static Sequential read(std::istream& i, const std::string& path) {
+    constexpr const char* where = "hfisher::nn::Sequential::load";
+    io::expect_magic(i, magic_arr(), path, where, "an hfisher Sequential file");
+    const auto version = io::get<std::uint32_t>(i, path, where);
+    hfisher::detail::require(version == 1, where, path, " has format version ", version, ", this build reads 1");
+    const auto ss = io::get<std::uint32_t>(i, path, where);
+    hfisher::detail::require(ss == sizeof(Scalar), where, path, " holds ", ss * 8, "-bit parameters, expected ",
+                             sizeof(Scalar) * 8);
+    // bounds that keep every derived size (channels x kernel^2, positions)
+    // inside an int
+    constexpr int max_dim = 1 << 16, max_kernel = 64;
+    ImageShape in;
+    in.channels = io::get<std::int32_t>(i, path, where);
+    in.height = io::get<std::int32_t>(i, path, where);
+    in.width = io::get<std::int32_t>(i, path, where);
+    hfisher::detail::require(in.channels >= 1 && in.channels <= max_dim && in.height >= 1 && in.height <= max_dim &&
+                                 in.width >= 1 && in.width <= max_dim && in.features() <= (1L << 30),
+                             where, path, ": corrupt input shape ", in.channels, " x ", in.height, " x ", in.width);
+    const int ns = io::get<std::int32_t>(i, path, where);
+    hfisher::detail::require(ns >= 1 && ns <= 4096, where, path, ": corrupt layer count ", ns);
+    std::vector<LayerSpec> specs(ns);
+    for (int l = 0; l < ns; ++l) {
+      auto& sp = specs[l];
+      const int kind = io::get<std::int32_t>(i, path, where);
+      sp.out = io::get<std::int32_t>(i, path, where);
+      sp.kernel = io::get<std::int32_t>(i, path, where);
+      sp.stride = io::get<std::int32_t>(i, path, where);
+      sp.padding = io::get<std::int32_t>(i, path, where);
+      hfisher::detail::require(kind >= 0 && kind <= int(LayerSpec::Kind::ResidualEnd) && sp.out >= 0 &&
+                                   sp.out <= max_dim && sp.kernel >= 1 && sp.kernel <= max_kernel && sp.stride >= 1 &&
+                                   sp.stride <= max_kernel && sp.padding >= 0 && sp.padding < max_kernel,
+                               where, path, ": corrupt layer ", l);
+      sp.kind = LayerSpec::Kind(kind);
+    }
+    Sequential m;
+    long params = 0;
+    try {
+      params = m.plan(in, specs);
+    } catch (const Error& e) {
+      throw Error(hfisher::detail::concat(where, ": ", path, " describes a model that cannot be built: ", e.what()));
+    }
+    io::require_available(i, static_cast<unsigned long long>(params) * sizeof(Scalar), path, where);
+    m.theta_ = Vector(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::nn::theta"), params);
+    io::get_view(i, m.theta_, path, where);
+    io::expect_magic(i, magic_arr(), path, where, "complete (the file is truncated)");
+    return m;
+  }
+
+ private:
+  static const char (&magic_arr())[8] {
+    static const char mg[8] = {'H', 'F', 'S', 'E', 'Q', '\0', '\0', '\1'};
+    return mg;
+  }
+  static const char* magic() { return magic_arr(); }
+
+  /// The shape pass of the constructor (and of read): checks every layer and
+  /// fills the steps, geometries and parameter blocks; returns the number of
+  /// parameters. theta is not touched.
+  long plan(ImageShape input, const std::vector<LayerSpec>& specs) {
     constexpr const char* where = "hfisher::nn::Sequential";
+    input_ = input;
+    specs_ = specs;
     hfisher::detail::require(!specs.empty(), where, "a model needs at least one layer");
     ImageShape cur = input;
     long off = 0;
@@ -280,29 +402,9 @@ class Sequential {
     hfisher::detail::require(open.empty(), where, "the residual_begin of layer ", open.empty() ? 0 : open.back(),
                              " has no residual_end");
     hfisher::detail::require(!convs_.empty(), where, "the model has no layer with parameters");
-    theta_ = Vector("hfisher::nn::theta", off);
-    auto h = Kokkos::create_mirror_view(theta_);
-    // as MLP: the counter-based normal, one stream per parameterized layer
-    for (std::size_t i = 0; i < steps_.size(); ++i) {
-      const int p = steps_[i].param;
-      if (p < 0) continue;
-      bool tanh_next = false;
-      for (std::size_t j = i + 1; j < steps_.size() && steps_[j].param < 0; ++j)
-        if (steps_[j].kind == LayerSpec::Kind::Tanh || steps_[j].kind == LayerSpec::Kind::ReLU ||
-            steps_[j].kind == LayerSpec::Kind::GELU) {
-          tanh_next = steps_[j].kind == LayerSpec::Kind::Tanh;
-          break;
-        }
-      const auto& s = blocks_[p];
-      const double sd = std::sqrt((tanh_next ? 1.0 : 2.0) / s.in);
-      for (int r = 0; r < s.out; ++r)
-        for (int j = 0; j <= s.in; ++j)
-          h(s.offset + long(r) * s.cols() + j) =
-              j < s.in ? Scalar(sd * random::normal(seed, random::init_stream + p, std::uint64_t(r) * s.in + j))
-                       : Scalar(0);
-    }
-    Kokkos::deep_copy(theta_, h);
+    return off;
   }
+ public:
 
   /// Parameterized layers (convolutions and linear layers), in order: rows =
   /// out, cols = in + 1, offset into params().
