@@ -74,6 +74,26 @@ inline void expect_magic(std::istream& i, const char (&magic)[8], const std::str
   detail::require(ok, where, what, " is not ", role);
 }
 
+/// The head of every hfisher record: the 8-byte magic, the format version
+/// and the scalar size in bytes (uint32 each).
+inline void put_header(std::ostream& o, const char (&magic)[8], std::uint32_t version, std::uint32_t scalar_size) {
+  o.write(magic, 8);
+  put(o, version);
+  put(o, scalar_size);
+}
+
+/// Checks a head written by put_header: the magic (`role` says what kind of
+/// file was expected), then that this build reads the version and the file
+/// holds scalars of scalar_size bytes.
+inline void expect_header(std::istream& i, const char (&magic)[8], std::uint32_t version, std::uint32_t scalar_size,
+                          const std::string& what, const char* where, const char* role) {
+  expect_magic(i, magic, what, where, role);
+  const auto v = get<std::uint32_t>(i, what, where);
+  detail::require(v == version, where, what, " has format version ", v, ", this build reads ", version);
+  const auto ss = get<std::uint32_t>(i, what, where);
+  detail::require(ss == scalar_size, where, what, " holds ", ss * 8, "-bit scalars, expected ", scalar_size * 8);
+}
+
 /// A file written under a temporary name and renamed into place by commit().
 ///
 /// The temporary is created in the directory of `path` with a fresh random

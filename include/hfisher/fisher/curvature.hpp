@@ -225,9 +225,7 @@ class CurvatureOperator {
 
   /// Writes the tag and body (used by save and by containers).
   void write_tagged(std::ostream& o) const {
-    o.write(file_magic(), 8);
-    io::put(o, std::uint32_t(1));
-    io::put(o, std::uint32_t(sizeof(Scalar)));
+    io::put_header(o, file_magic(), 1, sizeof(Scalar));
     char t[16] = {};
     for (int k = 0; k < 15 && tag()[k]; ++k) t[k] = tag()[k];
     o.write(t, 16);

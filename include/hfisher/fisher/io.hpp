@@ -19,12 +19,7 @@ template <class Scalar, class ExecSpace>
 std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> CurvatureOperator<Scalar, ExecSpace>::read(
     std::istream& i, const std::string& what) {
   constexpr const char* where = "hfisher::CurvatureOperator::load";
-  io::expect_magic(i, file_magic(), what, where, "an hfisher curvature file");
-  const auto version = io::get<std::uint32_t>(i, what, where);
-  hfisher::detail::require(version == 1, where, what, " has format version ", version, ", this build reads 1");
-  const auto ss = io::get<std::uint32_t>(i, what, where);
-  hfisher::detail::require(ss == sizeof(Scalar), where, what, " holds ", ss * 8, "-bit scalars, expected ",
-                           sizeof(Scalar) * 8);
+  io::expect_header(i, file_magic(), 1, sizeof(Scalar), what, where, "an hfisher curvature file");
   char t[16] = {};
   i.read(t, 16);
   hfisher::detail::require(bool(i), where, what, ": file is truncated");

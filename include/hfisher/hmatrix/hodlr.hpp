@@ -1040,9 +1040,7 @@ void HODLR<Scalar, ExecSpace>::write(std::ostream& o) const {
   using detail::hodlr_magic;
   using io::put;
   detail::require(D_.extent(0) > 0, "hfisher::HODLR::save", "the matrix is empty (not built)");
-  o.write(hodlr_magic, 8);
-  put(o, detail::hodlr_version);
-  put(o, std::uint32_t(sizeof(Scalar)));
+  io::put_header(o, hodlr_magic, detail::hodlr_version, sizeof(Scalar));
   put(o, std::int32_t(tree_.size()));
   put(o, std::int32_t(tree_.leaf_size()));
   put(o, std::int32_t(tree_.levels()));
@@ -1074,13 +1072,7 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::read(std::istream& i, const s
   using detail::hodlr_version;
   constexpr const char* where = "hfisher::HODLR::load";
   auto get32 = [&]() { return io::get<std::int32_t>(i, path, where); };
-  io::expect_magic(i, hodlr_magic, path, where, "an hfisher HODLR file");
-  const auto version = io::get<std::uint32_t>(i, path, where);
-  detail::require(version == hodlr_version, where, path, " has format version ", version, ", this build reads ",
-                  hodlr_version);
-  const auto ssize = io::get<std::uint32_t>(i, path, where);
-  detail::require(ssize == sizeof(Scalar), where, path, " holds ", ssize * 8, "-bit scalars, expected ",
-                  sizeof(Scalar) * 8);
+  io::expect_header(i, hodlr_magic, hodlr_version, sizeof(Scalar), path, where, "an hfisher HODLR file");
   const int n = get32(), leaf = get32(), L = get32();
   detail::require(n >= 1 && leaf >= 1 && L >= 0 && L <= 24 && (long(leaf) << L) >= n && (long(leaf) << L) < (1L << 31),
                   where, path, ": corrupt header (n = ", n, ", leaf = ", leaf, ", levels = ", L, ")");

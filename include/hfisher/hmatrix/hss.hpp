@@ -831,9 +831,7 @@ template <class Scalar, class ExecSpace>
 void HSS<Scalar, ExecSpace>::write(std::ostream& o) const {
   using io::put;
   detail::require(!D_.empty() && D_[0].extent(0) > 0, "hfisher::HSS::save", "the matrix is empty (not built)");
-  o.write(detail::magic, 8);
-  put(o, detail::version);
-  put(o, std::uint32_t(sizeof(Scalar)));
+  io::put_header(o, detail::magic, detail::version, sizeof(Scalar));
   put(o, std::int32_t(tree_.size()));
   put(o, std::int32_t(tree_.leaf_size()));
   put(o, std::int32_t(tree_.levels()));
@@ -862,13 +860,7 @@ template <class Scalar, class ExecSpace>
 HSS<Scalar, ExecSpace> HSS<Scalar, ExecSpace>::read(std::istream& i, const std::string& path) {
   constexpr const char* where = "hfisher::HSS::load";
   auto get32 = [&]() { return io::get<std::int32_t>(i, path, where); };
-  io::expect_magic(i, detail::magic, path, where, "an hfisher HSS file");
-  const auto version = io::get<std::uint32_t>(i, path, where);
-  detail::require(version == detail::version, where, path, " has format version ", version, ", this build reads ",
-                  detail::version);
-  const auto ssize = io::get<std::uint32_t>(i, path, where);
-  detail::require(ssize == sizeof(Scalar), where, path, " holds ", ssize * 8, "-bit scalars, expected ",
-                  sizeof(Scalar) * 8);
+  io::expect_header(i, detail::magic, detail::version, sizeof(Scalar), path, where, "an hfisher HSS file");
   const int n = get32(), leaf = get32(), L = get32();
   detail::require(n >= 1 && leaf >= 1 && L >= 0 && L <= 24 && (long(leaf) << L) >= n && (long(leaf) << L) < (1L << 31),
                   where, path, ": corrupt header (n = ", n, ", leaf = ", leaf, ", levels = ", L, ")");

@@ -379,9 +379,7 @@ class MLP {
   }
   /// The same format on a stream (for checkpoints that embed a model).
   void write(std::ostream& o) const {
-    o.write(magic(), 8);
-    io::put(o, std::uint32_t(1));
-    io::put(o, std::uint32_t(sizeof(Scalar)));
+    io::put_header(o, magic_arr(), 1, sizeof(Scalar));
     io::put(o, std::int32_t(act_ == Activation::ReLU ? 0 : 1));
     io::put(o, std::int32_t(widths_.size()));
     for (int w : widths_) io::put(o, std::int32_t(w));
@@ -390,11 +388,7 @@ class MLP {
   }
   static MLP read(std::istream& i, const std::string& path) {
     constexpr const char* where = "hfisher::nn::MLP::load";
-    io::expect_magic(i, magic_arr(), path, where, "an hfisher MLP file");
-    const auto version = io::get<std::uint32_t>(i, path, where);
-    hfisher::detail::require(version == 1, where, path, " has format version ", version, ", this build reads 1");
-    const auto ss = io::get<std::uint32_t>(i, path, where);
-    hfisher::detail::require(ss == sizeof(Scalar), where, path, " holds ", ss * 8, "-bit parameters, expected ", sizeof(Scalar) * 8);
+    io::expect_header(i, magic_arr(), 1, sizeof(Scalar), path, where, "an hfisher MLP file");
     const int act = io::get<std::int32_t>(i, path, where), nw = io::get<std::int32_t>(i, path, where);
     hfisher::detail::require((act == 0 || act == 1) && nw >= 2 && nw <= 64, where, path, ": corrupt header");
     std::vector<int> w(nw);

@@ -246,9 +246,7 @@ class Sequential {
   }
   /// The same format on a stream (for checkpoints that embed a model).
   void write(std::ostream& o) const {
-    o.write(magic(), 8);
-    io::put(o, std::uint32_t(1));
-    io::put(o, std::uint32_t(sizeof(Scalar)));
+    io::put_header(o, magic_arr(), 1, sizeof(Scalar));
     io::put(o, std::int32_t(input_.channels));
     io::put(o, std::int32_t(input_.height));
     io::put(o, std::int32_t(input_.width));
@@ -269,12 +267,7 @@ class Sequential {
   /// allocated.
   static Sequential read(std::istream& i, const std::string& path) {
     constexpr const char* where = "hfisher::nn::Sequential::load";
-    io::expect_magic(i, magic_arr(), path, where, "an hfisher Sequential file");
-    const auto version = io::get<std::uint32_t>(i, path, where);
-    hfisher::detail::require(version == 1, where, path, " has format version ", version, ", this build reads 1");
-    const auto ss = io::get<std::uint32_t>(i, path, where);
-    hfisher::detail::require(ss == sizeof(Scalar), where, path, " holds ", ss * 8, "-bit parameters, expected ",
-                             sizeof(Scalar) * 8);
+    io::expect_header(i, magic_arr(), 1, sizeof(Scalar), path, where, "an hfisher Sequential file");
     // bounds that keep every derived size (channels x kernel^2, positions)
     // inside an int
     constexpr int max_dim = 1 << 16, max_kernel = 64;
