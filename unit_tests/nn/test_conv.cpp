@@ -416,6 +416,8 @@ TYPED_TEST(ConvTest, RejectsBadShapesAndArguments) {
   fails([] { Model({1, 4, 4}, {LayerSpec::max_pool(5), LayerSpec::linear(2)}); }, "larger than the input");
   fails([] { Model({1, 4, 4}, {LayerSpec::relu()}); }, "no layer with parameters");
   fails([] { Model({1, 4, 4}, {LayerSpec::layer_norm(), LayerSpec::linear(2)}); }, "needs at least 2");
+  // 65536 channels x 300^2 inputs per patch: beyond an int, refused before it is formed
+  fails([] { Model({1 << 16, 300, 300}, {LayerSpec::conv(1, 300)}); }, "too large (5898240000 inputs per patch");
   fails([] { Model({1, 4, 4}, {LayerSpec::residual_end(), LayerSpec::linear(2)}); }, "residual_end without");
   fails([] { Model({1, 4, 4}, {LayerSpec::residual_begin(), LayerSpec::linear(2)}); }, "has no residual_end");
   fails([] { Model({1, 4, 4}, {LayerSpec::residual_begin(), LayerSpec::conv(2, 3), LayerSpec::residual_end()}); },

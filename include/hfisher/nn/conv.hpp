@@ -58,11 +58,14 @@ struct Conv2DShape {
     hfisher::detail::require(stride >= 1, where, "stride = ", stride, " (must be >= 1)");
     hfisher::detail::require(padding >= 0 && padding < kernel_h && padding < kernel_w, where, "padding = ", padding,
                     " (must lie in [0, kernel size))");
-    hfisher::detail::require(kernel_h <= in.height + 2 * padding && kernel_w <= in.width + 2 * padding, where, "kernel ",
-                    kernel_h, " x ", kernel_w, " is larger than the padded input ", in.height + 2 * padding, " x ",
-                    in.width + 2 * padding);
-    hfisher::detail::require(double(patch()) + 1 < double(1 << 30) && double(positions()) * out_channels < double(1 << 30),
-                    where, "the layer is too large (", patch(), " inputs per patch, ", positions(), " positions)");
+    // sizes in long first: patch() and positions() are ints
+    const long ph = long(in.height) + 2L * padding, pw = long(in.width) + 2L * padding;
+    hfisher::detail::require(kernel_h <= ph && kernel_w <= pw, where, "kernel ", kernel_h, " x ", kernel_w,
+                    " is larger than the padded input ", ph, " x ", pw);
+    const long K = long(in.channels) * kernel_h * kernel_w;
+    const long T = ((ph - kernel_h) / stride + 1) * ((pw - kernel_w) / stride + 1);
+    hfisher::detail::require(double(K) + 1 < double(1 << 30) && double(T) * out_channels < double(1 << 30), where,
+                    "the layer is too large (", K, " inputs per patch, ", T, " positions)");
   }
 };
 
