@@ -560,13 +560,18 @@ int run_fisher_bench(const FisherBenchOptions& o) {
   if (!o.output.empty()) hfisher::io::prepare_output_dir(o.output, "hfisher-bench fisher");  // before any work
   const Machine mc = describe_machine();
   std::setvbuf(stdout, nullptr, _IOLBF, 0);  // progress lines appear as they are printed
-  const bool cnn = o.model == "cnn";
-  std::printf("hfisher-bench fisher: Fisher structures on a trained %s (double)\n", cnn ? "CNN" : "MLP");
+  const bool cnn = o.model == "cnn" || o.model == "vit";
+  std::printf("hfisher-bench fisher: Fisher structures on a trained %s (double)\n",
+              o.model == "vit" ? "vision transformer" : cnn ? "CNN" : "MLP");
   std::printf("machine: %s | backend: %s | host threads: %s | %s\n", mc.cpu.c_str(), mc.backend.c_str(),
               mc.host_threads.c_str(), mc.date.c_str());
   hfisher::detail::require(o.widths.size() >= 2, "hfisher-bench fisher", "--widths needs at least two entries");
   hfisher::detail::require(!cnn || (!o.matrix_free && !o.network), "hfisher-bench fisher",
                            "--matrix-free and --network take the MLP (--model mlp)");
+  if (o.model == "vit") {
+    hfisher::nn::Sequential<S, E> model({1, 28, 28}, fashion_vit_layers(), o.seed);
+    return fisher_study(o, mc, model, "vision transformer (" + fashion_vit_text() + ")");
+  }
   if (cnn) {
     hfisher::nn::Sequential<S, E> model({1, 28, 28}, fashion_cnn_layers(), o.seed);
     return fisher_study(o, mc, model, "CNN (" + fashion_cnn_text() + ")");

@@ -10,7 +10,7 @@ namespace hfisher_perf {
 
 struct FisherBenchOptions {
   std::string data;                           ///< MNIST-format directory (empty: Debian's Fashion-MNIST)
-  std::string model = "mlp";                  ///< mlp (--widths) | cnn (the small CNN of hfisher-bench layers)
+  std::string model = "mlp";                  ///< mlp (--widths) | cnn | vit (the small CNN / ViT of hfisher-bench layers)
   std::vector<int> widths = {784, 256, 256, 10};
   int train_examples = 60000;
   int epochs = 2;

@@ -11,9 +11,11 @@ namespace hfisher_perf {
 inline void add_fisher_options(CLI::App& app, FisherBenchOptions& o) {
   app.add_option("--data", o.data, "directory of MNIST-format files (default: $HFISHER_DATA_DIR or Debian's "
                                    "/usr/share/datasets/fashion-mnist)");
-  app.add_option("--model", o.model, "mlp (widths from --widths) or cnn (conv 5x5x16, pool, conv 5x5x32, pool, "
-                                     "linear 128, linear 10; its --layer 0 and 1 are convolutions)")
-      ->check(CLI::IsMember({"mlp", "cnn"}));
+  app.add_option("--model", o.model, "mlp (widths from --widths), cnn (conv 5x5x16, pool, conv 5x5x32, pool, "
+                                     "linear 128, linear 10; its --layer 0 and 1 are convolutions) or vit (the small "
+                                     "vision transformer of hfisher-bench layers; layers: 0 patches, 1 position, then "
+                                     "per block q/k/v, output, feed-forward 1 and 2, 10 the classifier)")
+      ->check(CLI::IsMember({"mlp", "cnn", "vit"}));
   app.add_option("--widths", o.widths, "MLP widths, inputs first, classes last")->check(CLI::Range(1, 1 << 16));
   app.add_option("--train-examples", o.train_examples, "training examples used")->check(CLI::Range(1, 60000));
   app.add_option("--epochs", o.epochs, "training epochs (Adam) before the Fisher is estimated")->check(CLI::Range(0, 1000));

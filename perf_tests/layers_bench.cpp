@@ -110,6 +110,19 @@ double rel_diff(const std::vector<double>& a, const double* b, std::size_t n) {
   return d / std::max(s, 1e-300);
 }
 
+/// Trains `model` with the K-FAC preset (natural_gradient.hpp) at the
+/// bench's lr, damping and refresh interval.
+template <template <class, class> class N, class Epochs>
+void with_kfac(N<S, E>& model, const hfisher::nn::DeviceData<S, E>& train, const LayersBenchOptions& o,
+               Epochs&& epochs, const std::string& label) {
+  auto no = hfisher::NaturalGradientOptions::kfac();
+  no.lr = o.kfac_lr;
+  no.damping = o.kfac_damping;
+  no.refresh = o.kfac_refresh;
+  hfisher::NaturalGradient<S, E, N> opt(model, train, no);
+  epochs(model, opt, label);
+}
+
 }  // namespace
 
 std::vector<LayerSpec> fashion_cnn_layers() {
@@ -120,6 +133,26 @@ std::vector<LayerSpec> fashion_cnn_layers() {
 
 std::string fashion_cnn_text() {
   return "conv 5x5x16 pad 2, relu, maxpool 2, conv 5x5x32 pad 2, relu, maxpool 2, linear 128, relu, linear 10";
+}
+
+std::vector<LayerSpec> fashion_vit_layers() {
+  const int d = 64, heads = 4, ffn = 128;
+  std::vector<LayerSpec> s = {LayerSpec::conv(d, 7, 7), LayerSpec::position_embedding()};
+  for (int block = 0; block < 2; ++block) {
+    s.push_back(LayerSpec::residual_begin());
+    s.push_back(LayerSpec::layer_norm());
+    for (const auto& l : hfisher::nn::multi_head_attention(d, heads)) s.push_back(l);
+    for (const auto& l : {LayerSpec::residual_end(), LayerSpec::residual_begin(), LayerSpec::layer_norm(),
+                          LayerSpec::conv(ffn, 1), LayerSpec::gelu(), LayerSpec::conv(d, 1), LayerSpec::residual_end()})
+      s.push_back(l);
+  }
+  for (const auto& l : {LayerSpec::layer_norm(), LayerSpec::avg_pool(4), LayerSpec::linear(10)}) s.push_back(l);
+  return s;
+}
+
+std::string fashion_vit_text() {
+  return "7x7 patches -> 16 tokens x 64, position embedding, 2 x [layer norm, attention 4 heads; layer norm, "
+         "1x1 128, gelu, 1x1 64] (residual), layer norm, mean over tokens, linear 10";
 }
 
 int run_layers_bench(const LayersBenchOptions& o) {
@@ -204,17 +237,16 @@ int run_layers_bench(const LayersBenchOptions& o) {
                              ")");
   }
   if (o.train_epochs > 0) {
-    std::printf("\nFashion-MNIST, %d training / %d test examples, Adam lr %g, batch %d, seed %u\n", train.n, test.n,
-                o.lr, o.train_batch, o.seed);
-    std::printf("cnn: %s\nmlp: 784-256-10 relu (the engine's MLP, for comparison)\n\n", fashion_cnn_text().c_str());
-    std::printf("%-5s %5s %10s %9s %9s\n", "model", "epoch", "loss", "test_acc", "seconds");
-    csv << "\nmodel,epoch,loss,test_acc,seconds\n";
+    std::printf("\nFashion-MNIST, %d training / %d test examples, batch %d, seed %u; adam lr %g, sgd lr %g "
+                "(momentum 0.9), kfac lr %g damping %g refresh %d (the K-FAC preset otherwise)\n",
+                train.n, test.n, o.train_batch, o.seed, o.lr, o.sgd_lr, o.kfac_lr, o.kfac_damping, o.kfac_refresh);
+    std::printf("cnn: %s\nvit: %s\nmlp: 784-256-10 relu (the engine's MLP, for comparison)\n\n",
+                fashion_cnn_text().c_str(), fashion_vit_text().c_str());
+    std::printf("%-10s %5s %10s %9s %9s\n", "model/opt", "epoch", "loss", "test_acc", "seconds");
+    csv << "\nmodel,optimizer,epoch,loss,test_acc,seconds\n";
     const auto dtrain = hfisher::nn::to_device<S, E>(train), dtest = hfisher::nn::to_device<S, E>(test);
-    Net cnn({1, 28, 28}, fashion_cnn_layers(), o.seed);
-    hfisher::nn::MLP<S, E> mlp({784, 256, 10}, hfisher::nn::Activation::ReLU, o.seed);
-    auto epochs = [&](auto& model, const char* name) {
-      hfisher::nn::Adam<S, E> opt;
-      opt.lr = o.lr;
+
+    auto epochs = [&](auto& model, auto& opt, const std::string& label) {
       std::mt19937_64 rng(o.seed);
       for (int ep = 1; ep <= o.train_epochs; ++ep) {
         const double t0 = now();
@@ -222,13 +254,36 @@ int run_layers_bench(const LayersBenchOptions& o) {
         Kokkos::fence();
         const double t = now() - t0;
         const double acc = model.accuracy(dtest, 256);
-        std::printf("%-5s %5d %10.4f %9.4f %9.2f\n", name, ep, loss, acc, t);
+        std::printf("%-10s %5d %10.4f %9.4f %9.2f\n", label.c_str(), ep, loss, acc, t);
         std::fflush(stdout);
-        csv << name << "," << ep << "," << loss << "," << acc << "," << t << "\n";
+        csv << label.substr(0, label.find('/')) << "," << label.substr(label.find('/') + 1) << "," << ep << ","
+            << loss << "," << acc << "," << t << "\n";
       }
     };
-    epochs(cnn, "cnn");
-    epochs(mlp, "mlp");
+    auto train_all = [&](auto make_model, const std::string& name) {
+      for (const auto& opt_name : o.optimizers) {
+        auto model = make_model();  // the same initial weights for every optimizer
+        const std::string label = name + "/" + opt_name;
+        if (opt_name == "adam") {
+          hfisher::nn::Adam<S, E> opt;
+          opt.lr = o.lr;
+          epochs(model, opt, label);
+        } else if (opt_name == "sgd") {
+          hfisher::nn::SGD<S, E> opt;
+          opt.lr = o.sgd_lr;
+          epochs(model, opt, label);
+        } else {
+          with_kfac(model, dtrain, o, epochs, label);
+        }
+      }
+    };
+    for (const auto& name : o.models) {
+      if (name == "mlp")
+        train_all([&] { return hfisher::nn::MLP<S, E>({784, 256, 10}, hfisher::nn::Activation::ReLU, o.seed); }, name);
+      else
+        train_all([&] { return Net({1, 28, 28}, name == "vit" ? fashion_vit_layers() : fashion_cnn_layers(), o.seed); },
+                  name);
+    }
   }
   if (!o.output.empty()) write_file_atomic(o.output + "/layers.csv", csv.str());
   return 0;

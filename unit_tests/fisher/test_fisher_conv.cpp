@@ -107,18 +107,15 @@ HostBatch block_diag_of(const HostBatch& F, const std::vector<hfisher::nn::Layer
   return B;
 }
 
-}  // namespace
 
-TYPED_TEST(ConvFisherTest, EveryStructureAgainstPerExampleGradients) {
-  using S = typename TypeParam::scalar;
-  using E = typename TypeParam::exec;
+// every structure built from samples against the brute-force Fisher
+// (empirical and GGN); KFC's factors against the reference ones
+template <class S, class E>
+void every_structure(const hfisher::nn::Sequential<S, E>& m, const hfisher::nn::DeviceData<S, E>& data,
+                     const std::string& model) {
   const bool dbl = std::is_same<S, double>::value;
-  hfisher::nn::Sequential<S, E> m({2, 5, 5}, small_cnn(), 3);
-  ASSERT_EQ(m.num_params(), 57 + 26 + 27);
-  const int N = 9;
-  auto data = hfisher::nn::to_device<S, E>(random_dataset(N, 50, 3, 4));
   for (auto kind : {hfisher::FisherKind::Empirical, hfisher::FisherKind::GGN}) {
-    const std::string k = hfisher::to_string(kind);
+    const std::string k = model + " " + hfisher::to_string(kind);
     const auto ref = brute_force(m, data, kind);
     const auto Fb = block_diag_of(ref.F, m.layers());
     hfisher::FisherOptions o;
@@ -158,6 +155,22 @@ TYPED_TEST(ConvFisherTest, EveryStructureAgainstPerExampleGradients) {
         EXPECT_LE(rel_fro(host_matrix(kf->terms()[0].G), ref.G[l]), tight) << k << " layer " << l << " G";
       }
     }
+  }
+}
+
+}  // namespace
+
+TYPED_TEST(ConvFisherTest, EveryStructureAgainstPerExampleGradients) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  hfisher::nn::Sequential<S, E> m({2, 5, 5}, small_cnn(), 3);
+  ASSERT_EQ(m.num_params(), 57 + 26 + 27);
+  const int N = 9;
+  auto data = hfisher::nn::to_device<S, E>(random_dataset(N, 50, 3, 4));
+  every_structure(m, data, "cnn");
+  for (auto kind : {hfisher::FisherKind::Empirical, hfisher::FisherKind::GGN}) {
+    hfisher::FisherOptions o;
+    o.batch = 4;
     // the multilevel structure needs rank-one per-example gradients
     try {
       hfisher::estimate_fisher(m, data, kind, hfisher::Structure::Multilevel, o);
@@ -175,6 +188,27 @@ TYPED_TEST(ConvFisherTest, EveryStructureAgainstPerExampleGradients) {
   o.matrix_free = true;
   EXPECT_THROW(hfisher::estimate_fisher(m, data, hfisher::FisherKind::Empirical, hfisher::Structure::HODLR, o),
                hfisher::Error);
+}
+
+// a transformer in miniature (2 x 2 patches of a 1 x 4 x 4 image as 4 tokens
+// of width 4, a position embedding, one pre-normalization block with causal
+// attention of 2 heads and a ReLU feed-forward, the mean over tokens, a
+// linear classifier): every structure, with K-FAC of the token-wise
+// projections as KFC (A averaged over tokens, G summed over them)
+TYPED_TEST(ConvFisherTest, TransformerEveryStructureAgainstPerExampleGradients) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  std::vector<LayerSpec> specs = {LayerSpec::conv(4, 2, 2), LayerSpec::position_embedding(),
+                                  LayerSpec::residual_begin(), LayerSpec::layer_norm()};
+  for (const auto& l : hfisher::nn::multi_head_attention(4, 2, true)) specs.push_back(l);
+  for (const auto& l : {LayerSpec::residual_end(), LayerSpec::residual_begin(), LayerSpec::layer_norm(),
+                        LayerSpec::conv(6, 1), LayerSpec::relu(), LayerSpec::conv(4, 1), LayerSpec::residual_end(),
+                        LayerSpec::avg_pool(2), LayerSpec::linear(3)})
+    specs.push_back(l);
+  hfisher::nn::Sequential<S, E> m({1, 4, 4}, specs, 5);
+  ASSERT_EQ(m.num_params(), 20 + 20 + 60 + 20 + 30 + 28 + 15);
+  auto data = hfisher::nn::to_device<S, E>(random_dataset(7, 16, 3, 6));
+  every_structure(m, data, "transformer");
 }
 
 // a Sequential of linear layers is the MLP: the same samples, so every

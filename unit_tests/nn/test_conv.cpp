@@ -359,6 +359,91 @@ TYPED_TEST(ConvTest, LayerNormAndGeluMatchDirectLoops) {
   EXPECT_LE(worst, Tol<S>::gemm * 500) << "layer_norm, gelu, linear";
 }
 
+namespace {
+// a vision transformer in miniature: 2 x 2 patches of a 2 x 4 x 4 image as 4
+// tokens of width 4, a position embedding, a pre-normalization block
+// (attention with 2 heads, then a GELU feed-forward of width 8, each inside
+// a residual block), a final normalization, the mean over tokens (average
+// pooling) and a linear classifier
+std::vector<LayerSpec> tiny_vit(bool causal) {
+  std::vector<LayerSpec> s = {LayerSpec::conv(4, 2, 2), LayerSpec::position_embedding(), LayerSpec::residual_begin(),
+                              LayerSpec::layer_norm()};
+  for (const auto& l : hfisher::nn::multi_head_attention(4, 2, causal)) s.push_back(l);
+  for (const auto& l : {LayerSpec::residual_end(), LayerSpec::residual_begin(), LayerSpec::layer_norm(),
+                        LayerSpec::conv(8, 1), LayerSpec::gelu(), LayerSpec::conv(4, 1), LayerSpec::residual_end(),
+                        LayerSpec::layer_norm(), LayerSpec::avg_pool(2), LayerSpec::linear(3)})
+    s.push_back(l);
+  return s;
+}
+}  // namespace
+
+TYPED_TEST(ConvTest, TransformerGradientsMatchFiniteDifferences) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  hfisher::nn::Sequential<S, E> m({2, 4, 4}, tiny_vit(false), 7);
+  // patches 4 x 9, position 4 x 5, qkv 12 x 5, output 4 x 5, ffn 8 x 5 and
+  // 4 x 9, classifier 3 x 5
+  ASSERT_EQ(m.num_layers(), 7);
+  EXPECT_EQ(m.num_params(), 36 + 20 + 60 + 20 + 40 + 36 + 15);
+  EXPECT_EQ(m.geometry(1).positions(), 4);
+  EXPECT_EQ(m.geometry(1).cols(), 5);
+  check_gradient<S, E>({2, 4, 4}, tiny_vit(false));
+  check_gradient<S, E>({2, 4, 4}, tiny_vit(true));
+}
+
+// a position embedding and the attention core (full and causal) against
+// direct loops: y_t = x_t + W(:, t) + W(:, T), then per head softmax(q k^T /
+// sqrt(dh)) v; and a transformer saved and loaded gives the same logits
+TYPED_TEST(ConvTest, AttentionMatchesDirectLoops) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  using Model = hfisher::nn::Sequential<S, E>;
+  const int T = 3, H = 2, d = 4, dh = d / H, B = 2, C = 3 * d;
+  for (bool causal : {false, true}) {
+    Model m({C, T, 1}, {LayerSpec::position_embedding(), LayerSpec::attention(H, causal), LayerSpec::linear(2)}, 1);
+    randomize(m, 3);
+    auto X = random_images<S, E>(B, long(T) * C, 5);
+    typename Model::Cache c;
+    m.forward(X, c);
+    const auto xh = to_host2(X), th = to_host1(m.params()), y = to_host2(c.x[2]);
+    double worst = 0;
+    for (int b = 0; b < B; ++b) {
+      std::vector<double> u(T * C);  // the embedded input
+      for (int t = 0; t < T; ++t)
+        for (int ch = 0; ch < C; ++ch) u[t * C + ch] = xh[b][t * C + ch] + th[ch * (T + 1) + t] + th[ch * (T + 1) + T];
+      for (int h = 0; h < H; ++h)
+        for (int i = 0; i < T; ++i) {
+          std::vector<double> p(T, 0.0);
+          double z = 0;
+          for (int j = 0; j < (causal ? i + 1 : T); ++j) {
+            double sc = 0;
+            for (int e = 0; e < dh; ++e) sc += u[i * C + h * dh + e] * u[j * C + d + h * dh + e];
+            p[j] = std::exp(sc / std::sqrt(double(dh)));
+            z += p[j];
+          }
+          for (int e = 0; e < dh; ++e) {
+            double o = 0;
+            for (int j = 0; j < T; ++j) o += p[j] / z * u[j * C + 2 * d + h * dh + e];
+            worst = std::max(worst, std::abs(y[b][i * d + h * dh + e] - o));
+          }
+        }
+    }
+    // inputs and embeddings N(0, 1): scores up to about 10, outputs a
+    // convex combination of values below about 5
+    EXPECT_LE(worst, Tol<S>::gemm * 2000) << (causal ? "causal" : "full");
+  }
+  Model v({2, 4, 4}, tiny_vit(true), 5);
+  randomize(v, 8);
+  const std::string path = unique_temp("vit.bin");
+  v.save(path);
+  auto back = Model::load(path);
+  std::remove(path.c_str());
+  auto X = random_images<S, E>(3, 32, 4);
+  typename Model::Cache c1, c2;
+  EXPECT_EQ(to_host2(back.forward(X, c2)), to_host2(v.forward(X, c1)));
+  EXPECT_EQ(int(back.specs()[5].kind), int(LayerSpec::Kind::CausalAttention));
+}
+
 // a small CNN learns where a bright 2 x 2 blob sits (four quadrants of a
 // 6 x 6 image, noise around it): Adam through nn::train_epoch, 152 steps,
 // held-out accuracy >= 0.95
@@ -423,6 +508,10 @@ TYPED_TEST(ConvTest, RejectsBadShapesAndArguments) {
   fails([] { Model({1, 4, 4}, {LayerSpec::residual_begin(), LayerSpec::conv(2, 3), LayerSpec::residual_end()}); },
         "changes the shape from 1 x 4 x 4 to 2 x 2 x 2");
   fails([] { Model({0, 4, 4}, {LayerSpec::linear(2)}); }, "must be positive");
+  fails([] { Model({4, 2, 2}, {LayerSpec::attention(1), LayerSpec::linear(2)}); }, "3 d channels per token");
+  fails([] { Model({6, 2, 2}, {LayerSpec::attention(4), LayerSpec::linear(2)}); }, "divisible by the 4 heads");
+  fails([] { Model({6, 2, 2}, {LayerSpec::attention(0), LayerSpec::linear(2)}); }, "0 heads");
+  fails([] { Model({6, 200, 200}, {LayerSpec::position_embedding()}); }, "40000 positions");
   fails([] { Model({1, 4, 4}, {}); }, "at least one layer");
   Model m({1, 4, 4}, {LayerSpec::conv(2, 3), LayerSpec::linear(3)});
   typename Model::Cache c;

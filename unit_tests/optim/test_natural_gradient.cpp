@@ -92,6 +92,43 @@ TYPED_TEST(NaturalGradientTest, StepEqualsDenseNaturalGradient) {
   EXPECT_THROW(ngd.step(model.params(), short_grad), hfisher::Error);
 }
 
+// NaturalGradient on a Sequential (a convolution of 2 x 2 patches into 4
+// tokens, a position embedding, causal self-attention in a residual block,
+// the mean over tokens, a classifier): one step, with the block-diagonal and
+// the K-FAC (KFC, eigen-damped) curvature, equals the dense natural-gradient
+// step of the same estimate
+TYPED_TEST(NaturalGradientTest, StepOnATransformerEqualsDenseNaturalGradient) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  using hfisher::nn::LayerSpec;
+  using Model = hfisher::nn::Sequential<S, E>;
+  const bool dbl = std::is_same<S, double>::value;
+  std::vector<LayerSpec> specs = {LayerSpec::conv(4, 2, 2), LayerSpec::position_embedding(),
+                                  LayerSpec::residual_begin(), LayerSpec::layer_norm()};
+  for (const auto& l : hfisher::nn::multi_head_attention(4, 2, true)) specs.push_back(l);
+  for (const auto& l : {LayerSpec::residual_end(), LayerSpec::avg_pool(2), LayerSpec::linear(3)}) specs.push_back(l);
+  for (auto structure : {hfisher::Structure::BlockDiagonal, hfisher::Structure::KFAC}) {
+    Model model({1, 4, 4}, specs, 3);
+    auto data = hfisher::nn::to_device<S, E>(random_dataset(30, 16, 3, 7));
+    const long P = model.num_params();
+    auto o = plain_step(structure, hfisher::FisherKind::MonteCarlo);
+    o.fisher.seed = 4;
+    hfisher::FisherOptions f = o.fisher;
+    f.examples = 30;
+    f.seed = o.fisher.seed + 1;
+    auto F = host_matrix(hfisher::estimate_fisher(model, data, o.kind, o.structure, f)->to_dense());
+    typename Model::Cache c;
+    typename Model::Vector grad("grad", P);
+    model.loss_grad(data.x, data.y, grad, c);
+    const auto d = dense_direction(F, to_host1(grad), o.damping);
+    auto theta0 = to_host1(model.params());
+    hfisher::NaturalGradient<S, E, hfisher::nn::Sequential> ngd(model, data, o);
+    ngd.step(model.params(), grad);
+    SCOPED_TRACE(hfisher::to_string(structure));
+    expect_step(theta0, to_host1(model.params()), d, o.lr, dbl ? 1e-10 : 1e-3);
+  }
+}
+
 // The Fisher of the whole model, cross-layer blocks included, through
 // NaturalGradient: Structure::Network (one HODLR over every parameter, from
 // Fisher-vector products) at a tight tolerance gives the step of the dense

@@ -1,9 +1,10 @@
 #pragma once
 /// \file sequential.hpp
 /// \brief Sequential: a network of convolution, pooling, activation, layer
-/// normalization and linear layers on channels-last images (nn/conv.hpp),
-/// forward and backward on any backend, with per-example capture of what the
-/// Fisher needs.
+/// normalization, linear, position-embedding and self-attention layers with
+/// residual blocks, on channels-last images or token sequences (nn/conv.hpp,
+/// nn/attention.hpp), forward and backward on any backend, with per-example
+/// capture of what the Fisher needs.
 ///
 /// The conventions are the MLP's: parameters live in one flat vector theta,
 /// layer l's block W~_l = [W_l | b_l] (rows, cols) row-major at
@@ -21,6 +22,7 @@
 #include <hfisher/core/random.hpp>
 #include <hfisher/core/types.hpp>
 #include <hfisher/kernels/matmul.hpp>
+#include <hfisher/nn/attention.hpp>
 #include <hfisher/nn/conv.hpp>
 #include <hfisher/nn/mlp.hpp>
 
@@ -37,9 +39,24 @@ namespace nn {
 /// One layer of a Sequential, as the user describes it (the input shape of
 /// each layer follows from the one before).
 struct LayerSpec {
-  enum class Kind { Conv2D, Linear, MaxPool, AvgPool, ReLU, Tanh, GELU, LayerNorm, ResidualBegin, ResidualEnd };
+  // appended only: the integers are stored in saved models
+  enum class Kind {
+    Conv2D,
+    Linear,
+    MaxPool,
+    AvgPool,
+    ReLU,
+    Tanh,
+    GELU,
+    LayerNorm,
+    ResidualBegin,
+    ResidualEnd,
+    PositionEmbedding,
+    Attention,
+    CausalAttention
+  };
   Kind kind = Kind::ReLU;
-  int out = 0;      ///< Conv2D: output channels; Linear: output features
+  int out = 0;      ///< Conv2D: output channels; Linear: output features; attention: heads
   int kernel = 1;   ///< Conv2D, pooling: window size (square)
   int stride = 1;   ///< Conv2D, pooling
   int padding = 0;  ///< Conv2D: zeros on every side
@@ -69,7 +86,27 @@ struct LayerSpec {
   /// f must keep the shape of x.
   static LayerSpec residual_begin() { return {Kind::ResidualBegin, 0, 1, 1, 0}; }
   static LayerSpec residual_end() { return {Kind::ResidualEnd, 0, 1, 1, 0}; }
+  /// A learned embedding per position (token) and channel, added to the
+  /// input: y_t = x_t + W~ [e_t; 1], a 1 x 1 convolution of the one-hot
+  /// position, so its block is (channels, positions + 1) and its patches are
+  /// the one-hot rows. Weights ~ N(0, 0.02^2), bias 0.
+  static LayerSpec position_embedding() { return {Kind::PositionEmbedding, 0, 1, 1, 0}; }
+  /// The core of multi-head self-attention over the height x width
+  /// positions as tokens: 3 d input channels per token [q | k | v], d output
+  /// channels, softmax(q k^T / sqrt(d / heads)) v per head; causal masks
+  /// keys after the query. No parameters: the projections are the 1 x 1
+  /// convolutions around it (multi_head_attention).
+  static LayerSpec attention(int heads, bool causal = false) {
+    return {causal ? Kind::CausalAttention : Kind::Attention, heads, 1, 1, 0};
+  }
 };
+
+/// Multi-head self-attention of d_model channels per token: the Q, K, V
+/// projection (a 1 x 1 convolution to 3 d_model channels), the attention
+/// core, the output projection (1 x 1 to d_model). Append it to a layer list.
+inline std::vector<LayerSpec> multi_head_attention(int d_model, int heads, bool causal = false) {
+  return {LayerSpec::conv(3 * d_model, 1), LayerSpec::attention(heads, causal), LayerSpec::conv(d_model, 1)};
+}
 
 /// The epsilon of LayerSpec::layer_norm, PyTorch's default.
 constexpr double layer_norm_eps = 1e-5;
@@ -193,9 +230,10 @@ class Sequential {
   /// logits), d[i] the
   /// gradient of the loss with respect to x[i] after backward (d[0] is not
   /// computed); per parameterized layer p: A[p] (B * T, K + 1) its patches
-  /// and dA[p] scratch of the same shape; per max-pooling layer the argmax.
+  /// and dA[p] scratch of the same shape; per max-pooling layer the argmax;
+  /// per attention layer its weights P (B heads T, T) and scratch dS.
   struct Cache {
-    std::vector<Matrix> x, d, A, dA;
+    std::vector<Matrix> x, d, A, dA, att, datt;
     std::vector<Index> arg;
     Matrix P, E;
     int batch = 0;
@@ -221,7 +259,8 @@ class Sequential {
           break;
         }
       const auto& s = blocks_[p];
-      const double sd = std::sqrt((tanh_next ? 1.0 : 2.0) / s.in);
+      const double sd = steps_[i].kind == LayerSpec::Kind::PositionEmbedding ? 0.02
+                                                                             : std::sqrt((tanh_next ? 1.0 : 2.0) / s.in);
       for (int r = 0; r < s.out; ++r)
         for (int j = 0; j <= s.in; ++j)
           h(s.offset + long(r) * s.cols() + j) =
@@ -288,7 +327,7 @@ class Sequential {
       sp.kernel = io::get<std::int32_t>(i, path, where);
       sp.stride = io::get<std::int32_t>(i, path, where);
       sp.padding = io::get<std::int32_t>(i, path, where);
-      hfisher::detail::require(kind >= 0 && kind <= int(LayerSpec::Kind::ResidualEnd) && sp.out >= 0 &&
+      hfisher::detail::require(kind >= 0 && kind <= int(LayerSpec::Kind::CausalAttention) && sp.out >= 0 &&
                                    sp.out <= max_dim && sp.kernel >= 1 && sp.kernel <= max_kernel && sp.stride >= 1 &&
                                    sp.stride <= max_kernel && sp.padding >= 0 && sp.padding < max_kernel,
                                where, path, ": corrupt layer ", l);
@@ -373,6 +412,43 @@ class Sequential {
                                    " channel would output zeros; it needs at least 2 (input ", cur.channels, " x ",
                                    cur.height, " x ", cur.width, ")");
           break;
+        case LayerSpec::Kind::PositionEmbedding: {
+          // a 1 x 1 convolution of the one-hot position image (T channels)
+          const long T = long(cur.height) * cur.width;
+          hfisher::detail::require(T <= (1 << 15), at.c_str(), "position_embedding over ", T,
+                                   " positions (at most 32768)");
+          Conv2DShape c;
+          c.in = ImageShape{int(T), cur.height, cur.width};
+          c.out_channels = cur.channels;
+          c.validate(at.c_str());
+          st.param = int(convs_.size());
+          param_step_.push_back(int(i));
+          convs_.push_back(c);
+          LayerShape ls;
+          ls.in = c.patch();
+          ls.out = c.out_channels;
+          ls.offset = off;
+          off += ls.size();
+          blocks_.push_back(ls);
+          break;
+        }
+        case LayerSpec::Kind::Attention:
+        case LayerSpec::Kind::CausalAttention: {
+          const long T = long(cur.height) * cur.width;
+          hfisher::detail::require(sp.out >= 1, at.c_str(), "attention with ", sp.out, " heads (must be >= 1)");
+          hfisher::detail::require(cur.channels % 3 == 0 && (cur.channels / 3) % sp.out == 0, at.c_str(),
+                                   "attention takes 3 d channels per token (q, k, v) with d divisible by the ",
+                                   sp.out, " heads; the input has ", cur.channels);
+          hfisher::detail::require(double(T) * T * sp.out < double(1 << 30), at.c_str(), "attention over ", T,
+                                   " tokens with ", sp.out, " heads is too large");
+          st.attn.tokens = int(T);
+          st.attn.d = cur.channels / 3;
+          st.attn.heads = sp.out;
+          st.attn.causal = sp.kind == LayerSpec::Kind::CausalAttention;
+          st.att = attentions_++;
+          cur.channels = st.attn.d;
+          break;
+        }
         case LayerSpec::Kind::ResidualBegin: open.push_back(int(i)); break;
         case LayerSpec::Kind::ResidualEnd: {
           hfisher::detail::require(!open.empty(), at.c_str(), "residual_end without a residual_begin before it");
@@ -399,11 +475,12 @@ class Sequential {
   }
  public:
 
-  /// Parameterized layers (convolutions and linear layers), in order: rows =
+  /// Parameterized layers (convolutions, linear layers, position embeddings), in order: rows =
   /// out, cols = in + 1, offset into params().
   const std::vector<LayerShape>& layers() const { return blocks_; }
   int num_layers() const { return int(blocks_.size()); }
-  /// Geometry of parameterized layer p (a linear layer: 1 x 1, one position).
+  /// Geometry of parameterized layer p (a linear layer: 1 x 1, one position;
+  /// a position embedding: 1 x 1 of T one-hot channels at T positions).
   const Conv2DShape& geometry(int p) const { return convs_.at(p); }
   const std::vector<LayerSpec>& specs() const { return specs_; }
   ImageShape input_shape() const { return input_; }
@@ -471,6 +548,12 @@ class Sequential {
         case LayerSpec::Kind::LayerNorm: detail::layer_norm(space, st.in.channels, in, out); break;
         case LayerSpec::Kind::ResidualBegin: Kokkos::deep_copy(space, out, in); break;
         case LayerSpec::Kind::ResidualEnd: detail::add(space, in, c.x[st.pair], out); break;
+        case LayerSpec::Kind::PositionEmbedding:
+          detail::position_patches(space, convs_[st.param].positions(), c.A[st.param]);
+          detail::position_embed(space, convs_[st.param].positions(), in, weight(st.param), out);
+          break;
+        case LayerSpec::Kind::Attention:
+        case LayerSpec::Kind::CausalAttention: detail::attention_forward(space, st.attn, in, out, c.att[st.att]); break;
       }
     }
     return c.x.back();
@@ -532,6 +615,15 @@ class Sequential {
         case LayerSpec::Kind::ResidualBegin:
           if (need_dx) detail::add(space, dy, c.d[st.pair + 1], dx);
           break;
+        case LayerSpec::Kind::PositionEmbedding:
+          if (with_grad)
+            detail::position_embed_grad(space, convs_[st.param].positions(), dy, scale, block(grad, st.param));
+          if (need_dx) Kokkos::deep_copy(space, dx, dy);
+          break;
+        case LayerSpec::Kind::Attention:
+        case LayerSpec::Kind::CausalAttention:
+          if (need_dx) detail::attention_backward(space, st.attn, c.x[i], c.att[st.att], dy, dx, c.datt[st.att]);
+          break;
       }
     }
   }
@@ -563,7 +655,9 @@ class Sequential {
     int param = -1;  ///< index into convs_ / blocks_ (parameterized layers)
     int arg = -1;    ///< index into Cache::arg (max pooling)
     int pair = -1;   ///< the step of the matching residual_end / residual_begin
+    int att = -1;    ///< index into Cache::att (attention)
     PoolShape pool;
+    AttentionShape attn;
   };
 
   void prepare(Cache& c, int B) const {
@@ -573,6 +667,8 @@ class Sequential {
     c.A.assign(convs_.size(), Matrix());
     c.dA.assign(convs_.size(), Matrix());
     c.arg.assign(max_pools_, Index());
+    c.att.assign(attentions_, Matrix());
+    c.datt.assign(attentions_, Matrix());
     for (std::size_t i = 0; i < steps_.size(); ++i) {
       const auto& st = steps_[i];
       c.x[i + 1] = Matrix("hfisher::nn::x", B, st.out.features());
@@ -580,9 +676,15 @@ class Sequential {
       if (st.param >= 0) {
         const auto& g = convs_[st.param];
         c.A[st.param] = Matrix("hfisher::nn::patches", long(B) * g.positions(), g.cols());
-        if (i > 0) c.dA[st.param] = Matrix("hfisher::nn::dpatches", long(B) * g.positions(), g.cols());
+        if (i > 0 && st.kind != LayerSpec::Kind::PositionEmbedding)
+          c.dA[st.param] = Matrix("hfisher::nn::dpatches", long(B) * g.positions(), g.cols());
       }
       if (st.arg >= 0) c.arg[st.arg] = Index("hfisher::nn::argmax", B, st.out.features());
+      if (st.att >= 0) {
+        const long rows = long(B) * st.attn.heads * st.attn.tokens;
+        c.att[st.att] = Matrix("hfisher::nn::attention", rows, st.attn.tokens);
+        c.datt[st.att] = Matrix("hfisher::nn::dattention", rows, st.attn.tokens);
+      }
     }
     c.P = Matrix("hfisher::nn::P", B, outputs());
     c.E = Matrix("hfisher::nn::E", B, outputs());
@@ -596,6 +698,7 @@ class Sequential {
   std::vector<LayerShape> blocks_;
   std::vector<int> param_step_;
   int max_pools_ = 0;
+  int attentions_ = 0;
   Vector theta_;
 };
 

@@ -86,11 +86,14 @@ struct NaturalGradientOptions {
   }
 };
 
-template <class Scalar, class ExecSpace = DefaultExec>
+/// Net is nn::MLP (the default) or nn::Sequential: the curvature is
+/// estimate_fisher's for either (K-FAC of a convolution or of a token-wise
+/// projection is KFC).
+template <class Scalar, class ExecSpace = DefaultExec, template <class, class> class Net = nn::MLP>
 class NaturalGradient {
  public:
   using Vector = Kokkos::View<Scalar*, typename ExecSpace::memory_space>;
-  using Model = nn::MLP<Scalar, ExecSpace>;
+  using Model = Net<Scalar, ExecSpace>;
 
   NaturalGradient(const Model& model, const nn::DeviceData<Scalar, ExecSpace>& data, NaturalGradientOptions o = {},
                   dist::Communicator comm = {})
