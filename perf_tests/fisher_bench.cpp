@@ -411,6 +411,11 @@ int fisher_study(const FisherBenchOptions& o, const Machine& mc, Model& model, c
     run("kfac", "eigen", hfisher::Structure::KFAC, f2);
     f2.kfac_damping = hfisher::KFACDamping::Factored;
     run("kfac", "factored", hfisher::Structure::KFAC, f2);
+    if (samples.positions_of(0) > 1) {  // a layer at several positions: K-FAC-reduce too
+      f2.kfac_variant = hfisher::KFACVariant::Reduce;
+      f2.kfac_damping = hfisher::KFACDamping::Eigen;
+      run("kfac", "reduce, eigen", hfisher::Structure::KFAC, f2);
+    }
   }
   for (int r : o.ranks) {
     auto f2 = fo;

@@ -119,6 +119,7 @@ void with_kfac(N<S, E>& model, const hfisher::nn::DeviceData<S, E>& train, const
   no.lr = o.kfac_lr;
   no.damping = o.kfac_damping;
   no.refresh = o.kfac_refresh;
+  if (o.kfac_reduce) no.fisher.kfac_variant = hfisher::KFACVariant::Reduce;
   hfisher::NaturalGradient<S, E, N> opt(model, train, no);
   epochs(model, opt, label);
 }
@@ -238,8 +239,9 @@ int run_layers_bench(const LayersBenchOptions& o) {
   }
   if (o.train_epochs > 0) {
     std::printf("\nFashion-MNIST, %d training / %d test examples, batch %d, seed %u; adam lr %g, sgd lr %g "
-                "(momentum 0.9), kfac lr %g damping %g refresh %d (the K-FAC preset otherwise)\n",
-                train.n, test.n, o.train_batch, o.seed, o.lr, o.sgd_lr, o.kfac_lr, o.kfac_damping, o.kfac_refresh);
+                "(momentum 0.9), kfac lr %g damping %g refresh %d %s (the K-FAC preset otherwise)\n",
+                train.n, test.n, o.train_batch, o.seed, o.lr, o.sgd_lr, o.kfac_lr, o.kfac_damping, o.kfac_refresh,
+                o.kfac_reduce ? "reduce" : "expand");
     std::printf("cnn: %s\nvit: %s\nmlp: 784-256-10 relu (the engine's MLP, for comparison)\n\n",
                 fashion_cnn_text().c_str(), fashion_vit_text().c_str());
     std::printf("%-10s %5s %10s %9s %9s\n", "model/opt", "epoch", "loss", "test_acc", "seconds");

@@ -38,6 +38,7 @@ struct LayersBenchOptions {
   double sgd_lr = 0.05;    ///< SGD's (momentum 0.9)
   double kfac_lr = 1e-3, kfac_damping = 1e-3;  ///< K-FAC's (NaturalGradientOptions::kfac() otherwise)
   int kfac_refresh = 50;   ///< steps between K-FAC factor estimates
+  bool kfac_reduce = false;  ///< K-FAC-reduce for layers at several positions (default: expand, KFC)
   unsigned seed = 1;
   std::string data_dir;    ///< empty: the default (Debian's dataset-fashion-mnist)
   std::string output;      ///< directory for layers.csv (empty: none)

@@ -46,6 +46,7 @@ template <class S, class E>
 struct Reference {
   HostBatch F;
   std::vector<HostBatch> A, G;
+  std::vector<HostBatch> Ar, Gr;  // K-FAC-reduce: from each example's mean patch and each sample's summed g
 };
 
 template <class S, class E>
@@ -58,6 +59,8 @@ Reference<S, E> brute_force(const hfisher::nn::Sequential<S, E>& m, const hfishe
   for (const auto& s : m.layers()) {
     r.A.emplace_back(1, s.cols(), s.cols());
     r.G.emplace_back(1, s.out, s.out);
+    r.Ar.emplace_back(1, s.cols(), s.cols());
+    r.Gr.emplace_back(1, s.out, s.out);
   }
   typename Model::Cache c;
   typename Model::Vector grad("g", P);
@@ -83,17 +86,27 @@ Reference<S, E> brute_force(const hfisher::nn::Sequential<S, E>& m, const hfishe
         for (int j = 0; j < P; ++j) r.F(0, i, j) += w * gv[i] * gv[j];
       for (int l = 0; l < m.num_layers(); ++l) {
         const auto G = to_host2(m.output_grads(c, l));
+        std::vector<double> sum(G[0].size(), 0.0);
         for (const auto& row : G)
-          for (int i = 0; i < int(row.size()); ++i)
+          for (int i = 0; i < int(row.size()); ++i) {
+            sum[i] += row[i];
             for (int j = 0; j < int(row.size()); ++j) r.G[l](0, i, j) += w * row[i] * row[j];
+          }
+        for (int i = 0; i < int(sum.size()); ++i)
+          for (int j = 0; j < int(sum.size()); ++j) r.Gr[l](0, i, j) += w * sum[i] * sum[j];
       }
     }
     for (int l = 0; l < m.num_layers(); ++l) {
       const auto A = to_host2(m.patches(c, l));
       const double w = 1.0 / (double(N) * A.size());
+      std::vector<double> mean(A[0].size(), 0.0);
       for (const auto& row : A)
-        for (int i = 0; i < int(row.size()); ++i)
+        for (int i = 0; i < int(row.size()); ++i) {
+          mean[i] += row[i] / double(A.size());
           for (int j = 0; j < int(row.size()); ++j) r.A[l](0, i, j) += w * row[i] * row[j];
+        }
+      for (int i = 0; i < int(mean.size()); ++i)
+        for (int j = 0; j < int(mean.size()); ++j) r.Ar[l](0, i, j) += mean[i] * mean[j] / N;
     }
   }
   return r;
@@ -155,6 +168,19 @@ void every_structure(const hfisher::nn::Sequential<S, E>& m, const hfisher::nn::
         EXPECT_LE(rel_fro(host_matrix(kf->terms()[0].G), ref.G[l]), tight) << k << " layer " << l << " G";
       }
     }
+    {  // K-FAC-reduce: the factors of the reduced patches and gradients
+      auto o2 = o;
+      o2.kfac_variant = hfisher::KFACVariant::Reduce;
+      auto op = hfisher::estimate_fisher(m, data, kind, hfisher::Structure::KFAC, o2);
+      auto* bd = dynamic_cast<hfisher::fisher::BlockDiagonalOperator<S, E>*>(op.get());
+      ASSERT_NE(bd, nullptr);
+      for (int l = 0; l < m.num_layers(); ++l) {
+        auto* kf = dynamic_cast<const hfisher::fisher::KFACOperator<S, E>*>(&bd->block(l));
+        ASSERT_NE(kf, nullptr);
+        EXPECT_LE(rel_fro(host_matrix(kf->terms()[0].A), ref.Ar[l]), tight) << k << " layer " << l << " reduce A";
+        EXPECT_LE(rel_fro(host_matrix(kf->terms()[0].G), ref.Gr[l]), tight) << k << " layer " << l << " reduce G";
+      }
+    }
   }
 }
 
@@ -209,6 +235,34 @@ TYPED_TEST(ConvFisherTest, TransformerEveryStructureAgainstPerExampleGradients) 
   ASSERT_EQ(m.num_params(), 20 + 20 + 60 + 20 + 30 + 28 + 15);
   auto data = hfisher::nn::to_device<S, E>(random_dataset(7, 16, 3, 6));
   every_structure(m, data, "transformer");
+}
+
+// where the network averages a token-wise linear layer's outputs before the
+// loss (1 x 1 convolution, mean over the 4 positions, linear classifier),
+// the per-example gradient of that layer is rank one, (sum_t g_t) (mean_t
+// a~_t)^T: for one example, K-FAC-reduce of its GGN is exact, K-FAC-expand
+// is not
+TYPED_TEST(ConvFisherTest, KFACReduceIsExactWhereTheModelAveragesPositions) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  const bool dbl = std::is_same<S, double>::value;
+  hfisher::nn::Sequential<S, E> m({2, 2, 2}, {LayerSpec::conv(3, 1), LayerSpec::avg_pool(2), LayerSpec::linear(3)}, 4);
+  auto data = hfisher::nn::to_device<S, E>(random_dataset(1, 8, 3, 2));
+  const auto ref = brute_force(m, data, hfisher::FisherKind::GGN);
+  const auto& l0 = m.layers()[0];  // 3 x 3 parameters at offset 0
+  HostBatch exact(1, int(l0.size()), int(l0.size()));
+  for (int i = 0; i < int(l0.size()); ++i)
+    for (int j = 0; j < int(l0.size()); ++j) exact(0, i, j) = ref.F(0, i, j);
+  hfisher::FisherOptions o;
+  o.layers = {0};
+  auto reduce = o;
+  reduce.kfac_variant = hfisher::KFACVariant::Reduce;
+  const auto Fr = host_matrix(
+      hfisher::estimate_fisher(m, data, hfisher::FisherKind::GGN, hfisher::Structure::KFAC, reduce)->to_dense());
+  const auto Fe =
+      host_matrix(hfisher::estimate_fisher(m, data, hfisher::FisherKind::GGN, hfisher::Structure::KFAC, o)->to_dense());
+  EXPECT_LE(rel_fro(Fr, exact), dbl ? 1e-12 : 1e-5) << "reduce";
+  EXPECT_GE(rel_fro(Fe, exact), 1e-2) << "expand";
 }
 
 // a Sequential of linear layers is the MLP: the same samples, so every

@@ -24,6 +24,13 @@ namespace hfisher {
 
 enum class KFACDamping { Eigen, Factored };
 
+/// K-FAC of a layer applied at T > 1 positions (a convolution, a token-wise
+/// projection): Expand (KFC, K-FAC-expand) takes A and G over every
+/// position; Reduce (K-FAC-reduce, Eschenhagen et al. 2023) first averages
+/// each example's patches and sums each sample's output gradients over the
+/// positions. The two agree for T = 1.
+enum class KFACVariant { Expand, Reduce };
+
 namespace fisher {
 
 namespace detail {

@@ -22,6 +22,7 @@ struct FisherOptions {
   std::uint64_t seed = 1;         ///< seed of the label sampler (MonteCarlo)
   std::vector<int> layers;        ///< model layers covered (empty: all), in increasing order
   KFACDamping kfac_damping = KFACDamping::Eigen;
+  KFACVariant kfac_variant = KFACVariant::Expand;  ///< K-FAC of layers at T > 1 positions
   int rank = 64;                  ///< LowRank: largest rank kept
   double tol = 1e-6;              ///< LowRank and Hierarchical: relative truncation tolerance
   int leaf = 64;                  ///< Hierarchical: leaf size of the balanced cluster tree
