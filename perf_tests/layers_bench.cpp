@@ -90,6 +90,62 @@ struct Baseline {
   }
 };
 
+/// The peer of the attention core: per (example, head), OpenBLAS dgemm for
+/// S = q k^T, O = P v and the four GEMMs of the backward pass (dP = dO v^T,
+/// dq = s dS k, dk = s dS^T q, dv = P^T dO), softmax and dS in loops; the
+/// (example, head) pairs shared by OpenMP threads, each dgemm on one thread.
+/// Host arrays in hfisher's layout (rows of 3 d and d channels per token), so
+/// q, k, v and dO are read in place through the leading dimension.
+struct AttentionBaseline {
+  hfisher::nn::AttentionShape a;
+  int B = 0;
+  std::vector<double> Y, dX, P, dS;
+
+  AttentionBaseline(const hfisher::nn::AttentionShape& shape, int batch) : a(shape), B(batch) {
+    const std::size_t T = a.tokens;
+    Y.resize(std::size_t(B) * T * a.d);
+    dX.resize(std::size_t(B) * T * 3 * a.d);
+    P.resize(std::size_t(B) * a.heads * T * T);
+    dS.resize(P.size());
+  }
+
+  void run(const double* X, const double* dY) {
+    const int T = a.tokens, d = a.d, H = a.heads, dh = a.head_dim(), ld3 = 3 * d;
+    const double sc = 1.0 / std::sqrt(double(dh)), one = 1, zero = 0;
+#pragma omp parallel for schedule(dynamic)
+    for (long bh = 0; bh < long(B) * H; ++bh) {
+      const long b = bh / H;
+      const int h = int(bh % H);
+      const double *q = X + b * T * ld3 + h * dh, *k = q + d, *v = q + 2 * d, *dO = dY + b * T * d + h * dh;
+      double *p = &P[std::size_t(bh) * T * T], *ds = &dS[std::size_t(bh) * T * T];
+      double *dq = &dX[std::size_t(b) * T * ld3 + h * dh], *dk = dq + d, *dv = dq + 2 * d;
+      double* o = &Y[std::size_t(b) * T * d + h * dh];
+      // column-major views: q^T (dh x T, ld 3d); row-major P (T x T) is P^T
+      dgemm_("T", "N", &T, &T, &dh, &sc, k, &ld3, q, &ld3, &zero, p, &T);  // row i of p: s q_i . k_j
+      for (int i = 0; i < T; ++i) {
+        double* r = p + std::size_t(i) * T;
+        const int n = a.causal ? i + 1 : T;
+        double mx = r[0], z = 0;
+        for (int j = 1; j < n; ++j) mx = std::max(mx, r[j]);
+        for (int j = 0; j < n; ++j) z += (r[j] = std::exp(r[j] - mx));
+        for (int j = 0; j < n; ++j) r[j] /= z;
+        for (int j = n; j < T; ++j) r[j] = 0;
+      }
+      dgemm_("N", "N", &dh, &T, &T, &one, v, &ld3, p, &T, &zero, o, &d);       // O = P v
+      dgemm_("T", "N", &T, &T, &dh, &one, v, &ld3, dO, &d, &zero, ds, &T);     // dP = dO v^T
+      for (int i = 0; i < T; ++i) {
+        double *r = ds + std::size_t(i) * T, c = 0;
+        const double* pr = p + std::size_t(i) * T;
+        for (int j = 0; j < T; ++j) c += pr[j] * r[j];
+        for (int j = 0; j < T; ++j) r[j] = pr[j] * (r[j] - c);
+      }
+      dgemm_("N", "N", &dh, &T, &T, &sc, k, &ld3, ds, &T, &zero, dq, &ld3);    // dq = s dS k
+      dgemm_("N", "T", &dh, &T, &T, &sc, q, &ld3, ds, &T, &zero, dk, &ld3);    // dk = s dS^T q
+      dgemm_("N", "T", &dh, &T, &T, &one, dO, &d, p, &T, &zero, dv, &ld3);     // dv = P^T dO
+    }
+  }
+};
+
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
@@ -236,6 +292,72 @@ int run_layers_bench(const LayersBenchOptions& o) {
         << mb / mh << "," << diff << "\n";
     hfisher::detail::require(diff < 1e-10, where, cs.name, ": hfisher and the OpenBLAS baseline disagree (", diff,
                              ")");
+  }
+  {
+    std::printf("\nhfisher attention core forward + backward vs OpenBLAS dgemm per (example, head) (double)\n"
+                "GFLOP/s count 6 GEMMs of 2 T^2 dh per (example, head), the causal mask's skipped half included;\n"
+                "ratio = OpenBLAS time / hfisher time; diff = max relative difference of outputs and input gradients\n\n");
+    std::printf("%-16s %-26s %10s %10s %9s %9s %6s %9s\n", "case", "B x T x d, heads", "hfisher_s", "blas_s",
+                "hf_GF/s", "blas_GF/s", "ratio", "diff");
+    csv << "\nattention_case,batch,tokens,d,heads,causal,hfisher_s,blas_s,ratio,diff\n";
+    struct AttnCase {
+      const char* name;
+      int B, T, d, heads;
+      bool causal;
+    };
+    const AttnCase acases[] = {{"vit-fmnist", 128, 16, 64, 4, false},
+                               {"bert-seq128", 4, 128, 1024, 16, false},
+                               {"causal-seq256", 4, 256, 256, 4, true}};
+    for (const auto& ac : acases) {
+      hfisher::nn::AttentionShape as;
+      as.tokens = ac.T;
+      as.d = ac.d;
+      as.heads = ac.heads;
+      as.causal = ac.causal;
+      const long rows = long(ac.B) * ac.heads * ac.T;
+      Net::Matrix X("X", ac.B, long(ac.T) * 3 * ac.d), Y("Y", ac.B, long(ac.T) * ac.d), dY("dY", ac.B, long(ac.T) * ac.d),
+          dX("dX", ac.B, long(ac.T) * 3 * ac.d), P("P", rows, ac.T), dS("dS", rows, ac.T);
+      {
+        auto xh = Kokkos::create_mirror_view(X);
+        for (std::size_t i = 0; i < xh.span(); ++i) xh.data()[i] = nd(gen);
+        Kokkos::deep_copy(X, xh);
+        auto dh = Kokkos::create_mirror_view(dY);
+        for (std::size_t i = 0; i < dh.span(); ++i) dh.data()[i] = nd(gen);
+        Kokkos::deep_copy(dY, dh);
+      }
+      const E space;
+      std::vector<double> th, tb;
+      for (int rep = 0; rep <= o.reps; ++rep) {
+        Kokkos::fence();
+        const double t0 = now();
+        hfisher::nn::detail::attention_forward(space, as, X, Y, P);
+        hfisher::nn::detail::attention_backward(space, as, X, P, dY, dX, dS);
+        Kokkos::fence();
+        if (rep > 0) th.push_back(now() - t0);
+      }
+      AttentionBaseline bl(as, ac.B);
+      const auto xv = host(X), dyv = host(dY);
+      const int saved = openblas_get_num_threads ? openblas_get_num_threads() : 1;
+      if (openblas_set_num_threads) openblas_set_num_threads(1);
+      for (int rep = 0; rep <= o.reps; ++rep) {
+        const double t0 = now();
+        bl.run(xv.data(), dyv.data());
+        if (rep > 0) tb.push_back(now() - t0);
+      }
+      if (openblas_set_num_threads) openblas_set_num_threads(saved);
+      const double diff =
+          std::max(rel_diff(host(Y), bl.Y.data(), bl.Y.size()), rel_diff(host(dX), bl.dX.data(), bl.dX.size()));
+      const double flops = 6.0 * 2.0 * double(ac.T) * ac.T * (ac.d / ac.heads) * ac.B * ac.heads;
+      const double mh = median(th), mb = median(tb);
+      char shape[64];
+      std::snprintf(shape, sizeof shape, "%dx%dx%d, %d%s", ac.B, ac.T, ac.d, ac.heads, ac.causal ? " causal" : "");
+      std::printf("%-16s %-26s %10.5f %10.5f %9.2f %9.2f %6.2f %9.1e\n", ac.name, shape, mh, mb, flops / mh * 1e-9,
+                  flops / mb * 1e-9, mb / mh, diff);
+      csv << ac.name << "," << ac.B << "," << ac.T << "," << ac.d << "," << ac.heads << "," << ac.causal << "," << mh
+          << "," << mb << "," << mb / mh << "," << diff << "\n";
+      hfisher::detail::require(diff < 1e-10, where, ac.name, ": hfisher and the OpenBLAS baseline disagree (", diff,
+                               ")");
+    }
   }
   if (o.train_epochs > 0) {
     std::printf("\nFashion-MNIST, %d training / %d test examples, batch %d, seed %u; adam lr %g, sgd lr %g "
