@@ -317,6 +317,7 @@ int run_layers_bench(const LayersBenchOptions& o) {
       const long rows = long(ac.B) * ac.heads * ac.T;
       Net::Matrix X("X", ac.B, long(ac.T) * 3 * ac.d), Y("Y", ac.B, long(ac.T) * ac.d), dY("dY", ac.B, long(ac.T) * ac.d),
           dX("dX", ac.B, long(ac.T) * 3 * ac.d), P("P", rows, ac.T), dS("dS", rows, ac.T);
+      Net::Vector work("work", hfisher::nn::attention_work_size(as, ac.B));
       {
         auto xh = Kokkos::create_mirror_view(X);
         for (std::size_t i = 0; i < xh.span(); ++i) xh.data()[i] = nd(gen);
@@ -330,8 +331,8 @@ int run_layers_bench(const LayersBenchOptions& o) {
       for (int rep = 0; rep <= o.reps; ++rep) {
         Kokkos::fence();
         const double t0 = now();
-        hfisher::nn::detail::attention_forward(space, as, X, Y, P);
-        hfisher::nn::detail::attention_backward(space, as, X, P, dY, dX, dS);
+        hfisher::nn::detail::attention_forward(space, as, X, Y, P, work);
+        hfisher::nn::detail::attention_backward(space, as, P, dY, dX, dS, work);
         Kokkos::fence();
         if (rep > 0) th.push_back(now() - t0);
       }

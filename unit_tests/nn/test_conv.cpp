@@ -321,6 +321,16 @@ TYPED_TEST(ConvTest, SavesAndLoads) {
   }
   std::remove(path.c_str());
   std::remove((path + ".cut").c_str());
+  // a model that load would refuse (a 65 x 65 kernel) is not saved at all
+  Model wide({1, 70, 70}, {LayerSpec::conv(1, 65)}, 1);
+  try {
+    wide.save(path);
+    ADD_FAILURE() << "a model beyond the file format's bounds was saved";
+  } catch (const hfisher::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot be saved: its layer 0 (out 1, kernel 65"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_FALSE(std::ifstream(path).good()) << "a file was left behind";
 }
 
 // layer normalization over the channels of every position, then GELU, then

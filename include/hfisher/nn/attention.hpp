@@ -15,6 +15,7 @@
 /// when causal), O = P v.
 
 #include <hfisher/core/math.hpp>
+#include <hfisher/kernels/gemm.hpp>
 
 #include <Kokkos_Core.hpp>
 
@@ -31,103 +32,114 @@ struct AttentionShape {
   int head_dim() const { return d / heads; }
 };
 
+/// Scratch entries attention_forward and attention_backward need for a batch
+/// of B: five (B heads, T, d / heads) blocks.
+inline long attention_work_size(const AttentionShape& s, long B) { return 5 * B * s.tokens * long(s.d); }
+
 namespace detail {
+
+template <class Scalar, class Mem>
+using HeadBlocks = Kokkos::View<Scalar***, Kokkos::LayoutRight, Mem, Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
+
+/// buf(b heads + h, t, e) = src(b, t ld + part d + h dh + e): one of q, k, v
+/// (ld = 3 d, part 0, 1, 2) or an output gradient (ld = d, part 0) as
+/// contiguous per-head blocks for the batched GEMM.
+template <class Exec, class SV, class BV>
+void heads_gather(const Exec& space, const AttentionShape& s, const SV& src, int ld, int part, const BV& buf) {
+  const int T = s.tokens, H = s.heads, dh = s.head_dim(), d = s.d;
+  Kokkos::parallel_for(
+      "hfisher::nn::heads_gather", Kokkos::RangePolicy<Exec>(space, 0, long(buf.extent(0)) * T * dh),
+      KOKKOS_LAMBDA(const long r) {
+        const int e = int(r % dh), t = int((r / dh) % T);
+        const long bh = r / (long(T) * dh), b = bh / H;
+        const int h = int(bh % H);
+        buf(bh, t, e) = src(b, long(t) * ld + long(part) * d + long(h) * dh + e);
+      });
+}
+
+/// The inverse: dst(b, t ld + part d + h dh + e) = buf(b heads + h, t, e).
+template <class Exec, class BV, class DV>
+void heads_scatter(const Exec& space, const AttentionShape& s, const BV& buf, const DV& dst, int ld, int part) {
+  const int T = s.tokens, H = s.heads, dh = s.head_dim(), d = s.d;
+  Kokkos::parallel_for(
+      "hfisher::nn::heads_scatter", Kokkos::RangePolicy<Exec>(space, 0, long(buf.extent(0)) * T * dh),
+      KOKKOS_LAMBDA(const long r) {
+        const int e = int(r % dh), t = int((r / dh) % T);
+        const long bh = r / (long(T) * dh), b = bh / H;
+        const int h = int(bh % H);
+        dst(b, long(t) * ld + long(part) * d + long(h) * dh + e) = buf(bh, t, e);
+      });
+}
 
 /// Y (B, T d) = attention of X (B, T 3 d); P (B heads T, T) receives the
 /// attention weights, row (b heads + h) T + i (zeros above the diagonal when
-/// causal), for the backward pass.
-template <class Exec, class XV, class YV, class PV>
-void attention_forward(const Exec& space, const AttentionShape& s, const XV& x, const YV& y, const PV& P) {
+/// causal). work (attention_work_size entries) receives q, k, v as per-head
+/// blocks, which attention_backward reads: S = q k^T / sqrt(dh) and O = P v
+/// are batched GEMMs over the B heads (example, head) pairs
+/// (kernels::detail::gemm_nocheck), the masked row softmax a flat loop.
+template <class Exec, class XV, class YV, class PV, class WV>
+void attention_forward(const Exec& space, const AttentionShape& s, const XV& x, const YV& y, const PV& P,
+                       const WV& work) {
   using Scalar = typename YV::non_const_value_type;
+  using Blocks = HeadBlocks<Scalar, typename YV::memory_space>;
   const int T = s.tokens, d = s.d, H = s.heads, dh = s.head_dim();
   const bool causal = s.causal;
-  const long rows = long(x.extent(0)) * H * T;
-  const Scalar scale = Scalar(1) / math::sqrt(Scalar(dh));
+  const long BH = long(x.extent(0)) * H, n = BH * T * dh;
+  const Blocks q(work.data(), BH, T, dh), k(work.data() + n, BH, T, dh), v(work.data() + 2 * n, BH, T, dh),
+      o(work.data() + 3 * n, BH, T, dh), S(P.data(), BH, T, T);
+  heads_gather(space, s, x, 3 * d, 0, q);
+  heads_gather(space, s, x, 3 * d, 1, k);
+  heads_gather(space, s, x, 3 * d, 2, v);
+  kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::Trans, Scalar(1) / math::sqrt(Scalar(dh)), q, k, Scalar(0),
+                                S);
   Kokkos::parallel_for(
-      "hfisher::nn::attention_forward", Kokkos::RangePolicy<Exec>(space, 0, rows), KOKKOS_LAMBDA(const long r) {
-        const long b = r / (long(H) * T);
-        const int h = int((r / T) % H), i = int(r % T);
-        const int n = causal ? i + 1 : T;
-        const long q = long(i) * 3 * d + long(h) * dh;  // q_i in row b of x
-        Scalar mx = Scalar(0);
-        for (int j = 0; j < n; ++j) {
-          const long k = long(j) * 3 * d + d + long(h) * dh;
-          Scalar v = Scalar(0);
-          for (int e = 0; e < dh; ++e) v += x(b, q + e) * x(b, k + e);
-          v *= scale;
-          P(r, j) = v;
-          mx = j == 0 || v > mx ? v : mx;
-        }
+      "hfisher::nn::attention_softmax", Kokkos::RangePolicy<Exec>(space, 0, BH * T), KOKKOS_LAMBDA(const long r) {
+        const int i = int(r % T), n_ = causal ? i + 1 : T;
+        Scalar mx = P(r, 0);
+        for (int j = 1; j < n_; ++j) mx = P(r, j) > mx ? P(r, j) : mx;
         Scalar z = Scalar(0);
-        for (int j = 0; j < n; ++j) {
+        for (int j = 0; j < n_; ++j) {
           const Scalar e = math::exp(P(r, j) - mx);
           P(r, j) = e;
           z += e;
         }
         const Scalar inv = Scalar(1) / z;
-        for (int j = 0; j < n; ++j) P(r, j) *= inv;
-        for (int j = n; j < T; ++j) P(r, j) = Scalar(0);
-        const long o = long(i) * d + long(h) * dh;
-        for (int e = 0; e < dh; ++e) {
-          Scalar acc = Scalar(0);
-          for (int j = 0; j < n; ++j) acc += P(r, j) * x(b, long(j) * 3 * d + 2 * d + long(h) * dh + e);
-          y(b, o + e) = acc;
-        }
+        for (int j = 0; j < n_; ++j) P(r, j) *= inv;
+        for (int j = n_; j < T; ++j) P(r, j) = Scalar(0);
       });
+  kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), S, v, Scalar(0), o);
+  heads_scatter(space, s, o, y, d, 0);
 }
 
-/// dX (B, T 3 d) from dY (B, T d), given the forward's X and P; dS (B heads
-/// T, T) is scratch. Two gathering passes, no atomics: over query rows i
-/// (dS_i = P_i (dP_i - P_i . dP_i), dP_ij = dO_i . v_j; dq_i = scale dS_i k),
-/// then over key rows j (dk_j = scale sum_i dS_ij q_i, dv_j = sum_i P_ij
-/// dO_i).
-template <class Exec, class XV, class PV, class DYV, class DXV, class SV>
-void attention_backward(const Exec& space, const AttentionShape& s, const XV& x, const PV& P, const DYV& dy,
-                        const DXV& dx, const SV& dS) {
+/// dX (B, T 3 d) from dY (B, T d), given the forward's P and the q, k, v
+/// blocks it left in work; dS (B heads T, T) is scratch. Batched GEMMs: dP =
+/// dO v^T; then, per row, dS = P (dP - P . dP) (a flat loop); dq = dS k /
+/// sqrt(dh), dk = dS^T q / sqrt(dh), dv = P^T dO.
+template <class Exec, class PV, class DYV, class DXV, class SV, class WV>
+void attention_backward(const Exec& space, const AttentionShape& s, const PV& P, const DYV& dy, const DXV& dx,
+                        const SV& dS, const WV& work) {
   using Scalar = typename DXV::non_const_value_type;
+  using Blocks = HeadBlocks<Scalar, typename DXV::memory_space>;
   const int T = s.tokens, d = s.d, H = s.heads, dh = s.head_dim();
-  const bool causal = s.causal;
-  const long rows = long(x.extent(0)) * H * T;
+  const long BH = long(dy.extent(0)) * H, n = BH * T * dh;
+  const Blocks q(work.data(), BH, T, dh), k(work.data() + n, BH, T, dh), v(work.data() + 2 * n, BH, T, dh),
+      dO(work.data() + 3 * n, BH, T, dh), r(work.data() + 4 * n, BH, T, dh), Pb(P.data(), BH, T, T),
+      dSb(dS.data(), BH, T, T);
   const Scalar scale = Scalar(1) / math::sqrt(Scalar(dh));
+  heads_gather(space, s, dy, d, 0, dO);
+  kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::Trans, Scalar(1), dO, v, Scalar(0), dSb);  // dP
   Kokkos::parallel_for(
-      "hfisher::nn::attention_backward_q", Kokkos::RangePolicy<Exec>(space, 0, rows), KOKKOS_LAMBDA(const long r) {
-        const long b = r / (long(H) * T);
-        const int h = int((r / T) % H), i = int(r % T);
-        const int n = causal ? i + 1 : T;
-        const long o = long(i) * d + long(h) * dh;
+      "hfisher::nn::attention_dscores", Kokkos::RangePolicy<Exec>(space, 0, BH * T), KOKKOS_LAMBDA(const long row) {
         Scalar c = Scalar(0);
-        for (int j = 0; j < n; ++j) {
-          const long v = long(j) * 3 * d + 2 * d + long(h) * dh;
-          Scalar dp = Scalar(0);
-          for (int e = 0; e < dh; ++e) dp += dy(b, o + e) * x(b, v + e);
-          dS(r, j) = dp;
-          c += P(r, j) * dp;
-        }
-        for (int j = 0; j < n; ++j) dS(r, j) = P(r, j) * (dS(r, j) - c);
-        for (int j = n; j < T; ++j) dS(r, j) = Scalar(0);
-        const long q = long(i) * 3 * d + long(h) * dh;
-        for (int e = 0; e < dh; ++e) {
-          Scalar acc = Scalar(0);
-          for (int j = 0; j < n; ++j) acc += dS(r, j) * x(b, long(j) * 3 * d + d + long(h) * dh + e);
-          dx(b, q + e) = scale * acc;
-        }
+        for (int j = 0; j < T; ++j) c += P(row, j) * dS(row, j);
+        for (int j = 0; j < T; ++j) dS(row, j) = P(row, j) * (dS(row, j) - c);  // 0 where masked (P = 0)
       });
-  Kokkos::parallel_for(
-      "hfisher::nn::attention_backward_kv", Kokkos::RangePolicy<Exec>(space, 0, rows), KOKKOS_LAMBDA(const long r) {
-        const long b = r / (long(H) * T), base = r - r % T;  // row of query 0 in this (b, h)
-        const int h = int((r / T) % H), j = int(r % T);
-        const int i0 = causal ? j : 0;  // the queries that see key j
-        const long k = long(j) * 3 * d + d + long(h) * dh, v = k + d;
-        for (int e = 0; e < dh; ++e) {
-          Scalar dk = Scalar(0), dv = Scalar(0);
-          for (int i = i0; i < T; ++i) {
-            dk += dS(base + i, j) * x(b, long(i) * 3 * d + long(h) * dh + e);
-            dv += P(base + i, j) * dy(b, long(i) * d + long(h) * dh + e);
-          }
-          dx(b, k + e) = scale * dk;
-          dx(b, v + e) = dv;
-        }
-      });
+  kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, scale, dSb, k, Scalar(0), r);
+  heads_scatter(space, s, r, dx, 3 * d, 0);
+  kernels::detail::gemm_nocheck(space, Op::Trans, Op::NoTrans, scale, dSb, q, Scalar(0), r);
+  heads_scatter(space, s, r, dx, 3 * d, 1);
+  kernels::detail::gemm_nocheck(space, Op::Trans, Op::NoTrans, Scalar(1), Pb, dO, Scalar(0), r);
+  heads_scatter(space, s, r, dx, 3 * d, 2);
 }
 
 /// The patches of a position embedding: A (B T, T + 1), row b T + t the

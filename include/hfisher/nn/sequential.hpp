@@ -231,9 +231,11 @@ class Sequential {
   /// gradient of the loss with respect to x[i] after backward (d[0] is not
   /// computed); per parameterized layer p: A[p] (B * T, K + 1) its patches
   /// and dA[p] scratch of the same shape; per max-pooling layer the argmax;
-  /// per attention layer its weights P (B heads T, T) and scratch dS.
+  /// per attention layer its weights P (B heads T, T), scratch dS of the
+  /// same shape, and the per-head q, k, v blocks with scratch (attw).
   struct Cache {
     std::vector<Matrix> x, d, A, dA, att, datt;
+    std::vector<Vector> attw;
     std::vector<Index> arg;
     Matrix P, E;
     int batch = 0;
@@ -275,6 +277,10 @@ class Sequential {
   /// MLP::save.
   void save(const std::string& path) const {
     hfisher::detail::require(!steps_.empty(), "hfisher::nn::Sequential::save", "the model has no layers");
+    const std::string problem = storable_problem(input_, specs_);
+    hfisher::detail::require(problem.empty(), "hfisher::nn::Sequential::save", "the model cannot be saved: its ",
+                             problem, " lies outside what load accepts (docs/files.md), so the file could not be "
+                             "read back; nothing was written");
     io::atomic_write_sealed(path, "hfisher::nn::Sequential::save", [&](std::ostream& o) { write(o); });
   }
   static Sequential load(const std::string& path) {
@@ -307,18 +313,14 @@ class Sequential {
   static Sequential read(std::istream& i, const std::string& path) {
     constexpr const char* where = "hfisher::nn::Sequential::load";
     io::expect_header(i, magic_arr(), 1, sizeof(Scalar), path, where, "an hfisher Sequential file");
-    // bounds that keep every derived size (channels x kernel^2, positions)
-    // inside an int
-    constexpr int max_dim = 1 << 16, max_kernel = 64;
     ImageShape in;
     in.channels = io::get<std::int32_t>(i, path, where);
     in.height = io::get<std::int32_t>(i, path, where);
     in.width = io::get<std::int32_t>(i, path, where);
-    hfisher::detail::require(in.channels >= 1 && in.channels <= max_dim && in.height >= 1 && in.height <= max_dim &&
-                                 in.width >= 1 && in.width <= max_dim && in.features() <= (1L << 30),
-                             where, path, ": corrupt input shape ", in.channels, " x ", in.height, " x ", in.width);
+    std::string problem = storable_problem(in, {});
+    hfisher::detail::require(problem.empty(), where, path, ": corrupt ", problem);
     const int ns = io::get<std::int32_t>(i, path, where);
-    hfisher::detail::require(ns >= 1 && ns <= 4096, where, path, ": corrupt layer count ", ns);
+    hfisher::detail::require(ns >= 1 && ns <= max_layers, where, path, ": corrupt layer count ", ns);
     std::vector<LayerSpec> specs(ns);
     for (int l = 0; l < ns; ++l) {
       auto& sp = specs[l];
@@ -327,11 +329,11 @@ class Sequential {
       sp.kernel = io::get<std::int32_t>(i, path, where);
       sp.stride = io::get<std::int32_t>(i, path, where);
       sp.padding = io::get<std::int32_t>(i, path, where);
-      hfisher::detail::require(kind >= 0 && kind <= int(LayerSpec::Kind::CausalAttention) && sp.out >= 0 &&
-                                   sp.out <= max_dim && sp.kernel >= 1 && sp.kernel <= max_kernel && sp.stride >= 1 &&
-                                   sp.stride <= max_kernel && sp.padding >= 0 && sp.padding < max_kernel,
-                               where, path, ": corrupt layer ", l);
+      hfisher::detail::require(kind >= 0 && kind <= int(LayerSpec::Kind::CausalAttention), where, path,
+                               ": corrupt layer ", l, " (unknown kind ", kind, ")");
       sp.kind = LayerSpec::Kind(kind);
+      problem = spec_problem(sp, l);
+      hfisher::detail::require(problem.empty(), where, path, ": corrupt ", problem);
     }
     Sequential m;
     long params = 0;
@@ -353,6 +355,34 @@ class Sequential {
     return mg;
   }
   static const char* magic() { return magic_arr(); }
+
+  // the file format's bounds, shared by save (which refuses a model beyond
+  // them) and read: they keep every derived size (channels x kernel^2,
+  // positions) inside an int
+  static constexpr int max_dim = 1 << 16, max_kernel = 64, max_layers = 4096;
+  static std::string spec_problem(const LayerSpec& sp, int l) {
+    if (sp.out >= 0 && sp.out <= max_dim && sp.kernel >= 1 && sp.kernel <= max_kernel && sp.stride >= 1 &&
+        sp.stride <= max_kernel && sp.padding >= 0 && sp.padding < max_kernel)
+      return {};
+    return hfisher::detail::concat("layer ", l, " (out ", sp.out, ", kernel ", sp.kernel, ", stride ", sp.stride,
+                                   ", padding ", sp.padding, "; the bounds are out <= ", max_dim, ", kernel and stride 1..",
+                                   max_kernel, ", padding 0..", max_kernel - 1, ")");
+  }
+  /// Empty when the input shape and every layer lie inside the bounds, else
+  /// what does not.
+  static std::string storable_problem(const ImageShape& in, const std::vector<LayerSpec>& specs) {
+    if (!(in.channels >= 1 && in.channels <= max_dim && in.height >= 1 && in.height <= max_dim && in.width >= 1 &&
+          in.width <= max_dim && in.features() <= (1L << 30)))
+      return hfisher::detail::concat("input shape ", in.channels, " x ", in.height, " x ", in.width,
+                                     " (each side 1..", max_dim, ", at most 2^30 features)");
+    if (int(specs.size()) > max_layers)
+      return hfisher::detail::concat("layer count ", specs.size(), " (at most ", max_layers, ")");
+    for (std::size_t l = 0; l < specs.size(); ++l) {
+      auto p = spec_problem(specs[l], int(l));
+      if (!p.empty()) return p;
+    }
+    return {};
+  }
 
   /// The shape pass of the constructor (and of read): checks every layer and
   /// fills the steps, geometries and parameter blocks; returns the number of
@@ -553,7 +583,9 @@ class Sequential {
           detail::position_embed(space, convs_[st.param].positions(), in, weight(st.param), out);
           break;
         case LayerSpec::Kind::Attention:
-        case LayerSpec::Kind::CausalAttention: detail::attention_forward(space, st.attn, in, out, c.att[st.att]); break;
+        case LayerSpec::Kind::CausalAttention:
+          detail::attention_forward(space, st.attn, in, out, c.att[st.att], c.attw[st.att]);
+          break;
       }
     }
     return c.x.back();
@@ -622,7 +654,8 @@ class Sequential {
           break;
         case LayerSpec::Kind::Attention:
         case LayerSpec::Kind::CausalAttention:
-          if (need_dx) detail::attention_backward(space, st.attn, c.x[i], c.att[st.att], dy, dx, c.datt[st.att]);
+          if (need_dx)
+            detail::attention_backward(space, st.attn, c.att[st.att], dy, dx, c.datt[st.att], c.attw[st.att]);
           break;
       }
     }
@@ -669,6 +702,7 @@ class Sequential {
     c.arg.assign(max_pools_, Index());
     c.att.assign(attentions_, Matrix());
     c.datt.assign(attentions_, Matrix());
+    c.attw.assign(attentions_, Vector());
     for (std::size_t i = 0; i < steps_.size(); ++i) {
       const auto& st = steps_[i];
       c.x[i + 1] = Matrix("hfisher::nn::x", B, st.out.features());
@@ -684,6 +718,7 @@ class Sequential {
         const long rows = long(B) * st.attn.heads * st.attn.tokens;
         c.att[st.att] = Matrix("hfisher::nn::attention", rows, st.attn.tokens);
         c.datt[st.att] = Matrix("hfisher::nn::dattention", rows, st.attn.tokens);
+        c.attw[st.att] = Vector("hfisher::nn::attention_work", attention_work_size(st.attn, B));
       }
     }
     c.P = Matrix("hfisher::nn::P", B, outputs());
