@@ -47,13 +47,15 @@ using HeadBlocks = Kokkos::View<Scalar***, Kokkos::LayoutRight, Mem, Kokkos::Mem
 template <class Exec, class SV, class BV>
 void heads_gather(const Exec& space, const AttentionShape& s, const SV& src, int ld, int part, const BV& buf) {
   const int T = s.tokens, H = s.heads, dh = s.head_dim(), d = s.d;
+  // one (pair, token) row of dh contiguous entries per iteration: the index
+  // arithmetic once per row, not per entry
   Kokkos::parallel_for(
-      "hfisher::nn::heads_gather", Kokkos::RangePolicy<Exec>(space, 0, long(buf.extent(0)) * T * dh),
+      "hfisher::nn::heads_gather", Kokkos::RangePolicy<Exec>(space, 0, long(buf.extent(0)) * T),
       KOKKOS_LAMBDA(const long r) {
-        const int e = int(r % dh), t = int((r / dh) % T);
-        const long bh = r / (long(T) * dh), b = bh / H;
-        const int h = int(bh % H);
-        buf(bh, t, e) = src(b, long(t) * ld + long(part) * d + long(h) * dh + e);
+        const long bh = r / T, b = bh / H;
+        const int t = int(r - bh * T), h = int(bh - b * H);
+        const long o = long(t) * ld + long(part) * d + long(h) * dh;
+        for (int e = 0; e < dh; ++e) buf(bh, t, e) = src(b, o + e);
       });
 }
 
@@ -62,12 +64,12 @@ template <class Exec, class BV, class DV>
 void heads_scatter(const Exec& space, const AttentionShape& s, const BV& buf, const DV& dst, int ld, int part) {
   const int T = s.tokens, H = s.heads, dh = s.head_dim(), d = s.d;
   Kokkos::parallel_for(
-      "hfisher::nn::heads_scatter", Kokkos::RangePolicy<Exec>(space, 0, long(buf.extent(0)) * T * dh),
+      "hfisher::nn::heads_scatter", Kokkos::RangePolicy<Exec>(space, 0, long(buf.extent(0)) * T),
       KOKKOS_LAMBDA(const long r) {
-        const int e = int(r % dh), t = int((r / dh) % T);
-        const long bh = r / (long(T) * dh), b = bh / H;
-        const int h = int(bh % H);
-        dst(b, long(t) * ld + long(part) * d + long(h) * dh + e) = buf(bh, t, e);
+        const long bh = r / T, b = bh / H;
+        const int t = int(r - bh * T), h = int(bh - b * H);
+        const long o = long(t) * ld + long(part) * d + long(h) * dh;
+        for (int e = 0; e < dh; ++e) dst(b, o + e) = buf(bh, t, e);
       });
 }
 
