@@ -41,35 +41,25 @@ namespace detail {
 template <class Scalar, class Mem>
 using HeadBlocks = Kokkos::View<Scalar***, Kokkos::LayoutRight, Mem, Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
 
-/// buf(b heads + h, t, e) = src(b, t ld + part d + h dh + e): one of q, k, v
-/// (ld = 3 d, part 0, 1, 2) or an output gradient (ld = d, part 0) as
-/// contiguous per-head blocks for the batched GEMM.
-template <class Exec, class SV, class BV>
-void heads_gather(const Exec& space, const AttentionShape& s, const SV& src, int ld, int part, const BV& buf) {
+/// Copies between a token-layout matrix M (B, T ld) and per-head blocks
+/// buf (B heads, T, dh): buf(b heads + h, t, e) <-> M(b, t ld + part d +
+/// h dh + e), into the blocks when Gather (one of q, k, v: ld = 3 d, part
+/// 0, 1, 2; an output gradient: ld = d, part 0), else back into M. One
+/// (pair, token) row of dh contiguous entries per iteration: the index
+/// arithmetic once per row, not per entry.
+template <bool Gather, class Exec, class MV, class BV>
+void heads_copy(const Exec& space, const AttentionShape& s, const MV& M, int ld, int part, const BV& buf) {
   const int T = s.tokens, H = s.heads, dh = s.head_dim(), d = s.d;
-  // one (pair, token) row of dh contiguous entries per iteration: the index
-  // arithmetic once per row, not per entry
   Kokkos::parallel_for(
-      "hfisher::nn::heads_gather", Kokkos::RangePolicy<Exec>(space, 0, long(buf.extent(0)) * T),
+      "hfisher::nn::heads_copy", Kokkos::RangePolicy<Exec>(space, 0, long(buf.extent(0)) * T),
       KOKKOS_LAMBDA(const long r) {
         const long bh = r / T, b = bh / H;
         const int t = int(r - bh * T), h = int(bh - b * H);
         const long o = long(t) * ld + long(part) * d + long(h) * dh;
-        for (int e = 0; e < dh; ++e) buf(bh, t, e) = src(b, o + e);
-      });
-}
-
-/// The inverse: dst(b, t ld + part d + h dh + e) = buf(b heads + h, t, e).
-template <class Exec, class BV, class DV>
-void heads_scatter(const Exec& space, const AttentionShape& s, const BV& buf, const DV& dst, int ld, int part) {
-  const int T = s.tokens, H = s.heads, dh = s.head_dim(), d = s.d;
-  Kokkos::parallel_for(
-      "hfisher::nn::heads_scatter", Kokkos::RangePolicy<Exec>(space, 0, long(buf.extent(0)) * T),
-      KOKKOS_LAMBDA(const long r) {
-        const long bh = r / T, b = bh / H;
-        const int t = int(r - bh * T), h = int(bh - b * H);
-        const long o = long(t) * ld + long(part) * d + long(h) * dh;
-        for (int e = 0; e < dh; ++e) dst(b, o + e) = buf(bh, t, e);
+        if constexpr (Gather)
+          for (int e = 0; e < dh; ++e) buf(bh, t, e) = M(b, o + e);
+        else
+          for (int e = 0; e < dh; ++e) M(b, o + e) = buf(bh, t, e);
       });
 }
 
@@ -89,9 +79,9 @@ void attention_forward(const Exec& space, const AttentionShape& s, const XV& x, 
   const long BH = long(x.extent(0)) * H, n = BH * T * dh;
   const Blocks q(work.data(), BH, T, dh), k(work.data() + n, BH, T, dh), v(work.data() + 2 * n, BH, T, dh),
       o(work.data() + 3 * n, BH, T, dh), S(P.data(), BH, T, T);
-  heads_gather(space, s, x, 3 * d, 0, q);
-  heads_gather(space, s, x, 3 * d, 1, k);
-  heads_gather(space, s, x, 3 * d, 2, v);
+  heads_copy<true>(space, s, x, 3 * d, 0, q);
+  heads_copy<true>(space, s, x, 3 * d, 1, k);
+  heads_copy<true>(space, s, x, 3 * d, 2, v);
   kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::Trans, Scalar(1) / math::sqrt(Scalar(dh)), q, k, Scalar(0),
                                 S);
   Kokkos::parallel_for(
@@ -110,7 +100,7 @@ void attention_forward(const Exec& space, const AttentionShape& s, const XV& x, 
         for (int j = n_; j < T; ++j) P(r, j) = Scalar(0);
       });
   kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), S, v, Scalar(0), o);
-  heads_scatter(space, s, o, y, d, 0);
+  heads_copy<false>(space, s, y, d, 0, o);
 }
 
 /// dX (B, T 3 d) from dY (B, T d), given the forward's P and the q, k, v
@@ -128,7 +118,7 @@ void attention_backward(const Exec& space, const AttentionShape& s, const PV& P,
       dO(work.data() + 3 * n, BH, T, dh), r(work.data() + 4 * n, BH, T, dh), Pb(P.data(), BH, T, T),
       dSb(dS.data(), BH, T, T);
   const Scalar scale = Scalar(1) / math::sqrt(Scalar(dh));
-  heads_gather(space, s, dy, d, 0, dO);
+  heads_copy<true>(space, s, dy, d, 0, dO);
   kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::Trans, Scalar(1), dO, v, Scalar(0), dSb);  // dP
   Kokkos::parallel_for(
       "hfisher::nn::attention_dscores", Kokkos::RangePolicy<Exec>(space, 0, BH * T), KOKKOS_LAMBDA(const long row) {
@@ -137,11 +127,11 @@ void attention_backward(const Exec& space, const AttentionShape& s, const PV& P,
         for (int j = 0; j < T; ++j) dS(row, j) = P(row, j) * (dS(row, j) - c);  // 0 where masked (P = 0)
       });
   kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, scale, dSb, k, Scalar(0), r);
-  heads_scatter(space, s, r, dx, 3 * d, 0);
+  heads_copy<false>(space, s, dx, 3 * d, 0, r);
   kernels::detail::gemm_nocheck(space, Op::Trans, Op::NoTrans, scale, dSb, q, Scalar(0), r);
-  heads_scatter(space, s, r, dx, 3 * d, 1);
+  heads_copy<false>(space, s, dx, 3 * d, 1, r);
   kernels::detail::gemm_nocheck(space, Op::Trans, Op::NoTrans, Scalar(1), Pb, dO, Scalar(0), r);
-  heads_scatter(space, s, r, dx, 3 * d, 2);
+  heads_copy<false>(space, s, dx, 3 * d, 2, r);
 }
 
 /// The patches of a position embedding: A (B T, T + 1), row b T + t the

@@ -410,15 +410,7 @@ class Sequential {
           c.stride = sp.stride;
           c.padding = sp.padding;
           c.validate(at.c_str());
-          st.param = int(convs_.size());
-          param_step_.push_back(int(i));
-          convs_.push_back(c);
-          LayerShape ls;
-          ls.in = c.patch();
-          ls.out = c.out_channels;
-          ls.offset = off;
-          off += ls.size();
-          blocks_.push_back(ls);
+          add_parameterized(st, c, int(i), off);
           cur = c.out();
           break;
         }
@@ -451,15 +443,7 @@ class Sequential {
           c.in = ImageShape{int(T), cur.height, cur.width};
           c.out_channels = cur.channels;
           c.validate(at.c_str());
-          st.param = int(convs_.size());
-          param_step_.push_back(int(i));
-          convs_.push_back(c);
-          LayerShape ls;
-          ls.in = c.patch();
-          ls.out = c.out_channels;
-          ls.offset = off;
-          off += ls.size();
-          blocks_.push_back(ls);
+          add_parameterized(st, c, int(i), off);
           break;
         }
         case LayerSpec::Kind::Attention:
@@ -692,6 +676,20 @@ class Sequential {
     PoolShape pool;
     AttentionShape attn;
   };
+
+  /// Registers step i as the next parameterized layer, of geometry c, its
+  /// block at offset off (advanced past it).
+  void add_parameterized(Step& st, const Conv2DShape& c, int i, long& off) {
+    st.param = int(convs_.size());
+    param_step_.push_back(i);
+    convs_.push_back(c);
+    LayerShape ls;
+    ls.in = c.patch();
+    ls.out = c.out_channels;
+    ls.offset = off;
+    off += ls.size();
+    blocks_.push_back(ls);
+  }
 
   void prepare(Cache& c, int B) const {
     if (c.batch == B && c.x.size() == steps_.size() + 1) return;
