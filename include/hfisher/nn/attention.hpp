@@ -56,7 +56,7 @@ void heads_copy(const Exec& space, const AttentionShape& s, const MV& M, int ld,
         const long bh = r / T, b = bh / H;
         const int t = int(r - bh * T), h = int(bh - b * H);
         const long o = long(t) * ld + long(part) * d + long(h) * dh;
-        if constexpr (Gather)
+        if (Gather)  // not `if constexpr`: nvcc refuses a lambda's first capture inside one
           for (int e = 0; e < dh; ++e) buf(bh, t, e) = M(b, o + e);
         else
           for (int e = 0; e < dh; ++e) M(b, o + e) = buf(bh, t, e);
