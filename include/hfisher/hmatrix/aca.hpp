@@ -31,16 +31,26 @@ void aca_level(const Exec& space, const EntryFn& fn, const Kokkos::View<int*, ty
                const IntView& open, const Used& used) {
   using T = typename Batch::non_const_value_type;
   using member = typename ExecTraits<Exec>::member_type;
+  using mem = typename Exec::memory_space;
   const int m = N >> level, pairs = 1 << (level - 1), kmax = U.extent(1);
   const T ttol = T(tol);
   // host: each team thread takes chunks of `chunk` contiguous entries and runs
-  // the q loop outside (axpy form, vectorized); device: one entry per thread
+  // the q loops outside (axpy form, vectorized); device: one entry per thread
   constexpr bool host = ExecTraits<Exec>::on_host;
   constexpr int chunk = host ? 256 : 1;
   const int nchunks = (m + chunk - 1) / chunk;
   // wide teams only where a block's per-step work dwarfs a team barrier
   const auto policy = (host && m >= 4096) ? hfisher::detail::wide_batch_policy(space, pairs)
                                           : hfisher::detail::batch_policy(space, pairs);
+  // per block, pass (0: row, 1: column) and team thread (host; one slot on a
+  // device): the partial inner products of the new residual with the earlier
+  // cross vectors (slots q < k), its squared norm (slot kmax), its largest
+  // magnitude and that entry's signed value (kmax + 1, kmax + 2) and index
+  const int nparts = host ? policy.team_size() : 1;
+  Kokkos::View<T****, Kokkos::LayoutRight, mem> part(
+      Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::aca::partials"), pairs, 2, nparts, kmax + 3);
+  Kokkos::View<int***, Kokkos::LayoutRight, mem> ploc(
+      Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::aca::partial_loc"), pairs, 2, nparts);
   Kokkos::parallel_for(
       "hfisher::aca", policy, KOKKOS_LAMBDA(const member& t) {
         const int p = t.league_rank();
@@ -49,38 +59,124 @@ void aca_level(const Exec& space, const EntryFn& fn, const Kokkos::View<int*, ty
           const int gi = perm(r0 + i), gj = perm(c0 + j);
           return (gi >= 0 && gj >= 0) ? T(fn(gi, gj)) : T(0);
         };
-        // out(k, :) = fn row/col - sum_q coef(q) * basis(q, :), over chunks
-        auto residual = [&](const Batch& out, const Batch& basis, const Batch& coefs, int k, int piv, bool row) {
-          Kokkos::parallel_for(Kokkos::TeamThreadRange(t, 0, nchunks), [&](const int c) {
-            const int j0 = c * chunk, j1 = j0 + chunk < m ? j0 + chunk : m;
-            T* o = &out(p, k, 0);
-            for (int j = j0; j < j1; ++j) o[j] = row ? entry(piv, j) : entry(j, piv);
-            for (int q = 0; q < k; ++q) {
-              const T a = coefs(p, q, piv);
-              const T* b = &basis(p, q, 0);
-              for (int j = j0; j < j1; ++j) o[j] -= a * b[j];
-            }
+        // One pass over a residual row (side 0) or column (side 1):
+        //   out(k, :) = fn row/col piv - sum_{q<k} coefs(q, piv) basis(q, :)
+        // with, per team thread, the partials of basis(q, :) . out(k, :), of
+        // |out(k, :)|^2 and of the entry of largest magnitude (among unused
+        // rows on side 1), and srow (if any) scaled by sinv on the way. On
+        // the host the inner products of a chunk reread basis rows it has
+        // just streamed (from L2), so the cross vectors leave memory once per
+        // step instead of twice, and a wide team meets twice per step rather
+        // than once per inner product.
+        auto pass = [&](const Batch& out, const Batch& basis, const Batch& coefs, int k, int piv, int side,
+                        T* srow, T sinv) {
+          const bool row = side == 0;
+          if (host) {
+            const int tr = t.team_rank();
+            T* d = &part(p, side, tr, 0);
+            for (int q = 0; q < k; ++q) d[q] = T(0);
+            T ss = T(0), best = T(-1), sval = T(0);
+            int loc = -1;
+            Kokkos::parallel_for(Kokkos::TeamThreadRange(t, 0, nchunks), [&](const int c) {
+              const int j0 = c * chunk, j1 = j0 + chunk < m ? j0 + chunk : m;
+              T* o = &out(p, k, 0);
+              for (int j = j0; j < j1; ++j) o[j] = row ? entry(piv, j) : entry(j, piv);
+              for (int q = 0; q < k; ++q) {
+                const T a = coefs(p, q, piv);
+                const T* b = &basis(p, q, 0);
+                for (int j = j0; j < j1; ++j) o[j] -= a * b[j];
+              }
+              // 8 independent partial sums (one running sum is a chain of
+              // dependent adds, latency-bound and never vectorized)
+              constexpr int lanes = 8;
+              for (int q = 0; q < k; ++q) {
+                const T* b = &basis(p, q, 0);
+                T acc[lanes];
+                for (int v = 0; v < lanes; ++v) acc[v] = T(0);
+                int j = j0;
+                for (; j + lanes <= j1; j += lanes)
+                  for (int v = 0; v < lanes; ++v) acc[v] += b[j + v] * o[j + v];
+                for (; j < j1; ++j) acc[0] += b[j] * o[j];
+                T s = T(0);
+                for (int v = 0; v < lanes; ++v) s += acc[v];
+                d[q] += s;
+              }
+              for (int j = j0; j < j1; ++j) {
+                ss += o[j] * o[j];
+                const T a = math::abs(o[j]);
+                if (a > best && (row || !used(p, j))) {
+                  best = a;
+                  loc = j;
+                  sval = o[j];
+                }
+              }
+              if (srow != nullptr)
+                for (int j = j0; j < j1; ++j) srow[j] *= sinv;
+            });
+            d[kmax] = ss;
+            d[kmax + 1] = best;
+            d[kmax + 2] = sval;
+            ploc(p, side, tr) = loc;
+            return;
+          }
+          Kokkos::parallel_for(Kokkos::TeamThreadRange(t, 0, m), [&](const int j) {
+            T o = row ? entry(piv, j) : entry(j, piv);
+            for (int q = 0; q < k; ++q) o -= coefs(p, q, piv) * basis(p, q, j);
+            out(p, k, j) = o;
+            if (srow != nullptr) srow[j] *= sinv;
+          });
+          t.team_barrier();
+          for (int q = 0; q < k; ++q) {
+            T s = T(0);
+            Kokkos::parallel_reduce(
+                Kokkos::TeamThreadRange(t, 0, m), [&](const int j, T& v) { v += basis(p, q, j) * out(p, k, j); },
+                s);
+            Kokkos::single(Kokkos::PerTeam(t), [&]() { part(p, side, 0, q) = s; });
+          }
+          using reducer = Kokkos::MaxLoc<T, int>;
+          typename reducer::value_type best;
+          T ss = T(0);
+          Kokkos::parallel_reduce(
+              Kokkos::TeamThreadRange(t, 0, m),
+              [&](const int j, typename reducer::value_type& v) {
+                const T a = math::abs(out(p, k, j));
+                if (!row && used(p, j)) return;
+                if (a > v.val || (a == v.val && j < v.loc)) {
+                  v.val = a;
+                  v.loc = j;
+                }
+              },
+              reducer(best));
+          Kokkos::parallel_reduce(
+              Kokkos::TeamThreadRange(t, 0, m), [&](const int j, T& v) { v += out(p, k, j) * out(p, k, j); }, ss);
+          Kokkos::single(Kokkos::PerTeam(t), [&]() {
+            const bool found = best.loc >= 0 && best.loc < m;
+            part(p, side, 0, kmax) = ss;
+            part(p, side, 0, kmax + 1) = found ? best.val : T(-1);
+            part(p, side, 0, kmax + 2) = found ? out(p, k, best.loc) : T(0);
+            ploc(p, side, 0) = found ? best.loc : -1;
           });
         };
-        auto dot = [&](const Batch& A, int qa, const Batch& B, int qb) {
-          T s = T(0);
-          const T* a = &A(p, qa, 0);
-          const T* b = &B(p, qb, 0);
-          if (host && t.team_size() == 1) {
-            // one thread: 8 independent partial sums (a single running sum is
-            // a chain of dependent adds, latency-bound and never vectorized)
-            constexpr int lanes = 8;
-            T acc[lanes];
-            for (int v = 0; v < lanes; ++v) acc[v] = T(0);
-            int i = 0;
-            for (; i + lanes <= m; i += lanes)
-              for (int v = 0; v < lanes; ++v) acc[v] += a[i + v] * b[i + v];
-            for (; i < m; ++i) acc[0] += a[i] * b[i];
-            for (int v = 0; v < lanes; ++v) s += acc[v];
-            return s;
+        // the team's largest magnitude of a pass (lowest index on ties), the
+        // same on every thread: every thread sums the partials in one order
+        auto argmax = [&](int side, T& best, T& sval) {
+          int loc = -1;
+          best = T(-1);
+          sval = T(0);
+          for (int r = 0; r < nparts; ++r) {
+            const T b = part(p, side, r, kmax + 1);
+            const int l = ploc(p, side, r);
+            if (l >= 0 && (b > best || (b == best && l < loc))) {
+              best = b;
+              loc = l;
+              sval = part(p, side, r, kmax + 2);
+            }
           }
-          Kokkos::parallel_reduce(
-              Kokkos::TeamThreadRange(t, 0, m), [&](const int i, T& v) { v += a[i] * b[i]; }, s);
+          return loc;
+        };
+        auto total = [&](int side, int slot) {
+          T s = T(0);
+          for (int r = 0; r < nparts; ++r) s += part(p, side, r, slot);
           return s;
         };
         Kokkos::parallel_for(Kokkos::TeamThreadRange(t, 0, m), [&](const int i) {
@@ -93,61 +189,40 @@ void aca_level(const Exec& space, const EntryFn& fn, const Kokkos::View<int*, ty
         bool converged = false;
         T norm2 = T(0);
         const T tiny = T(100) * math::limits<T>::tiny();
-        using reducer = Kokkos::MaxLoc<T, int>;
         while (k < kmax && istar < m) {
           // residual row istar -> V(k, :)
-          residual(V, V, U, k, istar, true);
+          pass(V, V, U, k, istar, 0, nullptr, T(1));
           t.team_barrier();
-          typename reducer::value_type best;
-          Kokkos::parallel_reduce(
-              Kokkos::TeamThreadRange(t, 0, m),
-              [&](const int j, typename reducer::value_type& v) {
-                const T a = math::abs(V(p, k, j));
-                if (a > v.val || (a == v.val && j < v.loc)) {
-                  v.val = a;
-                  v.loc = j;
-                }
-              },
-              reducer(best));
+          T vbest, pivot;
+          const int jstar = argmax(0, vbest, pivot);
+          const T sv = total(0, kmax);
           Kokkos::single(Kokkos::PerTeam(t), [&]() { used(p, istar) = 1; });
           t.team_barrier();
-          if (!(best.val > tiny)) {  // zero residual row: try the next unused row
+          if (!(vbest > tiny)) {  // zero residual row: try the next unused row
             while (istar < m && used(p, istar)) ++istar;
             continue;
           }
-          const int jstar = best.loc;
-          const T inv = T(1) / V(p, k, jstar);
-          t.team_barrier();
-          Kokkos::parallel_for(Kokkos::TeamThreadRange(t, 0, m), [&](const int j) { V(p, k, j) *= inv; });
-          // residual column jstar -> U(k, :)
-          residual(U, U, V, k, jstar, false);
+          const T inv = T(1) / pivot;
+          // residual column jstar -> U(k, :); V(k, :) scaled by 1 / pivot
+          pass(U, U, V, k, jstar, 1, &V(p, k, 0), inv);
           t.team_barrier();
           // |S_k+1|_F^2 = |S_k|^2 + 2 sum_q (u_q . u)(v_q . v) + |u|^2 |v|^2
-          const T uu = dot(U, k, U, k), vv = dot(V, k, V, k);
           T cross = T(0);
-          for (int q = 0; q < k; ++q) cross += dot(U, q, U, k) * dot(V, q, V, k);
+          for (int q = 0; q < k; ++q) cross += total(1, q) * total(0, q);
+          cross *= inv;
+          const T uu = total(1, kmax), vv = sv * inv * inv;
+          T ubest, uval;
+          const int inext = argmax(1, ubest, uval);
           norm2 += T(2) * cross + uu * vv;
           ++k;
+          t.team_barrier();  // every thread has read the partials the next pass overwrites
           if (math::sqrt(uu) * math::sqrt(vv) <= ttol * math::sqrt(math::abs(norm2))) {
             converged = true;
             break;
           }
           // next row: largest entry of the new column among unused rows
-          typename reducer::value_type nb;
-          Kokkos::parallel_reduce(
-              Kokkos::TeamThreadRange(t, 0, m),
-              [&](const int i, typename reducer::value_type& v) {
-                if (used(p, i)) return;
-                const T a = math::abs(U(p, k - 1, i));
-                if (a > v.val || (a == v.val && i < v.loc)) {
-                  v.val = a;
-                  v.loc = i;
-                }
-              },
-              reducer(nb));
-          t.team_barrier();
-          if (nb.loc >= 0 && nb.loc < m && !used(p, nb.loc)) {
-            istar = nb.loc;
+          if (inext >= 0 && inext < m && !used(p, inext)) {
+            istar = inext;
           } else {
             while (istar < m && used(p, istar)) ++istar;
           }
