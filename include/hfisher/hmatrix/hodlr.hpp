@@ -443,10 +443,10 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::from_entries(const EntryFn& f
   const int N = tree.padded_size(), leaf = tree.leaf_size(), L = tree.levels();
   HODLR H;
   H.init_structure(tree, opts);
-  H.D_ = Batch("hfisher::HODLR::D", N / leaf, leaf, leaf);
+  H.D_ = Batch(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::HODLR::D"), N / leaf, leaf, leaf);
   auto D = H.D_;
   auto perm = H.perm_d_;
-  Kokkos::parallel_for(
+  Kokkos::parallel_for(  // every entry of D
       "hfisher::HODLR::leaf_entries", Kokkos::RangePolicy<ExecSpace>(space, 0, N), KOKKOS_LAMBDA(const int p) {
         const int b = p / leaf, i = p % leaf, gi = perm(p);
         for (int j = 0; j < leaf; ++j) {
@@ -497,10 +497,13 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::from_entries(const EntryFn& f
     detail::check_finite3(space, Ut, where, "entries of an off-diagonal block (fn returned NaN/Inf)");
     detail::check_finite3(space, Vt, where, "entries of an off-diagonal block (fn returned NaN/Inf)");
     const int kt = std::min(kmax, ra);
-    Batch Uw("hfisher::HODLR::Uw", pairs, m, kt), Vw("hfisher::HODLR::Vw", pairs, m, kt);
+    // written in full by the truncation's last GEMMs (beta = 0)
+    Batch Uw(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::HODLR::Uw"), pairs, m, kt);
+    Batch Vw(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::HODLR::Vw"), pairs, m, kt);
     Kokkos::View<Scalar*, mem_space> no_tail;
     Kokkos::View<int*, mem_space> capped("hfisher::HODLR::capped", pairs);
-    kernels::truncate_lowrank(space, Ut, Vt, opts.tol, Uw, Vw, rank, no_tail, capped);
+    // Ut and Vt were checked above; 1 <= kt <= ra
+    kernels::detail::truncate_lowrank_nocheck(space, Ut, Vt, opts.tol, Uw, Vw, rank, no_tail, capped);
     // capped: the cross approximation ran out of terms, or the cap cut it
     Kokkos::parallel_for(
         "hfisher::HODLR::aca_capped", Kokkos::RangePolicy<ExecSpace>(space, 0, pairs),

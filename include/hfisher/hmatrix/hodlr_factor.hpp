@@ -158,13 +158,16 @@ void HODLRFactorization<Scalar, ExecSpace>::build_symmetric_factor() {
     // both sides of every pair in one batch (2 * pairs entries, node order):
     // at the top levels this gives each core a QR instead of one core two
     const int nodes = 2 * pairs;
-    Batch Yc(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HODLRFactorization::Yc"), nodes, m, k);
-    Kokkos::deep_copy(Yc, level_nodes(Yp, l, Nodes::All));
-    BatchVector<Scalar, ExecSpace> tau("tau", nodes, k);
-    Kokkos::View<int**, Kokkos::LayoutRight, mem_space> piv("piv", nodes, k);
-    Kokkos::View<int*, mem_space> rk("rank", nodes);
-    kernels::cpqr(space, Yc, tau, piv, rk, double(rank_tol));
+    // Yp's rows are the level's nodes in order: (nodes, m, k) without a copy
+    const Batch Yc(Yp.data(), nodes, m, k);
+    BatchVector<Scalar, ExecSpace> tau(Kokkos::view_alloc(Kokkos::WithoutInitializing, "tau"), nodes, k);
+    Kokkos::View<int**, Kokkos::LayoutRight, mem_space> piv(Kokkos::view_alloc(Kokkos::WithoutInitializing, "piv"),
+                                                            nodes, k);
+    Kokkos::View<int*, mem_space> rk(Kokkos::view_alloc(Kokkos::WithoutInitializing, "rank"), nodes);
     Batch Qn(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HODLRFactorization::WQ"), nodes, m, k);
+    // Y P = Q R, rank-revealing (an unpivoted blocked QR of Y followed by a
+    // pivoted one of its k x k R was tried: no faster, docs/benchmarks.md)
+    kernels::cpqr(space, Yc, tau, piv, rk, double(rank_tol));
     kernels::qr_form_q(space, Yc, tau, Qn);
     Batch Rn(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HODLRFactorization::Rt"), nodes, k, k);
     Kokkos::parallel_for(

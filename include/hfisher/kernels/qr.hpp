@@ -158,6 +158,16 @@ void qr_thin_inplace(const Exec& space, const WV& W, const QV& Q, const RV& R) {
       });
 }
 
+/// Thin QR of a copy of A (no checks: for kernels that checked A).
+template <class Exec, class AV, class QV, class RV>
+void qr_thin_copy(const Exec& space, const AV& A, const QV& Q, const RV& R) {
+  using T = typename QV::non_const_value_type;
+  BatchMatrix<T, Exec> W(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::qr_thin::W"), A.extent(0),
+                         A.extent(1), A.extent(2));
+  Kokkos::deep_copy(space, W, A);
+  qr_thin_inplace(space, W, Q, R);
+}
+
 }  // namespace detail
 
 /// Thin QR without touching A: A (batch, m, n) = Q (batch, m, k) R (batch, k, n),
@@ -173,10 +183,7 @@ void qr_thin(const Exec& space, const AV& A, const QV& Q, const RV& R) {
   hfisher::detail::check_extent(R.extent(1), k, where, "R", "rows");
   hfisher::detail::check_extent(R.extent(2), n, where, "R", "columns");
   hfisher::detail::check_finite3(space, A, where, "A");
-  using T = typename QV::non_const_value_type;
-  BatchMatrix<T, Exec> W(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::qr_thin::W"), nb, m, n);
-  Kokkos::deep_copy(space, W, A);
-  detail::qr_thin_inplace(space, W, Q, R);
+  detail::qr_thin_copy(space, A, Q, R);
 }
 
 namespace detail {
