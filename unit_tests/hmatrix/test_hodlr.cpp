@@ -212,6 +212,64 @@ TYPED_TEST(HODLRTest, FromEntriesByACA) {
   }
 }
 
+// Nodes of 512 rows and more are factored by row chunks (TSQR: the chunks'
+// R's stacked, then a pivoted QR of the stack): a Gaussian kernel built by
+// ACA, and d + G G^T with G of 3 columns (rank 3 per block), both padded
+// (n = 1100 in 2048 tree indices). The factorization of the compressed H
+// itself is checked: solve(H X) = X, W (W^T X) = H X, and logdet against
+// LAPACK's Cholesky of to_dense().
+TYPED_TEST(HODLRTest, FactorOfTallNodesByChunks) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  using M = typename hfisher::HODLR<S, E>::Matrix;
+  const bool dbl = std::is_same<S, double>::value;
+  const int n = 1100;
+  auto check = [&](const hfisher::HODLR<S, E>& H, const std::string& what) {
+    ASSERT_GE(H.tree().block_size(1), 512) << what;
+    auto Xh = random_batch(1, n, 3, 21);
+    M X("X", n, 3), Y("Y", n, 3), Z("Z", n, 3), T1("T1", n, 3), T2("T2", n, 3);
+    auto xh = Kokkos::create_mirror_view(X);
+    for (int i = 0; i < n; ++i)
+      for (int c = 0; c < 3; ++c) xh(i, c) = S(Xh(0, i, c));
+    Kokkos::deep_copy(X, xh);
+    H.apply(X, Y);
+    auto F = H.factor();
+    F.solve(Y, Z);
+    EXPECT_TRUE(near(host_matrix(Z), Xh, dbl ? 1e-9 : 2e-3, 1.0 + max_abs(Xh, 0), "solve(H X) - X")) << what;
+    F.apply_Wt(X, T1);
+    F.apply_W(T1, T2);
+    const auto Yh = host_matrix(Y);
+    EXPECT_TRUE(near(host_matrix(T2), Yh, dbl ? 1e-10 : 2e-4, 1.0 + max_abs(Yh, 0), "W W^T X - H X")) << what;
+    auto Hd = host_matrix(H.to_dense());
+    for (int i = 0; i < n; ++i)
+      for (int j = 0; j < i; ++j) Hd(0, i, j) = Hd(0, j, i) = 0.5 * (Hd(0, i, j) + Hd(0, j, i));
+    HostBatch L(1, n, n);
+    ASSERT_EQ(lapack_cholesky(Hd, 0, L), 0) << what;
+    double ld = 0;
+    for (int i = 0; i < n; ++i) ld += 2 * std::log(L(0, i, i));
+    EXPECT_NEAR(F.logdet(), ld, (dbl ? 1e-9 : 1e-3) * (n + std::abs(ld))) << what;
+  };
+  {
+    std::vector<double> pts, A;
+    auto fn = gauss_entries_case<S, E>(n, 2, 31, pts, A);
+    auto tree = hfisher::ClusterTree::from_points(pts, n, 2, 32);
+    hfisher::CompressionOptions o;
+    o.tol = dbl ? 1e-9 : 1e-4;
+    check(hfisher::HODLR<S, E>::from_entries(fn, tree, o), "gauss by ACA");
+  }
+  {
+    auto G = random_batch(1, n, 3, 32);
+    Kokkos::View<S*, typename E::memory_space> dd("d", n);
+    auto dh = Kokkos::create_mirror_view(dd);
+    for (int i = 0; i < n; ++i) dh(i) = S(1.0 + 0.1 * i / n);
+    Kokkos::deep_copy(dd, dh);
+    hfisher::CompressionOptions o;
+    o.tol = dbl ? 1e-12 : 1e-5;
+    check(hfisher::HODLR<S, E>::from_factors(dd, dev2<S, E>(G.a, n, 3), hfisher::ClusterTree::balanced(n, 32), o),
+          "d + G G^T, rank 3");
+  }
+}
+
 // Exponential (Matern-1/2) kernel exp(-r / 0.3) + 1e-2 I on 2-D points,
 // entries computed on the device: off-diagonal ranks grow slowly with tol,
 // so a small max_rank cannot reach it.

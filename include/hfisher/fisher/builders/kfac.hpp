@@ -43,18 +43,20 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> kfac_layer(const FisherSam
                                                                  const FisherOptions& o) {
   const int N = s.examples, o_ = s.shapes[k].out, c = s.shapes[k].cols(), T = s.positions_of(k);
   Mat<Scalar, ExecSpace> A("hfisher::kfac::A", c, c), G("hfisher::kfac::G", o_, o_);
+  const ExecSpace space;
+  // expand: every position a sample, A = a^T a / (N T); reduce: positions
+  // averaged (a) and summed (g) first, A = a^T a / N
+  Mat<Scalar, ExecSpace> a = s.a[k], g = s.g[k];
+  Scalar ascale = Scalar(1.0 / (double(N) * T));
   if (T > 1 && o.kfac_variant == KFACVariant::Reduce) {
-    const ExecSpace space;
-    Mat<Scalar, ExecSpace> a("hfisher::kfac::a_reduced", N, c), g("hfisher::kfac::g_reduced", s.g[k].extent(0) / T, o_);
+    a = Mat<Scalar, ExecSpace>("hfisher::kfac::a_reduced", N, c);
+    g = Mat<Scalar, ExecSpace>("hfisher::kfac::g_reduced", s.g[k].extent(0) / T, o_);
     sum_row_groups(space, s.a[k], T, Scalar(1.0 / T), a);
     sum_row_groups(space, s.g[k], T, Scalar(1), g);
-    kernels::detail::matmul_nocheck(space, Op::Trans, Op::NoTrans, Scalar(1.0 / N), a, a, Scalar(0), A);
-    kernels::detail::matmul_nocheck(space, Op::Trans, Op::NoTrans, Scalar(1), g, g, Scalar(0), G);
-    return std::make_unique<KFACOperator<Scalar, ExecSpace>>(A, G, o.kfac_damping);
+    ascale = Scalar(1.0 / N);
   }
-  kernels::detail::matmul_nocheck(ExecSpace(), Op::Trans, Op::NoTrans, Scalar(1.0 / (double(N) * T)), s.a[k], s.a[k],
-                                  Scalar(0), A);
-  kernels::detail::matmul_nocheck(ExecSpace(), Op::Trans, Op::NoTrans, Scalar(1), s.g[k], s.g[k], Scalar(0), G);
+  kernels::detail::matmul_nocheck(space, Op::Trans, Op::NoTrans, ascale, a, a, Scalar(0), A);
+  kernels::detail::matmul_nocheck(space, Op::Trans, Op::NoTrans, Scalar(1), g, g, Scalar(0), G);
   return std::make_unique<KFACOperator<Scalar, ExecSpace>>(A, G, o.kfac_damping);
 }
 
