@@ -12,10 +12,10 @@ TYPED_TEST(QR, ThinQRReconstructsAndIsOrthonormal) {
   struct Case { int nb, m, n; };
   // from 64 rows and more than 16 columns (QR: 128 columns, or 8 times as
   // many rows as columns, as {2, 1000, 64}) the host runs the blocked
-  // (compact WY) forms
-  const std::vector<Case> cases = {{1, 1, 1}, {4, 5, 3}, {3, 3, 5}, {1000, 8, 4}, {5, 64, 64}, {2, 130, 20},
-                                   {1, 512, 16}, {3, 300, 45}, {2, 45, 70}, {1, 64, 17}, {2, 1000, 64}, {1, 200, 150},
-                                   {1, 100, 140}};
+  // (compact WY) forms, {1, 16384, 40} on blocks that do not fit in cache
+  const std::vector<Case> cases = {{1, 1, 1},      {4, 5, 3},      {3, 3, 5},    {1000, 8, 4},  {5, 64, 64},
+                                   {2, 130, 20},   {1, 512, 16},   {3, 300, 45}, {2, 45, 70},   {1, 64, 17},
+                                   {2, 1000, 64},  {1, 200, 150},  {1, 100, 140}, {1, 16384, 40}};
   unsigned seed = 300;
   for (const auto& c : cases) {
     auto Ah = random_batch(c.nb, c.m, c.n, seed++);

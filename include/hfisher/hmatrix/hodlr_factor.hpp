@@ -165,39 +165,22 @@ void HODLRFactorization<Scalar, ExecSpace>::build_symmetric_factor() {
                                                             nodes, k);
     Kokkos::View<int*, mem_space> rk(Kokkos::view_alloc(Kokkos::WithoutInitializing, "rank"), nodes);
     Batch Qn(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HODLRFactorization::WQ"), nodes, m, k);
-    // Y P = Q R, rank-revealing. A tall node is cut into c chunks of b rows
-    // (TSQR, b = rows): Y_i = Q_i R_i, chunk by chunk, in cache and in parallel across
-    // all chunks of the level; then [R_1; ...; R_c] P = Qs R pivoted (c k
-    // rows) and Q = diag(Q_i) Qs, one batched GEMM. The pivoted QR of the
-    // whole node streams it from memory once per column, on one core per
-    // node (two cores for the two nodes of level 1).
-    int rows = m;
-    const int bmin = std::max(4 * k, 256);
-    while (rows % 2 == 0 && rows / 2 >= bmin) rows /= 2;
-    const int c = m / rows;
+    // Y P = Q R, rank-revealing. A tall node by TSQR (kernels/qr.hpp): its
+    // chunks' R's stacked, the pivoted QR (the rank) on the stack.
+    const int rows = kernels::detail::tsqr_rows(m, k);
     Batch Rs = Yc;  // R on and above the diagonal of its first k rows
-    if (c >= 2) {
-      const int nc = nodes * c;
-      const Batch Yb(Yp.data(), nc, rows, k);  // the chunks, in node order
-      BatchVector<Scalar, ExecSpace> tauc(Kokkos::view_alloc(Kokkos::WithoutInitializing, "tau_chunks"), nc, k);
-      kernels::detail::qr_nocheck(space, Yb, tauc);
+    if (rows < m) {
+      const int c = m / rows;
+      Batch Ql(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HODLRFactorization::Qchunks"), nodes * c,
+               rows, k);
       Rs = Batch(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HODLRFactorization::Rstack"), nodes,
                  c * k, k);
-      const Batch Rb(Rs.data(), nc, k, k);
-      Kokkos::parallel_for(
-          "hfisher::HODLR::factor::W::stack", Kokkos::RangePolicy<ExecSpace>(space, 0, nc),
-          KOKKOS_LAMBDA(const int e) {
-            for (int i = 0; i < k; ++i)
-              for (int j = 0; j < k; ++j) Rb(e, i, j) = j >= i ? Yb(e, i, j) : Scalar(0);
-          });
-      Batch Ql(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HODLRFactorization::Qchunks"), nc, rows, k);
-      kernels::qr_form_q(space, Yb, tauc, Ql);
+      kernels::detail::tsqr_stack(space, Yc, rows, Ql, Rs);
       kernels::cpqr(space, Rs, tau, piv, rk, double(rank_tol));
       Batch Qs(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HODLRFactorization::Qstack"), nodes, c * k,
                k);
       kernels::qr_form_q(space, Rs, tau, Qs);
-      kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), Ql, Batch(Qs.data(), nc, k, k),
-                                    Scalar(0), Batch(Qn.data(), nc, rows, k));
+      kernels::detail::tsqr_form_q(space, Ql, Qs, Qn);
     } else {
       kernels::cpqr(space, Yc, tau, piv, rk, double(rank_tol));
       kernels::qr_form_q(space, Yc, tau, Qn);

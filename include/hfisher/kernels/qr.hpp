@@ -11,6 +11,7 @@
 
 #include <hfisher/core/types.hpp>
 #include <hfisher/core/validate.hpp>
+#include <hfisher/kernels/gemm.hpp>
 #include <hfisher/kernels/impl/householder.hpp>
 
 namespace hfisher {
@@ -141,9 +142,55 @@ void qr_form_q(const Exec& space, const AV& A, const TV& tau, const QV& Q) {
 
 namespace detail {
 
+/// Rows per chunk of a TSQR of m x n blocks: the smallest halving of m that
+/// stays >= max(4 n, 256) (a chunk of that size is factored in cache, and
+/// the stacked R's have at most a quarter of m's rows); m itself where m
+/// cannot be halved that far (no TSQR).
+inline int tsqr_rows(long m, long n) {
+  const long bmin = 4 * n > 256 ? 4 * n : 256;
+  long rows = m;
+  while (rows % 2 == 0 && rows / 2 >= bmin) rows /= 2;
+  return int(rows);
+}
+
+/// First stage of a TSQR (tall-skinny QR) of every entry of A (batch, m, n),
+/// contiguous and overwritten, m = c * rows, rows >= n: the batch * c chunks
+/// of `rows` rows are factored as one batch, in cache and in parallel across
+/// all chunks; Ql (batch * c, rows, n) gets their Q's and S (batch, c n, n)
+/// their R's stacked (zero below each diagonal), so that A = diag(Ql) S per
+/// entry. Any QR of S = Qs R, pivoted or not, then gives A = (diag(Ql) Qs) R,
+/// the Q formed by tsqr_form_q: the QR of a whole tall block would stream it
+/// from memory once per column, one core per block.
+template <class Exec, class T>
+void tsqr_stack(const Exec& space, const BatchMatrix<T, Exec>& A, int rows, const BatchMatrix<T, Exec>& Ql,
+                const BatchMatrix<T, Exec>& S) {
+  const long nb = A.extent(0), m = A.extent(1), n = A.extent(2), nc = nb * (m / rows);
+  const BatchMatrix<T, Exec> Ab(A.data(), nc, rows, n);  // the chunks, in order
+  BatchVector<T, Exec> tau(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::tsqr::tau"), nc, n);
+  qr_nocheck(space, Ab, tau);
+  const BatchMatrix<T, Exec> Sb(S.data(), nc, n, n);
+  Kokkos::parallel_for(
+      "hfisher::tsqr::stack", Kokkos::RangePolicy<Exec>(space, 0, nc), KOKKOS_LAMBDA(const int e) {
+        for (int i = 0; i < n; ++i)
+          for (int j = 0; j < n; ++j) Sb(e, i, j) = j >= i ? Ab(e, i, j) : T(0);
+      });
+  qr_form_q(space, Ab, tau, Ql);
+}
+
+/// Q (batch, m, n) = diag(Ql) Qs per entry: Ql (batch * c, rows, n) from
+/// tsqr_stack, Qs (batch, c n, n) the Q of the stacked R's; one batched GEMM.
+template <class Exec, class T>
+void tsqr_form_q(const Exec& space, const BatchMatrix<T, Exec>& Ql, const BatchMatrix<T, Exec>& Qs,
+                 const BatchMatrix<T, Exec>& Q) {
+  const long nc = Ql.extent(0), rows = Ql.extent(1), n = Ql.extent(2);
+  gemm_nocheck(space, Op::NoTrans, Op::NoTrans, T(1), Ql, BatchMatrix<T, Exec>(Qs.data(), nc, n, n), T(0),
+               BatchMatrix<T, Exec>(Q.data(), nc, rows, n));
+}
+
 /// Thin QR of W (batch, m, n), overwritten: W = Q (batch, m, k) R (batch, k,
 /// n), k = min(m, n). No checks: for kernels whose W is their own finite
-/// copy (qr_thin, svd).
+/// copy (qr_thin, svd). (TSQR, as the HODLR factorization uses it, was no
+/// faster here: the blocked QR and Q already run at GEMM speed.)
 template <class Exec, class WV, class QV, class RV>
 void qr_thin_inplace(const Exec& space, const WV& W, const QV& Q, const RV& R) {
   const long nb = W.extent(0), m = W.extent(1), n = W.extent(2), k = m < n ? m : n;
