@@ -57,19 +57,52 @@ constexpr int bidiagonal_max_steps = 60;
 
 namespace detail {
 
-/// op(A) as a new (batch, rows, cols) matrix with rows >= cols: A, or A^T
-/// when A has fewer rows than columns.
+/// Per batch entry of A, the power of 2 that brings its largest |entry|
+/// into [1/2, 2) (pow2_scale): svd works on the scaled copy, so no sum of
+/// squares in its QR, bidiagonalization or rotations falls into denormals
+/// (entries of 1e-20 in float) or overflows, and scales S back.
 template <class T, class Exec, class AV>
-BatchMatrix<T, Exec> tall_copy(const Exec& space, const AV& A) {
+BatchScalar<T, Exec> entry_scales(const Exec& space, const AV& A) {
+  const long nb = A.extent(0), m = A.extent(1), n = A.extent(2);
+  using member = typename ExecTraits<Exec>::member_type;
+  BatchScalar<T, Exec> sc(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::svd::scale"), nb);
+  Kokkos::parallel_for(
+      "hfisher::svd::scale", hfisher::detail::batch_policy(space, nb), KOKKOS_LAMBDA(const member& t) {
+        const int b = t.league_rank();
+        T amax = T(0);
+        Kokkos::parallel_reduce(
+            Kokkos::TeamThreadRange(t, 0L, m * n),
+            [&](const long e, T& v) { v = math::max(v, T(math::abs(A(b, e / n, e % n)))); }, Kokkos::Max<T>(amax));
+        Kokkos::single(Kokkos::PerTeam(t), [&]() { sc(b) = pow2_scale(amax); });
+      });
+  return sc;
+}
+
+/// op(A) scaled by sc (per batch entry) as a new (batch, rows, cols) matrix
+/// with rows >= cols: A, or A^T when A has fewer rows than columns.
+template <class T, class Exec, class AV>
+BatchMatrix<T, Exec> tall_copy(const Exec& space, const AV& A, const BatchScalar<T, Exec>& sc) {
   const long nb = A.extent(0), m = A.extent(1), n = A.extent(2);
   const long rows = m >= n ? m : n, cols = m >= n ? n : m;
   BatchMatrix<T, Exec> Ap(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::svd::opA"), nb, rows, cols);
   Kokkos::parallel_for(
       "hfisher::svd::copy_in", Kokkos::RangePolicy<Exec>(space, 0, nb * rows), KOKKOS_LAMBDA(const long e) {
         const int b = e / rows, r = e % rows;
-        for (int c = 0; c < cols; ++c) Ap(b, r, c) = m >= n ? T(A(b, r, c)) : T(A(b, c, r));
+        const T f = sc(b);
+        for (int c = 0; c < cols; ++c) Ap(b, r, c) = f * (m >= n ? T(A(b, r, c)) : T(A(b, c, r)));
       });
   return Ap;
+}
+
+/// S(b, :) /= sc(b): the singular values of A from those of its scaled copy.
+template <class T, class Exec, class SV>
+void unscale_values(const Exec& space, const SV& S, const BatchScalar<T, Exec>& sc) {
+  const long nb = S.extent(0), k = S.extent(1);
+  Kokkos::parallel_for(
+      "hfisher::svd::unscale", Kokkos::RangePolicy<Exec>(space, 0, nb * k), KOKKOS_LAMBDA(const long e) {
+        const int b = e / k, j = e % k;
+        S(b, j) /= sc(b);
+      });
 }
 
 /// svd's QR-preconditioned one-sided Jacobi (its arguments checked).
@@ -82,7 +115,8 @@ void svd_jacobi(const Exec& space, const AV& A, const UV& U, const SV& S, const 
   using mem = typename Exec::memory_space;
   const long rows = m >= n ? m : n, cols = k;  // op(A): rows x cols, rows >= cols
   // op(A) P = Q R
-  const auto Ap = tall_copy<T>(space, A);
+  const auto sc = entry_scales<T>(space, A);
+  const auto Ap = tall_copy<T>(space, A, sc);
   BatchVector<T, Exec> tau(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::svd::tau"), nb, cols);
   Kokkos::View<int**, Kokkos::LayoutRight, mem> perm(
       Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::svd::perm"), nb, cols);
@@ -119,6 +153,7 @@ void svd_jacobi(const Exec& space, const AV& A, const UV& U, const SV& S, const 
     gemm_nocheck(space, Op::NoTrans, Op::Trans, T(1), Q, Zc, T(0), V);
     svd_permuted_rows(space, Wc, perm, U);
   }
+  unscale_values(space, S, sc);
   const long bad = hfisher::detail::first_failure(space, status);
   hfisher::detail::require(bad < 0, where, "one-sided Jacobi did not converge in ", jacobi_max_sweeps,
                            " sweeps at batch entry ", bad);
@@ -137,7 +172,8 @@ void svd_bidiagonal(const Exec& space, const AV& A, const UV& U, const SV& S, co
   using T = typename UV::non_const_value_type;
   using mem = typename Exec::memory_space;
   const long rows = m >= n ? m : n, cols = k;  // op(A): rows x cols, rows >= cols
-  const auto Ap = tall_copy<T>(space, A);
+  const auto sc = entry_scales<T>(space, A);
+  const auto Ap = tall_copy<T>(space, A, sc);
   const bool qr_first = rows >= 2 * cols;
   const long mb = qr_first ? cols : rows;  // rows of the block that is bidiagonalized
   BatchMatrix<T, Exec> Q, R;
@@ -177,6 +213,7 @@ void svd_bidiagonal(const Exec& space, const AV& A, const UV& U, const SV& S, co
     else copy_transposed(space, Ut, V);
     copy_transposed(space, Vt, U);
   }
+  unscale_values(space, S, sc);
   const long bad = hfisher::detail::first_failure(space, status);
   hfisher::detail::require(bad < 0, where, "the bidiagonal QR iteration did not converge in ", bidiagonal_max_steps,
                            " steps for a singular value at batch entry ", bad);

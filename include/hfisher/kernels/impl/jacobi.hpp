@@ -12,6 +12,20 @@ namespace hfisher {
 namespace kernels {
 namespace detail {
 
+/// A power of 2 that brings amax (the largest |entry| of a block) into
+/// [1/2, 2); 1 for zero or a non-finite amax. Scaling by it is exact, and it
+/// keeps sums of squares of the block clear of denormals and overflow.
+template <class T>
+KOKKOS_INLINE_FUNCTION T pow2_scale(T amax) {
+  T scale = T(1);
+  if (amax > T(0) && math::isfinite(amax)) {
+    const T top = T(1) / math::limits<T>::tiny();
+    while (amax * scale >= T(2)) scale *= T(0.5);
+    while (amax * scale < T(0.5) && scale < top) scale *= T(2);
+  }
+  return scale;
+}
+
 /// Column dot products alpha = |x|^2, beta = |y|^2, gamma = x.y over m rows.
 template <class Member, class T>
 KOKKOS_INLINE_FUNCTION void dot3(const Member& t, int m, const T* x, const T* y, int s, T& a, T& b, T& g) {
@@ -107,6 +121,25 @@ KOKKOS_INLINE_FUNCTION int jacobi_svd(const Member& t, int m, int n, const T* A,
     for (int r = 0; r < n; ++r) V[r * v0 + j * v1] = r == j ? T(1) : T(0);
   });
   t.team_barrier();
+  // scaled by a power of 2 (exact) so the largest entry lies in [1/2, 2):
+  // the squares of tiny entries (1e-20 in float) fall into denormals, where
+  // rotations lose their digits and the sweeps never meet the tolerance, and
+  // those of huge ones overflow; S is scaled back at the end
+  T amax = T(0);
+  Kokkos::parallel_reduce(
+      Kokkos::TeamThreadRange(t, 0, n),
+      [&](const int j, T& v) {
+        for (int r = 0; r < m; ++r) v = math::max(v, math::abs(U[r * u0 + j * u1]));
+      },
+      Kokkos::Max<T>(amax));
+  const T scale = pow2_scale(amax);
+  if (scale != T(1)) {
+    t.team_barrier();
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(t, 0, n), [&](const int j) {
+      for (int r = 0; r < m; ++r) U[r * u0 + j * u1] *= scale;
+    });
+    t.team_barrier();
+  }
   const T tol = math::limits<T>::eps() * T(m > 1 ? m : 1);
   // columns with norm <= sqrt(m) eps |A|_F are numerically zero: rotations with
   // large columns leave absolute errors of that size in them, so rotating
@@ -150,7 +183,7 @@ KOKKOS_INLINE_FUNCTION int jacobi_svd(const Member& t, int m, int n, const T* A,
     T s = T(0);
     for (int r = 0; r < m; ++r) s += U[r * u0 + j * u1] * U[r * u0 + j * u1];
     s = math::sqrt(s);
-    S[j] = s;
+    S[j] = s / scale;
     const T inv = s > T(0) ? T(1) / s : T(0);
     for (int r = 0; r < m; ++r) U[r * u0 + j * u1] *= inv;
   });
