@@ -35,14 +35,18 @@
 #include <map>
 #include <numeric>
 #include <sstream>
+#include <type_traits>
 
 namespace {
 
 using S = float;
 using E = Kokkos::DefaultExecutionSpace;
-using Model = hfisher::nn::MLP<S, E>;
 using Data = hfisher::nn::DeviceData<S, E>;
-using Labels = Model::Labels;
+// the flat parameter vector and the label vector of every model type
+using Vector = hfisher::nn::MLP<S, E>::Vector;
+using Labels = hfisher::nn::MLP<S, E>::Labels;
+static_assert(std::is_same_v<Vector, hfisher::nn::Sequential<S, E>::Vector> &&
+              std::is_same_v<Labels, hfisher::nn::Sequential<S, E>::Labels>);
 
 /// The library's options of the ngd and kfac optimizers.
 hfisher::NaturalGradientOptions ngd_options(const std::string& optimizer) {
@@ -79,6 +83,7 @@ using hfisher::continual::is_penalty;
 const char* name(Method m) { return hfisher::continual::to_string(m); }
 
 struct Options {
+  std::string model = "mlp";  ///< mlp (--hidden), cnn (nn::small_cnn) or vit (nn::small_vit)
   std::string stream = "permuted", scenario = "task", optimizer = "adam", output = "results/continual", data;
   std::vector<Method> methods = {Method::Finetune, Method::EWC, Method::OnlineEWC, Method::KFACLaplace,
                                  Method::Hierarchical};
@@ -91,7 +96,7 @@ struct Options {
   int seeds = 1;  ///< runs with seeds seed, seed + 1, ... (mean +- std in the table)
   std::vector<std::string> lambda_for;  ///< per-method overrides of lambda
   int leaf = 32, rank = 32, max_rank = 32;
-  std::string hstructure = "multilevel";  ///< structure of the hierarchical penalty: multilevel or hodlr
+  std::string hstructure = "multilevel";  ///< structure of the hierarchical penalty: multilevel or hodlr (cnn, vit: hodlr)
   int levels = 2, branching = 100;  ///< multilevel layout: the layer, then each output unit
   std::vector<int> level_rank = {8};  ///< multilevel: one rank for every level, or one per level
   int power_steps = 1, oversampling = 8;  ///< multilevel: randomized eigensolver (-1: the rank + 8)
@@ -128,7 +133,10 @@ std::string run_key(const Options& o, Method method, std::uint64_t seed) {
     << o.epochs << "|" << o.batch << "|" << o.train_examples << "|" << o.test_examples << "|" << o.fisher_examples
     << "|" << o.lr << "|" << o.lambda << "|" << o.gamma << "|" << o.tol << "|" << o.damping << "|" << o.fisher_kind
     << "|" << seed << "|" << o.leaf << "|" << o.rank << "|" << o.max_rank << "|" << o.data;
-  for (int h : o.hidden) k << "|h" << h;
+  if (o.model == "mlp")
+    for (int h : o.hidden) k << "|h" << h;
+  else
+    k << "|model=" << o.model;
   for (const auto& l : o.lambda_for) k << "|l" << l;
   if (!o.spd) k << "|nospd";
   if (o.keep_optimizer_state) k << "|keepopt";
@@ -282,6 +290,7 @@ struct MethodResult {
   }
 };
 
+template <class Model>
 void save_checkpoint(const std::string& path, const std::string& key, const MethodResult& r, const Model& model,
                      const hfisher::FisherPenalty<S, E>* pen) {
   hfisher::io::atomic_write_sealed(path, "hfisher-continual: checkpoint", [&](std::ostream& o) {
@@ -309,6 +318,7 @@ void save_checkpoint(const std::string& path, const std::string& key, const Meth
 }
 
 // returns false when there is no checkpoint; throws on a foreign or corrupt one
+template <class Model>
 bool load_checkpoint(const std::string& path, const std::string& key, int epochs, MethodResult& r, Model& model,
                      hfisher::FisherPenalty<S, E>* pen) {
   if (!std::filesystem::exists(path)) return false;
@@ -400,7 +410,7 @@ void claim_output(const Options& o) {
 }
 
 /// ||x - y||_2 (same length).
-double l2_distance(const Model::Vector& x, const Model::Vector& y) {
+double l2_distance(const Vector& x, const Vector& y) {
   double d = 0;
   Kokkos::parallel_reduce(
       "hfisher-continual::l2_distance", Kokkos::RangePolicy<E>(0, x.extent(0)),
@@ -416,11 +426,12 @@ double l2_distance(const Model::Vector& x, const Model::Vector& y) {
 ///   drift:     theta_t after one epoch's worth of steps of a fresh optimizer
 ///              on the penalty alone (what the next task starts with).
 /// The model is restored afterwards; nothing is stored in the results.
+template <class Model>
 void probe_anchors(const Options& o, const std::string& label, int t, Model& model,
                    const hfisher::FisherPenalty<S, E>& pen, const std::vector<Data>& test,
                    const std::vector<Labels>& masks, int steps) {
   const long P = model.num_params();
-  Model::Vector theta("theta", P), num("num", P), den("den", P);
+  Vector theta("theta", P), num("num", P), den("den", P);
   Kokkos::deep_copy(theta, model.params());
   for (int s = 0; s < pen.terms(); ++s) {
     const auto d = pen.fisher(s).diag();
@@ -452,7 +463,7 @@ void probe_anchors(const Options& o, const std::string& label, int t, Model& mod
   sgd.lr = o.lr;
   hfisher::nn::Adam<S, E> adam;
   adam.lr = o.lr;
-  Model::Vector grad("grad", P);
+  Vector grad("grad", P);
   for (int k = 0; k < steps; ++k) {
     Kokkos::deep_copy(grad, S(0));
     pen.add_gradient(model.params(), grad);
@@ -468,6 +479,11 @@ void probe_anchors(const Options& o, const std::string& label, int t, Model& mod
       moved, at_drift.c_str());
 }
 
+/// The layers of --model cnn or vit for images of shape `in`.
+hfisher::nn::Preset preset(const std::string& model, hfisher::nn::ImageShape in, int classes) {
+  return model == "cnn" ? hfisher::nn::small_cnn(in, classes) : hfisher::nn::small_vit(in, classes);
+}
+
 /// Bytes a run needs at its peak, estimated from the options: Fashion-MNIST
 /// as loaded (70 000 images of 784 floats) and the chosen examples on the
 /// device, the per-sample factors of one consolidation, and the largest
@@ -475,14 +491,26 @@ void probe_anchors(const Options& o, const std::string& label, int t, Model& mod
 /// task's anchor and diagonal, K-FAC Laplace every task's factors, the
 /// hierarchical penalty its structure at the chosen ranks, replay its memory).
 double estimate_run_bytes(const Options& o) {
-  std::vector<int> w = {784};
-  for (int h : o.hidden) w.push_back(h);
-  w.push_back(10);
+  // P, the entries of the K-FAC factors, and the values one example's
+  // capture holds (a convolution's at each of its output positions)
   double P = 0, kron = 0, rows_cols = 0;
-  for (std::size_t l = 0; l + 1 < w.size(); ++l) {
-    P += double(w[l + 1]) * (w[l] + 1);
-    kron += double(w[l] + 1) * (w[l] + 1) + double(w[l + 1]) * w[l + 1];
-    rows_cols += w[l] + 1 + w[l + 1];
+  if (o.model == "mlp") {
+    std::vector<int> w = {784};
+    for (int h : o.hidden) w.push_back(h);
+    w.push_back(10);
+    for (std::size_t l = 0; l + 1 < w.size(); ++l) {
+      P += double(w[l + 1]) * (w[l] + 1);
+      kron += double(w[l] + 1) * (w[l] + 1) + double(w[l + 1]) * w[l + 1];
+      rows_cols += w[l] + 1 + w[l + 1];
+    }
+  } else {  // the preset at Fashion-MNIST's 28 x 28 (the data are not read yet)
+    const hfisher::nn::Sequential<S, E> net({1, 28, 28}, preset(o.model, {1, 28, 28}, 10).layers);
+    for (int p = 0; p < net.num_layers(); ++p) {
+      const auto& l = net.layers()[std::size_t(p)];
+      P += double(l.size());
+      kron += double(l.cols()) * l.cols() + double(l.out) * l.out;
+      rows_cols += double(net.geometry(p).positions()) * (l.cols() + l.out);
+    }
   }
   const double Sz = sizeof(S);
   const double data = 70000.0 * 784 * 4 + (o.train_examples + double(o.tasks) * o.test_examples) * 784 * Sz;
@@ -506,7 +534,11 @@ double estimate_run_bytes(const Options& o) {
   return data + samples + penalty + 8 * P * Sz;  // + model, gradients and optimizer state
 }
 
+/// Net: nn::MLP (--model mlp) or nn::Sequential (cnn, vit).
+template <template <class, class> class Net>
 int run(const Options& o) {
+  using Model = Net<S, E>;
+  constexpr bool is_mlp = std::is_same_v<Model, hfisher::nn::MLP<S, E>>;
   const auto t_all = std::chrono::steady_clock::now();
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
   // the output folder is checked (non-empty, not "/", creatable, writable)
@@ -530,6 +562,23 @@ int run(const Options& o) {
   std::vector<int> widths = {train_all.features};
   widths.insert(widths.end(), o.hidden.begin(), o.hidden.end());
   widths.push_back(C);
+  // cnn, vit: the images' shape (an IDX file of (n, rows, cols) gives it)
+  const hfisher::nn::ImageShape shape{1, train_all.height, train_all.width};
+  hfisher::detail::require(is_mlp || (shape.height > 0 && shape.width > 0), "hfisher-continual", "--model ", o.model,
+                           " takes images, but the training set in ", o.data.empty() ? "the default folder" : o.data,
+                           " holds flat vectors of ", train_all.features, " values (no rows x cols)");
+  const auto make_model = [&](std::uint64_t seed) {
+    if constexpr (is_mlp) return Model(widths, hfisher::nn::Activation::ReLU, seed);
+    else return Model(shape, preset(o.model, shape, C).layers, seed);
+  };
+  std::string model_text;  // in the log and results.json
+  if constexpr (is_mlp) {
+    model_text = "MLP";
+    for (int w : widths) model_text += " " + std::to_string(w);
+  } else {
+    model_text = (o.model == "cnn" ? "CNN (" : "vision transformer (") + preset(o.model, shape, C).text + ")";
+  }
+  const long num_params = make_model(o.seed).num_params();
   const auto fkind = o.fisher_kind == "empirical" ? hfisher::FisherKind::Empirical
                      : o.fisher_kind == "mc"      ? hfisher::FisherKind::MonteCarlo
                                                   : hfisher::FisherKind::GGN;
@@ -561,11 +610,10 @@ int run(const Options& o) {
       // permuted / class-incremental tasks use every class: no mask
       masks.push_back(int(t.classes.size()) == C ? Labels() : m);
     }
-    say("hfisher-continual: seed %llu, %s stream (%s), %d tasks x %d train / %d test examples; MLP",
+    say("hfisher-continual: seed %llu, %s stream (%s), %d tasks x %d train / %d test examples; %s, %ld parameters",
         (unsigned long long)seed, o.stream.c_str(),
         o.stream == "split" ? (o.scenario == "task" ? "task-incremental" : "class-incremental") : "permuted pixels", T,
-        train[0].size(), test[0].size());
-    for (int w : widths) say(" %d", w);
+        train[0].size(), test[0].size(), model_text.c_str(), num_params);
     std::string lambdas = fmt_default(o.lambda);
     if (!o.lambda_grid.empty()) {
       lambdas = "chosen on " + std::to_string(o.validation) + " validation examples per task from";
@@ -622,7 +670,7 @@ int run(const Options& o) {
         r.gamma = gam;
         r.lr = oc.lr;
         if (o.validation > 0) r.V = hfisher::continual::AccuracyMatrix(T);
-        Model model(widths, hfisher::nn::Activation::ReLU, seed);
+        Model model = make_model(seed);
         std::unique_ptr<hfisher::FisherPenalty<S, E>> pen;
         if (is_penalty(method))
           pen = std::make_unique<hfisher::FisherPenalty<S, E>>(hfisher::continual::penalty_method(method), lam, gam, fkind, fo);
@@ -630,8 +678,9 @@ int run(const Options& o) {
           pen->set_structure(hfisher::structure_from_string(o.hstructure, "hfisher-continual --hierarchical-structure"));
         // replay: the memory of the finished tasks (rebuilt on resume: its
         // examples depend only on the seed and the tasks)
-        std::unique_ptr<hfisher::continual::ReplayMemory<S, E>> replay;
-        if (method == Method::Replay) replay = std::make_unique<hfisher::continual::ReplayMemory<S, E>>(o.replay_examples, seed);
+        std::unique_ptr<hfisher::continual::ReplayMemory<S, E, Net>> replay;
+        if (method == Method::Replay)
+          replay = std::make_unique<hfisher::continual::ReplayMemory<S, E, Net>>(o.replay_examples, seed);
         const std::string ckpt = o.output + "/checkpoints/" + candidate_name(o, method, cand, true) +
                                  (o.seeds > 1 ? "-seed" + std::to_string(seed) : std::string()) + ".ckpt";
         const std::string key = run_key(oc, method, seed);
@@ -647,7 +696,7 @@ int run(const Options& o) {
             const auto t0 = std::chrono::steady_clock::now();
             // the same draws on every rank (and after a resume): one generator per task
             std::mt19937_64 replay_rng(seed * 1000003ULL + std::uint64_t(t) * 7919ULL + 0x5bd1e995ULL);
-            auto hook = [&](const Model::Vector& grad) {
+            auto hook = [&](const Vector& grad) {
               if (pen) pen->add_gradient(model.params(), grad);
               if (replay) replay->add_gradient(model, grad, o.batch, replay_rng);
             };
@@ -659,13 +708,13 @@ int run(const Options& o) {
               adam = hfisher::nn::Adam<S, E>{};
               adam.lr = oc.lr;
             }
-            std::unique_ptr<hfisher::NaturalGradient<S, E>> ngd;
+            std::unique_ptr<hfisher::NaturalGradient<S, E, Net>> ngd;
             if (o.optimizer == "ngd" || o.optimizer == "kfac") {
               auto no = ngd_options(o.optimizer);
               no.lr = oc.lr;
               no.damping = o.damping;
               no.fisher.rank = o.rank;
-              ngd = std::make_unique<hfisher::NaturalGradient<S, E>>(model, train[t], no, comm);
+              ngd = std::make_unique<hfisher::NaturalGradient<S, E, Net>>(model, train[t], no, comm);
             }
             // weights that are NaN or infinite (a diverged model)
             auto nonfinite = [&] {
@@ -963,8 +1012,10 @@ int run(const Options& o) {
      << hfisher::commit() << "\", \"seed\": " << o.seed
      << ", \"optimizer\": \"" << o.optimizer << "\", \"lr\": " << o.lr << ", \"epochs\": " << o.epochs
      << ", \"batch\": " << o.batch << ", \"keep_optimizer_state\": " << (o.keep_optimizer_state ? "true" : "false")
-     << ", \"widths\": [";
-  for (std::size_t l = 0; l < widths.size(); ++l) js << (l ? ", " : "") << widths[l];
+     << ", \"model\": \"" << o.model << "\", \"model_layers\": " << hfisher::io::json_string(model_text)
+     << ", \"parameters\": " << num_params << ", \"widths\": [";
+  if (is_mlp)
+    for (std::size_t l = 0; l < widths.size(); ++l) js << (l ? ", " : "") << widths[l];
   js << "], \"train_examples\": " << o.train_examples << ", \"test_examples\": " << o.test_examples
      << ", \"fisher_examples\": " << o.fisher_examples << ", \"fisher_kind\": \"" << o.fisher_kind
      << "\", \"lambda\": {";
@@ -1180,7 +1231,12 @@ int main(int argc, char** argv) {
   app.add_option("--lambda-for", o.lambda_for,
                  "repeatable METHOD=VALUE: lambda of one method (default: all --lambda)");
   app.add_option("--gamma", o.gamma, "online EWC decay in (0, 1]")->check(hfisher_cli::Finite)->check(CLI::Range(1e-6, 1.0));
-  app.add_option("--hidden", o.hidden, "hidden layer widths")->check(CLI::Range(1, 1 << 14));
+  app.add_option("--model", o.model,
+                 "mlp (ReLU layers of --hidden widths), cnn (two 5x5 convolution + max-pool blocks, linear 128, "
+                 "linear; nn::small_cnn) or vit (a vision transformer: a 4 x 4 grid of patches as 16 tokens, 2 "
+                 "attention blocks; nn::small_vit); cnn and vit take images whose sides are multiples of 4")
+      ->check(CLI::IsMember({"mlp", "cnn", "vit"}));
+  app.add_option("--hidden", o.hidden, "mlp: hidden layer widths")->check(CLI::Range(1, 1 << 14));
   app.add_option("--train-examples", o.train_examples, "training examples per task (split: of the whole set)")
       ->check(CLI::Range(1, 60000));
   app.add_option("--test-examples", o.test_examples, "test examples (split: of the whole set)")->check(CLI::Range(1, 10000));
@@ -1192,7 +1248,8 @@ int main(int argc, char** argv) {
   app.add_option("--hierarchical-structure", o.hstructure,
                  "Fisher of the hierarchical penalty: multilevel (diag + nested low-rank terms, PSD by construction) "
                  "or hodlr (dense leaves, low-rank off-diagonal blocks)")
-      ->check(CLI::IsMember({"multilevel", "hodlr"}));
+      ->check(CLI::IsMember({"multilevel", "hodlr"}))
+      ->default_str("multilevel; cnn, vit: hodlr");
   app.add_option("--levels", o.levels, "multilevel: levels of nested low-rank terms per layer")->check(CLI::Range(1, 16));
   app.add_option("--level-rank", o.level_rank, "multilevel: rank of each node's term (one value, or one per level)")
       ->check(CLI::Range(1, 4096));
@@ -1289,6 +1346,17 @@ int main(int argc, char** argv) {
                                name(m), ")");
       (void)lambda_of(o, m);  // the value is checked there
     }
+    if (o.model != "mlp") {
+      hfisher::detail::require(app.count("--hidden") == 0, "hfisher-continual", "--hidden sets the widths of --model ",
+                               "mlp; --model ", o.model, " has fixed layers (nn::small_", o.model, ")");
+      // the multilevel structure takes linear layers (one position); a
+      // convolution, and a transformer's token-wise projections, need HODLR
+      if (app.count("--hierarchical-structure") == 0) o.hstructure = "hodlr";
+      hfisher::detail::require(o.hstructure == "hodlr", "hfisher-continual", "--hierarchical-structure ", o.hstructure,
+                               " takes linear layers only; the ", o.model == "cnn" ? "convolutions of --model cnn" :
+                               "token-wise layers of --model vit", " need --hierarchical-structure hodlr (the default "
+                               "for cnn and vit)");
+    }
     hfisher::detail::require(o.level_rank.size() == 1 || int(o.level_rank.size()) == o.levels, "hfisher-continual",
                              "--level-rank has ", o.level_rank.size(), " values for --levels ", o.levels,
                              " (give one, or one per level)");
@@ -1318,6 +1386,6 @@ int main(int argc, char** argv) {
       hfisher::detail::require(o.optimizer == "sgd" || o.optimizer == "adam", "hfisher-continual",
                                "--probe-anchors steps with sgd or adam, not --optimizer ", o.optimizer);
     }
-    return run(o);
+    return o.model == "mlp" ? run<hfisher::nn::MLP>(o) : run<hfisher::nn::Sequential>(o);
   });
 }

@@ -182,35 +182,14 @@ void with_kfac(N<S, E>& model, const hfisher::nn::DeviceData<S, E>& train, const
 
 }  // namespace
 
-std::vector<LayerSpec> fashion_cnn_layers() {
-  return {LayerSpec::conv(16, 5, 1, 2), LayerSpec::relu(),       LayerSpec::max_pool(2), LayerSpec::conv(32, 5, 1, 2),
-          LayerSpec::relu(),            LayerSpec::max_pool(2),  LayerSpec::linear(128), LayerSpec::relu(),
-          LayerSpec::linear(10)};
-}
+// the library's presets (nn/presets.hpp) at Fashion-MNIST's 28 x 28
+std::vector<LayerSpec> fashion_cnn_layers() { return hfisher::nn::small_cnn({1, 28, 28}, 10).layers; }
 
-std::string fashion_cnn_text() {
-  return "conv 5x5x16 pad 2, relu, maxpool 2, conv 5x5x32 pad 2, relu, maxpool 2, linear 128, relu, linear 10";
-}
+std::string fashion_cnn_text() { return hfisher::nn::small_cnn({1, 28, 28}, 10).text; }
 
-std::vector<LayerSpec> fashion_vit_layers() {
-  const int d = 64, heads = 4, ffn = 128;
-  std::vector<LayerSpec> s = {LayerSpec::conv(d, 7, 7), LayerSpec::position_embedding()};
-  for (int block = 0; block < 2; ++block) {
-    s.push_back(LayerSpec::residual_begin());
-    s.push_back(LayerSpec::layer_norm());
-    for (const auto& l : hfisher::nn::multi_head_attention(d, heads)) s.push_back(l);
-    for (const auto& l : {LayerSpec::residual_end(), LayerSpec::residual_begin(), LayerSpec::layer_norm(),
-                          LayerSpec::conv(ffn, 1), LayerSpec::gelu(), LayerSpec::conv(d, 1), LayerSpec::residual_end()})
-      s.push_back(l);
-  }
-  for (const auto& l : {LayerSpec::layer_norm(), LayerSpec::avg_pool(4), LayerSpec::linear(10)}) s.push_back(l);
-  return s;
-}
+std::vector<LayerSpec> fashion_vit_layers() { return hfisher::nn::small_vit({1, 28, 28}, 10).layers; }
 
-std::string fashion_vit_text() {
-  return "7x7 patches -> 16 tokens x 64, position embedding, 2 x [layer norm, attention 4 heads; layer norm, "
-         "1x1 128, gelu, 1x1 64] (residual), layer norm, mean over tokens, linear 10";
-}
+std::string fashion_vit_text() { return hfisher::nn::small_vit({1, 28, 28}, 10).text; }
 
 int run_layers_bench(const LayersBenchOptions& o) {
   constexpr const char* where = "hfisher-bench layers";

@@ -12,17 +12,10 @@
 
 namespace hfisher_perf {
 
-/// The small CNN both studies train on Fashion-MNIST ({1, 28, 28} images):
-/// conv 5x5x16 pad 2, relu, maxpool 2, conv 5x5x32 pad 2, relu, maxpool 2,
-/// linear 128, relu, linear 10.
+/// The library's presets nn::small_cnn and nn::small_vit (nn/presets.hpp)
+/// at Fashion-MNIST's {1, 28, 28}, and their descriptions (for the tables).
 std::vector<hfisher::nn::LayerSpec> fashion_cnn_layers();
-/// Those layers in words (for the tables).
 std::string fashion_cnn_text();
-/// A small vision transformer for {1, 28, 28} images: 7 x 7 patches as 16
-/// tokens of width 64, a position embedding, 2 pre-normalization blocks
-/// (self-attention with 4 heads, a GELU feed-forward of width 128, each in a
-/// residual block), a final layer normalization, the mean over tokens and a
-/// linear classifier.
 std::vector<hfisher::nn::LayerSpec> fashion_vit_layers();
 std::string fashion_vit_text();
 

@@ -91,6 +91,10 @@ Dataset read_mnist(const std::string& images, const std::string& labels, int cla
   d.n = im.dims[0];
   d.features = int(im.data.size() / std::size_t(d.n));
   d.classes = classes;
+  if (im.dims.size() == 3) {  // (n, rows, cols): images of one channel
+    d.height = im.dims[1];
+    d.width = im.dims[2];
+  }
   d.x.resize(im.data.size());
   for (std::size_t i = 0; i < im.data.size(); ++i) d.x[i] = float(im.data[i]) / 255.0f;
   d.y.resize(d.n);
@@ -128,6 +132,8 @@ Dataset slice(const Dataset& d, int first, int count) {
   s.n = count;
   s.features = d.features;
   s.classes = d.classes;
+  s.height = d.height;
+  s.width = d.width;
   s.x.assign(d.x.begin() + std::size_t(first) * d.features, d.x.begin() + std::size_t(first + count) * d.features);
   s.y.assign(d.y.begin() + first, d.y.begin() + first + count);
   return s;

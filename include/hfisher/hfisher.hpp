@@ -32,6 +32,7 @@
 #include <hfisher/nn/idx.hpp>
 #include <hfisher/nn/mlp.hpp>
 #include <hfisher/nn/optimizers.hpp>
+#include <hfisher/nn/presets.hpp>
 #include <hfisher/nn/sequential.hpp>
 #include <hfisher/nn/train.hpp>
 #include <hfisher/fisher/fisher.hpp>

@@ -661,3 +661,85 @@ TEST(ContinualDriver, CorruptCheckpointIsRefused) {
   EXPECT_NE(text.find("checksum"), std::string::npos) << text;
   std::filesystem::remove_all(root);
 }
+
+// --model cnn and --model vit (nn::small_cnn, nn::small_vit on the 4 x 4
+// images): every penalty and replay run, learn the tasks, report the model,
+// and a run interrupted after a task resumes to the uninterrupted result
+// (the checkpoint holds the Sequential); options that only fit the MLP are
+// refused before any training.
+TEST(ContinualDriver, ConvolutionAndTransformerModels) {
+  namespace fs = std::filesystem;
+  const std::string root = fresh_root("hfisher_driver_test_models");
+  const std::string exe = std::string(HFISHER_CONTINUAL_EXE) + " --data " + root +
+                          "/data --tasks 2 --train-examples 600 --test-examples 200 --fisher-examples 40 --leaf 32 "
+                          "--batch 32 --epochs 2";
+  const std::string cnn = exe + " --model cnn --method finetune --method ewc --method online-ewc --method "
+                                "kfac-laplace --method hierarchical --method replay --replay-examples 50";
+  ASSERT_EQ(std::system((cnn + " --output " + root + "/cnn > " + root + "/cnn.log 2>&1").c_str()), 0)
+      << slurp(root + "/cnn.log");
+  const std::string log = slurp(root + "/cnn.log");
+  EXPECT_NE(log.find("CNN (conv 5x5x16 pad 2"), std::string::npos) << log;
+  const std::string js = slurp(root + "/cnn/results.json");
+  for (const char* field : {"\"model\": \"cnn\"", "\"model_layers\": \"CNN (conv 5x5x16", "\"widths\": []",
+                            "\"hierarchical_structure\": \"hodlr\""})
+    EXPECT_NE(js.find(field), std::string::npos) << field << " missing from\n" << js;
+  // each method learned each task well above chance (0.1: ten classes)
+  for (const char* m : {"finetune", "ewc", "online-ewc", "kfac-laplace", "hierarchical", "replay"}) {
+    const auto at = js.find("\"method\": \"" + std::string(m) + "\", \"seed\": 1");
+    ASSERT_NE(at, std::string::npos) << m;
+    const auto r = numbers(js.substr(js.find("\"R\": ", at), js.find("]]", js.find("\"R\": ", at)) - js.find("\"R\": ", at)));
+    ASSERT_EQ(r.size(), 4u) << m;
+    EXPECT_GT(r[0], 0.4) << m << ": task 1 after task 1";
+    EXPECT_GT(r[3], 0.4) << m << ": task 2 after task 2";
+  }
+  // the penalties keep a Fisher of the CNN's parameters (replay: its examples)
+  for (const char* m : {"ewc", "kfac-laplace", "hierarchical", "replay"})
+    EXPECT_TRUE(fs::exists(root + "/cnn/R_" + std::string(m) + ".dat")) << m;
+  // interrupted after task 1, resumed: the same matrices
+  const std::string part = exe + " --model cnn --method kfac-laplace --method hierarchical";
+  ASSERT_EQ(std::system((part + " --output " + root + "/full > " + root + "/full.log 2>&1").c_str()), 0)
+      << slurp(root + "/full.log");
+  EXPECT_NE(std::system(("HFISHER_CONTINUAL_STOP_AFTER=1 " + part + " --output " + root + "/cut > " + root +
+                         "/cut.log 2>&1")
+                            .c_str()),
+            0);
+  ASSERT_EQ(std::system((part + " --resume --output " + root + "/cut > " + root + "/cut.log 2>&1").c_str()), 0)
+      << slurp(root + "/cut.log");
+  EXPECT_NE(slurp(root + "/cut.log").find("resuming"), std::string::npos);
+  EXPECT_EQ(matrices(slurp(root + "/cut/results.json")), matrices(slurp(root + "/full/results.json")));
+  // the vision transformer, trained by K-FAC
+  const std::string vit = exe + " --model vit --optimizer kfac --method ewc --method hierarchical";
+  ASSERT_EQ(std::system((vit + " --output " + root + "/vit > " + root + "/vit.log 2>&1").c_str()), 0)
+      << slurp(root + "/vit.log");
+  EXPECT_NE(slurp(root + "/vit.log").find("vision transformer (1x1 patches -> 16 tokens"), std::string::npos)
+      << slurp(root + "/vit.log");
+  EXPECT_NE(slurp(root + "/vit/results.json").find("\"model\": \"vit\""), std::string::npos);
+  // options of the MLP are refused, before any training, and so are images
+  // whose sides are not multiples of 4 (6 x 6 here)
+  fs::create_directories(root + "/odd");
+  {
+    auto img = header(3, {8, 6, 6}), lab = header(1, {8});
+    for (int i = 0; i < 8; ++i) {
+      for (int p = 0; p < 36; ++p) img.push_back((unsigned char)(p * 7 + i));
+      lab.push_back((unsigned char)i);
+    }
+    for (const char* stem : {"train", "t10k"}) {
+      write_gz(root + "/odd/" + stem + "-images-idx3-ubyte.gz", img);
+      write_gz(root + "/odd/" + stem + "-labels-idx1-ubyte.gz", lab);
+    }
+  }
+  const std::string odd = std::string(HFISHER_CONTINUAL_EXE) + " --data " + root +
+                          "/odd --tasks 2 --train-examples 8 --test-examples 8 --fisher-examples 2 --batch 4";
+  for (const auto& c : std::vector<std::pair<std::string, std::string>>{
+           {exe + " --model cnn --hidden 12", "--hidden sets the widths of --model mlp"},
+           {exe + " --model vit --hierarchical-structure multilevel", "takes linear layers only"},
+           {odd + " --model cnn", "multiples of 4"},
+           {odd + " --model vit", "multiples of 4"}}) {
+    const int rc = std::system((c.first + " --method ewc --output " + root + "/bad > " + root + "/bad.log 2>&1").c_str());
+    EXPECT_TRUE(WIFEXITED(rc) && WEXITSTATUS(rc) != 0) << c.first << ": status " << rc;
+    const std::string text = slurp(root + "/bad.log");
+    EXPECT_NE(text.find(c.second), std::string::npos) << c.first << ":\n" << text;
+    EXPECT_EQ(text.find("] task"), std::string::npos) << c.first << ": trained before refusing";
+  }
+  fs::remove_all(root);
+}

@@ -24,10 +24,11 @@ namespace continual {
 /// class mask. add_gradient adds the mean loss gradient of a memory batch to
 /// an optimizer step's gradient: used as the hook of nn::train_epoch, each
 /// step then descends on the current batch's loss plus the memory batch's.
-template <class Scalar, class ExecSpace = DefaultExec>
+/// Net is the model type: nn::MLP (the default) or nn::Sequential.
+template <class Scalar, class ExecSpace = DefaultExec, template <class, class> class Net = nn::MLP>
 class ReplayMemory {
  public:
-  using Model = nn::MLP<Scalar, ExecSpace>;
+  using Model = Net<Scalar, ExecSpace>;
   using Data = nn::DeviceData<Scalar, ExecSpace>;
   using Labels = typename Model::Labels;
   using Vector = typename Model::Vector;
@@ -97,8 +98,8 @@ class ReplayMemory {
     detail::require(long(grad.extent(0)) == model.num_params(), where, "gradient has ", grad.extent(0),
                     " entries, the model ", model.num_params(), " parameters");
     if (tasks_.empty()) return 0;
-    detail::require(model.widths().front() == tasks_[0].data.features(), where, "the model takes ",
-                    model.widths().front(), " inputs, the kept examples have ", tasks_[0].data.features(), " features");
+    detail::require(model.inputs() == tasks_[0].data.features(), where, "the model takes ",
+                    model.inputs(), " inputs, the kept examples have ", tasks_[0].data.features(), " features");
     const long total = size();
     const int m = int(std::min<long>(batch, total));
     // the drawn examples, as (task, row) counts per task: a partial shuffle

@@ -11,6 +11,7 @@
 #include <hfisher/nn/train.hpp>
 
 #include <cmath>
+#include <type_traits>
 
 namespace hfisher {
 namespace dist {
@@ -32,16 +33,20 @@ double train_epoch(Net<Scalar, ExecSpace>& model, const nn::DeviceData<Scalar, E
 }
 
 /// Fraction of `data` the model classifies correctly, each rank scoring its
-/// contiguous share of the examples (mask as in MLP::accuracy).
-template <class Scalar, class ExecSpace>
-double accuracy(const nn::MLP<Scalar, ExecSpace>& model, const nn::DeviceData<Scalar, ExecSpace>& data,
-                const typename nn::MLP<Scalar, ExecSpace>::Labels& mask, const Communicator& comm) {
+/// contiguous share of the examples (mask as in MLP::accuracy). Net is
+/// nn::MLP or nn::Sequential (scored 256 examples at a time: a
+/// convolution's patches take far more memory per example than a layer's
+/// activations).
+template <template <class, class> class Net, class Scalar, class ExecSpace>
+double accuracy(const Net<Scalar, ExecSpace>& model, const nn::DeviceData<Scalar, ExecSpace>& data,
+                const typename Net<Scalar, ExecSpace>::Labels& mask, const Communicator& comm) {
+  constexpr int chunk = std::is_same_v<Net<Scalar, ExecSpace>, nn::MLP<Scalar, ExecSpace>> ? 1000 : 256;
   const long n = data.size();
   hfisher::detail::require(n >= 1, "hfisher::dist::accuracy", "no examples");
   const auto s = shard(n, comm.rank(), comm.size());
   double correct = 0;
   const long m = s.second - s.first;
-  if (m > 0) correct = std::round(model.accuracy(nn::rows(data, s.first, m), 1000, mask) * double(m));
+  if (m > 0) correct = std::round(model.accuracy(nn::rows(data, s.first, m), chunk, mask) * double(m));
   return comm.sum(correct) / double(n);
 }
 
