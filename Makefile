@@ -8,13 +8,15 @@
 #   make test Kokkos_ROOT=/path KokkosKernels_ROOT=/path
 # Other targets: make install PREFIX=<dir>, make cuda-build (compile + link
 # with CUDA, no GPU needed; CUDA_TARGETS=all for every test), make perf,
-# make clean.
+# make sanitize (AddressSanitizer + UndefinedBehaviorSanitizer on a subset:
+# what .ci/run also runs), make clean.
 
 SHELL := /bin/bash
 ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
 DEPS ?= $(ROOT)/.deps
 BUILD ?= $(ROOT)/build
 BUILD_CUDA ?= $(ROOT)/build-cuda
+BUILD_SAN ?= $(ROOT)/build-sanitize
 JOBS ?= $(shell nproc)
 PREFIX ?= /usr/local
 CMAKE_EXTRA ?=
@@ -30,7 +32,7 @@ else
   DEPS_STEP := $(ROOT)/cmake/setup-deps.sh openmp
 endif
 
-.PHONY: all deps build test demo perf install cuda-deps cuda-build clean
+.PHONY: all deps build test demo perf install cuda-deps cuda-build sanitize clean
 
 all: build
 
@@ -77,5 +79,28 @@ cuda-build: cuda-deps
 	  -DHFISHER_ENABLE_CUDA=ON $(CMAKE_EXTRA)
 	cmake --build $(BUILD_CUDA) -j $(JOBS) $(if $(filter all,$(CUDA_TARGETS)),,--target $(CUDA_TARGETS))
 
+# AddressSanitizer + UndefinedBehaviorSanitizer (any report fails) at -O1
+# on a subset chosen to fit CI's time: the core (I/O, checksums, atomic
+# writes), the MLP and IDX loaders, HODLR (its loader and the batched
+# kernels under it), each with its fuzz-style loader test, and the
+# continual driver end to end (train, consolidate, checkpoint, resume,
+# refusals). Open MPI's allocations left at exit are suppressed
+# (cmake/sanitizer-suppressions.txt); leak stacks are unwound the slow way,
+# as Open MPI's libraries keep no frame pointers and the fast unwinder
+# stops in them before the frame a suppression names.
+SAN_TESTS ?= core_test_core nn_test_mlp hmatrix_test_hodlr
+SAN_ENV := ASAN_OPTIONS=detect_leaks=1:fast_unwind_on_malloc=0 \
+  LSAN_OPTIONS=suppressions=$(ROOT)/cmake/sanitizer-suppressions.txt:print_suppressions=0 \
+  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+sanitize: deps
+	cmake -S $(ROOT) -B $(BUILD_SAN) -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS_RELEASE=-O1 \
+	  -DHFISHER_SANITIZE=ON -DHFISHER_NATIVE=OFF \
+	  -DKokkos_ROOT=$(KOKKOS_PREFIX) -DKokkosKernels_ROOT=$(KK_PREFIX) $(CMAKE_EXTRA)
+	cmake --build $(BUILD_SAN) -j $(JOBS) --target $(SAN_TESTS) drivers_test_continual
+	cd $(BUILD_SAN) && $(SAN_ENV) OMP_PROC_BIND=false ctest --output-on-failure \
+	  -R '^($(subst $(eval) ,|,$(foreach t,$(SAN_TESTS),$(subst _test_,.test_,$(t)))))$$'
+	cd $(BUILD_SAN) && $(SAN_ENV) OMP_PROC_BIND=false OMP_NUM_THREADS=2 drivers/drivers_test_continual \
+	  --gtest_filter='ContinualDriver.EndToEndAndResume:ContinualDriver.BadValuesFailWithAMessage:ContinualDriver.CorruptCheckpointIsRefused'
+
 clean:
-	rm -rf $(BUILD) $(BUILD_CUDA)
+	rm -rf $(BUILD) $(BUILD_CUDA) $(BUILD_SAN)
