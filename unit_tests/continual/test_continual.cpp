@@ -1,3 +1,6 @@
+#include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <limits>
 #include <sstream>
 
@@ -6,6 +9,7 @@
 #include <hfisher/continual/replay.hpp>
 #include <hfisher/continual/streams.hpp>
 
+#include "../fuzz_helpers.hpp"
 #include "../test_helpers.hpp"
 
 using namespace hfisher_test;
@@ -179,6 +183,19 @@ TYPED_TEST(PenaltyTest, ValueAndGradientAgainstDense) {
     hfisher::FisherPenalty<S, E> back(m, 1.0);
     back.read(ss, "stream");
     EXPECT_NEAR(back.value(model.params()), pen.value(model.params()), 1e-12 * (1 + std::abs(ref)));
+    // mutated records (what a checkpoint holds behind its seal): read or
+    // refused with an hfisher::Error, never a crash; a read penalty has a
+    // finite lambda >= 0 and gamma in (0, 1]
+    const std::string path = unique_temp(std::string("penalty_") + hfisher::to_string(m) + ".bin");
+    hfisher::io::atomic_write_sealed(path, "test", [&](std::ostream& o) { pen.write(o); });
+    fuzz_loader(path, [m](const std::string& p) {
+      std::ifstream i(p, std::ios::binary);
+      hfisher::FisherPenalty<S, E> f(m, 1.0);
+      f.read(i, p);
+      EXPECT_TRUE(std::isfinite(f.lambda()) && f.lambda() >= 0) << f.lambda();
+      EXPECT_TRUE(f.gamma() > 0 && f.gamma() <= 1) << f.gamma();
+    }, 40);
+    std::filesystem::remove(path);
   }
   using Pen = hfisher::FisherPenalty<S, E>;
   EXPECT_THROW(Pen(hfisher::PenaltyMethod::EWC, -1.0), hfisher::Error);

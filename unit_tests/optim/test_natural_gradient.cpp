@@ -1,5 +1,9 @@
 // One NaturalGradient step against a dense natural-gradient step computed
 // with LAPACK from the same Fisher estimate.
+#include <filesystem>
+#include <fstream>
+
+#include "../fuzz_helpers.hpp"
 #include "../test_helpers.hpp"
 
 using namespace hfisher_test;
@@ -323,5 +327,15 @@ TYPED_TEST(NaturalGradientTest, SavedStateResumesBitForBit) {
     std::string cut = opt_state.str().substr(0, 20);
     std::istringstream is(cut);
     EXPECT_THROW(nb.read(is, "cut"), hfisher::Error);
+    // mutated states (what a checkpoint would hold behind its seal): read or
+    // refused with an hfisher::Error, never a crash
+    const std::string path = unique_temp(std::string("ngd_state_") + (kfac ? "kfac" : "lowrank") + ".bin");
+    hfisher::io::atomic_write_sealed(path, "test", [&](std::ostream& os) { na.write(os); });
+    fuzz_loader(path, [&](const std::string& p) {
+      std::ifstream i(p, std::ios::binary);
+      hfisher::NaturalGradient<S, E> n(b, data, o);
+      n.read(i, p);
+    }, 40);
+    std::filesystem::remove(path);
   }
 }

@@ -20,6 +20,7 @@
 #include <hfisher/fisher/fisher.hpp>
 
 #include <chrono>
+#include <cmath>
 
 namespace hfisher {
 
@@ -72,6 +73,8 @@ class FisherPenalty {
     structure_ = s;
   }
   double lambda() const { return lambda_; }
+  /// Online EWC's decay (the constructor's gamma).
+  double gamma() const { return gamma_; }
   int tasks() const { return tasks_; }
   /// Seconds spent in the last consolidate().
   double last_consolidation_seconds() const { return last_seconds_; }
@@ -172,8 +175,11 @@ class FisherPenalty {
                     to_string(method_));
     hfisher::detail::require(is_structure(st), where, what, ": unknown structure ", st);
     structure_ = Structure(st);
-    lambda_ = io::get<double>(i, what, where);
-    gamma_ = io::get<double>(i, what, where);
+    const double lambda = io::get<double>(i, what, where), gamma = io::get<double>(i, what, where);
+    detail::require(std::isfinite(lambda) && lambda >= 0 && gamma > 0 && gamma <= 1, where, what,
+                    ": corrupt penalty header (lambda ", lambda, ", gamma ", gamma, ")");
+    lambda_ = lambda;
+    gamma_ = gamma;
     tasks_ = io::get<std::int32_t>(i, what, where);
     const int n = io::get<std::int32_t>(i, what, where);
     detail::require(n >= 0 && n <= 100000 && tasks_ >= n, where, what, ": corrupt penalty header");

@@ -31,6 +31,7 @@
 #include <hfisher/fisher/fisher.hpp>
 #include <hfisher/nn/train.hpp>
 
+#include <cmath>
 #include <limits>
 #include <sstream>
 
@@ -171,7 +172,9 @@ class NaturalGradient {
     const double damping = io::get<double>(i, what, where), clip = io::get<double>(i, what, where);
     const double rho = io::get<double>(i, what, where);
     const long nv = long(io::get<std::int64_t>(i, what, where));
-    detail::require(steps >= 0 && windows >= 0 && damping > 0 && (nv == 0 || nv == model_->num_params()), where, what,
+    detail::require(steps >= 0 && windows >= 0 && damping > 0 && std::isfinite(damping) &&
+                        (nv == 0 || nv == model_->num_params()),
+                    where, what,
                     ": corrupt or written for another model (", nv, " momentum entries, the model has ",
                     model_->num_params(), " parameters)");
     Vector v;
