@@ -113,6 +113,8 @@ KOKKOS_INLINE_FUNCTION void sort_with_columns(const Member& t, int n, T* d, bool
 /// are not rotated further (their singular values are returned as computed,
 /// below sqrt(m) eps |A|_F; U columns of exactly zero ones are zero). Returns the number of
 /// sweeps, or -1 if it did not converge in max_sweeps.
+/// The caller scales the block first (kernels::svd: entry_scales), so that
+/// no sum of squares falls into denormals or overflows.
 template <class Member, class T>
 KOKKOS_INLINE_FUNCTION int jacobi_svd(const Member& t, int m, int n, const T* A, int a0, int a1, T* U, int u0, int u1,
                                       T* S, T* V, int v0, int v1, int max_sweeps) {
@@ -121,25 +123,6 @@ KOKKOS_INLINE_FUNCTION int jacobi_svd(const Member& t, int m, int n, const T* A,
     for (int r = 0; r < n; ++r) V[r * v0 + j * v1] = r == j ? T(1) : T(0);
   });
   t.team_barrier();
-  // scaled by a power of 2 (exact) so the largest entry lies in [1/2, 2):
-  // the squares of tiny entries (1e-20 in float) fall into denormals, where
-  // rotations lose their digits and the sweeps never meet the tolerance, and
-  // those of huge ones overflow; S is scaled back at the end
-  T amax = T(0);
-  Kokkos::parallel_reduce(
-      Kokkos::TeamThreadRange(t, 0, n),
-      [&](const int j, T& v) {
-        for (int r = 0; r < m; ++r) v = math::max(v, math::abs(U[r * u0 + j * u1]));
-      },
-      Kokkos::Max<T>(amax));
-  const T scale = pow2_scale(amax);
-  if (scale != T(1)) {
-    t.team_barrier();
-    Kokkos::parallel_for(Kokkos::TeamThreadRange(t, 0, n), [&](const int j) {
-      for (int r = 0; r < m; ++r) U[r * u0 + j * u1] *= scale;
-    });
-    t.team_barrier();
-  }
   const T tol = math::limits<T>::eps() * T(m > 1 ? m : 1);
   // columns with norm <= sqrt(m) eps |A|_F are numerically zero: rotations with
   // large columns leave absolute errors of that size in them, so rotating
@@ -183,7 +166,7 @@ KOKKOS_INLINE_FUNCTION int jacobi_svd(const Member& t, int m, int n, const T* A,
     T s = T(0);
     for (int r = 0; r < m; ++r) s += U[r * u0 + j * u1] * U[r * u0 + j * u1];
     s = math::sqrt(s);
-    S[j] = s / scale;
+    S[j] = s;
     const T inv = s > T(0) ? T(1) / s : T(0);
     for (int r = 0; r < m; ++r) U[r * u0 + j * u1] *= inv;
   });
