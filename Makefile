@@ -9,7 +9,7 @@
 # Other targets: make install PREFIX=<dir>, make cuda-build (compile + link
 # with CUDA, no GPU needed; CUDA_TARGETS=all for every test), make perf,
 # make sanitize (AddressSanitizer + UndefinedBehaviorSanitizer on a subset:
-# what .ci/run also runs), make clean.
+# what .ci/run also runs), make format-check (clang-format), make clean.
 
 SHELL := /bin/bash
 ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
@@ -32,7 +32,7 @@ else
   DEPS_STEP := $(ROOT)/cmake/setup-deps.sh openmp
 endif
 
-.PHONY: all deps build test demo perf install cuda-deps cuda-build sanitize clean
+.PHONY: all deps build test demo perf install cuda-deps cuda-build sanitize format-check clean
 
 all: build
 
@@ -101,6 +101,11 @@ sanitize: deps
 	  -R '^($(subst $(eval) ,|,$(foreach t,$(SAN_TESTS),$(subst _test_,.test_,$(t)))))$$'
 	cd $(BUILD_SAN) && $(SAN_ENV) OMP_PROC_BIND=false OMP_NUM_THREADS=2 drivers/drivers_test_continual \
 	  --gtest_filter='ContinualDriver.EndToEndAndResume:ContinualDriver.BadValuesFailWithAMessage:ContinualDriver.CorruptCheckpointIsRefused'
+
+# every tracked *.hpp / *.cpp formatted by .clang-format (clang-format 14,
+# installed when missing); cmake/check-format.sh --fix rewrites them
+format-check:
+	@$(ROOT)/cmake/check-format.sh
 
 clean:
 	rm -rf $(BUILD) $(BUILD_CUDA) $(BUILD_SAN)

@@ -46,27 +46,32 @@ int main(int argc, char** argv) {
   auto* h = app.add_subcommand("hodlr", "HODLR build, factor, solve, logdet against dense LAPACK Cholesky");
   hfisher_perf::add_hodlr_options(*h, ho);
   hfisher_perf::HssBenchOptions so4;
-  auto* hs = app.add_subcommand("hss", "HSS against HODLR against dense LAPACK: diag + G G^T at fixed rank from "
-                                       "factors, the kernel matrix matrix-free (products counted), geometry-oblivious "
-                                       "ordering, online sums; build, factor, solve, memory, errors, exponents");
+  auto* hs = app.add_subcommand("hss",
+                                "HSS against HODLR against dense LAPACK: diag + G G^T at fixed rank from "
+                                "factors, the kernel matrix matrix-free (products counted), geometry-oblivious "
+                                "ordering, online sums; build, factor, solve, memory, errors, exponents");
   hfisher_perf::add_hss_options(*hs, so4);
   hfisher_perf::FisherBenchOptions fo;
-  auto* f = app.add_subcommand("fisher", "Fisher structures (diagonal, K-FAC, low-rank, hierarchical) on an MLP "
-                                         "trained on Fashion-MNIST: error, natural-gradient angle, memory, time");
+  auto* f = app.add_subcommand("fisher",
+                               "Fisher structures (diagonal, K-FAC, low-rank, hierarchical) on an MLP "
+                               "trained on Fashion-MNIST: error, natural-gradient angle, memory, time");
   hfisher_perf::add_fisher_options(*f, fo);
   hfisher_perf::ScalingBenchOptions so;
-  auto* sc = app.add_subcommand("scaling", "one layer's Fisher as dense, K-FAC, low-rank and hierarchical over N = "
-                                           "2^p: build, factorization, solve, error, fitted exponents; under MPI, "
-                                           "strong and weak scaling of the sharded per-layer builds");
+  auto* sc = app.add_subcommand("scaling",
+                                "one layer's Fisher as dense, K-FAC, low-rank and hierarchical over N = "
+                                "2^p: build, factorization, solve, error, fitted exponents; under MPI, "
+                                "strong and weak scaling of the sharded per-layer builds");
   hfisher_perf::add_scaling_options(*sc, so);
   hfisher_perf::KfacBertOptions bo;
-  auto* kb = app.add_subcommand("kfac-bert", "K-FAC factors of every BERT-Large weight layer: statistics and damped "
-                                             "inversions batched by shape and sharded over MPI ranks, 1 rank vs all");
+  auto* kb = app.add_subcommand("kfac-bert",
+                                "K-FAC factors of every BERT-Large weight layer: statistics and damped "
+                                "inversions batched by shape and sharded over MPI ranks, 1 rank vs all");
   hfisher_perf::add_kfac_bert_options(*kb, bo);
   hfisher_perf::LayersBenchOptions lo;
-  auto* ly = app.add_subcommand("layers", "convolution forward + backward against ReLU + im2col + OpenBLAS dgemm + "
-                                          "col2im (same FLOPs, results compared); with --train-epochs, a small CNN "
-                                          "trained on Fashion-MNIST beside the MLP");
+  auto* ly = app.add_subcommand("layers",
+                                "convolution forward + backward against ReLU + im2col + OpenBLAS dgemm + "
+                                "col2im (same FLOPs, results compared); with --train-epochs, a small CNN "
+                                "trained on Fashion-MNIST beside the MLP");
   hfisher_perf::add_layers_options(*ly, lo);
   CLI11_PARSE(app, argc, argv);
   try {

@@ -77,8 +77,8 @@ std::pair<double, double> mean_std(const std::vector<double>& v) {
   return {mean, v.size() > 1 ? std::sqrt(var / (v.size() - 1)) : 0.0};
 }
 
-using hfisher::continual::Method;
 using hfisher::continual::is_penalty;
+using hfisher::continual::Method;
 /// The name a method prints as (results, tables, checkpoint keys).
 const char* name(Method m) { return hfisher::continual::to_string(m); }
 
@@ -92,25 +92,26 @@ struct Options {
   double lr = 1e-3, lambda = 10.0, gamma = 0.9, tol = 1e-4, damping = 1e-3;
   std::string fisher_kind = "mc";  ///< labels sampled from the model: the Fisher EWC and K-FAC define
   std::uint64_t seed = 1;
-  bool spd = true;  ///< SPD compensation of HODLR hierarchical Fishers
-  int seeds = 1;  ///< runs with seeds seed, seed + 1, ... (mean +- std in the table)
+  bool spd = true;                      ///< SPD compensation of HODLR hierarchical Fishers
+  int seeds = 1;                        ///< runs with seeds seed, seed + 1, ... (mean +- std in the table)
   std::vector<std::string> lambda_for;  ///< per-method overrides of lambda
   int leaf = 32, rank = 32, max_rank = 32;
-  std::string hstructure = "multilevel";  ///< structure of the hierarchical penalty: multilevel or hodlr (cnn, vit: hodlr)
-  int levels = 2, branching = 100;  ///< multilevel layout: the layer, then each output unit
+  std::string hstructure =
+      "multilevel";                   ///< structure of the hierarchical penalty: multilevel or hodlr (cnn, vit: hodlr)
+  int levels = 2, branching = 100;    ///< multilevel layout: the layer, then each output unit
   std::vector<int> level_rank = {8};  ///< multilevel: one rank for every level, or one per level
   int power_steps = 1, oversampling = 8;  ///< multilevel: randomized eigensolver (-1: the rank + 8)
-  int replay_examples = 100;  ///< replay: examples kept of every finished task
-  double memory_budget_gib = 0;  ///< --memory-budget (0: 80% of the memory available at start)
-  std::size_t memory_budget = 0;  ///< the budget in bytes, resolved once in main
-  bool resume = false;     ///< continue the run in --output from its checkpoints
-  bool overwrite = false;  ///< remove the earlier run's files in --output first
-  int validation = 0;  ///< examples per task held out of training for selecting lambda (0: none)
-  std::vector<double> lambda_grid;  ///< candidate lambdas, each method's chosen on validation data
-  std::vector<double> gamma_grid;   ///< candidate online-EWC decays, chosen with lambda
-  std::vector<double> lr_grid;      ///< candidate learning rates (every method), chosen with lambda and gamma
-  bool keep_optimizer_state = false;  ///< sgd/adam: one optimizer for the whole stream, not one per task
-  bool probe_anchors = false;  ///< ewc: after each task, accuracy at the penalty's minimiser (docs/continual.md)
+  int replay_examples = 100;              ///< replay: examples kept of every finished task
+  double memory_budget_gib = 0;           ///< --memory-budget (0: 80% of the memory available at start)
+  std::size_t memory_budget = 0;          ///< the budget in bytes, resolved once in main
+  bool resume = false;                    ///< continue the run in --output from its checkpoints
+  bool overwrite = false;                 ///< remove the earlier run's files in --output first
+  int validation = 0;                     ///< examples per task held out of training for selecting lambda (0: none)
+  std::vector<double> lambda_grid;        ///< candidate lambdas, each method's chosen on validation data
+  std::vector<double> gamma_grid;         ///< candidate online-EWC decays, chosen with lambda
+  std::vector<double> lr_grid;            ///< candidate learning rates (every method), chosen with lambda and gamma
+  bool keep_optimizer_state = false;      ///< sgd/adam: one optimizer for the whole stream, not one per task
+  bool probe_anchors = false;   ///< ewc: after each task, accuracy at the penalty's minimiser (docs/continual.md)
   std::vector<double> targets;  ///< --target-accuracy: validation accuracies whose training time is reported
 };
 
@@ -129,10 +130,11 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 // everything that changes results: a checkpoint is only resumed under the same key
 std::string run_key(const Options& o, Method method, std::uint64_t seed) {
   std::ostringstream k;
-  k << "code=" << hfisher::commit() << "|v1|" << name(method) << "|" << o.stream << "|" << o.scenario << "|" << o.optimizer << "|" << o.tasks << "|"
-    << o.epochs << "|" << o.batch << "|" << o.train_examples << "|" << o.test_examples << "|" << o.fisher_examples
-    << "|" << o.lr << "|" << o.lambda << "|" << o.gamma << "|" << o.tol << "|" << o.damping << "|" << o.fisher_kind
-    << "|" << seed << "|" << o.leaf << "|" << o.rank << "|" << o.max_rank << "|" << o.data;
+  k << "code=" << hfisher::commit() << "|v1|" << name(method) << "|" << o.stream << "|" << o.scenario << "|"
+    << o.optimizer << "|" << o.tasks << "|" << o.epochs << "|" << o.batch << "|" << o.train_examples << "|"
+    << o.test_examples << "|" << o.fisher_examples << "|" << o.lr << "|" << o.lambda << "|" << o.gamma << "|" << o.tol
+    << "|" << o.damping << "|" << o.fisher_kind << "|" << seed << "|" << o.leaf << "|" << o.rank << "|" << o.max_rank
+    << "|" << o.data;
   if (o.model == "mlp")
     for (int h : o.hidden) k << "|h" << h;
   else
@@ -167,22 +169,17 @@ double lambda_of(const Options& o, Method method) {
   return l;
 }
 
-
 bool any_grid(const Options& o) { return !o.lambda_grid.empty() || !o.gamma_grid.empty() || !o.lr_grid.empty(); }
 
 /// Whether a method's candidates differ in gamma (online EWC with --gamma-grid).
-bool grid_varies_gamma(const Options& o, Method method) {
-  return method == Method::OnlineEWC && !o.gamma_grid.empty();
-}
+bool grid_varies_gamma(const Options& o, Method method) { return method == Method::OnlineEWC && !o.gamma_grid.empty(); }
 /// Whether a method's candidates are named by lambda: a penalty method with
 /// --lambda-grid, or with --gamma-grid (the pair is named).
 bool grid_names_lambda(const Options& o, Method method) {
   return is_penalty(method) && (!o.lambda_grid.empty() || grid_varies_gamma(o, method));
 }
 /// Whether --lambda-grid / --gamma-grid / --lr-grid give a method candidates to choose from.
-bool method_has_grid(const Options& o, Method method) {
-  return !o.lr_grid.empty() || grid_names_lambda(o, method);
-}
+bool method_has_grid(const Options& o, Method method) { return !o.lr_grid.empty() || grid_names_lambda(o, method); }
 
 /// One setting a method runs at.
 struct Candidate {
@@ -232,8 +229,8 @@ struct Diverged : hfisher::Error {
 /// The libraries a run was built with, as a JSON object (results.json).
 std::string libraries_json() {
   std::ostringstream j;
-  j << "{\"kokkos\": \"" << KOKKOS_VERSION / 10000 << "." << KOKKOS_VERSION / 100 % 100 << "."
-    << KOKKOS_VERSION % 100 << "\", \"compiler\": \""
+  j << "{\"kokkos\": \"" << KOKKOS_VERSION / 10000 << "." << KOKKOS_VERSION / 100 % 100 << "." << KOKKOS_VERSION % 100
+    << "\", \"compiler\": \""
 #if defined(__clang__)
     << "clang " << __clang_version__
 #elif defined(__GNUC__)
@@ -266,9 +263,9 @@ struct MethodResult {
   std::vector<double> train_seconds, consolidate_seconds, fisher_bytes;
   double train_examples = 0;  ///< examples processed by the optimizer (all tasks so far)
   int done = 0;
-  double lambda = 0;  ///< the penalty's strength in this run
-  double gamma = 1;   ///< online EWC's decay in this run
-  double lr = 0;      ///< the optimizer's learning rate in this run
+  double lambda = 0;      ///< the penalty's strength in this run
+  double gamma = 1;       ///< online EWC's decay in this run
+  double lr = 0;          ///< the optimizer's learning rate in this run
   bool diverged = false;  ///< a grid candidate whose training diverged (never selected)
   /// accuracy on each task's validation examples (--validation; rows 0..done-1)
   hfisher::continual::AccuracyMatrix V{1};
@@ -369,7 +366,8 @@ bool load_checkpoint(const std::string& path, const std::string& key, int epochs
   r.train_examples = hfisher::io::get<double>(i, path, where);
   model = Model::read(i, path);
   const int has_pen = hfisher::io::get<std::int32_t>(i, path, where);
-  hfisher::detail::require((has_pen != 0) == (pen != nullptr), where, path, ": penalty state does not match the method");
+  hfisher::detail::require((has_pen != 0) == (pen != nullptr), where, path,
+                           ": penalty state does not match the method");
   if (pen) pen->read(i, path);
   i.read(m, 8);
   hfisher::detail::require(bool(i) && std::string(m, 8) == "HFCKPT01", where, path, ": file is truncated");
@@ -381,10 +379,12 @@ bool load_checkpoint(const std::string& path, const std::string& key, int epochs
 // any of them holds an earlier run.
 bool is_run_file(const std::filesystem::path& p, bool checkpoint) {
   const std::string f = p.filename().string();
-  auto ends = [&](const char* s) { return f.size() >= std::strlen(s) && f.compare(f.size() - std::strlen(s), std::string::npos, s) == 0; };
+  auto ends = [&](const char* s) {
+    return f.size() >= std::strlen(s) && f.compare(f.size() - std::strlen(s), std::string::npos, s) == 0;
+  };
   if (checkpoint) return ends(".ckpt");
-  return f == "results.json" || f == "results.csv" || f == "curve.csv" || f == "plots.gp" || f == "heatmaps.png" || f == "acc.png" ||
-         f == "acc_memory.dat" || f == "acc_memory.png" ||
+  return f == "results.json" || f == "results.csv" || f == "curve.csv" || f == "plots.gp" || f == "heatmaps.png" ||
+         f == "acc.png" || f == "acc_memory.dat" || f == "acc_memory.png" ||
          ((f.rfind("R_", 0) == 0 || f.rfind("ACC_", 0) == 0) && ends(".dat"));
 }
 
@@ -394,8 +394,8 @@ bool is_run_file(const std::filesystem::path& p, bool checkpoint) {
 void claim_output(const Options& o) {
   namespace fs = std::filesystem;
   std::vector<fs::path> earlier;
-  for (const auto& [dir, ckpt] : {std::make_pair(fs::path(o.output), false),
-                                  std::make_pair(fs::path(o.output) / "checkpoints", true)})
+  for (const auto& [dir, ckpt] :
+       {std::make_pair(fs::path(o.output), false), std::make_pair(fs::path(o.output) / "checkpoints", true)})
     for (const auto& e : fs::directory_iterator(dir))
       if (e.is_regular_file() && is_run_file(e.path(), ckpt)) earlier.push_back(e.path());
   if (earlier.empty()) return;
@@ -443,9 +443,8 @@ void probe_anchors(const Options& o, const std::string& label, int t, Model& mod
         });
   }
   Kokkos::parallel_for(
-      "hfisher-continual::probe_bar", Kokkos::RangePolicy<E>(0, P), KOKKOS_LAMBDA(const long i) {
-        num(i) = den(i) > 0 ? num(i) / den(i) : theta(i);
-      });
+      "hfisher-continual::probe_bar", Kokkos::RangePolicy<E>(0, P),
+      KOKKOS_LAMBDA(const long i) { num(i) = den(i) > 0 ? num(i) / den(i) : theta(i); });
   auto row = [&] {
     std::string r;
     for (int j = 0; j <= t; ++j) {
@@ -467,16 +466,18 @@ void probe_anchors(const Options& o, const std::string& label, int t, Model& mod
   for (int k = 0; k < steps; ++k) {
     Kokkos::deep_copy(grad, S(0));
     pen.add_gradient(model.params(), grad);
-    if (o.optimizer == "sgd") sgd.step(model.params(), grad);
-    else adam.step(model.params(), grad);
+    if (o.optimizer == "sgd")
+      sgd.step(model.params(), grad);
+    else
+      adam.step(model.params(), grad);
   }
   const double moved = l2_distance(model.params(), theta);
   const std::string at_drift = row();
   Kokkos::deep_copy(model.params(), theta);
   say("[%-12s] task %2d/%d probe: accuracy on tasks 1..%d at theta_t:%s | at the penalty's minimiser (%.3g away):%s | "
       "after %d %s steps on the penalty alone (moved %.3g):%s\n",
-      label.c_str(), t + 1, o.tasks, t + 1, at_t.c_str(), l2_distance(num, theta), at_bar.c_str(), steps, o.optimizer.c_str(),
-      moved, at_drift.c_str());
+      label.c_str(), t + 1, o.tasks, t + 1, at_t.c_str(), l2_distance(num, theta), at_bar.c_str(), steps,
+      o.optimizer.c_str(), moved, at_drift.c_str());
 }
 
 /// The layers of --model cnn or vit for images of shape `in`.
@@ -519,9 +520,12 @@ double estimate_run_bytes(const Options& o) {
   double penalty = 0;
   for (const auto& m : o.methods) {
     double b = 0;
-    if (m == Method::EWC) b = 2.0 * o.tasks * P * Sz;
-    else if (m == Method::OnlineEWC) b = 2.0 * P * Sz;
-    else if (m == Method::KFACLaplace) b = o.tasks * (kron + P) * Sz;
+    if (m == Method::EWC)
+      b = 2.0 * o.tasks * P * Sz;
+    else if (m == Method::OnlineEWC)
+      b = 2.0 * P * Sz;
+    else if (m == Method::KFACLaplace)
+      b = o.tasks * (kron + P) * Sz;
     else if (m == Method::Hierarchical) {
       double r = 0;
       for (int x : o.level_rank) r += x;
@@ -555,9 +559,10 @@ int run(const Options& o) {
   auto test_all = hfisher::nn::load_mnist_dir(o.data, false);
   train_all = hfisher::nn::slice(train_all, 0, std::min(o.train_examples, train_all.n));
   test_all = hfisher::nn::slice(test_all, 0, std::min(o.test_examples, test_all.n));
-  const auto kind = o.stream == "permuted" ? hfisher::continual::StreamKind::Permuted : hfisher::continual::StreamKind::Split;
-  const auto scen =
-      o.scenario == "task" ? hfisher::continual::Scenario::TaskIncremental : hfisher::continual::Scenario::ClassIncremental;
+  const auto kind =
+      o.stream == "permuted" ? hfisher::continual::StreamKind::Permuted : hfisher::continual::StreamKind::Split;
+  const auto scen = o.scenario == "task" ? hfisher::continual::Scenario::TaskIncremental
+                                         : hfisher::continual::Scenario::ClassIncremental;
   const int T = o.tasks, C = train_all.classes;
   std::vector<int> widths = {train_all.features};
   widths.insert(widths.end(), o.hidden.begin(), o.hidden.end());
@@ -568,8 +573,10 @@ int run(const Options& o) {
                            " takes images, but the training set in ", o.data.empty() ? "the default folder" : o.data,
                            " holds flat vectors of ", train_all.features, " values (no rows x cols)");
   const auto make_model = [&](std::uint64_t seed) {
-    if constexpr (is_mlp) return Model(widths, hfisher::nn::Activation::ReLU, seed);
-    else return Model(shape, preset(o.model, shape, C).layers, seed);
+    if constexpr (is_mlp)
+      return Model(widths, hfisher::nn::Activation::ReLU, seed);
+    else
+      return Model(shape, preset(o.model, shape, C).layers, seed);
   };
   std::string model_text;  // in the log and results.json
   if constexpr (is_mlp) {
@@ -591,15 +598,15 @@ int run(const Options& o) {
     for (const auto& t : stream) {
       // --validation: the last examples of each task's training set, never trained on
       const int nv = o.validation, nt = t.train.n - nv;
-      hfisher::detail::require(nt >= 1, "hfisher-continual", "--validation ", nv, " leaves no training examples (a task has ",
-                               t.train.n, ")");
+      hfisher::detail::require(nt >= 1, "hfisher-continual", "--validation ", nv,
+                               " leaves no training examples (a task has ", t.train.n, ")");
       hfisher::detail::require(o.fisher_examples <= nt, "hfisher-continual", "--fisher-examples ", o.fisher_examples,
                                " exceeds the ", nt, " training examples of task ", train.size() + 1,
                                " (the Fisher is estimated on a task's training examples)");
       if (std::find(o.methods.begin(), o.methods.end(), Method::Replay) != o.methods.end())
-        hfisher::detail::require(o.replay_examples <= nt, "hfisher-continual", "--replay-examples ",
-                                 o.replay_examples, " exceeds the ", nt, " training examples of task ",
-                                 train.size() + 1, " (replay keeps that many of every task)");
+        hfisher::detail::require(o.replay_examples <= nt, "hfisher-continual", "--replay-examples ", o.replay_examples,
+                                 " exceeds the ", nt, " training examples of task ", train.size() + 1,
+                                 " (replay keeps that many of every task)");
       train.push_back(hfisher::nn::to_device<S, E>(nv > 0 ? hfisher::nn::slice(t.train, 0, nt) : t.train));
       if (nv > 0) val.push_back(hfisher::nn::to_device<S, E>(hfisher::nn::slice(t.train, nt, nv)));
       test.push_back(hfisher::nn::to_device<S, E>(t.test));
@@ -631,9 +638,8 @@ int run(const Options& o) {
     say("; optimizer %s (lr %s%s), %d epoch(s), batch %d; lambda %s; Fisher: %s from %d examples; backend %s, %d "
         "rank(s) x %d thread(s)\n",
         o.optimizer.c_str(), lrs.c_str(),
-        o.optimizer == "ngd" || o.optimizer == "kfac" ? (", damping " + fmt_default(o.damping)).c_str() : "",
-        o.epochs, o.batch, lambdas.c_str(), o.fisher_kind.c_str(), o.fisher_examples, E::name(),
-        comm.size(), E().concurrency());
+        o.optimizer == "ngd" || o.optimizer == "kfac" ? (", damping " + fmt_default(o.damping)).c_str() : "", o.epochs,
+        o.batch, lambdas.c_str(), o.fisher_kind.c_str(), o.fisher_examples, E::name(), comm.size(), E().concurrency());
     hfisher::FisherOptions fo;
     fo.examples = o.fisher_examples;
     fo.memory_budget = o.memory_budget;
@@ -644,8 +650,10 @@ int run(const Options& o) {
     fo.seed = seed;
     fo.spd_compensation = o.spd;  // HODLR: a penalty stays convex, compressed Fishers stay PSD
     fo.multilevel_levels = o.levels;
-    if (o.level_rank.size() == 1) fo.multilevel_rank = o.level_rank[0];
-    else fo.multilevel_ranks = o.level_rank;
+    if (o.level_rank.size() == 1)
+      fo.multilevel_rank = o.level_rank[0];
+    else
+      fo.multilevel_ranks = o.level_rank;
     fo.multilevel_branching = o.branching;
     fo.multilevel_power_steps = o.power_steps;
     fo.multilevel_oversampling = o.oversampling;
@@ -673,9 +681,11 @@ int run(const Options& o) {
         Model model = make_model(seed);
         std::unique_ptr<hfisher::FisherPenalty<S, E>> pen;
         if (is_penalty(method))
-          pen = std::make_unique<hfisher::FisherPenalty<S, E>>(hfisher::continual::penalty_method(method), lam, gam, fkind, fo);
+          pen = std::make_unique<hfisher::FisherPenalty<S, E>>(hfisher::continual::penalty_method(method), lam, gam,
+                                                               fkind, fo);
         if (pen && method == Method::Hierarchical)
-          pen->set_structure(hfisher::structure_from_string(o.hstructure, "hfisher-continual --hierarchical-structure"));
+          pen->set_structure(
+              hfisher::structure_from_string(o.hstructure, "hfisher-continual --hierarchical-structure"));
         // replay: the memory of the finished tasks (rebuilt on resume: its
         // examples depend only on the seed and the tasks)
         std::unique_ptr<hfisher::continual::ReplayMemory<S, E, Net>> replay;
@@ -728,9 +738,8 @@ int run(const Options& o) {
                   "hfisher-continual: ", label, ", task ", t + 1, ": training diverged (",
                   bad > 0 ? hfisher::detail::concat(bad, " of ", model.num_params(), " weights are NaN or infinite")
                           : std::string("the weights stayed finite, but the loss became NaN or infinite"),
-                  " ", when, ", with ", o.optimizer, " at --lr ", oc.lr,
-                  " and lambda ", pen ? pen->lambda() : 0.0, "); lower --lr or --lambda",
-                  check.empty() ? "" : ". The check that stopped it: ", check));
+                  " ", when, ", with ", o.optimizer, " at --lr ", oc.lr, " and lambda ", pen ? pen->lambda() : 0.0,
+                  "); lower --lr or --lambda", check.empty() ? "" : ". The check that stopped it: ", check));
             };
             double eval_s = 0;  // the validation passes of the learning curve, not counted as training
             try {
@@ -739,7 +748,8 @@ int run(const Options& o) {
                   loss = hfisher::dist::train_epoch(model, train[t], o.batch, sgd, rng, hook, masks[t], comm);
                 else if (o.optimizer == "adam")
                   loss = hfisher::dist::train_epoch(model, train[t], o.batch, adam, rng, hook, masks[t], comm);
-                else loss = hfisher::dist::train_epoch(model, train[t], o.batch, *ngd, rng, hook, masks[t], comm);
+                else
+                  loss = hfisher::dist::train_epoch(model, train[t], o.batch, *ngd, rng, hook, masks[t], comm);
                 const double el = comm.max(seconds_since(t0) - eval_s);
                 double va = std::numeric_limits<double>::quiet_NaN();
                 if (o.validation > 0) {
@@ -845,8 +855,10 @@ int run(const Options& o) {
           for (const auto& r : results)
             if (r.method == m && same(r, c)) {
               ++n;
-              if (r.diverged) bad = true;  // its matrices are incomplete
-              else acc += r.V.acc(T - 1);
+              if (r.diverged)
+                bad = true;  // its matrices are incomplete
+              else
+                acc += r.V.acc(T - 1);
             }
           sel.val_acc.push_back(bad ? std::nan("") : acc / n);
           if (!bad && acc / n > best) best = acc / n, sel.chosen = c;
@@ -858,9 +870,10 @@ int run(const Options& o) {
       for (const auto& r : results)
         if (r.method == m && (!method_has_grid(o, m) || same(r, sel.chosen))) kept.push_back(r);
     }
-    std::printf("\n(lambda[, gamma][, lr]) chosen on %d validation examples per task (final validation ACC, mean "
-                "over %d seed(s)):\n",
-                o.validation, o.seeds);
+    std::printf(
+        "\n(lambda[, gamma][, lr]) chosen on %d validation examples per task (final validation ACC, mean "
+        "over %d seed(s)):\n",
+        o.validation, o.seeds);
     for (const auto& sel : selections) {
       std::printf("  %-14s", name(sel.method));
       for (std::size_t c = 0; c < sel.cands.size(); ++c) {
@@ -904,22 +917,25 @@ int run(const Options& o) {
   const bool has_ref = std::find(names.begin(), names.end(), Method::Finetune) != names.end();
   auto num = [](double v) {  // JSON number or null
     std::ostringstream x;
-    if (std::isfinite(v)) x << v;
-    else x << "null";
+    if (std::isfinite(v))
+      x << v;
+    else
+      x << "null";
     return x.str();
   };
   // table: one row per run, then mean +- std per method when there are several seeds
-  std::printf("\nLA: learning accuracy, mean of R(j, j) (how well each task was learned when it was new);\n"
-              "intrans.: mean of R_finetune(j, j) - R(j, j)%s\n",
-              has_ref ? "" : " (needs --method finetune in the run)");
+  std::printf(
+      "\nLA: learning accuracy, mean of R(j, j) (how well each task was learned when it was new);\n"
+      "intrans.: mean of R_finetune(j, j) - R(j, j)%s\n",
+      has_ref ? "" : " (needs --method finetune in the run)");
   std::printf("\n%-14s %5s %7s %8s %8s %11s %8s %9s %12s %15s %10s %10s\n", "method", "seed", "lambda", "ACC", "BWT",
               "forgetting", "LA", "intrans.", "Fisher MB", "consolidate s", "train s", "train ex/s");
   for (const auto& r : results) {
     const double cs = total(r.consolidate_seconds), ts = total(r.train_seconds);
     std::printf("%-14s %5llu %7g %8.4f %+8.4f %11.4f %8.4f %+9.4f %12.2f %15.2f %10.1f %10.0f\n", name(r.method),
-                (unsigned long long)r.seed, r.lambda, r.R.acc(T - 1),
-                r.R.bwt(T - 1), r.R.forgetting(T - 1), r.R.learning_accuracy(T - 1), intrans(r, T - 1),
-                r.fisher_bytes.back() / 1e6, cs / T, ts, r.train_examples / ts);
+                (unsigned long long)r.seed, r.lambda, r.R.acc(T - 1), r.R.bwt(T - 1), r.R.forgetting(T - 1),
+                r.R.learning_accuracy(T - 1), intrans(r, T - 1), r.fisher_bytes.back() / 1e6, cs / T, ts,
+                r.train_examples / ts);
   }
   if (o.seeds > 1) {
     std::printf("\nmean +- std over %d seeds\n%-14s %17s %17s %17s %17s %18s %12s %15s\n", o.seeds, "method", "ACC",
@@ -942,9 +958,10 @@ int run(const Options& o) {
   // into the task), and with --target-accuracy the training time each
   // method needed to reach those accuracies
   if (o.validation > 0 && o.epochs > 1) {
-    std::printf("\nlearning curve: validation accuracy on the task being learned after each epoch, and seconds of "
-                "training into the task (mean over %d task(s) and %d seed(s))\n%-14s",
-                T, o.seeds, "method");
+    std::printf(
+        "\nlearning curve: validation accuracy on the task being learned after each epoch, and seconds of "
+        "training into the task (mean over %d task(s) and %d seed(s))\n%-14s",
+        T, o.seeds, "method");
     for (int e = 0; e < o.epochs; ++e) std::printf(" %15s", ("epoch " + std::to_string(e + 1)).c_str());
     std::printf("\n");
     for (const auto& m : names) {
@@ -970,10 +987,11 @@ int run(const Options& o) {
     return s;
   };
   if (!o.targets.empty()) {
-    std::printf("\nseconds of training until the validation accuracy of every task first reached the target "
-                "(summed over the %d task(s); mean +- std over the seeds that reached it; checked after each epoch)\n"
-                "%-14s",
-                T, "method");
+    std::printf(
+        "\nseconds of training until the validation accuracy of every task first reached the target "
+        "(summed over the %d task(s); mean +- std over the seeds that reached it; checked after each epoch)\n"
+        "%-14s",
+        T, "method");
     for (double g : o.targets) std::printf(" %24s", ("target " + fixed4(g)).c_str());
     std::printf("\n");
     for (const auto& m : names) {
@@ -985,11 +1003,12 @@ int run(const Options& o) {
           if (const double x = time_to(*r, g); std::isfinite(x)) v.push_back(x);
         const auto [mean, sd] = mean_std(v);
         char cell[64];
-        if (v.empty()) std::snprintf(cell, sizeof cell, "not reached");
+        if (v.empty())
+          std::snprintf(cell, sizeof cell, "not reached");
         else
-          std::snprintf(cell, sizeof cell, "%.2f +- %.2f%s", mean, sd,
-                        v.size() < runs.size() ? hfisher::detail::concat(" (", v.size(), "/", runs.size(), ")").c_str()
-                                               : "");
+          std::snprintf(
+              cell, sizeof cell, "%.2f +- %.2f%s", mean, sd,
+              v.size() < runs.size() ? hfisher::detail::concat(" (", v.size(), "/", runs.size(), ")").c_str() : "");
         std::printf(" %24s", cell);
       }
       std::printf("\n");
@@ -1003,17 +1022,16 @@ int run(const Options& o) {
   std::time_t now = std::time(nullptr);
   std::strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", std::gmtime(&now));
   js << "{\n  \"date\": \"" << date << "\",\n  \"libraries\": " << libraries_json() << ",\n  \"backend\": \""
-     << E::name() << "\",\n  \"threads\": "
-     << E().concurrency() << ",\n  \"ranks\": " << comm.size() << ",\n  \"stream\": \"" << o.stream
-     << "\",\n  \"scenario\": \"" << o.scenario << "\",\n  \"tasks\": " << T << ",\n  \"seeds\": " << o.seeds
-     << ",\n";
+     << E::name() << "\",\n  \"threads\": " << E().concurrency() << ",\n  \"ranks\": " << comm.size()
+     << ",\n  \"stream\": \"" << o.stream << "\",\n  \"scenario\": \"" << o.scenario << "\",\n  \"tasks\": " << T
+     << ",\n  \"seeds\": " << o.seeds << ",\n";
   // every setting that changes the results, so a run can be repeated from this file alone
-  js << "  \"settings\": {\"hfisher_version\": \"" << hfisher::version() << "\", \"commit\": \""
-     << hfisher::commit() << "\", \"seed\": " << o.seed
-     << ", \"optimizer\": \"" << o.optimizer << "\", \"lr\": " << o.lr << ", \"epochs\": " << o.epochs
-     << ", \"batch\": " << o.batch << ", \"keep_optimizer_state\": " << (o.keep_optimizer_state ? "true" : "false")
-     << ", \"model\": \"" << o.model << "\", \"model_layers\": " << hfisher::io::json_string(model_text)
-     << ", \"parameters\": " << num_params << ", \"widths\": [";
+  js << "  \"settings\": {\"hfisher_version\": \"" << hfisher::version() << "\", \"commit\": \"" << hfisher::commit()
+     << "\", \"seed\": " << o.seed << ", \"optimizer\": \"" << o.optimizer << "\", \"lr\": " << o.lr
+     << ", \"epochs\": " << o.epochs << ", \"batch\": " << o.batch
+     << ", \"keep_optimizer_state\": " << (o.keep_optimizer_state ? "true" : "false") << ", \"model\": \"" << o.model
+     << "\", \"model_layers\": " << hfisher::io::json_string(model_text) << ", \"parameters\": " << num_params
+     << ", \"widths\": [";
   if (is_mlp)
     for (std::size_t l = 0; l < widths.size(); ++l) js << (l ? ", " : "") << widths[l];
   js << "], \"train_examples\": " << o.train_examples << ", \"test_examples\": " << o.test_examples
@@ -1026,11 +1044,10 @@ int run(const Options& o) {
   for (std::size_t l = 0; l < o.level_rank.size(); ++l) js << (l ? ", " : "") << o.level_rank[l];
   js << "], \"branching\": " << o.branching << ", \"tol\": " << o.tol << ", \"leaf\": " << o.leaf
      << ", \"max_rank\": " << o.max_rank << ", \"spd_compensation\": " << (o.spd ? "true" : "false")
-     << ", \"rank\": " << o.rank << ", \"power_steps\": " << o.power_steps
-     << ", \"oversampling\": " << o.oversampling << ", \"data\": " << hfisher::io::json_string(o.data)
+     << ", \"rank\": " << o.rank << ", \"power_steps\": " << o.power_steps << ", \"oversampling\": " << o.oversampling
+     << ", \"data\": " << hfisher::io::json_string(o.data)
      << ", \"probe_anchors\": " << (o.probe_anchors ? "true" : "false")
-     << ", \"replay_examples\": " << o.replay_examples
-     << ", \"memory_budget_bytes\": " << o.memory_budget
+     << ", \"replay_examples\": " << o.replay_examples << ", \"memory_budget_bytes\": " << o.memory_budget
      << ", \"validation_examples\": " << o.validation << ", \"lambda_grid\": [";
   for (std::size_t c = 0; c < o.lambda_grid.size(); ++c) js << (c ? ", " : "") << o.lambda_grid[c];
   js << "], \"gamma_grid\": [";
@@ -1043,7 +1060,8 @@ int run(const Options& o) {
   for (std::size_t k = 0; k < selections.size(); ++k) {
     const auto& sel = selections[k];
     js << (k ? ", " : "") << "{\"method\": \"" << name(sel.method) << "\", \"validation_ACC\": [";
-    for (std::size_t c = 0; c < sel.val_acc.size(); ++c) js << (c ? ", " : "") << num(sel.val_acc[c]);  // null: diverged
+    for (std::size_t c = 0; c < sel.val_acc.size(); ++c)
+      js << (c ? ", " : "") << num(sel.val_acc[c]);  // null: diverged
     js << "], \"lambda\": [";
     for (std::size_t c = 0; c < sel.cands.size(); ++c) js << (c ? ", " : "") << sel.cands[c].lambda;
     js << "]";
@@ -1065,9 +1083,10 @@ int run(const Options& o) {
     const auto bwt = stats(names[k], [&](const MethodResult& r) { return r.R.bwt(T - 1); });
     const auto la = stats(names[k], [&](const MethodResult& r) { return r.R.learning_accuracy(T - 1); });
     const auto in = stats(names[k], [&](const MethodResult& r) { return intrans(r, T - 1); });
-    js << "    {\"method\": \"" << name(names[k]) << "\", \"ACC_mean\": " << acc.first << ", \"ACC_std\": " << acc.second
-       << ", \"BWT_mean\": " << bwt.first << ", \"BWT_std\": " << bwt.second << ", \"forgetting_mean\": " << fgt.first
-       << ", \"forgetting_std\": " << fgt.second << ", \"LA_mean\": " << la.first << ", \"LA_std\": " << la.second
+    js << "    {\"method\": \"" << name(names[k]) << "\", \"ACC_mean\": " << acc.first
+       << ", \"ACC_std\": " << acc.second << ", \"BWT_mean\": " << bwt.first << ", \"BWT_std\": " << bwt.second
+       << ", \"forgetting_mean\": " << fgt.first << ", \"forgetting_std\": " << fgt.second
+       << ", \"LA_mean\": " << la.first << ", \"LA_std\": " << la.second
        << ", \"intransigence_mean\": " << num(in.first) << ", \"intransigence_std\": " << num(in.second) << "}"
        << (k + 1 < names.size() ? "," : "") << "\n";
   }
@@ -1078,9 +1097,8 @@ int run(const Options& o) {
     for (int i = 0; i < T; ++i) {
       const double in = intrans(r, i);
       csv << name(r.method) << "," << r.seed << "," << i + 1 << "," << r.R.acc(i) << "," << r.R.bwt(i) << ","
-          << r.R.forgetting(i) << "," << r.R.learning_accuracy(i) << "," << (std::isfinite(in) ? num(in) : "")
-          << "," << r.fisher_bytes[i] << "," << r.consolidate_seconds[i] << ","
-          << r.train_seconds[i] << "\n";
+          << r.R.forgetting(i) << "," << r.R.learning_accuracy(i) << "," << (std::isfinite(in) ? num(in) : "") << ","
+          << r.fisher_bytes[i] << "," << r.consolidate_seconds[i] << "," << r.train_seconds[i] << "\n";
       for (int j = 0; j < T; ++j) mcsv << r.R(i, j) << (j + 1 < T ? " " : "\n");
     }
     if (r.seed == o.seed)  // heatmaps of the first seed
@@ -1090,7 +1108,8 @@ int run(const Options& o) {
     if (r.method == Method::OnlineEWC) js << ", \"gamma\": " << r.gamma;
     js << ", \"ACC\": " << r.R.acc(T - 1) << ", \"BWT\": " << r.R.bwt(T - 1)
        << ", \"forgetting\": " << r.R.forgetting(T - 1) << ", \"LA\": " << r.R.learning_accuracy(T - 1)
-       << ", \"intransigence\": " << num(intrans(r, T - 1)) << ", \"lr\": " << r.lr << ", \"fisher_bytes\": " << r.fisher_bytes.back()
+       << ", \"intransigence\": " << num(intrans(r, T - 1)) << ", \"lr\": " << r.lr
+       << ", \"fisher_bytes\": " << r.fisher_bytes.back()
        << ", \"train_examples_per_s\": " << r.train_examples / total(r.train_seconds)
        << ", \"validation_ACC\": " << (o.validation > 0 ? num(r.V.acc(T - 1)) : "null");
     if (!o.targets.empty()) {
@@ -1135,7 +1154,8 @@ int run(const Options& o) {
       const auto st = stats(m, [&](const MethodResult& r) { return r.R.acc(i); });
       a << i + 1 << " " << st.first << " " << st.second << "\n";
     }
-    hfisher::io::atomic_write(o.output + "/ACC_" + name(m) + ".dat", "hfisher-continual", [&](std::ostream& f) { f << a.str(); });
+    hfisher::io::atomic_write(o.output + "/ACC_" + name(m) + ".dat", "hfisher-continual",
+                              [&](std::ostream& f) { f << a.str(); });
   }
   // final ACC against the Fisher memory each method keeps (mean and std over
   // the seeds): the trade-off the penalties are compared on
@@ -1147,7 +1167,8 @@ int run(const Options& o) {
       const auto acc = stats(m, [&](const MethodResult& r) { return r.R.acc(T - 1); });
       a << name(m) << " " << mb.first << " " << mb.second << " " << acc.first << " " << acc.second << "\n";
     }
-    hfisher::io::atomic_write(o.output + "/acc_memory.dat", "hfisher-continual", [&](std::ostream& f) { f << a.str(); });
+    hfisher::io::atomic_write(o.output + "/acc_memory.dat", "hfisher-continual",
+                              [&](std::ostream& f) { f << a.str(); });
   }
   hfisher::io::atomic_write(o.output + "/results.csv", "hfisher-continual", [&](std::ostream& f) { f << csv.str(); });
   if (o.validation > 0)
@@ -1158,8 +1179,8 @@ int run(const Options& o) {
      << "set terminal pngcairo size " << 380 * n << ",420\nset output 'heatmaps.png'\n"
      << "set multiplot layout 1," << n << " title 'accuracy R[i,j] after task i (rows) on task j (" << o.stream
      << ", seed " << o.seed << ", " << date << ")'\nset cbrange [0:1]\nset palette rgbformulae 33,13,10\nunset key\n"
-     << "set xlabel 'task j'\nset ylabel 'after task i'\nset yrange [" << T + 0.5 << ":0.5]\nset xrange [0.5:"
-     << T + 0.5 << "]\nset xtics 1\nset ytics 1\n";
+     << "set xlabel 'task j'\nset ylabel 'after task i'\nset yrange [" << T + 0.5
+     << ":0.5]\nset xrange [0.5:" << T + 0.5 << "]\nset xtics 1\nset ytics 1\n";
   // tasks numbered from 1, as in the log and results.csv
   for (const auto& m : names)
     gp << "set title '" << name(m) << "'\nplot 'R_" << name(m) << ".dat' matrix using ($1+1):($2+1):3 with image\n";
@@ -1169,7 +1190,8 @@ int run(const Options& o) {
      << "set xlabel 'after task'\nset ylabel 'ACC'\nset key bottom left\nset autoscale\nset yrange [0:1]\n"
      << "set xrange [0.5:" << T + 0.5 << "]\nset xtics 1\nset ytics autofreq\nplot ";
   // one colour (Okabe-Ito, told apart also with colour-vision deficiencies) and one marker per method
-  static const char* colours[] = {"#000000", "#E69F00", "#56B4E9", "#009E73", "#D55E00", "#0072B2", "#CC79A7", "#999999"};
+  static const char* colours[] = {"#000000", "#E69F00", "#56B4E9", "#009E73",
+                                  "#D55E00", "#0072B2", "#CC79A7", "#999999"};
   static const int markers[] = {1, 2, 4, 6, 8, 10, 12, 3};
   for (int k = 0; k < n; ++k)
     gp << "'ACC_" << name(names[k]) << ".dat' using 1:2:3 with yerrorlines lw 2 lc rgb '" << colours[k % 8] << "' pt "
@@ -1182,12 +1204,14 @@ int run(const Options& o) {
      << "set ytics autofreq\nplot ";
   for (int k = 0; k < n; ++k)
     gp << "'acc_memory.dat' every ::" << k << "::" << k << " using 2:4:3:5 with xyerrorbars lw 2 ps 2 lc rgb '"
-       << colours[k % 8] << "' pt " << markers[k % 8] << " title '" << name(names[k]) << "'" << (k + 1 < n ? ", " : "\n");
+       << colours[k % 8] << "' pt " << markers[k % 8] << " title '" << name(names[k]) << "'"
+       << (k + 1 < n ? ", " : "\n");
   hfisher::io::atomic_write(o.output + "/plots.gp", "hfisher-continual", [&](std::ostream& f) { f << gp.str(); });
   const bool plotted = hfisher::io::run_gnuplot(o.output, "plots.gp");
-  std::printf("\nwrote %s/results.json, results.csv%s, R_*.dat, ACC_*.dat, acc_memory.dat, plots.gp%s (%.1f s in all)\n",
-              o.output.c_str(), o.validation > 0 ? ", curve.csv" : "",
-              plotted ? ", heatmaps.png, acc.png, acc_memory.png" : "", seconds_since(t_all));
+  std::printf(
+      "\nwrote %s/results.json, results.csv%s, R_*.dat, ACC_*.dat, acc_memory.dat, plots.gp%s (%.1f s in all)\n",
+      o.output.c_str(), o.validation > 0 ? ", curve.csv" : "", plotted ? ", heatmaps.png, acc.png, acc_memory.png" : "",
+      seconds_since(t_all));
   return 0;
 }
 
@@ -1228,9 +1252,10 @@ int main(int argc, char** argv) {
       ->check(hfisher_cli::FinitePositive)
       ->default_str("per optimizer");
   app.add_option("--lambda", o.lambda, "penalty strength lambda")->check(hfisher_cli::FiniteNonNegative);
-  app.add_option("--lambda-for", o.lambda_for,
-                 "repeatable METHOD=VALUE: lambda of one method (default: all --lambda)");
-  app.add_option("--gamma", o.gamma, "online EWC decay in (0, 1]")->check(hfisher_cli::Finite)->check(CLI::Range(1e-6, 1.0));
+  app.add_option("--lambda-for", o.lambda_for, "repeatable METHOD=VALUE: lambda of one method (default: all --lambda)");
+  app.add_option("--gamma", o.gamma, "online EWC decay in (0, 1]")
+      ->check(hfisher_cli::Finite)
+      ->check(CLI::Range(1e-6, 1.0));
   app.add_option("--model", o.model,
                  "mlp (ReLU layers of --hidden widths), cnn (two 5x5 convolution + max-pool blocks, linear 128, "
                  "linear; nn::small_cnn) or vit (a vision transformer: a 4 x 4 grid of patches as 16 tokens, 2 "
@@ -1239,18 +1264,21 @@ int main(int argc, char** argv) {
   app.add_option("--hidden", o.hidden, "mlp: hidden layer widths")->check(CLI::Range(1, 1 << 14));
   app.add_option("--train-examples", o.train_examples, "training examples per task (split: of the whole set)")
       ->check(CLI::Range(1, 60000));
-  app.add_option("--test-examples", o.test_examples, "test examples (split: of the whole set)")->check(CLI::Range(1, 10000));
+  app.add_option("--test-examples", o.test_examples, "test examples (split: of the whole set)")
+      ->check(CLI::Range(1, 10000));
   app.add_option("--fisher-examples", o.fisher_examples, "examples per consolidation")->check(CLI::Range(1, 60000));
   app.add_option("--fisher-kind", o.fisher_kind,
                  "mc (one label per example sampled from the model: the Fisher of EWC and K-FAC; default), ggn "
                  "(exact expectation over the classes: R = classes samples per example) or empirical (the data's "
-                 "labels)")->check(CLI::IsMember({"empirical", "mc", "ggn"}));
+                 "labels)")
+      ->check(CLI::IsMember({"empirical", "mc", "ggn"}));
   app.add_option("--hierarchical-structure", o.hstructure,
                  "Fisher of the hierarchical penalty: multilevel (diag + nested low-rank terms, PSD by construction) "
                  "or hodlr (dense leaves, low-rank off-diagonal blocks)")
       ->check(CLI::IsMember({"multilevel", "hodlr"}))
       ->default_str("multilevel; cnn, vit: hodlr");
-  app.add_option("--levels", o.levels, "multilevel: levels of nested low-rank terms per layer")->check(CLI::Range(1, 16));
+  app.add_option("--levels", o.levels, "multilevel: levels of nested low-rank terms per layer")
+      ->check(CLI::Range(1, 16));
   app.add_option("--level-rank", o.level_rank, "multilevel: rank of each node's term (one value, or one per level)")
       ->check(CLI::Range(1, 4096));
   app.add_option("--branching", o.branching, "multilevel: children per node (nodes split output units)")
@@ -1262,7 +1290,9 @@ int main(int argc, char** argv) {
   app.add_option("--oversampling", o.oversampling,
                  "multilevel: columns beyond the rank in the randomized eigensolver's block (-1: the rank + 8)")
       ->check(CLI::Range(-1, 4096));
-  app.add_option("--tol", o.tol, "hierarchical compression tolerance (relative)")->check(hfisher_cli::Finite)->check(CLI::Range(1e-12, 0.9));
+  app.add_option("--tol", o.tol, "hierarchical compression tolerance (relative)")
+      ->check(hfisher_cli::Finite)
+      ->check(CLI::Range(1e-12, 0.9));
   app.add_option("--leaf", o.leaf, "hodlr: leaf size")->check(CLI::Range(2, 4096));
   app.add_option("--max-rank", o.max_rank, "hodlr: rank cap of off-diagonal blocks (a memory budget; 0: none)")
       ->check(CLI::Range(0, 4096));
@@ -1272,8 +1302,8 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 60000));
   app.add_option("--rank", o.rank, "rank of the ngd optimizer's low-rank Fisher")->check(CLI::Range(1, 4096));
   app.add_option("--damping", o.damping,
-                 "damping of the ngd/kfac optimizers (default: ngd " + fmt_default(default_damping("ngd")) +
-                     ", kfac " + fmt_default(default_damping("kfac")) + ")")
+                 "damping of the ngd/kfac optimizers (default: ngd " + fmt_default(default_damping("ngd")) + ", kfac " +
+                     fmt_default(default_damping("kfac")) + ")")
       ->check(hfisher_cli::FinitePositive);
   app.add_option("--seed", o.seed, "seed of initialization, permutations, shuffles")->check(hfisher_cli::Unsigned);
   app.add_option("--seeds", o.seeds, "number of seeds (seed, seed + 1, ...): the table adds mean +- std")
@@ -1341,9 +1371,8 @@ int main(int argc, char** argv) {
       hfisher::detail::require(is_penalty(m), "hfisher-continual", "--lambda-for ", kv, ": ", name(m),
                                " has no lambda (only the penalties ewc, online-ewc, kfac-laplace and hierarchical "
                                "do)");
-      hfisher::detail::require(std::find(o.methods.begin(), o.methods.end(), m) != o.methods.end(),
-                               "hfisher-continual", "--lambda-for ", kv, ": method '", name(m), "' is not run (add --method ",
-                               name(m), ")");
+      hfisher::detail::require(std::find(o.methods.begin(), o.methods.end(), m) != o.methods.end(), "hfisher-continual",
+                               "--lambda-for ", kv, ": method '", name(m), "' is not run (add --method ", name(m), ")");
       (void)lambda_of(o, m);  // the value is checked there
     }
     if (o.model != "mlp") {
@@ -1353,8 +1382,9 @@ int main(int argc, char** argv) {
       // convolution, and a transformer's token-wise projections, need HODLR
       if (app.count("--hierarchical-structure") == 0) o.hstructure = "hodlr";
       hfisher::detail::require(o.hstructure == "hodlr", "hfisher-continual", "--hierarchical-structure ", o.hstructure,
-                               " takes linear layers only; the ", o.model == "cnn" ? "convolutions of --model cnn" :
-                               "token-wise layers of --model vit", " need --hierarchical-structure hodlr (the default "
+                               " takes linear layers only; the ",
+                               o.model == "cnn" ? "convolutions of --model cnn" : "token-wise layers of --model vit",
+                               " need --hierarchical-structure hodlr (the default "
                                "for cnn and vit)");
     }
     hfisher::detail::require(o.level_rank.size() == 1 || int(o.level_rank.size()) == o.levels, "hfisher-continual",

@@ -40,17 +40,31 @@ struct Tolerance {
   double dbl, flt;
 };
 const std::map<std::string, Tolerance>& tolerances() {
-  static const std::map<std::string, Tolerance> t = {
-      {"gemm", {1e-13, 1e-5}},          {"potrf", {1e-12, 1e-4}},         {"potrs", {1e-11, 1e-3}},
-      {"trsm", {1e-11, 1e-3}},          {"qr.R", {1e-12, 1e-4}},          {"svd.S", {1e-11, 1e-4}},
-      {"syev.W", {1e-11, 1e-4}},        {"hodlr.apply", {1e-7, 1e-3}},    {"hodlr.solve", {1e-6, 1e-2}},
-      {"hodlr.logdet", {1e-8, 1e-3}},   {"hss.apply", {1e-7, 1e-3}},      {"hss.solve", {1e-6, 1e-2}},
-      {"hss.logdet", {1e-8, 1e-3}},     {"mlp.loss_grad", {1e-12, 1e-4}}, {"fisher.diagonal", {1e-12, 1e-4}},
-      {"fisher.kfac", {1e-11, 1e-4}},   {"fisher.lowrank", {1e-7, 1e-3}}, {"fisher.hodlr", {1e-6, 1e-2}},
-      {"fisher.kfac.solve", {1e-9, 1e-3}}, {"fisher.multilevel", {1e-7, 1e-3}},
-      {"fisher.multilevel.solve", {1e-7, 1e-3}}, {"cnn.loss_grad", {1e-12, 1e-4}},
-      {"cnn.fisher.diagonal", {1e-12, 1e-4}},    {"cnn.fisher.kfac", {1e-11, 1e-4}},
-      {"cnn.fisher.lowrank", {1e-7, 1e-3}}};
+  static const std::map<std::string, Tolerance> t = {{"gemm", {1e-13, 1e-5}},
+                                                     {"potrf", {1e-12, 1e-4}},
+                                                     {"potrs", {1e-11, 1e-3}},
+                                                     {"trsm", {1e-11, 1e-3}},
+                                                     {"qr.R", {1e-12, 1e-4}},
+                                                     {"svd.S", {1e-11, 1e-4}},
+                                                     {"syev.W", {1e-11, 1e-4}},
+                                                     {"hodlr.apply", {1e-7, 1e-3}},
+                                                     {"hodlr.solve", {1e-6, 1e-2}},
+                                                     {"hodlr.logdet", {1e-8, 1e-3}},
+                                                     {"hss.apply", {1e-7, 1e-3}},
+                                                     {"hss.solve", {1e-6, 1e-2}},
+                                                     {"hss.logdet", {1e-8, 1e-3}},
+                                                     {"mlp.loss_grad", {1e-12, 1e-4}},
+                                                     {"fisher.diagonal", {1e-12, 1e-4}},
+                                                     {"fisher.kfac", {1e-11, 1e-4}},
+                                                     {"fisher.lowrank", {1e-7, 1e-3}},
+                                                     {"fisher.hodlr", {1e-6, 1e-2}},
+                                                     {"fisher.kfac.solve", {1e-9, 1e-3}},
+                                                     {"fisher.multilevel", {1e-7, 1e-3}},
+                                                     {"fisher.multilevel.solve", {1e-7, 1e-3}},
+                                                     {"cnn.loss_grad", {1e-12, 1e-4}},
+                                                     {"cnn.fisher.diagonal", {1e-12, 1e-4}},
+                                                     {"cnn.fisher.kfac", {1e-11, 1e-4}},
+                                                     {"cnn.fisher.lowrank", {1e-7, 1e-3}}};
   return t;
 }
 
@@ -148,7 +162,8 @@ void hmatrix_problems(const Options& o, Outputs& out, const std::string& tag) {
   std::sort(pts.begin(), pts.end());
   std::vector<double> a(std::size_t(n) * n);
   for (int i = 0; i < n; ++i)
-    for (int j = 0; j < n; ++j) a[std::size_t(i) * n + j] = std::exp(-std::abs(pts[i] - pts[j]) / 0.3) + (i == j ? 0.5 : 0.0);
+    for (int j = 0; j < n; ++j)
+      a[std::size_t(i) * n + j] = std::exp(-std::abs(pts[i] - pts[j]) / 0.3) + (i == j ? 0.5 : 0.0);
   Mat A("A", n, n), X("X", n, 4), Y("Y", n, 4);
   fill(A, a);
   fill(X, random_vec(X.span(), o.seed + 11));
@@ -190,10 +205,10 @@ void fisher_problems(const Options& o, Outputs& out) {
   fo.leaf = 16;
   const auto samples = hfisher::collect_samples(model, data, hfisher::FisherKind::MonteCarlo, fo);
   const std::pair<const char*, hfisher::Structure> st[] = {{"fisher.diagonal", hfisher::Structure::Diagonal},
-                                                            {"fisher.kfac", hfisher::Structure::KFAC},
-                                                            {"fisher.lowrank", hfisher::Structure::LowRank},
-                                                            {"fisher.hodlr", hfisher::Structure::HODLR},
-                                                            {"fisher.multilevel", hfisher::Structure::Multilevel}};
+                                                           {"fisher.kfac", hfisher::Structure::KFAC},
+                                                           {"fisher.lowrank", hfisher::Structure::LowRank},
+                                                           {"fisher.hodlr", hfisher::Structure::HODLR},
+                                                           {"fisher.multilevel", hfisher::Structure::Multilevel}};
   for (const auto& [name, s] : st) {
     auto F = hfisher::build_curvature(samples, s, fo);
     F->apply(v, y);
@@ -217,8 +232,8 @@ void fisher_problems(const Options& o, Outputs& out) {
   fill(cv, random_vec(cv.span(), o.seed + 22));
   const auto cs = hfisher::collect_samples(cnn, data, hfisher::FisherKind::GGN, fo);
   const std::pair<const char*, hfisher::Structure> cst[] = {{"cnn.fisher.diagonal", hfisher::Structure::Diagonal},
-                                                             {"cnn.fisher.kfac", hfisher::Structure::KFAC},
-                                                             {"cnn.fisher.lowrank", hfisher::Structure::LowRank}};
+                                                            {"cnn.fisher.kfac", hfisher::Structure::KFAC},
+                                                            {"cnn.fisher.lowrank", hfisher::Structure::LowRank}};
   for (const auto& [name, s] : cst) {
     auto F = hfisher::build_curvature(cs, s, fo);
     F->apply(cv, cy);
@@ -240,7 +255,7 @@ Outputs run_all(const Options& o) {
 
 struct Backend {
   std::string name;
-  int team_size;  // host team size (0: the backend's default)
+  int team_size;                                     // host team size (0: the backend's default)
   std::function<Outputs(const Options&, bool)> run;  // (options, double precision)
 };
 
@@ -277,8 +292,8 @@ int run(const Options& o) {
       if (it == all.end()) {
         std::string have;
         for (auto& b : all) have += " " + b.name;
-        throw hfisher::Error("hfisher-portability: backend '" + name + "' is not enabled in this build (enabled:" +
-                             have + ")");
+        throw hfisher::Error("hfisher-portability: backend '" + name +
+                             "' is not enabled in this build (enabled:" + have + ")");
       }
       use.push_back(*it);
     }
@@ -293,12 +308,14 @@ int run(const Options& o) {
   std::strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", std::gmtime(&now));
   std::printf("hfisher-portability: %s; backends", date);
   for (auto& b : use) std::printf(" %s", b.name.c_str());
-  std::printf(" (reference %s); host threads %d\n\n", use[0].name.c_str(), Kokkos::DefaultHostExecutionSpace().concurrency());
+  std::printf(" (reference %s); host threads %d\n\n", use[0].name.c_str(),
+              Kokkos::DefaultHostExecutionSpace().concurrency());
   std::printf("%-22s %-7s %-14s %12s %10s %s\n", "operation", "scalar", "backend", "max rel diff", "tolerance", "");
   std::ostringstream csv, js;
   csv << "operation,scalar,backend,reference,max_rel_diff,tolerance,pass\n";
-  js << "{\n  \"date\": \"" << date << "\",\n  \"reference\": \"" << use[0].name << "\",\n  \"host_threads\": "
-     << Kokkos::DefaultHostExecutionSpace().concurrency() << ",\n  \"ranks\": 1,\n  \"results\": [\n";
+  js << "{\n  \"date\": \"" << date << "\",\n  \"reference\": \"" << use[0].name
+     << "\",\n  \"host_threads\": " << Kokkos::DefaultHostExecutionSpace().concurrency()
+     << ",\n  \"ranks\": 1,\n  \"results\": [\n";
   int failures = 0, rows = 0;
   const int saved_team = hfisher::detail::host_team_size();
   for (bool dbl : precisions) {
@@ -329,19 +346,21 @@ int run(const Options& o) {
                     rel, tol, pass ? "ok" : "MISMATCH");
         csv << op << "," << (dbl ? "double" : "float") << "," << use[b].name << "," << use[0].name << "," << rel << ","
             << tol << "," << (pass ? 1 : 0) << "\n";
-        js << (rows++ ? ",\n" : "") << "    {\"operation\": \"" << op << "\", \"scalar\": \"" << (dbl ? "double" : "float")
-           << "\", \"backend\": \"" << use[b].name << "\", \"max_rel_diff\": " << rel << ", \"tolerance\": " << tol
-           << ", \"pass\": " << (pass ? "true" : "false") << "}";
+        js << (rows++ ? ",\n" : "") << "    {\"operation\": \"" << op << "\", \"scalar\": \""
+           << (dbl ? "double" : "float") << "\", \"backend\": \"" << use[b].name << "\", \"max_rel_diff\": " << rel
+           << ", \"tolerance\": " << tol << ", \"pass\": " << (pass ? "true" : "false") << "}";
       }
     }
   }
   js << "\n  ],\n  \"failures\": " << failures << "\n}\n";
   if (!o.output.empty()) {
-    hfisher::io::atomic_write(o.output + "/portability.csv", "hfisher-portability", [&](std::ostream& f) { f << csv.str(); });
-    hfisher::io::atomic_write(o.output + "/portability.json", "hfisher-portability", [&](std::ostream& f) { f << js.str(); });
+    hfisher::io::atomic_write(o.output + "/portability.csv", "hfisher-portability",
+                              [&](std::ostream& f) { f << csv.str(); });
+    hfisher::io::atomic_write(o.output + "/portability.json", "hfisher-portability",
+                              [&](std::ostream& f) { f << js.str(); });
     std::ostringstream gp;
     gp << "# file names are relative: run gnuplot in this folder\n"
-     << "set terminal pngcairo size 1500,650 font ',9'\nset output 'portability.png'\n"
+       << "set terminal pngcairo size 1500,650 font ',9'\nset output 'portability.png'\n"
        << "set datafile separator ','\nset style data histograms\nset style fill solid 0.8\nset logscale y\n"
        << "set format y '1e%L'\nset yrange [1e-18:1]\nset bmargin 12\nset xtics rotate by -60 font ',8'\n"
        << "set key top left\nset ylabel 'max |x - x_{" << use[0].name << "}| / max |x_{" << use[0].name << "}|'\n"
@@ -349,7 +368,8 @@ int run(const Options& o) {
        << "plot 'portability.csv' every ::1 using ($5 > 1e-18 ? $5 : 1e-18):xtic(stringcolumn(1).' '"
        << ".substr(stringcolumn(2),1,1).' '.stringcolumn(3)) title 'difference', '' every ::1 using 0:6 title "
        << "'tolerance' with points pt 7\n";
-    hfisher::io::atomic_write(o.output + "/portability.gp", "hfisher-portability", [&](std::ostream& f) { f << gp.str(); });
+    hfisher::io::atomic_write(o.output + "/portability.gp", "hfisher-portability",
+                              [&](std::ostream& f) { f << gp.str(); });
     const bool plotted = hfisher::io::run_gnuplot(o.output, "portability.gp");
     std::printf("\nwrote %s/portability.json, portability.csv, portability.gp%s\n", o.output.c_str(),
                 plotted ? ", portability.png" : "");
@@ -364,7 +384,8 @@ int main(int argc, char** argv) {
   hfisher_cli::openmp_defaults(argv);  // OMP_WAIT_POLICY=passive, OMP_PROC_BIND=false unless set
   const auto guard = hfisher_cli::start_runtime(argc, argv, "hfisher-portability");  // bad Kokkos arguments: a message
   if (!guard) return 2;
-  CLI::App app{"hfisher-portability: the same kernel, HODLR, HSS and Fisher problems on every enabled backend, compared"};
+  CLI::App app{
+      "hfisher-portability: the same kernel, HODLR, HSS and Fisher problems on every enabled backend, compared"};
   hfisher_cli::show_defaults(app);
   Options o;
   std::string enabled;
@@ -373,14 +394,17 @@ int main(int argc, char** argv) {
                  "repeatable: backends to compare, the first is the reference (default: all enabled: " + enabled + ")");
   app.add_option("--group", o.groups, "repeatable: kernels, hodlr, hss, fisher (default: all)")
       ->check(CLI::IsMember({"kernels", "hodlr", "hss", "fisher"}));
-  app.add_option("--precision", o.precision, "double, float or both")->check(CLI::IsMember({"double", "float", "both"}));
+  app.add_option("--precision", o.precision, "double, float or both")
+      ->check(CLI::IsMember({"double", "float", "both"}));
   app.add_option("--batch", o.batch, "batch entries of the kernel problems")->check(CLI::Range(1, 4096));
   app.add_option("--n", o.n, "matrix size of the kernel problems")->check(CLI::Range(8, 512));
   app.add_option("--hodlr-n", o.hodlr_n, "matrix size of the HODLR and HSS problem")->check(CLI::Range(64, 1 << 14));
-  app.add_option("--tolerance-scale", o.tol_scale, "multiply every tolerance by this")->check(hfisher_cli::FinitePositive);
+  app.add_option("--tolerance-scale", o.tol_scale, "multiply every tolerance by this")
+      ->check(hfisher_cli::FinitePositive);
   app.add_flag("--team2,!--no-team2", o.team2, "also run the host backends with teams of 2 threads (default on)");
   app.add_option("--seed", o.seed, "seed of the inputs")->check(hfisher_cli::Unsigned);
-  app.add_option("--output", o.output, "directory for portability.json/.csv/.gp/.png (default: none)")->check(hfisher_cli::NonEmpty);
+  app.add_option("--output", o.output, "directory for portability.json/.csv/.gp/.png (default: none)")
+      ->check(hfisher_cli::NonEmpty);
   CLI11_PARSE(app, argc, argv);
   try {
     return run(o);

@@ -55,8 +55,8 @@ bool blas_defaults() {
   std::string core = c != nullptr ? c : "";
   std::transform(core.begin(), core.end(), core.begin(), [](unsigned char x) { return char(std::tolower(x)); });
   // OpenBLAS's cores without AVX
-  static const char* const sse_only[] = {"prescott", "core2", "penryn", "dunnington", "nehalem", "atom",
-                                         "katmai",   "coppermine", "northwood", "banias", "opteron", "barcelona"};
+  static const char* const sse_only[] = {"prescott", "core2",      "penryn",    "dunnington", "nehalem", "atom",
+                                         "katmai",   "coppermine", "northwood", "banias",     "opteron", "barcelona"};
   if (std::find(std::begin(sse_only), std::end(sse_only), core) == std::end(sse_only)) return false;
   __builtin_cpu_init();
   if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return false;

@@ -11,7 +11,7 @@ namespace hfisher_perf {
 
 struct Machine {
   std::string cpu, backend, date, host_threads;  ///< cpu ends with the BLAS the baselines ran on (blas_core)
-  std::string omp_wait;  ///< OMP_WAIT_POLICY as the program saw it ("unset" when unset)
+  std::string omp_wait;                          ///< OMP_WAIT_POLICY as the program saw it ("unset" when unset)
 };
 Machine describe_machine();
 

@@ -117,7 +117,9 @@ inline const CLI::Validator Unsigned(
 /// A non-empty text (an output directory): an explicit `--output ""` is an
 /// error, never "write nothing" or the file-system root.
 inline const CLI::Validator NonEmpty(
-    [](std::string& s) { return s.empty() ? std::string("is empty (give a directory, or leave the option out)") : std::string(); },
+    [](std::string& s) {
+      return s.empty() ? std::string("is empty (give a directory, or leave the option out)") : std::string();
+    },
     "DIR", "NonEmpty");
 
 /// Starts Kokkos (and MPI) through hfisher::ScopeGuard. Bad Kokkos

@@ -70,7 +70,8 @@ Vec mean_gradient(const Model& model, const hfisher::nn::DeviceData<S, E>& train
 }
 
 // Y = (F + lambda I) X with exact Fisher-vector products
-void damped_products(const hfisher::FisherProduct<S, E>& fp, double lambda, const COp::Matrix& X, const COp::Matrix& Y) {
+void damped_products(const hfisher::FisherProduct<S, E>& fp, double lambda, const COp::Matrix& X,
+                     const COp::Matrix& Y) {
   fp.apply(X, Y);
   Kokkos::parallel_for(
       "fisher_bench::damp", Kokkos::RangePolicy<E>(0, long(X.extent(0))), KOKKOS_LAMBDA(const long i) {
@@ -177,9 +178,10 @@ NetStudy run_network_study(const FisherBenchOptions& o, const hfisher::nn::MLP<S
   fo.memory_budget = budget;
   hfisher::FisherProduct<S, E> fp(model, train, kind, fo);
   const long n = fp.size();
-  std::printf("\nwhole model: %ld parameters, %s Fisher of %d examples; reference: CG on exact Fisher-vector "
-              "products\n",
-              n, hfisher::to_string(kind), fp.examples());
+  std::printf(
+      "\nwhole model: %ld parameters, %s Fisher of %d examples; reference: CG on exact Fisher-vector "
+      "products\n",
+      n, hfisher::to_string(kind), fp.examples());
   double trace = 0;
   {
     auto d = hfisher::estimate_fisher(model, train, kind, hfisher::Structure::Diagonal, fo);
@@ -193,15 +195,17 @@ NetStudy run_network_study(const FisherBenchOptions& o, const hfisher::nn::MLP<S
   const int iters = cg_solve(fp, lambda, g, xs, 1e-8, 2000);
   const double t_cg = now() - t;
   const auto xstar = host(xs);
-  std::printf("damping lambda = %.3g (%.0e x trace/n); CG: %d iterations (%ld products, relative residual 1e-8) "
-              "in %.2f s\n\n",
-              lambda, o.damping, iters, fp.products() - p0, t_cg);
+  std::printf(
+      "damping lambda = %.3g (%.0e x trace/n); CG: %d iterations (%ld products, relative residual 1e-8) "
+      "in %.2f s\n\n",
+      lambda, o.damping, iters, fp.products() - p0, t_cg);
   study.parameters = n;
   study.examples = fp.examples();
   study.cg_iterations = iters;
   study.damping = lambda;
   study.cg_s = t_cg;
-  auto row = [&](const std::string& name, const std::string& setting, const std::function<std::unique_ptr<COp>()>& build) {
+  auto row = [&](const std::string& name, const std::string& setting,
+                 const std::function<std::unique_ptr<COp>()>& build) {
     double t_build = 0, err = -1;
     std::size_t bytes = 0;
     try {
@@ -215,9 +219,10 @@ NetStudy run_network_study(const FisherBenchOptions& o, const hfisher::nn::MLP<S
       op->solve(g, x, lambda);
       const double t_solve = now() - t0;
       const double angle = angle_deg(host(x), xstar);
-      std::printf("%-12s %-14s | build %8.3f s | %10.3f MB | error (10 products) %9.2e | angle %7.3f deg | "
-                  "factor+solve %8.4f s\n",
-                  name.c_str(), setting.c_str(), t_build, bytes / 1e6, err, angle, t_solve);
+      std::printf(
+          "%-12s %-14s | build %8.3f s | %10.3f MB | error (10 products) %9.2e | angle %7.3f deg | "
+          "factor+solve %8.4f s\n",
+          name.c_str(), setting.c_str(), t_build, bytes / 1e6, err, angle, t_solve);
       study.rows.push_back({name, setting, "", t_build, err, angle, t_solve, bytes});
     } catch (const hfisher::Error& e) {
       study.rows.push_back({name, setting, e.what(), t_build, err, -1, 0, bytes});
@@ -274,22 +279,22 @@ int fisher_study(const FisherBenchOptions& o, const Machine& mc, Model& model, c
     const double data = 2.0 * o.train_examples * model.inputs() * sizeof(float);
     hfisher_cli::check_memory(data + 2 * 8.0 * P * P, budget, "hfisher-bench fisher",
                               "the training data (" + hfisher_cli::mib_text(data) + ") and the exact Fisher of layer " +
-                                  std::to_string(l) + " (" + std::to_string(long(P)) + " parameters, dense: " +
-                                  hfisher_cli::mib_text(2 * 8.0 * P * P) + ")");
+                                  std::to_string(l) + " (" + std::to_string(long(P)) +
+                                  " parameters, dense: " + hfisher_cli::mib_text(2 * 8.0 * P * P) + ")");
   }
   // data and training
   auto train_h = hfisher::nn::load_mnist_dir(o.data, true);
   auto test_h = hfisher::nn::load_mnist_dir(o.data, false);
   hfisher::detail::require(train_h.features == model.inputs(), "hfisher-bench fisher", "the data has ",
                            train_h.features, " features but the model takes ", model.inputs());
-  hfisher::detail::require(train_h.classes == model.outputs(), "hfisher-bench fisher", "the data has ",
-                           train_h.classes, " classes but the model has ", model.outputs(), " outputs");
+  hfisher::detail::require(train_h.classes == model.outputs(), "hfisher-bench fisher", "the data has ", train_h.classes,
+                           " classes but the model has ", model.outputs(), " outputs");
   train_h = hfisher::nn::slice(train_h, 0, std::min(o.train_examples, train_h.n));
   auto train = hfisher::nn::to_device<S, E>(train_h);
   auto test = hfisher::nn::to_device<S, E>(test_h);
-  std::printf("data: %s (%d train, %d test examples); %s", o.data.empty() ? hfisher::nn::default_data_dir().c_str()
-                                                                           : o.data.c_str(),
-              train.size(), test.size(), what.c_str());
+  std::printf("data: %s (%d train, %d test examples); %s",
+              o.data.empty() ? hfisher::nn::default_data_dir().c_str() : o.data.c_str(), train.size(), test.size(),
+              what.c_str());
   std::printf(" (%ld parameters)\n", model.num_params());
   hfisher::nn::Adam<S, E> adam;
   adam.lr = o.lr;
@@ -340,9 +345,10 @@ int fisher_study(const FisherBenchOptions& o, const Machine& mc, Model& model, c
   exact->solve(g, xs, lambda);
   const double t_exact_solve = now() - t0;
   const auto xstar = host(xs);
-  std::printf("damping lambda = %.3g (%.0e x trace/n); exact (dense) block: build %.3f s, Cholesky + solve %.3f s, "
-              "%.1f MB\n\n",
-              lambda, o.damping, t_exact, t_exact_solve, exact->bytes() / 1e6);
+  std::printf(
+      "damping lambda = %.3g (%.0e x trace/n); exact (dense) block: build %.3f s, Cholesky + solve %.3f s, "
+      "%.1f MB\n\n",
+      lambda, o.damping, t_exact, t_exact_solve, exact->bytes() / 1e6);
 
   std::vector<Row> rows;
   // one row: build (from the samples, or as `build` says), then error,
@@ -355,20 +361,20 @@ int fisher_study(const FisherBenchOptions& o, const Machine& mc, Model& model, c
     r.setting = setting;
     bool built = false;
     try {
-    double t = now();
-    auto op = build();
-    r.build = now() - t;
-    r.bytes = op->bytes();
-    r.err = rel_fro(op->to_dense(), Fd);
-    built = true;
-    Vec x("x", n);
-    t = now();
-    op->solve(g, x, lambda);
-    r.factor_solve = now() - t;
-    t = now();
-    op->solve(g, x, lambda);
-    r.solve = now() - t;
-    r.angle = angle_deg(host(x), xstar);
+      double t = now();
+      auto op = build();
+      r.build = now() - t;
+      r.bytes = op->bytes();
+      r.err = rel_fro(op->to_dense(), Fd);
+      built = true;
+      Vec x("x", n);
+      t = now();
+      op->solve(g, x, lambda);
+      r.factor_solve = now() - t;
+      t = now();
+      op->solve(g, x, lambda);
+      r.solve = now() - t;
+      r.angle = angle_deg(host(x), xstar);
     } catch (const hfisher::Error& e) {
       if (built)  // what the build achieved, then why the solve failed
         std::printf("%-12s %-14s | build %8.3f s | %10.3f MB | rel. Frobenius error %9.2e | solve failed: %s\n",
@@ -379,16 +385,17 @@ int fisher_study(const FisherBenchOptions& o, const Machine& mc, Model& model, c
       return;
     }
     rows.push_back(r);
-    std::printf("%-12s %-14s | build %8.3f s | %10.3f MB | rel. Frobenius error %9.2e | angle %7.3f deg | "
-                "factor+solve %8.4f s, solve %8.4f s\n",
-                r.structure.c_str(), r.setting.c_str(), r.build, r.bytes / 1e6, r.err, r.angle, r.factor_solve,
-                r.solve);
+    std::printf(
+        "%-12s %-14s | build %8.3f s | %10.3f MB | rel. Frobenius error %9.2e | angle %7.3f deg | "
+        "factor+solve %8.4f s, solve %8.4f s\n",
+        r.structure.c_str(), r.setting.c_str(), r.build, r.bytes / 1e6, r.err, r.angle, r.factor_solve, r.solve);
     if (!note.empty()) std::printf("%-27s   %s\n", "", note.c_str());
     std::fflush(stdout);
   };
   auto run = [&](const std::string& name, const std::string& setting, hfisher::Structure st,
                  const hfisher::FisherOptions& opts) {
-    run_with(name, setting, [&] { return hfisher::build_curvature(samples, st, opts); }, "");
+    run_with(
+        name, setting, [&] { return hfisher::build_curvature(samples, st, opts); }, "");
   };
   // products spent and estimated error of a matrix-free HODLR (one block)
   std::string mf_note;
@@ -433,7 +440,8 @@ int fisher_study(const FisherBenchOptions& o, const Machine& mc, Model& model, c
       auto fm = f2;
       fm.matrix_free = true;
       fm.examples = samples.examples;  // the same examples as the samples
-      run_with("hodlr-mf", b, [&] { return matrix_free(fm); }, mf_note);  // by reference: set by the build
+      run_with(
+          "hodlr-mf", b, [&] { return matrix_free(fm); }, mf_note);  // by reference: set by the build
     }
     if (o.spd_rows) {
       f2.spd_compensation = true;
@@ -454,8 +462,9 @@ int fisher_study(const FisherBenchOptions& o, const Machine& mc, Model& model, c
     auto op = hfisher::build_curvature(samples, hfisher::Structure::HODLR, f2);
     auto& bd = dynamic_cast<hfisher::fisher::BlockDiagonalOperator<S, E>&>(*op);
     auto& h = dynamic_cast<const hfisher::fisher::HODLROperator<S, E>&>(bd.block(0)).hodlr();
-    std::printf("\nrank profile of the layer's Fisher (natural order, tol %.0e): level: block size, min/mean/max rank\n",
-                f2.tol);
+    std::printf(
+        "\nrank profile of the layer's Fisher (natural order, tol %.0e): level: block size, min/mean/max rank\n",
+        f2.tol);
     for (const auto& rs : h.ranks())
       std::printf("  level %2d: %6d  %4d / %7.1f / %4d\n", rs.level, h.tree().block_size(rs.level), rs.min, rs.mean,
                   rs.max);
@@ -471,40 +480,41 @@ int fisher_study(const FisherBenchOptions& o, const Machine& mc, Model& model, c
     std::size_t kfac_bytes = 0, h_bytes = 0;
   } big;
   if (o.big_layer >= 0 && o.big_layer < model.num_layers()) try {
-    auto fb = fo;
-    fb.layers = {o.big_layer};
-    fb.examples = o.big_examples;
-    fb.tol = o.big_tol;
-    fb.spd_compensation = true;  // factorizable at any damping
-    auto sb = hfisher::collect_samples(model, train, hfisher::FisherKind::Empirical, fb);
-    big.layer = o.big_layer;
-    big.n = sb.size();
-    Vec b("b", big.n), x("x", big.n);
-    Kokkos::deep_copy(b, 1.0);
-    double t = now();
-    auto kf = hfisher::build_curvature(sb, hfisher::Structure::KFAC, fb);
-    big.kfac_build = now() - t;
-    t = now();
-    kf->solve(b, x, lambda);  // first solve: eigendecompositions of A and G
-    big.kfac_inv = now() - t;
-    big.kfac_bytes = kf->bytes();
-    t = now();
-    auto hh = hfisher::build_curvature(sb, hfisher::Structure::HODLR, fb);
-    big.h_build = now() - t;
-    t = now();
-    hh->solve(b, x, lambda);  // first solve: factorization of H + lambda I
-    big.h_factor = now() - t;
-    big.h_bytes = hh->bytes();
-    std::printf("\nlarge layer %d (%ld parameters, empirical Fisher from %d examples):\n", big.layer, big.n,
-                sb.examples);
-    std::printf("  K-FAC:        build %.3f s, inversion (eigendecompositions + first solve) %.3f s, %.1f MB\n",
-                big.kfac_build, big.kfac_inv, big.kfac_bytes / 1e6);
-    std::printf("  hierarchical: build %.3f s, factorization (+ first solve) %.3f s, %.1f MB (tol %.0e, SPD-compensated)\n",
-                big.h_build, big.h_factor, big.h_bytes / 1e6, o.big_tol);
-    std::printf("  factorization / K-FAC inversion time: %.2f\n", big.h_factor / big.kfac_inv);
-  } catch (const hfisher::Error& e) {
-    std::printf("\nlarge layer %d: failed: %s\n", o.big_layer, e.what());
-  }
+      auto fb = fo;
+      fb.layers = {o.big_layer};
+      fb.examples = o.big_examples;
+      fb.tol = o.big_tol;
+      fb.spd_compensation = true;  // factorizable at any damping
+      auto sb = hfisher::collect_samples(model, train, hfisher::FisherKind::Empirical, fb);
+      big.layer = o.big_layer;
+      big.n = sb.size();
+      Vec b("b", big.n), x("x", big.n);
+      Kokkos::deep_copy(b, 1.0);
+      double t = now();
+      auto kf = hfisher::build_curvature(sb, hfisher::Structure::KFAC, fb);
+      big.kfac_build = now() - t;
+      t = now();
+      kf->solve(b, x, lambda);  // first solve: eigendecompositions of A and G
+      big.kfac_inv = now() - t;
+      big.kfac_bytes = kf->bytes();
+      t = now();
+      auto hh = hfisher::build_curvature(sb, hfisher::Structure::HODLR, fb);
+      big.h_build = now() - t;
+      t = now();
+      hh->solve(b, x, lambda);  // first solve: factorization of H + lambda I
+      big.h_factor = now() - t;
+      big.h_bytes = hh->bytes();
+      std::printf("\nlarge layer %d (%ld parameters, empirical Fisher from %d examples):\n", big.layer, big.n,
+                  sb.examples);
+      std::printf("  K-FAC:        build %.3f s, inversion (eigendecompositions + first solve) %.3f s, %.1f MB\n",
+                  big.kfac_build, big.kfac_inv, big.kfac_bytes / 1e6);
+      std::printf(
+          "  hierarchical: build %.3f s, factorization (+ first solve) %.3f s, %.1f MB (tol %.0e, SPD-compensated)\n",
+          big.h_build, big.h_factor, big.h_bytes / 1e6, o.big_tol);
+      std::printf("  factorization / K-FAC inversion time: %.2f\n", big.h_factor / big.kfac_inv);
+    } catch (const hfisher::Error& e) {
+      std::printf("\nlarge layer %d: failed: %s\n", o.big_layer, e.what());
+    }
 
   NetStudy net;
   if (o.network) net = run_network_study(o, mlp_of(model), train, kind);
@@ -512,32 +522,35 @@ int fisher_study(const FisherBenchOptions& o, const Machine& mc, Model& model, c
   if (!o.output.empty()) {
     std::ostringstream csv, js, gp;
     csv << "structure,setting,build_s,bytes,rel_fro_error,angle_deg,factor_solve_s,solve_s\n";
-    js << "{\n  \"machine\": \"" << mc.cpu << "\",\n  \"backend\": \"" << mc.backend << "\",\n  \"threads\": "
-       << mc.host_threads << ",\n  \"date\": \"" << mc.date << "\",\n  \"layer\": " << layer
+    js << "{\n  \"machine\": \"" << mc.cpu << "\",\n  \"backend\": \"" << mc.backend
+       << "\",\n  \"threads\": " << mc.host_threads << ",\n  \"date\": \"" << mc.date << "\",\n  \"layer\": " << layer
        << ",\n  \"parameters\": " << n << ",\n  \"kind\": \"" << o.kind << "\",\n  \"examples\": " << samples.examples
        << ",\n  \"damping\": " << lambda << ",\n  \"rows\": [\n";
     for (size_t i = 0; i < rows.size(); ++i) {
       const auto& r = rows[i];
       csv << r.structure << "," << r.setting << "," << r.build << "," << r.bytes << "," << r.err << "," << r.angle
           << "," << r.factor_solve << "," << r.solve << "\n";
-      js << "    {\"structure\": \"" << r.structure << "\", \"setting\": \"" << r.setting << "\", \"build_s\": "
-         << r.build << ", \"bytes\": " << r.bytes << ", \"rel_fro_error\": " << r.err << ", \"angle_deg\": "
-         << r.angle << ", \"factor_solve_s\": " << r.factor_solve << ", \"solve_s\": " << r.solve << "}"
-         << (i + 1 < rows.size() ? "," : "") << "\n";
+      js << "    {\"structure\": \"" << r.structure << "\", \"setting\": \"" << r.setting
+         << "\", \"build_s\": " << r.build << ", \"bytes\": " << r.bytes << ", \"rel_fro_error\": " << r.err
+         << ", \"angle_deg\": " << r.angle << ", \"factor_solve_s\": " << r.factor_solve << ", \"solve_s\": " << r.solve
+         << "}" << (i + 1 < rows.size() ? "," : "") << "\n";
     }
     js << "  ],\n  \"large_layer\": {\"layer\": " << big.layer << ", \"parameters\": " << big.n
        << ", \"kfac_build_s\": " << big.kfac_build << ", \"kfac_inversion_s\": " << big.kfac_inv
        << ", \"hierarchical_build_s\": " << big.h_build << ", \"hierarchical_factor_s\": " << big.h_factor << "}";
     if (o.network) {  // the whole-model study; a failed solve has "angle_deg": null and its error
       js << ",\n  \"network\": {\"parameters\": " << net.parameters << ", \"examples\": " << net.examples
-         << ", \"damping\": " << net.damping << ", \"cg_iterations\": " << net.cg_iterations << ", \"cg_s\": "
-         << net.cg_s << ", \"rows\": [\n";
+         << ", \"damping\": " << net.damping << ", \"cg_iterations\": " << net.cg_iterations
+         << ", \"cg_s\": " << net.cg_s << ", \"rows\": [\n";
       for (size_t i = 0; i < net.rows.size(); ++i) {
         const auto& r = net.rows[i];
         js << "    {\"structure\": \"" << r.structure << "\", \"setting\": \"" << r.setting
            << "\", \"build_s\": " << r.build << ", \"bytes\": " << r.bytes << ", \"error\": " << r.err
            << ", \"angle_deg\": ";
-        if (r.angle >= 0) js << r.angle; else js << "null";
+        if (r.angle >= 0)
+          js << r.angle;
+        else
+          js << "null";
         js << ", \"factor_solve_s\": " << r.solve << ", \"failure\": " << hfisher::io::json_string(r.error) << "}"
            << (i + 1 < net.rows.size() ? "," : "") << "\n";
       }
@@ -547,11 +560,12 @@ int fisher_study(const FisherBenchOptions& o, const Machine& mc, Model& model, c
     write_file_atomic(o.output + "/fisher.csv", csv.str());
     write_file_atomic(o.output + "/fisher.json", js.str());
     gp << "# file names are relative: run gnuplot in this folder\n"
-     << "set terminal pngcairo size 900,600\nset output 'fisher.png'\n"
+       << "set terminal pngcairo size 900,600\nset output 'fisher.png'\n"
        << "set logscale xy\nset xlabel 'memory (MB)'\nset ylabel 'relative Frobenius error vs exact layer Fisher'\n"
        << "set title 'Layer " << layer << " (" << n << " parameters), " << o.kind << " Fisher: error vs memory ("
        << mc.date << ")'\nset datafile separator ','\nset key outside\n"
-       << "plot for [s in 'diagonal kfac lowrank hodlr'] 'fisher.csv' using ((strcol(1) eq s) ? $4/1e6 : 1/0):5 with linespoints title s\n";
+       << "plot for [s in 'diagonal kfac lowrank hodlr'] 'fisher.csv' using ((strcol(1) eq s) ? $4/1e6 : 1/0):5 with "
+          "linespoints title s\n";
     write_file_atomic(o.output + "/fisher.gp", gp.str());
     const bool plotted = hfisher::io::run_gnuplot(o.output, "fisher.gp");
     std::printf("\nwrote %s/fisher.csv, fisher.json, fisher.gp%s\n", o.output.c_str(), plotted ? ", fisher.png" : "");
@@ -566,8 +580,10 @@ int run_fisher_bench(const FisherBenchOptions& o) {
   const Machine mc = describe_machine();
   std::setvbuf(stdout, nullptr, _IOLBF, 0);  // progress lines appear as they are printed
   const bool cnn = o.model == "cnn" || o.model == "vit";
-  std::printf("hfisher-bench fisher: Fisher structures on a trained %s (double)\n",
-              o.model == "vit" ? "vision transformer" : cnn ? "CNN" : "MLP");
+  std::printf("hfisher-bench fisher: Fisher structures on a trained %s (double)\n", o.model == "vit"
+                                                                                        ? "vision transformer"
+                                                                                    : cnn ? "CNN"
+                                                                                          : "MLP");
   std::printf("machine: %s | backend: %s | host threads: %s | %s\n", mc.cpu.c_str(), mc.backend.c_str(),
               mc.host_threads.c_str(), mc.date.c_str());
   hfisher::detail::require(o.widths.size() >= 2, "hfisher-bench fisher", "--widths needs at least two entries");

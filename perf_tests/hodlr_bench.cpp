@@ -144,9 +144,10 @@ void oversubscribed_run(const HodlrBenchOptions& o, int n) {
       if (o.hmat) mb.push_back(hm());
     }
   }
-  std::printf("\noversubscribed: gauss2d n=%d, build + factor alone and beside %ld busy processes (one per core; a "
-              "fair share of the cores gives 2x), medians of %d:\n",
-              n, cores, o.busy_reps);
+  std::printf(
+      "\noversubscribed: gauss2d n=%d, build + factor alone and beside %ld busy processes (one per core; a "
+      "fair share of the cores gives 2x), medians of %d:\n",
+      n, cores, o.busy_reps);
   const double h0 = median(hq), h1 = median(hb);
   std::printf("  hfisher   alone %.3f s, busy %.3f s, slowdown %.2f\n", h0, h1, h1 / h0);
   if (o.hmat && !mq.empty() && std::isfinite(median(mq))) {
@@ -165,13 +166,13 @@ int run_hodlr_bench(const HodlrBenchOptions& o) {
   std::printf("machine: %s | backend: %s | host threads: %s | OMP_WAIT_POLICY: %s | OpenBLAS threads: %d | %s\n",
               mc.cpu.c_str(), mc.backend.c_str(), mc.host_threads.c_str(), mc.omp_wait.c_str(), omp_get_max_threads(),
               mc.date.c_str());
-  std::printf("tol %.1e, leaf %d, max rank %s; gauss: exp(-|x-y|^2 / (2 * %.2f^2)) + %.2g I on uniform points "
-              "(exp2d: exp(-|x-y| / ell)); "
-              "rff: %.2g I + G G^T, G n x n/2 random Fourier features of the same kernel in 2-D\n\n",
-              o.tol, o.leaf, o.max_rank > 0 ? std::to_string(o.max_rank).c_str() : "none", o.ell, o.nugget,
-              o.nugget);
-  std::printf("%-8s %6s | %8s %8s %8s %5s %8s %9s %7s | %8s %8s %8s %9s | %8s %8s %8s %9s | %7s %9s\n", "matrix",
-              "n", "build_s", "factor_s", "solve_s", "kmax", "est", "resid", "MB", "hmat_bl", "hmat_fac", "hmat_sol",
+  std::printf(
+      "tol %.1e, leaf %d, max rank %s; gauss: exp(-|x-y|^2 / (2 * %.2f^2)) + %.2g I on uniform points "
+      "(exp2d: exp(-|x-y| / ell)); "
+      "rff: %.2g I + G G^T, G n x n/2 random Fourier features of the same kernel in 2-D\n\n",
+      o.tol, o.leaf, o.max_rank > 0 ? std::to_string(o.max_rank).c_str() : "none", o.ell, o.nugget, o.nugget);
+  std::printf("%-8s %6s | %8s %8s %8s %5s %8s %9s %7s | %8s %8s %8s %9s | %8s %8s %8s %9s | %7s %9s\n", "matrix", "n",
+              "build_s", "factor_s", "solve_s", "kmax", "est", "resid", "MB", "hmat_bl", "hmat_fac", "hmat_sol",
               "hmat_res", "dense_bl", "potrf_s", "potrs_s", "resid", "vsdense", "logdet_err");
   // the memory budget, checked for every size before any work: dense LAPACK
   // (8 n^2), the random Fourier factors (host and device, 8 n^2 in all) and
@@ -283,16 +284,20 @@ int run_hodlr_bench(const HodlrBenchOptions& o) {
       {
         H::Matrix Xa("Xa", n, o.apply_rhs), Ya("Ya", n, o.apply_rhs);
         Kokkos::deep_copy(Xa, 1.0);
-        r.h_apply = best_time(3, [] {}, [&] {
-          A.apply(Xa, Ya);
-          Exec().fence();
-        });
+        r.h_apply = best_time(
+            3, [] {},
+            [&] {
+              A.apply(Xa, Ya);
+              Exec().fence();
+            });
         const size_t words = size_t(r.h_bytes / sizeof(double));
         Kokkos::View<double*, Mem> c1("c1", words), c2("c2", words);
-        r.copy = best_time(3, [] {}, [&] {
-          Kokkos::deep_copy(c2, c1);
-          Exec().fence();
-        });
+        r.copy = best_time(
+            3, [] {},
+            [&] {
+              Kokkos::deep_copy(c2, c1);
+              Exec().fence();
+            });
       }
       // residual against the exact matrix
       auto exact_matvec = [&](const std::vector<double>& x, std::vector<double>& y) {
@@ -439,22 +444,25 @@ int run_hodlr_bench(const HodlrBenchOptions& o) {
   std::printf("\nbuild + factor + solve, hfisher HODLR vs hmat-oss (same matrix, tolerance, leaf size):\n");
   for (const auto& r : rows)
     if (std::isfinite(r.m_factor))
-      std::printf("  %-8s n=%6d  hfisher %.3f s (resid %.1e, %.1f MB)  hmat-oss %.3f s (resid %.1e, %.1f MB)  ratio %.2f\n",
-                  r.matrix.c_str(), r.n, r.h_build + r.h_factor + r.h_solve, r.h_resid, r.h_bytes / 1e6,
-                  r.m_build + r.m_factor + r.m_solve, r.m_resid, r.m_bytes / 1e6,
-                  (r.m_build + r.m_factor + r.m_solve) / (r.h_build + r.h_factor + r.h_solve));
+      std::printf(
+          "  %-8s n=%6d  hfisher %.3f s (resid %.1e, %.1f MB)  hmat-oss %.3f s (resid %.1e, %.1f MB)  ratio %.2f\n",
+          r.matrix.c_str(), r.n, r.h_build + r.h_factor + r.h_solve, r.h_resid, r.h_bytes / 1e6,
+          r.m_build + r.m_factor + r.m_solve, r.m_resid, r.m_bytes / 1e6,
+          (r.m_build + r.m_factor + r.m_solve) / (r.h_build + r.h_factor + r.h_solve));
   if (o.hss) {
-    std::printf("\nHSS from entries (HSS::from_entries: a HODLR operator from ACA at tol/10, then the matrix-free "
-                "construction) vs hmat-oss, build + factor + solve:\n");
+    std::printf(
+        "\nHSS from entries (HSS::from_entries: a HODLR operator from ACA at tol/10, then the matrix-free "
+        "construction) vs hmat-oss, build + factor + solve:\n");
     for (const auto& r : rows)
       if (std::isfinite(r.s_build))
-        std::printf("  %-8s n=%6d  HSS build %.3f s, factor %.4f s, solve %.4f s, est %.1e (tol %.1e), resid %.1e, "
-                    "%.1f MB, max rank per level (root first) %s | hmat-oss %.3f s | ratio hmat-oss/HSS %.2f, "
-                    "factor+solve %.2f\n",
-                    r.matrix.c_str(), r.n, r.s_build, r.s_factor, r.s_solve, r.s_est, o.tol, r.s_resid, r.s_bytes / 1e6,
-                    r.s_ranks.c_str(), r.m_build + r.m_factor + r.m_solve,
-                    (r.m_build + r.m_factor + r.m_solve) / (r.s_build + r.s_factor + r.s_solve),
-                    (r.m_factor + r.m_solve) / (r.s_factor + r.s_solve));
+        std::printf(
+            "  %-8s n=%6d  HSS build %.3f s, factor %.4f s, solve %.4f s, est %.1e (tol %.1e), resid %.1e, "
+            "%.1f MB, max rank per level (root first) %s | hmat-oss %.3f s | ratio hmat-oss/HSS %.2f, "
+            "factor+solve %.2f\n",
+            r.matrix.c_str(), r.n, r.s_build, r.s_factor, r.s_solve, r.s_est, o.tol, r.s_resid, r.s_bytes / 1e6,
+            r.s_ranks.c_str(), r.m_build + r.m_factor + r.m_solve,
+            (r.m_build + r.m_factor + r.m_solve) / (r.s_build + r.s_factor + r.s_solve),
+            (r.m_factor + r.m_solve) / (r.s_factor + r.s_solve));
   }
   std::printf("\napply with %d right-hand sides vs a plain copy of the same bytes (bandwidth ratio):\n", o.apply_rhs);
   for (const auto& r : rows)
@@ -468,10 +476,12 @@ int run_hodlr_bench(const HodlrBenchOptions& o) {
     csv << "matrix,n,hodlr_build_s,hodlr_factor_s,hodlr_solve_s,hodlr_apply" << o.apply_rhs
         << "_s,copy_s,hodlr_max_rank,hodlr_bytes,factor_bytes,hodlr_resid,hodlr_logdet,dense_build_s,dense_potrf_s,"
            "dense_potrs_s,dense_resid,dense_logdet,hmat_build_s,hmat_factor_s,hmat_solve_s,hmat_resid,hmat_logdet,"
-           "hmat_bytes,hodlr_error_estimate,hss_build_s,hss_factor_s,hss_solve_s,hss_resid,hss_error_estimate,hss_max_rank,"
+           "hmat_bytes,hodlr_error_estimate,hss_build_s,hss_factor_s,hss_solve_s,hss_resid,hss_error_estimate,hss_max_"
+           "rank,"
            "hss_bytes\n";
-    js << "{\n  \"machine\": \"" << mc.cpu << "\", \"backend\": \"" << mc.backend << "\", \"threads\": "
-       << mc.host_threads << ", \"date\": \"" << mc.date << "\", \"tol\": " << o.tol << ",\n  \"rows\": [\n";
+    js << "{\n  \"machine\": \"" << mc.cpu << "\", \"backend\": \"" << mc.backend
+       << "\", \"threads\": " << mc.host_threads << ", \"date\": \"" << mc.date << "\", \"tol\": " << o.tol
+       << ",\n  \"rows\": [\n";
     for (size_t i = 0; i < rows.size(); ++i) {
       const auto& r = rows[i];
       csv << r.matrix << "," << r.n << "," << r.h_build << "," << r.h_factor << "," << r.h_solve << "," << r.h_apply
@@ -484,14 +494,13 @@ int run_hodlr_bench(const HodlrBenchOptions& o) {
       js << "    {\"matrix\": \"" << r.matrix << "\", \"n\": " << r.n << ", \"hodlr_build_s\": " << num(r.h_build)
          << ", \"hodlr_factor_s\": " << num(r.h_factor) << ", \"hodlr_solve_s\": " << num(r.h_solve)
          << ", \"hodlr_resid\": " << num(r.h_resid) << ", \"hodlr_error_estimate\": " << num(r.h_est)
-         << ", \"dense_potrf_s\": " << num(r.d_factor)
-         << ", \"dense_potrs_s\": " << num(r.d_solve) << ", \"dense_resid\": " << num(r.d_resid)
-         << ", \"hmat_build_s\": " << num(r.m_build) << ", \"hmat_factor_s\": " << num(r.m_factor)
-         << ", \"hmat_solve_s\": " << num(r.m_solve) << ", \"hmat_resid\": " << num(r.m_resid)
-         << ", \"hss_build_s\": " << num(r.s_build) << ", \"hss_factor_s\": " << num(r.s_factor)
-         << ", \"hss_solve_s\": " << num(r.s_solve) << ", \"hss_resid\": " << num(r.s_resid)
-         << ", \"hss_error_estimate\": " << num(r.s_est) << ", \"hss_max_rank_per_level\": \"" << r.s_ranks << "\"}"
-         << (i + 1 < rows.size() ? ",\n" : "\n");
+         << ", \"dense_potrf_s\": " << num(r.d_factor) << ", \"dense_potrs_s\": " << num(r.d_solve)
+         << ", \"dense_resid\": " << num(r.d_resid) << ", \"hmat_build_s\": " << num(r.m_build)
+         << ", \"hmat_factor_s\": " << num(r.m_factor) << ", \"hmat_solve_s\": " << num(r.m_solve)
+         << ", \"hmat_resid\": " << num(r.m_resid) << ", \"hss_build_s\": " << num(r.s_build)
+         << ", \"hss_factor_s\": " << num(r.s_factor) << ", \"hss_solve_s\": " << num(r.s_solve)
+         << ", \"hss_resid\": " << num(r.s_resid) << ", \"hss_error_estimate\": " << num(r.s_est)
+         << ", \"hss_max_rank_per_level\": \"" << r.s_ranks << "\"}" << (i + 1 < rows.size() ? ",\n" : "\n");
     }
     std::string f = fits.str();
     if (!f.empty()) f.erase(f.size() - 2);
@@ -501,14 +510,15 @@ int run_hodlr_bench(const HodlrBenchOptions& o) {
     // gnuplot script (and PNG when gnuplot is installed)
     std::ostringstream gp;
     gp << "# file names are relative: run gnuplot in this folder\n"
-     << "set terminal pngcairo size 900,600\nset output 'hodlr.png'\n"
+       << "set terminal pngcairo size 900,600\nset output 'hodlr.png'\n"
        << "set logscale xy\nset xlabel 'n'\nset ylabel 'factor + solve [s]'\nset key left top\n"
-       << "set title 'HODLR vs dense Cholesky (" << mc.backend << ", " << mc.host_threads << " threads, "
-       << mc.date << ")'\nset datafile separator ','\nplot ";
+       << "set title 'HODLR vs dense Cholesky (" << mc.backend << ", " << mc.host_threads << " threads, " << mc.date
+       << ")'\nset datafile separator ','\nplot ";
     bool first = true;
     for (const auto& name : o.matrices) {
       gp << (first ? "" : ", ") << "'hodlr.csv' every ::1 using (strcol(1) eq '" << name
-         << "' ? $2 : 1/0):($4+$5) with linespoints title 'hfisher HODLR " << name << "', 'hodlr.csv' every ::1 using (strcol(1) eq '" << name
+         << "' ? $2 : 1/0):($4+$5) with linespoints title 'hfisher HODLR " << name
+         << "', 'hodlr.csv' every ::1 using (strcol(1) eq '" << name
          << "' ? $2 : 1/0):($14+$15) with linespoints title 'dense LAPACK " << name << "'";
       if (o.hmat && name != "rff")
         gp << ", 'hodlr.csv' every ::1 using (strcol(1) eq '" << name

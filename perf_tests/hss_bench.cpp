@@ -73,10 +73,9 @@ struct DenseOp {
   M A;
   void operator()(const M& X, M& Y) const {
     using U3 = Kokkos::View<double***, Kokkos::LayoutRight, Mem, Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
-    hfisher::kernels::detail::gemm_nocheck(Exec(), hfisher::Op::NoTrans, hfisher::Op::NoTrans, 1.0,
-                                           U3(A.data(), 1, A.extent(0), A.extent(1)),
-                                           U3(X.data(), 1, X.extent(0), X.extent(1)), 0.0,
-                                           U3(Y.data(), 1, Y.extent(0), Y.extent(1)));
+    hfisher::kernels::detail::gemm_nocheck(
+        Exec(), hfisher::Op::NoTrans, hfisher::Op::NoTrans, 1.0, U3(A.data(), 1, A.extent(0), A.extent(1)),
+        U3(X.data(), 1, X.extent(0), X.extent(1)), 0.0, U3(Y.data(), 1, Y.extent(0), Y.extent(1)));
   }
 };
 
@@ -124,11 +123,12 @@ int run_hss_bench(const HssBenchOptions& o) {
   std::printf("hfisher-bench hss: HSS vs HODLR vs dense LAPACK Cholesky (double)\n");
   std::printf("machine: %s | backend: %s | host threads: %s | OpenBLAS threads: %d | %s\n", mc.cpu.c_str(),
               mc.backend.c_str(), mc.host_threads.c_str(), omp_get_max_threads(), mc.date.c_str());
-  std::printf("tol %.1e, leaf %d, max rank %s. rff: %.2g I + G G^T, G n x %d random Fourier features of "
-              "exp(-|x-y|^2 / (2 * %.2f^2)) on uniform points in [0, 1] (rank %d: fixed); both formats built "
-              "from the factors\n\n",
-              o.tol, o.leaf, o.max_rank > 0 ? std::to_string(o.max_rank).c_str() : "none", o.nugget, o.features,
-              o.ell, o.features);
+  std::printf(
+      "tol %.1e, leaf %d, max rank %s. rff: %.2g I + G G^T, G n x %d random Fourier features of "
+      "exp(-|x-y|^2 / (2 * %.2f^2)) on uniform points in [0, 1] (rank %d: fixed); both formats built "
+      "from the factors\n\n",
+      o.tol, o.leaf, o.max_rank > 0 ? std::to_string(o.max_rank).c_str() : "none", o.nugget, o.features, o.ell,
+      o.features);
   {  // the memory budget, for every size before any work: dense LAPACK and
      // the dense kernel matrix of the matrix-free rows (8 n^2 each), G (n x
      // features, host and device) and HSS + HODLR with factorizations at
@@ -145,16 +145,16 @@ int run_hss_bench(const HssBenchOptions& o) {
                                     ", factors and H-matrices about " + hfisher_cli::mib_text(hm) + ")");
     }
     const double side = double(std::max(o.gram_n, o.sum_n));
-    hfisher_cli::check_memory(3 * 8.0 * side * side, budget, "hfisher-bench hss",
-                              "the ordering and online-sum studies at n = " + std::to_string(int(side)) +
-                                  " (dense references)");
+    hfisher_cli::check_memory(
+        3 * 8.0 * side * side, budget, "hfisher-bench hss",
+        "the ordering and online-sum studies at n = " + std::to_string(int(side)) + " (dense references)");
   }
   hfisher::CompressionOptions co;
   co.tol = o.tol;
   co.max_rank = o.max_rank;
   std::printf("%7s | %8s %8s %8s %5s %6s %9s %7s | %8s %8s %8s %5s %9s %7s | %8s %8s | %9s %9s\n", "n", "hss_bl",
-              "hss_fac", "hss_sol", "k", "prods", "resid", "MB", "hodlr_bl", "hodlr_fc", "hodlr_sl", "k", "resid",
-              "MB", "potrf_s", "potrs_s", "ld_err_hss", "ld_err_hod");
+              "hss_fac", "hss_sol", "k", "prods", "resid", "MB", "hodlr_bl", "hodlr_fc", "hodlr_sl", "k", "resid", "MB",
+              "potrf_s", "potrs_s", "ld_err_hss", "ld_err_hod");
   std::vector<Row> rows;
   for (int n : o.sizes) {
     Row r;
@@ -196,13 +196,16 @@ int run_hss_bench(const HssBenchOptions& o) {
       r.s_bytes = double(A.bytes());
       // best of 3 (the factorization is milliseconds at the small sizes)
       auto F = A.factor();
-      r.s_factor = best_time(3, [] {}, [&] {
-        F = A.factor();
-        Exec().fence();
-      });
+      r.s_factor = best_time(
+          3, [] {},
+          [&] {
+            F = A.factor();
+            Exec().fence();
+          });
       r.s_fbytes = double(F.bytes());
       r.s_logdet = F.logdet();
-      r.s_solve = best_time(3, [] {}, [&] { solve_time(F, B, X); });
+      r.s_solve = best_time(
+          3, [] {}, [&] { solve_time(F, B, X); });
       r.s_resid = resid(X);
     }
     {  // HODLR
@@ -213,13 +216,16 @@ int run_hss_bench(const HssBenchOptions& o) {
       r.h_k = max_rank_of(A);
       r.h_bytes = double(A.bytes());
       auto F = A.factor();
-      r.h_factor = best_time(3, [] {}, [&] {
-        F = A.factor();
-        Exec().fence();
-      });
+      r.h_factor = best_time(
+          3, [] {},
+          [&] {
+            F = A.factor();
+            Exec().fence();
+          });
       r.h_fbytes = double(F.bytes());
       r.h_logdet = F.logdet();
-      r.h_solve = best_time(3, [] {}, [&] { solve_time(F, B, X); });
+      r.h_solve = best_time(
+          3, [] {}, [&] { solve_time(F, B, X); });
       r.h_resid = resid(X);
     }
     if (n <= o.dense_max) {  // dense LAPACK
@@ -241,12 +247,13 @@ int run_hss_bench(const HssBenchOptions& o) {
       for (int i = 0; i < n; ++i) ld += 2 * std::log(Ad[size_t(i) * n + i]);
       r.d_logdet = ld;
     }
-    std::printf("%7d | %8.3f %8.4f %8.4f %5d %6d %9.2e %7.1f | %8.3f %8.4f %8.4f %5d %9.2e %7.1f | %8.3f %8.4f | "
-                "%9.2e %9.2e\n",
-                n, r.s_build, r.s_factor, r.s_solve, r.s_k, r.s_products, r.s_resid, (r.s_bytes + r.s_fbytes) / 1e6,
-                r.h_build, r.h_factor, r.h_solve, r.h_k, r.h_resid, (r.h_bytes + r.h_fbytes) / 1e6, r.d_factor,
-                r.d_solve, std::abs(r.s_logdet - r.d_logdet) / std::abs(r.d_logdet),
-                std::abs(r.h_logdet - r.d_logdet) / std::abs(r.d_logdet));
+    std::printf(
+        "%7d | %8.3f %8.4f %8.4f %5d %6d %9.2e %7.1f | %8.3f %8.4f %8.4f %5d %9.2e %7.1f | %8.3f %8.4f | "
+        "%9.2e %9.2e\n",
+        n, r.s_build, r.s_factor, r.s_solve, r.s_k, r.s_products, r.s_resid, (r.s_bytes + r.s_fbytes) / 1e6, r.h_build,
+        r.h_factor, r.h_solve, r.h_k, r.h_resid, (r.h_bytes + r.h_fbytes) / 1e6, r.d_factor, r.d_solve,
+        std::abs(r.s_logdet - r.d_logdet) / std::abs(r.d_logdet),
+        std::abs(r.h_logdet - r.d_logdet) / std::abs(r.d_logdet));
     std::fflush(stdout);
     rows.push_back(r);
   }
@@ -265,19 +272,19 @@ int run_hss_bench(const HssBenchOptions& o) {
         dfs.push_back(r.d_factor + r.d_solve);
       }
     if (ns.size() < 2) continue;
-    std::printf("  n >= %-5d HSS build %.2f, factor+solve %.2f | HODLR build %.2f, factor+solve %.2f | dense "
-                "factor+solve %.2f\n",
-                lo, slope(ns, sb), slope(ns, sfs), slope(ns, hb), slope(ns, hfs), slope(ns, dfs));
-    fits << "    {\"from_n\": " << lo << ", \"hss_build\": " << slope(ns, sb) << ", \"hss_factor_solve\": "
-         << slope(ns, sfs) << ", \"hodlr_build\": " << slope(ns, hb) << ", \"hodlr_factor_solve\": "
-         << slope(ns, hfs) << ", \"dense_factor_solve\": " << slope(ns, dfs) << "},\n";
+    std::printf(
+        "  n >= %-5d HSS build %.2f, factor+solve %.2f | HODLR build %.2f, factor+solve %.2f | dense "
+        "factor+solve %.2f\n",
+        lo, slope(ns, sb), slope(ns, sfs), slope(ns, hb), slope(ns, hfs), slope(ns, dfs));
+    fits << "    {\"from_n\": " << lo << ", \"hss_build\": " << slope(ns, sb)
+         << ", \"hss_factor_solve\": " << slope(ns, sfs) << ", \"hodlr_build\": " << slope(ns, hb)
+         << ", \"hodlr_factor_solve\": " << slope(ns, hfs) << ", \"dense_factor_solve\": " << slope(ns, dfs) << "},\n";
   }
   std::printf("\nHSS vs HODLR, factor + solve (same matrix, tree, tolerance):\n");
   for (const auto& r : rows)
     std::printf("  n=%7d  HSS %.4f s  HODLR %.4f s  ratio HODLR/HSS %.2f  memory HSS %.1f MB, HODLR %.1f MB\n", r.n,
-                r.s_factor + r.s_solve, r.h_factor + r.h_solve,
-                (r.h_factor + r.h_solve) / (r.s_factor + r.s_solve), (r.s_bytes + r.s_fbytes) / 1e6,
-                (r.h_bytes + r.h_fbytes) / 1e6);
+                r.s_factor + r.s_solve, r.h_factor + r.h_solve, (r.h_factor + r.h_solve) / (r.s_factor + r.s_solve),
+                (r.s_bytes + r.s_fbytes) / 1e6, (r.h_bytes + r.h_fbytes) / 1e6);
 
   // ------------------------------------------------ matrix-free kernel rows
   std::vector<MatvecRow> mrows;
@@ -285,10 +292,11 @@ int run_hss_bench(const HssBenchOptions& o) {
   for (int n : o.sizes) {
     if (n > o.matvec_max) continue;
     if (!header) {
-      std::printf("\nmatrix-free construction of the 1-D Gaussian kernel matrix (ell %.2f, + %.2g I); products "
-                  "with the exact dense matrix; error = |H - A|_F / |A|_F against the exact matrix, estimate = "
-                  "the construction's own (probes):\n",
-                  o.ell, o.nugget);
+      std::printf(
+          "\nmatrix-free construction of the 1-D Gaussian kernel matrix (ell %.2f, + %.2g I); products "
+          "with the exact dense matrix; error = |H - A|_F / |A|_F against the exact matrix, estimate = "
+          "the construction's own (probes):\n",
+          o.ell, o.nugget);
       std::printf("%7s | %6s %5s %8s %9s %9s %8s | %6s %5s %8s %9s %9s\n", "n", "prods", "k", "6k+64", "error",
                   "estimate", "build_s", "peel", "k", "error", "estimate", "build_s");
       header = true;
@@ -326,9 +334,10 @@ int run_hss_bench(const HssBenchOptions& o) {
   std::ostringstream gram_js;
   if (o.gram_n > 0) {
     const int n = o.gram_n;
-    std::printf("\ngeometry-oblivious ordering: 2-D Gaussian kernel (ell %.2f, + %.2g I) on %d random points, "
-                "index order shuffled (it carries no geometry); tol %.1e:\n",
-                o.ell * 2, o.nugget, n, o.tol);
+    std::printf(
+        "\ngeometry-oblivious ordering: 2-D Gaussian kernel (ell %.2f, + %.2g I) on %d random points, "
+        "index order shuffled (it carries no geometry); tol %.1e:\n",
+        o.ell * 2, o.nugget, n, o.tol);
     std::mt19937_64 g(o.seed * 31u + 5u);
     std::uniform_real_distribution<double> u(0, 1);
     std::vector<double> x(size_t(n) * 2);
@@ -366,9 +375,10 @@ int run_hss_bench(const HssBenchOptions& o) {
   std::ostringstream sum_js;
   if (o.sum_n > 0) {
     const int n = o.sum_n, m = std::max(1, o.features / 4), T = 10;
-    std::printf("\nonline sums of %d terms d_t I + G_t G_t^T (n %d, G_t n x %d), recompressed after each add; "
-                "error |sum - exact|_F / |exact|_F, memory vs one term:\n",
-                T, n, m);
+    std::printf(
+        "\nonline sums of %d terms d_t I + G_t G_t^T (n %d, G_t n x %d), recompressed after each add; "
+        "error |sum - exact|_F / |exact|_F, memory vs one term:\n",
+        T, n, m);
     std::mt19937_64 g(o.seed * 131u + 7u);
     std::uniform_real_distribution<double> u(0, 1);
     std::normal_distribution<double> nd(0, 1);
@@ -422,10 +432,10 @@ int run_hss_bench(const HssBenchOptions& o) {
       }
       const double es = rel_fro(to_host(Hs.to_dense()), exact), eh = rel_fro(to_host(Ho.to_dense()), exact);
       const char* kind = shared ? "shared subspace" : "independent";
-      std::printf("  %-16s HSS error %.2e (%.1f x tol), memory %.2f x one term (k %d) | HODLR error %.2e, memory "
-                  "%.2f x one term (k %d)\n",
-                  kind, es, es / o.tol, Hs.bytes() / one_s, max_rank_of(Hs), eh, Ho.bytes() / one_h,
-                  max_rank_of(Ho));
+      std::printf(
+          "  %-16s HSS error %.2e (%.1f x tol), memory %.2f x one term (k %d) | HODLR error %.2e, memory "
+          "%.2f x one term (k %d)\n",
+          kind, es, es / o.tol, Hs.bytes() / one_s, max_rank_of(Hs), eh, Ho.bytes() / one_h, max_rank_of(Ho));
       sum_js << (shared ? "" : ", ") << "{\"terms\": \"" << kind << "\", \"hss_error\": " << es
              << ", \"hss_memory_ratio\": " << Hs.bytes() / one_s << ", \"hodlr_error\": " << eh
              << ", \"hodlr_memory_ratio\": " << Ho.bytes() / one_h << "}";
@@ -436,24 +446,23 @@ int run_hss_bench(const HssBenchOptions& o) {
   if (!o.output.empty()) {
     std::ostringstream csv, js;
     csv << "# machine: " << mc.cpu << "; backend: " << mc.backend << "; threads: " << mc.host_threads
-        << "; date: " << mc.date << "; tol: " << o.tol << "; leaf: " << o.leaf << "; features: " << o.features
-        << "\n";
+        << "; date: " << mc.date << "; tol: " << o.tol << "; leaf: " << o.leaf << "; features: " << o.features << "\n";
     csv << "n,hss_build_s,hss_factor_s,hss_solve_s,hss_k,hss_products,hss_resid,hss_bytes,hss_factor_bytes,"
            "hodlr_build_s,hodlr_factor_s,hodlr_solve_s,hodlr_k,hodlr_resid,hodlr_bytes,hodlr_factor_bytes,"
            "dense_potrf_s,dense_potrs_s,hss_logdet,hodlr_logdet,dense_logdet\n";
     auto num = [](double v) { return std::isfinite(v) ? std::to_string(v) : std::string("null"); };
-    js << "{\n  \"machine\": \"" << mc.cpu << "\", \"backend\": \"" << mc.backend << "\", \"threads\": "
-       << mc.host_threads << ", \"date\": \"" << mc.date << "\", \"tol\": " << o.tol << ", \"leaf\": " << o.leaf
-       << ", \"features\": " << o.features << ",\n  \"rows\": [\n";
+    js << "{\n  \"machine\": \"" << mc.cpu << "\", \"backend\": \"" << mc.backend
+       << "\", \"threads\": " << mc.host_threads << ", \"date\": \"" << mc.date << "\", \"tol\": " << o.tol
+       << ", \"leaf\": " << o.leaf << ", \"features\": " << o.features << ",\n  \"rows\": [\n";
     for (size_t i = 0; i < rows.size(); ++i) {
       const auto& r = rows[i];
       csv << r.n << "," << r.s_build << "," << r.s_factor << "," << r.s_solve << "," << r.s_k << "," << r.s_products
           << "," << r.s_resid << "," << r.s_bytes << "," << r.s_fbytes << "," << r.h_build << "," << r.h_factor << ","
-          << r.h_solve << "," << r.h_k << "," << r.h_resid << "," << r.h_bytes << "," << r.h_fbytes << ","
-          << r.d_factor << "," << r.d_solve << "," << r.s_logdet << "," << r.h_logdet << "," << r.d_logdet << "\n";
-      js << "    {\"n\": " << r.n << ", \"hss_build_s\": " << num(r.s_build) << ", \"hss_factor_s\": "
-         << num(r.s_factor) << ", \"hss_solve_s\": " << num(r.s_solve) << ", \"hss_k\": " << r.s_k
-         << ", \"hss_products\": " << r.s_products << ", \"hss_resid\": " << num(r.s_resid)
+          << r.h_solve << "," << r.h_k << "," << r.h_resid << "," << r.h_bytes << "," << r.h_fbytes << "," << r.d_factor
+          << "," << r.d_solve << "," << r.s_logdet << "," << r.h_logdet << "," << r.d_logdet << "\n";
+      js << "    {\"n\": " << r.n << ", \"hss_build_s\": " << num(r.s_build)
+         << ", \"hss_factor_s\": " << num(r.s_factor) << ", \"hss_solve_s\": " << num(r.s_solve)
+         << ", \"hss_k\": " << r.s_k << ", \"hss_products\": " << r.s_products << ", \"hss_resid\": " << num(r.s_resid)
          << ", \"hss_bytes\": " << r.s_bytes << ", \"hodlr_build_s\": " << num(r.h_build)
          << ", \"hodlr_factor_s\": " << num(r.h_factor) << ", \"hodlr_solve_s\": " << num(r.h_solve)
          << ", \"hodlr_resid\": " << num(r.h_resid) << ", \"hodlr_bytes\": " << r.h_bytes
@@ -463,10 +472,10 @@ int run_hss_bench(const HssBenchOptions& o) {
     js << "  ],\n  \"matrix_free\": [";
     for (size_t i = 0; i < mrows.size(); ++i) {
       const auto& r = mrows[i];
-      js << (i ? ", " : "") << "{\"n\": " << r.n << ", \"hss_products\": " << r.s_products << ", \"hss_k\": "
-         << r.s_k << ", \"hss_error\": " << num(r.s_err) << ", \"hss_estimate\": " << num(r.s_est)
-         << ", \"hodlr_products\": " << r.h_products << ", \"hodlr_k\": " << r.h_k << ", \"hodlr_error\": "
-         << num(r.h_err) << ", \"hodlr_estimate\": " << num(r.h_est) << "}";
+      js << (i ? ", " : "") << "{\"n\": " << r.n << ", \"hss_products\": " << r.s_products << ", \"hss_k\": " << r.s_k
+         << ", \"hss_error\": " << num(r.s_err) << ", \"hss_estimate\": " << num(r.s_est)
+         << ", \"hodlr_products\": " << r.h_products << ", \"hodlr_k\": " << r.h_k
+         << ", \"hodlr_error\": " << num(r.h_err) << ", \"hodlr_estimate\": " << num(r.h_est) << "}";
     }
     js << "],\n" << gram_js.str() << sum_js.str();
     std::string f = fits.str();
@@ -476,11 +485,13 @@ int run_hss_bench(const HssBenchOptions& o) {
     write_file_atomic(o.output + "/hss.json", js.str());
     std::ostringstream gp;
     gp << "# file names are relative: run gnuplot in this folder\n"
-     << "set terminal pngcairo size 900,600\nset output 'hss.png'\n"
+       << "set terminal pngcairo size 900,600\nset output 'hss.png'\n"
        << "set logscale xy\nset xlabel 'n'\nset ylabel 'factor + solve [s]'\nset key left top\n"
        << "set title 'diag + G G^T (rank " << o.features << "): HSS vs HODLR vs dense (" << mc.backend << ", "
        << mc.host_threads << " threads, " << mc.date << ")'\nset datafile separator ','\n"
-       << "plot 'hss.csv' every ::1 using 1:($3+$4) with linespoints title 'hfisher HSS', 'hss.csv' every ::1 using 1:($11+$12) with linespoints title 'hfisher HODLR', 'hss.csv' every ::1 using 1:($17+$18) with linespoints title 'dense LAPACK'\n";
+       << "plot 'hss.csv' every ::1 using 1:($3+$4) with linespoints title 'hfisher HSS', 'hss.csv' every ::1 using "
+          "1:($11+$12) with linespoints title 'hfisher HODLR', 'hss.csv' every ::1 using 1:($17+$18) with linespoints "
+          "title 'dense LAPACK'\n";
     write_file_atomic(o.output + "/hss.gp", gp.str());
     const bool plotted = hfisher::io::run_gnuplot(o.output, "hss.gp");
     std::printf("\nwrote %s/hss.csv, hss.json, hss.gp%s\n", o.output.c_str(), plotted ? ", hss.png" : "");

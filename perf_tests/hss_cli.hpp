@@ -10,9 +10,12 @@ namespace hfisher_perf {
 
 inline void add_hss_options(CLI::App& app, HssBenchOptions& o) {
   app.add_option("--sizes", o.sizes, "matrix sizes n of the diag + G G^T scaling rows")->check(CLI::Range(64, 1 << 22));
-  app.add_option("--tol", o.tol, "compression tolerance, in (0, 1)")->check(hfisher_cli::Finite)->check(CLI::Range(1e-15, 0.5));
+  app.add_option("--tol", o.tol, "compression tolerance, in (0, 1)")
+      ->check(hfisher_cli::Finite)
+      ->check(CLI::Range(1e-15, 0.5));
   app.add_option("--leaf", o.leaf, "leaf size of the cluster tree")->check(CLI::Range(8, 4096));
-  app.add_option("--max-rank", o.max_rank, "rank cap of any block / node basis (0: none; a cap that stops a block short of --tol is an error)")
+  app.add_option("--max-rank", o.max_rank,
+                 "rank cap of any block / node basis (0: none; a cap that stops a block short of --tol is an error)")
       ->check(CLI::Range(0, 4096));
   app.add_option("--features", o.features, "columns of G in diag + G G^T (its rank)")->check(CLI::Range(1, 4096));
   app.add_option("--ell", o.ell, "Gaussian kernel length scale (points in [0, 1])")->check(hfisher_cli::FinitePositive);

@@ -35,9 +35,7 @@ struct SpaceHandle {
   char name[64];
 };
 
-double now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
+double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
 struct Totals {
   double seconds = 0;
@@ -97,8 +95,8 @@ void kokkosp_finalize_library() {
     all += t.seconds;
   }
   std::sort(rows.rbegin(), rows.rend());
-  std::fprintf(stderr, "hfisher-kernel-timer: %zu names, %.4f s in all (nested deep copies count twice)\n",
-               rows.size(), all);
+  std::fprintf(stderr, "hfisher-kernel-timer: %zu names, %.4f s in all (nested deep copies count twice)\n", rows.size(),
+               all);
   std::fprintf(stderr, "%10s %8s  %s\n", "seconds", "launches", "name");
   for (std::size_t i = 0; i < rows.size() && i < 40; ++i)
     std::fprintf(stderr, "%10.4f %8ld  %s\n", rows[i].first, totals()[rows[i].second].count, rows[i].second.c_str());

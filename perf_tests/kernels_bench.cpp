@@ -16,8 +16,10 @@
 namespace hfisher_perf {
 namespace {
 
-template <class T> struct Lapack;
-template <> struct Lapack<double> {
+template <class T>
+struct Lapack;
+template <>
+struct Lapack<double> {
   static void gemm(int n, const double* a, const double* b, double* c) {
     const double one = 1, zero = 0;
     dgemm_("N", "N", &n, &n, &n, &one, a, &n, b, &n, &zero, c, &n);
@@ -44,7 +46,8 @@ template <> struct Lapack<double> {
     dsyev_("V", "L", &n, a, &n, w, work, &lw, &info);
   }
 };
-template <> struct Lapack<float> {
+template <>
+struct Lapack<float> {
   static void gemm(int n, const float* a, const float* b, float* c) {
     const float one = 1, zero = 0;
     sgemm_("N", "N", &n, &n, &n, &one, a, &n, b, &n, &zero, c, &n);
@@ -123,10 +126,12 @@ Row run_case(const std::string& op, int n, int nb, int reps) {
     };
     if (op == "gemm") {
       hfisher::BatchMatrix<T, E> C("C", nb, n, n);
-      row.t_hf = best_time(reps, [] {}, [&] {
-        hfisher::kernels::gemm(space, hfisher::Op::NoTrans, hfisher::Op::NoTrans, T(1), A0, A, T(0), C);
-        space.fence();
-      });
+      row.t_hf = best_time(
+          reps, [] {},
+          [&] {
+            hfisher::kernels::gemm(space, hfisher::Op::NoTrans, hfisher::Op::NoTrans, T(1), A0, A, T(0), C);
+            space.fence();
+          });
     } else if (op == "potrf") {
       row.t_hf = best_time(reps, restore, [&] {
         hfisher::kernels::potrf(space, A);
@@ -147,19 +152,22 @@ Row run_case(const std::string& op, int n, int nb, int reps) {
     } else if (op == "syev" || op == "syev-jacobi") {
       hfisher::BatchMatrix<T, E> V("V", nb, n, n);
       hfisher::BatchVector<T, E> W("W", nb, n);
-      const auto method =
-          op == "syev" ? hfisher::kernels::SyevMethod::Auto : hfisher::kernels::SyevMethod::Jacobi;
-      row.t_hf = best_time(reps, [] {}, [&] {
-        hfisher::kernels::syev(space, A, W, V, method);
-        space.fence();
-      });
+      const auto method = op == "syev" ? hfisher::kernels::SyevMethod::Auto : hfisher::kernels::SyevMethod::Jacobi;
+      row.t_hf = best_time(
+          reps, [] {},
+          [&] {
+            hfisher::kernels::syev(space, A, W, V, method);
+            space.fence();
+          });
     } else {
       hfisher::BatchMatrix<T, E> U("U", nb, n, n), V("V", nb, n, n);
       hfisher::BatchVector<T, E> S("S", nb, n);
-      row.t_hf = best_time(reps, [] {}, [&] {
-        hfisher::kernels::svd(space, A, U, S, V);
-        space.fence();
-      });
+      row.t_hf = best_time(
+          reps, [] {},
+          [&] {
+            hfisher::kernels::svd(space, A, U, S, V);
+            space.fence();
+          });
     }
   }
   // ---------------- OpenBLAS / LAPACK loops
@@ -176,12 +184,18 @@ Row run_case(const std::string& op, int n, int nb, int reps) {
     };
     auto body = [&](int b, T* w, int lw, int* iw, T* s, T* vt) {
       T* ab = a.data() + b * sz;
-      if (op == "gemm") Lapack<T>::gemm(n, h0.data() + b * sz, ab, c.data() + b * sz);
-      else if (op == "potrf") Lapack<T>::potrf(n, ab);
-      else if (op == "trsm") Lapack<T>::trsm(n, h0.data() + b * sz, ab);
-      else if (op == "qr") Lapack<T>::geqrf(n, ab, s, w, lw);
-      else if (op == "syev" || op == "syev-jacobi") Lapack<T>::syev(n, ab, s, w, lw);
-      else Lapack<T>::gesdd(n, ab, s, c.data() + b * sz, vt, w, lw, iw);
+      if (op == "gemm")
+        Lapack<T>::gemm(n, h0.data() + b * sz, ab, c.data() + b * sz);
+      else if (op == "potrf")
+        Lapack<T>::potrf(n, ab);
+      else if (op == "trsm")
+        Lapack<T>::trsm(n, h0.data() + b * sz, ab);
+      else if (op == "qr")
+        Lapack<T>::geqrf(n, ab, s, w, lw);
+      else if (op == "syev" || op == "syev-jacobi")
+        Lapack<T>::syev(n, ab, s, w, lw);
+      else
+        Lapack<T>::gesdd(n, ab, s, c.data() + b * sz, vt, w, lw, iw);
     };
     // workspace query
     int lw = 1;
@@ -191,11 +205,15 @@ Row run_case(const std::string& op, int n, int nb, int reps) {
       T q = 0;
       int m1 = -1, info;
       if (op == "syev" || op == "syev-jacobi") {
-        if constexpr (std::is_same<T, double>::value) dsyev_("V", "L", &n, tmp.data(), &n, s.data(), &q, &m1, &info);
-        else ssyev_("V", "L", &n, tmp.data(), &n, s.data(), &q, &m1, &info);
+        if constexpr (std::is_same<T, double>::value)
+          dsyev_("V", "L", &n, tmp.data(), &n, s.data(), &q, &m1, &info);
+        else
+          ssyev_("V", "L", &n, tmp.data(), &n, s.data(), &q, &m1, &info);
       } else if (op == "qr") {
-        if constexpr (std::is_same<T, double>::value) dgeqrf_(&n, &n, tmp.data(), &n, s.data(), &q, &m1, &info);
-        else sgeqrf_(&n, &n, tmp.data(), &n, s.data(), &q, &m1, &info);
+        if constexpr (std::is_same<T, double>::value)
+          dgeqrf_(&n, &n, tmp.data(), &n, s.data(), &q, &m1, &info);
+        else
+          sgeqrf_(&n, &n, tmp.data(), &n, s.data(), &q, &m1, &info);
       } else {
         if constexpr (std::is_same<T, double>::value)
           dgesdd_("S", &n, &n, tmp.data(), &n, s.data(), tmp.data(), &n, vt.data(), &n, &q, &m1, iw.data(), &info);
@@ -235,9 +253,11 @@ int run_kernels_bench(const KernelsBenchOptions& o) {
   std::printf("hfisher batched kernels vs OpenBLAS/LAPACK loops (%s)\n", o.precision.c_str());
   std::printf("machine: %s | backend: %s | host threads: %s | OMP_WAIT_POLICY: %s | %s\n", mc.cpu.c_str(),
               mc.backend.c_str(), mc.host_threads.c_str(), mc.omp_wait.c_str(), mc.date.c_str());
-  std::printf("loop = sequential loop of calls, OpenBLAS threaded; omp = OpenMP-parallel loop, 1 OpenBLAS thread each\n");
-  std::printf("GFLOP/s use nominal counts (gemm 2n^3, potrf n^3/3, trsm n^3 (n x n triangle, n right-hand sides), "
-              "qr 4n^3/3, svd 22n^3, syev 9n^3); ratio = hfisher / best baseline\n\n");
+  std::printf(
+      "loop = sequential loop of calls, OpenBLAS threaded; omp = OpenMP-parallel loop, 1 OpenBLAS thread each\n");
+  std::printf(
+      "GFLOP/s use nominal counts (gemm 2n^3, potrf n^3/3, trsm n^3 (n x n triangle, n right-hand sides), "
+      "qr 4n^3/3, svd 22n^3, syev 9n^3); ratio = hfisher / best baseline\n\n");
   std::printf("%-11s %5s %6s | %10s %10s %10s | %9s %9s | %6s\n", "op", "n", "batch", "hfisher_s", "loop_s", "omp_s",
               "hf_GF/s", "blas_GF/s", "ratio");
   std::ostringstream csv;

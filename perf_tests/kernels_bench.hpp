@@ -15,7 +15,7 @@ struct KernelsBenchOptions {
   long max_elements = 1L << 23;      ///< skip cases with batch * n^2 above this
   double max_svd_flops = 2e10;       ///< skip SVD cases above this nominal work
   int reps = 3;
-  std::string output;                ///< directory for kernels.csv (empty: none)
+  std::string output;  ///< directory for kernels.csv (empty: none)
 };
 
 /// Runs the comparison, prints a table, writes <output>/kernels.csv.

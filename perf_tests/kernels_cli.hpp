@@ -9,7 +9,8 @@
 namespace hfisher_perf {
 
 inline void add_kernels_options(CLI::App& app, KernelsBenchOptions& o) {
-  app.add_option("--ops", o.ops, "operations to run: gemm potrf trsm (lower triangle, n right-hand sides) qr svd syev "
+  app.add_option("--ops", o.ops,
+                 "operations to run: gemm potrf trsm (lower triangle, n right-hand sides) qr svd syev "
                  "(symmetric eigendecomposition, default method) "
                  "syev-jacobi (the Jacobi method, for comparison)")
       ->check(CLI::IsMember({"gemm", "potrf", "trsm", "qr", "svd", "syev", "syev-jacobi"}));
@@ -18,7 +19,8 @@ inline void add_kernels_options(CLI::App& app, KernelsBenchOptions& o) {
   app.add_option("--precision", o.precision, "double or float")->check(CLI::IsMember({"double", "float"}));
   app.add_option("--max-elements", o.max_elements, "skip cases whose batch*n^2 exceeds this (memory cap)")
       ->check(hfisher_cli::FinitePositive);
-  app.add_option("--max-svd-flops", o.max_svd_flops, "skip SVD and Jacobi syev cases above this nominal work (time cap)")
+  app.add_option("--max-svd-flops", o.max_svd_flops,
+                 "skip SVD and Jacobi syev cases above this nominal work (time cap)")
       ->check(hfisher_cli::FinitePositive);
   app.add_option("--reps", o.reps, "timed repetitions per case; the best is kept")->check(CLI::Range(1, 100));
   app.add_option("--output", o.output, "directory where kernels.csv is written")->check(hfisher_cli::NonEmpty);

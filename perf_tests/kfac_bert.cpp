@@ -38,7 +38,8 @@ void fill_activations(const Batch& X, const Group& g, long t0, std::uint64_t see
   Kokkos::parallel_for(
       "hfisher::bench::bert_activations", Kokkos::RangePolicy<E>(0, long(nf) * nt), KOKKOS_LAMBDA(const long p) {
         const int f = int(p / nt), t = int(p % nt);
-        const std::uint64_t stream = st * 1000003ULL + std::uint64_t(f), idx0 = std::uint64_t(t0 + t) * std::uint64_t(d);
+        const std::uint64_t stream = st * 1000003ULL + std::uint64_t(f),
+                            idx0 = std::uint64_t(t0 + t) * std::uint64_t(d);
         double x = hfisher::random::normal(seed, stream, idx0);
         const int last = bias ? d - 1 : d;
         for (int j = 0; j < last; ++j) {
@@ -87,7 +88,8 @@ Timing refresh(const std::vector<Group>& groups, const std::vector<Batch>& acts,
   comm.barrier();
   double t0 = now();
   for (std::size_t k = 0; k < groups.size(); ++k) {
-    hfisher::kernels::gemm(space, hfisher::Op::Trans, hfisher::Op::NoTrans, S(1.0 / tokens), acts[k], acts[k], S(0), F[k]);
+    hfisher::kernels::gemm(space, hfisher::Op::Trans, hfisher::Op::NoTrans, S(1.0 / tokens), acts[k], acts[k], S(0),
+                           F[k]);
     space.fence();
     comm.allreduce_sum(F[k]);
   }
@@ -112,7 +114,6 @@ double max_rel_diff(const Batch& a, const Batch& b) {
 
 }  // namespace
 
-
 int run_kfac_bert(const KfacBertOptions& o) {
   const auto comm = hfisher::dist::Communicator::world();
   const bool root = comm.root();
@@ -132,10 +133,12 @@ int run_kfac_bert(const KfacBertOptions& o) {
   if (root) {
     std::printf("hfisher-bench kfac-bert: %s, %s backend, %s host threads, %d rank(s), %s\n", mach.cpu.c_str(),
                 mach.backend.c_str(), mach.host_threads.c_str(), comm.size(), mach.date.c_str());
-    std::printf("BERT-Large shapes / %d: %d encoder layers, hidden %d, FFN %d, embeddings %d + %d + 2 rows (their input "
-                "factors are diagonal, O(rows), not timed); %d tokens per refresh; float\n",
-                o.scale, L, H, FF, V, P, o.tokens);
-    for (const auto& g : groups) std::printf("  %-9s %4d factors of %5d x %-5d\n", g.name.c_str(), g.count, g.dim, g.dim);
+    std::printf(
+        "BERT-Large shapes / %d: %d encoder layers, hidden %d, FFN %d, embeddings %d + %d + 2 rows (their input "
+        "factors are diagonal, O(rows), not timed); %d tokens per refresh; float\n",
+        o.scale, L, H, FF, V, P, o.tokens);
+    for (const auto& g : groups)
+      std::printf("  %-9s %4d factors of %5d x %-5d\n", g.name.c_str(), g.count, g.dim, g.dim);
     std::printf("  Kronecker factors: %.1f MB (dense), the same again for their inverses\n\n", dense_bytes / 1e6);
   }
   {  // the memory budget, before anything is allocated: on the root the
@@ -217,18 +220,20 @@ int run_kfac_bert(const KfacBertOptions& o) {
                 bestp.stats, bestp.invert, tp);
     std::printf("speed-up %.2f (efficiency %.2f); inverses on %d rank(s) vs 1: max rel diff %.2e\n", t1 / tp,
                 t1 / (tp * comm.size()), comm.size(), diff);
-    std::printf("HODLR compression of the FF-sized factors (tol %g, leaf 32): %.1f MB -> %.1f MB (%.1fx), rel apply "
-                "error %.2e\n",
-                o.tol, d_bytes / 1e6, h_bytes / 1e6, d_bytes / std::max(h_bytes, 1.0), h_err);
+    std::printf(
+        "HODLR compression of the FF-sized factors (tol %g, leaf 32): %.1f MB -> %.1f MB (%.1fx), rel apply "
+        "error %.2e\n",
+        o.tol, d_bytes / 1e6, h_bytes / 1e6, d_bytes / std::max(h_bytes, 1.0), h_err);
     if (!o.output.empty()) {
       std::ostringstream js;
-      js << "{\n  \"machine\": \"" << mach.cpu << "\",\n  \"backend\": \"" << mach.backend << "\",\n  \"threads\": "
-         << mach.host_threads << ",\n  \"ranks\": " << comm.size() << ",\n  \"date\": \"" << mach.date
-         << "\",\n  \"scale\": " << o.scale << ",\n  \"tokens\": " << o.tokens << ",\n  \"one_rank\": {\"stats_s\": "
-         << best1.stats << ", \"invert_s\": " << best1.invert << "},\n  \"ranks_sharded\": {\"stats_s\": " << bestp.stats
-         << ", \"invert_s\": " << bestp.invert << "},\n  \"speedup\": " << t1 / tp << ",\n  \"max_rel_diff\": " << diff
-         << ",\n  \"hodlr\": {\"dense_bytes\": " << d_bytes << ", \"hodlr_bytes\": " << h_bytes << ", \"rel_error\": "
-         << h_err << "}\n}\n";
+      js << "{\n  \"machine\": \"" << mach.cpu << "\",\n  \"backend\": \"" << mach.backend
+         << "\",\n  \"threads\": " << mach.host_threads << ",\n  \"ranks\": " << comm.size() << ",\n  \"date\": \""
+         << mach.date << "\",\n  \"scale\": " << o.scale << ",\n  \"tokens\": " << o.tokens
+         << ",\n  \"one_rank\": {\"stats_s\": " << best1.stats << ", \"invert_s\": " << best1.invert
+         << "},\n  \"ranks_sharded\": {\"stats_s\": " << bestp.stats << ", \"invert_s\": " << bestp.invert
+         << "},\n  \"speedup\": " << t1 / tp << ",\n  \"max_rel_diff\": " << diff
+         << ",\n  \"hodlr\": {\"dense_bytes\": " << d_bytes << ", \"hodlr_bytes\": " << h_bytes
+         << ", \"rel_error\": " << h_err << "}\n}\n";
       std::ostringstream csv;
       csv << "ranks,stats_s,invert_s,total_s\n1," << best1.stats << "," << best1.invert << "," << t1 << "\n"
           << comm.size() << "," << bestp.stats << "," << bestp.invert << "," << tp << "\n";

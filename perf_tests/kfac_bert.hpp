@@ -15,11 +15,11 @@ namespace hfisher_perf {
 
 struct KfacBertOptions {
   int layers = 24, hidden = 1024, ffn = 4096, vocab = 30522, positions = 512;
-  int scale = 8;        ///< divide hidden/ffn/vocab/positions by this (1: full BERT-Large)
-  int tokens = 512;     ///< tokens per refresh (global, split over the ranks)
+  int scale = 8;     ///< divide hidden/ffn/vocab/positions by this (1: full BERT-Large)
+  int tokens = 512;  ///< tokens per refresh (global, split over the ranks)
   double damping = 1e-3;
-  double rho = 0.9;     ///< AR(1) correlation of neighbouring features in the synthetic activations
-  double tol = 1e-3;    ///< HODLR tolerance for the large factors
+  double rho = 0.9;   ///< AR(1) correlation of neighbouring features in the synthetic activations
+  double tol = 1e-3;  ///< HODLR tolerance for the large factors
   int reps = 2;
   unsigned seed = 1;
   std::string output;

@@ -16,11 +16,16 @@ inline void add_kfac_bert_options(CLI::App& app, KfacBertOptions& o) {
   app.add_option("--positions", o.positions, "position embedding rows")->check(CLI::Range(1, 1 << 16));
   app.add_option("--scale", o.scale, "divide every width by this (1: full shapes; default 8 fits this 2-core machine)")
       ->check(CLI::Range(1, 64));
-  app.add_option("--tokens", o.tokens, "tokens per curvature refresh, split over the ranks")->check(CLI::Range(1, 1 << 20));
-  app.add_option("--damping", o.damping, "Tikhonov damping of the factors (split by pi)")->check(hfisher_cli::FinitePositive);
+  app.add_option("--tokens", o.tokens, "tokens per curvature refresh, split over the ranks")
+      ->check(CLI::Range(1, 1 << 20));
+  app.add_option("--damping", o.damping, "Tikhonov damping of the factors (split by pi)")
+      ->check(hfisher_cli::FinitePositive);
   app.add_option("--rho", o.rho, "correlation of neighbouring features in the synthetic activations")
-      ->check(hfisher_cli::Finite)->check(CLI::Range(0.0, 0.999));
-  app.add_option("--tol", o.tol, "HODLR tolerance for the compression of the large factors")->check(hfisher_cli::Finite)->check(CLI::Range(1e-12, 0.9));
+      ->check(hfisher_cli::Finite)
+      ->check(CLI::Range(0.0, 0.999));
+  app.add_option("--tol", o.tol, "HODLR tolerance for the compression of the large factors")
+      ->check(hfisher_cli::Finite)
+      ->check(CLI::Range(1e-12, 0.9));
   app.add_option("--reps", o.reps, "refreshes timed (best)")->check(CLI::Range(1, 100));
   app.add_option("--seed", o.seed, "seed of the synthetic activations")->check(hfisher_cli::Unsigned);
   hfisher_cli::add_memory_budget_option(app, o.memory_budget_gib);

@@ -131,17 +131,17 @@ struct AttentionBaseline {
         for (int j = 0; j < n; ++j) r[j] /= z;
         for (int j = n; j < T; ++j) r[j] = 0;
       }
-      dgemm_("N", "N", &dh, &T, &T, &one, v, &ld3, p, &T, &zero, o, &d);       // O = P v
-      dgemm_("T", "N", &T, &T, &dh, &one, v, &ld3, dO, &d, &zero, ds, &T);     // dP = dO v^T
+      dgemm_("N", "N", &dh, &T, &T, &one, v, &ld3, p, &T, &zero, o, &d);    // O = P v
+      dgemm_("T", "N", &T, &T, &dh, &one, v, &ld3, dO, &d, &zero, ds, &T);  // dP = dO v^T
       for (int i = 0; i < T; ++i) {
         double *r = ds + std::size_t(i) * T, c = 0;
         const double* pr = p + std::size_t(i) * T;
         for (int j = 0; j < T; ++j) c += pr[j] * r[j];
         for (int j = 0; j < T; ++j) r[j] = pr[j] * (r[j] - c);
       }
-      dgemm_("N", "N", &dh, &T, &T, &sc, k, &ld3, ds, &T, &zero, dq, &ld3);    // dq = s dS k
-      dgemm_("N", "T", &dh, &T, &T, &sc, q, &ld3, ds, &T, &zero, dk, &ld3);    // dk = s dS^T q
-      dgemm_("N", "T", &dh, &T, &T, &one, dO, &d, p, &T, &zero, dv, &ld3);     // dv = P^T dO
+      dgemm_("N", "N", &dh, &T, &T, &sc, k, &ld3, ds, &T, &zero, dq, &ld3);  // dq = s dS k
+      dgemm_("N", "T", &dh, &T, &T, &sc, q, &ld3, ds, &T, &zero, dk, &ld3);  // dk = s dS^T q
+      dgemm_("N", "T", &dh, &T, &T, &one, dO, &d, p, &T, &zero, dv, &ld3);   // dv = P^T dO
     }
   }
 };
@@ -169,8 +169,8 @@ double rel_diff(const std::vector<double>& a, const double* b, std::size_t n) {
 /// Trains `model` with the K-FAC preset (natural_gradient.hpp) at the
 /// bench's lr, damping and refresh interval.
 template <template <class, class> class N, class Epochs>
-void with_kfac(N<S, E>& model, const hfisher::nn::DeviceData<S, E>& train, const LayersBenchOptions& o,
-               Epochs&& epochs, const std::string& label) {
+void with_kfac(N<S, E>& model, const hfisher::nn::DeviceData<S, E>& train, const LayersBenchOptions& o, Epochs&& epochs,
+               const std::string& label) {
   auto no = hfisher::NaturalGradientOptions::kfac();
   no.lr = o.kfac_lr;
   no.damping = o.kfac_damping;
@@ -206,9 +206,10 @@ int run_layers_bench(const LayersBenchOptions& o) {
   std::printf("hfisher convolution forward + backward vs ReLU + im2col + 3 OpenBLAS dgemm + col2im (double)\n");
   std::printf("machine: %s | backend: %s | host threads: %s | OMP_WAIT_POLICY: %s | %s\n", mc.cpu.c_str(),
               mc.backend.c_str(), mc.host_threads.c_str(), mc.omp_wait.c_str(), mc.date.c_str());
-  std::printf("batch %d, median of %d; GFLOP/s count the 3 GEMMs (6 B T C_out (K + 1)); ratio = hfisher / OpenBLAS;\n"
-              "diff = max relative difference of outputs, weight and input gradients\n\n",
-              o.batch, o.reps);
+  std::printf(
+      "batch %d, median of %d; GFLOP/s count the 3 GEMMs (6 B T C_out (K + 1)); ratio = hfisher / OpenBLAS;\n"
+      "diff = max relative difference of outputs, weight and input gradients\n\n",
+      o.batch, o.reps);
   std::printf("%-16s %-22s %10s %10s %9s %9s %6s %9s\n", "case", "in -> out", "hfisher_s", "blas_s", "hf_GF/s",
               "blas_GF/s", "ratio", "diff");
   std::ostringstream csv;
@@ -269,15 +270,15 @@ int run_layers_bench(const LayersBenchOptions& o) {
                 flops / mb * 1e-9, mb / mh, diff);
     csv << cs.name << "," << B << "," << mh << "," << mb << "," << flops / mh * 1e-9 << "," << flops / mb * 1e-9 << ","
         << mb / mh << "," << diff << "\n";
-    hfisher::detail::require(diff < 1e-10, where, cs.name, ": hfisher and the OpenBLAS baseline disagree (", diff,
-                             ")");
+    hfisher::detail::require(diff < 1e-10, where, cs.name, ": hfisher and the OpenBLAS baseline disagree (", diff, ")");
   }
   {
-    std::printf("\nhfisher attention core forward + backward vs OpenBLAS dgemm per (example, head) (double)\n"
-                "GFLOP/s count 6 GEMMs of 2 T^2 dh per (example, head), the causal mask's skipped half included;\n"
-                "ratio = OpenBLAS time / hfisher time; diff = max relative difference of outputs and input gradients\n\n");
-    std::printf("%-16s %-26s %10s %10s %9s %9s %6s %9s\n", "case", "B x T x d, heads", "hfisher_s", "blas_s",
-                "hf_GF/s", "blas_GF/s", "ratio", "diff");
+    std::printf(
+        "\nhfisher attention core forward + backward vs OpenBLAS dgemm per (example, head) (double)\n"
+        "GFLOP/s count 6 GEMMs of 2 T^2 dh per (example, head), the causal mask's skipped half included;\n"
+        "ratio = OpenBLAS time / hfisher time; diff = max relative difference of outputs and input gradients\n\n");
+    std::printf("%-16s %-26s %10s %10s %9s %9s %6s %9s\n", "case", "B x T x d, heads", "hfisher_s", "blas_s", "hf_GF/s",
+                "blas_GF/s", "ratio", "diff");
     csv << "\nattention_case,batch,tokens,d,heads,causal,hfisher_s,blas_s,ratio,diff\n";
     struct AttnCase {
       const char* name;
@@ -294,8 +295,9 @@ int run_layers_bench(const LayersBenchOptions& o) {
       as.heads = ac.heads;
       as.causal = ac.causal;
       const long rows = long(ac.B) * ac.heads * ac.T;
-      Net::Matrix X("X", ac.B, long(ac.T) * 3 * ac.d), Y("Y", ac.B, long(ac.T) * ac.d), dY("dY", ac.B, long(ac.T) * ac.d),
-          dX("dX", ac.B, long(ac.T) * 3 * ac.d), P("P", rows, ac.T), dS("dS", rows, ac.T);
+      Net::Matrix X("X", ac.B, long(ac.T) * 3 * ac.d), Y("Y", ac.B, long(ac.T) * ac.d),
+          dY("dY", ac.B, long(ac.T) * ac.d), dX("dX", ac.B, long(ac.T) * 3 * ac.d), P("P", rows, ac.T),
+          dS("dS", rows, ac.T);
       Net::Vector work("work", hfisher::nn::attention_work_size(as, ac.B));
       {
         auto xh = Kokkos::create_mirror_view(X);
@@ -340,10 +342,11 @@ int run_layers_bench(const LayersBenchOptions& o) {
     }
   }
   if (o.train_epochs > 0) {
-    std::printf("\nFashion-MNIST, %d training / %d test examples, batch %d, seed %u; adam lr %g, sgd lr %g "
-                "(momentum 0.9), kfac lr %g damping %g refresh %d %s (the K-FAC preset otherwise)\n",
-                train.n, test.n, o.train_batch, o.seed, o.lr, o.sgd_lr, o.kfac_lr, o.kfac_damping, o.kfac_refresh,
-                o.kfac_reduce ? "reduce" : "expand");
+    std::printf(
+        "\nFashion-MNIST, %d training / %d test examples, batch %d, seed %u; adam lr %g, sgd lr %g "
+        "(momentum 0.9), kfac lr %g damping %g refresh %d %s (the K-FAC preset otherwise)\n",
+        train.n, test.n, o.train_batch, o.seed, o.lr, o.sgd_lr, o.kfac_lr, o.kfac_damping, o.kfac_refresh,
+        o.kfac_reduce ? "reduce" : "expand");
     std::printf("cnn: %s\nvit: %s\nmlp: 784-256-10 relu (the engine's MLP, for comparison)\n\n",
                 fashion_cnn_text().c_str(), fashion_vit_text().c_str());
     std::printf("%-10s %5s %10s %9s %9s\n", "model/opt", "epoch", "loss", "test_acc", "seconds");
@@ -360,8 +363,8 @@ int run_layers_bench(const LayersBenchOptions& o) {
         const double acc = model.accuracy(dtest, 256);
         std::printf("%-10s %5d %10.4f %9.4f %9.2f\n", label.c_str(), ep, loss, acc, t);
         std::fflush(stdout);
-        csv << label.substr(0, label.find('/')) << "," << label.substr(label.find('/') + 1) << "," << ep << ","
-            << loss << "," << acc << "," << t << "\n";
+        csv << label.substr(0, label.find('/')) << "," << label.substr(label.find('/') + 1) << "," << ep << "," << loss
+            << "," << acc << "," << t << "\n";
       }
     };
     auto train_all = [&](auto make_model, const std::string& name) {
@@ -385,8 +388,11 @@ int run_layers_bench(const LayersBenchOptions& o) {
       if (name == "mlp")
         train_all([&] { return hfisher::nn::MLP<S, E>({784, 256, 10}, hfisher::nn::Activation::ReLU, o.seed); }, name);
       else
-        train_all([&] { return Net({1, 28, 28}, name == "vit" ? fashion_vit_layers() : fashion_cnn_layers(), o.seed); },
-                  name);
+        train_all(
+            [&] {
+              return Net({1, 28, 28}, name == "vit" ? fashion_vit_layers() : fashion_cnn_layers(), o.seed);
+            },
+            name);
     }
   }
   if (!o.output.empty()) write_file_atomic(o.output + "/layers.csv", csv.str());

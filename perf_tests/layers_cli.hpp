@@ -23,10 +23,12 @@ inline void add_layers_options(CLI::App& app, LayersBenchOptions& o) {
   app.add_option("--sgd-lr", o.sgd_lr, "SGD's learning rate (momentum 0.9)")->check(hfisher_cli::FinitePositive);
   app.add_option("--kfac-lr", o.kfac_lr, "K-FAC's learning rate")->check(hfisher_cli::FinitePositive);
   app.add_option("--kfac-damping", o.kfac_damping, "K-FAC's damping")->check(hfisher_cli::FinitePositive);
-  app.add_option("--kfac-refresh", o.kfac_refresh, "steps between K-FAC factor estimates")->check(CLI::Range(1, 1 << 20));
+  app.add_option("--kfac-refresh", o.kfac_refresh, "steps between K-FAC factor estimates")
+      ->check(CLI::Range(1, 1 << 20));
   app.add_flag("--kfac-reduce", o.kfac_reduce,
                "K-FAC-reduce for convolutions and token-wise layers (default: K-FAC-expand, KFC)");
-  app.add_option("--seed", o.seed, "seed of the weights, the shuffles and the timed inputs")->check(hfisher_cli::Unsigned);
+  app.add_option("--seed", o.seed, "seed of the weights, the shuffles and the timed inputs")
+      ->check(hfisher_cli::Unsigned);
   app.add_option("--data-dir", o.data_dir, "Fashion-MNIST directory (default: $HFISHER_DATA_DIR or Debian's)")
       ->check(hfisher_cli::NonEmpty);
   app.add_option("--output", o.output, "directory for layers.csv")->check(hfisher_cli::NonEmpty);

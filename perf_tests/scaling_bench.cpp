@@ -68,7 +68,8 @@ void exact_apply(const Samples& s, const Vec& v, const Vec& y) {
     const int rows = s.shapes[k].out, cols = s.shapes[k].cols(), n = s.samples();
     const Mat V(v.data() + s.shapes[k].offset, rows, cols), Y(y.data() + s.shapes[k].offset, rows, cols);
     Mat M("M", n, cols), Ac("Ac", n, cols);
-    hfisher::kernels::detail::matmul_nocheck(space, hfisher::Op::NoTrans, hfisher::Op::NoTrans, S(1), s.g[k], V, S(0), M);
+    hfisher::kernels::detail::matmul_nocheck(space, hfisher::Op::NoTrans, hfisher::Op::NoTrans, S(1), s.g[k], V, S(0),
+                                             M);
     auto a = s.a[k];
     Kokkos::parallel_for(
         "hfisher::bench::exact_c", Kokkos::RangePolicy<E>(space, 0, n), KOKKOS_LAMBDA(const int i) {
@@ -76,7 +77,8 @@ void exact_apply(const Samples& s, const Vec& v, const Vec& y) {
           for (int j = 0; j < cols; ++j) c += M(i, j) * a(i, j);
           for (int j = 0; j < cols; ++j) Ac(i, j) = c * a(i, j);
         });
-    hfisher::kernels::detail::matmul_nocheck(space, hfisher::Op::Trans, hfisher::Op::NoTrans, S(1), s.g[k], Ac, S(0), Y);
+    hfisher::kernels::detail::matmul_nocheck(space, hfisher::Op::Trans, hfisher::Op::NoTrans, S(1), s.g[k], Ac, S(0),
+                                             Y);
   }
 }
 
@@ -216,7 +218,6 @@ std::string size_range(const std::vector<Row>& rows, const std::string& st, bool
 
 }  // namespace
 
-
 int run_scaling_bench(const ScalingBenchOptions& opts) {
   ScalingBenchOptions o = opts;
   for (auto& s : o.structures)  // the former name of the HODLR structure
@@ -245,14 +246,15 @@ int run_scaling_bench(const ScalingBenchOptions& opts) {
   }
   const Machine mach = describe_machine();
   if (root)
-    std::printf("hfisher-bench scaling: %s, %s backend, %s host threads, %d rank(s), %s\n"
-                "one layer of N parameters (rows = 2^floor(p/2)), Fisher of %d synthetic per-sample gradients, "
-                "x %d layer(s); damping %g trace(F)/N; hierarchical leaf %d, max rank %d, tol %g\n\n",
-                mach.cpu.c_str(), mach.backend.c_str(), mach.host_threads.c_str(), comm.size(), mach.date.c_str(),
-                o.samples, o.layers, o.damping, o.leaf, o.max_rank, o.tol);
+    std::printf(
+        "hfisher-bench scaling: %s, %s backend, %s host threads, %d rank(s), %s\n"
+        "one layer of N parameters (rows = 2^floor(p/2)), Fisher of %d synthetic per-sample gradients, "
+        "x %d layer(s); damping %g trace(F)/N; hierarchical leaf %d, max rank %d, tol %g\n\n",
+        mach.cpu.c_str(), mach.backend.c_str(), mach.host_threads.c_str(), comm.size(), mach.date.c_str(), o.samples,
+        o.layers, o.damping, o.leaf, o.max_rank, o.tol);
   if (root)
-    std::printf("%-13s %4s %10s %10s %12s %10s %11s %12s\n", "structure", "p", "N", "build s", "factor s",
-                "solve s", "MB", "rel error");
+    std::printf("%-13s %4s %10s %10s %12s %10s %11s %12s\n", "structure", "p", "N", "build s", "factor s", "solve s",
+                "MB", "rel error");
   std::vector<Row> rows;
   for (int p = o.min_log2; p <= o.max_log2; ++p) {
     auto s = synthetic(p, o.layers, o.samples, o.seed);
@@ -337,12 +339,14 @@ int run_scaling_bench(const ScalingBenchOptions& opts) {
     }
   }
   if (root) {
-    std::printf("\nfitted exponent of build + factor + solve time in N (least squares in log-log):\n"
-                "  %-13s %8s %-14s %8s %-14s\n",
-                "structure", "all", "(sizes)", "upper", "(largest half)");
+    std::printf(
+        "\nfitted exponent of build + factor + solve time in N (least squares in log-log):\n"
+        "  %-13s %8s %-14s %8s %-14s\n",
+        "structure", "all", "(sizes)", "upper", "(largest half)");
     for (const auto& st : o.structures)
       std::printf("  %-13s %8.2f %-14s %8.2f %-14s\n", st.c_str(), fit_exponent(rows, st),
-                  size_range(rows, st, false).c_str(), fit_exponent(rows, st, true), size_range(rows, st, true).c_str());
+                  size_range(rows, st, false).c_str(), fit_exponent(rows, st, true),
+                  size_range(rows, st, true).c_str());
   }
   // MPI: the per-layer builds of the largest size, one rank against all ranks
   struct Scal {
@@ -385,10 +389,10 @@ int run_scaling_bench(const ScalingBenchOptions& opts) {
       scal.push_back(sc);
     }
     if (root) {
-      std::printf("\nMPI scaling of the per-layer builds at each structure's largest N (%d ranks; layers sharded, "
-                  "factorizations not):\n%-13s %4s %8s %12s %12s %10s %12s %10s\n",
-                  comm.size(), "structure", "p", "layers", "1 rank s", "P ranks s", "strong eff", "weak P s",
-                  "weak eff");
+      std::printf(
+          "\nMPI scaling of the per-layer builds at each structure's largest N (%d ranks; layers sharded, "
+          "factorizations not):\n%-13s %4s %8s %12s %12s %10s %12s %10s\n",
+          comm.size(), "structure", "p", "layers", "1 rank s", "P ranks s", "strong eff", "weak P s", "weak eff");
       for (const auto& sc : scal)
         std::printf("%-13s %4d %8d %12.4f %12.4f %10.2f %12.4f %10.2f\n", sc.structure.c_str(), sc.log2n, o.layers,
                     sc.t1, sc.tp, sc.t1 / (comm.size() * sc.tp), sc.tpw, sc.t1w / sc.tpw);
@@ -400,9 +404,10 @@ int run_scaling_bench(const ScalingBenchOptions& opts) {
     for (const auto& r : rows)
       csv << r.structure << "," << r.log2n << "," << r.n << "," << r.build << "," << r.factor << "," << r.solve << ","
           << r.bytes << "," << r.err << "\n";
-    js << "{\n  \"machine\": \"" << mach.cpu << "\",\n  \"backend\": \"" << mach.backend << "\",\n  \"threads\": "
-       << mach.host_threads << ",\n  \"ranks\": " << comm.size() << ",\n  \"date\": \"" << mach.date
-       << "\",\n  \"samples\": " << o.samples << ",\n  \"layers\": " << o.layers << ",\n  \"exponents\": {";
+    js << "{\n  \"machine\": \"" << mach.cpu << "\",\n  \"backend\": \"" << mach.backend
+       << "\",\n  \"threads\": " << mach.host_threads << ",\n  \"ranks\": " << comm.size() << ",\n  \"date\": \""
+       << mach.date << "\",\n  \"samples\": " << o.samples << ",\n  \"layers\": " << o.layers
+       << ",\n  \"exponents\": {";
     for (std::size_t k = 0; k < o.structures.size(); ++k) {
       const double e = fit_exponent(rows, o.structures[k]);
       js << (k ? ", " : "") << "\"" << o.structures[k] << "\": " << (std::isfinite(e) ? std::to_string(e) : "null");
@@ -422,14 +427,15 @@ int run_scaling_bench(const ScalingBenchOptions& opts) {
     js << "  ],\n  \"mpi\": [";
     for (std::size_t k = 0; k < scal.size(); ++k)
       js << (k ? ", " : "") << "{\"structure\": \"" << scal[k].structure << "\", \"log2n\": " << scal[k].log2n
-         << ", \"one_rank_s\": " << scal[k].t1
-         << ", \"ranks_s\": " << scal[k].tp << ", \"weak_ranks_s\": " << scal[k].tpw << "}";
+         << ", \"one_rank_s\": " << scal[k].t1 << ", \"ranks_s\": " << scal[k].tp
+         << ", \"weak_ranks_s\": " << scal[k].tpw << "}";
     js << "]\n}\n";
     gp << "# file names are relative: run gnuplot in this folder\n"
-     << "set terminal pngcairo size 800,520\nset output 'scaling.png'\n"
-       << "set datafile separator ','\nset logscale xy\nset format x '2^{%L}'\nset xlabel 'N (parameters of the layer)'\n"
-       << "set ylabel 'build + factor + solve (s)'\nset key top left\nset title 'Fisher of one layer, S = "
-       << o.samples << " (" << mach.date << ", " << mach.backend << ")'\nset format x '%.0e'\nplot ";
+       << "set terminal pngcairo size 800,520\nset output 'scaling.png'\n"
+       << "set datafile separator ','\nset logscale xy\nset format x '2^{%L}'\nset xlabel 'N (parameters of the "
+          "layer)'\n"
+       << "set ylabel 'build + factor + solve (s)'\nset key top left\nset title 'Fisher of one layer, S = " << o.samples
+       << " (" << mach.date << ", " << mach.backend << ")'\nset format x '%.0e'\nplot ";
     for (std::size_t k = 0; k < o.structures.size(); ++k)
       gp << "'scaling.csv' using ((strcol(1) eq '" << o.structures[k] << "') ? $3 : 1/0):($4+$5+$6)"
          << " with linespoints title '" << o.structures[k] << "'" << (k + 1 < o.structures.size() ? ", " : "\n");
@@ -437,7 +443,8 @@ int run_scaling_bench(const ScalingBenchOptions& opts) {
     write_file_atomic(o.output + "/scaling.json", js.str());
     write_file_atomic(o.output + "/scaling.gp", gp.str());
     const bool plotted = hfisher::io::run_gnuplot(o.output, "scaling.gp");
-    std::printf("\nwrote %s/scaling.csv, scaling.json, scaling.gp%s\n", o.output.c_str(), plotted ? ", scaling.png" : "");
+    std::printf("\nwrote %s/scaling.csv, scaling.json, scaling.gp%s\n", o.output.c_str(),
+                plotted ? ", scaling.png" : "");
   }
   return 0;
 }

@@ -21,14 +21,14 @@ struct ScalingBenchOptions {
   int hierarchical_max_log2 = 26;    ///< largest N for HODLR (memory ~ N log N k)
   int hss_max_log2 = 26;             ///< largest N for HSS (memory ~ N k, build workspace ~ N s)
   std::vector<std::string> structures = {"dense", "kfac", "lowrank", "hodlr", "hss"};
-  int samples = 64;                  ///< S: per-sample gradients (fixed: the rank is bounded)
-  double tol = 1e-6;                 ///< low-rank / hierarchical relative truncation tolerance
-  int leaf = 64, max_rank = 64;      ///< hierarchical leaf size and rank cap
-  double damping = 1e-2;             ///< relative to trace(F) / N
-  int layers = 1;                    ///< identical layers per structure (block-diagonal; MPI shards them)
-  int reps = 1;                      ///< repetitions (best time)
+  int samples = 64;              ///< S: per-sample gradients (fixed: the rank is bounded)
+  double tol = 1e-6;             ///< low-rank / hierarchical relative truncation tolerance
+  int leaf = 64, max_rank = 64;  ///< hierarchical leaf size and rank cap
+  double damping = 1e-2;         ///< relative to trace(F) / N
+  int layers = 1;                ///< identical layers per structure (block-diagonal; MPI shards them)
+  int reps = 1;                  ///< repetitions (best time)
   unsigned seed = 1;
-  std::string output;                ///< directory for scaling.csv/.json/.gp/.png
+  std::string output;            ///< directory for scaling.csv/.json/.gp/.png
   double memory_budget_gib = 0;  ///< --memory-budget (0: 80% of the memory available at start)
 };
 

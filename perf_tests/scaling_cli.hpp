@@ -23,10 +23,13 @@ inline void add_scaling_options(CLI::App& app, ScalingBenchOptions& o) {
   app.add_option("--hss-max-log2", o.hss_max_log2,
                  "largest N for HSS (memory grows as N x rank: ~2.2 GB at 2^19 with the defaults)")
       ->check(CLI::Range(0, 26));
-  app.add_option("--structure", o.structures, "repeatable: dense, kfac, lowrank, hodlr, hss (default: all; hierarchical: the former name of hodlr)")
+  app.add_option("--structure", o.structures,
+                 "repeatable: dense, kfac, lowrank, hodlr, hss (default: all; hierarchical: the former name of hodlr)")
       ->check(CLI::IsMember({"dense", "kfac", "lowrank", "hodlr", "hierarchical", "hss"}));
   app.add_option("--samples", o.samples, "per-sample gradients S the Fisher is made of")->check(CLI::Range(1, 4096));
-  app.add_option("--tol", o.tol, "low-rank / hierarchical relative truncation tolerance")->check(hfisher_cli::Finite)->check(CLI::Range(1e-14, 0.9));
+  app.add_option("--tol", o.tol, "low-rank / hierarchical relative truncation tolerance")
+      ->check(hfisher_cli::Finite)
+      ->check(CLI::Range(1e-14, 0.9));
   app.add_option("--leaf", o.leaf, "hierarchical leaf size")->check(CLI::Range(2, 4096));
   app.add_option("--max-rank", o.max_rank, "hierarchical rank cap of off-diagonal blocks")->check(CLI::Range(1, 4096));
   app.add_option("--damping", o.damping, "damping relative to trace(F)/N")->check(hfisher_cli::FinitePositive);
@@ -35,7 +38,8 @@ inline void add_scaling_options(CLI::App& app, ScalingBenchOptions& o) {
   app.add_option("--reps", o.reps, "repetitions per measurement (best time)")->check(CLI::Range(1, 100));
   app.add_option("--seed", o.seed, "seed of the synthetic gradients")->check(hfisher_cli::Unsigned);
   hfisher_cli::add_memory_budget_option(app, o.memory_budget_gib);
-  app.add_option("--output", o.output, "directory for scaling.csv, scaling.json, scaling.gp/.png")->check(hfisher_cli::NonEmpty);
+  app.add_option("--output", o.output, "directory for scaling.csv, scaling.json, scaling.gp/.png")
+      ->check(hfisher_cli::NonEmpty);
 }
 
 }  // namespace hfisher_perf

@@ -100,8 +100,8 @@ ClusterTree ClusterTree::from_gram(const std::function<double(int, int)>& entry,
 ClusterTree ClusterTree::from_gram_factors(const std::vector<double>& G, int n, int m, int leaf_size) {
   constexpr const char* where = "hfisher::ClusterTree::from_gram_factors";
   detail::require(m >= 1, where, "G needs at least one column");
-  detail::require(G.size() == size_t(n) * size_t(m), where, "G has ", G.size(), " values, expected n*m = ",
-                  long(n) * m);
+  detail::require(G.size() == size_t(n) * size_t(m), where, "G has ", G.size(),
+                  " values, expected n*m = ", long(n) * m);
   for (size_t i = 0; i < G.size(); ++i)
     detail::require(std::isfinite(G[i]), where, "G(", i / m, ", ", i % m, ") is not finite");
   auto entry = [&](int i, int j) {
@@ -118,11 +118,11 @@ ClusterTree ClusterTree::balanced(int n, int leaf_size) {
 
 ClusterTree ClusterTree::from_points(const std::vector<double>& pts, int n, int d, int leaf_size) {
   detail::require(d >= 1, "hfisher::ClusterTree::from_points", "points need at least one coordinate");
-  detail::require(pts.size() == size_t(n) * size_t(d), "hfisher::ClusterTree::from_points", "points has ",
-                  pts.size(), " values, expected n*d = ", long(n) * d);
+  detail::require(pts.size() == size_t(n) * size_t(d), "hfisher::ClusterTree::from_points", "points has ", pts.size(),
+                  " values, expected n*d = ", long(n) * d);
   for (size_t i = 0; i < pts.size(); ++i)
-    detail::require(std::isfinite(pts[i]), "hfisher::ClusterTree::from_points", "point ", i / d, " coordinate ",
-                    i % d, " is not finite");
+    detail::require(std::isfinite(pts[i]), "hfisher::ClusterTree::from_points", "point ", i / d, " coordinate ", i % d,
+                    " is not finite");
   auto split = [&](std::vector<int>& v) {
     if (v.size() < 2) return;
     int best = 0;

@@ -55,7 +55,8 @@ IdxArray read_idx(const std::string& path) {
   for (int d = 0; d < nd; ++d) {
     unsigned char b[4];
     detail::require(read_exact(f.get(), b, 4, path), kWhere, path, ": truncated header");
-    const std::uint32_t v = (std::uint32_t(b[0]) << 24) | (std::uint32_t(b[1]) << 16) | (std::uint32_t(b[2]) << 8) | b[3];
+    const std::uint32_t v =
+        (std::uint32_t(b[0]) << 24) | (std::uint32_t(b[1]) << 16) | (std::uint32_t(b[2]) << 8) | b[3];
     detail::require(v >= 1 && v <= (1u << 28), kWhere, path, ": dimension ", d, " = ", v, " is not plausible");
     a.dims.push_back(int(v));
     total *= v;
@@ -81,10 +82,9 @@ Dataset read_mnist(const std::string& images, const std::string& labels, int cla
   constexpr const char* where = "hfisher::nn::read_mnist";
   detail::require(classes >= 2, where, "classes = ", classes, " (need at least 2)");
   const IdxArray im = read_idx(images), lb = read_idx(labels);
-  detail::require(im.dims.size() >= 2, where, images, ": expected an image array (n, rows, cols), got ",
-                  im.dims.size(), " dimension(s)");
-  detail::require(lb.dims.size() == 1, where, labels, ": expected a label vector, got ", lb.dims.size(),
-                  " dimensions");
+  detail::require(im.dims.size() >= 2, where, images, ": expected an image array (n, rows, cols), got ", im.dims.size(),
+                  " dimension(s)");
+  detail::require(lb.dims.size() == 1, where, labels, ": expected a label vector, got ", lb.dims.size(), " dimensions");
   detail::require(im.dims[0] == lb.dims[0], where, images, " holds ", im.dims[0], " images but ", labels, " holds ",
                   lb.dims[0], " labels");
   Dataset d;

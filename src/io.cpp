@@ -229,7 +229,9 @@ class BoundedBuf : public std::streambuf {
     setg(buf_, buf_, buf_);
     return pos_type(off_type(to));
   }
-  pos_type seekpos(pos_type p, std::ios_base::openmode m) override { return seekoff(off_type(p), std::ios_base::beg, m); }
+  pos_type seekpos(pos_type p, std::ios_base::openmode m) override {
+    return seekoff(off_type(p), std::ios_base::beg, m);
+  }
 
  private:
   int fd_;
@@ -360,11 +362,21 @@ std::string json_string(const std::string& s) {
   std::string out = "\"";
   for (const unsigned char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      case '\r': out += "\\r"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
       default:
         if (c < 0x20) {
           char b[8];

@@ -29,7 +29,7 @@ struct FuzzCounts {
 /// single-bit flips, every 4-byte field of the first 128 bytes overwritten
 /// with -1, 0, 2^30 and 2^31 - 1, and bytes appended. Any exception other
 /// than hfisher::Error is a test failure naming the mutation.
-FuzzCounts fuzz_loader(const std::string& path, const std::function<void(const std::string&)>& load,
-                       int flips = 150, unsigned seed = 7);
+FuzzCounts fuzz_loader(const std::string& path, const std::function<void(const std::string&)>& load, int flips = 150,
+                       unsigned seed = 7);
 
 }  // namespace hfisher_test

@@ -62,8 +62,8 @@ HostBatch with_singular_values(int nb, int m, int n, const std::vector<double>& 
   return h;
 }
 
-::testing::AssertionResult near(const HostBatch& got, const HostBatch& ref, double tol, const std::vector<double>& scale,
-                                const char* what) {
+::testing::AssertionResult near(const HostBatch& got, const HostBatch& ref, double tol,
+                                const std::vector<double>& scale, const char* what) {
   if (got.nb != ref.nb || got.m != ref.m || got.n != ref.n) {
     return ::testing::AssertionFailure() << what << ": shape (" << got.nb << "," << got.m << "," << got.n
                                          << ") vs reference (" << ref.nb << "," << ref.m << "," << ref.n << ")";

@@ -57,8 +57,12 @@ using CudaConfigs = BothPrecisions<Kokkos::Cuda>;
 #else
 using CudaConfigs = std::tuple<>;
 #endif
-template <class Tuple> struct ToTypes;
-template <class... Ts> struct ToTypes<std::tuple<Ts...>> { using type = ::testing::Types<Ts...>; };
+template <class Tuple>
+struct ToTypes;
+template <class... Ts>
+struct ToTypes<std::tuple<Ts...>> {
+  using type = ::testing::Types<Ts...>;
+};
 using Configs = typename ToTypes<decltype(std::tuple_cat(std::declval<SerialConfigs>(), std::declval<OpenMPConfigs>(),
                                                          std::declval<CudaConfigs>()))>::type;
 
@@ -169,8 +173,8 @@ std::vector<double> to_host1(const V& d) {
 /// Compares got with ref entry by entry: |got - ref| <= tol * scale[b]
 /// (scale per batch entry). On failure returns a message with sizes, max
 /// abs/rel error, NaN count and the five worst entries.
-::testing::AssertionResult near(const HostBatch& got, const HostBatch& ref, double tol, const std::vector<double>& scale,
-                                const char* what);
+::testing::AssertionResult near(const HostBatch& got, const HostBatch& ref, double tol,
+                                const std::vector<double>& scale, const char* what);
 inline ::testing::AssertionResult near(const HostBatch& got, const HostBatch& ref, double tol, double scale,
                                        const char* what) {
   return near(got, ref, tol, std::vector<double>(ref.nb, scale), what);

@@ -173,7 +173,8 @@ TYPED_TEST(PenaltyTest, ValueAndGradientAgainstDense) {
     auto gh = to_host1(grad);
     double gmax = 0;
     for (double x : gref) gmax = std::max(gmax, std::abs(x));
-    for (long i = 0; i < P; ++i) EXPECT_NEAR(gh[i], 1.0 + gref[i], tol * (1 + gmax)) << hfisher::to_string(m) << " " << i;
+    for (long i = 0; i < P; ++i)
+      EXPECT_NEAR(gh[i], 1.0 + gref[i], tol * (1 + gmax)) << hfisher::to_string(m) << " " << i;
     EXPECT_EQ(pen.tasks(), 3);
     EXPECT_EQ(pen.terms(), m == hfisher::PenaltyMethod::EWC ? 3 : 1);
     EXPECT_GT(pen.bytes(), 0u);
@@ -188,13 +189,16 @@ TYPED_TEST(PenaltyTest, ValueAndGradientAgainstDense) {
     // finite lambda >= 0 and gamma in (0, 1]
     const std::string path = unique_temp(std::string("penalty_") + hfisher::to_string(m) + ".bin");
     hfisher::io::atomic_write_sealed(path, "test", [&](std::ostream& o) { pen.write(o); });
-    fuzz_loader(path, [m](const std::string& p) {
-      std::ifstream i(p, std::ios::binary);
-      hfisher::FisherPenalty<S, E> f(m, 1.0);
-      f.read(i, p);
-      EXPECT_TRUE(std::isfinite(f.lambda()) && f.lambda() >= 0) << f.lambda();
-      EXPECT_TRUE(f.gamma() > 0 && f.gamma() <= 1) << f.gamma();
-    }, 40);
+    fuzz_loader(
+        path,
+        [m](const std::string& p) {
+          std::ifstream i(p, std::ios::binary);
+          hfisher::FisherPenalty<S, E> f(m, 1.0);
+          f.read(i, p);
+          EXPECT_TRUE(std::isfinite(f.lambda()) && f.lambda() >= 0) << f.lambda();
+          EXPECT_TRUE(f.gamma() > 0 && f.gamma() <= 1) << f.gamma();
+        },
+        40);
     std::filesystem::remove(path);
   }
   using Pen = hfisher::FisherPenalty<S, E>;
@@ -210,19 +214,21 @@ TYPED_TEST(PenaltyTest, ConsolidatesASequential) {
   using E = typename TypeParam::exec;
   using hfisher::nn::LayerSpec;
   const bool dbl = std::is_same<S, double>::value;
-  hfisher::nn::Sequential<S, E> model({1, 4, 4}, {LayerSpec::conv(2, 3, 1, 1), LayerSpec::relu(),
-                                                  LayerSpec::max_pool(2), LayerSpec::linear(3)}, 5);
+  hfisher::nn::Sequential<S, E> model(
+      {1, 4, 4}, {LayerSpec::conv(2, 3, 1, 1), LayerSpec::relu(), LayerSpec::max_pool(2), LayerSpec::linear(3)}, 5);
   auto data = hfisher::nn::to_device<S, E>(random_dataset(12, 16, 3, 6));
   const long P = model.num_params();
   std::mt19937 g(3);
   std::normal_distribution<double> nd(0, 1);
-  for (auto m : {hfisher::PenaltyMethod::EWC, hfisher::PenaltyMethod::KFACLaplace, hfisher::PenaltyMethod::Hierarchical}) {
+  for (auto m :
+       {hfisher::PenaltyMethod::EWC, hfisher::PenaltyMethod::KFACLaplace, hfisher::PenaltyMethod::Hierarchical}) {
     hfisher::FisherOptions o;
     o.leaf = 8;
     o.tol = dbl ? 1e-10 : 1e-5;
     const double lambda = 2.0;
     hfisher::FisherPenalty<S, E> pen(m, lambda, 1.0, hfisher::FisherKind::Empirical, o);
-    const auto st = m == hfisher::PenaltyMethod::Hierarchical ? hfisher::Structure::HODLR : hfisher::default_structure(m);
+    const auto st =
+        m == hfisher::PenaltyMethod::Hierarchical ? hfisher::Structure::HODLR : hfisher::default_structure(m);
     if (m == hfisher::PenaltyMethod::Hierarchical) pen.set_structure(st);
     const auto F = to_host2(hfisher::estimate_fisher(model, data, hfisher::FisherKind::Empirical, st, o)->to_dense());
     const auto anchor = to_host1(model.params());
@@ -347,7 +353,7 @@ TYPED_TEST(PenaltyTest, QuadraticTasksOnlineEwcRecoversJointOptimum) {
   const auto online = run(hfisher::PenaltyMethod::OnlineEWC, 1.0, T);
   EXPECT_LT(rel(online.back(), joint), tol);
   const auto ewc = run(hfisher::PenaltyMethod::EWC, 1.0, T);
-  EXPECT_LT(rel(ewc[1], online[1]), tol);  // two tasks: the same penalty
+  EXPECT_LT(rel(ewc[1], online[1]), tol);   // two tasks: the same penalty
   EXPECT_GT(rel(ewc.back(), joint), 1e-2);  // three: per-task anchors miss it
   // two tasks, lambda growing: task 1's excess loss falls, and task 2 is still learned
   auto loss = [&](int t, const std::vector<double>& x) {

@@ -87,8 +87,8 @@ TEST(Core, HostDrawsDoNotDependOnTheStandardLibrary) {
         const std::uint64_t index = std::uint64_t(i) * sh.in + j;
         const double z = hfisher::random::normal(5, hfisher::random::init_stream + l, index);
         const double want = std::sqrt(2.0 / sh.in) * z;
-        EXPECT_EQ(th(sh.offset + i * (sh.in + 1) + j), j < sh.in ? want : 0.0) << "layer " << l << " (" << i << ", "
-                                                                               << j << ")";
+        EXPECT_EQ(th(sh.offset + i * (sh.in + 1) + j), j < sh.in ? want : 0.0)
+            << "layer " << l << " (" << i << ", " << j << ")";
       }
   }
   EXPECT_NEAR(th(0), 0.77741604863113345, 1e-14);  // pinned: the first weight of seed 5

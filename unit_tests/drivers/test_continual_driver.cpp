@@ -109,15 +109,15 @@ TEST(ContinualDriver, EndToEndAndResume) {
     EXPECT_TRUE(fs::exists(root + "/full/" + f)) << f;
   // results.json holds the settings a rerun needs
   const std::string js = slurp(root + "/full/results.json");
-  for (const char* field : {"\"settings\"", "\"optimizer\": \"adam\"", "\"lr\": 0.001",
-                            "\"keep_optimizer_state\": false", "\"widths\": [16, 12, 10]",
-                            "\"fisher_examples\": 40", "\"fisher_kind\": \"mc\"", "\"ewc\": 10"})
+  for (const char* field :
+       {"\"settings\"", "\"optimizer\": \"adam\"", "\"lr\": 0.001", "\"keep_optimizer_state\": false",
+        "\"widths\": [16, 12, 10]", "\"fisher_examples\": 40", "\"fisher_kind\": \"mc\"", "\"ewc\": 10"})
     EXPECT_NE(js.find(field), std::string::npos) << field << " missing from\n" << js;
   EXPECT_NE(js.find("\"commit\": \""), std::string::npos) << js;
   // every option, defaults included (the memory budget resolved to bytes)
-  for (const std::string& field : {std::string("\"rank\": 32"), std::string("\"power_steps\": 1"),
-                                  std::string("\"probe_anchors\": false"), std::string("\"memory_budget_bytes\": "),
-                                  "\"data\": \"" + root + "/data\""})
+  for (const std::string& field :
+       {std::string("\"rank\": 32"), std::string("\"power_steps\": 1"), std::string("\"probe_anchors\": false"),
+        std::string("\"memory_budget_bytes\": "), "\"data\": \"" + root + "/data\""})
     EXPECT_NE(js.find(field), std::string::npos) << field << " missing from\n" << js;
   EXPECT_NE(js.find("\"libraries\": {\"kokkos\": \""), std::string::npos) << js;
   // plasticity next to ACC: learning accuracy, and intransigence against
@@ -161,7 +161,7 @@ TEST(ContinualDriver, EndToEndAndResume) {
       ASSERT_TRUE(bool(row >> m >> mb >> mb_std >> acc >> acc_std)) << line;
       methods.push_back(m);
       EXPECT_EQ(mb == 0.0, m == "finetune") << line;  // only fine-tuning keeps no Fisher
-      EXPECT_EQ(mb_std, 0.0) << line;                  // one seed
+      EXPECT_EQ(mb_std, 0.0) << line;                 // one seed
       EXPECT_EQ(acc_std, 0.0) << line;
       EXPECT_GT(acc, 0.0) << line;
       EXPECT_LE(acc, 1.0) << line;
@@ -185,8 +185,8 @@ TEST(ContinualDriver, EndToEndAndResume) {
   EXPECT_NE(slurp(root + "/cut.log").find("resuming"), std::string::npos);
   EXPECT_EQ(matrices(slurp(root + "/cut/results.json")), matrices(slurp(root + "/full/results.json")));
   // a checkpoint from other arguments is refused, not silently reused
-  EXPECT_NE(std::system((base + " --lambda 3 --resume --output " + root + "/cut > " + root + "/other.log 2>&1").c_str()),
-            0);
+  EXPECT_NE(
+      std::system((base + " --lambda 3 --resume --output " + root + "/cut > " + root + "/other.log 2>&1").c_str()), 0);
   EXPECT_NE(slurp(root + "/other.log").find("different arguments"), std::string::npos);
   // a checkpoint from another code version is refused by name: the code
   // field of its key rewritten (same length) and the file sealed again
@@ -217,10 +217,10 @@ TEST(ContinualDriver, EndToEndAndResume) {
   EXPECT_TRUE(fs::exists(root + "/cut/R_ewc.dat"));
   EXPECT_NE(std::system((base + " --resume --overwrite --output " + root + "/x > /dev/null 2>&1").c_str()), 0);
   // --help is the driver's own page, not Kokkos's (whose options still work)
-  ASSERT_EQ(std::system((std::string(HFISHER_CONTINUAL_EXE) + " --kokkos-threads=1 --help > " + root +
-                         "/help.log 2>&1")
-                            .c_str()),
-            0);
+  ASSERT_EQ(
+      std::system(
+          (std::string(HFISHER_CONTINUAL_EXE) + " --kokkos-threads=1 --help > " + root + "/help.log 2>&1").c_str()),
+      0);
   const std::string help = slurp(root + "/help.log");
   EXPECT_EQ(help.find("Kokkos command line arguments"), std::string::npos) << help;
   EXPECT_EQ(help.rfind("hfisher-continual", 0), 0u) << help;
@@ -236,8 +236,8 @@ TEST(ContinualDriver, EndToEndAndResume) {
 }
 
 // experience replay on a class-incremental split stream (where fine-tuning
-// forgets; the per-task masks are tested in ReplayTest): it reports the memory it keeps, a resumed run rebuilds that memory and ends
-// as the uninterrupted run, and a memory larger than a task is refused first
+// forgets; the per-task masks are tested in ReplayTest): it reports the memory it keeps, a resumed run rebuilds that
+// memory and ends as the uninterrupted run, and a memory larger than a task is refused first
 TEST(ContinualDriver, ReplayRunsResumesAndReportsItsMemory) {
   namespace fs = std::filesystem;
   const std::string root = fresh_root("hfisher_driver_replay");
@@ -269,8 +269,8 @@ TEST(ContinualDriver, ReplayRunsResumesAndReportsItsMemory) {
   EXPECT_NE(slurp(root + "/cut.log").find("resuming"), std::string::npos) << slurp(root + "/cut.log");
   EXPECT_EQ(matrices(slurp(root + "/cut/results.json")), R.substr(cut + 1));
   // a memory larger than a task's training set: refused before any training
-  EXPECT_NE(std::system((base + " --replay-examples 500 --output " + root + "/big > " + root + "/big.log 2>&1").c_str()),
-            0);
+  EXPECT_NE(
+      std::system((base + " --replay-examples 500 --output " + root + "/big > " + root + "/big.log 2>&1").c_str()), 0);
   EXPECT_NE(slurp(root + "/big.log").find("--replay-examples 500 exceeds"), std::string::npos)
       << slurp(root + "/big.log");
   EXPECT_EQ(slurp(root + "/big.log").find("] task"), std::string::npos) << "trained before refusing";
@@ -291,13 +291,15 @@ TEST(ContinualDriver, PerOptimizerDefaults) {
     ASSERT_EQ(std::system((base + " --optimizer " + opt + " --output " + out + " > " + out + ".log 2>&1").c_str()), 0)
         << slurp(out + ".log");
     const std::string js = slurp(out + "/results.json");
-    for (const auto& f : fields) EXPECT_NE(js.find(f), std::string::npos) << opt << ": " << f << " missing from\n" << js;
+    for (const auto& f : fields)
+      EXPECT_NE(js.find(f), std::string::npos) << opt << ": " << f << " missing from\n" << js;
   }
   // an explicit value wins
   const std::string out = root + "/ngd_lr";
-  ASSERT_EQ(std::system((base + " --optimizer ngd --lr 0.01 --damping 0.5 --output " + out + " > " + out +
-                         ".log 2>&1").c_str()),
-            0)
+  ASSERT_EQ(
+      std::system(
+          (base + " --optimizer ngd --lr 0.01 --damping 0.5 --output " + out + " > " + out + ".log 2>&1").c_str()),
+      0)
       << slurp(out + ".log");
   const std::string js = slurp(out + "/results.json");
   EXPECT_NE(js.find("\"lr\": 0.01,"), std::string::npos) << js;
@@ -312,7 +314,8 @@ TEST(ContinualDriver, LambdaChosenOnValidationData) {
   const std::string out = root + "/grid";
   const std::string cmd = std::string(HFISHER_CONTINUAL_EXE) + tiny_stream_args(root) +
                           " --method finetune --method ewc --method online-ewc --validation 100 --lambda-grid 0.1 "
-                          "1000 --seeds 2 --output " + out + " > " + root + "/grid.log 2>&1";
+                          "1000 --seeds 2 --output " +
+                          out + " > " + root + "/grid.log 2>&1";
   ASSERT_EQ(std::system(cmd.c_str()), 0) << slurp(root + "/grid.log");
   const std::string js = slurp(out + "/results.json");
   EXPECT_NE(js.find("\"validation_examples\": 100, \"lambda_grid\": [0.1, 1000]"), std::string::npos) << js;
@@ -395,8 +398,8 @@ TEST(ContinualDriver, LearningRateGridLeavesDivergedCandidatesOut) {
   EXPECT_NE(std::system((base + " --lr-grid 1e30 --output " + root + "/all > " + root + "/all.log 2>&1").c_str()), 0);
   EXPECT_NE(slurp(root + "/all.log").find("every candidate diverged"), std::string::npos) << slurp(root + "/all.log");
   // a learning-rate grid chooses on validation data only
-  EXPECT_NE(std::system((base.substr(0, base.find(" --validation")) + " --lr-grid 0.05 --output " + root +
-                         "/noval > " + root + "/noval.log 2>&1")
+  EXPECT_NE(std::system((base.substr(0, base.find(" --validation")) + " --lr-grid 0.05 --output " + root + "/noval > " +
+                         root + "/noval.log 2>&1")
                             .c_str()),
             0);
   EXPECT_NE(slurp(root + "/noval.log").find("--validation N"), std::string::npos) << slurp(root + "/noval.log");
@@ -449,8 +452,8 @@ TEST(ContinualDriver, TwoRanksMatchOneProcess) {
   namespace fs = std::filesystem;
   const std::string root = fresh_root("hfisher_driver_test_mpi");
   const std::string args = tiny_stream_args(root) + " --method ewc --method kfac-laplace --method hierarchical";
-  const std::string one = std::string(HFISHER_CONTINUAL_EXE) + args + " --output " + root + "/one > " + root +
-                          "/one.log 2>&1";
+  const std::string one =
+      std::string(HFISHER_CONTINUAL_EXE) + args + " --output " + root + "/one > " + root + "/one.log 2>&1";
   const std::string two = std::string(HFISHER_MPIEXEC) + " -np 2 " + HFISHER_CONTINUAL_EXE + args + " --output " +
                           root + "/two > " + root + "/two.log 2>&1";
   ASSERT_EQ(std::system(one.c_str()), 0) << slurp(root + "/one.log");
@@ -516,10 +519,10 @@ TEST(ContinualDriver, LearningCurveAndTimeToAccuracy) {
   ASSERT_EQ(std::system((args + " --output " + root + "/full > " + root + "/full.log 2>&1").c_str()), 0)
       << slurp(root + "/full.log");
   // interrupted after the first task, then resumed
-  EXPECT_NE(std::system(("HFISHER_CONTINUAL_STOP_AFTER=1 " + args + " --output " + root + "/cut > " + root +
-                         "/cut.log 2>&1")
-                            .c_str()),
-            0);
+  EXPECT_NE(
+      std::system(("HFISHER_CONTINUAL_STOP_AFTER=1 " + args + " --output " + root + "/cut > " + root + "/cut.log 2>&1")
+                      .c_str()),
+      0);
   ASSERT_EQ(std::system((args + " --resume --output " + root + "/cut > " + root + "/cut.log 2>&1").c_str()), 0)
       << slurp(root + "/cut.log");
   // curve.csv: one row per (method, seed, task, epoch); losses and validation
@@ -572,7 +575,8 @@ TEST(ContinualDriver, LearningCurveAndTimeToAccuracy) {
     int k = 0;
     for (std::string x; std::getline(ls, x, ','); ++k) {
       ASSERT_LT(k, 3) << list;
-      if (std::isnan(want[k])) EXPECT_NE(x.find("null"), std::string::npos) << m << " target " << k << ": " << list;
+      if (std::isnan(want[k]))
+        EXPECT_NE(x.find("null"), std::string::npos) << m << " target " << k << ": " << list;
       else  // the file holds 6 significant digits
         EXPECT_NEAR(std::stod(x), want[k], 1e-5 * want[k]) << m << " target " << k << ": " << list;
     }
@@ -593,8 +597,8 @@ TEST(ContinualDriver, LearningCurveAndTimeToAccuracy) {
 // reported as a result). Each ends with a message and a non-zero exit.
 TEST(ContinualDriver, BadValuesFailWithAMessage) {
   const std::string root = fresh_root("hfisher_driver_test_values");
-  const std::string base = std::string(HFISHER_CONTINUAL_EXE) + tiny_stream_args(root) + " --method ewc --output " +
-                           root + "/out";
+  const std::string base =
+      std::string(HFISHER_CONTINUAL_EXE) + tiny_stream_args(root) + " --method ewc --output " + root + "/out";
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"--lr nan", "finite"},
       {"--damping inf", "finite"},
@@ -673,8 +677,9 @@ TEST(ContinualDriver, ConvolutionAndTransformerModels) {
   const std::string exe = std::string(HFISHER_CONTINUAL_EXE) + " --data " + root +
                           "/data --tasks 2 --train-examples 600 --test-examples 200 --fisher-examples 40 --leaf 32 "
                           "--batch 32 --epochs 2";
-  const std::string cnn = exe + " --model cnn --method finetune --method ewc --method online-ewc --method "
-                                "kfac-laplace --method hierarchical --method replay --replay-examples 50";
+  const std::string cnn = exe +
+                          " --model cnn --method finetune --method ewc --method online-ewc --method "
+                          "kfac-laplace --method hierarchical --method replay --replay-examples 50";
   ASSERT_EQ(std::system((cnn + " --output " + root + "/cnn > " + root + "/cnn.log 2>&1").c_str()), 0)
       << slurp(root + "/cnn.log");
   const std::string log = slurp(root + "/cnn.log");
@@ -687,7 +692,8 @@ TEST(ContinualDriver, ConvolutionAndTransformerModels) {
   for (const char* m : {"finetune", "ewc", "online-ewc", "kfac-laplace", "hierarchical", "replay"}) {
     const auto at = js.find("\"method\": \"" + std::string(m) + "\", \"seed\": 1");
     ASSERT_NE(at, std::string::npos) << m;
-    const auto r = numbers(js.substr(js.find("\"R\": ", at), js.find("]]", js.find("\"R\": ", at)) - js.find("\"R\": ", at)));
+    const auto r =
+        numbers(js.substr(js.find("\"R\": ", at), js.find("]]", js.find("\"R\": ", at)) - js.find("\"R\": ", at)));
     ASSERT_EQ(r.size(), 4u) << m;
     EXPECT_GT(r[0], 0.4) << m << ": task 1 after task 1";
     EXPECT_GT(r[3], 0.4) << m << ": task 2 after task 2";
@@ -699,10 +705,10 @@ TEST(ContinualDriver, ConvolutionAndTransformerModels) {
   const std::string part = exe + " --model cnn --method kfac-laplace --method hierarchical";
   ASSERT_EQ(std::system((part + " --output " + root + "/full > " + root + "/full.log 2>&1").c_str()), 0)
       << slurp(root + "/full.log");
-  EXPECT_NE(std::system(("HFISHER_CONTINUAL_STOP_AFTER=1 " + part + " --output " + root + "/cut > " + root +
-                         "/cut.log 2>&1")
-                            .c_str()),
-            0);
+  EXPECT_NE(
+      std::system(("HFISHER_CONTINUAL_STOP_AFTER=1 " + part + " --output " + root + "/cut > " + root + "/cut.log 2>&1")
+                      .c_str()),
+      0);
   ASSERT_EQ(std::system((part + " --resume --output " + root + "/cut > " + root + "/cut.log 2>&1").c_str()), 0)
       << slurp(root + "/cut.log");
   EXPECT_NE(slurp(root + "/cut.log").find("resuming"), std::string::npos);
@@ -735,7 +741,8 @@ TEST(ContinualDriver, ConvolutionAndTransformerModels) {
            {exe + " --model vit --hierarchical-structure multilevel", "takes linear layers only"},
            {odd + " --model cnn", "multiples of 4"},
            {odd + " --model vit", "multiples of 4"}}) {
-    const int rc = std::system((c.first + " --method ewc --output " + root + "/bad > " + root + "/bad.log 2>&1").c_str());
+    const int rc =
+        std::system((c.first + " --method ewc --output " + root + "/bad > " + root + "/bad.log 2>&1").c_str());
     EXPECT_TRUE(WIFEXITED(rc) && WEXITSTATUS(rc) != 0) << c.first << ": status " << rc;
     const std::string text = slurp(root + "/bad.log");
     EXPECT_NE(text.find(c.second), std::string::npos) << c.first << ":\n" << text;

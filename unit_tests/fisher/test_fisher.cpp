@@ -19,10 +19,9 @@ TYPED_TEST_SUITE(FisherTest, Configs, ConfigNames);
 
 namespace {
 
-
 struct Reference {
-  HostBatch F;                       // (1, P, P)
-  std::vector<HostBatch> A, G;       // K-FAC factors per layer
+  HostBatch F;                  // (1, P, P)
+  std::vector<HostBatch> A, G;  // K-FAC factors per layer
 };
 
 // F = sum_n sum_r w psi psi^T with psi the per-example gradient from a
@@ -60,13 +59,13 @@ Reference brute_force(const hfisher::nn::MLP<S, E>& model, const hfisher::nn::De
     for (int r = 0; r < R; ++r) {
       auto eh = Kokkos::create_mirror_view(Ed);
       auto prow = Kokkos::subview(p, 0, Kokkos::ALL());
-      const int t = kind == hfisher::FisherKind::Empirical ? label
+      const int t = kind == hfisher::FisherKind::Empirical    ? label
                     : kind == hfisher::FisherKind::MonteCarlo ? hfisher::fisher::sample_label(prow, C, seed, n, r)
-                                                               : -1;
+                                                              : -1;
       for (int k = 0; k < C; ++k) {
         const double pk = double(p(0, k));
-        eh(0, k) = kind == hfisher::FisherKind::GGN ? S(std::sqrt(double(p(0, r))) * ((k == r) - pk))
-                                                    : S(pk - (k == t));
+        eh(0, k) =
+            kind == hfisher::FisherKind::GGN ? S(std::sqrt(double(p(0, r))) * ((k == r) - pk)) : S(pk - (k == t));
       }
       Kokkos::deep_copy(Ed, eh);
       typename M::Vector grad("grad", P);
@@ -84,7 +83,6 @@ Reference brute_force(const hfisher::nn::MLP<S, E>& model, const hfisher::nn::De
   }
   return ref;
 }
-
 
 // the block-diagonal part of F (layers' blocks), the rest zero
 HostBatch block_diag_of(const HostBatch& F, const std::vector<hfisher::nn::LayerShape>& ls) {
@@ -183,7 +181,8 @@ void check_operator(const hfisher::CurvatureOperator<S, E>& op, double damping, 
   // per structure and scalar type: the format does not depend on the kind)
   static std::set<std::string> fuzzed;
   if (fuzzed.insert(std::string(op.tag()) + std::to_string(sizeof(S))).second) {
-    fuzz_loader(path, [](const std::string& p) { COp::load(p); }, 60);
+    fuzz_loader(
+        path, [](const std::string& p) { COp::load(p); }, 60);
     // a tag no class reads: a structure stored under another class's tag, or no structure
     std::ostringstream os(std::ios::binary);
     op.write_tagged(os);
@@ -208,11 +207,12 @@ void check_operator(const hfisher::CurvatureOperator<S, E>& op, double damping, 
   // online sum: F + 0.5 F = 1.5 F; scale
   auto sum = op.clone();
   sum->add(op, 0.5);
-  EXPECT_LE(rel_fro(host_matrix(sum->to_dense()), [&] {
-              HostBatch t = F;
-              for (auto& z : t.a) z *= 1.5;
-              return t;
-            }()),
+  EXPECT_LE(rel_fro(host_matrix(sum->to_dense()),
+                    [&] {
+                      HostBatch t = F;
+                      for (auto& z : t.a) z *= 1.5;
+                      return t;
+                    }()),
             dbl ? 1e-6 : 1e-3)
       << what << ": add";
   sum->scale(2.0);
@@ -351,8 +351,9 @@ TYPED_TEST(FisherTest, FisherProductsAgainstBruteForce) {
       o.seed = 4;
       const auto ref = brute_force(model, data, N, kind, o.mc_samples, o.seed);
       for (const auto& layers : {std::vector<int>{}, std::vector<int>{1}, std::vector<int>{0, 2}}) {
-        const std::string what = std::string(hfisher::to_string(kind)) + (act == hfisher::nn::Activation::ReLU ? "/relu" : "/tanh") +
-                                 " layers " + std::to_string(layers.size());
+        const std::string what = std::string(hfisher::to_string(kind)) +
+                                 (act == hfisher::nn::Activation::ReLU ? "/relu" : "/tanh") + " layers " +
+                                 std::to_string(layers.size());
         o.layers = layers;
         FP fp(model, data, kind, o);
         std::vector<long> idx;  // the operator's rows in the model's parameter vector
@@ -387,7 +388,8 @@ TYPED_TEST(FisherTest, FisherProductsAgainstBruteForce) {
         Kokkos::deep_copy(V1, Kokkos::subview(V, Kokkos::ALL(), Kokkos::make_pair(0, 1)));
         fp(V1, Y1);
         const HostBatch Y1h = host_matrix(Y1);
-        for (long i = 0; i < n; ++i) EXPECT_NEAR(Y1h(0, int(i), 0), Yh(0, int(i), 0), tol * scale) << what << " row " << i;
+        for (long i = 0; i < n; ++i)
+          EXPECT_NEAR(Y1h(0, int(i), 0), Yh(0, int(i), 0), tol * scale) << what << " row " << i;
         EXPECT_EQ(fp.products(), k + 1) << what;
       }
     }
@@ -600,11 +602,12 @@ TYPED_TEST(FisherTest, KFACDampingModesAndSums) {
   // a sum of two K-FAC operators is exact for apply; solve asks for merge_terms
   auto sum = op->clone();
   sum->add(*op, 1.0);
-  EXPECT_LE(rel_fro(host_matrix(sum->to_dense()), [&] {
-              auto t = host_matrix(op->to_dense());
-              for (auto& z : t.a) z *= 2;
-              return t;
-            }()),
+  EXPECT_LE(rel_fro(host_matrix(sum->to_dense()),
+                    [&] {
+                      auto t = host_matrix(op->to_dense());
+                      for (auto& z : t.a) z *= 2;
+                      return t;
+                    }()),
             dbl ? 1e-12 : 1e-5);
   typename hfisher::CurvatureOperator<S, E>::Vector b("b", sum->size()), x("x", sum->size());
   Kokkos::deep_copy(b, S(1));
@@ -920,8 +923,8 @@ TYPED_TEST(FisherTest, MultilevelGramFormsAndRandomizedEigen) {
               res = std::max(res, std::abs(kv - w[i][q] * V(i, a, q)));
             }
             EXPECT_NEAR(nv, 1.0, dbl ? 1e-10 : 1e-4) << "node " << i << " vector " << q;
-            EXPECT_LT(res, (dbl ? 1e-8 : 2e-3) * ev[0]) << "node " << i << " vector " << q << " power steps "
-                                                         << qp.first;
+            EXPECT_LT(res, (dbl ? 1e-8 : 2e-3) * ev[0])
+                << "node " << i << " vector " << q << " power steps " << qp.first;
           }
         }
       }
@@ -973,7 +976,8 @@ TYPED_TEST(FisherTest, MultilevelChunkedProductsAgainstDense) {
   auto sum = op.clone();
   sum->add(op2, 0.5);
   const auto D = host_matrix(sum->to_dense());
-  for (long p = 0; p < n; ++p) EXPECT_NEAR(D(0, p, p), F(0, p, p) + 0.5 * F2(0, p, p), tol * 10 * nF) << "sum diag " << p;
+  for (long p = 0; p < n; ++p)
+    EXPECT_NEAR(D(0, p, p), F(0, p, p) + 0.5 * F2(0, p, p), tol * 10 * nF) << "sum diag " << p;
   const auto ev = lapack_eigenvalues(D, 0);
   EXPECT_GE(*std::min_element(ev.begin(), ev.end()), -tol * 10 * nF) << "sum PSD";
   check_operator(*sum, 0.1, "multilevel 700 sum");
@@ -987,7 +991,8 @@ TYPED_TEST(FisherTest, MultilevelSumsAndLayouts) {
   using E = typename TypeParam::exec;
   using ML = hfisher::fisher::MultilevelOperator<S, E>;
   const bool dbl = std::is_same<S, double>::value;
-  hfisher::nn::MLP<S, E> m1({6, 5, 4}, hfisher::nn::Activation::Tanh, 3), m2({6, 5, 4}, hfisher::nn::Activation::Tanh, 4);
+  hfisher::nn::MLP<S, E> m1({6, 5, 4}, hfisher::nn::Activation::Tanh, 3),
+      m2({6, 5, 4}, hfisher::nn::Activation::Tanh, 4);
   const int N = 40;  // >= the 35 parameters of the larger layer: rank N covers a block
   auto data = hfisher::nn::to_device<S, E>(random_dataset(N, 6, 4, 6));
   hfisher::FisherOptions o;
@@ -1013,8 +1018,10 @@ TYPED_TEST(FisherTest, MultilevelSumsAndLayouts) {
       EXPECT_NEAR(D(0, i, i), ref(0, i, i), (dbl ? 1e-10 : 1e-4) * nF) << "rank " << rank << " diag " << i;
     const auto ev = lapack_eigenvalues(D, 0);
     EXPECT_GE(*std::min_element(ev.begin(), ev.end()), -(dbl ? 1e-10 : 1e-4) * nF) << "rank " << rank << " PSD";
-    if (rank == N) EXPECT_LE(rel_fro(D, ref), dbl ? 1e-8 : 1e-3) << "full-rank sum";
-    else EXPECT_LE(sum->bytes(), F1->bytes()) << "a sum keeps the memory of one term";
+    if (rank == N)
+      EXPECT_LE(rel_fro(D, ref), dbl ? 1e-8 : 1e-3) << "full-rank sum";
+    else
+      EXPECT_LE(sum->bytes(), F1->bytes()) << "a sum keeps the memory of one term";
     // layouts must match
     auto o3 = o;
     o3.multilevel_levels = 2;

@@ -34,7 +34,7 @@ double rel_fro(const HostBatch& A, const HostBatch& B) {
 // normalization over 3 channels, strided convolution (4 positions), GELU, a
 // linear layer (1 position): 57 + 26 + 27 parameters
 std::vector<LayerSpec> small_cnn() {
-  return {LayerSpec::conv(3, 3, 1, 1),  LayerSpec::relu(), LayerSpec::avg_pool(2, 1), LayerSpec::layer_norm(),
+  return {LayerSpec::conv(3, 3, 1, 1), LayerSpec::relu(), LayerSpec::avg_pool(2, 1), LayerSpec::layer_norm(),
           LayerSpec::conv(2, 2, 2, 0), LayerSpec::gelu(), LayerSpec::linear(3)};
 }
 
@@ -119,7 +119,6 @@ HostBatch block_diag_of(const HostBatch& F, const std::vector<hfisher::nn::Layer
       for (long j = s.offset; j < s.offset + s.size(); ++j) B(0, int(i), int(j)) = F(0, int(i), int(j));
   return B;
 }
-
 
 // every structure built from samples against the brute-force Fisher
 // (empirical and GGN); KFC's factors against the reference ones

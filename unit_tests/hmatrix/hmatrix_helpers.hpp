@@ -15,7 +15,8 @@
 namespace hfisher_test {
 
 // exp(-|x - y| / ell) kernel on n random points in [0, 1]^dim, plus shift I
-inline std::vector<double> kernel_matrix(int n, int dim, double shift, unsigned seed, std::vector<double>* pts_out = nullptr) {
+inline std::vector<double> kernel_matrix(int n, int dim, double shift, unsigned seed,
+                                         std::vector<double>* pts_out = nullptr) {
   std::mt19937_64 g(seed);
   std::uniform_real_distribution<double> u(0, 1);
   std::vector<double> pts(size_t(n) * dim), A(size_t(n) * n);
@@ -80,7 +81,6 @@ Kokkos::View<S**, Kokkos::LayoutRight, typename E::memory_space> dev2(const std:
   return d;
 }
 
-
 /// A dense SPD matrix with blocks of full rank: I + G G^T / n, G (n, n)
 /// standard normal (row-major, exactly symmetric).
 inline std::vector<double> random_spd(int n, unsigned seed) {
@@ -104,7 +104,8 @@ auto dense_product_op(const AV& Ad, int n, int* counted = nullptr) {
   using M = Kokkos::View<S**, Kokkos::LayoutRight, typename E::memory_space>;
   return [Ad, n, counted](const M& Om, M& Y) {
     if (counted) *counted += int(Om.extent(1));
-    using U3 = Kokkos::View<S***, Kokkos::LayoutRight, typename E::memory_space, Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
+    using U3 =
+        Kokkos::View<S***, Kokkos::LayoutRight, typename E::memory_space, Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
     hfisher::kernels::gemm(E(), hfisher::Op::NoTrans, hfisher::Op::NoTrans, S(1), U3(Ad.data(), 1, n, n),
                            U3(Om.data(), 1, n, Om.extent(1)), S(0), U3(Y.data(), 1, n, Y.extent(1)));
   };
@@ -129,9 +130,12 @@ inline HostBatch diff(const HostBatch& A, const HostBatch& B) {
 /// and a single leaf. fn(A, tree, what) checks one.
 template <class Fn>
 void for_each_kernel_case(Fn&& fn) {
-  struct Case { int n, dim, leaf; bool geometric; };
-  const std::vector<Case> cases = {{128, 1, 16, true}, {100, 2, 16, true}, {150, 3, 32, true}, {90, 1, 16, false},
-                                   {12, 2, 16, false}};
+  struct Case {
+    int n, dim, leaf;
+    bool geometric;
+  };
+  const std::vector<Case> cases = {
+      {128, 1, 16, true}, {100, 2, 16, true}, {150, 3, 32, true}, {90, 1, 16, false}, {12, 2, 16, false}};
   unsigned seed = 10;
   for (const auto& c : cases) {
     std::vector<double> pts;

@@ -6,8 +6,6 @@
 
 #include "hmatrix_helpers.hpp"
 
-
-
 using namespace hfisher_test;
 
 template <class C>
@@ -152,8 +150,8 @@ TYPED_TEST(HODLRTest, FromMatvecPeeling) {
     for (const auto& r : H.ranks()) kmax = std::max(kmax, r.max);
     // per level at most (k + oversampling) * 1.5 + 8 test vectors and k
     // more, per pass
-    const int bound = (1 + info.rebuilds) *
-                      (tree.levels() * (3 * (kmax + o.oversampling) + 8) + tree.leaf_size() + o.probes);
+    const int bound =
+        (1 + info.rebuilds) * (tree.levels() * (3 * (kmax + o.oversampling) + 8) + tree.leaf_size() + o.probes);
     EXPECT_LE(counted, bound) << "k = " << kmax << ", levels " << tree.levels();
     EXPECT_LE(info.rebuilds, 2);
     // the tolerance is honoured where the rank cap allows (1-D: ranks far
@@ -192,7 +190,6 @@ TYPED_TEST(HODLRTest, FromMatvecPeeling) {
   EXPECT_THROW(HM::from_matvec(nan_op, n, tree), hfisher::Error);
   EXPECT_THROW(HM::from_matvec(nan_op, n - 1, tree), hfisher::Error);
 }
-
 
 TYPED_TEST(HODLRTest, FromEntriesByACA) {
   using S = typename TypeParam::scalar;
@@ -343,8 +340,8 @@ TYPED_TEST(HODLRTest, NoSilentTruncation) {
     }
     return std::string("no error");
   };
-  for (const auto& msg : {message([&] { HM::from_entries(fn, tree, c); }),
-                          message([&] { HM::from_dense(Ad, tree, c); })}) {
+  for (const auto& msg :
+       {message([&] { HM::from_entries(fn, tree, c); }), message([&] { HM::from_dense(Ad, tree, c); })}) {
     EXPECT_NE(msg.find("max_rank = 8"), std::string::npos) << msg;
     EXPECT_NE(msg.find("of level "), std::string::npos) << msg;
     EXPECT_NE(msg.find("block "), std::string::npos) << msg;

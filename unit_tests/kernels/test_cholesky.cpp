@@ -9,8 +9,18 @@ TYPED_TEST_SUITE(Cholesky, Configs, ConfigNames);
 TYPED_TEST(Cholesky, FactorSolveLogdetAgainstLapack) {
   using S = typename TypeParam::scalar;
   using E = typename TypeParam::exec;
-  struct Case { int nb, n; };
-  const std::vector<Case> cases = {{1, 1}, {5, 2}, {1000, 8}, {7, 31}, {3, 33}, {2, 64}, {1, 100}, {1, 257}, {1, 512},
+  struct Case {
+    int nb, n;
+  };
+  const std::vector<Case> cases = {{1, 1},
+                                   {5, 2},
+                                   {1000, 8},
+                                   {7, 31},
+                                   {3, 33},
+                                   {2, 64},
+                                   {1, 100},
+                                   {1, 257},
+                                   {1, 512},
                                    // large enough that the panel updates split between the threads of a team
                                    {1, 800}};
   unsigned seed = 100;

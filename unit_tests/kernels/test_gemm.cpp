@@ -9,17 +9,30 @@ TYPED_TEST_SUITE(Gemm, Configs, ConfigNames);
 TYPED_TEST(Gemm, AllTransposesAgainstNaiveLoops) {
   using S = typename TypeParam::scalar;
   using E = typename TypeParam::exec;
-  struct Case { int nb, m, n, k; };
-  const std::vector<Case> cases = {{1, 1, 1, 1}, {3, 5, 7, 4}, {1000, 8, 8, 8}, {10, 33, 17, 65},
-                                   {2, 64, 64, 64}, {1, 130, 70, 129}, {1, 512, 16, 512},
+  struct Case {
+    int nb, m, n, k;
+  };
+  const std::vector<Case> cases = {{1, 1, 1, 1},
+                                   {3, 5, 7, 4},
+                                   {1000, 8, 8, 8},
+                                   {10, 33, 17, 65},
+                                   {2, 64, 64, 64},
+                                   {1, 130, 70, 129},
+                                   {1, 512, 16, 512},
                                    // narrow outputs: column blocks of NR, NR/2, NR/4 and single columns, row fringes
                                    // (AVX2 kernel: 2 and 1 vectors of columns; 6, 4, 2, 1 rows; dot form in l
                                    // panels of 256: the 512 case)
-                                   {5, 7, 24, 33}, {3, 9, 44, 20}, {2, 6, 56, 17}, {4, 13, 14, 9}, {2, 3, 12, 40},
-                                   {3, 4, 5, 300}, {2, 11, 3, 257},
+                                   {5, 7, 24, 33},
+                                   {3, 9, 44, 20},
+                                   {2, 6, 56, 17},
+                                   {4, 13, 14, 9},
+                                   {2, 3, 12, 40},
+                                   {3, 4, 5, 300},
+                                   {2, 11, 3, 257},
                                    // cache blocks of the axpy form (256 values of l by 256 columns) with
                                    // fringes; large enough that host teams split rows between threads
-                                   {1, 300, 270, 280}, {3, 40, 520, 300}};
+                                   {1, 300, 270, 280},
+                                   {3, 40, 520, 300}};
   unsigned seed = 1;
   for (const auto& c : cases)
     for (int ta = 0; ta < 2; ++ta)
@@ -52,7 +65,9 @@ TYPED_TEST(Gemm, MatmulTilesAndPanelsAgainstNaiveLoops) {
   using S = typename TypeParam::scalar;
   using E = typename TypeParam::exec;
   using M = Kokkos::View<S**, Kokkos::LayoutRight, typename E::memory_space>;
-  struct Case { int m, n, k; };
+  struct Case {
+    int m, n, k;
+  };
   const std::vector<Case> cases = {{200, 150, 600}, {97, 1, 257}, {1, 300, 513}, {5, 7, 0}};
   unsigned seed = 90;
   for (const auto& c : cases)

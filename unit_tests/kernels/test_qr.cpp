@@ -9,13 +9,15 @@ TYPED_TEST_SUITE(QR, Configs, ConfigNames);
 TYPED_TEST(QR, ThinQRReconstructsAndIsOrthonormal) {
   using S = typename TypeParam::scalar;
   using E = typename TypeParam::exec;
-  struct Case { int nb, m, n; };
+  struct Case {
+    int nb, m, n;
+  };
   // from 64 rows and more than 16 columns (QR: 128 columns, or 8 times as
   // many rows as columns, as {2, 1000, 64}) the host runs the blocked
   // (compact WY) forms, {1, 16384, 40} on blocks that do not fit in cache
-  const std::vector<Case> cases = {{1, 1, 1},      {4, 5, 3},      {3, 3, 5},    {1000, 8, 4},  {5, 64, 64},
-                                   {2, 130, 20},   {1, 512, 16},   {3, 300, 45}, {2, 45, 70},   {1, 64, 17},
-                                   {2, 1000, 64},  {1, 200, 150},  {1, 100, 140}, {1, 16384, 40}};
+  const std::vector<Case> cases = {{1, 1, 1},     {4, 5, 3},     {3, 3, 5},     {1000, 8, 4},  {5, 64, 64},
+                                   {2, 130, 20},  {1, 512, 16},  {3, 300, 45},  {2, 45, 70},   {1, 64, 17},
+                                   {2, 1000, 64}, {1, 200, 150}, {1, 100, 140}, {1, 16384, 40}};
   unsigned seed = 300;
   for (const auto& c : cases) {
     auto Ah = random_batch(c.nb, c.m, c.n, seed++);
@@ -31,8 +33,7 @@ TYPED_TEST(QR, ThinQRReconstructsAndIsOrthonormal) {
       for (int i = 0; i < k; ++i)
         for (int j = 0; j < i; ++j) EXPECT_EQ(Rh(b, i, j), 0.0);
     }
-    EXPECT_TRUE(near(matmul(Qh, false, Rh, false), Ah, Tol<S>::qr, scale, "Q R - A"))
-        << "m=" << c.m << " n=" << c.n;
+    EXPECT_TRUE(near(matmul(Qh, false, Rh, false), Ah, Tol<S>::qr, scale, "Q R - A")) << "m=" << c.m << " n=" << c.n;
   }
 }
 
@@ -40,9 +41,12 @@ TYPED_TEST(QR, PivotedQRRevealsRank) {
   using S = typename TypeParam::scalar;
   using E = typename TypeParam::exec;
   const double tol = std::is_same<S, double>::value ? 1e-10 : 1e-4;
-  struct Case { int nb, m, n, r; };
-  const std::vector<Case> cases = {{1, 6, 6, 0}, {1, 6, 6, 6}, {5, 40, 30, 7}, {3, 30, 50, 12}, {200, 16, 16, 3},
-                                   {1, 256, 128, 20}, {1, 64, 40, 0}, {2, 100, 70, 33}, {2, 64, 60, 40}};
+  struct Case {
+    int nb, m, n, r;
+  };
+  const std::vector<Case> cases = {{1, 6, 6, 0},    {1, 6, 6, 6},     {5, 40, 30, 7},
+                                   {3, 30, 50, 12}, {200, 16, 16, 3}, {1, 256, 128, 20},
+                                   {1, 64, 40, 0},  {2, 100, 70, 33}, {2, 64, 60, 40}};
   unsigned seed = 400;
   for (const auto& c : cases) {
     const int k = std::min(c.m, c.n);

@@ -48,7 +48,9 @@ static void check_svd(const HostBatch& Ah, const std::string& name, bool relativ
 TYPED_TEST(SVD, ValuesAndVectorsAgainstLapack) {
   using S = typename TypeParam::scalar;
   using E = typename TypeParam::exec;
-  struct Case { int nb, m, n; };
+  struct Case {
+    int nb, m, n;
+  };
   using hfisher::kernels::SvdMethod;
   // {2, 100, 40} and {2, 40, 100}: the bidiagonal method's QR-first path
   // (twice as many rows as columns); {3, 70, 50}: bidiagonalization of a
@@ -58,8 +60,8 @@ TYPED_TEST(SVD, ValuesAndVectorsAgainstLapack) {
   for (auto method : {SvdMethod::Auto, SvdMethod::Jacobi, SvdMethod::Bidiagonal}) {
     unsigned seed = 500;
     for (const auto& c : cases)
-      check_svd<S, E>(random_batch(c.nb, c.m, c.n, seed++), "svd random " + std::to_string(c.m) + "x" +
-                      std::to_string(c.n), false, method);
+      check_svd<S, E>(random_batch(c.nb, c.m, c.n, seed++),
+                      "svd random " + std::to_string(c.m) + "x" + std::to_string(c.n), false, method);
   }
 }
 
@@ -152,9 +154,12 @@ TYPED_TEST(Syev, EigenpairsAgainstLapack) {
   using S = typename TypeParam::scalar;
   using E = typename TypeParam::exec;
   using hfisher::kernels::SyevMethod;
-  struct Case { int nb, n; bool spd; };
-  const std::vector<Case> cases = {{1, 1, true}, {4, 2, false}, {1000, 6, true}, {5, 33, false}, {2, 64, true},
-                                   {1, 128, false}, {1, 201, true}, {3, 3, false}};
+  struct Case {
+    int nb, n;
+    bool spd;
+  };
+  const std::vector<Case> cases = {{1, 1, true},  {4, 2, false},   {1000, 6, true}, {5, 33, false},
+                                   {2, 64, true}, {1, 128, false}, {1, 201, true},  {3, 3, false}};
   for (auto method : {SyevMethod::Auto, SyevMethod::Jacobi, SyevMethod::Tridiagonal}) {
     const std::string name = method == SyevMethod::Auto ? "auto" : method == SyevMethod::Jacobi ? "jacobi" : "ql";
     unsigned seed = 600;

@@ -12,9 +12,12 @@ static HostBatch triangular(int nb, int n, bool lower, unsigned seed) {
   for (int b = 0; b < nb; ++b)
     for (int i = 0; i < n; ++i)
       for (int j = 0; j < n; ++j) {
-        if (i == j) T(b, i, j) = 2.0 + std::abs(T(b, i, j));
-        else if ((j < i) == lower) T(b, i, j) *= 0.5 / std::sqrt(double(n));
-        else T(b, i, j) = 1e30;  // never read: the other triangle
+        if (i == j)
+          T(b, i, j) = 2.0 + std::abs(T(b, i, j));
+        else if ((j < i) == lower)
+          T(b, i, j) *= 0.5 / std::sqrt(double(n));
+        else
+          T(b, i, j) = 1e30;  // never read: the other triangle
       }
   return T;
 }
@@ -22,8 +25,16 @@ static HostBatch triangular(int nb, int n, bool lower, unsigned seed) {
 TYPED_TEST(Trsm, AllSidesUplosTransposesAgainstResidual) {
   using S = typename TypeParam::scalar;
   using E = typename TypeParam::exec;
-  struct Case { int nb, m, n; };
-  const std::vector<Case> cases = {{1, 1, 1}, {4, 7, 3}, {1000, 6, 4}, {3, 40, 33}, {1, 200, 5}, {2, 70, 66}, {1, 3, 130},
+  struct Case {
+    int nb, m, n;
+  };
+  const std::vector<Case> cases = {{1, 1, 1},
+                                   {4, 7, 3},
+                                   {1000, 6, 4},
+                                   {3, 40, 33},
+                                   {1, 200, 5},
+                                   {2, 70, 66},
+                                   {1, 3, 130},
                                    // large enough that host teams split rows (right) or columns (left)
                                    {1, 300, 130}};
   unsigned seed = 11;
@@ -75,8 +86,8 @@ TYPED_TEST(Trsm, RejectsSingularAndMismatched) {
   h(2, 3, 3) = 0;
   Kokkos::deep_copy(T, h);
   try {
-    hfisher::kernels::trsm(E(), hfisher::Side::Left, hfisher::Uplo::Lower, hfisher::Op::NoTrans,
-                           hfisher::Diag::NonUnit, S(1), T, B);
+    hfisher::kernels::trsm(E(), hfisher::Side::Left, hfisher::Uplo::Lower, hfisher::Op::NoTrans, hfisher::Diag::NonUnit,
+                           S(1), T, B);
     FAIL() << "singular triangle not detected";
   } catch (const hfisher::Error& e) {
     EXPECT_NE(std::string(e.what()).find("batch entry 2"), std::string::npos) << e.what();

@@ -201,8 +201,7 @@ TYPED_TEST(DistTest, FactorizationsShardedOverRanks) {
     EXPECT_EQ(rep.received, L - mine) << hfisher::to_string(st);
     EXPECT_EQ(world().sum(double(rep.computed)), double(L));
     EXPECT_TRUE(par->prepared(lam));
-    typename hfisher::CurvatureOperator<S, E>::Vector b("b", one->size()), x1("x1", one->size()),
-        x2("x2", one->size());
+    typename hfisher::CurvatureOperator<S, E>::Vector b("b", one->size()), x1("x1", one->size()), x2("x2", one->size());
     Kokkos::deep_copy(b, S(1));
     one->solve(b, x1, lam);  // factored here, as one process would
     par->solve(b, x2, lam);
@@ -253,7 +252,8 @@ TYPED_TEST(DistTest, NaturalGradientEqualsOneProcess) {
   using E = typename TypeParam::exec;
   auto data = hfisher::nn::to_device<S, E>(random_dataset(40, 6, 4, 7));
   for (bool kfac : {true, false}) {
-    hfisher::nn::MLP<S, E> ref({6, 5, 4}, hfisher::nn::Activation::Tanh, 2), par({6, 5, 4}, hfisher::nn::Activation::Tanh, 2);
+    hfisher::nn::MLP<S, E> ref({6, 5, 4}, hfisher::nn::Activation::Tanh, 2),
+        par({6, 5, 4}, hfisher::nn::Activation::Tanh, 2);
     auto no = kfac ? hfisher::NaturalGradientOptions::kfac() : hfisher::NaturalGradientOptions{};
     no.refresh = 2;
     no.curvature_examples = 15;
@@ -262,7 +262,8 @@ TYPED_TEST(DistTest, NaturalGradientEqualsOneProcess) {
     hfisher::NaturalGradient<S, E> o1(ref, data, no), o2(par, data, no, world());
     std::mt19937_64 g1(1), g2(1);
     hfisher::nn::train_epoch(ref, data, 8, o1, g1);
-    hfisher::dist::train_epoch(par, data, 8, o2, g2, [](const auto&) {}, {}, world());
+    hfisher::dist::train_epoch(
+        par, data, 8, o2, g2, [](const auto&) {}, {}, world());
     // rounding differences pass through the curvature solves: a looser bound
     EXPECT_LE(max_rel_diff(to_host1(par.params()), to_host1(ref.params())), Tol<S>::ranks * 1000)
         << (kfac ? "kfac" : "lowrank");

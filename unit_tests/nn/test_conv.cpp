@@ -62,7 +62,7 @@ TYPED_TEST(ConvTest, ConvolutionMatchesDirectLoops) {
     int out, k, stride, pad;
   };
   for (const Case& cs : {Case{{2, 7, 6}, 3, 3, 2, 1}, Case{{3, 5, 5}, 2, 2, 1, 0}, Case{{1, 4, 9}, 4, 3, 3, 2},
-                        Case{{5, 1, 1}, 3, 1, 1, 0}}) {
+                         Case{{5, 1, 1}, 3, 1, 1, 0}}) {
     hfisher::nn::Sequential<S, E> m(cs.in, {LayerSpec::conv(cs.out, cs.k, cs.stride, cs.pad)}, 1);
     randomize(m, 2);
     const int B = 3;
@@ -132,15 +132,15 @@ namespace {
 // padded convolution, ReLU, overlapping max pooling, strided convolution,
 // tanh, average pooling, flattening linear layers
 std::vector<LayerSpec> small_cnn() {
-  return {LayerSpec::conv(3, 3, 1, 1), LayerSpec::relu(), LayerSpec::max_pool(3, 2), LayerSpec::conv(4, 2, 2, 1),
-          LayerSpec::tanh(), LayerSpec::avg_pool(2, 1), LayerSpec::linear(5), LayerSpec::relu(),
-          LayerSpec::linear(3)};
+  return {LayerSpec::conv(3, 3, 1, 1), LayerSpec::relu(), LayerSpec::max_pool(3, 2),
+          LayerSpec::conv(4, 2, 2, 1), LayerSpec::tanh(), LayerSpec::avg_pool(2, 1),
+          LayerSpec::linear(5),        LayerSpec::relu(), LayerSpec::linear(3)};
 }
 
 // every layer kind with layer normalization and GELU in place of ReLU and
 // tanh: normalized over 3 channels at 64 positions, then over 5 features
 std::vector<LayerSpec> normalized_cnn() {
-  return {LayerSpec::conv(3, 3, 1, 1), LayerSpec::layer_norm(), LayerSpec::gelu(), LayerSpec::avg_pool(2, 2),
+  return {LayerSpec::conv(3, 3, 1, 1), LayerSpec::layer_norm(), LayerSpec::gelu(),    LayerSpec::avg_pool(2, 2),
           LayerSpec::conv(4, 2, 2, 1), LayerSpec::gelu(),       LayerSpec::linear(5), LayerSpec::layer_norm(),
           LayerSpec::gelu(),           LayerSpec::linear(3)};
 }
@@ -234,10 +234,10 @@ TYPED_TEST(ConvTest, LayerNormAndGeluGradientsMatchFiniteDifferences) {
 namespace {
 // nested residual blocks around convolutions, layer normalization and GELU
 std::vector<LayerSpec> residual_cnn() {
-  return {LayerSpec::conv(3, 3, 1, 1),     LayerSpec::relu(),        LayerSpec::residual_begin(),
-          LayerSpec::conv(3, 3, 1, 1),     LayerSpec::gelu(),        LayerSpec::residual_begin(),
-          LayerSpec::layer_norm(),         LayerSpec::conv(3, 1),    LayerSpec::residual_end(),
-          LayerSpec::residual_end(),       LayerSpec::avg_pool(2),   LayerSpec::linear(3)};
+  return {LayerSpec::conv(3, 3, 1, 1), LayerSpec::relu(),      LayerSpec::residual_begin(),
+          LayerSpec::conv(3, 3, 1, 1), LayerSpec::gelu(),      LayerSpec::residual_begin(),
+          LayerSpec::layer_norm(),     LayerSpec::conv(3, 1),  LayerSpec::residual_end(),
+          LayerSpec::residual_end(),   LayerSpec::avg_pool(2), LayerSpec::linear(3)};
 }
 }  // namespace
 
@@ -251,10 +251,8 @@ TYPED_TEST(ConvTest, ResidualBlockMatchesDirectLoops) {
   using S = typename TypeParam::scalar;
   using E = typename TypeParam::exec;
   const int F = 5, B = 3;
-  hfisher::nn::Sequential<S, E> m({F, 1, 1},
-                                  {LayerSpec::residual_begin(), LayerSpec::relu(), LayerSpec::residual_end(),
-                                   LayerSpec::linear(2)},
-                                  1);
+  hfisher::nn::Sequential<S, E> m(
+      {F, 1, 1}, {LayerSpec::residual_begin(), LayerSpec::relu(), LayerSpec::residual_end(), LayerSpec::linear(2)}, 1);
   randomize(m, 6);
   auto X = random_images<S, E>(B, F, 7);
   typename hfisher::nn::Sequential<S, E>::Cache c;
@@ -478,10 +476,8 @@ TYPED_TEST(ConvTest, LearnsASpatialTask) {
   };
   auto train = hfisher::nn::to_device<S, E>(make(256, 1));
   auto test = hfisher::nn::to_device<S, E>(make(200, 2));
-  hfisher::nn::Sequential<S, E> m({1, 6, 6},
-                                  {LayerSpec::conv(4, 3, 1, 1), LayerSpec::relu(), LayerSpec::max_pool(3, 3),
-                                   LayerSpec::linear(4)},
-                                  3);
+  hfisher::nn::Sequential<S, E> m(
+      {1, 6, 6}, {LayerSpec::conv(4, 3, 1, 1), LayerSpec::relu(), LayerSpec::max_pool(3, 3), LayerSpec::linear(4)}, 3);
   const double before = m.accuracy(test);
   hfisher::nn::Adam<S, E> opt;
   opt.lr = 0.02;
@@ -515,8 +511,11 @@ TYPED_TEST(ConvTest, RejectsBadShapesAndArguments) {
   fails([] { Model({1 << 16, 300, 300}, {LayerSpec::conv(1, 300)}); }, "too large (5898240000 inputs per patch");
   fails([] { Model({1, 4, 4}, {LayerSpec::residual_end(), LayerSpec::linear(2)}); }, "residual_end without");
   fails([] { Model({1, 4, 4}, {LayerSpec::residual_begin(), LayerSpec::linear(2)}); }, "has no residual_end");
-  fails([] { Model({1, 4, 4}, {LayerSpec::residual_begin(), LayerSpec::conv(2, 3), LayerSpec::residual_end()}); },
-        "changes the shape from 1 x 4 x 4 to 2 x 2 x 2");
+  fails(
+      [] {
+        Model({1, 4, 4}, {LayerSpec::residual_begin(), LayerSpec::conv(2, 3), LayerSpec::residual_end()});
+      },
+      "changes the shape from 1 x 4 x 4 to 2 x 2 x 2");
   fails([] { Model({0, 4, 4}, {LayerSpec::linear(2)}); }, "must be positive");
   fails([] { Model({4, 2, 2}, {LayerSpec::attention(1), LayerSpec::linear(2)}); }, "3 d channels per token");
   fails([] { Model({6, 2, 2}, {LayerSpec::attention(4), LayerSpec::linear(2)}); }, "divisible by the 4 heads");

@@ -13,7 +13,6 @@ template <class C>
 class MLPTest : public ::testing::Test {};
 TYPED_TEST_SUITE(MLPTest, Configs, ConfigNames);
 
-
 // the gradient of the mean loss against central differences (double), and
 // against the same model in float at float tolerance
 TYPED_TEST(MLPTest, GradientMatchesFiniteDifferences) {
@@ -96,8 +95,8 @@ TYPED_TEST(MLPTest, TrainsSaveLoadAndErrors) {
   using Other = hfisher::nn::MLP<std::conditional_t<std::is_same<S, double>::value, float, double>, E>;
   EXPECT_THROW(Other::load(path), hfisher::Error);
   // bad input
-  EXPECT_THROW(M({5}), hfisher::Error);            // no layers
-  EXPECT_THROW(M({5, 0, 3}), hfisher::Error);      // zero width
+  EXPECT_THROW(M({5}), hfisher::Error);        // no layers
+  EXPECT_THROW(M({5, 0, 3}), hfisher::Error);  // zero width
   typename M::Matrix wrong("X", 3, 5);
   EXPECT_THROW(model.forward(wrong, c), hfisher::Error);  // data of the wrong width
   typename M::Vector short_grad("g", 3);

@@ -181,7 +181,8 @@ TYPED_TEST(NaturalGradientTest, WholeModelFisherThroughNetworkStructure) {
     auto Fn = host_matrix(ngd.curvature().to_dense());
     double e = 0, n = 0;
     for (long i = 0; i < P; ++i)
-      for (long j = 0; j < P; ++j) e += (Fn(0, i, j) - F(0, i, j)) * (Fn(0, i, j) - F(0, i, j)), n += F(0, i, j) * F(0, i, j);
+      for (long j = 0; j < P; ++j)
+        e += (Fn(0, i, j) - F(0, i, j)) * (Fn(0, i, j) - F(0, i, j)), n += F(0, i, j) * F(0, i, j);
     EXPECT_LE(std::sqrt(e / n), dbl ? 1e-8 : 1e-4) << "the optimizer's Fisher against the dense one";
   }
   expect_step(theta0, to_host1(model.params()), d, o.lr, dbl ? 1e-7 : 2e-3);
@@ -331,11 +332,14 @@ TYPED_TEST(NaturalGradientTest, SavedStateResumesBitForBit) {
     // refused with an hfisher::Error, never a crash
     const std::string path = unique_temp(std::string("ngd_state_") + (kfac ? "kfac" : "lowrank") + ".bin");
     hfisher::io::atomic_write_sealed(path, "test", [&](std::ostream& os) { na.write(os); });
-    fuzz_loader(path, [&](const std::string& p) {
-      std::ifstream i(p, std::ios::binary);
-      hfisher::NaturalGradient<S, E> n(b, data, o);
-      n.read(i, p);
-    }, 40);
+    fuzz_loader(
+        path,
+        [&](const std::string& p) {
+          std::ifstream i(p, std::ios::binary);
+          hfisher::NaturalGradient<S, E> n(b, data, o);
+          n.read(i, p);
+        },
+        40);
     std::filesystem::remove(path);
   }
 }

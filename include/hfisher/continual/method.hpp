@@ -50,11 +50,16 @@ inline bool is_penalty(Method m) { return m != Method::Finetune && m != Method::
 /// The penalty a penalty method keeps; throws for fine-tuning and replay.
 inline PenaltyMethod penalty_method(Method m) {
   switch (m) {
-    case Method::EWC: return PenaltyMethod::EWC;
-    case Method::OnlineEWC: return PenaltyMethod::OnlineEWC;
-    case Method::KFACLaplace: return PenaltyMethod::KFACLaplace;
-    case Method::Hierarchical: return PenaltyMethod::Hierarchical;
-    default: break;
+    case Method::EWC:
+      return PenaltyMethod::EWC;
+    case Method::OnlineEWC:
+      return PenaltyMethod::OnlineEWC;
+    case Method::KFACLaplace:
+      return PenaltyMethod::KFACLaplace;
+    case Method::Hierarchical:
+      return PenaltyMethod::Hierarchical;
+    default:
+      break;
   }
   throw Error(std::string("continual method '") + to_string(m) + "' keeps no Fisher penalty");
 }

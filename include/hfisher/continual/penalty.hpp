@@ -28,10 +28,14 @@ enum class PenaltyMethod { EWC, OnlineEWC, KFACLaplace, Hierarchical };
 
 inline const char* to_string(PenaltyMethod m) {
   switch (m) {
-    case PenaltyMethod::EWC: return "ewc";
-    case PenaltyMethod::OnlineEWC: return "online-ewc";
-    case PenaltyMethod::KFACLaplace: return "kfac-laplace";
-    case PenaltyMethod::Hierarchical: return "hierarchical";
+    case PenaltyMethod::EWC:
+      return "ewc";
+    case PenaltyMethod::OnlineEWC:
+      return "online-ewc";
+    case PenaltyMethod::KFACLaplace:
+      return "kfac-laplace";
+    case PenaltyMethod::Hierarchical:
+      return "hierarchical";
   }
   return "?";
 }
@@ -40,9 +44,12 @@ inline const char* to_string(PenaltyMethod m) {
 inline Structure default_structure(PenaltyMethod m) {
   switch (m) {
     case PenaltyMethod::EWC:
-    case PenaltyMethod::OnlineEWC: return Structure::Diagonal;
-    case PenaltyMethod::KFACLaplace: return Structure::KFAC;
-    case PenaltyMethod::Hierarchical: return Structure::Multilevel;
+    case PenaltyMethod::OnlineEWC:
+      return Structure::Diagonal;
+    case PenaltyMethod::KFACLaplace:
+      return Structure::KFAC;
+    case PenaltyMethod::Hierarchical:
+      return Structure::Multilevel;
   }
   return Structure::Diagonal;
 }
@@ -57,7 +64,11 @@ class FisherPenalty {
   /// otherwise); kind and opts: how each task's Fisher is estimated.
   FisherPenalty(PenaltyMethod method, double lambda, double gamma = 1.0, FisherKind kind = FisherKind::Empirical,
                 FisherOptions opts = {})
-      : method_(method), structure_(default_structure(method)), lambda_(lambda), gamma_(gamma), kind_(kind),
+      : method_(method),
+        structure_(default_structure(method)),
+        lambda_(lambda),
+        gamma_(gamma),
+        kind_(kind),
         opts_(std::move(opts)) {
     constexpr const char* where = "hfisher::FisherPenalty";
     detail::require(std::isfinite(lambda) && lambda >= 0, where, "lambda = ", lambda, " (must be finite and >= 0)");

@@ -43,10 +43,11 @@ class ReplayMemory {
   void add_task(const Data& train, const Labels& mask) {
     constexpr const char* where = "hfisher::continual::ReplayMemory::add_task";
     const int n = train.size(), t = int(tasks_.size());
-    detail::require(n >= per_task_, where, "task ", t + 1, " has ", n, " training examples, fewer than the ",
-                    per_task_, " the memory keeps per task");
+    detail::require(n >= per_task_, where, "task ", t + 1, " has ", n, " training examples, fewer than the ", per_task_,
+                    " the memory keeps per task");
     detail::require(tasks_.empty() || train.features() == tasks_[0].data.features(), where, "task ", t + 1, " has ",
-                    train.features(), " features, the tasks kept have ", tasks_.empty() ? 0 : tasks_[0].data.features());
+                    train.features(), " features, the tasks kept have ",
+                    tasks_.empty() ? 0 : tasks_[0].data.features());
     // per_task distinct indices: a partial Fisher-Yates shuffle
     std::mt19937_64 g(seed_ * 0x9E3779B97F4A7C15ULL + std::uint64_t(t) * 1000003ULL + 17);
     std::vector<int> order(n);
@@ -60,8 +61,8 @@ class ReplayMemory {
     k.data.classes = train.classes;
     k.data.x = decltype(k.data.x)(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::continual::replay_x"),
                                   per_task_, train.features());
-    k.data.y = decltype(k.data.y)(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::continual::replay_y"),
-                                  per_task_);
+    k.data.y =
+        decltype(k.data.y)(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::continual::replay_y"), per_task_);
     nn::gather(train, idx, 0, per_task_, k.data.x, k.data.y);
     k.mask = mask;
     // tasks with the same class mask share one loss in add_gradient
@@ -98,8 +99,8 @@ class ReplayMemory {
     detail::require(long(grad.extent(0)) == model.num_params(), where, "gradient has ", grad.extent(0),
                     " entries, the model ", model.num_params(), " parameters");
     if (tasks_.empty()) return 0;
-    detail::require(model.inputs() == tasks_[0].data.features(), where, "the model takes ",
-                    model.inputs(), " inputs, the kept examples have ", tasks_[0].data.features(), " features");
+    detail::require(model.inputs() == tasks_[0].data.features(), where, "the model takes ", model.inputs(),
+                    " inputs, the kept examples have ", tasks_[0].data.features(), " features");
     const long total = size();
     const int m = int(std::min<long>(batch, total));
     // the drawn examples, as (task, row) counts per task: a partial shuffle
@@ -110,7 +111,8 @@ class ReplayMemory {
     std::vector<std::vector<int>> rows(tasks_.size());
     for (int i = 0; i < m; ++i)
       rows[std::size_t(pool_[std::size_t(i)] / per_task_)].push_back(int(pool_[std::size_t(i)] % per_task_));
-    if (!part_.data() || part_.extent(0) != grad.extent(0)) part_ = Vector("hfisher::continual::replay_grad", grad.extent(0));
+    if (!part_.data() || part_.extent(0) != grad.extent(0))
+      part_ = Vector("hfisher::continual::replay_grad", grad.extent(0));
     // tasks that share a class mask (permuted and class-incremental streams:
     // all of them) are one group: one loss and gradient per group
     std::vector<char> done(tasks_.size(), 0);
@@ -180,9 +182,9 @@ class ReplayMemory {
   int per_task_;
   std::uint64_t seed_;
   std::vector<Kept> tasks_;
-  std::vector<long> pool_;        ///< scratch: the kept positions, partly shuffled
-  Vector part_;                   ///< scratch: one task's share of the gradient
-  typename Model::Cache cache_;   ///< scratch of loss_grad
+  std::vector<long> pool_;       ///< scratch: the kept positions, partly shuffled
+  Vector part_;                  ///< scratch: one task's share of the gradient
+  typename Model::Cache cache_;  ///< scratch of loss_grad
 };
 
 }  // namespace continual

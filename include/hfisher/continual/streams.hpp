@@ -71,7 +71,8 @@ inline std::vector<Task> make_stream(const nn::Dataset& train, const nn::Dataset
       p.width = d.width;
       for (int i = 0; i < d.n; ++i)
         if (d.y[i] / 2 == t) {
-          p.x.insert(p.x.end(), d.x.begin() + std::size_t(i) * d.features, d.x.begin() + std::size_t(i + 1) * d.features);
+          p.x.insert(p.x.end(), d.x.begin() + std::size_t(i) * d.features,
+                     d.x.begin() + std::size_t(i + 1) * d.features);
           p.y.push_back(d.y[i]);
           ++p.n;
         }

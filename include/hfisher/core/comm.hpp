@@ -44,12 +44,18 @@ namespace detail {
 #ifdef HFISHER_HAVE_MPI
 template <class T>
 MPI_Datatype mpi_type() {
-  if constexpr (std::is_same_v<T, float>) return MPI_FLOAT;
-  else if constexpr (std::is_same_v<T, double>) return MPI_DOUBLE;
-  else if constexpr (std::is_same_v<T, int>) return MPI_INT;
-  else if constexpr (std::is_same_v<T, long>) return MPI_LONG;
-  else if constexpr (std::is_same_v<T, char>) return MPI_CHAR;
-  else static_assert(sizeof(T) == 0, "hfisher::dist: no MPI datatype for this scalar");
+  if constexpr (std::is_same_v<T, float>)
+    return MPI_FLOAT;
+  else if constexpr (std::is_same_v<T, double>)
+    return MPI_DOUBLE;
+  else if constexpr (std::is_same_v<T, int>)
+    return MPI_INT;
+  else if constexpr (std::is_same_v<T, long>)
+    return MPI_LONG;
+  else if constexpr (std::is_same_v<T, char>)
+    return MPI_CHAR;
+  else
+    static_assert(sizeof(T) == 0, "hfisher::dist: no MPI datatype for this scalar");
 }
 #endif
 
@@ -291,8 +297,7 @@ int guarded(const Communicator& comm, const char* program, F&& fn) {
     return fn();
   } catch (const std::exception& e) {
     std::string msg = std::string(program) + ": error";
-    if (comm.distributed())
-      msg += " on rank " + std::to_string(comm.rank()) + " of " + std::to_string(comm.size());
+    if (comm.distributed()) msg += " on rank " + std::to_string(comm.rank()) + " of " + std::to_string(comm.size());
     msg += ": " + std::string(e.what());
     if (comm.distributed()) comm.abort(msg, 1);
     std::fprintf(stderr, "%s\n", msg.c_str());

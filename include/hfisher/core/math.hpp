@@ -30,19 +30,28 @@ KOKKOS_INLINE_FUNCTION float hypot(float x, float y) { return ::hypotf(x, y); }
 KOKKOS_INLINE_FUNCTION bool isfinite(double x) { return x - x == 0.0; }
 KOKKOS_INLINE_FUNCTION bool isfinite(float x) { return x - x == 0.0f; }
 template <class T>
-KOKKOS_INLINE_FUNCTION T max(T a, T b) { return a < b ? b : a; }
+KOKKOS_INLINE_FUNCTION T max(T a, T b) {
+  return a < b ? b : a;
+}
 template <class T>
-KOKKOS_INLINE_FUNCTION T min(T a, T b) { return a < b ? a : b; }
+KOKKOS_INLINE_FUNCTION T min(T a, T b) {
+  return a < b ? a : b;
+}
 template <class T>
-KOKKOS_INLINE_FUNCTION T sign(T a, T b) { return b < T(0) ? -abs(a) : abs(a); }
+KOKKOS_INLINE_FUNCTION T sign(T a, T b) {
+  return b < T(0) ? -abs(a) : abs(a);
+}
 
 /// Machine epsilon (unit round-off times two), as LAPACK's dlamch('E')*2.
-template <class T> struct limits;
-template <> struct limits<double> {
+template <class T>
+struct limits;
+template <>
+struct limits<double> {
   KOKKOS_INLINE_FUNCTION static constexpr double eps() { return DBL_EPSILON; }
   KOKKOS_INLINE_FUNCTION static constexpr double tiny() { return DBL_MIN; }
 };
-template <> struct limits<float> {
+template <>
+struct limits<float> {
   KOKKOS_INLINE_FUNCTION static constexpr float eps() { return FLT_EPSILON; }
   KOKKOS_INLINE_FUNCTION static constexpr float tiny() { return FLT_MIN; }
 };

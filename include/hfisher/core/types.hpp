@@ -85,8 +85,7 @@ Kokkos::TeamPolicy<ExecSpace> wide_batch_policy(const ExecSpace& space, int batc
 /// Unmanaged strided 2-D view on raw memory (for transposed or offset
 /// blocks handed to KokkosBatched operations).
 template <class T, class MemSpace>
-using StridedMatrix =
-    Kokkos::View<T**, Kokkos::LayoutStride, MemSpace, Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
+using StridedMatrix = Kokkos::View<T**, Kokkos::LayoutStride, MemSpace, Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
 
 template <class MemSpace, class T>
 KOKKOS_INLINE_FUNCTION StridedMatrix<T, MemSpace> strided(T* p, int m, int n, int s0, int s1) {

@@ -17,8 +17,7 @@ namespace detail {
 /// entry and position of the first one (entries are numbered from
 /// entry_offset: A may be a slice of a larger batch).
 template <class ExecSpace, class View3>
-void check_finite3(const ExecSpace& space, const View3& A, const char* where, const char* arg,
-                   long entry_offset = 0) {
+void check_finite3(const ExecSpace& space, const View3& A, const char* where, const char* arg, long entry_offset = 0) {
   static_assert(View3::rank == 3, "check_finite3 needs a rank-3 view");
   const long nb = A.extent(0), m = A.extent(1), n = A.extent(2);
   if (nb * m * n == 0) return;
@@ -179,7 +178,7 @@ void check_finite2(const ExecSpace& space, const View2& v, const char* where, co
       Kokkos::Min<long>(first));
   if (first < nb * n) {
     throw NonFiniteError(concat(where, ": argument ", arg, " has a non-finite value (NaN or Inf) at batch entry ",
-                       first / n, ", index ", first % n));
+                                first / n, ", index ", first % n));
   }
 }
 
@@ -201,8 +200,7 @@ long first_failure(const ExecSpace& space, const IntView& info) {
 template <class View1>
 typename View1::non_const_value_type read_entry(const View1& v, long i) {
   typename View1::non_const_value_type x{};
-  Kokkos::deep_copy(Kokkos::View<typename View1::non_const_value_type, Kokkos::HostSpace>(&x),
-                    Kokkos::subview(v, i));
+  Kokkos::deep_copy(Kokkos::View<typename View1::non_const_value_type, Kokkos::HostSpace>(&x), Kokkos::subview(v, i));
   return x;
 }
 

@@ -23,7 +23,8 @@ class BlockDiagonalOperator : public CurvatureOperator<Scalar, ExecSpace> {
   /// BlockDiagonal or Network); blocks: the operators, in parameter order.
   BlockDiagonalOperator(Structure outer, std::vector<std::unique_ptr<Base>> blocks)
       : outer_(outer), blocks_(std::move(blocks)) {
-    hfisher::detail::require(!blocks_.empty(), "hfisher::fisher::BlockDiagonalOperator", "no blocks (a model with no layers?)");
+    hfisher::detail::require(!blocks_.empty(), "hfisher::fisher::BlockDiagonalOperator",
+                             "no blocks (a model with no layers?)");
     long off = 0;
     for (const auto& b : blocks_) {
       hfisher::detail::require(b != nullptr, "hfisher::fisher::BlockDiagonalOperator", "a null block");
@@ -86,7 +87,8 @@ class BlockDiagonalOperator : public CurvatureOperator<Scalar, ExecSpace> {
     constexpr const char* where = "hfisher::fisher::BlockDiagonalOperator::add";
     const auto* p = dynamic_cast<const BlockDiagonalOperator*>(&other);
     hfisher::detail::require(p != nullptr && p->num_blocks() == num_blocks(), where, "cannot add a ", other.tag(),
-                             " operator", (p ? " with a different number of blocks" : ""), " to this block-diagonal one");
+                             " operator", (p ? " with a different number of blocks" : ""),
+                             " to this block-diagonal one");
     for (int i = 0; i < num_blocks(); ++i) blocks_[i]->add(*p->blocks_[i], alpha);
   }
   void scale(double alpha) override {

@@ -28,14 +28,21 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> layer_block(const FisherSa
                                                                   Structure st, const FisherOptions& o,
                                                                   const char* where) {
   switch (st) {
-    case Structure::Dense: return dense_layer(s, k, o, where);
-    case Structure::KFAC: return kfac_layer(s, k, o);
-    case Structure::HODLR: return hodlr_layer(s, k, o, where);
-    case Structure::Multilevel: return multilevel_layer(s, k, o, where);
-    case Structure::LowRank: return lowrank_of(s, std::vector<int>{k}, o, where);
+    case Structure::Dense:
+      return dense_layer(s, k, o, where);
+    case Structure::KFAC:
+      return kfac_layer(s, k, o);
+    case Structure::HODLR:
+      return hodlr_layer(s, k, o, where);
+    case Structure::Multilevel:
+      return multilevel_layer(s, k, o, where);
+    case Structure::LowRank:
+      return lowrank_of(s, std::vector<int>{k}, o, where);
     case Structure::Diagonal:
-      return std::make_unique<DiagonalOperator<Scalar, ExecSpace>>(diagonal_of(s, std::vector<int>{k}, s.shapes[k].size()));
-    default: break;
+      return std::make_unique<DiagonalOperator<Scalar, ExecSpace>>(
+          diagonal_of(s, std::vector<int>{k}, s.shapes[k].size()));
+    default:
+      break;
   }
   throw Error(hfisher::detail::concat(where, ": structure ", to_string(st), " cannot be a layer block"));
 }

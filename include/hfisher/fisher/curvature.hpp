@@ -32,15 +32,15 @@ enum class FisherKind {
 
 /// How the curvature matrix is stored.
 enum class Structure {
-  Diagonal,      ///< diag(F): mean of per-example squared gradients
-  KFAC,          ///< per layer G (x) A (Martens & Grosse 2015)
-  LowRank,       ///< diag + W W^T over all chosen parameters (Woodbury solves)
-  HODLR,         ///< per layer HODLR: dense leaves, low-rank off-diagonal blocks
+  Diagonal,  ///< diag(F): mean of per-example squared gradients
+  KFAC,      ///< per layer G (x) A (Martens & Grosse 2015)
+  LowRank,   ///< diag + W W^T over all chosen parameters (Woodbury solves)
+  HODLR,     ///< per layer HODLR: dense leaves, low-rank off-diagonal blocks
   /// The former name of HODLR (same stored integer, 3).
   Hierarchical [[deprecated("Structure::Hierarchical is now Structure::HODLR")]] = HODLR,
-  BlockDiagonal, ///< per layer a block of FisherOptions::block structure (Dense by default)
-  Dense,         ///< one dense matrix per layer (the inner structure of BlockDiagonal)
-  Multilevel,    ///< per layer diag + nested local low-rank terms (PSD by construction; multilevel.hpp)
+  BlockDiagonal,  ///< per layer a block of FisherOptions::block structure (Dense by default)
+  Dense,          ///< one dense matrix per layer (the inner structure of BlockDiagonal)
+  Multilevel,     ///< per layer diag + nested local low-rank terms (PSD by construction; multilevel.hpp)
   /// one HODLR over every chosen parameter, cross-layer blocks included,
   /// built from Fisher-vector products of the whole network (builders/matrix_free.hpp)
   Network
@@ -55,8 +55,8 @@ struct StructureName {
   const char* name;
 };
 inline constexpr StructureName structure_names[] = {
-    {Structure::Diagonal, "diagonal"}, {Structure::KFAC, "kfac"},
-    {Structure::LowRank, "lowrank"},   {Structure::HODLR, "hodlr"},
+    {Structure::Diagonal, "diagonal"},       {Structure::KFAC, "kfac"},
+    {Structure::LowRank, "lowrank"},         {Structure::HODLR, "hodlr"},
     {Structure::BlockDiagonal, "blockdiag"}, {Structure::Dense, "dense"},
     {Structure::Multilevel, "multilevel"},   {Structure::Network, "network"}};
 
@@ -261,8 +261,8 @@ class CurvatureOperator {
                              ", expected ", size(), " at ", damping);
   }
   void check_vec(const Vector& v, const char* where, const char* arg, bool finite = true) const {
-    hfisher::detail::require(long(v.extent(0)) == size(), where, arg, " has ", v.extent(0), " entries, the operator has ",
-                             size());
+    hfisher::detail::require(long(v.extent(0)) == size(), where, arg, " has ", v.extent(0),
+                             " entries, the operator has ", size());
     if (finite) {
       Kokkos::View<const Scalar**, Kokkos::LayoutRight, mem_space, Kokkos::MemoryTraits<Kokkos::Unmanaged>> m(
           v.data(), 1, v.extent(0));
@@ -273,9 +273,12 @@ class CurvatureOperator {
 
 inline const char* to_string(FisherKind k) {
   switch (k) {
-    case FisherKind::Empirical: return "empirical";
-    case FisherKind::MonteCarlo: return "monte-carlo";
-    case FisherKind::GGN: return "ggn";
+    case FisherKind::Empirical:
+      return "empirical";
+    case FisherKind::MonteCarlo:
+      return "monte-carlo";
+    case FisherKind::GGN:
+      return "ggn";
   }
   return "?";
 }

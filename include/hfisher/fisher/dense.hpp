@@ -25,8 +25,8 @@ class DenseOperator : public CurvatureOperator<Scalar, ExecSpace> {
   /// finite; anything else is refused with an hfisher::Error.
   explicit DenseOperator(const Matrix& F) : F_(F) {
     constexpr const char* where = "hfisher::fisher::DenseOperator";
-    hfisher::detail::require(F.extent(0) >= 1 && F.extent(0) == F.extent(1), where, "F must be square and non-empty, got ",
-                             F.extent(0), "x", F.extent(1));
+    hfisher::detail::require(F.extent(0) >= 1 && F.extent(0) == F.extent(1), where,
+                             "F must be square and non-empty, got ", F.extent(0), "x", F.extent(1));
     hfisher::detail::check_finite_matrix(ExecSpace(), F, where, "F");
     // apply uses all of F, the Cholesky factor one triangle: both must agree
     hfisher::detail::check_symmetric<Scalar>(ExecSpace(), F, where);
@@ -166,9 +166,9 @@ class DenseOperator : public CurvatureOperator<Scalar, ExecSpace> {
     kernels::potrf(ExecSpace(), L_, info, piv);
     const int bad = hfisher::detail::read_entry(info, 0);
     cached_ = -1;
-    hfisher::detail::require(bad == 0, where, "F + damping I (damping = ", damping, ") is not positive definite: pivot ",
-                             bad - 1, " is ", double(hfisher::detail::read_entry(piv, 0)),
-                             " (increase the damping)");
+    hfisher::detail::require(bad == 0, where, "F + damping I (damping = ", damping,
+                             ") is not positive definite: pivot ", bad - 1, " is ",
+                             double(hfisher::detail::read_entry(piv, 0)), " (increase the damping)");
     cached_ = damping;
   }
 

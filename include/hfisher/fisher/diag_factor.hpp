@@ -20,7 +20,8 @@ V diag_plus_squares(const V& d, const M& W) {
   V o("hfisher::fisher::diag", d.extent(0));
   const int k = int(W.extent(1));
   Kokkos::parallel_for(
-      "hfisher::fisher::diag_plus_squares", Kokkos::RangePolicy<Exec>(0, long(d.extent(0))), KOKKOS_LAMBDA(const long i) {
+      "hfisher::fisher::diag_plus_squares", Kokkos::RangePolicy<Exec>(0, long(d.extent(0))),
+      KOKKOS_LAMBDA(const long i) {
         auto s = d(i);
         for (int c = 0; c < k; ++c) s += W(i, c) * W(i, c);
         o(i) = s;
@@ -36,7 +37,8 @@ void subtract_squares_clamped(const V& d, const M& W) {
   using S = typename V::non_const_value_type;
   const int k = int(W.extent(1));
   Kokkos::parallel_for(
-      "hfisher::fisher::subtract_squares", Kokkos::RangePolicy<Exec>(0, long(d.extent(0))), KOKKOS_LAMBDA(const long i) {
+      "hfisher::fisher::subtract_squares", Kokkos::RangePolicy<Exec>(0, long(d.extent(0))),
+      KOKKOS_LAMBDA(const long i) {
         S t = d(i);
         for (int c = 0; c < k; ++c) t -= W(i, c) * W(i, c);
         d(i) = t > S(0) ? t : S(0);

@@ -50,10 +50,10 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> estimate_fisher(const nn::
 }  // namespace fisher
 
 using fisher::build_curvature;
-using fisher::prepare_sharded;
-using fisher::PrepareReport;
 using fisher::collect_samples;
 using fisher::estimate_fisher;
 using fisher::FisherSamples;
+using fisher::prepare_sharded;
+using fisher::PrepareReport;
 
 }  // namespace hfisher

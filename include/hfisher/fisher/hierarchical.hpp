@@ -93,7 +93,8 @@ class HODLROperator : public CurvatureOperator<Scalar, ExecSpace> {
     this->get_prepared_header(i, damping, what, "hfisher::fisher::HODLROperator::read_prepared", "a factorization");
     H shifted = h_.clone();
     shifted.add_diagonal(Scalar(damping));
-    f_ = std::make_shared<HODLRFactorization<Scalar, ExecSpace>>(HODLRFactorization<Scalar, ExecSpace>::read(i, shifted, what));
+    f_ = std::make_shared<HODLRFactorization<Scalar, ExecSpace>>(
+        HODLRFactorization<Scalar, ExecSpace>::read(i, shifted, what));
     cached_ = damping;
   }
 

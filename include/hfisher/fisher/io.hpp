@@ -32,14 +32,30 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> CurvatureOperator<Scalar, 
     if (tag == r.name) known = true, st = r.value;
   std::unique_ptr<CurvatureOperator> op;
   if (known) switch (st) {  // no default: -Wswitch names a structure added without its reader
-      case Structure::Diagonal: op = fisher::DiagonalOperator<Scalar, ExecSpace>::read_body(i, what); break;
-      case Structure::Dense: op = fisher::DenseOperator<Scalar, ExecSpace>::read_body(i, what); break;
-      case Structure::KFAC: op = fisher::KFACOperator<Scalar, ExecSpace>::read_body(i, what); break;
-      case Structure::LowRank: op = fisher::LowRankOperator<Scalar, ExecSpace>::read_body(i, what); break;
-      case Structure::HODLR: op = fisher::HODLROperator<Scalar, ExecSpace>::read_body(i, what); break;
-      case Structure::Multilevel: op = fisher::MultilevelOperator<Scalar, ExecSpace>::read_body(i, what); break;
-      case Structure::BlockDiagonal: op = fisher::BlockDiagonalOperator<Scalar, ExecSpace>::read_body(i, what); break;
-      case Structure::Network: known = false; break;  // stored as a blockdiag of one hodlr block
+      case Structure::Diagonal:
+        op = fisher::DiagonalOperator<Scalar, ExecSpace>::read_body(i, what);
+        break;
+      case Structure::Dense:
+        op = fisher::DenseOperator<Scalar, ExecSpace>::read_body(i, what);
+        break;
+      case Structure::KFAC:
+        op = fisher::KFACOperator<Scalar, ExecSpace>::read_body(i, what);
+        break;
+      case Structure::LowRank:
+        op = fisher::LowRankOperator<Scalar, ExecSpace>::read_body(i, what);
+        break;
+      case Structure::HODLR:
+        op = fisher::HODLROperator<Scalar, ExecSpace>::read_body(i, what);
+        break;
+      case Structure::Multilevel:
+        op = fisher::MultilevelOperator<Scalar, ExecSpace>::read_body(i, what);
+        break;
+      case Structure::BlockDiagonal:
+        op = fisher::BlockDiagonalOperator<Scalar, ExecSpace>::read_body(i, what);
+        break;
+      case Structure::Network:
+        known = false;
+        break;  // stored as a blockdiag of one hodlr block
     }
   if (!known) throw Error(hfisher::detail::concat(where, ": ", what, ": unknown structure tag '", tag, "'"));
   io::expect_magic(i, file_magic(), what, where, "complete (the file is truncated)");

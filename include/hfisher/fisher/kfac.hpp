@@ -271,9 +271,9 @@ class KFACOperator : public CurvatureOperator<Scalar, ExecSpace> {
     constexpr const char* where = "hfisher::CurvatureOperator::load";
     const int r = io::get<std::int32_t>(i, what, where), c = io::get<std::int32_t>(i, what, where);
     const int mode = io::get<std::int32_t>(i, what, where), nt = io::get<std::int32_t>(i, what, where);
-    hfisher::detail::require(r >= 1 && c >= 1 && r <= (1 << 16) && c <= (1 << 16) && (mode == 0 || mode == 1) &&
-                                 nt >= 1 && nt <= 100000,
-                             where, what, ": corrupt K-FAC header");
+    hfisher::detail::require(
+        r >= 1 && c >= 1 && r <= (1 << 16) && c <= (1 << 16) && (mode == 0 || mode == 1) && nt >= 1 && nt <= 100000,
+        where, what, ": corrupt K-FAC header");
     std::unique_ptr<KFACOperator> op;
     for (int t = 0; t < nt; ++t) {
       io::require_available(i, (1ULL * c * c + 1ULL * r * r) * sizeof(Scalar), what, where);  // before allocating

@@ -57,7 +57,8 @@ class LowRankOperator : public CurvatureOperator<Scalar, ExecSpace> {
         KOKKOS_LAMBDA(const long i) { y(i) = d(i) * v(i); });
     if (k == 0) return;
     kernels::detail::matmul_nocheck(space, Op::Trans, Op::NoTrans, Scalar(1), W_, Matrix(v.data(), n, 1), Scalar(0), t);
-    kernels::detail::matmul_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), W_, t, Scalar(1), Matrix(y.data(), n, 1));
+    kernels::detail::matmul_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), W_, t, Scalar(1),
+                                    Matrix(y.data(), n, 1));
   }
 
   void solve(const Vector& b, const Vector& x, double damping) const override {
@@ -77,7 +78,8 @@ class LowRankOperator : public CurvatureOperator<Scalar, ExecSpace> {
     if (k == 0) return;
     Batch t("hfisher::lowrank::t", 1, k, 1);
     Matrix t2(t.data(), k, 1);
-    kernels::detail::matmul_nocheck(space, Op::Trans, Op::NoTrans, Scalar(1), W_, Matrix(x.data(), n, 1), Scalar(0), t2);
+    kernels::detail::matmul_nocheck(space, Op::Trans, Op::NoTrans, Scalar(1), W_, Matrix(x.data(), n, 1), Scalar(0),
+                                    t2);
     kernels::potrs(space, cap_, t);
     auto W = W_;
     Kokkos::parallel_for(
@@ -158,10 +160,12 @@ class LowRankOperator : public CurvatureOperator<Scalar, ExecSpace> {
     Matrix Wn("hfisher::lowrank::W", n, keep), Wd("hfisher::lowrank::Wdrop", n, kk - keep);
     if (keep > 0)
       kernels::detail::matmul_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), W_,
-                                      Kokkos::subview(Z2, Kokkos::ALL(), Kokkos::make_pair(kk - keep, kk)), Scalar(0), Wn);
+                                      Kokkos::subview(Z2, Kokkos::ALL(), Kokkos::make_pair(kk - keep, kk)), Scalar(0),
+                                      Wn);
     if (kk - keep > 0) {
       kernels::detail::matmul_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), W_,
-                                      Kokkos::subview(Z2, Kokkos::ALL(), Kokkos::make_pair(0, kk - keep)), Scalar(0), Wd);
+                                      Kokkos::subview(Z2, Kokkos::ALL(), Kokkos::make_pair(0, kk - keep)), Scalar(0),
+                                      Wd);
       auto d = d_;
       const int nd = kk - keep;
       Kokkos::parallel_for(
@@ -199,8 +203,9 @@ class LowRankOperator : public CurvatureOperator<Scalar, ExecSpace> {
     const double tol = io::get<double>(i, what, where);
     hfisher::detail::require(n >= 1 && n < (1L << 40) && k >= 0 && k <= n && mr >= 1, where, what,
                              ": corrupt low-rank header");
-    io::require_available(i, static_cast<unsigned long long>(n) * (1ULL + static_cast<unsigned long long>(k)) * sizeof(Scalar),
-                          what, where);  // before allocating
+    io::require_available(
+        i, static_cast<unsigned long long>(n) * (1ULL + static_cast<unsigned long long>(k)) * sizeof(Scalar), what,
+        where);  // before allocating
     Vector d("hfisher::lowrank::d", n);
     Matrix W("hfisher::lowrank::W", n, k);
     io::get_view(i, d, what, where);

@@ -61,8 +61,9 @@ struct MultilevelLayout {
   long capacitance_size() const { return capacitance_offset(levels()); }
   /// Throws unless every level partitions [0, n) and refines the one above.
   void validate(long n, const char* where) const {
-    hfisher::detail::require(!ranks.empty() && bounds.size() == ranks.size(), where, "a multilevel layout needs >= 1 level (",
-                             ranks.size(), " ranks, ", bounds.size(), " bound lists)");
+    hfisher::detail::require(!ranks.empty() && bounds.size() == ranks.size(), where,
+                             "a multilevel layout needs >= 1 level (", ranks.size(), " ranks, ", bounds.size(),
+                             " bound lists)");
     for (int l = 0; l < levels(); ++l) {
       const auto& b = bounds[l];
       hfisher::detail::require(ranks[l] >= 1, where, "level ", l, " has rank ", ranks[l], " (must be >= 1)");
@@ -272,7 +273,8 @@ class MultilevelOperator : public CurvatureOperator<Scalar, ExecSpace> {
                                                  Kokkos::subview(Gc, ch, Kokkos::ALL, Kokkos::ALL));
         });
     Kokkos::parallel_for(
-        "hfisher::multilevel::merge_sum", Kokkos::MDRangePolicy<ExecSpace, Kokkos::Rank<3>>(space, {0, 0, 0}, {M, long(m), long(m)}),
+        "hfisher::multilevel::merge_sum",
+        Kokkos::MDRangePolicy<ExecSpace, Kokkos::Rank<3>>(space, {0, 0, 0}, {M, long(m), long(m)}),
         KOKKOS_LAMBDA(const long i, const long a, const long b) {
           Scalar t = 0;
           for (long ch = ccb(cap0 + i * r); ch < cce(cap0 + i * r); ++ch) t += Gc(ch, a, b);
@@ -284,10 +286,12 @@ class MultilevelOperator : public CurvatureOperator<Scalar, ExecSpace> {
     // column q of the result: eigenvector m - 1 - q (eigenvalues ascend); the
     // first r kept when above tol * the node's largest, the rest when positive
     Kokkos::parallel_for(
-        "hfisher::multilevel::merge_sel", Kokkos::MDRangePolicy<ExecSpace, Kokkos::Rank<3>>(space, {0, 0, 0}, {M, long(m), long(m)}),
+        "hfisher::multilevel::merge_sel",
+        Kokkos::MDRangePolicy<ExecSpace, Kokkos::Rank<3>>(space, {0, 0, 0}, {M, long(m), long(m)}),
         KOKKOS_LAMBDA(const long i, const long b, const long q) {
           const long e = m - 1 - q;
-          const bool use = q < r ? (w(i, e) > tol * w(i, m - 1) && w(i, e) > Scalar(0)) : (!last && w(i, e) > Scalar(0));
+          const bool use =
+              q < r ? (w(i, e) > tol * w(i, m - 1) && w(i, e) > Scalar(0)) : (!last && w(i, e) > Scalar(0));
           Vsel(i, b, q) = use ? V(i, b, e) : Scalar(0);
         });
     Matrix Out("hfisher::multilevel::merged", n, m);
@@ -296,9 +300,9 @@ class MultilevelOperator : public CurvatureOperator<Scalar, ExecSpace> {
           const int ch = t.league_rank();
           const long i = cn(ch, l);
           const auto rows = Kokkos::make_pair(chb(ch), chb(ch + 1));
-          kernels::detail::gemm_entry<ExecSpace>(t, Op::NoTrans, Op::NoTrans, Scalar(1), Kokkos::subview(C, rows, Kokkos::ALL),
-                                                 Kokkos::subview(Vsel, i, Kokkos::ALL, Kokkos::ALL), Scalar(0),
-                                                 Kokkos::subview(Out, rows, Kokkos::ALL));
+          kernels::detail::gemm_entry<ExecSpace>(
+              t, Op::NoTrans, Op::NoTrans, Scalar(1), Kokkos::subview(C, rows, Kokkos::ALL),
+              Kokkos::subview(Vsel, i, Kokkos::ALL, Kokkos::ALL), Scalar(0), Kokkos::subview(Out, rows, Kokkos::ALL));
         });
     const int ncarry = last ? 0 : m - r;
     Matrix next("hfisher::multilevel::carry", n, ncarry);
@@ -308,8 +312,10 @@ class MultilevelOperator : public CurvatureOperator<Scalar, ExecSpace> {
           for (int b = 0; b < m; ++b) all += C(p, b) * C(p, b);
           for (int q = 0; q < r + ncarry; ++q) {
             const Scalar t = Out(p, q);
-            if (q < r) Wn(p, col + q) = t;
-            else next(p, q - r) = t;
+            if (q < r)
+              Wn(p, col + q) = t;
+            else
+              next(p, q - r) = t;
             kept += t * t;
           }
           const Scalar nd = d(p) + (all - kept);
@@ -364,9 +370,10 @@ class MultilevelOperator : public CurvatureOperator<Scalar, ExecSpace> {
       lay.bounds.push_back(std::move(b));
     }
     lay.validate(n, where);
-    io::require_available(i, static_cast<unsigned long long>(n) * (1ULL + static_cast<unsigned long long>(lay.columns())) *
-                                 sizeof(Scalar),
-                          what, where);  // before allocating
+    io::require_available(
+        i,
+        static_cast<unsigned long long>(n) * (1ULL + static_cast<unsigned long long>(lay.columns())) * sizeof(Scalar),
+        what, where);  // before allocating
     Vector d("hfisher::multilevel::d", n);
     Matrix W("hfisher::multilevel::W", n, lay.columns());
     io::get_view(i, d, what, where);
@@ -543,7 +550,7 @@ class MultilevelOperator : public CurvatureOperator<Scalar, ExecSpace> {
   IntView cwcol_;
   LongView chunk_bounds_, cchunk_beg_, cchunk_end_;  // row chunks; per capacitance column its chunks
   Kokkos::View<int**, mem> chunk_node_;              // per chunk, its node at every level
-  Kokkos::View<long* [3], mem> lvinfo_;  // per level: first W column, rank, first capacitance column
+  Kokkos::View<long* [3], mem> lvinfo_;              // per level: first W column, rank, first capacitance column
   mutable Batch cap_;
   mutable double cached_ = -1;
 };

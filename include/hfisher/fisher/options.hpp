@@ -17,15 +17,15 @@ struct FisherOptions {
   /// Examples of the data used: the first `examples` ones, or all of them
   /// when 0 (the default: the Fisher of the data given, never a silent cap).
   int examples = 0;
-  int batch = 256;                ///< examples per forward/backward pass
-  int mc_samples = 1;             ///< labels sampled per example (MonteCarlo)
-  std::uint64_t seed = 1;         ///< seed of the label sampler (MonteCarlo)
-  std::vector<int> layers;        ///< model layers covered (empty: all), in increasing order
+  int batch = 256;          ///< examples per forward/backward pass
+  int mc_samples = 1;       ///< labels sampled per example (MonteCarlo)
+  std::uint64_t seed = 1;   ///< seed of the label sampler (MonteCarlo)
+  std::vector<int> layers;  ///< model layers covered (empty: all), in increasing order
   KFACDamping kfac_damping = KFACDamping::Eigen;
   KFACVariant kfac_variant = KFACVariant::Expand;  ///< K-FAC of layers at T > 1 positions
-  int rank = 64;                  ///< LowRank: largest rank kept
-  double tol = 1e-6;              ///< LowRank and Hierarchical: relative truncation tolerance
-  int leaf = 64;                  ///< Hierarchical: leaf size of the balanced cluster tree
+  int rank = 64;                                   ///< LowRank: largest rank kept
+  double tol = 1e-6;                               ///< LowRank and Hierarchical: relative truncation tolerance
+  int leaf = 64;                                   ///< Hierarchical: leaf size of the balanced cluster tree
   /// Hierarchical: rank cap of off-diagonal blocks, a memory budget: blocks
   /// it stops short of tol are kept and counted in ranks()[level].capped
   /// (0: no cap; the rank is then bounded by the samples)
@@ -35,8 +35,8 @@ struct FisherOptions {
   /// accuracy on the diagonal; see CompressionOptions::spd_compensation).
   /// Without it, a loose tolerance may need damping above the truncation error.
   bool spd_compensation = false;
-  int multilevel_levels = 2;      ///< Multilevel: levels of nested low-rank terms per layer
-  int multilevel_rank = 8;        ///< Multilevel: rank of each node's term
+  int multilevel_levels = 2;          ///< Multilevel: levels of nested low-rank terms per layer
+  int multilevel_rank = 8;            ///< Multilevel: rank of each node's term
   std::vector<int> multilevel_ranks;  ///< Multilevel: rank per level (overrides multilevel_rank when not empty)
   /// Multilevel: children per node; nodes split a layer's output units (the
   /// default makes level 1 one node per unit for layers of up to 256 units)
@@ -70,8 +70,8 @@ struct FisherOptions {
     hfisher::detail::require(leaf >= 2, where, "leaf = ", leaf, " (must be >= 2)");
     hfisher::detail::require(hodlr_max_rank >= 0, where, "hodlr_max_rank = ", hodlr_max_rank,
                              " (must be >= 0; 0: no cap)");
-    hfisher::detail::require(multilevel_levels >= 1 && multilevel_levels <= 16, where, "multilevel_levels = ",
-                             multilevel_levels, " (must lie in [1, 16])");
+    hfisher::detail::require(multilevel_levels >= 1 && multilevel_levels <= 16, where,
+                             "multilevel_levels = ", multilevel_levels, " (must lie in [1, 16])");
     hfisher::detail::require(multilevel_rank >= 1, where, "multilevel_rank = ", multilevel_rank, " (must be >= 1)");
     hfisher::detail::require(multilevel_ranks.empty() || int(multilevel_ranks.size()) == multilevel_levels, where,
                              "multilevel_ranks has ", multilevel_ranks.size(), " entries for ", multilevel_levels,
@@ -82,9 +82,11 @@ struct FisherOptions {
                              " (must be >= 2)");
     hfisher::detail::require(multilevel_power_steps >= 0 && multilevel_power_steps <= 16, where,
                              "multilevel_power_steps = ", multilevel_power_steps, " (must lie in [0, 16])");
-    hfisher::detail::require(multilevel_oversampling >= -1, where, "multilevel_oversampling = ",
-                             multilevel_oversampling, " (must be >= 0, or -1 for the rank + 8)");
-    hfisher::detail::require(block != Structure::BlockDiagonal, where, "block = BlockDiagonal would nest block-diagonals");
+    hfisher::detail::require(multilevel_oversampling >= -1, where,
+                             "multilevel_oversampling = ", multilevel_oversampling,
+                             " (must be >= 0, or -1 for the rank + 8)");
+    hfisher::detail::require(block != Structure::BlockDiagonal, where,
+                             "block = BlockDiagonal would nest block-diagonals");
     hfisher::detail::require(block != Structure::Network, where,
                              "block = Network: the network structure spans every layer, it is not a layer block");
     hfisher::detail::require(memory_budget > 0, where, "memory_budget is 0");

@@ -169,7 +169,8 @@ void FisherProduct<Scalar, ExecSpace>::apply(const Matrix& V, const Matrix& Y) c
       const int q = in_set_[l];
       Scalar beta = Scalar(0);
       if (q >= 0) {
-        kernels::detail::matmul_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), cache.a[l], Ws[q], Scalar(0), dZwide);
+        kernels::detail::matmul_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), cache.a[l], Ws[q], Scalar(0),
+                                        dZwide);
         beta = Scalar(1);
       }
       if (l > first) {
@@ -243,7 +244,7 @@ void FisherProduct<Scalar, ExecSpace>::apply(const Matrix& V, const Matrix& Y) c
       // to (B k, in) in the third buffer
       Kokkos::View<Scalar*, mem_space> gb = (hb.data() != buf0.data() && G.data() != buf0.data())   ? buf0
                                             : (hb.data() != buf1.data() && G.data() != buf1.data()) ? buf1
-                                                                                                     : buf2;
+                                                                                                    : buf2;
       Matrix Gn = over(gb, long(B) * k, in);
       Kokkos::parallel_for(
           "hfisher::FisherProduct::backward_activation", Kokkos::RangePolicy<ExecSpace>(space, 0, long(B) * k),

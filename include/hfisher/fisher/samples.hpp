@@ -43,13 +43,13 @@ template <class Scalar, class ExecSpace = DefaultExec>
 struct FisherSamples {
   using Matrix = Kokkos::View<Scalar**, Kokkos::LayoutRight, typename ExecSpace::memory_space>;
   FisherKind kind = FisherKind::Empirical;
-  int examples = 0;     ///< N
-  int per_example = 1;  ///< R (samples per example)
-  std::vector<int> layers;               ///< model layer index of each entry below
-  std::vector<nn::LayerShape> shapes;    ///< shapes, offsets renumbered in the operator's vector
-  std::vector<Matrix> a;                 ///< (N T_l, cols_l)
-  std::vector<Matrix> g;                 ///< (N R T_l, rows_l), scaled so that F = sum psi psi^T
-  std::vector<int> positions;            ///< T_l per entry (empty: 1 for every layer)
+  int examples = 0;                    ///< N
+  int per_example = 1;                 ///< R (samples per example)
+  std::vector<int> layers;             ///< model layer index of each entry below
+  std::vector<nn::LayerShape> shapes;  ///< shapes, offsets renumbered in the operator's vector
+  std::vector<Matrix> a;               ///< (N T_l, cols_l)
+  std::vector<Matrix> g;               ///< (N R T_l, rows_l), scaled so that F = sum psi psi^T
+  std::vector<int> positions;          ///< T_l per entry (empty: 1 for every layer)
   int positions_of(std::size_t k) const { return positions.empty() ? 1 : positions[k]; }
   long size() const { return shapes.empty() ? 0 : shapes.back().offset + shapes.back().size(); }
   int samples() const { return examples * per_example; }
@@ -80,9 +80,10 @@ inline std::string mib(double bytes) {
 }
 
 inline void check_budget(double need, std::size_t budget, const char* where, const std::string& what) {
-  hfisher::detail::require(need <= double(budget), where, what, " needs about ", mib(need), ", over the memory budget of ",
-                  mib(double(budget)), " (FisherOptions::memory_budget); use fewer examples, another structure or "
-                  "a larger budget");
+  hfisher::detail::require(need <= double(budget), where, what, " needs about ", mib(need),
+                           ", over the memory budget of ", mib(double(budget)),
+                           " (FisherOptions::memory_budget); use fewer examples, another structure or "
+                           "a larger budget");
 }
 
 namespace detail {
@@ -325,8 +326,8 @@ Kokkos::View<int**, Kokkos::LayoutRight, typename ExecSpace::memory_space> monte
   hfisher::detail::require(model.num_layers() > 0, where, "the model has no layers");
   hfisher::detail::require(data.features() == model.inputs(), where, "data of the wrong width: ", data.features(),
                            " features, the model takes ", model.inputs(), " inputs");
-  hfisher::detail::require(opts.examples <= data.size(), where, "FisherOptions.examples = ", opts.examples, " but the data has ",
-                           data.size(), " examples");
+  hfisher::detail::require(opts.examples <= data.size(), where, "FisherOptions.examples = ", opts.examples,
+                           " but the data has ", data.size(), " examples");
   const int N = opts.examples == 0 ? data.size() : opts.examples, R = opts.mc_samples, C = model.outputs();
   hfisher::detail::require(N >= 1, where, "no examples");
   using Matrix = typename nn::MLP<Scalar, ExecSpace>::Matrix;

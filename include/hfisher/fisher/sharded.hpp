@@ -80,8 +80,9 @@ PrepareReport prepare_sharded(const CurvatureOperator<Scalar, ExecSpace>& op, do
       ++rep.computed;
     } else {
       std::istringstream is(bytes.substr(1), std::ios::binary);
-      b.read_prepared(is, damping, "the factorization of layer block " + std::to_string(k) + " broadcast by rank " +
-                                       std::to_string(owner));
+      b.read_prepared(
+          is, damping,
+          "the factorization of layer block " + std::to_string(k) + " broadcast by rank " + std::to_string(owner));
       ++rep.received;
     }
   }

@@ -27,8 +27,8 @@ namespace detail {
 /// terms before that (a larger kmax is needed), else 0.
 template <class Exec, class EntryFn, class Batch, class IntView, class Used>
 void aca_level(const Exec& space, const EntryFn& fn, const Kokkos::View<int*, typename Exec::memory_space>& perm,
-               int level, int N, double tol, const Batch& U, const Batch& V, const IntView& rank,
-               const IntView& open, const Used& used) {
+               int level, int N, double tol, const Batch& U, const Batch& V, const IntView& rank, const IntView& open,
+               const Used& used) {
   using T = typename Batch::non_const_value_type;
   using member = typename ExecTraits<Exec>::member_type;
   using mem = typename Exec::memory_space;
@@ -68,8 +68,8 @@ void aca_level(const Exec& space, const EntryFn& fn, const Kokkos::View<int*, ty
         // just streamed (from L2), so the cross vectors leave memory once per
         // step instead of twice, and a wide team meets twice per step rather
         // than once per inner product.
-        auto pass = [&](const Batch& out, const Batch& basis, const Batch& coefs, int k, int piv, int side,
-                        T* srow, T sinv) {
+        auto pass = [&](const Batch& out, const Batch& basis, const Batch& coefs, int k, int piv, int side, T* srow,
+                        T sinv) {
           const bool row = side == 0;
           if (host) {
             const int tr = t.team_rank();
@@ -129,8 +129,7 @@ void aca_level(const Exec& space, const EntryFn& fn, const Kokkos::View<int*, ty
           for (int q = 0; q < k; ++q) {
             T s = T(0);
             Kokkos::parallel_reduce(
-                Kokkos::TeamThreadRange(t, 0, m), [&](const int j, T& v) { v += basis(p, q, j) * out(p, k, j); },
-                s);
+                Kokkos::TeamThreadRange(t, 0, m), [&](const int j, T& v) { v += basis(p, q, j) * out(p, k, j); }, s);
             Kokkos::single(Kokkos::PerTeam(t), [&]() { part(p, side, 0, q) = s; });
           }
           using reducer = Kokkos::MaxLoc<T, int>;
@@ -243,8 +242,7 @@ template <class Exec, class Batch, class IntView>
 void aca_zero_tail(const Exec& space, const Batch& U, const Batch& V, const IntView& rank, int nr) {
   const int pairs = U.extent(0), m = U.extent(2);
   Kokkos::parallel_for(
-      "hfisher::aca_zero_tail",
-      Kokkos::MDRangePolicy<Exec, Kokkos::Rank<2>>(space, {0, 0}, {long(pairs), long(nr)}),
+      "hfisher::aca_zero_tail", Kokkos::MDRangePolicy<Exec, Kokkos::Rank<2>>(space, {0, 0}, {long(pairs), long(nr)}),
       KOKKOS_LAMBDA(const int p, const int q) {
         if (q < rank(p)) return;
         for (int i = 0; i < m; ++i) U(p, q, i) = V(p, q, i) = 0;

@@ -67,10 +67,10 @@ class ClusterTree {
     return from_gram_factors(g, n, m, leaf_size);
   }
 
-  int size() const { return n_; }                ///< n, the user's size
-  int padded_size() const { return N_; }         ///< N = leaf_size * 2^levels
+  int size() const { return n_; }         ///< n, the user's size
+  int padded_size() const { return N_; }  ///< N = leaf_size * 2^levels
   int leaf_size() const { return leaf_; }
-  int levels() const { return L_; }              ///< L: leaves are at level L
+  int levels() const { return L_; }  ///< L: leaves are at level L
   int block_size(int level) const { return N_ >> level; }
   /// perm[p] = user index at tree position p, or -1 for padding (size N).
   const std::vector<int>& perm() const { return perm_; }

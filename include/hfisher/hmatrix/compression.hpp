@@ -69,13 +69,13 @@ struct CompressionOptions {
 /// recompress leave it as it was, and save() does not store it (a loaded
 /// matrix reports zeros).
 struct BuildInfo {
-  int products = 0;          ///< columns multiplied by the operator in all (estimate included)
-  int samples = 0;           ///< test vectors the representation was built from (matrix-free)
-  int probes = 0;            ///< products spent on the error estimate
-  int entries = 0;           ///< sampled entries spent on the error estimate (from_entries)
-  int rebuilds = 0;          ///< passes repeated with more test vectors
-  bool saturated = false;    ///< the product budget ran out before every rank was resolved
-  double error_estimate = 0; ///< |A - H|_F / |A|_F, estimated as above
+  int products = 0;           ///< columns multiplied by the operator in all (estimate included)
+  int samples = 0;            ///< test vectors the representation was built from (matrix-free)
+  int probes = 0;             ///< products spent on the error estimate
+  int entries = 0;            ///< sampled entries spent on the error estimate (from_entries)
+  int rebuilds = 0;           ///< passes repeated with more test vectors
+  bool saturated = false;     ///< the product budget ran out before every rank was resolved
+  double error_estimate = 0;  ///< |A - H|_F / |A|_F, estimated as above
 };
 /// The former name, from when only the matrix-free constructions reported.
 using MatvecInfo = BuildInfo;

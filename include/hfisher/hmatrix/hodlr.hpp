@@ -388,7 +388,8 @@ double sampled_entry_error(const H& Hm, const EntryFn& fn, int s, std::uint64_t 
       lev("hfisher::HODLR::sample_level", s);
   Kokkos::parallel_for(
       "hfisher::HODLR::sample_entries", Kokkos::RangePolicy<ExecSpace>(space, 0, s), KOKKOS_LAMBDA(const int t) {
-        int i = int(random::uniform(seed, 1, std::uint64_t(t)) * n), j = int(random::uniform(seed, 2, std::uint64_t(t)) * n);
+        int i = int(random::uniform(seed, 1, std::uint64_t(t)) * n),
+            j = int(random::uniform(seed, 2, std::uint64_t(t)) * n);
         i = i < n ? i : n - 1;
         j = j < n ? j : n - 1;
         a(t) = double(Scalar(fn(i, j)));
@@ -521,8 +522,7 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::from_entries(const EntryFn& f
 
 template <class Scalar, class ExecSpace>
 template <class DView, class GView>
-HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::from_factors(const DView& d, const GView& G,
-                                                                const ClusterTree& tree,
+HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::from_factors(const DView& d, const GView& G, const ClusterTree& tree,
                                                                 const CompressionOptions& opts) try {
   constexpr const char* where = "hfisher::HODLR::from_factors";
   static_assert(DView::rank == 1 && GView::rank == 2, "HODLR::from_factors: d must be (n), G (n, m)");
@@ -535,9 +535,9 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::from_factors(const DView& d, 
   ExecSpace space;
   detail::check_finite_matrix(space, G, where, "G");
   {
-    auto d2 = Kokkos::View<const typename DView::value_type**, Kokkos::LayoutStride, mem_space,
-                           Kokkos::MemoryTraits<Kokkos::Unmanaged>>(d.data(),
-                                                                    Kokkos::LayoutStride(1, 0, n, d.stride_0()));
+    auto d2 =
+        Kokkos::View<const typename DView::value_type**, Kokkos::LayoutStride, mem_space,
+                     Kokkos::MemoryTraits<Kokkos::Unmanaged>>(d.data(), Kokkos::LayoutStride(1, 0, n, d.stride_0()));
     detail::check_finite2(space, d2, where, "d");
   }
   HODLR H;
@@ -557,9 +557,8 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::from_factors(const DView& d, 
   kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::Trans, Scalar(1), Gleaf, Gleaf, Scalar(0), H.D_);
   auto D = H.D_;
   Kokkos::parallel_for(
-      "hfisher::HODLR::add_d", Kokkos::RangePolicy<ExecSpace>(space, 0, N), KOKKOS_LAMBDA(const int p) {
-        D(p / leaf, p % leaf, p % leaf) += dp(p);
-      });
+      "hfisher::HODLR::add_d", Kokkos::RangePolicy<ExecSpace>(space, 0, N),
+      KOKKOS_LAMBDA(const int p) { D(p / leaf, p % leaf, p % leaf) += dp(p); });
   for (int l = 1; l <= L; ++l) {
     const int m = N >> l, pairs = 1 << (l - 1);
     const int kmax = std::min(opts.rank_cap(m), mc);
@@ -812,9 +811,9 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::peel(const Operator& op, int 
       rmax = 0;
       for (int b = 0; b < pairs; ++b) {
         int r = 0;
-        while (r < q && double(Sh(b, r)) > thr) ++r;
+        while (r<q&& double(Sh(b, r))> thr) ++r;
         int rn = 0;
-        while (rn < q && double(Sh(b, rn)) > thr_nominal) ++rn;
+        while (rn<q&& double(Sh(b, rn))> thr_nominal) ++rn;
         rb[b] = rn;  // a cap is judged at the nominal tolerance
         rt[b] = r;
         rmax = std::max(rmax, r);
@@ -871,9 +870,9 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::peel(const Operator& op, int 
     symmetrize(space, H.D_);
   }
   const int samples = top.products;
-  H.info_.error_estimate = top.probe_error(
-      [&H](const Matrix& X, const Matrix& Y) { H.apply_tree(X, Y, H.tree().levels(), true); }, N, opts.probes,
-      opts.seed);
+  H.info_.error_estimate =
+      top.probe_error([&H](const Matrix& X, const Matrix& Y) { H.apply_tree(X, Y, H.tree().levels(), true); }, N,
+                      opts.probes, opts.seed);
   H.info_.samples = samples;
   H.info_.probes = opts.probes;
   H.info_.products = top.products;
@@ -1049,8 +1048,8 @@ void HODLR<Scalar, ExecSpace>::write(std::ostream& o) const {
   put(o, std::int32_t(tree_.levels()));
   put(o, opts_.tol);
   // flags in bits 30 (spd_compensation) and 29 (allow_capped)
-  put(o, std::int32_t(opts_.max_rank | (opts_.spd_compensation ? (1 << 30) : 0) |
-                      (opts_.allow_capped ? (1 << 29) : 0)));
+  put(o,
+      std::int32_t(opts_.max_rank | (opts_.spd_compensation ? (1 << 30) : 0) | (opts_.allow_capped ? (1 << 29) : 0)));
   for (int p : tree_.perm()) put(o, std::int32_t(p));
   io::put_view(o, D_);
   for (std::size_t l = 0; l < U_.size(); ++l) {
@@ -1087,8 +1086,8 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::read(std::istream& i, const s
   opts.max_rank &= ~((1 << 30) | (1 << 29));
   // every header field read back is checked; sizes against the bytes the
   // file holds before anything of that size is allocated (max_rank 0: no cap)
-  detail::require(opts.tol > 0 && opts.tol < 1 && opts.max_rank >= 0, where, path, ": corrupt options (tol = ",
-                  opts.tol, ", max_rank = ", opts.max_rank, ")");
+  detail::require(opts.tol > 0 && opts.tol < 1 && opts.max_rank >= 0, where, path,
+                  ": corrupt options (tol = ", opts.tol, ", max_rank = ", opts.max_rank, ")");
   const int N = leaf << L;
   io::require_available(i, 4ULL * N, path, where);
   std::vector<int> perm(N);

@@ -74,10 +74,10 @@ class HODLRFactorization {
   // in, out: (n, r) with the same r
   void check_pair(const char* where, const char* in_name, const Matrix& in, const char* out_name,
                   const Matrix& out) const {
-    detail::require(long(in.extent(0)) == A_.size() && long(out.extent(0)) == A_.size() &&
-                        in.extent(1) == out.extent(1),
-                    where, in_name, " is ", in.extent(0), "x", in.extent(1), ", ", out_name, " is ", out.extent(0),
-                    "x", out.extent(1), ", the matrix has n = ", A_.size());
+    detail::require(
+        long(in.extent(0)) == A_.size() && long(out.extent(0)) == A_.size() && in.extent(1) == out.extent(1), where,
+        in_name, " is ", in.extent(0), "x", in.extent(1), ", ", out_name, " is ", out.extent(0), "x", out.extent(1),
+        ", the matrix has n = ", A_.size());
   }
 
   HODLRFactorization() = default;  // for read()
@@ -171,14 +171,13 @@ void HODLRFactorization<Scalar, ExecSpace>::build_symmetric_factor() {
     Batch Rs = Yc;  // R on and above the diagonal of its first k rows
     if (rows < m) {
       const int c = m / rows;
-      Batch Ql(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HODLRFactorization::Qchunks"), nodes * c,
-               rows, k);
-      Rs = Batch(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HODLRFactorization::Rstack"), nodes,
-                 c * k, k);
+      Batch Ql(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HODLRFactorization::Qchunks"), nodes * c, rows,
+               k);
+      Rs = Batch(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HODLRFactorization::Rstack"), nodes, c * k,
+                 k);
       kernels::detail::tsqr_stack(space, Yc, rows, Ql, Rs);
       kernels::cpqr(space, Rs, tau, piv, rk, double(rank_tol));
-      Batch Qs(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HODLRFactorization::Qstack"), nodes, c * k,
-               k);
+      Batch Qs(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HODLRFactorization::Qstack"), nodes, c * k, k);
       kernels::qr_form_q(space, Rs, tau, Qs);
       kernels::detail::tsqr_form_q(space, Ql, Qs, Qn);
     } else {
@@ -238,7 +237,7 @@ void HODLRFactorization<Scalar, ExecSpace>::build_symmetric_factor() {
           for (int j = 0; j < k; ++j) {
             const Scalar s = sig(p, j) < Scalar(1) ? sig(p, j) : Scalar(0);
             const Scalar rp = math::sqrt(Scalar(1) + s), rm = math::sqrt(Scalar(1) - s);
-            const Scalar fp = s / (rp + Scalar(1)), fm = -s / (rm + Scalar(1));          // sqrt(1 +- s) - 1
+            const Scalar fp = s / (rp + Scalar(1)), fm = -s / (rm + Scalar(1));                // sqrt(1 +- s) - 1
             const Scalar gp = -s / ((rp + Scalar(1)) * rp), gm = s / ((rm + Scalar(1)) * rm);  // 1/sqrt(1 +- s) - 1
             const Scalar a0 = Scalar(0.5) * (fp + fm), b0 = Scalar(0.5) * (fp - fm);
             const Scalar a1 = Scalar(0.5) * (gp + gm), b1 = Scalar(0.5) * (gp - gm);
@@ -394,8 +393,9 @@ HODLRFactorization<Scalar, ExecSpace> HODLRFactorization<Scalar, ExecSpace>::rea
   const long n = io::get<std::int64_t>(i, what, where);
   const int L = io::get<std::int32_t>(i, what, where);
   detail::require(sz == int(sizeof(Scalar)) && n == A.size() && L == A.tree().levels(), where, what,
-                  ": a factorization of ", n, " unknowns, ", L, " levels, ", sz, "-byte scalars does not fit this matrix (",
-                  A.size(), " unknowns, ", A.tree().levels(), " levels, ", sizeof(Scalar), "-byte scalars)");
+                  ": a factorization of ", n, " unknowns, ", L, " levels, ", sz,
+                  "-byte scalars does not fit this matrix (", A.size(), " unknowns, ", A.tree().levels(), " levels, ",
+                  sizeof(Scalar), "-byte scalars)");
   HODLRFactorization f;
   f.A_ = A;
   f.logdet_ = io::get<double>(i, what, where);
@@ -404,8 +404,8 @@ HODLRFactorization<Scalar, ExecSpace> HODLRFactorization<Scalar, ExecSpace>::rea
   auto get_batch = [&](long e0, long e1, long e2) {
     long e[3];
     for (int d = 0; d < 3; ++d) e[d] = io::get<std::int64_t>(i, what, where);
-    detail::require(e[0] == e0 && e[1] == e1 && e[2] == e2, where, what, ": a factor block of ", e[0], "x", e[1],
-                    "x", e[2], " where this matrix has ", e0, "x", e1, "x", e2);
+    detail::require(e[0] == e0 && e[1] == e1 && e[2] == e2, where, what, ": a factor block of ", e[0], "x", e[1], "x",
+                    e[2], " where this matrix has ", e0, "x", e1, "x", e2);
     Batch b(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HODLRFactorization::read"), e[0], e[1], e[2]);
     io::get_view(i, b, what, where);
     return b;

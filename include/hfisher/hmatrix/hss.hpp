@@ -224,7 +224,6 @@ void axpy(const Exec& space, typename M::non_const_value_type alpha, const M& X,
       });
 }
 
-
 }  // namespace detail
 
 // ============================================================ implementation
@@ -263,8 +262,8 @@ bool HSS<Scalar, ExecSpace>::build_from_samples(const Matrix& Om, const Matrix& 
   // level-L test and sample rows: (2^L, leaf, s) views on the (N, s) blocks
   Batch OmL(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::Om"), N / tree_.leaf_size(),
             tree_.leaf_size(), s);
-  Batch YL(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::Y"), N / tree_.leaf_size(),
-           tree_.leaf_size(), s);
+  Batch YL(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::Y"), N / tree_.leaf_size(), tree_.leaf_size(),
+           s);
   Kokkos::deep_copy(OmL, detail::reshape<Batch>(Om, N / tree_.leaf_size(), tree_.leaf_size(), s));
   Kokkos::deep_copy(YL, detail::reshape<Batch>(Y, N / tree_.leaf_size(), tree_.leaf_size(), s));
   Batch Oml = OmL, Yl = YL;
@@ -355,8 +354,8 @@ bool HSS<Scalar, ExecSpace>::build_from_samples(const Matrix& Om, const Matrix& 
       std::vector<int> r(nodes, 0), r_nominal(nodes, 0);
       int rmax = 0;
       for (int b = 0; b < nodes; ++b) {
-        while (r[b] < q && double(Sh(b, r[b])) > thr) ++r[b];
-        while (r_nominal[b] < q && double(Sh(b, r_nominal[b])) > thr_nominal) ++r_nominal[b];
+        while (r[b]<q&& double(Sh(b, r[b]))> thr) ++r[b];
+        while (r_nominal[b]<q&& double(Sh(b, r_nominal[b]))> thr_nominal) ++r_nominal[b];
         rmax = std::max(rmax, r[b]);
       }
       const int cap = opts_.rank_cap(m);
@@ -378,8 +377,8 @@ bool HSS<Scalar, ExecSpace>::build_from_samples(const Matrix& Om, const Matrix& 
                 for (int i = 0; i < m; ++i) nrm += Us(b, i, c) * Us(b, i, c);
                 const bool good = nrm > Scalar(0.5) && S(b, c) > S(b, 0) * Scalar(1e-3) * math::limits<Scalar>::eps();
                 for (int i = 0; i < m; ++i)
-                  W(b, i, c) = good ? Us(b, i, c)
-                                    : Scalar(random::normal(seed, std::uint64_t(b) * 4096u + c, std::uint64_t(i)));
+                  W(b, i, c) =
+                      good ? Us(b, i, c) : Scalar(random::normal(seed, std::uint64_t(b) * 4096u + c, std::uint64_t(i)));
               }
             });
       }
@@ -389,7 +388,7 @@ bool HSS<Scalar, ExecSpace>::build_from_samples(const Matrix& Om, const Matrix& 
       U_[l] = Ub;
       capped_[l].assign(nodes, 0);
       for (int b = 0; b < nodes; ++b) capped_[l][b] = r_nominal[b] > cap;  // more singular values above tol than kept
-      for (auto& rb : r) rb = std::min(rb, k);  // the ranks kept
+      for (auto& rb : r) rb = std::min(rb, k);                             // the ranks kept
       ranks_[l] = r;
     }
     // D: X' = Y_t Q1 R^-T = Y_t Omega_t^+, X = (I - U U^T) X', D = X + U (X U)^T
@@ -871,8 +870,8 @@ HSS<Scalar, ExecSpace> HSS<Scalar, ExecSpace>::read(std::istream& i, const std::
   opts.max_rank &= ~(1 << 29);
   // every header field read back is checked; sizes against the bytes the
   // file holds before anything of that size is allocated (max_rank 0: no cap)
-  detail::require(opts.tol > 0 && opts.tol < 1 && opts.max_rank >= 0, where, path, ": corrupt options (tol = ",
-                  opts.tol, ", max_rank = ", opts.max_rank, ")");
+  detail::require(opts.tol > 0 && opts.tol < 1 && opts.max_rank >= 0, where, path,
+                  ": corrupt options (tol = ", opts.tol, ", max_rank = ", opts.max_rank, ")");
   const int N = leaf << L;
   io::require_available(i, 4ULL * N, path, where);
   std::vector<int> perm(N);

@@ -70,13 +70,13 @@ class HSSFactorization {
   // L21 (nodes, k, c)
   std::vector<Batch> V_, L11_, L21_;
   std::vector<BatchVector<Scalar, ExecSpace>> tau_, sig_;
-  Batch L0_;                          // root Cholesky factor
+  Batch L0_;  // root Cholesky factor
   double logdet_ = 0;
   void check_pair(const char* where, const Matrix& in, const Matrix& out) const {
-    detail::require(long(in.extent(0)) == A_.size() && long(out.extent(0)) == A_.size() &&
-                        in.extent(1) == out.extent(1),
-                    where, "input is ", in.extent(0), "x", in.extent(1), ", output is ", out.extent(0), "x",
-                    out.extent(1), ", the matrix has n = ", A_.size());
+    detail::require(
+        long(in.extent(0)) == A_.size() && long(out.extent(0)) == A_.size() && in.extent(1) == out.extent(1), where,
+        "input is ", in.extent(0), "x", in.extent(1), ", output is ", out.extent(0), "x", out.extent(1),
+        ", the matrix has n = ", A_.size());
   }
 };
 
@@ -290,8 +290,8 @@ void HSSFactorization<Scalar, ExecSpace>::solve_tree(const Matrix& Bp) const {
     if (c > 0) {
       kernels::detail::trsm_nocheck(space, Side::Left, Uplo::Lower, Op::NoTrans, Diag::NonUnit, Scalar(1), L11_[l],
                                     rows(bt[l], k, c));
-      kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(-1), L21_[l], rows(bt[l], k, c),
-                                    Scalar(1), rows(bt[l], 0, k));
+      kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(-1), L21_[l], rows(bt[l], k, c), Scalar(1),
+                                    rows(bt[l], 0, k));
     }
     Matrix up(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::up"), nodes * k, r);
     Kokkos::deep_copy(space, detail::reshape<Batch>(up, nodes, k, r), rows(bt[l], 0, k));

@@ -68,8 +68,8 @@ KOKKOS_INLINE_FUNCTION bool gemm_team_split(const Member& member, Op ta, Op tb, 
 
 /// C = alpha op(A) op(B) + beta C on one entry, inside a team (no checks).
 template <class Exec, class Member, class AV, class BV, class CV, class S>
-KOKKOS_INLINE_FUNCTION void gemm_entry(const Member& member, Op ta, Op tb, S alpha, const AV& A, const BV& B,
-                                       S beta, const CV& C) {
+KOKKOS_INLINE_FUNCTION void gemm_entry(const Member& member, Op ta, Op tb, S alpha, const AV& A, const BV& B, S beta,
+                                       const CV& C) {
   using mode = typename ExecTraits<Exec>::mode;
   using algo = KokkosBatched::Algo::Gemm::Blocked;
   if constexpr (ExecTraits<Exec>::on_host) {
@@ -78,30 +78,38 @@ KOKKOS_INLINE_FUNCTION void gemm_entry(const Member& member, Op ta, Op tb, S alp
       using TM = KokkosBatched::Mode::Team;
       using NT = KokkosBatched::Trans::NoTranspose;
       using TT = KokkosBatched::Trans::Transpose;
-      if (ta == Op::NoTrans && tb == Op::NoTrans) KokkosBatched::Gemm<Member, NT, NT, TM, algo>::invoke(member, alpha, A, B, beta, C);
-      else if (ta == Op::NoTrans) KokkosBatched::Gemm<Member, NT, TT, TM, algo>::invoke(member, alpha, A, B, beta, C);
-      else if (tb == Op::NoTrans) KokkosBatched::Gemm<Member, TT, NT, TM, algo>::invoke(member, alpha, A, B, beta, C);
-      else KokkosBatched::Gemm<Member, TT, TT, TM, algo>::invoke(member, alpha, A, B, beta, C);
+      if (ta == Op::NoTrans && tb == Op::NoTrans)
+        KokkosBatched::Gemm<Member, NT, NT, TM, algo>::invoke(member, alpha, A, B, beta, C);
+      else if (ta == Op::NoTrans)
+        KokkosBatched::Gemm<Member, NT, TT, TM, algo>::invoke(member, alpha, A, B, beta, C);
+      else if (tb == Op::NoTrans)
+        KokkosBatched::Gemm<Member, TT, NT, TM, algo>::invoke(member, alpha, A, B, beta, C);
+      else
+        KokkosBatched::Gemm<Member, TT, TT, TM, algo>::invoke(member, alpha, A, B, beta, C);
       return;
     }
     // one thread per entry: the register-blocked forms where strides allow
     const auto g = gemm_shape(ta, tb, A, B, C);
     if (g.m == 0 || g.n == 0) return;
     if (detail::gemm_serial_blocked<typename CV::non_const_value_type>(g.m, g.n, g.k, alpha, A.data(), g.ai, g.al,
-                                                                      B.data(), g.bl, g.bj, beta, C.data(),
-                                                                      C.stride_0(), C.stride_1()))
+                                                                       B.data(), g.bl, g.bj, beta, C.data(),
+                                                                       C.stride_0(), C.stride_1()))
       return;
   }
   if (ta == Op::NoTrans) {
     if (tb == Op::NoTrans)
-      KokkosBatched::Gemm<Member, KokkosBatched::Trans::NoTranspose, KokkosBatched::Trans::NoTranspose, mode, algo>::invoke(member, alpha, A, B, beta, C);
+      KokkosBatched::Gemm<Member, KokkosBatched::Trans::NoTranspose, KokkosBatched::Trans::NoTranspose, mode,
+                          algo>::invoke(member, alpha, A, B, beta, C);
     else
-      KokkosBatched::Gemm<Member, KokkosBatched::Trans::NoTranspose, KokkosBatched::Trans::Transpose, mode, algo>::invoke(member, alpha, A, B, beta, C);
+      KokkosBatched::Gemm<Member, KokkosBatched::Trans::NoTranspose, KokkosBatched::Trans::Transpose, mode,
+                          algo>::invoke(member, alpha, A, B, beta, C);
   } else {
     if (tb == Op::NoTrans)
-      KokkosBatched::Gemm<Member, KokkosBatched::Trans::Transpose, KokkosBatched::Trans::NoTranspose, mode, algo>::invoke(member, alpha, A, B, beta, C);
+      KokkosBatched::Gemm<Member, KokkosBatched::Trans::Transpose, KokkosBatched::Trans::NoTranspose, mode,
+                          algo>::invoke(member, alpha, A, B, beta, C);
     else
-      KokkosBatched::Gemm<Member, KokkosBatched::Trans::Transpose, KokkosBatched::Trans::Transpose, mode, algo>::invoke(member, alpha, A, B, beta, C);
+      KokkosBatched::Gemm<Member, KokkosBatched::Trans::Transpose, KokkosBatched::Trans::Transpose, mode, algo>::invoke(
+          member, alpha, A, B, beta, C);
   }
 }
 
@@ -117,8 +125,8 @@ Kokkos::TeamPolicy<Exec> gemm_policy(const Exec& space, Op ta, const AV& A, cons
 
 /// Batched GEMM without checks (for use by other kernels).
 template <class Exec, class AV, class BV, class CV>
-void gemm_nocheck(const Exec& space, Op ta, Op tb, typename CV::non_const_value_type alpha, const AV& A,
-                  const BV& B, typename CV::non_const_value_type beta, const CV& C) {
+void gemm_nocheck(const Exec& space, Op ta, Op tb, typename CV::non_const_value_type alpha, const AV& A, const BV& B,
+                  typename CV::non_const_value_type beta, const CV& C) {
   using S = typename CV::non_const_value_type;
   using member = typename ExecTraits<Exec>::member_type;
   if (C.extent(0) == 0) return;
@@ -140,17 +148,18 @@ long gemm_finite(const Exec& space, Op ta, Op tb, typename CV::non_const_value_t
   using member = typename ExecTraits<Exec>::member_type;
   const bool read_c = beta != S(0);
   return hfisher::detail::for_each_checked_entry(
-      "hfisher::gemm", gemm_policy(space, ta, A, C),
-      KOKKOS_LAMBDA(const member& t, const long b) {
-        return hfisher::detail::team_all_finite(t, hfisher::detail::entry(A, b)) &&
-               hfisher::detail::team_all_finite(t, hfisher::detail::entry(B, b)) &&
-               (!read_c || hfisher::detail::team_all_finite(t, hfisher::detail::entry(C, b)));
-      },
-      KOKKOS_LAMBDA(const member& t, const long b) {
-        gemm_entry<Exec>(t, ta, tb, S(alpha), hfisher::detail::entry(A, b), hfisher::detail::entry(B, b), S(beta),
-                         hfisher::detail::entry(C, b));
-        return true;
-      }).entry;
+             "hfisher::gemm", gemm_policy(space, ta, A, C),
+             KOKKOS_LAMBDA(const member& t, const long b) {
+               return hfisher::detail::team_all_finite(t, hfisher::detail::entry(A, b)) &&
+                      hfisher::detail::team_all_finite(t, hfisher::detail::entry(B, b)) &&
+                      (!read_c || hfisher::detail::team_all_finite(t, hfisher::detail::entry(C, b)));
+             },
+             KOKKOS_LAMBDA(const member& t, const long b) {
+               gemm_entry<Exec>(t, ta, tb, S(alpha), hfisher::detail::entry(A, b), hfisher::detail::entry(B, b),
+                                S(beta), hfisher::detail::entry(C, b));
+               return true;
+             })
+      .entry;
 }
 
 }  // namespace detail

@@ -14,15 +14,16 @@ namespace kernels {
 
 namespace detail {
 template <class Exec, class AV, class BV, class CV>
-void matmul_nocheck(const Exec& space, Op ta, Op tb, typename CV::non_const_value_type alpha, const AV& A,
-                    const BV& B, typename CV::non_const_value_type beta, const CV& C) {
+void matmul_nocheck(const Exec& space, Op ta, Op tb, typename CV::non_const_value_type alpha, const AV& A, const BV& B,
+                    typename CV::non_const_value_type beta, const CV& C) {
   using S = typename CV::non_const_value_type;
   using member = typename ExecTraits<Exec>::member_type;
   const int m = C.extent(0), n = C.extent(1);
   if (m == 0 || n == 0) return;
   const int k = ta == Op::NoTrans ? A.extent(1) : A.extent(0);
   const int tile = ExecTraits<Exec>::on_host ? 96 : 64;
-  const int kc = ExecTraits<Exec>::on_host ? 256 : 1 << 30;  // device: one panel (shared memory is the kernel's business)
+  const int kc =
+      ExecTraits<Exec>::on_host ? 256 : 1 << 30;  // device: one panel (shared memory is the kernel's business)
   // tiles of at most tile x tile; on the host of equal size up to the
   // register block (6 rows, 16 columns), so that the threads' contiguous
   // shares of the tiles carry equal work (with fixed 96 x 96 tiles, a

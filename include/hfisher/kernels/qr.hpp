@@ -67,11 +67,12 @@ void qr_nocheck(const Exec& space, const AV& A, const TV& tau) {
   if (nb == 0) return;
   if constexpr (ExecTraits<Exec>::on_host) {
     if (detail::blocked_qr<Exec>(m, n, A.stride_2() == 1, 128)) {
-      detail::with_qr_work<T>(space, "hfisher::qr::blocked", nb, m, n, KOKKOS_LAMBDA(const member& t, T* w) {
-        const int b = t.league_rank();
-        auto Ab = hfisher::detail::entry(A, b);
-        detail::householder_qr_blocked<member, T>(t, m, n, Ab.data(), Ab.stride_0(), &tau(b, 0), w);
-      });
+      detail::with_qr_work<T>(
+          space, "hfisher::qr::blocked", nb, m, n, KOKKOS_LAMBDA(const member& t, T* w) {
+            const int b = t.league_rank();
+            auto Ab = hfisher::detail::entry(A, b);
+            detail::householder_qr_blocked<member, T>(t, m, n, Ab.data(), Ab.stride_0(), &tau(b, 0), w);
+          });
       return;
     }
   }
@@ -82,7 +83,7 @@ void qr_nocheck(const Exec& space, const AV& A, const TV& tau) {
         const int b = t.league_rank();
         auto Ab = hfisher::detail::entry(A, b);
         detail::householder_qr<member, T>(t, m, n, Ab.data(), Ab.stride_0(), Ab.stride_1(), &tau(b, 0), nullptr,
-                                        nullptr, &rowbuf(b, 0));
+                                          nullptr, &rowbuf(b, 0));
       });
 }
 
@@ -118,25 +119,26 @@ void qr_form_q(const Exec& space, const AV& A, const TV& tau, const QV& Q) {
   if (nb == 0) return;
   if constexpr (ExecTraits<Exec>::on_host) {
     if (detail::blocked_qr<Exec>(m, kr, Q.stride_2() == 1, 0)) {
-      detail::with_qr_work<T>(space, "hfisher::qr_form_q::blocked", nb, m, q, KOKKOS_LAMBDA(const member& t, T* w) {
-        const int b = t.league_rank();
-        auto Ab = hfisher::detail::entry(A, b);
-        auto Qb = hfisher::detail::entry(Q, b);
-        detail::form_q_blocked<T>(int(m), q, kr, Ab.data(), Ab.stride_0(), Ab.stride_1(), &tau(b, 0), Qb.data(),
-                                Qb.stride_0(), w);
-      });
+      detail::with_qr_work<T>(
+          space, "hfisher::qr_form_q::blocked", nb, m, q, KOKKOS_LAMBDA(const member& t, T* w) {
+            const int b = t.league_rank();
+            auto Ab = hfisher::detail::entry(A, b);
+            auto Qb = hfisher::detail::entry(Q, b);
+            detail::form_q_blocked<T>(int(m), q, kr, Ab.data(), Ab.stride_0(), Ab.stride_1(), &tau(b, 0), Qb.data(),
+                                      Qb.stride_0(), w);
+          });
       return;
     }
   }
-  BatchVector<T, Exec> rowbuf(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::qr_form_q::rowbuf"),
-                              nb, q > 0 ? q : 1);
+  BatchVector<T, Exec> rowbuf(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::qr_form_q::rowbuf"), nb,
+                              q > 0 ? q : 1);
   Kokkos::parallel_for(
       "hfisher::qr_form_q", hfisher::detail::batch_policy(space, nb), KOKKOS_LAMBDA(const member& t) {
         const int b = t.league_rank();
         auto Ab = hfisher::detail::entry(A, b);
         auto Qb = hfisher::detail::entry(Q, b);
         detail::form_q<member, T>(t, m, q, kr, Ab.data(), Ab.stride_0(), Ab.stride_1(), &tau(b, 0), Qb.data(),
-                                Qb.stride_0(), Qb.stride_1(), &rowbuf(b, 0));
+                                  Qb.stride_0(), Qb.stride_1(), &rowbuf(b, 0));
       });
 }
 

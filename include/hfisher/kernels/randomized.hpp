@@ -34,7 +34,8 @@ namespace detail {
 template <class Member, class T>
 KOKKOS_INLINE_FUNCTION T team_dot(const Member& t, int m, const T* x, int sx, const T* y, int sy) {
   T s = T(0);
-  Kokkos::parallel_reduce(Kokkos::TeamThreadRange(t, 0, m), [&](const int r, T& v) { v += x[r * sx] * y[r * sy]; }, s);
+  Kokkos::parallel_reduce(
+      Kokkos::TeamThreadRange(t, 0, m), [&](const int r, T& v) { v += x[r * sx] * y[r * sy]; }, s);
   return s;
 }
 
@@ -67,8 +68,7 @@ KOKKOS_INLINE_FUNCTION int range_finder_entry(const Member& t, const AV& A, cons
   T est = T(0);
   for (std::uint64_t it = 0;; ++it) {
     Kokkos::parallel_for(Kokkos::TeamThreadRange(t, 0, n), [&](const int j) {
-      for (int c = 0; c < bs; ++c)
-        Om(j, c) = T(random::normal(seed, std::uint64_t(stream), (it * n + j) * bs + c));
+      for (int c = 0; c < bs; ++c) Om(j, c) = T(random::normal(seed, std::uint64_t(stream), (it * n + j) * bs + c));
     });
     t.team_barrier();
     gemm_entry<Exec>(t, Op::NoTrans, Op::NoTrans, T(1), A, Om, T(0), Y);
@@ -151,9 +151,9 @@ void range_finder(const Exec& space, const AV& A, double tol, const QV& Q, const
       "hfisher::range_finder", hfisher::detail::batch_policy(space, nb), KOKKOS_LAMBDA(const member& t) {
         const int b = t.league_rank();
         T e = T(0);
-        const int r = detail::range_finder_entry<Exec>(
-            t, hfisher::detail::entry(A, b), hfisher::detail::entry(Q, b), hfisher::detail::entry(Om, b),
-            hfisher::detail::entry(Y, b), hfisher::detail::entry(C, b), ttol, seed, b, &e);
+        const int r = detail::range_finder_entry<Exec>(t, hfisher::detail::entry(A, b), hfisher::detail::entry(Q, b),
+                                                       hfisher::detail::entry(Om, b), hfisher::detail::entry(Y, b),
+                                                       hfisher::detail::entry(C, b), ttol, seed, b, &e);
         Kokkos::single(Kokkos::PerTeam(t), [&]() {
           rank(b) = r;
           est(b) = e;

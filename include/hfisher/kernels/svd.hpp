@@ -138,8 +138,8 @@ void svd_jacobi(const Exec& space, const AV& A, const UV& U, const SV& S, const 
       "hfisher::svd", hfisher::detail::batch_policy(space, nb), KOKKOS_LAMBDA(const member& t) {
         const int b = t.league_rank();
         T* w = &Wc(b, 0, 0);
-        const int sw = jacobi_svd<member, T>(t, cols, cols, w, 1, cols, w, 1, cols, &S(b, 0), &Zc(b, 0, 0), 1,
-                                                   cols, jacobi_max_sweeps);
+        const int sw = jacobi_svd<member, T>(t, cols, cols, w, 1, cols, w, 1, cols, &S(b, 0), &Zc(b, 0, 0), 1, cols,
+                                             jacobi_max_sweeps);
         Kokkos::single(Kokkos::PerTeam(t), [&]() {
           status(b) = sw < 0 ? 1 : 0;
           if (sweeps.extent(0) > 0) sweeps(b) = sw;
@@ -195,9 +195,9 @@ void svd_bidiagonal(const Exec& space, const AV& A, const UV& U, const SV& S, co
       "hfisher::svd::bidiagonal", hfisher::detail::wide_batch_policy(space, nb), KOKKOS_LAMBDA(const member& t) {
         const int b = t.league_rank();
         auto Xb = hfisher::detail::entry(X, b);
-        const int st = bidiagonal_svd<member, T>(t, int(mb), int(cols), Xb.data(), Xb.stride_0(), Xb.stride_1(),
-                                                 &S(b, 0), &Ut(b, 0, 0), &Vt(b, 0, 0), &work(b, 0), &iwork(b, 0),
-                                                 bidiagonal_max_steps);
+        const int st =
+            bidiagonal_svd<member, T>(t, int(mb), int(cols), Xb.data(), Xb.stride_0(), Xb.stride_1(), &S(b, 0),
+                                      &Ut(b, 0, 0), &Vt(b, 0, 0), &work(b, 0), &iwork(b, 0), bidiagonal_max_steps);
         Kokkos::single(Kokkos::PerTeam(t), [&]() {
           status(b) = st < 0 ? 1 : 0;
           if (sweeps.extent(0) > 0) sweeps(b) = st;
@@ -205,12 +205,16 @@ void svd_bidiagonal(const Exec& space, const AV& A, const UV& U, const SV& S, co
       });
   // op(A) = Uo S Vo^T: Uo = Q Ut^T (or Ut^T), Vo = Vt^T; A = op(A) or its transpose
   if (m >= n) {
-    if (qr_first) gemm_nocheck(space, Op::NoTrans, Op::Trans, T(1), Q, Ut, T(0), U);
-    else copy_transposed(space, Ut, U);
+    if (qr_first)
+      gemm_nocheck(space, Op::NoTrans, Op::Trans, T(1), Q, Ut, T(0), U);
+    else
+      copy_transposed(space, Ut, U);
     copy_transposed(space, Vt, V);
   } else {
-    if (qr_first) gemm_nocheck(space, Op::NoTrans, Op::Trans, T(1), Q, Ut, T(0), V);
-    else copy_transposed(space, Ut, V);
+    if (qr_first)
+      gemm_nocheck(space, Op::NoTrans, Op::Trans, T(1), Q, Ut, T(0), V);
+    else
+      copy_transposed(space, Ut, V);
     copy_transposed(space, Vt, U);
   }
   unscale_values(space, S, sc);

@@ -65,8 +65,7 @@ void syev(const Exec& space, const AV& A, const WV& W, const VV& V, SyevMethod m
     const bool blocked_q = ExecTraits<Exec>::on_host && V.stride_2() == 1 && n >= 64;
     const long lw = detail::tridiagonal_syev_work(n, blocked_q);
     const int liw = 2 * detail::ql_batch_steps + 2;
-    BatchVector<T, Exec> work(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::syev::ql_work"), nb,
-                              lw);
+    BatchVector<T, Exec> work(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::syev::ql_work"), nb, lw);
     Kokkos::View<int**, Kokkos::LayoutRight, typename Exec::memory_space> iwork(
         Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hfisher::syev::ql_iwork"), nb, liw);
     Kokkos::parallel_for(
@@ -75,11 +74,11 @@ void syev(const Exec& space, const AV& A, const WV& W, const VV& V, SyevMethod m
           auto Wb = hfisher::detail::entry(Wk, b);
           auto Vb = hfisher::detail::entry(V, b);
           const int st = detail::tridiagonal_syev<member, T>(t, n, Wb.data(), Wb.stride_0(), Wb.stride_1(), &W(b, 0),
-                                                           Vb.data(), Vb.stride_0(), Vb.stride_1(), &work(b, 0),
-                                                           &iwork(b, 0), tridiagonal_max_steps, blocked_q);
+                                                             Vb.data(), Vb.stride_0(), Vb.stride_1(), &work(b, 0),
+                                                             &iwork(b, 0), tridiagonal_max_steps, blocked_q);
           t.team_barrier();
           detail::sort_with_columns(t, n, &W(b, 0), false, Vb.data(), n, Vb.stride_0(), Vb.stride_1(), (T*)nullptr, 0,
-                                  0, 0);
+                                    0, 0);
           Kokkos::single(Kokkos::PerTeam(t), [&]() { status(b) = st < 0 ? 1 : 0; });
         });
     bad = hfisher::detail::first_failure(space, status);
@@ -93,7 +92,7 @@ void syev(const Exec& space, const AV& A, const WV& W, const VV& V, SyevMethod m
         auto Wb = hfisher::detail::entry(Wk, b);
         auto Vb = hfisher::detail::entry(V, b);
         const int sw = detail::jacobi_syev<member, T>(t, n, Wb.data(), Wb.stride_0(), Wb.stride_1(), &W(b, 0),
-                                                    Vb.data(), Vb.stride_0(), Vb.stride_1(), jacobi_max_sweeps);
+                                                      Vb.data(), Vb.stride_0(), Vb.stride_1(), jacobi_max_sweeps);
         Kokkos::single(Kokkos::PerTeam(t), [&]() { status(b) = sw < 0 ? 1 : 0; });
       });
   bad = hfisher::detail::first_failure(space, status);

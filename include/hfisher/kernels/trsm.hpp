@@ -30,16 +30,20 @@ KOKKOS_INLINE_FUNCTION void trsm_left_kb(const Member& member, Diag diag, S alph
     if (member.team_size() > 1) {  // host teams (testing the device code path)
       using TM = KokkosBatched::Mode::Team;
       if (diag == Diag::Unit)
-        KokkosBatched::Trsm<Member, KokkosBatched::Side::Left, KUplo, KTrans, KokkosBatched::Diag::Unit, TM, algo>::invoke(member, alpha, A, B);
+        KokkosBatched::Trsm<Member, KokkosBatched::Side::Left, KUplo, KTrans, KokkosBatched::Diag::Unit, TM,
+                            algo>::invoke(member, alpha, A, B);
       else
-        KokkosBatched::Trsm<Member, KokkosBatched::Side::Left, KUplo, KTrans, KokkosBatched::Diag::NonUnit, TM, algo>::invoke(member, alpha, A, B);
+        KokkosBatched::Trsm<Member, KokkosBatched::Side::Left, KUplo, KTrans, KokkosBatched::Diag::NonUnit, TM,
+                            algo>::invoke(member, alpha, A, B);
       return;
     }
   }
   if (diag == Diag::Unit)
-    KokkosBatched::Trsm<Member, KokkosBatched::Side::Left, KUplo, KTrans, KokkosBatched::Diag::Unit, mode, algo>::invoke(member, alpha, A, B);
+    KokkosBatched::Trsm<Member, KokkosBatched::Side::Left, KUplo, KTrans, KokkosBatched::Diag::Unit, mode,
+                        algo>::invoke(member, alpha, A, B);
   else
-    KokkosBatched::Trsm<Member, KokkosBatched::Side::Left, KUplo, KTrans, KokkosBatched::Diag::NonUnit, mode, algo>::invoke(member, alpha, A, B);
+    KokkosBatched::Trsm<Member, KokkosBatched::Side::Left, KUplo, KTrans, KokkosBatched::Diag::NonUnit, mode,
+                        algo>::invoke(member, alpha, A, B);
 }
 
 /// Left-side solve op(A) X = alpha B by one thread, blocked: panels of NBK
@@ -83,15 +87,15 @@ KOKKOS_INLINE_FUNCTION void trsm_left_serial_blocked(bool lower, bool trans, boo
       solve_panel(i0, i1);
       if (i1 < m)  // B(i1:, :) -= op(A)(i1:, i0:i1) X(i0:i1, :)
         detail::gemm_serial_blocked<T>(m - i1, n, i1 - i0, T(-1), A + long(i1) * ai + long(i0) * al, ai, al,
-                                     B + long(i0) * b0, b0, 1, T(1), B + long(i1) * b0, b0, 1);
+                                       B + long(i0) * b0, b0, 1, T(1), B + long(i1) * b0, b0, 1);
     }
   } else {
     for (int i1 = m; i1 > 0; i1 -= NBK) {
       const int i0 = i1 - NBK > 0 ? i1 - NBK : 0;
       solve_panel(i0, i1);
       if (i0 > 0)  // B(:i0, :) -= op(A)(:i0, i0:i1) X(i0:i1, :)
-        detail::gemm_serial_blocked<T>(i0, n, i1 - i0, T(-1), A + long(i0) * al, ai, al, B + long(i0) * b0, b0, 1,
-                                     T(1), B, b0, 1);
+        detail::gemm_serial_blocked<T>(i0, n, i1 - i0, T(-1), A + long(i0) * al, ai, al, B + long(i0) * b0, b0, 1, T(1),
+                                       B, b0, 1);
     }
   }
 }
@@ -184,9 +188,9 @@ KOKKOS_INLINE_FUNCTION void trsm_left_team_columns(const Member& member, Uplo up
                                                    const AV& A, const BV& B) {
   using T = typename BV::non_const_value_type;
   for_each_team_slice(member, int(B.extent(1)), 8, [&](const int c0, const int c1) {
-    trsm_left_serial_blocked<T>(uplo == Uplo::Lower, op != Op::NoTrans, diag == Diag::Unit, T(alpha),
-                                int(B.extent(0)), c1 - c0, A.data(), int(A.stride_0()), int(A.stride_1()),
-                                B.data() + c0, int(B.stride_0()));
+    trsm_left_serial_blocked<T>(uplo == Uplo::Lower, op != Op::NoTrans, diag == Diag::Unit, T(alpha), int(B.extent(0)),
+                                c1 - c0, A.data(), int(A.stride_0()), int(A.stride_1()), B.data() + c0,
+                                int(B.stride_0()));
   });
 }
 
@@ -211,14 +215,18 @@ KOKKOS_INLINE_FUNCTION void trsm_left_entry(const Member& member, Uplo uplo, Op 
   }
   if (uplo == Uplo::Lower) {
     if (op == Op::NoTrans)
-      trsm_left_kb<Exec, Member, KokkosBatched::Uplo::Lower, KokkosBatched::Trans::NoTranspose>(member, diag, alpha, A, B);
+      trsm_left_kb<Exec, Member, KokkosBatched::Uplo::Lower, KokkosBatched::Trans::NoTranspose>(member, diag, alpha, A,
+                                                                                                B);
     else
-      trsm_left_kb<Exec, Member, KokkosBatched::Uplo::Lower, KokkosBatched::Trans::Transpose>(member, diag, alpha, A, B);
+      trsm_left_kb<Exec, Member, KokkosBatched::Uplo::Lower, KokkosBatched::Trans::Transpose>(member, diag, alpha, A,
+                                                                                              B);
   } else {
     if (op == Op::NoTrans)
-      trsm_left_kb<Exec, Member, KokkosBatched::Uplo::Upper, KokkosBatched::Trans::NoTranspose>(member, diag, alpha, A, B);
+      trsm_left_kb<Exec, Member, KokkosBatched::Uplo::Upper, KokkosBatched::Trans::NoTranspose>(member, diag, alpha, A,
+                                                                                                B);
     else
-      trsm_left_kb<Exec, Member, KokkosBatched::Uplo::Upper, KokkosBatched::Trans::Transpose>(member, diag, alpha, A, B);
+      trsm_left_kb<Exec, Member, KokkosBatched::Uplo::Upper, KokkosBatched::Trans::Transpose>(member, diag, alpha, A,
+                                                                                              B);
   }
 }
 
@@ -243,8 +251,8 @@ KOKKOS_INLINE_FUNCTION void trsm_entry(const Member& member, Side side, Uplo upl
       }
     }
     using T = typename BV::value_type;
-    auto Bt = hfisher::detail::strided<typename Exec::memory_space, T>(
-        B.data(), int(B.extent(1)), int(B.extent(0)), int(B.stride_1()), int(B.stride_0()));
+    auto Bt = hfisher::detail::strided<typename Exec::memory_space, T>(B.data(), int(B.extent(1)), int(B.extent(0)),
+                                                                       int(B.stride_1()), int(B.stride_0()));
     trsm_left_entry<Exec>(member, uplo, op == Op::NoTrans ? Op::Trans : Op::NoTrans, diag, alpha, A, Bt);
   }
 }
@@ -292,17 +300,19 @@ long trsm_checked(const Exec& space, Side side, Uplo uplo, Op op, Diag diag, typ
   using member = typename ExecTraits<Exec>::member_type;
   const bool unit = diag == Diag::Unit;
   return hfisher::detail::for_each_checked_entry(
-      "hfisher::trsm", trsm_policy(space, side, B),
-      KOKKOS_LAMBDA(const member& t, const long b) {
-        const auto Ab = hfisher::detail::entry(A, b);
-        return hfisher::detail::team_all_finite(t, Ab) &&
-               hfisher::detail::team_all_finite(t, hfisher::detail::entry(B, b)) &&
-               (unit || first_zero_diagonal(Ab) == 0);
-      },
-      KOKKOS_LAMBDA(const member& t, const long b) {
-        trsm_entry<Exec>(t, side, uplo, op, diag, S(alpha), hfisher::detail::entry(A, b), hfisher::detail::entry(B, b));
-        return true;
-      }).entry;
+             "hfisher::trsm", trsm_policy(space, side, B),
+             KOKKOS_LAMBDA(const member& t, const long b) {
+               const auto Ab = hfisher::detail::entry(A, b);
+               return hfisher::detail::team_all_finite(t, Ab) &&
+                      hfisher::detail::team_all_finite(t, hfisher::detail::entry(B, b)) &&
+                      (unit || first_zero_diagonal(Ab) == 0);
+             },
+             KOKKOS_LAMBDA(const member& t, const long b) {
+               trsm_entry<Exec>(t, side, uplo, op, diag, S(alpha), hfisher::detail::entry(A, b),
+                                hfisher::detail::entry(B, b));
+               return true;
+             })
+      .entry;
 }
 
 }  // namespace detail
@@ -332,9 +342,9 @@ void trsm(const Exec& space, Side side, Uplo uplo, Op op, Diag diag, typename BV
     hfisher::detail::check_finite_at(space, B, bad, where, "B");
     const auto Ab = Kokkos::create_mirror_view_and_copy(
         Kokkos::HostSpace(), Kokkos::subview(A, Kokkos::make_pair(bad, bad + 1), Kokkos::ALL, Kokkos::ALL));
-    throw Error(hfisher::detail::concat(where, ": A is singular at batch entry ", bad, ": diagonal entry ",
-                                        detail::first_zero_diagonal(Kokkos::subview(Ab, 0, Kokkos::ALL, Kokkos::ALL)) - 1,
-                                        " is zero"));
+    throw Error(hfisher::detail::concat(
+        where, ": A is singular at batch entry ", bad, ": diagonal entry ",
+        detail::first_zero_diagonal(Kokkos::subview(Ab, 0, Kokkos::ALL, Kokkos::ALL)) - 1, " is zero"));
   }
 }
 

@@ -26,7 +26,7 @@ namespace nn {
 /// heads of d / heads channels each.
 struct AttentionShape {
   int tokens = 1;
-  int d = 1;      ///< model width: output channels per token
+  int d = 1;  ///< model width: output channels per token
   int heads = 1;
   bool causal = false;
   int head_dim() const { return d / heads; }
@@ -82,8 +82,7 @@ void attention_forward(const Exec& space, const AttentionShape& s, const XV& x, 
   heads_copy<true>(space, s, x, 3 * d, 0, q);
   heads_copy<true>(space, s, x, 3 * d, 1, k);
   heads_copy<true>(space, s, x, 3 * d, 2, v);
-  kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::Trans, Scalar(1) / math::sqrt(Scalar(dh)), q, k, Scalar(0),
-                                S);
+  kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::Trans, Scalar(1) / math::sqrt(Scalar(dh)), q, k, Scalar(0), S);
   Kokkos::parallel_for(
       "hfisher::nn::attention_softmax", Kokkos::RangePolicy<Exec>(space, 0, BH * T), KOKKOS_LAMBDA(const long r) {
         const int i = int(r % T), n_ = causal ? i + 1 : T;

@@ -51,21 +51,22 @@ struct Conv2DShape {
   long size() const { return long(out_channels) * cols(); }
 
   void validate(const char* where) const {
-    hfisher::detail::require(in.channels >= 1 && in.height >= 1 && in.width >= 1, where, "input image ", in.channels, " x ",
-                    in.height, " x ", in.width, " (channels x height x width must be positive)");
+    hfisher::detail::require(in.channels >= 1 && in.height >= 1 && in.width >= 1, where, "input image ", in.channels,
+                             " x ", in.height, " x ", in.width, " (channels x height x width must be positive)");
     hfisher::detail::require(out_channels >= 1, where, "out_channels = ", out_channels, " (must be >= 1)");
-    hfisher::detail::require(kernel_h >= 1 && kernel_w >= 1, where, "kernel ", kernel_h, " x ", kernel_w, " (must be >= 1)");
+    hfisher::detail::require(kernel_h >= 1 && kernel_w >= 1, where, "kernel ", kernel_h, " x ", kernel_w,
+                             " (must be >= 1)");
     hfisher::detail::require(stride >= 1, where, "stride = ", stride, " (must be >= 1)");
     hfisher::detail::require(padding >= 0 && padding < kernel_h && padding < kernel_w, where, "padding = ", padding,
-                    " (must lie in [0, kernel size))");
+                             " (must lie in [0, kernel size))");
     // sizes in long first: patch() and positions() are ints
     const long ph = long(in.height) + 2L * padding, pw = long(in.width) + 2L * padding;
     hfisher::detail::require(kernel_h <= ph && kernel_w <= pw, where, "kernel ", kernel_h, " x ", kernel_w,
-                    " is larger than the padded input ", ph, " x ", pw);
+                             " is larger than the padded input ", ph, " x ", pw);
     const long K = long(in.channels) * kernel_h * kernel_w;
     const long T = ((ph - kernel_h) / stride + 1) * ((pw - kernel_w) / stride + 1);
     hfisher::detail::require(double(K) + 1 < double(1 << 30) && double(T) * out_channels < double(1 << 30), where,
-                    "the layer is too large (", K, " inputs per patch, ", T, " positions)");
+                             "the layer is too large (", K, " inputs per patch, ", T, " positions)");
   }
 };
 
@@ -81,12 +82,12 @@ struct PoolShape {
   ImageShape out() const { return {in.channels, out_height(), out_width()}; }
 
   void validate(const char* where) const {
-    hfisher::detail::require(in.channels >= 1 && in.height >= 1 && in.width >= 1, where, "input image ", in.channels, " x ",
-                    in.height, " x ", in.width, " (channels x height x width must be positive)");
+    hfisher::detail::require(in.channels >= 1 && in.height >= 1 && in.width >= 1, where, "input image ", in.channels,
+                             " x ", in.height, " x ", in.width, " (channels x height x width must be positive)");
     hfisher::detail::require(kernel >= 1 && stride >= 1, where, "pooling kernel ", kernel, ", stride ", stride,
-                    " (both must be >= 1)");
+                             " (both must be >= 1)");
     hfisher::detail::require(kernel <= in.height && kernel <= in.width, where, "pooling window ", kernel,
-                    " is larger than the input ", in.height, " x ", in.width);
+                             " is larger than the input ", in.height, " x ", in.width);
   }
 };
 
@@ -103,8 +104,8 @@ KOKKOS_INLINE_FUNCTION void covering_windows(int y, int k, int st, int n, int& l
 template <class Exec, class XV, class AV>
 void im2col(const Exec& space, const Conv2DShape& s, const XV& X, const AV& A) {
   using Scalar = typename AV::non_const_value_type;
-  const int B = X.extent(0), T = s.positions(), OW = s.out_width(), C = s.in.channels, H = s.in.height,
-            W = s.in.width, kh = s.kernel_h, kw = s.kernel_w, st = s.stride, p = s.padding, K = s.patch();
+  const int B = X.extent(0), T = s.positions(), OW = s.out_width(), C = s.in.channels, H = s.in.height, W = s.in.width,
+            kh = s.kernel_h, kw = s.kernel_w, st = s.stride, p = s.padding, K = s.patch();
   Kokkos::parallel_for(
       "hfisher::nn::im2col", Kokkos::RangePolicy<Exec>(space, 0, long(B) * T), KOKKOS_LAMBDA(const long r) {
         const int b = int(r / T), t = int(r % T), oy = t / OW, ox = t % OW;
@@ -155,8 +156,8 @@ void col2im(const Exec& space, const Conv2DShape& s, const AV& dA, const XV& dX)
 /// column of each maximum (the first one on ties), for the backward pass.
 template <class Exec, class XV, class YV, class IV>
 void max_pool(const Exec& space, const PoolShape& s, const XV& X, const YV& Y, const IV& arg) {
-  const int B = X.extent(0), OH = s.out_height(), OW = s.out_width(), C = s.in.channels, W = s.in.width,
-            k = s.kernel, st = s.stride;
+  const int B = X.extent(0), OH = s.out_height(), OW = s.out_width(), C = s.in.channels, W = s.in.width, k = s.kernel,
+            st = s.stride;
   Kokkos::parallel_for(
       "hfisher::nn::max_pool", Kokkos::RangePolicy<Exec>(space, 0, long(B) * OH * OW), KOKKOS_LAMBDA(const long r) {
         const int b = int(r / (long(OH) * OW)), t = int(r % (long(OH) * OW)), oy = t / OW, ox = t % OW;
@@ -204,8 +205,8 @@ void max_pool_backward(const Exec& space, const PoolShape& s, const YV& dY, cons
 template <class Exec, class XV, class YV>
 void avg_pool(const Exec& space, const PoolShape& s, const XV& X, const YV& Y) {
   using Scalar = typename YV::non_const_value_type;
-  const int B = X.extent(0), OH = s.out_height(), OW = s.out_width(), C = s.in.channels, W = s.in.width,
-            k = s.kernel, st = s.stride;
+  const int B = X.extent(0), OH = s.out_height(), OW = s.out_width(), C = s.in.channels, W = s.in.width, k = s.kernel,
+            st = s.stride;
   const Scalar inv = Scalar(1) / Scalar(k * k);
   Kokkos::parallel_for(
       "hfisher::nn::avg_pool", Kokkos::RangePolicy<Exec>(space, 0, long(B) * OH * OW), KOKKOS_LAMBDA(const long r) {

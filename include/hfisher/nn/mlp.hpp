@@ -63,8 +63,8 @@ struct DeviceData {
 /// matrix are contiguous: no copy).
 template <class Scalar, class ExecSpace>
 DeviceData<Scalar, ExecSpace> rows(const DeviceData<Scalar, ExecSpace>& data, long first, long count) {
-  hfisher::detail::require(first >= 0 && count >= 0 && first + count <= data.size(), "hfisher::nn::rows", "examples [", first,
-                  ", ", first + count, ") of ", data.size());
+  hfisher::detail::require(first >= 0 && count >= 0 && first + count <= data.size(), "hfisher::nn::rows", "examples [",
+                           first, ", ", first + count, ") of ", data.size());
   DeviceData<Scalar, ExecSpace> r;
   r.classes = data.classes;
   r.x = Kokkos::subview(data.x, Kokkos::make_pair(first, first + count), Kokkos::ALL());
@@ -75,9 +75,10 @@ DeviceData<Scalar, ExecSpace> rows(const DeviceData<Scalar, ExecSpace>& data, lo
 /// Copies a host Dataset to the device.
 template <class Scalar, class ExecSpace = DefaultExec>
 DeviceData<Scalar, ExecSpace> to_device(const Dataset& d) {
-  hfisher::detail::require(d.n >= 1 && d.features >= 1 && d.x.size() == std::size_t(d.n) * d.features && d.y.size() == std::size_t(d.n),
-                  "hfisher::nn::to_device", "inconsistent dataset (n = ", d.n, ", features = ", d.features, ", ",
-                  d.x.size(), " values, ", d.y.size(), " labels)");
+  hfisher::detail::require(
+      d.n >= 1 && d.features >= 1 && d.x.size() == std::size_t(d.n) * d.features && d.y.size() == std::size_t(d.n),
+      "hfisher::nn::to_device", "inconsistent dataset (n = ", d.n, ", features = ", d.features, ", ", d.x.size(),
+      " values, ", d.y.size(), " labels)");
   DeviceData<Scalar, ExecSpace> o;
   o.classes = d.classes;
   o.x = decltype(o.x)("hfisher::nn::x", d.n, d.features);
@@ -120,8 +121,8 @@ double softmax_xent(const ExecSpace& space, const LV& logits, const YV& y, const
   using S = typename PV::non_const_value_type;
   const int B = logits.extent(0), C = logits.extent(1);
   const bool masked = mask.extent(0) > 0;
-  hfisher::detail::require(!masked || int(mask.extent(0)) == C, "hfisher::nn::softmax_xent", "class mask has ", mask.extent(0),
-                  " entries for ", C, " classes");
+  hfisher::detail::require(!masked || int(mask.extent(0)) == C, "hfisher::nn::softmax_xent", "class mask has ",
+                           mask.extent(0), " entries for ", C, " classes");
   double loss = 0;
   int bad = 0;
   Kokkos::parallel_reduce(
@@ -146,10 +147,11 @@ double softmax_xent(const ExecSpace& space, const LV& logits, const YV& y, const
       },
       loss, Kokkos::Sum<int>(bad));
   hfisher::detail::require(bad == 0, "hfisher::nn::softmax_xent", bad, " label(s) outside [0, ", C, ")",
-                  masked ? " or outside the class mask" : "");
+                           masked ? " or outside the class mask" : "");
   if (!std::isfinite(loss))
-    throw NonFiniteError("hfisher::nn::softmax_xent: the loss is not finite (NaN/Inf in the logits: training "
-                         "diverged?)");
+    throw NonFiniteError(
+        "hfisher::nn::softmax_xent: the loss is not finite (NaN/Inf in the logits: training "
+        "diverged?)");
   return loss;
 }
 
@@ -223,12 +225,13 @@ class MLP {
   explicit MLP(const std::vector<int>& widths, Activation act = Activation::ReLU, std::uint64_t seed = 1)
       : widths_(widths), act_(act) {
     constexpr const char* where = "hfisher::nn::MLP";
-    hfisher::detail::require(widths.size() >= 2, where, "a model needs at least one layer (widths = {inputs, ..., outputs}), got ",
-                    widths.size(), " width(s)");
+    hfisher::detail::require(widths.size() >= 2, where,
+                             "a model needs at least one layer (widths = {inputs, ..., outputs}), got ", widths.size(),
+                             " width(s)");
     long off = 0;
     for (std::size_t l = 0; l + 1 < widths.size(); ++l) {
       hfisher::detail::require(widths[l] >= 1 && widths[l + 1] >= 1, where, "width ", (widths[l] < 1 ? l : l + 1),
-                      " is not positive");
+                               " is not positive");
       LayerShape s;
       s.in = widths[l];
       s.out = widths[l + 1];
@@ -267,7 +270,7 @@ class MLP {
   void set_params(const Vector& theta) {
     constexpr const char* where = "hfisher::nn::MLP::set_params";
     hfisher::detail::require(long(theta.extent(0)) == num_params(), where, "theta has ", theta.extent(0),
-                    " entries, the model has ", num_params(), " parameters");
+                             " entries, the model has ", num_params(), " parameters");
     using U2 = Kokkos::View<const Scalar**, Kokkos::LayoutRight, mem_space, Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
     hfisher::detail::check_finite_matrix(ExecSpace(), U2(theta.data(), 1, theta.extent(0)), where, "theta");
     Kokkos::deep_copy(theta_, theta);
@@ -286,7 +289,7 @@ class MLP {
     constexpr const char* where = "hfisher::nn::MLP::forward";
     hfisher::detail::require(num_layers() > 0, where, "the model has no layers");
     hfisher::detail::require(int(X.extent(1)) == inputs(), where, "data of the wrong width: X has ", X.extent(1),
-                    " columns, the model takes ", inputs(), " inputs");
+                             " columns, the model takes ", inputs(), " inputs");
     const int B = X.extent(0);
     prepare(c, B);
     ExecSpace space;
@@ -306,7 +309,8 @@ class MLP {
         const bool relu = act_ == Activation::ReLU;
         Kokkos::parallel_for(
             "hfisher::nn::activation", Kokkos::RangePolicy<ExecSpace>(space, 0, B), KOKKOS_LAMBDA(const int b) {
-              for (int j = 0; j < w; ++j) an(b, j) = relu ? (z(b, j) > Scalar(0) ? z(b, j) : Scalar(0)) : math::tanh(z(b, j));
+              for (int j = 0; j < w; ++j)
+                an(b, j) = relu ? (z(b, j) > Scalar(0) ? z(b, j) : Scalar(0)) : math::tanh(z(b, j));
               an(b, w) = Scalar(1);
             });
       }
@@ -320,16 +324,18 @@ class MLP {
   void backward(Cache& c, const Matrix& E, const Vector& grad, Scalar scale) const {
     constexpr const char* where = "hfisher::nn::MLP::backward";
     const int B = c.batch;
-    hfisher::detail::require(B > 0 && int(E.extent(0)) == B && int(E.extent(1)) == outputs(), where, "E is ", E.extent(0), "x",
-                    E.extent(1), ", expected ", B, "x", outputs(), " (the last forward batch)");
+    hfisher::detail::require(B > 0 && int(E.extent(0)) == B && int(E.extent(1)) == outputs(), where, "E is ",
+                             E.extent(0), "x", E.extent(1), ", expected ", B, "x", outputs(),
+                             " (the last forward batch)");
     const bool with_grad = grad.extent(0) > 0;
     hfisher::detail::require(!with_grad || long(grad.extent(0)) == num_params(), where, "grad has ", grad.extent(0),
-                    " entries, the model has ", num_params(), " parameters");
+                             " entries, the model has ", num_params(), " parameters");
     ExecSpace space;
     Kokkos::deep_copy(space, c.g.back(), E);
     for (int l = num_layers() - 1; l >= 0; --l) {
       if (with_grad)
-        kernels::detail::matmul_nocheck(space, Op::Trans, Op::NoTrans, scale, c.g[l], c.a[l], Scalar(1), block(grad, l));
+        kernels::detail::matmul_nocheck(space, Op::Trans, Op::NoTrans, scale, c.g[l], c.a[l], Scalar(1),
+                                        block(grad, l));
       if (l == 0) break;
       kernels::detail::matmul_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), c.g[l], weight(l), Scalar(0), c.h[l]);
       auto h = c.h[l];
@@ -347,8 +353,8 @@ class MLP {
   /// Mean softmax cross-entropy of (X, y) and its gradient (overwrites grad,
   /// num_params() entries). Returns the mean loss.
   double loss_grad(const Matrix& X, const Labels& y, const Vector& grad, Cache& c, const Labels& mask = {}) const {
-    hfisher::detail::require(y.extent(0) == X.extent(0), "hfisher::nn::MLP::loss_grad", "X has ", X.extent(0), " rows but y has ",
-                    y.extent(0), " labels");
+    hfisher::detail::require(y.extent(0) == X.extent(0), "hfisher::nn::MLP::loss_grad", "X has ", X.extent(0),
+                             " rows but y has ", y.extent(0), " labels");
     auto logits = forward(X, c);
     const int B = X.extent(0);
     ExecSpace space;

@@ -24,10 +24,10 @@ struct SGD {
 
   void step(const Vector& theta, const Vector& grad) {
     hfisher::detail::require(theta.extent(0) == grad.extent(0), "hfisher::nn::SGD::step", "theta has ", theta.extent(0),
-                    " entries, grad ", grad.extent(0));
+                             " entries, grad ", grad.extent(0));
     hfisher::detail::require(std::isfinite(lr) && lr > 0 && momentum >= 0 && momentum < 1 && weight_decay >= 0,
-                    "hfisher::nn::SGD::step", "invalid hyper-parameters (lr ", lr, ", momentum ", momentum,
-                    ", weight decay ", weight_decay, ")");
+                             "hfisher::nn::SGD::step", "invalid hyper-parameters (lr ", lr, ", momentum ", momentum,
+                             ", weight decay ", weight_decay, ")");
     if (velocity.extent(0) != theta.extent(0)) velocity = Vector("hfisher::nn::SGD::v", theta.extent(0));
     auto v = velocity;
     const Scalar a = Scalar(lr), mu = Scalar(momentum), wd = Scalar(weight_decay);
@@ -48,10 +48,10 @@ struct Adam {
   Vector m, v;
 
   void step(const Vector& theta, const Vector& grad) {
-    hfisher::detail::require(theta.extent(0) == grad.extent(0), "hfisher::nn::Adam::step", "theta has ", theta.extent(0),
-                    " entries, grad ", grad.extent(0));
-    hfisher::detail::require(lr > 0 && beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1 && eps > 0, "hfisher::nn::Adam::step",
-                    "invalid hyper-parameters");
+    hfisher::detail::require(theta.extent(0) == grad.extent(0), "hfisher::nn::Adam::step", "theta has ",
+                             theta.extent(0), " entries, grad ", grad.extent(0));
+    hfisher::detail::require(lr > 0 && beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1 && eps > 0,
+                             "hfisher::nn::Adam::step", "invalid hyper-parameters");
     if (m.extent(0) != theta.extent(0)) {
       m = Vector("hfisher::nn::Adam::m", theta.extent(0));
       v = Vector("hfisher::nn::Adam::v", theta.extent(0));

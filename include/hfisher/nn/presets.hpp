@@ -23,11 +23,11 @@ struct Preset {
 
 namespace detail {
 inline void check_preset_input(const char* where, ImageShape in, int classes) {
-  hfisher::detail::require(in.channels >= 1 && in.height >= 4 && in.width >= 4 && in.height % 4 == 0 &&
-                               in.width % 4 == 0,
-                           where, "the input is ", in.channels, " x ", in.height, " x ", in.width,
-                           ": needs images whose height and width are multiples of 4 (two 2 x 2 poolings, or a 4 x 4 "
-                           "grid of patches)");
+  hfisher::detail::require(
+      in.channels >= 1 && in.height >= 4 && in.width >= 4 && in.height % 4 == 0 && in.width % 4 == 0, where,
+      "the input is ", in.channels, " x ", in.height, " x ", in.width,
+      ": needs images whose height and width are multiples of 4 (two 2 x 2 poolings, or a 4 x 4 "
+      "grid of patches)");
   hfisher::detail::require(classes >= 2, where, "classes = ", classes, " (need at least 2)");
 }
 }  // namespace detail
@@ -69,8 +69,9 @@ inline Preset small_vit(ImageShape in, int classes = 10) {
   for (const auto& l : {LayerSpec::layer_norm(), LayerSpec::avg_pool(4), LayerSpec::linear(classes)})
     p.layers.push_back(l);
   const std::string patch = std::to_string(ph) + "x" + std::to_string(ph);
-  p.text = patch + " patches -> 16 tokens x 64, position embedding, 2 x [layer norm, attention 4 heads; layer norm, "
-                   "1x1 128, gelu, 1x1 64] (residual), layer norm, mean over tokens, linear " +
+  p.text = patch +
+           " patches -> 16 tokens x 64, position embedding, 2 x [layer norm, attention 4 heads; layer norm, "
+           "1x1 128, gelu, 1x1 64] (residual), layer norm, mean over tokens, linear " +
            std::to_string(classes);
   return p;
 }

@@ -67,8 +67,12 @@ struct LayerSpec {
   /// A dense layer of the flattened input.
   static LayerSpec linear(int out) { return {Kind::Linear, out, 1, 1, 0}; }
   /// Pooling windows of kernel x kernel; stride 0 means stride = kernel.
-  static LayerSpec max_pool(int kernel, int stride = 0) { return {Kind::MaxPool, 0, kernel, stride ? stride : kernel, 0}; }
-  static LayerSpec avg_pool(int kernel, int stride = 0) { return {Kind::AvgPool, 0, kernel, stride ? stride : kernel, 0}; }
+  static LayerSpec max_pool(int kernel, int stride = 0) {
+    return {Kind::MaxPool, 0, kernel, stride ? stride : kernel, 0};
+  }
+  static LayerSpec avg_pool(int kernel, int stride = 0) {
+    return {Kind::AvgPool, 0, kernel, stride ? stride : kernel, 0};
+  }
   static LayerSpec relu() { return {Kind::ReLU, 0, 1, 1, 0}; }
   static LayerSpec tanh() { return {Kind::Tanh, 0, 1, 1, 0}; }
   /// GELU, x Phi(x) with Phi the standard normal CDF (the erf form, not the
@@ -185,7 +189,8 @@ void layer_norm(const Exec& space, int C, const XV& x, const YV& y) {
       KOKKOS_LAMBDA(const long r) {
         const long b = r / P, o = (r % P) * C;
         Scalar mean, inv;
-        layer_norm_moments(C, [&](int c) { return x(b, o + c); }, mean, inv);
+        layer_norm_moments(
+            C, [&](int c) { return x(b, o + c); }, mean, inv);
         for (int c = 0; c < C; ++c) y(b, o + c) = (x(b, o + c) - mean) * inv;
       });
 }
@@ -201,7 +206,8 @@ void layer_norm_backward(const Exec& space, int C, const XV& x, const YV& y, con
       KOKKOS_LAMBDA(const long r) {
         const long b = r / P, o = (r % P) * C;
         Scalar mean, inv;
-        layer_norm_moments(C, [&](int c) { return x(b, o + c); }, mean, inv);
+        layer_norm_moments(
+            C, [&](int c) { return x(b, o + c); }, mean, inv);
         Scalar m1 = Scalar(0), m2 = Scalar(0);
         for (int c = 0; c < C; ++c) {
           m1 += dy(b, o + c);
@@ -261,8 +267,8 @@ class Sequential {
           break;
         }
       const auto& s = blocks_[p];
-      const double sd = steps_[i].kind == LayerSpec::Kind::PositionEmbedding ? 0.02
-                                                                             : std::sqrt((tanh_next ? 1.0 : 2.0) / s.in);
+      const double sd =
+          steps_[i].kind == LayerSpec::Kind::PositionEmbedding ? 0.02 : std::sqrt((tanh_next ? 1.0 : 2.0) / s.in);
       for (int r = 0; r < s.out; ++r)
         for (int j = 0; j <= s.in; ++j)
           h(s.offset + long(r) * s.cols() + j) =
@@ -279,7 +285,8 @@ class Sequential {
     hfisher::detail::require(!steps_.empty(), "hfisher::nn::Sequential::save", "the model has no layers");
     const std::string problem = storable_problem(input_, specs_);
     hfisher::detail::require(problem.empty(), "hfisher::nn::Sequential::save", "the model cannot be saved: its ",
-                             problem, " lies outside what load accepts (docs/files.md), so the file could not be "
+                             problem,
+                             " lies outside what load accepts (docs/files.md), so the file could not be "
                              "read back; nothing was written");
     io::atomic_write_sealed(path, "hfisher::nn::Sequential::save", [&](std::ostream& o) { write(o); });
   }
@@ -365,16 +372,16 @@ class Sequential {
         sp.stride <= max_kernel && sp.padding >= 0 && sp.padding < max_kernel)
       return {};
     return hfisher::detail::concat("layer ", l, " (out ", sp.out, ", kernel ", sp.kernel, ", stride ", sp.stride,
-                                   ", padding ", sp.padding, "; the bounds are out <= ", max_dim, ", kernel and stride 1..",
-                                   max_kernel, ", padding 0..", max_kernel - 1, ")");
+                                   ", padding ", sp.padding, "; the bounds are out <= ", max_dim,
+                                   ", kernel and stride 1..", max_kernel, ", padding 0..", max_kernel - 1, ")");
   }
   /// Empty when the input shape and every layer lie inside the bounds, else
   /// what does not.
   static std::string storable_problem(const ImageShape& in, const std::vector<LayerSpec>& specs) {
     if (!(in.channels >= 1 && in.channels <= max_dim && in.height >= 1 && in.height <= max_dim && in.width >= 1 &&
           in.width <= max_dim && in.features() <= (1L << 30)))
-      return hfisher::detail::concat("input shape ", in.channels, " x ", in.height, " x ", in.width,
-                                     " (each side 1..", max_dim, ", at most 2^30 features)");
+      return hfisher::detail::concat("input shape ", in.channels, " x ", in.height, " x ", in.width, " (each side 1..",
+                                     max_dim, ", at most 2^30 features)");
     if (int(specs.size()) > max_layers)
       return hfisher::detail::concat("layer count ", specs.size(), " (at most ", max_layers, ")");
     for (std::size_t l = 0; l < specs.size(); ++l) {
@@ -428,7 +435,8 @@ class Sequential {
         }
         case LayerSpec::Kind::ReLU:
         case LayerSpec::Kind::Tanh:
-        case LayerSpec::Kind::GELU: break;
+        case LayerSpec::Kind::GELU:
+          break;
         case LayerSpec::Kind::LayerNorm:
           hfisher::detail::require(cur.channels >= 2, at.c_str(), "layer_norm over ", cur.channels,
                                    " channel would output zeros; it needs at least 2 (input ", cur.channels, " x ",
@@ -451,8 +459,8 @@ class Sequential {
           const long T = long(cur.height) * cur.width;
           hfisher::detail::require(sp.out >= 1, at.c_str(), "attention with ", sp.out, " heads (must be >= 1)");
           hfisher::detail::require(cur.channels % 3 == 0 && (cur.channels / 3) % sp.out == 0, at.c_str(),
-                                   "attention takes 3 d channels per token (q, k, v) with d divisible by the ",
-                                   sp.out, " heads; the input has ", cur.channels);
+                                   "attention takes 3 d channels per token (q, k, v) with d divisible by the ", sp.out,
+                                   " heads; the input has ", cur.channels);
           hfisher::detail::require(double(T) * T * sp.out < double(1 << 30), at.c_str(), "attention over ", T,
                                    " tokens with ", sp.out, " heads is too large");
           st.attn.tokens = int(T);
@@ -463,7 +471,9 @@ class Sequential {
           cur.channels = st.attn.d;
           break;
         }
-        case LayerSpec::Kind::ResidualBegin: open.push_back(int(i)); break;
+        case LayerSpec::Kind::ResidualBegin:
+          open.push_back(int(i));
+          break;
         case LayerSpec::Kind::ResidualEnd: {
           hfisher::detail::require(!open.empty(), at.c_str(), "residual_end without a residual_begin before it");
           const int b = open.back();
@@ -471,8 +481,8 @@ class Sequential {
           const ImageShape& x = steps_[b].in;
           hfisher::detail::require(cur.channels == x.channels && cur.height == x.height && cur.width == x.width,
                                    at.c_str(), "the residual block from layer ", b, " changes the shape from ",
-                                   x.channels, " x ", x.height, " x ", x.width, " to ", cur.channels, " x ",
-                                   cur.height, " x ", cur.width, "; x + f(x) needs f to keep it");
+                                   x.channels, " x ", x.height, " x ", x.width, " to ", cur.channels, " x ", cur.height,
+                                   " x ", cur.width, "; x + f(x) needs f to keep it");
           st.pair = b;
           steps_[b].pair = int(i);
           break;
@@ -487,8 +497,8 @@ class Sequential {
     hfisher::detail::require(!convs_.empty(), where, "the model has no layer with parameters");
     return off;
   }
- public:
 
+ public:
   /// Parameterized layers (convolutions, linear layers, position embeddings), in order: rows =
   /// out, cols = in + 1, offset into params().
   const std::vector<LayerShape>& layers() const { return blocks_; }
@@ -534,8 +544,8 @@ class Sequential {
   Matrix forward(const Matrix& X, Cache& c) const {
     constexpr const char* where = "hfisher::nn::Sequential::forward";
     hfisher::detail::require(int(X.extent(1)) == inputs(), where, "data of the wrong width: X has ", X.extent(1),
-                             " columns, the model takes ", inputs(), " inputs (", input_.channels, " x ",
-                             input_.height, " x ", input_.width, ")");
+                             " columns, the model takes ", inputs(), " inputs (", input_.channels, " x ", input_.height,
+                             " x ", input_.width, ")");
     const int B = X.extent(0);
     prepare(c, B);
     ExecSpace space;
@@ -554,14 +564,26 @@ class Sequential {
                                           Scalar(0), Z);
           break;
         }
-        case LayerSpec::Kind::MaxPool: detail::max_pool(space, st.pool, in, out, c.arg[st.arg]); break;
-        case LayerSpec::Kind::AvgPool: detail::avg_pool(space, st.pool, in, out); break;
+        case LayerSpec::Kind::MaxPool:
+          detail::max_pool(space, st.pool, in, out, c.arg[st.arg]);
+          break;
+        case LayerSpec::Kind::AvgPool:
+          detail::avg_pool(space, st.pool, in, out);
+          break;
         case LayerSpec::Kind::ReLU:
         case LayerSpec::Kind::Tanh:
-        case LayerSpec::Kind::GELU: detail::activate(space, st.kind, in, out); break;
-        case LayerSpec::Kind::LayerNorm: detail::layer_norm(space, st.in.channels, in, out); break;
-        case LayerSpec::Kind::ResidualBegin: Kokkos::deep_copy(space, out, in); break;
-        case LayerSpec::Kind::ResidualEnd: detail::add(space, in, c.x[st.pair], out); break;
+        case LayerSpec::Kind::GELU:
+          detail::activate(space, st.kind, in, out);
+          break;
+        case LayerSpec::Kind::LayerNorm:
+          detail::layer_norm(space, st.in.channels, in, out);
+          break;
+        case LayerSpec::Kind::ResidualBegin:
+          Kokkos::deep_copy(space, out, in);
+          break;
+        case LayerSpec::Kind::ResidualEnd:
+          detail::add(space, in, c.x[st.pair], out);
+          break;
         case LayerSpec::Kind::PositionEmbedding:
           detail::position_patches(space, convs_[st.param].positions(), c.A[st.param]);
           detail::position_embed(space, convs_[st.param].positions(), in, weight(st.param), out);
@@ -604,8 +626,8 @@ class Sequential {
             kernels::detail::matmul_nocheck(space, Op::Trans, Op::NoTrans, scale, dZ, c.A[st.param], Scalar(1),
                                             block(grad, st.param));
           if (need_dx) {
-            kernels::detail::matmul_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), dZ, weight(st.param),
-                                            Scalar(0), c.dA[st.param]);
+            kernels::detail::matmul_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), dZ, weight(st.param), Scalar(0),
+                                            c.dA[st.param]);
             detail::col2im(space, g, c.dA[st.param], dx);
           }
           break;
@@ -627,7 +649,9 @@ class Sequential {
         // x + f(x): the gradient at the block's output reaches f's output
         // (here) and, through the skip, the block's input (at its begin,
         // from c.d[end + 1], which the rest of the backward pass leaves alone)
-        case LayerSpec::Kind::ResidualEnd: Kokkos::deep_copy(space, dx, dy); break;
+        case LayerSpec::Kind::ResidualEnd:
+          Kokkos::deep_copy(space, dx, dy);
+          break;
         case LayerSpec::Kind::ResidualBegin:
           if (need_dx) detail::add(space, dy, c.d[st.pair + 1], dx);
           break;

@@ -61,8 +61,8 @@ double shard_loss_grad(const Net<Scalar, ExecSpace>& model, const typename Net<S
 /// what it adds to (a penalty's add_gradient does). Otherwise the sum is
 /// allreduced and every rank runs the hook and the full step.
 template <template <class, class> class Net, class Scalar, class ExecSpace, class Opt, class Hook>
-double train_epoch_shards(Net<Scalar, ExecSpace>& model, const DeviceData<Scalar, ExecSpace>& data, int batch,
-                          Opt& opt, std::mt19937_64& rng, Hook&& hook, const typename Net<Scalar, ExecSpace>::Labels& mask,
+double train_epoch_shards(Net<Scalar, ExecSpace>& model, const DeviceData<Scalar, ExecSpace>& data, int batch, Opt& opt,
+                          std::mt19937_64& rng, Hook&& hook, const typename Net<Scalar, ExecSpace>::Labels& mask,
                           const dist::Communicator& comm, bool shard_step) {
   hfisher::detail::require(batch >= 1, "hfisher::nn::train_epoch", "batch = ", batch, " (must be >= 1)");
   const int n = data.size();
@@ -91,7 +91,8 @@ double train_epoch_shards(Net<Scalar, ExecSpace>& model, const DeviceData<Scalar
     const auto mine = dist::shard(b, comm.rank(), comm.size());  // this rank's rows of the batch
     const int m = int(mine.second - mine.first);
     if (!X.data() || int(X.extent(0)) != m) {
-      X = typename Model::Matrix(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::nn::Xb"), m, data.features());
+      X = typename Model::Matrix(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::nn::Xb"), m,
+                                 data.features());
       y = typename Model::Labels(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::nn::yb"), m);
     }
     gather(data, idx, first + int(mine.first), m, X, y);
@@ -119,8 +120,7 @@ double train_epoch_shards(Net<Scalar, ExecSpace>& model, const DeviceData<Scalar
 /// MLP or a Sequential (any network with their loss_grad and params()).
 template <template <class, class> class Net, class Scalar, class ExecSpace, class Opt, class Hook>
 double train_epoch(Net<Scalar, ExecSpace>& model, const DeviceData<Scalar, ExecSpace>& data, int batch, Opt& opt,
-                   std::mt19937_64& rng, Hook&& hook,
-                   const typename Net<Scalar, ExecSpace>::Labels& mask = {}) {
+                   std::mt19937_64& rng, Hook&& hook, const typename Net<Scalar, ExecSpace>::Labels& mask = {}) {
   return detail::train_epoch_shards(model, data, batch, opt, rng, hook, mask, dist::Communicator(), false);
 }
 

@@ -46,19 +46,19 @@ namespace hfisher {
 /// steps and 2 of 3 seeds diverged. kfac() has its own lr and damping.
 struct NaturalGradientOptions {
   double lr = 0.05;
-  double damping = 1.0;   ///< initial damping (fixed unless lm_interval > 0)
+  double damping = 1.0;  ///< initial damping (fixed unless lm_interval > 0)
   double momentum = 0.9;
   double weight_decay = 0.0;
   double kl_clip = 1e-3;  ///< 0 disables clipping
   int refresh = 50;       ///< steps between curvature estimates
   int curvature_examples = 256;
-  double decay = 0.0;     ///< running-average decay of curvature estimates (0: each estimate replaces the last)
-  int lm_interval = 0;    ///< steps between Levenberg-Marquardt damping updates (0: fixed damping)
-  double lm_factor = 0.95;             ///< damping *= lm_factor (rho > 3/4) or /= lm_factor (rho < 1/4)
+  double decay = 0.0;       ///< running-average decay of curvature estimates (0: each estimate replaces the last)
+  int lm_interval = 0;      ///< steps between Levenberg-Marquardt damping updates (0: fixed damping)
+  double lm_factor = 0.95;  ///< damping *= lm_factor (rho > 3/4) or /= lm_factor (rho < 1/4)
   double min_damping = 1e-8, max_damping = 1e4;
   Structure structure = Structure::LowRank;
   FisherKind kind = FisherKind::MonteCarlo;
-  FisherOptions fisher;   ///< rank, tolerances, budget of the curvature structure
+  FisherOptions fisher;  ///< rank, tolerances, budget of the curvature structure
 
   /// The K-FAC preset: per-layer Kronecker factors, eigen-damping, running
   /// averages of the factors (decay 0.95), lr 1e-3 and damping 1e-3 (the
@@ -116,7 +116,8 @@ class NaturalGradient {
     Vector g("hfisher::ngd::g", n), d("hfisher::ngd::d", n);
     const Scalar wd = Scalar(o_.weight_decay);
     Kokkos::parallel_for(
-        "hfisher::ngd::wd", Kokkos::RangePolicy<ExecSpace>(0, n), KOKKOS_LAMBDA(const long i) { g(i) = grad(i) + wd * theta(i); });
+        "hfisher::ngd::wd", Kokkos::RangePolicy<ExecSpace>(0, n),
+        KOKKOS_LAMBDA(const long i) { g(i) = grad(i) + wd * theta(i); });
     const double nu = direction(g, d);
     last_clip_ = nu;
     if (v_.extent(0) != theta.extent(0)) v_ = Vector("hfisher::ngd::v", n);
@@ -139,8 +140,10 @@ class NaturalGradient {
     f.seed = o_.fisher.seed + std::uint64_t(windows_);
     f.layers.clear();
     auto fresh = estimate_fisher(*model_, win, o_.kind, o_.structure, f, comm_);
-    if (F_ && o_.decay > 0) F_->decay_average(*fresh, o_.decay);
-    else F_ = std::move(fresh);
+    if (F_ && o_.decay > 0)
+      F_->decay_average(*fresh, o_.decay);
+    else
+      F_ = std::move(fresh);
   }
 
   const CurvatureOperator<Scalar, ExecSpace>& curvature() const { return *F_; }
@@ -168,15 +171,15 @@ class NaturalGradient {
   void read(std::istream& i, const std::string& what) {
     constexpr const char* where = "hfisher::NaturalGradient::read";
     io::expect_magic(i, kMagic, what, where, "a NaturalGradient state");
-    const long steps = long(io::get<std::int64_t>(i, what, where)), windows = long(io::get<std::int64_t>(i, what, where));
+    const long steps = long(io::get<std::int64_t>(i, what, where)),
+               windows = long(io::get<std::int64_t>(i, what, where));
     const double damping = io::get<double>(i, what, where), clip = io::get<double>(i, what, where);
     const double rho = io::get<double>(i, what, where);
     const long nv = long(io::get<std::int64_t>(i, what, where));
-    detail::require(steps >= 0 && windows >= 0 && damping > 0 && std::isfinite(damping) &&
-                        (nv == 0 || nv == model_->num_params()),
-                    where, what,
-                    ": corrupt or written for another model (", nv, " momentum entries, the model has ",
-                    model_->num_params(), " parameters)");
+    detail::require(
+        steps >= 0 && windows >= 0 && damping > 0 && std::isfinite(damping) && (nv == 0 || nv == model_->num_params()),
+        where, what, ": corrupt or written for another model (", nv, " momentum entries, the model has ",
+        model_->num_params(), " parameters)");
     Vector v;
     if (nv > 0) {
       v = Vector("hfisher::ngd::v", nv);
@@ -232,17 +235,21 @@ class NaturalGradient {
     Kokkos::deep_copy(saved, theta);
     const Scalar as = Scalar(a);
     Kokkos::parallel_for(
-        "hfisher::ngd::lm_probe", Kokkos::RangePolicy<ExecSpace>(0, n), KOKKOS_LAMBDA(const long i) { theta(i) -= as * d(i); });
+        "hfisher::ngd::lm_probe", Kokkos::RangePolicy<ExecSpace>(0, n),
+        KOKKOS_LAMBDA(const long i) { theta(i) -= as * d(i); });
     const double l1 = window_loss_grad(win, g, cache);
     Kokkos::deep_copy(theta, saved);
     rho_ = predicted < 0 ? (l1 - l0) / predicted : 0.0;
-    if (rho_ > 0.75) damping_ = std::max(o_.min_damping, damping_ * o_.lm_factor);
-    else if (rho_ < 0.25) damping_ = std::min(o_.max_damping, damping_ / o_.lm_factor);
+    if (rho_ > 0.75)
+      damping_ = std::max(o_.min_damping, damping_ * o_.lm_factor);
+    else if (rho_ < 0.25)
+      damping_ = std::min(o_.max_damping, damping_ / o_.lm_factor);
   }
 
   /// Mean loss of a window of examples and its gradient (plus weight decay),
   /// sharded over the ranks. (Public: it launches kernels.)
-  double window_loss_grad(const nn::DeviceData<Scalar, ExecSpace>& win, const Vector& g, typename Model::Cache& c) const {
+  double window_loss_grad(const nn::DeviceData<Scalar, ExecSpace>& win, const Vector& g,
+                          typename Model::Cache& c) const {
     const auto s = dist::shard(win.size(), comm_.rank(), comm_.size());
     const auto mine = nn::rows(win, s.first, s.second - s.first);
     double loss = nn::detail::shard_loss_grad(*model_, mine.x, mine.y, win.size(), g, c);

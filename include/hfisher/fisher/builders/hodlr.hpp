@@ -15,11 +15,11 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> hodlr_layer(const FisherSa
                                                                   const FisherOptions& o, const char* where) {
   const long P = s.shapes[k].size();
   const int S = s.samples();
-  hfisher::detail::require(P >= 2, where, "layer ", s.layers[k], " has ", P, " parameter(s): too small for a hierarchical block");
+  hfisher::detail::require(P >= 2, where, "layer ", s.layers[k], " has ", P,
+                           " parameter(s): too small for a hierarchical block");
   const int leaf = int(std::min<long>(o.leaf, std::max<long>(1, P / 2)));
   const int kcap = o.hodlr_max_rank > 0 ? std::min(o.hodlr_max_rank, S) : S;  // 0: no cap, the samples bound it
-  check_budget(double(P) * S * sizeof(Scalar) * 2.0 + double(P) * (leaf + 2.0 * kcap * 16) *
-                                                          sizeof(Scalar),
+  check_budget(double(P) * S * sizeof(Scalar) * 2.0 + double(P) * (leaf + 2.0 * kcap * 16) * sizeof(Scalar),
                o.memory_budget, where,
                "a hierarchical Fisher of layer " + std::to_string(s.layers[k]) + " from its " + std::to_string(S) +
                    " per-sample gradients");

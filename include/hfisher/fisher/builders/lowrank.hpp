@@ -20,7 +20,8 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> lowrank_of(const FisherSam
   for (int k : ks) n += s.shapes[k].size();
   const int kmax = std::min<long>({long(o.rank), long(S), n});
   check_budget((double(S) * S * 2 + double(N) * N + double(S) * kmax * 3 + double(n) * (kmax + 2)) * sizeof(Scalar),
-               o.memory_budget, where, "a rank-" + std::to_string(kmax) + " Fisher from " + std::to_string(S) + " samples");
+               o.memory_budget, where,
+               "a rank-" + std::to_string(kmax) + " Fisher from " + std::to_string(S) + " samples");
   ExecSpace space;
   BatchMatrix<Scalar, ExecSpace> K("hfisher::lowrank::K", 1, S, S);
   Mat<Scalar, ExecSpace> K2(K.data(), S, S), KG("hfisher::lowrank::KG", S, S), KA("hfisher::lowrank::KA", N, N);

@@ -50,7 +50,8 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> hodlr_matrix_free(
   co.max_rank = o.hodlr_max_rank;
   co.allow_capped = true;  // the cap is the Fisher's memory budget: capped blocks are reported by ranks()
   auto tree = ClusterTree::balanced(int(P), leaf);
-  return std::make_unique<HODLROperator<Scalar, ExecSpace>>(HODLR<Scalar, ExecSpace>::from_matvec(fp, int(P), tree, co));
+  return std::make_unique<HODLROperator<Scalar, ExecSpace>>(
+      HODLR<Scalar, ExecSpace>::from_matvec(fp, int(P), tree, co));
 }
 
 /// estimate_fisher with FisherOptions::matrix_free: HODLR (and BlockDiagonal
@@ -64,11 +65,11 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> matrix_free_curvature(
   constexpr const char* where = "hfisher::estimate_fisher";
   opts.validate(where);
   const Structure inner = structure == Structure::BlockDiagonal ? opts.block : structure;
-  hfisher::detail::require(inner == Structure::HODLR || inner == Structure::Network, where,
-                           "FisherOptions::matrix_free builds HODLR blocks and the network structure; ",
-                           to_string(structure),
-                           structure == Structure::BlockDiagonal ? std::string(" of ") + to_string(inner) : std::string(),
-                           " is built from per-sample factors (matrix_free = false)");
+  hfisher::detail::require(
+      inner == Structure::HODLR || inner == Structure::Network, where,
+      "FisherOptions::matrix_free builds HODLR blocks and the network structure; ", to_string(structure),
+      structure == Structure::BlockDiagonal ? std::string(" of ") + to_string(inner) : std::string(),
+      " is built from per-sample factors (matrix_free = false)");
   hfisher::detail::require(!opts.spd_compensation, where,
                            "FisherOptions::spd_compensation needs the per-sample factors (the truncation error of "
                            "each block); a matrix-free Fisher takes damping above its error estimate instead");

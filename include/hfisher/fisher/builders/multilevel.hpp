@@ -50,8 +50,10 @@ void multilevel_top(const Exec& space, const Batch& Q, const Batch& U, const Vec
       });
   // Vt may have more columns than r (directions beyond the samples stay 0)
   const auto Vr = Kokkos::subview(Vt, Kokkos::ALL, Kokkos::ALL, Kokkos::make_pair(0, r));
-  if (identity) Kokkos::deep_copy(space, Vr, Ur);
-  else kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), Q, Ur, Scalar(0), Vr);
+  if (identity)
+    Kokkos::deep_copy(space, Vr, Ur);
+  else
+    kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), Q, Ur, Scalar(0), Vr);
 }
 
 /// out_b = in_b - P_b (Q_b^T in_b): the projector T_b = I - P_b Q_b^T (or
@@ -84,8 +86,8 @@ struct MultilevelGram {
   IView units, unode;  // node bounds in units (M + 1), node of each unit
   int M = 0, S = 0, N = 0, R = 1, out = 0;
   bool factored = false;
-  Batch K;                           // explicit: (M, S, S)
-  Mat<Scalar, ExecSpace> Yb, Zb;     // factored: (N, out k)
+  Batch K;                        // explicit: (M, S, S)
+  Mat<Scalar, ExecSpace> Yb, Zb;  // factored: (N, out k)
 
   /// Whether the factored form is the cheaper one for M nodes (its GEMM
   /// runs at several times the batched GEMM's rate on small matrices).
@@ -169,7 +171,8 @@ struct MultilevelGram {
     auto Z = Zb;
     // one (example, unit) pair per iteration, its k contiguous columns inside
     Kokkos::parallel_for(
-        "hfisher::multilevel::gram_in", Kokkos::RangePolicy<ExecSpace>(space, 0, long(N) * O), KOKKOS_LAMBDA(const long e) {
+        "hfisher::multilevel::gram_in", Kokkos::RangePolicy<ExecSpace>(space, 0, long(N) * O),
+        KOKKOS_LAMBDA(const long e) {
           const int n = int(e / O), u = int(e % O), i = un(u);
           Scalar* y = &Y(n, long(u) * k);
           for (int j = 0; j < k; ++j) y[j] = Scalar(0);
@@ -180,7 +183,8 @@ struct MultilevelGram {
         });
     kernels::detail::matmul_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), KA, Y, Scalar(0), Z);
     Kokkos::parallel_for(
-        "hfisher::multilevel::gram_out", Kokkos::RangePolicy<ExecSpace>(space, 0, long(M) * SS), KOKKOS_LAMBDA(const long e) {
+        "hfisher::multilevel::gram_out", Kokkos::RangePolicy<ExecSpace>(space, 0, long(M) * SS),
+        KOKKOS_LAMBDA(const long e) {
           const int i = int(e / SS), s = int(e % SS);
           for (int j = 0; j < k; ++j) res(i, s, j) = Scalar(0);
           for (int u = ub(i); u < ub(i + 1); ++u) {
@@ -230,9 +234,10 @@ void multilevel_top_eigen(const ExecSpace& space, MultilevelGram<Scalar, ExecSpa
     return;
   }
   gram.prepare(kk);
-  Batch X("hfisher::multilevel::X", M, S, kk), Y("hfisher::multilevel::Y", M, S, kk), t1("hfisher::multilevel::t1", M, S, kk),
-      t2("hfisher::multilevel::t2", M, S, kk), tmp("hfisher::multilevel::tmp", M, rho, kk),
-      Rr("hfisher::multilevel::R", M, kk, kk), B("hfisher::multilevel::B", M, kk, kk), U("hfisher::multilevel::U", M, kk, kk);
+  Batch X("hfisher::multilevel::X", M, S, kk), Y("hfisher::multilevel::Y", M, S, kk),
+      t1("hfisher::multilevel::t1", M, S, kk), t2("hfisher::multilevel::t2", M, S, kk),
+      tmp("hfisher::multilevel::tmp", M, rho, kk), Rr("hfisher::multilevel::R", M, kk, kk),
+      B("hfisher::multilevel::B", M, kk, kk), U("hfisher::multilevel::U", M, kk, kk);
   Vec2 w("hfisher::multilevel::w", M, kk);
   {  // one Gaussian start for every node of the level
     Mat<Scalar, ExecSpace> Om("hfisher::multilevel::omega", S, kk);
@@ -303,7 +308,8 @@ struct MultilevelLevel {
                       const Mat<Scalar, ExecSpace>& A, const IView& unode, int R, int col0,
                       const Mat<Scalar, ExecSpace>& W) {
     const int N = int(A.extent(0)), c = int(A.extent(1)), out = int(g.extent(1)), r = int(Z.extent(2));
-    Mat<Scalar, ExecSpace> GZ("hfisher::multilevel::GZ", N, long(r) * out), Wr("hfisher::multilevel::Wr", long(r) * out, c);
+    Mat<Scalar, ExecSpace> GZ("hfisher::multilevel::GZ", N, long(r) * out),
+        Wr("hfisher::multilevel::Wr", long(r) * out, c);
     Kokkos::parallel_for(
         "hfisher::multilevel::GZ", Kokkos::MDRangePolicy<ExecSpace, Kokkos::Rank<3>>(space, {0, 0, 0}, {N, r, out}),
         KOKKOS_LAMBDA(const int n, const int q, const int u) {
@@ -336,9 +342,8 @@ struct MultilevelLevel {
 /// GEMM, QR and small eigensolves; see multilevel_top_eigen) plus O(P N r)
 /// to form W.
 template <class Scalar, class ExecSpace>
-std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> multilevel_layer(const FisherSamples<Scalar, ExecSpace>& s,
-                                                                       int k, const FisherOptions& o,
-                                                                       const char* where) {
+std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> multilevel_layer(const FisherSamples<Scalar, ExecSpace>& s, int k,
+                                                                       const FisherOptions& o, const char* where) {
   using Batch = BatchMatrix<Scalar, ExecSpace>;
   using IView = Kokkos::View<int*, typename ExecSpace::memory_space>;
   hfisher::detail::require(s.positions_of(k) == 1, where, "the multilevel structure needs rank-one per-example ",
@@ -373,20 +378,24 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> multilevel_layer(const Fis
     lay.ranks.push_back(r);
     const double M = double(ub[l].size() - 1), kk = multilevel_block_width(r, S, o.multilevel_oversampling);
     double lvl = M * S * (2.0 * (rho + r) + 3.0 * r) + double(N) * r * out + double(P) * r;
-    if (2 * kk >= S) lvl += M * S * S * 5;
-    else if (MultilevelGram<Scalar, ExecSpace>::prefer_factored(long(M), S, N, out)) lvl += M * S * kk * 4 + 2.0 * N * out * kk;
-    else lvl += M * S * kk * 4 + M * S * S;
+    if (2 * kk >= S)
+      lvl += M * S * S * 5;
+    else if (MultilevelGram<Scalar, ExecSpace>::prefer_factored(long(M), S, N, out))
+      lvl += M * S * kk * 4 + 2.0 * N * out * kk;
+    else
+      lvl += M * S * kk * 4 + M * S * S;
     need = std::max(need, lvl);
     rho += r;
   }
-  check_budget((need + double(N) * N + double(P) * (lay.columns() + 2)) * sizeof(Scalar), o.memory_budget, where,
-               "a multilevel Fisher of layer " + std::to_string(s.layers[k]) + " from " + std::to_string(S) + " samples");
+  check_budget(
+      (need + double(N) * N + double(P) * (lay.columns() + 2)) * sizeof(Scalar), o.memory_budget, where,
+      "a multilevel Fisher of layer " + std::to_string(s.layers[k]) + " from " + std::to_string(S) + " samples");
   ExecSpace space;
   Mat<Scalar, ExecSpace> KA("hfisher::multilevel::KA", N, N), W("hfisher::multilevel::W", P, lay.columns());
   kernels::detail::matmul_nocheck(space, Op::NoTrans, Op::Trans, Scalar(1), s.a[k], s.a[k], Scalar(0), KA);
   const Scalar tol = Scalar(o.tol);
   Batch Zs("hfisher::multilevel::Zs", 1, S, 0), Vs("hfisher::multilevel::Vs", 1, S, 0);  // level 0: T = I
-  int col0 = 0;  // first W column of this level
+  int col0 = 0;                                                                          // first W column of this level
   for (int l = 0; l < lay.levels(); ++l) {
     hfisher::detail::Region region("hfisher::multilevel_layer::level " + std::to_string(l));
     const int M = int(ub[l].size()) - 1, r = lay.ranks[l];

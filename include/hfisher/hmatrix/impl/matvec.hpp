@@ -22,8 +22,9 @@ namespace hfisher {
 /// Y arrives allocated (n, r); an op that reallocates it to another size, or
 /// writes NaN/Inf, is an error.
 template <class Scalar, class ExecSpace>
-using MatvecOperator = std::function<void(const Kokkos::View<Scalar**, Kokkos::LayoutRight, typename ExecSpace::memory_space>&,
-                                          Kokkos::View<Scalar**, Kokkos::LayoutRight, typename ExecSpace::memory_space>&)>;
+using MatvecOperator =
+    std::function<void(const Kokkos::View<Scalar**, Kokkos::LayoutRight, typename ExecSpace::memory_space>&,
+                       Kokkos::View<Scalar**, Kokkos::LayoutRight, typename ExecSpace::memory_space>&)>;
 
 namespace detail {
 

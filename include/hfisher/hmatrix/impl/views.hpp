@@ -21,8 +21,7 @@ auto level_nodes(const View2& X, int level, Nodes which) {
   using T = typename View2::value_type;
   using Mem = typename View2::memory_space;
   const long N = X.extent(0), r = X.extent(1), m = N >> level, nodes = 1L << level;
-  if (which == Nodes::All)
-    return Strided3<T, Mem>(X.data(), Kokkos::LayoutStride(nodes, m * r, m, r, r, 1));
+  if (which == Nodes::All) return Strided3<T, Mem>(X.data(), Kokkos::LayoutStride(nodes, m * r, m, r, r, 1));
   const long off = which == Nodes::Left ? 0 : m * r;
   return Strided3<T, Mem>(X.data() + off, Kokkos::LayoutStride(nodes / 2, 2 * m * r, m, r, r, 1));
 }

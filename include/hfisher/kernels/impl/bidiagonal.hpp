@@ -84,8 +84,8 @@ KOKKOS_INLINE_FUNCTION void givens(T f, T g, T& c, T& s, T& r) {
 /// the superdiagonal. Diagonal to d, superdiagonal to e (e[n-1] = 0); w is
 /// max(m, n) scratch.
 template <class Member, class T>
-KOKKOS_INLINE_FUNCTION void householder_bidiagonalize(const Member& t, int m, int n, T* A, long a0, long a1, T* d,
-                                                      T* e, T* tauq, T* taup, T* w) {
+KOKKOS_INLINE_FUNCTION void householder_bidiagonalize(const Member& t, int m, int n, T* A, long a0, long a1, T* d, T* e,
+                                                      T* tauq, T* taup, T* w) {
   constexpr int CW = 32;  // columns per thread in the left reflector's w = v^T A
   for (int j = 0; j < n; ++j) {
     // H_j: column j, rows j..m-1
@@ -197,8 +197,8 @@ KOKKOS_INLINE_FUNCTION void form_bidiagonal_ut(const Member& t, int m, int n, co
 /// householder_bidiagonalize's right reflectors (G_j acts on indices
 /// j+1..n-1), as form_bidiagonal_ut does. w: n scratch.
 template <class Member, class T>
-KOKKOS_INLINE_FUNCTION void form_bidiagonal_vt(const Member& t, int n, const T* A, long a0, long a1,
-                                               const T* taup, T* Vt, T* w) {
+KOKKOS_INLINE_FUNCTION void form_bidiagonal_vt(const Member& t, int n, const T* A, long a0, long a1, const T* taup,
+                                               T* Vt, T* w) {
   Kokkos::parallel_for(Kokkos::TeamThreadRange(t, 0, n), [&](const int c) {
     T* v = Vt + long(c) * n;
     for (int r = 0; r < n; ++r) v[r] = r == c ? T(1) : T(0);
@@ -231,8 +231,7 @@ KOKKOS_INLINE_FUNCTION void form_bidiagonal_vt(const Member& t, int n, const T* 
 /// superdiagonal entry chased to the right by rotations from the left (or,
 /// for the block's last entry, its column's chased upward from the right).
 template <class T>
-KOKKOS_INLINE_FUNCTION bool bidiagonal_qr_step(T* d, T* e, T tnorm, int& hi, RotationLog<T>& ru,
-                                               RotationLog<T>& rv) {
+KOKKOS_INLINE_FUNCTION bool bidiagonal_qr_step(T* d, T* e, T tnorm, int& hi, RotationLog<T>& ru, RotationLog<T>& rv) {
   const T eps = math::limits<T>::eps();
   auto negligible = [&](int i) {
     const T dd = math::abs(d[i]) + math::abs(d[i + 1]);
@@ -281,7 +280,8 @@ KOKKOS_INLINE_FUNCTION bool bidiagonal_qr_step(T* d, T* e, T tnorm, int& hi, Rot
   }
   // Wilkinson shift: the eigenvalue of the trailing 2 x 2 of B^T B nearer its
   // last diagonal entry, in units of sc (no overflow in the squares)
-  T sc = math::max(math::max(math::abs(d[hi - 1]), math::abs(d[hi])), math::max(math::abs(e[hi - 1]), math::abs(d[lo])));
+  T sc =
+      math::max(math::max(math::abs(d[hi - 1]), math::abs(d[hi])), math::max(math::abs(e[hi - 1]), math::abs(d[lo])));
   sc = math::max(sc, math::abs(e[lo]));
   if (hi - 1 > lo) sc = math::max(sc, math::abs(e[hi - 2]));
   const T dm = d[hi - 1] / sc, dn = d[hi] / sc, em = e[hi - 1] / sc, el = hi - 1 > lo ? e[hi - 2] / sc : T(0);

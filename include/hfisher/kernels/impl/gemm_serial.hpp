@@ -49,16 +49,23 @@ KOKKOS_INLINE_FUNCTION void for_each_team_slice(const Member& member, int n, int
   });
 }
 
-template <class T> struct GemmBlock;
-template <> struct GemmBlock<double> { static constexpr int MR = 4, NR = 16, VL = 8; };
-template <> struct GemmBlock<float> { static constexpr int MR = 4, NR = 32, VL = 16; };
+template <class T>
+struct GemmBlock;
+template <>
+struct GemmBlock<double> {
+  static constexpr int MR = 4, NR = 16, VL = 8;
+};
+template <>
+struct GemmBlock<float> {
+  static constexpr int MR = 4, NR = 32, VL = 16;
+};
 
 /// One MB x NB block of C = alpha op(A) op(B) + beta C in the "axpy" form
 /// (op(B) contiguous along j): NB accumulators per row, vectorized over j,
 /// each entry summed over l in order.
 template <class T, int MB, int NB>
-KOKKOS_INLINE_FUNCTION void axpy_block(int i0, int j0, int k, T alpha, T beta, const T* A, int ai, int al,
-                                       const T* B, int bl, T* C, int ci, int cj) {
+KOKKOS_INLINE_FUNCTION void axpy_block(int i0, int j0, int k, T alpha, T beta, const T* A, int ai, int al, const T* B,
+                                       int bl, T* C, int ci, int cj) {
   T acc[MB][NB];
   for (int r = 0; r < MB; ++r)
     for (int c = 0; c < NB; ++c) acc[r][c] = T(0);
@@ -83,10 +90,12 @@ KOKKOS_INLINE_FUNCTION void axpy_block(int i0, int j0, int k, T alpha, T beta, c
 /// The vector type of the micro-kernel: 512-bit where the build targets
 /// AVX-512 (with masked loads and stores for a fringe of fewer than W
 /// columns), else 256-bit AVX2.
-template <class T> struct Avx2;
+template <class T>
+struct Avx2;
 #if defined(__AVX512F__) && !defined(HFISHER_NO_AVX512_GEMM)
 #define HFISHER_GEMM_MASKED 1
-template <> struct Avx2<double> {
+template <>
+struct Avx2<double> {
   using V = __m512d;
   static constexpr int W = 8;
   static V zero() { return _mm512_setzero_pd(); }
@@ -98,7 +107,8 @@ template <> struct Avx2<double> {
   static void store(double* p, V v) { _mm512_storeu_pd(p, v); }
   static void store(double* p, V v, int nc) { _mm512_mask_storeu_pd(p, __mmask8((1u << nc) - 1), v); }
 };
-template <> struct Avx2<float> {
+template <>
+struct Avx2<float> {
   using V = __m512;
   static constexpr int W = 16;
   static V zero() { return _mm512_setzero_ps(); }
@@ -112,7 +122,8 @@ template <> struct Avx2<float> {
 };
 #else
 #define HFISHER_GEMM_MASKED 0
-template <> struct Avx2<double> {
+template <>
+struct Avx2<double> {
   using V = __m256d;
   static constexpr int W = 4;
   static V zero() { return _mm256_setzero_pd(); }
@@ -122,7 +133,8 @@ template <> struct Avx2<double> {
   static V mul(V a, V b) { return _mm256_mul_pd(a, b); }
   static void store(double* p, V v) { _mm256_storeu_pd(p, v); }
 };
-template <> struct Avx2<float> {
+template <>
+struct Avx2<float> {
   using V = __m256;
   static constexpr int W = 8;
   static V zero() { return _mm256_setzero_ps(); }
@@ -238,8 +250,8 @@ inline void axpy_rows(int i0, int n, int k, T alpha, T beta, const T* A, int ai,
 
 /// All rows of the axpy form: blocks of 6, then one block of 4, 2 or 1.
 template <class T>
-inline void axpy_all(int m, int n, int k, T alpha, T beta, const T* A, int ai, int al, const T* B, int bl, T* C,
-                     int ci, int cj) {
+inline void axpy_all(int m, int n, int k, T alpha, T beta, const T* A, int ai, int al, const T* B, int bl, T* C, int ci,
+                     int cj) {
   int i0 = 0;
   for (; i0 + 6 <= m; i0 += 6) axpy_rows<T, 6>(i0, n, k, alpha, beta, A, ai, al, B, bl, C, ci, cj);
   if (i0 + 4 <= m) {
@@ -297,7 +309,6 @@ KOKKOS_INLINE_FUNCTION void axpy_rows(int i0, int n, int k, T alpha, T beta, con
   for (; j0 < n; ++j0) axpy_block<T, MB, 1>(i0, j0, k, alpha, beta, A, ai, al, B, bl, C, ci, cj);
 }
 
-
 /// All rows of the axpy form: MR rows at a time, then single rows.
 template <class T>
 KOKKOS_INLINE_FUNCTION void axpy_all(int m, int n, int k, T alpha, T beta, const T* A, int ai, int al, const T* B,
@@ -313,8 +324,8 @@ KOKKOS_INLINE_FUNCTION void axpy_all(int m, int n, int k, T alpha, T beta, const
 /// op(B)(l, j) = B[l*bl + j*bj], C(i, j) = C[i*ci + j*cj]. Returns false if
 /// the strides fit neither fast form.
 template <class T>
-KOKKOS_INLINE_FUNCTION bool gemm_serial_blocked(int m, int n, int k, T alpha, const T* A, int ai, int al,
-                                                const T* B, int bl, int bj, T beta, T* C, int ci, int cj) {
+KOKKOS_INLINE_FUNCTION bool gemm_serial_blocked(int m, int n, int k, T alpha, const T* A, int ai, int al, const T* B,
+                                                int bl, int bj, T beta, T* C, int ci, int cj) {
   constexpr int VL = GemmBlock<T>::VL;
   auto store = [&](int i, int j, T v) {
     T& c = C[i * ci + j * cj];

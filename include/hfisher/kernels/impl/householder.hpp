@@ -70,8 +70,8 @@ KOKKOS_INLINE_FUNCTION void householder_qr(const Member& t, int m, int n, T* A, 
     // reflector for column i, rows i..m-1
     T xnorm2 = T(0);
     Kokkos::parallel_reduce(
-        Kokkos::TeamThreadRange(t, i + 1, m),
-        [&](const int r, T& s) { s += A[r * s0 + i * s1] * A[r * s0 + i * s1]; }, xnorm2);
+        Kokkos::TeamThreadRange(t, i + 1, m), [&](const int r, T& s) { s += A[r * s0 + i * s1] * A[r * s0 + i * s1]; },
+        xnorm2);
     const T alpha = A[i * s0 + i * s1];
     t.team_barrier();
     T ti = T(0);
@@ -79,9 +79,8 @@ KOKKOS_INLINE_FUNCTION void householder_qr(const Member& t, int m, int n, T* A, 
       const T beta = -math::sign(math::hypot(alpha, math::sqrt(xnorm2)), alpha);
       ti = (beta - alpha) / beta;
       const T scale = T(1) / (alpha - beta);
-      Kokkos::parallel_for(Kokkos::TeamThreadRange(t, i, m), [&](const int r) {
-        A[r * s0 + i * s1] = r == i ? beta : A[r * s0 + i * s1] * scale;
-      });
+      Kokkos::parallel_for(Kokkos::TeamThreadRange(t, i, m),
+                           [&](const int r) { A[r * s0 + i * s1] = r == i ? beta : A[r * s0 + i * s1] * scale; });
     }
     Kokkos::single(Kokkos::PerTeam(t), [&]() { tau[i] = ti; });
     t.team_barrier();
@@ -200,8 +199,7 @@ KOKKOS_INLINE_FUNCTION void panel_wy(int m, int p0, int pb, const T* A, int s0, 
   constexpr int P = qr_panel;
   const int mv = m - p0;
   for (int r = 0; r < mv; ++r)
-    for (int c = 0; c < pb; ++c)
-      V[r * P + c] = r > c ? A[(p0 + r) * s0 + (p0 + c) * s1] : (r == c ? T(1) : T(0));
+    for (int c = 0; c < pb; ++c) V[r * P + c] = r > c ? A[(p0 + r) * s0 + (p0 + c) * s1] : (r == c ? T(1) : T(0));
   // G = V^T V (pb x pb): the inner products of the reflectors
   gemm_serial_blocked<T>(pb, pb, mv, T(1), V, 1, P, V, P, 1, T(0), G, P, 1);
   for (int i = 0; i < pb; ++i) {
@@ -260,8 +258,8 @@ KOKKOS_INLINE_FUNCTION void householder_qr_blocked(const Member& t, int m, int n
 /// and columns it touches. Q has row stride q0 and unit column stride.
 /// work: qr_blocked_work(m, q) scalars.
 template <class T>
-KOKKOS_INLINE_FUNCTION void form_q_blocked(int m, int q, int kr, const T* A, int s0, int s1, const T* tau, T* Q,
-                                           int q0, T* work) {
+KOKKOS_INLINE_FUNCTION void form_q_blocked(int m, int q, int kr, const T* A, int s0, int s1, const T* tau, T* Q, int q0,
+                                           T* work) {
   constexpr int P = qr_panel;
   T* V = work;
   T* W = V + long(m) * P;

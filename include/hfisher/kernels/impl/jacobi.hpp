@@ -58,9 +58,12 @@ KOKKOS_INLINE_FUNCTION void dot3(const Member& t, int m, const T* x, const T* y,
     b = sb;
     g = sg;
   } else {
-    Kokkos::parallel_reduce(Kokkos::TeamThreadRange(t, 0, m), [&](const int r, T& v) { v += x[r * s] * x[r * s]; }, a);
-    Kokkos::parallel_reduce(Kokkos::TeamThreadRange(t, 0, m), [&](const int r, T& v) { v += y[r * s] * y[r * s]; }, b);
-    Kokkos::parallel_reduce(Kokkos::TeamThreadRange(t, 0, m), [&](const int r, T& v) { v += x[r * s] * y[r * s]; }, g);
+    Kokkos::parallel_reduce(
+        Kokkos::TeamThreadRange(t, 0, m), [&](const int r, T& v) { v += x[r * s] * x[r * s]; }, a);
+    Kokkos::parallel_reduce(
+        Kokkos::TeamThreadRange(t, 0, m), [&](const int r, T& v) { v += y[r * s] * y[r * s]; }, b);
+    Kokkos::parallel_reduce(
+        Kokkos::TeamThreadRange(t, 0, m), [&](const int r, T& v) { v += x[r * s] * y[r * s]; }, g);
   }
 }
 

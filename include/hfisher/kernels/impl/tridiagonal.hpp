@@ -99,8 +99,8 @@ KOKKOS_INLINE_FUNCTION TridiagonalReflector<T> tridiagonal_reflector(T alpha, T 
 /// 0, columns before k_begin are taken as reduced already (d, e, tau and
 /// their reflectors written) and the trailing block as updated.
 template <class Member, class T>
-KOKKOS_INLINE_FUNCTION void householder_tridiagonalize(const Member& t, int n, T* A, int a0, int a1, T* d, T* e,
-                                                       T* tau, T* p, T* v, int k_begin = 0) {
+KOKKOS_INLINE_FUNCTION void householder_tridiagonalize(const Member& t, int n, T* A, int a0, int a1, T* d, T* e, T* tau,
+                                                       T* p, T* v, int k_begin = 0) {
   auto at = [&](int i, int j) -> T& { return A[long(i) * a0 + long(j) * a1]; };
   for (int k = k_begin; k + 2 < n; ++k) {
     T xnorm2 = T(0);
@@ -145,7 +145,8 @@ KOKKOS_INLINE_FUNCTION void householder_tridiagonalize(const Member& t, int n, T
     });
     t.team_barrier();
     T pv = T(0);
-    Kokkos::parallel_reduce(Kokkos::TeamThreadRange(t, lo, n), [&](const int i, T& s) { s += p[i] * v[i]; }, pv);
+    Kokkos::parallel_reduce(
+        Kokkos::TeamThreadRange(t, lo, n), [&](const int i, T& s) { s += p[i] * v[i]; }, pv);
     const T K = T(0.5) * tk * pv;
     Kokkos::parallel_for(Kokkos::TeamThreadRange(t, lo, n), [&](const int i) { p[i] -= K * v[i]; });
     t.team_barrier();
@@ -202,8 +203,8 @@ KOKKOS_INLINE_FUNCTION long tridiagonal_reduce_blocked_work(int n) {
 /// matrix-vector pass per column. p and v: n scratch each; work:
 /// tridiagonal_reduce_blocked_work(n).
 template <class Member, class T>
-KOKKOS_INLINE_FUNCTION void householder_tridiagonalize_blocked(const Member& t, int n, T* A, int a0, T* d, T* e,
-                                                               T* tau, T* p, T* v, T* work) {
+KOKKOS_INLINE_FUNCTION void householder_tridiagonalize_blocked(const Member& t, int n, T* A, int a0, T* d, T* e, T* tau,
+                                                               T* p, T* v, T* work) {
   constexpr int NB = tridiagonal_panel;
   auto at = [&](int i, int j) -> T& { return A[long(i) * a0 + j]; };
   const int nth = t.team_size();
@@ -328,8 +329,8 @@ KOKKOS_INLINE_FUNCTION void householder_tridiagonalize_blocked(const Member& t, 
 /// (vectors in A below the subdiagonal, tau) into V (n x n, strides v0, v1);
 /// y is n scratch.
 template <class Member, class T>
-KOKKOS_INLINE_FUNCTION void form_tridiagonal_q(const Member& t, int n, const T* A, int a0, int a1, const T* tau,
-                                               T* V, int v0, int v1, T* y) {
+KOKKOS_INLINE_FUNCTION void form_tridiagonal_q(const Member& t, int n, const T* A, int a0, int a1, const T* tau, T* V,
+                                               int v0, int v1, T* y) {
   auto vat = [&](int i, int j) -> T& { return V[long(i) * v0 + long(j) * v1]; };
   auto vec = [&](int i, int k) -> T { return i == k + 1 ? T(1) : A[long(i) * a0 + long(k) * a1]; };
   Kokkos::parallel_for(Kokkos::TeamThreadRange(t, 0, n), [&](const int i) {
@@ -372,8 +373,8 @@ KOKKOS_INLINE_FUNCTION long tridiagonal_q_blocked_work(int n) { return qr_blocke
 /// from the last, Q' -= V (T (V^T Q')) with two GEMMs, the trailing columns
 /// split among the team's threads. work: tridiagonal_q_blocked_work(n).
 template <class Member, class T>
-KOKKOS_INLINE_FUNCTION void form_tridiagonal_q_blocked(const Member& t, int n, const T* A, int a0, int a1,
-                                                       const T* tau, T* V, int v0, T* work) {
+KOKKOS_INLINE_FUNCTION void form_tridiagonal_q_blocked(const Member& t, int n, const T* A, int a0, int a1, const T* tau,
+                                                       T* V, int v0, T* work) {
   constexpr int P = qr_panel;
   const int m = n - 1, kr = n - 2;
   T* Vp = work;
@@ -385,8 +386,8 @@ KOKKOS_INLINE_FUNCTION void form_tridiagonal_q_blocked(const Member& t, int n, c
   });
   t.team_barrier();
   if (kr <= 0) return;
-  const T* Ar = A + a0;   // the reflectors in QR storage
-  T* Q = V + v0 + 1;      // Q': rows and columns 1..n-1
+  const T* Ar = A + a0;  // the reflectors in QR storage
+  T* Q = V + v0 + 1;     // Q': rows and columns 1..n-1
   for (int p0 = ((kr - 1) / P) * P; p0 >= 0; p0 -= P) {
     const int pb = kr - p0 < P ? kr - p0 : P, mv = m - p0, nt = m - p0;
     Kokkos::single(Kokkos::PerTeam(t), [&]() { panel_wy<T>(m, p0, pb, Ar, a0, a1, tau, Vp, Tm, G); });
@@ -541,9 +542,8 @@ KOKKOS_INLINE_FUNCTION long tridiagonal_syev_work(int n, bool blocked) {
 /// per batch rather than once per step (what keeps n = 2048, a 32 MB Q, from
 /// being bound by memory bandwidth).
 template <class Member, class T>
-KOKKOS_INLINE_FUNCTION int tridiagonal_syev(const Member& t, int n, T* A, int a0, int a1, T* d, T* V, int v0,
-                                            int v1, T* work, int* iwork, int max_steps_per_value,
-                                            bool blocked_q = false) {
+KOKKOS_INLINE_FUNCTION int tridiagonal_syev(const Member& t, int n, T* A, int a0, int a1, T* d, T* V, int v0, int v1,
+                                            T* work, int* iwork, int max_steps_per_value, bool blocked_q = false) {
   if (n <= 0) return 0;
   const int cap = ql_rotation_capacity(n);
   T* e = work;
@@ -561,8 +561,10 @@ KOKKOS_INLINE_FUNCTION int tridiagonal_syev(const Member& t, int n, T* A, int a0
   } else {
     householder_tridiagonalize(t, n, A, a0, a1, d, e, tau, p, v);
   }
-  if (blocked_q && v1 == 1 && n > 2) form_tridiagonal_q_blocked(t, n, A, a0, a1, tau, V, v0, sn + cap);
-  else form_tridiagonal_q(t, n, A, a0, a1, tau, V, v0, v1, p);
+  if (blocked_q && v1 == 1 && n > 2)
+    form_tridiagonal_q_blocked(t, n, A, a0, a1, tau, V, v0, sn + cap);
+  else
+    form_tridiagonal_q(t, n, A, a0, a1, tau, V, v0, v1, p);
   // With unit column stride, Q is transposed in place for the rotations, so
   // that entry i of consecutive rows is contiguous: a rotation of columns
   // (i, i + 1) is then two vector loads and stores across rows (each row's
