@@ -8,6 +8,7 @@
 #include <hfisher/core/validate.hpp>
 
 #include <KokkosBatched_Gemm_Decl.hpp>
+#include <hfisher/kernels/impl/batched_tags.hpp>
 #include <hfisher/kernels/impl/gemm_serial.hpp>
 
 namespace hfisher {
@@ -67,50 +68,33 @@ KOKKOS_INLINE_FUNCTION bool gemm_team_split(const Member& member, Op ta, Op tb, 
 }
 
 /// C = alpha op(A) op(B) + beta C on one entry, inside a team (no checks).
+/// On the host: a wide team splits a large entry into row slices, one
+/// thread runs the register-blocked kernel where the strides allow; the rest
+/// is KokkosBatched's blocked GEMM in the member's mode (batched_tags.hpp).
 template <class Exec, class Member, class AV, class BV, class CV, class S>
 KOKKOS_INLINE_FUNCTION void gemm_entry(const Member& member, Op ta, Op tb, S alpha, const AV& A, const BV& B, S beta,
                                        const CV& C) {
-  using mode = typename ExecTraits<Exec>::mode;
-  using algo = KokkosBatched::Algo::Gemm::Blocked;
   if constexpr (ExecTraits<Exec>::on_host) {
-    if (member.team_size() > 1 && gemm_team_split(member, ta, tb, alpha, A, B, beta, C)) return;
-    if (member.team_size() > 1) {  // host teams (testing the device code path)
-      using TM = KokkosBatched::Mode::Team;
-      using NT = KokkosBatched::Trans::NoTranspose;
-      using TT = KokkosBatched::Trans::Transpose;
-      if (ta == Op::NoTrans && tb == Op::NoTrans)
-        KokkosBatched::Gemm<Member, NT, NT, TM, algo>::invoke(member, alpha, A, B, beta, C);
-      else if (ta == Op::NoTrans)
-        KokkosBatched::Gemm<Member, NT, TT, TM, algo>::invoke(member, alpha, A, B, beta, C);
-      else if (tb == Op::NoTrans)
-        KokkosBatched::Gemm<Member, TT, NT, TM, algo>::invoke(member, alpha, A, B, beta, C);
-      else
-        KokkosBatched::Gemm<Member, TT, TT, TM, algo>::invoke(member, alpha, A, B, beta, C);
-      return;
+    if (member.team_size() > 1) {
+      if (gemm_team_split(member, ta, tb, alpha, A, B, beta, C)) return;
+    } else {
+      const auto g = gemm_shape(ta, tb, A, B, C);
+      if (g.m == 0 || g.n == 0) return;
+      if (detail::gemm_serial_blocked<typename CV::non_const_value_type>(g.m, g.n, g.k, alpha, A.data(), g.ai, g.al,
+                                                                         B.data(), g.bl, g.bj, beta, C.data(),
+                                                                         C.stride_0(), C.stride_1()))
+        return;
     }
-    // one thread per entry: the register-blocked forms where strides allow
-    const auto g = gemm_shape(ta, tb, A, B, C);
-    if (g.m == 0 || g.n == 0) return;
-    if (detail::gemm_serial_blocked<typename CV::non_const_value_type>(g.m, g.n, g.k, alpha, A.data(), g.ai, g.al,
-                                                                       B.data(), g.bl, g.bj, beta, C.data(),
-                                                                       C.stride_0(), C.stride_1()))
-      return;
   }
-  if (ta == Op::NoTrans) {
-    if (tb == Op::NoTrans)
-      KokkosBatched::Gemm<Member, KokkosBatched::Trans::NoTranspose, KokkosBatched::Trans::NoTranspose, mode,
-                          algo>::invoke(member, alpha, A, B, beta, C);
-    else
-      KokkosBatched::Gemm<Member, KokkosBatched::Trans::NoTranspose, KokkosBatched::Trans::Transpose, mode,
-                          algo>::invoke(member, alpha, A, B, beta, C);
-  } else {
-    if (tb == Op::NoTrans)
-      KokkosBatched::Gemm<Member, KokkosBatched::Trans::Transpose, KokkosBatched::Trans::NoTranspose, mode,
-                          algo>::invoke(member, alpha, A, B, beta, C);
-    else
-      KokkosBatched::Gemm<Member, KokkosBatched::Trans::Transpose, KokkosBatched::Trans::Transpose, mode, algo>::invoke(
-          member, alpha, A, B, beta, C);
-  }
+  using algo = KokkosBatched::Algo::Gemm::Blocked;
+  with_mode_tag<Exec>(member, [&](auto mode) {
+    with_trans_tag(ta, [&](auto ka) {
+      with_trans_tag(tb, [&](auto kb) {
+        KokkosBatched::Gemm<Member, decltype(ka), decltype(kb), decltype(mode), algo>::invoke(member, alpha, A, B, beta,
+                                                                                              C);
+      });
+    });
+  });
 }
 
 /// The launch policy of a batched GEMM: one team per entry, or, for fewer

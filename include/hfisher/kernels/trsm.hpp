@@ -11,6 +11,7 @@
 
 #include <hfisher/core/types.hpp>
 #include <hfisher/core/validate.hpp>
+#include <hfisher/kernels/impl/batched_tags.hpp>
 #include <hfisher/kernels/impl/gemm_serial.hpp>
 
 #include <KokkosBatched_Trsm_Decl.hpp>
@@ -19,31 +20,26 @@ namespace hfisher {
 namespace kernels {
 namespace detail {
 
-template <class Exec, class Member, class KUplo, class KTrans, class AV, class BV, class S>
-KOKKOS_INLINE_FUNCTION void trsm_left_kb(const Member& member, Diag diag, S alpha, const AV& A, const BV& B) {
-  using mode = typename ExecTraits<Exec>::mode;
+/// Left-side KokkosBatched TRSM op(A) X = alpha B on one entry, in the
+/// member's mode (batched_tags.hpp).
+template <class Exec, class Member, class AV, class BV, class S>
+KOKKOS_INLINE_FUNCTION void trsm_left_kb(const Member& member, Uplo uplo, Op op, Diag diag, S alpha, const AV& A,
+                                         const BV& B) {
   // Unblocked: Kokkos Kernels 3.4.1's Blocked serial TRSM returns wrong
   // results for upper (backward) solves once both sides of B exceed about
   // 64 (unit_tests/kernels/test_trsm.cpp, case 70 x 66, caught it)
   using algo = KokkosBatched::Algo::Trsm::Unblocked;
-  if constexpr (ExecTraits<Exec>::on_host) {
-    if (member.team_size() > 1) {  // host teams (testing the device code path)
-      using TM = KokkosBatched::Mode::Team;
-      if (diag == Diag::Unit)
-        KokkosBatched::Trsm<Member, KokkosBatched::Side::Left, KUplo, KTrans, KokkosBatched::Diag::Unit, TM,
-                            algo>::invoke(member, alpha, A, B);
-      else
-        KokkosBatched::Trsm<Member, KokkosBatched::Side::Left, KUplo, KTrans, KokkosBatched::Diag::NonUnit, TM,
-                            algo>::invoke(member, alpha, A, B);
-      return;
-    }
-  }
-  if (diag == Diag::Unit)
-    KokkosBatched::Trsm<Member, KokkosBatched::Side::Left, KUplo, KTrans, KokkosBatched::Diag::Unit, mode,
-                        algo>::invoke(member, alpha, A, B);
-  else
-    KokkosBatched::Trsm<Member, KokkosBatched::Side::Left, KUplo, KTrans, KokkosBatched::Diag::NonUnit, mode,
-                        algo>::invoke(member, alpha, A, B);
+  using left = KokkosBatched::Side::Left;
+  with_mode_tag<Exec>(member, [&](auto mode) {
+    with_uplo_tag(uplo, [&](auto ku) {
+      with_trans_tag(op, [&](auto kt) {
+        with_diag_tag(diag, [&](auto kd) {
+          KokkosBatched::Trsm<Member, left, decltype(ku), decltype(kt), decltype(kd), decltype(mode), algo>::invoke(
+              member, alpha, A, B);
+        });
+      });
+    });
+  });
 }
 
 /// Left-side solve op(A) X = alpha B by one thread, blocked: panels of NBK
@@ -213,21 +209,7 @@ KOKKOS_INLINE_FUNCTION void trsm_left_entry(const Member& member, Uplo uplo, Op 
       return;
     }
   }
-  if (uplo == Uplo::Lower) {
-    if (op == Op::NoTrans)
-      trsm_left_kb<Exec, Member, KokkosBatched::Uplo::Lower, KokkosBatched::Trans::NoTranspose>(member, diag, alpha, A,
-                                                                                                B);
-    else
-      trsm_left_kb<Exec, Member, KokkosBatched::Uplo::Lower, KokkosBatched::Trans::Transpose>(member, diag, alpha, A,
-                                                                                              B);
-  } else {
-    if (op == Op::NoTrans)
-      trsm_left_kb<Exec, Member, KokkosBatched::Uplo::Upper, KokkosBatched::Trans::NoTranspose>(member, diag, alpha, A,
-                                                                                                B);
-    else
-      trsm_left_kb<Exec, Member, KokkosBatched::Uplo::Upper, KokkosBatched::Trans::Transpose>(member, diag, alpha, A,
-                                                                                              B);
-  }
+  trsm_left_kb<Exec>(member, uplo, op, diag, alpha, A, B);
 }
 
 /// Any side, one entry (no checks).
