@@ -116,7 +116,7 @@ typename hfisher::CurvatureOperator<S, E>::Vector dev_vec(const std::vector<doub
 template <class S, class E>
 void check_operator(const hfisher::CurvatureOperator<S, E>& op, double damping, const std::string& what) {
   const long n = op.size();
-  const bool dbl = std::is_same<S, double>::value;
+  using FT = hfisher_test::FisherTol<S>;
   const auto F = host_matrix(op.to_dense());
   const double nF = std::max(1e-300, max_abs(F, 0));
   std::mt19937 g(3);
@@ -129,7 +129,7 @@ void check_operator(const hfisher::CurvatureOperator<S, E>& op, double damping, 
   op.apply(vd, y);
   auto yh = to_host1(y);
   double q = 0, vn = 0;
-  const double tol = dbl ? 1e-11 : 2e-4;
+  const double tol = FT::apply;
   for (long i = 0; i < n; ++i) {
     double s = 0;
     for (long j = 0; j < n; ++j) s += F(0, i, j) * v[j];
@@ -150,7 +150,7 @@ void check_operator(const hfisher::CurvatureOperator<S, E>& op, double damping, 
   double ld = 0;
   for (long i = 0; i < n; ++i) ld += 2 * std::log(Lc(0, i, i));
   const double cond = (nF * n + damping) / damping;
-  EXPECT_NEAR(op.logdet(damping), ld, (dbl ? 1e-10 : 2e-3) * (n + std::abs(ld))) << what << ": logdet";
+  EXPECT_NEAR(op.logdet(damping), ld, FT::logdet * (n + std::abs(ld))) << what << ": logdet";
   typename hfisher::CurvatureOperator<S, E>::Vector x("x", n), Fx("Fx", n);
   op.solve(vd, x, damping);
   auto xh = to_host1(x);
@@ -160,7 +160,7 @@ void check_operator(const hfisher::CurvatureOperator<S, E>& op, double damping, 
     for (long j = 0; j < n; ++j) s += F(0, i, j) * xh[j];
     res = std::max(res, std::abs(s - v[i]));
   }
-  EXPECT_LE(res, (dbl ? 1e-11 : 5e-4) * cond * std::sqrt(vn)) << what << ": solve residual";
+  EXPECT_LE(res, FT::solve * cond * std::sqrt(vn)) << what << ": solve residual";
   // save / load
   const std::string path = unique_temp("curv_" + std::string(op.tag()) + ".bin");
   op.save(path);
@@ -168,7 +168,7 @@ void check_operator(const hfisher::CurvatureOperator<S, E>& op, double damping, 
   EXPECT_EQ(back->size(), n);
   EXPECT_EQ(back->structure(), op.structure());
   EXPECT_EQ(back->bytes(), op.bytes());
-  EXPECT_LE(rel_fro(host_matrix(back->to_dense()), F), dbl ? 1e-15 : 1e-7) << what << ": load(save(F))";
+  EXPECT_LE(rel_fro(host_matrix(back->to_dense()), F), FT::roundtrip) << what << ": load(save(F))";
   {
     std::ifstream in(path, std::ios::binary);
     std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -213,10 +213,10 @@ void check_operator(const hfisher::CurvatureOperator<S, E>& op, double damping, 
                       for (auto& z : t.a) z *= 1.5;
                       return t;
                     }()),
-            dbl ? 1e-6 : 1e-3)
+            FT::sum)
       << what << ": add";
   sum->scale(2.0);
-  EXPECT_NEAR(to_host1(sum->diag())[0], 3.0 * F(0, 0, 0), (dbl ? 1e-6 : 1e-3) * nF) << what << ": scale";
+  EXPECT_NEAR(to_host1(sum->diag())[0], 3.0 * F(0, 0, 0), FT::sum * nF) << what << ": scale";
   // bad input
   typename hfisher::CurvatureOperator<S, E>::Vector wrong("w", n + 1);
   EXPECT_THROW(op.apply(wrong, y), hfisher::Error) << what;
@@ -230,7 +230,7 @@ void check_operator(const hfisher::CurvatureOperator<S, E>& op, double damping, 
 TYPED_TEST(FisherTest, EveryKindAndStructureAgainstBruteForce) {
   using S = typename TypeParam::scalar;
   using E = typename TypeParam::exec;
-  const bool dbl = std::is_same<S, double>::value;
+  using FT = hfisher_test::FisherTol<S>;
   hfisher::nn::MLP<S, E> model({6, 5, 4}, hfisher::nn::Activation::Tanh, 11);
   const int N = 24;
   auto data = hfisher::nn::to_device<S, E>(random_dataset(N + 8, 6, 4, 5));
@@ -240,7 +240,7 @@ TYPED_TEST(FisherTest, EveryKindAndStructureAgainstBruteForce) {
     o.batch = 7;  // several passes, a short last one
     o.mc_samples = 3;
     o.seed = 9;
-    o.tol = dbl ? 1e-10 : 1e-5;
+    o.tol = FT::compress;
     o.leaf = 8;
     o.rank = 200;
     const auto ref = brute_force(model, data, N, kind, o.mc_samples, o.seed);
@@ -252,13 +252,13 @@ TYPED_TEST(FisherTest, EveryKindAndStructureAgainstBruteForce) {
       auto op = hfisher::build_curvature(samples, hfisher::Structure::Diagonal, o);
       auto d = to_host1(op->diag());
       for (long i = 0; i < model.num_params(); ++i)
-        EXPECT_NEAR(d[i], ref.F(0, i, i), (dbl ? 1e-10 : 1e-5) * (1 + std::abs(ref.F(0, i, i)))) << k << " diag " << i;
+        EXPECT_NEAR(d[i], ref.F(0, i, i), FT::factors * (1 + std::abs(ref.F(0, i, i)))) << k << " diag " << i;
       check_operator(*op, 0.1, k + "/diagonal");
     }
     // block-diagonal dense: the exact layer blocks
     {
       auto op = hfisher::build_curvature(samples, hfisher::Structure::BlockDiagonal, o);
-      EXPECT_LE(rel_fro(host_matrix(op->to_dense()), Fb), dbl ? 1e-12 : 1e-5) << k << " block-diagonal";
+      EXPECT_LE(rel_fro(host_matrix(op->to_dense()), Fb), FT::exact) << k << " block-diagonal";
       check_operator(*op, 0.05, k + "/blockdiag");
     }
     // K-FAC: factors equal the brute-force Kronecker factors
@@ -269,9 +269,9 @@ TYPED_TEST(FisherTest, EveryKindAndStructureAgainstBruteForce) {
       for (int l = 0; l < model.num_layers(); ++l) {
         auto* kf = dynamic_cast<const hfisher::fisher::KFACOperator<S, E>*>(&bd->block(l));
         ASSERT_NE(kf, nullptr);
-        EXPECT_TRUE(near(host_matrix(kf->terms()[0].A), ref.A[l], dbl ? 1e-10 : 1e-5, 1 + max_abs(ref.A[l], 0), "A"))
+        EXPECT_TRUE(near(host_matrix(kf->terms()[0].A), ref.A[l], FT::factors, 1 + max_abs(ref.A[l], 0), "A"))
             << k << " layer " << l;
-        EXPECT_TRUE(near(host_matrix(kf->terms()[0].G), ref.G[l], dbl ? 1e-10 : 1e-5, 1 + max_abs(ref.G[l], 0), "G"))
+        EXPECT_TRUE(near(host_matrix(kf->terms()[0].G), ref.G[l], FT::factors, 1 + max_abs(ref.G[l], 0), "G"))
             << k << " layer " << l;
       }
       check_operator(*op, 0.05, k + "/kfac");
@@ -279,13 +279,13 @@ TYPED_TEST(FisherTest, EveryKindAndStructureAgainstBruteForce) {
     // low rank at full rank: equal to F over all parameters; diag always exact
     {
       auto op = hfisher::build_curvature(samples, hfisher::Structure::LowRank, o);
-      EXPECT_LE(rel_fro(host_matrix(op->to_dense()), ref.F), dbl ? 1e-8 : 1e-3) << k << " low rank";
+      EXPECT_LE(rel_fro(host_matrix(op->to_dense()), ref.F), FT::lowrank) << k << " low rank";
       auto o2 = o;
       o2.rank = 3;
       auto small = hfisher::build_curvature(samples, hfisher::Structure::LowRank, o2);
       auto d = to_host1(small->diag());
       for (long i = 0; i < model.num_params(); ++i)
-        EXPECT_NEAR(d[i], ref.F(0, i, i), (dbl ? 1e-9 : 1e-4) * (1 + std::abs(ref.F(0, i, i)))) << k << " lr diag";
+        EXPECT_NEAR(d[i], ref.F(0, i, i), FT::lowrank_diag * (1 + std::abs(ref.F(0, i, i)))) << k << " lr diag";
       check_operator(*small, 0.05, k + "/lowrank");
     }
     // multilevel: exact layer blocks when the root rank covers the samples; always PSD with an exact diagonal
@@ -294,7 +294,7 @@ TYPED_TEST(FisherTest, EveryKindAndStructureAgainstBruteForce) {
       full.multilevel_rank = 200;
       full.multilevel_levels = 2;
       auto op = hfisher::build_curvature(samples, hfisher::Structure::Multilevel, full);
-      EXPECT_LE(rel_fro(host_matrix(op->to_dense()), Fb), dbl ? 1e-8 : 1e-3) << k << " multilevel (full rank)";
+      EXPECT_LE(rel_fro(host_matrix(op->to_dense()), Fb), FT::lowrank) << k << " multilevel (full rank)";
       auto lossy = o;
       lossy.multilevel_rank = 2;
       lossy.multilevel_levels = 3;
@@ -303,16 +303,16 @@ TYPED_TEST(FisherTest, EveryKindAndStructureAgainstBruteForce) {
       const auto D = host_matrix(lop->to_dense());
       const double nF = max_abs(Fb, 0);
       for (long i = 0; i < model.num_params(); ++i)
-        EXPECT_NEAR(D(0, i, i), Fb(0, i, i), (dbl ? 1e-9 : 1e-4) * (nF + 1)) << k << " multilevel diag " << i;
+        EXPECT_NEAR(D(0, i, i), Fb(0, i, i), FT::lowrank_diag * (nF + 1)) << k << " multilevel diag " << i;
       const auto ev = lapack_eigenvalues(D, 0);
-      EXPECT_GE(*std::min_element(ev.begin(), ev.end()), -(dbl ? 1e-10 : 1e-4) * nF) << k << " multilevel PSD";
-      EXPECT_GT(rel_fro(D, Fb), dbl ? 1e-6 : 1e-3) << k << " rank 2 should not reproduce the blocks exactly";
+      EXPECT_GE(*std::min_element(ev.begin(), ev.end()), -FT::psd * nF) << k << " multilevel PSD";
+      EXPECT_GT(rel_fro(D, Fb), FT::not_exact) << k << " rank 2 should not reproduce the blocks exactly";
       check_operator(*lop, 0.05, k + "/multilevel");
     }
     // hierarchical: the layer blocks within the compression tolerance
     {
       auto op = hfisher::build_curvature(samples, hfisher::Structure::HODLR, o);
-      EXPECT_LE(rel_fro(host_matrix(op->to_dense()), Fb), dbl ? 1e-8 : 2e-3) << k << " hierarchical";
+      EXPECT_LE(rel_fro(host_matrix(op->to_dense()), Fb), FT::hodlr) << k << " hierarchical";
       // a loose tolerance stays positive semi-definite (SPD-preserving compensation): damping 1e-8 factors
       auto loose = o;
       loose.tol = 0.3;
@@ -320,7 +320,7 @@ TYPED_TEST(FisherTest, EveryKindAndStructureAgainstBruteForce) {
       auto lop = hfisher::build_curvature(samples, hfisher::Structure::HODLR, loose);
       typename hfisher::CurvatureOperator<S, E>::Vector bb("bb", lop->size()), xx("xx", lop->size());
       Kokkos::deep_copy(bb, S(1));
-      EXPECT_NO_THROW(lop->solve(bb, xx, dbl ? 1e-8 : 1e-4)) << k;
+      EXPECT_NO_THROW(lop->solve(bb, xx, FT::solve_tol)) << k;
       check_operator(*op, 0.05, k + "/hierarchical");
     }
   }
@@ -337,8 +337,8 @@ TYPED_TEST(FisherTest, FisherProductsAgainstBruteForce) {
   using S = typename TypeParam::scalar;
   using E = typename TypeParam::exec;
   using FP = hfisher::FisherProduct<S, E>;
-  const bool dbl = std::is_same<S, double>::value;
-  const double tol = dbl ? 1e-12 : 2e-5;  // relative to the largest entry of F V
+  using FT = hfisher_test::FisherTol<S>;
+  const double tol = FT::product;  // relative to the largest entry of F V
   const int N = 19, k = 3;
   auto data = hfisher::nn::to_device<S, E>(random_dataset(N + 5, 6, 4, 7));
   for (auto act : {hfisher::nn::Activation::Tanh, hfisher::nn::Activation::ReLU}) {
@@ -425,7 +425,7 @@ TYPED_TEST(FisherTest, FisherProductsAgainstBruteForce) {
 TYPED_TEST(FisherTest, MatrixFreeHODLRAgainstBruteForce) {
   using S = typename TypeParam::scalar;
   using E = typename TypeParam::exec;
-  const bool dbl = std::is_same<S, double>::value;
+  using FT = hfisher_test::FisherTol<S>;
   hfisher::nn::MLP<S, E> model({6, 7, 4}, hfisher::nn::Activation::Tanh, 3);  // blocks of 49 and 32 parameters
   const int N = 30;
   auto data = hfisher::nn::to_device<S, E>(random_dataset(N, 6, 4, 9));
@@ -433,7 +433,7 @@ TYPED_TEST(FisherTest, MatrixFreeHODLRAgainstBruteForce) {
     const std::string k = hfisher::to_string(kind);
     hfisher::FisherOptions o;
     o.leaf = 8;
-    o.tol = dbl ? 1e-9 : 1e-4;
+    o.tol = FT::compress_matvec;
     o.mc_samples = 2;
     o.batch = 8;
     o.matrix_free = true;
@@ -441,20 +441,20 @@ TYPED_TEST(FisherTest, MatrixFreeHODLRAgainstBruteForce) {
     const auto Fb = block_diag_of(ref.F, model.layers());
     auto op = hfisher::estimate_fisher(model, data, kind, hfisher::Structure::HODLR, o);
     EXPECT_EQ(op->structure(), hfisher::Structure::HODLR);
-    EXPECT_LE(rel_fro(host_matrix(op->to_dense()), Fb), dbl ? 1e-7 : 2e-3) << k;
+    EXPECT_LE(rel_fro(host_matrix(op->to_dense()), Fb), FT::hodlr_matvec) << k;
     auto* bd = dynamic_cast<hfisher::fisher::BlockDiagonalOperator<S, E>*>(op.get());
     ASSERT_NE(bd, nullptr);
     for (int l = 0; l < model.num_layers(); ++l) {
       const auto& h = dynamic_cast<const hfisher::fisher::HODLROperator<S, E>&>(bd->block(l)).hodlr();
       EXPECT_GT(h.build_info().products, 0) << k << " layer " << l;
-      EXPECT_LE(h.build_info().error_estimate, dbl ? 1e-7 : 2e-3) << k << " layer " << l;
+      EXPECT_LE(h.build_info().error_estimate, FT::hodlr_matvec) << k << " layer " << l;
     }
     check_operator(*op, 0.05, k + "/hodlr matrix-free");
     // the whole network in one HODLR: the cross-layer blocks are kept
     auto net = hfisher::estimate_fisher(model, data, kind, hfisher::Structure::Network, o);
     EXPECT_EQ(net->structure(), hfisher::Structure::Network);
     EXPECT_EQ(net->size(), model.num_params());
-    EXPECT_LE(rel_fro(host_matrix(net->to_dense()), ref.F), dbl ? 1e-7 : 2e-3) << k << " network";
+    EXPECT_LE(rel_fro(host_matrix(net->to_dense()), ref.F), FT::hodlr_matvec) << k << " network";
     EXPECT_GT(rel_fro(Fb, ref.F), 1e-2) << k << ": the test needs cross-layer blocks that matter";
     check_operator(*net, 0.05, k + "/network");
   }
@@ -477,7 +477,7 @@ TYPED_TEST(FisherTest, OutsideProgramAPI) {
   using S = typename TypeParam::scalar;
   using E = typename TypeParam::exec;
   using M = hfisher::nn::MLP<S, E>;
-  const bool dbl = std::is_same<S, double>::value;
+  using FT = hfisher_test::FisherTol<S>;
   M model({5, 4, 3}, hfisher::nn::Activation::ReLU, 4);
   auto data = hfisher::nn::to_device<S, E>(random_dataset(9, 5, 3, 12));
   const int N = 7;
@@ -498,7 +498,7 @@ TYPED_TEST(FisherTest, OutsideProgramAPI) {
     model.loss_grad(Xn, yn, grad, c);
     const auto g = to_host1(grad);
     for (long p = 0; p < P; ++p)
-      EXPECT_NEAR(G[n][p], g[p], (dbl ? 1e-12 : 1e-5) * (1 + std::abs(g[p]))) << "example " << n << " param " << p;
+      EXPECT_NEAR(G[n][p], g[p], FT::exact * (1 + std::abs(g[p]))) << "example " << n << " param " << p;
   }
   EXPECT_THROW(hfisher::fisher::per_example_gradients(model, data, 10), hfisher::Error);
   // K-FAC factors, no casts
@@ -511,8 +511,8 @@ TYPED_TEST(FisherTest, OutsideProgramAPI) {
   for (int l = 0; l < model.num_layers(); ++l) {
     EXPECT_EQ(f[l].block, l);
     EXPECT_EQ(f[l].offset, model.layers()[l].offset);
-    EXPECT_TRUE(near(host_matrix(f[l].A), ref.A[l], dbl ? 1e-10 : 1e-5, 1 + max_abs(ref.A[l], 0), "A")) << l;
-    EXPECT_TRUE(near(host_matrix(f[l].G), ref.G[l], dbl ? 1e-10 : 1e-5, 1 + max_abs(ref.G[l], 0), "G")) << l;
+    EXPECT_TRUE(near(host_matrix(f[l].A), ref.A[l], FT::factors, 1 + max_abs(ref.A[l], 0), "A")) << l;
+    EXPECT_TRUE(near(host_matrix(f[l].G), ref.G[l], FT::factors, 1 + max_abs(ref.G[l], 0), "G")) << l;
   }
   auto diag = hfisher::estimate_fisher(model, data, hfisher::FisherKind::Empirical, hfisher::Structure::Diagonal, o);
   std::string msg = "no error";
@@ -549,7 +549,7 @@ TYPED_TEST(FisherTest, OutsideProgramAPI) {
     for (long p = 0; p < P; ++p) {
       double s = 0;
       for (int n = 0; n < N; ++n) s += Gm[n][p] * Gm[n][p] / N;
-      EXPECT_NEAR(d[p], s, (dbl ? 1e-12 : 1e-5) * (1 + s)) << "param " << p;
+      EXPECT_NEAR(d[p], s, FT::exact * (1 + s)) << "param " << p;
     }
     EXPECT_GT(changed, 0) << "sampled labels equal the data's: the check would not tell them apart";
     m.examples = data.size() + 1;
@@ -570,7 +570,7 @@ TYPED_TEST(FisherTest, OutsideProgramAPI) {
 TYPED_TEST(FisherTest, KFACDampingModesAndSums) {
   using S = typename TypeParam::scalar;
   using E = typename TypeParam::exec;
-  const bool dbl = std::is_same<S, double>::value;
+  using FT = hfisher_test::FisherTol<S>;
   hfisher::nn::MLP<S, E> model({5, 4, 3}, hfisher::nn::Activation::ReLU, 2);
   auto data = hfisher::nn::to_device<S, E>(random_dataset(30, 5, 3, 8));
   hfisher::FisherOptions o;
@@ -598,7 +598,7 @@ TYPED_TEST(FisherTest, KFACDampingModesAndSums) {
   ASSERT_EQ(lapack_cholesky(K, 0, Lk), 0);
   double ld = 0;
   for (int i = 0; i < n; ++i) ld += 2 * std::log(Lk(0, i, i));
-  EXPECT_NEAR(kf->logdet(lam), ld, (dbl ? 1e-10 : 1e-3) * (n + std::abs(ld)));
+  EXPECT_NEAR(kf->logdet(lam), ld, FT::kfac_logdet * (n + std::abs(ld)));
   // a sum of two K-FAC operators is exact for apply; solve asks for merge_terms
   auto sum = op->clone();
   sum->add(*op, 1.0);
@@ -608,7 +608,7 @@ TYPED_TEST(FisherTest, KFACDampingModesAndSums) {
                       for (auto& z : t.a) z *= 2;
                       return t;
                     }()),
-            dbl ? 1e-12 : 1e-5);
+            FT::exact);
   typename hfisher::CurvatureOperator<S, E>::Vector b("b", sum->size()), x("x", sum->size());
   Kokkos::deep_copy(b, S(1));
   EXPECT_THROW(sum->solve(b, x, 0.1), hfisher::Error);
@@ -818,7 +818,7 @@ TYPED_TEST(FisherTest, MultilevelGramFormsAndRandomizedEigen) {
   using S = typename TypeParam::scalar;
   using E = typename TypeParam::exec;
   using Gram = hfisher::fisher::detail::MultilevelGram<S, E>;
-  const bool dbl = std::is_same<S, double>::value;
+  using FT = hfisher_test::FisherTol<S>;
   hfisher::nn::MLP<S, E> model({6, 5, 4}, hfisher::nn::Activation::Tanh, 5);
   const int N = 24;
   auto data = hfisher::nn::to_device<S, E>(random_dataset(N, 6, 4, 2));
@@ -845,7 +845,7 @@ TYPED_TEST(FisherTest, MultilevelGramFormsAndRandomizedEigen) {
   hfisher::fisher::detail::Mat<S, E> KA("KA", N, N);
   hfisher::kernels::matmul(E(), hfisher::Op::NoTrans, hfisher::Op::Trans, S(1), s.a[0], s.a[0], S(0), KA);
   auto make = [&](const std::vector<int>& ub, bool factored) { return Gram::make(s.g[0], KA, ub, factored ? 1 : 0); };
-  const double tol = dbl ? 1e-12 : 2e-5;
+  const double tol = FT::product;
   for (const std::vector<int>& ub : {std::vector<int>{0, 2, 3, 5}, std::vector<int>{0, 1, 2, 3, 4, 5}}) {
     const int M = int(ub.size()) - 1, k = 3;
     const auto K = naive(ub);
@@ -911,7 +911,7 @@ TYPED_TEST(FisherTest, MultilevelGramFormsAndRandomizedEigen) {
           auto ev = lapack_eigenvalues(Kp, i);
           std::sort(ev.rbegin(), ev.rend());
           for (int q = 0; q < r; ++q) {
-            EXPECT_NEAR(w[i][q], ev[q], (dbl ? 1e-9 : 1e-3) * ev[0])
+            EXPECT_NEAR(w[i][q], ev[q], FT::eig_values * ev[0])
                 << (factored ? "factored" : "explicit") << (project ? " projected" : "") << " node " << i << " eig "
                 << q << " power steps " << qp.first << " oversampling " << qp.second;
             // the Ritz vector: unit length and K' v = w v
@@ -922,9 +922,8 @@ TYPED_TEST(FisherTest, MultilevelGramFormsAndRandomizedEigen) {
               for (int b = 0; b < SS; ++b) kv += Kp(i, a, b) * V(i, b, q);
               res = std::max(res, std::abs(kv - w[i][q] * V(i, a, q)));
             }
-            EXPECT_NEAR(nv, 1.0, dbl ? 1e-10 : 1e-4) << "node " << i << " vector " << q;
-            EXPECT_LT(res, (dbl ? 1e-8 : 2e-3) * ev[0])
-                << "node " << i << " vector " << q << " power steps " << qp.first;
+            EXPECT_NEAR(nv, 1.0, FT::eig_norm) << "node " << i << " vector " << q;
+            EXPECT_LT(res, FT::eig_residual * ev[0]) << "node " << i << " vector " << q << " power steps " << qp.first;
           }
         }
       }
@@ -939,7 +938,7 @@ TYPED_TEST(FisherTest, MultilevelChunkedProductsAgainstDense) {
   using S = typename TypeParam::scalar;
   using E = typename TypeParam::exec;
   using ML = hfisher::fisher::MultilevelOperator<S, E>;
-  const bool dbl = std::is_same<S, double>::value;
+  using FT = hfisher_test::FisherTol<S>;
   const long n = 700;
   const hfisher::fisher::MultilevelLayout lay{{{0, 700}, {0, 300, 700}, {0, 100, 300, 350, 700}}, {3, 2, 2}};
   auto make = [&](unsigned seed) {
@@ -966,7 +965,7 @@ TYPED_TEST(FisherTest, MultilevelChunkedProductsAgainstDense) {
     return std::make_pair(ML(dev_vec<S, E>(dh), W, lay, 0.0), F);
   };
   auto [op, F] = make(21);
-  const double nF = max_abs(F, 0), tol = dbl ? 1e-12 : 2e-5;
+  const double nF = max_abs(F, 0), tol = FT::product;
   EXPECT_TRUE(near(host_matrix(op.to_dense()), F, tol * 10, nF, "apply vs dense"));
   auto dg = to_host1(op.diag());
   for (long p = 0; p < n; ++p) EXPECT_NEAR(dg[p], F(0, p, p), tol * nF) << "diag " << p;
@@ -990,14 +989,14 @@ TYPED_TEST(FisherTest, MultilevelSumsAndLayouts) {
   using S = typename TypeParam::scalar;
   using E = typename TypeParam::exec;
   using ML = hfisher::fisher::MultilevelOperator<S, E>;
-  const bool dbl = std::is_same<S, double>::value;
+  using FT = hfisher_test::FisherTol<S>;
   hfisher::nn::MLP<S, E> m1({6, 5, 4}, hfisher::nn::Activation::Tanh, 3),
       m2({6, 5, 4}, hfisher::nn::Activation::Tanh, 4);
   const int N = 40;  // >= the 35 parameters of the larger layer: rank N covers a block
   auto data = hfisher::nn::to_device<S, E>(random_dataset(N, 6, 4, 6));
   hfisher::FisherOptions o;
   o.examples = N;
-  o.tol = dbl ? 1e-12 : 1e-6;
+  o.tol = FT::compress_tight;
   const double alpha = 0.7;
   for (int rank : {N, 2}) {
     o.multilevel_rank = rank;
@@ -1015,11 +1014,11 @@ TYPED_TEST(FisherTest, MultilevelSumsAndLayouts) {
     for (std::size_t i = 0; i < ref.a.size(); ++i) ref.a[i] += alpha * R2.a[i];
     const double nF = max_abs(ref, 0);
     for (long i = 0; i < sum->size(); ++i)
-      EXPECT_NEAR(D(0, i, i), ref(0, i, i), (dbl ? 1e-10 : 1e-4) * nF) << "rank " << rank << " diag " << i;
+      EXPECT_NEAR(D(0, i, i), ref(0, i, i), FT::psd * nF) << "rank " << rank << " diag " << i;
     const auto ev = lapack_eigenvalues(D, 0);
-    EXPECT_GE(*std::min_element(ev.begin(), ev.end()), -(dbl ? 1e-10 : 1e-4) * nF) << "rank " << rank << " PSD";
+    EXPECT_GE(*std::min_element(ev.begin(), ev.end()), -FT::psd * nF) << "rank " << rank << " PSD";
     if (rank == N)
-      EXPECT_LE(rel_fro(D, ref), dbl ? 1e-8 : 1e-3) << "full-rank sum";
+      EXPECT_LE(rel_fro(D, ref), FT::lowrank) << "full-rank sum";
     else
       EXPECT_LE(sum->bytes(), F1->bytes()) << "a sum keeps the memory of one term";
     // layouts must match

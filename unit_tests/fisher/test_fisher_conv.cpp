@@ -125,17 +125,17 @@ HostBatch block_diag_of(const HostBatch& F, const std::vector<hfisher::nn::Layer
 template <class S, class E>
 void every_structure(const hfisher::nn::Sequential<S, E>& m, const hfisher::nn::DeviceData<S, E>& data,
                      const std::string& model) {
-  const bool dbl = std::is_same<S, double>::value;
+  using FT = hfisher_test::FisherTol<S>;
   for (auto kind : {hfisher::FisherKind::Empirical, hfisher::FisherKind::GGN}) {
     const std::string k = model + " " + hfisher::to_string(kind);
     const auto ref = brute_force(m, data, kind);
     const auto Fb = block_diag_of(ref.F, m.layers());
     hfisher::FisherOptions o;
     o.batch = 4;  // several passes, a short last one
-    o.tol = dbl ? 1e-12 : 1e-6;
+    o.tol = FT::compress_tight;
     o.leaf = 8;
     o.rank = 200;
-    const double tight = dbl ? 1e-10 : 2e-4;
+    const double tight = FT::conv_exact;
     {
       auto op = hfisher::estimate_fisher(m, data, kind, hfisher::Structure::Diagonal, o);
       const auto d = to_host1(op->diag());
@@ -150,11 +150,11 @@ void every_structure(const hfisher::nn::Sequential<S, E>& m, const hfisher::nn::
     }
     {
       auto op = hfisher::estimate_fisher(m, data, kind, hfisher::Structure::HODLR, o);
-      EXPECT_LE(rel_fro(host_matrix(op->to_dense()), Fb), dbl ? 1e-9 : 1e-4) << k << " HODLR";
+      EXPECT_LE(rel_fro(host_matrix(op->to_dense()), Fb), FT::conv_compressed) << k << " HODLR";
     }
     {  // at full rank: F over all parameters, cross-layer blocks included
       auto op = hfisher::estimate_fisher(m, data, kind, hfisher::Structure::LowRank, o);
-      EXPECT_LE(rel_fro(host_matrix(op->to_dense()), ref.F), dbl ? 1e-9 : 1e-4) << k << " low-rank";
+      EXPECT_LE(rel_fro(host_matrix(op->to_dense()), ref.F), FT::conv_compressed) << k << " low-rank";
     }
     {  // KFC: G (x) A from the reference factors
       auto op = hfisher::estimate_fisher(m, data, kind, hfisher::Structure::KFAC, o);
@@ -244,7 +244,7 @@ TYPED_TEST(ConvFisherTest, TransformerEveryStructureAgainstPerExampleGradients) 
 TYPED_TEST(ConvFisherTest, KFACReduceIsExactWhereTheModelAveragesPositions) {
   using S = typename TypeParam::scalar;
   using E = typename TypeParam::exec;
-  const bool dbl = std::is_same<S, double>::value;
+  using FT = hfisher_test::FisherTol<S>;
   hfisher::nn::Sequential<S, E> m({2, 2, 2}, {LayerSpec::conv(3, 1), LayerSpec::avg_pool(2), LayerSpec::linear(3)}, 4);
   auto data = hfisher::nn::to_device<S, E>(random_dataset(1, 8, 3, 2));
   const auto ref = brute_force(m, data, hfisher::FisherKind::GGN);
@@ -260,7 +260,7 @@ TYPED_TEST(ConvFisherTest, KFACReduceIsExactWhereTheModelAveragesPositions) {
       hfisher::estimate_fisher(m, data, hfisher::FisherKind::GGN, hfisher::Structure::KFAC, reduce)->to_dense());
   const auto Fe =
       host_matrix(hfisher::estimate_fisher(m, data, hfisher::FisherKind::GGN, hfisher::Structure::KFAC, o)->to_dense());
-  EXPECT_LE(rel_fro(Fr, exact), dbl ? 1e-12 : 1e-5) << "reduce";
+  EXPECT_LE(rel_fro(Fr, exact), FT::exact) << "reduce";
   EXPECT_GE(rel_fro(Fe, exact), 1e-2) << "expand";
 }
 
@@ -269,7 +269,7 @@ TYPED_TEST(ConvFisherTest, KFACReduceIsExactWhereTheModelAveragesPositions) {
 TYPED_TEST(ConvFisherTest, LinearSequentialEqualsMLP) {
   using S = typename TypeParam::scalar;
   using E = typename TypeParam::exec;
-  const bool dbl = std::is_same<S, double>::value;
+  using FT = hfisher_test::FisherTol<S>;
   hfisher::nn::MLP<S, E> mlp({6, 5, 3}, hfisher::nn::Activation::Tanh, 2);
   hfisher::nn::Sequential<S, E> seq({6, 1, 1}, {LayerSpec::linear(5), LayerSpec::tanh(), LayerSpec::linear(3)}, 9);
   ASSERT_EQ(seq.num_params(), mlp.num_params());
@@ -283,6 +283,6 @@ TYPED_TEST(ConvFisherTest, LinearSequentialEqualsMLP) {
                     hfisher::Structure::LowRank, hfisher::Structure::Multilevel}) {
       auto a = host_matrix(hfisher::estimate_fisher(mlp, data, kind, st, o)->to_dense());
       auto b = host_matrix(hfisher::estimate_fisher(seq, data, kind, st, o)->to_dense());
-      EXPECT_LE(rel_fro(b, a), dbl ? 1e-12 : 1e-5) << hfisher::to_string(kind) << " " << hfisher::to_string(st);
+      EXPECT_LE(rel_fro(b, a), FT::exact) << hfisher::to_string(kind) << " " << hfisher::to_string(st);
     }
 }
