@@ -227,15 +227,24 @@ void check_operator(const hfisher::CurvatureOperator<S, E>& op, double damping, 
 
 }  // namespace
 
-TYPED_TEST(FisherTest, EveryKindAndStructureAgainstBruteForce) {
-  using S = typename TypeParam::scalar;
-  using E = typename TypeParam::exec;
+namespace {
+
+// One (Fisher kind, structure) pair against the brute-force per-example
+// Fisher of a small tanh MLP: the case below holds the model, the samples,
+// the reference and its layer blocks; check_<structure> tests one structure.
+template <class S, class E>
+struct BruteForceCase {
   using FT = hfisher_test::FisherTol<S>;
-  hfisher::nn::MLP<S, E> model({6, 5, 4}, hfisher::nn::Activation::Tanh, 11);
-  const int N = 24;
-  auto data = hfisher::nn::to_device<S, E>(random_dataset(N + 8, 6, 4, 5));
-  for (auto kind : {hfisher::FisherKind::Empirical, hfisher::FisherKind::MonteCarlo, hfisher::FisherKind::GGN}) {
-    hfisher::FisherOptions o;
+  hfisher::nn::MLP<S, E> model{{6, 5, 4}, hfisher::nn::Activation::Tanh, 11};
+  hfisher::FisherOptions o;
+  Reference ref;
+  HostBatch Fb;
+  std::string k;
+  hfisher::FisherSamples<S, E> samples;
+
+  explicit BruteForceCase(hfisher::FisherKind kind) {
+    const int N = 24;
+    auto data = hfisher::nn::to_device<S, E>(random_dataset(N + 8, 6, 4, 5));
     o.examples = N;
     o.batch = 7;  // several passes, a short last one
     o.mc_samples = 3;
@@ -243,88 +252,129 @@ TYPED_TEST(FisherTest, EveryKindAndStructureAgainstBruteForce) {
     o.tol = FT::compress;
     o.leaf = 8;
     o.rank = 200;
-    const auto ref = brute_force(model, data, N, kind, o.mc_samples, o.seed);
-    const auto Fb = block_diag_of(ref.F, model.layers());
-    const std::string k = hfisher::to_string(kind);
-    auto samples = hfisher::collect_samples(model, data, kind, o);
-    // diagonal: exact (1e-10 in double: the bar)
-    {
-      auto op = hfisher::build_curvature(samples, hfisher::Structure::Diagonal, o);
-      auto d = to_host1(op->diag());
-      for (long i = 0; i < model.num_params(); ++i)
-        EXPECT_NEAR(d[i], ref.F(0, i, i), FT::factors * (1 + std::abs(ref.F(0, i, i)))) << k << " diag " << i;
-      check_operator(*op, 0.1, k + "/diagonal");
-    }
-    // block-diagonal dense: the exact layer blocks
-    {
-      auto op = hfisher::build_curvature(samples, hfisher::Structure::BlockDiagonal, o);
-      EXPECT_LE(rel_fro(host_matrix(op->to_dense()), Fb), FT::exact) << k << " block-diagonal";
-      check_operator(*op, 0.05, k + "/blockdiag");
-    }
-    // K-FAC: factors equal the brute-force Kronecker factors
-    {
-      auto op = hfisher::build_curvature(samples, hfisher::Structure::KFAC, o);
-      auto* bd = dynamic_cast<hfisher::fisher::BlockDiagonalOperator<S, E>*>(op.get());
-      ASSERT_NE(bd, nullptr);
-      for (int l = 0; l < model.num_layers(); ++l) {
-        auto* kf = dynamic_cast<const hfisher::fisher::KFACOperator<S, E>*>(&bd->block(l));
-        ASSERT_NE(kf, nullptr);
-        EXPECT_TRUE(near(host_matrix(kf->terms()[0].A), ref.A[l], FT::factors, 1 + max_abs(ref.A[l], 0), "A"))
-            << k << " layer " << l;
-        EXPECT_TRUE(near(host_matrix(kf->terms()[0].G), ref.G[l], FT::factors, 1 + max_abs(ref.G[l], 0), "G"))
-            << k << " layer " << l;
-      }
-      check_operator(*op, 0.05, k + "/kfac");
-    }
-    // low rank at full rank: equal to F over all parameters; diag always exact
-    {
-      auto op = hfisher::build_curvature(samples, hfisher::Structure::LowRank, o);
-      EXPECT_LE(rel_fro(host_matrix(op->to_dense()), ref.F), FT::lowrank) << k << " low rank";
-      auto o2 = o;
-      o2.rank = 3;
-      auto small = hfisher::build_curvature(samples, hfisher::Structure::LowRank, o2);
-      auto d = to_host1(small->diag());
-      for (long i = 0; i < model.num_params(); ++i)
-        EXPECT_NEAR(d[i], ref.F(0, i, i), FT::lowrank_diag * (1 + std::abs(ref.F(0, i, i)))) << k << " lr diag";
-      check_operator(*small, 0.05, k + "/lowrank");
-    }
-    // multilevel: exact layer blocks when the root rank covers the samples; always PSD with an exact diagonal
-    {
-      auto full = o;
-      full.multilevel_rank = 200;
-      full.multilevel_levels = 2;
-      auto op = hfisher::build_curvature(samples, hfisher::Structure::Multilevel, full);
-      EXPECT_LE(rel_fro(host_matrix(op->to_dense()), Fb), FT::lowrank) << k << " multilevel (full rank)";
-      auto lossy = o;
-      lossy.multilevel_rank = 2;
-      lossy.multilevel_levels = 3;
-      lossy.multilevel_branching = 2;
-      auto lop = hfisher::build_curvature(samples, hfisher::Structure::Multilevel, lossy);
-      const auto D = host_matrix(lop->to_dense());
-      const double nF = max_abs(Fb, 0);
-      for (long i = 0; i < model.num_params(); ++i)
-        EXPECT_NEAR(D(0, i, i), Fb(0, i, i), FT::lowrank_diag * (nF + 1)) << k << " multilevel diag " << i;
-      const auto ev = lapack_eigenvalues(D, 0);
-      EXPECT_GE(*std::min_element(ev.begin(), ev.end()), -FT::psd * nF) << k << " multilevel PSD";
-      EXPECT_GT(rel_fro(D, Fb), FT::not_exact) << k << " rank 2 should not reproduce the blocks exactly";
-      check_operator(*lop, 0.05, k + "/multilevel");
-    }
-    // hierarchical: the layer blocks within the compression tolerance
-    {
-      auto op = hfisher::build_curvature(samples, hfisher::Structure::HODLR, o);
-      EXPECT_LE(rel_fro(host_matrix(op->to_dense()), Fb), FT::hodlr) << k << " hierarchical";
-      // a loose tolerance stays positive semi-definite (SPD-preserving compensation): damping 1e-8 factors
-      auto loose = o;
-      loose.tol = 0.3;
-      loose.spd_compensation = true;
-      auto lop = hfisher::build_curvature(samples, hfisher::Structure::HODLR, loose);
-      typename hfisher::CurvatureOperator<S, E>::Vector bb("bb", lop->size()), xx("xx", lop->size());
-      Kokkos::deep_copy(bb, S(1));
-      EXPECT_NO_THROW(lop->solve(bb, xx, FT::solve_tol)) << k;
-      check_operator(*op, 0.05, k + "/hierarchical");
-    }
+    ref = brute_force(model, data, N, kind, o.mc_samples, o.seed);
+    Fb = block_diag_of(ref.F, model.layers());
+    k = hfisher::to_string(kind);
+    samples = hfisher::collect_samples(model, data, kind, o);
   }
+};
+
+// diagonal: exact (1e-10 in double)
+template <class S, class E>
+void check_diagonal(const BruteForceCase<S, E>& c) {
+  using FT = hfisher_test::FisherTol<S>;
+  auto op = hfisher::build_curvature(c.samples, hfisher::Structure::Diagonal, c.o);
+  auto d = to_host1(op->diag());
+  for (long i = 0; i < c.model.num_params(); ++i)
+    EXPECT_NEAR(d[i], c.ref.F(0, i, i), FT::factors * (1 + std::abs(c.ref.F(0, i, i)))) << c.k << " diag " << i;
+  check_operator(*op, 0.1, c.k + "/diagonal");
 }
+
+// block-diagonal dense: the exact layer blocks
+template <class S, class E>
+void check_blockdiagonal(const BruteForceCase<S, E>& c) {
+  using FT = hfisher_test::FisherTol<S>;
+  auto op = hfisher::build_curvature(c.samples, hfisher::Structure::BlockDiagonal, c.o);
+  EXPECT_LE(rel_fro(host_matrix(op->to_dense()), c.Fb), FT::exact) << c.k << " block-diagonal";
+  check_operator(*op, 0.05, c.k + "/blockdiag");
+}
+
+// K-FAC: factors equal the brute-force Kronecker factors
+template <class S, class E>
+void check_kfac(const BruteForceCase<S, E>& c) {
+  using FT = hfisher_test::FisherTol<S>;
+  auto op = hfisher::build_curvature(c.samples, hfisher::Structure::KFAC, c.o);
+  auto* bd = dynamic_cast<hfisher::fisher::BlockDiagonalOperator<S, E>*>(op.get());
+  ASSERT_NE(bd, nullptr);
+  for (int l = 0; l < c.model.num_layers(); ++l) {
+    auto* kf = dynamic_cast<const hfisher::fisher::KFACOperator<S, E>*>(&bd->block(l));
+    ASSERT_NE(kf, nullptr);
+    EXPECT_TRUE(near(host_matrix(kf->terms()[0].A), c.ref.A[l], FT::factors, 1 + max_abs(c.ref.A[l], 0), "A"))
+        << c.k << " layer " << l;
+    EXPECT_TRUE(near(host_matrix(kf->terms()[0].G), c.ref.G[l], FT::factors, 1 + max_abs(c.ref.G[l], 0), "G"))
+        << c.k << " layer " << l;
+  }
+  check_operator(*op, 0.05, c.k + "/kfac");
+}
+
+// low rank at full rank: equal to F over all parameters; diag always exact
+template <class S, class E>
+void check_lowrank(const BruteForceCase<S, E>& c) {
+  using FT = hfisher_test::FisherTol<S>;
+  auto op = hfisher::build_curvature(c.samples, hfisher::Structure::LowRank, c.o);
+  EXPECT_LE(rel_fro(host_matrix(op->to_dense()), c.ref.F), FT::lowrank) << c.k << " low rank";
+  auto o2 = c.o;
+  o2.rank = 3;
+  auto small = hfisher::build_curvature(c.samples, hfisher::Structure::LowRank, o2);
+  auto d = to_host1(small->diag());
+  for (long i = 0; i < c.model.num_params(); ++i)
+    EXPECT_NEAR(d[i], c.ref.F(0, i, i), FT::lowrank_diag * (1 + std::abs(c.ref.F(0, i, i)))) << c.k << " lr diag";
+  check_operator(*small, 0.05, c.k + "/lowrank");
+}
+
+// multilevel: exact layer blocks when the root rank covers the samples;
+// always PSD with an exact diagonal
+template <class S, class E>
+void check_multilevel(const BruteForceCase<S, E>& c) {
+  using FT = hfisher_test::FisherTol<S>;
+  auto full = c.o;
+  full.multilevel_rank = 200;
+  full.multilevel_levels = 2;
+  auto op = hfisher::build_curvature(c.samples, hfisher::Structure::Multilevel, full);
+  EXPECT_LE(rel_fro(host_matrix(op->to_dense()), c.Fb), FT::lowrank) << c.k << " multilevel (full rank)";
+  auto lossy = c.o;
+  lossy.multilevel_rank = 2;
+  lossy.multilevel_levels = 3;
+  lossy.multilevel_branching = 2;
+  auto lop = hfisher::build_curvature(c.samples, hfisher::Structure::Multilevel, lossy);
+  const auto D = host_matrix(lop->to_dense());
+  const double nF = max_abs(c.Fb, 0);
+  for (long i = 0; i < c.model.num_params(); ++i)
+    EXPECT_NEAR(D(0, i, i), c.Fb(0, i, i), FT::lowrank_diag * (nF + 1)) << c.k << " multilevel diag " << i;
+  const auto ev = lapack_eigenvalues(D, 0);
+  EXPECT_GE(*std::min_element(ev.begin(), ev.end()), -FT::psd * nF) << c.k << " multilevel PSD";
+  EXPECT_GT(rel_fro(D, c.Fb), FT::not_exact) << c.k << " rank 2 should not reproduce the blocks exactly";
+  check_operator(*lop, 0.05, c.k + "/multilevel");
+}
+
+// HODLR: the layer blocks within the compression tolerance
+template <class S, class E>
+void check_hodlr(const BruteForceCase<S, E>& c) {
+  using FT = hfisher_test::FisherTol<S>;
+  auto op = hfisher::build_curvature(c.samples, hfisher::Structure::HODLR, c.o);
+  EXPECT_LE(rel_fro(host_matrix(op->to_dense()), c.Fb), FT::hodlr) << c.k << " hierarchical";
+  // a loose tolerance stays positive semi-definite (SPD-preserving compensation): damping 1e-8 factors
+  auto loose = c.o;
+  loose.tol = 0.3;
+  loose.spd_compensation = true;
+  auto lop = hfisher::build_curvature(c.samples, hfisher::Structure::HODLR, loose);
+  typename hfisher::CurvatureOperator<S, E>::Vector bb("bb", lop->size()), xx("xx", lop->size());
+  Kokkos::deep_copy(bb, S(1));
+  EXPECT_NO_THROW(lop->solve(bb, xx, FT::solve_tol)) << c.k;
+  check_operator(*op, 0.05, c.k + "/hierarchical");
+}
+
+}  // namespace
+
+// one test per (Fisher kind, structure) pair
+#define HFISHER_KIND_STRUCTURE_TEST(KIND, STRUCTURE)                          \
+  TYPED_TEST(FisherTest, KIND##_##STRUCTURE##_AgainstBruteForce) {            \
+    using S = typename TypeParam::scalar;                                     \
+    using E = typename TypeParam::exec;                                       \
+    check_##STRUCTURE<S, E>(BruteForceCase<S, E>(hfisher::FisherKind::KIND)); \
+  }
+#define HFISHER_KIND_TESTS(KIND)                   \
+  HFISHER_KIND_STRUCTURE_TEST(KIND, diagonal)      \
+  HFISHER_KIND_STRUCTURE_TEST(KIND, blockdiagonal) \
+  HFISHER_KIND_STRUCTURE_TEST(KIND, kfac)          \
+  HFISHER_KIND_STRUCTURE_TEST(KIND, lowrank)       \
+  HFISHER_KIND_STRUCTURE_TEST(KIND, multilevel)    \
+  HFISHER_KIND_STRUCTURE_TEST(KIND, hodlr)
+HFISHER_KIND_TESTS(Empirical)
+HFISHER_KIND_TESTS(MonteCarlo)
+HFISHER_KIND_TESTS(GGN)
+#undef HFISHER_KIND_TESTS
+#undef HFISHER_KIND_STRUCTURE_TEST
 
 // What an outside program needs without casts: per-example gradients
 // (against loss_grad on one-row views), the K-FAC factors of an estimate
