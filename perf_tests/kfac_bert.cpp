@@ -115,6 +115,7 @@ double max_rel_diff(const Batch& a, const Batch& b) {
 }  // namespace
 
 int run_kfac_bert(const KfacBertOptions& o) {
+  if (o.encoder) return run_kfac_bert_encoder(o);
   const auto comm = hfisher::dist::Communicator::world();
   const bool root = comm.root();
   // every rank checks (an exception on the root alone would leave the others in a collective)

@@ -8,6 +8,9 @@
 // sharded over the MPI ranks (each rank inverts its share, then all gather:
 // Osawa et al. 2019, Pauloski et al. 2020). Times one rank against all ranks
 // in the same run, and what HODLR compression of the large factors saves.
+// With --encoder (kfac_bert_encoder.cpp) the factors come instead from
+// BERT-shaped encoder blocks run through the engine's own forward and
+// backward on random token ids, and the study times whole K-FAC steps.
 
 #include <string>
 
@@ -24,8 +27,16 @@ struct KfacBertOptions {
   unsigned seed = 1;
   std::string output;
   double memory_budget_gib = 0;  ///< --memory-budget (0: 80% of the memory available at start)
+  // --encoder: real encoder blocks (layers = blocks; hidden, ffn, vocab scaled as above)
+  bool encoder = false;
+  int heads = 16;    ///< attention heads (scaled by `scale` too: the head width stays 64)
+  int seq = 128;     ///< tokens per sequence (2 s^2: 128, 512, ...)
+  int batch = 8;     ///< sequences per step (and per curvature refresh)
+  int refresh = 10;  ///< steps between curvature refreshes (the amortization of K-FAC's statistics and inverses)
 };
 
 int run_kfac_bert(const KfacBertOptions& o);
+/// The --encoder study (kfac_bert_encoder.cpp).
+int run_kfac_bert_encoder(const KfacBertOptions& o);
 
 }  // namespace hfisher_perf
