@@ -107,7 +107,9 @@ hfisher::nn::DeviceData<S, E> token_batch(const Shape& s, int n, std::uint64_t s
   return d;
 }
 
+/// The median (NaN of none: the one-rank timings exist on the root only).
 double median(std::vector<double> v) {
+  if (v.empty()) return std::nan("");
   std::sort(v.begin(), v.end());
   const std::size_t n = v.size();
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);

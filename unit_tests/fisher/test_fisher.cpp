@@ -668,6 +668,33 @@ TYPED_TEST(FisherTest, KFACDampingModesAndSums) {
   EXPECT_NO_THROW(sum->solve(b, x, 0.1));
 }
 
+// the blocks of prepare_sharded dealt to ranks: largest first, each to the
+// least-loaded rank; skipped blocks are not dealt
+TEST(PrepareSharded, DealsLargestBlocksFirstToTheLeastLoadedRank) {
+  using hfisher::fisher::detail::deal_blocks;
+  // one large block and eight small ones: the large one alone on a rank
+  const std::vector<double> cost = {1, 1, 8, 1, 1, 1, 1, 1, 1};
+  const auto o = deal_blocks(cost, std::vector<char>(cost.size(), 0), 2);
+  std::vector<double> load(2, 0);
+  for (std::size_t k = 0; k < cost.size(); ++k) load.at(o[k]) += cost[k];
+  EXPECT_EQ(load[0], 8);
+  EXPECT_EQ(load[1], 8);
+  EXPECT_EQ(o[2], 0);
+  for (std::size_t k = 0; k < cost.size(); ++k) {
+    if (k != 2) {
+      EXPECT_EQ(o[k], 1) << "block " << k;
+    }
+  }
+  // round robin (k mod P) would give 8 + 4 against 4: 1.5x the balanced time
+  // skipped blocks carry no load; equal costs alternate from rank 0
+  const auto s = deal_blocks({5, 5, 5, 5}, {1, 0, 0, 0}, 2);
+  EXPECT_EQ(s[1], 0);
+  EXPECT_EQ(s[2], 1);
+  EXPECT_EQ(s[3], 0);
+  // one rank does everything
+  for (int r : deal_blocks({3, 2, 1}, {0, 0, 0}, 1)) EXPECT_EQ(r, 0);
+}
+
 // prepare / write_prepared / read_prepared: a factorization computed by one
 // operator and installed in an equal one gives the same solves; structures
 // that do not ship theirs say so; mismatched shapes are refused.

@@ -178,9 +178,10 @@ TYPED_TEST(DistTest, ConsolidationEqualsOneProcess) {
   }
 }
 
-// per-layer factorizations sharded over the ranks (layer k on rank k mod P)
-// and broadcast: each rank computes only its share, receives the rest, and
-// solves exactly as one process that factored everything itself
+// per-layer factorizations sharded over the ranks (dealt largest first to the
+// least-loaded rank) and broadcast: each rank computes only its share,
+// receives the rest, and solves exactly as one process that factored
+// everything itself
 TYPED_TEST(DistTest, FactorizationsShardedOverRanks) {
   using S = typename TypeParam::scalar;
   using E = typename TypeParam::exec;
@@ -195,10 +196,15 @@ TYPED_TEST(DistTest, FactorizationsShardedOverRanks) {
     auto par = one->clone();  // every rank holds the same operator
     const double lam = 0.05;
     const auto rep = hfisher::prepare_sharded(*par, lam, world());
-    const int L = 4, mine = (L - r + P - 1) / P;  // layers k with k mod P == r
+    const int L = 4;
     EXPECT_EQ(rep.blocks, L);
-    EXPECT_EQ(rep.computed, mine) << hfisher::to_string(st);
-    EXPECT_EQ(rep.received, L - mine) << hfisher::to_string(st);
+    if (P <= L) {
+      EXPECT_GE(rep.computed, 1) << hfisher::to_string(st) << ": rank " << r << " did none of the work";
+    }
+    if (P > 1) {
+      EXPECT_LT(rep.computed, L) << hfisher::to_string(st) << ": rank " << r << " did all of the work";
+    }
+    EXPECT_EQ(rep.received, L - rep.computed) << hfisher::to_string(st);
     EXPECT_EQ(world().sum(double(rep.computed)), double(L));
     EXPECT_TRUE(par->prepared(lam));
     typename hfisher::CurvatureOperator<S, E>::Vector b("b", one->size()), x1("x1", one->size()), x2("x2", one->size());

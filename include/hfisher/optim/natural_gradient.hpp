@@ -24,7 +24,8 @@
 /// distributed communicator every rank keeps the same state; curvature
 /// estimates are sharded over the ranks (see estimate_fisher), so are the
 /// per-layer factorizations after each refresh or damping change
-/// (prepare_sharded: layer k on rank k mod P, broadcast), and the
+/// (prepare_sharded: each rank factors its share of the layers, then
+/// broadcasts them), and the
 /// gradients passed to step() must already be summed over ranks (as
 /// dist::train_epoch does).
 
