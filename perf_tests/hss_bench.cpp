@@ -257,7 +257,7 @@ int run_hss_bench(const HssBenchOptions& o) {
     std::fflush(stdout);
     rows.push_back(r);
   }
-  // fitted exponents over n >= 4096 (the bar's range) and over all sizes
+  // fitted exponents over n >= 4096 and over all sizes
   std::ostringstream fits;
   std::printf("\nfitted growth exponents (least squares of log t on log n):\n");
   for (int lo : {0, 4096}) {

@@ -1,5 +1,5 @@
 #pragma once
-// Fuzz-style loader check (issue 21.9): mutations of a valid saved file must
+// Fuzz-style loader check: mutations of a valid saved file must
 // load or be refused with an hfisher::Error, never crash or throw anything
 // else (a std::bad_alloc would mean a size was trusted before it was checked).
 

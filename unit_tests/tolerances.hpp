@@ -16,7 +16,7 @@ struct Tol<double> {
   static constexpr double logdet = 1e-12;      // relative, x n
   static constexpr double qr = 1e-14;          // |QR - A| / |A|, x max(m, n)
   static constexpr double orth = 1e-14;        // |Q^T Q - I|, x max(m, n)
-  static constexpr double svd_values = 1e-12;  // relative to LAPACK (the bar)
+  static constexpr double svd_values = 1e-12;  // relative to LAPACK
   static constexpr double svd_recon = 1e-14;   // |U S V^T - A| / |A|, x max(m, n)
   static constexpr double eig_values = 1e-13;  // |w - w_lapack| / |A|_2, x n
   static constexpr double lowrank = 1.0;       // error / (tol |A|_2): must be <= this (+ rounding)

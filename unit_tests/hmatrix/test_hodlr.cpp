@@ -42,7 +42,7 @@ TEST(ClusterTree, BalancedAndFromPoints) {
   auto one = hfisher::ClusterTree::balanced(5, 16);
   EXPECT_EQ(one.levels(), 0);
   EXPECT_EQ(one.padded_size(), 5);
-  // a huge leaf is one leaf of n, not a 2^30-entry permutation (issue 21.5)
+  // a huge leaf is one leaf of n, not a 2^30-entry permutation
   auto huge = hfisher::ClusterTree::balanced(256, 1 << 30);
   EXPECT_EQ(huge.padded_size(), 256);
   EXPECT_EQ(huge.leaf_size(), 256);
@@ -283,7 +283,7 @@ struct ExpEntries {
   }
 };
 
-// No silent truncation (issue 19.6): without a cap (the default) every
+// No silent truncation: without a cap (the default) every
 // construction meets tol, the ACA growing its buffer past its first guess;
 // a cap that stops a block short of tol is an error naming level and block,
 // unless allow_capped, which keeps the block and reports it in ranks(), also

@@ -45,7 +45,7 @@ TYPED_TEST(HSSTest, FromDenseKernelMatrices) {
   });
 }
 
-// No silent truncation (issue 19.6): the default (no cap) meets tol; a cap
+// No silent truncation: the default (no cap) meets tol; a cap
 // below the node ranks is an error naming level and block unless
 // allow_capped, which reports the capped nodes, also after save and load.
 TYPED_TEST(HSSTest, NoSilentTruncation) {

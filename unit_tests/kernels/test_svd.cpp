@@ -65,7 +65,7 @@ TYPED_TEST(SVD, ValuesAndVectorsAgainstLapack) {
   }
 }
 
-// The bar: 64 x 64 blocks, singular values within 1e-12 relative of
+// 64 x 64 blocks, singular values within 1e-12 relative of
 // LAPACK's (double).
 TYPED_TEST(SVD, Blocks64x64WithinBarOfLapack) {
   using S = typename TypeParam::scalar;
