@@ -3,7 +3,9 @@
 // description, timers, CSV writing (atomic: written to a temporary file and
 // renamed, so a failed run leaves nothing half-written).
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -33,6 +35,15 @@ bool blas_defaults();
 /// Seconds on a monotonic clock (differences are wall times).
 inline double now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+/// The median of v (the mean of the middle two for an even count; NaN of
+/// none).
+inline double median(std::vector<double> v) {
+  if (v.empty()) return std::nan("");
+  std::sort(v.begin(), v.end());
+  const std::size_t h = v.size() / 2;
+  return v.size() % 2 ? v[h] : 0.5 * (v[h - 1] + v[h]);
 }
 
 /// Least-squares slope of log t against log n (the growth exponent), over

@@ -90,12 +90,6 @@ class BusyProcesses {
   std::vector<pid_t> pids_;
 };
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t h = v.size() / 2;
-  return v.size() % 2 ? v[h] : 0.5 * (v[h - 1] + v[h]);
-}
-
 /// Build + factor of hfisher (from_entries) and hmat-oss on gauss2d at n,
 /// alone and beside `busy` busy processes; prints medians and slowdowns.
 void oversubscribed_run(const HodlrBenchOptions& o, int n) {

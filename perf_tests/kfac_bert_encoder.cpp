@@ -107,14 +107,6 @@ hfisher::nn::DeviceData<S, E> token_batch(const Shape& s, int n, std::uint64_t s
   return d;
 }
 
-/// The median (NaN of none: the one-rank timings exist on the root only).
-double median(std::vector<double> v) {
-  if (v.empty()) return std::nan("");
-  std::sort(v.begin(), v.end());
-  const std::size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
 /// Times of one curvature refresh (max over ranks).
 struct Refresh {
   double stats = 0, invert = 0;
@@ -225,6 +217,7 @@ int run_kfac_bert_encoder(const KfacBertOptions& o) {
     sp.push_back(last.stats);
     ip.push_back(last.invert);
   }
+  // (median of none is NaN: the one-rank timings exist on the root only)
   if (comm.size() == 1) {
     s1 = sp;
     i1 = ip;
