@@ -96,15 +96,70 @@ KOKKOS_INLINE_FUNCTION void trsm_left_serial_blocked(bool lower, bool trans, boo
   }
 }
 
+/// Substitution of columns [j0, j1) (at most W) of R rows of B (row stride
+/// b0) at once, for trsm_right_serial_blocked. Each row's sum is a chain of
+/// dependent multiply-adds; the R rows are copied into a tile, column-major,
+/// so the R chains run side by side in one vector. Each row's operations,
+/// and so its result, are those of the row-by-row substitution.
+template <class T, int R, int W>
+KOKKOS_INLINE_FUNCTION void trsm_right_panel_rows(bool forward, bool unit, int j0, int j1, const T* A, int cl, int cj,
+                                                  T* B, int b0) {
+  T tile[W * R];  // tile[j * R + q] = B(q, j0 + j)
+  const int w = j1 - j0;
+  for (int q = 0; q < R; ++q)
+    for (int j = 0; j < w; ++j) tile[j * R + q] = B[long(q) * b0 + j0 + j];
+  const T* Ap = A + long(j0) * cl + long(j0) * cj;
+  auto column = [&](int j, int l0, int l1) {
+#if HFISHER_GEMM_AVX2
+    // the same operations in explicit vectors (compilers vectorize the sum
+    // over l instead, in order, with a shuffle per term)
+    // in R / W independent chains
+    if constexpr (R % Avx2<T>::W == 0) {
+      using X = Avx2<T>;
+      constexpr int NV = R / X::W;
+      typename X::V s[NV];
+      for (int v = 0; v < NV; ++v) s[v] = X::load(tile + j * R + v * X::W);
+      for (int l = l0; l < l1; ++l) {
+        const typename X::V a = X::set1(-Ap[long(l) * cl + long(j) * cj]);
+        for (int v = 0; v < NV; ++v) s[v] = X::fma(a, X::load(tile + l * R + v * X::W), s[v]);
+      }
+      const typename X::V d = X::set1(Ap[long(j) * cl + long(j) * cj]);
+      for (int v = 0; v < NV; ++v) X::store(tile + j * R + v * X::W, unit ? s[v] : X::div(s[v], d));
+      return;
+    }
+#endif
+    T s[R];
+    for (int q = 0; q < R; ++q) s[q] = tile[j * R + q];
+    for (int l = l0; l < l1; ++l) {
+      const T a = Ap[long(l) * cl + long(j) * cj];
+      for (int q = 0; q < R; ++q) s[q] -= tile[l * R + q] * a;
+    }
+    const T d = Ap[long(j) * cl + long(j) * cj];
+    for (int q = 0; q < R; ++q) tile[j * R + q] = unit ? s[q] : s[q] / d;
+  };
+  if (forward)
+    for (int j = 0; j < w; ++j) column(j, 0, j);
+  else
+    for (int j = w - 1; j >= 0; --j) column(j, j + 1, w);
+  for (int q = 0; q < R; ++q)
+    for (int j = 0; j < w; ++j) B[long(q) * b0 + j0 + j] = tile[j * R + q];
+}
+
 /// Right-side solve X op(A) = alpha B by one thread, blocked like
-/// trsm_left_serial_blocked: panels of NBK columns are solved row by row by
-/// substitution, and the columns not yet solved are updated by the
-/// register-blocked GEMM. Needs B contiguous along its columns (stride_1 == 1);
-/// op(A) as a full (n x n) operator of strides s0, s1.
+/// trsm_left_serial_blocked: panels of NBK columns are solved by
+/// substitution, up to four vectors' width of rows at a time, and the columns not
+/// yet solved are updated by the register-blocked GEMM. Needs B contiguous
+/// along its columns (stride_1 == 1); op(A) as a full (n x n) operator of
+/// strides s0, s1.
 template <class T>
 KOKKOS_INLINE_FUNCTION void trsm_right_serial_blocked(bool lower, bool trans, bool unit, T alpha, int m, int n,
                                                       const T* A, int s0, int s1, T* B, int b0) {
-  constexpr int NBK = 32;
+#if HFISHER_GEMM_AVX2
+  constexpr int NBK = 32, R = Avx2<T>::W;
+#else
+  constexpr int NBK = 32, R = 8;
+#endif
+  constexpr int R4 = 4 * R;  // four vectors of rows: four independent chains
   // op(A)(l, j) = A[l * cl + j * cj]; X op(A) = B runs forward over the
   // columns when op(A) is upper triangular
   const int cl = trans ? s1 : s0, cj = trans ? s0 : s1;
@@ -114,22 +169,12 @@ KOKKOS_INLINE_FUNCTION void trsm_right_serial_blocked(bool lower, bool trans, bo
       for (int j = 0; j < n; ++j) B[long(i) * b0 + j] *= alpha;
   // columns [j0, j1) of every row, by substitution within the panel
   auto solve_panel = [&](int j0, int j1) {
-    for (int i = 0; i < m; ++i) {
-      T* bi = B + long(i) * b0;
-      if (forward) {
-        for (int j = j0; j < j1; ++j) {
-          T s = bi[j];
-          for (int l = j0; l < j; ++l) s -= bi[l] * A[long(l) * cl + long(j) * cj];
-          bi[j] = unit ? s : s / A[long(j) * cl + long(j) * cj];
-        }
-      } else {
-        for (int j = j1 - 1; j >= j0; --j) {
-          T s = bi[j];
-          for (int l = j + 1; l < j1; ++l) s -= bi[l] * A[long(l) * cl + long(j) * cj];
-          bi[j] = unit ? s : s / A[long(j) * cl + long(j) * cj];
-        }
-      }
-    }
+    int i = 0;
+    for (; i + R4 <= m; i += R4)
+      trsm_right_panel_rows<T, R4, NBK>(forward, unit, j0, j1, A, cl, cj, B + long(i) * b0, b0);
+    for (; i + R <= m; i += R)
+      trsm_right_panel_rows<T, R, NBK>(forward, unit, j0, j1, A, cl, cj, B + long(i) * b0, b0);
+    for (; i < m; ++i) trsm_right_panel_rows<T, 1, NBK>(forward, unit, j0, j1, A, cl, cj, B + long(i) * b0, b0);
   };
   // B(:, c0:c1) -= X(:, j0:j1) op(A)(j0:j1, c0:c1)
   auto update = [&](int j0, int j1, int c0, int c1) {

@@ -104,6 +104,7 @@ struct Avx2<double> {
   static V set1(double x) { return _mm512_set1_pd(x); }
   static V fma(V a, V b, V c) { return _mm512_fmadd_pd(a, b, c); }
   static V mul(V a, V b) { return _mm512_mul_pd(a, b); }
+  static V div(V a, V b) { return _mm512_div_pd(a, b); }
   static void store(double* p, V v) { _mm512_storeu_pd(p, v); }
   static void store(double* p, V v, int nc) { _mm512_mask_storeu_pd(p, __mmask8((1u << nc) - 1), v); }
 };
@@ -117,6 +118,7 @@ struct Avx2<float> {
   static V set1(float x) { return _mm512_set1_ps(x); }
   static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
   static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
+  static V div(V a, V b) { return _mm512_div_ps(a, b); }
   static void store(float* p, V v) { _mm512_storeu_ps(p, v); }
   static void store(float* p, V v, int nc) { _mm512_mask_storeu_ps(p, __mmask16((1u << nc) - 1), v); }
 };
@@ -131,6 +133,7 @@ struct Avx2<double> {
   static V set1(double x) { return _mm256_set1_pd(x); }
   static V fma(V a, V b, V c) { return _mm256_fmadd_pd(a, b, c); }
   static V mul(V a, V b) { return _mm256_mul_pd(a, b); }
+  static V div(V a, V b) { return _mm256_div_pd(a, b); }
   static void store(double* p, V v) { _mm256_storeu_pd(p, v); }
 };
 template <>
@@ -142,6 +145,7 @@ struct Avx2<float> {
   static V set1(float x) { return _mm256_set1_ps(x); }
   static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
   static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
+  static V div(V a, V b) { return _mm256_div_ps(a, b); }
   static void store(float* p, V v) { _mm256_storeu_ps(p, v); }
 };
 #endif
