@@ -172,8 +172,7 @@ KOKKOS_INLINE_FUNCTION void trsm_right_serial_blocked(bool lower, bool trans, bo
     int i = 0;
     for (; i + R4 <= m; i += R4)
       trsm_right_panel_rows<T, R4, NBK>(forward, unit, j0, j1, A, cl, cj, B + long(i) * b0, b0);
-    for (; i + R <= m; i += R)
-      trsm_right_panel_rows<T, R, NBK>(forward, unit, j0, j1, A, cl, cj, B + long(i) * b0, b0);
+    for (; i + R <= m; i += R) trsm_right_panel_rows<T, R, NBK>(forward, unit, j0, j1, A, cl, cj, B + long(i) * b0, b0);
     for (; i < m; ++i) trsm_right_panel_rows<T, 1, NBK>(forward, unit, j0, j1, A, cl, cj, B + long(i) * b0, b0);
   };
   // B(:, c0:c1) -= X(:, j0:j1) op(A)(j0:j1, c0:c1)
