@@ -146,13 +146,6 @@ struct AttentionBaseline {
   }
 };
 
-/// The upper of the two middle values for an even count (the median for an
-/// odd one, as at the default --reps 5); bench_common's median averages them.
-double upper_median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
 template <class V>
 std::vector<double> host(const V& v) {
   auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), v);
@@ -264,7 +257,7 @@ int run_layers_bench(const LayersBenchOptions& o) {
                                   rel_diff(host(grad), bl.dW.data(), bl.dW.size()),
                                   rel_diff(host(c.d[1]), bl.dX.data(), bl.dX.size())});
     const double flops = 6.0 * double(BT) * g.out_channels * g.cols();
-    const double mh = upper_median(th), mb = upper_median(tb);
+    const double mh = median(th), mb = median(tb);
     char io[64];
     std::snprintf(io, sizeof io, "%dx%dx%d -> %dx%dx%d k%d", cs.in.channels, cs.in.height, cs.in.width, g.out_channels,
                   g.out_height(), g.out_width(), cs.k);
@@ -332,7 +325,7 @@ int run_layers_bench(const LayersBenchOptions& o) {
       const double diff =
           std::max(rel_diff(host(Y), bl.Y.data(), bl.Y.size()), rel_diff(host(dX), bl.dX.data(), bl.dX.size()));
       const double flops = 6.0 * 2.0 * double(ac.T) * ac.T * (ac.d / ac.heads) * ac.B * ac.heads;
-      const double mh = upper_median(th), mb = upper_median(tb);
+      const double mh = median(th), mb = median(tb);
       char shape[64];
       std::snprintf(shape, sizeof shape, "%dx%dx%d, %d%s", ac.B, ac.T, ac.d, ac.heads, ac.causal ? " causal" : "");
       std::printf("%-16s %-26s %10.5f %10.5f %9.2f %9.2f %6.2f %9.1e\n", ac.name, shape, mh, mb, flops / mh * 1e-9,
