@@ -33,6 +33,7 @@ struct KfacBertOptions {
   int seq = 128;     ///< tokens per sequence (2 s^2: 128, 512, ...)
   int batch = 8;     ///< sequences per step (and per curvature refresh)
   int refresh = 10;  ///< steps between curvature refreshes (the amortization of K-FAC's statistics and inverses)
+  std::string damping_mode = "eigen";  ///< --encoder: KFACDamping::Eigen or Factored (damped inverses)
 };
 
 int run_kfac_bert(const KfacBertOptions& o);

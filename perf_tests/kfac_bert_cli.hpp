@@ -36,6 +36,11 @@ inline void add_kfac_bert_options(CLI::App& app, KfacBertOptions& o) {
   app.add_option("--seq", o.seq, "--encoder: tokens per sequence, 2 s^2 (128, 512, ...)")
       ->check(CLI::Range(2, 1 << 14));
   app.add_option("--batch", o.batch, "--encoder: sequences per step and per refresh")->check(CLI::Range(1, 1 << 16));
+  app.add_option("--damping-mode", o.damping_mode,
+                 "--encoder: eigen ((G (x) A + damping I)^-1 in the factors' eigenbases, four products per layer and "
+                 "step) or factored (damping split by pi over the factors, two products with the damped inverses "
+                 "formed at each refresh)")
+      ->check(CLI::IsMember({"eigen", "factored"}));
   app.add_option("--refresh", o.refresh, "--encoder: steps between curvature refreshes")->check(CLI::Range(1, 100000));
   app.add_option("--seed", o.seed, "seed of the synthetic activations")->check(hfisher_cli::Unsigned);
   hfisher_cli::add_memory_budget_option(app, o.memory_budget_gib);

@@ -114,9 +114,10 @@ struct Refresh {
 };
 
 Refresh refresh(const Model& model, const hfisher::nn::DeviceData<S, E>& data, double damping,
-                const hfisher::dist::Communicator& comm,
+                hfisher::KFACDamping mode, const hfisher::dist::Communicator& comm,
                 std::unique_ptr<hfisher::CurvatureOperator<S, E>>* keep = nullptr) {
   hfisher::FisherOptions fo;
+  fo.kfac_damping = mode;
   fo.examples = data.size();
   fo.batch = std::max(1, data.size());
   fo.memory_budget = std::size_t(1) << 40;  // the study checks its own budget before allocating
@@ -175,8 +176,11 @@ int run_kfac_bert_encoder(const KfacBertOptions& o) {
     std::printf(
         "BERT-Large encoder blocks / %d through the engine's forward and backward: %d block(s), hidden %d, %d heads, "
         "FFN %d, %d tokens per sequence, batch %d sequences (%d tokens), %ld parameters; random token ids from a "
-        "vocabulary of %d (fixed random word embeddings, not trained); float\n",
-        o.scale, s.layers, s.hidden, s.heads, s.ffn, s.seq, o.batch, o.batch * s.seq, model.num_params(), s.vocab);
+        "vocabulary of %d (fixed random word embeddings, not trained); float; K-FAC damping %g, %s\n",
+        o.scale, s.layers, s.hidden, s.heads, s.ffn, s.seq, o.batch, o.batch * s.seq, model.num_params(), s.vocab,
+        o.damping,
+        o.damping_mode == "factored" ? "factored (two products with the damped inverses)"
+                                     : "eigen (four products in the eigenbases)");
   }
   Model::Cache cache;
   Vector grad("hfisher::bench::bert_grad", model.num_params());
@@ -203,17 +207,18 @@ int run_kfac_bert_encoder(const KfacBertOptions& o) {
   // curvature refresh: one rank alone, then all ranks sharded
   const hfisher::dist::Communicator one;
   std::unique_ptr<hfisher::CurvatureOperator<S, E>> op, op1;
+  const auto mode = o.damping_mode == "factored" ? hfisher::KFACDamping::Factored : hfisher::KFACDamping::Eigen;
   std::vector<double> s1, i1, sp, ip;
   Refresh last;
   for (int r = 0; r < o.reps; ++r) {
     comm.barrier();
     if (root && comm.size() > 1) {
-      const auto t = refresh(model, data, o.damping, one, &op1);
+      const auto t = refresh(model, data, o.damping, mode, one, &op1);
       s1.push_back(t.stats);
       i1.push_back(t.invert);
     }
     comm.barrier();
-    last = refresh(model, data, o.damping, comm, &op);
+    last = refresh(model, data, o.damping, mode, comm, &op);
     sp.push_back(last.stats);
     ip.push_back(last.invert);
   }
@@ -286,9 +291,10 @@ int run_kfac_bert_encoder(const KfacBertOptions& o) {
          << mach.date << "\",\n  \"scale\": " << o.scale << ",\n  \"blocks\": " << s.layers
          << ",\n  \"hidden\": " << s.hidden << ",\n  \"heads\": " << s.heads << ",\n  \"ffn\": " << s.ffn
          << ",\n  \"seq\": " << s.seq << ",\n  \"batch\": " << o.batch << ",\n  \"parameters\": " << model.num_params()
-         << ",\n  \"refresh_every\": " << o.refresh << ",\n  \"plain_step_s\": " << t_plain
-         << ",\n  \"forward_backward_s\": " << t_fb << ",\n  \"precondition_s\": " << t_pre
-         << ",\n  \"one_rank\": {\"stats_s\": " << st1 << ", \"invert_s\": " << in1 << ", \"kfac_step_s\": " << kfac1
+         << ",\n  \"refresh_every\": " << o.refresh << ",\n  \"damping_mode\": \"" << o.damping_mode << "\""
+         << ",\n  \"plain_step_s\": " << t_plain << ",\n  \"forward_backward_s\": " << t_fb
+         << ",\n  \"precondition_s\": " << t_pre << ",\n  \"one_rank\": {\"stats_s\": " << st1
+         << ", \"invert_s\": " << in1 << ", \"kfac_step_s\": " << kfac1
          << "},\n  \"ranks_sharded\": {\"stats_s\": " << stp << ", \"invert_s\": " << inp
          << ", \"kfac_step_s\": " << kfacp << "},\n  \"sharded_direction_rel_diff\": " << diff
          << ",\n  \"sample_bytes\": " << last.sample_bytes << ",\n  \"factor_bytes\": " << last.factor_bytes << "\n}\n";

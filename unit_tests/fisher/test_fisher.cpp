@@ -649,6 +649,32 @@ TYPED_TEST(FisherTest, KFACDampingModesAndSums) {
   double ld = 0;
   for (int i = 0; i < n; ++i) ld += 2 * std::log(Lk(0, i, i));
   EXPECT_NEAR(kf->logdet(lam), ld, FT::kfac_logdet * (n + std::abs(ld)));
+  // solve: K x = v through the cached damped inverses, again after another
+  // damping value (the cache is rebuilt for each)
+  {
+    std::vector<double> v(n);
+    for (int i = 0; i < n; ++i) v[i] = std::sin(1.0 + i);
+    typename hfisher::CurvatureOperator<S, E>::Vector vd("v", n), x("x", n);
+    auto vh = Kokkos::create_mirror_view(vd);
+    for (int i = 0; i < n; ++i) vh(i) = S(v[i]);
+    Kokkos::deep_copy(vd, vh);
+    double kmax = 0, kmin = 1e300;
+    for (int i = 0; i < n; ++i) kmax = std::max(kmax, std::abs(K(0, i, i)));
+    for (int i = 0; i < n; ++i) kmin = std::min(kmin, Lk(0, i, i) * Lk(0, i, i));
+    const double cond = n * kmax / kmin;
+    for (double l2 : {lam, 0.05, lam}) {
+      kf->solve(vd, x, l2);
+      if (l2 != lam) continue;
+      auto xh = to_host1(x);
+      double res = 0;
+      for (int i = 0; i < n; ++i) {
+        double s = 0;
+        for (int j = 0; j < n; ++j) s += K(0, i, j) * xh[j];
+        res = std::max(res, std::abs(s - v[i]));
+      }
+      EXPECT_LE(res, FT::solve * cond * std::sqrt(double(n))) << "factored solve residual";
+    }
+  }
   // a sum of two K-FAC operators is exact for apply; solve asks for merge_terms
   auto sum = op->clone();
   sum->add(*op, 1.0);

@@ -10,7 +10,9 @@
 ///  - KFACDamping::Eigen: (G (x) A + lambda I)^-1 exactly, eigenvalues
 ///    g_i a_j + lambda;
 ///  - KFACDamping::Factored: (G + sqrt(lambda)/pi I) (x) (A + pi sqrt(lambda) I),
-///    pi = sqrt((tr A / cols) / (tr G / rows)) (Martens & Grosse, sec. 6.3).
+///    pi = sqrt((tr A / cols) / (tr G / rows)) (Martens & Grosse, sec. 6.3);
+///    solve forms the two damped inverses once per damping value and then
+///    costs two products, half the eigenbasis form's four.
 /// A sum of Kronecker terms (the online sum across tasks) is kept exactly for
 /// apply/quad/diag; solve/logdet need a single term (merge_terms() folds the
 /// sum into one term by summing factors, an approximation).
@@ -98,6 +100,12 @@ class KFACOperator : public CurvatureOperator<Scalar, ExecSpace> {
     const int r = rows(), c = cols();
     Matrix B(b.data(), r, c), X(x.data(), r, c), T("hfisher::kfac::T", r, c);
     ExecSpace space;
+    if (mode_ == KFACDamping::Factored && damped_inverses(damping)) {
+      // X = (G + a I)^-1 B (A + b I)^-1: two products instead of four
+      kernels::detail::matmul_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), IG_, B, Scalar(0), T);
+      kernels::detail::matmul_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), T, IA_, Scalar(0), X);
+      return;
+    }
     kernels::detail::matmul_nocheck(space, Op::Trans, Op::NoTrans, Scalar(1), QG_, B, Scalar(0), T);
     kernels::detail::matmul_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), T, QA_, Scalar(0), X);
     auto wa = wA_;
@@ -147,8 +155,12 @@ class KFACOperator : public CurvatureOperator<Scalar, ExecSpace> {
     return s;
   }
 
-  /// The eigendecompositions of A and G (damping-independent).
-  void prepare(double) const override { eigen("hfisher::fisher::KFACOperator::prepare"); }
+  /// The eigendecompositions of A and G (damping-independent); with
+  /// KFACDamping::Factored also the two damped inverses for this damping.
+  void prepare(double damping) const override {
+    eigen("hfisher::fisher::KFACOperator::prepare");
+    if (mode_ == KFACDamping::Factored && damping > 0) damped_inverses(damping);
+  }
   bool prepared(double) const override { return QA_.extent(0) > 0; }
   bool write_prepared(std::ostream& o, double) const override {
     hfisher::detail::require(prepared(0), "hfisher::fisher::KFACOperator::write_prepared", "call prepare() first");
@@ -161,7 +173,7 @@ class KFACOperator : public CurvatureOperator<Scalar, ExecSpace> {
     io::put_view(o, QG_);
     return true;
   }
-  void read_prepared(std::istream& i, double, const std::string& what) const override {
+  void read_prepared(std::istream& i, double damping, const std::string& what) const override {
     constexpr const char* where = "hfisher::fisher::KFACOperator::read_prepared";
     const int r = io::get<std::int32_t>(i, what, where), c = io::get<std::int32_t>(i, what, where);
     hfisher::detail::require(r == rows() && c == cols(), where, what, ": eigendecompositions of a ", r, "x", c,
@@ -180,6 +192,11 @@ class KFACOperator : public CurvatureOperator<Scalar, ExecSpace> {
     wG_ = wg;
     QG_ = qg;
     pi_ = pi;
+    IA_ = Matrix();
+    IG_ = Matrix();
+    // Factored: each rank forms the damped inverses from the shipped
+    // eigendecompositions (two products of the factor's size)
+    if (mode_ == KFACDamping::Factored && damping > 0) damped_inverses(damping);
   }
 
   Vector diag() const override {
@@ -321,6 +338,41 @@ class KFACOperator : public CurvatureOperator<Scalar, ExecSpace> {
     pi_ = (ta > 0 && tg > 0) ? std::sqrt((ta / cols()) / (tg / rows())) : 1.0;
   }
 
+  /// For KFACDamping::Factored: the damped inverses (G + sqrt(lambda)/pi I)^-1
+  /// and (A + pi sqrt(lambda) I)^-1 from the eigendecompositions, cached for
+  /// the last damping value (kfac-pytorch's "inverse" method; the eigenbasis
+  /// form costs twice the products per solve). False, and nothing cached,
+  /// when a shifted eigenvalue is not positive: the caller then takes the
+  /// eigenbasis path, which reports a singular operator.
+  bool damped_inverses(double damping) const {
+    if (IA_.extent(0) > 0 && inv_damping_ == damping) return true;
+    const double a = std::sqrt(damping) / pi_, bshift = pi_ * std::sqrt(damping);
+    Matrix ia, ig;
+    if (!damped_inverse(QA_, wA_, bshift, ia) || !damped_inverse(QG_, wG_, a, ig)) return false;
+    IA_ = ia;
+    IG_ = ig;
+    inv_damping_ = damping;
+    return true;
+  }
+
+  /// out = Q diag(1 / (w + shift)) Q^T; false when a w(i) + shift is not
+  /// positive (public: launches kernels).
+  static bool damped_inverse(const Matrix& Q, const Vector& w, double shift, Matrix& out) {
+    const int n = Q.extent(0);
+    auto wh = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), w);
+    for (int i = 0; i < n; ++i)
+      if (!(double(wh(i)) + shift > 0)) return false;
+    Matrix S(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::kfac::QD"), n, n);
+    Kokkos::parallel_for(
+        "hfisher::kfac::scale_columns", Kokkos::RangePolicy<ExecSpace>(0, n), KOKKOS_LAMBDA(const int i) {
+          for (int j = 0; j < n; ++j) S(i, j) = Scalar(double(Q(i, j)) / (double(w(j)) + shift));
+        });
+    Matrix M(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::kfac::inverse"), n, n);
+    kernels::detail::matmul_nocheck(ExecSpace(), Op::NoTrans, Op::Trans, Scalar(1), S, Q, Scalar(0), M);
+    out = M;
+    return true;
+  }
+
   static Matrix copy(const Matrix& M) {
     Matrix c(Kokkos::view_alloc(Kokkos::WithoutInitializing, M.label()), M.extent(0), M.extent(1));
     Kokkos::deep_copy(c, M);
@@ -343,6 +395,8 @@ class KFACOperator : public CurvatureOperator<Scalar, ExecSpace> {
   void invalidate() {
     QA_ = Matrix();
     QG_ = Matrix();
+    IA_ = Matrix();
+    IG_ = Matrix();
     Qkeep_.clear();
     wkeep_.clear();
   }
@@ -351,6 +405,8 @@ class KFACOperator : public CurvatureOperator<Scalar, ExecSpace> {
   KFACDamping mode_ = KFACDamping::Eigen;
   mutable Matrix QA_, QG_;
   mutable Vector wA_, wG_;
+  mutable Matrix IA_, IG_;  ///< damped inverses (Factored), for inv_damping_
+  mutable double inv_damping_ = -1;
   mutable std::vector<Batch> Qkeep_;
   mutable std::vector<BatchVector<Scalar, ExecSpace>> wkeep_;
   mutable double pi_ = 1.0;
