@@ -111,9 +111,9 @@ KOKKOS_INLINE_FUNCTION void trsm_right_panel_rows(bool forward, bool unit, int j
   const T* Ap = A + long(j0) * cl + long(j0) * cj;
   auto column = [&](int j, int l0, int l1) {
 #if HFISHER_GEMM_AVX2
-    // the same operations in explicit vectors (compilers vectorize the sum
-    // over l instead, in order, with a shuffle per term)
-    // in R / W independent chains
+    // the same operations in explicit vectors, R / X::W independent chains
+    // (compilers vectorize the sum over l instead, in order, with a shuffle
+    // per term)
     if constexpr (R % Avx2<T>::W == 0) {
       using X = Avx2<T>;
       constexpr int NV = R / X::W;
@@ -147,8 +147,8 @@ KOKKOS_INLINE_FUNCTION void trsm_right_panel_rows(bool forward, bool unit, int j
 
 /// Right-side solve X op(A) = alpha B by one thread, blocked like
 /// trsm_left_serial_blocked: panels of NBK columns are solved by
-/// substitution, up to four vectors' width of rows at a time, and the columns not
-/// yet solved are updated by the register-blocked GEMM. Needs B contiguous
+/// substitution, up to four vectors' width of rows at a time, and the
+/// columns not yet solved are updated by the register-blocked GEMM. Needs B contiguous
 /// along its columns (stride_1 == 1); op(A) as a full (n x n) operator of
 /// strides s0, s1.
 template <class T>
