@@ -6,9 +6,13 @@
 // Each block is BERT's post-normalization encoder layer: x = LN(x + O(attn(
 // QKV(x)))), x = LN(x + W2 gelu(W1 x)), with the Q, K, V projections fused
 // into one token-wise layer of 3 H outputs. The input is a batch of random
-// token ids looked up in a fixed random word-embedding table (the engine has
-// no lookup layer, and K-FAC implementations leave the embeddings out), then
-// a learned position embedding and a layer norm, as BERT's embedding layer.
+// token ids looked up in a fixed random word-embedding table, then a learned
+// position embedding and a layer norm, as BERT's embedding layer. The table
+// is fixed rather than a LayerSpec::token_embedding because K-FAC
+// implementations leave the word embeddings out (their A factor would be
+// (vocab + 1)^2) and the plain step would then also update vocab x H
+// parameters the K-FAC step does not precondition: the study compares the
+// encoder blocks.
 // The head averages the tokens over a few windows and classifies them into
 // two random labels: the study times steps, it does not train to accuracy.
 //

@@ -153,6 +153,19 @@ inline hfisher::nn::Dataset random_dataset(int n, int f, int classes, unsigned s
   return d;
 }
 
+/// n sequences of T token ids uniform in [0, vocab) (stored as exact
+/// integers, one channel per position) with labels uniform in [0, classes).
+inline hfisher::nn::Dataset random_tokens(int n, int T, int vocab, int classes, unsigned seed) {
+  hfisher::nn::Dataset d;
+  d.n = n;
+  d.features = T;
+  d.classes = classes;
+  std::mt19937 g(seed);
+  for (int i = 0; i < n * T; ++i) d.x.push_back(float(g() % vocab));
+  for (int i = 0; i < n; ++i) d.y.push_back(int(g() % classes));
+  return d;
+}
+
 template <class V>
 std::vector<std::vector<double>> to_host2(const V& d) {
   auto hm = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), d);

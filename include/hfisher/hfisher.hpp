@@ -26,6 +26,7 @@
 #include <hfisher/hmatrix/hodlr.hpp>
 #include <hfisher/hmatrix/hss.hpp>
 #include <hfisher/nn/attention.hpp>
+#include <hfisher/nn/embedding.hpp>
 #include <hfisher/nn/conv.hpp>
 #include <hfisher/nn/data_parallel.hpp>
 #include <hfisher/nn/dataset.hpp>

@@ -236,6 +236,24 @@ TYPED_TEST(ConvFisherTest, TransformerEveryStructureAgainstPerExampleGradients) 
   every_structure(m, data, "transformer");
 }
 
+// a text transformer in miniature (4 token ids from a vocabulary of 6,
+// embedded in width 4, a position embedding, one pre-normalization residual
+// block with attention of 2 heads, the mean over tokens, a linear
+// classifier): every structure, the token embedding's one-hot patches among
+// the layers
+TYPED_TEST(ConvFisherTest, TokenEmbeddingEveryStructureAgainstPerExampleGradients) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  std::vector<LayerSpec> specs = {LayerSpec::token_embedding(6, 4), LayerSpec::position_embedding(),
+                                  LayerSpec::residual_begin(), LayerSpec::layer_norm()};
+  for (const auto& l : hfisher::nn::multi_head_attention(4, 2)) specs.push_back(l);
+  for (const auto& l : {LayerSpec::residual_end(), LayerSpec::avg_pool(2), LayerSpec::linear(3)}) specs.push_back(l);
+  hfisher::nn::Sequential<S, E> m({1, 2, 2}, specs, 5);
+  ASSERT_EQ(m.num_params(), 28 + 20 + 60 + 20 + 15);
+  auto data = hfisher::nn::to_device<S, E>(random_tokens(16, 4, 6, 3, 6));
+  every_structure(m, data, "text transformer");
+}
+
 // where the network averages a token-wise linear layer's outputs before the
 // loss (1 x 1 convolution, mean over the 4 positions, linear classifier),
 // the per-example gradient of that layer is rank one, (sum_t g_t) (mean_t

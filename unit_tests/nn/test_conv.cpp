@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <random>
 
 #include <fstream>
@@ -149,10 +150,14 @@ std::vector<LayerSpec> normalized_cnn() {
 // float against the double model at the same parameters; and the captured
 // patches and output gradients sum to each layer's gradient
 template <class S, class E>
-void check_gradient(const ImageShape& in, const std::vector<LayerSpec>& specs) {
+void check_gradient(const ImageShape& in, const std::vector<LayerSpec>& specs, int vocab = 0) {
   using Model = hfisher::nn::Sequential<S, E>;
   Model m(in, specs, 7);
-  auto data = hfisher::nn::to_device<S, E>(random_dataset(6, int(in.features()), 3, 8));
+  // token ids in [0, vocab) where the model starts with a token embedding
+  const auto examples = [&] {
+    return vocab > 0 ? random_tokens(6, int(in.features()), vocab, 3, 8) : random_dataset(6, int(in.features()), 3, 8);
+  };
+  auto data = hfisher::nn::to_device<S, E>(examples());
   typename Model::Cache c;
   typename Model::Vector grad("g", m.num_params());
   const double loss = m.loss_grad(data.x, data.y, grad, c);
@@ -184,7 +189,7 @@ void check_gradient(const ImageShape& in, const std::vector<LayerSpec>& specs) {
     for (long i = 0; i < m.num_params(); ++i) tdh(i) = tf[i];
     Kokkos::deep_copy(td, tdh);
     md.set_params(td);
-    auto dd = hfisher::nn::to_device<double, E>(random_dataset(6, int(in.features()), 3, 8));
+    auto dd = hfisher::nn::to_device<double, E>(examples());
     typename hfisher::nn::Sequential<double, E>::Cache cd;
     typename hfisher::nn::Sequential<double, E>::Vector gd("gd", md.num_params());
     EXPECT_NEAR(md.loss_grad(dd.x, dd.y, gd, cd), loss, 1e-5 * (1 + loss));
@@ -450,6 +455,96 @@ TYPED_TEST(ConvTest, AttentionMatchesDirectLoops) {
   typename Model::Cache c1, c2;
   EXPECT_EQ(to_host2(back.forward(X, c2)), to_host2(v.forward(X, c1)));
   EXPECT_EQ(int(back.specs()[5].kind), int(LayerSpec::Kind::CausalAttention));
+}
+
+namespace {
+// a text transformer in miniature: 4 token ids (on a 2 x 2 grid) from a
+// vocabulary of 5 embedded in width 4, a position embedding, attention of 2
+// heads inside a pre-normalization residual block, a final normalization,
+// the mean over tokens and a linear classifier
+std::vector<LayerSpec> tiny_text(bool causal) {
+  std::vector<LayerSpec> s = {LayerSpec::token_embedding(5, 4), LayerSpec::position_embedding(),
+                              LayerSpec::residual_begin(), LayerSpec::layer_norm()};
+  for (const auto& l : hfisher::nn::multi_head_attention(4, 2, causal)) s.push_back(l);
+  for (const auto& l :
+       {LayerSpec::residual_end(), LayerSpec::layer_norm(), LayerSpec::avg_pool(2), LayerSpec::linear(3)})
+    s.push_back(l);
+  return s;
+}
+}  // namespace
+
+// a token embedding against the direct lookup y_t = W(:, id_t) + W(:, V);
+// its gradient (and the text transformer's) against finite differences; a
+// model with one saved and loaded gives the same logits; entries that are
+// not ids and misplaced embeddings are refused with the entry or layer named
+TYPED_TEST(ConvTest, TokenEmbeddingLooksUpIds) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  using Model = hfisher::nn::Sequential<S, E>;
+  const int V = 5, C = 4, T = 3, B = 2;
+  Model m({1, T, 1}, {LayerSpec::token_embedding(V, C), LayerSpec::linear(2)}, 1);
+  ASSERT_EQ(m.num_layers(), 2);
+  EXPECT_EQ(m.layers()[0].out, C);
+  EXPECT_EQ(m.layers()[0].cols(), V + 1);
+  EXPECT_EQ(m.geometry(0).positions(), T);
+  randomize(m, 3);
+  const std::vector<float> ids = {0, 4, 2, 1, 1, 3};
+  typename Model::Matrix X("X", B, T);
+  auto xh = Kokkos::create_mirror_view(X);
+  for (int i = 0; i < B * T; ++i) xh(i / T, i % T) = S(ids[i]);
+  Kokkos::deep_copy(X, xh);
+  typename Model::Cache c;
+  m.forward(X, c);
+  const auto th = to_host1(m.params());
+  const auto y = to_host2(c.x[1]);
+  const auto A = to_host2(m.patches(c, 0));
+  double worst = 0;
+  for (int b = 0; b < B; ++b)
+    for (int t = 0; t < T; ++t) {
+      const int id = int(ids[b * T + t]);
+      for (int ch = 0; ch < C; ++ch)
+        worst = std::max(worst, std::abs(y[b][t * C + ch] - (th[ch * (V + 1) + id] + th[ch * (V + 1) + V])));
+      for (int j = 0; j <= V; ++j) EXPECT_EQ(A[b * T + t][j], j == id || j == V ? 1.0 : 0.0) << b << " " << t;
+    }
+  EXPECT_LE(worst, Tol<S>::gemm * 10);  // one addition of N(0, 1) entries
+
+  check_gradient<S, E>({1, T, 1}, {LayerSpec::token_embedding(V, C), LayerSpec::linear(3)}, V);  // 3 classes
+  Model text({1, 2, 2}, tiny_text(false), 5);
+  // embedding 4 x 6, position 4 x 5, qkv 12 x 5, output 4 x 5, classifier 3 x 5
+  EXPECT_EQ(text.num_params(), 24 + 20 + 60 + 20 + 15);
+  check_gradient<S, E>({1, 2, 2}, tiny_text(false), 5);
+  check_gradient<S, E>({1, 2, 2}, tiny_text(true), 5);
+
+  Model v({1, 2, 2}, tiny_text(true), 6);
+  randomize(v, 9);
+  const std::string path = unique_temp("text.bin");
+  v.save(path);
+  auto back = Model::load(path);
+  std::remove(path.c_str());
+  auto tokens = hfisher::nn::to_device<S, E>(random_tokens(3, 4, 5, 3, 2));
+  typename Model::Cache c1, c2;
+  EXPECT_EQ(to_host2(back.forward(tokens.x, c2)), to_host2(v.forward(tokens.x, c1)));
+  EXPECT_EQ(int(back.specs()[0].kind), int(LayerSpec::Kind::TokenEmbedding));
+  EXPECT_EQ(back.specs()[0].kernel, 5);
+
+  auto fails = [](auto&& f, const std::string& expect) {
+    try {
+      f();
+      ADD_FAILURE() << "accepted; expected: " << expect;
+    } catch (const hfisher::Error& e) {
+      EXPECT_NE(std::string(e.what()).find(expect), std::string::npos) << e.what();
+    }
+  };
+  for (S bad : {S(2.5), S(-1), S(V), std::numeric_limits<S>::quiet_NaN()}) {
+    xh(1, 2) = bad;
+    Kokkos::deep_copy(X, xh);
+    fails([&] { m.forward(X, c); }, "X(1, 2) = ");
+    fails([&] { m.forward(X, c); }, "is not a token id of layer 0 (token_embedding over a vocabulary of 5");
+  }
+  fails([] { Model({1, 4, 1}, {LayerSpec::conv(1, 1), LayerSpec::token_embedding(5, 4)}); }, "must be the first layer");
+  fails([] { Model({2, 4, 1}, {LayerSpec::token_embedding(5, 4), LayerSpec::linear(2)}); }, "the input has 2 channels");
+  fails([] { Model({1, 4, 1}, {LayerSpec::token_embedding(0, 4)}); }, "vocabulary of 0");
+  fails([] { Model({1, 4, 1}, {LayerSpec::token_embedding(5, 0)}); }, "out_channels = 0");
 }
 
 // a small CNN learns where a bright 2 x 2 blob sits (four quadrants of a

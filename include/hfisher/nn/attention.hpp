@@ -1,10 +1,9 @@
 #pragma once
 /// \file attention.hpp
-/// \brief The parameter-free core of multi-head self-attention and the
-/// learned position embedding, on token sequences stored as channels-last
-/// images (nn/conv.hpp): token t of example b is the run of channels at
-/// columns [t C, (t + 1) C) of row b, the tokens being the height x width
-/// positions in order. The Q, K, V and output projections are 1 x 1
+/// \brief The parameter-free core of multi-head self-attention, on token
+/// sequences stored as channels-last images (nn/conv.hpp): token t of
+/// example b is the run of channels at columns [t C, (t + 1) C) of row b,
+/// the tokens being the height x width positions in order. The Q, K, V and output projections are 1 x 1
 /// convolutions (nn/sequential.hpp), so every parameter of a transformer
 /// block stays in a W~ block of the Fisher structures.
 ///
@@ -131,53 +130,6 @@ void attention_backward(const Exec& space, const AttentionShape& s, const PV& P,
   heads_copy<false>(space, s, dx, 3 * d, 1, r);
   kernels::detail::gemm_nocheck(space, Op::Trans, Op::NoTrans, Scalar(1), Pb, dO, Scalar(0), r);
   heads_copy<false>(space, s, dx, 3 * d, 2, r);
-}
-
-/// The patches of a position embedding: A (B T, T + 1), row b T + t the
-/// one-hot e_t, then the homogeneous 1.
-template <class Exec, class AV>
-void position_patches(const Exec& space, int T, const AV& A) {
-  using Scalar = typename AV::non_const_value_type;
-  const long n = long(A.extent(0)) * (T + 1);
-  Kokkos::parallel_for(
-      "hfisher::nn::position_patches", Kokkos::RangePolicy<Exec>(space, 0, n), KOKKOS_LAMBDA(const long r) {
-        const long row = r / (T + 1);
-        const int j = int(r % (T + 1));
-        A(row, j) = j == T || j == int(row % T) ? Scalar(1) : Scalar(0);
-      });
-}
-
-/// y = x + W~ a~_t at every token: y(b, t C + c) = x(b, t C + c) + W(c, t) +
-/// W(c, T), W (C, T + 1).
-template <class Exec, class XV, class WV, class YV>
-void position_embed(const Exec& space, int T, const XV& x, const WV& W, const YV& y) {
-  const int C = W.extent(0);
-  const long F = long(T) * C;
-  Kokkos::parallel_for(
-      "hfisher::nn::position_embed", Kokkos::RangePolicy<Exec>(space, 0, long(x.extent(0)) * F),
-      KOKKOS_LAMBDA(const long r) {
-        const long b = r / F, f = r % F;
-        const int t = int(f / C), c = int(f % C);
-        y(b, f) = x(b, f) + W(c, t) + W(c, T);
-      });
-}
-
-/// grad(c, t) += scale sum_b dy(b, t C + c); grad(c, T) += scale sum_b,t
-/// dy(b, t C + c): the layer's gradient, sum_t g_t a~_t^T, without forming
-/// the one-hot products.
-template <class Exec, class DYV, class GV, class Scalar>
-void position_embed_grad(const Exec& space, int T, const DYV& dy, Scalar scale, const GV& grad) {
-  const int C = grad.extent(0), B = dy.extent(0);
-  Kokkos::parallel_for(
-      "hfisher::nn::position_embed_grad", Kokkos::RangePolicy<Exec>(space, 0, long(C) * (T + 1)),
-      KOKKOS_LAMBDA(const long r) {
-        const int c = int(r / (T + 1)), j = int(r % (T + 1));
-        const int t0 = j == T ? 0 : j, t1 = j == T ? T : j + 1;
-        Scalar s = Scalar(0);
-        for (int b = 0; b < B; ++b)
-          for (int t = t0; t < t1; ++t) s += dy(b, long(t) * C + c);
-        grad(c, j) += scale * s;
-      });
 }
 
 }  // namespace detail

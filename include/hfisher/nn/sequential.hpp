@@ -1,7 +1,8 @@
 #pragma once
 /// \file sequential.hpp
 /// \brief Sequential: a network of convolution, pooling, activation, layer
-/// normalization, linear, position-embedding and self-attention layers with
+/// normalization, linear, token- and position-embedding and self-attention
+/// layers with
 /// residual blocks, on channels-last images or token sequences (nn/conv.hpp,
 /// nn/attention.hpp), forward and backward on any backend, with per-example
 /// capture of what the Fisher needs.
@@ -24,6 +25,7 @@
 #include <hfisher/kernels/matmul.hpp>
 #include <hfisher/nn/attention.hpp>
 #include <hfisher/nn/conv.hpp>
+#include <hfisher/nn/embedding.hpp>
 #include <hfisher/nn/mlp.hpp>
 
 #include <algorithm>
@@ -53,11 +55,12 @@ struct LayerSpec {
     ResidualEnd,
     PositionEmbedding,
     Attention,
-    CausalAttention
+    CausalAttention,
+    TokenEmbedding
   };
   Kind kind = Kind::ReLU;
-  int out = 0;      ///< Conv2D: output channels; Linear: output features; attention: heads
-  int kernel = 1;   ///< Conv2D, pooling: window size (square)
+  int out = 0;      ///< Conv2D, token embedding: output channels; Linear: output features; attention: heads
+  int kernel = 1;   ///< Conv2D, pooling: window size (square); token embedding: vocabulary size
   int stride = 1;   ///< Conv2D, pooling
   int padding = 0;  ///< Conv2D: zeros on every side
 
@@ -95,6 +98,14 @@ struct LayerSpec {
   /// position, so its block is (channels, positions + 1) and its patches are
   /// the one-hot rows. Weights ~ N(0, 0.02^2), bias 0.
   static LayerSpec position_embedding() { return {Kind::PositionEmbedding, 0, 1, 1, 0}; }
+  /// The lookup of integer token ids: the input holds one id per position
+  /// (1 channel; ids 0..vocab-1 stored as exact integers), and token t
+  /// becomes y_t = W~ [e_id; 1], `width` channels: a 1 x 1 convolution of
+  /// the one-hot id, so its block is (width, vocab + 1) and its patches are
+  /// the one-hot rows. It must be the first layer (ids carry no gradient);
+  /// forward refuses an entry that is not an id, naming it. Weights ~ N(0,
+  /// 0.02^2), bias 0. The patches take B T (vocab + 1) scalars per batch.
+  static LayerSpec token_embedding(int vocab, int width) { return {Kind::TokenEmbedding, width, vocab, 1, 0}; }
   /// The core of multi-head self-attention over the height x width
   /// positions as tokens: 3 d input channels per token [q | k | v], d output
   /// channels, softmax(q k^T / sqrt(d / heads)) v per head; causal masks
@@ -267,8 +278,9 @@ class Sequential {
           break;
         }
       const auto& s = blocks_[p];
-      const double sd =
-          steps_[i].kind == LayerSpec::Kind::PositionEmbedding ? 0.02 : std::sqrt((tanh_next ? 1.0 : 2.0) / s.in);
+      const bool embedding =
+          steps_[i].kind == LayerSpec::Kind::PositionEmbedding || steps_[i].kind == LayerSpec::Kind::TokenEmbedding;
+      const double sd = embedding ? 0.02 : std::sqrt((tanh_next ? 1.0 : 2.0) / s.in);
       for (int r = 0; r < s.out; ++r)
         for (int j = 0; j <= s.in; ++j)
           h(s.offset + long(r) * s.cols() + j) =
@@ -336,7 +348,7 @@ class Sequential {
       sp.kernel = io::get<std::int32_t>(i, path, where);
       sp.stride = io::get<std::int32_t>(i, path, where);
       sp.padding = io::get<std::int32_t>(i, path, where);
-      hfisher::detail::require(kind >= 0 && kind <= int(LayerSpec::Kind::CausalAttention), where, path,
+      hfisher::detail::require(kind >= 0 && kind <= int(LayerSpec::Kind::TokenEmbedding), where, path,
                                ": corrupt layer ", l, " (unknown kind ", kind, ")");
       sp.kind = LayerSpec::Kind(kind);
       problem = spec_problem(sp, l);
@@ -368,6 +380,14 @@ class Sequential {
   // positions) inside an int
   static constexpr int max_dim = 1 << 16, max_kernel = 64, max_layers = 4096;
   static std::string spec_problem(const LayerSpec& sp, int l) {
+    if (sp.kind == LayerSpec::Kind::TokenEmbedding) {
+      if (sp.out >= 1 && sp.out <= max_dim && sp.kernel >= 1 && sp.kernel <= max_dim && sp.stride == 1 &&
+          sp.padding == 0)
+        return {};
+      return hfisher::detail::concat("layer ", l, " (token embedding of width ", sp.out, " over a vocabulary of ",
+                                     sp.kernel, ", stride ", sp.stride, ", padding ", sp.padding,
+                                     "; the bounds are width and vocabulary 1..", max_dim, ", stride 1, padding 0)");
+    }
     if (sp.out >= 0 && sp.out <= max_dim && sp.kernel >= 1 && sp.kernel <= max_kernel && sp.stride >= 1 &&
         sp.stride <= max_kernel && sp.padding >= 0 && sp.padding < max_kernel)
       return {};
@@ -454,6 +474,27 @@ class Sequential {
           add_parameterized(st, c, int(i), off);
           break;
         }
+        case LayerSpec::Kind::TokenEmbedding: {
+          // a 1 x 1 convolution of the one-hot id image (vocab channels)
+          hfisher::detail::require(i == 0, at.c_str(),
+                                   "token_embedding reads token ids, which only the model's "
+                                   "input holds: it must be the first layer");
+          hfisher::detail::require(cur.channels == 1, at.c_str(),
+                                   "token_embedding takes one token id per position; "
+                                   "the input has ",
+                                   cur.channels, " channels (a sequence of T ids is the shape {1, T, 1})");
+          hfisher::detail::require(sp.kernel >= 1 && sp.kernel <= max_dim, at.c_str(),
+                                   "token_embedding over a "
+                                   "vocabulary of ",
+                                   sp.kernel, " (1..", max_dim, ")");
+          Conv2DShape c;
+          c.in = ImageShape{sp.kernel, cur.height, cur.width};
+          c.out_channels = sp.out;
+          c.validate(at.c_str());
+          add_parameterized(st, c, int(i), off);
+          cur.channels = sp.out;
+          break;
+        }
         case LayerSpec::Kind::Attention:
         case LayerSpec::Kind::CausalAttention: {
           const long T = long(cur.height) * cur.width;
@@ -499,12 +540,13 @@ class Sequential {
   }
 
  public:
-  /// Parameterized layers (convolutions, linear layers, position embeddings), in order: rows =
-  /// out, cols = in + 1, offset into params().
+  /// Parameterized layers (convolutions, linear layers, token and position
+  /// embeddings), in order: rows = out, cols = in + 1, offset into params().
   const std::vector<LayerShape>& layers() const { return blocks_; }
   int num_layers() const { return int(blocks_.size()); }
   /// Geometry of parameterized layer p (a linear layer: 1 x 1, one position;
-  /// a position embedding: 1 x 1 of T one-hot channels at T positions).
+  /// a position embedding: 1 x 1 of T one-hot channels at T positions; a
+  /// token embedding: 1 x 1 of vocab one-hot channels at T positions).
   const Conv2DShape& geometry(int p) const { return convs_.at(p); }
   const std::vector<LayerSpec>& specs() const { return specs_; }
   ImageShape input_shape() const { return input_; }
@@ -588,6 +630,21 @@ class Sequential {
           detail::position_patches(space, convs_[st.param].positions(), c.A[st.param]);
           detail::position_embed(space, convs_[st.param].positions(), in, weight(st.param), out);
           break;
+        case LayerSpec::Kind::TokenEmbedding: {
+          const int V = convs_[st.param].in.channels;
+          const long bad = detail::first_non_token(space, V, in);
+          if (bad >= 0) {
+            const long T = in.extent(1);
+            Scalar v{};
+            Kokkos::deep_copy(v, Kokkos::subview(in, bad / T, bad % T));
+            throw Error(hfisher::detail::concat(where, ": X(", bad / T, ", ", bad % T, ") = ", v,
+                                                " is not a token id of layer 0 (token_embedding over a vocabulary of ",
+                                                V, ": integers 0..", V - 1, ")"));
+          }
+          detail::token_patches(space, V, in, c.A[st.param]);
+          detail::token_embed(space, in, weight(st.param), out);
+          break;
+        }
         case LayerSpec::Kind::Attention:
         case LayerSpec::Kind::CausalAttention:
           detail::attention_forward(space, st.attn, in, out, c.att[st.att], c.attw[st.att]);
@@ -659,6 +716,9 @@ class Sequential {
           if (with_grad)
             detail::position_embed_grad(space, convs_[st.param].positions(), dy, scale, block(grad, st.param));
           if (need_dx) Kokkos::deep_copy(space, dx, dy);
+          break;
+        case LayerSpec::Kind::TokenEmbedding:  // the first layer: ids have no gradient
+          if (with_grad) detail::token_embed_grad(space, c.x[i], dy, scale, block(grad, st.param));
           break;
         case LayerSpec::Kind::Attention:
         case LayerSpec::Kind::CausalAttention:
