@@ -181,7 +181,8 @@ TYPED_TEST(DistTest, ConsolidationEqualsOneProcess) {
 // per-layer factorizations sharded over the ranks (dealt largest first to the
 // least-loaded rank) and broadcast: each rank computes only its share,
 // receives the rest, and solves exactly as one process that factored
-// everything itself
+// everything itself (K-FAC with factored damping: the damped inverses
+// shipped with the eigendecompositions)
 TYPED_TEST(DistTest, FactorizationsShardedOverRanks) {
   using S = typename TypeParam::scalar;
   using E = typename TypeParam::exec;
@@ -191,7 +192,11 @@ TYPED_TEST(DistTest, FactorizationsShardedOverRanks) {
   o.examples = 30;
   o.leaf = 4;
   const int P = world().size(), r = world().rank();
-  for (auto st : {hfisher::Structure::KFAC, hfisher::Structure::BlockDiagonal, hfisher::Structure::HODLR}) {
+  for (int c = 0; c < 4; ++c) {
+    const auto st = c == 1   ? hfisher::Structure::BlockDiagonal
+                    : c == 2 ? hfisher::Structure::HODLR
+                             : hfisher::Structure::KFAC;
+    o.kfac_damping = c == 3 ? hfisher::KFACDamping::Factored : hfisher::KFACDamping::Eigen;
     auto one = hfisher::estimate_fisher(model, data, hfisher::FisherKind::Empirical, st, o);
     auto par = one->clone();  // every rank holds the same operator
     const double lam = 0.05;

@@ -162,7 +162,11 @@ class KFACOperator : public CurvatureOperator<Scalar, ExecSpace> {
     if (mode_ == KFACDamping::Factored && damping > 0) damped_inverses(damping);
   }
   bool prepared(double) const override { return QA_.extent(0) > 0; }
-  bool write_prepared(std::ostream& o, double) const override {
+  /// The eigendecompositions; with KFACDamping::Factored also the damped
+  /// inverses of this damping when prepare formed them, so that a rank
+  /// receiving the block (prepare_sharded) installs them instead of forming
+  /// them again (two products of the factors' sizes per layer).
+  bool write_prepared(std::ostream& o, double damping) const override {
     hfisher::detail::require(prepared(0), "hfisher::fisher::KFACOperator::write_prepared", "call prepare() first");
     io::put(o, std::int32_t(rows()));
     io::put(o, std::int32_t(cols()));
@@ -171,6 +175,12 @@ class KFACOperator : public CurvatureOperator<Scalar, ExecSpace> {
     io::put_view(o, QA_);
     io::put_view(o, wG_);
     io::put_view(o, QG_);
+    const bool inverses = mode_ == KFACDamping::Factored && IA_.extent(0) > 0 && inv_damping_ == damping;
+    io::put(o, std::int32_t(inverses));
+    if (inverses) {
+      io::put_view(o, IA_);
+      io::put_view(o, IG_);
+    }
     return true;
   }
   void read_prepared(std::istream& i, double damping, const std::string& what) const override {
@@ -185,6 +195,17 @@ class KFACOperator : public CurvatureOperator<Scalar, ExecSpace> {
     io::get_view(i, qa, what, where);
     io::get_view(i, wg, what, where);
     io::get_view(i, qg, what, where);
+    const int inverses = io::get<std::int32_t>(i, what, where);
+    hfisher::detail::require(inverses == 0 || (inverses == 1 && mode_ == KFACDamping::Factored), where, what,
+                             ": corrupt record (damped-inverse flag ", inverses, " for a layer with ",
+                             mode_ == KFACDamping::Factored ? "factored" : "eigenbasis", " damping)");
+    Matrix ia, ig;
+    if (inverses) {
+      ia = Matrix(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::kfac::inverse"), c, c);
+      ig = Matrix(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::kfac::inverse"), r, r);
+      io::get_view(i, ia, what, where);
+      io::get_view(i, ig, what, where);
+    }
     Qkeep_.clear();
     wkeep_.clear();
     wA_ = wa;
@@ -192,11 +213,12 @@ class KFACOperator : public CurvatureOperator<Scalar, ExecSpace> {
     wG_ = wg;
     QG_ = qg;
     pi_ = pi;
-    IA_ = Matrix();
-    IG_ = Matrix();
-    // Factored: each rank forms the damped inverses from the shipped
-    // eigendecompositions (two products of the factor's size)
-    if (mode_ == KFACDamping::Factored && damping > 0) damped_inverses(damping);
+    IA_ = ia;
+    IG_ = ig;
+    inv_damping_ = damping;
+    // Factored, the owner had not formed them: form them from the shipped
+    // eigendecompositions (two products of the factors' sizes)
+    if (!inverses && mode_ == KFACDamping::Factored && damping > 0) damped_inverses(damping);
   }
 
   Vector diag() const override {

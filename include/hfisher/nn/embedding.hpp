@@ -63,7 +63,6 @@ void position_embed_grad(const Exec& space, int T, const DYV& dy, Scalar scale, 
       });
 }
 
-
 /// The first row-major index r of the ids x (B, T) whose entry is not a
 /// token id of a vocabulary of V (an integer in [0, V); NaN is not), or -1
 /// when every entry is one.
