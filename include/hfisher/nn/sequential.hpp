@@ -2,10 +2,9 @@
 /// \file sequential.hpp
 /// \brief Sequential: a network of convolution, pooling, activation, layer
 /// normalization, linear, token- and position-embedding and self-attention
-/// layers with
-/// residual blocks, on channels-last images or token sequences (nn/conv.hpp,
-/// nn/attention.hpp), forward and backward on any backend, with per-example
-/// capture of what the Fisher needs.
+/// layers with residual blocks, on channels-last images or token sequences
+/// (nn/conv.hpp, nn/attention.hpp, nn/embedding.hpp), forward and backward
+/// on any backend, with per-example capture of what the Fisher needs.
 ///
 /// The conventions are the MLP's: parameters live in one flat vector theta,
 /// layer l's block W~_l = [W_l | b_l] (rows, cols) row-major at
@@ -476,17 +475,12 @@ class Sequential {
         }
         case LayerSpec::Kind::TokenEmbedding: {
           // a 1 x 1 convolution of the one-hot id image (vocab channels)
-          hfisher::detail::require(i == 0, at.c_str(),
-                                   "token_embedding reads token ids, which only the model's "
-                                   "input holds: it must be the first layer");
-          hfisher::detail::require(cur.channels == 1, at.c_str(),
-                                   "token_embedding takes one token id per position; "
-                                   "the input has ",
-                                   cur.channels, " channels (a sequence of T ids is the shape {1, T, 1})");
-          hfisher::detail::require(sp.kernel >= 1 && sp.kernel <= max_dim, at.c_str(),
-                                   "token_embedding over a "
-                                   "vocabulary of ",
-                                   sp.kernel, " (1..", max_dim, ")");
+          hfisher::detail::require(i == 0, at.c_str(), "token_embedding reads token ids, which only the model's input ",
+                                   "holds: it must be the first layer");
+          hfisher::detail::require(cur.channels == 1, at.c_str(), "token_embedding takes one token id per position; ",
+                                   "the input has ", cur.channels, " channels (T ids are the shape {1, T, 1})");
+          hfisher::detail::require(sp.kernel >= 1 && sp.kernel <= max_dim, at.c_str(), "token_embedding over a ",
+                                   "vocabulary of ", sp.kernel, " (1..", max_dim, ")");
           Conv2DShape c;
           c.in = ImageShape{sp.kernel, cur.height, cur.width};
           c.out_channels = sp.out;
