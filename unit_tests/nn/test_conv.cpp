@@ -527,24 +527,34 @@ TYPED_TEST(ConvTest, TokenEmbeddingLooksUpIds) {
   EXPECT_EQ(int(back.specs()[0].kind), int(LayerSpec::Kind::TokenEmbedding));
   EXPECT_EQ(back.specs()[0].kernel, 5);
 
-  auto fails = [](auto&& f, const std::string& expect) {
-    try {
-      f();
-      ADD_FAILURE() << "accepted; expected: " << expect;
-    } catch (const hfisher::Error& e) {
-      EXPECT_NE(std::string(e.what()).find(expect), std::string::npos) << e.what();
-    }
-  };
-  for (S bad : {S(2.5), S(-1), S(V), std::numeric_limits<S>::quiet_NaN()}) {
-    xh(1, 2) = bad;
-    Kokkos::deep_copy(X, xh);
-    fails([&] { m.forward(X, c); }, "X(1, 2) = ");
-    fails([&] { m.forward(X, c); }, "is not a token id of layer 0 (token_embedding over a vocabulary of 5");
-  }
-  fails([] { Model({1, 4, 1}, {LayerSpec::conv(1, 1), LayerSpec::token_embedding(5, 4)}); }, "must be the first layer");
-  fails([] { Model({2, 4, 1}, {LayerSpec::token_embedding(5, 4), LayerSpec::linear(2)}); }, "the input has 2 channels");
-  fails([] { Model({1, 4, 1}, {LayerSpec::token_embedding(0, 4)}); }, "vocabulary of 0");
-  fails([] { Model({1, 4, 1}, {LayerSpec::token_embedding(5, 0)}); }, "out_channels = 0");
+  for (S bad : {S(2.5), S(-1), S(V), std::numeric_limits<S>::quiet_NaN()})
+    hfisher_test::expect_throw_with(
+        [&] {
+          xh(1, 2) = bad;
+          Kokkos::deep_copy(X, xh);
+          m.forward(X, c);
+        },
+        {"X(1, 2) = ", "is not a token id of layer 0 (token_embedding over a vocabulary of 5"}, "an entry not an id");
+  hfisher_test::expect_throw_with(
+      [] {
+        Model({1, 4, 1}, {LayerSpec::conv(1, 1), LayerSpec::token_embedding(5, 4)});
+      },
+      {"must be the first layer"}, "after a convolution");
+  hfisher_test::expect_throw_with(
+      [] {
+        Model({2, 4, 1}, {LayerSpec::token_embedding(5, 4), LayerSpec::linear(2)});
+      },
+      {"the input has 2 channels"}, "two channels");
+  hfisher_test::expect_throw_with(
+      [] {
+        Model({1, 4, 1}, {LayerSpec::token_embedding(0, 4)});
+      },
+      {"vocabulary of 0"}, "empty vocabulary");
+  hfisher_test::expect_throw_with(
+      [] {
+        Model({1, 4, 1}, {LayerSpec::token_embedding(5, 0)});
+      },
+      {"out_channels = 0"}, "width 0");
 }
 
 // a small CNN learns where a bright 2 x 2 blob sits (four quadrants of a
