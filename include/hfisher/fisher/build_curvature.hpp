@@ -12,6 +12,7 @@
 #include <hfisher/fisher/builders/multilevel.hpp>
 #include <hfisher/fisher/diagonal.hpp>
 #include <hfisher/fisher/io.hpp>
+#include <hfisher/fisher/sharded.hpp>
 
 #include <sstream>
 #include <string>
@@ -51,9 +52,12 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> layer_block(const FisherSa
 
 /// Builds the curvature operator of the given structure from collected
 /// samples. Under a distributed communicator (every rank holding the same
-/// samples) the per-layer blocks of KFAC, Dense, Hierarchical and
-/// BlockDiagonal structures are sharded: layer k is built on rank k mod P
-/// and broadcast (serialized), so every rank returns the same operator.
+/// samples) the per-layer blocks of KFAC, Dense, HODLR, Multilevel and
+/// BlockDiagonal structures are sharded: the layers are dealt largest first
+/// to the least-loaded rank (detail::deal_blocks, the cost of a layer an
+/// estimate of its build's flops), every rank builds all of its layers, and
+/// then each is broadcast (serialized) from its owner, so the ranks build
+/// at the same time and every rank returns the same operator.
 template <class Scalar, class ExecSpace>
 std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> build_curvature(const FisherSamples<Scalar, ExecSpace>& s,
                                                                       Structure structure, const FisherOptions& opts,
@@ -78,23 +82,50 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> build_curvature(const Fish
     for (const auto& sh : s.shapes) need += double(sh.size()) * sh.size() * sizeof(Scalar);
     check_budget(need, opts.memory_budget, where, "dense Fisher blocks of every layer");
   }
-  std::vector<std::unique_ptr<COp>> blocks;
+  const int nb = int(all.size());
+  std::vector<std::unique_ptr<COp>> blocks(nb);
+  if (!comm.distributed()) {
+    for (int k : all) {
+      hfisher::detail::Region region("hfisher::build_curvature::layer " + std::to_string(k));
+      blocks[k] = detail::layer_block(s, k, inner, opts, where);
+    }
+    return std::make_unique<BlockDiagonalOperator<Scalar, ExecSpace>>(structure, std::move(blocks));
+  }
+  // K-FAC: the two factor products (rows x cols^2 each); the other
+  // structures grow with examples x parameters^2
+  std::vector<double> cost(nb);
   for (int k : all) {
+    const auto& sh = s.shapes[k];
+    cost[k] = inner == Structure::KFAC
+                  ? double(s.a[k].extent(0)) * sh.cols() * sh.cols() + double(s.g[k].extent(0)) * sh.out * sh.out
+                  : double(s.examples) * double(sh.size()) * double(sh.size());
+  }
+  const std::vector<int> owner = detail::deal_blocks(cost, std::vector<char>(nb, 0), comm.size());
+  // first every rank builds all the layers it owns, so the ranks work at the
+  // same time; then each layer is shipped from its owner (a broadcast per
+  // layer in between would make every rank wait for each owner in turn).
+  // 'F' + the serialized block | 'E' + the owner's error
+  std::vector<std::string> own(nb);
+  for (int k : all) {
+    if (owner[k] != comm.rank()) continue;
     hfisher::detail::Region region("hfisher::build_curvature::layer " + std::to_string(k));
-    if (!comm.distributed()) {
-      blocks.push_back(detail::layer_block(s, k, inner, opts, where));
-      continue;
-    }
-    const int owner = k % comm.size();
-    std::string bytes;
-    if (comm.rank() == owner) {
+    try {
       std::ostringstream os(std::ios::binary);
+      os.put('F');
       detail::layer_block(s, k, inner, opts, where)->write_tagged(os);
-      bytes = os.str();
+      own[k] = os.str();
+    } catch (const std::exception& e) {
+      own[k] = std::string("E") + e.what();
     }
-    comm.broadcast(bytes, owner);
-    std::istringstream is(bytes, std::ios::binary);
-    blocks.push_back(COp::read(is, "the layer block broadcast by rank " + std::to_string(owner)));
+  }
+  for (int k : all) {
+    std::string bytes = std::move(own[k]);
+    comm.broadcast(bytes, owner[k]);
+    hfisher::detail::require(!bytes.empty() && bytes[0] == 'F', where, "layer ", k, " (built on rank ", owner[k],
+                             "): ", bytes.empty() ? std::string("nothing received") : bytes.substr(1));
+    std::istringstream is(std::move(bytes), std::ios::binary);
+    is.get();  // the 'F'
+    blocks[k] = COp::read(is, "the layer block broadcast by rank " + std::to_string(owner[k]));
   }
   return std::make_unique<BlockDiagonalOperator<Scalar, ExecSpace>>(structure, std::move(blocks));
 } catch (...) {
