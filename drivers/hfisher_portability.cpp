@@ -58,6 +58,7 @@ const std::map<std::string, Tolerance>& tolerances() {
                                                      {"fisher.kfac", {1e-11, 1e-4}},
                                                      {"fisher.lowrank", {1e-7, 1e-3}},
                                                      {"fisher.hodlr", {1e-6, 1e-2}},
+                                                     {"fisher.hss", {1e-6, 1e-2}},
                                                      {"fisher.kfac.solve", {1e-9, 1e-3}},
                                                      {"fisher.multilevel", {1e-7, 1e-3}},
                                                      {"fisher.multilevel.solve", {1e-7, 1e-3}},
@@ -204,11 +205,10 @@ void fisher_problems(const Options& o, Outputs& out) {
   fo.tol = std::is_same<S, double>::value ? 1e-9 : 1e-5;
   fo.leaf = 16;
   const auto samples = hfisher::collect_samples(model, data, hfisher::FisherKind::MonteCarlo, fo);
-  const std::pair<const char*, hfisher::Structure> st[] = {{"fisher.diagonal", hfisher::Structure::Diagonal},
-                                                           {"fisher.kfac", hfisher::Structure::KFAC},
-                                                           {"fisher.lowrank", hfisher::Structure::LowRank},
-                                                           {"fisher.hodlr", hfisher::Structure::HODLR},
-                                                           {"fisher.multilevel", hfisher::Structure::Multilevel}};
+  const std::pair<const char*, hfisher::Structure> st[] = {
+      {"fisher.diagonal", hfisher::Structure::Diagonal}, {"fisher.kfac", hfisher::Structure::KFAC},
+      {"fisher.lowrank", hfisher::Structure::LowRank},   {"fisher.hodlr", hfisher::Structure::HODLR},
+      {"fisher.hss", hfisher::Structure::HSS},           {"fisher.multilevel", hfisher::Structure::Multilevel}};
   for (const auto& [name, s] : st) {
     auto F = hfisher::build_curvature(samples, s, fo);
     F->apply(v, y);

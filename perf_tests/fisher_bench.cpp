@@ -250,6 +250,7 @@ NetStudy run_network_study(const FisherBenchOptions& o, const hfisher::nn::MLP<S
     char b[32];
     std::snprintf(b, sizeof b, "tol %.0e", tol);
     row("hodlr-mf", b, [&] { return hfisher::estimate_fisher(model, train, kind, hfisher::Structure::HODLR, f2); });
+    row("hss-mf", b, [&] { return hfisher::estimate_fisher(model, train, kind, hfisher::Structure::HSS, f2); });
     row("network", b, [&] { return hfisher::estimate_fisher(model, train, kind, hfisher::Structure::Network, f2); });
   }
   return study;
@@ -397,18 +398,25 @@ int fisher_study(const FisherBenchOptions& o, const Machine& mc, Model& model, c
     run_with(
         name, setting, [&] { return hfisher::build_curvature(samples, st, opts); }, "");
   };
-  // products spent and estimated error of a matrix-free HODLR (one block)
-  std::string mf_note;
-  auto matrix_free = [&](const hfisher::FisherOptions& opts) {
-    auto op = hfisher::estimate_fisher(mlp_of(model), train, kind, hfisher::Structure::HODLR, opts);
-    auto& bd = dynamic_cast<hfisher::fisher::BlockDiagonalOperator<S, E>&>(*op);
-    const auto& h = dynamic_cast<const hfisher::fisher::HODLROperator<S, E>&>(bd.block(0)).hodlr();
+  // products spent, estimated error and largest rank of a hierarchical block
+  auto report = [](const auto& h) {
     int kmax = 0;
     for (const auto& rs : h.ranks()) kmax = std::max(kmax, rs.max);
     char b[160];
-    std::snprintf(b, sizeof b, "(matrix-free: %d Fisher-vector products, estimated error %.2e, max rank %d)",
-                  h.build_info().products, h.build_info().error_estimate, kmax);
-    mf_note = b;
+    std::snprintf(b, sizeof b, "(%d products, estimated error %.2e, max rank %d)", h.build_info().products,
+                  h.build_info().error_estimate, kmax);
+    return std::string(b);
+  };
+  // a matrix-free HODLR or HSS (one block), its report in mf_note
+  std::string mf_note;
+  auto matrix_free = [&](const hfisher::FisherOptions& opts, hfisher::Structure st) {
+    auto op = hfisher::estimate_fisher(mlp_of(model), train, kind, st, opts);
+    auto& bd = dynamic_cast<hfisher::fisher::BlockDiagonalOperator<S, E>&>(*op);
+    if (st == hfisher::Structure::HSS)
+      mf_note = "matrix-free " + report(dynamic_cast<const hfisher::fisher::HSSOperator<S, E>&>(bd.block(0)).matrix());
+    else
+      mf_note =
+          "matrix-free " + report(dynamic_cast<const hfisher::fisher::HODLROperator<S, E>&>(bd.block(0)).matrix());
     return op;
   };
   run("diagonal", "-", hfisher::Structure::Diagonal, fo);
@@ -436,12 +444,16 @@ int fisher_study(const FisherBenchOptions& o, const Machine& mc, Model& model, c
     char b[32];
     std::snprintf(b, sizeof b, "tol %.0e", tol);
     run("hodlr", b, hfisher::Structure::HODLR, f2);
+    run("hss", b, hfisher::Structure::HSS, f2);
     if (o.matrix_free) {
       auto fm = f2;
       fm.matrix_free = true;
       fm.examples = samples.examples;  // the same examples as the samples
       run_with(
-          "hodlr-mf", b, [&] { return matrix_free(fm); }, mf_note);  // by reference: set by the build
+          "hodlr-mf", b, [&] { return matrix_free(fm, hfisher::Structure::HODLR); },
+          mf_note);  // by reference: set by the build
+      run_with(
+          "hss-mf", b, [&] { return matrix_free(fm, hfisher::Structure::HSS); }, mf_note);
     }
     if (o.spd_rows) {
       f2.spd_compensation = true;
@@ -564,7 +576,8 @@ int fisher_study(const FisherBenchOptions& o, const Machine& mc, Model& model, c
        << "set logscale xy\nset xlabel 'memory (MB)'\nset ylabel 'relative Frobenius error vs exact layer Fisher'\n"
        << "set title 'Layer " << layer << " (" << n << " parameters), " << o.kind << " Fisher: error vs memory ("
        << mc.date << ")'\nset datafile separator ','\nset key outside\n"
-       << "plot for [s in 'diagonal kfac lowrank hodlr'] 'fisher.csv' using ((strcol(1) eq s) ? $4/1e6 : 1/0):5 with "
+       << "plot for [s in 'diagonal kfac lowrank hodlr hss'] 'fisher.csv' using ((strcol(1) eq s) ? $4/1e6 : 1/0):5 "
+          "with "
           "linespoints title s\n";
     write_file_atomic(o.output + "/fisher.gp", gp.str());
     const bool plotted = hfisher::io::run_gnuplot(o.output, "fisher.gp");

@@ -40,13 +40,15 @@ inline void add_fisher_options(CLI::App& app, FisherBenchOptions& o) {
       ->check(hfisher_cli::Finite)
       ->check(CLI::Range(1e-14, 0.9));
   app.add_flag("--matrix-free", o.matrix_free,
-               "also build each hierarchical tolerance from Fisher-vector products (rows hodlr-mf: no per-sample "
-               "factors; build time includes every product)");
-  app.add_flag("--network", o.network,
-               "whole-model study: diagonal, K-FAC, low-rank, per-layer HODLR and the network structure (one HODLR "
-               "over every parameter, cross-layer blocks kept) against CG on exact Fisher-vector products: error "
-               "estimated with products, natural-gradient angle, memory, time");
-  app.add_option("--network-tols", o.network_tols, "tolerances of the per-layer HODLR and network rows of --network")
+               "also build each hierarchical tolerance from Fisher-vector products (rows hodlr-mf and hss-mf: no "
+               "per-sample factors; build time includes every product)");
+  app.add_flag(
+      "--network", o.network,
+      "whole-model study: diagonal, K-FAC, low-rank, per-layer HODLR and HSS and the network structure (one HODLR "
+      "over every parameter, cross-layer blocks kept) against CG on exact Fisher-vector products: error "
+      "estimated with products, natural-gradient angle, memory, time");
+  app.add_option("--network-tols", o.network_tols,
+                 "tolerances of the per-layer HODLR, HSS and network rows of --network")
       ->check(hfisher_cli::Finite)
       ->check(CLI::Range(1e-14, 0.9));
   app.add_flag("--spd-rows", o.spd_rows, "also run the hierarchical structure with SPD-preserving compensation");

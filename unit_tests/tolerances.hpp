@@ -76,6 +76,8 @@ struct FisherTol<double> {
   static constexpr double not_exact = 1e-6;        // a truncated structure differs from F by more than this
   static constexpr double hodlr = 1e-8;            // HODLR from factors, relative Frobenius
   static constexpr double hodlr_matvec = 1e-7;     // HODLR from products and its error estimate
+  static constexpr double hss = 1e-8;              // HSS from factors and its error estimate, relative Frobenius
+  static constexpr double hss_matvec = 1e-7;       // HSS from products and its error estimate
   static constexpr double conv_compressed = 1e-9;  // conv layers: HODLR and low-rank, relative Frobenius
   static constexpr double solve_tol = 1e-8;        // the tolerance passed to an iterative solve
   static constexpr double kfac_logdet = 1e-10;     // K-FAC logdet vs LAPACK, x (n + |logdet|)
@@ -104,6 +106,8 @@ struct FisherTol<float> {
   static constexpr double not_exact = 1e-3;
   static constexpr double hodlr = 2e-3;
   static constexpr double hodlr_matvec = 2e-3;
+  static constexpr double hss = 2e-3;
+  static constexpr double hss_matvec = 2e-3;
   static constexpr double conv_compressed = 1e-4;
   static constexpr double solve_tol = 1e-4;
   static constexpr double kfac_logdet = 1e-3;

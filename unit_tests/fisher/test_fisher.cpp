@@ -354,6 +354,27 @@ void check_hodlr(const BruteForceCase<S, E>& c) {
   check_operator(*op, 0.05, c.k + "/hierarchical");
 }
 
+// HSS: the layer blocks within the compression tolerance, and its report
+template <class S, class E>
+void check_hss(const BruteForceCase<S, E>& c) {
+  using FT = hfisher_test::FisherTol<S>;
+  auto op = hfisher::build_curvature(c.samples, hfisher::Structure::HSS, c.o);
+  EXPECT_EQ(op->structure(), hfisher::Structure::HSS);
+  EXPECT_LE(rel_fro(host_matrix(op->to_dense()), c.Fb), FT::hss) << c.k << " hss";
+  const auto& bd = dynamic_cast<const hfisher::fisher::BlockDiagonalOperator<S, E>&>(*op);
+  for (int l = 0; l < bd.num_blocks(); ++l) {
+    const auto& h = dynamic_cast<const hfisher::fisher::HSSOperator<S, E>&>(bd.block(l)).matrix();
+    EXPECT_GT(h.build_info().products, 0) << c.k << " layer " << l;
+    EXPECT_LE(h.build_info().error_estimate, FT::hss) << c.k << " layer " << l;
+  }
+  // the SPD compensation is HODLR's; an HSS block says so
+  auto spd = c.o;
+  spd.spd_compensation = true;
+  hfisher_test::expect_throw_with([&] { hfisher::build_curvature(c.samples, hfisher::Structure::HSS, spd); },
+                                  {"spd_compensation applies to HODLR blocks"}, c.k);
+  check_operator(*op, 0.05, c.k + "/hss");
+}
+
 }  // namespace
 
 // one test per (Fisher kind, structure) pair
@@ -369,7 +390,8 @@ void check_hodlr(const BruteForceCase<S, E>& c) {
   HFISHER_KIND_STRUCTURE_TEST(KIND, kfac)          \
   HFISHER_KIND_STRUCTURE_TEST(KIND, lowrank)       \
   HFISHER_KIND_STRUCTURE_TEST(KIND, multilevel)    \
-  HFISHER_KIND_STRUCTURE_TEST(KIND, hodlr)
+  HFISHER_KIND_STRUCTURE_TEST(KIND, hodlr)         \
+  HFISHER_KIND_STRUCTURE_TEST(KIND, hss)
 HFISHER_KIND_TESTS(Empirical)
 HFISHER_KIND_TESTS(MonteCarlo)
 HFISHER_KIND_TESTS(GGN)
@@ -472,7 +494,7 @@ TYPED_TEST(FisherTest, FisherProductsAgainstBruteForce) {
 // The matrix-free HODLR Fisher (FisherOptions::matrix_free): each layer's
 // block from Fisher-vector products against the brute-force block, with the
 // products and the error estimate reported; what it does not build is refused.
-TYPED_TEST(FisherTest, MatrixFreeHODLRAgainstBruteForce) {
+TYPED_TEST(FisherTest, MatrixFreeHODLRAndHSSAgainstBruteForce) {
   using S = typename TypeParam::scalar;
   using E = typename TypeParam::exec;
   using FT = hfisher_test::FisherTol<S>;
@@ -500,6 +522,17 @@ TYPED_TEST(FisherTest, MatrixFreeHODLRAgainstBruteForce) {
       EXPECT_LE(h.build_info().error_estimate, FT::hodlr_matvec) << k << " layer " << l;
     }
     check_operator(*op, 0.05, k + "/hodlr matrix-free");
+    // HSS from the same products: one block of test vectors per layer
+    auto hss = hfisher::estimate_fisher(model, data, kind, hfisher::Structure::HSS, o);
+    EXPECT_EQ(hss->structure(), hfisher::Structure::HSS);
+    EXPECT_LE(rel_fro(host_matrix(hss->to_dense()), Fb), FT::hss_matvec) << k << " hss";
+    const auto& hbd = dynamic_cast<const hfisher::fisher::BlockDiagonalOperator<S, E>&>(*hss);
+    for (int l = 0; l < model.num_layers(); ++l) {
+      const auto& h = dynamic_cast<const hfisher::fisher::HSSOperator<S, E>&>(hbd.block(l)).matrix();
+      EXPECT_GT(h.build_info().products, 0) << k << " hss layer " << l;
+      EXPECT_LE(h.build_info().error_estimate, FT::hss_matvec) << k << " hss layer " << l;
+    }
+    check_operator(*hss, 0.05, k + "/hss matrix-free");
     // the whole network in one HODLR: the cross-layer blocks are kept
     auto net = hfisher::estimate_fisher(model, data, kind, hfisher::Structure::Network, o);
     EXPECT_EQ(net->structure(), hfisher::Structure::Network);
@@ -734,7 +767,8 @@ TYPED_TEST(FisherTest, PreparedFactorizationsShip) {
   o.examples = 30;
   o.leaf = 4;
   const double lam = 0.2;
-  for (auto st : {hfisher::Structure::KFAC, hfisher::Structure::BlockDiagonal, hfisher::Structure::HODLR}) {
+  for (auto st : {hfisher::Structure::KFAC, hfisher::Structure::BlockDiagonal, hfisher::Structure::HODLR,
+                  hfisher::Structure::HSS}) {
     auto op = hfisher::estimate_fisher(model, data, hfisher::FisherKind::Empirical, st, o);
     auto* bd = dynamic_cast<hfisher::fisher::BlockDiagonalOperator<S, E>*>(op.get());
     ASSERT_NE(bd, nullptr);
@@ -1178,7 +1212,8 @@ TEST(FisherStructure, NamesAndStoredValues) {
   // the integers files store: a HODLR block saved as Structure::Hierarchical loads as HODLR
   static_assert(int(hfisher::Structure::HODLR) == 3, "stored value of HODLR");
   static_assert(int(hfisher::Structure::BlockDiagonal) == 4 && int(hfisher::Structure::Dense) == 5 &&
-                    int(hfisher::Structure::Multilevel) == 6 && int(hfisher::Structure::Network) == 7,
+                    int(hfisher::Structure::Multilevel) == 6 && int(hfisher::Structure::Network) == 7 &&
+                    int(hfisher::Structure::HSS) == 8,
                 "stored values after HODLR");
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
@@ -1186,24 +1221,26 @@ TEST(FisherStructure, NamesAndStoredValues) {
 #pragma GCC diagnostic pop
   EXPECT_STREQ(hfisher::to_string(hfisher::Structure::HODLR), "hodlr");
   EXPECT_STREQ(hfisher::to_string(hfisher::Structure::Network), "network");
+  EXPECT_STREQ(hfisher::to_string(hfisher::Structure::HSS), "hss");
   EXPECT_TRUE(hfisher::is_structure(3));
   EXPECT_TRUE(hfisher::is_structure(7));
-  EXPECT_FALSE(hfisher::is_structure(8));
+  EXPECT_TRUE(hfisher::is_structure(8));
+  EXPECT_FALSE(hfisher::is_structure(9));
   EXPECT_FALSE(hfisher::is_structure(-1));
   // one row per enumerator, every name parsing back to its value
-  EXPECT_EQ(std::size(hfisher::structure_names), std::size_t(hfisher::Structure::Network) + 1);
-  for (int v = 0; v <= int(hfisher::Structure::Network); ++v) {
+  EXPECT_EQ(std::size(hfisher::structure_names), std::size_t(hfisher::Structure::HSS) + 1);
+  for (int v = 0; v <= int(hfisher::Structure::HSS); ++v) {
     const auto st = static_cast<hfisher::Structure>(v);
     EXPECT_NE(std::string(hfisher::to_string(st)), "?") << v;
     EXPECT_EQ(hfisher::structure_from_string(hfisher::to_string(st)), st) << v;
   }
   EXPECT_EQ(hfisher::structure_from_string("hierarchical"), hfisher::Structure::HODLR);
   try {
-    hfisher::structure_from_string("hss", "hfisher-x");
+    hfisher::structure_from_string("h2", "hfisher-x");
     ADD_FAILURE() << "an unknown name parsed";
   } catch (const hfisher::Error& e) {
     const std::string m = e.what();
-    EXPECT_NE(m.find("hfisher-x: unknown structure 'hss'"), std::string::npos) << m;
+    EXPECT_NE(m.find("hfisher-x: unknown structure 'h2'"), std::string::npos) << m;
     EXPECT_NE(m.find("multilevel"), std::string::npos) << m;
   }
 }

@@ -152,6 +152,10 @@ void every_structure(const hfisher::nn::Sequential<S, E>& m, const hfisher::nn::
       auto op = hfisher::estimate_fisher(m, data, kind, hfisher::Structure::HODLR, o);
       EXPECT_LE(rel_fro(host_matrix(op->to_dense()), Fb), FT::conv_compressed) << k << " HODLR";
     }
+    {
+      auto op = hfisher::estimate_fisher(m, data, kind, hfisher::Structure::HSS, o);
+      EXPECT_LE(rel_fro(host_matrix(op->to_dense()), Fb), FT::conv_compressed) << k << " HSS";
+    }
     {  // at full rank: F over all parameters, cross-layer blocks included
       auto op = hfisher::estimate_fisher(m, data, kind, hfisher::Structure::LowRank, o);
       EXPECT_LE(rel_fro(host_matrix(op->to_dense()), ref.F), FT::conv_compressed) << k << " low-rank";

@@ -192,9 +192,10 @@ TYPED_TEST(DistTest, FactorizationsShardedOverRanks) {
   o.examples = 30;
   o.leaf = 4;
   const int P = world().size(), r = world().rank();
-  for (int c = 0; c < 4; ++c) {
+  for (int c = 0; c < 5; ++c) {
     const auto st = c == 1   ? hfisher::Structure::BlockDiagonal
                     : c == 2 ? hfisher::Structure::HODLR
+                    : c == 4 ? hfisher::Structure::HSS
                              : hfisher::Structure::KFAC;
     o.kfac_damping = c == 3 ? hfisher::KFACDamping::Factored : hfisher::KFACDamping::Eigen;
     auto one = hfisher::estimate_fisher(model, data, hfisher::FisherKind::Empirical, st, o);

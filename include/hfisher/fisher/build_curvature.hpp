@@ -6,7 +6,7 @@
 #include <hfisher/core/comm.hpp>
 #include <hfisher/fisher/block_diagonal.hpp>
 #include <hfisher/fisher/builders/dense.hpp>
-#include <hfisher/fisher/builders/hodlr.hpp>
+#include <hfisher/fisher/builders/hierarchical.hpp>
 #include <hfisher/fisher/builders/kfac.hpp>
 #include <hfisher/fisher/builders/lowrank.hpp>
 #include <hfisher/fisher/builders/multilevel.hpp>
@@ -34,7 +34,9 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> layer_block(const FisherSa
     case Structure::KFAC:
       return kfac_layer(s, k, o);
     case Structure::HODLR:
-      return hodlr_layer(s, k, o, where);
+      return hmatrix_layer<HODLR<Scalar, ExecSpace>>(s, k, o, where);
+    case Structure::HSS:
+      return hmatrix_layer<HSS<Scalar, ExecSpace>>(s, k, o, where);
     case Structure::Multilevel:
       return multilevel_layer(s, k, o, where);
     case Structure::LowRank:
@@ -52,7 +54,7 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> layer_block(const FisherSa
 
 /// Builds the curvature operator of the given structure from collected
 /// samples. Under a distributed communicator (every rank holding the same
-/// samples) the per-layer blocks of KFAC, Dense, HODLR, Multilevel and
+/// samples) the per-layer blocks of KFAC, Dense, HODLR, HSS, Multilevel and
 /// BlockDiagonal structures are sharded: the layers are dealt largest first
 /// to the least-loaded rank (detail::deal_blocks, the cost of a layer an
 /// estimate of its build's flops), every rank builds all of its layers, and

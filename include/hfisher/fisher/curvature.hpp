@@ -43,7 +43,10 @@ enum class Structure {
   Multilevel,     ///< per layer diag + nested local low-rank terms (PSD by construction; multilevel.hpp)
   /// one HODLR over every chosen parameter, cross-layer blocks included,
   /// built from Fisher-vector products of the whole network (builders/matrix_free.hpp)
-  Network
+  Network,
+  /// per layer HSS: nested bases, O(N k) memory and factorization (hss.hpp);
+  /// from per-sample factors or, with FisherOptions::matrix_free, from products
+  HSS
   // a new structure goes last (stored integers stay stable) and gets its row in structure_names
 };
 
@@ -54,11 +57,15 @@ struct StructureName {
   Structure value;
   const char* name;
 };
-inline constexpr StructureName structure_names[] = {
-    {Structure::Diagonal, "diagonal"},       {Structure::KFAC, "kfac"},
-    {Structure::LowRank, "lowrank"},         {Structure::HODLR, "hodlr"},
-    {Structure::BlockDiagonal, "blockdiag"}, {Structure::Dense, "dense"},
-    {Structure::Multilevel, "multilevel"},   {Structure::Network, "network"}};
+inline constexpr StructureName structure_names[] = {{Structure::Diagonal, "diagonal"},
+                                                    {Structure::KFAC, "kfac"},
+                                                    {Structure::LowRank, "lowrank"},
+                                                    {Structure::HODLR, "hodlr"},
+                                                    {Structure::BlockDiagonal, "blockdiag"},
+                                                    {Structure::Dense, "dense"},
+                                                    {Structure::Multilevel, "multilevel"},
+                                                    {Structure::Network, "network"},
+                                                    {Structure::HSS, "hss"}};
 
 const char* to_string(FisherKind k);
 const char* to_string(Structure s);
@@ -123,7 +130,7 @@ class CurvatureOperator {
 
   /// Structure this operator stores.
   virtual Structure structure() const = 0;
-  /// Tag used in files ("diagonal", "kfac", "lowrank", "dense", "hodlr", "multilevel", "blockdiag").
+  /// Tag used in files ("diagonal", "kfac", "lowrank", "dense", "hodlr", "hss", "multilevel", "blockdiag").
   virtual const char* tag() const = 0;
   /// Number of parameters n.
   virtual long size() const = 0;
@@ -161,7 +168,7 @@ class CurvatureOperator {
   /// Computes now the factorization solve() and logdet() use at `damping`
   /// (K-FAC: the eigendecompositions of its factors, valid for every damping;
   /// dense: the Cholesky factor of F + damping I; low-rank: the capacitance
-  /// Cholesky; HODLR: its factorization; block-diagonal: every block's), so
+  /// Cholesky; HODLR, HSS: their factorizations; block-diagonal: every block's), so
   /// that it can be computed where it is cheapest: prepare_sharded() gives
   /// each layer block to one MPI rank and ships the result to the others.
   virtual void prepare(double damping) const { (void)damping; }

@@ -47,6 +47,9 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> CurvatureOperator<Scalar, 
       case Structure::HODLR:
         op = fisher::HODLROperator<Scalar, ExecSpace>::read_body(i, what);
         break;
+      case Structure::HSS:
+        op = fisher::HSSOperator<Scalar, ExecSpace>::read_body(i, what);
+        break;
       case Structure::Multilevel:
         op = fisher::MultilevelOperator<Scalar, ExecSpace>::read_body(i, what);
         break;

@@ -24,13 +24,13 @@ struct FisherOptions {
   KFACDamping kfac_damping = KFACDamping::Eigen;
   KFACVariant kfac_variant = KFACVariant::Expand;  ///< K-FAC of layers at T > 1 positions
   int rank = 64;                                   ///< LowRank: largest rank kept
-  double tol = 1e-6;                               ///< LowRank and Hierarchical: relative truncation tolerance
-  int leaf = 64;                                   ///< Hierarchical: leaf size of the balanced cluster tree
-  /// Hierarchical: rank cap of off-diagonal blocks, a memory budget: blocks
+  double tol = 1e-6;                               ///< LowRank, HODLR, HSS: relative truncation tolerance
+  int leaf = 64;                                   ///< HODLR, HSS: leaf size of the balanced cluster tree
+  /// HODLR, HSS: rank cap of off-diagonal blocks (HSS: of every node's basis), a memory budget: blocks
   /// it stops short of tol are kept and counted in ranks()[level].capped
   /// (0: no cap; the rank is then bounded by the samples)
   int hodlr_max_rank = 256;
-  /// Hierarchical: add a bound of each truncation error to the diagonal so the
+  /// HODLR only: add a bound of each truncation error to the diagonal so the
   /// compressed Fisher stays positive semi-definite at any tolerance (costs
   /// accuracy on the diagonal; see CompressionOptions::spd_compensation).
   /// Without it, a loose tolerance may need damping above the truncation error.
@@ -55,9 +55,10 @@ struct FisherOptions {
   Structure block = Structure::Dense;  ///< BlockDiagonal: structure of each layer's block
   /// Build from Fisher-vector products (FisherProduct: forward-mode and
   /// backward passes, no per-sample factors kept) instead of from
-  /// collect_samples(): HODLR blocks only (HODLR::from_matvec, tol and
-  /// hodlr_max_rank as above; each block's build_info() reports the products
-  /// and the estimated error). Memory no longer grows with the examples.
+  /// collect_samples(): HODLR and HSS blocks and the network structure
+  /// (HODLR/HSS::from_matvec, tol and hodlr_max_rank as above; each block's
+  /// build_info() reports the products and the estimated error). Memory no
+  /// longer grows with the examples.
   bool matrix_free = false;
   std::size_t memory_budget = std::size_t(4) << 30;  ///< bytes an estimate may allocate
 

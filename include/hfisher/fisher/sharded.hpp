@@ -56,7 +56,7 @@ inline std::vector<int> deal_blocks(const std::vector<double>& cost, const std::
 /// as its bytes^1.5, n^3 for n^2 stored values); every rank factors its
 /// blocks, then each is broadcast
 /// (K-FAC: the eigendecompositions of both factors; dense blocks: the
-/// Cholesky factor; HODLR blocks: their factorization W W^T), so each rank
+/// Cholesky factor; HODLR and HSS blocks: their factorization W W^T), so each rank
 /// does about 1/P of the work. Blocks whose structure does not ship its
 /// factorization (low-rank, diagonal) and operators that are not
 /// block-diagonal are prepared on every rank.

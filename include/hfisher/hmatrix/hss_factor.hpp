@@ -55,6 +55,16 @@ class HSSFactorization {
   void apply_Wt(const Matrix& X, const Matrix& Y) const;
   std::size_t bytes() const;
 
+  /// Writes the factorization (per level the reflectors, R's signs, L11 and
+  /// L21; the root Cholesky factor; log det) so that a process holding the
+  /// same matrix can install it instead of factoring (prepare_sharded ships
+  /// per-layer factorizations this way). The matrix itself is not written.
+  void write(std::ostream& o) const;
+  /// Reads what write() wrote, for the matrix A it was computed from (the
+  /// caller guarantees the same contents; every extent is checked against
+  /// A's levels and ranks).
+  static HSSFactorization read(std::istream& i, const H& A, const std::string& what);
+
   // implementation steps; public only because CUDA extended lambdas may not
   // live in constructors or private member functions
   void factorize();
@@ -72,6 +82,7 @@ class HSSFactorization {
   std::vector<BatchVector<Scalar, ExecSpace>> tau_, sig_;
   Batch L0_;  // root Cholesky factor
   double logdet_ = 0;
+  HSSFactorization() = default;  // for read()
   void check_pair(const char* where, const Matrix& in, const Matrix& out) const {
     detail::require(
         long(in.extent(0)) == A_.size() && long(out.extent(0)) == A_.size() && in.extent(1) == out.extent(1), where,
@@ -424,6 +435,77 @@ void HSSFactorization<Scalar, ExecSpace>::apply_Wt(const Matrix& X, const Matrix
   detail::check_finite_matrix(ExecSpace(), X, where, "X");
   Matrix Xp = A_.to_tree(X);
   W_tree(Xp, Y, true);
+}
+
+template <class Scalar, class ExecSpace>
+void HSSFactorization<Scalar, ExecSpace>::write(std::ostream& o) const {
+  io::put(o, std::int32_t(sizeof(Scalar)));
+  io::put(o, std::int64_t(A_.size()));
+  io::put(o, std::int32_t(A_.levels()));
+  io::put(o, logdet_);
+  auto put = [&](const auto& v) {
+    for (int d = 0; d < 3; ++d) io::put(o, std::int64_t(d < int(v.rank) ? v.extent(d) : 1));
+    io::put_view(o, v);
+  };
+  put(L0_);
+  for (int l = 1; l <= A_.levels(); ++l) {
+    put(V_[l]);
+    put(tau_[l]);
+    put(sig_[l]);
+    put(L11_[l]);
+    put(L21_[l]);
+  }
+}
+
+template <class Scalar, class ExecSpace>
+HSSFactorization<Scalar, ExecSpace> HSSFactorization<Scalar, ExecSpace>::read(std::istream& i, const H& A,
+                                                                              const std::string& what) {
+  constexpr const char* where = "hfisher::HSSFactorization::read";
+  const int sz = io::get<std::int32_t>(i, what, where);
+  const long n = io::get<std::int64_t>(i, what, where);
+  const int L = io::get<std::int32_t>(i, what, where);
+  detail::require(sz == int(sizeof(Scalar)) && n == A.size() && L == A.levels(), where, what, ": a factorization of ",
+                  n, " unknowns, ", L, " levels, ", sz, "-byte scalars does not fit this matrix (", A.size(),
+                  " unknowns, ", A.levels(), " levels, ", sizeof(Scalar), "-byte scalars)");
+  HSSFactorization f;
+  f.A_ = A;
+  f.logdet_ = io::get<double>(i, what, where);
+  // every extent must be that of this matrix's factorization (a trailing 1
+  // for the per-node vectors)
+  auto expect = [&](long e0, long e1, long e2) {
+    long e[3];
+    for (int d = 0; d < 3; ++d) e[d] = io::get<std::int64_t>(i, what, where);
+    detail::require(e[0] == e0 && e[1] == e1 && e[2] == e2, where, what, ": a factor block of ", e[0], "x", e[1], "x",
+                    e[2], " where this matrix has ", e0, "x", e1, "x", e2);
+  };
+  auto batch = [&](long e0, long e1, long e2) {
+    expect(e0, e1, e2);
+    Batch b(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSSFactorization::read"), e0, e1, e2);
+    io::get_view(i, b, what, where);
+    return b;
+  };
+  auto vec = [&](long e0, long e1) {
+    expect(e0, e1, 1);
+    BatchVector<Scalar, ExecSpace> v(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSSFactorization::read"),
+                                     e0, e1);
+    io::get_view(i, v, what, where);
+    return v;
+  };
+  f.L0_ = batch(A.D(0).extent(0), A.D(0).extent(1), A.D(0).extent(2));
+  f.V_.assign(L + 1, Batch());
+  f.tau_.assign(L + 1, BatchVector<Scalar, ExecSpace>());
+  f.sig_.assign(L + 1, BatchVector<Scalar, ExecSpace>());
+  f.L11_.assign(L + 1, Batch());
+  f.L21_.assign(L + 1, Batch());
+  for (int l = 1; l <= L; ++l) {
+    const long nodes = A.U(l).extent(0), m = A.U(l).extent(1), k = A.U(l).extent(2), c = m - k;
+    f.V_[l] = batch(nodes, m, k);
+    f.tau_[l] = vec(nodes, k);
+    f.sig_[l] = vec(nodes, k);
+    f.L11_[l] = batch(nodes, c, c);
+    f.L21_[l] = batch(nodes, k, c);
+  }
+  return f;
 }
 
 template <class Scalar, class ExecSpace>
