@@ -221,6 +221,29 @@ TYPED_TEST(DistTest, FactorizationsShardedOverRanks) {
   }
 }
 
+// a layer whose build fails on its owner (over the memory budget): every
+// rank gets the owner's error, naming the layer and the owner, and none is
+// left waiting in a broadcast
+TYPED_TEST(DistTest, AnOwnersErrorReachesEveryRank) {
+  using S = typename TypeParam::scalar;
+  using E = typename TypeParam::exec;
+  // layer 0: 3 x 21 = 63 parameters, layer 1: 2 x 4 = 8; with 30 examples a
+  // HODLR block asks about 8 KiB per parameter (516 KB and 66 KB)
+  hfisher::nn::MLP<S, E> model({20, 3, 2}, hfisher::nn::Activation::Tanh, 5);
+  auto data = hfisher::nn::to_device<S, E>(random_dataset(30, 20, 2, 12));
+  hfisher::FisherOptions o;
+  o.examples = 30;
+  o.leaf = 4;
+  o.memory_budget = 200000;
+  hfisher_test::expect_throw_with(
+      [&] {
+        hfisher::estimate_fisher(model, data, hfisher::FisherKind::Empirical, hfisher::Structure::HODLR, o, world());
+      },
+      {"layer 0", "over the memory budget"}, "rank " + std::to_string(world().rank()));
+  // the ranks still agree afterwards
+  EXPECT_EQ(world().sum(1.0), double(world().size()));
+}
+
 // Fisher-vector products sharded over examples and summed over the ranks
 // equal one process's, for every kind; the matrix-free HODLR Fisher built
 // from them too (the same products on every rank: the same matrix)

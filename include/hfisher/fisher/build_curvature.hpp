@@ -103,32 +103,21 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> build_curvature(const Fish
                   : double(s.examples) * double(sh.size()) * double(sh.size());
   }
   const std::vector<int> owner = detail::deal_blocks(cost, std::vector<char>(nb, 0), comm.size());
-  // first every rank builds all the layers it owns, so the ranks work at the
-  // same time; then each layer is shipped from its owner (a broadcast per
-  // layer in between would make every rank wait for each owner in turn).
-  // 'F' + the serialized block | 'E' + the owner's error
-  std::vector<std::string> own(nb);
-  for (int k : all) {
-    if (owner[k] != comm.rank()) continue;
-    hfisher::detail::Region region("hfisher::build_curvature::layer " + std::to_string(k));
-    try {
-      std::ostringstream os(std::ios::binary);
-      os.put('F');
-      detail::layer_block(s, k, inner, opts, where)->write_tagged(os);
-      own[k] = os.str();
-    } catch (const std::exception& e) {
-      own[k] = std::string("E") + e.what();
-    }
-  }
-  for (int k : all) {
-    std::string bytes = std::move(own[k]);
-    comm.broadcast(bytes, owner[k]);
-    hfisher::detail::require(!bytes.empty() && bytes[0] == 'F', where, "layer ", k, " (built on rank ", owner[k],
-                             "): ", bytes.empty() ? std::string("nothing received") : bytes.substr(1));
-    std::istringstream is(std::move(bytes), std::ios::binary);
-    is.get();  // the 'F'
-    blocks[k] = COp::read(is, "the layer block broadcast by rank " + std::to_string(owner[k]));
-  }
+  // 'F' + the serialized block
+  detail::owner_computes(
+      owner, std::vector<char>(nb, 0), comm, where, "layer",
+      [&](int k) {
+        hfisher::detail::Region region("hfisher::build_curvature::layer " + std::to_string(k));
+        std::ostringstream os(std::ios::binary);
+        os.put('F');
+        detail::layer_block(s, k, inner, opts, where)->write_tagged(os);
+        return os.str();
+      },
+      [&](int k, std::string&& bytes) {
+        std::istringstream is(std::move(bytes), std::ios::binary);
+        is.get();  // the 'F'
+        blocks[k] = COp::read(is, "the layer block broadcast by rank " + std::to_string(owner[k]));
+      });
   return std::make_unique<BlockDiagonalOperator<Scalar, ExecSpace>>(structure, std::move(blocks));
 } catch (...) {
   hfisher::detail::rethrow_allocation_failure("hfisher::estimate_fisher");

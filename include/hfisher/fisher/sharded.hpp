@@ -46,6 +46,39 @@ inline std::vector<int> deal_blocks(const std::vector<double>& cost, const std::
   return owner;
 }
 
+/// The owner-computes pattern of the sharded builds and factorizations.
+/// First every rank runs produce(k) for each item it owns (owner[k] is its
+/// rank and skip[k] is 0), all of them, so the ranks work at the same time;
+/// produce returns the item's record (a non-empty string whose first byte is
+/// not 'E'), and an exception it throws becomes the record 'E' + its message.
+/// Then, item by item, the record is broadcast from its owner and handed to
+/// consume(k, record) on every rank, the owner included; an 'E' record is an
+/// Error on every rank naming the item and its owner (no rank is left
+/// waiting in a broadcast). A broadcast per item between the productions
+/// would make every rank wait for each owner in turn. Collective.
+template <class Produce, class Consume>
+void owner_computes(const std::vector<int>& owner, const std::vector<char>& skip, const dist::Communicator& comm,
+                    const char* where, const char* item, Produce&& produce, Consume&& consume) {
+  const int nb = int(owner.size());
+  std::vector<std::string> own(nb);
+  for (int k = 0; k < nb; ++k) {
+    if (skip[k] || owner[k] != comm.rank()) continue;
+    try {
+      own[k] = produce(k);
+    } catch (const std::exception& e) {
+      own[k] = std::string("E") + e.what();
+    }
+  }
+  for (int k = 0; k < nb; ++k) {
+    if (skip[k]) continue;
+    std::string bytes = std::move(own[k]);
+    comm.broadcast(bytes, owner[k]);
+    hfisher::detail::require(!bytes.empty() && bytes[0] != 'E', where, item, " ", k, " (rank ", owner[k],
+                             "): ", bytes.empty() ? std::string("nothing received") : bytes.substr(1));
+    consume(k, std::move(bytes));
+  }
+}
+
 }  // namespace detail
 
 /// Computes the factorizations solve() and logdet() use at `damping`, the
@@ -95,43 +128,31 @@ PrepareReport prepare_sharded(const CurvatureOperator<Scalar, ExecSpace>& op, do
   std::vector<double> cost(nb);
   for (int k = 0; k < nb; ++k) cost[k] = std::pow(double(bd->block(k).bytes()), 1.5);
   const std::vector<int> owner = detail::deal_blocks(cost, skip, comm.size());
-  // first every rank factors all the blocks it owns, so the ranks work at
-  // the same time; then each block is shipped from its owner (a broadcast
-  // per block in between would make every rank wait for each owner in turn)
-  // 'F' + factorization | 'L' (prepare locally: not shipped) | 'E' + error
-  std::vector<std::string> own(nb);
-  for (int k = 0; k < nb; ++k) {
-    if (skip[k] || owner[k] != comm.rank()) continue;
-    const auto& b = bd->block(k);
-    try {
-      b.prepare(damping);
-      std::ostringstream os(std::ios::binary);
-      os.put('F');
-      own[k] = b.write_prepared(os, damping) ? os.str() : std::string("L");
-    } catch (const std::exception& e) {
-      own[k] = std::string("E") + e.what();
-    }
-  }
-  for (int k = 0; k < nb; ++k) {
-    if (skip[k]) continue;
-    const auto& b = bd->block(k);
-    std::string bytes = std::move(own[k]);
-    comm.broadcast(bytes, owner[k]);
-    hfisher::detail::require(!bytes.empty() && bytes[0] != 'E', where, "layer block ", k, " (rank ", owner[k],
-                             "): ", bytes.empty() ? std::string("nothing received") : bytes.substr(1));
-    if (comm.rank() == owner[k]) {
-      ++rep.computed;
-    } else if (bytes[0] == 'L') {
-      b.prepare(damping);
-      ++rep.computed;
-    } else {
-      std::istringstream is(bytes.substr(1), std::ios::binary);
-      b.read_prepared(
-          is, damping,
-          "the factorization of layer block " + std::to_string(k) + " broadcast by rank " + std::to_string(owner[k]));
-      ++rep.received;
-    }
-  }
+  // 'F' + factorization | 'L' (prepare locally: not shipped)
+  detail::owner_computes(
+      owner, skip, comm, where, "layer block",
+      [&](int k) {
+        const auto& b = bd->block(k);
+        b.prepare(damping);
+        std::ostringstream os(std::ios::binary);
+        os.put('F');
+        return b.write_prepared(os, damping) ? os.str() : std::string("L");
+      },
+      [&](int k, std::string&& bytes) {
+        const auto& b = bd->block(k);
+        if (comm.rank() == owner[k]) {
+          ++rep.computed;
+        } else if (bytes[0] == 'L') {
+          b.prepare(damping);
+          ++rep.computed;
+        } else {
+          std::istringstream is(bytes.substr(1), std::ios::binary);
+          b.read_prepared(is, damping,
+                          "the factorization of layer block " + std::to_string(k) + " broadcast by rank " +
+                              std::to_string(owner[k]));
+          ++rep.received;
+        }
+      });
   return rep;
 }
 
