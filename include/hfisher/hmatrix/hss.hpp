@@ -21,7 +21,9 @@
 /// vectors Omega and Y = A Omega. At a node with test rows Omega_t (m x s) and
 /// sample rows Y_t, the columns P of a null-space basis of Omega_t make
 /// Y_t P = A(I_t, I_t^c) Omega(I_t^c) P a sample of the off-diagonal block
-/// row only; its leading left singular vectors are U_t. With Q = I - U U^T,
+/// row only; its leading left singular vectors are U_t. (P is never formed:
+/// Y_t (I - Q1 Q1^T), Q1 the thin Q of Omega_t^T, has the same left singular
+/// vectors and values, at O(m^2 s) work instead of O(m s^2).) With Q = I - U U^T,
 /// X = Q Y_t Omega_t^+ = Q D_t, so D_t - U U^T D_t U U^T = X + U U^T X^T is
 /// known; the remainder U^T D_t U moves one level up, where the node's
 /// reduced test and sample rows are U^T Omega_t and U^T (Y_t - D_l Omega_t).
@@ -242,7 +244,6 @@ void HSS<Scalar, ExecSpace>::init_structure(const ClusterTree& tree, const Compr
 
 template <class Scalar, class ExecSpace>
 bool HSS<Scalar, ExecSpace>::build_from_samples(const Matrix& Om, const Matrix& Y, bool allow_saturated) {
-  using detail::cols;
   using detail::rows;
   ExecSpace space;
   const int N = tree_.padded_size(), L = tree_.levels(), s = Om.extent(1);
@@ -271,7 +272,7 @@ bool HSS<Scalar, ExecSpace>::build_from_samples(const Matrix& Om, const Matrix& 
   for (int l = L; l >= 0; --l) {
     const int nodes = 1 << l, m = Oml.extent(1);
     if (s < m) return false;  // not even the pseudo-inverse exists
-    // QR of Omega_t^T (s x m): full Q (s x s); P = Q(:, m:s) spans null(Omega_t)
+    // QR of Omega_t^T (s x m) = Q1 R with Q1 thin (s x m): range(Omega_t^T)
     Batch OmT(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::OmT"), nodes, s, m);
     {
       auto O = Oml;
@@ -283,15 +284,26 @@ bool HSS<Scalar, ExecSpace>::build_from_samples(const Matrix& Om, const Matrix& 
     }
     BatchVector<Scalar, ExecSpace> tau("hfisher::HSS::tau", nodes, m);
     kernels::qr(space, OmT, tau);
-    Batch Qf(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::Qf"), nodes, s, s);
-    kernels::qr_form_q(space, OmT, tau, Qf);
-    const int a = s - m;  // width of the off-diagonal sample
+    Batch Q1(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::Q1"), nodes, s, m);
+    kernels::qr_form_q(space, OmT, tau, Q1);
+    // Dl = Y_t Q1 (m x m): the start of D below, and the projection of Y_t
+    // onto range(Omega_t^T) that the off-diagonal sample removes
+    Batch Dl(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::D"), nodes, m, m);
+    kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), Yl, Q1, Scalar(0), Dl);
+    const int a = s - m;  // rank of the off-diagonal sample
     int k = 0;
     Batch Ub;
     if (l > 0) {
       if (a < 1) return false;
-      Batch Z(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::Z"), nodes, m, a);
-      kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), Yl, cols(Qf, m, a), Scalar(0), Z);
+      // The off-diagonal sample Z = Y_t (I - Q1 Q1^T) (m x s). With P an
+      // orthonormal basis of null(Omega_t), P P^T = I - Q1 Q1^T, so Z = (Y_t P) P^T
+      // has the left singular vectors and the singular values of Y_t P, the
+      // sample of the block row A(I_t, I_t^c) alone, at O(m^2 s) work instead
+      // of the O(m s^2) of forming P (the full s x s Q) and Y_t P.
+      const int w = s;
+      Batch Z(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::Z"), nodes, m, w);
+      Kokkos::deep_copy(space, Z, Yl);
+      kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::Trans, Scalar(-1), Dl, Q1, Scalar(1), Z);
       // relative to the level's largest sampled block (as HODLR's per-block
       // tolerance), with a floor at rounding level of |A|
       const double floor = 100 * double(math::limits<Scalar>::eps()) * ref * std::sqrt(double(a));
@@ -301,9 +313,9 @@ bool HSS<Scalar, ExecSpace>::build_from_samples(const Matrix& Om, const Matrix& 
       // tenth of the lowest threshold this level can have (its largest
       // column norm |R_00| <= the largest singular value), so the dropped
       // rows move no singular value by more than that.
-      const int q0 = std::min(m, a);
+      const int q0 = std::min(m, w);
       BatchVector<Scalar, ExecSpace> tz("hfisher::HSS::tau_Z", nodes, q0);
-      Kokkos::View<int**, Kokkos::LayoutRight, mem_space> pz("hfisher::HSS::perm_Z", nodes, a);
+      Kokkos::View<int**, Kokkos::LayoutRight, mem_space> pz("hfisher::HSS::perm_Z", nodes, w);
       Kokkos::View<int*, mem_space> rz("hfisher::HSS::rank_Z", nodes);
       kernels::cpqr(space, Z, tz, pz, rz, 0.5);
       Kokkos::View<double**, mem_space> tail("hfisher::HSS::tail", nodes, q0 + 1);  // |R(i:, :)|_F^2; 0 at q0
@@ -312,7 +324,7 @@ bool HSS<Scalar, ExecSpace>::build_from_samples(const Matrix& Om, const Matrix& 
             double acc = 0;
             tail(b, q0) = 0;
             for (int i = q0 - 1; i >= 0; --i) {
-              for (int j = i; j < a; ++j) acc += double(Z(b, i, j)) * double(Z(b, i, j));
+              for (int j = i; j < w; ++j) acc += double(Z(b, i, j)) * double(Z(b, i, j));
               tail(b, i) = acc;
             }
           });
@@ -331,13 +343,13 @@ bool HSS<Scalar, ExecSpace>::build_from_samples(const Matrix& Om, const Matrix& 
         q = std::max(q, r);
       }
       Kokkos::deep_copy(rk, rkh);
-      Batch Rt(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::R_Z"), nodes, q, a);
+      Batch Rt(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::R_Z"), nodes, q, w);
       Kokkos::parallel_for(
           "hfisher::HSS::r_rows", Kokkos::RangePolicy<ExecSpace>(space, 0, nodes), KOKKOS_LAMBDA(const int b) {
             for (int i = 0; i < q; ++i)
-              for (int j = 0; j < a; ++j) Rt(b, i, j) = i < rk(b) && j >= i ? Z(b, i, j) : Scalar(0);
+              for (int j = 0; j < w; ++j) Rt(b, i, j) = i < rk(b) && j >= i ? Z(b, i, j) : Scalar(0);
           });
-      Batch Ur("hfisher::HSS::Ur", nodes, q, q), Vs("hfisher::HSS::Vs", nodes, a, q);
+      Batch Ur("hfisher::HSS::Ur", nodes, q, q), Vs("hfisher::HSS::Vs", nodes, w, q);
       BatchVector<Scalar, ExecSpace> S("hfisher::HSS::S", nodes, q);
       kernels::svd(space, Rt, Ur, S, Vs);
       Batch Qz(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::Q_Z"), nodes, m, q);
@@ -391,9 +403,8 @@ bool HSS<Scalar, ExecSpace>::build_from_samples(const Matrix& Om, const Matrix& 
       for (auto& rb : r) rb = std::min(rb, k);                             // the ranks kept
       ranks_[l] = r;
     }
-    // D: X' = Y_t Q1 R^-T = Y_t Omega_t^+, X = (I - U U^T) X', D = X + U (X U)^T
-    Batch Dl(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::D"), nodes, m, m);
-    kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), Yl, cols(Qf, 0, m), Scalar(0), Dl);
+    // D: X' = Y_t Q1 R^-T = Y_t Omega_t^+ (Dl holds Y_t Q1), X = (I - U U^T) X',
+    // D = X + U (X U)^T
     kernels::detail::trsm_nocheck(space, Side::Right, Uplo::Upper, Op::Trans, Diag::NonUnit, Scalar(1), rows(OmT, 0, m),
                                   Dl);
     if (l > 0) {
