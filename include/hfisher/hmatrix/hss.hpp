@@ -21,9 +21,10 @@
 /// vectors Omega and Y = A Omega. At a node with test rows Omega_t (m x s) and
 /// sample rows Y_t, the columns P of a null-space basis of Omega_t make
 /// Y_t P = A(I_t, I_t^c) Omega(I_t^c) P a sample of the off-diagonal block
-/// row only; its leading left singular vectors are U_t. (P is never formed:
-/// Y_t (I - Q1 Q1^T), Q1 the thin Q of Omega_t^T, has the same left singular
-/// vectors and values, at O(m^2 s) work instead of O(m s^2).) With Q = I - U U^T,
+/// row only; its leading left singular vectors are U_t. (Where s >= 2 m, P
+/// is not formed: Y_t (I - Q1 Q1^T), Q1 the thin Q of Omega_t^T, has the
+/// same left singular vectors and values, at O(m^2 s) work instead of
+/// O(m s^2).) With Q = I - U U^T,
 /// X = Q Y_t Omega_t^+ = Q D_t, so D_t - U U^T D_t U U^T = X + U U^T X^T is
 /// known; the remainder U^T D_t U moves one level up, where the node's
 /// reduced test and sample rows are U^T Omega_t and U^T (Y_t - D_l Omega_t).
@@ -244,6 +245,7 @@ void HSS<Scalar, ExecSpace>::init_structure(const ClusterTree& tree, const Compr
 
 template <class Scalar, class ExecSpace>
 bool HSS<Scalar, ExecSpace>::build_from_samples(const Matrix& Om, const Matrix& Y, bool allow_saturated) {
+  using detail::cols;
   using detail::rows;
   ExecSpace space;
   const int N = tree_.padded_size(), L = tree_.levels(), s = Om.extent(1);
@@ -272,7 +274,8 @@ bool HSS<Scalar, ExecSpace>::build_from_samples(const Matrix& Om, const Matrix& 
   for (int l = L; l >= 0; --l) {
     const int nodes = 1 << l, m = Oml.extent(1);
     if (s < m) return false;  // not even the pseudo-inverse exists
-    // QR of Omega_t^T (s x m) = Q1 R with Q1 thin (s x m): range(Omega_t^T)
+    // QR of Omega_t^T (s x m): Q = [Q1 P] with Q1 (s x m) spanning
+    // range(Omega_t^T) and P (s x (s - m)) null(Omega_t)
     Batch OmT(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::OmT"), nodes, s, m);
     {
       auto O = Oml;
@@ -284,26 +287,31 @@ bool HSS<Scalar, ExecSpace>::build_from_samples(const Matrix& Om, const Matrix& 
     }
     BatchVector<Scalar, ExecSpace> tau("hfisher::HSS::tau", nodes, m);
     kernels::qr(space, OmT, tau);
-    Batch Q1(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::Q1"), nodes, s, m);
-    kernels::qr_form_q(space, OmT, tau, Q1);
-    // Dl = Y_t Q1 (m x m): the start of D below, and the projection of Y_t
-    // onto range(Omega_t^T) that the off-diagonal sample removes
+    // The off-diagonal sample (the block row A(I_t, I_t^c) alone) is Y_t P,
+    // m x (s - m), or Y_t (I - Q1 Q1^T) = (Y_t P) P^T, m x s, with the same
+    // left singular vectors and values. The first needs the full s x s Q
+    // (O(m s^2) per node), the second only Q1 (O(m^2 s)) but gives the
+    // pivoted QR below s columns instead of s - m: it is used where s >= 2 m
+    // (many test vectors against small nodes, as for a Fisher's leaves).
+    const bool project = s >= 2 * m;
+    Batch Qf(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::Q"), nodes, s, project ? m : s);
+    kernels::qr_form_q(space, OmT, tau, Qf);
+    // Dl = Y_t Q1 (m x m): the start of D below
     Batch Dl(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::D"), nodes, m, m);
-    kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), Yl, Q1, Scalar(0), Dl);
+    kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), Yl, cols(Qf, 0, m), Scalar(0), Dl);
     const int a = s - m;  // rank of the off-diagonal sample
     int k = 0;
     Batch Ub;
     if (l > 0) {
       if (a < 1) return false;
-      // The off-diagonal sample Z = Y_t (I - Q1 Q1^T) (m x s). With P an
-      // orthonormal basis of null(Omega_t), P P^T = I - Q1 Q1^T, so Z = (Y_t P) P^T
-      // has the left singular vectors and the singular values of Y_t P, the
-      // sample of the block row A(I_t, I_t^c) alone, at O(m^2 s) work instead
-      // of the O(m s^2) of forming P (the full s x s Q) and Y_t P.
-      const int w = s;
+      const int w = project ? s : a;
       Batch Z(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::Z"), nodes, m, w);
-      Kokkos::deep_copy(space, Z, Yl);
-      kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::Trans, Scalar(-1), Dl, Q1, Scalar(1), Z);
+      if (project) {
+        Kokkos::deep_copy(space, Z, Yl);
+        kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::Trans, Scalar(-1), Dl, cols(Qf, 0, m), Scalar(1), Z);
+      } else {
+        kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), Yl, cols(Qf, m, a), Scalar(0), Z);
+      }
       // relative to the level's largest sampled block (as HODLR's per-block
       // tolerance), with a floor at rounding level of |A|
       const double floor = 100 * double(math::limits<Scalar>::eps()) * ref * std::sqrt(double(a));
