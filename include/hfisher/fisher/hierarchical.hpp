@@ -71,14 +71,14 @@ class HMatrixOperator : public CurvatureOperator<typename HM::scalar_type, typen
   }
 
   void apply(const Vector& v, const Vector& y) const override {
-    const std::string where = std::string(Format::name) + "::apply";
+    static const std::string where = std::string(Format::name) + "::apply";  // once, not per product
     this->check_vec(v, where.c_str(), "v");
     this->check_vec(y, where.c_str(), "y", false);
     h_.apply(Matrix(v.data(), size(), 1), Matrix(y.data(), size(), 1));
   }
 
   void solve(const Vector& b, const Vector& x, double damping) const override {
-    const std::string where = std::string(Format::name) + "::solve";
+    static const std::string where = std::string(Format::name) + "::solve";
     detail::check_damping(damping, where.c_str());
     this->check_vec(b, where.c_str(), "b");
     this->check_vec(x, where.c_str(), "x", false);
@@ -87,7 +87,8 @@ class HMatrixOperator : public CurvatureOperator<typename HM::scalar_type, typen
   }
 
   double logdet(double damping) const override {
-    detail::check_damping(damping, (std::string(Format::name) + "::logdet").c_str());
+    static const std::string where = std::string(Format::name) + "::logdet";
+    detail::check_damping(damping, where.c_str());
     factor(damping);
     return f_->logdet();
   }
