@@ -49,8 +49,7 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> hmatrix_layer(const Fisher
                            " parameter(s): too small for a hierarchical block");
   hfisher::detail::require(P <= (long(1) << 30), where, "layer ", s.layers[k], " has ", P,
                            " parameters, more than a hierarchical matrix indexes (2^30)");
-  const CompressionOptions base = hierarchical_compression(o);
-  CompressionOptions co = base;
+  CompressionOptions co = hierarchical_compression(o);
   if constexpr (Format::structure == Structure::HSS) {
     hfisher::detail::require(!o.spd_compensation, where,
                              "FisherOptions::spd_compensation applies to HODLR blocks (it adds each off-diagonal "
