@@ -172,7 +172,27 @@ struct Row {
   int log2n = 0;
   long n = 0;
   double build = 0, factor = 0, solve = 0, bytes = 0, err = 0;
+  int products = 0;      ///< Fisher-vector products of a matrix-free build (0: none)
+  double estimate = -1;  ///< its estimated relative error (-1: none)
+  int max_rank = -1;     ///< largest off-diagonal rank of a hierarchical block (-1: none)
 };
+
+/// Products, error estimate and largest rank of the hierarchical block of a
+/// one-layer operator (nothing for the other structures).
+void hierarchical_report(const hfisher::CurvatureOperator<S, E>& op, Row& r) {
+  const auto* bd = dynamic_cast<const hfisher::fisher::BlockDiagonalOperator<S, E>*>(&op);
+  if (!bd) return;
+  auto fill = [&r](const auto& h) {
+    r.products = h.build_info().products;
+    r.estimate = h.build_info().products > 0 ? h.build_info().error_estimate : -1;
+    r.max_rank = 0;
+    for (const auto& rs : h.ranks()) r.max_rank = std::max(r.max_rank, rs.max);
+  };
+  if (const auto* h = dynamic_cast<const hfisher::fisher::HODLROperator<S, E>*>(&bd->block(0)))
+    fill(h->matrix());
+  else if (const auto* q = dynamic_cast<const hfisher::fisher::HSSOperator<S, E>*>(&bd->block(0)))
+    fill(q->matrix());
+}
 
 /// Growth exponent of build + factor + solve time of one structure: over
 /// all sizes run, or (upper) over the largest half of them (at least 3),
@@ -216,6 +236,143 @@ std::string size_range(const std::vector<Row>& rows, const std::string& st, bool
   return "2^" + std::to_string(p.front()) + "..2^" + std::to_string(p.back());
 }
 
+/// One table row; a matrix-free or hierarchical row adds its products,
+/// error estimate and largest rank.
+void print_row(const Row& r) {
+  std::printf("%-13s %4d %10ld %10.4f %12.4f %10.5f %11.2f %12.3e", r.structure.c_str(), r.log2n, r.n, r.build,
+              r.factor, r.solve, r.bytes / 1e6, r.err);
+  if (r.products > 0) std::printf("   %d products, estimate %.2e", r.products, r.estimate);
+  if (r.max_rank >= 0) std::printf("   max rank %d", r.max_rank);
+  std::printf("\n");
+  std::fflush(stdout);
+}
+
+/// The rows of --model mlp: per size, an MLP inputs-w-w-classes trained on
+/// the data, and its hidden layer's Fisher in every structure (the
+/// hierarchical ones from products with --matrix-free), against exact
+/// Fisher-vector products. `names` receives the row names, in order.
+std::vector<Row> model_rows(const ScalingBenchOptions& o, const hfisher::dist::Communicator& comm,
+                            std::vector<std::string>& names) {
+  constexpr const char* where = "hfisher-bench scaling";
+  const bool root = comm.root();
+  auto train_h = hfisher::nn::load_mnist_dir(o.data, true);
+  train_h = hfisher::nn::slice(train_h, 0, std::min(o.train_examples, train_h.n));
+  hfisher::detail::require(o.samples <= train_h.n, where, "--samples ", o.samples, " exceeds the ", train_h.n,
+                           " training examples (--train-examples)");
+  const auto train = hfisher::nn::to_device<S, E>(train_h);
+  const auto kind = o.kind == "empirical" ? hfisher::FisherKind::Empirical
+                    : o.kind == "mc"      ? hfisher::FisherKind::MonteCarlo
+                                          : hfisher::FisherKind::GGN;
+  auto mf = [&o](const std::string& st) { return o.matrix_free && (st == "hodlr" || st == "hss"); };
+  names.clear();
+  for (const auto& st : o.structures) names.push_back(mf(st) ? st + "-mf" : st);
+  std::vector<Row> rows;
+  for (int p = o.min_log2; p <= o.max_log2; ++p) {
+    const int w = int(std::lround(std::sqrt(std::ldexp(1.0, p))));
+    hfisher::nn::MLP<S, E> model({train_h.features, w, w, train_h.classes}, hfisher::nn::Activation::ReLU, o.seed);
+    hfisher::nn::Adam<S, E> adam;
+    adam.lr = 1e-3;
+    std::mt19937_64 rng(o.seed);
+    double t = now();
+    double loss = 0;
+    for (int e = 0; e < o.epochs; ++e) loss = hfisher::nn::train_epoch(model, train, 128, adam, rng);
+    const double t_train = now() - t;
+    hfisher::FisherOptions fo;
+    fo.examples = o.samples;
+    fo.layers = {1};
+    fo.rank = o.max_rank;
+    fo.tol = o.tol;
+    fo.leaf = o.leaf;
+    fo.hodlr_max_rank = o.max_rank;
+    fo.seed = o.seed;
+    fo.memory_budget = hfisher_cli::memory_budget_bytes(o.memory_budget_gib);
+    // the exact products (the reference), the per-sample factors (the other
+    // structures, and the trace that sets the damping)
+    const hfisher::FisherProduct<S, E> fp(model, train, kind, fo, comm);
+    const long n = fp.size();
+    Vec v("v", n), y("y", n), ye("ye", n), b("b", n), x("x", n);
+    {
+      auto vh = Kokkos::create_mirror_view(v);
+      std::mt19937_64 gen(o.seed + 5);
+      std::normal_distribution<double> nd(0, 1);
+      for (long i = 0; i < n; ++i) vh(i) = nd(gen);
+      Kokkos::deep_copy(v, vh);
+      Kokkos::deep_copy(b, vh);
+    }
+    fp.apply(Mat(v.data(), n, 1), Mat(ye.data(), n, 1));
+    const double fnorm = norm(ye);
+    t = now();
+    const auto samples = hfisher::collect_samples(model, train, kind, fo, comm);
+    const double t_samples = comm.max(now() - t);
+    double tr = 0;
+    {
+      const auto d = Kokkos::create_mirror_view_and_copy(
+          Kokkos::HostSpace(), hfisher::build_curvature(samples, hfisher::Structure::Diagonal, fo, comm)->diag());
+      for (long i = 0; i < n; ++i) tr += d(i);
+    }
+    const double lambda = o.damping * tr / double(n);
+    if (root)
+      std::printf(
+          "p = %d: MLP %d-%d-%d-%d, train loss %.4f after %d epoch(s) (%.1f s); layer 1: %ld parameters, %s "
+          "Fisher of %d examples (passes %.2f s), damping %.3g\n",
+          p, train_h.features, w, w, train_h.classes, loss, o.epochs, t_train, n, hfisher::to_string(kind),
+          samples.examples, t_samples, lambda);
+    for (std::size_t k = 0; k < o.structures.size(); ++k) {
+      const auto& st = o.structures[k];
+      if (p > max_log2_of(o, st)) continue;
+      Row r;
+      r.structure = names[k];
+      r.log2n = p;
+      r.n = n;
+      r.build = r.factor = r.solve = 1e300;
+      bool built = false;
+      try {
+        for (int rep = 0; rep < o.reps; ++rep) {
+          auto f2 = fo;
+          f2.matrix_free = mf(st);
+          f2.spd_compensation = st == "hodlr" && !f2.matrix_free;  // as the synthetic rows
+          comm.barrier();
+          t = now();
+          auto F = f2.matrix_free ? hfisher::estimate_fisher(model, train, kind, structure_of(st), f2, comm)
+                                  : hfisher::build_curvature(samples, structure_of(st), f2, comm);
+          Kokkos::fence();
+          r.build = std::min(r.build, comm.max(now() - t));
+          F->apply(v, y);
+          Kokkos::parallel_for(
+              "hfisher::bench::diff", Kokkos::RangePolicy<E>(0, n), KOKKOS_LAMBDA(const long i) { y(i) -= ye(i); });
+          r.err = norm(y) / fnorm;
+          r.bytes = double(F->bytes());
+          hierarchical_report(*F, r);
+          built = true;
+          t = now();
+          F->solve(b, x, lambda);  // first solve: factorization (or eigendecompositions) + solve
+          Kokkos::fence();
+          const double tf = comm.max(now() - t);
+          t = now();
+          F->solve(b, x, lambda);
+          Kokkos::fence();
+          const double ts = comm.max(now() - t);
+          r.factor = std::min(r.factor, tf);
+          r.solve = std::min(r.solve, ts);
+        }
+      } catch (const std::exception& e) {
+        if (root && built) {  // what the build achieved, then why the damped solve failed
+          std::printf("%-13s %4d %10ld %10.4f %12s %10s %11.2f %12.3e", r.structure.c_str(), p, n, r.build, "-", "-",
+                      r.bytes / 1e6, r.err);
+          if (r.products > 0) std::printf("   %d products, estimate %.2e", r.products, r.estimate);
+          if (r.max_rank >= 0) std::printf("   max rank %d", r.max_rank);
+          std::printf("\n%-13s solve failed: %s\n", "", e.what());
+        } else if (root)
+          std::printf("%-13s %4d %10ld   failed: %s\n", r.structure.c_str(), p, n, e.what());
+        continue;
+      }
+      rows.push_back(r);
+      if (root) print_row(r);
+    }
+  }
+  return rows;
+}
+
 }  // namespace
 
 int run_scaling_bench(const ScalingBenchOptions& opts) {
@@ -224,13 +381,23 @@ int run_scaling_bench(const ScalingBenchOptions& opts) {
     if (s == "hierarchical") s = "hodlr";
   hfisher::detail::require(o.min_log2 <= o.max_log2, "hfisher-bench scaling", "--min-log2 ", o.min_log2,
                            " > --max-log2 ", o.max_log2);
+  const bool synth = o.model == "synthetic";
+  hfisher::detail::require(!synth || !o.matrix_free, "hfisher-bench scaling",
+                           "--matrix-free takes --model mlp (the synthetic Fisher has no model to take products with)");
+  hfisher::detail::require(!synth || o.samples <= 4096, "hfisher-bench scaling", "--samples ", o.samples,
+                           ": the synthetic Fisher takes at most 4096 per-sample gradients");
+  hfisher::detail::require(synth || o.samples <= o.train_examples, "hfisher-bench scaling", "--samples ", o.samples,
+                           " exceeds --train-examples ", o.train_examples,
+                           " (the Fisher's examples are training ones)");
+  hfisher::detail::require(synth || o.layers == 1, "hfisher-bench scaling",
+                           "--layers takes --model synthetic (--model mlp studies one hidden layer)");
   const auto comm = hfisher::dist::Communicator::world();
   const bool root = comm.root();
   // every rank checks (an exception on the root alone would leave the others in a collective)
   if (!o.output.empty()) hfisher::io::prepare_output_dir(o.output, "hfisher-bench scaling");
-  {  // the memory budget, for the largest N before any work: the S per-sample
-     // gradients of every layer (and their copy), the dense structure up to
-     // its limit (matrix and Cholesky), the H-matrices at the rank cap
+  if (synth) {  // the memory budget, for the largest N before any work: the S per-sample
+                // gradients of every layer (and their copy), the dense structure up to
+                // its limit (matrix and Cholesky), the H-matrices at the rank cap
     const std::size_t budget = hfisher_cli::memory_budget_bytes(o.memory_budget_gib);
     for (int p = o.min_log2; p <= o.max_log2; ++p) {
       const double N = std::ldexp(1.0, p);
@@ -243,9 +410,31 @@ int run_scaling_bench(const ScalingBenchOptions& opts) {
                                     hfisher_cli::mib_text(dense) + ", H-matrices about " + hfisher_cli::mib_text(hm) +
                                     ")");
     }
+  } else {  // the training images (float, host and device), the per-sample factors of the
+            // largest layer (S x classes rows of w outputs and S of w + 1 inputs), the dense
+            // structure up to its limit; each structure checks its own needs before it allocates
+    const std::size_t budget = hfisher_cli::memory_budget_bytes(o.memory_budget_gib);
+    const double N = std::ldexp(1.0, o.max_log2), w = std::sqrt(N);
+    const double data = 2.0 * 4 * o.train_examples * 784;
+    const double factors = 8.0 * o.samples * (o.kind == "ggn" ? 10 : 1) * w + 8.0 * o.samples * (w + 1);
+    const double dense = o.max_log2 <= o.dense_max_log2 ? 2.0 * 8 * N * N : 0;
+    hfisher_cli::check_memory(data + factors + dense, budget, "hfisher-bench scaling",
+                              "the training data (" + hfisher_cli::mib_text(data) +
+                                  "), the per-sample factors at N = 2^" + std::to_string(o.max_log2) + " (" +
+                                  hfisher_cli::mib_text(factors) + ") and dense (" + hfisher_cli::mib_text(dense) +
+                                  ")");
   }
   const Machine mach = describe_machine();
-  if (root)
+  if (root && !synth)
+    std::printf(
+        "hfisher-bench scaling: %s, %s backend, %s host threads, %d rank(s), %s\n"
+        "the hidden layer of an MLP trained on %d examples (%d epoch(s)), %s Fisher of %d examples%s; damping %g "
+        "trace(F)/N; hierarchical leaf %d, max rank %d, tol %g; low-rank rank %d\n\n",
+        mach.cpu.c_str(), mach.backend.c_str(), mach.host_threads.c_str(), comm.size(), mach.date.c_str(),
+        o.train_examples, o.epochs, o.kind.c_str(), o.samples,
+        o.matrix_free ? ", HODLR and HSS from Fisher-vector products" : "", o.damping, o.leaf, o.max_rank, o.tol,
+        o.max_rank);
+  if (root && synth)
     std::printf(
         "hfisher-bench scaling: %s, %s backend, %s host threads, %d rank(s), %s\n"
         "one layer of N parameters (rows = 2^floor(p/2)), Fisher of %d synthetic per-sample gradients, "
@@ -256,7 +445,9 @@ int run_scaling_bench(const ScalingBenchOptions& opts) {
     std::printf("%-13s %4s %10s %10s %12s %10s %11s %12s\n", "structure", "p", "N", "build s", "factor s", "solve s",
                 "MB", "rel error");
   std::vector<Row> rows;
-  for (int p = o.min_log2; p <= o.max_log2; ++p) {
+  std::vector<std::string> names = o.structures;  // row names (with --matrix-free: hodlr-mf, hss-mf)
+  if (!synth) rows = model_rows(o, comm, names);
+  for (int p = o.min_log2; synth && p <= o.max_log2; ++p) {
     auto s = synthetic(p, o.layers, o.samples, o.seed);
     const long n = s.size();
     Vec v("v", n), y("y", n), ye("ye", n), b("b", n), x("x", n);
@@ -343,7 +534,7 @@ int run_scaling_bench(const ScalingBenchOptions& opts) {
         "\nfitted exponent of build + factor + solve time in N (least squares in log-log):\n"
         "  %-13s %8s %-14s %8s %-14s\n",
         "structure", "all", "(sizes)", "upper", "(largest half)");
-    for (const auto& st : o.structures)
+    for (const auto& st : names)
       std::printf("  %-13s %8.2f %-14s %8.2f %-14s\n", st.c_str(), fit_exponent(rows, st),
                   size_range(rows, st, false).c_str(), fit_exponent(rows, st, true),
                   size_range(rows, st, true).c_str());
@@ -355,7 +546,7 @@ int run_scaling_bench(const ScalingBenchOptions& opts) {
     double t1 = 0, tp = 0, t1w = 0, tpw = 0;
   };
   std::vector<Scal> scal;
-  if (comm.distributed()) {
+  if (comm.distributed() && synth) {
     const hfisher::dist::Communicator one;
     for (const auto& st : o.structures) {
       const int p = std::min(o.max_log2, max_log2_of(o, st));  // each structure at its largest size
@@ -400,29 +591,31 @@ int run_scaling_bench(const ScalingBenchOptions& opts) {
   }
   if (root && !o.output.empty()) {
     std::ostringstream csv, js, gp;
-    csv << "structure,log2n,n,build_s,factor_s,solve_s,bytes,rel_error\n";
+    csv << "structure,log2n,n,build_s,factor_s,solve_s,bytes,rel_error,products,error_estimate\n";
     for (const auto& r : rows)
       csv << r.structure << "," << r.log2n << "," << r.n << "," << r.build << "," << r.factor << "," << r.solve << ","
-          << r.bytes << "," << r.err << "\n";
+          << r.bytes << "," << r.err << "," << r.products << "," << r.estimate << "\n";
     js << "{\n  \"machine\": \"" << mach.cpu << "\",\n  \"backend\": \"" << mach.backend
        << "\",\n  \"threads\": " << mach.host_threads << ",\n  \"ranks\": " << comm.size() << ",\n  \"date\": \""
-       << mach.date << "\",\n  \"samples\": " << o.samples << ",\n  \"layers\": " << o.layers
-       << ",\n  \"exponents\": {";
-    for (std::size_t k = 0; k < o.structures.size(); ++k) {
-      const double e = fit_exponent(rows, o.structures[k]);
-      js << (k ? ", " : "") << "\"" << o.structures[k] << "\": " << (std::isfinite(e) ? std::to_string(e) : "null");
+       << mach.date << "\",\n  \"model\": \"" << o.model
+       << "\",\n  \"matrix_free\": " << (o.matrix_free ? "true" : "false") << ",\n  \"samples\": " << o.samples
+       << ",\n  \"layers\": " << o.layers << ",\n  \"exponents\": {";
+    for (std::size_t k = 0; k < names.size(); ++k) {
+      const double e = fit_exponent(rows, names[k]);
+      js << (k ? ", " : "") << "\"" << names[k] << "\": " << (std::isfinite(e) ? std::to_string(e) : "null");
     }
     js << "},\n  \"exponents_upper_half\": {";
-    for (std::size_t k = 0; k < o.structures.size(); ++k) {
-      const double e = fit_exponent(rows, o.structures[k], true);
-      js << (k ? ", " : "") << "\"" << o.structures[k] << "\": " << (std::isfinite(e) ? std::to_string(e) : "null");
+    for (std::size_t k = 0; k < names.size(); ++k) {
+      const double e = fit_exponent(rows, names[k], true);
+      js << (k ? ", " : "") << "\"" << names[k] << "\": " << (std::isfinite(e) ? std::to_string(e) : "null");
     }
     js << "},\n  \"rows\": [\n";
     for (std::size_t k = 0; k < rows.size(); ++k) {
       const auto& r = rows[k];
       js << "    {\"structure\": \"" << r.structure << "\", \"n\": " << r.n << ", \"build_s\": " << r.build
          << ", \"factor_s\": " << r.factor << ", \"solve_s\": " << r.solve << ", \"bytes\": " << r.bytes
-         << ", \"rel_error\": " << r.err << "}" << (k + 1 < rows.size() ? "," : "") << "\n";
+         << ", \"rel_error\": " << r.err << ", \"products\": " << r.products << ", \"error_estimate\": " << r.estimate
+         << "}" << (k + 1 < rows.size() ? "," : "") << "\n";
     }
     js << "  ],\n  \"mpi\": [";
     for (std::size_t k = 0; k < scal.size(); ++k)
@@ -436,9 +629,9 @@ int run_scaling_bench(const ScalingBenchOptions& opts) {
           "layer)'\n"
        << "set ylabel 'build + factor + solve (s)'\nset key top left\nset title 'Fisher of one layer, S = " << o.samples
        << " (" << mach.date << ", " << mach.backend << ")'\nset format x '%.0e'\nplot ";
-    for (std::size_t k = 0; k < o.structures.size(); ++k)
-      gp << "'scaling.csv' using ((strcol(1) eq '" << o.structures[k] << "') ? $3 : 1/0):($4+$5+$6)"
-         << " with linespoints title '" << o.structures[k] << "'" << (k + 1 < o.structures.size() ? ", " : "\n");
+    for (std::size_t k = 0; k < names.size(); ++k)
+      gp << "'scaling.csv' using ((strcol(1) eq '" << names[k] << "') ? $3 : 1/0):($4+$5+$6)"
+         << " with linespoints title '" << names[k] << "'" << (k + 1 < names.size() ? ", " : "\n");
     write_file_atomic(o.output + "/scaling.csv", csv.str());
     write_file_atomic(o.output + "/scaling.json", js.str());
     write_file_atomic(o.output + "/scaling.gp", gp.str());
