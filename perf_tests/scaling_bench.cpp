@@ -5,7 +5,9 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <map>
+#include <memory>
 #include <random>
 #include <sstream>
 
@@ -183,8 +185,9 @@ void hierarchical_report(const hfisher::CurvatureOperator<S, E>& op, Row& r) {
   const auto* bd = dynamic_cast<const hfisher::fisher::BlockDiagonalOperator<S, E>*>(&op);
   if (!bd) return;
   auto fill = [&r](const auto& h) {
-    r.products = h.build_info().products;
-    r.estimate = h.build_info().products > 0 ? h.build_info().error_estimate : -1;
+    const auto& info = h.build_info();
+    r.products = info.samples > 0 ? info.products : 0;  // matrix-free builds only
+    r.estimate = info.probes > 0 || info.entries > 0 ? info.error_estimate : -1;
     r.max_rank = 0;
     for (const auto& rs : h.ranks()) r.max_rank = std::max(r.max_rank, rs.max);
   };
@@ -236,15 +239,91 @@ std::string size_range(const std::vector<Row>& rows, const std::string& st, bool
   return "2^" + std::to_string(p.front()) + "..2^" + std::to_string(p.back());
 }
 
-/// One table row; a matrix-free or hierarchical row adds its products,
-/// error estimate and largest rank.
+/// A hierarchical row's report: products (matrix-free), error estimate,
+/// largest rank.
+void print_report(const Row& r) {
+  if (r.products > 0) std::printf("   %d products,", r.products);
+  if (r.estimate >= 0) std::printf("%sestimate %.2e", r.products > 0 ? " " : "   ", r.estimate);
+  if (r.max_rank >= 0) std::printf("   max rank %d", r.max_rank);
+}
+
+/// One table row; a hierarchical row adds its report.
 void print_row(const Row& r) {
   std::printf("%-13s %4d %10ld %10.4f %12.4f %10.5f %11.2f %12.3e", r.structure.c_str(), r.log2n, r.n, r.build,
               r.factor, r.solve, r.bytes / 1e6, r.err);
-  if (r.products > 0) std::printf("   %d products, estimate %.2e", r.products, r.estimate);
-  if (r.max_rank >= 0) std::printf("   max rank %d", r.max_rank);
+  print_report(r);
   std::printf("\n");
   std::fflush(stdout);
+}
+
+/// The vectors a row is measured with: v (the error probe) and ye = F v
+/// exact, b the right-hand side, y and x work space.
+struct Probe {
+  Vec v, y, ye, b, x;
+  double fnorm = 0;  ///< |F v|
+};
+
+/// Measures row r `reps` times (best times): build() timed, the error
+/// |F~ v - F v| / |F v|, memory and the hierarchical report, then the first
+/// damped solve (factorization or eigendecompositions + solve) and a second
+/// one. Under MPI every time is the slowest rank's. On failure the root
+/// prints what the build achieved and why it failed; returns false.
+bool measure(Row& r, const std::function<std::unique_ptr<hfisher::CurvatureOperator<S, E>>()>& build,
+             const Probe& pr, double lambda, int reps, const hfisher::dist::Communicator& comm) {
+  r.build = r.factor = r.solve = 1e300;
+  bool built = false;
+  try {
+    for (int rep = 0; rep < reps; ++rep) {
+      comm.barrier();
+      double t = now();
+      auto F = build();
+      Kokkos::fence();
+      r.build = std::min(r.build, comm.max(now() - t));
+      F->apply(pr.v, pr.y);
+      const Vec y = pr.y, ye = pr.ye;
+      Kokkos::parallel_for(
+          "hfisher::bench::diff", Kokkos::RangePolicy<E>(0, long(y.extent(0))),
+          KOKKOS_LAMBDA(const long i) { y(i) -= ye(i); });
+      r.err = norm(y) / pr.fnorm;
+      r.bytes = double(F->bytes());
+      hierarchical_report(*F, r);
+      built = true;
+      t = now();
+      F->solve(pr.b, pr.x, lambda);  // first solve: factorization (or eigendecompositions) + solve
+      Kokkos::fence();
+      r.factor = std::min(r.factor, comm.max(now() - t));
+      t = now();
+      F->solve(pr.b, pr.x, lambda);
+      Kokkos::fence();
+      r.solve = std::min(r.solve, comm.max(now() - t));
+    }
+  } catch (const std::exception& e) {
+    if (comm.root() && built) {  // what the build achieved, then why the damped solve failed
+      std::printf("%-13s %4d %10ld %10.4f %12s %10s %11.2f %12.3e", r.structure.c_str(), r.log2n, r.n, r.build, "-",
+                  "-", r.bytes / 1e6, r.err);
+      print_report(r);
+      std::printf("\n%-13s solve failed: %s\n", "", e.what());
+    } else if (comm.root()) {
+      std::printf("%-13s %4d %10ld   failed: %s\n", r.structure.c_str(), r.log2n, r.n, e.what());
+    }
+    return false;
+  }
+  return true;
+}
+
+/// A Probe of n parameters: v and b Gaussian (seeded), ye = F v by `apply`.
+template <class Apply>
+Probe make_probe(long n, unsigned seed, Apply&& apply) {
+  Probe pr{Vec("v", n), Vec("y", n), Vec("ye", n), Vec("b", n), Vec("x", n)};
+  auto vh = Kokkos::create_mirror_view(pr.v);
+  std::mt19937_64 gen(seed + 5);
+  std::normal_distribution<double> nd(0, 1);
+  for (long i = 0; i < n; ++i) vh(i) = nd(gen);
+  Kokkos::deep_copy(pr.v, vh);
+  Kokkos::deep_copy(pr.b, vh);
+  apply(pr.v, pr.ye);
+  pr.fnorm = norm(pr.ye);
+  return pr;
 }
 
 /// The rows of --model mlp: per size, an MLP inputs-w-w-classes trained on
@@ -290,17 +369,9 @@ std::vector<Row> model_rows(const ScalingBenchOptions& o, const hfisher::dist::C
     // structures, and the trace that sets the damping)
     const hfisher::FisherProduct<S, E> fp(model, train, kind, fo, comm);
     const long n = fp.size();
-    Vec v("v", n), y("y", n), ye("ye", n), b("b", n), x("x", n);
-    {
-      auto vh = Kokkos::create_mirror_view(v);
-      std::mt19937_64 gen(o.seed + 5);
-      std::normal_distribution<double> nd(0, 1);
-      for (long i = 0; i < n; ++i) vh(i) = nd(gen);
-      Kokkos::deep_copy(v, vh);
-      Kokkos::deep_copy(b, vh);
-    }
-    fp.apply(Mat(v.data(), n, 1), Mat(ye.data(), n, 1));
-    const double fnorm = norm(ye);
+    const Probe pr = make_probe(n, o.seed, [&fp, n](const Vec& v, const Vec& ye) {
+      fp.apply(Mat(v.data(), n, 1), Mat(ye.data(), n, 1));
+    });
     t = now();
     const auto samples = hfisher::collect_samples(model, train, kind, fo, comm);
     const double t_samples = comm.max(now() - t);
@@ -324,48 +395,18 @@ std::vector<Row> model_rows(const ScalingBenchOptions& o, const hfisher::dist::C
       r.structure = names[k];
       r.log2n = p;
       r.n = n;
-      r.build = r.factor = r.solve = 1e300;
-      bool built = false;
-      try {
-        for (int rep = 0; rep < o.reps; ++rep) {
-          auto f2 = fo;
-          f2.matrix_free = mf(st);
-          f2.spd_compensation = st == "hodlr" && !f2.matrix_free;  // as the synthetic rows
-          comm.barrier();
-          t = now();
-          auto F = f2.matrix_free ? hfisher::estimate_fisher(model, train, kind, structure_of(st), f2, comm)
-                                  : hfisher::build_curvature(samples, structure_of(st), f2, comm);
-          Kokkos::fence();
-          r.build = std::min(r.build, comm.max(now() - t));
-          F->apply(v, y);
-          Kokkos::parallel_for(
-              "hfisher::bench::diff", Kokkos::RangePolicy<E>(0, n), KOKKOS_LAMBDA(const long i) { y(i) -= ye(i); });
-          r.err = norm(y) / fnorm;
-          r.bytes = double(F->bytes());
-          hierarchical_report(*F, r);
-          built = true;
-          t = now();
-          F->solve(b, x, lambda);  // first solve: factorization (or eigendecompositions) + solve
-          Kokkos::fence();
-          const double tf = comm.max(now() - t);
-          t = now();
-          F->solve(b, x, lambda);
-          Kokkos::fence();
-          const double ts = comm.max(now() - t);
-          r.factor = std::min(r.factor, tf);
-          r.solve = std::min(r.solve, ts);
-        }
-      } catch (const std::exception& e) {
-        if (root && built) {  // what the build achieved, then why the damped solve failed
-          std::printf("%-13s %4d %10ld %10.4f %12s %10s %11.2f %12.3e", r.structure.c_str(), p, n, r.build, "-", "-",
-                      r.bytes / 1e6, r.err);
-          if (r.products > 0) std::printf("   %d products, estimate %.2e", r.products, r.estimate);
-          if (r.max_rank >= 0) std::printf("   max rank %d", r.max_rank);
-          std::printf("\n%-13s solve failed: %s\n", "", e.what());
-        } else if (root)
-          std::printf("%-13s %4d %10ld   failed: %s\n", r.structure.c_str(), p, n, e.what());
+      const bool free = mf(st);
+      auto f2 = fo;
+      f2.matrix_free = free;
+      f2.spd_compensation = st == "hodlr" && !free;  // as the synthetic rows
+      if (!measure(
+              r,
+              [&] {
+                return free ? hfisher::estimate_fisher(model, train, kind, structure_of(st), f2, comm)
+                            : hfisher::build_curvature(samples, structure_of(st), f2, comm);
+              },
+              pr, lambda, o.reps, comm))
         continue;
-      }
       rows.push_back(r);
       if (root) print_row(r);
     }
@@ -450,17 +491,8 @@ int run_scaling_bench(const ScalingBenchOptions& opts) {
   for (int p = o.min_log2; synth && p <= o.max_log2; ++p) {
     auto s = synthetic(p, o.layers, o.samples, o.seed);
     const long n = s.size();
-    Vec v("v", n), y("y", n), ye("ye", n), b("b", n), x("x", n);
-    {
-      auto vh = Kokkos::create_mirror_view(v);
-      std::mt19937_64 gen(o.seed + 5);
-      std::normal_distribution<double> nd(0, 1);
-      for (long i = 0; i < n; ++i) vh(i) = nd(gen);
-      Kokkos::deep_copy(v, vh);
-      Kokkos::deep_copy(b, vh);
-    }
-    exact_apply(s, v, ye);
-    const double fnorm = norm(ye), lambda = o.damping * trace(s) / double(n);
+    const Probe pr = make_probe(n, o.seed, [&s](const Vec& v, const Vec& ye) { exact_apply(s, v, ye); });
+    const double lambda = o.damping * trace(s) / double(n);
     for (const auto& st : o.structures) {
       if (p > max_log2_of(o, st)) continue;
       hfisher::FisherOptions fo;
@@ -479,7 +511,7 @@ int run_scaling_bench(const ScalingBenchOptions& opts) {
         if (comm.distributed() && !root) continue;  // one process: HSS builds are not sharded
         try {
           for (int rep = 0; rep < o.reps; ++rep) {
-            const auto h = run_hss(s, v, ye, b, x, lambda, o);
+            const auto h = run_hss(s, pr.v, pr.ye, pr.b, pr.x, lambda, o);
             r.build = std::min(r.build, h.build);
             r.factor = std::min(r.factor, h.factor);
             r.solve = std::min(r.solve, h.solve);
@@ -495,38 +527,11 @@ int run_scaling_bench(const ScalingBenchOptions& opts) {
                     r.solve, r.bytes / 1e6, r.err);
         continue;
       }
-      try {
-        for (int rep = 0; rep < o.reps; ++rep) {
-          comm.barrier();
-          double t = now();
-          auto F = hfisher::build_curvature(s, structure_of(st), fo, comm);
-          Kokkos::fence();
-          const double tb = comm.max(now() - t);
-          t = now();
-          F->solve(b, x, lambda);  // first solve: factorization (or eigendecompositions) + solve
-          Kokkos::fence();
-          const double tf = comm.max(now() - t);
-          t = now();
-          F->solve(b, x, lambda);
-          Kokkos::fence();
-          const double ts = comm.max(now() - t);
-          r.build = std::min(r.build, tb);
-          r.factor = std::min(r.factor, tf);
-          r.solve = std::min(r.solve, ts);
-          F->apply(v, y);
-          Kokkos::parallel_for(
-              "hfisher::bench::diff", Kokkos::RangePolicy<E>(0, n), KOKKOS_LAMBDA(const long i) { y(i) -= ye(i); });
-          r.err = norm(y) / fnorm;
-          r.bytes = double(F->bytes());
-        }
-      } catch (const std::exception& e) {
-        if (root) std::printf("%-13s %4d %10ld   failed: %s\n", st.c_str(), p, 1L << p, e.what());
+      if (!measure(
+              r, [&] { return hfisher::build_curvature(s, structure_of(st), fo, comm); }, pr, lambda, o.reps, comm))
         continue;
-      }
       rows.push_back(r);
-      if (root)
-        std::printf("%-13s %4d %10ld %10.4f %12.4f %10.5f %11.2f %12.3e\n", st.c_str(), p, r.n, r.build, r.factor,
-                    r.solve, r.bytes / 1e6, r.err);
+      if (root) print_row(r);
     }
   }
   if (root) {
