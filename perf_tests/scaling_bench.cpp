@@ -268,8 +268,8 @@ struct Probe {
 /// damped solve (factorization or eigendecompositions + solve) and a second
 /// one. Under MPI every time is the slowest rank's. On failure the root
 /// prints what the build achieved and why it failed; returns false.
-bool measure(Row& r, const std::function<std::unique_ptr<hfisher::CurvatureOperator<S, E>>()>& build,
-             const Probe& pr, double lambda, int reps, const hfisher::dist::Communicator& comm) {
+bool measure(Row& r, const std::function<std::unique_ptr<hfisher::CurvatureOperator<S, E>>()>& build, const Probe& pr,
+             double lambda, int reps, const hfisher::dist::Communicator& comm) {
   r.build = r.factor = r.solve = 1e300;
   bool built = false;
   try {
@@ -369,9 +369,8 @@ std::vector<Row> model_rows(const ScalingBenchOptions& o, const hfisher::dist::C
     // structures, and the trace that sets the damping)
     const hfisher::FisherProduct<S, E> fp(model, train, kind, fo, comm);
     const long n = fp.size();
-    const Probe pr = make_probe(n, o.seed, [&fp, n](const Vec& v, const Vec& ye) {
-      fp.apply(Mat(v.data(), n, 1), Mat(ye.data(), n, 1));
-    });
+    const Probe pr = make_probe(
+        n, o.seed, [&fp, n](const Vec& v, const Vec& ye) { fp.apply(Mat(v.data(), n, 1), Mat(ye.data(), n, 1)); });
     t = now();
     const auto samples = hfisher::collect_samples(model, train, kind, fo, comm);
     const double t_samples = comm.max(now() - t);
