@@ -9,57 +9,8 @@ namespace hfisher {
 namespace fisher {
 namespace detail {
 
-/// diag + W W^T over layers ks from more samples than parameters: the
-/// leading eigenpairs of F = Psi Psi^T itself (n x n, formed in chunks of
-/// samples), W = U sqrt(Lambda): the same W W^T as the Gram route below (the
-/// nonzero eigenvalues of Psi Psi^T and Psi^T Psi coincide), at O(n^2)
-/// memory and range-finder work instead of O(S^2).
-template <class Scalar, class ExecSpace>
-std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> lowrank_parameter_side(const FisherSamples<Scalar, ExecSpace>& s,
-                                                                             const std::vector<int>& ks, long n,
-                                                                             const FisherOptions& o,
-                                                                             const char* where) {
-  const int S = s.samples(), chunk = int(std::max<long>(1, std::min<long>(S, (1L << 24) / std::max(1L, n))));
-  const int kmax = int(std::min<long>(long(o.rank), n));
-  check_budget((double(n) * n + double(n) * chunk + double(n) * kmax * 3 + double(n) * 2) * sizeof(Scalar),
-               o.memory_budget, where,
-               "a rank-" + std::to_string(kmax) + " Fisher of " + std::to_string(n) + " parameters from " +
-                   std::to_string(S) + " samples (through the dense n x n Fisher: more samples than parameters)");
-  ExecSpace space;
-  BatchMatrix<Scalar, ExecSpace> F("hfisher::lowrank::F", 1, n, n);
-  const Mat<Scalar, ExecSpace> F2(F.data(), n, n), Psi("hfisher::lowrank::psi", n, chunk);
-  for (int s0 = 0; s0 < S; s0 += chunk) {
-    const int s1 = std::min(S, s0 + chunk);
-    long off = 0;
-    for (int k : ks) {  // the layers' rows of Psi, stacked
-      const long P = s.shapes[k].size();
-      layer_psi(s, k, s0, s1, Mat<Scalar, ExecSpace>(Psi.data() + off * chunk, P, chunk));
-      off += P;
-    }
-    auto Pc = Kokkos::subview(Psi, Kokkos::ALL(), Kokkos::make_pair(0, s1 - s0));
-    kernels::detail::matmul_nocheck(space, Op::NoTrans, Op::Trans, Scalar(1), Pc, Pc, Scalar(1), F2);
-  }
-  BatchMatrix<Scalar, ExecSpace> U("hfisher::lowrank::U", 1, n, kmax), V("hfisher::lowrank::V", 1, n, kmax);
-  BatchVector<Scalar, ExecSpace> sv("hfisher::lowrank::s", 1, kmax);
-  Kokkos::View<int*, typename ExecSpace::memory_space> rk("hfisher::lowrank::rank", 1);
-  kernels::RangeFinderOptions ro;
-  ro.seed = o.seed;
-  kernels::rsvd(space, F, o.tol, U, sv, V, rk, ro);  // as the Gram route: the tolerance asked for, at most kmax
-  const int r = std::max(1, int(hfisher::detail::read_entry(rk, 0)));
-  Mat<Scalar, ExecSpace> W("hfisher::lowrank::W", n, r);
-  Kokkos::parallel_for(
-      "hfisher::lowrank::W_from_F", Kokkos::RangePolicy<ExecSpace>(space, 0, n), KOKKOS_LAMBDA(const long p) {
-        for (int j = 0; j < r; ++j) W(p, j) = U(0, p, j) * math::sqrt(sv(0, j));
-      });
-  auto d = diagonal_of(s, ks, n);
-  detail::subtract_squares_clamped<ExecSpace>(d, W);
-  return std::make_unique<LowRankOperator<Scalar, ExecSpace>>(d, W, o.rank, o.tol);
-}
-
 /// diag + W W^T over layers ks: W = Psi Z from the top eigenvectors Z of the
-/// sample Gram matrix K = Psi^T Psi = sum_l (g g^T) o (a a^T)[n(s), n(t)]
-/// (S x S), or, with more samples than parameters, from F itself
-/// (lowrank_parameter_side).
+/// sample Gram matrix K = Psi^T Psi = sum_l (g g^T) o (a a^T)[n(s), n(t)].
 template <class Scalar, class ExecSpace>
 std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> lowrank_of(const FisherSamples<Scalar, ExecSpace>& s,
                                                                  const std::vector<int>& ks, const FisherOptions& o,
@@ -67,7 +18,6 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> lowrank_of(const FisherSam
   const int N = s.examples, R = s.per_example, S = s.samples();
   long n = 0;
   for (int k : ks) n += s.shapes[k].size();
-  if (long(S) > n) return lowrank_parameter_side(s, ks, n, o, where);
   const int kmax = std::min<long>({long(o.rank), long(S), n});
   check_budget((double(S) * S * 2 + double(N) * N + double(S) * kmax * 3 + double(n) * (kmax + 2)) * sizeof(Scalar),
                o.memory_budget, where,
