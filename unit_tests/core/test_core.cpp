@@ -299,3 +299,36 @@ TEST(CoreIO, SealedFilesRefuseEveryFlippedBit) {
   EXPECT_THROW(hfisher::io::SealedFile(d + "/missing.bin", "test"), hfisher::Error);
   std::filesystem::remove_all(d);
 }
+
+// put_block / get_block (the factorizations' file form): shape first, a
+// block of another shape or a short stream refused before any allocation
+TEST(CoreIO, BlocksCarryTheirShape) {
+  using B3 = Kokkos::View<double***, Kokkos::LayoutRight, Kokkos::HostSpace>;
+  using B2 = Kokkos::View<double**, Kokkos::LayoutRight, Kokkos::HostSpace>;
+  B3 a("a", 2, 3, 4);
+  B2 v("v", 5, 2);
+  for (std::size_t i = 0; i < a.span(); ++i) a.data()[i] = 0.5 * double(i);
+  for (std::size_t i = 0; i < v.span(); ++i) v.data()[i] = -double(i);
+  std::stringstream s;
+  hfisher::io::put_block(s, a);
+  hfisher::io::put_block(s, v);
+  const std::string bytes = s.str();
+  EXPECT_EQ(bytes.size(), 2 * 3 * 8 + (24 + 10) * sizeof(double));
+  {
+    std::stringstream in(bytes);
+    const auto a2 = hfisher::io::get_block<B3>(in, 2, 3, 4, "blocks", "test");
+    const auto v2 = hfisher::io::get_block<B2>(in, 5, 2, 1, "blocks", "test");
+    for (std::size_t i = 0; i < a.span(); ++i) EXPECT_EQ(a2.data()[i], a.data()[i]);
+    for (std::size_t i = 0; i < v.span(); ++i) EXPECT_EQ(v2.data()[i], v.data()[i]);
+  }
+  {
+    std::stringstream in(bytes);
+    hfisher_test::expect_throw_with([&] { hfisher::io::get_block<B3>(in, 2, 4, 3, "blocks", "test"); },
+                                    {"a block of 2x3x4 where this matrix has 2x4x3"}, "wrong shape");
+  }
+  {
+    std::stringstream in(bytes.substr(0, 3 * 8 + 10 * sizeof(double)));
+    hfisher_test::expect_throw_with([&] { hfisher::io::get_block<B3>(in, 2, 3, 4, "blocks", "test"); },
+                                    {"truncated"}, "short stream");
+  }
+}

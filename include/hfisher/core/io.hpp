@@ -64,6 +64,36 @@ inline void require_available(std::istream& i, unsigned long long bytes, const s
                   " bytes, ", left, " remain)");
 }
 
+/// A batch of blocks with its shape: three extents (int64; 1 for the
+/// dimensions a rank-2 View lacks), then the entries (put_view).
+template <class V>
+void put_block(std::ostream& o, const V& v) {
+  static_assert(V::rank == 2 || V::rank == 3, "put_block: a rank-2 or rank-3 View");
+  for (int d = 0; d < 3; ++d) put(o, std::int64_t(d < int(V::rank) ? v.extent(d) : 1));
+  put_view(o, v);
+}
+
+/// Reads a block written by put_block that must have extents (e0, e1, e2)
+/// (e2 = 1 for a rank-2 View): one of another shape is refused, naming both,
+/// and the entries are checked to be in the file before the View is
+/// allocated.
+template <class V>
+V get_block(std::istream& i, long e0, long e1, long e2, const std::string& what, const char* where) {
+  static_assert(V::rank == 2 || V::rank == 3, "get_block: a rank-2 or rank-3 View");
+  long e[3];
+  for (int d = 0; d < 3; ++d) e[d] = long(get<std::int64_t>(i, what, where));
+  detail::require(e[0] == e0 && e[1] == e1 && e[2] == e2, where, what, ": a block of ", e[0], "x", e[1], "x", e[2],
+                  " where this matrix has ", e0, "x", e1, "x", e2);
+  require_available(i, static_cast<unsigned long long>(e0) * e1 * e2 * sizeof(typename V::value_type), what, where);
+  V v;
+  if constexpr (V::rank == 3)
+    v = V(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::io::block"), e0, e1, e2);
+  else
+    v = V(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::io::block"), e0, e1);
+  get_view(i, v, what, where);
+  return v;
+}
+
 /// Checks an 8-byte tag; `role` says what kind of file was expected.
 inline void expect_magic(std::istream& i, const char (&magic)[8], const std::string& what, const char* where,
                          const char* role) {

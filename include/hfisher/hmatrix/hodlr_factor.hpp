@@ -372,16 +372,12 @@ void HODLRFactorization<Scalar, ExecSpace>::write(std::ostream& o) const {
   io::put(o, std::int64_t(A_.size()));
   io::put(o, std::int32_t(WQL_.size()));
   io::put(o, logdet_);
-  auto put_batch = [&](const Batch& b) {
-    for (int d = 0; d < 3; ++d) io::put(o, std::int64_t(b.extent(d)));
-    io::put_view(o, b);
-  };
-  put_batch(LD_);
+  io::put_block(o, LD_);
   for (std::size_t l = 0; l < WQL_.size(); ++l) {
-    put_batch(WQL_[l]);
-    put_batch(WQR_[l]);
-    put_batch(WX_[l]);
-    put_batch(WXinv_[l]);
+    io::put_block(o, WQL_[l]);
+    io::put_block(o, WQR_[l]);
+    io::put_block(o, WX_[l]);
+    io::put_block(o, WXinv_[l]);
   }
 }
 
@@ -401,15 +397,7 @@ HODLRFactorization<Scalar, ExecSpace> HODLRFactorization<Scalar, ExecSpace>::rea
   f.logdet_ = io::get<double>(i, what, where);
   // extents must be those of this matrix's factorization: leaves (nleaf,
   // leaf, leaf); per level (pairs, m, k) for the Q's, (pairs, 2k, 2k) for X
-  auto get_batch = [&](long e0, long e1, long e2) {
-    long e[3];
-    for (int d = 0; d < 3; ++d) e[d] = io::get<std::int64_t>(i, what, where);
-    detail::require(e[0] == e0 && e[1] == e1 && e[2] == e2, where, what, ": a factor block of ", e[0], "x", e[1], "x",
-                    e[2], " where this matrix has ", e0, "x", e1, "x", e2);
-    Batch b(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HODLRFactorization::read"), e[0], e[1], e[2]);
-    io::get_view(i, b, what, where);
-    return b;
-  };
+  auto get_batch = [&](long e0, long e1, long e2) { return io::get_block<Batch>(i, e0, e1, e2, what, where); };
   const int leaf = A.tree().leaf_size(), nleaf = A.tree().padded_size() / leaf;
   f.LD_ = get_batch(nleaf, leaf, leaf);
   f.WQL_.assign(L, Batch());

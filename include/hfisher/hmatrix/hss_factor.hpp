@@ -443,17 +443,13 @@ void HSSFactorization<Scalar, ExecSpace>::write(std::ostream& o) const {
   io::put(o, std::int64_t(A_.size()));
   io::put(o, std::int32_t(A_.levels()));
   io::put(o, logdet_);
-  auto put = [&](const auto& v) {
-    for (int d = 0; d < 3; ++d) io::put(o, std::int64_t(d < int(v.rank) ? v.extent(d) : 1));
-    io::put_view(o, v);
-  };
-  put(L0_);
+  io::put_block(o, L0_);
   for (int l = 1; l <= A_.levels(); ++l) {
-    put(V_[l]);
-    put(tau_[l]);
-    put(sig_[l]);
-    put(L11_[l]);
-    put(L21_[l]);
+    io::put_block(o, V_[l]);
+    io::put_block(o, tau_[l]);
+    io::put_block(o, sig_[l]);
+    io::put_block(o, L11_[l]);
+    io::put_block(o, L21_[l]);
   }
 }
 
@@ -472,25 +468,8 @@ HSSFactorization<Scalar, ExecSpace> HSSFactorization<Scalar, ExecSpace>::read(st
   f.logdet_ = io::get<double>(i, what, where);
   // every extent must be that of this matrix's factorization (a trailing 1
   // for the per-node vectors)
-  auto expect = [&](long e0, long e1, long e2) {
-    long e[3];
-    for (int d = 0; d < 3; ++d) e[d] = io::get<std::int64_t>(i, what, where);
-    detail::require(e[0] == e0 && e[1] == e1 && e[2] == e2, where, what, ": a factor block of ", e[0], "x", e[1], "x",
-                    e[2], " where this matrix has ", e0, "x", e1, "x", e2);
-  };
-  auto batch = [&](long e0, long e1, long e2) {
-    expect(e0, e1, e2);
-    Batch b(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSSFactorization::read"), e0, e1, e2);
-    io::get_view(i, b, what, where);
-    return b;
-  };
-  auto vec = [&](long e0, long e1) {
-    expect(e0, e1, 1);
-    BatchVector<Scalar, ExecSpace> v(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSSFactorization::read"),
-                                     e0, e1);
-    io::get_view(i, v, what, where);
-    return v;
-  };
+  auto batch = [&](long e0, long e1, long e2) { return io::get_block<Batch>(i, e0, e1, e2, what, where); };
+  auto vec = [&](long e0, long e1) { return io::get_block<BatchVector<Scalar, ExecSpace>>(i, e0, e1, 1, what, where); };
   f.L0_ = batch(A.D(0).extent(0), A.D(0).extent(1), A.D(0).extent(2));
   f.V_.assign(L + 1, Batch());
   f.tau_.assign(L + 1, BatchVector<Scalar, ExecSpace>());
