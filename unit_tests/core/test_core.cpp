@@ -328,7 +328,7 @@ TEST(CoreIO, BlocksCarryTheirShape) {
   }
   {
     std::stringstream in(bytes.substr(0, 3 * 8 + 10 * sizeof(double)));
-    hfisher_test::expect_throw_with([&] { hfisher::io::get_block<B3>(in, 2, 3, 4, "blocks", "test"); },
-                                    {"truncated"}, "short stream");
+    hfisher_test::expect_throw_with([&] { hfisher::io::get_block<B3>(in, 2, 3, 4, "blocks", "test"); }, {"truncated"},
+                                    "short stream");
   }
 }
