@@ -3,6 +3,8 @@
 // description, timers, CSV writing (atomic: written to a temporary file and
 // renamed, so a failed run leaves nothing half-written).
 
+#include <hfisher/fisher/curvature.hpp>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -72,5 +74,9 @@ double best_time(int reps, Setup&& setup, Op&& op) {
 /// temporary renamed into place); creates the
 /// parent directory. Throws hfisher::Error on failure.
 void write_file_atomic(const std::string& path, const std::string& text);
+
+/// The Fisher kind a study's --kind names: empirical, mc (Monte-Carlo) or
+/// ggn; any other name is an error naming `where`.
+hfisher::FisherKind fisher_kind(const std::string& name, const char* where);
 
 }  // namespace hfisher_perf
