@@ -250,4 +250,91 @@ void refuses_trailing_bytes_and_huge_levels(const std::string& path, Load&& load
   }
 }
 
+// Files of format version 1 (options packed into bits of max_rank, capped
+// flags in bit 30 of a block rank) still load: unit_tests/hmatrix/data holds
+// one of each format, written by the code of 870bf22 from the matrix below
+// (Gaussian kernel, length 0.15, on 40 points x_i = frac(0.618.. (i + 1)),
+// plus I; leaf 8, tol 1e-6, max_rank 2 with allow_capped, seed 7; HODLR
+// also with spd_compensation). Every block was capped at rank 2. The loaded
+// matrix is within the cap's error of A (HODLR 0.007, HSS 0.05 relative
+// Frobenius when written), keeps its options, and a save in the current
+// version loads to the same matrix; every option field survives a round
+// trip, and an unknown options flag is refused.
+template <class HM>
+void check_format_versions(const std::string& fixture, double rel_error, bool spd_compensation,
+                           const std::vector<int>& capped) {
+  using S = typename HM::scalar_type;
+  using E = typename HM::exec_space;
+  const std::string file = std::string(HFISHER_TEST_DATA_DIR) + "/" + fixture;
+  if (!std::is_same<S, double>::value) {
+    expect_throw_with([&] { HM::load(file); }, {"64-bit scalars"}, "float from a double file");
+    return;
+  }
+  const int n = 40;
+  std::vector<double> x(n), A(size_t(n) * n);
+  for (int i = 0; i < n; ++i) x[i] = std::fmod(0.6180339887498949 * (i + 1), 1.0);
+  for (int i = 0; i < n; ++i)
+    for (int j = 0; j < n; ++j)
+      A[size_t(i) * n + j] = std::exp(-(x[i] - x[j]) * (x[i] - x[j]) / (2 * 0.15 * 0.15)) + (i == j ? 1.0 : 0.0);
+  auto H = HM::load(file);
+  const auto& o = H.options();
+  EXPECT_EQ(o.tol, 1e-6);
+  EXPECT_EQ(o.max_rank, 2);
+  EXPECT_TRUE(o.allow_capped);
+  EXPECT_EQ(o.spd_compensation, spd_compensation);
+  ASSERT_EQ(H.ranks().size(), capped.size()) << fixture;
+  for (const auto& r : H.ranks()) {
+    EXPECT_EQ(r.capped, capped[r.level - 1]) << fixture << " level " << r.level;
+    EXPECT_EQ(r.max, 2) << fixture << " level " << r.level;
+  }
+  const HostBatch Hd = host_matrix(H.to_dense());
+  double e = 0, a = 0;
+  for (std::size_t k = 0; k < A.size(); ++k) {
+    e += (Hd.a[k] - A[k]) * (Hd.a[k] - A[k]);
+    a += A[k] * A[k];
+  }
+  EXPECT_LE(std::sqrt(e / a), rel_error) << fixture;
+  const std::string path = unique_temp("v2_" + fixture);
+  H.save(path);
+  auto H2 = HM::load(path);
+  EXPECT_TRUE(near(host_matrix(H2.to_dense()), Hd, 0.0, 1.0, "load(save(load(v1))) == load(v1)")) << fixture;
+  const auto r1 = H.ranks(), r2 = H2.ranks();
+  ASSERT_EQ(r1.size(), r2.size());
+  for (std::size_t l = 0; l < r1.size(); ++l) EXPECT_EQ(r1[l].capped, r2[l].capped) << "level " << r1[l].level;
+
+  // every field of the options record survives save and load
+  hfisher::CompressionOptions c;
+  c.tol = 1e-5;
+  c.max_rank = 3;
+  c.seed = 7;
+  c.oversampling = 13;
+  c.probes = 3;
+  c.max_products = 500;
+  c.allow_capped = true;
+  auto tree = hfisher::ClusterTree::from_points(x, n, 1, 8);
+  HM::from_dense(dev2<S, E>(A, n, n), tree, c).save(path);
+  const auto c2 = HM::load(path).options();
+  EXPECT_EQ(c2.tol, c.tol);
+  EXPECT_EQ(c2.max_rank, c.max_rank);
+  EXPECT_EQ(c2.seed, c.seed);
+  EXPECT_EQ(c2.oversampling, c.oversampling);
+  EXPECT_EQ(c2.probes, c.probes);
+  EXPECT_EQ(c2.max_products, c.max_products);
+  EXPECT_TRUE(c2.allow_capped);
+  EXPECT_FALSE(c2.spd_compensation);
+  // the flags word (offset 68: head 16, n/leaf/levels 12, record head 8,
+  // tol 8, max_rank 4, seed 8, three int32 12) with an unknown bit
+  {
+    std::ifstream i(path, std::ios::binary);
+    std::string all((std::istreambuf_iterator<char>(i)), std::istreambuf_iterator<char>());
+    all.resize(all.size() - 20);  // without the checksum trailer
+    const std::uint32_t bad = 4;
+    std::memcpy(&all[68], &bad, 4);
+    std::ofstream(path + ".flags", std::ios::binary) << all;
+  }
+  expect_throw_with([&] { HM::load(path + ".flags"); }, {"corrupt options", "flags = 4"}, "unknown options flag");
+  std::remove(path.c_str());
+  std::remove((path + ".flags").c_str());
+}
+
 }  // namespace hfisher_test

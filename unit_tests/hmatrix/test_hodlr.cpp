@@ -663,3 +663,10 @@ TYPED_TEST(HODLRTest, OnlineSumScaleRecompress) {
   EXPECT_THROW(H.scale(S(NAN)), hfisher::Error);
   EXPECT_THROW(H.recompress(2.0), hfisher::Error);
 }
+
+// Format version 1 (flags packed into max_rank and the block ranks) still
+// loads; version 2 keeps every option field (hmatrix_helpers.hpp).
+TYPED_TEST(HODLRTest, FormatVersionsLoad) {
+  using HM = hfisher::HODLR<typename TypeParam::scalar, typename TypeParam::exec>;
+  check_format_versions<HM>("hodlr_v1.bin", 0.02, true, {1, 2, 4});
+}

@@ -345,3 +345,10 @@ TYPED_TEST(HSSTest, SaveLoadAddDiagonalAndErrors) {
   M Xw("Xw", n + 1, 1), Yw("Yw", n + 1, 1);
   EXPECT_THROW(H.apply(Xw, Yw), hfisher::Error);
 }
+
+// Format version 1 (flags packed into max_rank and the block ranks) still
+// loads; version 2 keeps every option field (hmatrix_helpers.hpp).
+TYPED_TEST(HSSTest, FormatVersionsLoad) {
+  using HM = hfisher::HSS<typename TypeParam::scalar, typename TypeParam::exec>;
+  check_format_versions<HM>("hss_v1.bin", 0.1, false, {2, 4, 8});
+}

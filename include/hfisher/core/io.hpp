@@ -113,15 +113,28 @@ inline void put_header(std::ostream& o, const char (&magic)[8], std::uint32_t ve
 }
 
 /// Checks a head written by put_header: the magic (`role` says what kind of
-/// file was expected), then that this build reads the version and the file
-/// holds scalars of scalar_size bytes.
-inline void expect_header(std::istream& i, const char (&magic)[8], std::uint32_t version, std::uint32_t scalar_size,
-                          const std::string& what, const char* where, const char* role) {
+/// file was expected), then that this build reads the version (any of
+/// first..last) and the file holds scalars of scalar_size bytes. Returns the
+/// file's version.
+inline std::uint32_t expect_header_versions(std::istream& i, const char (&magic)[8], std::uint32_t first,
+                                            std::uint32_t last, std::uint32_t scalar_size, const std::string& what,
+                                            const char* where, const char* role) {
   expect_magic(i, magic, what, where, role);
   const auto v = get<std::uint32_t>(i, what, where);
-  detail::require(v == version, where, what, " has format version ", v, ", this build reads ", version);
+  if (first == last)
+    detail::require(v == first, where, what, " has format version ", v, ", this build reads ", first);
+  else
+    detail::require(v >= first && v <= last, where, what, " has format version ", v, ", this build reads ", first,
+                    " to ", last);
   const auto ss = get<std::uint32_t>(i, what, where);
   detail::require(ss == scalar_size, where, what, " holds ", ss * 8, "-bit scalars, expected ", scalar_size * 8);
+  return v;
+}
+
+/// expect_header_versions for a format with one version.
+inline void expect_header(std::istream& i, const char (&magic)[8], std::uint32_t version, std::uint32_t scalar_size,
+                          const std::string& what, const char* where, const char* role) {
+  expect_header_versions(i, magic, version, version, scalar_size, what, where, role);
 }
 
 /// A file written under a temporary name and renamed into place by commit().

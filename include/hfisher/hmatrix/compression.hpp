@@ -3,6 +3,12 @@
 /// \brief Options of H-matrix compression and the rank report.
 
 #include <hfisher/core/error.hpp>
+#include <hfisher/core/io.hpp>
+
+#include <cstdint>
+#include <istream>
+#include <ostream>
+#include <string>
 
 #include <vector>
 
@@ -54,6 +60,83 @@ struct CompressionOptions {
                     probes);
   }
 };
+
+namespace io {
+
+/// CompressionOptions as a versioned record (HODLR and HSS files from their
+/// format version 2): uint32 record version (1) and payload bytes (36), then
+/// tol (double), max_rank (int32), seed (uint64), oversampling, probes and
+/// max_products (int32 each), and flags (uint32: bit 0 spd_compensation,
+/// bit 1 allow_capped; the other bits must be 0).
+inline void put_options(std::ostream& o, const CompressionOptions& c) {
+  put(o, std::uint32_t(1));
+  put(o, std::uint32_t(36));
+  put(o, c.tol);
+  put(o, std::int32_t(c.max_rank));
+  put(o, std::uint64_t(c.seed));
+  put(o, std::int32_t(c.oversampling));
+  put(o, std::int32_t(c.probes));
+  put(o, std::int32_t(c.max_products));
+  put(o, std::uint32_t((c.spd_compensation ? 1u : 0u) | (c.allow_capped ? 2u : 0u)));
+}
+
+/// Reads and checks a record written by put_options.
+inline CompressionOptions get_options(std::istream& i, const std::string& what, const char* where) {
+  const auto version = get<std::uint32_t>(i, what, where);
+  const auto bytes = get<std::uint32_t>(i, what, where);
+  detail::require(version == 1 && bytes == 36, where, what, ": corrupt options record (version ", version, ", ", bytes,
+                  " bytes; this build reads version 1 of 36 bytes)");
+  CompressionOptions c;
+  c.tol = get<double>(i, what, where);
+  c.max_rank = get<std::int32_t>(i, what, where);
+  c.seed = get<std::uint64_t>(i, what, where);
+  c.oversampling = get<std::int32_t>(i, what, where);
+  c.probes = get<std::int32_t>(i, what, where);
+  c.max_products = get<std::int32_t>(i, what, where);
+  const auto flags = get<std::uint32_t>(i, what, where);
+  c.spd_compensation = (flags & 1u) != 0;
+  c.allow_capped = (flags & 2u) != 0;
+  detail::require(c.tol > 0 && c.tol < 1 && c.max_rank >= 0 && c.oversampling >= 0 && c.probes >= 0 &&
+                      c.probes <= 4096 && c.max_products >= 0 && (flags & ~3u) == 0,
+                  where, what, ": corrupt options (tol = ", c.tol, ", max_rank = ", c.max_rank,
+                  ", oversampling = ", c.oversampling, ", probes = ", c.probes, ", max_products = ", c.max_products,
+                  ", flags = ", flags, ")");
+  return c;
+}
+
+/// The block ranks of one level and which of them max_rank capped (format
+/// version 2 of HODLR and HSS): the ranks as int32, then one byte (0 or 1)
+/// per block.
+inline void put_ranks(std::ostream& o, const std::vector<int>& ranks, const std::vector<char>& capped) {
+  for (int r : ranks) put(o, std::int32_t(r));
+  for (std::size_t b = 0; b < ranks.size(); ++b) put(o, std::uint8_t(b < capped.size() && capped[b] ? 1 : 0));
+}
+
+/// Reads `count` ranks written by put_ranks, each in [0, bound] (version 2),
+/// or, for version 1, ranks with the capped flag in bit 30.
+inline void get_ranks(std::istream& i, std::uint32_t version, int count, int bound, std::vector<int>& ranks,
+                      std::vector<char>& capped, const std::string& what, const char* where, int level) {
+  require_available(i, (version >= 2 ? 5ULL : 4ULL) * count, what, where);
+  ranks.assign(count, 0);
+  capped.assign(count, 0);
+  for (int b = 0; b < count; ++b) {
+    int r = get<std::int32_t>(i, what, where);
+    if (version < 2) {
+      capped[b] = (r & (1 << 30)) != 0;
+      r &= ~(1 << 30);
+    }
+    detail::require(r >= 0 && r <= bound, where, what, ": corrupt block rank ", r, " at level ", level);
+    ranks[b] = r;
+  }
+  if (version < 2) return;
+  for (int b = 0; b < count; ++b) {
+    const auto f = get<std::uint8_t>(i, what, where);
+    detail::require(f <= 1, where, what, ": corrupt capped flag ", int(f), " at level ", level);
+    capped[b] = char(f);
+  }
+}
+
+}  // namespace io
 
 /// How a construction went: the achieved-error estimate of every
 /// construction, and for the matrix-free ones the products spent.

@@ -1034,7 +1034,10 @@ std::vector<RankStats> HODLR<Scalar, ExecSpace>::ranks() const {
 
 namespace detail {
 constexpr char hodlr_magic[8] = {'H', 'F', 'H', 'O', 'D', 'L', 'R', '\0'};
-constexpr std::uint32_t hodlr_version = 1;
+// version 2: options as a versioned record (io::put_options), capped flags
+// as bytes beside the ranks (io::put_ranks); version 1 packed the flags into
+// bits 29/30 of max_rank and bit 30 of a block rank and still loads.
+constexpr std::uint32_t hodlr_version = 2;
 }  // namespace detail
 
 template <class Scalar, class ExecSpace>
@@ -1046,16 +1049,12 @@ void HODLR<Scalar, ExecSpace>::write(std::ostream& o) const {
   put(o, std::int32_t(tree_.size()));
   put(o, std::int32_t(tree_.leaf_size()));
   put(o, std::int32_t(tree_.levels()));
-  put(o, opts_.tol);
-  // flags in bits 30 (spd_compensation) and 29 (allow_capped)
-  put(o,
-      std::int32_t(opts_.max_rank | (opts_.spd_compensation ? (1 << 30) : 0) | (opts_.allow_capped ? (1 << 29) : 0)));
+  io::put_options(o, opts_);
   for (int p : tree_.perm()) put(o, std::int32_t(p));
   io::put_view(o, D_);
   for (std::size_t l = 0; l < U_.size(); ++l) {
     put(o, std::int32_t(U_[l].extent(2)));
-    for (std::size_t p = 0; p < ranks_[l].size(); ++p)  // a capped block has bit 30 set
-      put(o, std::int32_t(ranks_[l][p] | (p < capped_[l].size() && capped_[l][p] ? (1 << 30) : 0)));
+    io::put_ranks(o, ranks_[l], capped_[l]);
     io::put_view(o, U_[l]);
     io::put_view(o, V_[l]);
   }
@@ -1074,20 +1073,25 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::read(std::istream& i, const s
   using detail::hodlr_version;
   constexpr const char* where = "hfisher::HODLR::load";
   auto get32 = [&]() { return io::get<std::int32_t>(i, path, where); };
-  io::expect_header(i, hodlr_magic, hodlr_version, sizeof(Scalar), path, where, "an hfisher HODLR file");
+  const auto version = io::expect_header_versions(i, hodlr_magic, 1, hodlr_version, sizeof(Scalar), path, where,
+                                                  "an hfisher HODLR file");
   const int n = get32(), leaf = get32(), L = get32();
   detail::require(n >= 1 && leaf >= 1 && L >= 0 && L <= 24 && (long(leaf) << L) >= n && (long(leaf) << L) < (1L << 31),
                   where, path, ": corrupt header (n = ", n, ", leaf = ", leaf, ", levels = ", L, ")");
-  CompressionOptions opts;
-  opts.tol = io::get<double>(i, path, where);
-  opts.max_rank = get32();
-  opts.spd_compensation = (opts.max_rank & (1 << 30)) != 0;
-  opts.allow_capped = (opts.max_rank & (1 << 29)) != 0;
-  opts.max_rank &= ~((1 << 30) | (1 << 29));
   // every header field read back is checked; sizes against the bytes the
   // file holds before anything of that size is allocated (max_rank 0: no cap)
-  detail::require(opts.tol > 0 && opts.tol < 1 && opts.max_rank >= 0, where, path,
-                  ": corrupt options (tol = ", opts.tol, ", max_rank = ", opts.max_rank, ")");
+  CompressionOptions opts;
+  if (version >= 2) {
+    opts = io::get_options(i, path, where);
+  } else {  // version 1: tol, then max_rank with the flags in bits 30 and 29
+    opts.tol = io::get<double>(i, path, where);
+    opts.max_rank = get32();
+    opts.spd_compensation = (opts.max_rank & (1 << 30)) != 0;
+    opts.allow_capped = (opts.max_rank & (1 << 29)) != 0;
+    opts.max_rank &= ~((1 << 30) | (1 << 29));
+    detail::require(opts.tol > 0 && opts.tol < 1 && opts.max_rank >= 0, where, path,
+                    ": corrupt options (tol = ", opts.tol, ", max_rank = ", opts.max_rank, ")");
+  }
   const int N = leaf << L;
   io::require_available(i, 4ULL * N, path, where);
   std::vector<int> perm(N);
@@ -1101,14 +1105,9 @@ HODLR<Scalar, ExecSpace> HODLR<Scalar, ExecSpace>::read(std::istream& i, const s
     const int m = N >> l, pairs = 1 << (l - 1);
     const int k = get32();
     detail::require(k >= 1 && k <= m, where, path, ": corrupt rank ", k, " at level ", l);
-    std::vector<int> r(pairs);
-    std::vector<char> capped(pairs, 0);
-    for (int p = 0; p < pairs; ++p) {
-      r[p] = get32();
-      capped[p] = (r[p] & (1 << 30)) != 0;
-      r[p] &= ~(1 << 30);
-      detail::require(r[p] >= 0 && r[p] <= k, where, path, ": corrupt block rank at level ", l);
-    }
+    std::vector<int> r;
+    std::vector<char> capped;
+    io::get_ranks(i, version, pairs, k, r, capped, path, where, l);
     io::require_available(i, 2ULL * pairs * m * k * sizeof(Scalar), path, where);
     Batch U("hfisher::HODLR::U", pairs, m, k), V("hfisher::HODLR::V", pairs, m, k);
     io::get_view(i, U, path, where);

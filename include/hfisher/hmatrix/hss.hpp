@@ -842,7 +842,10 @@ std::vector<RankStats> HSS<Scalar, ExecSpace>::ranks() const {
 
 namespace detail {
 constexpr char magic[8] = {'H', 'F', 'H', 'S', 'S', '\0', '\0', '\0'};
-constexpr std::uint32_t version = 1;
+// version 2: options as a versioned record (io::put_options), capped flags
+// as bytes beside the ranks (io::put_ranks); version 1 packed the flags into
+// bit 29 of max_rank and bit 30 of a node rank and still loads.
+constexpr std::uint32_t version = 2;
 }  // namespace detail
 
 template <class Scalar, class ExecSpace>
@@ -853,13 +856,11 @@ void HSS<Scalar, ExecSpace>::write(std::ostream& o) const {
   put(o, std::int32_t(tree_.size()));
   put(o, std::int32_t(tree_.leaf_size()));
   put(o, std::int32_t(tree_.levels()));
-  put(o, opts_.tol);
-  put(o, std::int32_t(opts_.max_rank | (opts_.allow_capped ? (1 << 29) : 0)));  // flag in bit 29
+  io::put_options(o, opts_);
   for (int p : tree_.perm()) put(o, std::int32_t(p));
   for (int l = tree_.levels(); l >= 1; --l) {
     put(o, std::int32_t(U_[l].extent(2)));
-    for (std::size_t b = 0; b < ranks_[l].size(); ++b)  // a capped node has bit 30 set
-      put(o, std::int32_t(ranks_[l][b] | (b < capped_[l].size() && capped_[l][b] ? (1 << 30) : 0)));
+    io::put_ranks(o, ranks_[l], capped_[l]);
   }
   for (std::size_t l = 0; l < D_.size(); ++l) {
     io::put_view(o, D_[l]);
@@ -878,19 +879,24 @@ template <class Scalar, class ExecSpace>
 HSS<Scalar, ExecSpace> HSS<Scalar, ExecSpace>::read(std::istream& i, const std::string& path) {
   constexpr const char* where = "hfisher::HSS::load";
   auto get32 = [&]() { return io::get<std::int32_t>(i, path, where); };
-  io::expect_header(i, detail::magic, detail::version, sizeof(Scalar), path, where, "an hfisher HSS file");
+  const auto version = io::expect_header_versions(i, detail::magic, 1, detail::version, sizeof(Scalar), path, where,
+                                                  "an hfisher HSS file");
   const int n = get32(), leaf = get32(), L = get32();
   detail::require(n >= 1 && leaf >= 1 && L >= 0 && L <= 24 && (long(leaf) << L) >= n && (long(leaf) << L) < (1L << 31),
                   where, path, ": corrupt header (n = ", n, ", leaf = ", leaf, ", levels = ", L, ")");
-  CompressionOptions opts;
-  opts.tol = io::get<double>(i, path, where);
-  opts.max_rank = get32();
-  opts.allow_capped = (opts.max_rank & (1 << 29)) != 0;
-  opts.max_rank &= ~(1 << 29);
   // every header field read back is checked; sizes against the bytes the
   // file holds before anything of that size is allocated (max_rank 0: no cap)
-  detail::require(opts.tol > 0 && opts.tol < 1 && opts.max_rank >= 0, where, path,
-                  ": corrupt options (tol = ", opts.tol, ", max_rank = ", opts.max_rank, ")");
+  CompressionOptions opts;
+  if (version >= 2) {
+    opts = io::get_options(i, path, where);
+  } else {  // version 1: tol, then max_rank with allow_capped in bit 29
+    opts.tol = io::get<double>(i, path, where);
+    opts.max_rank = get32();
+    opts.allow_capped = (opts.max_rank & (1 << 29)) != 0;
+    opts.max_rank &= ~(1 << 29);
+    detail::require(opts.tol > 0 && opts.tol < 1 && opts.max_rank >= 0, where, path,
+                    ": corrupt options (tol = ", opts.tol, ", max_rank = ", opts.max_rank, ")");
+  }
   const int N = leaf << L;
   io::require_available(i, 4ULL * N, path, where);
   std::vector<int> perm(N);
@@ -903,15 +909,7 @@ HSS<Scalar, ExecSpace> HSS<Scalar, ExecSpace>::read(std::istream& i, const std::
     k[l] = get32();
     detail::require(k[l] >= 1 && k[l] <= m[l], where, path, ": corrupt rank ", k[l], " at level ", l,
                     " (the level's blocks have ", m[l], " rows)");
-    H.ranks_[l].resize(1 << l);
-    H.capped_[l].assign(1 << l, 0);
-    for (int b = 0; b < (1 << l); ++b) {
-      int& r = H.ranks_[l][b];
-      r = get32();
-      H.capped_[l][b] = (r & (1 << 30)) != 0;
-      r &= ~(1 << 30);
-      detail::require(r >= 0 && r <= m[l], where, path, ": corrupt node rank at level ", l);
-    }
+    io::get_ranks(i, version, 1 << l, m[l], H.ranks_[l], H.capped_[l], path, where, l);
     m[l - 1] = 2 * k[l];
   }
   unsigned long long payload = 0;
