@@ -4,6 +4,7 @@
 #include <random>
 #include <string>
 
+#include "format_suite.hpp"
 #include "hmatrix_helpers.hpp"
 
 using namespace hfisher_test;
@@ -11,6 +12,8 @@ using namespace hfisher_test;
 template <class C>
 class HODLRTest : public ::testing::Test {};
 TYPED_TEST_SUITE(HODLRTest, Configs, ConfigNames);
+// the tests every H-matrix format passes (format_suite.hpp), for HODLR
+INSTANTIATE_TYPED_TEST_SUITE_P(HODLR, HMatrixFormat, FormatCases<hfisher::HODLR>, ConfigNames);
 
 namespace {
 
@@ -104,23 +107,6 @@ TEST(ClusterTree, FromGramRecoversHiddenStructure) {
   EXPECT_THROW(hfisher::ClusterTree::from_gram(bad, n, 32), hfisher::Error);
   EXPECT_THROW(hfisher::ClusterTree::from_gram(entry, 0, 32), hfisher::Error);
   EXPECT_THROW(hfisher::ClusterTree::from_gram_factors(G, n, 4, 32), hfisher::Error);
-}
-
-TYPED_TEST(HODLRTest, FromDenseKernelMatrices) {
-  using S = typename TypeParam::scalar;
-  using E = typename TypeParam::exec;
-  const double tol = std::is_same<S, double>::value ? 1e-9 : 1e-4;
-  for_each_kernel_case([&](const std::vector<double>& A, const hfisher::ClusterTree& tree, const std::string& what) {
-    const int n = tree.size();
-    hfisher::CompressionOptions o;
-    o.tol = tol;
-    o.max_rank = 200;
-    auto H = hfisher::HODLR<S, E>::from_dense(dev2<S, E>(A, n, n), tree, o);
-    check_contract(H, as_batch(A, n), (2 * tree.levels() + 1) * tol, what.c_str());
-    if (n == 128) {
-      EXPECT_LT(H.bytes(), size_t(n) * n * sizeof(S)) << what;  // the 1-D geometric case compresses
-    }
-  });
 }
 
 // Matrix-free peeling: the products the operator saw are the ones reported,
@@ -448,145 +434,24 @@ TYPED_TEST(HODLRTest, NoSilentTruncation) {
   EXPECT_NO_THROW(HM::from_factors(dd, dev2<S, E>(G.a, n, 40), tree, wide));
 }
 
-TYPED_TEST(HODLRTest, FromFactorsDiagonalPlusGramian) {
+// A matrix indefinite only through its off-diagonal blocks (its leaves are
+// SPD) is refused by the factorization.
+TYPED_TEST(HODLRTest, IndefiniteThroughOffDiagonalBlocks) {
   using S = typename TypeParam::scalar;
   using E = typename TypeParam::exec;
-  const double tol = std::is_same<S, double>::value ? 1e-12 : 1e-5;
-  for (int m : {5, 40, 400}) {
-    const int n = 130;
-    auto G = random_batch(1, n, m, 100 + m);
-    std::vector<double> d(n), A(size_t(n) * n);
-    for (int i = 0; i < n; ++i) d[i] = 1.0 + 0.1 * i / n;
-    for (int i = 0; i < n; ++i)
-      for (int j = 0; j < n; ++j) {
-        double s = 0;
-        for (int c = 0; c < m; ++c) s += G(0, i, c) * G(0, j, c);
-        A[size_t(i) * n + j] = s / m + (i == j ? d[i] : 0.0);
-      }
-    for (auto& x : G.a) x /= std::sqrt(double(m));
-    Kokkos::View<S*, typename E::memory_space> dd("d", n);
-    auto dh = Kokkos::create_mirror_view(dd);
-    for (int i = 0; i < n; ++i) dh(i) = S(d[i]);
-    Kokkos::deep_copy(dd, dh);
-    auto tree = hfisher::ClusterTree::balanced(n, 16);
-    hfisher::CompressionOptions o;
-    o.tol = tol;
-    o.max_rank = 128;
-    auto H = hfisher::HODLR<S, E>::from_factors(dd, dev2<S, E>(G.a, n, m), tree, o);
-    std::string what = "from_factors m=" + std::to_string(m);
-    check_contract(H, as_batch(A, n), (tree.levels() + 1) * tol, what.c_str());
-    for (const auto& r : H.ranks()) EXPECT_LE(r.max, std::min(m, tree.block_size(r.level))) << what;
-  }
-}
-
-TYPED_TEST(HODLRTest, AddDiagonalSaveLoadAndErrors) {
-  using S = typename TypeParam::scalar;
-  using E = typename TypeParam::exec;
-  using HM = hfisher::HODLR<S, E>;
   const int n = 70;
-  auto A = kernel_matrix(n, 1, 0.1, 77);
   auto tree = hfisher::ClusterTree::balanced(n, 16);
   hfisher::CompressionOptions o;
   o.tol = std::is_same<S, double>::value ? 1e-10 : 1e-4;
-  auto Ad = dev2<S, E>(A, n, n);
-  auto H = hfisher::HODLR<S, E>::from_dense(Ad, tree, o);
-  H.add_diagonal(S(2));
-  auto d = to_host1(H.diag());
-  for (int i = 0; i < n; ++i) EXPECT_NEAR(d[i], A[size_t(i) * n + i] + 2, 1e-4);
-
-  const std::string path = unique_temp("hodlr_" + std::to_string(sizeof(S)) + ".bin");
-  H.save(path);
-  auto H2 = hfisher::HODLR<S, E>::load(path);
-  EXPECT_TRUE(H2.tree() == H.tree());
-  EXPECT_TRUE(near(host_matrix(H2.to_dense()), host_matrix(H.to_dense()), 0.0, 1.0, "load(save(H)) == H"));
-  // truncated file, foreign file, other scalar type, missing file
-  {
-    std::ifstream i(path, std::ios::binary);
-    std::string all((std::istreambuf_iterator<char>(i)), std::istreambuf_iterator<char>());
-    std::ofstream o2(path + ".cut", std::ios::binary);
-    o2.write(all.data(), all.size() / 2);
-  }
-  try {
-    hfisher::HODLR<S, E>::load(path + ".cut");
-    FAIL() << "truncated file accepted";
-  } catch (const hfisher::Error& e) {
-    EXPECT_NE(std::string(e.what()).find("truncated"), std::string::npos) << e.what();
-  }
-  {
-    std::ofstream o2(path + ".foreign");
-    o2 << "not a matrix at all";
-  }
-  EXPECT_THROW(HM::load(path + ".foreign"), hfisher::Error);
-  EXPECT_THROW(HM::load(path + ".missing"), hfisher::Error);
-  // a single flipped bit anywhere (payload or checksum trailer) is refused
-  {
-    std::ifstream i(path, std::ios::binary);
-    const std::string all((std::istreambuf_iterator<char>(i)), std::istreambuf_iterator<char>());
-    std::mt19937 g(11);
-    for (int trial = 0; trial < 64; ++trial) {
-      std::string flipped = all;
-      const std::size_t bit = (trial < 8 ? all.size() * 8 - 1 - std::size_t(trial) * 21 : g() % (all.size() * 8));
-      flipped[bit / 8] = char(flipped[bit / 8] ^ (1 << (bit % 8)));
-      std::ofstream(path + ".flip", std::ios::binary) << flipped;
-      EXPECT_THROW(HM::load(path + ".flip"), hfisher::Error) << "bit " << bit << " of " << all.size() * 8;
-    }
-    std::remove((path + ".flip").c_str());
-  }
-  // trailing bytes after the record, and a header whose level count asks for
-  // 2^30 leaves: refused, the second before anything of that size is allocated
-  refuses_trailing_bytes_and_huge_levels(path, [](const std::string& p) { HM::load(p); });
-  // mutated payloads behind no seal: loaded or refused, never a crash
-  fuzz_loader(path, [](const std::string& p) { HM::load(p); });
-  using Other = typename std::conditional<std::is_same<S, double>::value, float, double>::type;
-  try {
-    hfisher::HODLR<Other, E>::load(path);
-    FAIL() << "scalar type mismatch accepted";
-  } catch (const hfisher::Error& e) {
-    EXPECT_NE(std::string(e.what()).find("bit scalars"), std::string::npos) << e.what();
-  }
-  std::remove(path.c_str());
-  std::remove((path + ".cut").c_str());
-  std::remove((path + ".foreign").c_str());
-
-  // not positive definite: the factorization names where and suggests add_diagonal
-  auto Aind = kernel_matrix(n, 1, -3.0, 78);
-  auto Hi = hfisher::HODLR<S, E>::from_dense(dev2<S, E>(Aind, n, n), tree, o);
-  try {
-    Hi.factor();
-    FAIL() << "indefinite matrix factored";
-  } catch (const hfisher::Error& e) {
-    const std::string w = e.what();
-    EXPECT_NE(w.find("not positive definite"), std::string::npos) << w;
-    EXPECT_NE(w.find("add_diagonal"), std::string::npos) << w;
-  }
-  // a matrix indefinite only through its off-diagonal blocks: leaves are SPD
-  {
-    std::vector<double> B(size_t(n) * n, 0.0);
-    for (int i = 0; i < n; ++i) B[size_t(i) * n + i] = 1.0;
-    int last = tree.padded_size() - 1;
-    while (tree.perm()[last] < 0) --last;
-    const int a = tree.perm()[0], b = tree.perm()[last];
-    ASSERT_GE(a, 0);
-    B[size_t(a) * n + b] = B[size_t(b) * n + a] = 1.5;  // [[1, 1.5], [1.5, 1]] is indefinite
-    auto Hb = hfisher::HODLR<S, E>::from_dense(dev2<S, E>(B, n, n), tree, o);
-    EXPECT_THROW(Hb.factor(), hfisher::Error);
-  }
-  // bad input
-  auto Ans = A;
-  Ans[1] += 0.5;
-  EXPECT_THROW(HM::from_dense(dev2<S, E>(Ans, n, n), tree, o), hfisher::Error);
-  auto Anan = A;
-  Anan[5 * n + 7] = std::nan("");
-  EXPECT_THROW(HM::from_dense(dev2<S, E>(Anan, n, n), tree, o), hfisher::Error);
-  EXPECT_THROW(HM::from_dense(dev2<S, E>(A, n - 1, n - 1), tree, o), hfisher::Error);
-  hfisher::CompressionOptions bad = o;
-  bad.tol = 0;
-  EXPECT_THROW(HM::from_dense(Ad, tree, bad), hfisher::Error);
-  bad = o;
-  bad.max_rank = -1;
-  EXPECT_THROW(HM::from_dense(Ad, tree, bad), hfisher::Error);
-  typename hfisher::HODLR<S, E>::Matrix Xw("Xw", n + 1, 1), Yw("Yw", n + 1, 1);
-  EXPECT_THROW(H.apply(Xw, Yw), hfisher::Error);
+  std::vector<double> B(size_t(n) * n, 0.0);
+  for (int i = 0; i < n; ++i) B[size_t(i) * n + i] = 1.0;
+  int last = tree.padded_size() - 1;
+  while (tree.perm()[last] < 0) --last;
+  const int a = tree.perm()[0], b = tree.perm()[last];
+  ASSERT_GE(a, 0);
+  B[size_t(a) * n + b] = B[size_t(b) * n + a] = 1.5;  // [[1, 1.5], [1.5, 1]] is indefinite
+  auto Hb = hfisher::HODLR<S, E>::from_dense(dev2<S, E>(B, n, n), tree, o);
+  expect_throw_with([&] { Hb.factor(); }, {"not positive definite"}, "indefinite off-diagonal coupling");
 }
 
 // online sums: sum of T recompressed diag + G G^T terms against the dense sum
@@ -662,11 +527,4 @@ TYPED_TEST(HODLRTest, OnlineSumScaleRecompress) {
   EXPECT_THROW(H.add(other), hfisher::Error);
   EXPECT_THROW(H.scale(S(NAN)), hfisher::Error);
   EXPECT_THROW(H.recompress(2.0), hfisher::Error);
-}
-
-// Format version 1 (flags packed into max_rank and the block ranks) still
-// loads; version 2 keeps every option field (hmatrix_helpers.hpp).
-TYPED_TEST(HODLRTest, FormatVersionsLoad) {
-  using HM = hfisher::HODLR<typename TypeParam::scalar, typename TypeParam::exec>;
-  check_format_versions<HM>("hodlr_v1.bin", 0.02, true, {1, 2, 4});
 }

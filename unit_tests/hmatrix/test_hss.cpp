@@ -2,6 +2,7 @@
 #include <cstring>
 #include <fstream>
 
+#include "format_suite.hpp"
 #include "hmatrix_helpers.hpp"
 
 using namespace hfisher_test;
@@ -9,6 +10,8 @@ using namespace hfisher_test;
 template <class C>
 class HSSTest : public ::testing::Test {};
 TYPED_TEST_SUITE(HSSTest, Configs, ConfigNames);
+// the tests every H-matrix format passes (format_suite.hpp), for HSS
+INSTANTIATE_TYPED_TEST_SUITE_P(HSS, HMatrixFormat, FormatCases<hfisher::HSS>, ConfigNames);
 
 namespace {
 
@@ -30,20 +33,6 @@ void check_contract(const hfisher::HSS<S, E>& H, const HostBatch& Aref, double a
 }
 
 }  // namespace
-
-TYPED_TEST(HSSTest, FromDenseKernelMatrices) {
-  using S = typename TypeParam::scalar;
-  using E = typename TypeParam::exec;
-  const double tol = std::is_same<S, double>::value ? 1e-9 : 1e-4;
-  for_each_kernel_case([&](const std::vector<double>& A, const hfisher::ClusterTree& tree, const std::string& what) {
-    const int n = tree.size();
-    hfisher::CompressionOptions o;
-    o.tol = tol;
-    o.max_rank = 200;
-    auto H = hfisher::HSS<S, E>::from_dense(dev2<S, E>(A, n, n), tree, o);
-    check_contract(H, as_batch(A, n), 10 * (tree.levels() + 1) * tol, ("HSS " + what).c_str());
-  });
-}
 
 // No silent truncation: the default (no cap) meets tol; a cap
 // below the node ranks is an error naming level and block unless
@@ -175,33 +164,6 @@ TYPED_TEST(HSSTest, FromEntriesHonoursTolerance) {
   EXPECT_NE(msg.find("NaN"), std::string::npos) << msg;
 }
 
-TYPED_TEST(HSSTest, FromFactorsDiagonalPlusGramian) {
-  using S = typename TypeParam::scalar;
-  using E = typename TypeParam::exec;
-  const double tol = std::is_same<S, double>::value ? 1e-11 : 1e-5;
-  for (int m : {5, 40}) {
-    const int n = 130;
-    auto G = random_batch(1, n, m, 100 + m);
-    for (auto& x : G.a) x /= std::sqrt(double(m));
-    std::vector<double> d(n), A(size_t(n) * n);
-    for (int i = 0; i < n; ++i) d[i] = 1.0 + 0.1 * i / n;
-    for (int i = 0; i < n; ++i)
-      for (int j = 0; j < n; ++j) {
-        double s = 0;
-        for (int c = 0; c < m; ++c) s += G(0, i, c) * G(0, j, c);
-        A[size_t(i) * n + j] = s + (i == j ? d[i] : 0.0);
-      }
-    auto tree = hfisher::ClusterTree::balanced(n, 16);
-    hfisher::CompressionOptions o;
-    o.tol = tol;
-    o.max_rank = 64;
-    auto H = hfisher::HSS<S, E>::from_factors(dev1<S, E>(d), dev2<S, E>(G.a, n, m), tree, o);
-    std::string what = "HSS from_factors m=" + std::to_string(m);
-    check_contract(H, as_batch(A, n), 10 * (tree.levels() + 1) * tol, what.c_str());
-    for (const auto& r : H.ranks()) EXPECT_LE(r.max, m) << what;
-  }
-}
-
 // Online sums: T Fisher-like terms diag + G_t G_t^T whose gradients share a
 // subspace (G_t = G_0 C_t): the recompressed sum stays within 10 tol of the
 // dense sum and within 2x the memory of one term.
@@ -265,7 +227,9 @@ TYPED_TEST(HSSTest, OnlineSumScaleRecompress) {
   EXPECT_THROW(H.recompress(2.0), hfisher::Error);
 }
 
-TYPED_TEST(HSSTest, SaveLoadAddDiagonalAndErrors) {
+// Operators that break the product contract (wrong size, NaN) and a
+// product budget below a leaf's worth of test vectors are refused.
+TYPED_TEST(HSSTest, ProductContractErrors) {
   using S = typename TypeParam::scalar;
   using E = typename TypeParam::exec;
   using HM = hfisher::HSS<S, E>;
@@ -275,80 +239,12 @@ TYPED_TEST(HSSTest, SaveLoadAddDiagonalAndErrors) {
   auto tree = hfisher::ClusterTree::balanced(n, 16);
   hfisher::CompressionOptions o;
   o.tol = std::is_same<S, double>::value ? 1e-10 : 1e-4;
-  auto Ad = dev2<S, E>(A, n, n);
-  auto H = HM::from_dense(Ad, tree, o);
-  H.add_diagonal(S(2));
-  auto d = to_host1(H.diag());
-  for (int i = 0; i < n; ++i) EXPECT_NEAR(d[i], A[size_t(i) * n + i] + 2, 1e-4);
-  const std::string path = unique_temp("hss_" + std::to_string(sizeof(S)) + ".bin");
-  H.save(path);
-  auto H2 = HM::load(path);
-  EXPECT_TRUE(H2.tree() == H.tree());
-  EXPECT_TRUE(near(host_matrix(H2.to_dense()), host_matrix(H.to_dense()), 0.0, 1.0, "load(save(H)) == H"));
-  {
-    std::ifstream i(path, std::ios::binary);
-    std::string all((std::istreambuf_iterator<char>(i)), std::istreambuf_iterator<char>());
-    std::ofstream o2(path + ".cut", std::ios::binary);
-    o2.write(all.data(), all.size() / 2);
-  }
-  try {
-    HM::load(path + ".cut");
-    FAIL() << "truncated file accepted";
-  } catch (const hfisher::Error& e) {
-    EXPECT_NE(std::string(e.what()).find("truncated"), std::string::npos) << e.what();
-  }
-  EXPECT_THROW(HM::load(path + ".missing"), hfisher::Error);
-  // trailing bytes after the record, and a header whose level count asks for
-  // 2^30 leaves: refused, the second before anything of that size is allocated
-  refuses_trailing_bytes_and_huge_levels(path, [](const std::string& p) { HM::load(p); });
-  // mutated payloads behind no seal: loaded or refused, never a crash
-  fuzz_loader(path, [](const std::string& p) { HM::load(p); });
-  // an HODLR file is not an HSS file
-  hfisher::HODLR<S, E>::from_dense(Ad, tree, o).save(path + ".hodlr");
-  EXPECT_THROW(HM::load(path + ".hodlr"), hfisher::Error);
-  std::remove(path.c_str());
-  std::remove((path + ".cut").c_str());
-  std::remove((path + ".hodlr").c_str());
-
-  // not positive definite: the factorization says so and suggests add_diagonal
-  auto Hi = HM::from_dense(dev2<S, E>(kernel_matrix(n, 1, -3.0, 78), n, n), tree, o);
-  try {
-    Hi.factor();
-    FAIL() << "indefinite matrix factored";
-  } catch (const hfisher::Error& e) {
-    EXPECT_NE(std::string(e.what()).find("not positive definite"), std::string::npos) << e.what();
-    EXPECT_NE(std::string(e.what()).find("add_diagonal"), std::string::npos) << e.what();
-  }
-  // operators that break the contract
   auto wrong_size = [&](const M& Om, M& Y) { Y = M("Y", n + 1, Om.extent(1)); };
-  try {
-    HM::from_matvec(wrong_size, n, tree, o);
-    FAIL() << "wrong-size product accepted";
-  } catch (const hfisher::Error& e) {
-    EXPECT_NE(std::string(e.what()).find("expected"), std::string::npos) << e.what();
-  }
+  expect_throw_with([&] { HM::from_matvec(wrong_size, n, tree, o); }, {"expected"}, "a wrong-size product");
   auto nan_op = [&](const M&, M& Y) { Kokkos::deep_copy(Y, S(NAN)); };
   EXPECT_THROW(HM::from_matvec(nan_op, n, tree, o), hfisher::Error);
   EXPECT_THROW(HM::from_matvec(nan_op, n + 1, tree, o), hfisher::Error);
   hfisher::CompressionOptions few = o;
   few.max_products = 10;  // below a leaf's worth of test vectors
-  EXPECT_THROW(HM::from_dense(Ad, tree, few), hfisher::Error);
-  hfisher::CompressionOptions bad = o;
-  bad.tol = 0;
-  EXPECT_THROW(HM::from_dense(Ad, tree, bad), hfisher::Error);
-  auto Ans = A;
-  Ans[1] += 0.5;
-  EXPECT_THROW(HM::from_dense(dev2<S, E>(Ans, n, n), tree, o), hfisher::Error);
-  auto Anan = A;
-  Anan[5 * n + 7] = std::nan("");
-  EXPECT_THROW(HM::from_dense(dev2<S, E>(Anan, n, n), tree, o), hfisher::Error);
-  M Xw("Xw", n + 1, 1), Yw("Yw", n + 1, 1);
-  EXPECT_THROW(H.apply(Xw, Yw), hfisher::Error);
-}
-
-// Format version 1 (flags packed into max_rank and the block ranks) still
-// loads; version 2 keeps every option field (hmatrix_helpers.hpp).
-TYPED_TEST(HSSTest, FormatVersionsLoad) {
-  using HM = hfisher::HSS<typename TypeParam::scalar, typename TypeParam::exec>;
-  check_format_versions<HM>("hss_v1.bin", 0.1, false, {2, 4, 8});
+  EXPECT_THROW(HM::from_dense(dev2<S, E>(A, n, n), tree, few), hfisher::Error);
 }
