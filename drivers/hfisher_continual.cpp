@@ -586,9 +586,7 @@ int run(const Options& o) {
     model_text = (o.model == "cnn" ? "CNN (" : "vision transformer (") + preset(o.model, shape, C).text + ")";
   }
   const long num_params = make_model(o.seed).num_params();
-  const auto fkind = o.fisher_kind == "empirical" ? hfisher::FisherKind::Empirical
-                     : o.fisher_kind == "mc"      ? hfisher::FisherKind::MonteCarlo
-                                                  : hfisher::FisherKind::GGN;
+  const auto fkind = hfisher::fisher_kind_from_string(o.fisher_kind, "hfisher-continual --fisher-kind");
   std::vector<MethodResult> results;
   for (int si = 0; si < o.seeds; ++si) {
     const std::uint64_t seed = o.seed + std::uint64_t(si);
@@ -1271,7 +1269,7 @@ int main(int argc, char** argv) {
                  "mc (one label per example sampled from the model: the Fisher of EWC and K-FAC; default), ggn "
                  "(exact expectation over the classes: R = classes samples per example) or empirical (the data's "
                  "labels)")
-      ->check(CLI::IsMember({"empirical", "mc", "ggn"}));
+      ->check(CLI::IsMember(hfisher::fisher_kind_name_list()));
   app.add_option("--hierarchical-structure", o.hstructure,
                  "Fisher of the hierarchical penalty: multilevel (diag + nested low-rank terms, PSD by construction) "
                  "or hodlr (dense leaves, low-rank off-diagonal blocks)")

@@ -92,11 +92,4 @@ void write_file_atomic(const std::string& path, const std::string& text) {
   hfisher::io::atomic_write(path, "hfisher-bench", [&](std::ostream& o) { o << text; });
 }
 
-hfisher::FisherKind fisher_kind(const std::string& name, const char* where) {
-  if (name == "empirical") return hfisher::FisherKind::Empirical;
-  if (name == "mc") return hfisher::FisherKind::MonteCarlo;
-  hfisher::detail::require(name == "ggn", where, "--kind ", name, " is not a Fisher kind (empirical, mc, ggn)");
-  return hfisher::FisherKind::GGN;
-}
-
 }  // namespace hfisher_perf

@@ -75,8 +75,4 @@ double best_time(int reps, Setup&& setup, Op&& op) {
 /// parent directory. Throws hfisher::Error on failure.
 void write_file_atomic(const std::string& path, const std::string& text);
 
-/// The Fisher kind a study's --kind names: empirical, mc (Monte-Carlo) or
-/// ggn; any other name is an error naming `where`.
-hfisher::FisherKind fisher_kind(const std::string& name, const char* where);
-
 }  // namespace hfisher_perf

@@ -310,7 +310,7 @@ int fisher_study(const FisherBenchOptions& o, const Machine& mc, Model& model, c
   const int layer = o.layer < 0 ? model.num_layers() - 1 : o.layer;
   hfisher::detail::require(layer < model.num_layers(), "hfisher-bench fisher", "--layer ", layer,
                            " is not a layer (the model has ", model.num_layers(), ")");
-  const auto kind = fisher_kind(o.kind, "hfisher-bench fisher");
+  const auto kind = hfisher::fisher_kind_from_string(o.kind, "hfisher-bench fisher --kind");
   hfisher::FisherOptions fo;
   fo.examples = o.fisher_examples;
   fo.mc_samples = o.mc_samples;

@@ -1,6 +1,7 @@
 #pragma once
 // CLI11 options of the Fisher benchmark, shared by hfisher-bench and perf_tests.
 #include <CLI/CLI.hpp>
+#include <hfisher/fisher/kind.hpp>
 
 #include "cli_checks.hpp"
 
@@ -24,7 +25,7 @@ inline void add_fisher_options(CLI::App& app, FisherBenchOptions& o) {
       ->check(CLI::Range(0, 1000));
   app.add_option("--batch", o.batch, "training batch size")->check(CLI::Range(1, 1 << 16));
   app.add_option("--lr", o.lr, "Adam learning rate")->check(hfisher_cli::FinitePositive);
-  app.add_option("--kind", o.kind, "Fisher kind")->check(CLI::IsMember({"empirical", "mc", "ggn"}));
+  app.add_option("--kind", o.kind, "Fisher kind")->check(CLI::IsMember(hfisher::fisher_kind_name_list()));
   app.add_option("--mc-samples", o.mc_samples, "labels sampled per example (--kind mc)")->check(CLI::Range(1, 1000));
   app.add_option("--fisher-examples", o.fisher_examples, "examples the Fisher is estimated from")
       ->check(CLI::Range(1, 60000));

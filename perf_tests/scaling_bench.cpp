@@ -339,7 +339,7 @@ std::vector<Row> model_rows(const ScalingBenchOptions& o, const hfisher::dist::C
   hfisher::detail::require(o.samples <= train_h.n, where, "--samples ", o.samples, " exceeds the ", train_h.n,
                            " training examples (--train-examples)");
   const auto train = hfisher::nn::to_device<S, E>(train_h);
-  const auto kind = fisher_kind(o.kind, where);
+  const auto kind = hfisher::fisher_kind_from_string(o.kind, where);
   auto mf = [&o](const std::string& st) { return o.matrix_free && (st == "hodlr" || st == "hss"); };
   names.clear();
   for (const auto& st : o.structures) names.push_back(mf(st) ? st + "-mf" : st);

@@ -1,6 +1,7 @@
 #pragma once
 // CLI11 options of the scaling study (hfisher-bench scaling).
 #include <CLI/CLI.hpp>
+#include <hfisher/fisher/kind.hpp>
 
 #include "cli_checks.hpp"
 
@@ -44,7 +45,8 @@ inline void add_scaling_options(CLI::App& app, ScalingBenchOptions& o) {
       ->check(CLI::Range(1, 60000));
   app.add_option("--epochs", o.epochs, "with --model mlp: training epochs (Adam, lr 1e-3, batch 128)")
       ->check(CLI::Range(0, 1000));
-  app.add_option("--kind", o.kind, "with --model mlp: Fisher kind")->check(CLI::IsMember({"empirical", "mc", "ggn"}));
+  app.add_option("--kind", o.kind, "with --model mlp: Fisher kind")
+      ->check(CLI::IsMember(hfisher::fisher_kind_name_list()));
   app.add_option("--tol", o.tol, "low-rank / hierarchical relative truncation tolerance")
       ->check(hfisher_cli::Finite)
       ->check(CLI::Range(1e-14, 0.9));

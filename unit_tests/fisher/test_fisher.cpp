@@ -1243,4 +1243,14 @@ TEST(FisherStructure, NamesAndStoredValues) {
     EXPECT_NE(m.find("hfisher-x: unknown structure 'h2'"), std::string::npos) << m;
     EXPECT_NE(m.find("multilevel"), std::string::npos) << m;
   }
+  // the Fisher kinds: one row per enumerator, the command-line names and
+  // to_string's parse back to their value, others are refused by name
+  EXPECT_EQ(std::size(hfisher::fisher_kind_names), std::size_t(hfisher::FisherKind::GGN) + 1);
+  EXPECT_EQ(hfisher::fisher_kind_name_list(), (std::vector<std::string>{"empirical", "mc", "ggn"}));
+  for (const auto& r : hfisher::fisher_kind_names) {
+    EXPECT_EQ(hfisher::fisher_kind_from_string(r.name), r.value) << r.name;
+    EXPECT_EQ(hfisher::fisher_kind_from_string(hfisher::to_string(r.value)), r.value) << r.name;
+  }
+  expect_throw_with([] { hfisher::fisher_kind_from_string("kfac", "hfisher-y --kind"); },
+                    {"hfisher-y --kind: unknown Fisher kind 'kfac'", "empirical, mc, ggn"}, "an unknown kind");
 }

@@ -13,6 +13,7 @@
 #include <hfisher/core/math.hpp>
 #include <hfisher/core/types.hpp>
 #include <hfisher/core/validate.hpp>
+#include <hfisher/fisher/kind.hpp>
 
 #include <cmath>
 #include <cstdint>
@@ -22,13 +23,6 @@
 #include <vector>
 
 namespace hfisher {
-
-/// Which curvature matrix is estimated.
-enum class FisherKind {
-  Empirical,   ///< gradients of -log p(y | x) at the data labels
-  MonteCarlo,  ///< labels sampled from the model's p(y | x), n samples per example
-  GGN          ///< exact generalized Gauss-Newton of softmax cross-entropy: J^T (diag p - p p^T) J
-};
 
 /// How the curvature matrix is stored.
 enum class Structure {
@@ -67,7 +61,6 @@ inline constexpr StructureName structure_names[] = {{Structure::Diagonal, "diago
                                                     {Structure::Network, "network"},
                                                     {Structure::HSS, "hss"}};
 
-const char* to_string(FisherKind k);
 const char* to_string(Structure s);
 
 /// Whether s is the value of a Structure (for files that store one as an integer).
@@ -278,17 +271,6 @@ class CurvatureOperator {
   }
 };
 
-inline const char* to_string(FisherKind k) {
-  switch (k) {
-    case FisherKind::Empirical:
-      return "empirical";
-    case FisherKind::MonteCarlo:
-      return "monte-carlo";
-    case FisherKind::GGN:
-      return "ggn";
-  }
-  return "?";
-}
 inline const char* to_string(Structure s) {
   for (const auto& r : structure_names)
     if (r.value == s) return r.name;
