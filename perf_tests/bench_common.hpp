@@ -3,8 +3,6 @@
 // description, timers, CSV writing (atomic: written to a temporary file and
 // renamed, so a failed run leaves nothing half-written).
 
-#include <hfisher/fisher/curvature.hpp>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
