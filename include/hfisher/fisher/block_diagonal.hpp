@@ -7,6 +7,7 @@
 /// with any inner structure, and Structure::Network (one HODLR block over
 /// every chosen parameter).
 
+#include <hfisher/core/instantiate.hpp>
 #include <hfisher/fisher/curvature.hpp>
 
 namespace hfisher {
@@ -143,6 +144,11 @@ class BlockDiagonalOperator : public CurvatureOperator<Scalar, ExecSpace> {
   std::vector<long> offsets_;
   long n_ = 0;
 };
+
+// compiled once in src/instantiate_fisher.cpp (core/instantiate.hpp)
+#define HFISHER_EXTERN_BLOCK_DIAGONAL_(S, E) extern template class BlockDiagonalOperator<S, E>;
+HFISHER_FOR_EACH_INSTANCE(HFISHER_EXTERN_BLOCK_DIAGONAL_)
+#undef HFISHER_EXTERN_BLOCK_DIAGONAL_
 
 }  // namespace fisher
 }  // namespace hfisher

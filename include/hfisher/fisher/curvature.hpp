@@ -9,6 +9,7 @@
 /// explicit argument; factorizations for the last damping value are cached.
 
 #include <hfisher/core/error.hpp>
+#include <hfisher/core/instantiate.hpp>
 #include <hfisher/core/io.hpp>
 #include <hfisher/core/math.hpp>
 #include <hfisher/core/types.hpp>
@@ -270,6 +271,11 @@ class CurvatureOperator {
     }
   }
 };
+
+// compiled once in src/instantiate_fisher.cpp (core/instantiate.hpp)
+#define HFISHER_EXTERN_CURVATURE_(S, E) extern template class CurvatureOperator<S, E>;
+HFISHER_FOR_EACH_INSTANCE(HFISHER_EXTERN_CURVATURE_)
+#undef HFISHER_EXTERN_CURVATURE_
 
 inline const char* to_string(Structure s) {
   for (const auto& r : structure_names)

@@ -5,6 +5,7 @@
 /// Solves and log-determinants use a batched Cholesky of F + damping I,
 /// cached for the last damping value.
 
+#include <hfisher/core/instantiate.hpp>
 #include <hfisher/fisher/curvature.hpp>
 #include <hfisher/hmatrix/impl/tree_ops.hpp>
 #include <hfisher/kernels/cholesky.hpp>
@@ -177,6 +178,11 @@ class DenseOperator : public CurvatureOperator<Scalar, ExecSpace> {
   mutable Batch L_;
   mutable double cached_ = -1;
 };
+
+// compiled once in src/instantiate_fisher.cpp (core/instantiate.hpp)
+#define HFISHER_EXTERN_DENSE_(S, E) extern template class DenseOperator<S, E>;
+HFISHER_FOR_EACH_INSTANCE(HFISHER_EXTERN_DENSE_)
+#undef HFISHER_EXTERN_DENSE_
 
 }  // namespace fisher
 }  // namespace hfisher

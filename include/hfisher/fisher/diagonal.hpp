@@ -3,6 +3,7 @@
 /// \brief Diagonal curvature: F ~ diag(d), d = mean of per-example squared
 /// gradients (never the square of a batch mean).
 
+#include <hfisher/core/instantiate.hpp>
 #include <hfisher/fisher/curvature.hpp>
 
 namespace hfisher {
@@ -138,6 +139,11 @@ class DiagonalOperator : public CurvatureOperator<Scalar, ExecSpace> {
  private:
   Vector d_;
 };
+
+// compiled once in src/instantiate_fisher.cpp (core/instantiate.hpp)
+#define HFISHER_EXTERN_DIAGONAL_(S, E) extern template class DiagonalOperator<S, E>;
+HFISHER_FOR_EACH_INSTANCE(HFISHER_EXTERN_DIAGONAL_)
+#undef HFISHER_EXTERN_DIAGONAL_
 
 }  // namespace fisher
 }  // namespace hfisher

@@ -5,6 +5,7 @@
 /// builder per structure, registered in build_curvature.hpp; the matrix-free
 /// ones in builders/matrix_free.hpp), products.hpp and sharded.hpp.
 
+#include <hfisher/core/instantiate.hpp>
 #include <hfisher/fisher/build_curvature.hpp>
 #include <hfisher/fisher/builders/matrix_free.hpp>
 #include <hfisher/fisher/options.hpp>
@@ -46,6 +47,23 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> estimate_fisher(const nn::
                            "the matrix-free builders and the network structure take an MLP, not a Sequential");
   return build_curvature(collect_samples(model, data, kind, opts, comm), structure, opts, comm);
 }
+
+// compiled once in src/instantiate_estimate.cpp (core/instantiate.hpp)
+#define HFISHER_EXTERN_ESTIMATE_(S, E)                                                                               \
+  extern template FisherSamples<S, E> collect_samples(const nn::MLP<S, E>&, const nn::DeviceData<S, E>&, FisherKind, \
+                                                      const FisherOptions&, const dist::Communicator&);              \
+  extern template FisherSamples<S, E> collect_samples(const nn::Sequential<S, E>&, const nn::DeviceData<S, E>&,      \
+                                                      FisherKind, const FisherOptions&, const dist::Communicator&);  \
+  extern template std::unique_ptr<CurvatureOperator<S, E>> build_curvature(                                          \
+      const FisherSamples<S, E>&, Structure, const FisherOptions&, const dist::Communicator&);                       \
+  extern template std::unique_ptr<CurvatureOperator<S, E>> estimate_fisher(                                          \
+      const nn::MLP<S, E>&, const nn::DeviceData<S, E>&, FisherKind, Structure, const FisherOptions&,                \
+      const dist::Communicator&);                                                                                    \
+  extern template std::unique_ptr<CurvatureOperator<S, E>> estimate_fisher(                                          \
+      const nn::Sequential<S, E>&, const nn::DeviceData<S, E>&, FisherKind, Structure, const FisherOptions&,         \
+      const dist::Communicator&);
+HFISHER_FOR_EACH_INSTANCE(HFISHER_EXTERN_ESTIMATE_)
+#undef HFISHER_EXTERN_ESTIMATE_
 
 }  // namespace fisher
 

@@ -8,6 +8,7 @@
 /// with the format's symmetric factorization (hodlr_factor.hpp,
 /// hss_factor.hpp), cached for the last damping.
 
+#include <hfisher/core/instantiate.hpp>
 #include <hfisher/fisher/curvature.hpp>
 #include <hfisher/hmatrix/hodlr.hpp>
 #include <hfisher/hmatrix/hss.hpp>
@@ -165,6 +166,13 @@ using HODLROperator = HMatrixOperator<HODLR<Scalar, ExecSpace>>;
 /// An HSS block (Structure::HSS).
 template <class Scalar, class ExecSpace = DefaultExec>
 using HSSOperator = HMatrixOperator<HSS<Scalar, ExecSpace>>;
+
+// compiled once in src/instantiate_fisher.cpp (core/instantiate.hpp)
+#define HFISHER_EXTERN_HIERARCHICAL_(S, E)            \
+  extern template class HMatrixOperator<HODLR<S, E>>; \
+  extern template class HMatrixOperator<HSS<S, E>>;
+HFISHER_FOR_EACH_INSTANCE(HFISHER_EXTERN_HIERARCHICAL_)
+#undef HFISHER_EXTERN_HIERARCHICAL_
 
 }  // namespace fisher
 }  // namespace hfisher

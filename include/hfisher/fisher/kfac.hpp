@@ -17,6 +17,7 @@
 /// apply/quad/diag; solve/logdet need a single term (merge_terms() folds the
 /// sum into one term by summing factors, an approximation).
 
+#include <hfisher/core/instantiate.hpp>
 #include <hfisher/fisher/block_diagonal.hpp>
 #include <hfisher/fisher/curvature.hpp>
 #include <hfisher/kernels/matmul.hpp>
@@ -471,6 +472,11 @@ std::vector<KFACFactors<Scalar, ExecSpace>> kfac_factors(const CurvatureOperator
   }
   return out;
 }
+
+// compiled once in src/instantiate_fisher.cpp (core/instantiate.hpp)
+#define HFISHER_EXTERN_KFAC_(S, E) extern template class KFACOperator<S, E>;
+HFISHER_FOR_EACH_INSTANCE(HFISHER_EXTERN_KFAC_)
+#undef HFISHER_EXTERN_KFAC_
 
 }  // namespace fisher
 }  // namespace hfisher

@@ -7,6 +7,7 @@
 /// eigendecomposition of its k x k Gram matrix and move the discarded part's
 /// diagonal into d, so diag(F) stays exact.
 
+#include <hfisher/core/instantiate.hpp>
 #include <hfisher/fisher/curvature.hpp>
 #include <hfisher/fisher/diag_factor.hpp>
 #include <hfisher/kernels/cholesky.hpp>
@@ -253,6 +254,11 @@ class LowRankOperator : public CurvatureOperator<Scalar, ExecSpace> {
   mutable Batch cap_;
   mutable double cached_ = -1;
 };
+
+// compiled once in src/instantiate_fisher.cpp (core/instantiate.hpp)
+#define HFISHER_EXTERN_LOWRANK_(S, E) extern template class LowRankOperator<S, E>;
+HFISHER_FOR_EACH_INSTANCE(HFISHER_EXTERN_LOWRANK_)
+#undef HFISHER_EXTERN_LOWRANK_
 
 }  // namespace fisher
 }  // namespace hfisher

@@ -27,6 +27,7 @@
 /// I + B^T (D + lambda I)^-1 B over every level's columns (nested supports:
 /// block (i, j) is non-zero only when one node contains the other).
 
+#include <hfisher/core/instantiate.hpp>
 #include <hfisher/fisher/curvature.hpp>
 #include <hfisher/fisher/diag_factor.hpp>
 #include <hfisher/kernels/cholesky.hpp>
@@ -554,6 +555,11 @@ class MultilevelOperator : public CurvatureOperator<Scalar, ExecSpace> {
   mutable Batch cap_;
   mutable double cached_ = -1;
 };
+
+// compiled once in src/instantiate_fisher.cpp (core/instantiate.hpp)
+#define HFISHER_EXTERN_MULTILEVEL_(S, E) extern template class MultilevelOperator<S, E>;
+HFISHER_FOR_EACH_INSTANCE(HFISHER_EXTERN_MULTILEVEL_)
+#undef HFISHER_EXTERN_MULTILEVEL_
 
 }  // namespace fisher
 }  // namespace hfisher

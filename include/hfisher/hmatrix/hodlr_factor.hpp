@@ -22,6 +22,7 @@
 /// tried first: it loses the inertia of M_l to cancellation on kernel
 /// matrices with condition numbers near 1e4, so the orthogonal form is used.)
 
+#include <hfisher/core/instantiate.hpp>
 #include <hfisher/hmatrix/hodlr.hpp>
 #include <hfisher/kernels/qr.hpp>
 #include <hfisher/kernels/trsm.hpp>
@@ -421,5 +422,12 @@ std::size_t HODLRFactorization<Scalar, ExecSpace>::bytes() const {
     b += (WQL_[l].size() + WQR_[l].size() + WX_[l].size() + WXinv_[l].size()) * sizeof(Scalar);
   return b;
 }
+
+// compiled once in src/instantiate_hodlr.cpp (core/instantiate.hpp)
+#define HFISHER_EXTERN_HODLR_(S, E)  \
+  extern template class HODLR<S, E>; \
+  extern template class HODLRFactorization<S, E>;
+HFISHER_FOR_EACH_INSTANCE(HFISHER_EXTERN_HODLR_)
+#undef HFISHER_EXTERN_HODLR_
 
 }  // namespace hfisher

@@ -23,6 +23,7 @@
 /// factorization exists exactly when A is positive definite: a failing pivot
 /// is reported with its level and node.
 
+#include <hfisher/core/instantiate.hpp>
 #include <hfisher/hmatrix/hss.hpp>
 #include <hfisher/kernels/cholesky.hpp>
 #include <hfisher/kernels/qr.hpp>
@@ -494,5 +495,12 @@ std::size_t HSSFactorization<Scalar, ExecSpace>::bytes() const {
     b += (V_[l].size() + tau_[l].size() + sig_[l].size() + L11_[l].size() + L21_[l].size()) * sizeof(Scalar);
   return b;
 }
+
+// compiled once in src/instantiate_hss.cpp (core/instantiate.hpp)
+#define HFISHER_EXTERN_HSS_(S, E)  \
+  extern template class HSS<S, E>; \
+  extern template class HSSFactorization<S, E>;
+HFISHER_FOR_EACH_INSTANCE(HFISHER_EXTERN_HSS_)
+#undef HFISHER_EXTERN_HSS_
 
 }  // namespace hfisher
