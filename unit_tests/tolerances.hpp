@@ -117,3 +117,84 @@ struct FisherTol<float> {
 };
 
 }  // namespace hfisher_test
+
+namespace hfisher_test {
+
+/// Named tolerances of the H-matrix tests (unit_tests/hmatrix), by
+/// precision: the compression tolerances the tests ask of a build (tol_*)
+/// and the bounds on what a build or factorization gives. A bound on a
+/// compressed matrix is stated at its use as a multiple of the tol_* asked.
+template <class T>
+struct HMatrixTol;
+
+template <>
+struct HMatrixTol<double> {
+  // compression tolerances asked of a build (CompressionOptions::tol)
+  static constexpr double tol_kernel = 1e-9;       // kernel matrices from dense, entries (ACA) or 1-D products
+  static constexpr double tol_peel_2d = 1e-6;      // 2-D kernels from products (larger ranks stay below the cap)
+  static constexpr double tol_tight = 1e-10;       // full-rank blocks recovered to rounding; slowly decaying kernels
+  static constexpr double tol_moderate = 1e-8;     // HSS from products, online sums, truncation checks
+  static constexpr double tol_hss_entries = 1e-9;  // HSS from entries on a 2-D Gaussian kernel
+  static constexpr double tol_factors = 1e-12;     // from d + G G^T (float; double: each format's factors_tol)
+  static constexpr double tol_fixture = 1e-10;     // matrices that only carry a test (save/load, errors)
+  // bounds
+  static constexpr double recovered = 1e-9;      // |H - A|_F / |A|_F of full-rank blocks built at tol_tight
+  static constexpr double solve = 1e-9;          // solve(H X) - X, x (1 + max|X|)
+  static constexpr double factor_w = 1e-10;      // W W^T - H and apply_Wt vs W^T, x |H|_2 (or 1 + max|H X|)
+  static constexpr double logdet = 1e-9;         // vs LAPACK's Cholesky of to_dense(), x (n + |logdet|)
+  static constexpr double eps = 1e-15;           // rounding unit of the norm-2 slack (x 50 n |A|_2)
+  static constexpr double sum_rounding = 1e-13;  // slack beside 10 tol of a recompressed sum, relative
+};
+
+template <>
+struct HMatrixTol<float> {
+  static constexpr double tol_kernel = 1e-4;
+  static constexpr double tol_peel_2d = 1e-4;
+  static constexpr double tol_tight = 1e-5;
+  static constexpr double tol_moderate = 1e-4;
+  // at 1e-4 the rounding floor of the truncation (100 eps |A|) is already of the size of tol
+  static constexpr double tol_hss_entries = 1e-3;
+  static constexpr double tol_factors = 1e-5;
+  static constexpr double tol_fixture = 1e-4;
+  static constexpr double recovered = 1e-4;
+  static constexpr double solve = 2e-3;
+  static constexpr double factor_w = 2e-4;
+  static constexpr double logdet = 1e-3;
+  static constexpr double eps = 1e-6;
+  static constexpr double sum_rounding = 2e-6;
+};
+
+}  // namespace hfisher_test
+
+namespace hfisher_test {
+
+/// Named tolerances of the optimizer and continual-learning tests
+/// (unit_tests/optim, unit_tests/continual), by precision. Their Fisher
+/// estimates ask for FisherTol<T>::compress.
+template <class T>
+struct TrainTol;
+
+template <>
+struct TrainTol<double> {
+  static constexpr double step = 1e-10;  // a natural-gradient step vs the dense LAPACK direction, relative
+  static constexpr double network_fisher =
+      1e-8;                                     // the optimizer's network HODLR vs the dense Fisher, relative Frobenius
+  static constexpr double network_step = 1e-7;  // its step vs the dense direction, relative
+  static constexpr double averages = 1e-12;     // running averages of factors and operators; replay gradients
+  static constexpr double penalty = 1e-8;       // a penalty's value and gradient vs the dense quadratic, x (1 + |ref|)
+  static constexpr double penalty_value = 1e-10;  // a consolidated penalty's value vs the dense sum, x (1 + ref)
+  static constexpr double optimum = 1e-9;         // the minimiser of quadratic tasks with the penalty, relative on x
+};
+
+template <>
+struct TrainTol<float> {
+  static constexpr double step = 1e-3;
+  static constexpr double network_fisher = 1e-4;
+  static constexpr double network_step = 2e-3;
+  static constexpr double averages = 2e-5;
+  static constexpr double penalty = 2e-3;
+  static constexpr double penalty_value = 1e-4;
+  static constexpr double optimum = 2e-3;
+};
+
+}  // namespace hfisher_test

@@ -112,7 +112,6 @@ TEST(Streams, PermutedAndSplit) {
 TYPED_TEST(PenaltyTest, ValueAndGradientAgainstDense) {
   using S = typename TypeParam::scalar;
   using E = typename TypeParam::exec;
-  const bool dbl = std::is_same<S, double>::value;
   hfisher::nn::MLP<S, E> model({5, 4, 3}, hfisher::nn::Activation::Tanh, 4);
   auto data = hfisher::nn::to_device<S, E>(random_dataset(20, 5, 3, 2));
   std::mt19937 g(2);
@@ -123,7 +122,7 @@ TYPED_TEST(PenaltyTest, ValueAndGradientAgainstDense) {
     hfisher::FisherOptions o;
     o.examples = 20;
     o.leaf = 8;
-    o.tol = dbl ? 1e-10 : 1e-5;
+    o.tol = FisherTol<S>::compress;
     o.multilevel_rank = 64;  // capped at each layer's size: the multilevel sums stay exact
     const double lambda = 3.0, gamma = 0.7;
     hfisher::FisherPenalty<S, E> pen(m, lambda, gamma, hfisher::FisherKind::Empirical, o);
@@ -165,7 +164,7 @@ TYPED_TEST(PenaltyTest, ValueAndGradientAgainstDense) {
           ref += 0.5 * lambda * (theta[i] - a[i]) * F(0, i, j) * (theta[j] - a[j]);
           gref[i] += lambda * F(0, i, j) * (theta[j] - a[j]);
         }
-    const double tol = dbl ? 1e-8 : 2e-3;
+    const double tol = TrainTol<S>::penalty;
     EXPECT_NEAR(pen.value(model.params()), ref, tol * (1 + std::abs(ref))) << hfisher::to_string(m);
     typename hfisher::FisherPenalty<S, E>::Vector grad("grad", P);
     Kokkos::deep_copy(grad, S(1));
@@ -213,7 +212,6 @@ TYPED_TEST(PenaltyTest, ConsolidatesASequential) {
   using S = typename TypeParam::scalar;
   using E = typename TypeParam::exec;
   using hfisher::nn::LayerSpec;
-  const bool dbl = std::is_same<S, double>::value;
   hfisher::nn::Sequential<S, E> model(
       {1, 4, 4}, {LayerSpec::conv(2, 3, 1, 1), LayerSpec::relu(), LayerSpec::max_pool(2), LayerSpec::linear(3)}, 5);
   auto data = hfisher::nn::to_device<S, E>(random_dataset(12, 16, 3, 6));
@@ -224,7 +222,7 @@ TYPED_TEST(PenaltyTest, ConsolidatesASequential) {
        {hfisher::PenaltyMethod::EWC, hfisher::PenaltyMethod::KFACLaplace, hfisher::PenaltyMethod::Hierarchical}) {
     hfisher::FisherOptions o;
     o.leaf = 8;
-    o.tol = dbl ? 1e-10 : 1e-5;
+    o.tol = FisherTol<S>::compress;
     const double lambda = 2.0;
     hfisher::FisherPenalty<S, E> pen(m, lambda, 1.0, hfisher::FisherKind::Empirical, o);
     const auto st =
@@ -241,7 +239,7 @@ TYPED_TEST(PenaltyTest, ConsolidatesASequential) {
     for (long i = 0; i < P; ++i)
       for (long j = 0; j < P; ++j) ref += 0.5 * lambda * (th(i) - anchor[i]) * F[i][j] * (th(j) - anchor[j]);
     EXPECT_GT(ref, 0.0) << hfisher::to_string(m);
-    EXPECT_NEAR(pen.value(theta), ref, (dbl ? 1e-10 : 1e-4) * (1 + ref)) << hfisher::to_string(m);
+    EXPECT_NEAR(pen.value(theta), ref, TrainTol<S>::penalty_value * (1 + ref)) << hfisher::to_string(m);
   }
   // the multilevel default of the hierarchical penalty takes linear layers only
   hfisher::FisherPenalty<S, E> ml(hfisher::PenaltyMethod::Hierarchical, 1.0);
@@ -280,8 +278,7 @@ TYPED_TEST(PenaltyTest, QuadraticTasksOnlineEwcRecoversJointOptimum) {
   using E = typename TypeParam::exec;
   using Pen = hfisher::FisherPenalty<S, E>;
   using Dense = hfisher::fisher::DenseOperator<S, E>;
-  const bool dbl = std::is_same<S, double>::value;
-  const double tol = dbl ? 1e-9 : 2e-3;  // relative, on x
+  const double tol = TrainTol<S>::optimum;  // relative, on x
   const int P = 6, T = 3;
   std::mt19937 g(11);
   std::normal_distribution<double> nd(0, 1);
@@ -387,8 +384,7 @@ TYPED_TEST(ReplayTest, KeepsTasksAndAddsTheMemoryGradient) {
   using S = typename TypeParam::scalar;
   using E = typename TypeParam::exec;
   using Mem = hfisher::continual::ReplayMemory<S, E>;
-  const bool dbl = std::is_same<S, double>::value;
-  const double tol = dbl ? 1e-12 : 2e-5;
+  const double tol = TrainTol<S>::averages;
   hfisher::nn::MLP<S, E> model({5, 4, 3}, hfisher::nn::Activation::Tanh, 4);
   const auto h0 = random_dataset(20, 5, 3, 2), h1 = random_dataset(15, 5, 3, 3), h2 = random_dataset(12, 5, 3, 4);
   const auto d1 = hfisher::nn::to_device<S, E>(h1), d2 = hfisher::nn::to_device<S, E>(h2);

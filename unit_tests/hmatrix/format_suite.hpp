@@ -102,7 +102,7 @@ TYPED_TEST_P(HMatrixFormat, FromDenseKernelMatrices) {
   using S = typename TypeParam::scalar;
   using E = typename TypeParam::exec;
   using HM = typename TypeParam::matrix;
-  const double tol = std::is_same<S, double>::value ? 1e-9 : 1e-4;
+  const double tol = HMatrixTol<S>::tol_kernel;
   for_each_kernel_case([&](const std::vector<double>& A, const hfisher::ClusterTree& tree, const std::string& what) {
     const int n = tree.size();
     hfisher::CompressionOptions o;
@@ -122,7 +122,8 @@ TYPED_TEST_P(HMatrixFormat, FromFactorsDiagonalPlusGramian) {
   using S = typename TypeParam::scalar;
   using E = typename TypeParam::exec;
   using HM = typename TypeParam::matrix;
-  const double tol = std::is_same<S, double>::value ? FormatTraits<HM>::factors_tol : 1e-5;
+  // double: the format's own (FormatTraits); float: tol_factors, above both
+  const double tol = std::max(FormatTraits<HM>::factors_tol, HMatrixTol<S>::tol_factors);
   for (int m : {5, 40, 400}) {
     const int n = 130;
     auto G = random_batch(1, n, m, 100 + m);
@@ -165,7 +166,7 @@ TYPED_TEST_P(HMatrixFormat, SaveLoadAddDiagonalAndErrors) {
   auto A = kernel_matrix(n, 1, 0.1, 77);
   auto tree = hfisher::ClusterTree::balanced(n, 16);
   hfisher::CompressionOptions o;
-  o.tol = std::is_same<S, double>::value ? 1e-10 : 1e-4;
+  o.tol = HMatrixTol<S>::tol_fixture;
   auto Ad = dev2<S, E>(A, n, n);
   auto H = HM::from_dense(Ad, tree, o);
   H.add_diagonal(S(2));

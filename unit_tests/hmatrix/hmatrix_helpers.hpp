@@ -167,10 +167,10 @@ template <class Fmt>
 void check_contract(const Fmt& H, const HostBatch& Aref, double approx_tol, const char* what, int w_cols) {
   using S = typename Fmt::scalar_type;
   using M = typename Fmt::Matrix;
-  const bool dbl = std::is_same<S, double>::value;
+  using Tol = HMatrixTol<S>;
   const int n = Aref.n;
   const double nA = norm2_of(Aref);
-  const double eps = dbl ? 1e-15 : 1e-6;
+  const double eps = Tol::eps;
   const double slack = 50 * n * eps * nA;
   auto Hd = host_matrix(H.to_dense());
   EXPECT_LE(norm2_of(diff(Hd, Aref)), approx_tol * nA + slack) << what << ": |H - A|_2";
@@ -203,19 +203,19 @@ void check_contract(const Fmt& H, const HostBatch& Aref, double approx_tol, cons
   auto F = H.factor();
   M Z("Z", n, 3);
   F.solve(Y, Z);
-  EXPECT_TRUE(near(host_matrix(Z), Xh, dbl ? 1e-9 : 2e-3, 1.0 + max_abs(Xh, 0), "solve(H X) - X")) << what;
+  EXPECT_TRUE(near(host_matrix(Z), Xh, Tol::solve, 1.0 + max_abs(Xh, 0), "solve(H X) - X")) << what;
   HostBatch L(1, n, n), Hsym = Hd;
   for (int i = 0; i < n; ++i)
     for (int j = 0; j < i; ++j) Hsym(0, i, j) = Hsym(0, j, i) = 0.5 * (Hd(0, i, j) + Hd(0, j, i));
   ASSERT_EQ(lapack_cholesky(Hsym, 0, L), 0) << what;
   double ld = 0;
   for (int i = 0; i < n; ++i) ld += 2 * std::log(L(0, i, i));
-  EXPECT_NEAR(F.logdet(), ld, (dbl ? 1e-9 : 1e-3) * (n + std::abs(ld))) << what;
+  EXPECT_NEAR(F.logdet(), ld, Tol::logdet * (n + std::abs(ld))) << what;
   M Wd("W", n, w_cols), Wtd("Wt", w_cols, n);
   F.apply_W(eye<M>(w_cols, w_cols), Wd);
   F.apply_Wt(eye<M>(n, n), Wtd);
   auto W = host_matrix(Wd), Wt = host_matrix(Wtd);
-  const double wtol = dbl ? 1e-10 : 2e-4;
+  const double wtol = Tol::factor_w;
   EXPECT_TRUE(near(Wt, transpose(W), wtol, 1.0 + std::sqrt(nA), "apply_Wt vs W^T")) << what;
   EXPECT_TRUE(near(matmul(W, false, W, true), Hsym, wtol, nA, "W W^T - H")) << what;
 }

@@ -41,7 +41,7 @@ TYPED_TEST(HSSTest, NoSilentTruncation) {
   using S = typename TypeParam::scalar;
   using E = typename TypeParam::exec;
   using HM = hfisher::HSS<S, E>;
-  const double tol = std::is_same<S, double>::value ? 1e-8 : 1e-4;
+  const double tol = HMatrixTol<S>::tol_moderate;
   const int n = 300;
   std::vector<double> pts;
   auto A = kernel_matrix(n, 2, 0.5, 61, &pts);
@@ -86,8 +86,7 @@ TYPED_TEST(HSSTest, NoSilentTruncation) {
 TYPED_TEST(HSSTest, FromMatvecCountsProducts) {
   using S = typename TypeParam::scalar;
   using E = typename TypeParam::exec;
-  const bool dbl = std::is_same<S, double>::value;
-  const double tol = dbl ? 1e-8 : 1e-4;
+  const double tol = HMatrixTol<S>::tol_moderate;
   const int n = 400;
   std::vector<double> pts;
   auto A = kernel_matrix(n, 1, 0.5, 31, &pts);
@@ -111,10 +110,10 @@ TYPED_TEST(HSSTest, FromMatvecCountsProducts) {
     auto Bd = dev2<S, E>(B, m, m);
     auto opB = dense_product_op<S, E>(Bd, m);
     hfisher::CompressionOptions ob;
-    ob.tol = dbl ? 1e-10 : 1e-5;
+    ob.tol = HMatrixTol<S>::tol_tight;
     auto HB = hfisher::HSS<S, E>::from_matvec(opB, m, hfisher::ClusterTree::balanced(m, 8), ob);
     const auto Bb = as_batch(B, m);
-    EXPECT_LE(fro(diff(host_matrix(HB.to_dense()), Bb), 0) / fro(Bb, 0), dbl ? 1e-9 : 1e-4) << "n = " << m;
+    EXPECT_LE(fro(diff(host_matrix(HB.to_dense()), Bb), 0) / fro(Bb, 0), HMatrixTol<S>::recovered) << "n = " << m;
   }
 }
 
@@ -128,10 +127,7 @@ TYPED_TEST(HSSTest, FromEntriesHonoursTolerance) {
   using E = typename TypeParam::exec;
   using Mem = typename E::memory_space;
   using HM = hfisher::HSS<S, E>;
-  const bool dbl = std::is_same<S, double>::value;
-  // float: at 1e-4 the rounding floor of the truncation (100 eps |A|) is
-  // already of the size of tol
-  const double tol = dbl ? 1e-9 : 1e-3;
+  const double tol = HMatrixTol<S>::tol_hss_entries;
   const int n = 400, dim = 2;
   std::vector<double> pts, A;
   auto fn = gauss_entries_case<S, E>(n, dim, 77, pts, A);
@@ -170,8 +166,7 @@ TYPED_TEST(HSSTest, FromEntriesHonoursTolerance) {
 TYPED_TEST(HSSTest, OnlineSumScaleRecompress) {
   using S = typename TypeParam::scalar;
   using E = typename TypeParam::exec;
-  const bool dbl = std::is_same<S, double>::value;
-  const double tol = dbl ? 1e-8 : 1e-4;
+  const double tol = HMatrixTol<S>::tol_moderate;
   const int n = 200, m = 6, T = 10;
   auto tree = hfisher::ClusterTree::balanced(n, 25);
   hfisher::CompressionOptions o;
@@ -202,7 +197,7 @@ TYPED_TEST(HSSTest, OnlineSumScaleRecompress) {
   }
   const auto ref = as_batch(Asum, n);
   const double err = fro(diff(host_matrix(H.to_dense()), ref), 0) / fro(ref, 0);
-  EXPECT_LE(err, 10 * tol + (dbl ? 1e-13 : 2e-6)) << "sum of " << T << " recompressed terms";
+  EXPECT_LE(err, 10 * tol + HMatrixTol<S>::sum_rounding) << "sum of " << T << " recompressed terms";
   EXPECT_LE(H.bytes(), 2 * one_term_bytes) << "memory of the sum vs one term";
   // scale: exact
   auto H2 = H.clone();
@@ -238,7 +233,7 @@ TYPED_TEST(HSSTest, ProductContractErrors) {
   auto A = kernel_matrix(n, 1, 0.1, 77);
   auto tree = hfisher::ClusterTree::balanced(n, 16);
   hfisher::CompressionOptions o;
-  o.tol = std::is_same<S, double>::value ? 1e-10 : 1e-4;
+  o.tol = HMatrixTol<S>::tol_fixture;
   auto wrong_size = [&](const M& Om, M& Y) { Y = M("Y", n + 1, Om.extent(1)); };
   expect_throw_with([&] { HM::from_matvec(wrong_size, n, tree, o); }, {"expected"}, "a wrong-size product");
   auto nan_op = [&](const M&, M& Y) { Kokkos::deep_copy(Y, S(NAN)); };

@@ -147,7 +147,6 @@ TYPED_TEST(DistTest, TrainEpochEqualsOneProcess) {
 TYPED_TEST(DistTest, ConsolidationEqualsOneProcess) {
   using S = typename TypeParam::scalar;
   using E = typename TypeParam::exec;
-  const bool dbl = std::is_same<S, double>::value;
   hfisher::nn::MLP<S, E> model({5, 6, 3}, hfisher::nn::Activation::ReLU, 4);
   auto data = hfisher::nn::to_device<S, E>(random_dataset(23, 5, 3, 2));
   for (auto m : {hfisher::PenaltyMethod::EWC, hfisher::PenaltyMethod::OnlineEWC, hfisher::PenaltyMethod::KFACLaplace,
@@ -156,7 +155,7 @@ TYPED_TEST(DistTest, ConsolidationEqualsOneProcess) {
     o.examples = 23;
     o.batch = 4;  // several passes per rank
     o.leaf = 8;
-    o.tol = dbl ? 1e-10 : 1e-5;
+    o.tol = FisherTol<S>::compress;
     hfisher::FisherPenalty<S, E> one(m, 2.0, 0.8, hfisher::FisherKind::MonteCarlo, o),
         par(m, 2.0, 0.8, hfisher::FisherKind::MonteCarlo, o);
     auto th = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), model.params());

@@ -59,7 +59,6 @@ void expect_step(const std::vector<double>& theta0, const std::vector<double>& t
 TYPED_TEST(NaturalGradientTest, StepEqualsDenseNaturalGradient) {
   using S = typename TypeParam::scalar;
   using E = typename TypeParam::exec;
-  const bool dbl = std::is_same<S, double>::value;
   hfisher::nn::MLP<S, E> model({4, 5, 3}, hfisher::nn::Activation::Tanh, 3);
   auto data = hfisher::nn::to_device<S, E>(random_dataset(30, 4, 3, 7));
   const long P = model.num_params();
@@ -80,7 +79,7 @@ TYPED_TEST(NaturalGradientTest, StepEqualsDenseNaturalGradient) {
   const auto d = dense_direction(F, g, o.damping);
   hfisher::NaturalGradient<S, E> ngd(model, data, o);
   ngd.step(model.params(), grad);
-  expect_step(theta0, to_host1(model.params()), d, o.lr, dbl ? 1e-10 : 1e-3);
+  expect_step(theta0, to_host1(model.params()), d, o.lr, TrainTol<S>::step);
   // KL clipping: the step shrinks so that lr^2 d^T (F + damping) d <= kl_clip
   auto o2 = o;
   o2.kl_clip = 1e-6;
@@ -106,7 +105,6 @@ TYPED_TEST(NaturalGradientTest, StepOnATransformerEqualsDenseNaturalGradient) {
   using E = typename TypeParam::exec;
   using hfisher::nn::LayerSpec;
   using Model = hfisher::nn::Sequential<S, E>;
-  const bool dbl = std::is_same<S, double>::value;
   std::vector<LayerSpec> specs = {LayerSpec::conv(4, 2, 2), LayerSpec::position_embedding(),
                                   LayerSpec::residual_begin(), LayerSpec::layer_norm()};
   for (const auto& l : hfisher::nn::multi_head_attention(4, 2, true)) specs.push_back(l);
@@ -129,7 +127,7 @@ TYPED_TEST(NaturalGradientTest, StepOnATransformerEqualsDenseNaturalGradient) {
     hfisher::NaturalGradient<S, E, hfisher::nn::Sequential> ngd(model, data, o);
     ngd.step(model.params(), grad);
     SCOPED_TRACE(hfisher::to_string(structure));
-    expect_step(theta0, to_host1(model.params()), d, o.lr, dbl ? 1e-10 : 1e-3);
+    expect_step(theta0, to_host1(model.params()), d, o.lr, TrainTol<S>::step);
   }
 }
 
@@ -141,13 +139,12 @@ TYPED_TEST(NaturalGradientTest, StepOnATransformerEqualsDenseNaturalGradient) {
 TYPED_TEST(NaturalGradientTest, WholeModelFisherThroughNetworkStructure) {
   using S = typename TypeParam::scalar;
   using E = typename TypeParam::exec;
-  const bool dbl = std::is_same<S, double>::value;
   hfisher::nn::MLP<S, E> model({4, 5, 3}, hfisher::nn::Activation::Tanh, 3);
   auto data = hfisher::nn::to_device<S, E>(random_dataset(30, 4, 3, 7));
   const long P = model.num_params();
   auto o = plain_step(hfisher::Structure::Network, hfisher::FisherKind::GGN);
   o.fisher.leaf = 8;
-  o.fisher.tol = dbl ? 1e-10 : 1e-5;
+  o.fisher.tol = FisherTol<S>::compress;
   // the dense whole-model Fisher on the optimizer's first window
   hfisher::FisherOptions f = o.fisher;
   f.examples = 30;
@@ -183,17 +180,16 @@ TYPED_TEST(NaturalGradientTest, WholeModelFisherThroughNetworkStructure) {
     for (long i = 0; i < P; ++i)
       for (long j = 0; j < P; ++j)
         e += (Fn(0, i, j) - F(0, i, j)) * (Fn(0, i, j) - F(0, i, j)), n += F(0, i, j) * F(0, i, j);
-    EXPECT_LE(std::sqrt(e / n), dbl ? 1e-8 : 1e-4) << "the optimizer's Fisher against the dense one";
+    EXPECT_LE(std::sqrt(e / n), TrainTol<S>::network_fisher) << "the optimizer's Fisher against the dense one";
   }
-  expect_step(theta0, to_host1(model.params()), d, o.lr, dbl ? 1e-7 : 2e-3);
+  expect_step(theta0, to_host1(model.params()), d, o.lr, TrainTol<S>::network_step);
 }
 
 // decay_average: K-FAC averages its factors; other structures scale and add
 TYPED_TEST(NaturalGradientTest, RunningAverages) {
   using S = typename TypeParam::scalar;
   using E = typename TypeParam::exec;
-  const bool dbl = std::is_same<S, double>::value;
-  const double tol = dbl ? 1e-12 : 2e-5;
+  const double tol = TrainTol<S>::averages;
   using Mat = typename hfisher::fisher::KFACOperator<S, E>::Matrix;
   auto spd = [](int n, unsigned seed) {
     auto h = spd_batch(1, n, seed);
