@@ -3,14 +3,16 @@
 /// \brief Which (scalar, execution space) pairs the compiled library
 /// instantiates explicitly.
 ///
-/// The heavy class templates (HODLR, HSS and their factorizations; the
-/// curvature operators) are instantiated once, in src/instantiate_*.cpp, for
-/// float and double on each host execution space Kokkos has enabled. Their
-/// headers declare those instantiations `extern template`, so a program that
-/// uses, say, `HODLR<double, Kokkos::OpenMP>` links the library's copy
-/// instead of compiling the whole class again: a header change no longer
-/// rebuilds every class in every test, and each test compiles only its own
-/// code. Other pairs (another scalar, a CUDA space) are instantiated
+/// The heavy templates (HODLR, HSS and their factorizations; the curvature
+/// operators; the Fisher estimators collect_samples, build_curvature and
+/// estimate_fisher for MLP and Sequential) are instantiated once, in
+/// src/instantiate_*.cpp, for float and double on each host execution space
+/// Kokkos has enabled. Their headers declare those instantiations `extern
+/// template`, so a program that uses, say, `HODLR<double, Kokkos::OpenMP>`
+/// links the library's copy instead of compiling its out-of-line and virtual
+/// members again (member templates such as from_dense, and non-virtual
+/// members defined in the class body, are still compiled where they are
+/// called). Other pairs (another scalar, a CUDA space) are instantiated
 /// implicitly where they are used, as before.
 ///
 /// The library defines HFISHER_EXPLICIT_INSTANTIATION for itself and for
