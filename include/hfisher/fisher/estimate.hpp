@@ -48,20 +48,23 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> estimate_fisher(const nn::
   return build_curvature(collect_samples(model, data, kind, opts, comm), structure, opts, comm);
 }
 
-// compiled once in src/instantiate_estimate.cpp (core/instantiate.hpp)
-#define HFISHER_EXTERN_ESTIMATE_(S, E)                                                                               \
-  extern template FisherSamples<S, E> collect_samples(const nn::MLP<S, E>&, const nn::DeviceData<S, E>&, FisherKind, \
-                                                      const FisherOptions&, const dist::Communicator&);              \
-  extern template FisherSamples<S, E> collect_samples(const nn::Sequential<S, E>&, const nn::DeviceData<S, E>&,      \
-                                                      FisherKind, const FisherOptions&, const dist::Communicator&);  \
-  extern template std::unique_ptr<CurvatureOperator<S, E>> build_curvature(                                          \
-      const FisherSamples<S, E>&, Structure, const FisherOptions&, const dist::Communicator&);                       \
-  extern template std::unique_ptr<CurvatureOperator<S, E>> estimate_fisher(                                          \
-      const nn::MLP<S, E>&, const nn::DeviceData<S, E>&, FisherKind, Structure, const FisherOptions&,                \
-      const dist::Communicator&);                                                                                    \
-  extern template std::unique_ptr<CurvatureOperator<S, E>> estimate_fisher(                                          \
-      const nn::Sequential<S, E>&, const nn::DeviceData<S, E>&, FisherKind, Structure, const FisherOptions&,         \
-      const dist::Communicator&);
+// The estimators' instances for one (S, E) pair, declared with KW: `extern
+// template` here, `template` in src/instantiate_estimate.cpp, which compiles
+// them once (core/instantiate.hpp). One list, so the two cannot drift apart.
+#define HFISHER_ESTIMATE_INSTANCES(KW, S, E)                                                                      \
+  KW FisherSamples<S, E> collect_samples(const nn::MLP<S, E>&, const nn::DeviceData<S, E>&, FisherKind,           \
+                                         const FisherOptions&, const dist::Communicator&);                        \
+  KW FisherSamples<S, E> collect_samples(const nn::Sequential<S, E>&, const nn::DeviceData<S, E>&, FisherKind,    \
+                                         const FisherOptions&, const dist::Communicator&);                        \
+  KW std::unique_ptr<CurvatureOperator<S, E>> build_curvature(const FisherSamples<S, E>&, Structure,              \
+                                                              const FisherOptions&, const dist::Communicator&);   \
+  KW std::unique_ptr<CurvatureOperator<S, E>> estimate_fisher(const nn::MLP<S, E>&, const nn::DeviceData<S, E>&,  \
+                                                              FisherKind, Structure, const FisherOptions&,        \
+                                                              const dist::Communicator&);                         \
+  KW std::unique_ptr<CurvatureOperator<S, E>> estimate_fisher(const nn::Sequential<S, E>&,                        \
+                                                              const nn::DeviceData<S, E>&, FisherKind, Structure, \
+                                                              const FisherOptions&, const dist::Communicator&);
+#define HFISHER_EXTERN_ESTIMATE_(S, E) HFISHER_ESTIMATE_INSTANCES(extern template, S, E)
 HFISHER_FOR_EACH_INSTANCE(HFISHER_EXTERN_ESTIMATE_)
 #undef HFISHER_EXTERN_ESTIMATE_
 
