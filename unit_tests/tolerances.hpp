@@ -135,8 +135,9 @@ struct HMatrixTol<double> {
   static constexpr double tol_tight = 1e-10;       // full-rank blocks recovered to rounding; slowly decaying kernels
   static constexpr double tol_moderate = 1e-8;     // HSS from products, online sums, truncation checks
   static constexpr double tol_hss_entries = 1e-9;  // HSS from entries on a 2-D Gaussian kernel
-  static constexpr double tol_factors = 1e-12;     // from d + G G^T (float; double: each format's factors_tol)
-  static constexpr double tol_fixture = 1e-10;     // matrices that only carry a test (save/load, errors)
+  static constexpr double tol_factors =
+      1e-12;  // from d + G G^T (the format suite takes the larger of this and FormatTraits::factors_tol)
+  static constexpr double tol_fixture = 1e-10;  // matrices that only carry a test (save/load, errors)
   // bounds
   static constexpr double recovered = 1e-9;      // |H - A|_F / |A|_F of full-rank blocks built at tol_tight
   static constexpr double solve = 1e-9;          // solve(H X) - X, x (1 + max|X|)
