@@ -1,4 +1,5 @@
 #include "fisher_bench.hpp"
+#include "studies.hpp"
 
 #include <hfisher/hfisher.hpp>
 
@@ -612,6 +613,14 @@ int run_fisher_bench(const FisherBenchOptions& o) {
   std::string what = "MLP";
   for (int w : o.widths) what += " " + std::to_string(w);
   return fisher_study(o, mc, model, what);
+}
+
+Study fisher_study() {
+  return make_study<FisherBenchOptions>("fisher",
+                                        "Fisher structures (diagonal, K-FAC, low-rank, HODLR, HSS, multilevel; "
+                                        "matrix-free rows) on a network trained on Fashion-MNIST: error, "
+                                        "natural-gradient angle, memory, time",
+                                        add_fisher_options, run_fisher_bench);
 }
 
 }  // namespace hfisher_perf

@@ -1,4 +1,5 @@
 #include "hodlr_bench.hpp"
+#include "studies.hpp"
 
 #include <hfisher/hfisher.hpp>
 #include <omp.h>
@@ -525,6 +526,13 @@ int run_hodlr_bench(const HodlrBenchOptions& o) {
     std::printf("\nwrote %s/hodlr.csv, hodlr.json, hodlr.gp%s\n", o.output.c_str(), plotted ? ", hodlr.png" : "");
   }
   return 0;
+}
+
+Study hodlr_study() {
+  return make_study<HodlrBenchOptions>("hodlr",
+                                       "HODLR (and HSS) build, factor, solve, logdet against dense LAPACK Cholesky and "
+                                       "hmat-oss; growth exponents; the oversubscribed run",
+                                       add_hodlr_options, run_hodlr_bench);
 }
 
 }  // namespace hfisher_perf

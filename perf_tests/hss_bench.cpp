@@ -1,4 +1,5 @@
 #include "hss_bench.hpp"
+#include "studies.hpp"
 
 #include <hfisher/hfisher.hpp>
 #include <omp.h>
@@ -497,6 +498,14 @@ int run_hss_bench(const HssBenchOptions& o) {
     std::printf("\nwrote %s/hss.csv, hss.json, hss.gp%s\n", o.output.c_str(), plotted ? ", hss.png" : "");
   }
   return 0;
+}
+
+Study hss_study() {
+  return make_study<HssBenchOptions>("hss",
+                                     "HSS against HODLR against dense LAPACK: diag + G G^T at fixed rank from "
+                                     "factors, the kernel matrix matrix-free (products counted), geometry-oblivious "
+                                     "ordering, online sums; build, factor, solve, memory, errors, exponents",
+                                     add_hss_options, run_hss_bench);
 }
 
 }  // namespace hfisher_perf

@@ -1,4 +1,5 @@
 #include "kernels_bench.hpp"
+#include "studies.hpp"
 
 #include <hfisher/hfisher.hpp>
 #include <omp.h>
@@ -288,6 +289,12 @@ int run_kernels_bench(const KernelsBenchOptions& o) {
     std::printf("\nwrote %s\n", path.c_str());
   }
   return 0;
+}
+
+Study kernels_study() {
+  return make_study<KernelsBenchOptions>(
+      "kernels", "batched GEMM, TRSM, Cholesky, QR, SVD, syev against loops of OpenBLAS/LAPACK calls",
+      add_kernels_options, run_kernels_bench);
 }
 
 }  // namespace hfisher_perf

@@ -1,4 +1,5 @@
 #include "kfac_bert.hpp"
+#include "studies.hpp"
 
 #include <hfisher/hfisher.hpp>
 
@@ -244,6 +245,13 @@ int run_kfac_bert(const KfacBertOptions& o) {
     }
   }
   return 0;
+}
+
+Study kfac_bert_study() {
+  return make_study<KfacBertOptions>("kfac-bert",
+                                     "K-FAC factors of every BERT-Large weight layer: statistics and damped "
+                                     "inversions batched by shape and sharded over MPI ranks, 1 rank vs all",
+                                     add_kfac_bert_options, run_kfac_bert);
 }
 
 }  // namespace hfisher_perf

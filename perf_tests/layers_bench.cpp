@@ -1,4 +1,5 @@
 #include "layers_bench.hpp"
+#include "studies.hpp"
 
 #include <hfisher/hfisher.hpp>
 #include <omp.h>
@@ -392,6 +393,14 @@ int run_layers_bench(const LayersBenchOptions& o) {
   }
   if (!o.output.empty()) write_file_atomic(o.output + "/layers.csv", csv.str());
   return 0;
+}
+
+Study layers_study() {
+  return make_study<LayersBenchOptions>("layers",
+                                        "convolution forward + backward against ReLU + im2col + OpenBLAS dgemm + "
+                                        "col2im (same FLOPs, results compared); with --train-epochs, a small CNN "
+                                        "trained on Fashion-MNIST beside the MLP",
+                                        add_layers_options, run_layers_bench);
 }
 
 }  // namespace hfisher_perf

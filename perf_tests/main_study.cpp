@@ -1,6 +1,7 @@
 // hfisher-perf-<study>: one study of hfisher-bench as a program of its own,
-// with the same code and options (the registry in studies.cpp).
-// HFISHER_PERF_STUDY names the study at compile time (perf_tests/CMakeLists.txt).
+// with the same code and options. HFISHER_PERF_STUDY names the study's
+// entry (e.g. kernels_study, studies.hpp) at compile time
+// (perf_tests/CMakeLists.txt); the program links that study's library only.
 #include <CLI/CLI.hpp>
 #include <hfisher/hfisher.hpp>
 
@@ -14,10 +15,10 @@
 
 int main(int argc, char** argv) {
   hfisher_cli::openmp_defaults(argv, hfisher_perf::blas_defaults());  // OpenMP defaults; OpenBLAS AVX kernels
-  const std::string name = std::string("hfisher-perf-") + HFISHER_PERF_STUDY;
+  const auto st = hfisher_perf::HFISHER_PERF_STUDY();
+  const std::string name = "hfisher-perf-" + st.name;
   const auto guard = hfisher_cli::start_runtime(argc, argv, name.c_str());  // bad Kokkos arguments: a message
   if (!guard) return 2;
-  const auto& st = hfisher_perf::study(HFISHER_PERF_STUDY);
   CLI::App app{name + ": " + st.help + " (as `hfisher-bench " + st.name + "`)"};
   hfisher_cli::show_defaults(app);
   const auto run = st.bind(app);

@@ -1,4 +1,5 @@
 #include "scaling_bench.hpp"
+#include "studies.hpp"
 
 #include <hfisher/hfisher.hpp>
 
@@ -642,6 +643,15 @@ int run_scaling_bench(const ScalingBenchOptions& opts) {
                 plotted ? ", scaling.png" : "");
   }
   return 0;
+}
+
+Study scaling_study() {
+  return make_study<ScalingBenchOptions>("scaling",
+                                         "one layer's Fisher (synthetic, or a trained MLP's with --model mlp, HODLR "
+                                         "and HSS from products with --matrix-free) as dense, K-FAC, low-rank, HODLR "
+                                         "and HSS over N = 2^p: build, factorization, solve, error, fitted exponents; "
+                                         "under MPI, strong and weak scaling of the sharded per-layer builds",
+                                         add_scaling_options, run_scaling_bench);
 }
 
 }  // namespace hfisher_perf
