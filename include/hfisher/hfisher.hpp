@@ -38,8 +38,10 @@
 #include <hfisher/nn/train.hpp>
 #include <hfisher/fisher/fisher.hpp>
 #include <hfisher/optim/natural_gradient.hpp>
+#include <hfisher/continual/experiment.hpp>
 #include <hfisher/continual/method.hpp>
 #include <hfisher/continual/metrics.hpp>
 #include <hfisher/continual/penalty.hpp>
 #include <hfisher/continual/replay.hpp>
+#include <hfisher/continual/report.hpp>
 #include <hfisher/continual/streams.hpp>

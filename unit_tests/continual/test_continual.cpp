@@ -2,11 +2,14 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <random>
 #include <sstream>
 
+#include <hfisher/continual/experiment.hpp>
 #include <hfisher/continual/metrics.hpp>
 #include <hfisher/continual/penalty.hpp>
 #include <hfisher/continual/replay.hpp>
+#include <hfisher/continual/report.hpp>
 #include <hfisher/continual/streams.hpp>
 
 #include "../fuzz_helpers.hpp"
@@ -474,4 +477,121 @@ TYPED_TEST(ReplayTest, KeepsTasksAndAddsTheMemoryGradient) {
   typename Mem::Vector short_grad("short", P - 1);
   EXPECT_THROW(mem.add_gradient(model, short_grad, 4, rng), hfisher::Error);
   EXPECT_THROW(mem.task_data(3), hfisher::Error);
+}
+
+namespace {
+
+// An MNIST-format set of n 4 x 4 images (uncompressed IDX) whose label is
+// the position of a bright pixel: learnable in a few steps.
+void write_tiny_mnist(const std::string& dir, const std::string& stem, int n, unsigned seed) {
+  auto header = [](int type_dims, const std::vector<int>& dims) {
+    std::vector<unsigned char> h = {0, 0, 8, (unsigned char)type_dims};
+    for (int d : dims)
+      for (int s = 24; s >= 0; s -= 8) h.push_back((unsigned char)((d >> s) & 255));
+    return h;
+  };
+  std::mt19937 g(seed);
+  auto img = header(3, {n, 4, 4}), lab = header(1, {n});
+  for (int i = 0; i < n; ++i) {
+    const int y = int(g() % 10);
+    for (int p = 0; p < 16; ++p) img.push_back((unsigned char)((g() % 60) + ((p % 10) == y ? 180 : 0)));
+    lab.push_back((unsigned char)y);
+  }
+  std::ofstream(dir + "/" + stem + "-images-idx3-ubyte", std::ios::binary)
+      .write(reinterpret_cast<const char*>(img.data()), std::streamsize(img.size()));
+  std::ofstream(dir + "/" + stem + "-labels-idx1-ubyte", std::ios::binary)
+      .write(reinterpret_cast<const char*>(lab.data()), std::streamsize(lab.size()));
+}
+
+}  // namespace
+
+// The experiment as a library call (what hfisher-continual runs behind its
+// command line): every method x candidate runs every task, the choice on
+// validation data keeps the best candidate, and a second call with resume
+// reads every run back from its checkpoints without training.
+TEST(ContinualExperiment, RunsSelectsAndResumesThroughTheLibrary) {
+  namespace fs = std::filesystem;
+  namespace hc = hfisher::continual;
+  const std::string dir = unique_temp("experiment");
+  fs::remove_all(dir);
+  fs::create_directories(dir + "/out/checkpoints");
+  write_tiny_mnist(dir, "train", 300, 1);
+  write_tiny_mnist(dir, "t10k", 100, 2);
+  hc::ExperimentOptions o;
+  o.data = dir;
+  o.output = dir + "/out";
+  o.tasks = 2;
+  o.train_examples = 300;
+  o.test_examples = 100;
+  o.fisher_examples = 20;
+  o.batch = 32;
+  o.hidden = {8};
+  o.methods = {hc::Method::Finetune, hc::Method::EWC};
+  o.validation = 30;
+  o.lambda_grid = {1, 100};
+  std::vector<std::string> log;
+  hc::ExperimentHooks hooks;
+  hooks.log = [&](const std::string& line) { log.push_back(line); };
+  int checkpoints = 0;
+  hooks.after_checkpoint = [&](int) { ++checkpoints; };
+  const hfisher::dist::Communicator comm;
+  auto ex = hc::run_experiment<hfisher::nn::MLP>(o, comm, hooks);
+  ASSERT_EQ(ex.runs.size(), 3u);  // fine-tuning, then EWC at lambda 1 and 100
+  EXPECT_EQ(checkpoints, 6);      // one per run and task
+  EXPECT_EQ(ex.model_text, "MLP 16 8 10");
+  EXPECT_EQ(ex.parameters, 8 * 17 + 10 * 9);
+  EXPECT_EQ(ex.runs[1].lambda, 1.0);
+  EXPECT_EQ(ex.runs[2].lambda, 100.0);
+  for (const auto& r : ex.runs) {
+    EXPECT_EQ(r.done, 2);
+    EXPECT_FALSE(r.diverged);
+    for (int i = 0; i < 2; ++i)
+      for (int j = 0; j < 2; ++j) {
+        EXPECT_GE(r.R(i, j), 0.0);
+        EXPECT_LE(r.R(i, j), 1.0);
+      }
+    EXPECT_EQ(r.curve.size(), std::size_t(2 * o.epochs * hc::RunResult::curve_fields));
+  }
+  bool logged_last_task = false;
+  for (const auto& l : log) logged_last_task |= l.find("task  2/2: loss") != std::string::npos;
+  EXPECT_TRUE(logged_last_task);
+
+  // the choice keeps EWC's candidate with the better final validation ACC
+  auto chosen = ex;
+  const auto sel = hc::select_candidates(o, chosen);
+  ASSERT_EQ(sel.size(), 1u);
+  EXPECT_EQ(sel[0].method, hc::Method::EWC);
+  const std::size_t best = ex.runs[1].V.acc(1) >= ex.runs[2].V.acc(1) ? 1 : 2;
+  EXPECT_EQ(sel[0].chosen.lambda, ex.runs[best].lambda);
+  ASSERT_EQ(chosen.runs.size(), 2u);
+  EXPECT_EQ(chosen.runs[1].lambda, ex.runs[best].lambda);
+
+  // resume: every run is read back, nothing is trained again
+  o.resume = true;
+  checkpoints = 0;
+  const auto again = hc::run_experiment<hfisher::nn::MLP>(o, comm, hooks);
+  EXPECT_EQ(checkpoints, 0);
+  ASSERT_EQ(again.runs.size(), ex.runs.size());
+  for (std::size_t k = 0; k < ex.runs.size(); ++k) EXPECT_EQ(again.runs[k].R.data(), ex.runs[k].R.data());
+  // options that cannot run are refused before anything is read or trained
+  auto bad = o;
+  bad.tasks = 0;
+  expect_throw_with([&] { hc::run_experiment<hfisher::nn::MLP>(bad, comm, hooks); },
+                    {"hfisher::continual::run_experiment", "--tasks 0 is outside [1, 100]"}, "no tasks");
+  bad = o;
+  bad.validation = 0;
+  expect_throw_with([&] { hc::run_experiment<hfisher::nn::MLP>(bad, comm, hooks); },
+                    {"choose on validation data, never on the test set"}, "a grid without validation data");
+  bad = o;
+  bad.model = "cnn";
+  expect_throw_with([&] { hc::run_experiment<hfisher::nn::Sequential>(bad, comm, hooks); },
+                    {"--hierarchical-structure multilevel takes linear layers only"}, "multilevel on a cnn");
+  bad.hstructure = "hodlr";
+  expect_throw_with([&] { hc::run_experiment<hfisher::nn::MLP>(bad, comm, hooks); },
+                    {"model 'cnn' runs on nn::Sequential, not on this Net"}, "cnn on an MLP");
+  // a checkpoint of other settings is refused, not mixed in
+  o.epochs = 2;
+  expect_throw_with([&] { hc::run_experiment<hfisher::nn::MLP>(o, comm, hooks); },
+                    {"written by a run with different arguments"}, "resume with other settings");
+  fs::remove_all(dir);
 }
