@@ -201,9 +201,9 @@ void fisher_problems(const Options& o, Outputs& out) {
   fill(v, random_vec(v.span(), o.seed + 21));
   hfisher::FisherOptions fo;
   fo.examples = 64;
-  fo.rank = 24;
-  fo.tol = std::is_same<S, double>::value ? 1e-9 : 1e-5;
-  fo.leaf = 16;
+  fo.lowrank.rank = 24;
+  fo.set_tol(std::is_same<S, double>::value ? 1e-9 : 1e-5);
+  fo.compression.leaf = 16;
   const auto samples = hfisher::collect_samples(model, data, hfisher::FisherKind::MonteCarlo, fo);
   const std::pair<const char*, hfisher::Structure> st[] = {
       {"fisher.diagonal", hfisher::Structure::Diagonal}, {"fisher.kfac", hfisher::Structure::KFAC},

@@ -174,7 +174,7 @@ NetStudy run_network_study(const FisherBenchOptions& o, const hfisher::nn::MLP<S
   hfisher::FisherOptions fo;
   fo.examples = std::min(o.fisher_examples, train.size());
   fo.mc_samples = o.mc_samples;
-  fo.leaf = o.leaf;
+  fo.compression.leaf = o.leaf;
   fo.seed = o.seed;
   fo.memory_budget = budget;
   hfisher::FisherProduct<S, E> fp(model, train, kind, fo);
@@ -239,14 +239,14 @@ NetStudy run_network_study(const FisherBenchOptions& o, const hfisher::nn::MLP<S
   row("kfac", "eigen", [&] { return hfisher::estimate_fisher(model, train, kind, hfisher::Structure::KFAC, fo); });
   for (int r : o.ranks) {
     auto f2 = fo;
-    f2.rank = r;
-    f2.tol = 1e-12;
+    f2.lowrank.rank = r;
+    f2.set_tol(1e-12);
     row("lowrank", "rank " + std::to_string(r),
         [&] { return hfisher::estimate_fisher(model, train, kind, hfisher::Structure::LowRank, f2); });
   }
   for (double tol : o.network_tols) {
     auto f2 = fo;
-    f2.tol = tol;
+    f2.set_tol(tol);
     f2.matrix_free = true;
     char b[32];
     std::snprintf(b, sizeof b, "tol %.0e", tol);
@@ -316,7 +316,7 @@ int fisher_study(const FisherBenchOptions& o, const Machine& mc, Model& model, c
   fo.examples = o.fisher_examples;
   fo.mc_samples = o.mc_samples;
   fo.layers = {layer};
-  fo.leaf = o.leaf;
+  fo.compression.leaf = o.leaf;
   fo.seed = o.seed;
   fo.memory_budget = budget;
   double t0 = now();
@@ -421,25 +421,25 @@ int fisher_study(const FisherBenchOptions& o, const Machine& mc, Model& model, c
   run("diagonal", "-", hfisher::Structure::Diagonal, fo);
   {
     auto f2 = fo;
-    f2.kfac_damping = hfisher::KFACDamping::Eigen;
+    f2.kfac.damping = hfisher::KFACDamping::Eigen;
     run("kfac", "eigen", hfisher::Structure::KFAC, f2);
-    f2.kfac_damping = hfisher::KFACDamping::Factored;
+    f2.kfac.damping = hfisher::KFACDamping::Factored;
     run("kfac", "factored", hfisher::Structure::KFAC, f2);
     if (samples.positions_of(0) > 1) {  // a layer at several positions: K-FAC-reduce too
-      f2.kfac_variant = hfisher::KFACVariant::Reduce;
-      f2.kfac_damping = hfisher::KFACDamping::Eigen;
+      f2.kfac.variant = hfisher::KFACVariant::Reduce;
+      f2.kfac.damping = hfisher::KFACDamping::Eigen;
       run("kfac", "reduce, eigen", hfisher::Structure::KFAC, f2);
     }
   }
   for (int r : o.ranks) {
     auto f2 = fo;
-    f2.rank = r;
-    f2.tol = 1e-12;
+    f2.lowrank.rank = r;
+    f2.set_tol(1e-12);
     run("lowrank", "rank " + std::to_string(r), hfisher::Structure::LowRank, f2);
   }
   for (double tol : o.tols) {
     auto f2 = fo;
-    f2.tol = tol;
+    f2.set_tol(tol);
     char b[32];
     std::snprintf(b, sizeof b, "tol %.0e", tol);
     run("hodlr", b, hfisher::Structure::HODLR, f2);
@@ -455,27 +455,27 @@ int fisher_study(const FisherBenchOptions& o, const Machine& mc, Model& model, c
           "hss-mf", b, [&] { return matrix_free(fm, hfisher::Structure::HSS); }, mf_note);
     }
     if (o.spd_rows) {
-      f2.spd_compensation = true;
+      f2.compression.spd_compensation = true;
       run("hodlr", std::string(b) + " spd", hfisher::Structure::HODLR, f2);
     }
   }
   for (int r : o.level_ranks) {
     auto f2 = fo;
-    f2.multilevel_levels = 2;
-    f2.multilevel_rank = r;
-    f2.tol = 1e-12;
+    f2.multilevel.levels = 2;
+    f2.multilevel.rank = r;
+    f2.set_tol(1e-12);
     run("multilevel", "2 x rank " + std::to_string(r), hfisher::Structure::Multilevel, f2);
   }
   // rank profile of the hierarchical layer Fisher in natural parameter order
   try {
     auto f2 = fo;
-    f2.tol = o.tols.empty() ? 1e-2 : o.tols.back();
+    f2.set_tol(o.tols.empty() ? 1e-2 : o.tols.back());
     auto op = hfisher::build_curvature(samples, hfisher::Structure::HODLR, f2);
     auto& bd = dynamic_cast<hfisher::fisher::BlockDiagonalOperator<S, E>&>(*op);
     auto& h = dynamic_cast<const hfisher::fisher::HODLROperator<S, E>&>(bd.block(0)).hodlr();
     std::printf(
         "\nrank profile of the layer's Fisher (natural order, tol %.0e): level: block size, min/mean/max rank\n",
-        f2.tol);
+        f2.compression.tol);
     for (const auto& rs : h.ranks())
       std::printf("  level %2d: %6d  %4d / %7.1f / %4d\n", rs.level, h.tree().block_size(rs.level), rs.min, rs.mean,
                   rs.max);
@@ -494,8 +494,8 @@ int fisher_study(const FisherBenchOptions& o, const Machine& mc, Model& model, c
       auto fb = fo;
       fb.layers = {o.big_layer};
       fb.examples = o.big_examples;
-      fb.tol = o.big_tol;
-      fb.spd_compensation = true;  // factorizable at any damping
+      fb.set_tol(o.big_tol);
+      fb.compression.spd_compensation = true;  // factorizable at any damping
       auto sb = hfisher::collect_samples(model, train, hfisher::FisherKind::Empirical, fb);
       big.layer = o.big_layer;
       big.n = sb.size();

@@ -121,7 +121,7 @@ Refresh refresh(const Model& model, const hfisher::nn::DeviceData<S, E>& data, d
                 hfisher::KFACDamping mode, const hfisher::dist::Communicator& comm,
                 std::unique_ptr<hfisher::CurvatureOperator<S, E>>* keep = nullptr) {
   hfisher::FisherOptions fo;
-  fo.kfac_damping = mode;
+  fo.kfac.damping = mode;
   fo.examples = data.size();
   fo.batch = std::max(1, data.size());
   fo.memory_budget = std::size_t(1) << 40;  // the study checks its own budget before allocating

@@ -171,7 +171,7 @@ void with_kfac(N<S, E>& model, const hfisher::nn::DeviceData<S, E>& train, const
   no.lr = o.kfac_lr;
   no.damping = o.kfac_damping;
   no.refresh = o.kfac_refresh;
-  if (o.kfac_reduce) no.fisher.kfac_variant = hfisher::KFACVariant::Reduce;
+  if (o.kfac_reduce) no.fisher.kfac.variant = hfisher::KFACVariant::Reduce;
   hfisher::NaturalGradient<S, E, N> opt(model, train, no);
   epochs(model, opt, label);
 }

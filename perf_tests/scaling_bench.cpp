@@ -358,10 +358,10 @@ std::vector<Row> model_rows(const ScalingBenchOptions& o, const hfisher::dist::C
     hfisher::FisherOptions fo;
     fo.examples = o.samples;
     fo.layers = {1};
-    fo.rank = o.max_rank;
-    fo.tol = o.tol;
-    fo.leaf = o.leaf;
-    fo.hodlr_max_rank = o.max_rank;
+    fo.lowrank.rank = o.max_rank;
+    fo.set_tol(o.tol);
+    fo.compression.leaf = o.leaf;
+    fo.compression.max_rank = o.max_rank;
     fo.seed = o.seed;
     fo.memory_budget = hfisher_cli::memory_budget_bytes(o.memory_budget_gib);
     // the exact products (the reference), the per-sample factors (the other
@@ -396,7 +396,7 @@ std::vector<Row> model_rows(const ScalingBenchOptions& o, const hfisher::dist::C
       const bool free = mf(st);
       auto f2 = fo;
       f2.matrix_free = free;
-      f2.spd_compensation = st == "hodlr" && !free;  // as the synthetic rows
+      f2.compression.spd_compensation = st == "hodlr" && !free;  // as the synthetic rows
       if (!measure(
               r,
               [&] {
@@ -494,11 +494,11 @@ int run_scaling_bench(const ScalingBenchOptions& opts) {
     for (const auto& st : o.structures) {
       if (p > max_log2_of(o, st)) continue;
       hfisher::FisherOptions fo;
-      fo.rank = o.samples;
-      fo.tol = o.tol;
-      fo.leaf = o.leaf;
-      fo.hodlr_max_rank = o.max_rank;
-      fo.spd_compensation = true;  // factorizable at any damping
+      fo.lowrank.rank = o.samples;
+      fo.set_tol(o.tol);
+      fo.compression.leaf = o.leaf;
+      fo.compression.max_rank = o.max_rank;
+      fo.compression.spd_compensation = true;  // factorizable at any damping
       fo.memory_budget = hfisher_cli::memory_budget_bytes(o.memory_budget_gib);
       Row r;
       r.structure = st;
@@ -555,10 +555,10 @@ int run_scaling_bench(const ScalingBenchOptions& opts) {
       const int p = std::min(o.max_log2, max_log2_of(o, st));  // each structure at its largest size
       if (p < o.min_log2 || st == "lowrank" || st == "hss") continue;
       hfisher::FisherOptions fo;
-      fo.tol = o.tol;
-      fo.leaf = o.leaf;
-      fo.hodlr_max_rank = o.max_rank;
-      fo.spd_compensation = true;
+      fo.set_tol(o.tol);
+      fo.compression.leaf = o.leaf;
+      fo.compression.max_rank = o.max_rank;
+      fo.compression.spd_compensation = true;
       fo.memory_budget = hfisher_cli::memory_budget_bytes(o.memory_budget_gib);
       Scal sc;
       sc.structure = st;

@@ -124,9 +124,9 @@ TYPED_TEST(PenaltyTest, ValueAndGradientAgainstDense) {
                  hfisher::PenaltyMethod::Hierarchical}) {
     hfisher::FisherOptions o;
     o.examples = 20;
-    o.leaf = 8;
-    o.tol = FisherTol<S>::compress;
-    o.multilevel_rank = 64;  // capped at each layer's size: the multilevel sums stay exact
+    o.compression.leaf = 8;
+    o.set_tol(FisherTol<S>::compress);
+    o.multilevel.rank = 64;  // capped at each layer's size: the multilevel sums stay exact
     const double lambda = 3.0, gamma = 0.7;
     hfisher::FisherPenalty<S, E> pen(m, lambda, gamma, hfisher::FisherKind::Empirical, o);
     // dense references: per task F_t (dense of a fresh estimate) and anchors
@@ -224,8 +224,8 @@ TYPED_TEST(PenaltyTest, ConsolidatesASequential) {
   for (auto m :
        {hfisher::PenaltyMethod::EWC, hfisher::PenaltyMethod::KFACLaplace, hfisher::PenaltyMethod::Hierarchical}) {
     hfisher::FisherOptions o;
-    o.leaf = 8;
-    o.tol = FisherTol<S>::compress;
+    o.compression.leaf = 8;
+    o.set_tol(FisherTol<S>::compress);
     const double lambda = 2.0;
     hfisher::FisherPenalty<S, E> pen(m, lambda, 1.0, hfisher::FisherKind::Empirical, o);
     const auto st =

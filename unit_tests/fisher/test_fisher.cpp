@@ -249,9 +249,9 @@ struct BruteForceCase {
     o.batch = 7;  // several passes, a short last one
     o.mc_samples = 3;
     o.seed = 9;
-    o.tol = FT::compress;
-    o.leaf = 8;
-    o.rank = 200;
+    o.set_tol(FT::compress);
+    o.compression.leaf = 8;
+    o.lowrank.rank = 200;
     ref = brute_force(model, data, N, kind, o.mc_samples, o.seed);
     Fb = block_diag_of(ref.F, model.layers());
     k = hfisher::to_string(kind);
@@ -304,7 +304,7 @@ void check_lowrank(const BruteForceCase<S, E>& c) {
   auto op = hfisher::build_curvature(c.samples, hfisher::Structure::LowRank, c.o);
   EXPECT_LE(rel_fro(host_matrix(op->to_dense()), c.ref.F), FT::lowrank) << c.k << " low rank";
   auto o2 = c.o;
-  o2.rank = 3;
+  o2.lowrank.rank = 3;
   auto small = hfisher::build_curvature(c.samples, hfisher::Structure::LowRank, o2);
   auto d = to_host1(small->diag());
   for (long i = 0; i < c.model.num_params(); ++i)
@@ -318,14 +318,14 @@ template <class S, class E>
 void check_multilevel(const BruteForceCase<S, E>& c) {
   using FT = hfisher_test::FisherTol<S>;
   auto full = c.o;
-  full.multilevel_rank = 200;
-  full.multilevel_levels = 2;
+  full.multilevel.rank = 200;
+  full.multilevel.levels = 2;
   auto op = hfisher::build_curvature(c.samples, hfisher::Structure::Multilevel, full);
   EXPECT_LE(rel_fro(host_matrix(op->to_dense()), c.Fb), FT::lowrank) << c.k << " multilevel (full rank)";
   auto lossy = c.o;
-  lossy.multilevel_rank = 2;
-  lossy.multilevel_levels = 3;
-  lossy.multilevel_branching = 2;
+  lossy.multilevel.rank = 2;
+  lossy.multilevel.levels = 3;
+  lossy.multilevel.branching = 2;
   auto lop = hfisher::build_curvature(c.samples, hfisher::Structure::Multilevel, lossy);
   const auto D = host_matrix(lop->to_dense());
   const double nF = max_abs(c.Fb, 0);
@@ -345,8 +345,8 @@ void check_hodlr(const BruteForceCase<S, E>& c) {
   EXPECT_LE(rel_fro(host_matrix(op->to_dense()), c.Fb), FT::hodlr) << c.k << " hierarchical";
   // a loose tolerance stays positive semi-definite (SPD-preserving compensation): damping 1e-8 factors
   auto loose = c.o;
-  loose.tol = 0.3;
-  loose.spd_compensation = true;
+  loose.set_tol(0.3);
+  loose.compression.spd_compensation = true;
   auto lop = hfisher::build_curvature(c.samples, hfisher::Structure::HODLR, loose);
   typename hfisher::CurvatureOperator<S, E>::Vector bb("bb", lop->size()), xx("xx", lop->size());
   Kokkos::deep_copy(bb, S(1));
@@ -369,7 +369,7 @@ void check_hss(const BruteForceCase<S, E>& c) {
   }
   // the SPD compensation is HODLR's; an HSS block says so
   auto spd = c.o;
-  spd.spd_compensation = true;
+  spd.compression.spd_compensation = true;
   hfisher_test::expect_throw_with([&] { hfisher::build_curvature(c.samples, hfisher::Structure::HSS, spd); },
                                   {"spd_compensation applies to HODLR blocks"}, c.k);
   check_operator(*op, 0.05, c.k + "/hss");
@@ -504,8 +504,8 @@ TYPED_TEST(FisherTest, MatrixFreeHODLRAndHSSAgainstBruteForce) {
   for (auto kind : {hfisher::FisherKind::GGN, hfisher::FisherKind::MonteCarlo}) {
     const std::string k = hfisher::to_string(kind);
     hfisher::FisherOptions o;
-    o.leaf = 8;
-    o.tol = FT::compress_matvec;
+    o.compression.leaf = 8;
+    o.set_tol(FT::compress_matvec);
     o.mc_samples = 2;
     o.batch = 8;
     o.matrix_free = true;
@@ -545,7 +545,7 @@ TYPED_TEST(FisherTest, MatrixFreeHODLRAndHSSAgainstBruteForce) {
   o.matrix_free = true;
   EXPECT_THROW(hfisher::estimate_fisher(model, data, hfisher::FisherKind::GGN, hfisher::Structure::KFAC, o),
                hfisher::Error);
-  o.spd_compensation = true;
+  o.compression.spd_compensation = true;
   EXPECT_THROW(hfisher::estimate_fisher(model, data, hfisher::FisherKind::GGN, hfisher::Structure::HODLR, o),
                hfisher::Error);
   // the network structure is built from products, never from samples
@@ -658,7 +658,7 @@ TYPED_TEST(FisherTest, KFACDampingModesAndSums) {
   auto data = hfisher::nn::to_device<S, E>(random_dataset(30, 5, 3, 8));
   hfisher::FisherOptions o;
   o.examples = 30;
-  o.kfac_damping = hfisher::KFACDamping::Factored;
+  o.kfac.damping = hfisher::KFACDamping::Factored;
   auto op = hfisher::estimate_fisher(model, data, hfisher::FisherKind::Empirical, hfisher::Structure::KFAC, o);
   auto* bd = dynamic_cast<hfisher::fisher::BlockDiagonalOperator<S, E>*>(op.get());
   ASSERT_NE(bd, nullptr);
@@ -765,7 +765,7 @@ TYPED_TEST(FisherTest, PreparedFactorizationsShip) {
   auto data = hfisher::nn::to_device<S, E>(random_dataset(30, 5, 3, 8));
   hfisher::FisherOptions o;
   o.examples = 30;
-  o.leaf = 4;
+  o.compression.leaf = 4;
   const double lam = 0.2;
   for (auto st : {hfisher::Structure::KFAC, hfisher::Structure::BlockDiagonal, hfisher::Structure::HODLR,
                   hfisher::Structure::HSS}) {
@@ -1133,12 +1133,12 @@ TYPED_TEST(FisherTest, MultilevelSumsAndLayouts) {
   auto data = hfisher::nn::to_device<S, E>(random_dataset(N, 6, 4, 6));
   hfisher::FisherOptions o;
   o.examples = N;
-  o.tol = FT::compress_tight;
+  o.set_tol(FT::compress_tight);
   const double alpha = 0.7;
   for (int rank : {N, 2}) {
-    o.multilevel_rank = rank;
-    o.multilevel_levels = rank == N ? 1 : 3;
-    o.multilevel_branching = 2;
+    o.multilevel.rank = rank;
+    o.multilevel.levels = rank == N ? 1 : 3;
+    o.multilevel.branching = 2;
     auto F1 = hfisher::estimate_fisher(m1, data, hfisher::FisherKind::Empirical, hfisher::Structure::Multilevel, o);
     auto F2 = hfisher::estimate_fisher(m2, data, hfisher::FisherKind::Empirical, hfisher::Structure::Multilevel, o);
     auto B1 = hfisher::estimate_fisher(m1, data, hfisher::FisherKind::Empirical, hfisher::Structure::BlockDiagonal, o);
@@ -1160,7 +1160,7 @@ TYPED_TEST(FisherTest, MultilevelSumsAndLayouts) {
       EXPECT_LE(sum->bytes(), F1->bytes()) << "a sum keeps the memory of one term";
     // layouts must match
     auto o3 = o;
-    o3.multilevel_levels = 2;
+    o3.multilevel.levels = 2;
     auto F3 = hfisher::estimate_fisher(m1, data, hfisher::FisherKind::Empirical, hfisher::Structure::Multilevel, o3);
     EXPECT_THROW(sum->add(*F3, 1.0), hfisher::Error);
     EXPECT_THROW(sum->add(*F2, -1.0), hfisher::Error);
@@ -1191,20 +1191,20 @@ TYPED_TEST(FisherTest, MultilevelSumsAndLayouts) {
   ML zero(z, W, good, 0.0);
   EXPECT_THROW(zero.solve(b, x, 0.0), hfisher::Error);
   hfisher::FisherOptions bad;
-  bad.multilevel_levels = 0;
+  bad.multilevel.levels = 0;
   EXPECT_THROW(bad.validate("test"), hfisher::Error);
-  bad.multilevel_levels = 2;
-  bad.multilevel_branching = 1;
+  bad.multilevel.levels = 2;
+  bad.multilevel.branching = 1;
   EXPECT_THROW(bad.validate("test"), hfisher::Error);
-  bad.multilevel_branching = 2;
-  bad.multilevel_power_steps = -1;
+  bad.multilevel.branching = 2;
+  bad.multilevel.power_steps = -1;
   EXPECT_THROW(bad.validate("test"), hfisher::Error);
-  bad.multilevel_power_steps = 17;
+  bad.multilevel.power_steps = 17;
   EXPECT_THROW(bad.validate("test"), hfisher::Error);
-  bad.multilevel_power_steps = 0;
-  bad.multilevel_oversampling = -2;
+  bad.multilevel.power_steps = 0;
+  bad.multilevel.oversampling = -2;
   EXPECT_THROW(bad.validate("test"), hfisher::Error);
-  bad.multilevel_oversampling = -1;
+  bad.multilevel.oversampling = -1;
   EXPECT_NO_THROW(bad.validate("test"));
 }
 

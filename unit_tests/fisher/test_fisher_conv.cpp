@@ -132,9 +132,9 @@ void every_structure(const hfisher::nn::Sequential<S, E>& m, const hfisher::nn::
     const auto Fb = block_diag_of(ref.F, m.layers());
     hfisher::FisherOptions o;
     o.batch = 4;  // several passes, a short last one
-    o.tol = FT::compress_tight;
-    o.leaf = 8;
-    o.rank = 200;
+    o.set_tol(FT::compress_tight);
+    o.compression.leaf = 8;
+    o.lowrank.rank = 200;
     const double tight = FT::conv_exact;
     {
       auto op = hfisher::estimate_fisher(m, data, kind, hfisher::Structure::Diagonal, o);
@@ -173,7 +173,7 @@ void every_structure(const hfisher::nn::Sequential<S, E>& m, const hfisher::nn::
     }
     {  // K-FAC-reduce: the factors of the reduced patches and gradients
       auto o2 = o;
-      o2.kfac_variant = hfisher::KFACVariant::Reduce;
+      o2.kfac.variant = hfisher::KFACVariant::Reduce;
       auto op = hfisher::estimate_fisher(m, data, kind, hfisher::Structure::KFAC, o2);
       auto* bd = dynamic_cast<hfisher::fisher::BlockDiagonalOperator<S, E>*>(op.get());
       ASSERT_NE(bd, nullptr);
@@ -277,7 +277,7 @@ TYPED_TEST(ConvFisherTest, KFACReduceIsExactWhereTheModelAveragesPositions) {
   hfisher::FisherOptions o;
   o.layers = {0};
   auto reduce = o;
-  reduce.kfac_variant = hfisher::KFACVariant::Reduce;
+  reduce.kfac.variant = hfisher::KFACVariant::Reduce;
   const auto Fr = host_matrix(
       hfisher::estimate_fisher(m, data, hfisher::FisherKind::GGN, hfisher::Structure::KFAC, reduce)->to_dense());
   const auto Fe =

@@ -154,8 +154,8 @@ TYPED_TEST(DistTest, ConsolidationEqualsOneProcess) {
     hfisher::FisherOptions o;
     o.examples = 23;
     o.batch = 4;  // several passes per rank
-    o.leaf = 8;
-    o.tol = FisherTol<S>::compress;
+    o.compression.leaf = 8;
+    o.set_tol(FisherTol<S>::compress);
     hfisher::FisherPenalty<S, E> one(m, 2.0, 0.8, hfisher::FisherKind::MonteCarlo, o),
         par(m, 2.0, 0.8, hfisher::FisherKind::MonteCarlo, o);
     auto th = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), model.params());
@@ -189,14 +189,14 @@ TYPED_TEST(DistTest, FactorizationsShardedOverRanks) {
   auto data = hfisher::nn::to_device<S, E>(random_dataset(30, 6, 3, 12));
   hfisher::FisherOptions o;
   o.examples = 30;
-  o.leaf = 4;
+  o.compression.leaf = 4;
   const int P = world().size(), r = world().rank();
   for (int c = 0; c < 5; ++c) {
     const auto st = c == 1   ? hfisher::Structure::BlockDiagonal
                     : c == 2 ? hfisher::Structure::HODLR
                     : c == 4 ? hfisher::Structure::HSS
                              : hfisher::Structure::KFAC;
-    o.kfac_damping = c == 3 ? hfisher::KFACDamping::Factored : hfisher::KFACDamping::Eigen;
+    o.kfac.damping = c == 3 ? hfisher::KFACDamping::Factored : hfisher::KFACDamping::Eigen;
     auto one = hfisher::estimate_fisher(model, data, hfisher::FisherKind::Empirical, st, o);
     auto par = one->clone();  // every rank holds the same operator
     const double lam = 0.05;
@@ -232,7 +232,7 @@ TYPED_TEST(DistTest, AnOwnersErrorReachesEveryRank) {
   auto data = hfisher::nn::to_device<S, E>(random_dataset(30, 20, 2, 12));
   hfisher::FisherOptions o;
   o.examples = 30;
-  o.leaf = 4;
+  o.compression.leaf = 4;
   o.memory_budget = 200000;
   hfisher_test::expect_throw_with(
       [&] {
@@ -272,8 +272,8 @@ TYPED_TEST(DistTest, FisherProductsEqualOneProcess) {
     EXPECT_LE(max_rel_diff(b.a, a.a), Tol<S>::ranks) << hfisher::to_string(kind);
   }
   o.matrix_free = true;
-  o.leaf = 4;
-  o.tol = std::is_same<S, double>::value ? 1e-8 : 1e-4;
+  o.compression.leaf = 4;
+  o.set_tol(std::is_same<S, double>::value ? 1e-8 : 1e-4);
   o.layers = {1};
   auto h1 = hfisher::estimate_fisher(model, data, hfisher::FisherKind::GGN, hfisher::Structure::HODLR, o);
   auto h2 = hfisher::estimate_fisher(model, data, hfisher::FisherKind::GGN, hfisher::Structure::HODLR, o, world());
@@ -291,7 +291,7 @@ TYPED_TEST(DistTest, NaturalGradientEqualsOneProcess) {
     auto no = kfac ? hfisher::NaturalGradientOptions::kfac() : hfisher::NaturalGradientOptions{};
     no.refresh = 2;
     no.curvature_examples = 15;
-    no.fisher.rank = 8;
+    no.fisher.lowrank.rank = 8;
     no.lr = 0.05;
     hfisher::NaturalGradient<S, E> o1(ref, data, no), o2(par, data, no, world());
     std::mt19937_64 g1(1), g2(1);

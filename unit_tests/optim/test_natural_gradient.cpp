@@ -143,8 +143,8 @@ TYPED_TEST(NaturalGradientTest, WholeModelFisherThroughNetworkStructure) {
   auto data = hfisher::nn::to_device<S, E>(random_dataset(30, 4, 3, 7));
   const long P = model.num_params();
   auto o = plain_step(hfisher::Structure::Network, hfisher::FisherKind::GGN);
-  o.fisher.leaf = 8;
-  o.fisher.tol = FisherTol<S>::compress;
+  o.fisher.compression.leaf = 8;
+  o.fisher.set_tol(FisherTol<S>::compress);
   // the dense whole-model Fisher on the optimizer's first window
   hfisher::FisherOptions f = o.fisher;
   f.examples = 30;
@@ -293,7 +293,7 @@ TYPED_TEST(NaturalGradientTest, SavedStateResumesBitForBit) {
     o.refresh = 3;
     o.lm_interval = 2;
     o.curvature_examples = 12;
-    o.fisher.rank = 6;
+    o.fisher.lowrank.rank = 6;
     using Model = hfisher::nn::MLP<S, E>;
     Model a({4, 5, 3}, hfisher::nn::Activation::ReLU, 8);
     hfisher::NaturalGradient<S, E> na(a, data, o);

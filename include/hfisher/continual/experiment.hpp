@@ -760,20 +760,20 @@ ExperimentResults run_experiment(const ExperimentOptions& o, const dist::Communi
     hfisher::FisherOptions fo;
     fo.examples = o.fisher_examples;
     fo.memory_budget = o.memory_budget;
-    fo.tol = o.tol;
-    fo.leaf = o.leaf;
-    fo.rank = o.rank;
-    fo.hodlr_max_rank = o.max_rank;
+    fo.set_tol(o.tol);
+    fo.compression.leaf = o.leaf;
+    fo.lowrank.rank = o.rank;
+    fo.compression.max_rank = o.max_rank;
     fo.seed = seed;
-    fo.spd_compensation = o.spd;  // HODLR: a penalty stays convex, compressed Fishers stay PSD
-    fo.multilevel_levels = o.levels;
+    fo.compression.spd_compensation = o.spd;  // HODLR: a penalty stays convex, compressed Fishers stay PSD
+    fo.multilevel.levels = o.levels;
     if (o.level_rank.size() == 1)
-      fo.multilevel_rank = o.level_rank[0];
+      fo.multilevel.rank = o.level_rank[0];
     else
-      fo.multilevel_ranks = o.level_rank;
-    fo.multilevel_branching = o.branching;
-    fo.multilevel_power_steps = o.power_steps;
-    fo.multilevel_oversampling = o.oversampling;
+      fo.multilevel.ranks = o.level_rank;
+    fo.multilevel.branching = o.branching;
+    fo.multilevel.power_steps = o.power_steps;
+    fo.multilevel.oversampling = o.oversampling;
     for (std::size_t mi = 0; mi < o.methods.size(); ++mi) {
       const Method method = o.methods[mi];
       // the (lambda, gamma, lr) candidates to run: the grids (each method's
@@ -838,7 +838,7 @@ ExperimentResults run_experiment(const ExperimentOptions& o, const dist::Communi
               auto no = natural_gradient_options(o.optimizer);
               no.lr = oc.lr;
               no.damping = o.damping;
-              no.fisher.rank = o.rank;
+              no.fisher.lowrank.rank = o.rank;
               ngd = std::make_unique<hfisher::NaturalGradient<S, E, Net>>(model, train[t], no, comm);
             }
             // weights that are NaN or infinite (a diverged model)

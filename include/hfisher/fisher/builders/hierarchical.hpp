@@ -18,8 +18,8 @@ namespace detail {
 /// (a memory budget: capped blocks are kept and reported by ranks()).
 inline CompressionOptions hierarchical_compression(const FisherOptions& o) {
   CompressionOptions co;
-  co.tol = o.tol;
-  co.max_rank = o.hodlr_max_rank;
+  co.tol = o.compression.tol;
+  co.max_rank = o.compression.max_rank;
   co.allow_capped = true;
   return co;
 }
@@ -51,15 +51,16 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> hmatrix_layer(const Fisher
                            " parameters, more than a hierarchical matrix indexes (2^30)");
   CompressionOptions co = hierarchical_compression(o);
   if constexpr (Format::structure == Structure::HSS) {
-    hfisher::detail::require(!o.spd_compensation, where,
+    hfisher::detail::require(!o.compression.spd_compensation, where,
                              "FisherOptions::spd_compensation applies to HODLR blocks (it adds each off-diagonal "
                              "block's truncation error to the diagonal); an HSS block takes damping above its error "
                              "estimate instead");
   } else {
-    co.spd_compensation = o.spd_compensation;
+    co.spd_compensation = o.compression.spd_compensation;
   }
-  const int leaf = int(std::min<long>(o.leaf, std::max<long>(1, P / 2)));
-  const int kcap = o.hodlr_max_rank > 0 ? std::min(o.hodlr_max_rank, S) : S;  // 0: no cap, the samples bound it
+  const int leaf = int(std::min<long>(o.compression.leaf, std::max<long>(1, P / 2)));
+  const int kcap =
+      o.compression.max_rank > 0 ? std::min(o.compression.max_rank, S) : S;  // 0: no cap, the samples bound it
   check_budget(double(P) * S * sizeof(Scalar) * 2.0 + hierarchical_build_bytes<HM>(P, leaf, kcap), o.memory_budget,
                where,
                std::string("a ") + Format::tag + " Fisher of layer " + std::to_string(s.layers[k]) + " from its " +

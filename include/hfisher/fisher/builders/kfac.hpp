@@ -2,7 +2,7 @@
 /// \file kfac.hpp
 /// \brief The K-FAC builder: a layer's Kronecker factors A and G. For a
 /// layer applied at T positions (a convolution, a token-wise projection)
-/// two variants, FisherOptions::kfac_variant:
+/// two variants, FisherOptions::kfac.variant:
 /// - Expand, KFC (Grosse & Martens 2016) / K-FAC-expand (Eschenhagen et al.
 ///   2023): A = (1 / (N T)) sum_n sum_t a~ a~^T, G = sum_s sum_t g g^T, so
 ///   F ~ G (x) A is exact for T = 1 and, for T > 1, under KFC's assumptions
@@ -48,7 +48,7 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> kfac_layer(const FisherSam
   // averaged (a) and summed (g) first, A = a^T a / N
   Mat<Scalar, ExecSpace> a = s.a[k], g = s.g[k];
   Scalar ascale = Scalar(1.0 / (double(N) * T));
-  if (T > 1 && o.kfac_variant == KFACVariant::Reduce) {
+  if (T > 1 && o.kfac.variant == KFACVariant::Reduce) {
     a = Mat<Scalar, ExecSpace>("hfisher::kfac::a_reduced", N, c);
     g = Mat<Scalar, ExecSpace>("hfisher::kfac::g_reduced", s.g[k].extent(0) / T, o_);
     sum_row_groups(space, s.a[k], T, Scalar(1.0 / T), a);
@@ -57,7 +57,7 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> kfac_layer(const FisherSam
   }
   kernels::detail::matmul_nocheck(space, Op::Trans, Op::NoTrans, ascale, a, a, Scalar(0), A);
   kernels::detail::matmul_nocheck(space, Op::Trans, Op::NoTrans, Scalar(1), g, g, Scalar(0), G);
-  return std::make_unique<KFACOperator<Scalar, ExecSpace>>(A, G, o.kfac_damping);
+  return std::make_unique<KFACOperator<Scalar, ExecSpace>>(A, G, o.kfac.damping);
 }
 
 }  // namespace detail

@@ -18,7 +18,7 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> lowrank_of(const FisherSam
   const int N = s.examples, R = s.per_example, S = s.samples();
   long n = 0;
   for (int k : ks) n += s.shapes[k].size();
-  const int kmax = std::min<long>({long(o.rank), long(S), n});
+  const int kmax = std::min<long>({long(o.lowrank.rank), long(S), n});
   check_budget((double(S) * S * 2 + double(N) * N + double(S) * kmax * 3 + double(n) * (kmax + 2)) * sizeof(Scalar),
                o.memory_budget, where,
                "a rank-" + std::to_string(kmax) + " Fisher from " + std::to_string(S) + " samples");
@@ -47,7 +47,7 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> lowrank_of(const FisherSam
   Kokkos::View<int*, typename ExecSpace::memory_space> rk("hfisher::lowrank::rank", 1);
   kernels::RangeFinderOptions ro;
   ro.seed = o.seed;
-  kernels::rsvd(space, K, o.tol, U, sv, V, rk, ro);  // the tolerance asked for (no floor); at most kmax kept
+  kernels::rsvd(space, K, o.lowrank.tol, U, sv, V, rk, ro);  // the tolerance asked for (no floor); at most kmax kept
   const int r = std::max(1, int(hfisher::detail::read_entry(rk, 0)));
   Mat<Scalar, ExecSpace> W("hfisher::lowrank::W", n, r);
   long off = 0;
@@ -86,7 +86,7 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> lowrank_of(const FisherSam
   // the diagonal part keeps diag(F) exact: d = diag(F) - rowsum(W^2), clamped at 0
   auto d = diagonal_of(s, ks, n);
   detail::subtract_squares_clamped<ExecSpace>(d, W);
-  return std::make_unique<LowRankOperator<Scalar, ExecSpace>>(d, W, o.rank, o.tol);
+  return std::make_unique<LowRankOperator<Scalar, ExecSpace>>(d, W, o.lowrank.rank, o.lowrank.tol);
 }
 
 }  // namespace detail

@@ -6,7 +6,7 @@
 /// No per-sample gradient and no (a, g) factor is kept: memory is the
 /// structure plus the products' O(batch k w) buffers, and the time is the
 /// number of products times O(N P). HODLR::from_matvec draws the products
-/// (randomized peeling, ranks found adaptively to FisherOptions::tol: O(k log
+/// (randomized peeling, ranks found adaptively to FisherOptions::compression.tol: O(k log
 /// P) products); HSS::from_matvec draws one block of s >= leaf + k +
 /// oversampling test vectors that serves every level at once (Levitt &
 /// Martinsson 2022), widened until the ranks fit. Both estimate the achieved
@@ -43,14 +43,14 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> hmatrix_matrix_free(
   hfisher::detail::require(P >= 2, where, what, have, P, " parameter(s): too small for a hierarchical matrix");
   hfisher::detail::require(P <= (long(1) << 30), where, what, have, P,
                            " parameters, more than a hierarchical matrix indexes (2^30)");
-  const int leaf = int(std::min<long>(o.leaf, std::max<long>(1, P / 2)));
-  const int kcap = o.hodlr_max_rank > 0 ? o.hodlr_max_rank : 0;
+  const int leaf = int(std::min<long>(o.compression.leaf, std::max<long>(1, P / 2)));
+  const int kcap = o.compression.max_rank > 0 ? o.compression.max_rank : 0;
   // HODLR peels about (2 cap + leaf) columns of P rows at a time, HSS draws
   // its test vectors; both keep the blocks they build
   const int k = kcap > 0 ? kcap : 256;
   const double bytes = Format::structure == Structure::HSS
                            ? hierarchical_build_bytes<HM>(P, leaf, k)
-                           : double(P) * (double(o.leaf) + 4.0 * k + 32) * sizeof(Scalar);
+                           : double(P) * (double(o.compression.leaf) + 4.0 * k + 32) * sizeof(Scalar);
   check_budget(bytes, o.memory_budget, where, std::string("a matrix-free ") + Format::tag + " Fisher of " + what);
   const CompressionOptions co = hierarchical_compression(o);
   auto tree = ClusterTree::balanced(int(P), leaf);
@@ -74,7 +74,7 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> matrix_free_curvature(
       "FisherOptions::matrix_free builds HODLR and HSS blocks and the network structure; ", to_string(structure),
       structure == Structure::BlockDiagonal ? std::string(" of ") + to_string(inner) : std::string(),
       " is built from per-sample factors (matrix_free = false)");
-  hfisher::detail::require(!opts.spd_compensation, where,
+  hfisher::detail::require(!opts.compression.spd_compensation, where,
                            "FisherOptions::spd_compensation needs the per-sample factors (the truncation error of "
                            "each block); a matrix-free Fisher takes damping above its error estimate instead");
   detail::checked_examples(model, data, opts, where);

@@ -329,7 +329,7 @@ struct MultilevelLevel {
 
 /// Multilevel low-rank block of layer k (multilevel.hpp), computed in sample
 /// space. Nodes split the layer's output units (level 0: all of them; each
-/// node into multilevel_branching balanced children), so the Gram matrix of
+/// node into multilevel.branching balanced children), so the Gram matrix of
 /// node i's rows of Psi is K_i(s, t) = (g_s . g_t over i's units) (a_n(s) .
 /// a_n(t)) (MultilevelGram: no P x S matrix). Top-down, each node keeps the
 /// leading eigen-directions of what its ancestors left, Psi_i T_i with
@@ -354,11 +354,11 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> multilevel_layer(const Fis
   // layout: unit bounds per level
   MultilevelLayout lay;
   std::vector<std::vector<int>> ub{{0, out}}, parent{{0}};
-  for (int l = 1; l < o.multilevel_levels; ++l) {
+  for (int l = 1; l < o.multilevel.levels; ++l) {
     std::vector<int> nb{0}, par;
     const auto& pb = ub.back();
     for (std::size_t i = 0; i + 1 < pb.size(); ++i) {
-      const int u0 = pb[i], u1 = pb[i + 1], m = std::min(o.multilevel_branching, u1 - u0);
+      const int u0 = pb[i], u1 = pb[i + 1], m = std::min(o.multilevel.branching, u1 - u0);
       for (int j = 1; j <= m; ++j) {
         nb.push_back(u0 + int(long(u1 - u0) * j / m));
         par.push_back(int(i));
@@ -374,9 +374,9 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> multilevel_layer(const Fis
     for (int u : ub[l]) rb.push_back(long(u) * c);
     lay.bounds.push_back(rb);
     // ranks above the samples leave room for sums (online consolidation); at most the layer's size
-    const int r = int(std::min<long>(o.multilevel_ranks.empty() ? o.multilevel_rank : o.multilevel_ranks[l], P));
+    const int r = int(std::min<long>(o.multilevel.ranks.empty() ? o.multilevel.rank : o.multilevel.ranks[l], P));
     lay.ranks.push_back(r);
-    const double M = double(ub[l].size() - 1), kk = multilevel_block_width(r, S, o.multilevel_oversampling);
+    const double M = double(ub[l].size() - 1), kk = multilevel_block_width(r, S, o.multilevel.oversampling);
     double lvl = M * S * (2.0 * (rho + r) + 3.0 * r) + double(N) * r * out + double(P) * r;
     if (2 * kk >= S)
       lvl += M * S * S * 5;
@@ -393,7 +393,7 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> multilevel_layer(const Fis
   ExecSpace space;
   Mat<Scalar, ExecSpace> KA("hfisher::multilevel::KA", N, N), W("hfisher::multilevel::W", P, lay.columns());
   kernels::detail::matmul_nocheck(space, Op::NoTrans, Op::Trans, Scalar(1), s.a[k], s.a[k], Scalar(0), KA);
-  const Scalar tol = Scalar(o.tol);
+  const Scalar tol = Scalar(o.multilevel.tol);
   Batch Zs("hfisher::multilevel::Zs", 1, S, 0), Vs("hfisher::multilevel::Vs", 1, S, 0);  // level 0: T = I
   int col0 = 0;                                                                          // first W column of this level
   for (int l = 0; l < lay.levels(); ++l) {
@@ -403,8 +403,8 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> multilevel_layer(const Fis
     // the r leading eigenpairs of K'_i = T_i^T K_i T_i, largest first
     Batch Vt("hfisher::multilevel::Vtop", M, S, r);
     BatchVector<Scalar, ExecSpace> wt("hfisher::multilevel::wtop", M, r);
-    multilevel_top_eigen(space, gram, Zs, Vs, r, o.seed + std::uint64_t(l) * 7919u, Vt, wt, o.multilevel_power_steps,
-                         o.multilevel_oversampling);
+    multilevel_top_eigen(space, gram, Zs, Vs, r, o.seed + std::uint64_t(l) * 7919u, Vt, wt, o.multilevel.power_steps,
+                         o.multilevel.oversampling);
     const Batch Z = MultilevelLevel<Scalar, ExecSpace>::kept(space, Zs, Vs, Vt, wt, tol);
     MultilevelLevel<Scalar, ExecSpace>::columns(space, Z, s.g[k], s.a[k], gram.unode, R, col0, W);
     col0 += r;
@@ -421,7 +421,7 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> multilevel_layer(const Fis
   // d = diag(F) - rowsum(W^2) keeps diag(F) exact
   auto d = diagonal_of(s, std::vector<int>{k}, P);
   detail::subtract_squares_clamped<ExecSpace>(d, W);
-  return std::make_unique<MultilevelOperator<Scalar, ExecSpace>>(d, W, lay, o.tol);
+  return std::make_unique<MultilevelOperator<Scalar, ExecSpace>>(d, W, lay, o.multilevel.tol);
 }
 
 }  // namespace detail
