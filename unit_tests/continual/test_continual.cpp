@@ -1,6 +1,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <limits>
 #include <random>
 #include <sstream>
@@ -14,6 +15,7 @@
 
 #include "../fuzz_helpers.hpp"
 #include "../test_helpers.hpp"
+#include "../tiny_mnist.hpp"
 
 using namespace hfisher_test;
 
@@ -481,26 +483,13 @@ TYPED_TEST(ReplayTest, KeepsTasksAndAddsTheMemoryGradient) {
 
 namespace {
 
-// An MNIST-format set of n 4 x 4 images (uncompressed IDX) whose label is
-// the position of a bright pixel: learnable in a few steps.
+// the tiny set of tiny_mnist.hpp as uncompressed IDX files
 void write_tiny_mnist(const std::string& dir, const std::string& stem, int n, unsigned seed) {
-  auto header = [](int type_dims, const std::vector<int>& dims) {
-    std::vector<unsigned char> h = {0, 0, 8, (unsigned char)type_dims};
-    for (int d : dims)
-      for (int s = 24; s >= 0; s -= 8) h.push_back((unsigned char)((d >> s) & 255));
-    return h;
-  };
-  std::mt19937 g(seed);
-  auto img = header(3, {n, 4, 4}), lab = header(1, {n});
-  for (int i = 0; i < n; ++i) {
-    const int y = int(g() % 10);
-    for (int p = 0; p < 16; ++p) img.push_back((unsigned char)((g() % 60) + ((p % 10) == y ? 180 : 0)));
-    lab.push_back((unsigned char)y);
-  }
+  const auto f = hfisher_test::tiny_mnist(n, seed);
   std::ofstream(dir + "/" + stem + "-images-idx3-ubyte", std::ios::binary)
-      .write(reinterpret_cast<const char*>(img.data()), std::streamsize(img.size()));
+      .write(reinterpret_cast<const char*>(f.images.data()), std::streamsize(f.images.size()));
   std::ofstream(dir + "/" + stem + "-labels-idx1-ubyte", std::ios::binary)
-      .write(reinterpret_cast<const char*>(lab.data()), std::streamsize(lab.size()));
+      .write(reinterpret_cast<const char*>(f.labels.data()), std::streamsize(f.labels.size()));
 }
 
 }  // namespace
@@ -565,6 +554,23 @@ TEST(ContinualExperiment, RunsSelectsAndResumesThroughTheLibrary) {
   EXPECT_EQ(sel[0].chosen.lambda, ex.runs[best].lambda);
   ASSERT_EQ(chosen.runs.size(), 2u);
   EXPECT_EQ(chosen.runs[1].lambda, ex.runs[best].lambda);
+
+  // the report writes the chosen runs' files
+  hc::report_experiment(o, chosen, sel, {"test", 1, 1});
+  std::ifstream js(o.output + "/results.json");
+  const std::string json((std::istreambuf_iterator<char>(js)), std::istreambuf_iterator<char>());
+  EXPECT_NE(json.find("\"chosen_lambda\": " + std::to_string(int(ex.runs[best].lambda))), std::string::npos) << json;
+  EXPECT_TRUE(fs::exists(o.output + "/results.csv"));
+  EXPECT_TRUE(fs::exists(o.output + "/R_ewc.dat"));
+  // a report of an unfinished run is refused, not written with missing rows
+  auto partial = chosen;
+  partial.runs[0].done = 1;
+  partial.runs[0].fisher_bytes.resize(1);
+  expect_throw_with(
+      [&] {
+        hc::report_experiment(o, partial, sel, {"test", 1, 1});
+      },
+      {"finetune (seed 1, lambda 0) finished 1 of 2 tasks", "select_candidates first"}, "an incomplete run");
 
   // resume: every run is read back, nothing is trained again
   o.resume = true;

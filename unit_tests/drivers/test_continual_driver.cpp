@@ -19,6 +19,8 @@
 #include <utility>
 #include <vector>
 
+#include "../tiny_mnist.hpp"
+
 namespace {
 
 void write_gz(const std::string& path, const std::vector<unsigned char>& b) {
@@ -28,24 +30,11 @@ void write_gz(const std::string& path, const std::vector<unsigned char>& b) {
   gzclose(f);
 }
 
-std::vector<unsigned char> header(int type_dims, const std::vector<int>& dims) {
-  std::vector<unsigned char> h = {0, 0, 8, (unsigned char)type_dims};
-  for (int d : dims)
-    for (int s = 24; s >= 0; s -= 8) h.push_back((unsigned char)((d >> s) & 255));
-  return h;
-}
-
-// 4x4 images whose label is the brightest quadrant + 4 * (sum parity), 10 classes
+// the tiny set of tiny_mnist.hpp, gzipped as Debian ships Fashion-MNIST
 void make_set(const std::string& dir, const std::string& stem, int n, unsigned seed) {
-  std::mt19937 g(seed);
-  auto img = header(3, {n, 4, 4}), lab = header(1, {n});
-  for (int i = 0; i < n; ++i) {
-    const int y = int(g() % 10);
-    for (int p = 0; p < 16; ++p) img.push_back((unsigned char)((g() % 60) + ((p % 10) == y ? 180 : 0)));
-    lab.push_back((unsigned char)y);
-  }
-  write_gz(dir + "/" + stem + "-images-idx3-ubyte.gz", img);
-  write_gz(dir + "/" + stem + "-labels-idx1-ubyte.gz", lab);
+  const auto f = hfisher_test::tiny_mnist(n, seed);
+  write_gz(dir + "/" + stem + "-images-idx3-ubyte.gz", f.images);
+  write_gz(dir + "/" + stem + "-labels-idx1-ubyte.gz", f.labels);
 }
 
 std::string slurp(const std::string& p) {
@@ -724,7 +713,7 @@ TEST(ContinualDriver, ConvolutionAndTransformerModels) {
   // whose sides are not multiples of 4 (6 x 6 here)
   fs::create_directories(root + "/odd");
   {
-    auto img = header(3, {8, 6, 6}), lab = header(1, {8});
+    auto img = hfisher_test::idx_header(3, {8, 6, 6}), lab = hfisher_test::idx_header(1, {8});
     for (int i = 0; i < 8; ++i) {
       for (int p = 0; p < 36; ++p) img.push_back((unsigned char)(p * 7 + i));
       lab.push_back((unsigned char)i);

@@ -240,7 +240,8 @@ inline std::string candidate_name(const ExperimentOptions& o, Method method, con
 /// more than 5 tasks, --level-rank against --levels, --lambda-for of a
 /// method that is not run or has no lambda, the multilevel structure on a
 /// cnn or vit, --keep-optimizer-state with resume or a natural-gradient
-/// optimizer, --probe-anchors without EWC or with a natural-gradient optimizer). run_experiment calls it.
+/// optimizer, --probe-anchors without EWC or with a natural-gradient
+/// optimizer). run_experiment calls it.
 inline void validate(const ExperimentOptions& o, const char* where = "hfisher::continual::run_experiment") {
   using hfisher::detail::require;
   auto member = [&](const std::string& v, std::initializer_list<const char*> names, const char* flag) {

@@ -182,11 +182,18 @@ inline std::vector<Selection> select_candidates(const ExperimentOptions& o, Expe
 }
 
 /// Prints the results table (and the learning curve and time to accuracy
-/// where asked) and writes the files into o.output.
+/// where asked) and writes the files into o.output. Every run must be
+/// complete (all o.tasks tasks, not diverged): after a grid, pass what
+/// select_candidates kept.
 inline void report_experiment(const ExperimentOptions& o, const ExperimentResults& ex,
                               const std::vector<Selection>& selections, const ReportContext& ctx) {
   const int T = o.tasks;
   const std::vector<RunResult>& results = ex.runs;
+  for (const auto& r : results)  // a diverged grid candidate stops early: select_candidates leaves it out
+    hfisher::detail::require(r.done == T && !r.diverged && int(r.fisher_bytes.size()) == T,
+                             "hfisher::continual::report_experiment", to_string(r.method), " (seed ", r.seed,
+                             ", lambda ", r.lambda, ") finished ", r.done, " of ", T, " tasks",
+                             r.diverged ? " and diverged" : "", ": report complete runs (select_candidates first)");
   auto lambda_in_results = [&](Method m) {  // the lambda a method's reported runs used
     for (const auto& r : results)
       if (r.method == m) return r.lambda;
