@@ -533,11 +533,13 @@ double l2_distance(const Vector& x, const Vector& y) {
 ///   drift:     theta_t after one epoch's worth of steps of a fresh optimizer
 ///              on the penalty alone (what the next task starts with).
 /// The model is restored afterwards; nothing is stored in the results.
-template <class S, class E, class Model, class Say>
+/// (The log is reached through hooks, not a lambda of the caller: a local
+/// type may not be a template argument of a function with device lambdas.)
+template <class S, class E, class Model>
 void probe_anchors(const ExperimentOptions& o, const std::string& label, int t, Model& model,
                    const FisherPenalty<S, E>& pen, const std::vector<nn::DeviceData<S, E>>& test,
                    const std::vector<typename Model::Labels>& masks, int steps, const dist::Communicator& comm,
-                   const Say& say) {
+                   const ExperimentHooks& hooks) {
   using Vector = typename Model::Vector;
   const long P = model.num_params();
   Vector theta("theta", P), num("num", P), den("den", P);
@@ -583,10 +585,13 @@ void probe_anchors(const ExperimentOptions& o, const std::string& label, int t, 
   const double moved = l2_distance(model.params(), theta);
   const std::string at_drift = row();
   Kokkos::deep_copy(model.params(), theta);
-  say("[%-12s] task %2d/%d probe: accuracy on tasks 1..%d at theta_t:%s | at the penalty's minimiser (%.3g away):%s | "
-      "after %d %s steps on the penalty alone (moved %.3g):%s\n",
-      label.c_str(), t + 1, o.tasks, t + 1, at_t.c_str(), l2_distance(num, theta), at_bar.c_str(), steps,
-      o.optimizer.c_str(), moved, at_drift.c_str());
+  if (comm.root() && hooks.log)
+    hooks.log(
+        printf_string("[%-12s] task %2d/%d probe: accuracy on tasks 1..%d at theta_t:%s | at the penalty's minimiser "
+                      "(%.3g away):%s | "
+                      "after %d %s steps on the penalty alone (moved %.3g):%s\n",
+                      label.c_str(), t + 1, o.tasks, t + 1, at_t.c_str(), l2_distance(num, theta), at_bar.c_str(),
+                      steps, o.optimizer.c_str(), moved, at_drift.c_str()));
 }
 
 }  // namespace detail
@@ -907,7 +912,7 @@ ExperimentResults run_experiment(const ExperimentOptions& o, const dist::Communi
               cons = pen->last_consolidation_seconds();
               if (o.probe_anchors && method == Method::EWC && t > 0)
                 detail::probe_anchors(oc, label, t, model, *pen, test, masks, (train[t].size() + o.batch - 1) / o.batch,
-                                      comm, say);
+                                      comm, hooks);
             }
             if (replay) replay->add_task(train[t], masks[t]);
             r.consolidate_seconds.push_back(cons);
