@@ -91,55 +91,18 @@ inline NaturalGradientOptions natural_gradient_options(const std::string& optimi
 
 /// `v` as `<<` prints it (6 significant digits): how lambdas, gammas and
 /// learning rates are named in logs, checkpoint names and keys.
-inline std::string format_default(double v);
-/// `v` with four decimals.
-inline std::string format_fixed4(double v);
-/// Mean and sample standard deviation (0 for fewer than two values).
-inline std::pair<double, double> mean_std(const std::vector<double>& v);
-
-/// The lambda of a penalty method: --lambda, or its --lambda-for override
-/// (checked: METHOD=VALUE with a finite value >= 0).
-inline double lambda_of(const ExperimentOptions& o, Method method);
-/// Whether any of the lambda / gamma / learning-rate grids is given.
-inline bool any_grid(const ExperimentOptions& o);
-/// Whether a method's candidates differ in gamma (online EWC with a gamma grid).
-inline bool grid_varies_gamma(const ExperimentOptions& o, Method method);
-/// Whether a method's candidates are named by lambda: a penalty method with
-/// a lambda grid, or with a gamma grid (the pair is named).
-inline bool grid_names_lambda(const ExperimentOptions& o, Method method);
-/// Whether the grids give a method candidates to choose from.
-inline bool method_has_grid(const ExperimentOptions& o, Method method);
-
-/// One setting a method runs at.
-struct Candidate {
-  double lambda = 0, gamma = 1, lr = 0;
-  bool operator==(const Candidate& c) const { return lambda == c.lambda && gamma == c.gamma && lr == c.lr; }
-};
-
-/// The candidates a method runs: the grids' product, or the values given.
-inline std::vector<Candidate> candidates(const ExperimentOptions& o, Method method);
-
-/// How a candidate is named: in the log (method@lambda[/gamma][/lr<lr>]) and,
-/// with file set, in checkpoint names (method-lambda<l>[-gamma<g>][-lr<r>]).
-/// Only what a grid varies is named.
-inline std::string candidate_name(const ExperimentOptions& o, Method method, const Candidate& c, bool file);
-
-/// Everything that changes a run's results: a checkpoint is only resumed
-/// under the same key (the code version first).
-inline std::string run_key(const ExperimentOptions& o, Method method, std::uint64_t seed);
-
-// definitions of the functions declared above
-
 inline std::string format_default(double v) {
   std::ostringstream s;
   s << v;
   return s.str();
 }
+/// `v` with four decimals.
 inline std::string format_fixed4(double v) {
   char b[32];
   std::snprintf(b, sizeof b, "%.4f", v);
   return b;
 }
+/// Mean and sample standard deviation (0 for fewer than two values).
 inline std::pair<double, double> mean_std(const std::vector<double>& v) {
   double mean = 0, var = 0;
   for (double x : v) mean += x / v.size();
@@ -147,6 +110,8 @@ inline std::pair<double, double> mean_std(const std::vector<double>& v) {
   return {mean, v.size() > 1 ? std::sqrt(var / (v.size() - 1)) : 0.0};
 }
 
+/// Everything that changes a run's results: a checkpoint is only resumed
+/// under the same key (the code version first).
 inline std::string run_key(const ExperimentOptions& o, Method method, std::uint64_t seed) {
   std::ostringstream k;
   k << "code=" << hfisher::commit() << "|v1|" << to_string(method) << "|" << o.stream << "|" << o.scenario << "|"
@@ -172,6 +137,8 @@ inline std::string run_key(const ExperimentOptions& o, Method method, std::uint6
   return k.str();
 }
 
+/// The lambda of a penalty method: --lambda, or its --lambda-for override
+/// (checked: METHOD=VALUE with a finite value >= 0).
 inline double lambda_of(const ExperimentOptions& o, Method method) {
   double l = o.lambda;
   for (const auto& kv : o.lambda_for) {
@@ -188,20 +155,32 @@ inline double lambda_of(const ExperimentOptions& o, Method method) {
   return l;
 }
 
+/// Whether any of the lambda / gamma / learning-rate grids is given.
 inline bool any_grid(const ExperimentOptions& o) {
   return !o.lambda_grid.empty() || !o.gamma_grid.empty() || !o.lr_grid.empty();
 }
 
+/// Whether a method's candidates differ in gamma (online EWC with a gamma grid).
 inline bool grid_varies_gamma(const ExperimentOptions& o, Method method) {
   return method == Method::OnlineEWC && !o.gamma_grid.empty();
 }
+/// Whether a method's candidates are named by lambda: a penalty method with
+/// a lambda grid, or with a gamma grid (the pair is named).
 inline bool grid_names_lambda(const ExperimentOptions& o, Method method) {
   return is_penalty(method) && (!o.lambda_grid.empty() || grid_varies_gamma(o, method));
 }
+/// Whether the grids give a method candidates to choose from.
 inline bool method_has_grid(const ExperimentOptions& o, Method method) {
   return !o.lr_grid.empty() || grid_names_lambda(o, method);
 }
 
+/// One setting a method runs at.
+struct Candidate {
+  double lambda = 0, gamma = 1, lr = 0;
+  bool operator==(const Candidate& c) const { return lambda == c.lambda && gamma == c.gamma && lr == c.lr; }
+};
+
+/// The candidates a method runs: the grids' product, or the values given.
 inline std::vector<Candidate> candidates(const ExperimentOptions& o, Method method) {
   const std::vector<double> rs = o.lr_grid.empty() ? std::vector<double>{o.lr} : o.lr_grid;
   const std::vector<double> ls = !is_penalty(method)     ? std::vector<double>{0.0}
@@ -215,6 +194,9 @@ inline std::vector<Candidate> candidates(const ExperimentOptions& o, Method meth
   return c;
 }
 
+/// How a candidate is named: in the log (method@lambda[/gamma][/lr<lr>]) and,
+/// with file set, in checkpoint names (method-lambda<l>[-gamma<g>][-lr<r>]).
+/// Only what a grid varies is named.
 inline std::string candidate_name(const ExperimentOptions& o, Method method, const Candidate& c, bool file) {
   if (!method_has_grid(o, method)) return to_string(method);
   const bool gl = grid_names_lambda(o, method), gg = grid_varies_gamma(o, method), gr = !o.lr_grid.empty();

@@ -137,7 +137,8 @@ inline std::vector<Selection> select_candidates(const ExperimentOptions& o, Expe
   if (any_grid(o)) {
     std::vector<RunResult> kept;
     for (const auto& m : o.methods) {
-      Selection sel{m, candidates(o, m), {}, candidates(o, m)[0]};
+      Selection sel{m, candidates(o, m), {}, {}};
+      sel.chosen = sel.cands[0];
       if (method_has_grid(o, m)) {
         double best = -1;
         for (const auto& c : sel.cands) {
