@@ -24,6 +24,7 @@
 
 #include <hfisher/core/instantiate.hpp>
 #include <hfisher/hmatrix/hodlr.hpp>
+#include <hfisher/hmatrix/impl/functors.hpp>
 #include <hfisher/kernels/qr.hpp>
 #include <hfisher/kernels/trsm.hpp>
 
@@ -60,14 +61,14 @@ class HODLRFactorization {
   /// caller guarantees the same contents; shapes are checked).
   static HODLRFactorization read(std::istream& i, const H& A, const std::string& what);
 
-  // implementation steps; public only because CUDA extended lambdas may not
-  // live in constructors or in private member functions
+ private:
+  // implementation steps (their kernels are the named functors of
+  // hmatrix/impl/functors.hpp: nvcc allows no device lambda here)
   void factorize();
   void build_symmetric_factor();
   /// Yp (tree order, (N, r)) <- G_level Yp, or G_level^-1 Yp.
   void apply_G(const Matrix& Yp, int level, bool inverse) const;
 
- private:
   // symmetric factor: A = S_L G_L ... G_1 (S_L G_L ... G_1)^T with S_L the
   // leaf Cholesky factors and G_l = I + Q_l X_l Q_l^T per sibling pair,
   // Q_l = diag(QL, QR) orthonormal (Ambikasaran, O'Neil & Singh 2016)
@@ -125,9 +126,8 @@ void HODLRFactorization<Scalar, ExecSpace>::factorize() {
     BatchScalar<Scalar, ExecSpace> ld("ld", nleaf);
     kernels::logdet_cholesky(space, LD_, ld);
     Scalar s = 0;
-    Kokkos::parallel_reduce(
-        "hfisher::HODLR::factor::logdet_leaves", Kokkos::RangePolicy<ExecSpace>(space, 0, nleaf),
-        KOKKOS_LAMBDA(const int b, Scalar& v) { v += ld(b); }, s);
+    Kokkos::parallel_reduce("hfisher::HODLR::factor::logdet_leaves", Kokkos::RangePolicy<ExecSpace>(space, 0, nleaf),
+                            detail::EntrySum<decltype(ld)>{ld}, s);
     logdet_ = double(s);
   }
 }
@@ -186,19 +186,11 @@ void HODLRFactorization<Scalar, ExecSpace>::build_symmetric_factor() {
       kernels::qr_form_q(space, Yc, tau, Qn);
     }
     Batch Rn(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HODLRFactorization::Rt"), nodes, k, k);
+    // R~ = R P^T (columns back in the original order), rows >= rank dropped;
+    // Q: columns >= rank dropped, padded rows zeroed (decoupled identity rows)
     Kokkos::parallel_for(
-        "hfisher::HODLR::factor::W::R", Kokkos::RangePolicy<ExecSpace>(space, 0, nodes), KOKKOS_LAMBDA(const int node) {
-          const int r = rk(node);
-          // R~ = R P^T (columns back in the original order), rows >= rank dropped
-          for (int i = 0; i < k; ++i)
-            for (int j = 0; j < k; ++j) Rn(node, i, piv(node, j)) = (i < r && j >= i) ? Rs(node, i, j) : Scalar(0);
-          // Q: columns >= rank dropped, padded rows zeroed (decoupled identity rows)
-          for (int row = 0; row < m; ++row) {
-            const bool pad = perm(node * m + row) < 0;
-            for (int c = 0; c < k; ++c)
-              if (pad || c >= r) Qn(node, row, c) = Scalar(0);
-          }
-        });
+        "hfisher::HODLR::factor::W::R", Kokkos::RangePolicy<ExecSpace>(space, 0, nodes),
+        detail::PivotedFactorR<Batch, decltype(piv), decltype(rk), decltype(perm)>{Rs, Rn, Qn, piv, rk, perm, k, m});
     // left (even) and right (odd) nodes as pair-indexed views
     auto sides = [pairs](const Batch& B, int side) {
       const long r = B.extent(1), c = B.extent(2);
@@ -229,33 +221,11 @@ void HODLRFactorization<Scalar, ExecSpace>::build_symmetric_factor() {
       QA[w] = Batch(Kokkos::view_alloc(Kokkos::WithoutInitializing, "QA"), pairs, k, k);
       QB[w] = Batch(Kokkos::view_alloc(Kokkos::WithoutInitializing, "QB"), pairs, k, k);
     }
-    auto PA0 = PA[0], PB0 = PB[0], QA0 = QA[0], QB0 = QB[0], PA1 = PA[1], PB1 = PB[1], QA1 = QA[1], QB1 = QB[1];
     Scalar ldl = 0;
-    Kokkos::parallel_reduce(
-        "hfisher::HODLR::factor::W::sqrt", Kokkos::RangePolicy<ExecSpace>(space, 0, pairs),
-        KOKKOS_LAMBDA(const int p, Scalar& acc) {
-          bad(p) = sig(p, 0) < Scalar(1) ? 0 : 1;
-          for (int j = 0; j < k; ++j) {
-            const Scalar s = sig(p, j) < Scalar(1) ? sig(p, j) : Scalar(0);
-            const Scalar rp = math::sqrt(Scalar(1) + s), rm = math::sqrt(Scalar(1) - s);
-            const Scalar fp = s / (rp + Scalar(1)), fm = -s / (rm + Scalar(1));                // sqrt(1 +- s) - 1
-            const Scalar gp = -s / ((rp + Scalar(1)) * rp), gm = s / ((rm + Scalar(1)) * rm);  // 1/sqrt(1 +- s) - 1
-            const Scalar a0 = Scalar(0.5) * (fp + fm), b0 = Scalar(0.5) * (fp - fm);
-            const Scalar a1 = Scalar(0.5) * (gp + gm), b1 = Scalar(0.5) * (gp - gm);
-            acc += math::log((Scalar(1) - s) * (Scalar(1) + s));
-            for (int i = 0; i < k; ++i) {
-              PA0(p, i, j) = P(p, i, j) * a0;
-              PB0(p, i, j) = P(p, i, j) * b0;
-              QA0(p, i, j) = Qb(p, i, j) * a0;
-              QB0(p, i, j) = Qb(p, i, j) * b0;
-              PA1(p, i, j) = P(p, i, j) * a1;
-              PB1(p, i, j) = P(p, i, j) * b1;
-              QA1(p, i, j) = Qb(p, i, j) * a1;
-              QB1(p, i, j) = Qb(p, i, j) * b1;
-            }
-          }
-        },
-        ldl);
+    Kokkos::parallel_reduce("hfisher::HODLR::factor::W::sqrt", Kokkos::RangePolicy<ExecSpace>(space, 0, pairs),
+                            detail::CouplingRoots<Batch, decltype(sig), decltype(bad)>{
+                                bad, sig, P, Qb, PA[0], PB[0], QA[0], QB[0], PA[1], PB[1], QA[1], QB[1], k},
+                            ldl);
     const long b = detail::first_failure(space, bad);
     detail::require(b < 0, where, "the matrix is not positive definite: level ", l, ", node pair ", b,
                     " (coupling singular value ",
@@ -296,30 +266,10 @@ void HODLRFactorization<Scalar, ExecSpace>::apply_G(const Matrix& Yp, int l, boo
   Batch T(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HODLRFactorization::GT"), pairs, 2 * k, r);
   Batch T2(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HODLRFactorization::GT2"), pairs, 2 * k, r);
   const auto YL = level_nodes(Yp, l, Nodes::Left), YR = level_nodes(Yp, l, Nodes::Right);
-  using member = typename ExecTraits<ExecSpace>::member_type;
   // the five products of a sibling pair in one launch (one team per pair):
   // T = [QL^T YL; QR^T YR], T2 = X T, [YL; YR] += [QL T2_top; QR T2_bot]
-  Kokkos::parallel_for(
-      "hfisher::HODLR::apply_G", detail::batch_policy(space, pairs), KOKKOS_LAMBDA(const member& t) {
-        const int p = t.league_rank();
-        const auto top = Kokkos::make_pair(0, k), bot = Kokkos::make_pair(k, 2 * k);
-        const auto all = Kokkos::ALL();
-        const auto Tp = detail::entry(T, p), T2p = detail::entry(T2, p);
-        const auto QLp = detail::entry(QL, p), QRp = detail::entry(QR, p);
-        const auto YLp = detail::entry(YL, p), YRp = detail::entry(YR, p);
-        kernels::detail::gemm_entry<ExecSpace>(t, Op::Trans, Op::NoTrans, Scalar(1), QLp, YLp, Scalar(0),
-                                               Kokkos::subview(Tp, top, all));
-        kernels::detail::gemm_entry<ExecSpace>(t, Op::Trans, Op::NoTrans, Scalar(1), QRp, YRp, Scalar(0),
-                                               Kokkos::subview(Tp, bot, all));
-        t.team_barrier();
-        kernels::detail::gemm_entry<ExecSpace>(t, Op::NoTrans, Op::NoTrans, Scalar(1), detail::entry(X, p), Tp,
-                                               Scalar(0), T2p);
-        t.team_barrier();
-        kernels::detail::gemm_entry<ExecSpace>(t, Op::NoTrans, Op::NoTrans, Scalar(1), QLp,
-                                               Kokkos::subview(T2p, top, all), Scalar(1), YLp);
-        kernels::detail::gemm_entry<ExecSpace>(t, Op::NoTrans, Op::NoTrans, Scalar(1), QRp,
-                                               Kokkos::subview(T2p, bot, all), Scalar(1), YRp);
-      });
+  Kokkos::parallel_for("hfisher::HODLR::apply_G", detail::batch_policy(space, pairs),
+                       detail::ApplyGPair<ExecSpace, Batch, decltype(YL)>{QL, QR, X, T, T2, YL, YR, k});
 }
 
 template <class Scalar, class ExecSpace>

@@ -54,6 +54,7 @@
 #include <hfisher/hmatrix/cluster_tree.hpp>
 #include <hfisher/hmatrix/compression.hpp>
 #include <hfisher/hmatrix/hodlr.hpp>
+#include <hfisher/hmatrix/impl/functors.hpp>
 #include <hfisher/hmatrix/impl/matvec.hpp>
 #include <hfisher/hmatrix/impl/tree_ops.hpp>
 #include <hfisher/hmatrix/impl/views.hpp>
@@ -186,8 +187,9 @@ class HSS {
   /// Tree-order product (N, r) -> (N, r).
   void apply_tree(const Matrix& Xp, const Matrix& Yp) const;
 
-  // construction steps; public only because CUDA extended lambdas may not
-  // live in private member functions
+ private:
+  // construction steps (their kernels are the named functors of
+  // hmatrix/impl/functors.hpp: nvcc allows no device lambda here)
   void init_structure(const ClusterTree& tree, const CompressionOptions& opts);
   /// One pass of the construction with the s test vectors in Om, samples in
   /// Y (tree order (N, s)); returns false if some level's sample was too
@@ -195,7 +197,6 @@ class HSS {
   bool build_from_samples(const Matrix& Om, const Matrix& Y, bool allow_saturated);
   void compute_diag_blocks(std::vector<Batch>& F) const;
 
- private:
   ClusterTree tree_;
   CompressionOptions opts_;
   BuildInfo info_;
@@ -254,12 +255,8 @@ bool HSS<Scalar, ExecSpace>::build_from_samples(const Matrix& Om, const Matrix& 
   double ref = 0;
   {
     Scalar ss = 0;
-    Kokkos::parallel_reduce(
-        "hfisher::HSS::ynorm", Kokkos::RangePolicy<ExecSpace>(space, 0, N),
-        KOKKOS_LAMBDA(const int p, Scalar& v) {
-          for (int c = 0; c < s; ++c) v += Y(p, c) * Y(p, c);
-        },
-        ss);
+    Kokkos::parallel_reduce("hfisher::HSS::ynorm", Kokkos::RangePolicy<ExecSpace>(space, 0, N),
+                            detail::RowSquaresSum<Matrix>{Y, s}, ss);
     ref = std::sqrt(double(ss) / s);
   }
   // level-L test and sample rows: (2^L, leaf, s) views on the (N, s) blocks
@@ -277,14 +274,8 @@ bool HSS<Scalar, ExecSpace>::build_from_samples(const Matrix& Om, const Matrix& 
     // QR of Omega_t^T (s x m): Q = [Q1 P] with Q1 (s x m) spanning
     // range(Omega_t^T) and P (s x (s - m)) null(Omega_t)
     Batch OmT(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::OmT"), nodes, s, m);
-    {
-      auto O = Oml;
-      Kokkos::parallel_for(
-          "hfisher::HSS::transpose", Kokkos::RangePolicy<ExecSpace>(space, 0, nodes), KOKKOS_LAMBDA(const int b) {
-            for (int i = 0; i < m; ++i)
-              for (int c = 0; c < s; ++c) OmT(b, c, i) = O(b, i, c);
-          });
-    }
+    Kokkos::parallel_for("hfisher::HSS::transpose", Kokkos::RangePolicy<ExecSpace>(space, 0, nodes),
+                         detail::NodeTranspose<Batch>{Oml, OmT, m, s});
     BatchVector<Scalar, ExecSpace> tau("hfisher::HSS::tau", nodes, m);
     kernels::qr(space, OmT, tau);
     // The off-diagonal sample (the block row A(I_t, I_t^c) alone) is Y_t P,
@@ -327,15 +318,8 @@ bool HSS<Scalar, ExecSpace>::build_from_samples(const Matrix& Om, const Matrix& 
       Kokkos::View<int*, mem_space> rz("hfisher::HSS::rank_Z", nodes);
       kernels::cpqr(space, Z, tz, pz, rz, 0.5);
       Kokkos::View<double**, mem_space> tail("hfisher::HSS::tail", nodes, q0 + 1);  // |R(i:, :)|_F^2; 0 at q0
-      Kokkos::parallel_for(
-          "hfisher::HSS::r_tail", Kokkos::RangePolicy<ExecSpace>(space, 0, nodes), KOKKOS_LAMBDA(const int b) {
-            double acc = 0;
-            tail(b, q0) = 0;
-            for (int i = q0 - 1; i >= 0; --i) {
-              for (int j = i; j < w; ++j) acc += double(Z(b, i, j)) * double(Z(b, i, j));
-              tail(b, i) = acc;
-            }
-          });
+      Kokkos::parallel_for("hfisher::HSS::r_tail", Kokkos::RangePolicy<ExecSpace>(space, 0, nodes),
+                           detail::TrailingRowNorms<Batch, decltype(tail)>{Z, tail, q0, w});
       auto tailh = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), tail);
       auto Zh00 = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), Kokkos::subview(Z, Kokkos::ALL(), 0, 0));
       double r00 = 0;
@@ -352,11 +336,8 @@ bool HSS<Scalar, ExecSpace>::build_from_samples(const Matrix& Om, const Matrix& 
       }
       Kokkos::deep_copy(rk, rkh);
       Batch Rt(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::R_Z"), nodes, q, w);
-      Kokkos::parallel_for(
-          "hfisher::HSS::r_rows", Kokkos::RangePolicy<ExecSpace>(space, 0, nodes), KOKKOS_LAMBDA(const int b) {
-            for (int i = 0; i < q; ++i)
-              for (int j = 0; j < w; ++j) Rt(b, i, j) = i < rk(b) && j >= i ? Z(b, i, j) : Scalar(0);
-          });
+      Kokkos::parallel_for("hfisher::HSS::r_rows", Kokkos::RangePolicy<ExecSpace>(space, 0, nodes),
+                           detail::KeptUpperRows<Batch, decltype(rk)>{Z, Rt, rk, q, w});
       Batch Ur("hfisher::HSS::Ur", nodes, q, q), Vs("hfisher::HSS::Vs", nodes, w, q);
       BatchVector<Scalar, ExecSpace> S("hfisher::HSS::S", nodes, q);
       kernels::svd(space, Rt, Ur, S, Vs);
@@ -390,17 +371,8 @@ bool HSS<Scalar, ExecSpace>::build_from_samples(const Matrix& Om, const Matrix& 
       Batch W(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::W"), nodes, m, k);
       {
         const std::uint64_t seed = opts_.seed * 31u + std::uint64_t(l) * 977u + 5u;
-        Kokkos::parallel_for(
-            "hfisher::HSS::basis", Kokkos::RangePolicy<ExecSpace>(space, 0, nodes), KOKKOS_LAMBDA(const int b) {
-              for (int c = 0; c < k; ++c) {
-                Scalar nrm = 0;
-                for (int i = 0; i < m; ++i) nrm += Us(b, i, c) * Us(b, i, c);
-                const bool good = nrm > Scalar(0.5) && S(b, c) > S(b, 0) * Scalar(1e-3) * math::limits<Scalar>::eps();
-                for (int i = 0; i < m; ++i)
-                  W(b, i, c) =
-                      good ? Us(b, i, c) : Scalar(random::normal(seed, std::uint64_t(b) * 4096u + c, std::uint64_t(i)));
-              }
-            });
+        Kokkos::parallel_for("hfisher::HSS::basis", Kokkos::RangePolicy<ExecSpace>(space, 0, nodes),
+                             detail::BasisOrRandom<Batch, decltype(S)>{Us, W, S, m, k, seed});
       }
       Ub = Batch(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::U"), nodes, m, k);
       Batch R(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::R"), nodes, k, k);
@@ -706,12 +678,8 @@ void HSS<Scalar, ExecSpace>::compute_diag_blocks(std::vector<Batch>& F) const {
     const int nodes = 1 << l, m = D_[l].extent(1), k = U_[l].extent(2);
     Batch Pk(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::Pk"), nodes, k, k);
     auto Fp = F[l - 1];
-    Kokkos::parallel_for(
-        "hfisher::HSS::child_block", Kokkos::RangePolicy<ExecSpace>(space, 0, nodes), KOKKOS_LAMBDA(const int b) {
-          const int par = b / 2, off = (b % 2) * k;
-          for (int i = 0; i < k; ++i)
-            for (int j = 0; j < k; ++j) Pk(b, i, j) = Fp(par, off + i, off + j);
-        });
+    Kokkos::parallel_for("hfisher::HSS::child_block", Kokkos::RangePolicy<ExecSpace>(space, 0, nodes),
+                         detail::ChildDiagonalBlock<Batch>{Fp, Pk, k, false});
     Batch T1(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::T1"), nodes, m, k);
     kernels::detail::gemm_nocheck(space, Op::NoTrans, Op::NoTrans, Scalar(1), U_[l], Pk, Scalar(0), T1);
     Batch Fl(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::F"), nodes, m, m);

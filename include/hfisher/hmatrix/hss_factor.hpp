@@ -25,6 +25,7 @@
 
 #include <hfisher/core/instantiate.hpp>
 #include <hfisher/hmatrix/hss.hpp>
+#include <hfisher/hmatrix/impl/functors.hpp>
 #include <hfisher/kernels/cholesky.hpp>
 #include <hfisher/kernels/qr.hpp>
 #include <hfisher/kernels/trsm.hpp>
@@ -66,15 +67,15 @@ class HSSFactorization {
   /// A's levels and ranks).
   static HSSFactorization read(std::istream& i, const H& A, const std::string& what);
 
-  // implementation steps; public only because CUDA extended lambdas may not
-  // live in constructors or private member functions
+ private:
+  // implementation steps (their kernels are named functors or the free
+  // functions below: nvcc allows no device lambda here)
   void factorize();
   void solve_tree(const Matrix& Bp) const;
   void W_tree(const Matrix& Xp, const Matrix& Yp, bool transpose) const;
   /// X <- Q^T X (transpose) or Q X per node, X: (nodes, m, r) at `level`.
   void rotate(int level, const Batch& X, bool transpose) const;
 
- private:
   H A_;
   // per level 1..L: Householder vectors of U's QR (nodes, m, k) with tau
   // (nodes, k) and the signs of R's diagonal (nodes, k); L11 (nodes, c, c),
@@ -273,12 +274,8 @@ void HSSFactorization<Scalar, ExecSpace>::factorize() {
     Batch Dn(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hfisher::HSS::Dw"), Dp.extent(0), Dp.extent(1),
              Dp.extent(2));
     Kokkos::deep_copy(space, Dn, Dp);
-    Kokkos::parallel_for(
-        "hfisher::HSS::factor::schur", Kokkos::RangePolicy<ExecSpace>(space, 0, nodes), KOKKOS_LAMBDA(const int b) {
-          const int par = b / 2, off = (b % 2) * k;
-          for (int i = 0; i < k; ++i)
-            for (int j = 0; j < k; ++j) Dn(par, off + i, off + j) += S(b, i, j);
-        });
+    Kokkos::parallel_for("hfisher::HSS::factor::schur", Kokkos::RangePolicy<ExecSpace>(space, 0, nodes),
+                         detail::ChildDiagonalBlock<Batch>{Dn, S, k, true});
     Dw = Dn;
   }
   L0_ = Dw;
