@@ -211,7 +211,7 @@ TYPED_TEST(DistTest, FactorizationsShardedOverRanks) {
     }
     EXPECT_EQ(rep.received, L - rep.computed) << hfisher::to_string(st);
     EXPECT_EQ(world().sum(double(rep.computed)), double(L));
-    EXPECT_TRUE(par->prepared(lam));
+    EXPECT_TRUE(hfisher::fisher::prepared(*par, lam));
     typename hfisher::CurvatureOperator<S, E>::Vector b("b", one->size()), x1("x1", one->size()), x2("x2", one->size());
     Kokkos::deep_copy(b, S(1));
     one->solve(b, x1, lam);  // factored here, as one process would

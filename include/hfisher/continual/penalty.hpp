@@ -173,7 +173,7 @@ class FisherPenalty {
     io::put(o, std::int32_t(tasks_));
     io::put(o, std::int32_t(F_.size()));
     for (std::size_t t = 0; t < F_.size(); ++t) {
-      F_[t]->write_tagged(o);
+      fisher::write_curvature(*F_[t], o);
       io::put(o, std::int64_t(anchor_[t].extent(0)));
       io::put_view(o, anchor_[t]);
     }
@@ -197,7 +197,7 @@ class FisherPenalty {
     F_.clear();
     anchor_.clear();
     for (int t = 0; t < n; ++t) {
-      F_.push_back(COp::read(i, what));
+      F_.push_back(fisher::read_curvature<Scalar, ExecSpace>(i, what));
       const auto len = io::get<std::int64_t>(i, what, where);
       detail::require(len == F_.back()->size(), where, what, ": anchor length ", len, " does not match the Fisher");
       Vector a("hfisher::FisherPenalty::anchor", len);
@@ -240,8 +240,8 @@ class FisherPenalty {
       anchor_.push_back(anchor);
     } else {
       detail::Region fold("hfisher::FisherPenalty::fold_in");
-      if (method_ == PenaltyMethod::OnlineEWC) F_[0]->scale(gamma_);
-      F_[0]->add(*Ft, 1.0);
+      if (method_ == PenaltyMethod::OnlineEWC) fisher::scale(*F_[0], gamma_);
+      fisher::add(*F_[0], *Ft, 1.0);
       anchor_[0] = anchor;
     }
     ++tasks_;

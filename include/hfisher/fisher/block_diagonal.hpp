@@ -9,12 +9,18 @@
 
 #include <hfisher/core/instantiate.hpp>
 #include <hfisher/fisher/curvature.hpp>
+#include <hfisher/fisher/sums.hpp>
+#include <hfisher/fisher/prepare.hpp>
+#include <hfisher/fisher/storage.hpp>
 
 namespace hfisher {
 namespace fisher {
 
 template <class Scalar, class ExecSpace = DefaultExec>
-class BlockDiagonalOperator : public CurvatureOperator<Scalar, ExecSpace> {
+class BlockDiagonalOperator : public CurvatureOperator<Scalar, ExecSpace>,
+                              public Summable<Scalar, ExecSpace>,
+                              public Preparable<Scalar, ExecSpace>,
+                              public Storable<Scalar, ExecSpace> {
  public:
   using Base = CurvatureOperator<Scalar, ExecSpace>;
   using typename Base::Matrix;
@@ -87,27 +93,28 @@ class BlockDiagonalOperator : public CurvatureOperator<Scalar, ExecSpace> {
   void add(const Base& other, double alpha) override {
     constexpr const char* where = "hfisher::fisher::BlockDiagonalOperator::add";
     const auto* p = dynamic_cast<const BlockDiagonalOperator*>(&other);
-    hfisher::detail::require(p != nullptr && p->num_blocks() == num_blocks(), where, "cannot add a ", other.tag(),
-                             " operator", (p ? " with a different number of blocks" : ""),
+    hfisher::detail::require(p != nullptr && p->num_blocks() == num_blocks(), where, "cannot add a ",
+                             to_string(other.structure()), " operator", (p ? " with a different number of blocks" : ""),
                              " to this block-diagonal one");
-    for (int i = 0; i < num_blocks(); ++i) blocks_[i]->add(*p->blocks_[i], alpha);
+    for (int i = 0; i < num_blocks(); ++i) fisher::add(*blocks_[i], *p->blocks_[i], alpha);
   }
   void scale(double alpha) override {
-    for (auto& b : blocks_) b->scale(alpha);
+    for (auto& b : blocks_) fisher::scale(*b, alpha);
   }
   void decay_average(const Base& fresh, double decay) override {
     const auto* p = dynamic_cast<const BlockDiagonalOperator*>(&fresh);
     hfisher::detail::require(p != nullptr && p->num_blocks() == num_blocks(),
                              "hfisher::fisher::BlockDiagonalOperator::decay_average", "cannot average with a ",
-                             fresh.tag(), " operator", (p ? " with a different number of blocks" : ""));
-    for (int i = 0; i < num_blocks(); ++i) blocks_[i]->decay_average(*p->blocks_[i], decay);
+                             to_string(fresh.structure()), " operator",
+                             (p ? " with a different number of blocks" : ""));
+    for (int i = 0; i < num_blocks(); ++i) fisher::decay_average(*blocks_[i], *p->blocks_[i], decay);
   }
   void prepare(double damping) const override {
-    for (const auto& b : blocks_) b->prepare(damping);
+    for (const auto& b : blocks_) fisher::prepare(*b, damping);
   }
   bool prepared(double damping) const override {
     for (const auto& b : blocks_)
-      if (!b->prepared(damping)) return false;
+      if (!fisher::prepared(*b, damping)) return false;
     return true;
   }
   std::size_t bytes() const override {
@@ -123,15 +130,15 @@ class BlockDiagonalOperator : public CurvatureOperator<Scalar, ExecSpace> {
   void write(std::ostream& o) const override {
     io::put(o, std::int32_t(outer_));
     io::put(o, std::int32_t(blocks_.size()));
-    for (const auto& b : blocks_) b->write_tagged(o);
+    for (const auto& b : blocks_) write_curvature(*b, o);
   }
   static std::unique_ptr<Base> read_body(std::istream& i, const std::string& what) {
-    constexpr const char* where = "hfisher::CurvatureOperator::load";
+    constexpr const char* where = "hfisher::fisher::load_curvature";
     const int outer = io::get<std::int32_t>(i, what, where), nb = io::get<std::int32_t>(i, what, where);
     hfisher::detail::require(is_structure(outer) && nb >= 1 && nb <= 100000, where, what,
                              ": corrupt block-diagonal header");
     std::vector<std::unique_ptr<Base>> blocks;
-    for (int b = 0; b < nb; ++b) blocks.push_back(Base::read(i, what));
+    for (int b = 0; b < nb; ++b) blocks.push_back(read_curvature<Scalar, ExecSpace>(i, what));
     return std::make_unique<BlockDiagonalOperator>(Structure(outer), std::move(blocks));
   }
 

@@ -110,13 +110,14 @@ std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> build_curvature(const Fish
         hfisher::detail::Region region("hfisher::build_curvature::layer " + std::to_string(k));
         std::ostringstream os(std::ios::binary);
         os.put('F');
-        detail::layer_block(s, k, inner, opts, where)->write_tagged(os);
+        write_curvature(*detail::layer_block(s, k, inner, opts, where), os);
         return os.str();
       },
       [&](int k, std::string&& bytes) {
         std::istringstream is(std::move(bytes), std::ios::binary);
         is.get();  // the 'F'
-        blocks[k] = COp::read(is, "the layer block broadcast by rank " + std::to_string(owner[k]));
+        blocks[k] =
+            read_curvature<Scalar, ExecSpace>(is, "the layer block broadcast by rank " + std::to_string(owner[k]));
       });
   return std::make_unique<BlockDiagonalOperator<Scalar, ExecSpace>>(structure, std::move(blocks));
 } catch (...) {

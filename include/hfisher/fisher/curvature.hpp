@@ -1,12 +1,14 @@
 #pragma once
 /// \file curvature.hpp
-/// \brief The one interface every curvature structure implements:
-/// CurvatureOperator over a flat parameter vector (the chosen layers of a
-/// model, each layer's block W~ = [W | b] flattened row-major).
+/// \brief The structures' names (Structure) and the algebra every curvature
+/// structure implements: CurvatureOperator over a flat parameter vector (the
+/// chosen layers of a model, each layer's block W~ = [W | b] flattened
+/// row-major).
 ///
-/// F v, (F + damping I)^-1 b, log det(F + damping I), v^T F v, diag(F), online
-/// sums and scaling, memory, and versioned save/load. Damping is always an
-/// explicit argument; factorizations for the last damping value are cached.
+/// F v, (F + damping I)^-1 b, log det(F + damping I), v^T F v, diag(F) and
+/// memory. Damping is always an explicit argument. Sums, preparation and
+/// files are the separate interfaces of fisher/sums.hpp, fisher/prepare.hpp
+/// and fisher/storage.hpp.
 
 #include <hfisher/core/error.hpp>
 #include <hfisher/core/instantiate.hpp>
@@ -111,7 +113,19 @@ inline void check_damping(double damping, const char* where) {
 
 }  // namespace fisher
 
-/// Abstract curvature operator of size n = size(). Vectors are Views (n).
+/// The algebra of a curvature matrix F of size n = size(): products, damped
+/// solves, log-determinants, quadratic forms, the diagonal and memory.
+/// Vectors are Views (n). The other jobs of a structure are separate small
+/// interfaces, used through free functions that take any CurvatureOperator:
+/// online sums (fisher::Summable; fisher::add, fisher::scale,
+/// fisher::decay_average in fisher/sums.hpp), preparing and shipping
+/// factorizations (fisher::Preparable; fisher::prepare, fisher::prepared,
+/// fisher::write_prepared, fisher::read_prepared in fisher/prepare.hpp) and
+/// files (fisher::Storable; fisher::save_curvature, fisher::load_curvature,
+/// fisher::write_curvature, fisher::read_curvature in fisher/storage.hpp).
+/// Every structure of the library implements all three (diagonal has no
+/// factorization to prepare); an operator written outside it needs only
+/// this class.
 template <class Scalar, class ExecSpace = DefaultExec>
 class CurvatureOperator {
  public:
@@ -124,14 +138,13 @@ class CurvatureOperator {
 
   /// Structure this operator stores.
   virtual Structure structure() const = 0;
-  /// Tag used in files ("diagonal", "kfac", "lowrank", "dense", "hodlr", "hss", "multilevel", "blockdiag").
-  virtual const char* tag() const = 0;
   /// Number of parameters n.
   virtual long size() const = 0;
   /// y = F v.
   virtual void apply(const Vector& v, const Vector& y) const = 0;
   /// x = (F + damping I)^-1 b. Throws when F + damping I is not positive
-  /// definite (e.g. damping 0 on a rank-deficient Fisher).
+  /// definite (e.g. damping 0 on a rank-deficient Fisher). A structure with
+  /// a factorization caches it for the last damping (fisher::prepare).
   virtual void solve(const Vector& b, const Vector& x, double damping) const = 0;
   /// log det(F + damping I).
   virtual double logdet(double damping) const = 0;
@@ -143,57 +156,10 @@ class CurvatureOperator {
   }
   /// diag(F), a new vector.
   virtual Vector diag() const = 0;
-  /// *this += alpha * other (same structure and shape; the online sum across
-  /// tasks). Compressed structures recompress.
-  virtual void add(const CurvatureOperator& other, double alpha = 1.0) = 0;
-  /// *this *= alpha.
-  virtual void scale(double alpha) = 0;
-  /// Running average with a fresh estimate of the same structure:
-  /// *this = decay * (*this) + (1 - decay) * fresh, decay in [0, 1]. The
-  /// default scales and adds; K-FAC averages its factors instead (A and G
-  /// each, the usual K-FAC running statistics), so the result stays one
-  /// Kronecker term.
-  virtual void decay_average(const CurvatureOperator& fresh, double decay) {
-    hfisher::detail::require(decay >= 0 && decay <= 1, "hfisher::CurvatureOperator::decay_average", "decay = ", decay,
-                             " (must lie in [0, 1])");
-    scale(decay);
-    add(fresh, 1.0 - decay);
-  }
-  /// Computes now the factorization solve() and logdet() use at `damping`
-  /// (K-FAC: the eigendecompositions of its factors, valid for every damping;
-  /// dense: the Cholesky factor of F + damping I; low-rank: the capacitance
-  /// Cholesky; HODLR, HSS: their factorizations; block-diagonal: every block's), so
-  /// that it can be computed where it is cheapest: prepare_sharded() gives
-  /// each layer block to one MPI rank and ships the result to the others.
-  virtual void prepare(double damping) const { (void)damping; }
-  /// Whether the factorization for `damping` is cached.
-  virtual bool prepared(double damping) const {
-    (void)damping;
-    return true;
-  }
-  /// Writes the cached factorization for `damping` (after prepare) so that
-  /// read_prepared can install it in an operator with the same contents;
-  /// false (nothing written) when this structure does not ship its
-  /// factorization (low-rank, diagonal: they prepare where they are).
-  virtual bool write_prepared(std::ostream& o, double damping) const {
-    (void)o;
-    (void)damping;
-    return false;
-  }
-  /// Installs a factorization written by write_prepared of an operator of
-  /// the same shape (the caller guarantees the same contents).
-  virtual void read_prepared(std::istream& i, double damping, const std::string& what) const {
-    (void)i;
-    (void)damping;
-    throw Error(hfisher::detail::concat("hfisher::CurvatureOperator::read_prepared: ", what, ": a ", tag(),
-                                        " operator does not read shipped factorizations"));
-  }
   /// Bytes of the stored representation (caches of factorizations excluded).
   virtual std::size_t bytes() const = 0;
   /// A deep copy.
   virtual std::unique_ptr<CurvatureOperator> clone() const = 0;
-  /// Writes the body of the file format (see save()).
-  virtual void write(std::ostream& o) const = 0;
 
   /// The largest n for which to_dense() forms the n x n matrix (2 GiB in double).
   static constexpr long max_dense_size = 16384;
@@ -215,51 +181,11 @@ class CurvatureOperator {
     return F;
   }
 
-  /// Versioned binary file, written atomically.
-  void save(const std::string& path) const {
-    io::atomic_write_sealed(path, "hfisher::CurvatureOperator::save", [&](std::ostream& o) { write_tagged(o); });
-  }
-  /// Loads what save() wrote, of any structure (defined in fisher/io.hpp).
-  static std::unique_ptr<CurvatureOperator> load(const std::string& path);
-  /// Reads one tagged operator from a stream (defined in fisher/io.hpp).
-  static std::unique_ptr<CurvatureOperator> read(std::istream& i, const std::string& what);
-
-  /// Writes the tag and body (used by save and by containers).
-  void write_tagged(std::ostream& o) const {
-    io::put_header(o, file_magic(), 1, sizeof(Scalar));
-    char t[16] = {};
-    for (int k = 0; k < 15 && tag()[k]; ++k) t[k] = tag()[k];
-    o.write(t, 16);
-    write(o);
-    o.write(file_magic(), 8);
-  }
-  static const char (&file_magic())[8] {
-    static const char m[8] = {'H', 'F', 'C', 'U', 'R', 'V', '\0', '\1'};
-    return m;
-  }
-
  protected:
   /// The size check of every to_dense().
   static void check_dense_size(long n) {
     hfisher::detail::require(n <= max_dense_size, "hfisher::CurvatureOperator::to_dense", "n = ", n,
                              " is too large to form (at most ", max_dense_size, ")");
-  }
-
-  /// Header of a shipped factorization made for one damping (dense,
-  /// HODLR): the operator's size and the damping; put requires the
-  /// factorization to be prepared, get checks both against this operator
-  /// (`kind` names what was shipped in the message).
-  void put_prepared_header(std::ostream& o, double damping, const char* where) const {
-    hfisher::detail::require(prepared(damping), where, "call prepare(", damping, ") first");
-    io::put(o, std::int64_t(size()));
-    io::put(o, damping);
-  }
-  void get_prepared_header(std::istream& i, double damping, const std::string& what, const char* where,
-                           const char* kind) const {
-    const auto n = io::get<std::int64_t>(i, what, where);
-    const double d = io::get<double>(i, what, where);
-    hfisher::detail::require(n == size() && d == damping, where, what, ": ", kind, " of size ", n, " at damping ", d,
-                             ", expected ", size(), " at ", damping);
   }
   void check_vec(const Vector& v, const char* where, const char* arg, bool finite = true) const {
     hfisher::detail::require(long(v.extent(0)) == size(), where, arg, " has ", v.extent(0),

@@ -7,6 +7,9 @@
 
 #include <hfisher/core/instantiate.hpp>
 #include <hfisher/fisher/curvature.hpp>
+#include <hfisher/fisher/sums.hpp>
+#include <hfisher/fisher/prepare.hpp>
+#include <hfisher/fisher/storage.hpp>
 #include <hfisher/hmatrix/impl/tree_ops.hpp>
 #include <hfisher/kernels/cholesky.hpp>
 #include <hfisher/kernels/matmul.hpp>
@@ -15,7 +18,10 @@ namespace hfisher {
 namespace fisher {
 
 template <class Scalar, class ExecSpace = DefaultExec>
-class DenseOperator : public CurvatureOperator<Scalar, ExecSpace> {
+class DenseOperator : public CurvatureOperator<Scalar, ExecSpace>,
+                      public Summable<Scalar, ExecSpace>,
+                      public Preparable<Scalar, ExecSpace>,
+                      public Storable<Scalar, ExecSpace> {
  public:
   using Base = CurvatureOperator<Scalar, ExecSpace>;
   using typename Base::Matrix;
@@ -79,7 +85,8 @@ class DenseOperator : public CurvatureOperator<Scalar, ExecSpace> {
   void add(const Base& other, double alpha) override {
     constexpr const char* where = "hfisher::fisher::DenseOperator::add";
     const auto* p = dynamic_cast<const DenseOperator*>(&other);
-    hfisher::detail::require(p != nullptr, where, "cannot add a ", other.tag(), " operator to a dense one");
+    hfisher::detail::require(p != nullptr, where, "cannot add a ", to_string(other.structure()),
+                             " operator to a dense one");
     hfisher::detail::require(p->size() == size(), where, "sizes differ (", size(), " vs ", p->size(), ")");
     hfisher::detail::require(std::isfinite(alpha), where, "alpha is not finite");
     axpy(p->F_, alpha);
@@ -123,7 +130,7 @@ class DenseOperator : public CurvatureOperator<Scalar, ExecSpace> {
     io::put_view(o, F_);
   }
   static std::unique_ptr<Base> read_body(std::istream& i, const std::string& what) {
-    constexpr const char* where = "hfisher::CurvatureOperator::load";
+    constexpr const char* where = "hfisher::fisher::load_curvature";
     const auto n = io::get<std::int64_t>(i, what, where);
     hfisher::detail::require(n >= 1 && n <= (1L << 17), where, what, ": corrupt size ", n);
     io::require_available(i, static_cast<unsigned long long>(n) * static_cast<unsigned long long>(n) * sizeof(Scalar),
@@ -136,13 +143,13 @@ class DenseOperator : public CurvatureOperator<Scalar, ExecSpace> {
   void prepare(double damping) const override { factor(damping, "hfisher::fisher::DenseOperator::prepare"); }
   bool prepared(double damping) const override { return cached_ == damping; }
   bool write_prepared(std::ostream& o, double damping) const override {
-    this->put_prepared_header(o, damping, "hfisher::fisher::DenseOperator::write_prepared");
+    this->put_prepared_header(o, this->size(), damping, "hfisher::fisher::DenseOperator::write_prepared");
     io::put_view(o, L_);
     return true;
   }
   void read_prepared(std::istream& i, double damping, const std::string& what) const override {
     constexpr const char* where = "hfisher::fisher::DenseOperator::read_prepared";
-    this->get_prepared_header(i, damping, what, where, "a Cholesky factor");
+    this->get_prepared_header(i, this->size(), damping, what, where, "a Cholesky factor");
     const long n = size();
     Batch L("hfisher::fisher::dense_L", 1, n, n);
     io::get_view(i, L, what, where);

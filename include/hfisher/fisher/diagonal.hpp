@@ -5,12 +5,16 @@
 
 #include <hfisher/core/instantiate.hpp>
 #include <hfisher/fisher/curvature.hpp>
+#include <hfisher/fisher/sums.hpp>
+#include <hfisher/fisher/storage.hpp>
 
 namespace hfisher {
 namespace fisher {
 
 template <class Scalar, class ExecSpace = DefaultExec>
-class DiagonalOperator : public CurvatureOperator<Scalar, ExecSpace> {
+class DiagonalOperator : public CurvatureOperator<Scalar, ExecSpace>,
+                         public Summable<Scalar, ExecSpace>,
+                         public Storable<Scalar, ExecSpace> {
  public:
   using Base = CurvatureOperator<Scalar, ExecSpace>;
   using typename Base::Matrix;
@@ -82,7 +86,8 @@ class DiagonalOperator : public CurvatureOperator<Scalar, ExecSpace> {
   void add(const Base& other, double alpha) override {
     constexpr const char* where = "hfisher::fisher::DiagonalOperator::add";
     const auto* p = dynamic_cast<const DiagonalOperator*>(&other);
-    hfisher::detail::require(p != nullptr, where, "cannot add a ", other.tag(), " operator to a diagonal one");
+    hfisher::detail::require(p != nullptr, where, "cannot add a ", to_string(other.structure()),
+                             " operator to a diagonal one");
     hfisher::detail::require(p->size() == size(), where, "sizes differ (", size(), " vs ", p->size(), ")");
     hfisher::detail::require(std::isfinite(alpha), where, "alpha is not finite");
     auto d = d_;
@@ -115,7 +120,7 @@ class DiagonalOperator : public CurvatureOperator<Scalar, ExecSpace> {
     io::put_view(o, d_);
   }
   static std::unique_ptr<Base> read_body(std::istream& i, const std::string& what) {
-    constexpr const char* where = "hfisher::CurvatureOperator::load";
+    constexpr const char* where = "hfisher::fisher::load_curvature";
     const auto n = io::get<std::int64_t>(i, what, where);
     hfisher::detail::require(n >= 1 && n < (1L << 40), where, what, ": corrupt size ", n);
     io::require_available(i, static_cast<unsigned long long>(n) * sizeof(Scalar), what, where);  // before allocating

@@ -10,6 +10,9 @@
 
 #include <hfisher/core/instantiate.hpp>
 #include <hfisher/fisher/curvature.hpp>
+#include <hfisher/fisher/prepare.hpp>
+#include <hfisher/fisher/storage.hpp>
+#include <hfisher/fisher/sums.hpp>
 #include <hfisher/hmatrix/hodlr.hpp>
 #include <hfisher/hmatrix/hss.hpp>
 
@@ -45,7 +48,10 @@ struct HMatrixFormat<HSS<Scalar, ExecSpace>> {
 
 /// A curvature block stored as the H-matrix HM (HODLR<S, E> or HSS<S, E>).
 template <class HM>
-class HMatrixOperator : public CurvatureOperator<typename HM::scalar_type, typename HM::exec_space> {
+class HMatrixOperator : public CurvatureOperator<typename HM::scalar_type, typename HM::exec_space>,
+                        public Summable<typename HM::scalar_type, typename HM::exec_space>,
+                        public Preparable<typename HM::scalar_type, typename HM::exec_space>,
+                        public Storable<typename HM::scalar_type, typename HM::exec_space> {
  public:
   using Scalar = typename HM::scalar_type;
   using ExecSpace = typename HM::exec_space;
@@ -100,8 +106,8 @@ class HMatrixOperator : public CurvatureOperator<typename HM::scalar_type, typen
   void add(const Base& other, double alpha) override {
     const std::string where = std::string(Format::name) + "::add";
     const auto* p = dynamic_cast<const HMatrixOperator*>(&other);
-    hfisher::detail::require(p != nullptr, where.c_str(), "cannot add a ", other.tag(), " operator to a ", Format::tag,
-                             " one");
+    hfisher::detail::require(p != nullptr, where.c_str(), "cannot add a ", to_string(other.structure()),
+                             " operator to a ", Format::tag, " one");
     hfisher::detail::require(p->size() == size(), where.c_str(), "sizes differ (", size(), " vs ", p->size(), ")");
     h_.add(p->h_, Scalar(alpha));
     f_.reset();
@@ -129,7 +135,7 @@ class HMatrixOperator : public CurvatureOperator<typename HM::scalar_type, typen
   void prepare(double damping) const override { factor(damping); }
   bool prepared(double damping) const override { return f_ && cached_ == damping; }
   bool write_prepared(std::ostream& o, double damping) const override {
-    this->put_prepared_header(o, damping, (std::string(Format::name) + "::write_prepared").c_str());
+    this->put_prepared_header(o, this->size(), damping, (std::string(Format::name) + "::write_prepared").c_str());
     f_->write(o);
     return true;
   }
@@ -137,7 +143,7 @@ class HMatrixOperator : public CurvatureOperator<typename HM::scalar_type, typen
   /// is rebuilt here: O(N leaf), no factoring).
   void read_prepared(std::istream& i, double damping, const std::string& what) const override {
     const std::string where = std::string(Format::name) + "::read_prepared";
-    this->get_prepared_header(i, damping, what, where.c_str(), "a factorization");
+    this->get_prepared_header(i, this->size(), damping, what, where.c_str(), "a factorization");
     H shifted = h_.clone();
     shifted.add_diagonal(Scalar(damping));
     f_ = std::make_shared<Factorization>(Factorization::read(i, shifted, what));

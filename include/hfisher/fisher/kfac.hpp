@@ -20,6 +20,9 @@
 #include <hfisher/core/instantiate.hpp>
 #include <hfisher/fisher/block_diagonal.hpp>
 #include <hfisher/fisher/curvature.hpp>
+#include <hfisher/fisher/sums.hpp>
+#include <hfisher/fisher/prepare.hpp>
+#include <hfisher/fisher/storage.hpp>
 #include <hfisher/kernels/matmul.hpp>
 #include <hfisher/kernels/syev.hpp>
 
@@ -49,7 +52,10 @@ void transpose_into(const M& in, const M& out) {
 }  // namespace detail
 
 template <class Scalar, class ExecSpace = DefaultExec>
-class KFACOperator : public CurvatureOperator<Scalar, ExecSpace> {
+class KFACOperator : public CurvatureOperator<Scalar, ExecSpace>,
+                     public Summable<Scalar, ExecSpace>,
+                     public Preparable<Scalar, ExecSpace>,
+                     public Storable<Scalar, ExecSpace> {
  public:
   using Base = CurvatureOperator<Scalar, ExecSpace>;
   using typename Base::Matrix;
@@ -238,7 +244,8 @@ class KFACOperator : public CurvatureOperator<Scalar, ExecSpace> {
   void add(const Base& other, double alpha) override {
     constexpr const char* where = "hfisher::fisher::KFACOperator::add";
     const auto* p = dynamic_cast<const KFACOperator*>(&other);
-    hfisher::detail::require(p != nullptr, where, "cannot add a ", other.tag(), " operator to a K-FAC one");
+    hfisher::detail::require(p != nullptr, where, "cannot add a ", to_string(other.structure()),
+                             " operator to a K-FAC one");
     hfisher::detail::require(p->rows() == rows() && p->cols() == cols(), where, "factor shapes differ (", rows(), "x",
                              cols(), " vs ", p->rows(), "x", p->cols(), ")");
     hfisher::detail::require(std::isfinite(alpha), where, "alpha is not finite");
@@ -261,7 +268,8 @@ class KFACOperator : public CurvatureOperator<Scalar, ExecSpace> {
   void decay_average(const Base& fresh, double decay) override {
     constexpr const char* where = "hfisher::fisher::KFACOperator::decay_average";
     const auto* p = dynamic_cast<const KFACOperator*>(&fresh);
-    hfisher::detail::require(p != nullptr, where, "cannot average a K-FAC operator with a ", fresh.tag(), " one");
+    hfisher::detail::require(p != nullptr, where, "cannot average a K-FAC operator with a ",
+                             to_string(fresh.structure()), " one");
     hfisher::detail::require(p->rows() == rows() && p->cols() == cols(), where, "factor shapes differ");
     hfisher::detail::require(terms_.size() == 1 && p->terms_.size() == 1, where,
                              "both operators must be one Kronecker term (call merge_terms())");
@@ -308,7 +316,7 @@ class KFACOperator : public CurvatureOperator<Scalar, ExecSpace> {
     }
   }
   static std::unique_ptr<Base> read_body(std::istream& i, const std::string& what) {
-    constexpr const char* where = "hfisher::CurvatureOperator::load";
+    constexpr const char* where = "hfisher::fisher::load_curvature";
     const int r = io::get<std::int32_t>(i, what, where), c = io::get<std::int32_t>(i, what, where);
     const int mode = io::get<std::int32_t>(i, what, where), nt = io::get<std::int32_t>(i, what, where);
     hfisher::detail::require(
@@ -459,8 +467,8 @@ std::vector<KFACFactors<Scalar, ExecSpace>> kfac_factors(const CurvatureOperator
   std::vector<KFACFactors<Scalar, ExecSpace>> out;
   auto take = [&](const CurvatureOperator<Scalar, ExecSpace>& b, int index, long offset) {
     const auto* k = dynamic_cast<const KFACOperator<Scalar, ExecSpace>*>(&b);
-    hfisher::detail::require(k != nullptr, where, "block ", index, " is a '", b.tag(), "' operator (",
-                             to_string(b.structure()), "), not K-FAC");
+    hfisher::detail::require(k != nullptr, where, "block ", index, " is a ", to_string(b.structure()),
+                             " operator, not K-FAC");
     hfisher::detail::require(k->terms().size() == 1, where, "block ", index, " is a sum of ", k->terms().size(),
                              " Kronecker terms (call merge_terms() first, or read terms())");
     out.push_back({index, offset, k->terms()[0].A, k->terms()[0].G});

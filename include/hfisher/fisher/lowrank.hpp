@@ -9,6 +9,9 @@
 
 #include <hfisher/core/instantiate.hpp>
 #include <hfisher/fisher/curvature.hpp>
+#include <hfisher/fisher/sums.hpp>
+#include <hfisher/fisher/prepare.hpp>
+#include <hfisher/fisher/storage.hpp>
 #include <hfisher/fisher/diag_factor.hpp>
 #include <hfisher/kernels/cholesky.hpp>
 #include <hfisher/kernels/matmul.hpp>
@@ -18,7 +21,10 @@ namespace hfisher {
 namespace fisher {
 
 template <class Scalar, class ExecSpace = DefaultExec>
-class LowRankOperator : public CurvatureOperator<Scalar, ExecSpace> {
+class LowRankOperator : public CurvatureOperator<Scalar, ExecSpace>,
+                        public Summable<Scalar, ExecSpace>,
+                        public Preparable<Scalar, ExecSpace>,
+                        public Storable<Scalar, ExecSpace> {
  public:
   using Base = CurvatureOperator<Scalar, ExecSpace>;
   using typename Base::Matrix;
@@ -111,7 +117,8 @@ class LowRankOperator : public CurvatureOperator<Scalar, ExecSpace> {
   void add(const Base& other, double alpha) override {
     constexpr const char* where = "hfisher::fisher::LowRankOperator::add";
     const auto* p = dynamic_cast<const LowRankOperator*>(&other);
-    hfisher::detail::require(p != nullptr, where, "cannot add a ", other.tag(), " operator to a low-rank one");
+    hfisher::detail::require(p != nullptr, where, "cannot add a ", to_string(other.structure()),
+                             " operator to a low-rank one");
     hfisher::detail::require(p->size() == size(), where, "sizes differ (", size(), " vs ", p->size(), ")");
     hfisher::detail::require(std::isfinite(alpha) && alpha >= 0, where, "alpha = ", alpha,
                              " (a low-rank + diagonal sum needs alpha >= 0 to stay positive semi-definite)");
@@ -198,7 +205,7 @@ class LowRankOperator : public CurvatureOperator<Scalar, ExecSpace> {
     io::put_view(o, W_);
   }
   static std::unique_ptr<Base> read_body(std::istream& i, const std::string& what) {
-    constexpr const char* where = "hfisher::CurvatureOperator::load";
+    constexpr const char* where = "hfisher::fisher::load_curvature";
     const auto n = io::get<std::int64_t>(i, what, where);
     const int k = io::get<std::int32_t>(i, what, where), mr = io::get<std::int32_t>(i, what, where);
     const double tol = io::get<double>(i, what, where);

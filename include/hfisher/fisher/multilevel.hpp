@@ -29,6 +29,9 @@
 
 #include <hfisher/core/instantiate.hpp>
 #include <hfisher/fisher/curvature.hpp>
+#include <hfisher/fisher/sums.hpp>
+#include <hfisher/fisher/prepare.hpp>
+#include <hfisher/fisher/storage.hpp>
 #include <hfisher/fisher/diag_factor.hpp>
 #include <hfisher/kernels/cholesky.hpp>
 #include <hfisher/kernels/matmul.hpp>
@@ -106,7 +109,10 @@ double min_entry(const V& v) {
 }  // namespace detail
 
 template <class Scalar, class ExecSpace = DefaultExec>
-class MultilevelOperator : public CurvatureOperator<Scalar, ExecSpace> {
+class MultilevelOperator : public CurvatureOperator<Scalar, ExecSpace>,
+                           public Summable<Scalar, ExecSpace>,
+                           public Preparable<Scalar, ExecSpace>,
+                           public Storable<Scalar, ExecSpace> {
  public:
   using Base = CurvatureOperator<Scalar, ExecSpace>;
   using typename Base::Matrix;
@@ -204,7 +210,8 @@ class MultilevelOperator : public CurvatureOperator<Scalar, ExecSpace> {
   void add(const Base& other, double alpha) override {
     constexpr const char* where = "hfisher::fisher::MultilevelOperator::add";
     const auto* p = dynamic_cast<const MultilevelOperator*>(&other);
-    hfisher::detail::require(p != nullptr, where, "cannot add a ", other.tag(), " operator to a multilevel one");
+    hfisher::detail::require(p != nullptr, where, "cannot add a ", to_string(other.structure()),
+                             " operator to a multilevel one");
     hfisher::detail::require(p->size() == size(), where, "sizes differ (", size(), " vs ", p->size(), ")");
     hfisher::detail::require(p->layout_ == layout_, where, "the node layouts (levels, bounds or ranks) differ");
     hfisher::detail::require(std::isfinite(alpha) && alpha >= 0, where, "alpha = ", alpha,
@@ -353,7 +360,7 @@ class MultilevelOperator : public CurvatureOperator<Scalar, ExecSpace> {
     io::put_view(o, W_);
   }
   static std::unique_ptr<Base> read_body(std::istream& i, const std::string& what) {
-    constexpr const char* where = "hfisher::CurvatureOperator::load";
+    constexpr const char* where = "hfisher::fisher::load_curvature";
     const auto n = io::get<std::int64_t>(i, what, where);
     const int L = io::get<std::int32_t>(i, what, where);
     const double tol = io::get<double>(i, what, where);

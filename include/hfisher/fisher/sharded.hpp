@@ -105,8 +105,8 @@ PrepareReport prepare_sharded(const CurvatureOperator<Scalar, ExecSpace>& op, do
   const auto* bd = dynamic_cast<const BlockDiagonalOperator<Scalar, ExecSpace>*>(&op);
   if (!bd) {
     rep.blocks = 1;
-    if (!op.prepared(damping)) {
-      op.prepare(damping);
+    if (!fisher::prepared(op, damping)) {
+      fisher::prepare(op, damping);
       rep.computed = 1;
     }
     return rep;
@@ -115,8 +115,8 @@ PrepareReport prepare_sharded(const CurvatureOperator<Scalar, ExecSpace>& op, do
   const int nb = bd->num_blocks();
   if (!comm.distributed()) {
     for (int k = 0; k < nb; ++k) {
-      if (bd->block(k).prepared(damping)) continue;
-      bd->block(k).prepare(damping);
+      if (fisher::prepared(bd->block(k), damping)) continue;
+      fisher::prepare(bd->block(k), damping);
       ++rep.computed;
     }
     return rep;
@@ -124,7 +124,7 @@ PrepareReport prepare_sharded(const CurvatureOperator<Scalar, ExecSpace>& op, do
   // blocks already prepared are the same on every rank (the operators are
   // equal): decided before this rank prepares its own
   std::vector<char> skip(nb);
-  for (int k = 0; k < nb; ++k) skip[k] = bd->block(k).prepared(damping);
+  for (int k = 0; k < nb; ++k) skip[k] = fisher::prepared(bd->block(k), damping);
   std::vector<double> cost(nb);
   for (int k = 0; k < nb; ++k) cost[k] = std::pow(double(bd->block(k).bytes()), 1.5);
   const std::vector<int> owner = detail::deal_blocks(cost, skip, comm.size());
@@ -133,23 +133,23 @@ PrepareReport prepare_sharded(const CurvatureOperator<Scalar, ExecSpace>& op, do
       owner, skip, comm, where, "layer block",
       [&](int k) {
         const auto& b = bd->block(k);
-        b.prepare(damping);
+        fisher::prepare(b, damping);
         std::ostringstream os(std::ios::binary);
         os.put('F');
-        return b.write_prepared(os, damping) ? os.str() : std::string("L");
+        return fisher::write_prepared(b, os, damping) ? os.str() : std::string("L");
       },
       [&](int k, std::string&& bytes) {
         const auto& b = bd->block(k);
         if (comm.rank() == owner[k]) {
           ++rep.computed;
         } else if (bytes[0] == 'L') {
-          b.prepare(damping);
+          fisher::prepare(b, damping);
           ++rep.computed;
         } else {
           std::istringstream is(bytes.substr(1), std::ios::binary);
-          b.read_prepared(is, damping,
-                          "the factorization of layer block " + std::to_string(k) + " broadcast by rank " +
-                              std::to_string(owner[k]));
+          fisher::read_prepared(b, is, damping,
+                                "the factorization of layer block " + std::to_string(k) + " broadcast by rank " +
+                                    std::to_string(owner[k]));
           ++rep.received;
         }
       });

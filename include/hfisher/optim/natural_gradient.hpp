@@ -142,7 +142,7 @@ class NaturalGradient {
     f.layers.clear();
     auto fresh = estimate_fisher(*model_, win, o_.kind, o_.structure, f, comm_);
     if (F_ && o_.decay > 0)
-      F_->decay_average(*fresh, o_.decay);
+      fisher::decay_average(*F_, *fresh, o_.decay);
     else
       F_ = std::move(fresh);
   }
@@ -166,7 +166,7 @@ class NaturalGradient {
     io::put(o, std::int64_t(v_.extent(0)));
     if (v_.extent(0) > 0) io::put_view(o, v_);
     io::put(o, std::int32_t(F_ != nullptr));
-    if (F_) F_->write_tagged(o);
+    if (F_) fisher::write_curvature(*F_, o);
   }
   /// Restores a state written by write() for the same model and options.
   void read(std::istream& i, const std::string& what) {
@@ -188,7 +188,7 @@ class NaturalGradient {
     }
     std::unique_ptr<CurvatureOperator<Scalar, ExecSpace>> F;
     if (io::get<std::int32_t>(i, what, where) != 0) {
-      F = CurvatureOperator<Scalar, ExecSpace>::read(i, what);
+      F = fisher::read_curvature<Scalar, ExecSpace>(i, what);
       detail::require(F->size() == model_->num_params(), where, what, ": the curvature covers ", F->size(),
                       " parameters, the model has ", model_->num_params());
     }
