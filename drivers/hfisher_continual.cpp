@@ -65,7 +65,7 @@ int run(const ExperimentOptions& o, const hfisher::dist::Communicator& comm) {
     hfisher::io::prepare_output_dir(o.output + "/checkpoints", "hfisher-continual: --output");
     hfisher::continual::claim_output(o);
   }
-  hfisher_cli::check_memory(hfisher::continual::estimate_experiment_bytes<S, E>(o), o.memory_budget,
+  hfisher_cli::check_memory(hfisher::continual::estimate_experiment_bytes<S, E>(o), o.fisher.memory_budget,
                             "hfisher-continual",
                             "this run (the data, one consolidation's per-sample factors and the largest penalty)");
   comm.barrier();
@@ -137,7 +137,7 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 60000));
   app.add_option("--test-examples", o.test_examples, "test examples (split: of the whole set)")
       ->check(CLI::Range(1, 10000));
-  app.add_option("--fisher-examples", o.fisher_examples, "examples per consolidation")->check(CLI::Range(1, 60000));
+  app.add_option("--fisher-examples", o.fisher.examples, "examples per consolidation")->check(CLI::Range(1, 60000));
   app.add_option("--fisher-kind", o.fisher_kind,
                  "mc (one label per example sampled from the model: the Fisher of EWC and K-FAC; default), ggn "
                  "(exact expectation over the classes: R = classes samples per example) or empirical (the data's "
@@ -148,30 +148,40 @@ int main(int argc, char** argv) {
                  "or hodlr (dense leaves, low-rank off-diagonal blocks)")
       ->check(CLI::IsMember({"multilevel", "hodlr"}))
       ->default_str("multilevel; cnn, vit: hodlr");
-  app.add_option("--levels", o.levels, "multilevel: levels of nested low-rank terms per layer")
+  app.add_option("--levels", o.fisher.multilevel.levels, "multilevel: levels of nested low-rank terms per layer")
       ->check(CLI::Range(1, 16));
-  app.add_option("--level-rank", o.level_rank, "multilevel: rank of each node's term (one value, or one per level)")
-      ->check(CLI::Range(1, 4096));
-  app.add_option("--branching", o.branching, "multilevel: children per node (nodes split output units)")
+  app.add_option_function<std::vector<int>>(
+         "--level-rank",
+         [&o](const std::vector<int>& r) { hfisher::continual::set_level_ranks(o.fisher.multilevel, r); },
+         "multilevel: rank of each node's term (one value, or one per level)")
+      ->check(CLI::Range(1, 4096))
+      ->default_str(std::to_string(o.fisher.multilevel.rank));
+  app.add_option("--branching", o.fisher.multilevel.branching,
+                 "multilevel: children per node (nodes split output units)")
       ->check(CLI::Range(2, 1024));
-  app.add_option("--power-steps", o.power_steps,
+  app.add_option("--power-steps", o.fisher.multilevel.power_steps,
                  "multilevel: power steps of the randomized eigensolver of each node (more: closer to the exact "
                  "directions, one more Gram product and QR each)")
       ->check(CLI::Range(0, 16));
-  app.add_option("--oversampling", o.oversampling,
+  app.add_option("--oversampling", o.fisher.multilevel.oversampling,
                  "multilevel: columns beyond the rank in the randomized eigensolver's block (-1: the rank + 8)")
       ->check(CLI::Range(-1, 4096));
-  app.add_option("--tol", o.tol, "hierarchical compression tolerance (relative)")
+  app.add_option_function<double>(
+         "--tol", [&o](double t) { o.fisher.set_tol(t); },
+         "hierarchical compression tolerance (relative; every structure's)")
       ->check(hfisher_cli::Finite)
-      ->check(CLI::Range(1e-12, 0.9));
-  app.add_option("--leaf", o.leaf, "hodlr: leaf size")->check(CLI::Range(2, 4096));
-  app.add_option("--max-rank", o.max_rank, "hodlr: rank cap of off-diagonal blocks (a memory budget; 0: none)")
+      ->check(CLI::Range(1e-12, 0.9))
+      ->default_str(format_default(o.fisher.compression.tol));
+  app.add_option("--leaf", o.fisher.compression.leaf, "hodlr: leaf size")->check(CLI::Range(2, 4096));
+  app.add_option("--max-rank", o.fisher.compression.max_rank,
+                 "hodlr: rank cap of off-diagonal blocks (a memory budget; 0: none)")
       ->check(CLI::Range(0, 4096));
   app.add_option("--replay-examples", o.replay_examples,
                  "replay: training examples kept of every finished task (each step adds the mean loss gradient of "
                  "--batch of them, drawn uniformly, to the current batch's)")
       ->check(CLI::Range(1, 60000));
-  app.add_option("--rank", o.rank, "rank of the ngd optimizer's low-rank Fisher")->check(CLI::Range(1, 4096));
+  app.add_option("--rank", o.fisher.lowrank.rank, "rank of the ngd optimizer's low-rank Fisher")
+      ->check(CLI::Range(1, 4096));
   app.add_option("--damping", o.damping,
                  "damping of the ngd/kfac optimizers (default: ngd " + format_default(default_damping("ngd")) +
                      ", kfac " + format_default(default_damping("kfac")) + ")")
@@ -179,7 +189,7 @@ int main(int argc, char** argv) {
   app.add_option("--seed", o.seed, "seed of initialization, permutations, shuffles")->check(hfisher_cli::Unsigned);
   app.add_option("--seeds", o.seeds, "number of seeds (seed, seed + 1, ...): the table adds mean +- std")
       ->check(CLI::Range(1, 100));
-  app.add_flag("!--no-spd-compensation", o.spd,
+  app.add_flag("!--no-spd-compensation", o.fisher.compression.spd_compensation,
                "hodlr: do not add the truncation error to the diagonal (the compressed Fisher may then be "
                "slightly indefinite, but is not stiffened)");
   app.add_option("--data", o.data, "directory of MNIST-format files (default: Debian's Fashion-MNIST)");
@@ -228,7 +238,7 @@ int main(int argc, char** argv) {
     // NaturalGradientOptions and its kfac() preset)
     if (app.count("--lr") == 0) o.lr = default_lr(o.optimizer);
     if (app.count("--damping") == 0) o.damping = default_damping(o.optimizer);
-    o.memory_budget = hfisher_cli::memory_budget_bytes(memory_budget_gib);
+    o.fisher.memory_budget = hfisher_cli::memory_budget_bytes(memory_budget_gib);
     if (o.model != "mlp") {
       hfisher::detail::require(app.count("--hidden") == 0, "hfisher-continual", "--hidden sets the widths of --model ",
                                "mlp; --model ", o.model, " has fixed layers (nn::small_", o.model, ")");

@@ -512,7 +512,7 @@ TEST(ContinualExperiment, RunsSelectsAndResumesThroughTheLibrary) {
   o.tasks = 2;
   o.train_examples = 300;
   o.test_examples = 100;
-  o.fisher_examples = 20;
+  o.fisher.examples = 20;
   o.batch = 32;
   o.hidden = {8};
   o.methods = {hc::Method::Finetune, hc::Method::EWC};

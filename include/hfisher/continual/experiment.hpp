@@ -51,29 +51,68 @@ namespace continual {
 
 /// Everything that defines an experiment (hfisher-continual's options; the
 /// command-line flag of each field is named beside it in the driver's help).
+/// The Fisher options of the experiment's defaults (a default
+/// FisherOptions with these): 200 examples, tolerance 1e-4, HODLR leaf 32
+/// and rank cap 32 with SPD compensation, low-rank rank 32, multilevel of 2
+/// levels of rank 8 with 100 children per node, 1 power step and
+/// oversampling 8, a 4 GiB budget.
+inline FisherOptions experiment_fisher_options() {
+  FisherOptions f;
+  f.examples = 200;
+  f.set_tol(1e-4);
+  f.compression.leaf = 32;
+  f.compression.max_rank = 32;
+  f.compression.spd_compensation = true;  // HODLR: a penalty stays convex, compressed Fishers stay PSD
+  f.lowrank.rank = 32;
+  f.multilevel.levels = 2;
+  f.multilevel.rank = 8;
+  f.multilevel.branching = 100;
+  f.multilevel.power_steps = 1;
+  f.multilevel.oversampling = 8;
+  f.memory_budget = std::size_t(4) << 30;
+  return f;
+}
+
+/// The rank of each multilevel level as --level-rank gives it: one value
+/// (every level) or one per level.
+inline std::vector<int> level_ranks(const MultilevelFisherOptions& m) {
+  return m.ranks.empty() ? std::vector<int>{m.rank} : m.ranks;
+}
+
+/// Sets the multilevel ranks from --level-rank's values (one: every level).
+inline void set_level_ranks(MultilevelFisherOptions& m, const std::vector<int>& r) {
+  if (r.size() == 1) {
+    m.rank = r[0];
+    m.ranks.clear();
+  } else {
+    m.ranks = r;
+  }
+}
+
 struct ExperimentOptions {
   std::string model = "mlp";  ///< mlp (--hidden), cnn (nn::small_cnn) or vit (nn::small_vit)
   std::string stream = "permuted", scenario = "task", optimizer = "adam", output = "results/continual", data;
   std::vector<Method> methods = {Method::Finetune, Method::EWC, Method::OnlineEWC, Method::KFACLaplace,
                                  Method::Hierarchical};
-  int tasks = 10, epochs = 1, batch = 128, train_examples = 10000, test_examples = 2000, fisher_examples = 200;
+  int tasks = 10, epochs = 1, batch = 128, train_examples = 10000, test_examples = 2000;
   std::vector<int> hidden = {100, 100};
-  double lr = 1e-3, lambda = 10.0, gamma = 0.9, tol = 1e-4, damping = 1e-3;
+  double lr = 1e-3, lambda = 10.0, gamma = 0.9, damping = 1e-3;
   std::string fisher_kind = "mc";  ///< labels sampled from the model: the Fisher EWC and K-FAC define
   std::uint64_t seed = 1;
-  bool spd = true;                      ///< SPD compensation of HODLR hierarchical Fishers
   int seeds = 1;                        ///< runs with seeds seed, seed + 1, ... (mean +- std in the table)
   std::vector<std::string> lambda_for;  ///< per-method overrides of lambda
-  int leaf = 32, rank = 32, max_rank = 32;
   std::string hstructure =
-      "multilevel";                   ///< structure of the hierarchical penalty: multilevel or hodlr (cnn, vit: hodlr)
-  int levels = 2, branching = 100;    ///< multilevel layout: the layer, then each output unit
-  std::vector<int> level_rank = {8};  ///< multilevel: one rank for every level, or one per level
-  int power_steps = 1, oversampling = 8;             ///< multilevel: randomized eigensolver (-1: the rank + 8)
-  int replay_examples = 100;                         ///< replay: examples kept of every finished task
-  std::size_t memory_budget = std::size_t(4) << 30;  ///< bytes a Fisher estimate may allocate (--memory-budget)
-  bool resume = false;                               ///< continue the run in --output from its checkpoints
-  bool overwrite = false;                            ///< remove the earlier run's files in --output first
+      "multilevel";  ///< structure of the hierarchical penalty: multilevel or hodlr (cnn, vit: hodlr)
+  /// How each consolidation estimates its Fisher, the flags bound to these
+  /// fields directly: --fisher-examples (examples), --tol (set_tol),
+  /// --leaf, --max-rank, --no-spd-compensation (compression), --rank
+  /// (lowrank: the ngd optimizer's), --levels, --level-rank, --branching,
+  /// --power-steps, --oversampling (multilevel), --memory-budget (also the
+  /// whole run's budget). The seed of each run is its own.
+  FisherOptions fisher = experiment_fisher_options();
+  int replay_examples = 100;          ///< replay: examples kept of every finished task
+  bool resume = false;                ///< continue the run in --output from its checkpoints
+  bool overwrite = false;             ///< remove the earlier run's files in --output first
   int validation = 0;                 ///< examples per task held out of training for selecting lambda (0: none)
   std::vector<double> lambda_grid;    ///< candidate lambdas, each method's chosen on validation data
   std::vector<double> gamma_grid;     ///< candidate online-EWC decays, chosen with lambda
@@ -113,26 +152,31 @@ inline std::pair<double, double> mean_std(const std::vector<double>& v) {
 /// Everything that changes a run's results: a checkpoint is only resumed
 /// under the same key (the code version first).
 inline std::string run_key(const ExperimentOptions& o, Method method, std::uint64_t seed) {
+  const FisherOptions& f = o.fisher;
   std::ostringstream k;
   k << "code=" << hfisher::commit() << "|v1|" << to_string(method) << "|" << o.stream << "|" << o.scenario << "|"
     << o.optimizer << "|" << o.tasks << "|" << o.epochs << "|" << o.batch << "|" << o.train_examples << "|"
-    << o.test_examples << "|" << o.fisher_examples << "|" << o.lr << "|" << o.lambda << "|" << o.gamma << "|" << o.tol
-    << "|" << o.damping << "|" << o.fisher_kind << "|" << seed << "|" << o.leaf << "|" << o.rank << "|" << o.max_rank
-    << "|" << o.data;
+    << o.test_examples << "|" << f.examples << "|" << o.lr << "|" << o.lambda << "|" << o.gamma << "|"
+    << f.compression.tol << "|" << o.damping << "|" << o.fisher_kind << "|" << seed << "|" << f.compression.leaf << "|"
+    << f.lowrank.rank << "|" << f.compression.max_rank << "|" << o.data;
   if (o.model == "mlp")
     for (int h : o.hidden) k << "|h" << h;
   else
     k << "|model=" << o.model;
   for (const auto& l : o.lambda_for) k << "|l" << l;
-  if (!o.spd) k << "|nospd";
+  if (!f.compression.spd_compensation) k << "|nospd";
+  // tolerances set apart (not through set_tol, as the driver does)
+  if (f.lowrank.tol != f.compression.tol || f.multilevel.tol != f.compression.tol)
+    k << "|tols" << f.lowrank.tol << "," << f.multilevel.tol;
   if (o.keep_optimizer_state) k << "|keepopt";
   if (o.validation > 0) k << "|val" << o.validation;
   if (method == Method::Replay) k << "|replay" << o.replay_examples;
   if (method == Method::Hierarchical)  // v1 keys (HODLR only) stay readable for --hierarchical-structure hodlr
     if (o.hstructure != "hodlr") {
-      k << "|" << o.hstructure << "|" << o.levels << "|" << o.branching;
-      for (int r : o.level_rank) k << "|r" << r;
-      k << "|q" << o.power_steps << "|p" << o.oversampling;  // keys without these held 2 steps, r + 8
+      k << "|" << o.hstructure << "|" << f.multilevel.levels << "|" << f.multilevel.branching;
+      for (int r : level_ranks(f.multilevel)) k << "|r" << r;
+      k << "|q" << f.multilevel.power_steps << "|p"
+        << f.multilevel.oversampling;  // keys without these held 2 steps, r + 8
     }
   return k.str();
 }
@@ -242,7 +286,7 @@ inline void validate(const ExperimentOptions& o, const char* where = "hfisher::c
   (void)fisher_kind_from_string(o.fisher_kind, where);
   require(!o.methods.empty(), where, "no --method to run");
   require(!o.output.empty(), where, "--output is empty");
-  require(o.memory_budget > 0, where, "memory_budget is 0");
+  require(o.fisher.memory_budget > 0, where, "memory_budget is 0");
   auto in = [&](long v, long lo, long hi, const char* flag) {
     require(v >= lo && v <= hi, where, flag, " ", v, " is outside [", lo, ", ", hi, "]");
   };
@@ -251,19 +295,19 @@ inline void validate(const ExperimentOptions& o, const char* where = "hfisher::c
   in(o.batch, 1, 1 << 16, "--batch");
   in(o.train_examples, 1, 60000, "--train-examples");
   in(o.test_examples, 1, 10000, "--test-examples");
-  in(o.fisher_examples, 1, 60000, "--fisher-examples");
+  in(o.fisher.examples, 1, 60000, "--fisher-examples");
   in(o.seeds, 1, 100, "--seeds");
   in(o.validation, 0, 60000, "--validation");
   in(o.replay_examples, 1, 60000, "--replay-examples");
-  in(o.leaf, 2, 4096, "--leaf");
-  in(o.rank, 1, 4096, "--rank");
-  in(o.max_rank, 0, 4096, "--max-rank");
-  in(o.levels, 1, 16, "--levels");
-  in(o.branching, 2, 1024, "--branching");
-  in(o.power_steps, 0, 16, "--power-steps");
-  in(o.oversampling, -1, 4096, "--oversampling");
-  require(!o.level_rank.empty(), where, "--level-rank is empty");
-  for (int r : o.level_rank) in(r, 1, 4096, "--level-rank");
+  const auto& ml = o.fisher.multilevel;
+  in(o.fisher.compression.leaf, 2, 4096, "--leaf");
+  in(o.fisher.lowrank.rank, 1, 4096, "--rank");
+  in(o.fisher.compression.max_rank, 0, 4096, "--max-rank");
+  in(ml.levels, 1, 16, "--levels");
+  in(ml.branching, 2, 1024, "--branching");
+  in(ml.power_steps, 0, 16, "--power-steps");
+  in(ml.oversampling, -1, 4096, "--oversampling");
+  for (int r : level_ranks(ml)) in(r, 1, 4096, "--level-rank");
   if (o.model == "mlp") {
     require(!o.hidden.empty(), where, "--hidden is empty (an MLP needs a hidden layer)");
     for (int h : o.hidden) in(h, 1, 1 << 14, "--hidden");
@@ -281,7 +325,8 @@ inline void validate(const ExperimentOptions& o, const char* where = "hfisher::c
   positive(o.damping, "--damping");
   non_negative(o.lambda, "--lambda");
   decay(o.gamma, "--gamma");
-  require(std::isfinite(o.tol) && o.tol >= 1e-12 && o.tol <= 0.9, where, "--tol ", o.tol, " is outside [1e-12, 0.9]");
+  for (double t : {o.fisher.compression.tol, o.fisher.lowrank.tol, ml.tol})
+    require(std::isfinite(t) && t >= 1e-12 && t <= 0.9, where, "--tol ", t, " is outside [1e-12, 0.9]");
   for (double l : o.lambda_grid) non_negative(l, "--lambda-grid");
   for (double g : o.gamma_grid) decay(g, "--gamma-grid");
   for (double r : o.lr_grid) positive(r, "--lr-grid");
@@ -307,8 +352,8 @@ inline void validate(const ExperimentOptions& o, const char* where = "hfisher::c
           " takes linear layers only; the ",
           o.model == "cnn" ? "convolutions of --model cnn" : "token-wise layers of --model vit",
           " need --hierarchical-structure hodlr (the default for cnn and vit)");
-  require(o.level_rank.size() == 1 || int(o.level_rank.size()) == o.levels, where, "--level-rank has ",
-          o.level_rank.size(), " values for --levels ", o.levels, " (give one, or one per level)");
+  require(ml.ranks.empty() || int(ml.ranks.size()) == ml.levels, where, "--level-rank has ", ml.ranks.size(),
+          " values for --levels ", ml.levels, " (give one, or one per level)");
   if (o.stream == "split")
     require(o.tasks <= 5, where, "--tasks ", o.tasks, " > 5: a split stream of 10 classes has at most 5 tasks");
   if (any_grid(o)) {
@@ -615,7 +660,7 @@ double estimate_experiment_bytes(const ExperimentOptions& o) {
   const double Sz = sizeof(S);
   const double data = 70000.0 * 784 * 4 + (o.train_examples + double(o.tasks) * o.test_examples) * 784 * Sz;
   const double R = o.fisher_kind == "ggn" ? 10 : 1;
-  const double samples = double(o.fisher_examples) * R * rows_cols * Sz;
+  const double samples = double(o.fisher.examples) * R * rows_cols * Sz;
   double penalty = 0;
   for (const auto& m : o.methods) {
     double b = 0;
@@ -626,10 +671,12 @@ double estimate_experiment_bytes(const ExperimentOptions& o) {
     else if (m == Method::KFACLaplace)
       b = o.tasks * (kron + P) * Sz;
     else if (m == Method::Hierarchical) {
+      const auto& ml = o.fisher.multilevel;
       double r = 0;
-      for (int x : o.level_rank) r += x;
-      if (o.level_rank.size() == 1) r *= o.levels;
-      b = o.hstructure == "hodlr" ? 2.0 * P * (o.leaf + 2 * 12.0 * o.max_rank) * Sz : 3.0 * P * (1 + r) * Sz;
+      for (int x : level_ranks(ml)) r += x;
+      if (ml.ranks.empty()) r *= ml.levels;
+      const auto& c = o.fisher.compression;
+      b = o.hstructure == "hodlr" ? 2.0 * P * (c.leaf + 2 * 12.0 * c.max_rank) * Sz : 3.0 * P * (1 + r) * Sz;
     } else if (m == Method::Replay)
       b = double(o.tasks) * o.replay_examples * (784 * Sz + 4);
     penalty = std::max(penalty, b);
@@ -704,7 +751,7 @@ ExperimentResults run_experiment(const ExperimentOptions& o, const dist::Communi
       const int nv = o.validation, nt = t.train.n - nv;
       hfisher::detail::require(nt >= 1, "hfisher-continual", "--validation ", nv,
                                " leaves no training examples (a task has ", t.train.n, ")");
-      hfisher::detail::require(o.fisher_examples <= nt, "hfisher-continual", "--fisher-examples ", o.fisher_examples,
+      hfisher::detail::require(o.fisher.examples <= nt, "hfisher-continual", "--fisher-examples ", o.fisher.examples,
                                " exceeds the ", nt, " training examples of task ", train.size() + 1,
                                " (the Fisher is estimated on a task's training examples)");
       if (std::find(o.methods.begin(), o.methods.end(), Method::Replay) != o.methods.end())
@@ -743,25 +790,10 @@ ExperimentResults run_experiment(const ExperimentOptions& o, const dist::Communi
         "rank(s) x %d thread(s)\n",
         o.optimizer.c_str(), lrs.c_str(),
         o.optimizer == "ngd" || o.optimizer == "kfac" ? (", damping " + format_default(o.damping)).c_str() : "",
-        o.epochs, o.batch, lambdas.c_str(), o.fisher_kind.c_str(), o.fisher_examples, E::name(), comm.size(),
+        o.epochs, o.batch, lambdas.c_str(), o.fisher_kind.c_str(), o.fisher.examples, E::name(), comm.size(),
         E().concurrency());
-    hfisher::FisherOptions fo;
-    fo.examples = o.fisher_examples;
-    fo.memory_budget = o.memory_budget;
-    fo.set_tol(o.tol);
-    fo.compression.leaf = o.leaf;
-    fo.lowrank.rank = o.rank;
-    fo.compression.max_rank = o.max_rank;
+    hfisher::FisherOptions fo = o.fisher;
     fo.seed = seed;
-    fo.compression.spd_compensation = o.spd;  // HODLR: a penalty stays convex, compressed Fishers stay PSD
-    fo.multilevel.levels = o.levels;
-    if (o.level_rank.size() == 1)
-      fo.multilevel.rank = o.level_rank[0];
-    else
-      fo.multilevel.ranks = o.level_rank;
-    fo.multilevel.branching = o.branching;
-    fo.multilevel.power_steps = o.power_steps;
-    fo.multilevel.oversampling = o.oversampling;
     for (std::size_t mi = 0; mi < o.methods.size(); ++mi) {
       const Method method = o.methods[mi];
       // the (lambda, gamma, lr) candidates to run: the grids (each method's
@@ -826,7 +858,7 @@ ExperimentResults run_experiment(const ExperimentOptions& o, const dist::Communi
               auto no = natural_gradient_options(o.optimizer);
               no.lr = oc.lr;
               no.damping = o.damping;
-              no.fisher.lowrank.rank = o.rank;
+              no.fisher.lowrank.rank = o.fisher.lowrank.rank;
               ngd = std::make_unique<hfisher::NaturalGradient<S, E, Net>>(model, train[t], no, comm);
             }
             // weights that are NaN or infinite (a diverged model)

@@ -335,6 +335,8 @@ inline void report_experiment(const ExperimentOptions& o, const ExperimentResult
      << o.stream << "\",\n  \"scenario\": \"" << o.scenario << "\",\n  \"tasks\": " << T
      << ",\n  \"seeds\": " << o.seeds << ",\n";
   // every setting that changes the results, so a run can be repeated from this file alone
+  const auto& ml = o.fisher.multilevel;
+  const auto& fc = o.fisher.compression;
   js << "  \"settings\": {\"hfisher_version\": \"" << hfisher::version() << "\", \"commit\": \"" << hfisher::commit()
      << "\", \"seed\": " << o.seed << ", \"optimizer\": \"" << o.optimizer << "\", \"lr\": " << o.lr
      << ", \"epochs\": " << o.epochs << ", \"batch\": " << o.batch
@@ -343,19 +345,20 @@ inline void report_experiment(const ExperimentOptions& o, const ExperimentResult
      << ", \"widths\": [";
   for (std::size_t l = 0; l < ex.widths.size(); ++l) js << (l ? ", " : "") << ex.widths[l];
   js << "], \"train_examples\": " << o.train_examples << ", \"test_examples\": " << o.test_examples
-     << ", \"fisher_examples\": " << o.fisher_examples << ", \"fisher_kind\": \"" << o.fisher_kind
+     << ", \"fisher_examples\": " << o.fisher.examples << ", \"fisher_kind\": \"" << o.fisher_kind
      << "\", \"lambda\": {";
   for (std::size_t k = 0; k < names.size(); ++k)
     js << (k ? ", " : "") << "\"" << to_string(names[k]) << "\": " << lambda_in_results(names[k]);
   js << "}, \"gamma\": " << o.gamma << ", \"damping\": " << o.damping << ", \"hierarchical_structure\": \""
-     << o.hstructure << "\", \"levels\": " << o.levels << ", \"level_rank\": [";
-  for (std::size_t l = 0; l < o.level_rank.size(); ++l) js << (l ? ", " : "") << o.level_rank[l];
-  js << "], \"branching\": " << o.branching << ", \"tol\": " << o.tol << ", \"leaf\": " << o.leaf
-     << ", \"max_rank\": " << o.max_rank << ", \"spd_compensation\": " << (o.spd ? "true" : "false")
-     << ", \"rank\": " << o.rank << ", \"power_steps\": " << o.power_steps << ", \"oversampling\": " << o.oversampling
-     << ", \"data\": " << hfisher::io::json_string(o.data)
+     << o.hstructure << "\", \"levels\": " << ml.levels << ", \"level_rank\": [";
+  const auto lr = level_ranks(ml);
+  for (std::size_t l = 0; l < lr.size(); ++l) js << (l ? ", " : "") << lr[l];
+  js << "], \"branching\": " << ml.branching << ", \"tol\": " << fc.tol << ", \"leaf\": " << fc.leaf
+     << ", \"max_rank\": " << fc.max_rank << ", \"spd_compensation\": " << (fc.spd_compensation ? "true" : "false")
+     << ", \"rank\": " << o.fisher.lowrank.rank << ", \"power_steps\": " << ml.power_steps
+     << ", \"oversampling\": " << ml.oversampling << ", \"data\": " << hfisher::io::json_string(o.data)
      << ", \"probe_anchors\": " << (o.probe_anchors ? "true" : "false")
-     << ", \"replay_examples\": " << o.replay_examples << ", \"memory_budget_bytes\": " << o.memory_budget
+     << ", \"replay_examples\": " << o.replay_examples << ", \"memory_budget_bytes\": " << o.fisher.memory_budget
      << ", \"validation_examples\": " << o.validation << ", \"lambda_grid\": [";
   for (std::size_t c = 0; c < o.lambda_grid.size(); ++c) js << (c ? ", " : "") << o.lambda_grid[c];
   js << "], \"gamma_grid\": [";
