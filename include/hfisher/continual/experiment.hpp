@@ -187,14 +187,15 @@ inline double lambda_of(const ExperimentOptions& o, Method method) {
   double l = o.lambda;
   for (const auto& kv : o.lambda_for) {
     const auto eq = kv.find('=');
-    hfisher::detail::require(eq != std::string::npos, "hfisher-continual", "--lambda-for expects METHOD=VALUE, got '",
-                             kv, "'");
+    hfisher::detail::require(eq != std::string::npos, "hfisher::continual::lambda_of",
+                             "--lambda-for expects METHOD=VALUE, got '", kv, "'");
     if (kv.substr(0, eq) != to_string(method)) continue;
     char* end = nullptr;
     const std::string v = kv.substr(eq + 1);
     l = std::strtod(v.c_str(), &end);
-    hfisher::detail::require(end && *end == '\0' && !v.empty() && l >= 0 && std::isfinite(l), "hfisher-continual",
-                             "--lambda-for ", kv, ": the value is not a finite number >= 0");
+    hfisher::detail::require(end && *end == '\0' && !v.empty() && l >= 0 && std::isfinite(l),
+                             "hfisher::continual::lambda_of", "--lambda-for ", kv,
+                             ": the value is not a finite number >= 0");
   }
   return l;
 }
@@ -456,7 +457,7 @@ inline double seconds_since(std::chrono::steady_clock::time_point t0) {
 template <class S, class E, class Model>
 void save_checkpoint(const std::string& path, const std::string& key, const RunResult& r, const Model& model,
                      const FisherPenalty<S, E>* pen) {
-  hfisher::io::atomic_write_sealed(path, "hfisher-continual: checkpoint", [&](std::ostream& o) {
+  hfisher::io::atomic_write_sealed(path, "hfisher::continual: checkpoint", [&](std::ostream& o) {
     o.write("HFCKPT01", 8);
     hfisher::io::put(o, std::uint64_t(key.size()));
     o.write(key.data(), std::streamsize(key.size()));
@@ -485,7 +486,7 @@ template <class S, class E, class Model>
 bool load_checkpoint(const std::string& path, const std::string& key, int epochs, RunResult& r, Model& model,
                      FisherPenalty<S, E>* pen) {
   if (!std::filesystem::exists(path)) return false;
-  constexpr const char* where = "hfisher-continual: checkpoint";
+  constexpr const char* where = "hfisher::continual: checkpoint";
   hfisher::io::SealedFile file(path, where);  // checksum verified first: a flipped bit is refused
   std::istream& i = file.stream();
   char m[8];
@@ -547,7 +548,7 @@ double l2_distance(const Vector& x, const Vector& y) {
   using E = typename Vector::execution_space;
   double d = 0;
   Kokkos::parallel_reduce(
-      "hfisher-continual::l2_distance", Kokkos::RangePolicy<E>(0, x.extent(0)),
+      "hfisher::continual::l2_distance", Kokkos::RangePolicy<E>(0, x.extent(0)),
       KOKKOS_LAMBDA(const long i, double& acc) { acc += double(x(i) - y(i)) * double(x(i) - y(i)); }, d);
   return std::sqrt(d);
 }
@@ -575,13 +576,13 @@ void probe_anchors(const ExperimentOptions& o, const std::string& label, int t, 
     const auto d = pen.fisher(s).diag();
     const auto a = pen.anchor(s);
     Kokkos::parallel_for(
-        "hfisher-continual::probe", Kokkos::RangePolicy<E>(0, P), KOKKOS_LAMBDA(const long i) {
+        "hfisher::continual::probe", Kokkos::RangePolicy<E>(0, P), KOKKOS_LAMBDA(const long i) {
           num(i) += d(i) * a(i);
           den(i) += d(i);
         });
   }
   Kokkos::parallel_for(
-      "hfisher-continual::probe_bar", Kokkos::RangePolicy<E>(0, P),
+      "hfisher::continual::probe_bar", Kokkos::RangePolicy<E>(0, P),
       KOKKOS_LAMBDA(const long i) { num(i) = den(i) > 0 ? num(i) / den(i) : theta(i); });
   auto row = [&] {
     std::string r;
@@ -718,9 +719,10 @@ ExperimentResults run_experiment(const ExperimentOptions& o, const dist::Communi
   widths.push_back(C);
   // cnn, vit: the images' shape (an IDX file of (n, rows, cols) gives it)
   const hfisher::nn::ImageShape shape{1, train_all.height, train_all.width};
-  hfisher::detail::require(is_mlp || (shape.height > 0 && shape.width > 0), "hfisher-continual", "--model ", o.model,
-                           " takes images, but the training set in ", o.data.empty() ? "the default folder" : o.data,
-                           " holds flat vectors of ", train_all.features, " values (no rows x cols)");
+  hfisher::detail::require(is_mlp || (shape.height > 0 && shape.width > 0), "hfisher::continual::run_experiment",
+                           "--model ", o.model, " takes images, but the training set in ",
+                           o.data.empty() ? "the default folder" : o.data, " holds flat vectors of ",
+                           train_all.features, " values (no rows x cols)");
   const auto make_model = [&](std::uint64_t seed) {
     if constexpr (is_mlp)
       return Model(widths, hfisher::nn::Activation::ReLU, seed);
@@ -735,7 +737,8 @@ ExperimentResults run_experiment(const ExperimentOptions& o, const dist::Communi
     model_text = (o.model == "cnn" ? "CNN (" : "vision transformer (") + preset(o.model, shape, C).text + ")";
   }
   const long num_params = make_model(o.seed).num_params();
-  const auto fkind = hfisher::fisher_kind_from_string(o.fisher_kind, "hfisher-continual --fisher-kind");
+  const auto fkind =
+      hfisher::fisher_kind_from_string(o.fisher_kind, "hfisher::continual::run_experiment: --fisher-kind");
   ExperimentResults out;
   out.model_text = model_text;
   if constexpr (is_mlp) out.widths = widths;
@@ -749,15 +752,15 @@ ExperimentResults run_experiment(const ExperimentOptions& o, const dist::Communi
     for (const auto& t : stream) {
       // --validation: the last examples of each task's training set, never trained on
       const int nv = o.validation, nt = t.train.n - nv;
-      hfisher::detail::require(nt >= 1, "hfisher-continual", "--validation ", nv,
+      hfisher::detail::require(nt >= 1, "hfisher::continual::run_experiment", "--validation ", nv,
                                " leaves no training examples (a task has ", t.train.n, ")");
-      hfisher::detail::require(o.fisher.examples <= nt, "hfisher-continual", "--fisher-examples ", o.fisher.examples,
-                               " exceeds the ", nt, " training examples of task ", train.size() + 1,
+      hfisher::detail::require(o.fisher.examples <= nt, "hfisher::continual::run_experiment", "--fisher-examples ",
+                               o.fisher.examples, " exceeds the ", nt, " training examples of task ", train.size() + 1,
                                " (the Fisher is estimated on a task's training examples)");
       if (std::find(o.methods.begin(), o.methods.end(), Method::Replay) != o.methods.end())
-        hfisher::detail::require(o.replay_examples <= nt, "hfisher-continual", "--replay-examples ", o.replay_examples,
-                                 " exceeds the ", nt, " training examples of task ", train.size() + 1,
-                                 " (replay keeps that many of every task)");
+        hfisher::detail::require(o.replay_examples <= nt, "hfisher::continual::run_experiment", "--replay-examples ",
+                                 o.replay_examples, " exceeds the ", nt, " training examples of task ",
+                                 train.size() + 1, " (replay keeps that many of every task)");
       train.push_back(hfisher::nn::to_device<S, E>(nv > 0 ? hfisher::nn::slice(t.train, 0, nt) : t.train));
       if (nv > 0) val.push_back(hfisher::nn::to_device<S, E>(hfisher::nn::slice(t.train, nt, nv)));
       test.push_back(hfisher::nn::to_device<S, E>(t.test));
@@ -820,8 +823,8 @@ ExperimentResults run_experiment(const ExperimentOptions& o, const dist::Communi
         if (is_penalty(method))
           pen = std::make_unique<hfisher::FisherPenalty<S, E>>(penalty_method(method), lam, gam, fkind, fo);
         if (pen && method == Method::Hierarchical)
-          pen->set_structure(
-              hfisher::structure_from_string(o.hstructure, "hfisher-continual --hierarchical-structure"));
+          pen->set_structure(hfisher::structure_from_string(
+              o.hstructure, "hfisher::continual::run_experiment: --hierarchical-structure"));
         // replay: the memory of the finished tasks (rebuilt on resume: its
         // examples depend only on the seed and the tasks)
         std::unique_ptr<ReplayMemory<S, E, Net>> replay;
@@ -870,7 +873,7 @@ ExperimentResults run_experiment(const ExperimentOptions& o, const dist::Communi
             };
             auto diverged = [&](long bad, const std::string& when, const std::string& check) {
               return Diverged(hfisher::detail::concat(
-                  "hfisher-continual: ", label, ", task ", t + 1, ": training diverged (",
+                  "hfisher::continual::run_experiment: ", label, ", task ", t + 1, ": training diverged (",
                   bad > 0 ? hfisher::detail::concat(bad, " of ", model.num_params(), " weights are NaN or infinite")
                           : std::string("the weights stayed finite, but the loss became NaN or infinite"),
                   " ", when, ", with ", o.optimizer, " at --lr ", oc.lr, " and lambda ", pen ? pen->lambda() : 0.0,

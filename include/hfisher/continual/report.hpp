@@ -115,7 +115,7 @@ inline void claim_output(const ExperimentOptions& o) {
     std::printf("--overwrite: removed %zu file(s) of an earlier run from %s\n", earlier.size(), o.output.c_str());
     return;
   }
-  hfisher::detail::require(o.resume, "hfisher-continual: --output", o.output, " already holds a run (",
+  hfisher::detail::require(o.resume, "hfisher::continual::claim_output: --output", o.output, " already holds a run (",
                            earlier.front().filename().string(), ", ...): pass --resume to continue it (same ",
                            "arguments and code version) or --overwrite to replace it");
 }
@@ -156,7 +156,7 @@ inline std::vector<Selection> select_candidates(const ExperimentOptions& o, Expe
           sel.val_acc.push_back(bad ? std::nan("") : acc / n);
           if (!bad && acc / n > best) best = acc / n, sel.chosen = c;
         }
-        hfisher::detail::require(best >= 0, "hfisher-continual", to_string(m),
+        hfisher::detail::require(best >= 0, "hfisher::continual::select_candidates", to_string(m),
                                  ": every candidate diverged (lower --lr-grid or --lambda-grid)");
         selections.push_back(sel);
       }
@@ -413,8 +413,8 @@ inline void report_experiment(const ExperimentOptions& o, const ExperimentResult
       for (int j = 0; j < T; ++j) mcsv << r.R(i, j) << (j + 1 < T ? " " : "\n");
     }
     if (r.seed == o.seed)  // heatmaps of the first seed
-      hfisher::io::atomic_write(o.output + "/R_" + to_string(r.method) + ".dat", "hfisher-continual",
-                                [&](std::ostream& f) { f << mcsv.str(); });
+      hfisher::io::atomic_write(o.output + "/R_" + to_string(r.method) + ".dat",
+                                "hfisher::continual::report_experiment", [&](std::ostream& f) { f << mcsv.str(); });
     js << "    {\"method\": \"" << to_string(r.method) << "\", \"seed\": " << r.seed << ", \"lambda\": " << r.lambda;
     if (r.method == Method::OnlineEWC) js << ", \"gamma\": " << r.gamma;
     js << ", \"ACC\": " << r.R.acc(T - 1) << ", \"BWT\": " << r.R.bwt(T - 1)
@@ -464,7 +464,7 @@ inline void report_experiment(const ExperimentOptions& o, const ExperimentResult
       const auto st = stats(m, [&](const RunResult& r) { return r.R.acc(i); });
       a << i + 1 << " " << st.first << " " << st.second << "\n";
     }
-    hfisher::io::atomic_write(o.output + "/ACC_" + to_string(m) + ".dat", "hfisher-continual",
+    hfisher::io::atomic_write(o.output + "/ACC_" + to_string(m) + ".dat", "hfisher::continual::report_experiment",
                               [&](std::ostream& f) { f << a.str(); });
   }
   // final ACC against the Fisher memory each method keeps (mean and std over
@@ -477,13 +477,16 @@ inline void report_experiment(const ExperimentOptions& o, const ExperimentResult
       const auto acc = stats(m, [&](const RunResult& r) { return r.R.acc(T - 1); });
       a << to_string(m) << " " << mb.first << " " << mb.second << " " << acc.first << " " << acc.second << "\n";
     }
-    hfisher::io::atomic_write(o.output + "/acc_memory.dat", "hfisher-continual",
+    hfisher::io::atomic_write(o.output + "/acc_memory.dat", "hfisher::continual::report_experiment",
                               [&](std::ostream& f) { f << a.str(); });
   }
-  hfisher::io::atomic_write(o.output + "/results.csv", "hfisher-continual", [&](std::ostream& f) { f << csv.str(); });
+  hfisher::io::atomic_write(o.output + "/results.csv", "hfisher::continual::report_experiment",
+                            [&](std::ostream& f) { f << csv.str(); });
   if (o.validation > 0)
-    hfisher::io::atomic_write(o.output + "/curve.csv", "hfisher-continual", [&](std::ostream& f) { f << ccsv.str(); });
-  hfisher::io::atomic_write(o.output + "/results.json", "hfisher-continual", [&](std::ostream& f) { f << js.str(); });
+    hfisher::io::atomic_write(o.output + "/curve.csv", "hfisher::continual::report_experiment",
+                              [&](std::ostream& f) { f << ccsv.str(); });
+  hfisher::io::atomic_write(o.output + "/results.json", "hfisher::continual::report_experiment",
+                            [&](std::ostream& f) { f << js.str(); });
   const int n = int(names.size());
   gp << "# file names are relative: run gnuplot in this folder\n"
      << "set terminal pngcairo size " << 380 * n << ",420\nset output 'heatmaps.png'\n"
@@ -517,7 +520,8 @@ inline void report_experiment(const ExperimentOptions& o, const ExperimentResult
     gp << "'acc_memory.dat' every ::" << k << "::" << k << " using 2:4:3:5 with xyerrorbars lw 2 ps 2 lc rgb '"
        << colours[k % 8] << "' pt " << markers[k % 8] << " title '" << to_string(names[k]) << "'"
        << (k + 1 < n ? ", " : "\n");
-  hfisher::io::atomic_write(o.output + "/plots.gp", "hfisher-continual", [&](std::ostream& f) { f << gp.str(); });
+  hfisher::io::atomic_write(o.output + "/plots.gp", "hfisher::continual::report_experiment",
+                            [&](std::ostream& f) { f << gp.str(); });
   const bool plotted = hfisher::io::run_gnuplot(o.output, "plots.gp");
   std::printf(
       "\nwrote %s/results.json, results.csv%s, R_*.dat, ACC_*.dat, acc_memory.dat, plots.gp%s (%.1f s in all)\n",
