@@ -599,5 +599,21 @@ TEST(ContinualExperiment, RunsSelectsAndResumesThroughTheLibrary) {
   o.epochs = 2;
   expect_throw_with([&] { hc::run_experiment<hfisher::nn::MLP>(o, comm, hooks); },
                     {"written by a run with different arguments"}, "resume with other settings");
+  // a checkpoint of format 1 (the bare tag "HFCKPT01" where the common
+  // header now is) is refused by name; version 2 files start with the header
+  o.epochs = 1;
+  for (const auto& e : fs::directory_iterator(o.output + "/checkpoints")) {
+    std::string payload;
+    {
+      hfisher::io::SealedFile f(e.path().string(), "test");
+      payload.assign(std::istreambuf_iterator<char>(f.stream()), std::istreambuf_iterator<char>());
+    }
+    ASSERT_GE(payload.size(), 16u);
+    EXPECT_EQ(payload.substr(0, 8), std::string(hc::detail::checkpoint_magic(), 8));
+    payload = "HFCKPT01" + payload.substr(16);
+    hfisher::io::atomic_write_sealed(e.path().string(), "test", [&](std::ostream& out) { out << payload; });
+  }
+  expect_throw_with([&] { hc::run_experiment<hfisher::nn::MLP>(o, comm, hooks); },
+                    {"a checkpoint of an earlier hfisher (format 1)", "--overwrite"}, "a format-1 checkpoint");
   fs::remove_all(dir);
 }

@@ -453,12 +453,22 @@ inline double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
+/// The magic of a checkpoint (io::put_header: then the format version and
+/// the scalar size; the same magic ends the file).
+inline const char (&checkpoint_magic())[8] {
+  static const char m[8] = {'H', 'F', 'C', 'K', 'P', 'T', '\0', '\1'};
+  return m;
+}
+/// Version 2: the common header of core/io.hpp. Version 1 was the bare tag
+/// "HFCKPT01" (refused by name: its key's code version could not match).
+inline constexpr std::uint32_t checkpoint_version = 2;
+
 /// Writes run r's state after r.done tasks (sealed, atomically).
 template <class S, class E, class Model>
 void save_checkpoint(const std::string& path, const std::string& key, const RunResult& r, const Model& model,
                      const FisherPenalty<S, E>* pen) {
   hfisher::io::atomic_write_sealed(path, "hfisher::continual: checkpoint", [&](std::ostream& o) {
-    o.write("HFCKPT01", 8);
+    hfisher::io::put_header(o, checkpoint_magic(), checkpoint_version, sizeof(S));
     hfisher::io::put(o, std::uint64_t(key.size()));
     o.write(key.data(), std::streamsize(key.size()));
     hfisher::io::put(o, std::int32_t(r.done));
@@ -477,7 +487,7 @@ void save_checkpoint(const std::string& path, const std::string& key, const RunR
     model.write(o);
     hfisher::io::put(o, std::int32_t(pen != nullptr));
     if (pen) pen->write(o);
-    o.write("HFCKPT01", 8);
+    o.write(checkpoint_magic(), 8);
   });
 }
 
@@ -489,9 +499,23 @@ bool load_checkpoint(const std::string& path, const std::string& key, int epochs
   constexpr const char* where = "hfisher::continual: checkpoint";
   hfisher::io::SealedFile file(path, where);  // checksum verified first: a flipped bit is refused
   std::istream& i = file.stream();
-  char m[8];
-  i.read(m, 8);
-  hfisher::detail::require(bool(i) && std::string(m, 8) == "HFCKPT01", where, path, " is not an hfisher checkpoint");
+  {
+    // the magic read here (a stream of a sealed file does not seek back), then
+    // the rest of io::expect_header's checks
+    char m[8] = {};
+    i.read(m, 8);
+    const std::string tag(m, 8);
+    hfisher::detail::require(tag != "HFCKPT01", where, path,
+                             " is a checkpoint of an earlier hfisher (format 1): rerun with --overwrite");
+    hfisher::detail::require(bool(i) && tag == std::string(checkpoint_magic(), 8), where, path,
+                             " is not an hfisher checkpoint");
+    const auto v = hfisher::io::get<std::uint32_t>(i, path, where);
+    hfisher::detail::require(v == checkpoint_version, where, path, " has checkpoint format version ", v,
+                             ", this build reads ", checkpoint_version, ": rerun with --overwrite");
+    const auto ss = hfisher::io::get<std::uint32_t>(i, path, where);
+    hfisher::detail::require(ss == sizeof(S), where, path, " holds ", ss * 8, "-bit scalars, this run uses ",
+                             sizeof(S) * 8);
+  }
   const auto klen = hfisher::io::get<std::uint64_t>(i, path, where);
   hfisher::detail::require(klen < 100000, where, path, ": corrupt header");
   std::string k(klen, '\0');
@@ -536,8 +560,7 @@ bool load_checkpoint(const std::string& path, const std::string& key, int epochs
   hfisher::detail::require((has_pen != 0) == (pen != nullptr), where, path,
                            ": penalty state does not match the method");
   if (pen) pen->read(i, path);
-  i.read(m, 8);
-  hfisher::detail::require(bool(i) && std::string(m, 8) == "HFCKPT01", where, path, ": file is truncated");
+  hfisher::io::expect_magic(i, checkpoint_magic(), path, where, "complete (the file is truncated)");
   file.expect_end();
   return true;
 }
