@@ -188,6 +188,15 @@ TYPED_TEST(PenaltyTest, ValueAndGradientAgainstDense) {
     hfisher::FisherPenalty<S, E> back(m, 1.0);
     back.read(ss, "stream");
     EXPECT_NEAR(back.value(model.params()), pen.value(model.params()), 1e-12 * (1 + std::abs(ref)));
+    // a version-1 record (no header, no end magic) is still read
+    {
+      const std::string v2 = ss.str();
+      ASSERT_EQ(v2.substr(0, 8), std::string(hfisher::FisherPenalty<S, E>::record_magic(), 8));
+      std::istringstream v1(v2.substr(16, v2.size() - 24));
+      hfisher::FisherPenalty<S, E> old(m, 1.0);
+      old.read(v1, "version 1");
+      EXPECT_NEAR(old.value(model.params()), pen.value(model.params()), 1e-12 * (1 + std::abs(ref)));
+    }
     // mutated records (what a checkpoint holds behind its seal): read or
     // refused with an hfisher::Error, never a crash; a read penalty has a
     // finite lambda >= 0 and gamma in (0, 1]

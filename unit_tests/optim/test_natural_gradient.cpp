@@ -317,6 +317,14 @@ TYPED_TEST(NaturalGradientTest, SavedStateResumesBitForBit) {
     hfisher::NaturalGradient<S, E> nb(b, data, o);
     nb.read(opt_state, "state");
     EXPECT_EQ(nb.steps(), 4);
+    {
+      // a version-1 state (the tag "HFNGD001" where the header now is) is still read
+      hfisher::NaturalGradient<S, E> nv1(b, data, o);
+      std::istringstream v1("HFNGD001" + opt_state.str().substr(16));
+      nv1.read(v1, "version 1");
+      EXPECT_EQ(nv1.steps(), 4);
+      EXPECT_EQ(nv1.damping(), nb.damping());
+    }
     run(b, nb, 4, 9);
     EXPECT_EQ(to_host1(b.params()), to_host1(a.params())) << (kfac ? "kfac" : "lowrank");
     EXPECT_EQ(nb.damping(), na.damping());

@@ -165,7 +165,18 @@ class FisherPenalty {
   const Vector& anchor(int t) const { return anchor_.at(t); }
   int terms() const { return int(F_.size()); }
 
+  /// The magic of a penalty record (io::put_header: then the format version
+  /// and the scalar size; the same magic ends the record).
+  static const char (&record_magic())[8] {
+    static const char m[8] = {'H', 'F', 'P', 'E', 'N', '\0', '\0', '\1'};
+    return m;
+  }
+  /// Version 2: the common header of core/io.hpp around the record. Version
+  /// 1 (no header: the record began with the method) is still read.
+  static constexpr std::uint32_t record_version = 2;
+
   void write(std::ostream& o) const {
+    io::put_header(o, record_magic(), record_version, sizeof(Scalar));
     io::put(o, std::int32_t(method_));
     io::put(o, std::int32_t(structure_));
     io::put(o, lambda_);
@@ -177,10 +188,14 @@ class FisherPenalty {
       io::put(o, std::int64_t(anchor_[t].extent(0)));
       io::put_view(o, anchor_[t]);
     }
+    o.write(record_magic(), 8);
   }
   /// Restores what write() wrote into this penalty (same method).
   void read(std::istream& i, const std::string& what) {
     constexpr const char* where = "hfisher::FisherPenalty::read";
+    // version 1 began with the method, a small int32: its first byte is never the magic's 'H'
+    const bool headed = i.peek() == record_magic()[0];
+    if (headed) io::expect_header(i, record_magic(), record_version, sizeof(Scalar), what, where, "a penalty record");
     const int m = io::get<std::int32_t>(i, what, where), st = io::get<std::int32_t>(i, what, where);
     detail::require(m == int(method_), where, what, " holds a ", to_string(PenaltyMethod(m)), " penalty, expected ",
                     to_string(method_));
@@ -204,6 +219,7 @@ class FisherPenalty {
       io::get_view(i, a, what, where);
       anchor_.push_back(a);
     }
+    if (headed) io::expect_magic(i, record_magic(), what, where, "a complete penalty record (it is truncated)");
   }
 
   /// theta - theta_t (a new vector); public because it launches a kernel.

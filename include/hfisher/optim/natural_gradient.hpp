@@ -157,7 +157,7 @@ class NaturalGradient {
 
   /// Saves the state (not the options, model or data) to a binary stream.
   void write(std::ostream& o) const {
-    o.write(kMagic, 8);
+    io::put_header(o, kMagic, kVersion, sizeof(Scalar));
     io::put(o, std::int64_t(steps_));
     io::put(o, std::int64_t(windows_));
     io::put(o, damping_);
@@ -171,7 +171,23 @@ class NaturalGradient {
   /// Restores a state written by write() for the same model and options.
   void read(std::istream& i, const std::string& what) {
     constexpr const char* where = "hfisher::NaturalGradient::read";
-    io::expect_magic(i, kMagic, what, where, "a NaturalGradient state");
+    {
+      // the magic read here, then the rest of io::expect_header's checks;
+      // version 1 began with the tag "HFNGD001" and had no version or
+      // scalar-size fields (read as before)
+      char m[8] = {};
+      i.read(m, 8);
+      const std::string tag(m, 8);
+      detail::require(bool(i) && (tag == "HFNGD001" || tag == std::string(kMagic, 8)), where, what,
+                      " is not a NaturalGradient state");
+      if (tag != "HFNGD001") {
+        const auto v = io::get<std::uint32_t>(i, what, where);
+        detail::require(v == kVersion, where, what, " has format version ", v, ", this build reads 1 and ", kVersion);
+        const auto ss = io::get<std::uint32_t>(i, what, where);
+        detail::require(ss == sizeof(Scalar), where, what, " holds ", ss * 8, "-bit scalars, expected ",
+                        sizeof(Scalar) * 8);
+      }
+    }
     const long steps = long(io::get<std::int64_t>(i, what, where)),
                windows = long(io::get<std::int64_t>(i, what, where));
     const double damping = io::get<double>(i, what, where), clip = io::get<double>(i, what, where);
@@ -270,7 +286,9 @@ class NaturalGradient {
   }
 
  private:
-  static constexpr char kMagic[8] = {'H', 'F', 'N', 'G', 'D', '0', '0', '1'};
+  // the common header of core/io.hpp (version 2; version 1 was the bare tag "HFNGD001")
+  static constexpr char kMagic[8] = {'H', 'F', 'N', 'G', 'D', '\0', '\0', '\1'};
+  static constexpr std::uint32_t kVersion = 2;
 
   /// The k-th rotating window of curvature_examples training examples.
   nn::DeviceData<Scalar, ExecSpace> window(long k) const {
