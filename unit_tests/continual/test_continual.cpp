@@ -1,6 +1,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <limits>
 #include <random>
@@ -608,6 +609,16 @@ TEST(ContinualExperiment, RunsSelectsAndResumesThroughTheLibrary) {
   o.epochs = 2;
   expect_throw_with([&] { hc::run_experiment<hfisher::nn::MLP>(o, comm, hooks); },
                     {"written by a run with different arguments"}, "resume with other settings");
+  // Fisher settings no flag sets enter the key too: such a run is not resumed from these checkpoints
+  o.epochs = 1;
+  for (auto set : std::vector<std::function<void(hfisher::FisherOptions&)>>{
+           [](hfisher::FisherOptions& f) { f.mc_samples = 2; },
+           [](hfisher::FisherOptions& f) { f.kfac.variant = hfisher::KFACVariant::Reduce; },
+           [](hfisher::FisherOptions& f) { f.layers = {0}; }}) {
+    auto other = o;
+    set(other.fisher);
+    for (auto m : o.methods) EXPECT_NE(hc::run_key(other, m, 1), hc::run_key(o, m, 1));
+  }
   // a checkpoint of format 1 (the bare tag "HFCKPT01" where the common
   // header now is) is refused by name; version 2 files start with the header
   o.epochs = 1;

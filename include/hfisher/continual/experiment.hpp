@@ -165,6 +165,19 @@ inline std::string run_key(const ExperimentOptions& o, Method method, std::uint6
     k << "|model=" << o.model;
   for (const auto& l : o.lambda_for) k << "|l" << l;
   if (!f.compression.spd_compensation) k << "|nospd";
+  // FisherOptions fields no flag of the driver sets (a library caller may):
+  // in the key when they differ from experiment_fisher_options()
+  const FisherOptions d = experiment_fisher_options();
+  if (f.batch != d.batch) k << "|fbatch" << f.batch;
+  if (f.mc_samples != d.mc_samples) k << "|mc" << f.mc_samples;
+  if (!f.layers.empty()) {
+    k << "|layers";
+    for (int l : f.layers) k << "," << l;
+  }
+  if (f.kfac.damping != d.kfac.damping) k << "|kfacdamping" << int(f.kfac.damping);
+  if (f.kfac.variant != d.kfac.variant) k << "|kfacvariant" << int(f.kfac.variant);
+  if (f.block != d.block) k << "|block" << int(f.block);
+  if (f.matrix_free) k << "|matrixfree";
   // tolerances set apart (not through set_tol, as the driver does)
   if (f.lowrank.tol != f.compression.tol || f.multilevel.tol != f.compression.tol)
     k << "|tols" << f.lowrank.tol << "," << f.multilevel.tol;
