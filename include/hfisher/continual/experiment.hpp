@@ -49,8 +49,6 @@
 namespace hfisher {
 namespace continual {
 
-/// Everything that defines an experiment (hfisher-continual's options; the
-/// command-line flag of each field is named beside it in the driver's help).
 /// The Fisher options of the experiment's defaults (a default
 /// FisherOptions with these): 200 examples, tolerance 1e-4, HODLR leaf 32
 /// and rank cap 32 with SPD compensation, low-rank rank 32, multilevel of 2
@@ -89,6 +87,8 @@ inline void set_level_ranks(MultilevelFisherOptions& m, const std::vector<int>& 
   }
 }
 
+/// Everything that defines an experiment (hfisher-continual's options; the
+/// command-line flag of each field is named beside it in the driver's help).
 struct ExperimentOptions {
   std::string model = "mlp";  ///< mlp (--hidden), cnn (nn::small_cnn) or vit (nn::small_vit)
   std::string stream = "permuted", scenario = "task", optimizer = "adam", output = "results/continual", data;
@@ -512,23 +512,11 @@ bool load_checkpoint(const std::string& path, const std::string& key, int epochs
   constexpr const char* where = "hfisher::continual: checkpoint";
   hfisher::io::SealedFile file(path, where);  // checksum verified first: a flipped bit is refused
   std::istream& i = file.stream();
-  {
-    // the magic read here (a stream of a sealed file does not seek back), then
-    // the rest of io::expect_header's checks
-    char m[8] = {};
-    i.read(m, 8);
-    const std::string tag(m, 8);
-    hfisher::detail::require(tag != "HFCKPT01", where, path,
-                             " is a checkpoint of an earlier hfisher (format 1): rerun with --overwrite");
-    hfisher::detail::require(bool(i) && tag == std::string(checkpoint_magic(), 8), where, path,
-                             " is not an hfisher checkpoint");
-    const auto v = hfisher::io::get<std::uint32_t>(i, path, where);
-    hfisher::detail::require(v == checkpoint_version, where, path, " has checkpoint format version ", v,
-                             ", this build reads ", checkpoint_version, ": rerun with --overwrite");
-    const auto ss = hfisher::io::get<std::uint32_t>(i, path, where);
-    hfisher::detail::require(ss == sizeof(S), where, path, " holds ", ss * 8, "-bit scalars, this run uses ",
-                             sizeof(S) * 8);
-  }
+  const auto version =
+      hfisher::io::expect_header_or_legacy(i, checkpoint_magic(), "HFCKPT01", checkpoint_version, checkpoint_version,
+                                           sizeof(S), path, where, "an hfisher checkpoint");
+  hfisher::detail::require(version != 0, where, path,
+                           " is a checkpoint of an earlier hfisher (format 1): rerun with --overwrite");
   const auto klen = hfisher::io::get<std::uint64_t>(i, path, where);
   hfisher::detail::require(klen < 100000, where, path, ": corrupt header");
   std::string k(klen, '\0');

@@ -112,14 +112,10 @@ inline void put_header(std::ostream& o, const char (&magic)[8], std::uint32_t ve
   put(o, scalar_size);
 }
 
-/// Checks a head written by put_header: the magic (`role` says what kind of
-/// file was expected), then that this build reads the version (any of
-/// first..last) and the file holds scalars of scalar_size bytes. Returns the
-/// file's version.
-inline std::uint32_t expect_header_versions(std::istream& i, const char (&magic)[8], std::uint32_t first,
-                                            std::uint32_t last, std::uint32_t scalar_size, const std::string& what,
-                                            const char* where, const char* role) {
-  expect_magic(i, magic, what, where, role);
+/// The head after its magic: that this build reads the version (first..last)
+/// and the record holds scalars of scalar_size bytes. Returns the version.
+inline std::uint32_t expect_version_and_scalar(std::istream& i, std::uint32_t first, std::uint32_t last,
+                                               std::uint32_t scalar_size, const std::string& what, const char* where) {
   const auto v = get<std::uint32_t>(i, what, where);
   if (first == last)
     detail::require(v == first, where, what, " has format version ", v, ", this build reads ", first);
@@ -129,6 +125,32 @@ inline std::uint32_t expect_header_versions(std::istream& i, const char (&magic)
   const auto ss = get<std::uint32_t>(i, what, where);
   detail::require(ss == scalar_size, where, what, " holds ", ss * 8, "-bit scalars, expected ", scalar_size * 8);
   return v;
+}
+
+/// Checks a head written by put_header: the magic (`role` says what kind of
+/// file was expected), then that this build reads the version (any of
+/// first..last) and the file holds scalars of scalar_size bytes. Returns the
+/// file's version.
+inline std::uint32_t expect_header_versions(std::istream& i, const char (&magic)[8], std::uint32_t first,
+                                            std::uint32_t last, std::uint32_t scalar_size, const std::string& what,
+                                            const char* where, const char* role) {
+  expect_magic(i, magic, what, where, role);
+  return expect_version_and_scalar(i, first, last, scalar_size, what, where);
+}
+
+/// expect_header_versions for a format whose version 1 began with the 8-byte
+/// tag `legacy` instead of a head (no version, no scalar size): returns 0
+/// when the record starts with that tag (consumed; the caller reads or
+/// refuses the old record), else the version of the checked head.
+inline std::uint32_t expect_header_or_legacy(std::istream& i, const char (&magic)[8], const char (&legacy)[9],
+                                             std::uint32_t first, std::uint32_t last, std::uint32_t scalar_size,
+                                             const std::string& what, const char* where, const char* role) {
+  char m[8] = {};
+  i.read(m, 8);
+  const std::string tag(m, 8);
+  if (i && tag == std::string(legacy, 8)) return 0;
+  detail::require(bool(i) && tag == std::string(magic, 8), where, what, " is not ", role);
+  return expect_version_and_scalar(i, first, last, scalar_size, what, where);
 }
 
 /// expect_header_versions for a format with one version.

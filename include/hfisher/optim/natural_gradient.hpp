@@ -171,23 +171,9 @@ class NaturalGradient {
   /// Restores a state written by write() for the same model and options.
   void read(std::istream& i, const std::string& what) {
     constexpr const char* where = "hfisher::NaturalGradient::read";
-    {
-      // the magic read here, then the rest of io::expect_header's checks;
-      // version 1 began with the tag "HFNGD001" and had no version or
-      // scalar-size fields (read as before)
-      char m[8] = {};
-      i.read(m, 8);
-      const std::string tag(m, 8);
-      detail::require(bool(i) && (tag == "HFNGD001" || tag == std::string(kMagic, 8)), where, what,
-                      " is not a NaturalGradient state");
-      if (tag != "HFNGD001") {
-        const auto v = io::get<std::uint32_t>(i, what, where);
-        detail::require(v == kVersion, where, what, " has format version ", v, ", this build reads 1 and ", kVersion);
-        const auto ss = io::get<std::uint32_t>(i, what, where);
-        detail::require(ss == sizeof(Scalar), where, what, " holds ", ss * 8, "-bit scalars, expected ",
-                        sizeof(Scalar) * 8);
-      }
-    }
+    // version 1 began with the tag "HFNGD001" (no version or scalar size); the rest is read as before
+    io::expect_header_or_legacy(i, kMagic, "HFNGD001", kVersion, kVersion, sizeof(Scalar), what, where,
+                                "a NaturalGradient state");
     const long steps = long(io::get<std::int64_t>(i, what, where)),
                windows = long(io::get<std::int64_t>(i, what, where));
     const double damping = io::get<double>(i, what, where), clip = io::get<double>(i, what, where);
